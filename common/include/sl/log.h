@@ -1,0 +1,33 @@
+/* sl/log.h - one-line structured logs to stderr (logfmt).
+ *
+ *   ts=2026-11-28T21:30:00.123Z level=info svc=edge event=conn_close dev=p-1 reason=idle
+ *
+ * Callers pass the key=value part; log_at adds ts, level and svc. Each line
+ * is written with one write(2), so lines from threads never interleave.
+ * Values with spaces must be quoted by the caller (log_q helps). */
+#ifndef SL_LOG_H
+#define SL_LOG_H
+#include <stddef.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* svc names the process in every line; level is the minimum printed. */
+void log_init(const char *svc, enum log_level min);
+
+/* Parse "debug", "info", "warn", "error"; -1 if none of them. */
+int log_level_parse(const char *s);
+
+void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int log_enabled(enum log_level lvl);
+
+/* Copy s into out (cap bytes) as a logfmt value: quoted and escaped if it
+ * holds spaces, quotes or control bytes. Returns out. */
+const char *log_q(char *out, size_t cap, const char *s, size_t n);
+
+#define LOG_DEBUG(...) do { if (log_enabled(LOG_DEBUG)) log_at(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define LOG_INFO(...) log_at(LOG_INFO, __VA_ARGS__)
+#define LOG_WARN(...) log_at(LOG_WARN, __VA_ARGS__)
+#define LOG_ERROR(...) log_at(LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,63 @@
+/* sl/metrics.h - Prometheus metrics and the health endpoints.
+ *
+ * Metrics are registered once at startup (not thread-safe) and then updated
+ * from any thread with relaxed atomics (lock-free, no allocation). An HTTP
+ * server (libmicrohttpd, its own thread) serves:
+ *   /metrics  text exposition format 0.0.4
+ *   /healthz  200 "ok" while the process runs
+ *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready()
+ * Series with labels are registered one per label set: the `labels` string
+ * is the text inside the braces, e.g. "reason=\"idle\"", or NULL. Registering
+ * the same name and labels again returns the same storage; a name reused
+ * with another type, or more than 512 series, aborts (a startup bug).
+ * metrics_start also registers process_resident_memory_bytes and
+ * process_open_fds (unless the service registered those names itself). */
+#ifndef SL_METRICS_H
+#define SL_METRICS_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct metric_counter { _Atomic uint64_t v; };
+struct metric_gauge { _Atomic int64_t v; };
+
+#define METRICS_MAX_BUCKETS 16
+struct metric_hist {
+    int nb;
+    double bounds[METRICS_MAX_BUCKETS]; /* upper bounds, ascending; +Inf implied */
+    _Atomic uint64_t counts[METRICS_MAX_BUCKETS + 1];
+    _Atomic uint64_t sum_micro; /* sum of observations x 1e6, kept as an integer for atomics */
+    _Atomic uint64_t n;
+};
+
+/* Registration returns storage owned by the registry (lives until exit). */
+struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels);
+struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
+/* bounds in seconds (for *_seconds histograms) or plain units; nb <= METRICS_MAX_BUCKETS. */
+struct metric_hist *metrics_hist(const char *name, const char *help, const char *labels,
+                                 const double *bounds, int nb);
+
+static inline void metric_inc(struct metric_counter *c) { atomic_fetch_add_explicit(&c->v, 1, memory_order_relaxed); }
+static inline void metric_add(struct metric_counter *c, uint64_t n) { atomic_fetch_add_explicit(&c->v, n, memory_order_relaxed); }
+static inline void metric_set(struct metric_gauge *g, int64_t v) { atomic_store_explicit(&g->v, v, memory_order_relaxed); }
+static inline void metric_gadd(struct metric_gauge *g, int64_t d) { atomic_fetch_add_explicit(&g->v, d, memory_order_relaxed); }
+
+/* Observe one value (seconds for *_seconds histograms). Lock-free. */
+void metric_observe(struct metric_hist *h, double value);
+
+/* A gauge computed on scrape (e.g. RSS); fn is called on the HTTP thread
+ * under the registry lock, so it must not register metrics itself. */
+void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
+
+/* Start the HTTP server on "host:port" (port 0 = disabled). Returns 0 or -1
+ * (logged). The server thread runs until metrics_stop(). */
+int metrics_start(const char *listen);
+void metrics_stop(void);
+void metrics_set_ready(bool ready);
+
+/* Render the exposition text into buf (for tests). Returns bytes written
+ * (truncated to cap-1, NUL-terminated). */
+size_t metrics_render(char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,63 @@
+/* sl/zmqx.h - ZeroMQ helpers shared by the services and the edge.
+ *
+ * - zmqx_fd / zmqx_readable / zmqx_writable: ZMQ_FD is edge-triggered; a
+ *   loop callback on it must drain with ZMQ_EVENTS (zmqx_readable) until
+ *   nothing is readable or acks stall, and re-check after every send too.
+ * - zmqx_resolver: services bind, edges connect to every address a service
+ *   host name resolves to, and keep re-resolving. getaddrinfo blocks, so a
+ *   resolver thread does it and hands the new endpoint list over through a
+ *   mutex-protected slot; the loop thread applies it (connect/disconnect) on
+ *   its own sockets, since ZeroMQ sockets belong to one thread.
+ * - zmqx_send_take: the zmsg_send(&m) convention for raw buffers held in a
+ *   zmq_msg_t: ownership moves with the call. */
+#ifndef SL_ZMQX_H
+#define SL_ZMQX_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+/* True while the socket has a message to read (ZMQ_EVENTS & ZMQ_POLLIN). */
+bool zmqx_readable(void *sock);
+/* True while the socket can take a message without blocking. */
+bool zmqx_writable(void *sock);
+/* The socket's ZMQ_FD for epoll (EPOLLIN, edge-triggered semantics). */
+int zmqx_fd(void *sock);
+
+/* Apply the options every Sluice socket wants: linger (ms), send/recv HWM
+ * (a negative value leaves the libzmq default), ZMQ_IMMEDIATE for PUSH/DEALER
+ * when `immediate`, and ZMQ_IPV6 (dual stack; libzmq falls back to IPv4 where
+ * IPv6 is unavailable). Returns 0 or -1 (zmq_errno() tells why). */
+int zmqx_setup(void *sock, int linger_ms, int sndhwm, int rcvhwm, bool immediate);
+
+/* Send msg and take it: after the call the caller's msg is empty whether
+ * the send succeeded or not (on failure it is closed and re-initialised), so
+ * the caller never closes it twice or leaks it. Returns 0 or -errno (-EAGAIN
+ * with ZMQ_DONTWAIT when the HWM is reached). Never blocks with ZMQ_DONTWAIT. */
+int zmqx_send_take(void *sock, zmq_msg_t *msg, int flags);
+
+/* Endpoint list resolver. `spec` is a comma-separated list of
+ * tcp://host:port; each host is resolved to all its IPv4/IPv6 addresses
+ * every `period_ms`. Numeric addresses, "*", [v6] and other transports pass
+ * through unchanged. The first resolution is done (blocking) inside
+ * zmqx_resolver_new, so it is available at once; a name that later fails to
+ * resolve keeps its previous addresses. Returns NULL on a malformed spec
+ * (logged) or out of memory. destroy joins the thread (may wait for a
+ * getaddrinfo in flight). */
+struct zmqx_resolver;
+struct zmqx_resolver *zmqx_resolver_new(const char *spec, int period_ms);
+void zmqx_resolver_destroy(struct zmqx_resolver **r);
+/* The latest published list, comma-joined and sorted, into buf (truncated to
+ * cap-1, NUL-terminated), for logs and tests. Returns its version (bumped on
+ * every change; >= 1 once _new returned). Thread-safe, never blocks long. */
+uint64_t zmqx_resolver_snapshot(struct zmqx_resolver *r, char *buf, size_t cap);
+/* Bring sock's connections in line with the latest resolution: connect new
+ * endpoints, disconnect vanished ones. `state` is per-socket bookkeeping the
+ * caller keeps (zero-initialised). Call from the socket's thread, e.g. once
+ * a second. Returns how many endpoints sock is now connected to. */
+struct zmqx_conns;
+struct zmqx_conns *zmqx_conns_new(void);
+void zmqx_conns_destroy(struct zmqx_conns **c);
+int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *c);
+
+#endif

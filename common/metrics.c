@@ -1,0 +1,485 @@
+/* metrics.c - a fixed-size Prometheus registry and the /metrics /healthz /readyz server.
+ *
+ * Series live in one static array (METRICS_MAX_SERIES), so the pointers that
+ * registration hands out stay valid for the life of the process and updates
+ * are plain relaxed atomics on them: no lock and no allocation on any hot
+ * path. A mutex only guards registration against a concurrent scrape.
+ * Rendering groups series by metric name, so HELP and TYPE appear once per
+ * name whatever the order of registration of its label sets.
+ *
+ * The HTTP side is libmicrohttpd with its own polling thread; a scrape
+ * renders into a heap buffer sized by a first pass (scrapes are rare; the
+ * services never allocate for metrics otherwise).
+ *
+ * Deliberately not here: summaries, label parsing or escaping (callers pass
+ * the label text verbatim), push gateways, unregistration. */
+#define _GNU_SOURCE
+#include "sl/metrics.h"
+
+#include "sl/log.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define METRICS_MAX_SERIES 512
+
+enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN };
+
+struct series {
+    enum kind kind;
+    char *name;
+    char *help;
+    char *labels; /* NULL or the text inside the braces */
+    union {
+        struct metric_counter c;
+        struct metric_gauge g;
+        struct metric_hist h;
+        struct {
+            double (*fn)(void *);
+            void *ud;
+        } f;
+    } u;
+};
+
+static struct series g_series[METRICS_MAX_SERIES];
+static int g_n;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool g_ready;
+static struct MHD_Daemon *g_mhd;
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool same_labels(const char *a, const char *b)
+{
+    if (!a || !*a)
+        return !b || !*b;
+    return b && strcmp(a, b) == 0;
+}
+
+static void __attribute__((noreturn)) fatal(const char *what, const char *name)
+{
+    /* Registration happens at startup; a wrong table is a programmer error
+     * and the process must not run with metrics silently missing. */
+    fprintf(stderr, "metrics: %s: %s\n", what, name);
+    abort();
+}
+
+/* Find or create the series (name, labels). Called with g_mu held. */
+static struct series *reg(enum kind k, const char *name, const char *help, const char *labels)
+{
+    for (int i = 0; i < g_n; i++) {
+        struct series *s = &g_series[i];
+        if (strcmp(s->name, name) == 0) {
+            bool same_kind = s->kind == k || (s->kind == K_GAUGE_FN && k == K_GAUGE) ||
+                             (s->kind == K_GAUGE && k == K_GAUGE_FN);
+            if (!same_kind)
+                fatal("metric registered twice with different types", name);
+            if (same_labels(s->labels, labels) && s->kind == k)
+                return s; /* idempotent: e.g. every worker registering the same series */
+        }
+    }
+    if (g_n == METRICS_MAX_SERIES)
+        fatal("too many series (raise METRICS_MAX_SERIES)", name);
+    struct series *s = &g_series[g_n];
+    memset(s, 0, sizeof *s);
+    s->kind = k;
+    s->name = strdup(name);
+    s->help = dup_or_null(help);
+    s->labels = labels && *labels ? strdup(labels) : NULL;
+    if (!s->name || (help && !s->help) || (labels && *labels && !s->labels))
+        fatal("out of memory registering", name);
+    g_n++;
+    return s;
+}
+
+struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_COUNTER, name, help, labels);
+    pthread_mutex_unlock(&g_mu);
+    return &s->u.c;
+}
+
+struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_GAUGE, name, help, labels);
+    pthread_mutex_unlock(&g_mu);
+    return &s->u.g;
+}
+
+struct metric_hist *metrics_hist(const char *name, const char *help, const char *labels, const double *bounds,
+                                 int nb)
+{
+    if (nb < 0 || nb > METRICS_MAX_BUCKETS)
+        fatal("too many histogram buckets", name);
+    for (int i = 1; i < nb; i++)
+        if (!(bounds[i] > bounds[i - 1]))
+            fatal("histogram bounds not ascending", name);
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_HIST, name, help, labels);
+    if (s->u.h.nb == 0 && nb > 0) {
+        s->u.h.nb = nb;
+        memcpy(s->u.h.bounds, bounds, (size_t)nb * sizeof *bounds);
+    }
+    pthread_mutex_unlock(&g_mu);
+    return &s->u.h;
+}
+
+void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_GAUGE_FN, name, help, NULL);
+    s->u.f.fn = fn;
+    s->u.f.ud = ud;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void metric_observe(struct metric_hist *h, double value)
+{
+    int i = 0;
+    while (i < h->nb && !(value <= h->bounds[i]))
+        i++;
+    /* le is inclusive; index nb is the +Inf overflow bucket (NaN lands there). */
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    if (isfinite(value)) {
+        int64_t micro = (int64_t)llround(value * 1e6);
+        /* Two's-complement wrap makes negative observations subtract. */
+        atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)micro, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&h->n, 1, memory_order_relaxed);
+}
+
+void metrics_set_ready(bool ready)
+{
+    atomic_store(&g_ready, ready);
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+struct out {
+    char *buf;
+    size_t cap;
+    size_t len; /* bytes the full text needs, may exceed cap */
+};
+
+static void __attribute__((format(printf, 2, 3))) put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static void put_double(struct out *o, double v)
+{
+    if (isnan(v))
+        put(o, "NaN");
+    else if (isinf(v))
+        put(o, v > 0 ? "+Inf" : "-Inf");
+    else
+        put(o, "%.15g", v);
+}
+
+static const char *type_text(enum kind k)
+{
+    switch (k) {
+    case K_COUNTER:
+        return "counter";
+    case K_HIST:
+        return "histogram";
+    case K_GAUGE:
+    case K_GAUGE_FN:
+        break;
+    }
+    return "gauge";
+}
+
+/* `name{labels}` with an optional extra label (the histogram's le). */
+static void put_name(struct out *o, const char *name, const char *suffix, const char *labels,
+                     const char *extra)
+{
+    put(o, "%s%s", name, suffix);
+    if (labels || extra)
+        put(o, "{%s%s%s}", labels ? labels : "", labels && extra ? "," : "", extra ? extra : "");
+    put(o, " ");
+}
+
+static void render_series(struct out *o, const struct series *s)
+{
+    switch (s->kind) {
+    case K_COUNTER:
+        put_name(o, s->name, "", s->labels, NULL);
+        put(o, "%llu\n", (unsigned long long)atomic_load_explicit(&s->u.c.v, memory_order_relaxed));
+        break;
+    case K_GAUGE:
+        put_name(o, s->name, "", s->labels, NULL);
+        put(o, "%lld\n", (long long)atomic_load_explicit(&s->u.g.v, memory_order_relaxed));
+        break;
+    case K_GAUGE_FN:
+        put_name(o, s->name, "", s->labels, NULL);
+        put_double(o, s->u.f.fn ? s->u.f.fn(s->u.f.ud) : NAN);
+        put(o, "\n");
+        break;
+    case K_HIST: {
+        const struct metric_hist *h = &s->u.h;
+        uint64_t cum = 0;
+        char le[64];
+        for (int i = 0; i <= h->nb; i++) {
+            cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+            if (i < h->nb)
+                snprintf(le, sizeof le, "le=\"%.15g\"", h->bounds[i]);
+            else
+                snprintf(le, sizeof le, "le=\"+Inf\"");
+            put_name(o, s->name, "_bucket", s->labels, le);
+            put(o, "%llu\n", (unsigned long long)cum);
+        }
+        /* _count is the +Inf bucket, not h->n read separately, so a scrape
+         * racing an observation still shows _count == the +Inf bucket. */
+        int64_t micro = (int64_t)atomic_load_explicit(&h->sum_micro, memory_order_relaxed);
+        put_name(o, s->name, "_sum", s->labels, NULL);
+        put_double(o, (double)micro / 1e6);
+        put(o, "\n");
+        put_name(o, s->name, "_count", s->labels, NULL);
+        put(o, "%llu\n", (unsigned long long)cum);
+        break;
+    }
+    }
+}
+
+/* Render everything; returns the length the full text needs (like snprintf). */
+static size_t render(char *buf, size_t cap)
+{
+    struct out o = {buf, cap, 0};
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < g_n; i++) {
+        const struct series *s = &g_series[i];
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++)
+            seen = strcmp(g_series[j].name, s->name) == 0;
+        if (seen)
+            continue; /* already rendered with the first series of its name */
+        if (s->help)
+            put(&o, "# HELP %s %s\n", s->name, s->help);
+        put(&o, "# TYPE %s %s\n", s->name, type_text(s->kind));
+        for (int j = i; j < g_n; j++)
+            if (strcmp(g_series[j].name, s->name) == 0)
+                render_series(&o, &g_series[j]);
+    }
+    pthread_mutex_unlock(&g_mu);
+    if (cap > 0)
+        buf[o.len < cap ? o.len : cap - 1] = '\0';
+    return o.len;
+}
+
+size_t metrics_render(char *buf, size_t cap)
+{
+    size_t n = render(buf, cap);
+    if (cap == 0)
+        return 0;
+    return n < cap ? n : cap - 1;
+}
+
+/* ---- process gauges --------------------------------------------------------- */
+
+static double rss_bytes(void *ud)
+{
+    (void)ud;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return NAN;
+    unsigned long size = 0, resident = 0;
+    int n = fscanf(f, "%lu %lu", &size, &resident);
+    fclose(f);
+    if (n != 2)
+        return NAN;
+    return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+static double open_fds(void *ud)
+{
+    (void)ud;
+    /* Counting /proc/self/fd is a readdir per scrape: cheap at scrape rates. */
+    int count = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return NAN;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            count++;
+    closedir(d);
+    return (double)(count - 1); /* minus the directory handle itself */
+}
+
+/* Register a built-in gauge unless the service already registered that
+ * name (its own function then stays). */
+static void gauge_fn_default(const char *name, const char *help, double (*fn)(void *))
+{
+    pthread_mutex_lock(&g_mu);
+    bool have = false;
+    for (int i = 0; i < g_n && !have; i++)
+        have = strcmp(g_series[i].name, name) == 0;
+    pthread_mutex_unlock(&g_mu);
+    if (!have)
+        metrics_gauge_fn(name, help, fn, NULL);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned int status, const char *ctype, void *body,
+                             size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_size,
+                              void **req_cls)
+{
+    (void)cls;
+    (void)version;
+    (void)upload_data;
+    (void)upload_size;
+    (void)req_cls;
+    static const char text[] = "text/plain; charset=utf-8";
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, (void *)"method not allowed", 18,
+                     MHD_RESPMEM_PERSISTENT);
+    if (strcmp(url, "/metrics") == 0) {
+        size_t cap = 16384;
+        for (;;) {
+            char *buf = malloc(cap);
+            if (!buf)
+                return MHD_NO;
+            size_t need = render(buf, cap);
+            if (need < cap)
+                return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf, need,
+                             MHD_RESPMEM_MUST_FREE);
+            free(buf);
+            cap = need + 1024; /* a gauge may have grown between passes */
+        }
+    }
+    if (strcmp(url, "/healthz") == 0)
+        return reply(c, MHD_HTTP_OK, text, (void *)"ok", 2, MHD_RESPMEM_PERSISTENT);
+    if (strcmp(url, "/readyz") == 0) {
+        if (atomic_load(&g_ready))
+            return reply(c, MHD_HTTP_OK, text, (void *)"ready", 5, MHD_RESPMEM_PERSISTENT);
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text, (void *)"not ready", 9, MHD_RESPMEM_PERSISTENT);
+    }
+    return reply(c, MHD_HTTP_NOT_FOUND, text, (void *)"not found", 9, MHD_RESPMEM_PERSISTENT);
+}
+
+/* Split "host:port", "[v6]:port", ":port" or "port". host is "" for any. */
+static int split_listen(const char *listen, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon;
+    host[0] = '\0';
+    if (listen[0] == '[') {
+        const char *rb = strchr(listen, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        size_t hl = (size_t)(rb - listen - 1);
+        if (hl >= hcap)
+            return -1;
+        memcpy(host, listen + 1, hl);
+        host[hl] = '\0';
+        colon = rb + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (colon) {
+            size_t hl = (size_t)(colon - listen);
+            if (hl >= hcap)
+                return -1;
+            memcpy(host, listen, hl);
+            host[hl] = '\0';
+        }
+    }
+    const char *p = colon ? colon + 1 : listen;
+    if (!*p || strlen(p) >= pcap || strspn(p, "0123456789") != strlen(p))
+        return -1;
+    snprintf(port, pcap, "%s", p);
+    return 0;
+}
+
+int metrics_start(const char *listen)
+{
+    if (!listen || !*listen)
+        return 0;
+    char host[256], port[16];
+    if (split_listen(listen, host, sizeof host, port, sizeof port) < 0) {
+        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        return -1;
+    }
+    if (atoi(port) == 0)
+        return 0; /* port 0 = metrics off */
+    if (atoi(port) > 65535) {
+        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        return -1;
+    }
+    if (g_mhd)
+        return 0;
+
+    gauge_fn_default("process_resident_memory_bytes", "Resident memory size in bytes.", rss_bytes);
+    gauge_fn_default("process_open_fds", "Number of open file descriptors.", open_fds);
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, port, &hints, &res);
+    if (gai != 0 || !res) {
+        LOG_ERROR("event=metrics_listen_bad listen=%s err=\"%s\"", listen, gai_strerror(gai));
+        return -1;
+    }
+    /* Prefer IPv4: getaddrinfo may list :: or ::1 first ("localhost"), and
+     * probes usually come to 127.0.0.1 or the pod's v4 address. An explicit
+     * [v6] host resolves to v6 only and is honoured. */
+    struct addrinfo *ai = res;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            ai = a;
+            break;
+        }
+    /* epoll, not MHD's default select(): the edge holds tens of thousands of
+     * fds, so a scrape's accepted socket is far above FD_SETSIZE. */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    g_mhd = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
+                             ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
+                             10u, MHD_OPTION_END);
+    freeaddrinfo(res);
+    if (!g_mhd) {
+        LOG_ERROR("event=metrics_listen_fail listen=%s", listen);
+        return -1;
+    }
+    return 0;
+}
+
+void metrics_stop(void)
+{
+    if (g_mhd) {
+        MHD_stop_daemon(g_mhd);
+        g_mhd = NULL;
+    }
+}

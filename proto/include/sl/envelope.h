@@ -1,0 +1,106 @@
+/* sl/envelope.h - the internal messages between edges and services
+ * (docs/protocol.md, "Internal messages").
+ *
+ * One ZeroMQ message carries a batch: a header followed by any number of
+ * entries, all msgpack, concatenated. Every entry has the same positional
+ * shape (struct envelope), whatever its kind and direction:
+ *
+ *   header: [v, edge_id, incarnation, reply]
+ *   entry:  [kind, slot, gen, dev, epoch, seq, ts, at_ns, peer, reason, id, ok, body]
+ *
+ * Trailing nil fields of an entry are left out by the writer, so an ack is
+ * [kind, slot, gen, dev, epoch, seq]. Readers ignore elements past the ones
+ * they know, so a later version may append fields; a changed meaning bumps v
+ * and a reader refuses a batch whose v it does not speak (SL_VERSION).
+ *
+ * Writer and reader are I/O-free and never allocate: the writer fills a
+ * caller buffer, the reader points into the message it reads. */
+#ifndef SL_ENVELOPE_H
+#define SL_ENVELOPE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sl/err.h"
+#include "sl/mp.h"
+#include "sl/slice.h"
+
+enum envelope_kind {
+    ENV_NONE = 0,
+    /* edge -> persister and notifier (PUSH) */
+    ENV_DATA = 1,       /* a data frame: seq, ts, at_ns = edge receive time, body */
+    ENV_CONNECT = 2,    /* a session began (hello accepted): at_ns, peer */
+    ENV_DISCONNECT = 3, /* a session ended: at_ns, peer, reason */
+    ENV_RES = 4,        /* a device answered a command: id, ok, body (may be absent) */
+    ENV_HEARTBEAT = 5,  /* the edge is alive: at_ns, seq = open connections */
+    ENV_UNDELIVERABLE = 6, /* edge -> notifier: a cmd found no connection: id, reason */
+    /* service -> edge (ROUTER to the edge worker's DEALER) */
+    ENV_ACK = 7,  /* persister: (slot, gen, dev, seq) is committed */
+    ENV_CMD = 8,  /* notifier: deliver cmd id with body to dev */
+    ENV_KICK = 9, /* notifier: close exactly (slot, gen, dev) with err "replaced" */
+};
+
+/* Batch header. In edge -> service batches, reply is the ZeroMQ identity of
+ * the edge worker's DEALER ("<edge-id>/<worker>"): any service answers there.
+ * In service -> edge batches, incarnation is the one the service is answering
+ * (an edge drops batches meant for an earlier incarnation) and edge/reply
+ * name the sender. */
+struct envelope_hdr {
+    uint32_t v;
+    struct sl_slice edge;
+    uint64_t incarnation;
+    struct sl_slice reply;
+};
+
+/* One entry. A connection id is (header incarnation, slot, gen). Fields a
+ * kind does not use are zero / empty and go on the wire as nil. */
+struct envelope {
+    enum envelope_kind kind;
+    uint32_t slot;
+    uint32_t gen;
+    struct sl_slice dev;
+    uint64_t epoch;       /* session epoch: orders sessions of one device */
+    uint64_t seq;         /* data/ack: device seq; heartbeat: open connections */
+    int64_t ts;           /* data: device timestamp, ms */
+    bool has_ts;
+    uint64_t at_ns;       /* wall-clock ns when the edge saw it */
+    struct sl_slice peer;   /* connect/disconnect: "ip:port" */
+    struct sl_slice reason; /* disconnect: close reason; undeliverable: why */
+    struct sl_slice id;     /* res/cmd/undeliverable: command id */
+    bool ok;                /* res */
+    bool has_ok;
+    struct sl_slice body;   /* data/res/cmd: raw msgpack bytes, untouched */
+    bool has_body;
+};
+
+struct envelope_writer {
+    struct mp_buf buf;
+    uint32_t count;
+};
+
+/* Start a batch in buf (caller-owned). Returns SL_OK or SL_TOOBIG. */
+enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_t cap,
+                                  const struct envelope_hdr *h);
+
+/* Append one entry. SL_TOOBIG leaves the batch as it was before the call
+ * (flush it and start a new one). */
+enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope *e);
+
+static inline size_t envelope_writer_len(const struct envelope_writer *w) { return w->buf.len; }
+
+struct envelope_reader {
+    struct mp_cur cur;
+    struct envelope_hdr hdr;
+};
+
+/* Read a batch header. SL_VERSION if v is not SL_ENVELOPE_VERSION (the
+ * header is still filled in, for the log line), SL_DECODE if malformed. */
+enum sl_err envelope_reader_begin(struct envelope_reader *r, const uint8_t *p, size_t n);
+
+/* Next entry: SL_OK, SL_AGAIN at the end of the batch, SL_DECODE if
+ * malformed (stop reading the batch). */
+enum sl_err envelope_reader_next(struct envelope_reader *r, struct envelope *e);
+
+/* Wire-independent name of a kind, for logs and metrics labels. */
+const char *envelope_kind_name(enum envelope_kind k);
+
+#endif

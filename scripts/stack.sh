@@ -1,0 +1,47 @@
+# scripts/stack.sh - start and stop the local Sluice stack (sourced by scripts/demo).
+# PostgreSQL and Mosquitto run as root-started daemons without systemd, in a private
+# directory with their own ports (see ../shared/ENV-NOTES.md for why each step is as it is).
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+
+# pg_start DIR PORT: initdb on first use, then start; idempotent.
+pg_start() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  chmod 700 "$dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  fi
+  psql -h 127.0.0.1 -p "$port" -U postgres -tAc "select 1 from pg_database where datname='sluice'" | grep -q 1 ||
+    psql -h 127.0.0.1 -p "$port" -U postgres -qc "create database sluice" >/dev/null
+}
+
+pg_stop() {
+  local dir=$1
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# mqtt_start DIR PORT: Mosquitto in the foreground (as root it drops to user
+# mosquitto and exits if its files sit in root-only folders), logging to DIR/mosquitto.log.
+mqtt_start() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  cat >"$dir/mosquitto.conf" <<CONF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 0
+max_queued_messages 100000
+log_dest stderr
+CONF
+  chmod 644 "$dir/mosquitto.conf"
+  mosquitto -c "$dir/mosquitto.conf" 2>>"$dir/mosquitto.log" &
+  echo $! >"$dir/mosquitto.pid"
+}

@@ -1,0 +1,457 @@
+/* test_envelope.c - batches round-trip for every kind, trailing nils are
+ * left out, readers skip positions they do not know, refuse other versions
+ * and stop on truncation, and a full writer rolls back to a sendable batch. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sl/envelope.h"
+#include "sl/limits.h"
+
+static struct sl_slice S(const char *s) {
+    struct sl_slice x = {(const uint8_t *)s, (uint32_t)strlen(s)};
+    return x;
+}
+
+static const uint8_t body[] = {0x82, 0xa4, 't', 'e', 'm', 'p',  0xcb, 0x40, 0x35, 0x80,
+                               0,    0,    0,   0,   0,   0xa2, 'o',  'n',  0xc3};
+
+static struct envelope_hdr hdr(void)
+{
+    struct envelope_hdr h = {0};
+    h.edge = S("edge-a:7000");
+    h.incarnation = 0xfedcba9876543210ULL;
+    h.reply = S("edge-a:7000/1");
+    return h;
+}
+
+/* One entry of every kind, with the fields its kind uses. */
+static struct envelope sample(enum envelope_kind k)
+{
+    struct envelope e = {0};
+    e.kind = k;
+    e.slot = 17;
+    e.gen = 4000000000u;
+    e.dev = S("pump-0001");
+    e.epoch = 1764358200123456789ULL;
+    switch (k) {
+    case ENV_DATA:
+        e.seq = (uint64_t)INT64_MAX;
+        e.ts = 1764358200000LL;
+        e.has_ts = true;
+        e.at_ns = 1764358200999000000ULL;
+        e.body.p = body;
+        e.body.n = sizeof body;
+        e.has_body = true;
+        break;
+    case ENV_CONNECT:
+        e.at_ns = 1;
+        e.peer = S("10.0.0.1:5555");
+        break;
+    case ENV_DISCONNECT:
+        e.at_ns = 2;
+        e.peer = S("[::1]:5555");
+        e.reason = S("idle");
+        break;
+    case ENV_RES:
+        e.at_ns = 3;
+        e.id = S("cmd-7");
+        e.ok = true;
+        e.has_ok = true;
+        e.body.p = body;
+        e.body.n = sizeof body;
+        e.has_body = true;
+        break;
+    case ENV_HEARTBEAT:
+        e.slot = 0;
+        e.gen = 0;
+        e.dev = S("");
+        e.epoch = 0;
+        e.seq = 12;
+        e.at_ns = 4;
+        break;
+    case ENV_UNDELIVERABLE:
+        e.id = S("cmd-8");
+        e.reason = S("disconnected");
+        break;
+    case ENV_ACK:
+        e.seq = 42;
+        break;
+    case ENV_CMD:
+        e.id = S("cmd-9");
+        e.body.p = body;
+        e.body.n = 1;
+        e.has_body = true;
+        break;
+    default:
+        break;
+    }
+    return e;
+}
+
+static void same(const struct envelope *a, const struct envelope *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    assert_int_equal(a->slot, b->slot);
+    assert_int_equal(a->gen, b->gen);
+    assert_true(sl_slice_eq(a->dev, b->dev));
+    assert_true(a->epoch == b->epoch);
+    assert_true(a->seq == b->seq);
+    assert_int_equal(a->has_ts, b->has_ts);
+    assert_true(a->ts == b->ts);
+    assert_true(a->at_ns == b->at_ns);
+    assert_true(sl_slice_eq(a->peer, b->peer));
+    assert_true(sl_slice_eq(a->reason, b->reason));
+    assert_true(sl_slice_eq(a->id, b->id));
+    assert_int_equal(a->ok, b->ok);
+    assert_int_equal(a->has_ok, b->has_ok);
+    assert_int_equal(a->has_body, b->has_body);
+    assert_true(sl_slice_eq(a->body, b->body));
+}
+
+static void test_roundtrip_every_kind(void **state)
+{
+    (void)state;
+    static uint8_t buf[4096];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+        struct envelope e = sample((enum envelope_kind)k);
+        assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    }
+    assert_int_equal(w.count, 9);
+
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
+    assert_int_equal(r.hdr.v, SL_ENVELOPE_VERSION);
+    assert_true(sl_slice_eqs(r.hdr.edge, "edge-a:7000"));
+    assert_true(r.hdr.incarnation == 0xfedcba9876543210ULL);
+    assert_true(sl_slice_eqs(r.hdr.reply, "edge-a:7000/1"));
+    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+        struct envelope want = sample((enum envelope_kind)k), got;
+        assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
+        same(&got, &want);
+        /* Bodies point into the batch, never copied. */
+        if (got.has_body)
+            assert_true(got.body.p >= buf && got.body.p < buf + envelope_writer_len(&w));
+    }
+    struct envelope e;
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+}
+
+static void test_optional_fields(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    struct envelope e = sample(ENV_DATA), got;
+    e.has_ts = false; /* ts nil in the middle of the array */
+    struct envelope res = sample(ENV_RES);
+    res.has_body = false;
+    res.ok = false;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &res), SL_OK);
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
+    assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
+    assert_false(got.has_ts);
+    assert_true(got.ts == 0);
+    assert_true(got.seq == e.seq);
+    assert_true(got.has_body);
+    assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
+    assert_int_equal(got.kind, ENV_RES);
+    assert_false(got.has_body);
+    assert_true(got.has_ok);
+    assert_false(got.ok);
+    assert_true(sl_slice_eqs(got.id, "cmd-7"));
+    assert_int_equal(envelope_reader_next(&r, &got), SL_AGAIN);
+}
+
+static void test_many_entries(void **state)
+{
+    (void)state;
+    static uint8_t buf[1 << 20];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    char devs[1000][16];
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    for (int i = 0; i < 1000; i++) {
+        struct envelope e = sample(i % 2 ? ENV_ACK : ENV_DATA);
+        snprintf(devs[i], sizeof devs[i], "dev-%d", i);
+        e.dev = S(devs[i]);
+        e.seq = (uint64_t)i + 1;
+        e.slot = (uint32_t)i;
+        assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    }
+    assert_int_equal(w.count, 1000);
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
+    for (int i = 0; i < 1000; i++) {
+        struct envelope e;
+        assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+        assert_int_equal(e.kind, i % 2 ? ENV_ACK : ENV_DATA);
+        assert_true(sl_slice_eqs(e.dev, devs[i]));
+        assert_true(e.seq == (uint64_t)i + 1);
+        assert_int_equal(e.slot, (uint32_t)i);
+    }
+    struct envelope e;
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+}
+
+static void test_toobig_rollback(void **state)
+{
+    (void)state;
+    uint8_t buf[200];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    struct envelope ack = sample(ENV_ACK);
+    struct envelope data = sample(ENV_DATA);
+    int n = 0;
+    size_t before = 0;
+    for (;;) {
+        before = envelope_writer_len(&w);
+        enum sl_err rc = envelope_writer_add(&w, n % 3 == 2 ? &data : &ack);
+        if (rc == SL_TOOBIG)
+            break;
+        assert_int_equal(rc, SL_OK);
+        n++;
+    }
+    assert_true(n >= 2);
+    assert_int_equal(w.count, (uint32_t)n);
+    assert_int_equal(envelope_writer_len(&w), before);
+    assert_false(w.buf.overflow);
+    /* A smaller entry may still fit after a refused bigger one. */
+    if (n % 3 == 2) {
+        size_t len0 = envelope_writer_len(&w);
+        if (envelope_writer_add(&w, &ack) == SL_OK) {
+            n++;
+            assert_true(envelope_writer_len(&w) > len0);
+        }
+    }
+    /* The batch as left is whole: every entry reads back, then the end. */
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
+    for (int i = 0; i < n; i++) {
+        struct envelope e;
+        assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    }
+    struct envelope e;
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+
+    /* A header that does not fit. */
+    assert_int_equal(envelope_writer_begin(&w, buf, 10, &h), SL_TOOBIG);
+    /* An unknown kind is a programming error, not a wire one. */
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    e = sample(ENV_ACK);
+    e.kind = ENV_NONE;
+    assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
+    e.kind = (enum envelope_kind)10;
+    assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
+    assert_int_equal(w.count, 0);
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    h.v = 2;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    struct envelope e = sample(ENV_ACK);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_VERSION);
+    /* Filled in for the log line. */
+    assert_int_equal(r.hdr.v, 2);
+    assert_true(sl_slice_eqs(r.hdr.edge, "edge-a:7000"));
+    /* A v2 header of another shape still says VERSION, not DECODE. */
+    const uint8_t odd[] = {0x91, 0x02};
+    assert_int_equal(envelope_reader_begin(&r, odd, sizeof odd), SL_VERSION);
+    const uint8_t v0[] = {0x94, 0x00, 0xa1, 'e', 0x01, 0xa1, 'r'};
+    assert_int_equal(envelope_reader_begin(&r, v0, sizeof v0), SL_VERSION);
+    const uint8_t v1[] = {0x94, 0x01, 0xa1, 'e', 0x01, 0xa1, 'r'};
+    assert_int_equal(envelope_reader_begin(&r, v1, sizeof v1), SL_OK);
+    /* A huge version number does not wrap to 1. */
+    const uint8_t vbig[] = {0x94, 0xcf, 0, 0, 0, 1, 0, 0, 0, 1, 0xa1, 'e', 0x01, 0xa1, 'r'};
+    assert_int_equal(envelope_reader_begin(&r, vbig, sizeof vbig), SL_VERSION);
+}
+
+static void test_trailing_nils_omitted(void **state)
+{
+    (void)state;
+    uint8_t buf[256];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    size_t hlen = envelope_writer_len(&w);
+    struct envelope e = {0};
+    e.kind = ENV_ACK;
+    e.slot = 3;
+    e.gen = 2;
+    e.dev = S("d1");
+    e.epoch = 5;
+    e.seq = 42;
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    /* [7, 3, 2, "d1", 5, 42]: a 6-element array, nothing after seq. */
+    const uint8_t want[] = {0x96, 0x07, 0x03, 0x02, 0xa2, 'd', '1', 0x05, 0x2a};
+    assert_int_equal(envelope_writer_len(&w) - hlen, sizeof want);
+    assert_memory_equal(buf + hlen, want, sizeof want);
+
+    /* A kick is [9, slot, gen, dev, epoch]; a connect stops at peer. */
+    hlen = envelope_writer_len(&w);
+    e.kind = ENV_KICK;
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    const uint8_t kick[] = {0x95, 0x09, 0x03, 0x02, 0xa2, 'd', '1', 0x05};
+    assert_int_equal(envelope_writer_len(&w) - hlen, sizeof kick);
+    assert_memory_equal(buf + hlen, kick, sizeof kick);
+
+    hlen = envelope_writer_len(&w);
+    e.kind = ENV_CONNECT;
+    e.at_ns = 1;
+    e.peer = S("p");
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    /* seq (unused by connect) and ts are nil, then at_ns, peer. */
+    const uint8_t conn[] = {0x99, 0x02, 0x03, 0x02, 0xa2, 'd', '1', 0x05, 0xc0, 0xc0, 0x01, 0xa1, 'p'};
+    assert_int_equal(envelope_writer_len(&w) - hlen, sizeof conn);
+    assert_memory_equal(buf + hlen, conn, sizeof conn);
+
+    /* The header: [1, "edge-a:7000", incarnation (uint64), "edge-a:7000/1"]. */
+    assert_int_equal(buf[0], 0x94);
+    assert_int_equal(buf[1], 0x01);
+    /* And a data entry's body is a bin carrying the raw bytes. */
+    hlen = envelope_writer_len(&w);
+    struct envelope d = sample(ENV_DATA);
+    d.dev = S("d1");
+    assert_int_equal(envelope_writer_add(&w, &d), SL_OK);
+    const uint8_t *end = buf + envelope_writer_len(&w);
+    assert_int_equal(end[-(int)sizeof body - 2], 0xc4);
+    assert_int_equal(end[-(int)sizeof body - 1], sizeof body);
+    assert_memory_equal(end - sizeof body, body, sizeof body);
+}
+
+static void test_reader_tolerance(void **state)
+{
+    (void)state;
+    /* Header with an extra position, entries of 4 elements (missing
+     * positions are nil) and of 15 (two unknown, one a nested map). */
+    const uint8_t in[] = {
+        0x95, 0x01, 0xa1, 'e',  0x07, 0xa1, 'r',  0x92, 0x01, 0x02, /* header + [1,2] */
+        0x94, 0x07, 0x01, 0x02, 0xa1, 'x',                          /* [7,1,2,"x"] */
+        0xdc, 0x00, 0x0f, 0x07, 0x01, 0x02, 0xa1, 'y',  0x09, 0x2a, /* array16 of 15: ack ... */
+        0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0,                   /* ts .. body nil */
+        0x81, 0xa1, 'k',  0x92, 0x01, 0x90,                         /* extra 13: {"k":[1,[]]} */
+        0xa3, 'n',  'e',  'w',                                      /* extra 14 */
+        0x93, 0x07, 0x00, 0x00,                                     /* 3 elements: refused */
+    };
+    struct envelope_reader r;
+    struct envelope e;
+    assert_int_equal(envelope_reader_begin(&r, in, sizeof in), SL_OK);
+    assert_true(sl_slice_eqs(r.hdr.reply, "r"));
+    assert_true(r.hdr.incarnation == 7);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.kind, ENV_ACK);
+    assert_true(sl_slice_eqs(e.dev, "x"));
+    assert_true(e.seq == 0 && e.epoch == 0);
+    assert_false(e.has_ts || e.has_ok || e.has_body);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_true(sl_slice_eqs(e.dev, "y"));
+    assert_true(e.epoch == 9);
+    assert_true(e.seq == 42);
+    assert_false(e.has_body);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_DECODE);
+
+    /* An unknown kind reads fine (a newer edge); the service skips it. */
+    const uint8_t k99[] = {0x94, 0x01, 0xa0, 0x00, 0xa0, 0x94, 0x63, 0x00, 0x00, 0xa0};
+    assert_int_equal(envelope_reader_begin(&r, k99, sizeof k99), SL_OK);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.kind, 99);
+    assert_string_equal(envelope_kind_name(e.kind), "unknown");
+    assert_string_equal(envelope_kind_name(ENV_HEARTBEAT), "heartbeat");
+    assert_string_equal(envelope_kind_name(ENV_KICK), "kick");
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    struct envelope e = sample(ENV_DATA);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    size_t n = envelope_writer_len(&w);
+    struct envelope_reader r;
+
+    /* Cut anywhere inside the entry: the reader says DECODE, never OK. */
+    assert_int_equal(envelope_reader_begin(&r, buf, n), SL_OK);
+    size_t hlen = (size_t)(r.cur.p - buf);
+    for (size_t cut = hlen + 1; cut < n; cut++) {
+        assert_int_equal(envelope_reader_begin(&r, buf, cut), SL_OK);
+        assert_int_equal(envelope_reader_next(&r, &e), SL_DECODE);
+    }
+    /* Cut inside the header. */
+    for (size_t cut = 0; cut < hlen; cut++)
+        assert_int_equal(envelope_reader_begin(&r, buf, cut), SL_DECODE);
+
+    /* Wrong types in known positions. */
+    const uint8_t hdr_ok[] = {0x94, 0x01, 0xa1, 'e', 0x07, 0xa1, 'r'};
+    struct {
+        uint8_t b[16];
+        size_t n;
+    } bad[] = {
+        {{0x94, 0xa1, 'x', 0x00, 0x00, 0xa0}, 6},                                         /* kind a string */
+        {{0x94, 0xc0, 0x00, 0x00, 0xa0}, 5},                                              /* kind nil */
+        {{0x94, 0x07, 0xff, 0x00, 0xa0}, 5},                                              /* slot negative */
+        {{0x94, 0x07, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0x00, 0xa0}, 13},                     /* slot > u32 */
+        {{0x94, 0x07, 0x00, 0x00, 0x01}, 5},                                              /* dev not a str */
+        {{0x96, 0x07, 0x00, 0x00, 0xa0, 0x00, 0xa1, 'x'}, 8},                             /* seq a str */
+        {{0x9d, 0x01, 0, 0, 0xa0, 0, 1, 0xc0, 0, 0xc0, 0xc0, 0xc0, 0xc0, 0xa1, 'x'}, 15}, /* body str */
+        {{0x9c, 0x04, 0, 0, 0xa0, 0, 0xc0, 0xc0, 0, 0xc0, 0xc0, 0xc0, 0x01}, 13},         /* ok not bool */
+        {{0x92, 0x07, 0x00}, 3},                                                          /* fewer than 4 */
+        {{0x01}, 1},                                                                      /* not an array */
+        {{0xdd, 0xff, 0xff, 0xff, 0xff, 0x07}, 6},                                        /* array32 lie */
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        uint8_t in[64];
+        memcpy(in, hdr_ok, sizeof hdr_ok);
+        memcpy(in + sizeof hdr_ok, bad[k].b, bad[k].n);
+        assert_int_equal(envelope_reader_begin(&r, in, sizeof hdr_ok + bad[k].n), SL_OK);
+        if (envelope_reader_next(&r, &e) != SL_DECODE)
+            fail_msg("bad entry %zu accepted", k);
+    }
+    /* Header: not an array, short, wrong types. */
+    assert_int_equal(envelope_reader_begin(&r, (const uint8_t *)"\x01", 1), SL_DECODE);
+    assert_int_equal(envelope_reader_begin(&r, (const uint8_t *)"\x93\x01\xa0\x00", 4), SL_DECODE);
+    assert_int_equal(envelope_reader_begin(&r, (const uint8_t *)"\x94\x01\x01\x00\xa0", 5), SL_DECODE);
+    assert_int_equal(envelope_reader_begin(&r,
+                                           (const uint8_t *)"\x94\xa1"
+                                                            "1\xa0\x00\xa0",
+                                           6),
+                     SL_DECODE);
+    assert_int_equal(envelope_reader_begin(&r, (const uint8_t *)"", 0), SL_DECODE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_every_kind),
+        cmocka_unit_test(test_optional_fields),
+        cmocka_unit_test(test_many_entries),
+        cmocka_unit_test(test_toobig_rollback),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_trailing_nils_omitted),
+        cmocka_unit_test(test_reader_tolerance),
+        cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,190 @@
+/* test_metrics.c - the exposition text is exact (HELP/TYPE once per name,
+ * label sets grouped under it, cumulative histogram buckets with +Inf, _sum
+ * and _count), and the HTTP server answers /metrics, /healthz and /readyz
+ * (503 until metrics_set_ready(true)) on 127.0.0.1, read with a plain socket. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sl/metrics.h"
+
+#define PORT 25101
+
+static const char expected[] = "# HELP t_closed_total Closed connections.\n"
+                               "# TYPE t_closed_total counter\n"
+                               "t_closed_total{reason=\"idle\"} 3\n"
+                               "t_closed_total{reason=\"auth\"} 1\n"
+                               "# HELP t_conns Open connections.\n"
+                               "# TYPE t_conns gauge\n"
+                               "t_conns -2\n"
+                               "# HELP t_lat_seconds Latency.\n"
+                               "# TYPE t_lat_seconds histogram\n"
+                               "t_lat_seconds_bucket{le=\"0.005\"} 2\n"
+                               "t_lat_seconds_bucket{le=\"0.1\"} 3\n"
+                               "t_lat_seconds_bucket{le=\"1\"} 3\n"
+                               "t_lat_seconds_bucket{le=\"+Inf\"} 4\n"
+                               "t_lat_seconds_sum 2.056\n"
+                               "t_lat_seconds_count 4\n"
+                               "t_lat_seconds_bucket{op=\"w\",le=\"10\"} 1\n"
+                               "t_lat_seconds_bucket{op=\"w\",le=\"+Inf\"} 1\n"
+                               "t_lat_seconds_sum{op=\"w\"} 7\n"
+                               "t_lat_seconds_count{op=\"w\"} 1\n"
+                               "# HELP t_fn Computed.\n"
+                               "# TYPE t_fn gauge\n"
+                               "t_fn 1.5\n";
+
+static double fn_val(void *ud)
+{
+    return *(double *)ud;
+}
+static double fnv = 1.5;
+
+static void test_render(void **state)
+{
+    (void)state;
+    /* Interleave registrations: the label sets must still be grouped. */
+    struct metric_counter *idle = metrics_counter("t_closed_total", "Closed connections.", "reason=\"idle\"");
+    struct metric_gauge *conns = metrics_gauge("t_conns", "Open connections.", NULL);
+    const double b[] = {0.005, 0.1, 1};
+    struct metric_hist *lat = metrics_hist("t_lat_seconds", "Latency.", NULL, b, 3);
+    struct metric_counter *auth = metrics_counter("t_closed_total", "Closed connections.", "reason=\"auth\"");
+    const double b2[] = {10};
+    struct metric_hist *w = metrics_hist("t_lat_seconds", "Latency.", "op=\"w\"", b2, 1);
+    metrics_gauge_fn("t_fn", "Computed.", fn_val, &fnv);
+
+    /* Registering the same series again returns the same storage. */
+    assert_ptr_equal(metrics_counter("t_closed_total", "Closed connections.", "reason=\"idle\""), idle);
+    assert_ptr_not_equal(idle, auth);
+
+    metric_inc(idle);
+    metric_add(idle, 2);
+    metric_inc(auth);
+    metric_set(conns, 5);
+    metric_gadd(conns, -7);
+    metric_observe(lat, 0.001);
+    metric_observe(lat, 0.005); /* le is inclusive */
+    metric_observe(lat, 0.05);
+    metric_observe(lat, 2.0);
+    metric_observe(w, 7);
+
+    char buf[8192];
+    size_t n = metrics_render(buf, sizeof buf);
+    assert_string_equal(buf, expected);
+    assert_int_equal(n, strlen(expected));
+
+    /* Truncation: cap-1 bytes and a NUL. */
+    char small[40];
+    n = metrics_render(small, sizeof small);
+    assert_int_equal(n, sizeof small - 1);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_memory_equal(small, expected, sizeof small - 1);
+}
+
+struct resp {
+    int status;
+    char body[65536];
+};
+
+/* One HTTP/1.0 GET with a plain socket; the server closes after replying. */
+static void http_get(const char *path, struct resp *r)
+{
+    /* dup2 onto a high number so the client side is above FD_SETSIZE too. */
+    int fd0 = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd0 >= 0);
+    int fd = fcntl(fd0, F_DUPFD, 1200);
+    assert_true(fd >= 1200);
+    close(fd0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[256];
+    int rl = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    assert_int_equal(write(fd, req, (size_t)rl), rl);
+    static char raw[131072];
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < sizeof raw && (k = read(fd, raw + n, sizeof raw - 1 - n)) > 0)
+        n += (size_t)k;
+    raw[n] = '\0';
+    close(fd);
+    assert_int_equal(sscanf(raw, "HTTP/1.%*d %d", &r->status), 1);
+    char *body = strstr(raw, "\r\n\r\n");
+    assert_non_null(body);
+    snprintf(r->body, sizeof r->body, "%s", body + 4);
+}
+
+static void test_http(void **state)
+{
+    (void)state;
+    assert_int_equal(metrics_start("127.0.0.1:0"), 0); /* port 0 = off: no server, no error */
+    assert_int_equal(metrics_start("nonsense"), -1);
+    /* Push fds past FD_SETSIZE first: a select()-based server would fail to
+     * start or to accept here (the edge runs with tens of thousands of fds). */
+    int low = open("/dev/null", O_RDONLY);
+    assert_true(low >= 0);
+    int fill;
+    while ((fill = dup(low)) >= 0 && fill < 1100) {
+    } /* every fd below 1100 is now taken: the server's sockets come above */
+    assert_true(fill >= 1100);
+    assert_int_equal(metrics_start("127.0.0.1:"
+                                   "25101"),
+                     0);
+    static struct resp r;
+
+    http_get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "not ready");
+    metrics_set_ready(true);
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ready");
+    metrics_set_ready(false);
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+
+    http_get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, expected));
+    /* The server registered the process gauges; RSS is a positive number. */
+    char *rss = strstr(r.body, "\nprocess_resident_memory_bytes ");
+    assert_non_null(rss);
+    assert_true(strtod(rss + strlen("\nprocess_resident_memory_bytes "), NULL) > 1e5);
+    assert_non_null(strstr(r.body, "# TYPE process_resident_memory_bytes gauge\n"));
+    assert_non_null(strstr(r.body, "\nprocess_open_fds "));
+
+    http_get("/nope", &r);
+    assert_int_equal(r.status, 404);
+    metrics_stop();
+
+    /* Stopped: nothing listens any more. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_not_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_http),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
