@@ -1,0 +1,376 @@
+/* edge_bench.c - benchmark of one sluice-edge (not a test).
+ *
+ * It starts the edge itself (--edge-bin), plays an instant persister in a
+ * thread (PULL + ROUTER: every data entry is acked at once through the
+ * ROUTER path), and drives devices over TCP from this process:
+ *
+ *   idle  --conns N : N authenticated idle connections (source addresses
+ *                     spread over 127.0.0.2..), edge RSS before/after ->
+ *                     bytes per connection.
+ *   tput  --conns N --window W --seconds S : each connection keeps W data
+ *                     frames in flight; prints acked frames/s, p50/p99.
+ *   rate  --rate R ... : the same at a fixed total rate R frames/s.
+ *
+ * No notifier is bound: the edge sheds its data copies (counted), which is
+ * the cheapest notifier; a real notifier adds one more PUSH per batch. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "sl/envelope.h"
+#include "sl/frame.h"
+#include "sl/msg.h"
+#include "sl/token.h"
+
+static const char *SECRET = "bench-secret";
+static int base_port = 21900;
+static atomic_bool peer_stop;
+static uint64_t incarnation_seen;
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- instant persister ---------------------------------------------- */
+static void *peer_main(void *ctx)
+{
+    char ep[64];
+    void *pull = zmq_socket(ctx, ZMQ_PULL), *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int to = 100, zero = 0;
+    zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
+    zmq_setsockopt(router, ZMQ_SNDHWM, &zero, sizeof zero);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 1);
+    zmq_bind(pull, ep);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 2);
+    zmq_bind(router, ep);
+    size_t cap = 8u << 20;
+    uint8_t *out = malloc(cap);
+    while (!atomic_load(&peer_stop)) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, pull, 0) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        struct envelope_reader r;
+        if (envelope_reader_begin(&r, zmq_msg_data(&m), zmq_msg_size(&m)) == SL_OK) {
+            char reply[300];
+            snprintf(reply, sizeof reply, "%.*s", (int)r.hdr.reply.n, r.hdr.reply.p);
+            incarnation_seen = r.hdr.incarnation;
+            struct envelope_hdr h = {.v = 1, .incarnation = r.hdr.incarnation};
+            h.edge.p = (const uint8_t *)"bench";
+            h.edge.n = 5;
+            h.reply = h.edge;
+            struct envelope_writer w;
+            envelope_writer_begin(&w, out, cap, &h);
+            struct envelope e;
+            while (envelope_reader_next(&r, &e) == SL_OK) {
+                if (e.kind != ENV_DATA)
+                    continue;
+                struct envelope a = {.kind = ENV_ACK, .slot = e.slot, .gen = e.gen, .dev = e.dev,
+                                     .epoch = e.epoch, .seq = e.seq};
+                envelope_writer_add(&w, &a);
+            }
+            if (w.count) {
+                zmq_send(router, reply, strlen(reply), ZMQ_SNDMORE);
+                zmq_send(router, out, envelope_writer_len(&w), 0);
+            }
+        }
+        zmq_msg_close(&m);
+    }
+    zmq_close(pull);
+    zmq_close(router);
+    free(out);
+    return NULL;
+}
+
+/* ---- devices ---------------------------------------------------------- */
+struct dev {
+    int fd;
+    uint64_t next_seq;
+    uint32_t inflight;
+    struct frame_dec dec;
+    uint8_t *dbuf;
+    uint64_t sent_us[256]; /* by seq % 256, window <= 256 */
+    int welcomed;
+};
+
+static int pack_hello(uint8_t *buf, const char *dev)
+{
+    char tok[65];
+    token_compute((const uint8_t *)SECRET, strlen(SECRET), (const uint8_t *)dev, strlen(dev), tok);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, "hello", 5);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "dev", 3);
+    msgpack_pack_str_with_body(&pk, dev, strlen(dev));
+    msgpack_pack_str_with_body(&pk, "tok", 3);
+    msgpack_pack_str_with_body(&pk, tok, 64);
+    frame_encode_header(buf, (uint32_t)sb.size);
+    memcpy(buf + 4, sb.data, sb.size);
+    int n = (int)sb.size + 4;
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static int pack_data(uint8_t *buf, uint64_t seq)
+{
+    /* {"t":"data","seq":seq,"body":{"temp":21.5}} */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, "data", 4);
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    msgpack_pack_uint64(&pk, seq);
+    msgpack_pack_str_with_body(&pk, "body", 4);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "temp", 4);
+    msgpack_pack_double(&pk, 21.5);
+    frame_encode_header(buf, (uint32_t)sb.size);
+    memcpy(buf + 4, sb.data, sb.size);
+    int n = (int)sb.size + 4;
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+static int dial(int i, int nsrc)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i % nsrc));
+    bind(fd, (struct sockaddr *)&src, sizeof src);
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)base_port)};
+    dst.sin_addr.s_addr = htonl(0x7f000001u);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    const char *bin = NULL, *mode = "tput";
+    int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2;
+    double rate = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--edge-bin")) bin = argv[i + 1];
+        else if (!strcmp(argv[i], "--mode")) mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--conns")) conns = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--window")) window = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds")) seconds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--port")) base_port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
+        else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
+    }
+    if (!bin || window > 256) {
+        fprintf(stderr, "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
+                        "       [--seconds S] [--rate FRAMES_PER_S] [--port BASE] [--workers N]\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    void *ctx = zmq_ctx_new();
+    pthread_t pt;
+    pthread_create(&pt, NULL, peer_main, ctx);
+
+    char a_listen[64], a_pp[64], a_pr[64], a_np[64], a_nr[64], a_mc[32], a_w[16];
+    snprintf(a_listen, sizeof a_listen, "127.0.0.1:%d", base_port);
+    snprintf(a_pp, sizeof a_pp, "tcp://127.0.0.1:%d", base_port + 1);
+    snprintf(a_pr, sizeof a_pr, "tcp://127.0.0.1:%d", base_port + 2);
+    snprintf(a_np, sizeof a_np, "tcp://127.0.0.1:%d", base_port + 3);
+    snprintf(a_nr, sizeof a_nr, "tcp://127.0.0.1:%d", base_port + 4);
+    snprintf(a_mc, sizeof a_mc, "%d", conns + 100);
+    snprintf(a_w, sizeof a_w, "%d", workers);
+    setenv("SLUICE_FLEET_SECRET", SECRET, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
+              "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
+              "--metrics", "", "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    usleep(500 * 1000);
+    long rss0 = rss_kb(pid);
+
+    int ep = epoll_create1(0);
+    struct dev *d = calloc((size_t)conns, sizeof *d);
+    uint8_t hb[256];
+    uint64_t t0 = now_us();
+    for (int i = 0; i < conns; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bench-%d", i);
+        d[i].fd = dial(i, nsrc);
+        if (d[i].fd < 0) {
+            fprintf(stderr, "connect %d failed: %s\n", i, strerror(errno));
+            conns = i;
+            break;
+        }
+        int n = pack_hello(hb, name);
+        if (write(d[i].fd, hb, (size_t)n) != n)
+            return 1;
+        frame_dec_init(&d[i].dec, 65536);
+        d[i].dbuf = NULL;
+        d[i].next_seq = 1;
+        fcntl(d[i].fd, F_SETFL, O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, d[i].fd, &ev);
+    }
+    uint8_t *rbuf = malloc(1 << 20);
+    uint8_t *dec_buf = malloc(65536);
+    size_t nlat = 0, lat_cap = 1u << 24;
+    uint64_t *lat = malloc(lat_cap * sizeof *lat);
+    uint64_t acked = 0;
+    int welcomed = 0;
+    struct epoll_event evs[256];
+    uint8_t wbuf[256 * 64];
+    /* Main loop: handle welcome/acks; top up windows (tput) or pace (rate). */
+    uint64_t start = 0, end = 0, sent_total = 0;
+    int measuring = 0;
+    for (;;) {
+        int n = epoll_wait(ep, evs, 256, 1);
+        for (int k = 0; k < n; k++) {
+            struct dev *x = &d[evs[k].data.u32];
+            ssize_t r = read(x->fd, rbuf, 1 << 20);
+            if (r <= 0)
+                continue;
+            size_t off = 0;
+            while (off < (size_t)r) {
+                size_t used;
+                struct sl_slice p;
+                enum frame_rc rc = frame_dec_feed(&x->dec, rbuf + off, (size_t)r - off, &used, &p);
+                off += used;
+                if (rc == FRAME_NEED_BUF) { x->dec.buf = dec_buf; continue; } /* rare: tiny frames */
+                if (rc != FRAME_READY)
+                    break;
+                struct msg m;
+                if (msg_decode(p.p, p.n, &m) != MSG_OK)
+                    continue;
+                if (m.t == MSG_WELCOME) {
+                    x->welcomed = 1;
+                    welcomed++;
+                } else if (m.t == MSG_ACK) {
+                    x->inflight--;
+                    acked++;
+                    if (measuring && nlat < lat_cap)
+                        lat[nlat++] = now_us() - x->sent_us[m.u.ack.seq % 256];
+                }
+                if (x->dec.buf && frame_dec_idle(&x->dec))
+                    x->dec.buf = NULL;
+            }
+        }
+        if (!strcmp(mode, "idle")) {
+            if (welcomed == conns)
+                break;
+            if (now_us() - t0 > 120000000u) {
+                fprintf(stderr, "only %d of %d welcomed\n", welcomed, conns);
+                break;
+            }
+            continue;
+        }
+        if (welcomed < conns)
+            continue;
+        uint64_t t = now_us();
+        if (!measuring) {
+            measuring = 1;
+            start = t;
+            end = start + (uint64_t)seconds * 1000000u;
+            acked = 0;
+        }
+        if (t >= end)
+            break;
+        /* Frames allowed now: windowed (tput) or paced (rate). */
+        uint64_t budget = UINT64_MAX;
+        if (rate > 0) {
+            uint64_t due = (uint64_t)((double)(t - start) * rate / 1e6);
+            budget = due > sent_total ? due - sent_total : 0;
+        }
+        for (int i = 0; i < conns && budget; i++) {
+            struct dev *x = &d[(i + (int)(sent_total % (uint64_t)conns)) % conns];
+            size_t len = 0;
+            while (x->inflight < (uint32_t)window && budget && len + 64 <= sizeof wbuf) {
+                x->sent_us[x->next_seq % 256] = t;
+                len += (size_t)pack_data(wbuf + len, x->next_seq++);
+                x->inflight++;
+                budget--;
+                sent_total++;
+                if (rate > 0)
+                    break; /* spread paced frames over connections */
+            }
+            if (len && write(x->fd, wbuf, len) < 0)
+                perror("write");
+        }
+    }
+    if (!strcmp(mode, "idle")) {
+        sleep(2);
+        long rss1 = rss_kb(pid);
+        printf("idle: %d authenticated connections held in %.1f s; edge RSS %ld KiB -> %ld KiB: %.0f bytes/connection\n",
+               welcomed, (double)(now_us() - t0) / 1e6, rss0, rss1,
+               (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1));
+    } else {
+        double secs = (double)(now_us() - start) / 1e6;
+        qsort(lat, nlat, sizeof *lat, cmp_u64);
+        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 %.3f ms (n=%zu)\n",
+               mode, conns, window, rate > 0 ? "" : "max ", rate, (double)acked / secs, secs,
+               nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0, nlat);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    atomic_store(&peer_stop, true);
+    pthread_join(pt, NULL);
+    zmq_ctx_term(ctx);
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* edge/edge.h - process-wide configuration and state of sluice-edge.
+ *
+ * One struct edge per process, shared read-only by the worker threads after
+ * startup, except for the atomics (connection count, drain/stop flags) and
+ * the device map, which has its own lock. */
+#ifndef EDGE_EDGE_H
+#define EDGE_EDGE_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EDGE_MAX_WORKERS 64
+
+struct edge_cfg {
+    const char *listen;       /* "host:port" */
+    const char *edge_id;      /* default <hostname>:<port> */
+    const uint8_t *secret;    /* fleet secret bytes (owned by main) */
+    size_t secret_len;
+    const char *persister_push, *persister_router, *notifier_push, *notifier_router;
+    uint32_t workers;
+    uint32_t max_frame;
+    uint32_t hb_s;
+    uint32_t hello_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_conns;       /* total across workers; beyond it: err busy */
+    uint32_t out_cap;         /* per-connection output cap, bytes */
+    uint32_t read_bufs;       /* pooled max_frame read buffers per worker */
+    uint32_t out_pool_mb;     /* output chunk pool per worker, MiB */
+    int zmq_hwm;              /* SNDHWM/RCVHWM of the bus sockets, messages */
+    double drain_rate;        /* evictions per second while draining (whole edge) */
+    uint32_t drain_timeout_ms;
+};
+
+struct devmap;
+struct worker;
+struct zmqx_resolver;
+
+struct edge {
+    struct edge_cfg cfg;
+    uint64_t incarnation;     /* random at each start (getrandom) */
+    void *zctx;               /* ZeroMQ context (thread-safe) */
+    struct devmap *map;       /* device -> (worker, slot, gen), newest hello wins */
+    struct worker *workers[EDGE_MAX_WORKERS];
+    uint32_t nworkers;
+    struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
+    _Atomic uint32_t open_total;   /* accepted connections open, all workers */
+    _Atomic bool draining;         /* SIGTERM seen: stop accepting, evict */
+    _Atomic uint64_t drain_deadline_ms;
+};
+
+#endif

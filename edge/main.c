@@ -1,0 +1,220 @@
+/* main.c - sluice-edge: load the configuration, wire the workers, wait for
+ * SIGTERM/SIGINT, drain, exit. All the work happens in worker threads. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "sl/cfg.h"
+#include "sl/limits.h"
+#include "sl/log.h"
+#include "sl/metrics.h"
+#include "sl/zmqx.h"
+#include "devmap.h"
+#include "edge.h"
+#include "stats.h"
+#include "worker.h"
+
+#define SECRET_MAX 65536
+
+static char secret_buf[SECRET_MAX];
+
+static size_t load_secret(const char *file)
+{
+    if (file && *file) {
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "sluice-edge: cannot open secret file %s: %s\n", file, strerror(errno));
+            exit(2);
+        }
+        ssize_t n = read(fd, secret_buf, sizeof secret_buf);
+        close(fd);
+        if (n < 0)
+            n = 0;
+        if (n > 0 && secret_buf[n - 1] == '\n')
+            n--; /* `echo secret > f` */
+        return (size_t)n;
+    }
+    const char *env = getenv("SLUICE_FLEET_SECRET");
+    if (!env)
+        return 0;
+    size_t n = strlen(env);
+    if (n > sizeof secret_buf)
+        n = sizeof secret_buf;
+    memcpy(secret_buf, env, n);
+    return n;
+}
+
+static double rss_bytes(void *ud)
+{
+    (void)ud;
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
+               *nr = NULL, *metrics_addr = NULL, *log_level = NULL;
+    int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0;
+    double drain_rate = 0;
+    const struct cfg_opt opts[] = {
+        {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
+        {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
+        {"workers", CFG_INT, &workers, "0", "worker threads (0 = number of CPUs)", 0, EDGE_MAX_WORKERS},
+        {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
+        {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
+        {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
+        {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
+        {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
+        {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
+        {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
+        {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this", 1, 3600000},
+        {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0, 864000000},
+        {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1, 10000000},
+        {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256, 1 << 30},
+        {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1, 1 << 20},
+        {"out-pool-mb", CFG_INT, &out_pool, "256", "output chunk pool per worker, MiB", 1, 1 << 20},
+        {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
+        {"drain-rate", CFG_DOUBLE, &drain_rate, "1000", "evictions per second on SIGTERM", 0, 0},
+        {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest", 0, 86400000},
+        {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0, 0},
+        {"log-level", CFG_STR, &log_level, "info", "debug, info, warn, error", 0, 0},
+    };
+    cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
+              "sluice-edge: the TCP front that holds device connections and forwards their frames.");
+    int lvl = log_level_parse(log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "sluice-edge: bad --log-level %s\n", log_level);
+        return 2;
+    }
+    log_init("edge", (enum log_level)lvl);
+
+    static struct edge e;
+    struct edge_cfg *c = &e.cfg;
+    c->listen = listen;
+    static char idbuf[320];
+    if (!edge_id || !*edge_id) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        const char *port = strrchr(listen, ':');
+        snprintf(idbuf, sizeof idbuf, "%s:%s", host, port ? port + 1 : "7000");
+        edge_id = idbuf;
+    }
+    c->edge_id = edge_id;
+    c->secret_len = load_secret(secret_file);
+    c->secret = (const uint8_t *)secret_buf;
+    if (c->secret_len == 0) {
+        fprintf(stderr, "sluice-edge: no fleet secret: set --secret-file or SLUICE_FLEET_SECRET\n");
+        return 2;
+    }
+    c->persister_push = pp;
+    c->persister_router = pr;
+    c->notifier_push = np;
+    c->notifier_router = nr;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = workers > 0 ? (uint32_t)workers : (uint32_t)(ncpu > 0 ? (ncpu > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : ncpu) : 1);
+    c->max_frame = (uint32_t)max_frame;
+    c->hb_s = (uint32_t)hb;
+    c->hello_timeout_ms = (uint32_t)hello_ms;
+    c->idle_timeout_ms = idle_ms > 0 ? (uint32_t)idle_ms : SL_IDLE_FACTOR * c->hb_s * 1000u;
+    c->max_conns = (uint32_t)max_conns;
+    c->out_cap = (uint32_t)out_cap;
+    c->read_bufs = (uint32_t)read_bufs;
+    c->out_pool_mb = (uint32_t)out_pool;
+    c->zmq_hwm = (int)hwm;
+    c->drain_rate = drain_rate > 0 ? drain_rate : 1000;
+    c->drain_timeout_ms = (uint32_t)drain_timeout;
+    if (getrandom(&e.incarnation, sizeof e.incarnation, 0) != sizeof e.incarnation) {
+        fprintf(stderr, "sluice-edge: getrandom failed\n");
+        return 1;
+    }
+
+    /* Signals go to this thread only (sigwait below); workers inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    stats_init();
+    metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
+    e.zctx = zmq_ctx_new();
+    e.map = devmap_new(c->workers, c->max_conns);
+    e.r_pp = zmqx_resolver_new(pp, 5000);
+    e.r_pr = zmqx_resolver_new(pr, 5000);
+    e.r_np = zmqx_resolver_new(np, 5000);
+    e.r_nr = zmqx_resolver_new(nr, 5000);
+    if (!e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
+        LOG_ERROR("event=startup_failed err=\"init (endpoints or memory)\"");
+        return 1;
+    }
+    e.nworkers = c->workers;
+    for (uint32_t i = 0; i < c->workers; i++) {
+        e.workers[i] = worker_new(&e, i);
+        if (!e.workers[i])
+            return 1;
+    }
+    if (metrics_addr && *metrics_addr && metrics_start(metrics_addr) != 0)
+        return 1;
+    for (uint32_t i = 0; i < c->workers; i++)
+        if (worker_start(e.workers[i]) != 0) {
+            LOG_ERROR("event=startup_failed err=\"thread\"");
+            return 1;
+        }
+    struct rlimit rl = {0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    LOG_INFO("event=start edge=%s listen=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu", c->edge_id,
+             c->listen, c->workers, c->max_conns, (unsigned long long)e.incarnation,
+             (unsigned long long)rl.rlim_cur);
+
+    /* Readiness: listening and every worker's persister PUSH has a peer. */
+    int sig = 0;
+    for (;;) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        siginfo_t si;
+        sig = sigtimedwait(&sigs, &si, &ts);
+        if (sig > 0)
+            break;
+        bool ready = true;
+        for (uint32_t i = 0; i < e.nworkers; i++)
+            ready = ready && atomic_load(&e.workers[i]->listening) && atomic_load(&e.workers[i]->bus_ok);
+        metrics_set_ready(ready);
+    }
+    metrics_set_ready(false);
+    LOG_INFO("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
+             atomic_load(&e.open_total), c->drain_rate, c->drain_timeout_ms);
+    atomic_store(&e.drain_deadline_ms, loop_clock_ms() + c->drain_timeout_ms);
+    atomic_store(&e.draining, true);
+    for (uint32_t i = 0; i < e.nworkers; i++)
+        worker_notify(e.workers[i]);
+    for (uint32_t i = 0; i < e.nworkers; i++)
+        worker_join(e.workers[i]);
+    uint32_t left = atomic_load(&e.open_total);
+    for (uint32_t i = 0; i < e.nworkers; i++)
+        worker_destroy(&e.workers[i]);
+    metrics_stop();
+    zmqx_resolver_destroy(&e.r_pp);
+    zmqx_resolver_destroy(&e.r_pr);
+    zmqx_resolver_destroy(&e.r_np);
+    zmqx_resolver_destroy(&e.r_nr);
+    zmq_ctx_term(e.zctx);
+    devmap_destroy(&e.map);
+    LOG_INFO("event=exit open_at_exit=%u", left);
+    return 0;
+}

@@ -1,0 +1,171 @@
+/* worker.c - one edge worker thread: wires its loop, connection table,
+ * bus and listener, runs the after-hook in a fixed order, the periodic tick
+ * (endpoints, heartbeat, readiness, paced draining) and the cross-thread
+ * kick queue (a fixed ring + the loop's eventfd).
+ *
+ * It deliberately holds no protocol or socket logic of its own. */
+#define _GNU_SOURCE
+#include "worker.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sl/err.h"
+#include "sl/log.h"
+#include "bus.h"
+#include "conn.h"
+#include "session.h"
+
+#define TICK_MS 100u
+#define BUS_TICK_MS 1000u
+
+static void after(struct loop *l, void *ud)
+{
+    (void)l;
+    struct worker *w = ud;
+    bus_recv(w->bus);     /* acks/cmds first: they free device-side waits */
+    bus_flush(w->bus);    /* may end a pause */
+    conn_after(w);        /* input left unread by caps or a pause */
+    bus_flush(w->bus);    /* this iteration's envelopes: one message per destination */
+    conn_flush_all(w);    /* one writev per connection with output */
+    conn_free_closed(w);
+}
+
+static void on_wake(struct loop *l, void *ud)
+{
+    (void)l;
+    struct worker *w = ud;
+    struct kick_req batch[64];
+    for (;;) {
+        uint32_t n = 0;
+        pthread_mutex_lock(&w->qmu);
+        while (w->qlen && n < 64) {
+            batch[n++] = w->q[w->qhead];
+            w->qhead = (w->qhead + 1) % WORKER_KICKQ;
+            w->qlen--;
+        }
+        pthread_mutex_unlock(&w->qmu);
+        if (!n)
+            break;
+        for (uint32_t i = 0; i < n; i++) {
+            struct devmap_ref r = {w->idx, batch[i].slot, batch[i].gen};
+            conn_kick(w, r, (enum sl_err)batch[i].code);
+        }
+    }
+}
+
+bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code)
+{
+    bool ok = false;
+    pthread_mutex_lock(&w->qmu);
+    if (w->qlen < WORKER_KICKQ) {
+        w->q[(w->qhead + w->qlen) % WORKER_KICKQ] = (struct kick_req){slot, gen, code};
+        w->qlen++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&w->qmu);
+    loop_wake(w->loop);
+    return ok;
+}
+
+void worker_notify(struct worker *w) { loop_wake(w->loop); }
+
+static void on_tick(struct loop *l, void *ud)
+{
+    struct worker *w = ud;
+    struct edge *e = w->e;
+    uint64_t now = loop_now_ms(l);
+    if (now >= w->next_bus_tick_ms) {
+        w->next_bus_tick_ms = now + BUS_TICK_MS;
+        atomic_store(&w->bus_ok, bus_tick(w->bus, w->open));
+    } else if (bus_paused(w->bus)) {
+        bus_flush(w->bus); /* ZMQ_FD may not signal a peer (re)connecting */
+    }
+    if (atomic_load(&e->draining)) {
+        conn_stop_listening(w);
+        /* Paced eviction: rate per second for the whole edge, shared. */
+        w->drain_credit += e->cfg.drain_rate / e->nworkers * TICK_MS / 1000.0;
+        if (w->drain_credit >= 1.0) {
+            uint32_t n = (uint32_t)w->drain_credit;
+            w->drain_credit -= n;
+            conn_evict(w, n);
+        }
+        if ((w->open == 0 && bus_idle(w->bus)) || now >= atomic_load(&e->drain_deadline_ms))
+            w->stop = true;
+    }
+    loop_timer_start(l, &w->tick, TICK_MS);
+}
+
+struct worker *worker_new(struct edge *e, uint32_t idx)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->e = e;
+    w->idx = idx;
+    w->lfd = -1;
+    w->spare_fd = -1;
+    pthread_mutex_init(&w->qmu, NULL);
+    w->loop = loop_new(e->cfg.max_conns + 16);
+    if (!w->loop || conn_worker_init(w) != 0) {
+        LOG_ERROR("event=worker_init_failed worker=%u err=nomem", idx);
+        worker_destroy(&w);
+        return NULL;
+    }
+    w->bus = bus_new(w);
+    if (!w->bus) {
+        worker_destroy(&w);
+        return NULL;
+    }
+    int rc = conn_listen(w);
+    if (rc != 0) {
+        LOG_ERROR("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, e->cfg.listen, strerror(-rc));
+        worker_destroy(&w);
+        return NULL;
+    }
+    loop_set_after(w->loop, after, w);
+    loop_set_wake(w->loop, on_wake, w);
+    loop_timer_init(&w->tick, on_tick, w);
+    loop_timer_start(w->loop, &w->tick, TICK_MS);
+    return w;
+}
+
+void worker_destroy(struct worker **pw)
+{
+    struct worker *w = *pw;
+    if (!w)
+        return;
+    if (w->conns) {
+        /* Closing emits disconnects: give them one last send. */
+        conn_worker_fini(w);
+        if (w->bus)
+            bus_flush(w->bus);
+    }
+    bus_destroy(&w->bus);
+    if (w->loop)
+        loop_timer_stop(w->loop, &w->tick);
+    loop_destroy(&w->loop);
+    pthread_mutex_destroy(&w->qmu);
+    free(w);
+    *pw = NULL;
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    while (!w->stop) {
+        int rc = loop_run_once(w->loop, conn_read_pending(w) ? 0 : -1);
+        if (rc < 0) {
+            LOG_ERROR("event=loop_failed worker=%u err=\"%s\"", w->idx, strerror(-rc));
+            break;
+        }
+    }
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    int rc = pthread_create(&w->th, NULL, run, w);
+    return rc ? -rc : 0;
+}
+
+void worker_join(struct worker *w) { pthread_join(w->th, NULL); }

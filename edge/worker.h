@@ -1,0 +1,81 @@
+/* edge/worker.h - one event-loop thread of the edge: its loop, connection
+ * table, pools, bus sockets and the cross-thread close queue. */
+#ifndef EDGE_WORKER_H
+#define EDGE_WORKER_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "sl/loop.h"
+#include "devmap.h"
+#include "edge.h"
+
+struct conn;
+struct out_chunk;
+struct bus;
+
+#define WORKER_KICKQ 4096 /* cross-thread close requests pending per worker */
+
+struct kick_req {
+    uint32_t slot, gen;
+    int code; /* enum sl_err */
+};
+
+struct worker {
+    struct edge *e;
+    uint32_t idx;
+    struct loop *loop;
+    struct bus *bus;
+
+    /* Connection table: nslots preallocated structs, a stack of free slots. */
+    struct conn *conns;
+    uint32_t nslots;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    uint32_t open;
+
+    struct conn *flush_head;            /* output queued this iteration */
+    struct conn *read_head;             /* input left unread (cap, pause, pool) */
+    struct conn *close_head;            /* CLOSING, freed after the batch */
+
+    uint8_t *scratch;                   /* loop-wide read buffer */
+    uint32_t scratch_cap;
+    uint8_t **rbufs;                    /* free max_frame read buffers */
+    uint32_t nrbufs;
+    uint8_t *rbuf_mem;
+
+    struct out_chunk *chunk_free;       /* output chunk pool */
+    uint32_t chunks_alloc, chunks_max, chunks_nfree;
+    struct conn *pool_wait;             /* waiting for a read buffer */
+    uint8_t *enc;                       /* encode buffer for frames that span chunks */
+    uint32_t enc_cap;
+
+    int lfd;                            /* SO_REUSEPORT listener, -1 once draining */
+    int spare_fd;                       /* closed and reopened on EMFILE */
+
+    pthread_mutex_t qmu;                /* cross-thread kick ring */
+    struct kick_req q[WORKER_KICKQ];
+    uint32_t qhead, qlen;
+
+    struct loop_timer tick;
+    uint64_t next_bus_tick_ms;
+    double drain_credit;
+    uint32_t drain_cursor;
+    bool stop;
+    _Atomic bool bus_ok;               /* persister reachable, for /readyz */
+    _Atomic bool listening;
+    pthread_t th;
+};
+
+/* Allocate and set up worker idx (table, pools, loop, bus, listener).
+ * Called from main before threads start. NULL on failure (logged). */
+struct worker *worker_new(struct edge *e, uint32_t idx);
+void worker_destroy(struct worker **w);
+int worker_start(struct worker *w);   /* spawn the thread */
+void worker_join(struct worker *w);
+/* Thread-safe: queue a close of (slot, gen) on w. false if the ring is full. */
+bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code);
+/* Thread-safe: wake w to notice draining. */
+void worker_notify(struct worker *w);
+
+#endif

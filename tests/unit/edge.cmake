@@ -1,0 +1,3 @@
+# edge: the session state machine against stubbed conn/bus (defined in the
+# test itself; the linker then leaves conn.o/bus.o of edge_core out).
+sl_unit_test(test_edge_session SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_session.c LIBS edge_core)

@@ -1,0 +1,96 @@
+/* devsim.h - pieces of sluice-devsim shared by its files and its unit test.
+ *
+ * devsim_util.c holds the pure parts (latency histogram, source address
+ * range, secret file reading); devsim_worker.c runs one worker process's
+ * devices on an epoll loop; devsim.c parses options, forks the workers,
+ * prints progress, writes the summary and verifies against PostgreSQL. */
+#ifndef SL_DEVSIM_H
+#define SL_DEVSIM_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- latency histogram (ms), log-linear: exact below 64, then 32 steps per
+ * power of two (~3% resolution), up to 2^32 ms. ---- */
+#define HIST_N 928u
+
+struct hist {
+    uint32_t n[HIST_N];
+};
+
+uint32_t hist_idx(uint64_t v);
+uint64_t hist_low(uint32_t idx); /* smallest value of bucket idx */
+void hist_add(struct hist *h, uint64_t v);
+/* Value at quantile q (0..1) of the counts in h: the bucket's lower bound;
+ * 0 when empty. */
+uint64_t hist_quantile(const struct hist *h, double q);
+uint64_t hist_total(const struct hist *h);
+
+/* ---- source addresses: "A" or "A-B" (IPv4, inclusive, host order) ---- */
+struct ip_range {
+    uint32_t lo, hi; /* 0,0: none */
+};
+/* Returns 0, or -1 if s is not an address or a range lo <= hi. "" -> none. */
+int ip_range_parse(const char *s, struct ip_range *r);
+uint32_t ip_range_count(const struct ip_range *r);
+/* The i-th address (wraps around) as dotted text into out[16]. */
+void ip_range_at(const struct ip_range *r, uint64_t i, char out[16]);
+
+/* Read a fleet secret file: its bytes minus one trailing newline. Returns
+ * the length or -1. */
+long secret_read(const char *path, uint8_t *buf, size_t cap);
+
+/* ---- worker <-> parent ---- */
+
+/* What a worker tells the parent once per second over a pipe (one write,
+ * smaller than PIPE_BUF so it is atomic) and once at the end. */
+struct snap {
+    uint32_t worker;
+    uint32_t final;     /* 1 in the last one */
+    uint32_t connected; /* devices with a welcomed connection now */
+    uint32_t devices;
+    uint64_t queued; /* messages handed to sl_client_send (unique seqs) */
+    uint64_t acked;  /* distinct seqs acked */
+    uint64_t frames; /* data frames written, resends included */
+    uint64_t resent;
+    uint64_t disconnects;  /* connections or attempts that ended */
+    uint64_t errors;       /* err frames from edges and send failures */
+    uint64_t backpressure; /* sends refused: window full */
+    struct hist lat;       /* cumulative ack latency, ms */
+};
+
+struct worker_cfg {
+    uint32_t worker, first, count; /* devices [first, first+count) */
+    const char *edges;
+    uint32_t n_edges;
+    const char *prefix;
+    const uint8_t *secret;
+    size_t secret_len;
+    double rate; /* msgs/s per device; 0 = as fast as the window allows */
+    uint32_t body_size, window, ack_timeout_ms;
+    double ramp;       /* connections/s for this worker (0 = all at once) */
+    double duration_s; /* 0 = until messages */
+    uint64_t messages; /* per device; 0 = until duration */
+    double drain_s;
+    struct ip_range src;
+    const char *state_dir;    /* NULL: clock seqs */
+    const char *records_path; /* where the per-device seq records go */
+    int pipe_fd;
+    uint64_t t0_ms; /* the parent's start (CLOCK_MONOTONIC is system-wide) */
+};
+
+/* Per-device record written at the end (for --verify): the seqs this run
+ * used lie in [lo, hi); `acked` of them were acked; the unacked follow. */
+struct dev_rec {
+    uint32_t idx;
+    uint32_t n_unacked;
+    uint64_t lo, hi, acked;
+};
+
+/* Run one worker until done. Returns 0 if everything queued was acked. */
+int worker_run(const struct worker_cfg *wc);
+
+/* Set by the signal handler: stop sending and drain (1), or quit now (2). */
+extern volatile int devsim_stop;
+
+#endif
