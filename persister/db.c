@@ -1,0 +1,441 @@
+/* db.c - libpq shell of the persister: connect, migrate, and the statements
+ * of one batch transaction.
+ *
+ * Write paths (writer.c picks): DB_DIRECT is a text COPY straight into
+ * telemetry, the same work as a bulk load; it is all-or-nothing, and a row
+ * already stored makes it fail with unique_violation (23505), after which
+ * the writer uses DB_STAGED: COPY into a per-connection TEMP staging table
+ * (ON COMMIT DELETE ROWS, created once per connection) and one prepared
+ * INSERT INTO telemetry SELECT ... ON CONFLICT (device_id, seq) DO NOTHING.
+ * Either way a batch retried after an unknown COMMIT outcome stores each row
+ * once. (One INSERT ... SELECT FROM unnest($1::text[], ...) was measured
+ * slower than both: see docs/performance.md, "## persister".)
+ * Single-row statements (sessions, dead letters, edge_lost) use prepared
+ * statements with binary parameters: no quoting, no NUL problems.
+ *
+ * Deliberately not here: batching decisions, bisecting (writer.c), retry
+ * and backoff (persister.c). Logs only migrations and connection events. */
+#define _GNU_SOURCE
+#include "db.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrations.h"
+#include "sl/log.h"
+#include "writer.h"
+
+/* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
+#define MIGRATE_LOCK_KEY "7308604637093544961"
+#define COPY_CHUNK       (256u * 1024u)
+/* PostgreSQL timestamps count from 2000-01-01 UTC. */
+#define PG_EPOCH_US 946684800000000LL
+
+struct db {
+    char *conninfo;
+    PGconn *conn;
+    char err[512];
+    char sqlstate[6];
+    char *copybuf;
+    size_t copycap;
+};
+
+struct db *db_new(const char *conninfo)
+{
+    struct db *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->conninfo = strdup(conninfo ? conninfo : "");
+    d->copycap = COPY_CHUNK;
+    d->copybuf = malloc(d->copycap);
+    if (!d->conninfo || !d->copybuf) {
+        db_destroy(&d);
+        return NULL;
+    }
+    return d;
+}
+
+void db_destroy(struct db **dp)
+{
+    struct db *d = *dp;
+    if (!d)
+        return;
+    db_disconnect(d);
+    free(d->conninfo);
+    free(d->copybuf);
+    free(d);
+    *dp = NULL;
+}
+
+bool db_connected(const struct db *d)
+{
+    return d->conn && PQstatus(d->conn) == CONNECTION_OK;
+}
+
+const char *db_last_error(const struct db *d)
+{
+    return d->err;
+}
+const char *db_last_sqlstate(const struct db *d)
+{
+    return d->sqlstate;
+}
+
+void db_disconnect(struct db *d)
+{
+    if (d->conn)
+        PQfinish(d->conn);
+    d->conn = NULL;
+}
+
+static void copy_msg(struct db *d, const char *m)
+{
+    snprintf(d->err, sizeof d->err, "%s", m && *m ? m : "unknown error");
+    size_t n = strlen(d->err);
+    while (n > 0 && (d->err[n - 1] == '\n' || d->err[n - 1] == ' '))
+        d->err[--n] = '\0';
+}
+
+/* Record the failure of res (may be NULL) and classify it. A broken
+ * connection is transient whatever the SQLSTATE says. */
+static enum db_rc failed(struct db *d, PGresult *res)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(d->sqlstate, sizeof d->sqlstate, "%s", st ? st : "");
+    const char *m = res ? PQresultErrorMessage(res) : NULL;
+    copy_msg(d, m && *m ? m : PQerrorMessage(d->conn));
+    if (res)
+        PQclear(res);
+    if (PQstatus(d->conn) != CONNECTION_OK)
+        return DB_TRANSIENT;
+    /* st died with res: classify our copy. */
+    return writer_classify(d->sqlstate[0] ? d->sqlstate : NULL);
+}
+
+/* Run a statement that returns no rows. */
+static enum db_rc exec_cmd(struct db *d, const char *sql)
+{
+    PGresult *res = PQexec(d->conn, sql);
+    ExecStatusType s = PQresultStatus(res);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+        return failed(d, res);
+    PQclear(res);
+    return DB_OK;
+}
+
+static enum db_rc migrate(struct db *d)
+{
+    if (exec_cmd(d, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")") != DB_OK)
+        return DB_TRANSIENT;
+    enum db_rc rc = exec_cmd(d, "CREATE TABLE IF NOT EXISTS schema_version ("
+                                "version int PRIMARY KEY, name text NOT NULL,"
+                                " applied_at timestamptz NOT NULL DEFAULT now())");
+    int have = 0;
+    if (rc == DB_OK) {
+        PGresult *res = PQexec(d->conn, "SELECT coalesce(max(version), 0) FROM schema_version");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = failed(d, res);
+        } else {
+            have = atoi(PQgetvalue(res, 0, 0));
+            PQclear(res);
+        }
+    }
+    for (int k = 0; rc == DB_OK && k < migrations_count; k++) {
+        const struct migration *m = &migrations[k];
+        if (m->version <= have)
+            continue;
+        char ins[256];
+        snprintf(ins, sizeof ins, "INSERT INTO schema_version (version, name) VALUES (%d, '%s')", m->version,
+                 m->name);
+        if ((rc = exec_cmd(d, "BEGIN")) == DB_OK && (rc = exec_cmd(d, m->sql)) == DB_OK &&
+            (rc = exec_cmd(d, ins)) == DB_OK && (rc = exec_cmd(d, "COMMIT")) == DB_OK) {
+            LOG_INFO("event=migrated version=%d name=%s", m->version, m->name);
+        } else {
+            LOG_ERROR("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
+                      d->sqlstate);
+            exec_cmd(d, "ROLLBACK");
+            rc = DB_TRANSIENT;
+        }
+    }
+    /* Session-level lock: released explicitly, or by the disconnect. */
+    exec_cmd(d, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")");
+    return rc == DB_OK ? DB_OK : DB_TRANSIENT;
+}
+
+static const char *const stmts[][2] = {
+    {"ins", "INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
+            " SELECT device_id, seq, device_ts, received_at, edge_id, body FROM sl_stage"
+            " ON CONFLICT (device_id, seq) DO NOTHING"},
+    /* Under savepoints (bisecting) the stage must be emptied by each step, or
+     * the next step would insert the previous subset again. */
+    {"ins_del", "WITH s AS (DELETE FROM sl_stage RETURNING *)"
+                " INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
+                " SELECT device_id, seq, device_ts, received_at, edge_id, body FROM s"
+                " ON CONFLICT (device_id, seq) DO NOTHING"},
+    {"rej", "INSERT INTO telemetry_rejected (device_id, seq, received_at, edge_id, raw, error)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING"},
+    {"con", "INSERT INTO device_sessions AS s (device_id, edge_id, incarnation, epoch, peer, connected_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
+            " SET connected_at = EXCLUDED.connected_at, peer = coalesce(EXCLUDED.peer, s.peer)"},
+    /* A real disconnect replaces an 'edge_lost' guess, never an earlier real one. */
+    {"dis", "INSERT INTO device_sessions AS s"
+            " (device_id, edge_id, incarnation, epoch, peer, disconnected_at, reason)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
+            " SET disconnected_at = EXCLUDED.disconnected_at, reason = EXCLUDED.reason,"
+            " peer = coalesce(s.peer, EXCLUDED.peer)"
+            " WHERE s.disconnected_at IS NULL OR s.reason = 'edge_lost'"},
+    {"lost", "UPDATE device_sessions SET disconnected_at = now(), reason = 'edge_lost'"
+             " WHERE edge_id = $1 AND incarnation = $2 AND disconnected_at IS NULL"},
+};
+
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+enum db_rc db_connect(struct db *d)
+{
+    db_disconnect(d);
+    /* Ours first: a connect_timeout in the user's conninfo overrides it. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"5", "sluice-persister", d->conninfo, NULL};
+    d->conn = PQconnectdbParams(keys, vals, 1);
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
+        copy_msg(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+        d->sqlstate[0] = '\0';
+        db_disconnect(d);
+        return DB_TRANSIENT;
+    }
+    /* Server NOTICEs ("already exists, skipping") are not ours to print. */
+    PQsetNoticeProcessor(d->conn, ignore_notice, NULL);
+    enum db_rc rc = migrate(d);
+    if (rc == DB_OK)
+        rc = exec_cmd(d, "CREATE TEMP TABLE IF NOT EXISTS sl_stage"
+                         " (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+    for (size_t k = 0; rc == DB_OK && k < sizeof stmts / sizeof stmts[0]; k++) {
+        PGresult *res = PQprepare(d->conn, stmts[k][0], stmts[k][1], 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            rc = failed(d, res);
+        else
+            PQclear(res);
+    }
+    if (rc != DB_OK) {
+        db_disconnect(d);
+        return DB_TRANSIENT;
+    }
+    return DB_OK;
+}
+
+enum db_rc db_ping(struct db *d)
+{
+    return d->conn ? exec_cmd(d, "SELECT 1") : DB_TRANSIENT;
+}
+
+enum db_rc db_begin(struct db *d)
+{
+    return exec_cmd(d, "BEGIN");
+}
+enum db_rc db_commit(struct db *d)
+{
+    return exec_cmd(d, "COMMIT");
+}
+
+void db_rollback(struct db *d)
+{
+    if (d->conn && PQstatus(d->conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(d->conn, "ROLLBACK");
+        PQclear(res);
+    }
+}
+
+static enum db_rc exec_prepared(struct db *d, const char *name, int n, const char *const *v, const int *len,
+                                const int *fmt, uint64_t *affected)
+{
+    PGresult *res = PQexecPrepared(d->conn, name, n, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return failed(d, res);
+    if (affected)
+        *affected = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return DB_OK;
+}
+
+/* Run one step inside "SAVEPOINT s" when asked; roll back to it on failure
+ * so the transaction survives a data error. */
+static enum db_rc sp_begin(struct db *d, bool sp)
+{
+    return sp ? exec_cmd(d, "SAVEPOINT s") : DB_OK;
+}
+
+static enum db_rc sp_end(struct db *d, bool sp, enum db_rc rc)
+{
+    if (!sp)
+        return rc;
+    if (rc == DB_OK)
+        return exec_cmd(d, "RELEASE SAVEPOINT s") == DB_OK ? DB_OK : DB_TRANSIENT;
+    if (rc == DB_DATA) {
+        /* Keep the data error text: it is what the dead letter records. */
+        char keep[sizeof d->err], st[sizeof d->sqlstate];
+        memcpy(keep, d->err, sizeof keep);
+        memcpy(st, d->sqlstate, sizeof st);
+        if (exec_cmd(d, "ROLLBACK TO SAVEPOINT s") != DB_OK)
+            return DB_TRANSIENT;
+        memcpy(d->err, keep, sizeof keep);
+        memcpy(d->sqlstate, st, sizeof st);
+    }
+    return rc;
+}
+
+static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, bool direct,
+                            uint64_t *copied)
+{
+    PGresult *res =
+        PQexec(d->conn, direct ? "COPY telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
+                                 " FROM STDIN"
+                               : "COPY sl_stage (device_id, seq, device_ts, received_at, edge_id, body)"
+                                 " FROM STDIN");
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        return failed(d, res);
+    PQclear(res);
+    size_t len = 0;
+    bool io_ok = true;
+    for (uint32_t k = 0; k < n && io_ok; k++) {
+        size_t need = rows_copy_bound(b, idx[k]);
+        if (len + need > d->copycap && len > 0) {
+            io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
+            len = 0;
+        }
+        if (need > d->copycap) {
+            /* One huge body: grow once (rare; bounded by the JSON arena). */
+            char *nb = realloc(d->copybuf, need);
+            if (!nb) {
+                PQputCopyEnd(d->conn, "out of memory");
+                while ((res = PQgetResult(d->conn)))
+                    PQclear(res);
+                copy_msg(d, "out of memory");
+                return DB_TRANSIENT;
+            }
+            d->copybuf = nb;
+            d->copycap = need;
+        }
+        len += rows_copy_line(b, idx[k], d->copybuf + len, d->copycap - len);
+    }
+    if (io_ok && len > 0)
+        io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
+    if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1) {
+        copy_msg(d, PQerrorMessage(d->conn));
+        d->sqlstate[0] = '\0';
+        return DB_TRANSIENT;
+    }
+    enum db_rc rc = DB_OK;
+    res = PQgetResult(d->conn);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = failed(d, res);
+    } else {
+        *copied = strtoull(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    }
+    while ((res = PQgetResult(d->conn)))
+        PQclear(res);
+    return rc;
+}
+
+enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
+                   bool savepoint, uint64_t *inserted)
+{
+    *inserted = 0;
+    enum db_rc rc = sp_begin(d, savepoint);
+    if (rc != DB_OK)
+        return DB_TRANSIENT;
+    uint64_t copied = 0;
+    rc = copy_rows(d, b, idx, n, path == DB_DIRECT, &copied);
+    if (rc == DB_OK) {
+        if (path == DB_DIRECT)
+            *inserted = copied;
+        else
+            rc = exec_prepared(d, savepoint ? "ins_del" : "ins", 0, NULL, NULL, NULL, inserted);
+    }
+    return sp_end(d, savepoint, rc);
+}
+
+static void be64(uint8_t *o, uint64_t v)
+{
+    for (int k = 7; k >= 0; k--) {
+        o[k] = (uint8_t)(v & 0xffu);
+        v >>= 8;
+    }
+}
+
+/* timestamptz binary: int64 microseconds since 2000-01-01 UTC. */
+static void pg_ts(uint8_t *o, int64_t unix_us)
+{
+    be64(o, (uint64_t)(unix_us - PG_EPOCH_US));
+}
+
+enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n)
+{
+    if (sp_begin(d, true) != DB_OK)
+        return DB_TRANSIENT;
+    enum db_rc rc = DB_OK;
+    for (uint32_t k = 0; k < n && rc == DB_OK; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        const struct batch_peer *p = &b->peers[r->peer];
+        uint8_t inc[8], ep[8], at[8];
+        be64(inc, p->incarnation);
+        be64(ep, r->epoch);
+        pg_ts(at, rows_at_us(r));
+        const char *v[7] = {(const char *)r->dev.p,
+                            (const char *)p->edge.p,
+                            (const char *)inc,
+                            (const char *)ep,
+                            r->addr.n ? (const char *)r->addr.p : NULL,
+                            (const char *)at,
+                            (const char *)r->reason.p};
+        int len[7] = {(int)r->dev.n, (int)p->edge.n, 8, 8, (int)r->addr.n, 8, (int)r->reason.n};
+        int fmt[7] = {1, 1, 1, 1, 1, 1, 1};
+        if (r->kind == ENV_CONNECT) {
+            rc = exec_prepared(d, "con", 6, v, len, fmt, NULL);
+        } else {
+            if (!r->reason.p) {
+                v[6] = "";
+                len[6] = 0;
+            }
+            rc = exec_prepared(d, "dis", 7, v, len, fmt, NULL);
+        }
+    }
+    return sp_end(d, true, rc);
+}
+
+enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)
+{
+    const struct row *r = &b->rows[i];
+    const struct batch_peer *p = &b->peers[r->peer];
+    uint8_t seq[8], at[8];
+    be64(seq, r->seq);
+    pg_ts(at, rows_at_us(r));
+    static const char empty[1] = "";
+    const char *v[6] = {(const char *)r->dev.p,
+                        (const char *)seq,
+                        (const char *)at,
+                        (const char *)p->edge.p,
+                        r->raw.n ? (const char *)r->raw.p : empty,
+                        b->err + r->err_off};
+    int len[6] = {(int)r->dev.n, 8, 8, (int)p->edge.n, (int)r->raw.n, (int)r->err_len};
+    int fmt[6] = {1, 1, 1, 1, 1, 1};
+    if (sp_begin(d, true) != DB_OK)
+        return DB_TRANSIENT;
+    return sp_end(d, true, exec_prepared(d, "rej", 6, v, len, fmt, NULL));
+}
+
+enum db_rc db_edge_lost(struct db *d, const uint8_t *edge, size_t n, uint64_t inc, uint64_t *closed)
+{
+    uint8_t ib[8];
+    be64(ib, inc);
+    const char *v[2] = {(const char *)edge, (const char *)ib};
+    int len[2] = {(int)n, 8};
+    int fmt[2] = {1, 1};
+    return exec_prepared(d, "lost", 2, v, len, fmt, closed);
+}

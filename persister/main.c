@@ -1,0 +1,71 @@
+/* main.c - sluice-persister: flags, logging, metrics, signals; then the loop.
+ * Deliberately nothing else: the service lives in persister.c. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "persister.h"
+#include "sl/cfg.h"
+#include "sl/log.h"
+#include "sl/metrics.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct persister_cfg c = {0};
+    const char *metrics = NULL, *level = NULL;
+    const struct cfg_opt opts[] = {
+        {"pull", CFG_STR, &c.pull, "tcp://*:7001", "PULL endpoint to bind (edge batches)", 0, 0},
+        {"router", CFG_STR, &c.router, "tcp://*:7002", "ROUTER endpoint to bind (acks to edge workers)", 0,
+         0},
+        {"db", CFG_STR, &c.db, "", "libpq conninfo or URI; empty = PG* environment variables", 0, 0},
+        {"batch-max", CFG_INT, &c.batch_max, "2000", "rows per transaction at most", 1, 1000000},
+        {"batch-ms", CFG_INT, &c.batch_ms, "20", "commit a non-empty batch after this many ms", 0, 60000},
+        {"max-pending", CFG_INT, &c.max_pending, "20000",
+         "rows held in memory at most (the batch is capped to it); beyond, stop pulling", 1, 10000000},
+        {"edge-timeout-ms", CFG_INT, &c.edge_timeout_ms, "10000",
+         "close the sessions of an edge incarnation silent this long (reason edge_lost)", 100, 86400000},
+        {"json-bytes", CFG_INT, &c.json_bytes, "0", "JSON arena per batch in bytes (0 = 1 KiB per row)", 0,
+         1ll << 32},
+        {"shutdown-ms", CFG_INT, &c.shutdown_ms, "10000",
+         "after SIGTERM, keep retrying the held batch this long", 0, 3600000},
+        {"metrics", CFG_STR, &metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty or port 0 = off)",
+         0, 0},
+        {"log-level", CFG_STR, &level, "info", "debug, info, warn or error", 0, 0},
+    };
+    cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
+              "sluice-persister: stores edge batches in PostgreSQL and acks each row after COMMIT.");
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "sluice-persister: bad --log-level %s\n", level);
+        return 2;
+    }
+    log_init("persister", (enum log_level)lvl);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: zmq_poll and sleeps return early */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct persister *p = persister_new(&c);
+    if (!p)
+        return 1;
+    if (metrics && *metrics && metrics_start(metrics) != 0) {
+        persister_destroy(&p);
+        return 1;
+    }
+    int rc = persister_run(p, &g_stop);
+    metrics_stop();
+    persister_destroy(&p);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,658 @@
+/* persister.c - the persister's I/O loop: ZeroMQ in, batches to PostgreSQL
+ * through writer.c, acks out after COMMIT.
+ *
+ * Flow: zmq_poll on the PULL socket; each message is kept (zmq_msg_t) while
+ * its entries are mapped into the batch (rows.c), so row slices point into
+ * it and no per-message copy or allocation happens. The batch commits when
+ * it holds batch-max rows or its oldest row is batch-ms old. A commit that
+ * fails transiently is retried with exponential backoff and jitter,
+ * reconnecting as needed; no new message is pulled meanwhile, so ZeroMQ's
+ * HWM pushes back. After COMMIT, one ROUTER message per (reply identity,
+ * incarnation) carries the acks of its rows (duplicates and dead letters
+ * included: both are durable).
+ *
+ * Also here: per (edge_id, incarnation) liveness from any entry it sends
+ * (heartbeats every 2 s); an incarnation silent for --edge-timeout-ms has
+ * its open sessions closed with reason 'edge_lost'.
+ *
+ * Deliberately not here: SQL (db.c), bisecting poison rows (writer.c),
+ * mapping (rows.c), flags (main.c). */
+#define _GNU_SOURCE
+#include "persister.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "db.h"
+#include "rows.h"
+#include "sl/envelope.h"
+#include "sl/limits.h"
+#include "sl/log.h"
+#include "sl/metrics.h"
+#include "sl/tojson.h"
+#include "writer.h"
+
+#define EDGES_MAX      1024u
+#define ACK_BUF        (256u * 1024u)
+#define TICK_MS        1000u
+#define PING_IDLE_MS   2000u
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define PULL_HWM       1000
+#define MAX_MSG_BYTES  (64ll * 1024 * 1024)
+
+struct edge_seen {
+    uint8_t id[ROWS_EDGE_MAX];
+    uint16_t n;
+    bool used;
+    uint64_t inc;
+    uint64_t last_ms;
+};
+
+struct metrics_set {
+    struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
+    struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
+    struct metric_counter *entries_skipped;
+    struct metric_gauge *pending, *pg_up;
+    struct metric_hist *batch_rows, *commit_seconds;
+};
+
+struct persister {
+    struct persister_cfg cfg;
+    void *ctx, *pull, *router;
+    struct db *db;
+    struct writer writer;
+    struct batch batch;
+    char self[128];
+
+    /* Messages the batch's rows point into, a ring in arrival order; the
+     * newest may be half read. A zmq_msg_t is never moved: small messages
+     * keep their bytes inside it, and rows point at them. */
+    zmq_msg_t *msgs;
+    uint32_t first, nmsgs, cap_msgs;
+    bool reading;              /* msgs[nmsgs-1] still has entries to read */
+    struct envelope_reader rd; /* its reader */
+    int cur_peer;              /* its peer index in the batch, -1 = look up */
+    uint32_t cur_rows_before;  /* batch rows when it started (or the batch restarted) */
+    struct envelope held;      /* an entry read but not added: the batch was full */
+    bool has_held;
+
+    uint64_t batch_deadline; /* monotonic ms the batch must commit by; 0 = empty batch */
+    uint64_t next_tick, last_db_ms, next_connect;
+    unsigned connect_fails;
+    uint64_t last_version_log;
+
+    struct edge_seen *edges;
+    uint8_t *ackbuf;
+    struct metrics_set m;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void register_metrics(struct metrics_set *m)
+{
+    static const double rows_b[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
+    static const double sec_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    m->rows_committed =
+        metrics_counter("rows_committed_total", "Data rows durable and acked (stored or duplicate)", NULL);
+    m->rows_inserted = metrics_counter("rows_inserted_total", "Data rows new to telemetry", NULL);
+    m->rows_duplicate =
+        metrics_counter("rows_duplicate_total", "Data rows already in telemetry (acked again)", NULL);
+    m->rows_rejected = metrics_counter("rows_rejected_total", "Data rows stored in telemetry_rejected", NULL);
+    m->rows_dropped = metrics_counter("rows_dropped_total", "Rows stored nowhere (not acked)", NULL);
+    m->sessions = metrics_counter("sessions_written_total", "connect/disconnect entries upserted", NULL);
+    m->retries = metrics_counter("db_retries_total", "Batch commits retried after a transient failure", NULL);
+    m->acks_sent = metrics_counter("acks_sent_total", "Ack entries sent to edges", NULL);
+    m->acks_unroutable =
+        metrics_counter("acks_unroutable_total", "Ack entries dropped: edge gone or full", NULL);
+    m->batches_refused =
+        metrics_counter("batches_refused_total", "Edge batches refused (version or malformed)", NULL);
+    m->edges_lost =
+        metrics_counter("edges_lost_total", "Edge incarnations timed out (sessions closed)", NULL);
+    m->entries_skipped = metrics_counter("entries_skipped_total", "Entries unusable by the persister", NULL);
+    m->pending = metrics_gauge("pending_messages", "Rows held in memory, not yet committed", NULL);
+    m->pg_up = metrics_gauge("pg_up", "1 while connected to PostgreSQL", NULL);
+    m->batch_rows = metrics_hist("batch_rows", "Rows per committed batch", NULL, rows_b,
+                                 (int)(sizeof rows_b / sizeof rows_b[0]));
+    m->commit_seconds = metrics_hist("commit_seconds", "Time to commit a batch, retries included", NULL,
+                                     sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
+}
+
+static void *bind_sock(void *ctx, int type, const char *ep)
+{
+    void *s = zmq_socket(ctx, type);
+    if (!s)
+        return NULL;
+    int linger = 0, one = 1, hwm = PULL_HWM;
+    int64_t maxmsg = MAX_MSG_BYTES;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (type == ZMQ_PULL) {
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    } else {
+        /* Replies to a gone edge fail (counted) instead of vanishing, and a
+         * restarted edge worker takes its identity back. */
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    }
+    if (zmq_bind(s, ep) != 0) {
+        int e = zmq_errno();
+        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", ep, zmq_strerror(e));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static zmq_msg_t *msg_at(struct persister *p, uint32_t k)
+{
+    return &p->msgs[(p->first + k) % p->cap_msgs];
+}
+
+struct persister *persister_new(const struct persister_cfg *cfg)
+{
+    struct persister *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cfg = *cfg;
+    uint32_t cap = (uint32_t)(cfg->batch_max < cfg->max_pending ? cfg->batch_max : cfg->max_pending);
+    if (cap < 1)
+        cap = 1;
+    /* Room for a typical ~100-200 B JSON body per row, and always for one
+     * maximal frame's worth of JSON so any single body fits an empty batch. */
+    size_t json = cfg->json_bytes > 0 ? (size_t)cfg->json_bytes : (size_t)cap * 1024u;
+    size_t one = tojson_bound(SL_MAX_FRAME_DEFAULT) + 1024u;
+    if (json < one)
+        json = one;
+    char host[64] = "unknown";
+    gethostname(host, sizeof host - 1);
+    snprintf(p->self, sizeof p->self, "persister@%s:%d", host, (int)getpid());
+
+    p->cap_msgs = cap + 1u;
+    p->msgs = calloc(p->cap_msgs, sizeof *p->msgs);
+    p->edges = calloc(EDGES_MAX, sizeof *p->edges);
+    p->ackbuf = malloc(ACK_BUF);
+    p->db = db_new(cfg->db);
+    if (!p->msgs || !p->edges || !p->ackbuf || !p->db || batch_init(&p->batch, cap, json) != 0 ||
+        writer_init(&p->writer, p->db, cap) != 0) {
+        LOG_ERROR("event=alloc_failed rows=%u json_bytes=%zu", cap, json);
+        persister_destroy(&p);
+        return NULL;
+    }
+    p->cur_peer = -1;
+    register_metrics(&p->m);
+    p->ctx = zmq_ctx_new();
+    if (!p->ctx || !(p->pull = bind_sock(p->ctx, ZMQ_PULL, cfg->pull)) ||
+        !(p->router = bind_sock(p->ctx, ZMQ_ROUTER, cfg->router))) {
+        persister_destroy(&p);
+        return NULL;
+    }
+    LOG_INFO("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s", cfg->pull,
+             cfg->router, cap, (long long)cfg->batch_ms, json, p->self);
+    return p;
+}
+
+void persister_destroy(struct persister **pp)
+{
+    struct persister *p = *pp;
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->nmsgs; i++)
+        zmq_msg_close(msg_at(p, i));
+    if (p->pull)
+        zmq_close(p->pull);
+    if (p->router)
+        zmq_close(p->router);
+    if (p->ctx)
+        zmq_ctx_term(p->ctx);
+    writer_fini(&p->writer);
+    batch_fini(&p->batch);
+    db_destroy(&p->db);
+    free(p->msgs);
+    free(p->edges);
+    free(p->ackbuf);
+    free(p);
+    *pp = NULL;
+}
+
+/* ---- edge liveness ---------------------------------------------------- */
+
+static void edge_heard(struct persister *p, const struct envelope_hdr *h, uint64_t now)
+{
+    if (h->edge.n == 0 || h->edge.n > ROWS_EDGE_MAX)
+        return;
+    struct edge_seen *free_slot = NULL;
+    for (uint32_t i = 0; i < EDGES_MAX; i++) {
+        struct edge_seen *e = &p->edges[i];
+        if (!e->used) {
+            if (!free_slot)
+                free_slot = e;
+            continue;
+        }
+        if (e->inc == h->incarnation && e->n == h->edge.n && memcmp(e->id, h->edge.p, e->n) == 0) {
+            e->last_ms = now;
+            return;
+        }
+    }
+    if (!free_slot)
+        return; /* more edge processes than we track: they just never time out here */
+    memcpy(free_slot->id, h->edge.p, h->edge.n);
+    free_slot->n = (uint16_t)h->edge.n;
+    free_slot->inc = h->incarnation;
+    free_slot->last_ms = now;
+    free_slot->used = true;
+}
+
+/* Time spent blocked on the database is not silence from the edges: their
+ * heartbeats are waiting in ZeroMQ. */
+static void edges_forgive(struct persister *p, uint64_t now)
+{
+    for (uint32_t i = 0; i < EDGES_MAX; i++)
+        if (p->edges[i].used && p->edges[i].last_ms < now)
+            p->edges[i].last_ms = now;
+}
+
+static void edges_expire(struct persister *p, uint64_t now)
+{
+    if (!db_connected(p->db))
+        return;
+    for (uint32_t i = 0; i < EDGES_MAX; i++) {
+        struct edge_seen *e = &p->edges[i];
+        if (!e->used || now - e->last_ms < (uint64_t)p->cfg.edge_timeout_ms)
+            continue;
+        uint64_t closed = 0;
+        char id[ROWS_EDGE_MAX * 4 + 8];
+        log_q(id, sizeof id, (const char *)e->id, e->n);
+        if (db_edge_lost(p->db, e->id, e->n, e->inc, &closed) != DB_OK) {
+            char q[600];
+            const char *msg = db_last_error(p->db);
+            LOG_WARN("event=edge_lost_failed edge=%s err=%s", id, log_q(q, sizeof q, msg, strlen(msg)));
+            return; /* retried next tick */
+        }
+        p->last_db_ms = now;
+        LOG_INFO("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
+                 (unsigned long long)e->inc, (unsigned long long)closed);
+        metric_inc(p->m.edges_lost);
+        e->used = false;
+    }
+}
+
+/* ---- database connection --------------------------------------------- */
+
+static uint64_t backoff_ms(unsigned attempt)
+{
+    uint64_t d = BACKOFF_MIN_MS;
+    for (unsigned k = 0; k < attempt && d < BACKOFF_MAX_MS; k++)
+        d *= 2u;
+    if (d > BACKOFF_MAX_MS)
+        d = BACKOFF_MAX_MS;
+    /* Jitter in [d/2, d): persisters restarted together do not reconnect in step. */
+    return d / 2u + (uint64_t)rand() % (d / 2u + 1u);
+}
+
+static void set_up(struct persister *p, bool up)
+{
+    metric_set(p->m.pg_up, up ? 1 : 0);
+    metrics_set_ready(up);
+}
+
+static bool try_connect(struct persister *p)
+{
+    if (db_connect(p->db) == DB_OK) {
+        if (p->connect_fails)
+            LOG_INFO("event=db_connected after_failures=%u", p->connect_fails);
+        else
+            LOG_INFO("event=db_connected");
+        p->connect_fails = 0;
+        p->last_db_ms = now_ms();
+        set_up(p, true);
+        return true;
+    }
+    /* First failure, then one line per 10, so an outage does not flood the log. */
+    if (p->connect_fails % 10u == 0) {
+        char q[600];
+        const char *e = db_last_error(p->db);
+        LOG_WARN("event=db_connect_failed failures=%u err=%s", p->connect_fails + 1u,
+                 log_q(q, sizeof q, e, strlen(e)));
+    }
+    p->connect_fails++;
+    set_up(p, false);
+    return false;
+}
+
+/* ---- acks --------------------------------------------------------------- */
+
+static void ack_send(struct persister *p, const struct batch_peer *peer, struct envelope_writer *w)
+{
+    if (w->count == 0)
+        return;
+    int rc = -1;
+    if (peer->reply.n > 0) {
+        rc = zmq_send(p->router, peer->reply.p, peer->reply.n, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0)
+            rc = zmq_send(p->router, p->ackbuf, envelope_writer_len(w), ZMQ_DONTWAIT);
+    }
+    if (rc < 0)
+        metric_add(p->m.acks_unroutable, w->count); /* EHOSTUNREACH or full: the device resends */
+    else
+        metric_add(p->m.acks_sent, w->count);
+}
+
+static void send_acks(struct persister *p)
+{
+    struct batch *b = &p->batch;
+    for (uint32_t pi = 0; pi < b->npeers; pi++) {
+        const struct batch_peer *peer = &b->peers[pi];
+        if (peer->first == ROWS_NONE)
+            continue;
+        struct envelope_hdr h = {
+            .v = SL_ENVELOPE_VERSION,
+            .edge = {(const uint8_t *)p->self, (uint32_t)strlen(p->self)},
+            .incarnation = peer->incarnation,
+            .reply = {(const uint8_t *)"", 0},
+        };
+        struct envelope_writer w;
+        if (envelope_writer_begin(&w, p->ackbuf, ACK_BUF, &h) != SL_OK)
+            continue;
+        for (uint32_t i = peer->first; i != ROWS_NONE; i = b->rows[i].next) {
+            const struct row *r = &b->rows[i];
+            if (r->state != ROW_STORED && r->state != ROW_DEAD)
+                continue;
+            struct envelope e = {
+                .kind = ENV_ACK, .slot = r->slot, .gen = r->gen, .dev = r->dev, .seq = r->seq};
+            if (envelope_writer_add(&w, &e) == SL_TOOBIG) {
+                ack_send(p, peer, &w);
+                envelope_writer_begin(&w, p->ackbuf, ACK_BUF, &h);
+                envelope_writer_add(&w, &e);
+            }
+        }
+        ack_send(p, peer, &w);
+    }
+}
+
+/* ---- batch commit ----------------------------------------------------- */
+
+/* Release the messages of a committed batch, keeping the one still being read. */
+static void release_msgs(struct persister *p)
+{
+    uint32_t keep = p->reading ? 1u : 0u;
+    uint32_t n = p->nmsgs - keep;
+    for (uint32_t i = 0; i < n; i++)
+        zmq_msg_close(msg_at(p, i));
+    p->first = (p->first + n) % p->cap_msgs;
+    p->nmsgs = keep;
+    batch_reset(&p->batch);
+    p->batch_deadline = 0;
+    p->cur_peer = -1;
+    p->cur_rows_before = 0;
+}
+
+/* Commit the batch, retrying until it commits, or until shutdown_ms after a
+ * stop. Returns 0 (committed and acked) or -1 (abandoned at shutdown). */
+static int flush(struct persister *p, volatile sig_atomic_t *stop)
+{
+    struct batch *b = &p->batch;
+    if (b->nrows == 0)
+        return 0;
+    uint64_t t0 = now_ms(), stop_at = 0;
+    unsigned attempt = 0;
+    struct writer_stats st;
+    for (;;) {
+        if (*stop && !stop_at)
+            stop_at = now_ms() + (uint64_t)p->cfg.shutdown_ms;
+        if (db_connected(p->db) || try_connect(p)) {
+            if (writer_commit(&p->writer, b, &st) == DB_OK)
+                break;
+            char q[600];
+            const char *e = db_last_error(p->db);
+            LOG_WARN("event=batch_retry rows=%u attempt=%u sqlstate=%s err=%s", b->nrows, attempt + 1u,
+                     db_last_sqlstate(p->db)[0] ? db_last_sqlstate(p->db) : "none",
+                     log_q(q, sizeof q, e, strlen(e)));
+            if (!db_connected(p->db)) {
+                db_disconnect(p->db);
+                set_up(p, false);
+            }
+        }
+        metric_inc(p->m.retries); /* failed connect or commit: this batch waits */
+        if (stop_at && now_ms() >= stop_at) {
+            LOG_WARN("event=shutdown_abandon rows=%u", b->nrows);
+            return -1;
+        }
+        /* poll() with no fds: an interruptible sleep (a signal ends it early). */
+        poll(NULL, 0, (int)backoff_ms(attempt++));
+    }
+    uint64_t t1 = now_ms();
+    p->last_db_ms = t1;
+    if (attempt > 0)
+        LOG_INFO("event=batch_committed_after_retry rows=%u attempts=%u ms=%llu", b->nrows, attempt + 1u,
+                 (unsigned long long)(t1 - t0));
+    if (st.dead || st.dropped)
+        LOG_WARN("event=poison_rows rejected=%llu dropped=%llu attempts=%llu", (unsigned long long)st.dead,
+                 (unsigned long long)st.dropped, (unsigned long long)st.attempts);
+    send_acks(p);
+    metric_add(p->m.rows_committed, st.stored);
+    metric_add(p->m.rows_inserted, st.inserted);
+    metric_add(p->m.rows_duplicate, st.stored - st.inserted);
+    metric_add(p->m.rows_rejected, st.dead);
+    metric_add(p->m.rows_dropped, st.dropped);
+    metric_add(p->m.sessions, st.sessions);
+    metric_observe(p->m.batch_rows, (double)b->nrows);
+    metric_observe(p->m.commit_seconds, (double)(t1 - t0) / 1000.0);
+    if (t1 - t0 > TICK_MS)
+        edges_forgive(p, t1);
+    release_msgs(p);
+    metric_set(p->m.pending, 0);
+    return 0;
+}
+
+/* ---- reading messages ------------------------------------------------- */
+
+static void version_refused(struct persister *p, const struct envelope_hdr *h, uint64_t now)
+{
+    metric_inc(p->m.batches_refused);
+    /* One line a minute at most: a fleet of old edges must not flood the log. */
+    if (p->last_version_log && now - p->last_version_log < 60000u)
+        return;
+    p->last_version_log = now;
+    char id[ROWS_EDGE_MAX * 4 + 8];
+    log_q(id, sizeof id, (const char *)h->edge.p, h->edge.n);
+    LOG_WARN("event=batch_refused reason=version v=%u edge=%s", h->v, id);
+}
+
+/* Map entries of the current message into the batch until it ends (returns
+ * true) or the batch is full (returns false: flush, then call again). */
+static bool read_entries(struct persister *p)
+{
+    struct batch *b = &p->batch;
+    for (;;) {
+        if (p->cur_peer < 0) {
+            int pi = batch_peer(b, &p->rd.hdr);
+            if (pi < 0)
+                return false; /* peer table full (header validity was checked on arrival) */
+            p->cur_peer = pi;
+        }
+        struct envelope e;
+        if (p->has_held) {
+            e = p->held;
+        } else {
+            enum sl_err rc = envelope_reader_next(&p->rd, &e);
+            if (rc == SL_AGAIN)
+                return true;
+            if (rc != SL_OK) {
+                metric_inc(p->m.batches_refused); /* rows read so far stay: they were well formed */
+                return true;
+            }
+        }
+        enum sl_err rc = batch_add(b, (uint16_t)p->cur_peer, &e);
+        if (rc == SL_NOMEM) {
+            p->held = e;
+            p->has_held = true;
+            return false;
+        }
+        p->has_held = false;
+        if (rc == SL_AGAIN && e.kind != ENV_HEARTBEAT && e.kind != ENV_RES && e.kind != ENV_UNDELIVERABLE)
+            metric_inc(p->m.entries_skipped);
+    }
+}
+
+/* Finish with the message being read: keep it if rows point into it. */
+static void end_message(struct persister *p)
+{
+    p->reading = false;
+    p->has_held = false;
+    if (p->batch.nrows == p->cur_rows_before)
+        zmq_msg_close(msg_at(p, --p->nmsgs));
+    p->cur_peer = -1;
+}
+
+/* Continue the current message; returns false when the batch must be flushed first. */
+static bool continue_message(struct persister *p)
+{
+    if (!p->reading)
+        return true;
+    if (!read_entries(p))
+        return false;
+    end_message(p);
+    return true;
+}
+
+/* Take one message from PULL (non-blocking). Returns false if none. */
+static bool pull_one(struct persister *p, uint64_t now)
+{
+    zmq_msg_t *m = msg_at(p, p->nmsgs);
+    zmq_msg_init(m);
+    if (zmq_msg_recv(m, p->pull, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(m);
+        return false;
+    }
+    p->nmsgs++;
+    /* Any further frames of a multipart message are not ours: drop them. */
+    while (zmq_msg_more(m)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, p->pull, 0);
+        zmq_msg_close(&extra);
+    }
+    enum sl_err rc = envelope_reader_begin(&p->rd, zmq_msg_data(m), zmq_msg_size(m));
+    if (rc == SL_VERSION || rc != SL_OK || p->rd.hdr.edge.n == 0 || p->rd.hdr.edge.n > ROWS_EDGE_MAX ||
+        p->rd.hdr.reply.n > ROWS_EDGE_MAX) {
+        if (rc == SL_VERSION)
+            version_refused(p, &p->rd.hdr, now);
+        else
+            metric_inc(p->m.batches_refused);
+        zmq_msg_close(msg_at(p, --p->nmsgs));
+        return true;
+    }
+    edge_heard(p, &p->rd.hdr, now);
+    p->reading = true;
+    p->cur_peer = -1;
+    p->cur_rows_before = p->batch.nrows;
+    return true;
+}
+
+static void drain_router(struct persister *p)
+{
+    /* Edges do not talk to us on the ROUTER; anything arriving is discarded
+     * so it cannot pile up. */
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    for (int k = 0; k < 64 && zmq_msg_recv(&m, p->router, ZMQ_DONTWAIT) >= 0; k++)
+        ;
+    zmq_msg_close(&m);
+}
+
+int persister_run(struct persister *p, volatile sig_atomic_t *stop)
+{
+    srand((unsigned)(getpid() ^ (int)now_ms()));
+    set_up(p, false);
+    try_connect(p);
+    uint64_t now = now_ms();
+    p->next_tick = now + TICK_MS;
+    int result = 0;
+    for (;;) {
+        now = now_ms();
+        struct batch *b = &p->batch;
+        bool room = !batch_full(b) && p->nmsgs < p->cap_msgs;
+        /* A message being read goes first: it may fill the batch. */
+        if (p->reading && !continue_message(p))
+            room = false;
+        if (b->nrows > 0 && p->batch_deadline == 0)
+            p->batch_deadline = now + (uint64_t)p->cfg.batch_ms;
+        bool due = b->nrows > 0 && (!room || now >= p->batch_deadline || *stop);
+        if (due) {
+            if (flush(p, stop) != 0) {
+                result = -1;
+                break;
+            }
+            continue;
+        }
+        if (*stop && !p->reading)
+            break; /* nothing held: queued messages were never acked, devices resend them */
+        if (now >= p->next_tick) {
+            p->next_tick = now + TICK_MS;
+            if (!db_connected(p->db)) {
+                if (now >= p->next_connect && !try_connect(p))
+                    p->next_connect = now + backoff_ms(p->connect_fails);
+            } else if (b->nrows == 0 && now - p->last_db_ms >= PING_IDLE_MS) {
+                if (db_ping(p->db) != DB_OK) {
+                    char q[600];
+                    const char *e = db_last_error(p->db);
+                    LOG_WARN("event=db_lost err=%s", log_q(q, sizeof q, e, strlen(e)));
+                    db_disconnect(p->db);
+                    set_up(p, false);
+                } else {
+                    p->last_db_ms = now;
+                }
+            }
+            /* Safe with rows held: an edge with an entry in this batch was just heard. */
+            edges_expire(p, now);
+        }
+
+        int timeout = (int)(p->next_tick > now ? p->next_tick - now : 0);
+        if (b->nrows > 0) {
+            uint64_t left = p->batch_deadline > now ? p->batch_deadline - now : 0;
+            if ((int)left < timeout)
+                timeout = (int)left;
+        }
+        zmq_pollitem_t items[2] = {
+            {p->pull, 0, (short)(room && !*stop && !p->reading ? ZMQ_POLLIN : 0), 0},
+            {p->router, 0, ZMQ_POLLIN, 0},
+        };
+        if (zmq_poll(items, 2, timeout) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            LOG_ERROR("event=poll_failed err=\"%s\"", zmq_strerror(zmq_errno()));
+            result = -1;
+            break;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            drain_router(p);
+        if (!(items[0].revents & ZMQ_POLLIN))
+            continue;
+        now = now_ms();
+        /* Take messages until the batch is full or PULL is empty. */
+        while (!*stop && !batch_full(b) && p->nmsgs < p->cap_msgs && pull_one(p, now)) {
+            bool more = continue_message(p);
+            if (b->nrows > 0 && p->batch_deadline == 0)
+                p->batch_deadline = now + (uint64_t)p->cfg.batch_ms;
+            if (!more)
+                break;
+        }
+        metric_set(p->m.pending, b->nrows);
+    }
+    if (result == 0)
+        LOG_INFO("event=stopped");
+    return result;
+}

@@ -1,0 +1,205 @@
+/* writer.c - sequences one batch transaction and isolates poison rows.
+ *
+ * Why bisect under savepoints rather than retry rows singly: a batch with
+ * one poison row costs ~2*log2(n) small statements instead of n, and the
+ * good rows still commit in the same transaction as the dead letters, so
+ * acks for the whole batch follow one COMMIT.
+ *
+ * Why a direct COPY first: with no row stored yet (the normal case) it is the
+ * cheapest durable write PostgreSQL offers; duplicates only come from
+ * resends, and unique_violation tells us exactly that.
+ *
+ * Deliberately not here: libpq (db.c), reconnect and backoff (persister.c),
+ * acks. Tests substitute the db_* calls at link time (-Wl,--wrap). */
+#include "writer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum db_rc writer_classify(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return DB_TRANSIENT;
+    if (sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3'))
+        return DB_DATA;
+    return DB_TRANSIENT;
+}
+
+int writer_init(struct writer *w, struct db *db, uint32_t cap_rows)
+{
+    w->db = db;
+    w->cap = cap_rows;
+    w->staged_left = 0;
+    w->idx = calloc(cap_rows ? cap_rows : 1, sizeof *w->idx);
+    return w->idx ? 0 : -1;
+}
+
+void writer_fini(struct writer *w)
+{
+    free(w->idx);
+    w->idx = NULL;
+}
+
+static void mark(struct batch *b, const uint32_t *idx, uint32_t n, enum row_state s)
+{
+    for (uint32_t k = 0; k < n; k++)
+        b->rows[idx[k]].state = (uint8_t)s;
+}
+
+static void set_err_from_db(struct writer *w, struct batch *b, uint32_t i)
+{
+    const char *e = db_last_error(w->db);
+    batch_set_err(b, i, e, strlen(e));
+}
+
+/* Data rows idx[0..n) inside the open transaction, under savepoints.
+ * Returns DB_OK (each row STORED or REJECT) or DB_TRANSIENT. */
+static enum db_rc bisect_rows(struct writer *w, struct batch *b, uint32_t *idx, uint32_t n,
+                              struct writer_stats *st)
+{
+    uint64_t ins = 0;
+    st->attempts++;
+    enum db_rc rc = db_rows(w->db, b, idx, n, DB_STAGED, true, &ins);
+    if (rc == DB_OK) {
+        st->inserted += ins;
+        mark(b, idx, n, ROW_STORED);
+        return DB_OK;
+    }
+    if (rc != DB_DATA)
+        return DB_TRANSIENT;
+    if (n == 1) {
+        b->rows[idx[0]].state = ROW_REJECT;
+        set_err_from_db(w, b, idx[0]);
+        return DB_OK;
+    }
+    uint32_t h = n / 2;
+    rc = bisect_rows(w, b, idx, h, st);
+    if (rc != DB_OK)
+        return rc;
+    return bisect_rows(w, b, idx + h, n - h, st);
+}
+
+/* Session rows: a refused one is dropped (logged by the caller's counters). */
+static enum db_rc bisect_sessions(struct writer *w, struct batch *b, uint32_t *idx, uint32_t n,
+                                  struct writer_stats *st)
+{
+    enum db_rc rc = db_sessions(w->db, b, idx, n);
+    if (rc == DB_OK) {
+        st->sessions += n;
+        mark(b, idx, n, ROW_STORED);
+        return DB_OK;
+    }
+    if (rc != DB_DATA)
+        return DB_TRANSIENT;
+    if (n == 1) {
+        b->rows[idx[0]].state = ROW_DROPPED;
+        st->dropped++;
+        return DB_OK;
+    }
+    uint32_t h = n / 2;
+    rc = bisect_sessions(w, b, idx, h, st);
+    if (rc != DB_OK)
+        return rc;
+    return bisect_sessions(w, b, idx + h, n - h, st);
+}
+
+static enum db_rc fail(struct writer *w)
+{
+    db_rollback(w->db);
+    return DB_TRANSIENT;
+}
+
+enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    /* A retry starts from the mapper's verdicts: forget what a rolled-back
+     * attempt decided, and the error texts it recorded. */
+    size_t err_keep = 0;
+    uint32_t nd = 0;
+    for (uint32_t i = 0; i < b->nrows; i++) {
+        struct row *r = &b->rows[i];
+        if (r->bad) {
+            r->state = ROW_BAD;
+            if (r->err_off + r->err_len > err_keep)
+                err_keep = r->err_off + r->err_len;
+            continue;
+        }
+        r->state = ROW_NEW;
+        if (r->kind == ENV_DATA)
+            w->idx[nd++] = i;
+    }
+    b->err_len = err_keep;
+
+    if (db_begin(w->db) != DB_OK)
+        return fail(w);
+    if (nd > 0) {
+        uint64_t ins = 0;
+        st->attempts++;
+        enum db_path path = w->staged_left ? DB_STAGED : DB_DIRECT;
+        if (w->staged_left)
+            w->staged_left--;
+        enum db_rc rc = db_rows(w->db, b, w->idx, nd, path, false, &ins);
+        if (rc == DB_DATA && path == DB_DIRECT && strcmp(db_last_sqlstate(w->db), "23505") == 0) {
+            /* A resend: some rows are stored already. Go the idempotent way. */
+            w->staged_left = WRITER_STAGED_AFTER_DUP;
+            db_rollback(w->db);
+            if (db_begin(w->db) != DB_OK)
+                return fail(w);
+            st->attempts++;
+            path = DB_STAGED;
+            rc = db_rows(w->db, b, w->idx, nd, path, false, &ins);
+        }
+        st->staged = path == DB_STAGED;
+        if (rc == DB_OK) {
+            st->inserted = ins;
+            mark(b, w->idx, nd, ROW_STORED);
+        } else if (rc == DB_DATA) {
+            /* The transaction is aborted: start again and find the culprits. */
+            db_rollback(w->db);
+            if (db_begin(w->db) != DB_OK)
+                return fail(w);
+            if (bisect_rows(w, b, w->idx, nd, st) != DB_OK)
+                return fail(w);
+        } else {
+            return fail(w);
+        }
+    }
+
+    /* Dead letters: the rows PostgreSQL or the mapper refused. */
+    for (uint32_t i = 0; i < b->nrows; i++) {
+        struct row *r = &b->rows[i];
+        if (r->kind != ENV_DATA)
+            continue;
+        if (r->state == ROW_STORED)
+            st->stored++;
+        if (r->state != ROW_REJECT && r->state != ROW_BAD)
+            continue;
+        enum db_rc rc = db_reject(w->db, b, i);
+        if (rc == DB_TRANSIENT)
+            return fail(w);
+        if (rc == DB_OK) {
+            st->dead++; /* becomes ROW_DEAD after the commit */
+        } else {
+            r->state = ROW_DROPPED;
+            st->dropped++;
+        }
+    }
+
+    uint32_t ns = 0;
+    for (uint32_t i = 0; i < b->nrows; i++)
+        if (b->rows[i].kind != ENV_DATA)
+            w->idx[ns++] = i;
+    if (ns > 0 && bisect_sessions(w, b, w->idx, ns, st) != DB_OK)
+        return fail(w);
+
+    if (db_commit(w->db) != DB_OK)
+        return fail(w);
+
+    /* Only now are the verdicts true. */
+    for (uint32_t i = 0; i < b->nrows; i++) {
+        struct row *r = &b->rows[i];
+        if (r->kind == ENV_DATA && (r->state == ROW_REJECT || r->state == ROW_BAD))
+            r->state = ROW_DEAD;
+    }
+    return DB_OK;
+}

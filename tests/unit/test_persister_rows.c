@@ -1,0 +1,252 @@
+/* test_persister_rows.c - the persister's pure mapper (persister/rows.c):
+ * envelope entries -> rows, peers, JSON arena limits, COPY text lines and
+ * timestamp formatting. No database, no sockets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rows.h"
+
+static const uint8_t body_a1[] = {0x81, 0xa1, 'a', 0x01}; /* {"a":1} */
+
+static struct sl_slice S(const char *s) {
+    return (struct sl_slice){(const uint8_t *)s, (uint32_t)strlen(s)};
+}
+
+static struct envelope_hdr
+hdr(const char *edge, uint64_t inc, const char *reply)
+{
+    struct envelope_hdr h = {.v = 1, .edge = S(edge), .incarnation = inc, .reply = S(reply)};
+    return h;
+}
+
+static struct envelope data(const char *dev, uint64_t seq, const uint8_t *body, uint32_t n)
+{
+    struct envelope e = {.kind = ENV_DATA,
+                         .slot = 3,
+                         .gen = 9,
+                         .dev = S(dev),
+                         .seq = seq,
+                         .at_ns = 1764358200000000000ull,
+                         .body = {body, n},
+                         .has_body = true};
+    return e;
+}
+
+static void test_fmt_us(void **state)
+{
+    (void)state;
+    char out[48];
+    static const struct {
+        int64_t us;
+        const char *want;
+    } cases[] = {
+        {0, "1970-01-01 00:00:00.000000+00"},
+        {-1, "1969-12-31 23:59:59.999999+00"},
+        {1764358200000000, "2025-11-28 19:30:00.000000+00"},
+        {951782400123456, "2000-02-29 00:00:00.123456+00"},
+        {253402300799999999, "9999-12-31 23:59:59.999999+00"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = rows_fmt_us(out, cases[i].us);
+        out[n] = '\0';
+        assert_string_equal(out, cases[i].want);
+    }
+}
+
+static void test_map_data_and_copy_line(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 8, 4096), 0);
+    struct envelope_hdr h = hdr("edge-1:7000", 77, "edge-1:7000/0");
+    int pi = batch_peer(&b, &h);
+    assert_int_equal(pi, 0);
+    struct envelope e = data("pump-1", 42, body_a1, sizeof body_a1);
+    e.has_ts = true;
+    e.ts = 1764358200123;
+    assert_int_equal(batch_add(&b, (uint16_t)pi, &e), SL_OK);
+    assert_int_equal(b.nrows, 1);
+    assert_int_equal(b.ndata, 1);
+    const struct row *r = &b.rows[0];
+    assert_int_equal(r->state, ROW_NEW);
+    assert_int_equal(r->slot, 3);
+    assert_int_equal(r->gen, 9);
+    assert_memory_equal(b.json + r->json_off, "{\"a\":1}", r->json_len);
+
+    char line[512];
+    size_t n = rows_copy_line(&b, 0, line, sizeof line);
+    assert_true(n > 0);
+    line[n] = '\0';
+    assert_string_equal(line, "pump-1\t42\t2025-11-28 19:30:00.123000+00\t2025-11-28 19:30:00.000000+00\t"
+                              "edge-1:7000\t{\"a\":1}\n");
+    /* A line that does not fit is refused whole. */
+    assert_int_equal(rows_copy_line(&b, 0, line, 20), 0);
+    batch_fini(&b);
+}
+
+static void test_copy_escapes_and_null_ts(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 8, 4096), 0);
+    struct envelope_hdr h = hdr("e\\1", 1, "r");
+    int pi = batch_peer(&b, &h);
+    /* "a\b<newline>c<tab>" as a msgpack str: JSON escapes become COPY-escaped too. */
+    static const uint8_t s[] = {0xa6, 'a', '\\', 'b', '\n', 'c', '\t'};
+    struct envelope e = data("d", 1, s, sizeof s);
+    assert_int_equal(batch_add(&b, (uint16_t)pi, &e), SL_OK);
+    char line[512];
+    size_t n = rows_copy_line(&b, 0, line, sizeof line);
+    line[n] = '\0';
+    assert_string_equal(line,
+                        "d\t1\t\\N\t2025-11-28 19:30:00.000000+00\te\\\\1\t\"a\\\\\\\\b\\\\nc\\\\t\"\n");
+    batch_fini(&b);
+}
+
+static void test_peers_and_chains(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 8, 4096), 0);
+    struct envelope_hdr h1 = hdr("e", 1, "e/0"), h2 = hdr("e", 2, "e/0"), h3 = hdr("e", 1, "e/1");
+    assert_int_equal(batch_peer(&b, &h1), 0);
+    assert_int_equal(batch_peer(&b, &h2), 1);
+    assert_int_equal(batch_peer(&b, &h3), 2);
+    assert_int_equal(batch_peer(&b, &h1), 0);
+    struct envelope e = data("d", 1, body_a1, sizeof body_a1);
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    e.seq = 2;
+    assert_int_equal(batch_add(&b, 1, &e), SL_OK);
+    e.seq = 3;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    struct envelope c = {.kind = ENV_CONNECT, .dev = S("d"), .epoch = 5, .peer = S("1.2.3.4:5")};
+    assert_int_equal(batch_add(&b, 0, &c), SL_OK);
+    assert_int_equal(b.ndata, 3);
+    /* Peer 0's ack chain: data rows 0 and 2, not the connect row. */
+    assert_int_equal(b.peers[0].first, 0);
+    assert_int_equal(b.rows[0].next, 2);
+    assert_int_equal(b.rows[2].next, ROWS_NONE);
+    assert_int_equal(b.peers[1].first, 1);
+    assert_int_equal(b.peers[2].first, ROWS_NONE);
+    /* Too-long or empty edge ids are refused. */
+    char longid[300];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    struct envelope_hdr bad = hdr(longid, 1, "r");
+    assert_int_equal(batch_peer(&b, &bad), -1);
+    struct envelope_hdr empty = hdr("", 1, "r");
+    assert_int_equal(batch_peer(&b, &empty), -1);
+    batch_reset(&b);
+    assert_int_equal(b.nrows, 0);
+    assert_int_equal(b.npeers, 0);
+    batch_fini(&b);
+}
+
+static void test_skips_and_bad_rows(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 8, 4096), 0);
+    struct envelope_hdr h = hdr("e", 1, "r");
+    batch_peer(&b, &h);
+    struct envelope hb = {.kind = ENV_HEARTBEAT, .seq = 3};
+    assert_int_equal(batch_add(&b, 0, &hb), SL_AGAIN);
+    struct envelope e = data("d", (uint64_t)INT64_MAX + 1u, body_a1, sizeof body_a1);
+    assert_int_equal(batch_add(&b, 0, &e), SL_AGAIN);
+    e = data("", 1, body_a1, sizeof body_a1);
+    assert_int_equal(batch_add(&b, 0, &e), SL_AGAIN);
+    assert_int_equal(b.nrows, 0);
+
+    static const uint8_t junk[] = {0xc1};
+    e = data("d", 1, junk, sizeof junk);
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(b.rows[0].state, ROW_BAD);
+    assert_true(b.rows[0].bad);
+    assert_true(b.rows[0].err_len > 0);
+    /* Still a data row to acknowledge (it will be dead-lettered). */
+    assert_int_equal(b.ndata, 1);
+    assert_int_equal(b.peers[0].first, 0);
+
+    e = data("d", 2, body_a1, sizeof body_a1);
+    e.has_body = false;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(b.rows[1].state, ROW_BAD);
+
+    e = data("d", 3, body_a1, sizeof body_a1);
+    e.has_ts = true;
+    e.ts = INT64_MAX;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(b.rows[2].state, ROW_BAD);
+    batch_fini(&b);
+}
+
+static void test_full(void **state)
+{
+    (void)state;
+    struct batch b;
+    /* 2 rows, and a JSON arena that holds two {"a":1} but not three. */
+    assert_int_equal(batch_init(&b, 2, 64), 0);
+    struct envelope_hdr h = hdr("e", 1, "r");
+    batch_peer(&b, &h);
+    struct envelope e = data("d", 1, body_a1, sizeof body_a1);
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_true(batch_full(&b));
+    assert_int_equal(batch_add(&b, 0, &e), SL_NOMEM);
+    batch_fini(&b);
+
+    /* JSON arena exhausted with rows in the batch: flush and retry. A body
+     * that cannot fit even an empty arena becomes a dead letter. */
+    uint8_t big[200];
+    big[0] = 0xd9;
+    big[1] = 150;
+    memset(big + 2, 'x', 150);
+    assert_int_equal(batch_init(&b, 8, 100), 0);
+    batch_peer(&b, &h);
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    struct envelope eb = data("d", 2, big, 152);
+    assert_int_equal(batch_add(&b, 0, &eb), SL_NOMEM);
+    batch_reset(&b);
+    batch_peer(&b, &h);
+    assert_int_equal(batch_add(&b, 0, &eb), SL_OK);
+    assert_int_equal(b.rows[0].state, ROW_BAD);
+    batch_fini(&b);
+}
+
+static void test_err_text(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 2, 64), 0);
+    struct envelope_hdr h = hdr("e", 1, "r");
+    batch_peer(&b, &h);
+    struct envelope e = data("d", 1, body_a1, sizeof body_a1);
+    batch_add(&b, 0, &e);
+    batch_set_err(&b, 0, "boom\n", 5);
+    assert_int_equal(b.rows[0].err_len, 4);
+    assert_memory_equal(b.err + b.rows[0].err_off, "boom", 4);
+    char longmsg[1000];
+    memset(longmsg, 'y', sizeof longmsg);
+    batch_set_err(&b, 0, longmsg, sizeof longmsg);
+    assert_int_equal(b.rows[0].err_len, ROWS_ERR_MAX);
+    batch_fini(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fmt_us),
+        cmocka_unit_test(test_map_data_and_copy_line),
+        cmocka_unit_test(test_copy_escapes_and_null_ts),
+        cmocka_unit_test(test_peers_and_chains),
+        cmocka_unit_test(test_skips_and_bad_rows),
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_err_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
