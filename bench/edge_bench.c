@@ -9,10 +9,17 @@
  *                     bytes per connection.
  *   tput  --conns N --window W --seconds S : each connection keeps W data
  *                     frames in flight; prints acked frames/s, p50/p99.
- *   rate  --rate R ... : the same at a fixed total rate R frames/s.
+ *   rate  --rate R ... : the same at a fixed total rate R frames/s, paced
+ *                     every --tick-us (hrtimer sleeps), each write stamped.
+ *   peer  : only the instant persister + a notifier sink, until SIGTERM
+ *           (for edges started by hand, see bench/edge_scale.sh).
+ *   idle --external 1 : only devices, against a running edge; prints
+ *           "held N" and keeps them --hold seconds.
  *
- * No notifier is bound: the edge sheds its data copies (counted), which is
- * the cheapest notifier; a real notifier adds one more PUSH per batch. */
+ * In tput/rate mode no notifier is bound: the edge sheds its data copies
+ * (counted), the cheapest notifier; a real one adds one more PUSH per batch.
+ * In idle/peer mode a notifier sink drains them, so the edge's bounded
+ * notifier queue does not fill and count as per-connection memory. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -103,6 +110,35 @@ static void *peer_main(void *ctx)
     return NULL;
 }
 
+/* ---- notifier sink: drains the notifier PUSH, so the edge's bounded
+ * notifier queue does not fill up and count towards its RSS ------------ */
+static void *sink_main(void *ctx)
+{
+    char ep[64];
+    void *pull = zmq_socket(ctx, ZMQ_PULL), *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int to = 100;
+    zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 3);
+    zmq_bind(pull, ep);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 4);
+    zmq_bind(router, ep);
+    while (!atomic_load(&peer_stop)) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, pull, 0);
+        zmq_msg_close(&m);
+    }
+    zmq_close(pull);
+    zmq_close(router);
+    return NULL;
+}
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    atomic_store(&peer_stop, true);
+}
+
 /* ---- devices ---------------------------------------------------------- */
 struct dev {
     int fd;
@@ -161,6 +197,8 @@ static int pack_data(uint8_t *buf, uint64_t seq)
     return n;
 }
 
+static int src_base;
+
 static int dial(int i, int nsrc)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -170,7 +208,7 @@ static int dial(int i, int nsrc)
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i % nsrc));
+    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)src_base + (uint32_t)(i % nsrc));
     bind(fd, (struct sockaddr *)&src, sizeof src);
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)base_port)};
     dst.sin_addr.s_addr = htonl(0x7f000001u);
@@ -195,6 +233,24 @@ static long rss_kb(pid_t pid)
     return kb;
 }
 
+/* utime+stime of a process in clock ticks (/proc/PID/stat fields 14, 15). */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -203,8 +259,9 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *bin = NULL, *mode = "tput";
-    int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2;
+    const char *bin = NULL, *mode = "tput", *lat_out = NULL;
+    int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2, tick_us = 200, hold = 0;
+    int external = 0, sink = -1;
     double rate = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--edge-bin")) bin = argv[i + 1];
@@ -215,17 +272,46 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--port")) base_port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tick-us")) tick_us = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--lat-out")) lat_out = argv[i + 1];
+        else if (!strcmp(argv[i], "--external")) external = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--src-base")) src_base = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nsrc")) nsrc = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--hold")) hold = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--notifier-sink")) sink = atoi(argv[i + 1]);
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
-    if (!bin || window > 256) {
+    bool peer_only = !strcmp(mode, "peer");
+    if ((!bin && !external && !peer_only) || window > 256 || nsrc < 1) {
         fprintf(stderr, "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
-                        "       [--seconds S] [--rate FRAMES_PER_S] [--port BASE] [--workers N]\n");
+                        "       [--seconds S] [--rate FRAMES_PER_S] [--tick-us US] [--port BASE] [--workers N]\n"
+                        "       [--lat-out FILE (send offset us, latency us per ack)]\n"
+                        "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
+                        "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
+                        "                                             until SIGTERM, for edges started by hand)\n"
+                        "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
+                        "       [--nsrc M] [--hold S]   (devices only, against a running edge; prints 'held N')\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (sink < 0)
+        sink = peer_only || !strcmp(mode, "idle");
     void *ctx = zmq_ctx_new();
-    pthread_t pt;
-    pthread_create(&pt, NULL, peer_main, ctx);
+    pthread_t pt, st;
+    if (peer_only) {
+        signal(SIGTERM, on_stop);
+        signal(SIGINT, on_stop);
+        pthread_create(&st, NULL, sink_main, ctx);
+        peer_main(ctx);
+        pthread_join(st, NULL);
+        zmq_ctx_term(ctx);
+        return 0;
+    }
+    if (!external) {
+        pthread_create(&pt, NULL, peer_main, ctx);
+        if (sink)
+            pthread_create(&st, NULL, sink_main, ctx);
+    }
 
     char a_listen[64], a_pp[64], a_pr[64], a_np[64], a_nr[64], a_mc[32], a_w[16];
     snprintf(a_listen, sizeof a_listen, "127.0.0.1:%d", base_port);
@@ -236,15 +322,16 @@ int main(int argc, char **argv)
     snprintf(a_mc, sizeof a_mc, "%d", conns + 100);
     snprintf(a_w, sizeof a_w, "%d", workers);
     setenv("SLUICE_FLEET_SECRET", SECRET, 1);
-    pid_t pid = fork();
-    if (pid == 0) {
+    pid_t pid = external ? 0 : fork();
+    if (!external && pid == 0) {
         execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
               "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
               "--metrics", "", "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
-    usleep(500 * 1000);
-    long rss0 = rss_kb(pid);
+    if (!external)
+        usleep(500 * 1000);
+    long rss0 = external ? 0 : rss_kb(pid);
 
     int ep = epoll_create1(0);
     struct dev *d = calloc((size_t)conns, sizeof *d);
@@ -273,15 +360,20 @@ int main(int argc, char **argv)
     uint8_t *dec_buf = malloc(65536);
     size_t nlat = 0, lat_cap = 1u << 24;
     uint64_t *lat = malloc(lat_cap * sizeof *lat);
+    uint64_t *lat_at = lat_out ? malloc(lat_cap * sizeof *lat_at) : NULL;
     uint64_t acked = 0;
     int welcomed = 0;
     struct epoll_event evs[256];
     uint8_t wbuf[256 * 64];
     /* Main loop: handle welcome/acks; top up windows (tput) or pace (rate). */
     uint64_t start = 0, end = 0, sent_total = 0;
+    double cpu_edge0 = 0, cpu_self0 = 0;
     int measuring = 0;
     for (;;) {
-        int n = epoll_wait(ep, evs, 256, 1);
+        /* Rate mode paces in tick_us steps (hrtimer sleep, not the 1 ms
+         * granularity of epoll_wait, which sent the rate in 1-2 ms bursts). */
+        struct timespec ts = {0, (rate > 0 && measuring ? tick_us : 1000) * 1000L};
+        int n = epoll_pwait2(ep, evs, 256, &ts, NULL);
         for (int k = 0; k < n; k++) {
             struct dev *x = &d[evs[k].data.u32];
             ssize_t r = read(x->fd, rbuf, 1 << 20);
@@ -305,8 +397,12 @@ int main(int argc, char **argv)
                 } else if (m.t == MSG_ACK) {
                     x->inflight--;
                     acked++;
-                    if (measuring && nlat < lat_cap)
-                        lat[nlat++] = now_us() - x->sent_us[m.u.ack.seq % 256];
+                    if (measuring && nlat < lat_cap) {
+                        uint64_t sent = x->sent_us[m.u.ack.seq % 256];
+                        if (lat_at)
+                            lat_at[nlat] = sent - start;
+                        lat[nlat++] = now_us() - sent;
+                    }
                 }
                 if (x->dec.buf && frame_dec_idle(&x->dec))
                     x->dec.buf = NULL;
@@ -329,6 +425,8 @@ int main(int argc, char **argv)
             start = t;
             end = start + (uint64_t)seconds * 1000000u;
             acked = 0;
+            cpu_edge0 = cpu_s(pid);
+            cpu_self0 = cpu_s(getpid());
         }
         if (t >= end)
             break;
@@ -341,8 +439,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < conns && budget; i++) {
             struct dev *x = &d[(i + (int)(sent_total % (uint64_t)conns)) % conns];
             size_t len = 0;
+            /* Stamp each write just before it: one stamp per pacing round
+             * charged the round's later writes with the earlier ones. */
+            uint64_t tw = now_us();
             while (x->inflight < (uint32_t)window && budget && len + 64 <= sizeof wbuf) {
-                x->sent_us[x->next_seq % 256] = t;
+                x->sent_us[x->next_seq % 256] = tw;
                 len += (size_t)pack_data(wbuf + len, x->next_seq++);
                 x->inflight++;
                 budget--;
@@ -354,6 +455,13 @@ int main(int argc, char **argv)
                 perror("write");
         }
     }
+    if (external) {
+        printf("held %d authenticated connections in %.1f s\n", welcomed, (double)(now_us() - t0) / 1e6);
+        fflush(stdout);
+        sleep((unsigned)hold);
+        zmq_ctx_term(ctx);
+        return welcomed == conns ? 0 : 1;
+    }
     if (!strcmp(mode, "idle")) {
         sleep(2);
         long rss1 = rss_kb(pid);
@@ -362,15 +470,29 @@ int main(int argc, char **argv)
                (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1));
     } else {
         double secs = (double)(now_us() - start) / 1e6;
+        double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100, cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
+        if (lat_at) {
+            FILE *f = fopen(lat_out, "w");
+            for (size_t i = 0; f && i < nlat; i++)
+                fprintf(f, "%llu %llu\n", (unsigned long long)lat_at[i], (unsigned long long)lat[i]);
+            if (f)
+                fclose(f);
+        }
         qsort(lat, nlat, sizeof *lat, cmp_u64);
-        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 %.3f ms (n=%zu)\n",
+        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 %.3f ms "
+               "p99.9 %.3f ms max %.3f ms (n=%zu)\n",
                mode, conns, window, rate > 0 ? "" : "max ", rate, (double)acked / secs, secs,
-               nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0, nlat);
+               nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0,
+               nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0, nlat);
+        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked %llu\n",
+               cpu_edge, cpu_self, (unsigned long long)sent_total, (unsigned long long)acked);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     atomic_store(&peer_stop, true);
     pthread_join(pt, NULL);
+    if (sink)
+        pthread_join(st, NULL);
     zmq_ctx_term(ctx);
     return 0;
 }

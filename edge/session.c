@@ -152,11 +152,13 @@ static void on_data(struct conn *c, const struct msg *m)
                          .body = m->u.data.body, .has_body = true};
     bus_emit(c->w->bus, &e);
     /* One sample in flight per connection keeps this O(1); a sample whose
-     * ack never came (resent, acked under another seq) expires after 10 s. */
-    uint64_t now = session_now_us();
-    if (c->rtt_seq == 0 || now - c->rtt_us > 10000000u) {
+     * ack never came (resent, acked under another seq) expires after 10 s.
+     * The expiry check uses the loop's cached ms clock (same monotonic
+     * clock): a second clock_gettime per data frame was ~4% of the edge's
+     * CPU at max throughput. */
+    if (c->rtt_seq == 0 || loop_now_ms(c->w->loop) > c->rtt_us / 1000u + 10000u) {
         c->rtt_seq = m->u.data.seq;
-        c->rtt_us = now;
+        c->rtt_us = session_now_us();
     }
 }
 

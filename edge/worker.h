@@ -27,9 +27,11 @@ struct worker {
     struct loop *loop;
     struct bus *bus;
 
-    /* Connection table: nslots preallocated structs, a stack of free slots. */
+    /* Connection table: nslots zeroed structs (calloc, backed only once
+     * used), slots [0, nfresh) ever used, a stack of freed ones. */
     struct conn *conns;
     uint32_t nslots;
+    uint32_t nfresh;
     uint32_t *free_slots;
     uint32_t nfree;
     uint32_t open;

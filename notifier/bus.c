@@ -1,0 +1,124 @@
+/* bus.c - ZeroMQ sockets of the notifier: binds PULL (edge batches in) and
+ * ROUTER (one-entry batches out to an edge worker by its identity).
+ *
+ * Deliberately not here: decoding entries (ntf.c does), event-loop wiring
+ * (main.c registers the PULL fd). Commands and kicks are rare, so each
+ * goes out as its own batch instead of being coalesced. */
+#include "bus.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "sl/err.h"
+#include "sl/limits.h"
+#include "sl/log.h"
+#include "sl/zmqx.h"
+
+struct bus {
+    void *ctx;
+    void *pull;
+    void *router;
+    char name[128];
+    zmq_msg_t msg;
+    bool have_msg;
+    uint64_t unroutable;
+    uint8_t out[64 * 1024 + 1024]; /* a cmd body is at most 64 KiB (ntf.c) */
+};
+
+struct bus *bus_new(const char *pull, const char *router, const char *name)
+{
+    struct bus *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->ctx = zmq_ctx_new();
+    b->pull = b->ctx ? zmq_socket(b->ctx, ZMQ_PULL) : NULL;
+    b->router = b->ctx ? zmq_socket(b->ctx, ZMQ_ROUTER) : NULL;
+    zmq_msg_init(&b->msg);
+    b->have_msg = true;
+    if (!b->pull || !b->router)
+        goto fail;
+    int one = 1;
+    zmqx_setup(b->pull, 0, 1000, 1000, false);
+    zmqx_setup(b->router, 0, 10000, 1000, false);
+    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    if (zmq_bind(b->pull, pull) != 0) {
+        int e = zmq_errno();
+        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", pull, zmq_strerror(e));
+        goto fail;
+    }
+    if (zmq_bind(b->router, router) != 0) {
+        int e = zmq_errno();
+        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", router, zmq_strerror(e));
+        goto fail;
+    }
+    return b;
+fail:
+    bus_destroy(&b);
+    return NULL;
+}
+
+void bus_destroy(struct bus **pb)
+{
+    struct bus *b = *pb;
+    if (!b)
+        return;
+    if (b->have_msg)
+        zmq_msg_close(&b->msg);
+    if (b->pull)
+        zmq_close(b->pull);
+    if (b->router)
+        zmq_close(b->router);
+    if (b->ctx)
+        zmq_ctx_term(b->ctx);
+    free(b);
+    *pb = NULL;
+}
+
+void *bus_pull(struct bus *b)
+{
+    return b->pull;
+}
+
+int bus_recv(struct bus *b, const uint8_t **p, size_t *n)
+{
+    if (zmq_msg_recv(&b->msg, b->pull, ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        return e == EAGAIN || e == EINTR ? SL_AGAIN : SL_IO;
+    }
+    *p = zmq_msg_data(&b->msg);
+    *n = zmq_msg_size(&b->msg);
+    return SL_OK;
+}
+
+int bus_send_edge(struct bus *b, const char *reply, uint64_t inc, const struct envelope *e)
+{
+    struct envelope_hdr h = {.v = SL_ENVELOPE_VERSION,
+                             .edge = {(const uint8_t *)b->name, (uint32_t)strlen(b->name)},
+                             .incarnation = inc,
+                             .reply = {(const uint8_t *)b->name, (uint32_t)strlen(b->name)}};
+    struct envelope_writer w;
+    if (envelope_writer_begin(&w, b->out, sizeof b->out, &h) != SL_OK || envelope_writer_add(&w, e) != SL_OK)
+        return -1;
+    size_t rl = strlen(reply);
+    if (zmq_send(b->router, reply, rl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        b->unroutable++; /* EHOSTUNREACH: that worker is gone */
+        return -1;
+    }
+    if (zmq_send(b->router, b->out, envelope_writer_len(&w), ZMQ_DONTWAIT) < 0) {
+        b->unroutable++;
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t bus_unroutable(const struct bus *b)
+{
+    return b->unroutable;
+}

@@ -1,0 +1,30 @@
+/* bus.h - the notifier's ZeroMQ side: PULL for edge batches, ROUTER for
+ * cmd and kick batches to edge workers. Main thread only. */
+#ifndef NTF_BUS_H
+#define NTF_BUS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "sl/envelope.h"
+
+struct bus;
+
+/* Bind both sockets. name is the notifier's identity in the headers it
+ * writes. NULL on failure (logged). */
+struct bus *bus_new(const char *pull, const char *router, const char *name);
+void bus_destroy(struct bus **b);
+
+/* The PULL socket (for zmqx_fd / zmqx_readable). */
+void *bus_pull(struct bus *b);
+
+/* Receive one batch without blocking into the bus's message; p and n stay
+ * valid until the next bus_recv. Returns SL_OK, SL_AGAIN (nothing) or SL_IO. */
+int bus_recv(struct bus *b, const uint8_t **p, size_t *n);
+
+/* Send one entry to the worker whose DEALER identity is reply, for edge
+ * incarnation inc. Never blocks. 0, or -1 if the worker is not connected
+ * (ROUTER_MANDATORY) or its queue is full. */
+int bus_send_edge(struct bus *b, const char *reply, uint64_t inc, const struct envelope *e);
+
+uint64_t bus_unroutable(const struct bus *b);
+
+#endif

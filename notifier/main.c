@@ -1,0 +1,347 @@
+/* main.c - sluice-notifier: loads the flags, wires bus (ZeroMQ), mqtt
+ * (paho) and the ntf core, and runs the epoll loop on the main thread.
+ *
+ * The main thread owns the ZeroMQ sockets and the core. paho's threads
+ * only wake it (loop_wake) after queueing inbound messages or when room
+ * for more publishes appears. Pulling from the edges stops while the MQTT
+ * side cannot take more data: the edges then shed the notifier's copies
+ * (PostgreSQL stays the record).
+ *
+ * Deliberately not here: any decision about messages (ntf.c). */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "mqtt.h"
+#include "ntf.h"
+#include "sl/cfg.h"
+#include "sl/log.h"
+#include "sl/loop.h"
+#include "sl/metrics.h"
+#include "sl/zmqx.h"
+
+#define DRAIN_MAX 256 /* batches per wake-up, so timers and MQTT input still run */
+
+struct opts {
+    const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
+    const char *metrics, *log_level;
+    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms;
+};
+
+struct delta {
+    struct metric_counter *c;
+    const uint64_t *src;
+    uint64_t last;
+};
+
+struct app {
+    struct opts o;
+    struct loop *loop;
+    struct bus *bus;
+    struct mqtt *mqtt;
+    struct ntf *ntf;
+    struct loop_timer tick, resume;
+    bool stopping;
+    struct mqtt_stats ms;
+    struct delta d[40];
+    int nd;
+    struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
+};
+
+static uint64_t wall_ms(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t dev_len, const char *topic,
+                       size_t topic_len, const char *payload, size_t len, bool retained)
+{
+    struct app *a = ud;
+    return mqtt_publish(a->mqtt, cls == NTF_PUB_CTRL, dev, dev_len, topic, topic_len, payload, len, retained);
+}
+
+static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
+{
+    struct app *a = ud;
+    return bus_send_edge(a->bus, reply, inc, e);
+}
+
+static void on_mqtt_msg(void *ud, const char *topic, size_t tl, const char *payload, size_t len)
+{
+    struct app *a = ud;
+    ntf_mqtt(a->ntf, topic, tl, payload, len, loop_now_ms(a->loop));
+}
+
+static void drain(struct app *a)
+{
+    int k = 0;
+    while (!a->stopping && k < DRAIN_MAX) {
+        if (!mqtt_ready(a->mqtt))
+            return; /* woken by paho when there is room again; the tick also retries */
+        const uint8_t *p;
+        size_t n;
+        int rc = bus_recv(a->bus, &p, &n);
+        if (rc != 0)
+            return;
+        ntf_batch(a->ntf, p, n, loop_now_ms(a->loop));
+        k++;
+    }
+    if (k == DRAIN_MAX)
+        loop_timer_start(a->loop, &a->resume, 0); /* more may wait: ZMQ_FD will not say so again */
+}
+
+static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud)
+{
+    (void)l, (void)fd, (void)ev;
+    drain(ud);
+}
+
+static void on_resume(struct loop *l, void *ud)
+{
+    (void)l;
+    drain(ud);
+}
+
+static void on_wake(struct loop *l, void *ud)
+{
+    (void)l;
+    struct app *a = ud;
+    mqtt_poll(a->mqtt, on_mqtt_msg, a);
+    drain(a);
+}
+
+static void update_metrics(struct app *a)
+{
+    mqtt_stats(a->mqtt, &a->ms);
+    for (int i = 0; i < a->nd; i++) {
+        uint64_t v = *a->d[i].src;
+        if (v > a->d[i].last)
+            metric_add(a->d[i].c, v - a->d[i].last);
+        a->d[i].last = v;
+    }
+    metric_set(a->g_inflight, a->ms.inflight);
+    metric_set(a->g_connected, a->ms.connected);
+    metric_set(a->g_ctrl_wait, a->ms.ctrl_waiting);
+    metric_set(a->g_devices, ntf_devices(a->ntf));
+    metric_set(a->g_online, ntf_online(a->ntf));
+    metric_set(a->g_pending, ntf_pending(a->ntf));
+    metrics_set_ready(mqtt_connected(a->mqtt));
+}
+
+static void on_tick(struct loop *l, void *ud)
+{
+    struct app *a = ud;
+    uint64_t now = loop_now_ms(l);
+    mqtt_poll(a->mqtt, on_mqtt_msg, a);
+    ntf_tick(a->ntf, now);
+    mqtt_tick(a->mqtt, now);
+    update_metrics(a);
+    drain(a);
+    loop_timer_start(l, &a->tick, 50);
+}
+
+static void on_signal(struct loop *l, int fd, uint32_t ev, void *ud)
+{
+    (void)ev;
+    struct app *a = ud;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si)
+        ;
+    a->stopping = true;
+    loop_stop(l);
+}
+
+static void add_delta(struct app *a, const char *name, const char *help, const char *labels,
+                      const uint64_t *src)
+{
+    a->d[a->nd].c = metrics_counter(name, help, labels);
+    a->d[a->nd].src = src;
+    a->d[a->nd].last = 0;
+    a->nd++;
+}
+
+static void register_metrics(struct app *a)
+{
+    const struct ntf_stats *s = ntf_stats(a->ntf);
+    const char *cmds = "sluice_notifier_commands_total";
+    const char *ch = "Operator commands by outcome";
+    add_delta(a, "sluice_notifier_published_total", "MQTT messages acknowledged by the broker", NULL,
+              &a->ms.published);
+    add_delta(a, "sluice_notifier_mqtt_reconnects_total", "MQTT client reconnections", NULL,
+              &a->ms.reconnects);
+    add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_refused\"",
+              &a->ms.data_lost);
+    add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"publish_failed\"",
+              &a->ms.failed);
+    add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"ctrl_overflow\"",
+              &a->ms.ctrl_lost);
+    add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_bad\"",
+              &s->data_bad);
+    add_delta(a, "sluice_notifier_data_total", "Data messages handed to MQTT", NULL, &s->data);
+    add_delta(a, "sluice_notifier_batches_total", "Edge batches received", NULL, &s->batches);
+    add_delta(a, "sluice_notifier_bad_batches_total", "Edge batches refused", "reason=\"decode\"",
+              &s->bad_batches);
+    add_delta(a, "sluice_notifier_bad_batches_total", "Edge batches refused", "reason=\"version\"",
+              &s->bad_version);
+    add_delta(a, "sluice_notifier_status_published_total", "Presence statuses published", NULL,
+              &s->status_published);
+    add_delta(a, "sluice_notifier_stale_events_total", "Connect/disconnect older than the stored session",
+              "kind=\"connect\"", &s->connects_stale);
+    add_delta(a, "sluice_notifier_stale_events_total", "Connect/disconnect older than the stored session",
+              "kind=\"disconnect\"", &s->disconnects_stale);
+    add_delta(a, "sluice_notifier_kicks_total", "Superseded connections told to close", NULL, &s->kicks);
+    add_delta(a, "sluice_notifier_kicks_failed_total", "Kicks the edge worker could not receive", NULL,
+              &s->kicks_failed);
+    add_delta(a, "sluice_notifier_presence_full_total", "Devices not tracked: presence table full", NULL,
+              &s->presence_full);
+    add_delta(a, "sluice_notifier_edges_lost_total", "Edge workers timed out", NULL, &s->edges_lost);
+    add_delta(a, cmds, ch, "result=\"routed\"", &s->cmds_routed);
+    add_delta(a, cmds, ch, "result=\"ok\"", &s->cmds_ok);
+    add_delta(a, cmds, ch, "result=\"offline\"", &s->cmds_offline);
+    add_delta(a, cmds, ch, "result=\"failed\"", &s->cmds_failed);
+    add_delta(a, cmds, ch, "result=\"timeout\"", &s->cmds_timeout);
+    add_delta(a, cmds, ch, "result=\"disconnected\"", &s->cmds_disconnected);
+    add_delta(a, cmds, ch, "result=\"bad_command\"", &s->cmds_bad);
+    add_delta(a, cmds, ch, "result=\"bad_id\"", &s->cmds_bad_id);
+    add_delta(a, cmds, ch, "result=\"unreadable\"", &s->cmds_unreadable);
+    add_delta(a, cmds, ch, "result=\"duplicate\"", &s->cmds_dup);
+    add_delta(a, "sluice_notifier_commands_held_total", "Commands held until their edge worker reconnected",
+              NULL, &s->cmds_unsent);
+    add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no longer pending", NULL,
+              &s->res_unknown);
+    a->g_inflight = metrics_gauge("sluice_notifier_publish_inflight", "MQTT publishes awaiting PUBACK", NULL);
+    a->g_connected = metrics_gauge("sluice_notifier_mqtt_connected", "MQTT pool clients connected", NULL);
+    a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting", "Status/results waiting for paho", NULL);
+    a->g_devices = metrics_gauge("sluice_notifier_devices", "Devices in the presence map", NULL);
+    a->g_online = metrics_gauge("sluice_notifier_devices_online", "Devices online", NULL);
+    a->g_pending = metrics_gauge("sluice_notifier_commands_pending", "Commands awaiting a result", NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static struct app a;
+    struct opts *o = &a.o;
+    const struct cfg_opt opts[] = {
+        {"pull", CFG_STR, &o->pull, "tcp://*:7011", "PULL endpoint to bind (edge batches)", 0, 0},
+        {"router", CFG_STR, &o->router, "tcp://*:7012", "ROUTER endpoint to bind (cmds, kicks)", 0, 0},
+        {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883", "MQTT broker URI (tcp:// or ssl://)", 0, 0},
+        {"client-id", CFG_STR, &o->client_id, "sluice-notifier", "MQTT client id prefix (<id>-<n>)", 0, 0},
+        {"username", CFG_STR, &o->username, "", "MQTT user name", 0, 0},
+        {"password", CFG_STR, &o->password, "", "MQTT password", 0, 0},
+        {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
+        {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
+        {"name", CFG_STR, &o->name, "notifier", "this notifier's name in batches to edges", 0, 0},
+        {"pool", CFG_INT, &o->pool, "4", "MQTT client connections for publishing", 1, 64},
+        {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
+        {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
+         "edge worker silence before its devices go offline", 100, 86400000},
+        {"max-inflight", CFG_INT, &o->max_inflight, "1000",
+         "unacknowledged data publishes per client before pulling stops", 1, 32000},
+        {"max-devices", CFG_INT, &o->max_devices, "1000000", "presence table capacity (~300 B each)", 1,
+         100000000},
+        {"max-cmds", CFG_INT, &o->max_cmds, "65536", "commands awaiting results", 1, 10000000},
+        {"flush-timeout-ms", CFG_INT, &o->flush_ms, "5000", "on SIGTERM, wait this long for PUBACKs", 0,
+         600000},
+        {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
+        {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
+    };
+    cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
+              "sluice-notifier: publishes edge data and presence to MQTT, routes operator commands to edges");
+    int lvl = log_level_parse(o->log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "sluice-notifier: bad --log-level %s\n", o->log_level);
+        return 2;
+    }
+    log_init("notifier", (enum log_level)lvl);
+
+    /* Block the signals before any thread exists, so only the signalfd sees them. */
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &ss, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    char sub_status[300], sub_cmd[300];
+    snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
+    snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+
+    a.loop = loop_new(64);
+    struct ntf_cfg nc = {.prefix = o->prefix,
+                         .max_devices = (uint32_t)o->max_devices,
+                         .max_workers = 4096,
+                         .max_cmds = (uint32_t)o->max_cmds,
+                         .cmd_timeout_ms = (uint64_t)o->cmd_timeout_ms,
+                         .edge_timeout_ms = (uint64_t)o->edge_timeout_ms};
+    struct ntf_out out = {.ud = &a, .publish = out_publish, .send_edge = out_send_edge, .wall_ms = wall_ms};
+    a.ntf = ntf_new(&nc, &out);
+    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name) : NULL;
+    if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
+        LOG_ERROR("event=startup_failed what=%s", !a.loop  ? "loop"
+                                                  : !a.ntf ? "core"
+                                                  : !a.bus ? "bus"
+                                                           : "signalfd");
+        return 1;
+    }
+    register_metrics(&a);
+    if (metrics_start(o->metrics) != 0)
+        return 1;
+    loop_set_wake(a.loop, on_wake, &a);
+    struct mqtt_cfg mc = {.uri = o->broker,
+                          .client_id = o->client_id,
+                          .username = o->username,
+                          .password = o->password,
+                          .tls_ca = o->tls_ca,
+                          .sub_status = sub_status,
+                          .sub_cmd = sub_cmd,
+                          .pool = (int)o->pool,
+                          .max_inflight = (int)o->max_inflight,
+                          .ctrl_queue = 65536,
+                          .inbound_queue = 4096};
+    a.mqtt = mqtt_new(&mc, a.loop);
+    if (!a.mqtt) {
+        LOG_ERROR("event=startup_failed what=mqtt broker=%s", o->broker);
+        return 1;
+    }
+    loop_add(a.loop, zmqx_fd(bus_pull(a.bus)), EPOLLIN, on_pull, &a);
+    loop_add(a.loop, sfd, EPOLLIN, on_signal, &a);
+    loop_timer_init(&a.tick, on_tick, &a);
+    loop_timer_init(&a.resume, on_resume, &a);
+    loop_timer_start(a.loop, &a.tick, 50);
+    LOG_INFO("event=start pull=%s router=%s broker=%s pool=%d prefix=%s", o->pull, o->router, o->broker,
+             (int)o->pool, o->prefix);
+
+    int rc = loop_run(a.loop);
+
+    /* Shutdown: stop pulling, then give paho a bounded time to get the
+     * PUBACKs of what it holds (and the queued statuses/results out). */
+    metrics_set_ready(false);
+    uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
+    int64_t left;
+    while ((left = mqtt_outstanding(a.mqtt)) > 0 && loop_clock_ms() < until) {
+        mqtt_tick(a.mqtt, loop_clock_ms());
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    update_metrics(&a);
+    LOG_INFO("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
+    mqtt_destroy(&a.mqtt, 1000);
+    metrics_stop();
+    bus_destroy(&a.bus);
+    ntf_destroy(&a.ntf);
+    loop_destroy(&a.loop);
+    close(sfd);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,329 @@
+/* topics.c - pure mappers of the notifier (docs/protocol.md section 5):
+ * envelope -> topic + JSON payload, retained status <-> struct, operator
+ * command JSON -> (id, msgpack body).
+ *
+ * Deliberately not here: paho, sockets, logging, presence decisions. The
+ * JSON we write is built by hand with the tojson builder (no allocation on
+ * the data path); only the control path (commands, retained statuses read
+ * back) parses JSON, with json-c. */
+#include "topics.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "sl/msg.h"
+
+uint32_t topics_hash(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+enum topics_kind topics_parse(const char *prefix, const char *topic, size_t n, struct sl_slice *dev)
+{
+    size_t pl = strlen(prefix);
+    if (n < pl + 2 || memcmp(topic, prefix, pl) != 0 || topic[pl] != '/')
+        return TOPICS_OTHER;
+    const char *d = topic + pl + 1;
+    const char *end = topic + n;
+    const char *slash = memchr(d, '/', (size_t)(end - d));
+    if (!slash)
+        return TOPICS_OTHER;
+    size_t dl = (size_t)(slash - d);
+    if (!msg_valid_id((const uint8_t *)d, dl))
+        return TOPICS_OTHER;
+    size_t ll = (size_t)(end - slash - 1);
+    enum topics_kind k = TOPICS_OTHER;
+    if (ll == 3 && memcmp(slash + 1, "cmd", 3) == 0)
+        k = TOPICS_CMD;
+    else if (ll == 6 && memcmp(slash + 1, "status", 6) == 0)
+        k = TOPICS_STATUS;
+    if (k != TOPICS_OTHER) {
+        dev->p = (const uint8_t *)d;
+        dev->n = (uint32_t)dl;
+    }
+    return k;
+}
+
+void topics_dev(struct tojson_buf *b, const char *prefix, struct sl_slice dev, const char *leaf)
+{
+    tojson_raw(b, prefix, strlen(prefix));
+    tojson_raw(b, "/", 1);
+    tojson_raw(b, (const char *)dev.p, dev.n);
+    tojson_raw(b, "/", 1);
+    tojson_raw(b, leaf, strlen(leaf));
+}
+
+void topics_result_topic(struct tojson_buf *b, const char *prefix, struct sl_slice dev, struct sl_slice id)
+{
+    topics_dev(b, prefix, dev, "cmd/");
+    tojson_raw(b, (const char *)id.p, id.n);
+    tojson_raw(b, "/result", 7);
+}
+
+#define LIT(b, s) tojson_raw((b), (s), sizeof(s) - 1)
+
+enum sl_err topics_data_json(struct tojson_buf *b, struct sl_slice edge, const struct envelope *e)
+{
+    LIT(b, "{\"dev\":");
+    tojson_str(b, e->dev.p, e->dev.n);
+    LIT(b, ",\"seq\":");
+    tojson_u64(b, e->seq);
+    LIT(b, ",\"ts\":");
+    if (e->has_ts)
+        tojson_i64(b, e->ts);
+    else
+        LIT(b, "null");
+    LIT(b, ",\"rx\":");
+    tojson_u64(b, e->at_ns / 1000000u);
+    LIT(b, ",\"edge\":");
+    tojson_str(b, edge.p, edge.n);
+    LIT(b, ",\"body\":");
+    if (e->has_body && e->body.n > 0) {
+        enum sl_err rc = tojson_encode(b, e->body.p, e->body.n);
+        if (rc != SL_OK)
+            return rc;
+    } else {
+        LIT(b, "null");
+    }
+    LIT(b, "}");
+    return b->overflow ? SL_TOOBIG : SL_OK;
+}
+
+static void str_field(struct tojson_buf *b, const char *key, const char *v)
+{
+    tojson_raw(b, key, strlen(key));
+    tojson_str(b, (const uint8_t *)v, strlen(v));
+}
+
+void topics_status_json(struct tojson_buf *b, const struct topics_status *s)
+{
+    LIT(b, "{\"online\":");
+    if (s->online)
+        LIT(b, "true");
+    else
+        LIT(b, "false");
+    str_field(b, ",\"edge\":", s->edge);
+    LIT(b, ",\"at\":");
+    tojson_u64(b, s->at_ms);
+    LIT(b, ",\"epoch\":");
+    tojson_u64(b, s->epoch);
+    if (s->online) {
+        str_field(b, ",\"reply\":", s->reply);
+        LIT(b, ",\"inc\":");
+        tojson_u64(b, s->inc);
+        LIT(b, ",\"slot\":");
+        tojson_u64(b, s->slot);
+        LIT(b, ",\"gen\":");
+        tojson_u64(b, s->gen);
+    }
+    if (s->reason[0])
+        str_field(b, ",\"reason\":", s->reason);
+    LIT(b, "}");
+}
+
+/* Parse n bytes as one JSON value with nothing but whitespace after it. */
+static struct json_object *parse_whole(const char *json, size_t n)
+{
+    if (n > INT32_MAX)
+        return NULL;
+    struct json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return NULL;
+    struct json_object *o = json_tokener_parse_ex(tok, json, (int)n);
+    if (o && json_tokener_get_error(tok) == json_tokener_success) {
+        for (size_t i = tok->char_offset; i < n; i++) {
+            char c = json[i];
+            if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+                json_object_put(o);
+                o = NULL;
+                break;
+            }
+        }
+    } else if (o) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
+/* Read a non-negative integer member into *v (json-c keeps int64 and uint64). */
+static bool get_u64(struct json_object *o, const char *key, uint64_t *v)
+{
+    struct json_object *m;
+    if (!json_object_object_get_ex(o, key, &m) || !json_object_is_type(m, json_type_int))
+        return false;
+    errno = 0;
+    int64_t i = json_object_get_int64(m);
+    if (i < 0)
+        return false;
+    if (i == INT64_MAX)
+        *v = json_object_get_uint64(m); /* may be above INT64_MAX */
+    else
+        *v = (uint64_t)i;
+    return true;
+}
+
+static bool get_str(struct json_object *o, const char *key, char *out, size_t cap)
+{
+    struct json_object *m;
+    if (!json_object_object_get_ex(o, key, &m) || !json_object_is_type(m, json_type_string))
+        return false;
+    size_t n = (size_t)json_object_get_string_len(m);
+    if (n >= cap)
+        return false;
+    memcpy(out, json_object_get_string(m), n);
+    out[n] = '\0';
+    return true;
+}
+
+enum sl_err topics_status_parse(const char *json, size_t n, struct topics_status *s)
+{
+    memset(s, 0, sizeof *s);
+    struct json_object *o = parse_whole(json, n);
+    if (!o)
+        return SL_DECODE;
+    enum sl_err rc = SL_DECODE;
+    struct json_object *m;
+    uint64_t slot = 0, gen = 0;
+    if (!json_object_is_type(o, json_type_object))
+        goto out;
+    if (!json_object_object_get_ex(o, "online", &m) || !json_object_is_type(m, json_type_boolean))
+        goto out;
+    s->online = json_object_get_boolean(m);
+    if (!get_str(o, "edge", s->edge, sizeof s->edge) || !get_u64(o, "epoch", &s->epoch))
+        goto out;
+    (void)get_u64(o, "at", &s->at_ms);
+    (void)get_str(o, "reason", s->reason, sizeof s->reason);
+    if (s->online) {
+        if (!get_str(o, "reply", s->reply, sizeof s->reply) || !get_u64(o, "inc", &s->inc) ||
+            !get_u64(o, "slot", &slot) || !get_u64(o, "gen", &gen) || slot > UINT32_MAX || gen > UINT32_MAX)
+            goto out;
+        s->slot = (uint32_t)slot;
+        s->gen = (uint32_t)gen;
+    }
+    rc = SL_OK;
+out:
+    json_object_put(o);
+    return rc;
+}
+
+enum sl_err topics_result_json(struct tojson_buf *b, bool ok, const struct sl_slice *body, const char *error)
+{
+    if (error) {
+        LIT(b, "{\"ok\":false,\"error\":");
+        tojson_str(b, (const uint8_t *)error, strlen(error));
+        LIT(b, "}");
+        return b->overflow ? SL_TOOBIG : SL_OK;
+    }
+    enum sl_err rc = SL_OK;
+    if (ok)
+        LIT(b, "{\"ok\":true,\"body\":");
+    else
+        LIT(b, "{\"ok\":false,\"body\":");
+    size_t mark = b->len;
+    if (body && body->n > 0) {
+        rc = tojson_encode(b, body->p, body->n);
+        if (rc == SL_DECODE) {
+            b->len = mark; /* drop the partial text */
+            LIT(b, "null");
+        }
+    } else {
+        LIT(b, "null");
+    }
+    LIT(b, "}");
+    if (b->overflow)
+        return SL_TOOBIG;
+    return rc;
+}
+
+/* json-c object -> msgpack. Depth is bounded by json-c's tokener (32). */
+static void pack_json(msgpack_packer *pk, struct json_object *o)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_null:
+        msgpack_pack_nil(pk);
+        break;
+    case json_type_boolean:
+        if (json_object_get_boolean(o))
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        break;
+    case json_type_int: {
+        int64_t i = json_object_get_int64(o);
+        if (i == INT64_MAX && json_object_get_uint64(o) > (uint64_t)INT64_MAX)
+            msgpack_pack_uint64(pk, json_object_get_uint64(o));
+        else
+            msgpack_pack_int64(pk, i);
+        break;
+    }
+    case json_type_double:
+        msgpack_pack_double(pk, json_object_get_double(o));
+        break;
+    case json_type_string: {
+        size_t n = (size_t)json_object_get_string_len(o);
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, json_object_get_string(o), n);
+        break;
+    }
+    case json_type_array: {
+        size_t n = json_object_array_length(o);
+        msgpack_pack_array(pk, n);
+        for (size_t i = 0; i < n; i++)
+            pack_json(pk, json_object_array_get_idx(o, i));
+        break;
+    }
+    case json_type_object: {
+        msgpack_pack_map(pk, (size_t)json_object_object_length(o));
+        json_object_object_foreach(o, k, v)
+        {
+            size_t kl = strlen(k);
+            msgpack_pack_str(pk, kl);
+            msgpack_pack_str_body(pk, k, kl);
+            pack_json(pk, v);
+        }
+        break;
+    }
+    }
+}
+
+enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_ID_MAX + 1],
+                                    struct mp_buf *body)
+{
+    id[0] = '\0';
+    struct json_object *o = parse_whole(json, n);
+    struct json_object *m;
+    if (!o)
+        return TOPICS_CMD_NO_ID;
+    enum topics_cmd_rc rc = TOPICS_CMD_NO_ID;
+    if (!json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "id", &m) ||
+        !json_object_is_type(m, json_type_string))
+        goto out;
+    size_t il = (size_t)json_object_get_string_len(m);
+    const char *is = json_object_get_string(m);
+    if (!msg_valid_id((const uint8_t *)is, il)) {
+        rc = TOPICS_CMD_BAD_ID;
+        goto out;
+    }
+    memcpy(id, is, il);
+    id[il] = '\0';
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, body, mp_buf_write);
+    rc = TOPICS_CMD_BAD; /* the contract says body: any, so it must be there */
+    if (!json_object_object_get_ex(o, "body", &m))
+        goto out;
+    pack_json(&pk, m);
+    rc = body->overflow ? TOPICS_CMD_BAD : TOPICS_CMD_OK;
+out:
+    json_object_put(o);
+    return rc;
+}

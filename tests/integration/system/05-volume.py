@@ -1,0 +1,38 @@
+#!/usr/bin/python3
+"""05-volume: 500 devices x 200 messages through both edges (sluice-devsim, as fast as a window
+of 16 unacked per device allows): every ack received, exactly 100,000 rows, every device's
+seqs contiguous (no gap), no duplicate; MQTT got a data message for every row."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from slstack import Stack, check, check_devsim, log, main, wait_for, PREFIX  # noqa: E402
+
+DEVICES, MESSAGES = 500, 200
+
+
+def scenario():
+    with Stack(24300, edges=2, workers=2) as s:
+        s.start()
+        m = s.mqtt(topics=[PREFIX + "/+/data"])
+        r = s.devsim(DEVICES, messages=MESSAGES, prefix="vol", window=16, timeout=400)
+        check_devsim(r, expect_sent=DEVICES * MESSAGES)
+        devs, rows = s.count_check("vol", DEVICES, DEVICES * MESSAGES)
+        per = s.sql("select count(*) from (select device_id from telemetry where device_id like 'vol-%%' "
+                    "group by 1 having count(*) <> %s or min(seq) <> max(seq) - %s + 1) x", (MESSAGES, MESSAGES))
+        check(per[0][0] == 0, "%d devices without exactly %d contiguous seqs" % (per[0][0], MESSAGES))
+        edges = dict(s.sql("select edge_id, count(*) from telemetry where device_id like 'vol-%%' group by 1"))
+        check(set(edges) == {"edge-a", "edge-b"}, "rows by edge %r: both edges should carry devices" % edges)
+        log("PostgreSQL: %d devices, %d rows, no gap, no duplicate; by edge %r" % (devs, rows, edges))
+        def distinct():
+            with m.lock:
+                return {(p["dev"], p["seq"]) for (_, _, p, _) in m.msgs}
+        wait_for(lambda: len(m.msgs) >= rows, "MQTT data for every row", timeout=120)
+        wait_for(lambda: len(distinct()) == rows, "a distinct MQTT data message for every row", timeout=30)
+        log("MQTT: %d data messages, %d distinct (dev, seq) for %d rows (QoS1: at least once)"
+            % (len(m.msgs), len(distinct()), rows))
+        m.close()
+
+
+if __name__ == "__main__":
+    main(scenario)
