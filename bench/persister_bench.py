@@ -177,8 +177,9 @@ def bench_persister(binary, dsn, port, rows, edge_id, per_msg, batch_max, batch_
             elif k >= len(msgs) and time.perf_counter() - t0 > 600:
                 raise RuntimeError("acks stalled at %d" % nacks)
         dt = time.perf_counter() - t0
-        metrics = {m: p.metric(m) for m in ("rows_committed_total", "db_retries_total", "batch_rows_count",
-                                            "commit_seconds_sum")}
+        # keys without the sluice_persister_ prefix, to keep the report lines short
+        metrics = {m: p.metric("sluice_persister_" + m)
+                   for m in ("rows_committed_total", "db_retries_total", "batch_rows_count", "commit_seconds_sum")}
         edge.close()
         return len(rows) / dt, metrics
     finally:

@@ -21,7 +21,7 @@
 #define LINE_MAX_BYTES 2048
 
 static char g_svc[32] = "sluice";
-static _Atomic int g_min = LOG_INFO;
+static _Atomic int g_min = SL_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -43,7 +43,7 @@ int log_level_parse(const char *s)
         if (strcmp(s, level_names[i]) == 0)
             return i;
     if (strcmp(s, "warning") == 0)
-        return LOG_WARN;
+        return SL_LOG_WARN;
     return -1;
 }
 
@@ -73,8 +73,8 @@ void log_at(enum log_level lvl, const char *fmt, ...)
 {
     if (!log_enabled(lvl))
         return;
-    if ((int)lvl < LOG_DEBUG || (int)lvl > LOG_ERROR)
-        lvl = LOG_ERROR;
+    if ((int)lvl < SL_LOG_DEBUG || (int)lvl > SL_LOG_ERROR)
+        lvl = SL_LOG_ERROR;
 
     char line[LINE_MAX_BYTES];
     struct timespec ts;

@@ -314,7 +314,7 @@ static void conn_free(struct conn *c)
         if (read(c->fd, w->scratch, w->scratch_cap) <= 0)
             break;
     close(c->fd);
-    if (log_enabled(LOG_DEBUG)) {
+    if (log_enabled(SL_LOG_DEBUG)) {
         char peer[64];
         conn_peer_str(c, peer, sizeof peer);
         LOG_DEBUG("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -328,7 +329,7 @@ int main(int argc, char **argv)
               "Prints a progress line every second on stderr and a JSON summary on stdout at the end.\n"
               "Exit 0 only if every message sent was acked (and --verify passed).");
     int lvl = log_level_parse(o.log_level);
-    log_init("devsim", lvl < 0 ? LOG_INFO : (enum log_level)lvl);
+    log_init("devsim", lvl < 0 ? SL_LOG_INFO : (enum log_level)lvl);
 
     static uint8_t secret[SECRET_MAX];
     long slen = -1;
@@ -397,6 +398,7 @@ int main(int argc, char **argv)
     LOG_INFO("event=start devices=%" PRId64 " procs=%u edges=%s rate=%g window=%" PRId64 " body=%" PRId64,
              o.devices, k, o.edges, o.rate, o.window, o.body_size);
     uint64_t t0 = mono_ms();
+    pid_t parent = getpid(); /* for the children's check after PR_SET_PDEATHSIG */
     for (uint32_t i = 0; i < k; i++) {
         int pfd[2];
         if (asprintf(&rec_paths[i], "%s/w%u.rec", tmpl, i) < 0 || pipe(pfd) != 0)
@@ -431,6 +433,13 @@ int main(int argc, char **argv)
         }
         if (pid == 0) {
             worker_signals();
+            /* A worker must not outlive the parent (killed with SIGKILL, say):
+             * it would go on loading the edges with nobody to stop it. SIGTERM
+             * is "quit now" in a worker. A parent that died before prctl()
+             * sends nothing, so compare getppid() with the pid saved before
+             * fork() to close that window. */
+            if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+                _exit(2);
             close(pfd[0]);
             for (uint32_t j = 0; j < i; j++)
                 close(pipes[j]);

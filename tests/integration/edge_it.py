@@ -231,14 +231,14 @@ def s_errors(e):
     # auth: bad token; device id outside the alphabet
     d = e.dev(); d.hello("dev-bad", tok="0" * 64); d.expect_err("auth")
     d = e.dev(); d.hello("bad dev!", tok=token("bad dev!")); d.expect_err("auth")
-    assert e.metric_line("edge_auth_failures_total") >= 2
+    assert e.metric_line("sluice_edge_auth_failures_total") >= 2
     # decode after hello: data without seq
     d = e.dev(); d.login("dev-noseq"); d.send({"t": "data", "body": 1}); d.expect_err("decode")
     # ping -> pong keeps working
     d = e.dev(); d.login("dev-ping"); d.send({"t": "ping"}); assert d.recv()["t"] == "pong"
     d.close()
     for code in ("frame", "decode", "proto", "auth"):
-        assert e.metric_line('edge_errors_total{code="%s"}' % code) >= 1, code
+        assert e.metric_line('sluice_edge_errors_total{code="%s"}' % code) >= 1, code
 
 
 def s_busy(e):
@@ -246,7 +246,7 @@ def s_busy(e):
     b = e.dev(); b.login("busy-2")
     c = e.dev(); c.expect_err("busy")
     a.close()
-    wait_for(lambda: e.metric_line("edge_connections_open") == 1, "slot freed")
+    wait_for(lambda: e.metric_line("sluice_edge_connections_open") == 1, "slot freed")
     d = e.dev(); d.login("busy-3")
 
 
@@ -305,11 +305,11 @@ def s_ackroute(e):
     e.pers.reply([[ENV_ACK, eb[1], eb[2], "ar-b", eb[4], 8]], eb)
     m = b.recv(); assert m == {"t": "ack", "seq": 8}, m
     # stale acks: old generation, wrong device, other incarnation -> dropped
-    stale0 = e.metric_line("edge_stale_replies_total")
+    stale0 = e.metric_line("sluice_edge_stale_replies_total")
     e.pers.reply([[ENV_ACK, ea[1], ea[2] + 1, "ar-a", ea[4], 7], [ENV_ACK, ea[1], ea[2], "ar-b", ea[4], 7]], ea)
     e.pers.reply([[ENV_ACK, ea[1], ea[2], "ar-a", ea[4], 7]], ea, incarnation=(ea[14] + 1) % (1 << 64))
-    wait_for(lambda: e.metric_line("edge_stale_replies_total") >= stale0 + 2, "stale acks counted")
-    wait_for(lambda: e.metric_line("edge_stale_batches_total") >= 1, "stale batch counted")
+    wait_for(lambda: e.metric_line("sluice_edge_stale_replies_total") >= stale0 + 2, "stale acks counted")
+    wait_for(lambda: e.metric_line("sluice_edge_stale_batches_total") >= 1, "stale batch counted")
     a.send({"t": "ping"})
     m = a.recv(); assert m["t"] == "pong", "a stale ack was delivered: %r" % m
     # a reused slot: a closes, a new connection may take the slot; the old id must not reach it
@@ -370,9 +370,9 @@ def s_outcap(e):
     body = msgpack.packb(b"z" * 60000)
     for i in range(400):
         e.noti.reply([[ENV_CMD, c[1], c[2], "oc-1", c[4], None, None, None, None, None, "c%d" % i, None, body]], c)
-        if e.metric_line('edge_connections_closed_total{reason="out_cap"}') >= 1:
+        if e.metric_line('sluice_edge_connections_closed_total{reason="out_cap"}') >= 1:
             break
-    wait_for(lambda: e.metric_line('edge_connections_closed_total{reason="out_cap"}') >= 1, "out_cap close")
+    wait_for(lambda: e.metric_line('sluice_edge_connections_closed_total{reason="out_cap"}') >= 1, "out_cap close")
     disc = e.pers.wait(ENV_DISCONNECT, "oc-1")[0]
     assert disc[9] == "out_cap"
     # the edge is fine afterwards
@@ -382,7 +382,7 @@ def s_outcap(e):
 def s_backpressure(e):
     d = e.dev(); d.login("bp-1")
     e.pers.wait(ENV_CONNECT, "bp-1")
-    pauses0 = e.metric_line("edge_backpressure_pauses_total")
+    pauses0 = e.metric_line("sluice_edge_backpressure_pauses_total")
     N = 4000
     body = b"b" * 2000
     import threading
@@ -392,8 +392,8 @@ def s_backpressure(e):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     # the peer does not pull: the edge must pause reading
-    wait_for(lambda: e.metric_line("edge_backpressure_pauses_total") > pauses0, "a backpressure pause", 60)
-    assert e.metric_line("edge_acks_total") == 0
+    wait_for(lambda: e.metric_line("sluice_edge_backpressure_pauses_total") > pauses0, "a backpressure pause", 60)
+    assert e.metric_line("sluice_edge_acks_total") == 0
     # now pull and ack everything
     seen = {}
     acked = set()
@@ -412,8 +412,8 @@ def s_backpressure(e):
         assert m is not None and m["t"] == "ack", m
         acked.add(m["seq"])
     assert acked == set(range(1, N + 1))
-    assert e.metric_line("notifier_shed_total") > 0  # no notifier bound: data copies shed, ingest went on
-    wait_for(lambda: e.metric_line("edge_backpressure_paused_microseconds_total") > 0, "paused time counted")
+    assert e.metric_line("sluice_edge_notifier_shed_total") > 0  # no notifier bound: data copies shed, ingest went on
+    wait_for(lambda: e.metric_line("sluice_edge_backpressure_paused_microseconds_total") > 0, "paused time counted")
 
 
 def s_drain(e):

@@ -112,7 +112,7 @@ def main():
         collect(edge, env, {(e[3], e[5]) for e in ents})
         assert env.sql("SELECT count(*) FROM telemetry")[0][0] == 600
         assert env.sql("SELECT count(*) FROM telemetry WHERE body ? 'dup'")[0][0] == 0
-        pe.wait_for(lambda: (p.metric("rows_duplicate_total") or 0) >= 60, 10, "duplicate counter")
+        pe.wait_for(lambda: (p.metric("sluice_persister_rows_duplicate_total") or 0) >= 60, 10, "duplicate counter")
         print("ok: dedup")
 
         # 3. JSON corpus.
@@ -196,7 +196,7 @@ def main():
         # 7. an ack for an edge that is gone is dropped and counted.
         gone = pe.Edge([p.pull], ["tcp://127.0.0.1:1"], edge_id="edge-gone:1", worker=0)
         gone.send([pe.data("gone-dev", 1, {"x": 1})])
-        pe.wait_for(lambda: (p.metric("acks_unroutable_total") or 0) >= 1, 30, "unroutable ack counted")
+        pe.wait_for(lambda: (p.metric("sluice_persister_acks_unroutable_total") or 0) >= 1, 30, "unroutable ack counted")
         assert env.sql("SELECT count(*) FROM telemetry WHERE device_id='gone-dev'")[0][0] == 1
         gone.close()
         print("ok: unroutable acks counted")
@@ -210,7 +210,7 @@ def main():
         e2 = pe.Edge([p2.pull], [p2.router], edge_id="edge-t:7000")
         ents = [pe.data("term", i, {"i": i}) for i in range(1, 11)]
         e2.send(ents)
-        pe.wait_for(lambda: p2.metric("pending_messages") == 10, 30, "10 rows pending")
+        pe.wait_for(lambda: p2.metric("sluice_persister_pending_messages") == 10, 30, "10 rows pending")
         assert env.sql("SELECT count(*) FROM telemetry WHERE device_id='term'")[0][0] == 0
         p2.proc.send_signal(15)
         seen = collect(e2, env, {(e[3], e[5]) for e in ents})

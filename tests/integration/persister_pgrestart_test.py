@@ -56,7 +56,7 @@ def main():
         assert n == (len(want), len(want)), n
         for key in acked_while_down:
             assert env.sql("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key), key
-        retries = p.metric("db_retries_total")
+        retries = p.metric("sluice_persister_db_retries_total")
         print("ok: %d rows committed once, %d acked around the outage, retries=%s" %
               (len(want), len(acked_while_down), retries))
         assert retries and retries > 0, "the outage never held a batch"

@@ -50,7 +50,7 @@ def main():
         assert set(acks) == want
         n = env.sql("SELECT count(*) FROM telemetry")[0][0]
         assert n == len(want), n
-        per = [p.metric("rows_committed_total") for p in ps]
+        per = [p.metric("sluice_persister_rows_committed_total") for p in ps]
         assert all(x and x > 0 for x in per) and sum(per) == len(want), per
         print("ok: %d rows, split %s, no loss, no duplicates" % (n, per))
         for p in ps:

@@ -75,7 +75,7 @@ static void test_line_format(void **state)
 {
     (void)state;
     char buf[8192];
-    log_init("edge", LOG_INFO);
+    log_init("edge", SL_LOG_INFO);
     capture_begin();
     LOG_INFO("event=conn_close dev=%s reason=%s", "p-1", "idle");
     LOG_DEBUG("event=hidden");
@@ -102,29 +102,29 @@ static void test_line_format(void **state)
 static void test_levels(void **state)
 {
     (void)state;
-    assert_int_equal(log_level_parse("debug"), LOG_DEBUG);
-    assert_int_equal(log_level_parse("info"), LOG_INFO);
-    assert_int_equal(log_level_parse("warn"), LOG_WARN);
-    assert_int_equal(log_level_parse("error"), LOG_ERROR);
+    assert_int_equal(log_level_parse("debug"), SL_LOG_DEBUG);
+    assert_int_equal(log_level_parse("info"), SL_LOG_INFO);
+    assert_int_equal(log_level_parse("warn"), SL_LOG_WARN);
+    assert_int_equal(log_level_parse("error"), SL_LOG_ERROR);
     assert_int_equal(log_level_parse("loud"), -1);
     assert_int_equal(log_level_parse(NULL), -1);
 
     char buf[4096];
-    log_init("svc", LOG_DEBUG);
-    assert_true(log_enabled(LOG_DEBUG));
+    log_init("svc", SL_LOG_DEBUG);
+    assert_true(log_enabled(SL_LOG_DEBUG));
     capture_begin();
     LOG_DEBUG("event=d");
     capture_end(buf, sizeof buf);
     assert_non_null(strstr(buf, "level=debug svc=svc event=d\n"));
 
-    log_init("svc", LOG_ERROR);
-    assert_false(log_enabled(LOG_WARN));
+    log_init("svc", SL_LOG_ERROR);
+    assert_false(log_enabled(SL_LOG_WARN));
     capture_begin();
     LOG_WARN("event=w");
     LOG_INFO("event=i");
     capture_end(buf, sizeof buf);
     assert_int_equal(strlen(buf), 0);
-    log_init("svc", LOG_INFO);
+    log_init("svc", SL_LOG_INFO);
 }
 
 static void test_long_line_cut(void **state)
@@ -188,7 +188,7 @@ static void test_threads(void **state)
 {
     (void)state;
     static char buf[1 << 20];
-    log_init("mt", LOG_INFO);
+    log_init("mt", SL_LOG_INFO);
     capture_begin();
     pthread_t th[4];
     for (long i = 0; i < 4; i++)

@@ -43,7 +43,7 @@ def scenario():
         check(seqs == [3, 7, 10, 20, 1000000], "stored seqs %r" % seqs)
         check(all(r[4] == "edge-a" for r in rows), "rows rewritten by edge b's resend: %r" % [r[4] for r in rows])
         check(rows[0][5] == {"v": 3}, "body of seq 3 overwritten by its resend: %r" % rows[0][5])
-        dup = s.persister.metric("sl_persister_rows_duplicate_total") or s.persister.metric("rows_duplicate_total")
+        dup = s.persister.metric("sluice_persister_rows_duplicate_total")
         log("13 resends -> %d rows, each once, first edge and body kept (persister duplicates metric: %s)"
             % (len(rows), dup))
         d.close()

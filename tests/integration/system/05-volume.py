@@ -3,7 +3,7 @@
 of 16 unacked per device allows): every ack received, exactly 100,000 rows, every device's
 seqs contiguous (no gap), no duplicate. MQTT is the live view, not the record: the edges shed data
 copies for the notifier when it cannot keep up, so every row must either reach MQTT or be counted
-as shed (edges' notifier_shed_total) or lost (notifier's sluice_notifier_lost_total)."""
+as shed (edges' sluice_edge_notifier_shed_total) or lost (notifier's sluice_notifier_lost_total)."""
 import os
 import sys
 
@@ -30,7 +30,7 @@ def scenario():
             with m.lock:
                 return {(p["dev"], p["seq"]) for (_, _, p, _) in m.msgs}
         def shed():
-            return sum(int(e.metric("notifier_shed_total") or 0) for e in (s.edge(i) for i in range(s.n_edges))) + \
+            return sum(int(e.metric("sluice_edge_notifier_shed_total") or 0) for e in (s.edge(i) for i in range(s.n_edges))) + \
                 int(s.notifier.metric("sluice_notifier_lost_total") or 0)
         wait_for(lambda: len(distinct()) + shed() >= rows, "MQTT data or a shed count for every row", timeout=120)
         got, lost = len(distinct()), shed()

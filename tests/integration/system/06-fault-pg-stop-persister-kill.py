@@ -23,8 +23,8 @@ def scenario():
             log("PostgreSQL stopped")
             t0 = time.monotonic()
             # the persister now holds rows it cannot commit
-            held = wait_for(lambda: (s.persister.metric("pending_messages") or 0) > 0 and
-                            s.persister.metric("pending_messages"), "persister holding uncommitted rows", timeout=20)
+            held = wait_for(lambda: (s.persister.metric("sluice_persister_pending_messages") or 0) > 0 and
+                            s.persister.metric("sluice_persister_pending_messages"), "persister holding uncommitted rows", timeout=20)
             time.sleep(1)
             s.persister.kill9()
             log("persister killed (-9) while holding %d uncommitted rows" % held)
