@@ -10,8 +10,9 @@
  * Either way a batch retried after an unknown COMMIT outcome stores each row
  * once. (One INSERT ... SELECT FROM unnest($1::text[], ...) was measured
  * slower than both: see docs/performance.md, "## persister".)
- * Single-row statements (sessions, dead letters, edge_lost) use prepared
- * statements with binary parameters: no quoting, no NUL problems.
+ * Sessions are one prepared INSERT ... SELECT FROM unnest(...) per kind and
+ * batch (binary array parameters); dead letters and edge_lost are single-row
+ * prepared statements with binary parameters: no quoting, no NUL problems.
  *
  * Deliberately not here: batching decisions, bisecting (writer.c), retry
  * and backoff (persister.c). Logs only migrations and connection events. */
@@ -176,13 +177,30 @@ static const char *const stmts[][2] = {
                 " ON CONFLICT (device_id, seq) DO NOTHING"},
     {"rej", "INSERT INTO telemetry_rejected (device_id, seq, received_at, edge_id, raw, error)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING"},
+    /* Session upserts, one statement per kind and batch: binary arrays,
+     * unnested WITH ORDINALITY (ord = position in the batch). A key may
+     * appear twice in one batch (a resent envelope), and ON CONFLICT DO
+     * UPDATE must not touch a row twice: DISTINCT ON keeps the entry the
+     * per-row statements would have left in force. For connects that is the
+     * last one (connected_at is overwritten), with a peer from another copy
+     * if it has none (coalesce kept the earlier one); for disconnects the
+     * first (the WHERE keeps the first real disconnect). */
     {"con", "INSERT INTO device_sessions AS s (device_id, edge_id, incarnation, epoch, peer, connected_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
+            " SELECT DISTINCT ON (u.d, u.e, u.ep) u.d, u.e, u.inc, u.ep,"
+            " coalesce(u.peer, max(u.peer) OVER (PARTITION BY u.d, u.e, u.ep)), u.at"
+            " FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[])"
+            " WITH ORDINALITY AS u(d, e, inc, ep, peer, at, ord)"
+            " ORDER BY u.d, u.e, u.ep, u.ord DESC"
+            " ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
             " SET connected_at = EXCLUDED.connected_at, peer = coalesce(EXCLUDED.peer, s.peer)"},
     /* A real disconnect replaces an 'edge_lost' guess, never an earlier real one. */
     {"dis", "INSERT INTO device_sessions AS s"
             " (device_id, edge_id, incarnation, epoch, peer, disconnected_at, reason)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
+            " SELECT DISTINCT ON (u.d, u.e, u.ep) u.d, u.e, u.inc, u.ep, u.peer, u.at, u.why"
+            " FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[],"
+            " $7::text[]) WITH ORDINALITY AS u(d, e, inc, ep, peer, at, why, ord)"
+            " ORDER BY u.d, u.e, u.ep, u.ord"
+            " ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
             " SET disconnected_at = EXCLUDED.disconnected_at, reason = EXCLUDED.reason,"
             " peer = coalesce(s.peer, EXCLUDED.peer)"
             " WHERE s.disconnected_at IS NULL OR s.reason = 'edge_lost'"},
@@ -375,37 +393,142 @@ static void pg_ts(uint8_t *o, int64_t unix_us)
     be64(o, (uint64_t)(unix_us - PG_EPOCH_US));
 }
 
+/* PostgreSQL binary array format (array_recv): ndim, has-null flag,
+ * element type OID, then per dimension length and lower bound, then each
+ * element as int32 length (-1 = NULL) and its bytes. */
+#define OID_INT8        20u
+#define OID_TEXT        25u
+#define OID_TIMESTAMPTZ 1184u
+#define ARR_HDR         20u
+
+/* Session array columns: device, edge, incarnation, epoch, peer, at, reason. */
+enum { SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON, SC_N };
+
+static const uint32_t sc_oid[SC_N] = {OID_TEXT, OID_TEXT,        OID_INT8, OID_INT8,
+                                      OID_TEXT, OID_TIMESTAMPTZ, OID_TEXT};
+
+static void be32(uint8_t *o, uint32_t v)
+{
+    o[0] = (uint8_t)(v >> 24);
+    o[1] = (uint8_t)(v >> 16);
+    o[2] = (uint8_t)(v >> 8);
+    o[3] = (uint8_t)v;
+}
+
+/* Column c of session row r: bytes (NULL = SQL NULL) and length. fixed
+ * receives the 8-byte big-endian values. */
+static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c, uint8_t fixed[8], size_t *n)
+{
+    const struct batch_peer *p = &b->peers[r->peer];
+    static const uint8_t empty[1] = "";
+    *n = 8;
+    switch (c) {
+    case SC_DEV:
+        *n = r->dev.n;
+        return r->dev.p;
+    case SC_EDGE:
+        *n = p->edge.n;
+        return p->edge.p;
+    case SC_INC:
+        be64(fixed, p->incarnation);
+        return fixed;
+    case SC_EPOCH:
+        be64(fixed, r->epoch);
+        return fixed;
+    case SC_PEER:
+        *n = r->addr.n;
+        return r->addr.n ? r->addr.p : NULL;
+    case SC_AT:
+        pg_ts(fixed, rows_at_us(r));
+        return fixed;
+    default:
+        /* An absent reason is stored as '', as the per-row statement did. */
+        *n = r->reason.p ? r->reason.n : 0;
+        return r->reason.p ? r->reason.p : empty;
+    }
+}
+
+/* Upsert the connect (or the other, disconnect) rows of idx[0..n) with one execution
+ * of `stmt`: ncol binary array parameters built in d->copybuf (grown, never
+ * shrunk: no allocation per row or per batch once warm). */
+static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                bool connect, const char *stmt, int ncol)
+{
+    uint32_t cnt = 0;
+    size_t need = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        if ((r->kind == ENV_CONNECT) != connect)
+            continue;
+        cnt++;
+        const struct batch_peer *p = &b->peers[r->peer];
+        /* 4-byte length words, 3 fixed 8-byte values, the strings. */
+        need += (size_t)ncol * 4u + 24u + r->dev.n + p->edge.n + r->addr.n + r->reason.n;
+    }
+    if (cnt == 0)
+        return DB_OK;
+    need += (size_t)ncol * ARR_HDR;
+    if (need > INT32_MAX) {
+        copy_msg(d, "session batch too large");
+        d->sqlstate[0] = '\0';
+        return DB_TRANSIENT;
+    }
+    if (need > d->copycap) {
+        char *nb = realloc(d->copybuf, need);
+        if (!nb) {
+            copy_msg(d, "out of memory");
+            d->sqlstate[0] = '\0';
+            return DB_TRANSIENT;
+        }
+        d->copybuf = nb;
+        d->copycap = need;
+    }
+    const char *v[SC_N];
+    int len[SC_N], fmt[SC_N];
+    uint8_t *o = (uint8_t *)d->copybuf;
+    for (int c = 0; c < ncol; c++) {
+        uint8_t *start = o;
+        uint8_t *hasnull = o + 4;
+        be32(o, 1);
+        be32(o + 4, 0);
+        be32(o + 8, sc_oid[c]);
+        be32(o + 12, cnt);
+        be32(o + 16, 1);
+        o += ARR_HDR;
+        for (uint32_t k = 0; k < n; k++) {
+            const struct row *r = &b->rows[idx[k]];
+            if ((r->kind == ENV_CONNECT) != connect)
+                continue;
+            uint8_t fixed[8];
+            size_t vn;
+            const uint8_t *val = sc_value(b, r, c, fixed, &vn);
+            if (!val) {
+                be32(o, UINT32_MAX); /* -1: NULL */
+                be32(hasnull, 1);
+                o += 4;
+                continue;
+            }
+            be32(o, (uint32_t)vn);
+            if (vn)
+                memcpy(o + 4, val, vn);
+            o += 4 + vn;
+        }
+        v[c] = (const char *)start;
+        len[c] = (int)(o - start);
+        fmt[c] = 1;
+    }
+    return exec_prepared(d, stmt, ncol, v, len, fmt, NULL);
+}
+
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n)
 {
     if (sp_begin(d, true) != DB_OK)
         return DB_TRANSIENT;
-    enum db_rc rc = DB_OK;
-    for (uint32_t k = 0; k < n && rc == DB_OK; k++) {
-        const struct row *r = &b->rows[idx[k]];
-        const struct batch_peer *p = &b->peers[r->peer];
-        uint8_t inc[8], ep[8], at[8];
-        be64(inc, p->incarnation);
-        be64(ep, r->epoch);
-        pg_ts(at, rows_at_us(r));
-        const char *v[7] = {(const char *)r->dev.p,
-                            (const char *)p->edge.p,
-                            (const char *)inc,
-                            (const char *)ep,
-                            r->addr.n ? (const char *)r->addr.p : NULL,
-                            (const char *)at,
-                            (const char *)r->reason.p};
-        int len[7] = {(int)r->dev.n, (int)p->edge.n, 8, 8, (int)r->addr.n, 8, (int)r->reason.n};
-        int fmt[7] = {1, 1, 1, 1, 1, 1, 1};
-        if (r->kind == ENV_CONNECT) {
-            rc = exec_prepared(d, "con", 6, v, len, fmt, NULL);
-        } else {
-            if (!r->reason.p) {
-                v[6] = "";
-                len[6] = 0;
-            }
-            rc = exec_prepared(d, "dis", 7, v, len, fmt, NULL);
-        }
-    }
+    /* Connects first, as the writer always did; either order gives the same
+     * rows, since each kind only sets its own columns and peer is kept. */
+    enum db_rc rc = sessions_kind(d, b, idx, n, true, "con", SC_AT + 1);
+    if (rc == DB_OK)
+        rc = sessions_kind(d, b, idx, n, false, "dis", SC_N);
     return sp_end(d, true, rc);
 }
 

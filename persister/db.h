@@ -49,7 +49,9 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
                    bool savepoint, uint64_t *inserted);
 
 /* Upsert device_sessions for connect/disconnect rows idx[0..n), inside a
- * savepoint. */
+ * savepoint: one statement for the connects, then one for the disconnects
+ * (two round trips whatever n). One refused row fails the call with DB_DATA
+ * (the writer bisects). Reuses the COPY buffer: no allocation per row. */
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
 
 /* Store data row i in telemetry_rejected with its error text, inside a
