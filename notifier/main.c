@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "mqtt.h"
 #include "ntf.h"
+#include "pubproc.h"
 #include "sl/cfg.h"
 #include "sl/log.h"
 #include "sl/loop.h"
@@ -95,6 +96,7 @@ static void drain(struct app *a)
         if (rc != 0)
             return;
         ntf_batch(a->ntf, p, n, loop_now_ms(a->loop));
+        mqtt_flush(a->mqtt); /* one write per publisher child per batch */
         k++;
     }
     if (k == DRAIN_MAX)
@@ -180,10 +182,14 @@ static void register_metrics(struct app *a)
               &a->ms.published);
     add_delta(a, "sluice_notifier_mqtt_reconnects_total", "MQTT client reconnections", NULL,
               &a->ms.reconnects);
+    add_delta(a, "sluice_notifier_publisher_restarts_total", "Data publisher processes that died and were restarted",
+              NULL, &a->ms.respawns);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_refused\"",
               &a->ms.data_lost);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"publish_failed\"",
               &a->ms.failed);
+    add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"publisher_died\"",
+              &a->ms.died_lost);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"ctrl_overflow\"",
               &a->ms.ctrl_lost);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_bad\"",
@@ -242,12 +248,12 @@ int main(int argc, char **argv)
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
         {"name", CFG_STR, &o->name, "notifier", "this notifier's name in batches to edges", 0, 0},
-        {"pool", CFG_INT, &o->pool, "4", "MQTT client connections for publishing", 1, 64},
+        {"pool", CFG_INT, &o->pool, "4", "data publisher processes (one MQTT connection each)", 1, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
          "edge worker silence before its devices go offline", 100, 86400000},
-        {"max-inflight", CFG_INT, &o->max_inflight, "1000",
-         "unacknowledged data publishes per client before pulling stops", 1, 32000},
+        {"max-inflight", CFG_INT, &o->max_inflight, "128",
+         "unacknowledged data publishes per publisher (pulling stops at 4x unreported)", 1, 16000},
         {"max-devices", CFG_INT, &o->max_devices, "1000000", "presence table capacity (~300 B each)", 1,
          100000000},
         {"max-cmds", CFG_INT, &o->max_cmds, "65536", "commands awaiting results", 1, 10000000},
@@ -263,7 +269,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-notifier: bad --log-level %s\n", o->log_level);
         return 2;
     }
-    log_init("notifier", (enum log_level)lvl);
+    log_init(pubproc_is_child() ? "notifier-pub" : "notifier", (enum log_level)lvl);
 
     /* Block the signals before any thread exists, so only the signalfd sees them. */
     sigset_t ss;
@@ -277,6 +283,24 @@ int main(int argc, char **argv)
     char sub_status[300], sub_cmd[300];
     snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
     snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+
+    struct mqtt_cfg mc = {.uri = o->broker,
+                          .client_id = o->client_id,
+                          .username = o->username,
+                          .password = o->password,
+                          .tls_ca = o->tls_ca,
+                          .sub_status = sub_status,
+                          .sub_cmd = sub_cmd,
+                          .pool = (int)o->pool,
+                          .max_inflight = (int)o->max_inflight,
+                          .ctrl_queue = 65536,
+                          .inbound_queue = 4096,
+                          .procs = (int)o->pool,
+                          .argv = argv,
+                          .name_index = 0,
+                          .subscribe = true};
+    if (pubproc_is_child())
+        return pubproc_child_main(&mc, (int)o->flush_ms);
 
     a.loop = loop_new(64);
     struct ntf_cfg nc = {.prefix = o->prefix,
@@ -299,17 +323,6 @@ int main(int argc, char **argv)
     if (metrics_start(o->metrics) != 0)
         return 1;
     loop_set_wake(a.loop, on_wake, &a);
-    struct mqtt_cfg mc = {.uri = o->broker,
-                          .client_id = o->client_id,
-                          .username = o->username,
-                          .password = o->password,
-                          .tls_ca = o->tls_ca,
-                          .sub_status = sub_status,
-                          .sub_cmd = sub_cmd,
-                          .pool = (int)o->pool,
-                          .max_inflight = (int)o->max_inflight,
-                          .ctrl_queue = 65536,
-                          .inbound_queue = 4096};
     a.mqtt = mqtt_new(&mc, a.loop);
     if (!a.mqtt) {
         LOG_ERROR("event=startup_failed what=mqtt broker=%s", o->broker);

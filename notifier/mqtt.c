@@ -31,6 +31,7 @@
 
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "pubproc.h"
 #include "topics.h"
 
 #define TOPIC_MAX     512
@@ -104,6 +105,8 @@ struct mqtt {
 
     _Atomic uint64_t published, failed, data_lost, ctrl_lost, reconnects, ctrl_queued;
     _Atomic int want_wake; /* main stopped pulling: wake it when room appears */
+
+    struct pubproc *pp; /* data publisher children, or NULL */
 };
 
 static void wake(struct mqtt *m)
@@ -185,7 +188,7 @@ static void on_connected(void *ctx, char *cause)
         atomic_fetch_add(&c->m->reconnects, 1);
     atomic_store(&c->connecting, 0);
     atomic_store(&c->connected, 1);
-    if (c->idx == 0)
+    if (c->idx == 0 && c->m->cfg.subscribe)
         subscribe(c);
     LOG_INFO("event=mqtt_connected client=%s", c->id);
     wake(c->m);
@@ -269,7 +272,7 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
         return NULL;
     m->cfg = *cfg;
     m->loop = l;
-    m->n = cfg->pool;
+    m->n = cfg->procs > 0 ? 1 : cfg->pool; /* with children, the local client is for control only */
     pthread_mutex_init(&m->in_mu, NULL);
     m->in_cap = (size_t)(cfg->inbound_queue > 0 ? cfg->inbound_queue : 4096);
     m->in = calloc(m->in_cap, sizeof *m->in);
@@ -324,7 +327,7 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
             c->free_stack[k] = c->nslots - 1 - k;
         }
         c->nfree = c->nslots;
-        snprintf(c->id, sizeof c->id, "%s-%d", cfg->client_id, i);
+        snprintf(c->id, sizeof c->id, "%s-%d", cfg->client_id, cfg->name_index + i);
         MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
         /* Refused while disconnected: the message stays in its slot's
          * retry set, in order, instead of paho's buffer. */
@@ -340,6 +343,14 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
         MQTTAsync_setConnected(c->h, c, on_connected);
         start_connect(c);
     }
+    if (cfg->procs > 0) {
+        /* A child may hold a few windows: one in paho, the rest in its pipe. */
+        m->pp = pubproc_new(cfg->procs, cfg->argv, 4 * (int64_t)cfg->max_inflight, l);
+        if (!m->pp) {
+            mqtt_destroy(&m, 0);
+            return NULL;
+        }
+    }
     return m;
 }
 
@@ -348,6 +359,7 @@ void mqtt_destroy(struct mqtt **pm, int timeout_ms)
     struct mqtt *m = *pm;
     if (!m)
         return;
+    pubproc_destroy(&m->pp, timeout_ms);
     for (int i = 0; m->c && i < m->n; i++) {
         struct client *c = &m->c[i];
         if (!c->h)
@@ -395,6 +407,8 @@ void mqtt_destroy(struct mqtt **pm, int timeout_ms)
 
 bool mqtt_ready(struct mqtt *m)
 {
+    if (m->pp)
+        return pubproc_ready(m->pp); /* the local client carries no data */
     for (int i = 0; i < m->n; i++) {
         struct client *c = &m->c[i];
         if (!atomic_load(&c->connected) || atomic_load(&c->data_inflight) >= m->cfg.max_inflight) {
@@ -552,7 +566,16 @@ int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, con
     }
     memcpy(t, topic, topic_len);
     t[topic_len] = '\0';
-    int ci = (int)(topics_hash((const uint8_t *)dev, dev_len) % (uint32_t)m->n);
+    uint32_t h = topics_hash((const uint8_t *)dev, dev_len);
+    if (!ctrl && m->pp) {
+        if (pubproc_publish(m->pp, (int)(h % (uint32_t)m->cfg.procs), topic, topic_len, payload, len,
+                            retained) != 0) {
+            atomic_fetch_add_explicit(&m->data_lost, 1, memory_order_relaxed);
+            return -1;
+        }
+        return 0;
+    }
+    int ci = (int)(h % (uint32_t)m->n);
     struct client *c = &m->c[ci];
     if (!ctrl) {
         if (send_msg(c, false, t, payload, len, retained) != 0) {
@@ -571,8 +594,16 @@ int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, con
     return 0;
 }
 
+void mqtt_flush(struct mqtt *m)
+{
+    if (m->pp)
+        pubproc_flush(m->pp);
+}
+
 void mqtt_tick(struct mqtt *m, uint64_t now_ms)
 {
+    if (m->pp)
+        pubproc_tick(m->pp, now_ms);
     for (int i = 0; i < m->n; i++)
         resend(&m->c[i]);
     while (m->cq_len > 0) {
@@ -611,7 +642,7 @@ void mqtt_poll(struct mqtt *m, mqtt_msg_cb *cb, void *ud)
 
 int64_t mqtt_outstanding(struct mqtt *m)
 {
-    int64_t n = (int64_t)m->cq_len;
+    int64_t n = (int64_t)m->cq_len + (m->pp ? pubproc_outstanding(m->pp) : 0);
     for (int i = 0; i < m->n; i++)
         n += atomic_load(&m->c[i].data_inflight) + atomic_load(&m->c[i].ctrl_inflight);
     return n;
@@ -630,5 +661,17 @@ void mqtt_stats(struct mqtt *m, struct mqtt_stats *o)
     for (int i = 0; i < m->n; i++) {
         o->inflight += atomic_load(&m->c[i].data_inflight) + atomic_load(&m->c[i].ctrl_inflight);
         o->connected += atomic_load(&m->c[i].connected);
+    }
+    if (m->pp) {
+        struct pubproc_totals t;
+        pubproc_totals(m->pp, &t);
+        o->published += t.published;
+        o->failed += t.failed;
+        o->data_lost += t.lost;
+        o->reconnects += t.reconnects;
+        o->inflight += t.inflight;
+        o->connected += t.connected;
+        o->respawns = t.respawns;
+        o->died_lost = t.died_lost;
     }
 }

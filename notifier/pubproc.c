@@ -1,0 +1,551 @@
+/* pubproc.c - data publisher child processes for the notifier (see
+ * pubproc.h for why they exist).
+ *
+ * Parent -> child: a pipe carrying records
+ *   u16 topic_len | u8 retained | u8 0 | u32 payload_len | topic | payload
+ * appended to a per-child byte FIFO and written many at a time. The pipe
+ * and the FIFO are bounded; the parent stops pulling from the edges when a
+ * child holds `bound` records it has not reported done.
+ * Child -> parent: a pipe of fixed-size reports with cumulative counters
+ * (smaller than PIPE_BUF, so each write is atomic; a skipped report is
+ * harmless, the next one carries the totals).
+ *
+ * A child feeds its paho client only while fewer than max_inflight data
+ * publishes are unacknowledged (paho's in-flight list is linear: a small
+ * window is much faster than a large one) and its client is connected;
+ * the rest waits in the pipe, which is the backpressure.
+ *
+ * Deliberately not here: JSON and topics (the parent's core builds them),
+ * control traffic (status, results and subscriptions stay on the parent's
+ * own client: never shed, never behind data), paho details (mqtt.c, which
+ * the child runs with one client). */
+#define _GNU_SOURCE
+#include "pubproc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mqtt.h"
+#include "sl/log.h"
+#include "sl/loop.h"
+
+#define REC_HDR      8u
+#define OUT_CAP      (4u << 20) /* parent FIFO per child */
+#define IN_CAP       (4u << 20) /* child read buffer */
+#define REC_MAX      (1u << 20) /* larger records are refused (counted lost) */
+#define PIPE_SZ      (1 << 20)
+#define RESPAWN_MS   1000u
+#define REPORT_MS    2u
+
+extern char **environ;
+
+struct report {
+    uint64_t done; /* published + lost: records finished */
+    uint64_t published, failed, lost, reconnects;
+    uint32_t connected, pad;
+};
+
+struct child {
+    struct pubproc *p;
+    int idx;
+    pid_t pid;
+    int wfd, rfd;
+    bool alive;
+    char *out;
+    size_t ohead, olen; /* FIFO bytes [ohead, olen) */
+    uint64_t handed;    /* records queued since this incarnation started */
+    struct report rep;  /* latest report of this incarnation */
+    uint64_t respawn_at;
+};
+
+struct pubproc {
+    int n;
+    char *const *argv;
+    char exe[4096]; /* our own executable: exec'd by path so the children keep its name */
+    int64_t bound;
+    struct loop *loop;
+    struct child *c;
+    /* finished incarnations, plus records lost with dead children */
+    uint64_t base_published, base_failed, base_lost, base_reconnects, respawns, died_lost;
+};
+
+/* ---- parent ---- */
+
+static void on_report(struct loop *l, int fd, uint32_t ev, void *ud);
+
+static int spawn(struct child *c)
+{
+    struct pubproc *p = c->p;
+    int d[2], r[2];
+    if (pipe2(d, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(r, O_CLOEXEC) != 0) {
+        close(d[0]);
+        close(d[1]);
+        return -1;
+    }
+    (void)fcntl(d[1], F_SETPIPE_SZ, PIPE_SZ); /* best effort: more records per wake-up */
+    char role[64];
+    snprintf(role, sizeof role, PUBPROC_ENV "=%d:%d:%d", c->idx, d[0], r[1]);
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = calloc(ne + 2, sizeof *envp); /* start-up and respawn only */
+    if (!envp)
+        goto fail;
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++)
+        if (strncmp(environ[i], PUBPROC_ENV "=", sizeof PUBPROC_ENV) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = role;
+    envp[k] = NULL;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(envp);
+        goto fail;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls until execve (the parent has threads). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        fcntl(d[0], F_SETFD, 0);
+        fcntl(r[1], F_SETFD, 0);
+        execve(p->exe, p->argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    close(d[0]);
+    close(r[1]);
+    fcntl(d[1], F_SETFL, O_NONBLOCK);
+    fcntl(r[0], F_SETFL, O_NONBLOCK);
+    c->pid = pid;
+    c->wfd = d[1];
+    c->rfd = r[0];
+    c->alive = true;
+    c->ohead = c->olen = 0;
+    c->handed = 0;
+    memset(&c->rep, 0, sizeof c->rep);
+    loop_add(p->loop, c->rfd, EPOLLIN, on_report, c);
+    LOG_INFO("event=publisher_started index=%d pid=%d", c->idx, (int)pid);
+    return 0;
+fail:
+    close(d[0]);
+    close(d[1]);
+    close(r[0]);
+    close(r[1]);
+    return -1;
+}
+
+static void child_dead(struct child *c, const char *why)
+{
+    struct pubproc *p = c->p;
+    loop_del(p->loop, c->rfd);
+    close(c->rfd);
+    close(c->wfd);
+    c->rfd = c->wfd = -1;
+    int st = 0;
+    pid_t w = waitpid(c->pid, &st, WNOHANG);
+    if (w == 0) { /* pipe closed but still running: make sure it is gone */
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &st, 0);
+    }
+    int64_t held = (int64_t)(c->handed - c->rep.done);
+    p->base_published += c->rep.published;
+    p->base_failed += c->rep.failed;
+    p->base_lost += c->rep.lost;
+    p->died_lost += (uint64_t)(held > 0 ? held : 0);
+    p->base_reconnects += c->rep.reconnects;
+    p->respawns++;
+    c->alive = false;
+    c->respawn_at = loop_clock_ms() + RESPAWN_MS;
+    LOG_ERROR("event=publisher_died index=%d pid=%d why=%s status=%d lost=%lld", c->idx, (int)c->pid, why, st,
+              (long long)(held > 0 ? held : 0));
+}
+
+/* Read every report; false if the child is gone. */
+static bool read_reports(struct child *c)
+{
+    for (;;) {
+        struct report r;
+        ssize_t n = read(c->rfd, &r, sizeof r);
+        if (n == (ssize_t)sizeof r) {
+            c->rep = r;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        child_dead(c, n == 0 ? "exited" : "read_error");
+        return false;
+    }
+}
+
+static void flush_child(struct child *c)
+{
+    while (c->alive && c->olen > c->ohead) {
+        ssize_t n = write(c->wfd, c->out + c->ohead, c->olen - c->ohead);
+        if (n > 0) {
+            c->ohead += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break; /* the pipe is full: the child's report wakes us */
+        child_dead(c, "write_error");
+        return;
+    }
+    if (c->ohead == c->olen)
+        c->ohead = c->olen = 0;
+}
+
+static void on_report(struct loop *l, int fd, uint32_t ev, void *ud)
+{
+    (void)fd, (void)ev;
+    struct child *c = ud;
+    if (read_reports(c))
+        flush_child(c);
+    loop_wake(l); /* room may have appeared: the main loop pulls again */
+}
+
+struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l)
+{
+    struct pubproc *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n = n;
+    p->argv = argv;
+    p->bound = bound;
+    p->loop = l;
+    ssize_t el = readlink("/proc/self/exe", p->exe, sizeof p->exe - 1);
+    if (el <= 0) {
+        free(p);
+        return NULL;
+    }
+    p->exe[el] = '\0';
+    p->c = calloc((size_t)n, sizeof *p->c);
+    if (!p->c) {
+        free(p);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        struct child *c = &p->c[i];
+        c->p = p;
+        c->idx = i + 1; /* client 0 is the parent's own (control) client */
+        c->rfd = c->wfd = -1;
+        c->out = malloc(OUT_CAP);
+        if (!c->out || spawn(c) != 0) {
+            LOG_ERROR("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
+            pubproc_destroy(&p, 0);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void pubproc_destroy(struct pubproc **pp, int timeout_ms)
+{
+    struct pubproc *p = *pp;
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (c->alive) {
+            loop_del(p->loop, c->rfd);
+            close(c->wfd); /* EOF: the child flushes and exits */
+            c->wfd = -1;
+        }
+    }
+    uint64_t until = loop_clock_ms() + (uint64_t)timeout_ms;
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (!c->alive)
+            continue;
+        while (waitpid(c->pid, NULL, WNOHANG) == 0) {
+            if (loop_clock_ms() >= until) {
+                kill(c->pid, SIGKILL);
+                waitpid(c->pid, NULL, 0);
+                break;
+            }
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        close(c->rfd);
+        c->alive = false;
+    }
+    for (int i = 0; i < p->n; i++)
+        free(p->c[i].out);
+    free(p->c);
+    free(p);
+    *pp = NULL;
+}
+
+int pubproc_publish(struct pubproc *p, int idx, const char *topic, size_t topic_len, const void *payload,
+                    size_t len, bool retained)
+{
+    struct child *c = &p->c[idx];
+    size_t need = REC_HDR + topic_len + len;
+    if (!c->alive || topic_len > UINT16_MAX || need > REC_MAX)
+        return -1;
+    if (c->olen + need > OUT_CAP) {
+        flush_child(c);
+        if (c->alive && c->ohead > 0) { /* the pipe stayed busy: move what is left to the front */
+            memmove(c->out, c->out + c->ohead, c->olen - c->ohead);
+            c->olen -= c->ohead;
+            c->ohead = 0;
+        }
+        if (!c->alive || c->olen + need > OUT_CAP)
+            return -1;
+    }
+    uint8_t *h = (uint8_t *)c->out + c->olen;
+    uint16_t tl = (uint16_t)topic_len;
+    uint32_t pl = (uint32_t)len;
+    memcpy(h, &tl, 2);
+    h[2] = retained ? 1 : 0;
+    h[3] = 0;
+    memcpy(h + 4, &pl, 4);
+    memcpy(h + REC_HDR, topic, topic_len);
+    if (len)
+        memcpy(h + REC_HDR + topic_len, payload, len);
+    c->olen += need;
+    c->handed++;
+    return 0;
+}
+
+void pubproc_flush(struct pubproc *p)
+{
+    for (int i = 0; i < p->n; i++)
+        flush_child(&p->c[i]);
+}
+
+bool pubproc_ready(struct pubproc *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (!c->alive || !c->rep.connected || (int64_t)(c->handed - c->rep.done) >= p->bound ||
+            c->olen - c->ohead > OUT_CAP / 2)
+            return false;
+    }
+    return true;
+}
+
+void pubproc_tick(struct pubproc *p, uint64_t now_ms)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (c->alive) {
+            if (read_reports(c))
+                flush_child(c);
+        } else if (now_ms >= c->respawn_at) {
+            if (spawn(c) != 0) {
+                LOG_ERROR("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
+                c->respawn_at = now_ms + RESPAWN_MS;
+            }
+        }
+    }
+}
+
+int64_t pubproc_outstanding(struct pubproc *p)
+{
+    int64_t n = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].alive)
+            n += (int64_t)(p->c[i].handed - p->c[i].rep.done);
+    return n;
+}
+
+void pubproc_totals(struct pubproc *p, struct pubproc_totals *o)
+{
+    memset(o, 0, sizeof *o);
+    o->published = p->base_published;
+    o->failed = p->base_failed;
+    o->lost = p->base_lost;
+    o->reconnects = p->base_reconnects;
+    o->respawns = p->respawns;
+    o->died_lost = p->died_lost;
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (!c->alive)
+            continue;
+        o->published += c->rep.published;
+        o->failed += c->rep.failed;
+        o->lost += c->rep.lost;
+        o->reconnects += c->rep.reconnects;
+        o->inflight += (int64_t)(c->handed - c->rep.done);
+        o->connected += (int)c->rep.connected;
+    }
+}
+
+/* ---- child ---- */
+
+struct kid {
+    struct loop *loop;
+    struct mqtt *m;
+    int dfd, rfd;
+    int max_inflight;
+    char *in;
+    size_t ihead, ilen;
+    bool eof, reading;
+    struct report last;
+    struct loop_timer tick;
+};
+
+bool pubproc_is_child(void)
+{
+    return getenv(PUBPROC_ENV) != NULL;
+}
+
+static void kid_report(struct kid *k)
+{
+    struct mqtt_stats s;
+    mqtt_stats(k->m, &s);
+    struct report r = {0};
+    r.published = s.published;
+    r.failed = s.failed;
+    r.lost = s.data_lost + s.ctrl_lost;
+    r.done = r.published + r.lost;
+    r.reconnects = s.reconnects;
+    r.connected = (uint32_t)s.connected;
+    if (memcmp(&r, &k->last, sizeof r) == 0)
+        return;
+    if (write(k->rfd, &r, sizeof r) == (ssize_t)sizeof r)
+        k->last = r;
+}
+
+static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud);
+
+/* Hand paho what the window allows; read more while there is room. */
+static void kid_pump(struct kid *k)
+{
+    for (;;) {
+        while (k->ilen - k->ihead >= REC_HDR) {
+            if (!mqtt_ready(k->m))
+                goto blocked; /* connected and below max_inflight, else wait (paho wakes us) */
+            const uint8_t *h = (const uint8_t *)k->in + k->ihead;
+            uint16_t tl;
+            uint32_t pl;
+            memcpy(&tl, h, 2);
+            memcpy(&pl, h + 4, 4);
+            size_t need = REC_HDR + tl + pl;
+            if (k->ilen - k->ihead < need)
+                break;
+            const char *topic = (const char *)h + REC_HDR;
+            /* dev only picks the client, and there is one */
+            mqtt_publish(k->m, false, "", 0, topic, tl, topic + tl, pl, h[2] != 0);
+            k->ihead += need;
+        }
+        if (k->eof)
+            break;
+        if (k->ihead > 0) {
+            memmove(k->in, k->in + k->ihead, k->ilen - k->ihead);
+            k->ilen -= k->ihead;
+            k->ihead = 0;
+        }
+        ssize_t n = read(k->dfd, k->in + k->ilen, IN_CAP - k->ilen);
+        if (n > 0) {
+            k->ilen += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            k->eof = true;
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        break; /* EAGAIN: nothing more now */
+    }
+    if (!k->reading && !k->eof) {
+        loop_mod(k->loop, k->dfd, EPOLLIN, kid_on_data, k);
+        k->reading = true;
+    }
+    if (k->eof)
+        loop_stop(k->loop);
+    kid_report(k);
+    return;
+blocked:
+    if (k->reading) { /* level-triggered: stop watching until paho makes room */
+        loop_mod(k->loop, k->dfd, 0, kid_on_data, k);
+        k->reading = false;
+    }
+    kid_report(k);
+}
+
+static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud)
+{
+    (void)l, (void)fd, (void)ev;
+    kid_pump(ud);
+}
+
+static void kid_on_wake(struct loop *l, void *ud)
+{
+    (void)l;
+    kid_pump(ud);
+}
+
+static void kid_on_tick(struct loop *l, void *ud)
+{
+    struct kid *k = ud;
+    mqtt_tick(k->m, loop_now_ms(l));
+    kid_pump(k);
+    loop_timer_start(l, &k->tick, REPORT_MS);
+}
+
+int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms)
+{
+    int idx = 0;
+    struct kid k = {0};
+    if (sscanf(getenv(PUBPROC_ENV), "%d:%d:%d", &idx, &k.dfd, &k.rfd) != 3 || idx < 1)
+        return 2;
+    fcntl(k.dfd, F_SETFD, FD_CLOEXEC);
+    fcntl(k.rfd, F_SETFD, FD_CLOEXEC);
+    fcntl(k.dfd, F_SETFL, O_NONBLOCK);
+    fcntl(k.rfd, F_SETFL, O_NONBLOCK);
+    signal(SIGPIPE, SIG_IGN);
+    /* SIGTERM/SIGINT stay blocked (inherited mask): the parent decides when
+     * we stop by closing the pipe, and PR_SET_PDEATHSIG covers its death. */
+    struct mqtt_cfg c = *cfg;
+    c.pool = 1;
+    c.procs = 0;
+    c.name_index = idx;
+    c.subscribe = false;
+    k.max_inflight = cfg->max_inflight;
+    k.loop = loop_new(8);
+    k.in = malloc(IN_CAP);
+    if (!k.loop || !k.in)
+        return 1;
+    k.m = mqtt_new(&c, k.loop);
+    if (!k.m)
+        return 1;
+    loop_set_wake(k.loop, kid_on_wake, &k);
+    loop_add(k.loop, k.dfd, EPOLLIN, kid_on_data, &k);
+    k.reading = true;
+    loop_timer_init(&k.tick, kid_on_tick, &k);
+    loop_timer_start(k.loop, &k.tick, REPORT_MS);
+    loop_run(k.loop);
+
+    /* Input closed: hand paho what is buffered, wait for the PUBACKs. */
+    uint64_t until = loop_clock_ms() + (uint64_t)flush_ms;
+    while (loop_clock_ms() < until) {
+        mqtt_tick(k.m, loop_clock_ms());
+        kid_pump(&k);
+        if (k.ilen - k.ihead == 0 && mqtt_outstanding(k.m) == 0)
+            break;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kid_report(&k);
+    mqtt_destroy(&k.m, 1000);
+    loop_destroy(&k.loop);
+    free(k.in);
+    close(k.dfd);
+    close(k.rfd);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* pubproc.h - the notifier's data publishers as child processes.
+ *
+ * paho.mqtt.c serialises every MQTTAsync client of a process behind one
+ * global mutex and one send thread (~30-40k QoS 1 msgs/s per process here,
+ * whatever the number of clients). So data publishes go to `n` child
+ * processes (the same executable re-exec'd), each owning one paho client.
+ * The parent hands a child its records through a pipe, many per write;
+ * the child reports cumulative counters back (fixed-size, atomic pipe
+ * writes). Children die with the parent (PR_SET_PDEATHSIG); a dead child
+ * is logged, counted, its in-flight records counted lost, and respawned.
+ *
+ * All parent functions run on the main thread. */
+#ifndef NTF_PUBPROC_H
+#define NTF_PUBPROC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct mqtt_cfg;
+struct pubproc;
+
+/* Env var naming a child's role: "<index>:<data fd>:<report fd>". */
+#define PUBPROC_ENV "SLUICE_NTF_CHILD"
+
+struct pubproc_totals {
+    uint64_t published, failed, lost, reconnects, respawns;
+    uint64_t died_lost; /* records held by children that died */
+    int64_t inflight;
+    int connected;
+};
+
+/* Parent: spawn n children re-running argv (exec of /proc/self/exe with
+ * PUBPROC_ENV set). bound = records a child may hold unreported before
+ * pubproc_ready() says no. NULL on failure (logged). */
+struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l);
+/* Close the children's input (they flush and exit), wait up to
+ * timeout_ms for them, then kill the rest. */
+void pubproc_destroy(struct pubproc **pp, int timeout_ms);
+
+/* Queue one record for child `idx`: 0, or -1 if refused (child dead or its
+ * buffer full; the caller counts it lost). Sent by pubproc_flush. */
+int pubproc_publish(struct pubproc *p, int idx, const char *topic, size_t topic_len, const void *payload,
+                    size_t len, bool retained);
+/* Write queued records to the children (non-blocking). */
+void pubproc_flush(struct pubproc *p);
+/* Every child alive, connected, below its bound and not backed up. */
+bool pubproc_ready(struct pubproc *p);
+/* Read reports, flush, reap and respawn. Call every ~50 ms. */
+void pubproc_tick(struct pubproc *p, uint64_t now_ms);
+int64_t pubproc_outstanding(struct pubproc *p);
+void pubproc_totals(struct pubproc *p, struct pubproc_totals *out);
+
+/* Child: when PUBPROC_ENV is set, run as publisher child with cfg (one
+ * paho client, <client_id>-<index>, no subscriptions) until the parent
+ * closes the pipe; then flush for up to flush_ms. Returns the exit code. */
+bool pubproc_is_child(void);
+int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms);
+
+#endif
