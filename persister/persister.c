@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include "persister.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -79,6 +80,7 @@ struct persister {
     bool reading;              /* msgs[nmsgs-1] still has entries to read */
     struct envelope_reader rd; /* its reader */
     int cur_peer;              /* its peer index in the batch, -1 = look up */
+    bool cur_peer_new;         /* that peer entry was created for this message */
     uint32_t cur_rows_before;  /* batch rows when it started (or the batch restarted) */
     struct envelope held;      /* an entry read but not added: the batch was full */
     bool has_held;
@@ -486,10 +488,12 @@ static bool read_entries(struct persister *p)
     struct batch *b = &p->batch;
     for (;;) {
         if (p->cur_peer < 0) {
+            uint32_t before = b->npeers;
             int pi = batch_peer(b, &p->rd.hdr);
             if (pi < 0)
                 return false; /* peer table full (header validity was checked on arrival) */
             p->cur_peer = pi;
+            p->cur_peer_new = b->npeers > before;
         }
         struct envelope e;
         if (p->has_held) {
@@ -520,8 +524,17 @@ static void end_message(struct persister *p)
 {
     p->reading = false;
     p->has_held = false;
-    if (p->batch.nrows == p->cur_rows_before)
+    if (p->batch.nrows == p->cur_rows_before) {
+        /* A peer entry made for this message points into it (edge and reply
+         * are slices of its header): drop the entry with the message, or a
+         * later message of the same worker would match freed bytes and its
+         * acks would go to whatever identity those bytes became. */
+        if (p->cur_peer >= 0 && p->cur_peer_new) {
+            assert((uint32_t)p->cur_peer == p->batch.npeers - 1);
+            p->batch.npeers--;
+        }
         zmq_msg_close(msg_at(p, --p->nmsgs));
+    }
     p->cur_peer = -1;
 }
 
