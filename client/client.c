@@ -614,16 +614,20 @@ static void connect_done(struct sl_client *c)
 
 /* ---- public API ---- */
 
-void sl_client_on_readable(struct sl_client *c)
+/* Common start of both fd events: a connect in progress completes (or fails)
+ * on whichever comes first. False when there is no connection to serve. */
+static bool io_ready(struct sl_client *c)
 {
     read_clock(c);
-    if (c->fd < 0)
-        return;
-    if (c->st == SL_CLIENT_CONNECTING) {
+    if (c->fd >= 0 && c->st == SL_CLIENT_CONNECTING)
         connect_done(c);
-        if (c->fd < 0)
-            return;
-    }
+    return c->fd >= 0;
+}
+
+void sl_client_on_readable(struct sl_client *c)
+{
+    if (!io_ready(c))
+        return;
     uint32_t gen = c->gen;
     uint8_t buf[4096];
     for (int i = 0; i < READS_PER_WAKE; i++) {
@@ -652,15 +656,8 @@ void sl_client_on_readable(struct sl_client *c)
 
 void sl_client_on_writable(struct sl_client *c)
 {
-    read_clock(c);
-    if (c->fd < 0)
-        return;
-    if (c->st == SL_CLIENT_CONNECTING) {
-        connect_done(c);
-        if (c->fd < 0)
-            return;
-    }
-    flush(c);
+    if (io_ready(c))
+        flush(c);
 }
 
 int sl_client_fd(const struct sl_client *c)

@@ -324,19 +324,32 @@ static uint32_t lookup(struct presence *p, struct sl_slice dev, struct presence_
     return i;
 }
 
-void presence_connect(struct presence *p, struct sl_slice dev, const struct presence_session *s,
-                      struct presence_change *out)
+/* Find (or add) dev and order s against its stored session: *cmp > 0 newer
+ * (a device seen for the first time counts as newer), 0 the same session,
+ * < 0 older (verdict STALE). Returns the index, or PRESENCE_NONE when the
+ * table is full (verdict FULL). */
+static uint32_t fence(struct presence *p, struct sl_slice dev, const struct presence_session *s,
+                      struct presence_change *out, int *cmp)
 {
     bool fresh;
     uint32_t i = lookup(p, dev, out, &fresh);
     if (i == PRESENCE_NONE)
+        return i;
+    const struct presence_dev *d = &p->devs[i];
+    *cmp = fresh ? 1 : presence_cmp(s->epoch, s->edge, d->epoch, d->edge);
+    if (*cmp < 0)
+        out->verdict = PRESENCE_STALE;
+    return i;
+}
+
+void presence_connect(struct presence *p, struct sl_slice dev, const struct presence_session *s,
+                      struct presence_change *out)
+{
+    int c;
+    uint32_t i = fence(p, dev, s, out, &c);
+    if (i == PRESENCE_NONE || c < 0)
         return;
     struct presence_dev *d = &p->devs[i];
-    int c = fresh ? 1 : presence_cmp(s->epoch, s->edge, d->epoch, d->edge);
-    if (c < 0) {
-        out->verdict = PRESENCE_STALE;
-        return;
-    }
     if (c == 0) {
         /* The stored session itself: a duplicate connect, or the connect of
          * a session whose disconnect came first. Either way nothing moves. */
@@ -353,16 +366,11 @@ void presence_connect(struct presence *p, struct sl_slice dev, const struct pres
 void presence_disconnect(struct presence *p, struct sl_slice dev, const struct presence_session *s,
                          struct presence_change *out)
 {
-    bool fresh;
-    uint32_t i = lookup(p, dev, out, &fresh);
-    if (i == PRESENCE_NONE)
+    int c;
+    uint32_t i = fence(p, dev, s, out, &c);
+    if (i == PRESENCE_NONE || c < 0)
         return;
     struct presence_dev *d = &p->devs[i];
-    int c = fresh ? 1 : presence_cmp(s->epoch, s->edge, d->epoch, d->edge);
-    if (c < 0) {
-        out->verdict = PRESENCE_STALE;
-        return;
-    }
     if (c == 0 && !d->online) {
         out->verdict = PRESENCE_DUP;
         return;

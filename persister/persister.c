@@ -19,6 +19,7 @@
  * mapping (rows.c), flags (main.c). */
 #define _GNU_SOURCE
 #include "persister.h"
+#include "sl/loop.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -94,13 +95,6 @@ struct persister {
     uint8_t *ackbuf;
     struct metrics_set m;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void register_metrics(struct metrics_set *m)
 {
@@ -326,7 +320,7 @@ static bool try_connect(struct persister *p)
         else
             LOG_INFO("event=db_connected");
         p->connect_fails = 0;
-        p->last_db_ms = now_ms();
+        p->last_db_ms = loop_clock_ms();
         set_up(p, true);
         return true;
     }
@@ -416,12 +410,12 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
     struct batch *b = &p->batch;
     if (b->nrows == 0)
         return 0;
-    uint64_t t0 = now_ms(), stop_at = 0;
+    uint64_t t0 = loop_clock_ms(), stop_at = 0;
     unsigned attempt = 0;
     struct writer_stats st;
     for (;;) {
         if (*stop && !stop_at)
-            stop_at = now_ms() + (uint64_t)p->cfg.shutdown_ms;
+            stop_at = loop_clock_ms() + (uint64_t)p->cfg.shutdown_ms;
         if (db_connected(p->db) || try_connect(p)) {
             if (writer_commit(&p->writer, b, &st) == DB_OK)
                 break;
@@ -436,14 +430,14 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
             }
         }
         metric_inc(p->m.retries); /* failed connect or commit: this batch waits */
-        if (stop_at && now_ms() >= stop_at) {
+        if (stop_at && loop_clock_ms() >= stop_at) {
             LOG_WARN("event=shutdown_abandon rows=%u", b->nrows);
             return -1;
         }
         /* poll() with no fds: an interruptible sleep (a signal ends it early). */
         poll(NULL, 0, (int)backoff_ms(attempt++));
     }
-    uint64_t t1 = now_ms();
+    uint64_t t1 = loop_clock_ms();
     p->last_db_ms = t1;
     if (attempt > 0)
         LOG_INFO("event=batch_committed_after_retry rows=%u attempts=%u ms=%llu", b->nrows, attempt + 1u,
@@ -596,14 +590,14 @@ static void drain_router(struct persister *p)
 
 int persister_run(struct persister *p, volatile sig_atomic_t *stop)
 {
-    srand((unsigned)(getpid() ^ (int)now_ms()));
+    srand((unsigned)(getpid() ^ (int)loop_clock_ms()));
     set_up(p, false);
     try_connect(p);
-    uint64_t now = now_ms();
+    uint64_t now = loop_clock_ms();
     p->next_tick = now + TICK_MS;
     int result = 0;
     for (;;) {
-        now = now_ms();
+        now = loop_clock_ms();
         struct batch *b = &p->batch;
         bool room = !batch_full(b) && p->nmsgs < p->cap_msgs;
         /* A message being read goes first: it may fill the batch. */
@@ -662,7 +656,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
             drain_router(p);
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
-        now = now_ms();
+        now = loop_clock_ms();
         /* Take messages until the batch is full or PULL is empty. */
         while (!*stop && !batch_full(b) && p->nmsgs < p->cap_msgs && pull_one(p, now)) {
             bool more = continue_message(p);

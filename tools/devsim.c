@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "devsim.h"
+#include "sl/loop.h"
 #include "sl/cfg.h"
 #include "sl/limits.h"
 #include "sl/log.h"
@@ -79,13 +80,6 @@ static void json_str(FILE *f, const char *s)
             fputc(ch, f);
     }
     fputc('"', f);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 struct opts {
@@ -397,7 +391,7 @@ int main(int argc, char **argv)
         return 2;
     LOG_INFO("event=start devices=%" PRId64 " procs=%u edges=%s rate=%g window=%" PRId64 " body=%" PRId64,
              o.devices, k, o.edges, o.rate, o.window, o.body_size);
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = loop_clock_ms();
     pid_t parent = getpid(); /* for the children's check after PR_SET_PDEATHSIG */
     for (uint32_t i = 0; i < k; i++) {
         int pfd[2];
@@ -466,7 +460,7 @@ int main(int argc, char **argv)
                     kill(pids[i], devsim_stop >= 2 ? SIGTERM : SIGUSR1);
             forwarded = devsim_stop;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = loop_clock_ms();
         int timeout = now >= next_line ? 0 : (int)(next_line - now);
         for (uint32_t i = 0; i < k; i++) {
             pf[i].fd = pipes[i];
@@ -491,7 +485,7 @@ int main(int argc, char **argv)
                 open_pipes--;
             }
         }
-        now = mono_ms();
+        now = loop_clock_ms();
         if (now >= next_line) {
             sum_snaps(snaps, k, &cur);
             progress(&cur, &prev, (double)(now - t0) / 1000.0, (uint64_t)o.devices, tty);
@@ -513,7 +507,7 @@ int main(int argc, char **argv)
                      finals[i]);
         }
     }
-    double secs = (double)(mono_ms() - t0) / 1000.0;
+    double secs = (double)(loop_clock_ms() - t0) / 1000.0;
     sum_snaps(snaps, k, &cur);
 
     struct vres v;
