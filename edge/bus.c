@@ -12,8 +12,10 @@
  * shed and counted when the PUSH would block, so MQTT never slows ingest.
  *
  * In: ack, cmd and kick batches on the DEALER, drained after every wake-up
- * (ZMQ_FD is edge-triggered). Each entry is applied only if its connection
- * id and device still match (conn_find); the rest are counted as stale.
+ * (ZMQ_FD is edge-triggered). An ack or kick is applied only if its
+ * connection id and device still match (conn_find); the rest are counted as
+ * stale. A cmd goes to the device's current connection on this edge,
+ * whichever worker holds it (cmdfwd.c).
  *
  * It deliberately does not know the device protocol: it calls session_*
  * to write frames. */
@@ -28,6 +30,7 @@
 #include <zmq.h>
 #include "sl/log.h"
 #include "sl/zmqx.h"
+#include "cmdfwd.h"
 #include "conn.h"
 #include "session.h"
 #include "stats.h"
@@ -336,33 +339,9 @@ static void apply(struct bus *b, const struct envelope *e)
         else
             metric_inc(stats.stale_acks);
         break;
-    case ENV_CMD: {
-        struct devmap_ref ref;
-        c = NULL;
-        if (e->dev.n <= SL_DEV_MAX && devmap_find(w->e->map, (const char *)e->dev.p, e->dev.n, &ref) &&
-            ref.worker == w->idx)
-            c = conn_find(w, ref.slot, ref.gen, e->dev);
-        if (c) {
-            static const uint8_t nil = 0xc0;
-            struct sl_slice body = e->body;
-            if (!e->has_body || body.n == 0) {
-                body.p = &nil;
-                body.n = 1;
-            }
-            session_cmd(c, e->id, body);
-            break;
-        }
-        /* Not connected here (gone, or moved to another worker, which has
-         * announced itself to the notifier with its own connect). */
-        static const char why[] = "disconnected";
-        struct envelope u = {.kind = ENV_UNDELIVERABLE, .slot = e->slot, .gen = e->gen, .dev = e->dev,
-                             .epoch = e->epoch, .id = e->id};
-        u.reason.p = (const uint8_t *)why;
-        u.reason.n = sizeof why - 1;
-        metric_inc(stats.undeliverable);
-        nadd(b, &u);
+    case ENV_CMD:
+        cmdfwd_route(w, e); /* here, on the worker holding dev, or undeliverable */
         break;
-    }
     case ENV_KICK:
         c = conn_find(w, e->slot, e->gen, e->dev);
         if (c) {

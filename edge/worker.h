@@ -1,5 +1,6 @@
 /* edge/worker.h - one event-loop thread of the edge: its loop, connection
- * table, pools, bus sockets and the cross-thread close queue. */
+ * table, pools, bus sockets, the cross-thread close queue and the inbox of
+ * commands forwarded by the other workers (cmdfwd.h). */
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
 #include <pthread.h>
@@ -7,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "sl/loop.h"
+#include "cmdfwd.h"
 #include "devmap.h"
 #include "edge.h"
 
@@ -58,6 +60,8 @@ struct worker {
     pthread_mutex_t qmu;                /* cross-thread kick ring */
     struct kick_req q[WORKER_KICKQ];
     uint32_t qhead, qlen;
+
+    struct cmdfwd cmds;                 /* commands for devices held here, from other workers */
 
     struct loop_timer tick;
     uint64_t next_bus_tick_ms;
