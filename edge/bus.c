@@ -32,6 +32,7 @@
 #include "sl/zmqx.h"
 #include "cmdfwd.h"
 #include "conn.h"
+#include "peermon.h"
 #include "session.h"
 #include "stats.h"
 #include "worker.h"
@@ -46,6 +47,7 @@ struct bus {
     struct worker *w;
     void *pp, *pn, *dl;               /* persister PUSH, notifier PUSH, DEALER */
     struct zmqx_conns *c_pp, *c_pn, *c_pr, *c_nr;
+    struct peermon *m_pp, *m_pn, *m_dl; /* who each socket is connected to */
     char ident[300];
     struct envelope_hdr hdr;
 
@@ -111,8 +113,16 @@ struct bus *bus_new(struct worker *w)
     b->c_pn = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
+    /* Monitors first: the first bus_tick below connects. */
+    char name[64];
+    snprintf(name, sizeof name, "%u/pp", w->idx);
+    b->m_pp = b->pp ? peermon_new(e->zctx, b->pp, name) : NULL;
+    snprintf(name, sizeof name, "%u/pn", w->idx);
+    b->m_pn = b->pn ? peermon_new(e->zctx, b->pn, name) : NULL;
+    snprintf(name, sizeof name, "%u/dl", w->idx);
+    b->m_dl = b->dl ? peermon_new(e->zctx, b->dl, name) : NULL;
     if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn ||
-        !b->c_pr || !b->c_nr) {
+        !b->c_pr || !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
         LOG_ERROR("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
@@ -140,6 +150,9 @@ void bus_destroy(struct bus **pb)
     struct bus *b = *pb;
     if (!b)
         return;
+    peermon_destroy(&b->m_pp);
+    peermon_destroy(&b->m_pn);
+    peermon_destroy(&b->m_dl);
     if (b->pp)
         zmq_close(b->pp);
     if (b->pn)
@@ -404,7 +417,7 @@ void bus_recv(struct bus *b)
     }
 }
 
-bool bus_tick(struct bus *b, uint32_t open_conns)
+unsigned bus_tick(struct bus *b, uint32_t open_conns)
 {
     struct edge *e = b->w->e;
     zmqx_resolver_apply(e->r_pp, b->pp, b->c_pp);
@@ -420,7 +433,16 @@ bool bus_tick(struct bus *b, uint32_t open_conns)
                               .at_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
         bus_emit(b, &hb);
     }
-    /* With ZMQ_IMMEDIATE, POLLOUT means a persister is connected and below
-     * its HWM: "connected to the services" for /readyz. */
-    return zmqx_writable(b->pp);
+    /* A service is up for this worker when its PUSH has a peer (to send
+     * to) and the DEALER is connected to one of its ROUTERs (to hear acks
+     * or cmds). Not POLLOUT: a PUSH at its HWM is connected, only slow. */
+    peermon_sync(b->m_pp, b->c_pp, NULL);
+    peermon_sync(b->m_pn, b->c_pn, NULL);
+    peermon_sync(b->m_dl, b->c_pr, b->c_nr);
+    unsigned up = 0;
+    if (peermon_count(b->m_pp, b->c_pp) && peermon_count(b->m_dl, b->c_pr))
+        up |= BUS_UP_PERSISTER;
+    if (peermon_count(b->m_pn, b->c_pn) && peermon_count(b->m_dl, b->c_nr))
+        up |= BUS_UP_NOTIFIER;
+    return up;
 }

@@ -28,11 +28,11 @@ struct cmdfwd_item {
     uint32_t cmd_slot, cmd_gen; /* as the notifier addressed the cmd: echoed in undeliverable */
     uint64_t epoch;
     uint32_t id_len, body_len;
-    size_t size;               /* the allocation, for the inbox's byte bound */
+    size_t size; /* the allocation, for the inbox's byte bound */
     bool has_body;
     uint8_t dev_len;
     char dev[SL_DEV_MAX + 1];
-    uint8_t data[];            /* id, then body (raw msgpack) */
+    uint8_t data[]; /* id, then body (raw msgpack) */
 };
 
 void cmdfwd_init(struct cmdfwd *q)
@@ -114,8 +114,12 @@ static enum sl_err push(struct cmdfwd *q, const struct envelope *e, bool *first)
 static void undeliverable(struct worker *w, const struct envelope *cmd)
 {
     static const char why[] = "disconnected";
-    struct envelope u = {.kind = ENV_UNDELIVERABLE, .slot = cmd->slot, .gen = cmd->gen, .dev = cmd->dev,
-                         .epoch = cmd->epoch, .id = cmd->id};
+    struct envelope u = {.kind = ENV_UNDELIVERABLE,
+                         .slot = cmd->slot,
+                         .gen = cmd->gen,
+                         .dev = cmd->dev,
+                         .epoch = cmd->epoch,
+                         .id = cmd->id};
     u.reason.p = (const uint8_t *)why;
     u.reason.n = sizeof why - 1;
     metric_inc(stats.undeliverable);
@@ -183,7 +187,10 @@ void cmdfwd_drain(struct worker *w)
     pthread_mutex_unlock(&q->mu);
     while (it) {
         struct cmdfwd_item *next = it->next;
-        struct envelope e = {.kind = ENV_CMD, .slot = it->cmd_slot, .gen = it->cmd_gen, .epoch = it->epoch,
+        struct envelope e = {.kind = ENV_CMD,
+                             .slot = it->cmd_slot,
+                             .gen = it->cmd_gen,
+                             .epoch = it->epoch,
                              .has_body = it->has_body};
         e.dev.p = (const uint8_t *)it->dev;
         e.dev.n = it->dev_len;

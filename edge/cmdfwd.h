@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include "sl/envelope.h"
 
-#define CMDFWD_MAX 256u               /* commands waiting in one inbox */
-#define CMDFWD_MAX_BYTES (4u << 20)   /* their allocations, ids and bodies included */
+#define CMDFWD_MAX       256u       /* commands waiting in one inbox */
+#define CMDFWD_MAX_BYTES (4u << 20) /* their allocations, ids and bodies included */
 
 struct worker;
 struct cmdfwd_item;
@@ -33,7 +33,7 @@ struct cmdfwd {
     struct cmdfwd_item *head, *tail;
     uint32_t n;
     size_t bytes;
-    bool refusing;    /* full since the last drain (log once per run) */
+    bool refusing; /* full since the last drain (log once per run) */
 };
 
 void cmdfwd_init(struct cmdfwd *q);

@@ -78,7 +78,7 @@ static void on_tick(struct loop *l, void *ud)
     uint64_t now = loop_now_ms(l);
     if (now >= w->next_bus_tick_ms) {
         w->next_bus_tick_ms = now + BUS_TICK_MS;
-        atomic_store(&w->bus_ok, bus_tick(w->bus, w->open));
+        atomic_store(&w->bus_up, bus_tick(w->bus, w->open));
     } else if (bus_paused(w->bus)) {
         bus_flush(w->bus); /* ZMQ_FD may not signal a peer (re)connecting */
     }

@@ -68,7 +68,7 @@ struct worker {
     double drain_credit;
     uint32_t drain_cursor;
     bool stop;
-    _Atomic bool bus_ok;               /* persister reachable, for /readyz */
+    _Atomic unsigned bus_up;           /* enum bus_up bits of the last bus tick, for /readyz */
     _Atomic bool listening;
     pthread_t th;
 };

@@ -180,7 +180,7 @@ class Edge:
             with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.mport, path), timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, ""
+            return e.code, e.read().decode()
         except OSError:
             return 0, ""
 
@@ -475,6 +475,55 @@ def s_drain(e):
     assert e.proc.wait(30) == 0
 
 
+def rebind(sock_type, port, ctx):
+    """Bind a fresh socket on a port just closed (libzmq releases it asynchronously)."""
+    def attempt():
+        s = ctx.socket(sock_type)
+        if sock_type == zmq.ROUTER:
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            s.bind("tcp://127.0.0.1:%d" % port)
+            return s
+        except zmq.ZMQError:
+            s.close(linger=0)
+            return None
+    return wait_for(attempt, "bind port %d" % port)
+
+
+def s_readyz(e):
+    """Ready = listening and connected to a persister (PUSH peer and ROUTER);
+    the notifier is reported, never required. Started with no notifier."""
+    def state(code, body):
+        return wait_for(lambda: e.http("/readyz") == (code, body), "/readyz %d %r" % (code, body))
+    state(200, "ready persister=up notifier=down")
+    assert e.metric_line("sluice_edge_persister_connected") == 1
+    assert e.metric_line("sluice_edge_notifier_connected") == 0
+    # the persister ROUTER goes (no acks could come back): not ready
+    e.pers.router.close(linger=0)
+    state(503, "not ready persister=down notifier=down")
+    assert e.metric_line("sluice_edge_persister_connected") == 0
+    e.pers.router = rebind(zmq.ROUTER, e.base + 2, e.ctx)
+    state(200, "ready persister=up notifier=down")
+    # a notifier arrives: reported, and readiness does not depend on it
+    e.noti = Peer(e.ctx, e.base + 3, e.base + 4)
+    state(200, "ready persister=up notifier=up")
+    assert e.metric_line("sluice_edge_notifier_connected") == 1
+    # the persister PULL goes (nothing could be sent): not ready, notifier still up
+    e.pers.pull.close(linger=0)
+    state(503, "not ready persister=down notifier=up")
+    # no persister at all
+    e.pers.router.close(linger=0)
+    state(503, "not ready persister=down notifier=up")
+    assert e.metric_line("sluice_edge_persister_connected") == 0
+    assert e.metric_line("sluice_edge_notifier_connected") == 1
+    e.pers.pull = rebind(zmq.PULL, e.base + 1, e.ctx)
+    e.pers.router = rebind(zmq.ROUTER, e.base + 2, e.ctx)
+    state(200, "ready persister=up notifier=up")
+    # SIGTERM: not ready, and the body says why
+    e.proc.send_signal(signal.SIGTERM)
+    state(503, "not ready draining")
+
+
 SCENARIOS = {
     "errors": (s_errors, []),
     "busy": (s_busy, ["--max-conns", "2"]),
@@ -488,15 +537,14 @@ SCENARIOS = {
     "outcap": (s_outcap, ["--out-cap", "65536"]),
     "backpressure": (s_backpressure, ["--zmq-hwm", "2", "--workers", "1", "--drain-timeout-ms", "3000"]),
     "drain": (s_drain, ["--drain-rate", "20"]),
+    "readyz": (s_readyz, []),
 }
 
 
 def main():
     binary, name, base = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fn, extra = SCENARIOS[name]
-    kw = {}
-    if name == "backpressure":
-        kw = dict(notifier=False, rcvhwm=2)
+    kw = {"backpressure": dict(notifier=False, rcvhwm=2), "readyz": dict(notifier=False)}.get(name, {})
     e = Edge(binary, base, extra, **kw)
     try:
         fn(e)

@@ -24,8 +24,8 @@
 #include "stats.h"
 #include "worker.h"
 
-#define NW 2
-#define NSLOT 4
+#define NW     2
+#define NSLOT  4
 #define MAXREC 1024
 
 static struct edge E;
