@@ -54,6 +54,8 @@ static struct series g_series[METRICS_MAX_SERIES];
 static int g_n;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool g_ready;
+static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
+static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
 
 static char *dup_or_null(const char *s)
@@ -165,6 +167,13 @@ void metric_observe(struct metric_hist *h, double value)
 void metrics_set_ready(bool ready)
 {
     atomic_store(&g_ready, ready);
+}
+
+void metrics_set_ready_detail(const char *detail)
+{
+    pthread_mutex_lock(&g_ready_mu);
+    snprintf(g_ready_detail, sizeof g_ready_detail, "%s", detail ? detail : "");
+    pthread_mutex_unlock(&g_ready_mu);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -384,9 +393,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, text, (void *)"ok", 2, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/readyz") == 0) {
-        if (atomic_load(&g_ready))
-            return reply(c, MHD_HTTP_OK, text, (void *)"ready", 5, MHD_RESPMEM_PERSISTENT);
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text, (void *)"not ready", 9, MHD_RESPMEM_PERSISTENT);
+        bool ready = atomic_load(&g_ready);
+        char body[sizeof g_ready_detail + 16];
+        pthread_mutex_lock(&g_ready_mu);
+        int n = snprintf(body, sizeof body, "%s%s%s", ready ? "ready" : "not ready",
+                         g_ready_detail[0] ? " " : "", g_ready_detail);
+        pthread_mutex_unlock(&g_ready_mu);
+        return reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, text, body, (size_t)n,
+                     MHD_RESPMEM_MUST_COPY);
     }
     return reply(c, MHD_HTTP_NOT_FOUND, text, (void *)"not found", 9, MHD_RESPMEM_PERSISTENT);
 }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <zmq.h>
@@ -408,6 +409,31 @@ void zmqx_conns_destroy(struct zmqx_conns **cp)
 static bool eplist_has(const struct eplist *l, const char *ep)
 {
     return l->n > 0 && bsearch(ep, l->ep, (size_t)l->n, sizeof *l->ep, ep_cmp) != NULL;
+}
+
+void zmqx_ep_canon(const char *ep, char *out, size_t cap)
+{
+    static const char pre[] = "tcp://[::ffff:";
+    const size_t n = sizeof pre - 1;
+    const char *end = strncasecmp(ep, pre, n) == 0 ? strstr(ep + n, "]:") : NULL;
+    if (end && memchr(ep + n, '.', (size_t)(end - (ep + n))))
+        snprintf(out, cap, "tcp://%.*s%s", (int)(end - (ep + n)), ep + n, end + 1);
+    else
+        snprintf(out, cap, "%s", ep);
+}
+
+bool zmqx_conns_has(const struct zmqx_conns *c, const char *ep)
+{
+    /* A few endpoints per socket, looked up once a second: a linear scan
+     * in canonical form (the list is sorted by the raw text). */
+    char a[EP_MAX], b[EP_MAX];
+    zmqx_ep_canon(ep, a, sizeof a);
+    for (int i = 0; i < c->cur.n; i++) {
+        zmqx_ep_canon(c->cur.ep[i], b, sizeof b);
+        if (strcmp(a, b) == 0)
+            return true;
+    }
+    return false;
 }
 
 int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *c)

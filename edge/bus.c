@@ -12,8 +12,10 @@
  * shed and counted when the PUSH would block, so MQTT never slows ingest.
  *
  * In: ack, cmd and kick batches on the DEALER, drained after every wake-up
- * (ZMQ_FD is edge-triggered). Each entry is applied only if its connection
- * id and device still match (conn_find); the rest are counted as stale.
+ * (ZMQ_FD is edge-triggered). An ack or kick is applied only if its
+ * connection id and device still match (conn_find); the rest are counted as
+ * stale. A cmd goes to the device's current connection on this edge,
+ * whichever worker holds it (cmdfwd.c).
  *
  * It deliberately does not know the device protocol: it calls session_*
  * to write frames. */
@@ -28,7 +30,9 @@
 #include <zmq.h>
 #include "sl/log.h"
 #include "sl/zmqx.h"
+#include "cmdfwd.h"
 #include "conn.h"
+#include "peermon.h"
 #include "session.h"
 #include "stats.h"
 #include "worker.h"
@@ -43,6 +47,7 @@ struct bus {
     struct worker *w;
     void *pp, *pn, *dl;               /* persister PUSH, notifier PUSH, DEALER */
     struct zmqx_conns *c_pp, *c_pn, *c_pr, *c_nr;
+    struct peermon *m_pp, *m_pn, *m_dl; /* who each socket is connected to */
     char ident[300];
     struct envelope_hdr hdr;
 
@@ -108,8 +113,16 @@ struct bus *bus_new(struct worker *w)
     b->c_pn = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
+    /* Monitors first: the first bus_tick below connects. */
+    char name[64];
+    snprintf(name, sizeof name, "%u/pp", w->idx);
+    b->m_pp = b->pp ? peermon_new(e->zctx, b->pp, name) : NULL;
+    snprintf(name, sizeof name, "%u/pn", w->idx);
+    b->m_pn = b->pn ? peermon_new(e->zctx, b->pn, name) : NULL;
+    snprintf(name, sizeof name, "%u/dl", w->idx);
+    b->m_dl = b->dl ? peermon_new(e->zctx, b->dl, name) : NULL;
     if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn ||
-        !b->c_pr || !b->c_nr) {
+        !b->c_pr || !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
         LOG_ERROR("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
@@ -137,6 +150,9 @@ void bus_destroy(struct bus **pb)
     struct bus *b = *pb;
     if (!b)
         return;
+    peermon_destroy(&b->m_pp);
+    peermon_destroy(&b->m_pn);
+    peermon_destroy(&b->m_dl);
     if (b->pp)
         zmq_close(b->pp);
     if (b->pn)
@@ -336,33 +352,9 @@ static void apply(struct bus *b, const struct envelope *e)
         else
             metric_inc(stats.stale_acks);
         break;
-    case ENV_CMD: {
-        struct devmap_ref ref;
-        c = NULL;
-        if (e->dev.n <= SL_DEV_MAX && devmap_find(w->e->map, (const char *)e->dev.p, e->dev.n, &ref) &&
-            ref.worker == w->idx)
-            c = conn_find(w, ref.slot, ref.gen, e->dev);
-        if (c) {
-            static const uint8_t nil = 0xc0;
-            struct sl_slice body = e->body;
-            if (!e->has_body || body.n == 0) {
-                body.p = &nil;
-                body.n = 1;
-            }
-            session_cmd(c, e->id, body);
-            break;
-        }
-        /* Not connected here (gone, or moved to another worker, which has
-         * announced itself to the notifier with its own connect). */
-        static const char why[] = "disconnected";
-        struct envelope u = {.kind = ENV_UNDELIVERABLE, .slot = e->slot, .gen = e->gen, .dev = e->dev,
-                             .epoch = e->epoch, .id = e->id};
-        u.reason.p = (const uint8_t *)why;
-        u.reason.n = sizeof why - 1;
-        metric_inc(stats.undeliverable);
-        nadd(b, &u);
+    case ENV_CMD:
+        cmdfwd_route(w, e); /* here, on the worker holding dev, or undeliverable */
         break;
-    }
     case ENV_KICK:
         c = conn_find(w, e->slot, e->gen, e->dev);
         if (c) {
@@ -425,7 +417,7 @@ void bus_recv(struct bus *b)
     }
 }
 
-bool bus_tick(struct bus *b, uint32_t open_conns)
+unsigned bus_tick(struct bus *b, uint32_t open_conns)
 {
     struct edge *e = b->w->e;
     zmqx_resolver_apply(e->r_pp, b->pp, b->c_pp);
@@ -441,7 +433,16 @@ bool bus_tick(struct bus *b, uint32_t open_conns)
                               .at_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
         bus_emit(b, &hb);
     }
-    /* With ZMQ_IMMEDIATE, POLLOUT means a persister is connected and below
-     * its HWM: "connected to the services" for /readyz. */
-    return zmqx_writable(b->pp);
+    /* A service is up for this worker when its PUSH has a peer (to send
+     * to) and the DEALER is connected to one of its ROUTERs (to hear acks
+     * or cmds). Not POLLOUT: a PUSH at its HWM is connected, only slow. */
+    peermon_sync(b->m_pp, b->c_pp, NULL);
+    peermon_sync(b->m_pn, b->c_pn, NULL);
+    peermon_sync(b->m_dl, b->c_pr, b->c_nr);
+    unsigned up = 0;
+    if (peermon_count(b->m_pp, b->c_pp) && peermon_count(b->m_dl, b->c_pr))
+        up |= BUS_UP_PERSISTER;
+    if (peermon_count(b->m_pn, b->c_pn) && peermon_count(b->m_dl, b->c_nr))
+        up |= BUS_UP_NOTIFIER;
+    return up;
 }

@@ -18,6 +18,7 @@
 #include "sl/metrics.h"
 #include "sl/token.h"
 #include "sl/zmqx.h"
+#include "bus.h"
 #include "devmap.h"
 #include "edge.h"
 #include "stats.h"
@@ -64,6 +65,34 @@ static double rss_bytes(void *ud)
         fclose(f);
     }
     return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* Readiness (docs/internals.md, "edge readiness"): every worker listens
+ * and is connected to a persister, the record. The notifier is reported
+ * but not required: without it only the live view stops (its data copies
+ * are shed), and failing /readyz would take every edge out of its load
+ * balancer for that. */
+static void report_readiness(struct edge *e)
+{
+    bool listening = true;
+    unsigned all = BUS_UP_PERSISTER | BUS_UP_NOTIFIER;
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        listening = listening && atomic_load(&e->workers[i]->listening);
+        all &= atomic_load(&e->workers[i]->bus_up);
+    }
+    bool p = all & BUS_UP_PERSISTER, n = all & BUS_UP_NOTIFIER;
+    metric_set(stats.persister_connected, p);
+    metric_set(stats.notifier_connected, n);
+    char detail[96];
+    snprintf(detail, sizeof detail, "persister=%s notifier=%s%s", p ? "up" : "down", n ? "up" : "down",
+             listening ? "" : " listener=down");
+    static char last[96];
+    if (strcmp(detail, last) != 0) { /* one line per change, not per poll */
+        LOG_INFO("event=readiness ready=%d %s", listening && p, detail);
+        memcpy(last, detail, sizeof last);
+    }
+    metrics_set_ready_detail(detail);
+    metrics_set_ready(listening && p);
 }
 
 int main(int argc, char **argv)
@@ -194,7 +223,6 @@ int main(int argc, char **argv)
              c->listen, c->workers, c->max_conns, (unsigned long long)e.incarnation,
              (unsigned long long)rl.rlim_cur);
 
-    /* Readiness: listening and every worker's persister PUSH has a peer. */
     int sig = 0;
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
@@ -202,11 +230,9 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&sigs, &si, &ts);
         if (sig > 0)
             break;
-        bool ready = true;
-        for (uint32_t i = 0; i < e.nworkers; i++)
-            ready = ready && atomic_load(&e.workers[i]->listening) && atomic_load(&e.workers[i]->bus_ok);
-        metrics_set_ready(ready);
+        report_readiness(&e);
     }
+    metrics_set_ready_detail("draining");
     metrics_set_ready(false);
     LOG_INFO("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
              atomic_load(&e.open_total), c->drain_rate, c->drain_timeout_ms);

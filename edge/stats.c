@@ -63,6 +63,10 @@ void stats_init(void)
     stats.cmds = metrics_counter("sluice_edge_cmds_total", "Commands written to devices", NULL);
     stats.kicks = metrics_counter("sluice_edge_kicks_total", "Connections closed on a kick from the notifier", NULL);
     stats.undeliverable = metrics_counter("sluice_edge_undeliverable_total", "Commands answered undeliverable", NULL);
+    stats.cmds_forwarded = metrics_counter("sluice_edge_cmds_forwarded_total", "Commands forwarded to the worker of this edge that holds the device", NULL);
+    stats.cmds_forward_refused = metrics_counter("sluice_edge_cmds_forward_refused_total", "Commands answered undeliverable because the holding worker's inbox was full", NULL);
+    stats.persister_connected = metrics_gauge("sluice_edge_persister_connected", "1 while every worker has a persister on its PUSH and on its DEALER", NULL);
+    stats.notifier_connected = metrics_gauge("sluice_edge_notifier_connected", "1 while every worker has a notifier on its PUSH and on its DEALER", NULL);
     stats.batches_out_p = metrics_counter("sluice_edge_batches_sent_total", "Envelope batches sent", "dest=\"persister\"");
     stats.batches_out_n = metrics_counter("sluice_edge_batches_sent_total", "Envelope batches sent", "dest=\"notifier\"");
     stats.out_pool_exhausted = metrics_counter("sluice_edge_out_pool_exhausted_total", "Connections closed because the worker's output pool was empty", NULL);

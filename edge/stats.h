@@ -29,6 +29,9 @@ struct stats {
     struct metric_counter *notifier_ctl_dropped;
     struct metric_counter *persister_ctl_dropped;
     struct metric_counter *stale_acks, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
+    struct metric_counter *cmds_forwarded;  /* handed to the worker holding the device */
+    struct metric_counter *cmds_forward_refused; /* its inbox full: answered undeliverable */
+    struct metric_gauge *persister_connected, *notifier_connected; /* 1: every worker (main.c) */
     struct metric_counter *batches_out_p, *batches_out_n;
     struct metric_counter *out_pool_exhausted;
     struct metric_hist *ack_rtt;

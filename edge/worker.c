@@ -1,7 +1,8 @@
 /* worker.c - one edge worker thread: wires its loop, connection table,
  * bus and listener, runs the after-hook in a fixed order, the periodic tick
  * (endpoints, heartbeat, readiness, paced draining) and the cross-thread
- * kick queue (a fixed ring + the loop's eventfd).
+ * queues woken through the loop's eventfd: the kick ring and the inbox of
+ * forwarded commands (cmdfwd.c).
  *
  * It deliberately holds no protocol or socket logic of its own. */
 #define _GNU_SOURCE
@@ -51,6 +52,7 @@ static void on_wake(struct loop *l, void *ud)
             conn_kick(w, r, (enum sl_err)batch[i].code);
         }
     }
+    cmdfwd_drain(w); /* after the kicks: a command for a kicked connection is answered, not written */
 }
 
 bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code)
@@ -76,7 +78,7 @@ static void on_tick(struct loop *l, void *ud)
     uint64_t now = loop_now_ms(l);
     if (now >= w->next_bus_tick_ms) {
         w->next_bus_tick_ms = now + BUS_TICK_MS;
-        atomic_store(&w->bus_ok, bus_tick(w->bus, w->open));
+        atomic_store(&w->bus_up, bus_tick(w->bus, w->open));
     } else if (bus_paused(w->bus)) {
         bus_flush(w->bus); /* ZMQ_FD may not signal a peer (re)connecting */
     }
@@ -105,6 +107,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     w->lfd = -1;
     w->spare_fd = -1;
     pthread_mutex_init(&w->qmu, NULL);
+    cmdfwd_init(&w->cmds);
     w->loop = loop_new(e->cfg.max_conns + 16);
     if (!w->loop || conn_worker_init(w) != 0) {
         LOG_ERROR("event=worker_init_failed worker=%u err=nomem", idx);
@@ -145,6 +148,7 @@ void worker_destroy(struct worker **pw)
         loop_timer_stop(w->loop, &w->tick);
     loop_destroy(&w->loop);
     pthread_mutex_destroy(&w->qmu);
+    cmdfwd_fini(&w->cmds);
     free(w);
     *pw = NULL;
 }

@@ -1,5 +1,6 @@
 /* edge/worker.h - one event-loop thread of the edge: its loop, connection
- * table, pools, bus sockets and the cross-thread close queue. */
+ * table, pools, bus sockets, the cross-thread close queue and the inbox of
+ * commands forwarded by the other workers (cmdfwd.h). */
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
 #include <pthread.h>
@@ -7,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "sl/loop.h"
+#include "cmdfwd.h"
 #include "devmap.h"
 #include "edge.h"
 
@@ -59,12 +61,14 @@ struct worker {
     struct kick_req q[WORKER_KICKQ];
     uint32_t qhead, qlen;
 
+    struct cmdfwd cmds;                 /* commands for devices held here, from other workers */
+
     struct loop_timer tick;
     uint64_t next_bus_tick_ms;
     double drain_credit;
     uint32_t drain_cursor;
     bool stop;
-    _Atomic bool bus_ok;               /* persister reachable, for /readyz */
+    _Atomic unsigned bus_up;           /* enum bus_up bits of the last bus tick, for /readyz */
     _Atomic bool listening;
     pthread_t th;
 };

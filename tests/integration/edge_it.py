@@ -180,7 +180,7 @@ class Edge:
             with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.mport, path), timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, ""
+            return e.code, e.read().decode()
         except OSError:
             return 0, ""
 
@@ -343,6 +343,54 @@ def s_cmd(e):
     assert u[10] == "c2" and u[9] == "disconnected", u
 
 
+def s_cmdhop(e):
+    """A cmd that reaches the worker not holding the device (the notifier's
+    view is stale: the device reconnected and SO_REUSEPORT put it on the
+    other worker) is forwarded to the holder; a device on no worker still
+    gets exactly one answer."""
+    conn, d = None, None
+    for i in range(64):  # the kernel picks the worker: connect until one lands on worker 1
+        x = e.dev(); x.login("hop-%d" % i)
+        c = e.noti.wait(ENV_CONNECT, "hop-%d" % i)[0]
+        if c[13] == "it-edge/1":
+            conn, d = c, x
+            break
+        x.close()
+    assert conn, "no connection landed on worker 1"
+    dev = conn[3]
+    via0 = list(conn)
+    via0[13] = "it-edge/0"
+    fwd0 = e.metric_line("sluice_edge_cmds_forwarded_total")
+    e.noti.reply([[ENV_CMD, conn[1], conn[2], dev, conn[4], None, None, None, None, None, "h1", None,
+                   msgpack.packb({"op": "hop"})]], via0)
+    m = d.recv()
+    assert m["t"] == "cmd" and m["id"] == "h1" and m["body"] == {"op": "hop"}, m
+    d.send({"t": "res", "id": "h1", "ok": True, "body": "done"})
+    res = e.noti.wait(ENV_RES, dev)[0]
+    # the result leaves from the worker holding the device; the notifier matches it by (dev, id)
+    assert res[10] == "h1" and res[11] is True and msgpack.unpackb(res[12]) == "done", res
+    assert res[13] == "it-edge/1", res
+    assert (res[1], res[2], res[4]) == (conn[1], conn[2], conn[4]), (res, conn)
+    assert e.metric_line("sluice_edge_cmds_forwarded_total") == fwd0 + 1
+    assert e.metric_line("sluice_edge_cmds_total") >= 1
+    assert not e.noti.find(ENV_UNDELIV, dev), "a delivered command was also answered undeliverable"
+    # the device leaves: the same cmd path now answers undeliverable, exactly once
+    d.close()
+    e.noti.wait(ENV_DISCONNECT, dev)
+    for ident, cid in (("it-edge/0", "h2"), ("it-edge/1", "h3")):
+        via = list(conn)
+        via[13] = ident
+        e.noti.reply([[ENV_CMD, conn[1], conn[2], dev, conn[4], None, None, None, None, None, cid, None,
+                       msgpack.packb(1)]], via)
+        u = e.noti.wait(ENV_UNDELIV, dev, pred=lambda x, cid=cid: x[10] == cid)[0]
+        assert u[9] == "disconnected" and u[13] == ident, u
+    time.sleep(0.5)
+    undeliv = sorted(x[10] for x in e.noti.find(ENV_UNDELIV, dev))
+    assert undeliv == ["h2", "h3"], undeliv  # one answer each, none for h1
+    assert [x[10] for x in e.noti.find(ENV_RES, dev)] == ["h1"]
+    assert e.metric_line("sluice_edge_cmds_forwarded_total") == fwd0 + 1
+
+
 def s_takeover(e):
     for i in range(6):  # with 2 workers, some pairs land on different workers
         dev = "to-%d" % i
@@ -427,6 +475,55 @@ def s_drain(e):
     assert e.proc.wait(30) == 0
 
 
+def rebind(sock_type, port, ctx):
+    """Bind a fresh socket on a port just closed (libzmq releases it asynchronously)."""
+    def attempt():
+        s = ctx.socket(sock_type)
+        if sock_type == zmq.ROUTER:
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            s.bind("tcp://127.0.0.1:%d" % port)
+            return s
+        except zmq.ZMQError:
+            s.close(linger=0)
+            return None
+    return wait_for(attempt, "bind port %d" % port)
+
+
+def s_readyz(e):
+    """Ready = listening and connected to a persister (PUSH peer and ROUTER);
+    the notifier is reported, never required. Started with no notifier."""
+    def state(code, body):
+        return wait_for(lambda: e.http("/readyz") == (code, body), "/readyz %d %r" % (code, body))
+    state(200, "ready persister=up notifier=down")
+    assert e.metric_line("sluice_edge_persister_connected") == 1
+    assert e.metric_line("sluice_edge_notifier_connected") == 0
+    # the persister ROUTER goes (no acks could come back): not ready
+    e.pers.router.close(linger=0)
+    state(503, "not ready persister=down notifier=down")
+    assert e.metric_line("sluice_edge_persister_connected") == 0
+    e.pers.router = rebind(zmq.ROUTER, e.base + 2, e.ctx)
+    state(200, "ready persister=up notifier=down")
+    # a notifier arrives: reported, and readiness does not depend on it
+    e.noti = Peer(e.ctx, e.base + 3, e.base + 4)
+    state(200, "ready persister=up notifier=up")
+    assert e.metric_line("sluice_edge_notifier_connected") == 1
+    # the persister PULL goes (nothing could be sent): not ready, notifier still up
+    e.pers.pull.close(linger=0)
+    state(503, "not ready persister=down notifier=up")
+    # no persister at all
+    e.pers.router.close(linger=0)
+    state(503, "not ready persister=down notifier=up")
+    assert e.metric_line("sluice_edge_persister_connected") == 0
+    assert e.metric_line("sluice_edge_notifier_connected") == 1
+    e.pers.pull = rebind(zmq.PULL, e.base + 1, e.ctx)
+    e.pers.router = rebind(zmq.ROUTER, e.base + 2, e.ctx)
+    state(200, "ready persister=up notifier=up")
+    # SIGTERM: not ready, and the body says why
+    e.proc.send_signal(signal.SIGTERM)
+    state(503, "not ready draining")
+
+
 SCENARIOS = {
     "errors": (s_errors, []),
     "busy": (s_busy, ["--max-conns", "2"]),
@@ -436,18 +533,18 @@ SCENARIOS = {
     "ackroute": (s_ackroute, []),
     "cmd": (s_cmd, []),
     "takeover": (s_takeover, []),
+    "cmdhop": (s_cmdhop, []),
     "outcap": (s_outcap, ["--out-cap", "65536"]),
     "backpressure": (s_backpressure, ["--zmq-hwm", "2", "--workers", "1", "--drain-timeout-ms", "3000"]),
     "drain": (s_drain, ["--drain-rate", "20"]),
+    "readyz": (s_readyz, []),
 }
 
 
 def main():
     binary, name, base = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fn, extra = SCENARIOS[name]
-    kw = {}
-    if name == "backpressure":
-        kw = dict(notifier=False, rcvhwm=2)
+    kw = {"backpressure": dict(notifier=False, rcvhwm=2), "readyz": dict(notifier=False)}.get(name, {})
     e = Edge(binary, base, extra, **kw)
     try:
         fn(e)

@@ -5,7 +5,8 @@
  * server (libmicrohttpd, its own thread) serves:
  *   /metrics  text exposition format 0.0.4
  *   /healthz  200 "ok" while the process runs
- *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready()
+ *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready(), then
+ *             a space and the text of metrics_set_ready_detail() if any
  * Series with labels are registered one per label set: the `labels` string
  * is the text inside the braces, e.g. "reason=\"idle\"", or NULL. Registering
  * the same name and labels again returns the same storage; a name reused
@@ -55,6 +56,9 @@ void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), 
 int metrics_start(const char *listen);
 void metrics_stop(void);
 void metrics_set_ready(bool ready);
+/* Text appended to the /readyz body (e.g. "persister=up notifier=down"),
+ * NULL or "" for none; truncated to 127 bytes. Thread-safe. */
+void metrics_set_ready_detail(const char *detail);
 
 /* Render the exposition text into buf (for tests). Returns bytes written
  * (truncated to cap-1, NUL-terminated). */
