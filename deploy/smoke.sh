@@ -100,9 +100,10 @@ chown 10001:10001 "$dir/fleet.secret" "$dir/devsim"
 chmod 400 "$dir/fleet.secret"
 
 # What docker-compose.yml and deploy/k8s give every container: the ulimits, a read-only
-# root file system, no capabilities, no privilege escalation.
+# root file system (no tmpfs either: Docker and Kubernetes add none), no capabilities,
+# no privilege escalation.
 confine=(--network host --ulimit nofile=20000:20000 --ulimit nproc=32768:32768
-  --read-only --cap-drop ALL --security-opt no-new-privileges)
+  --read-only --read-only-tmpfs=false --cap-drop ALL --security-opt no-new-privileges)
 run() { # NAME COMMAND [podman options...]: a detached service container, as compose runs it
   local name=$1 cmd=$2; shift 2
   podman run -d --name "sluice-smoke-$name" --stop-timeout $grace "${confine[@]}" "$@" "$image" "$cmd" >/dev/null
@@ -145,7 +146,8 @@ done
 mosquitto_sub -h 127.0.0.1 -p $MQTTPORT -t 'devices/+/data' -C 1 -W $((duration + 60)) >"$dir/mqtt-data.txt" 2>&1 &
 sub=$!
 say "devsim: $devices devices x $rate msg/s for $duration s against $EDGE, with --verify"
-podman run -d --name sluice-smoke-devsim "${confine[@]}" \
+# devsim keeps its per-process records in a mkdtemp() directory under /tmp.
+podman run -d --name sluice-smoke-devsim "${confine[@]}" --tmpfs /tmp \
   -e SLUICE_EDGES=$EDGE -e SLUICE_DEVICES="$devices" -e SLUICE_RATE="$rate" -e SLUICE_DURATION="$duration" \
   -e SLUICE_PREFIX=smoke -e SLUICE_FLEET_SECRET="$(cat "$dir/fleet.secret")" -e SLUICE_STATE_DIR=/state \
   -e SLUICE_VERIFY="$dsn" -e SLUICE_JSON=/state/summary.json -v "$dir/devsim:/state" \
