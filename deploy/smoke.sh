@@ -57,7 +57,7 @@ cleanup() {
 }
 finish() {
   local rc=$?
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM HUP
   if [ $rc -ne 0 ] || [ $fails -ne 0 ]; then
     for n in "${names[@]}"; do
       podman container exists "$n" 2>/dev/null || continue
@@ -79,12 +79,14 @@ finish() {
 cleanup
 rm -rf "$dir"
 trap finish EXIT
-trap 'exit 1' INT TERM
+trap 'exit 1' INT TERM HUP
 
 if [ -n "$build" ]; then
   deploy/base-images.sh
   say "building $image from deploy/Dockerfile"
-  podman build -q -f deploy/Dockerfile -t "$image" . >/dev/null
+  mkdir -p "$dir"
+  podman build -q -f deploy/Dockerfile -t "$image" . >/dev/null 2>"$dir/build.log" ||
+    { tail -n 30 "$dir/build.log"; exit 1; }
 fi
 podman image exists "$image" || { say "no image $image (run without --no-build)"; exit 1; }
 say "image $image: $(podman image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1 / 1e6}')"
