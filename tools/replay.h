@@ -81,6 +81,7 @@ struct replay_opts {
     const char *device;   /* "" = every connection */
     double speed;         /* > 0 */
     uint32_t linger_ms;   /* wait for the edge's answers before closing */
+    bool await_replies;   /* before each read, wait for the frames the device had by then */
     uint32_t progress_s;  /* 0 = no progress lines */
 };
 

@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include "replay.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -61,6 +62,7 @@ struct ev {
     uint64_t t;
     size_t off;           /* record offset: ties keep file order */
     uint32_t conn;
+    uint32_t out_before;  /* frames the edge had sent this connection by then */
 };
 
 struct net {
@@ -225,8 +227,11 @@ static void do_connect(struct net *n, uint32_t idx)
         finish_conn(n, c, BY_FAIL);
         return;
     }
+    /* Connected blocking (simple, and quick on a LAN); read and written
+     * non-blocking from here on, so one slow connection stalls no other. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = idx};
     if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
@@ -282,6 +287,19 @@ static void send_chunk(struct net *n, struct rt *c, const uint8_t *p, size_t len
         c->skipped++;
         n->skipped++;
     }
+}
+
+/* --await-replies: the device had this many frames from the edge when it
+ * sent the next bytes (an ack before its next data, say): wait for them,
+ * up to --linger-ms, and shift the rest of the schedule by the wait. */
+static void await_answers(struct net *n, struct rt *c, uint32_t out_before)
+{
+    if (!n->o->await_replies || c->state != RS_OPEN || c->back_n >= out_before)
+        return;
+    uint64_t t = mono_ns(), end = t + (uint64_t)n->o->linger_ms * 1000000u;
+    while (c->state == RS_OPEN && c->back_n < out_before && mono_ns() < end)
+        pump(n, mono_ns() + 2000000u);
+    n->start += mono_ns() - t;
 }
 
 static void on_close_record(struct net *n, struct rt *c, const struct replay_conn *rc)
@@ -365,6 +383,11 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
         fprintf(stderr, "sluice-replay: out of memory\n");
         return 1;
     }
+    uint32_t *outs = calloc(f->nconns ? f->nconns : 1, sizeof *outs);
+    if (!outs) {
+        fprintf(stderr, "sluice-replay: out of memory\n");
+        return 1;
+    }
     /* The schedule: OPEN, IN and CLOSE of the selected connections. */
     for (uint32_t i = 0; i < f->nconns; i++) {
         n.rt[i].sel = replay_selected(&f->conns[i], o->device);
@@ -377,10 +400,12 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
     size_t off = 0, at = 0;
     struct recfile_rec r;
     while ((at = off, replay_next(f, &off, &r))) {
-        if (r.kind != RECFILE_OPEN && r.kind != RECFILE_IN && r.kind != RECFILE_CLOSE)
-            continue;
         const struct replay_conn *rc = replay_conn_of(f, &r);
         if (!rc || !n.rt[rc - f->conns].sel)
+            continue;
+        if (r.kind == RECFILE_OUT)
+            outs[rc - f->conns]++;
+        if (r.kind != RECFILE_OPEN && r.kind != RECFILE_IN && r.kind != RECFILE_CLOSE)
             continue;
         if (nev == cap) {
             struct ev *g = realloc(ev, (cap *= 2) * sizeof *ev);
@@ -388,8 +413,9 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
                 break;
             ev = g;
         }
-        ev[nev++] = (struct ev){r.t_ns, at, (uint32_t)(rc - f->conns)};
+        ev[nev++] = (struct ev){r.t_ns, at, (uint32_t)(rc - f->conns), outs[rc - f->conns]};
     }
+    free(outs);
     qsort(ev, nev, sizeof *ev, ev_cmp);
     n.t0 = nev ? ev[0].t : 0;
     n.t_span = nev ? ev[nev - 1].t - n.t0 : 0;
@@ -409,7 +435,7 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
         struct rt *c = &n.rt[ev[i].conn];
         if (r.kind == RECFILE_OPEN && c->state == RS_WAIT)
             do_connect(&n, ev[i].conn);
-        else if (r.kind == RECFILE_IN)
+        else if (r.kind == RECFILE_IN && (await_answers(&n, c, ev[i].out_before), true))
             send_chunk(&n, c, r.payload, r.len);
         else if (r.kind == RECFILE_CLOSE)
             on_close_record(&n, c, &f->conns[ev[i].conn]);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "sl/cfg.h"
 #include "replay.h"
 
@@ -21,10 +22,20 @@ static const char USAGE[] =
     "                                                 replay each recorded connection against an edge\n"
     "A recording holds device tokens: the target edge needs the same fleet secret.";
 
+static bool is_bool_word(const char *s)
+{
+    static const char *const words[] = {"1", "0", "true", "false", "yes", "no", "on", "off"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcasecmp(s, words[i]) == 0)
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     const char *dump = NULL, *edge = NULL, *file = NULL, *device = NULL;
     double speed = 1;
+    bool await_replies = true;
     int64_t linger = 0, progress = 0;
     const struct cfg_opt opts[] = {
         {"dump", CFG_STR, &dump, "", "print the records of this recording, one line each", 0, 0},
@@ -32,6 +43,8 @@ int main(int argc, char **argv)
         {"file", CFG_STR, &file, "", "the recording to replay (or give it as the last argument)", 0, 0},
         {"device", CFG_STR, &device, "", "only connections whose hello names this device (comma list; * ? globs)", 0, 0},
         {"speed", CFG_DOUBLE, &speed, "1", "replay pace: 2 = twice as fast, 0 = no waiting", 0, 0},
+        {"await-replies", CFG_BOOL, &await_replies, "true",
+         "before each recorded read, wait (up to --linger-ms) for the frames the device had got by then", 0, 0},
         {"linger-ms", CFG_INT, &linger, "3000", "wait this long for the edge's answers before closing", 0, 3600000},
         {"progress-s", CFG_INT, &progress, "5", "progress line on stderr every N seconds (0 = none)", 0, 86400},
     };
@@ -50,11 +63,13 @@ int main(int argc, char **argv)
             continue;
         }
         av[ac++] = argv[i];
-        /* "--name value": keep the value with its option. */
+        /* "--name value": keep the value with its option (a boolean
+         * takes the next word only if it is a boolean, as cfg does). */
         if (i > 0 && strncmp(a, "--", 2) == 0 && !strchr(a, '=') && i + 1 < argc)
             for (int k = 0; k < nopts; k++)
                 if (strcmp(a + 2, opts[k].name) == 0) {
-                    av[ac++] = argv[++i];
+                    if (opts[k].type != CFG_BOOL || is_bool_word(argv[i + 1]))
+                        av[ac++] = argv[++i];
                     break;
                 }
     }
@@ -92,7 +107,7 @@ int main(int argc, char **argv)
     } else {
         if (f.problem)
             fprintf(stderr, "sluice-replay: warning: %s\n", f.problem);
-        struct replay_opts o = {.edge = edge, .device = device, .speed = speed, .linger_ms = (uint32_t)linger,
+        struct replay_opts o = {.edge = edge, .device = device, .speed = speed, .linger_ms = (uint32_t)linger, .await_replies = await_replies,
                                 .progress_s = (uint32_t)progress};
         rc = replay_net(&f, &o, stdout);
     }
