@@ -119,34 +119,38 @@ static void copy_in(const struct record *r, struct ring *g, uint64_t pos, const 
     }
 }
 
-/* Append one whole record, or nothing when it does not fit. */
-static bool put(const struct record *r, struct ring *g, const struct recfile_rec *h, const uint8_t *p)
+/* True if `need` more bytes fit; reads the writer's tail only when the
+ * last value seen says no (one shared cache line touched per refill). */
+static bool room(const struct record *r, struct ring *g, uint64_t need)
 {
-    uint64_t need = RECFILE_REC_HDR + (uint64_t)h->len;
     uint64_t head = atomic_load_explicit(&g->head, memory_order_relaxed);
-    if (need > r->size - (head - g->tail_seen)) {
-        g->tail_seen = atomic_load_explicit(&g->tail, memory_order_acquire);
-        if (need > r->size - (head - g->tail_seen))
-            return false;
-    }
+    if (need <= r->size - (head - g->tail_seen))
+        return true;
+    g->tail_seen = atomic_load_explicit(&g->tail, memory_order_acquire);
+    return need <= r->size - (head - g->tail_seen);
+}
+
+/* Append one whole record; the caller checked room(). */
+static void put(const struct record *r, struct ring *g, const struct recfile_rec *h, const uint8_t *p)
+{
+    uint64_t head = atomic_load_explicit(&g->head, memory_order_relaxed);
     uint8_t hb[RECFILE_REC_HDR];
     recfile_rec_encode(h, hb);
     copy_in(r, g, head, hb, sizeof hb);
     if (h->len)
         copy_in(r, g, head + RECFILE_REC_HDR, p, h->len);
-    atomic_store_explicit(&g->head, head + need, memory_order_release);
-    return true;
+    atomic_store_explicit(&g->head, head + RECFILE_REC_HDR + h->len, memory_order_release);
 }
 
-static bool put_gap(const struct record *r, struct ring *g, uint16_t worker, uint64_t t)
+#define GAP_REC (RECFILE_REC_HDR + RECFILE_GAP_SIZE)
+
+static void put_gap(const struct record *r, struct ring *g, uint16_t worker, uint64_t t)
 {
     uint8_t gp[RECFILE_GAP_SIZE];
     recfile_gap_encode(g->gap_recs, g->gap_bytes, gp);
     struct recfile_rec gh = {.kind = RECFILE_GAP, .worker = worker, .t_ns = t, .len = RECFILE_GAP_SIZE};
-    if (!put(r, g, &gh, gp))
-        return false;
+    put(r, g, &gh, gp);
     g->gap_recs = g->gap_bytes = 0;
-    return true;
 }
 
 static void push(struct record *r, struct ring *g, uint8_t kind, const struct conn *c, uint64_t t,
@@ -154,9 +158,16 @@ static void push(struct record *r, struct ring *g, uint8_t kind, const struct co
 {
     struct recfile_rec h = {.kind = kind, .worker = (uint16_t)c->w->idx, .slot = c->slot, .gen = c->gen,
                             .t_ns = t, .len = (uint32_t)n};
-    /* A GAP goes first, so the file says where records are missing. */
-    if ((g->gap_recs == 0 || put_gap(r, g, h.worker, t)) && put(r, g, &h, p))
+    /* After drops, a GAP goes first (so the file says where records are
+     * missing), and only together with the record that follows it: one
+     * GAP per run of drops, never a ring full of GAPs. */
+    uint64_t need = RECFILE_REC_HDR + n + (g->gap_recs ? GAP_REC : 0);
+    if (room(r, g, need)) {
+        if (g->gap_recs)
+            put_gap(r, g, h.worker, t);
+        put(r, g, &h, p);
         return;
+    }
     g->gap_recs++;
     g->gap_bytes += RECFILE_REC_HDR + n;
     metric_inc(r->dropped);
@@ -412,12 +423,10 @@ static void *writer_main(void *arg)
             sleep_ms *= 2;
     }
     /* The workers are gone: record the drops they had no chance to mark. */
-    bool gaps = false;
     for (uint32_t i = 0; i < r->nrings; i++)
-        if (r->rings[i].gap_recs)
-            gaps |= put_gap(r, &r->rings[i], (uint16_t)i, now_ns());
-    if (gaps)
-        drain(r);
+        if (r->rings[i].gap_recs && room(r, &r->rings[i], GAP_REC)) /* drained: always room */
+            put_gap(r, &r->rings[i], (uint16_t)i, now_ns());
+    drain(r);
     finish(r, "shutdown");
     return NULL;
 }
