@@ -344,9 +344,9 @@ static void finish(struct record *r, const char *reason)
     if (rc != 0)
         LOG_ERROR("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
                   (unsigned long long)r->written, (unsigned long long)dropped, strerror(-rc));
-    else
-        LOG_INFO("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu", reason, (unsigned long long)r->written,
-                 (unsigned long long)dropped);
+    else /* a recording with holes deserves a warning */
+        log_at(dropped ? SL_LOG_WARN : SL_LOG_INFO, "event=record_stop reason=\"%s\" bytes=%llu dropped=%llu", reason,
+               (unsigned long long)r->written, (unsigned long long)dropped);
 }
 
 static uint32_t len_at(const struct record *r, const struct ring *g, uint64_t pos)
