@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "sl/err.h"
+#include "sl/frame.h"
 #include "sl/limits.h"
 #include "sl/msg.h"
 #include "sl/recfile.h"
@@ -66,6 +67,21 @@ bool replay_selected(const struct replay_conn *c, const char *device);
 
 /* Wall-clock text of a record time: "2026-11-28T10:00:00.123456Z". */
 void replay_time_str(const struct replay_file *f, uint64_t t_ns, char *out, size_t cap);
+
+/* A frame decoder that lends itself a max-byte buffer while a frame spans
+ * feeds (the tool may allocate; the buffer goes once the decoder is idle). */
+struct replay_dec {
+    struct frame_dec dec;
+    uint8_t *buf;
+    bool dead;                 /* a bad length (or no memory): nothing more is decoded */
+};
+void replay_dec_init(struct replay_dec *d, uint32_t max);
+void replay_dec_fini(struct replay_dec *d);
+/* The next frame of *p[0..*n), advancing both: FRAME_READY with *pl (valid
+ * until the next call), FRAME_NEED_MORE once all is consumed, or the error
+ * (FRAME_ERR_EMPTY, FRAME_ERR_TOOBIG, FRAME_NEED_BUF = out of memory) that
+ * made d dead; a dead decoder returns FRAME_NEED_MORE and consumes nothing. */
+enum frame_rc replay_dec_next(struct replay_dec *d, const uint8_t **p, size_t *n, struct sl_slice *pl);
 
 /* Count one frame payload; print counts as "welcome=1 ack=3 err:decode=1". */
 void replay_count_frame(struct replay_counts *k, const uint8_t *p, size_t n);

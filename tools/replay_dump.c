@@ -13,16 +13,14 @@
 #include "replay.h"
 #include <stdlib.h>
 #include <string.h>
-#include "sl/frame.h"
 #include "sl/tojson.h"
 #include <arpa/inet.h>
 
 #define HEX_MAX 96u /* bytes shown as hex before "..." */
 
 struct dstate {
-    struct frame_dec dec;
-    uint8_t *buf;
-    bool init, dead;
+    struct replay_dec d;
+    bool init;
 };
 
 struct dump {
@@ -62,48 +60,32 @@ static void payload(struct dump *d, const uint8_t *p, size_t n)
 
 static void in_frames(struct dump *d, struct dstate *s, const uint8_t *p, size_t n)
 {
-    uint32_t max = d->f->hdr.max_frame ? d->f->hdr.max_frame : SL_MAX_FRAME_DEFAULT;
     if (!s->init) {
-        frame_dec_init(&s->dec, max);
+        replay_dec_init(&s->d, d->f->hdr.max_frame ? d->f->hdr.max_frame : SL_MAX_FRAME_DEFAULT);
         s->init = true;
     }
-    if (s->dead) { /* the edge stopped reading at a bad frame */
+    if (s->d.dead) { /* the edge stopped reading at a bad frame */
         fputc(' ', d->out);
         hex(d->out, p, n);
         return;
     }
-    while (n > 0) {
-        size_t used = 0;
-        struct sl_slice pl;
-        enum frame_rc rc = frame_dec_feed(&s->dec, p, n, &used, &pl);
-        p += used;
-        n -= used;
-        if (rc == FRAME_READY) {
-            fputc(' ', d->out);
-            payload(d, pl.p, pl.n);
-            if (s->buf && frame_dec_idle(&s->dec)) {
-                free(s->buf);
-                s->buf = s->dec.buf = NULL;
-            }
-        } else if (rc == FRAME_NEED_BUF) {
-            s->dec.buf = s->buf = malloc(max);
-            if (!s->buf) {
-                fputs(" (out of memory)", d->out);
-                s->dead = true;
-                return;
-            }
-        } else if (rc == FRAME_ERR_EMPTY || rc == FRAME_ERR_TOOBIG) {
-            fprintf(d->out, " bad-frame(%s)", rc == FRAME_ERR_EMPTY ? "len=0" : "len>max");
-            if (n) {
-                fputs(" rest=", d->out);
-                hex(d->out, p, n);
-            }
-            s->dead = true;
-            return;
-        }
+    struct sl_slice pl;
+    enum frame_rc rc;
+    while ((rc = replay_dec_next(&s->d, &p, &n, &pl)) == FRAME_READY) {
+        fputc(' ', d->out);
+        payload(d, pl.p, pl.n);
     }
-    if (!frame_dec_idle(&s->dec))
+    if (rc == FRAME_ERR_EMPTY || rc == FRAME_ERR_TOOBIG) {
+        fprintf(d->out, " bad-frame(%s)", rc == FRAME_ERR_EMPTY ? "len=0" : "len>max");
+        if (n) {
+            fputs(" rest=", d->out);
+            hex(d->out, p, n);
+        }
+    } else if (rc == FRAME_NEED_BUF) {
+        fputs(" (out of memory)", d->out);
+    } else if (!frame_dec_idle(&s->d.dec)) {
         fputs(" +partial", d->out);
+    }
 }
 
 static void peer_str(const struct recfile_peer *p, char *out, size_t cap)
@@ -176,7 +158,7 @@ int replay_dump(const struct replay_file *f, const char *device, FILE *out)
         lines++;
     }
     for (uint32_t i = 0; i < f->nconns; i++)
-        free(st[i].buf);
+        replay_dec_fini(&st[i].d);
     free(st);
     free(d.json);
     fflush(out); /* the totals below follow the records, also on a terminal */

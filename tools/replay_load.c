@@ -252,6 +252,39 @@ void replay_time_str(const struct replay_file *f, uint64_t t_ns, char *out, size
     snprintf(out, cap, "%s.%06dZ", ymd, (int)(real % 1000000000 / 1000));
 }
 
+void replay_dec_init(struct replay_dec *d, uint32_t max)
+{
+    memset(d, 0, sizeof *d);
+    frame_dec_init(&d->dec, max);
+}
+
+void replay_dec_fini(struct replay_dec *d)
+{
+    free(d->buf);
+    d->buf = d->dec.buf = NULL;
+}
+
+enum frame_rc replay_dec_next(struct replay_dec *d, const uint8_t **p, size_t *n, struct sl_slice *pl)
+{
+    if (d->buf && frame_dec_idle(&d->dec)) /* the last payload has been used */
+        replay_dec_fini(d);
+    while (*n > 0 && !d->dead) {
+        size_t used = 0;
+        enum frame_rc rc = frame_dec_feed(&d->dec, *p, *n, &used, pl);
+        *p += used;
+        *n -= used;
+        if (rc == FRAME_READY)
+            return rc;
+        if (rc == FRAME_NEED_BUF && (d->buf = d->dec.buf = malloc(d->dec.max)) != NULL)
+            continue;
+        if (rc != FRAME_NEED_MORE) {
+            d->dead = true;
+            return rc;
+        }
+    }
+    return FRAME_NEED_MORE;
+}
+
 void replay_count_frame(struct replay_counts *k, const uint8_t *p, size_t n)
 {
     struct msg m;

@@ -31,7 +31,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "sl/frame.h"
 
 enum rstate {
     RS_WAIT = 0, /* not connected yet */
@@ -49,10 +48,8 @@ struct rt {
     uint8_t closed_by;    /* enum closed_by */
     bool sel;             /* selected by --device */
     bool reset;           /* recorded reason io: close with RST */
-    bool dec_dead;
     uint64_t close_at;    /* RS_CLOSING deadline, monotonic ns */
-    struct frame_dec dec;
-    uint8_t *buf;
+    struct replay_dec dec;
     struct replay_counts back;
     uint64_t back_n, rec_n; /* frames received / recorded */
     uint64_t sent, chunks, skipped;
@@ -107,33 +104,21 @@ static void finish_conn(struct net *n, struct rt *c, uint8_t by)
         c->fd = -1;
         n->open_now--;
     }
-    free(c->buf);
-    c->buf = NULL;
+    replay_dec_fini(&c->dec);
     c->state = RS_DONE;
     c->closed_by = by;
 }
 
-static void on_frames(struct net *n, struct rt *c, const uint8_t *p, size_t len)
+static void on_frames(struct rt *c, const uint8_t *p, size_t len)
 {
-    uint32_t max = n->f->hdr.max_frame ? n->f->hdr.max_frame + 1024u : SL_MAX_FRAME_DEFAULT + 1024u;
-    while (len > 0 && !c->dec_dead) {
-        size_t used = 0;
-        struct sl_slice pl;
-        enum frame_rc rc = frame_dec_feed(&c->dec, p, len, &used, &pl);
-        p += used;
-        len -= used;
-        if (rc == FRAME_READY) {
-            replay_count_frame(&c->back, pl.p, pl.n);
-            c->back_n++;
-        } else if (rc == FRAME_NEED_BUF) {
-            if (!c->buf && !(c->buf = malloc(max)))
-                c->dec_dead = true;
-            c->dec.buf = c->buf;
-        } else if (rc != FRAME_NEED_MORE) {
-            c->back.type[MSG_NONE]++; /* the edge sent a bad frame header */
-            c->dec_dead = true;
-        }
+    struct sl_slice pl;
+    enum frame_rc rc;
+    while ((rc = replay_dec_next(&c->dec, &p, &len, &pl)) == FRAME_READY) {
+        replay_count_frame(&c->back, pl.p, pl.n);
+        c->back_n++;
     }
+    if (rc != FRAME_NEED_MORE)
+        c->back.type[MSG_NONE]++; /* the edge sent a bad frame header */
 }
 
 static void on_readable(struct net *n, struct rt *c)
@@ -141,7 +126,7 @@ static void on_readable(struct net *n, struct rt *c)
     for (;;) {
         ssize_t r = read(c->fd, n->rbuf, sizeof n->rbuf);
         if (r > 0) {
-            on_frames(n, c, n->rbuf, (size_t)r);
+            on_frames(c, n->rbuf, (size_t)r);
             continue;
         }
         if (r < 0 && errno == EINTR)
@@ -395,7 +380,8 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
         n.rt[i].fd = -1;
         for (int t = 0; t <= MSG_CMD; t++)
             n.rt[i].rec_n += f->conns[i].out.type[t];
-        frame_dec_init(&n.rt[i].dec, f->hdr.max_frame ? f->hdr.max_frame + 1024u : SL_MAX_FRAME_DEFAULT + 1024u);
+        /* The edge's frames may exceed max_frame by the cmd envelope. */
+        replay_dec_init(&n.rt[i].dec, (f->hdr.max_frame ? f->hdr.max_frame : SL_MAX_FRAME_DEFAULT) + 1024u);
     }
     size_t off = 0, at = 0;
     struct recfile_rec r;
@@ -450,7 +436,7 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
     summary(&n, out, (double)(mono_ns() - n.start) / 1e9);
     int rc = n.connect_failed ? 1 : 0;
     for (uint32_t i = 0; i < f->nconns; i++)
-        free(n.rt[i].buf);
+        replay_dec_fini(&n.rt[i].dec);
     free(n.rt);
     free(n.closing);
     free(ev);
