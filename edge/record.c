@@ -50,18 +50,18 @@
 #include "stats.h"
 #include "worker.h"
 
-#define RING_MIN (4u << 20)   /* bytes per worker; ~60 ms of reads+acks at 2 M frames/s */
-#define IN_MAX (256u * 1024u) /* largest read: conn.c's scratch buffer */
-#define STAGES 512            /* pre-hello stages per worker (filter only) */
-#define STAGE_CAP 768         /* a hello is ~160 bytes; longer first frames are left out */
-#define STAGE_CHUNKS 48       /* reads a stage keeps apart */
+#define RING_MIN          (4u << 20)     /* bytes per worker; ~60 ms of reads+acks at 2 M frames/s */
+#define IN_MAX            (256u * 1024u) /* largest read: conn.c's scratch buffer */
+#define STAGES            512            /* pre-hello stages per worker (filter only) */
+#define STAGE_CAP         768            /* a hello is ~160 bytes; longer first frames are left out */
+#define STAGE_CHUNKS      48             /* reads a stage keeps apart */
 #define IDLE_SLEEP_MAX_MS 20
-#define END_RESERVE (RECFILE_REC_HDR + RECFILE_REASON_MAX)
+#define END_RESERVE       (RECFILE_REC_HDR + RECFILE_REASON_MAX)
 
 /* Per-slot state of a filtered recorder. */
-#define SEL_OFF 0       /* not recorded (or no connection) */
+#define SEL_OFF  0      /* not recorded (or no connection) */
 #define SEL_WAIT 0xfffe /* held back, nothing staged yet */
-#define SEL_ON 0xffff   /* recorded */
+#define SEL_ON   0xffff /* recorded */
 /* 1..STAGES: held back, reads staged in stage (value - 1) */
 
 struct stage {
@@ -74,11 +74,11 @@ struct stage {
 struct ring {
     /* Producer (worker) side. */
     _Alignas(64) _Atomic uint64_t head;
-    uint64_t tail_seen;        /* last tail read: reload only when it looks full */
+    uint64_t tail_seen;           /* last tail read: reload only when it looks full */
     uint64_t gap_recs, gap_bytes; /* dropped since the last GAP record */
     uint8_t *buf;
-    uint16_t *sel;             /* filter: per slot */
-    uint64_t *open_ns;         /* filter: OPEN time per held-back slot */
+    uint16_t *sel;     /* filter: per slot */
+    uint64_t *open_ns; /* filter: OPEN time per held-back slot */
     struct stage *stages;
     uint16_t *stage_free;
     uint32_t nstage_free;
@@ -89,9 +89,9 @@ struct ring {
 struct record {
     struct ring *rings;
     uint32_t nrings, nslots;
-    uint64_t size, mask;       /* ring bytes, a power of two */
-    const char *devices;       /* NULL = every device */
-    _Atomic bool stopped;      /* file closed: hooks return at once */
+    uint64_t size, mask;  /* ring bytes, a power of two */
+    const char *devices;  /* NULL = every device */
+    _Atomic bool stopped; /* file closed: hooks return at once */
     _Atomic bool quit;
     int fd;
     uint64_t written, max_bytes; /* max_bytes 0 = no limit */
@@ -156,8 +156,12 @@ static void put_gap(const struct record *r, struct ring *g, uint16_t worker, uin
 static void push(struct record *r, struct ring *g, uint8_t kind, const struct conn *c, uint64_t t,
                  const uint8_t *p, size_t n)
 {
-    struct recfile_rec h = {.kind = kind, .worker = (uint16_t)c->w->idx, .slot = c->slot, .gen = c->gen,
-                            .t_ns = t, .len = (uint32_t)n};
+    struct recfile_rec h = {.kind = kind,
+                            .worker = (uint16_t)c->w->idx,
+                            .slot = c->slot,
+                            .gen = c->gen,
+                            .t_ns = t,
+                            .len = (uint32_t)n};
     /* After drops, a GAP goes first (so the file says where records are
      * missing), and only together with the record that follows it: one
      * GAP per run of drops, never a ring full of GAPs. */
@@ -190,7 +194,8 @@ static void stage_put(struct ring *g, uint16_t sel)
 /* A held-back connection read p[0..n) at t: stage it while its first frame
  * is incomplete, or decide. True if the connection is recorded from now on
  * (OPEN and staged reads are in the ring; the caller pushes this read). */
-static bool admit(struct record *r, struct ring *g, const struct conn *c, uint64_t t, const uint8_t *p, size_t n)
+static bool admit(struct record *r, struct ring *g, const struct conn *c, uint64_t t, const uint8_t *p,
+                  size_t n)
 {
     uint16_t sel = g->sel[c->slot];
     if (sel == SEL_OFF)
@@ -329,7 +334,8 @@ static void finish(struct record *r, const char *reason)
         return;
     uint8_t end[RECFILE_REC_HDR + RECFILE_REASON_MAX];
     size_t n = strlen(reason) < RECFILE_REASON_MAX ? strlen(reason) : RECFILE_REASON_MAX;
-    struct recfile_rec h = {.kind = RECFILE_END, .worker = RECFILE_WORKER_NONE, .t_ns = now_ns(), .len = (uint32_t)n};
+    struct recfile_rec h = {
+        .kind = RECFILE_END, .worker = RECFILE_WORKER_NONE, .t_ns = now_ns(), .len = (uint32_t)n};
     recfile_rec_encode(&h, end);
     memcpy(end + RECFILE_REC_HDR, reason, n);
     struct iovec iov = {end, RECFILE_REC_HDR + n};
@@ -345,8 +351,8 @@ static void finish(struct record *r, const char *reason)
         LOG_ERROR("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
                   (unsigned long long)r->written, (unsigned long long)dropped, strerror(-rc));
     else /* a recording with holes deserves a warning */
-        log_at(dropped ? SL_LOG_WARN : SL_LOG_INFO, "event=record_stop reason=\"%s\" bytes=%llu dropped=%llu", reason,
-               (unsigned long long)r->written, (unsigned long long)dropped);
+        log_at(dropped ? SL_LOG_WARN : SL_LOG_INFO, "event=record_stop reason=\"%s\" bytes=%llu dropped=%llu",
+               reason, (unsigned long long)r->written, (unsigned long long)dropped);
 }
 
 static uint32_t len_at(const struct record *r, const struct ring *g, uint64_t pos)
@@ -499,7 +505,8 @@ struct record *record_new(const struct edge_cfg *cfg)
     r->nslots = cfg->max_conns;
     /* Room for two of the largest records: a full read, or a frame as big
      * as conn.c's encode buffer. */
-    uint64_t big = cfg->max_frame + SL_FRAME_HDR + 512u > IN_MAX ? cfg->max_frame + SL_FRAME_HDR + 512u : IN_MAX;
+    uint64_t big =
+        cfg->max_frame + SL_FRAME_HDR + 512u > IN_MAX ? cfg->max_frame + SL_FRAME_HDR + 512u : IN_MAX;
     r->size = RING_MIN;
     while (r->size < 2 * (big + RECFILE_REC_HDR))
         r->size *= 2;
@@ -513,19 +520,23 @@ struct record *record_new(const struct edge_cfg *cfg)
 
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
-    struct recfile_header h = {.version = RECFILE_VERSION, .workers = (uint16_t)cfg->workers,
-                               .max_frame = cfg->max_frame, .flags = filter ? RECFILE_F_FILTERED : 0,
+    struct recfile_header h = {.version = RECFILE_VERSION,
+                               .workers = (uint16_t)cfg->workers,
+                               .max_frame = cfg->max_frame,
+                               .flags = filter ? RECFILE_F_FILTERED : 0,
                                .start_real_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec,
                                .start_mono_ns = now_ns()};
     uint8_t hb[RECFILE_HDR_SIZE];
     recfile_header_encode(&h, hb);
-    r->dropped = metrics_counter("sluice_edge_record_dropped_total",
-                                 "Records not recorded because the writer fell behind (a GAP marks the place)", NULL);
+    r->dropped =
+        metrics_counter("sluice_edge_record_dropped_total",
+                        "Records not recorded because the writer fell behind (a GAP marks the place)", NULL);
     r->bytes = metrics_counter("sluice_edge_record_bytes_total", "Bytes written to the --record file", NULL);
-    r->skipped = metrics_counter("sluice_edge_record_skipped_total",
-                                 "Connections left out of a --record-devices recording: hello too long, in too "
-                                 "many reads, or no pre-hello stage free",
-                                 NULL);
+    r->skipped =
+        metrics_counter("sluice_edge_record_skipped_total",
+                        "Connections left out of a --record-devices recording: hello too long, in too "
+                        "many reads, or no pre-hello stage free",
+                        NULL);
     struct iovec iov = {hb, sizeof hb};
     int rc = write_all(r, &iov, 1);
     if (rc == 0)

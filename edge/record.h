@@ -26,9 +26,9 @@ void record_destroy(struct record **r);
 
 /* The hooks (worker thread of c). With --record-devices, a connection is
  * held back until its first frame names a device (docs/recording.md). */
-void record_open(struct record *r, const struct conn *c);                              /* accepted */
-void record_in(struct record *r, const struct conn *c, const uint8_t *p, size_t n);   /* one read(2) */
-void record_out(struct record *r, const struct conn *c, const uint8_t *p, size_t n);  /* one queued frame */
-void record_close(struct record *r, const struct conn *c);                             /* freed: c->close_reason */
+void record_open(struct record *r, const struct conn *c);                            /* accepted */
+void record_in(struct record *r, const struct conn *c, const uint8_t *p, size_t n);  /* one read(2) */
+void record_out(struct record *r, const struct conn *c, const uint8_t *p, size_t n); /* one queued frame */
+void record_close(struct record *r, const struct conn *c); /* freed: c->close_reason */
 
 #endif

@@ -18,24 +18,24 @@
 
 /* Frames by message type, errs also by wire code. */
 struct replay_counts {
-    uint64_t type[MSG_CMD + 1]; /* MSG_NONE counts frames that did not decode */
+    uint64_t type[MSG_CMD + 1];   /* MSG_NONE counts frames that did not decode */
     uint64_t err[SL_TIMEOUT + 1]; /* by enum sl_err of the wire code; SL_OK = unknown code */
 };
 
 struct replay_conn {
     uint16_t worker;
     uint32_t slot, gen;
-    uint64_t t_first, t_last;  /* monotonic ns of its first and last record */
+    uint64_t t_first, t_last; /* monotonic ns of its first and last record */
     bool has_open, has_close;
-    bool incomplete;           /* a GAP of its worker fell while it was open, or no OPEN */
-    uint8_t dev_rc;            /* enum recfile_dev_rc */
-    char dev[SL_DEV_MAX + 1];  /* the device its first frame names, "" if none */
+    bool incomplete;                     /* a GAP of its worker fell while it was open, or no OPEN */
+    uint8_t dev_rc;                      /* enum recfile_dev_rc */
+    char dev[SL_DEV_MAX + 1];            /* the device its first frame names, "" if none */
     char reason[RECFILE_REASON_MAX + 1]; /* close reason, "" if no CLOSE */
     struct recfile_peer peer;
     uint32_t nin;
     uint64_t in_bytes;
-    struct replay_counts out;  /* frames the edge queued, as recorded */
-    uint8_t *head;             /* while the device is unknown: its first bytes */
+    struct replay_counts out; /* frames the edge queued, as recorded */
+    uint8_t *head;            /* while the device is unknown: its first bytes */
     uint32_t head_n;
 };
 
@@ -43,12 +43,12 @@ struct replay_file {
     const uint8_t *map;
     size_t size;
     struct recfile_header hdr;
-    size_t end;                /* offset after the last whole record */
-    const char *problem;       /* NULL, or why reading stopped before the file's end */
+    size_t end;          /* offset after the last whole record */
+    const char *problem; /* NULL, or why reading stopped before the file's end */
     uint64_t nrecs, ngaps, gap_recs;
     struct replay_conn *conns; /* in order of first appearance */
     uint32_t nconns, cap;
-    uint32_t *hash;            /* open addressing, conn index + 1, 0 = empty */
+    uint32_t *hash; /* open addressing, conn index + 1, 0 = empty */
     uint32_t hcap;
 };
 
@@ -73,7 +73,7 @@ void replay_time_str(const struct replay_file *f, uint64_t t_ns, char *out, size
 struct replay_dec {
     struct frame_dec dec;
     uint8_t *buf;
-    bool dead;                 /* a bad length (or no memory): nothing more is decoded */
+    bool dead; /* a bad length (or no memory): nothing more is decoded */
 };
 void replay_dec_init(struct replay_dec *d, uint32_t max);
 void replay_dec_fini(struct replay_dec *d);
@@ -93,12 +93,12 @@ void replay_counts_add(struct replay_counts *sum, const struct replay_counts *k)
 int replay_dump(const struct replay_file *f, const char *device, FILE *out);
 
 struct replay_opts {
-    const char *edge;     /* host:port */
-    const char *device;   /* "" = every connection */
-    double speed;         /* > 0 */
-    uint32_t linger_ms;   /* wait for the edge's answers before closing */
-    bool await_replies;   /* before each read, wait for the frames the device had by then */
-    uint32_t progress_s;  /* 0 = no progress lines */
+    const char *edge;    /* host:port */
+    const char *device;  /* "" = every connection */
+    double speed;        /* > 0 */
+    uint32_t linger_ms;  /* wait for the edge's answers before closing */
+    bool await_replies;  /* before each read, wait for the frames the device had by then */
+    uint32_t progress_s; /* 0 = no progress lines */
 };
 
 /* --edge: replay the selected connections. Returns the exit status. */

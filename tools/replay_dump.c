@@ -162,7 +162,8 @@ int replay_dump(const struct replay_file *f, const char *device, FILE *out)
     free(st);
     free(d.json);
     fflush(out); /* the totals below follow the records, also on a terminal */
-    fprintf(stderr, "sluice-replay: %llu records, %u connections, %llu shown; %llu gaps (%llu records dropped)%s%s\n",
+    fprintf(stderr,
+            "sluice-replay: %llu records, %u connections, %llu shown; %llu gaps (%llu records dropped)%s%s\n",
             (unsigned long long)f->nrecs, f->nconns, (unsigned long long)lines, (unsigned long long)f->ngaps,
             (unsigned long long)f->gap_recs, f->problem ? "; " : "", f->problem ? f->problem : "");
     return 0;

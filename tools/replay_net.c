@@ -44,11 +44,11 @@ enum closed_by { BY_NONE = 0, BY_EDGE, BY_US, BY_FAIL };
 
 struct rt {
     int fd;
-    uint8_t state;        /* enum rstate */
-    uint8_t closed_by;    /* enum closed_by */
-    bool sel;             /* selected by --device */
-    bool reset;           /* recorded reason io: close with RST */
-    uint64_t close_at;    /* RS_CLOSING deadline, monotonic ns */
+    uint8_t state;     /* enum rstate */
+    uint8_t closed_by; /* enum closed_by */
+    bool sel;          /* selected by --device */
+    bool reset;        /* recorded reason io: close with RST */
+    uint64_t close_at; /* RS_CLOSING deadline, monotonic ns */
     struct replay_dec dec;
     struct replay_counts back;
     uint64_t back_n, rec_n; /* frames received / recorded */
@@ -57,9 +57,9 @@ struct rt {
 
 struct ev {
     uint64_t t;
-    size_t off;           /* record offset: ties keep file order */
+    size_t off; /* record offset: ties keep file order */
     uint32_t conn;
-    uint32_t out_before;  /* frames the edge had sent this connection by then */
+    uint32_t out_before; /* frames the edge had sent this connection by then */
 };
 
 struct net {
@@ -167,7 +167,9 @@ static void progress(struct net *n, uint64_t now)
     double done = n->o->speed > 0 ? (double)(now - n->start) * n->o->speed / 1e9 : 0;
     if (done > (double)n->t_span / 1e9)
         done = (double)n->t_span / 1e9;
-    fprintf(stderr, "sluice-replay: progress %.1f/%.1f s of recording, %u/%u connections opened, %u open, %llu bytes sent\n",
+    fprintf(stderr,
+            "sluice-replay: progress %.1f/%.1f s of recording, %u/%u connections opened, %u open, %llu bytes "
+            "sent\n",
             done, (double)n->t_span / 1e9, n->opened, n->nsel, n->open_now, (unsigned long long)n->sent);
 }
 
@@ -206,8 +208,8 @@ static void do_connect(struct net *n, uint32_t idx)
     }
     if (fd < 0) {
         const struct replay_conn *rc = &n->f->conns[idx];
-        fprintf(stderr, "sluice-replay: connection %u.%u.%u: connect to %s failed: %s\n", rc->worker, rc->slot,
-                rc->gen, n->o->edge, strerror(err ? err : errno));
+        fprintf(stderr, "sluice-replay: connection %u.%u.%u: connect to %s failed: %s\n", rc->worker,
+                rc->slot, rc->gen, n->o->edge, strerror(err ? err : errno));
         n->connect_failed++;
         finish_conn(n, c, BY_FAIL);
         return;
@@ -331,20 +333,24 @@ static void summary(struct net *n, FILE *out, double secs)
         by_edge += c->closed_by == BY_EDGE;
         by_us += c->closed_by == BY_US;
         incomplete += rc->incomplete;
-        fprintf(out, "conn %u.%u.%u dev=%s sent=%llu chunks=%llu skipped=%llu closed_by=%s back: ", rc->worker,
+        fprintf(out,
+                "conn %u.%u.%u dev=%s sent=%llu chunks=%llu skipped=%llu closed_by=%s back: ", rc->worker,
                 rc->slot, rc->gen, rc->dev[0] ? rc->dev : "-", (unsigned long long)c->sent,
                 (unsigned long long)c->chunks, (unsigned long long)c->skipped,
-                c->closed_by == BY_EDGE ? "edge" : c->closed_by == BY_US ? "replay"
-                                                 : c->closed_by == BY_FAIL ? "connect-failed" : "never-opened");
+                c->closed_by == BY_EDGE   ? "edge"
+                : c->closed_by == BY_US   ? "replay"
+                : c->closed_by == BY_FAIL ? "connect-failed"
+                                          : "never-opened");
         replay_counts_print(out, &c->back);
         fputs(" recorded: ", out);
         replay_counts_print(out, &rc->out);
         fprintf(out, "%s\n", rc->incomplete ? " (recording incomplete)" : "");
     }
-    fprintf(out, "summary connections=%u connect_failed=%llu closed_by_edge=%u closed_by_replay=%u incomplete=%u "
-                 "bytes_sent=%llu chunks_sent=%llu chunks_skipped=%llu seconds=%.2f\n",
-            n->nsel, (unsigned long long)n->connect_failed, by_edge, by_us, incomplete, (unsigned long long)n->sent,
-            (unsigned long long)n->chunks, (unsigned long long)n->skipped, secs);
+    fprintf(out,
+            "summary connections=%u connect_failed=%llu closed_by_edge=%u closed_by_replay=%u incomplete=%u "
+            "bytes_sent=%llu chunks_sent=%llu chunks_skipped=%llu seconds=%.2f\n",
+            n->nsel, (unsigned long long)n->connect_failed, by_edge, by_us, incomplete,
+            (unsigned long long)n->sent, (unsigned long long)n->chunks, (unsigned long long)n->skipped, secs);
     fputs("summary back: ", out);
     replay_counts_print(out, &back);
     fputs("\nsummary recorded: ", out);
@@ -407,8 +413,9 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
     n.t_span = nev ? ev[nev - 1].t - n.t0 : 0;
     n.start = mono_ns();
     n.next_progress = n.start + (uint64_t)o->progress_s * 1000000000u;
-    fprintf(stderr, "sluice-replay: %u connections, %zu records, %.1f s of recording at speed %g against %s\n", n.nsel,
-            nev, (double)n.t_span / 1e9, o->speed, o->edge);
+    fprintf(stderr,
+            "sluice-replay: %u connections, %zu records, %.1f s of recording at speed %g against %s\n",
+            n.nsel, nev, (double)n.t_span / 1e9, o->speed, o->edge);
 
     for (size_t i = 0; i < nev; i++) {
         if (o->speed > 0)

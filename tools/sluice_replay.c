@@ -41,12 +41,16 @@ int main(int argc, char **argv)
         {"dump", CFG_STR, &dump, "", "print the records of this recording, one line each", 0, 0},
         {"edge", CFG_STR, &edge, "", "replay the recording (FILE) against the edge at HOST:PORT", 0, 0},
         {"file", CFG_STR, &file, "", "the recording to replay (or give it as the last argument)", 0, 0},
-        {"device", CFG_STR, &device, "", "only connections whose hello names this device (comma list; * ? globs)", 0, 0},
+        {"device", CFG_STR, &device, "",
+         "only connections whose hello names this device (comma list; * ? globs)", 0, 0},
         {"speed", CFG_DOUBLE, &speed, "1", "replay pace: 2 = twice as fast, 0 = no waiting", 0, 0},
         {"await-replies", CFG_BOOL, &await_replies, "true",
-         "before each recorded read, wait (up to --linger-ms) for the frames the device had got by then", 0, 0},
-        {"linger-ms", CFG_INT, &linger, "3000", "wait this long for the edge's answers before closing", 0, 3600000},
-        {"progress-s", CFG_INT, &progress, "5", "progress line on stderr every N seconds (0 = none)", 0, 86400},
+         "before each recorded read, wait (up to --linger-ms) for the frames the device had got by then", 0,
+         0},
+        {"linger-ms", CFG_INT, &linger, "3000", "wait this long for the edge's answers before closing", 0,
+         3600000},
+        {"progress-s", CFG_INT, &progress, "5", "progress line on stderr every N seconds (0 = none)", 0,
+         86400},
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]);
 
@@ -86,7 +90,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!*dump == !*edge) {
-        fprintf(stderr, "sluice-replay: give exactly one of --dump FILE or --edge HOST:PORT FILE (try --help)\n");
+        fprintf(stderr,
+                "sluice-replay: give exactly one of --dump FILE or --edge HOST:PORT FILE (try --help)\n");
         return 2;
     }
     if (*dump && *file) {
@@ -107,7 +112,11 @@ int main(int argc, char **argv)
     } else {
         if (f.problem)
             fprintf(stderr, "sluice-replay: warning: %s\n", f.problem);
-        struct replay_opts o = {.edge = edge, .device = device, .speed = speed, .linger_ms = (uint32_t)linger, .await_replies = await_replies,
+        struct replay_opts o = {.edge = edge,
+                                .device = device,
+                                .speed = speed,
+                                .linger_ms = (uint32_t)linger,
+                                .await_replies = await_replies,
                                 .progress_s = (uint32_t)progress};
         rc = replay_net(&f, &o, stdout);
     }

@@ -37,8 +37,12 @@ static char dir[64];
 
 static struct edge_cfg cfg_for(const char *path, const char *devices, uint64_t max_bytes)
 {
-    struct edge_cfg c = {.workers = 2, .max_conns = 600, .max_frame = 65536, .record_path = path,
-                         .record_devices = devices, .record_max_bytes = max_bytes};
+    struct edge_cfg c = {.workers = 2,
+                         .max_conns = 600,
+                         .max_frame = 65536,
+                         .record_path = path,
+                         .record_devices = devices,
+                         .record_max_bytes = max_bytes};
     return c;
 }
 

@@ -15,20 +15,24 @@
 static void test_header_bytes(void **st)
 {
     (void)st;
-    struct recfile_header h = {.version = 1, .workers = 2, .max_frame = 65536, .flags = RECFILE_F_FILTERED,
-                               .start_real_ns = 0x0102030405060708ull, .start_mono_ns = 0x1112131415161718ull};
+    struct recfile_header h = {.version = 1,
+                               .workers = 2,
+                               .max_frame = 65536,
+                               .flags = RECFILE_F_FILTERED,
+                               .start_real_ns = 0x0102030405060708ull,
+                               .start_mono_ns = 0x1112131415161718ull};
     uint8_t b[RECFILE_HDR_SIZE];
     recfile_header_encode(&h, b);
     static const uint8_t want[RECFILE_HDR_SIZE] = {
-        'S', 'L', 'R', 'E', 'C', 'O', 'R', 'D',            /* magic */
-        0x01, 0x00,                                        /* version */
-        0x28, 0x00,                                        /* header size 40 */
-        0x18, 0x00,                                        /* record header size 24 */
-        0x02, 0x00,                                        /* workers */
-        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,    /* start_real_ns */
-        0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,    /* start_mono_ns */
-        0x00, 0x00, 0x01, 0x00,                            /* max_frame 65536 */
-        0x01, 0x00, 0x00, 0x00,                            /* flags */
+        'S',  'L',  'R',  'E',  'C',  'O',  'R',  'D',  /* magic */
+        0x01, 0x00,                                     /* version */
+        0x28, 0x00,                                     /* header size 40 */
+        0x18, 0x00,                                     /* record header size 24 */
+        0x02, 0x00,                                     /* workers */
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* start_real_ns */
+        0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, /* start_mono_ns */
+        0x00, 0x00, 0x01, 0x00,                         /* max_frame 65536 */
+        0x01, 0x00, 0x00, 0x00,                         /* flags */
     };
     assert_memory_equal(b, want, sizeof want);
 
@@ -74,8 +78,12 @@ static void test_header_refusals(void **st)
 static void test_record_bytes(void **st)
 {
     (void)st;
-    struct recfile_rec r = {.kind = RECFILE_IN, .worker = 0x0102, .slot = 0x03040506, .gen = 0x0708090a,
-                            .t_ns = 0x1122334455667788ull, .len = 3};
+    struct recfile_rec r = {.kind = RECFILE_IN,
+                            .worker = 0x0102,
+                            .slot = 0x03040506,
+                            .gen = 0x0708090a,
+                            .t_ns = 0x1122334455667788ull,
+                            .len = 3};
     uint8_t b[RECFILE_REC_HDR + 3];
     recfile_rec_encode(&r, b);
     memcpy(b + RECFILE_REC_HDR, "abc", 3);
@@ -139,8 +147,12 @@ static void test_record_stream(void **st)
     uint8_t buf[512];
     size_t n = 0;
     for (unsigned k = 1; k <= RECFILE_KIND_MAX; k++) {
-        struct recfile_rec r = {.kind = (uint8_t)k, .worker = (uint16_t)k, .slot = k * 10, .gen = k,
-                                .t_ns = 1000 + k, .len = k * 3};
+        struct recfile_rec r = {.kind = (uint8_t)k,
+                                .worker = (uint16_t)k,
+                                .slot = k * 10,
+                                .gen = k,
+                                .t_ns = 1000 + k,
+                                .len = k * 3};
         recfile_rec_encode(&r, buf + n);
         memset(buf + n + RECFILE_REC_HDR, (int)k, r.len);
         n += RECFILE_REC_HDR + r.len;

@@ -17,15 +17,15 @@
 #include "sl/err.h"
 #include "sl/slice.h"
 
-#define RECFILE_MAGIC "SLRECORD"      /* 8 bytes, no NUL */
-#define RECFILE_VERSION 1u
-#define RECFILE_HDR_SIZE 40u          /* file header */
-#define RECFILE_REC_HDR 24u           /* record header */
+#define RECFILE_MAGIC       "SLRECORD" /* 8 bytes, no NUL */
+#define RECFILE_VERSION     1u
+#define RECFILE_HDR_SIZE    40u        /* file header */
+#define RECFILE_REC_HDR     24u        /* record header */
 #define RECFILE_MAX_PAYLOAD (1u << 25) /* refused above this when reading (32 MiB) */
-#define RECFILE_OPEN_SIZE 20u         /* OPEN payload */
-#define RECFILE_GAP_SIZE 16u          /* GAP payload */
-#define RECFILE_REASON_MAX 32u        /* CLOSE/END reason text, bytes */
-#define RECFILE_WORKER_NONE 0xffffu   /* worker of records the writer itself adds (END) */
+#define RECFILE_OPEN_SIZE   20u        /* OPEN payload */
+#define RECFILE_GAP_SIZE    16u        /* GAP payload */
+#define RECFILE_REASON_MAX  32u        /* CLOSE/END reason text, bytes */
+#define RECFILE_WORKER_NONE 0xffffu    /* worker of records the writer itself adds (END) */
 
 enum recfile_flag {
     RECFILE_F_FILTERED = 1, /* header: --record-devices was set */
@@ -44,20 +44,20 @@ enum recfile_kind {
 
 struct recfile_header {
     uint16_t version;
-    uint16_t workers;   /* edge worker threads */
-    uint32_t max_frame; /* the edge's --max-frame */
-    uint32_t flags;     /* enum recfile_flag */
+    uint16_t workers;       /* edge worker threads */
+    uint32_t max_frame;     /* the edge's --max-frame */
+    uint32_t flags;         /* enum recfile_flag */
     uint64_t start_real_ns; /* CLOCK_REALTIME at start ... */
     uint64_t start_mono_ns; /* ... and CLOCK_MONOTONIC at the same moment */
 };
 
 struct recfile_rec {
-    uint8_t kind;       /* enum recfile_kind */
-    uint8_t flags;      /* reserved, 0 */
+    uint8_t kind;  /* enum recfile_kind */
+    uint8_t flags; /* reserved, 0 */
     uint16_t worker;
     uint32_t slot, gen;
-    uint64_t t_ns;      /* CLOCK_MONOTONIC */
-    uint32_t len;       /* payload bytes */
+    uint64_t t_ns;          /* CLOCK_MONOTONIC */
+    uint32_t len;           /* payload bytes */
     const uint8_t *payload; /* decode: borrowed from the input */
 };
 
@@ -86,7 +86,8 @@ struct recfile_peer {
     uint8_t ip[16];
 };
 void recfile_open_encode(const struct recfile_peer *p, uint8_t out[RECFILE_OPEN_SIZE]);
-enum sl_err recfile_open_decode(const struct recfile_rec *r, struct recfile_peer *p); /* SL_DECODE if malformed */
+enum sl_err recfile_open_decode(const struct recfile_rec *r,
+                                struct recfile_peer *p); /* SL_DECODE if malformed */
 
 /* CLOSE payload: u8 code, then the reason name (cut at RECFILE_REASON_MAX).
  * END payload: the reason alone. Both return the payload length. */
