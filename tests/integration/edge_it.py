@@ -14,6 +14,7 @@ until a generous deadline.
 import hashlib
 import hmac
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -510,6 +511,7 @@ def s_record(binary, base):
         record_traffic(e)
         sent = data_entries(e.pers)
         assert e.metric_line("sluice_edge_record_bytes_total") > 0
+        assert e.metric_line("sluice_edge_record_dropped_total") == 0
     finally:
         e.stop()
     assert e.proc.returncode == 0
@@ -571,6 +573,7 @@ def s_record(binary, base):
     assert len(c2) == 1, c2  # rec-a was replayed by the second run only
     for c in c2.values():
         assert chunks(c) == chunks(conn_of_dev(c1, "rec-a")), (chunks(c), c1)
+    shutil.rmtree(tmp)  # kept when an assertion failed, for a look
 
 
 def s_record_filter(binary, base):
@@ -608,6 +611,7 @@ def s_record_filter(binary, base):
     assert conn_of_dev(conns, "flt-keep-3")[-1][1] == "reason=auth"
     only = by_conn(dump(binary, rec, "--device", "flt-keep-1"))
     assert len(only) == 1 and conn_of_dev(only, "flt-keep-1")
+    shutil.rmtree(tmp)
 
 
 SCENARIOS = {
