@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include "sl/log.h"
 #include "bus.h"
+#include "record.h"
 #include "session.h"
 #include "worker.h"
 
@@ -175,10 +176,12 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
     size_t len = 0;
     enum sl_err rc = SL_TOOBIG;
     struct out_chunk *t = c->out_tail;
+    const uint8_t *fb = w->enc; /* the encoded frame, for the recorder */
     /* Small frames (ack, pong) encode straight into the tail chunk. */
     if (t && CHUNK_DATA - t->len >= 64) {
         rc = msg_encode_frame(m, t->data + t->len, CHUNK_DATA - t->len, &len);
         if (rc == SL_OK) {
+            fb = t->data + t->len;
             if (c->out_len + len > w->e->cfg.out_cap) {
                 conn_close(c, CR_OUT_CAP);
                 return SL_NOMEM;
@@ -198,6 +201,8 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
             return SL_NOMEM;
         }
     }
+    if (w->e->rec)
+        record_out(w->e->rec, c, fb, len);
     c->frames_out++;
     metric_inc(stats.frames_out);
     flush_link(c);
@@ -314,6 +319,8 @@ static void conn_free(struct conn *c)
         if (read(c->fd, w->scratch, w->scratch_cap) <= 0)
             break;
     close(c->fd);
+    if (w->e->rec)
+        record_close(w->e->rec, c);
     if (log_enabled(SL_LOG_DEBUG)) {
         char peer[64];
         conn_peer_str(c, peer, sizeof peer);
@@ -418,6 +425,8 @@ static void conn_read(struct conn *c)
         }
         ssize_t n = read(c->fd, w->scratch, w->scratch_cap);
         if (n > 0) {
+            if (w->e->rec)
+                record_in(w->e->rec, c, w->scratch, (size_t)n);
             c->bytes_in += (uint64_t)n;
             metric_add(stats.bytes_in, (uint64_t)n);
             feed(c, w->scratch, (size_t)n);
@@ -558,6 +567,8 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
         }
         w->open++;
         metric_gadd(stats.open, 1);
+        if (e->rec)
+            record_open(e->rec, c);
         if (loop_add(l, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
             c->state = CONN_CLOSING;
             c->close_reason = CR_IO;

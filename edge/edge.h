@@ -30,9 +30,13 @@ struct edge_cfg {
     int zmq_hwm;              /* SNDHWM/RCVHWM of the bus sockets, messages */
     double drain_rate;        /* evictions per second while draining (whole edge) */
     uint32_t drain_timeout_ms;
+    const char *record_path;      /* --record: "" = off */
+    const char *record_devices;   /* --record-devices: "" = every device */
+    uint64_t record_max_bytes;    /* --record-max-mb in bytes, 0 = no limit */
 };
 
 struct devmap;
+struct record;
 struct worker;
 struct zmqx_resolver;
 
@@ -44,6 +48,7 @@ struct edge {
     struct worker *workers[EDGE_MAX_WORKERS];
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
+    struct record *rec;           /* traffic recorder, NULL unless --record */
     _Atomic uint32_t open_total;   /* accepted connections open, all workers */
     _Atomic bool draining;         /* SIGTERM seen: stop accepting, evict */
     _Atomic uint64_t drain_deadline_ms;

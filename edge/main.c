@@ -21,6 +21,7 @@
 #include "bus.h"
 #include "devmap.h"
 #include "edge.h"
+#include "record.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -98,9 +99,9 @@ static void report_readiness(struct edge *e)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
-               *nr = NULL, *metrics_addr = NULL, *log_level = NULL;
+               *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
@@ -122,6 +123,9 @@ int main(int argc, char **argv)
         {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
         {"drain-rate", CFG_DOUBLE, &drain_rate, "1000", "evictions per second on SIGTERM", 0, 0},
         {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest", 0, 86400000},
+        {"record", CFG_STR, &record, "", "record device traffic to this file (0600; holds tokens: docs/recording.md)", 0, 0},
+        {"record-devices", CFG_STR, &record_devs, "", "record only these devices: comma list of id prefixes or globs (* ?)", 0, 0},
+        {"record-max-mb", CFG_INT, &record_mb, "1024", "stop recording when the file reaches this, MiB (0 = no limit)", 0, 1 << 30},
         {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0, 0},
         {"log-level", CFG_STR, &log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -169,6 +173,9 @@ int main(int argc, char **argv)
     c->zmq_hwm = (int)hwm;
     c->drain_rate = drain_rate > 0 ? drain_rate : 1000;
     c->drain_timeout_ms = (uint32_t)drain_timeout;
+    c->record_path = record;
+    c->record_devices = record_devs;
+    c->record_max_bytes = (uint64_t)record_mb << 20;
     if (getrandom(&e.incarnation, sizeof e.incarnation, 0) != sizeof e.incarnation) {
         fprintf(stderr, "sluice-edge: getrandom failed\n");
         return 1;
@@ -204,6 +211,8 @@ int main(int argc, char **argv)
         LOG_ERROR("event=startup_failed err=\"init (endpoints or memory)\"");
         return 1;
     }
+    if (*c->record_path && !(e.rec = record_new(c)))
+        return 1;
     e.nworkers = c->workers;
     for (uint32_t i = 0; i < c->workers; i++) {
         e.workers[i] = worker_new(&e, i);
@@ -245,6 +254,7 @@ int main(int argc, char **argv)
     uint32_t left = atomic_load(&e.open_total);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
+    record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */
     metrics_stop();
     zmqx_resolver_destroy(&e.r_pp);
     zmqx_resolver_destroy(&e.r_pr);

@@ -14,11 +14,13 @@ until a generous deadline.
 import hashlib
 import hmac
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -524,6 +526,191 @@ def s_readyz(e):
     state(503, "not ready draining")
 
 
+# ------------------------------------------------ recording and replay
+
+def replay_bin(edge_bin):
+    return os.environ.get("REPLAY_BIN") or os.path.join(os.path.dirname(edge_bin), "sluice-replay")
+
+
+def dump(edge_bin, rec, *extra):
+    """sluice-replay --dump: [(conn, kind, rest)] in file order."""
+    out = subprocess.run([replay_bin(edge_bin), "--dump", rec] + list(extra), check=True,
+                         capture_output=True, text=True).stdout
+    lines = []
+    for line in out.splitlines():
+        f = line.split(" ", 3)
+        lines.append((f[1], f[2], f[3] if len(f) > 3 else ""))
+    return lines
+
+
+def by_conn(lines):
+    conns = {}
+    for c, k, rest in lines:
+        if c != "-.-.-" and not c.endswith(".-.-"):
+            conns.setdefault(c, []).append((k, rest))
+    return conns
+
+
+def conn_of_dev(conns, dev):
+    hits = [v for v in conns.values() if v[0][0] == "open" and v[0][1].endswith(" dev=" + dev)]
+    assert len(hits) == 1, (dev, conns)
+    return hits[0]
+
+
+def ack_all(peer, entries):
+    for x in entries:
+        peer.reply([[ENV_ACK, x[1], x[2], x[3], x[4], x[5]]], x)
+
+
+def frame(obj):
+    p = msgpack.packb(obj)
+    return struct.pack(">I", len(p)) + p
+
+
+def data_entries(peer):
+    peer.poll()
+    return [(x[3], x[5], x[12]) for h, x in peer.entries if x[0] == ENV_DATA]
+
+
+def record_traffic(e):
+    """Three connections: one with a split and a coalesced read, one ending
+    in a bad frame, one sending garbage before any hello."""
+    a = e.dev(); a.login("rec-a")
+    a.send({"t": "data", "seq": 1, "body": {"temp": 20.5}})
+    ack_all(e.pers, e.pers.wait(ENV_DATA, "rec-a"))
+    assert a.recv() == {"t": "ack", "seq": 1}
+    f2 = frame({"t": "data", "seq": 2, "body": "split across two reads"})
+    a.raw(f2[:7]); time.sleep(0.2); a.raw(f2[7:])
+    ack_all(e.pers, e.pers.wait(ENV_DATA, "rec-a", count=2)[1:])
+    assert a.recv() == {"t": "ack", "seq": 2}
+    a.raw(frame({"t": "data", "seq": 3, "body": [1, 2]}) + frame({"t": "data", "seq": 4, "body": b"\x00\x01"}))
+    ack_all(e.pers, e.pers.wait(ENV_DATA, "rec-a", count=4)[2:])
+    assert [a.recv()["seq"] for _ in range(2)] == [3, 4]
+    a.close()
+    e.pers.wait(ENV_DISCONNECT, "rec-a")
+    b = e.dev(); b.login("rec-b")
+    b.send({"t": "data", "seq": 10, "body": "b"})
+    ack_all(e.pers, e.pers.wait(ENV_DATA, "rec-b"))
+    assert b.recv() == {"t": "ack", "seq": 10}
+    b.raw(frame([1, 2]))  # a frame whose payload is not a map
+    b.expect_err("decode")
+    g = e.dev(); g.raw(b"\0\0\0\0"); g.expect_err("frame")
+
+
+def s_record(binary, base):
+    tmp = tempfile.mkdtemp(prefix="edge-it-rec-")
+    rec, rec2 = os.path.join(tmp, "a.rec"), os.path.join(tmp, "b.rec")
+    with open(rec, "w") as f:  # an existing file keeps its mode on O_TRUNC: the edge must fix it
+        f.write("old")
+    os.chmod(rec, 0o644)
+    e = Edge(binary, base, ["--record", rec])
+    try:
+        record_traffic(e)
+        sent = data_entries(e.pers)
+        assert e.metric_line("sluice_edge_record_bytes_total") > 0
+        assert e.metric_line("sluice_edge_record_dropped_total") == 0
+    finally:
+        e.stop()
+    assert e.proc.returncode == 0
+    assert os.stat(rec).st_mode & 0o777 == 0o600, oct(os.stat(rec).st_mode)
+
+    lines = dump(binary, rec)
+    assert lines[-1][1] == "end" and lines[-1][2] == "reason=shutdown", lines[-1]
+    conns = by_conn(lines)
+    assert len(conns) == 3, conns
+    a = conn_of_dev(conns, "rec-a")
+    kinds = [k for k, r in a]
+    assert kinds == ["open", "in", "out", "in", "out", "in", "in", "out", "in", "out", "out", "close"], a
+    assert '"t":"hello"' in a[1][1] and '"dev":"rec-a"' in a[1][1] and '"t":"welcome"' in a[2][1]
+    assert '"seq":1' in a[3][1] and a[4][1].endswith('{"t":"ack","seq":1}')
+    assert a[5][1] == "n=7 +partial", a[5]                       # the split frame, first read
+    assert '"seq":2' in a[6][1] and '"body":"split across two reads"' in a[6][1]
+    assert '"seq":3' in a[8][1] and '"seq":4' in a[8][1], a[8]    # two frames, one read
+    assert a[11][1] == "reason=eof"
+    b = conn_of_dev(conns, "rec-b")
+    assert [k for k, r in b] == ["open", "in", "out", "in", "out", "in", "out", "close"], b
+    assert b[5][1].endswith(" [1,2]") and '"code":"decode"' in b[6][1] and b[7][1] == "reason=decode", b
+    g = [v for v in conns.values() if v[0][1].endswith(" dev=-")][0]
+    assert [k for k, r in g] == ["open", "in", "out", "close"], g
+    assert g[1][1] == "n=4 bad-frame(len=0)" and '"code":"frame"' in g[2][1] and g[3][1] == "reason=frame", g
+
+    # Replay against a fresh edge (recording too, to compare the reads).
+    e2 = Edge(binary, base + 10, ["--record", rec2])
+    try:
+        def run(*extra):
+            p = subprocess.Popen([replay_bin(binary), "--edge", "127.0.0.1:%d" % e2.port, "--progress-s", "1"]
+                                 + list(extra) + [rec], stdout=subprocess.PIPE, text=True)
+            acked = set()
+            while p.poll() is None:  # play the persister: ack what arrives
+                e2.pers.poll(20)
+                new = [x for h, x in e2.pers.entries if x[0] == ENV_DATA and (x[3], x[4], x[5]) not in acked]
+                for x in new:
+                    acked.add((x[3], x[4], x[5]))
+                ack_all(e2.pers, new)
+            out = p.stdout.read()
+            assert p.returncode == 0, out
+            return out
+        out = run("--device", "rec-b")
+        assert [d for d, s, b in data_entries(e2.pers)] == ["rec-b"], out
+        assert "summary connections=1 " in out and "summary result=same" in out, out
+        e2.pers.entries.clear()
+        out = run()
+        got = data_entries(e2.pers)
+        assert sorted(got) == sorted(sent), (got, sent)
+        assert "summary connections=3 " in out and "summary result=same" in out, out
+        summ = {l.split()[2]: l for l in out.splitlines() if l.startswith("conn ")}
+        assert "back: welcome=1 ack=4 recorded: welcome=1 ack=4" in summ["dev=rec-a"], out
+        assert "back: welcome=1 ack=1 err:decode=1 recorded: welcome=1 ack=1 err:decode=1" in summ["dev=rec-b"], out
+        assert "back: err:frame=1 recorded: err:frame=1" in summ["dev=-"], out
+    finally:
+        e2.stop()
+    # The replay read as the device wrote: the same chunks, in the same order.
+    c1, c2 = by_conn(dump(binary, rec)), by_conn(dump(binary, rec2, "--device", "rec-a"))
+    chunks = lambda c: [r.split(" ")[0] for k, r in c if k == "in"]
+    assert len(c2) == 1, c2  # rec-a was replayed by the second run only
+    for c in c2.values():
+        assert chunks(c) == chunks(conn_of_dev(c1, "rec-a")), (chunks(c), c1)
+    shutil.rmtree(tmp)  # kept when an assertion failed, for a look
+
+
+def s_record_filter(binary, base):
+    tmp = tempfile.mkdtemp(prefix="edge-it-recf-")
+    rec = os.path.join(tmp, "f.rec")
+    e = Edge(binary, base, ["--record", rec, "--record-devices", "flt-keep,other-*"])
+    try:
+        k1 = e.dev(); k1.login("flt-keep-1")
+        k1.send({"t": "ping"}); assert k1.recv()["t"] == "pong"
+        # a hello in three reads: held back, then released in order
+        h = frame({"t": "hello", "v": 1, "dev": "flt-keep-2", "tok": token("flt-keep-2")})
+        k2 = e.dev(); k2.raw(h[:3]); time.sleep(0.1); k2.raw(h[3:20]); time.sleep(0.1); k2.raw(h[20:])
+        assert k2.recv()["t"] == "welcome"
+        k2.send({"t": "data", "seq": 5, "body": 1})
+        e.pers.wait(ENV_DATA, "flt-keep-2")
+        dr = e.dev(); dr.login("flt-drop-1")
+        dr.send({"t": "data", "seq": 6, "body": 2})
+        e.pers.wait(ENV_DATA, "flt-drop-1")
+        bad = e.dev(); bad.hello("flt-keep-3", tok="0" * 64); bad.expect_err("auth")  # refused, still its device
+        g = e.dev(); g.raw(b"\0\0\0\0"); g.expect_err("frame")
+        for d in (k1, k2, dr):
+            d.close()
+        e.pers.wait(ENV_DISCONNECT, "flt-drop-1")
+        e.pers.wait(ENV_DISCONNECT, "flt-keep-2")
+    finally:
+        e.stop()
+    raw = open(rec, "rb").read()
+    assert b"flt-drop" not in raw and token("flt-drop-1").encode() not in raw
+    conns = by_conn(dump(binary, rec))
+    devs = sorted(v[0][1].split(" dev=")[1] for v in conns.values())
+    assert devs == ["flt-keep-1", "flt-keep-2", "flt-keep-3"], conns
+    k2c = conn_of_dev(conns, "flt-keep-2")
+    assert [r.split(" ")[0] for k, r in k2c if k == "in"][:3] == ["n=3", "n=17", "n=%d" % (len(h) - 20)], k2c
+    assert '"t":"hello"' in k2c[3][1] and k2c[4][0] == "out" and '"t":"welcome"' in k2c[4][1], k2c
+    assert conn_of_dev(conns, "flt-keep-3")[-1][1] == "reason=auth"
+    only = by_conn(dump(binary, rec, "--device", "flt-keep-1"))
+    assert len(only) == 1 and conn_of_dev(only, "flt-keep-1")
+    shutil.rmtree(tmp)
+
+
 SCENARIOS = {
     "errors": (s_errors, []),
     "busy": (s_busy, ["--max-conns", "2"]),
@@ -538,12 +725,19 @@ SCENARIOS = {
     "backpressure": (s_backpressure, ["--zmq-hwm", "2", "--workers", "1", "--drain-timeout-ms", "3000"]),
     "drain": (s_drain, ["--drain-rate", "20"]),
     "readyz": (s_readyz, []),
+    # These start their own edges (two each: ports BASE..BASE+19).
+    "record": (s_record, None),
+    "record_filter": (s_record_filter, None),
 }
 
 
 def main():
     binary, name, base = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fn, extra = SCENARIOS[name]
+    if extra is None:
+        fn(binary, base)
+        print("ok", name)
+        return
     kw = {"backpressure": dict(notifier=False, rcvhwm=2), "readyz": dict(notifier=False)}.get(name, {})
     e = Edge(binary, base, extra, **kw)
     try:
