@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 #include "sl/cfg.h"
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/metrics.h"
+#include "sl/sysres.h"
 #include "sl/token.h"
 #include "sl/zmqx.h"
 #include "bus.h"
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
-        {"workers", CFG_INT, &workers, "0", "worker threads (0 = number of CPUs)", 0, EDGE_MAX_WORKERS},
+        {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0, EDGE_MAX_WORKERS},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
@@ -160,8 +160,10 @@ int main(int argc, char **argv)
     c->persister_router = pr;
     c->notifier_push = np;
     c->notifier_router = nr;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c->workers = workers > 0 ? (uint32_t)workers : (uint32_t)(ncpu > 0 ? (ncpu > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : ncpu) : 1);
+    /* One worker per CPU this process may use (affinity mask, container CPU
+     * quota), not per CPU of the host. */
+    unsigned ncpu = sysres_cpus();
+    c->workers = workers > 0 ? (uint32_t)workers : (ncpu > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : ncpu);
     c->max_frame = (uint32_t)max_frame;
     c->hb_s = (uint32_t)hb;
     c->hello_timeout_ms = (uint32_t)hello_ms;
@@ -199,6 +201,13 @@ int main(int argc, char **argv)
     token_compute((const uint8_t *)"warmup", 6, (const uint8_t *)"warmup", 6, warm);
     (void)warm;
 
+    /* One fd per device: take the whole hard limit, and say so when even
+     * that cannot hold --max-conns (the rest is refused with err busy only
+     * while fds last; beyond, accept fails with EMFILE). */
+    uint64_t nofile = sysres_raise_nofile();
+    if (nofile < (uint64_t)c->max_conns + 256)
+        LOG_WARN("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile, c->max_conns,
+                 c->max_conns + 256);
     stats_init();
     metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
     e.zctx = zmq_ctx_new();
@@ -226,11 +235,9 @@ int main(int argc, char **argv)
             LOG_ERROR("event=startup_failed err=\"thread\"");
             return 1;
         }
-    struct rlimit rl = {0};
-    getrlimit(RLIMIT_NOFILE, &rl);
     LOG_INFO("event=start edge=%s listen=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu", c->edge_id,
              c->listen, c->workers, c->max_conns, (unsigned long long)e.incarnation,
-             (unsigned long long)rl.rlim_cur);
+             (unsigned long long)nofile);
 
     int sig = 0;
     for (;;) {

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "sl/sysres.h"
 #include "sl/token.h"
 
 struct dev {
@@ -340,11 +340,7 @@ int worker_run(const struct worker_cfg *wc)
     w.s.devices = wc->count;
 
     /* Each connection is one fd; the hard limit here is 20,000. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    sysres_raise_nofile();
     if (open_state(&w) != 0)
         return 2;
     w.l = loop_new(wc->count + 16);
