@@ -1,12 +1,14 @@
 /* worker.c - one edge worker thread: wires its loop, connection table,
  * bus and listener, runs the after-hook in a fixed order, the periodic tick
  * (endpoints, heartbeat, readiness, paced draining) and the cross-thread
- * kick queue (a fixed ring + the loop's eventfd).
+ * queues, each a fixed ring + the loop's eventfd: kicks, and (--accept
+ * handoff) the connections the acceptor thread hands over.
  *
  * It deliberately holds no protocol or socket logic of its own. */
 #define _GNU_SOURCE
 #include "worker.h"
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sl/err.h"
@@ -30,10 +32,64 @@ static void after(struct loop *l, void *ud)
     conn_free_closed(w);
 }
 
+/* Adopt the connections handed over, 64 per lock. */
+static void take_conns(struct worker *w)
+{
+    struct conn_ring *r = &w->connq;
+    struct conn_handoff batch[64];
+    for (;;) {
+        uint32_t n = 0;
+        pthread_mutex_lock(&r->mu);
+        uint32_t len = atomic_load(&r->len);
+        while (n < len && n < 64) {
+            batch[n++] = r->q[r->head];
+            r->head = (r->head + 1) % WORKER_CONNQ;
+        }
+        atomic_store(&r->len, len - n);
+        atomic_store(&r->since_ms, len - n ? loop_clock_ms() : 0);
+        pthread_mutex_unlock(&r->mu);
+        if (!n)
+            break;
+        for (uint32_t i = 0; i < n; i++)
+            conn_adopt(w, batch[i].fd, &batch[i].peer);
+    }
+}
+
+bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer)
+{
+    struct conn_ring *r = &w->connq;
+    pthread_mutex_lock(&r->mu);
+    uint32_t len = atomic_load(&r->len);
+    if (len == WORKER_CONNQ) {
+        pthread_mutex_unlock(&r->mu);
+        return false;
+    }
+    r->q[(r->head + len) % WORKER_CONNQ] = (struct conn_handoff){fd, *peer};
+    atomic_store(&r->len, len + 1);
+    if (len == 0)
+        atomic_store(&r->since_ms, loop_clock_ms());
+    pthread_mutex_unlock(&r->mu);
+    /* A non-empty ring has a wake-up on its way already: take_conns empties
+     * it under the lock, so the next post after that sees len 0 again. */
+    if (len == 0)
+        loop_wake(w->loop);
+    return true;
+}
+
+uint32_t worker_load(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, bool *stuck)
+{
+    uint32_t len = atomic_load_explicit(&w->connq.len, memory_order_relaxed);
+    uint64_t since = atomic_load_explicit(&w->connq.since_ms, memory_order_relaxed);
+    int64_t open = atomic_load_explicit(&w->open_g->v, memory_order_relaxed);
+    *stuck = len && since && now_ms > since + stuck_ms;
+    return (uint32_t)(open > 0 ? open : 0) + len;
+}
+
 static void on_wake(struct loop *l, void *ud)
 {
     (void)l;
     struct worker *w = ud;
+    take_conns(w);
     struct kick_req batch[64];
     for (;;) {
         uint32_t n = 0;
@@ -105,6 +161,10 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     w->lfd = -1;
     w->spare_fd = -1;
     pthread_mutex_init(&w->qmu, NULL);
+    pthread_mutex_init(&w->connq.mu, NULL);
+    char lab[32];
+    snprintf(lab, sizeof lab, "worker=\"%u\"", idx);
+    w->open_g = metrics_gauge("sluice_edge_worker_connections_open", "Device connections open, by worker", lab);
     w->loop = loop_new(e->cfg.max_conns + 16);
     if (!w->loop || conn_worker_init(w) != 0) {
         LOG_ERROR("event=worker_init_failed worker=%u err=nomem", idx);
@@ -116,7 +176,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         worker_destroy(&w);
         return NULL;
     }
-    int rc = conn_listen(w);
+    int rc = e->cfg.accept == EDGE_ACCEPT_REUSEPORT ? conn_listen(w) : 0;
     if (rc != 0) {
         LOG_ERROR("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, e->cfg.listen, strerror(-rc));
         worker_destroy(&w);
@@ -134,6 +194,11 @@ void worker_destroy(struct worker **pw)
     struct worker *w = *pw;
     if (!w)
         return;
+    /* Handed over after the loop stopped: never adopted, never welcomed. */
+    for (; w->connq.len; w->connq.len--) {
+        conn_refuse(w->e, w->connq.q[w->connq.head].fd);
+        w->connq.head = (w->connq.head + 1) % WORKER_CONNQ;
+    }
     if (w->conns) {
         /* Closing emits disconnects: give them one last send. */
         conn_worker_fini(w);
@@ -145,6 +210,7 @@ void worker_destroy(struct worker **pw)
         loop_timer_stop(w->loop, &w->tick);
     loop_destroy(&w->loop);
     pthread_mutex_destroy(&w->qmu);
+    pthread_mutex_destroy(&w->connq.mu);
     free(w);
     *pw = NULL;
 }

@@ -1,5 +1,6 @@
 /* edge/worker.h - one event-loop thread of the edge: its loop, connection
- * table, pools, bus sockets and the cross-thread close queue. */
+ * table, pools, bus sockets, the cross-thread close queue and (--accept
+ * handoff) the ring of connections handed to it by the acceptor. */
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
 #include <pthread.h>
@@ -7,10 +8,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "sl/loop.h"
+#include "sl/metrics.h"
+#include "conn.h"
 #include "devmap.h"
 #include "edge.h"
 
-struct conn;
 struct out_chunk;
 struct bus;
 
@@ -19,6 +21,22 @@ struct bus;
 struct kick_req {
     uint32_t slot, gen;
     int code; /* enum sl_err */
+};
+
+#define WORKER_CONNQ 1024 /* handed-off connections pending per worker */
+
+/* Accepted connections on their way from the acceptor thread to a worker
+ * (--accept handoff). len and since_ms change under mu but are atomics so
+ * the acceptor can pick a worker without taking every worker's lock. */
+struct conn_ring {
+    pthread_mutex_t mu;
+    struct conn_handoff {
+        int fd;
+        struct conn_peer peer;
+    } q[WORKER_CONNQ];
+    uint32_t head;
+    _Atomic uint32_t len;
+    _Atomic uint64_t since_ms;          /* last progress while non-empty (monotonic ms), 0 = empty */
 };
 
 struct worker {
@@ -35,6 +53,7 @@ struct worker {
     uint32_t *free_slots;
     uint32_t nfree;
     uint32_t open;
+    struct metric_gauge *open_g;        /* the same, exported per worker and read by the acceptor */
 
     struct conn *flush_head;            /* output queued this iteration */
     struct conn *read_head;             /* input left unread (cap, pause, pool) */
@@ -52,12 +71,13 @@ struct worker {
     uint8_t *enc;                       /* encode buffer for frames that span chunks */
     uint32_t enc_cap;
 
-    int lfd;                            /* SO_REUSEPORT listener, -1 once draining */
-    int spare_fd;                       /* closed and reopened on EMFILE */
+    int lfd;                            /* --accept reuseport: own listener, -1 once draining */
+    int spare_fd;                       /* closed and reopened on EMFILE (reuseport) */
 
     pthread_mutex_t qmu;                /* cross-thread kick ring */
     struct kick_req q[WORKER_KICKQ];
     uint32_t qhead, qlen;
+    struct conn_ring connq;             /* --accept handoff */
 
     struct loop_timer tick;
     uint64_t next_bus_tick_ms;
@@ -79,5 +99,13 @@ void worker_join(struct worker *w);
 bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code);
 /* Thread-safe: wake w to notice draining. */
 void worker_notify(struct worker *w);
+/* Thread-safe: hand the admitted connection fd to w, which adopts it on its
+ * thread. false if w's ring is full (fd stays the caller's). Never blocks
+ * for longer than the ring's lock. */
+bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer);
+/* Thread-safe, lock-free: connections open on w plus those handed to it and
+ * not yet taken; *stuck is set when handed connections have waited with no
+ * progress for stuck_ms (its loop is busy or blocked). */
+uint32_t worker_load(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, bool *stuck);
 
 #endif
