@@ -2,7 +2,8 @@
  * that accepts, takes the --max-conns place (or answers err{busy}) and posts
  * the fd to the worker with the fewest connections (open + still queued)
  * through that worker's connection ring; the worker sets the connection up
- * on its own thread.
+ * on its own thread. When every ring is full it stops accepting for a few
+ * ms, so a storm waits in the kernel's backlog, not in refusals.
  *
  * Why a thread of its own and not one worker's loop: accepting must not wait
  * for a worker that is busy or stuck, and a worker whose queue has not moved
@@ -12,6 +13,7 @@
  * except for the err{busy} refusal. */
 #define _GNU_SOURCE
 #include "acceptor.h"
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,6 +29,7 @@
 #include "worker.h"
 
 #define ACCEPTS_PER_POLL 64
+#define FULL_WAIT_MS 2
 
 struct acceptor {
     struct edge *e;
@@ -38,41 +41,41 @@ struct acceptor {
     _Atomic bool listening;
 };
 
-uint32_t acceptor_pick(const uint32_t *load, const bool *stuck, uint32_t n)
+uint32_t acceptor_pick(const uint32_t *load, const enum worker_intake *st, uint32_t n)
 {
-    uint32_t best = 0, best_ok = UINT32_MAX;
-    for (uint32_t i = 1; i < n; i++)
-        if (load[i] < load[best])
-            best = i;
-    for (uint32_t i = 0; i < n; i++)
-        if (!stuck[i] && (best_ok == UINT32_MAX || load[i] < load[best_ok]))
-            best_ok = i;
-    return best_ok != UINT32_MAX ? best_ok : best;
+    uint32_t best[2] = {UINT32_MAX, UINT32_MAX}; /* by intake: OK, STUCK */
+    for (uint32_t i = 0; i < n; i++) {
+        if (st[i] == WORKER_INTAKE_FULL)
+            continue;
+        uint32_t *b = &best[st[i] == WORKER_INTAKE_STUCK];
+        if (*b == UINT32_MAX || load[i] < load[*b])
+            *b = i;
+    }
+    return best[0] != UINT32_MAX ? best[0] : best[1];
 }
 
-/* Post fd to a worker: the pick first, then any other with room. */
-static bool hand_off(struct edge *e, int fd, const struct conn_peer *peer)
+/* The worker for the next connection, or UINT32_MAX if none has room. */
+static uint32_t pick(struct edge *e)
 {
     uint32_t load[EDGE_MAX_WORKERS];
-    bool stuck[EDGE_MAX_WORKERS];
+    enum worker_intake st[EDGE_MAX_WORKERS];
     uint64_t now = loop_clock_ms();
     for (uint32_t i = 0; i < e->nworkers; i++)
-        load[i] = worker_load(e->workers[i], now, ACCEPTOR_STUCK_MS, &stuck[i]);
-    uint32_t first = acceptor_pick(load, stuck, e->nworkers);
-    if (worker_post_conn(e->workers[first], fd, peer))
-        return true;
-    for (uint32_t i = 0; i < e->nworkers; i++)
-        if (i != first && worker_post_conn(e->workers[i], fd, peer))
-            return true;
-    return false;
+        st[i] = worker_intake(e->workers[i], now, ACCEPTOR_STUCK_MS, &load[i]);
+    return acceptor_pick(load, st, e->nworkers);
 }
 
 static void *run(void *arg)
 {
     struct acceptor *a = arg;
+    struct edge *e = a->e;
     struct pollfd p[2] = {{.fd = a->lfd, .events = POLLIN}, {.fd = a->stopfd, .events = POLLIN}};
+    bool full = false;
     for (;;) {
-        if (poll(p, 2, -1) < 0) {
+        /* Every ring full: leave the connections in the kernel's backlog
+         * (as a busy worker's own listener would) and look again shortly. */
+        int rc = full ? poll(&p[1], 1, FULL_WAIT_MS) : poll(p, 2, -1);
+        if (rc < 0) {
             int err = errno;
             if (err == EINTR)
                 continue;
@@ -81,16 +84,20 @@ static void *run(void *arg)
         }
         if (p[1].revents)
             break;
+        full = false;
         for (int i = 0; i < ACCEPTS_PER_POLL; i++) {
+            uint32_t wi = pick(e);
+            if (wi == UINT32_MAX) {
+                full = true;
+                break;
+            }
             struct conn_peer peer;
             int fd = conn_accept(a->lfd, &a->spare_fd, &peer, "acceptor=1");
             if (fd < 0)
                 break;
-            if (!conn_admit(a->e, fd))
-                continue;
-            if (!hand_off(a->e, fd, &peer)) {
-                LOG_WARN("event=handoff_full fd=%d", fd); /* every worker has WORKER_CONNQ waiting */
-                conn_refuse(a->e, fd);
+            if (conn_admit(e, fd) && !worker_post_conn(e->workers[wi], fd, &peer)) {
+                assert(!"the only producer saw room in this ring");
+                conn_refuse(e, fd);
             }
         }
     }
@@ -120,6 +127,8 @@ int acceptor_start(struct acceptor *a)
 {
     int rc = pthread_create(&a->th, NULL, run, a);
     a->started = rc == 0;
+    if (a->started)
+        pthread_setname_np(a->th, "edge-accept");
     return rc ? -rc : 0;
 }
 

@@ -4,6 +4,7 @@
 #define EDGE_ACCEPTOR_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "worker.h"
 
 struct acceptor;
 struct edge;
@@ -24,9 +25,9 @@ void acceptor_destroy(struct acceptor **a);
 /* Thread-safe: the listener is open (for /readyz). */
 bool acceptor_listening(const struct acceptor *a);
 
-/* The worker for the next connection: the least loaded one that is not
- * stuck; the least loaded of all when every one is stuck. Ties go to the
- * lowest index. Pure (exposed for the unit test). */
-uint32_t acceptor_pick(const uint32_t *load, const bool *stuck, uint32_t n);
+/* The worker for the next connection: the least loaded one whose intake is
+ * OK; else the least loaded STUCK one; UINT32_MAX when all are FULL. Ties go
+ * to the lowest index. Pure (exposed for the unit test). */
+uint32_t acceptor_pick(const uint32_t *load, const enum worker_intake *st, uint32_t n);
 
 #endif

@@ -19,6 +19,7 @@
 
 #define TICK_MS 100u
 #define BUS_TICK_MS 1000u
+#define ADOPT_PER_WAKE 64
 
 static void after(struct loop *l, void *ud)
 {
@@ -32,27 +33,28 @@ static void after(struct loop *l, void *ud)
     conn_free_closed(w);
 }
 
-/* Adopt the connections handed over, 64 per lock. */
+/* Adopt the connections handed over, at most ADOPT_PER_WAKE per wake-up
+ * like a listener's accepts (one wake-up's hellos then stay one epoll batch,
+ * and the output pool's high-water mark with them); the rest wait for the
+ * next iteration, through a wake-up of our own. */
 static void take_conns(struct worker *w)
 {
     struct conn_ring *r = &w->connq;
-    struct conn_handoff batch[64];
-    for (;;) {
-        uint32_t n = 0;
-        pthread_mutex_lock(&r->mu);
-        uint32_t len = atomic_load(&r->len);
-        while (n < len && n < 64) {
-            batch[n++] = r->q[r->head];
-            r->head = (r->head + 1) % WORKER_CONNQ;
-        }
-        atomic_store(&r->len, len - n);
-        atomic_store(&r->since_ms, len - n ? loop_clock_ms() : 0);
-        pthread_mutex_unlock(&r->mu);
-        if (!n)
-            break;
-        for (uint32_t i = 0; i < n; i++)
-            conn_adopt(w, batch[i].fd, &batch[i].peer);
+    struct conn_handoff batch[ADOPT_PER_WAKE];
+    uint32_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    uint32_t len = atomic_load(&r->len);
+    while (n < len && n < ADOPT_PER_WAKE) {
+        batch[n++] = r->q[r->head];
+        r->head = (r->head + 1) % WORKER_CONNQ;
     }
+    atomic_store(&r->len, len - n);
+    atomic_store(&r->since_ms, len - n ? loop_clock_ms() : 0);
+    pthread_mutex_unlock(&r->mu);
+    if (len > n)
+        loop_wake(w->loop);
+    for (uint32_t i = 0; i < n; i++)
+        conn_adopt(w, batch[i].fd, &batch[i].peer);
 }
 
 bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer)
@@ -76,13 +78,15 @@ bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer)
     return true;
 }
 
-uint32_t worker_load(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, bool *stuck)
+enum worker_intake worker_intake(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, uint32_t *load)
 {
     uint32_t len = atomic_load_explicit(&w->connq.len, memory_order_relaxed);
     uint64_t since = atomic_load_explicit(&w->connq.since_ms, memory_order_relaxed);
     int64_t open = atomic_load_explicit(&w->open_g->v, memory_order_relaxed);
-    *stuck = len && since && now_ms > since + stuck_ms;
-    return (uint32_t)(open > 0 ? open : 0) + len;
+    *load = (uint32_t)(open > 0 ? open : 0) + len;
+    if (len == WORKER_CONNQ)
+        return WORKER_INTAKE_FULL;
+    return len && since && now_ms > since + stuck_ms ? WORKER_INTAKE_STUCK : WORKER_INTAKE_OK;
 }
 
 static void on_wake(struct loop *l, void *ud)
@@ -231,6 +235,11 @@ static void *run(void *arg)
 int worker_start(struct worker *w)
 {
     int rc = pthread_create(&w->th, NULL, run, w);
+    if (rc == 0) {
+        char name[16]; /* for top -H and the bench's stuck-worker test */
+        snprintf(name, sizeof name, "edge-w%u", w->idx);
+        pthread_setname_np(w->th, name);
+    }
     return rc ? -rc : 0;
 }
 

@@ -103,9 +103,15 @@ void worker_notify(struct worker *w);
  * thread. false if w's ring is full (fd stays the caller's). Never blocks
  * for longer than the ring's lock. */
 bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer);
-/* Thread-safe, lock-free: connections open on w plus those handed to it and
- * not yet taken; *stuck is set when handed connections have waited with no
- * progress for stuck_ms (its loop is busy or blocked). */
-uint32_t worker_load(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, bool *stuck);
+/* Whether w can take a handed-off connection now. */
+enum worker_intake {
+    WORKER_INTAKE_OK,
+    WORKER_INTAKE_STUCK, /* connections handed to it made no progress for stuck_ms */
+    WORKER_INTAKE_FULL,  /* its ring is full */
+};
+/* Thread-safe, lock-free: *load = connections open on w plus those handed to
+ * it and not yet taken. With one producer (the acceptor), a ring seen not
+ * full stays not full until that producer posts. */
+enum worker_intake worker_intake(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, uint32_t *load);
 
 #endif
