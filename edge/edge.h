@@ -14,8 +14,8 @@
 
 /* How connections reach the workers (--accept; docs/internals.md, "accepting"). */
 enum edge_accept {
-    EDGE_ACCEPT_REUSEPORT, /* one SO_REUSEPORT listener per worker: the kernel spreads them */
     EDGE_ACCEPT_HANDOFF,   /* one listener, an acceptor thread hands each to the least loaded worker */
+    EDGE_ACCEPT_REUSEPORT, /* one SO_REUSEPORT listener per worker: the kernel spreads them */
 };
 
 struct edge_cfg {

@@ -78,9 +78,10 @@ int main(int argc, char **argv)
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
         {"workers", CFG_INT, &workers, "0", "worker threads (0 = number of CPUs)", 0, EDGE_MAX_WORKERS},
-        {"accept", CFG_STR, &accept_mode, "reuseport",
-         "reuseport (a listener per worker, the kernel spreads connections) or handoff (one acceptor "
-         "thread, each connection to the least loaded worker); docs/internals.md", 0, 0},
+        {"accept", CFG_STR, &accept_mode, "handoff",
+         "handoff (one acceptor thread gives each connection to the least loaded worker) or reuseport "
+         "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
+         "storms above ~400k/s); docs/internals.md", 0, 0},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
