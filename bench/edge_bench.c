@@ -451,8 +451,8 @@ int main(int argc, char **argv)
         }
         if (!t_welcomed && welcomed == conns) {
             t_welcomed = now_us();
-            if (!external)
-                worker_split(split, sizeof split);
+            if (!external && strcmp(mode, "idle"))
+                worker_split(split, sizeof split); /* idle: after the RSS reading */
         }
         if (!strcmp(mode, "idle")) {
             if (welcomed == conns)
@@ -513,6 +513,7 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "idle")) {
         sleep(2);
         long rss1 = rss_kb(pid);
+        worker_split(split, sizeof split);
         printf("idle: %d authenticated connections, all welcomed %.2f s after the first connect; edge RSS %ld KiB -> "
                "%ld KiB: %.0f bytes/connection; per worker: %s\n",
                welcomed, (double)(t_welcomed - t0) / 1e6, rss0, rss1,

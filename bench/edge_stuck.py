@@ -9,7 +9,7 @@ devices one every --interval-ms, each sending its hello at once, and counts
 how many were welcomed while the worker stayed frozen. Then it thaws the
 worker and reports how long the late ones had waited.
 
-usage: edge_stuck.py BIN_DIR [--accept reuseport|handoff] [--port 21980]
+usage: edge_stuck.py BIN_DIR [--accept handoff|reuseport] [--port 21980]
                      [--devices 40] [--interval-ms 50] [--settle-s 1]
 """
 import argparse
@@ -74,7 +74,7 @@ def http(port, path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
-    ap.add_argument("--accept", default="reuseport")
+    ap.add_argument("--accept", default="handoff")
     ap.add_argument("--port", type=int, default=21980)
     ap.add_argument("--devices", type=int, default=40)
     ap.add_argument("--interval-ms", type=float, default=50)

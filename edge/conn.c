@@ -1,5 +1,8 @@
 /* conn.c - device connections of one worker: accept, reads, the frame
- * decoder, coalesced writes, output caps and the deferred close.
+ * decoder, coalesced writes, output caps and the deferred close. Accepting
+ * is split so both --accept modes share it: conn_accept/conn_admit run on
+ * whichever thread owns a listener (a worker, or the acceptor thread of
+ * acceptor.c), conn_adopt on the worker that takes the connection.
  *
  * Reads go into the worker's one scratch buffer; a connection borrows a
  * max_frame buffer from a fixed pool only while a frame body spans reads,

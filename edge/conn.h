@@ -6,7 +6,8 @@
  * hello, CLOSING after conn_close(), and FREE again once the worker's
  * after-hook has flushed what it could and closed the fd. The generation
  * of a slot is bumped on every free, so (slot, gen) never names two
- * connections. Nothing here is thread-safe: a conn belongs to its worker. */
+ * connections. Nothing here is thread-safe (a conn belongs to its worker)
+ * except the accepting helpers named below. */
 #ifndef EDGE_CONN_H
 #define EDGE_CONN_H
 #include <stdbool.h>
@@ -99,14 +100,15 @@ int conn_listen(struct worker *w);
 void conn_stop_listening(struct worker *w);
 
 /* Accepting, shared by both --accept modes (docs/internals.md, "accepting").
- * conn_listen_socket: a non-blocking listening socket on cfg.listen (with
+ * conn_listen_socket: a non-blocking listening socket on spec "host:port" (with
  * SO_REUSEPORT), or -errno. conn_accept: one pending connection of lfd
  * (non-blocking), or -1 when none is left or the process is out of fds (then
  * *spare_fd is spent to drop one, logged as `who`). conn_admit: take one
  * place under --max-conns, or refuse fd with err{busy} and close it (false).
  * conn_refuse: give an admitted fd's place back, answer err{busy}, close.
  * conn_adopt: give an admitted fd a slot of w and start its session (w's
- * thread only; closes it and frees the place on failure). None blocks. */
+ * thread only; closes it and frees the place on failure). None blocks;
+ * all but conn_adopt are thread-safe (they touch only atomics and fd). */
 int conn_listen_socket(const char *spec);
 int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who);
 bool conn_admit(struct edge *e, int fd);

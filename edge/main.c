@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         {"accept", CFG_STR, &accept_mode, "handoff",
          "handoff (one acceptor thread gives each connection to the least loaded worker) or reuseport "
          "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
-         "storms above ~400k/s); docs/internals.md", 0, 0},
+         "storms above ~430k/s); docs/internals.md", 0, 0},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
