@@ -29,13 +29,13 @@
 #include "worker.h"
 
 #define ACCEPTS_PER_POLL 64
-#define FULL_WAIT_MS 2
+#define FULL_WAIT_MS     2
 
 struct acceptor {
     struct edge *e;
     int lfd;
-    int stopfd;     /* eventfd: acceptor_stop wakes poll() */
-    int spare_fd;   /* closed and reopened on EMFILE */
+    int stopfd;   /* eventfd: acceptor_stop wakes poll() */
+    int spare_fd; /* closed and reopened on EMFILE */
     pthread_t th;
     bool started;
     _Atomic bool listening;
@@ -162,4 +162,7 @@ void acceptor_destroy(struct acceptor **pa)
     *pa = NULL;
 }
 
-bool acceptor_listening(const struct acceptor *a) { return atomic_load(&a->listening); }
+bool acceptor_listening(const struct acceptor *a)
+{
+    return atomic_load(&a->listening);
+}

@@ -99,7 +99,7 @@ void conn_worker_fini(struct worker *w);
 int conn_listen(struct worker *w);
 void conn_stop_listening(struct worker *w);
 
-/* Accepting, shared by both --accept modes (docs/internals.md, "accepting").
+/* Accepting, shared by both --accept modes (docs/internals.md, "edge: accepting").
  * conn_listen_socket: a non-blocking listening socket on spec "host:port" (with
  * SO_REUSEPORT), or -errno. conn_accept: one pending connection of lfd
  * (non-blocking), or -1 when none is left or the process is out of fds (then

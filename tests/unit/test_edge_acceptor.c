@@ -14,9 +14,9 @@
 #include "conn.h"
 #include "worker.h"
 
-#define OK WORKER_INTAKE_OK
+#define OK    WORKER_INTAKE_OK
 #define STUCK WORKER_INTAKE_STUCK
-#define FULL WORKER_INTAKE_FULL
+#define FULL  WORKER_INTAKE_FULL
 
 static void pick_least_loaded(void **state)
 {
