@@ -149,7 +149,8 @@ static void on_tick(struct loop *l, void *ud)
             w->drain_credit -= n;
             conn_evict(w, n);
         }
-        if ((w->open == 0 && bus_idle(w->bus)) || now >= atomic_load(&e->drain_deadline_ms))
+        if ((w->open == 0 && atomic_load(&w->connq.len) == 0 && bus_idle(w->bus)) ||
+            now >= atomic_load(&e->drain_deadline_ms))
             w->stop = true;
     }
     loop_timer_start(l, &w->tick, TICK_MS);
@@ -198,7 +199,7 @@ void worker_destroy(struct worker **pw)
     struct worker *w = *pw;
     if (!w)
         return;
-    /* Handed over after the loop stopped: never adopted, never welcomed. */
+    /* Handed over but never adopted (drain deadline): never welcomed. */
     for (; w->connq.len; w->connq.len--) {
         conn_refuse(w->e, w->connq.q[w->connq.head].fd);
         w->connq.head = (w->connq.head + 1) % WORKER_CONNQ;

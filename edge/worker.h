@@ -13,6 +13,7 @@
 #include "devmap.h"
 #include "edge.h"
 
+struct conn;
 struct out_chunk;
 struct bus;
 
