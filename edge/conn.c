@@ -1,5 +1,8 @@
 /* conn.c - device connections of one worker: accept, reads, the frame
- * decoder, coalesced writes, output caps and the deferred close.
+ * decoder, coalesced writes, output caps and the deferred close. Accepting
+ * is split so both --accept modes share it: conn_accept/conn_admit run on
+ * whichever thread owns a listener (a worker, or the acceptor thread of
+ * acceptor.c), conn_adopt on the worker that takes the connection.
  *
  * Reads go into the worker's one scratch buffer; a connection borrows a
  * max_frame buffer from a fixed pool only while a frame body spans reads,
@@ -332,6 +335,7 @@ static void conn_free(struct conn *c)
     }
     metric_inc(stats.closed[c->close_reason]);
     metric_gadd(stats.open, -1);
+    metric_gadd(w->open_g, -1);
     out_release(c);
     if (c->dec.buf) {
         rbuf_put(w, c->dec.buf);
@@ -511,12 +515,24 @@ static void refuse_busy(int fd)
     metric_inc(stats.closed[CR_BUSY]);
 }
 
-static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
+void conn_refuse(struct edge *e, int fd)
 {
-    (void)events;
-    struct worker *w = ud;
-    struct edge *e = w->e;
-    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+    atomic_fetch_sub(&e->open_total, 1);
+    refuse_busy(fd);
+}
+
+bool conn_admit(struct edge *e, int fd)
+{
+    if (atomic_fetch_add(&e->open_total, 1) >= e->cfg.max_conns) {
+        conn_refuse(e, fd);
+        return false;
+    }
+    return true;
+}
+
+int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
+{
+    for (;;) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -524,65 +540,89 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
             int err = errno;
             if (err == EINTR)
                 continue;
-            if ((err == EMFILE || err == ENFILE) && w->spare_fd >= 0) {
+            if ((err == EMFILE || err == ENFILE) && *spare_fd >= 0) {
                 /* Out of fds: use the spare to accept and drop one, so the
                  * listener does not spin on a pending connection. */
-                close(w->spare_fd);
+                close(*spare_fd);
                 int x = accept(lfd, NULL, NULL);
                 if (x >= 0)
                     close(x);
-                w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                LOG_WARN("event=accept_emfile worker=%u", w->idx);
+                *spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                LOG_WARN("event=accept_emfile %s", who);
             }
-            return;
+            return -1;
         }
         metric_inc(stats.accepted);
-        if (atomic_fetch_add(&e->open_total, 1) >= e->cfg.max_conns ||
-            (w->nfree == 0 && w->nfresh == w->nslots)) {
-            atomic_fetch_sub(&e->open_total, 1);
-            refuse_busy(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Reuse a freed slot (LIFO, keeps the touched set small) before
-         * touching a fresh one: an untouched slot costs no RSS. */
-        uint32_t slot = w->nfree ? w->free_slots[--w->nfree] : w->nfresh++;
-        struct conn *c = &w->conns[slot];
-        c->w = w;
-        c->slot = slot;
-        c->fd = fd;
-        c->state = CONN_HELLO;
-        c->flags = 0;
-        frame_dec_init(&c->dec, e->cfg.max_frame);
+        memset(peer, 0, sizeof *peer);
         if (sa.ss_family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-            memcpy(c->peer_ip, &s6->sin6_addr, 16);
-            c->peer_port = ntohs(s6->sin6_port);
-            c->flags |= CONN_F_V6;
+            memcpy(peer->ip, &s6->sin6_addr, 16);
+            peer->port = ntohs(s6->sin6_port);
+            peer->v6 = true;
         } else {
             struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-            memcpy(c->peer_ip, &s4->sin_addr, 4);
-            c->peer_port = ntohs(s4->sin_port);
+            memcpy(peer->ip, &s4->sin_addr, 4);
+            peer->port = ntohs(s4->sin_port);
         }
-        w->open++;
-        metric_gadd(stats.open, 1);
-        if (e->rec)
-            record_open(e->rec, c);
-        if (loop_add(l, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
-            c->state = CONN_CLOSING;
-            c->close_reason = CR_IO;
-            c->next_flush = w->close_head;
-            w->close_head = c;
-            continue;
-        }
-        session_open(c);
+        return fd;
     }
 }
 
-int conn_listen(struct worker *w)
+void conn_adopt(struct worker *w, int fd, const struct conn_peer *peer)
 {
-    const char *spec = w->e->cfg.listen;
+    struct edge *e = w->e;
+    if (w->nfree == 0 && w->nfresh == w->nslots) {
+        conn_refuse(e, fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Reuse a freed slot (LIFO, keeps the touched set small) before
+     * touching a fresh one: an untouched slot costs no RSS. */
+    uint32_t slot = w->nfree ? w->free_slots[--w->nfree] : w->nfresh++;
+    struct conn *c = &w->conns[slot];
+    c->w = w;
+    c->slot = slot;
+    c->fd = fd;
+    c->state = CONN_HELLO;
+    c->flags = peer->v6 ? CONN_F_V6 : 0;
+    frame_dec_init(&c->dec, e->cfg.max_frame);
+    memcpy(c->peer_ip, peer->ip, sizeof c->peer_ip);
+    c->peer_port = peer->port;
+    w->open++;
+    metric_gadd(stats.open, 1);
+    metric_gadd(w->open_g, 1);
+    if (e->rec)
+        record_open(e->rec, c); /* after the set-up it records, before any read */
+    if (loop_add(w->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
+        c->state = CONN_CLOSING;
+        c->close_reason = CR_IO;
+        c->next_flush = w->close_head;
+        w->close_head = c;
+        return;
+    }
+    session_open(c);
+}
+
+static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
+{
+    (void)l;
+    (void)events;
+    struct worker *w = ud;
+    char who[32];
+    snprintf(who, sizeof who, "worker=%u", w->idx);
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        struct conn_peer peer;
+        int fd = conn_accept(lfd, &w->spare_fd, &peer, who);
+        if (fd < 0)
+            return;
+        if (conn_admit(w->e, fd))
+            conn_adopt(w, fd, &peer);
+    }
+}
+
+int conn_listen_socket(const char *spec)
+{
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || (size_t)(colon - spec) >= sizeof host)
@@ -605,8 +645,9 @@ int conn_listen(struct worker *w)
     if (fd >= 0) {
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        /* One listener per worker: the kernel spreads accepts (measured
-         * choice, docs/performance.md), no hand-off between threads. */
+        /* reuseport mode: one listener per worker, the kernel spreads the
+         * connections. Both modes: a replacement edge can bind the port
+         * while this one drains. */
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
             err = errno;
@@ -615,14 +656,21 @@ int conn_listen(struct worker *w)
         }
     }
     freeaddrinfo(ai);
+    return fd < 0 ? -err : fd;
+}
+
+int conn_listen(struct worker *w)
+{
+    int fd = conn_listen_socket(w->e->cfg.listen);
     if (fd < 0)
-        return -err;
+        return fd;
     int rc = loop_add(w->loop, fd, EPOLLIN, on_accept, w);
     if (rc != 0) {
         close(fd);
         return rc;
     }
     w->lfd = fd;
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     atomic_store(&w->listening, true);
     return 0;
 }
@@ -666,7 +714,6 @@ int conn_worker_init(struct worker *w)
     w->nfree = 0;
     w->nfresh = 0;
     w->lfd = -1;
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
 }
 
@@ -687,6 +734,7 @@ void conn_worker_fini(struct worker *w)
     }
     if (w->spare_fd >= 0)
         close(w->spare_fd);
+    w->spare_fd = -1;
     free(w->conns);
     free(w->free_slots);
     free(w->scratch);

@@ -12,8 +12,15 @@
 
 #define EDGE_MAX_WORKERS 64
 
+/* How connections reach the workers (--accept; docs/internals.md, "accepting"). */
+enum edge_accept {
+    EDGE_ACCEPT_HANDOFF,   /* one listener, an acceptor thread hands each to the least loaded worker */
+    EDGE_ACCEPT_REUSEPORT, /* one SO_REUSEPORT listener per worker: the kernel spreads them */
+};
+
 struct edge_cfg {
     const char *listen;       /* "host:port" */
+    enum edge_accept accept;
     const char *edge_id;      /* default <hostname>:<port> */
     const uint8_t *secret;    /* fleet secret bytes (owned by main) */
     size_t secret_len;

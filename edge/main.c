@@ -18,6 +18,7 @@
 #include "sl/sysres.h"
 #include "sl/token.h"
 #include "sl/zmqx.h"
+#include "acceptor.h"
 #include "bus.h"
 #include "devmap.h"
 #include "edge.h"
@@ -73,12 +74,13 @@ static double rss_bytes(void *ud)
  * but not required: without it only the live view stops (its data copies
  * are shed), and failing /readyz would take every edge out of its load
  * balancer for that. */
-static void report_readiness(struct edge *e)
+static void report_readiness(struct edge *e, struct acceptor *acc)
 {
-    bool listening = true;
+    /* handoff: the acceptor's one listener; reuseport: every worker's. */
+    bool listening = !acc || acceptor_listening(acc);
     unsigned all = BUS_UP_PERSISTER | BUS_UP_NOTIFIER;
     for (uint32_t i = 0; i < e->nworkers; i++) {
-        listening = listening && atomic_load(&e->workers[i]->listening);
+        listening = listening && (acc || atomic_load(&e->workers[i]->listening));
         all &= atomic_load(&e->workers[i]->bus_up);
     }
     bool p = all & BUS_UP_PERSISTER, n = all & BUS_UP_NOTIFIER;
@@ -99,7 +101,8 @@ static void report_readiness(struct edge *e)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
-               *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL;
+               *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
+               *accept_mode = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
             drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0;
     double drain_rate = 0;
@@ -107,6 +110,10 @@ int main(int argc, char **argv)
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
         {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0, EDGE_MAX_WORKERS},
+        {"accept", CFG_STR, &accept_mode, "handoff",
+         "handoff (one acceptor thread gives each connection to the least loaded worker) or reuseport "
+         "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
+         "storms above ~430k/s); docs/internals.md", 0, 0},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
@@ -141,6 +148,14 @@ int main(int argc, char **argv)
     static struct edge e;
     struct edge_cfg *c = &e.cfg;
     c->listen = listen;
+    if (!strcmp(accept_mode, "reuseport")) {
+        c->accept = EDGE_ACCEPT_REUSEPORT;
+    } else if (!strcmp(accept_mode, "handoff")) {
+        c->accept = EDGE_ACCEPT_HANDOFF;
+    } else {
+        fprintf(stderr, "sluice-edge: bad --accept %s (reuseport or handoff)\n", accept_mode);
+        return 2;
+    }
     static char idbuf[320];
     if (!edge_id || !*edge_id) {
         char host[256] = "localhost";
@@ -228,6 +243,9 @@ int main(int argc, char **argv)
         if (!e.workers[i])
             return 1;
     }
+    struct acceptor *acc = NULL;
+    if (c->accept == EDGE_ACCEPT_HANDOFF && !(acc = acceptor_new(&e)))
+        return 1;
     if (metrics_addr && *metrics_addr && metrics_start(metrics_addr) != 0)
         return 1;
     for (uint32_t i = 0; i < c->workers; i++)
@@ -235,8 +253,12 @@ int main(int argc, char **argv)
             LOG_ERROR("event=startup_failed err=\"thread\"");
             return 1;
         }
-    LOG_INFO("event=start edge=%s listen=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu", c->edge_id,
-             c->listen, c->workers, c->max_conns, (unsigned long long)e.incarnation,
+    if (acc && acceptor_start(acc) != 0) {
+        LOG_ERROR("event=startup_failed err=\"thread\"");
+        return 1;
+    }
+    LOG_INFO("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
+             c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
              (unsigned long long)nofile);
 
     int sig = 0;
@@ -246,19 +268,25 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&sigs, &si, &ts);
         if (sig > 0)
             break;
-        report_readiness(&e);
+        report_readiness(&e, acc);
     }
     metrics_set_ready_detail("draining");
     metrics_set_ready(false);
     LOG_INFO("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
              atomic_load(&e.open_total), c->drain_rate, c->drain_timeout_ms);
     atomic_store(&e.drain_deadline_ms, loop_clock_ms() + c->drain_timeout_ms);
+    /* Stop accepting before draining, so no connection is handed to a
+     * worker after it has seen its last one close. (reuseport: each
+     * worker closes its own listener on its next tick.) */
+    if (acc)
+        acceptor_stop(acc);
     atomic_store(&e.draining, true);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_notify(e.workers[i]);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_join(e.workers[i]);
     uint32_t left = atomic_load(&e.open_total);
+    acceptor_destroy(&acc);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
     record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */

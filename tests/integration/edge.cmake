@@ -1,7 +1,7 @@
 # edge: black-box scenarios of sluice-edge over real TCP and ZeroMQ, with a
 # Python peer playing persister and notifier. Ports 21000-21999, 10 each.
 set(_edge_scenarios errors busy timeouts bytewise coalesced ackroute cmd takeover outcap backpressure drain
-    cmdhop readyz)
+    cmdhop readyz reuseport)
 set(_port 21000)
 foreach(s IN LISTS _edge_scenarios)
   add_test(NAME edge_it_${s}

@@ -347,11 +347,11 @@ def s_cmd(e):
 
 def s_cmdhop(e):
     """A cmd that reaches the worker not holding the device (the notifier's
-    view is stale: the device reconnected and SO_REUSEPORT put it on the
-    other worker) is forwarded to the holder; a device on no worker still
+    view is stale: the device reconnected and landed on the other worker)
+    is forwarded to the holder; a device on no worker still
     gets exactly one answer."""
     conn, d = None, None
-    for i in range(64):  # the kernel picks the worker: connect until one lands on worker 1
+    for i in range(64):  # the edge picks the worker: connect until one lands on worker 1
         x = e.dev(); x.login("hop-%d" % i)
         c = e.noti.wait(ENV_CONNECT, "hop-%d" % i)[0]
         if c[13] == "it-edge/1":
@@ -394,7 +394,9 @@ def s_cmdhop(e):
 
 
 def s_takeover(e):
-    for i in range(6):  # with 2 workers, some pairs land on different workers
+    # --accept handoff gives each connection to the least loaded worker
+    # (ties: worker 0), so a then b land on different workers ...
+    for i in range(6):
         dev = "to-%d" % i
         a = e.dev(); a.login(dev)
         b = e.dev(); b.login(dev)
@@ -406,7 +408,21 @@ def s_takeover(e):
         conns = sorted(e.pers.wait(ENV_CONNECT, dev, count=2), key=lambda x: x[4])
         assert disc[9] == "replaced", disc
         assert (disc[1], disc[2], disc[4]) == (conns[0][1], conns[0][2], conns[0][4]), (disc, conns)
+        assert conns[0][13] != conns[1][13], "pair %d on one worker" % i
         b.close()
+    # ... and with a third connection between them, on the same worker.
+    wait_for(lambda: e.metric_line("sluice_edge_connections_open") == 0, "all closed")
+    a = e.dev(); a.login("to-same")
+    f = e.dev(); f.login("to-filler")
+    b = e.dev(); b.login("to-same")
+    a.expect_err("replaced")
+    conns = sorted(e.pers.wait(ENV_CONNECT, "to-same", count=2), key=lambda x: x[4])
+    assert conns[0][13] == conns[1][13], conns
+    disc = e.pers.wait(ENV_DISCONNECT, "to-same")[0]
+    assert disc[9] == "replaced" and (disc[1], disc[2]) == (conns[0][1], conns[0][2]), disc
+    b.send({"t": "ping"})
+    assert b.recv()["t"] == "pong"
+    b.close(); f.close()
     # kick from the notifier closes exactly that connection
     d = e.dev(); d.login("kick-1")
     c = e.noti.wait(ENV_CONNECT, "kick-1")[0]
@@ -711,6 +727,32 @@ def s_record_filter(binary, base):
     shutil.rmtree(tmp)
 
 
+def s_reuseport(e):
+    # --accept reuseport (not the default): each worker accepts on its own
+    # listener and the kernel hashes connections over them. 40 connections
+    # from random ports all on one worker: probability 2^-39.
+    devs = []
+    for i in range(40):
+        d = e.dev(); d.login("rp-%d" % i); devs.append(d)
+    per = [e.metric_line('sluice_edge_worker_connections_open{worker="%d"}' % w) for w in (0, 1)]
+    assert sum(per) == 40 and min(per) >= 1, per
+    assert e.metric_line("sluice_edge_connections_open") == 40
+    for i, d in enumerate(devs):
+        d.send({"t": "data", "seq": 100 + i, "body": i})
+    got = e.pers.wait(ENV_DATA, count=40)
+    by_worker = {}
+    for x in got:
+        by_worker.setdefault(x[13], []).append(x)
+    assert len(by_worker) == 2, list(by_worker)  # both workers' bus sockets carried data
+    for ents in by_worker.values():
+        e.pers.reply([[ENV_ACK, x[1], x[2], x[3], x[4], x[5]] for x in ents], ents[0])
+    for i, d in enumerate(devs):
+        m = d.recv()
+        assert m == {"t": "ack", "seq": 100 + i}, (i, m)
+    devs[0].close()
+    wait_for(lambda: e.metric_line("sluice_edge_connections_open") == 39, "close counted")
+
+
 SCENARIOS = {
     "errors": (s_errors, []),
     "busy": (s_busy, ["--max-conns", "2"]),
@@ -728,6 +770,7 @@ SCENARIOS = {
     # These start their own edges (two each: ports BASE..BASE+19).
     "record": (s_record, None),
     "record_filter": (s_record_filter, None),
+    "reuseport": (s_reuseport, ["--accept", "reuseport"]),
 }
 
 
