@@ -443,13 +443,13 @@ int metrics_start(const char *listen)
         return 0;
     char host[256], port[16];
     if (split_listen(listen, host, sizeof host, port, sizeof port) < 0) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        log_error("event=metrics_listen_bad listen=%s", listen);
         return -1;
     }
     if (atoi(port) == 0)
         return 0; /* port 0 = metrics off */
     if (atoi(port) > 65535) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        log_error("event=metrics_listen_bad listen=%s", listen);
         return -1;
     }
     if (g_mhd)
@@ -462,7 +462,7 @@ int metrics_start(const char *listen)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, port, &hints, &res);
     if (gai != 0 || !res) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s err=\"%s\"", listen, gai_strerror(gai));
+        log_error("event=metrics_listen_bad listen=%s err=\"%s\"", listen, gai_strerror(gai));
         return -1;
     }
     /* Prefer IPv4: getaddrinfo may list :: or ::1 first ("localhost"), and
@@ -484,7 +484,7 @@ int metrics_start(const char *listen)
                              10u, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!g_mhd) {
-        LOG_ERROR("event=metrics_listen_fail listen=%s", listen);
+        log_error("event=metrics_listen_fail listen=%s", listen);
         return -1;
     }
     return 0;

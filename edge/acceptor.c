@@ -79,7 +79,7 @@ static void *run(void *arg)
             int err = errno;
             if (err == EINTR)
                 continue;
-            LOG_ERROR("event=acceptor_failed err=\"%s\"", strerror(err));
+            log_error("event=acceptor_failed err=\"%s\"", strerror(err));
             break;
         }
         if (p[1].revents)
@@ -115,7 +115,7 @@ struct acceptor *acceptor_new(struct edge *e)
     a->lfd = conn_listen_socket(e->cfg.listen);
     if (a->lfd < 0 || a->stopfd < 0) {
         int err = a->lfd < 0 ? -a->lfd : errno;
-        LOG_ERROR("event=listen_failed acceptor=1 listen=%s err=\"%s\"", e->cfg.listen, strerror(err));
+        log_error("event=listen_failed acceptor=1 listen=%s err=\"%s\"", e->cfg.listen, strerror(err));
         acceptor_destroy(&a);
         return NULL;
     }

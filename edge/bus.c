@@ -123,7 +123,7 @@ struct bus *bus_new(struct worker *w)
     b->m_dl = b->dl ? peermon_new(e->zctx, b->dl, name) : NULL;
     if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn ||
         !b->c_pr || !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
-        LOG_ERROR("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
+        log_error("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
     }
@@ -136,7 +136,7 @@ struct bus *bus_new(struct worker *w)
     for (int i = 0; i < 3; i++) {
         int fd = zmqx_fd(socks[i]);
         if (fd < 0 || loop_add(w->loop, fd, EPOLLIN | EPOLLET, on_zmq_fd, b) != 0) {
-            LOG_ERROR("event=bus_init_failed worker=%u err=zmq_fd", w->idx);
+            log_error("event=bus_init_failed worker=%u err=zmq_fd", w->idx);
             bus_destroy(&b);
             return NULL;
         }
@@ -191,7 +191,7 @@ static void pflush(struct bus *b)
         if (b->paused) {
             b->paused = false;
             metric_add(stats.bp_paused_us, session_now_us() - b->pause_start_us);
-            LOG_INFO("event=backpressure_end worker=%u", b->w->idx);
+            log_info("event=backpressure_end worker=%u", b->w->idx);
         }
         return;
     }
@@ -200,7 +200,7 @@ static void pflush(struct bus *b)
         b->paused = true;
         b->pause_start_us = session_now_us();
         metric_inc(stats.bp_pauses);
-        LOG_INFO("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx, envelope_writer_len(&b->pw));
+        log_info("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx, envelope_writer_len(&b->pw));
     }
 }
 
@@ -219,7 +219,7 @@ static bool padd(struct bus *b, const struct envelope *e, const uint8_t **ent, s
              * log only. */
             metric_inc(stats.persister_ctl_dropped);
             if (e->kind == ENV_DATA)
-                LOG_ERROR("event=persister_batch_overflow worker=%u", b->w->idx);
+                log_error("event=persister_batch_overflow worker=%u", b->w->idx);
             return false;
         }
     }
@@ -377,7 +377,7 @@ static void handle_batch(struct bus *b, const uint8_t *p, size_t n)
         metric_inc(stats.stale_batches);
         if (!b->warned_version) {
             b->warned_version = true;
-            LOG_WARN("event=reply_batch_refused worker=%u err=%s", b->w->idx, sl_strerror(rc));
+            log_warn("event=reply_batch_refused worker=%u err=%s", b->w->idx, sl_strerror(rc));
         }
         return;
     }

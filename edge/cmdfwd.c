@@ -171,7 +171,7 @@ void cmdfwd_route(struct worker *w, const struct envelope *e)
     }
     metric_inc(stats.cmds_forward_refused);
     if (first)
-        LOG_WARN("event=cmd_forward_refused worker=%u owner=%u err=inbox_full", w->idx, ref.worker);
+        log_warn("event=cmd_forward_refused worker=%u owner=%u err=inbox_full", w->idx, ref.worker);
     undeliverable(w, e);
 }
 

@@ -196,7 +196,7 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
     if (rc != SL_OK) {
         rc = msg_encode_frame(m, w->enc, w->enc_cap, &len);
         if (rc != SL_OK) {
-            LOG_WARN("event=frame_too_big dev=%s type=%s", c->dev, msg_type_name(m->t));
+            log_warn("event=frame_too_big dev=%s type=%s", c->dev, msg_type_name(m->t));
             return SL_TOOBIG;
         }
         if (c->out_len + len > w->e->cfg.out_cap || out_append(c, w->enc, (uint32_t)len) != SL_OK) {
@@ -327,7 +327,7 @@ static void conn_free(struct conn *c)
     if (log_enabled(SL_LOG_DEBUG)) {
         char peer[64];
         conn_peer_str(c, peer, sizeof peer);
-        LOG_DEBUG("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "
+        log_debug("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "
                   "bytes_in=%llu bytes_out=%llu",
                   w->idx, c->slot, c->dev_len ? c->dev : "-", peer, close_reason_str(c->close_reason),
                   c->frames_in, c->frames_out, (unsigned long long)c->bytes_in,
@@ -548,7 +548,7 @@ int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
                 if (x >= 0)
                     close(x);
                 *spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                LOG_WARN("event=accept_emfile %s", who);
+                log_warn("event=accept_emfile %s", who);
             }
             return -1;
         }
@@ -761,7 +761,7 @@ void conn_kick(struct worker *w, struct devmap_ref ref, enum sl_err code)
 {
     if (ref.worker != w->idx) {
         if (!worker_post_kick(w->e->workers[ref.worker], ref.slot, ref.gen, (int)code))
-            LOG_WARN("event=kick_queue_full worker=%u", ref.worker);
+            log_warn("event=kick_queue_full worker=%u", ref.worker);
         return;
     }
     if (ref.slot >= w->nslots)

@@ -91,7 +91,7 @@ static void report_readiness(struct edge *e, struct acceptor *acc)
              listening ? "" : " listener=down");
     static char last[96];
     if (strcmp(detail, last) != 0) { /* one line per change, not per poll */
-        LOG_INFO("event=readiness ready=%d %s", listening && p, detail);
+        log_info("event=readiness ready=%d %s", listening && p, detail);
         memcpy(last, detail, sizeof last);
     }
     metrics_set_ready_detail(detail);
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
      * while fds last; beyond, accept fails with EMFILE). */
     uint64_t nofile = sysres_raise_nofile();
     if (nofile < (uint64_t)c->max_conns + 256)
-        LOG_WARN("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile, c->max_conns,
+        log_warn("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile, c->max_conns,
                  c->max_conns + 256);
     stats_init();
     metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
     e.r_np = zmqx_resolver_new(np, 5000);
     e.r_nr = zmqx_resolver_new(nr, 5000);
     if (!e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
-        LOG_ERROR("event=startup_failed err=\"init (endpoints or memory)\"");
+        log_error("event=startup_failed err=\"init (endpoints or memory)\"");
         return 1;
     }
     if (*c->record_path && !(e.rec = record_new(c)))
@@ -250,14 +250,14 @@ int main(int argc, char **argv)
         return 1;
     for (uint32_t i = 0; i < c->workers; i++)
         if (worker_start(e.workers[i]) != 0) {
-            LOG_ERROR("event=startup_failed err=\"thread\"");
+            log_error("event=startup_failed err=\"thread\"");
             return 1;
         }
     if (acc && acceptor_start(acc) != 0) {
-        LOG_ERROR("event=startup_failed err=\"thread\"");
+        log_error("event=startup_failed err=\"thread\"");
         return 1;
     }
-    LOG_INFO("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
+    log_info("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
              c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
              (unsigned long long)nofile);
 
@@ -272,7 +272,7 @@ int main(int argc, char **argv)
     }
     metrics_set_ready_detail("draining");
     metrics_set_ready(false);
-    LOG_INFO("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
+    log_info("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
              atomic_load(&e.open_total), c->drain_rate, c->drain_timeout_ms);
     atomic_store(&e.drain_deadline_ms, loop_clock_ms() + c->drain_timeout_ms);
     /* Stop accepting before draining, so no connection is handed to a
@@ -297,6 +297,6 @@ int main(int argc, char **argv)
     zmqx_resolver_destroy(&e.r_nr);
     zmq_ctx_term(e.zctx);
     devmap_destroy(&e.map);
-    LOG_INFO("event=exit open_at_exit=%u", left);
+    log_info("event=exit open_at_exit=%u", left);
     return 0;
 }

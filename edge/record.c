@@ -348,7 +348,7 @@ static void finish(struct record *r, const char *reason)
     atomic_store(&r->stopped, true);
     uint64_t dropped = atomic_load_explicit(&r->dropped->v, memory_order_relaxed);
     if (rc != 0)
-        LOG_ERROR("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
+        log_error("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
                   (unsigned long long)r->written, (unsigned long long)dropped, strerror(-rc));
     else /* a recording with holes deserves a warning */
         log_at(dropped ? SL_LOG_WARN : SL_LOG_INFO, "event=record_stop reason=\"%s\" bytes=%llu dropped=%llu",
@@ -396,7 +396,7 @@ static uint64_t drain(struct record *r)
                                    {g->buf, take < first ? 0 : (size_t)take - first}};
             int rc = take ? write_all(r, iov, iov[1].iov_len ? 2 : 1) : 0;
             if (rc != 0) {
-                LOG_ERROR("event=record_write_failed err=\"%s\"", strerror(-rc));
+                log_error("event=record_write_failed err=\"%s\"", strerror(-rc));
                 finish(r, "write error");
             } else if (take < head - tail) {
                 finish(r, "size limit");
@@ -489,7 +489,7 @@ struct record *record_new(const struct edge_cfg *cfg)
         int e = errno;
         if (fd >= 0)
             close(fd);
-        LOG_ERROR("event=record_open_failed path=%s err=\"%s\"", qpath, strerror(e));
+        log_error("event=record_open_failed path=%s err=\"%s\"", qpath, strerror(e));
         return NULL;
     }
     struct record *r = calloc(1, sizeof *r);
@@ -512,7 +512,7 @@ struct record *record_new(const struct edge_cfg *cfg)
         r->size *= 2;
     r->mask = r->size - 1;
     if (!rings_init(r, filter)) {
-        LOG_ERROR("event=record_open_failed path=%s err=nomem", qpath);
+        log_error("event=record_open_failed path=%s err=nomem", qpath);
         close(fd);
         free_rings(r);
         return NULL;
@@ -542,14 +542,14 @@ struct record *record_new(const struct edge_cfg *cfg)
     if (rc == 0)
         rc = -pthread_create(&r->th, NULL, writer_main, r);
     if (rc != 0) {
-        LOG_ERROR("event=record_open_failed path=%s err=\"%s\"", qpath, strerror(-rc));
+        log_error("event=record_open_failed path=%s err=\"%s\"", qpath, strerror(-rc));
         close(fd);
         free_rings(r);
         return NULL;
     }
     pthread_setname_np(r->th, "sl-record");
     char qdev[256];
-    LOG_INFO("event=record_start path=%s devices=%s max_bytes=%llu ring_bytes=%llu", qpath,
+    log_info("event=record_start path=%s devices=%s max_bytes=%llu ring_bytes=%llu", qpath,
              log_q(qdev, sizeof qdev, filter ? r->devices : "*", strlen(filter ? r->devices : "*")),
              (unsigned long long)r->max_bytes, (unsigned long long)r->size);
     return r;

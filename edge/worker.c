@@ -175,7 +175,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     w->open_g = metrics_gauge("sluice_edge_worker_connections_open", "Device connections open, by worker", lab);
     w->loop = loop_new(e->cfg.max_conns + 16);
     if (!w->loop || conn_worker_init(w) != 0) {
-        LOG_ERROR("event=worker_init_failed worker=%u err=nomem", idx);
+        log_error("event=worker_init_failed worker=%u err=nomem", idx);
         worker_destroy(&w);
         return NULL;
     }
@@ -186,7 +186,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     }
     int rc = e->cfg.accept == EDGE_ACCEPT_REUSEPORT ? conn_listen(w) : 0;
     if (rc != 0) {
-        LOG_ERROR("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, e->cfg.listen, strerror(-rc));
+        log_error("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, e->cfg.listen, strerror(-rc));
         worker_destroy(&w);
         return NULL;
     }
@@ -230,7 +230,7 @@ static void *run(void *arg)
     while (!w->stop) {
         int rc = loop_run_once(w->loop, conn_read_pending(w) ? 0 : -1);
         if (rc < 0) {
-            LOG_ERROR("event=loop_failed worker=%u err=\"%s\"", w->idx, strerror(-rc));
+            log_error("event=loop_failed worker=%u err=\"%s\"", w->idx, strerror(-rc));
             break;
         }
     }

@@ -426,11 +426,11 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     switch (rc) {
     case TOPICS_CMD_NO_ID:
         n->st.cmds_unreadable++;
-        LOG_WARN("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
+        log_warn("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
         return;
     case TOPICS_CMD_BAD_ID:
         n->st.cmds_bad_id++;
-        LOG_WARN("event=cmd_dropped dev=%s reason=bad_id", qd);
+        log_warn("event=cmd_dropped dev=%s reason=bad_id", qd);
         return;
     case TOPICS_CMD_BAD:
         n->st.cmds_bad++;
@@ -450,7 +450,7 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     enum sl_err arc = cmds_add(n->cmds, dev, sid, now_ms + n->cfg.cmd_timeout_ms);
     if (arc == SL_AGAIN) {
         n->st.cmds_dup++; /* that id already waits for its one result */
-        LOG_WARN("event=cmd_dropped dev=%s id=%s reason=duplicate_id", qd, id);
+        log_warn("event=cmd_dropped dev=%s id=%s reason=duplicate_id", qd, id);
         return;
     }
     if (arc != SL_OK) {
@@ -511,7 +511,7 @@ void ntf_tick(struct ntf *n, uint64_t now_ms)
         uint32_t k = presence_sweep(n->pres, now_ms, n->cfg.edge_timeout_ms, lost_cb, n);
         if (k) {
             n->st.edges_lost++;
-            LOG_WARN("event=edge_lost devices_offline=%u", k);
+            log_warn("event=edge_lost devices_offline=%u", k);
         }
     }
 }

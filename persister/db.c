@@ -152,9 +152,9 @@ static enum db_rc migrate(struct db *d)
                  m->name);
         if ((rc = exec_cmd(d, "BEGIN")) == DB_OK && (rc = exec_cmd(d, m->sql)) == DB_OK &&
             (rc = exec_cmd(d, ins)) == DB_OK && (rc = exec_cmd(d, "COMMIT")) == DB_OK) {
-            LOG_INFO("event=migrated version=%d name=%s", m->version, m->name);
+            log_info("event=migrated version=%d name=%s", m->version, m->name);
         } else {
-            LOG_ERROR("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
+            log_error("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
                       d->sqlstate);
             exec_cmd(d, "ROLLBACK");
             rc = DB_TRANSIENT;
