@@ -97,8 +97,12 @@ static void *peer_main(void *ctx)
             while (envelope_reader_next(&r, &e) == SL_OK) {
                 if (e.kind != ENV_DATA)
                     continue;
-                struct envelope a = {.kind = ENV_ACK, .slot = e.slot, .gen = e.gen, .dev = e.dev,
-                                     .epoch = e.epoch, .seq = e.seq};
+                struct envelope a = {.kind = ENV_ACK,
+                                     .slot = e.slot,
+                                     .gen = e.gen,
+                                     .dev = e.dev,
+                                     .epoch = e.epoch,
+                                     .seq = e.seq};
                 envelope_writer_add(&w, &a);
             }
             if (w.count) {
@@ -299,35 +303,56 @@ int main(int argc, char **argv)
     int external = 0, sink = -1;
     double rate = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--edge-bin")) bin = argv[i + 1];
-        else if (!strcmp(argv[i], "--mode")) mode = argv[i + 1];
-        else if (!strcmp(argv[i], "--conns")) conns = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--window")) window = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seconds")) seconds = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--port")) base_port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--tick-us")) tick_us = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--lat-out")) lat_out = argv[i + 1];
-        else if (!strcmp(argv[i], "--external")) external = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--src-base")) src_base = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--nsrc")) nsrc = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--hold")) hold = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--notifier-sink")) sink = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--accept")) accept_mode = argv[i + 1];
-        else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
+        if (!strcmp(argv[i], "--edge-bin"))
+            bin = argv[i + 1];
+        else if (!strcmp(argv[i], "--mode"))
+            mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--conns"))
+            conns = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--window"))
+            window = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rate"))
+            rate = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--port"))
+            base_port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--workers"))
+            workers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tick-us"))
+            tick_us = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--lat-out"))
+            lat_out = argv[i + 1];
+        else if (!strcmp(argv[i], "--external"))
+            external = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--src-base"))
+            src_base = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nsrc"))
+            nsrc = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--hold"))
+            hold = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--notifier-sink"))
+            sink = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--accept"))
+            accept_mode = argv[i + 1];
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
     }
     bool peer_only = !strcmp(mode, "peer");
     if ((!bin && !external && !peer_only) || window > 256 || nsrc < 1) {
-        fprintf(stderr, "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
-                        "       [--seconds S] [--rate FRAMES_PER_S] [--tick-us US] [--port BASE] [--workers N]\n"
-                        "       [--lat-out FILE (send offset us, latency us per ack)]\n"
-                        "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
-                        "       [--accept reuseport|handoff (passed to the edge; default: the edge's)]\n"
-                        "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
-                        "                                             until SIGTERM, for edges started by hand)\n"
-                        "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
-                        "       [--nsrc M] [--hold S]   (devices only, against a running edge; prints 'held N')\n");
+        fprintf(
+            stderr,
+            "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
+            "       [--seconds S] [--rate FRAMES_PER_S] [--tick-us US] [--port BASE] [--workers N]\n"
+            "       [--lat-out FILE (send offset us, latency us per ack)]\n"
+            "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
+            "       [--accept reuseport|handoff (passed to the edge; default: the edge's)]\n"
+            "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
+            "                                             until SIGTERM, for edges started by hand)\n"
+            "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
+            "       [--nsrc M] [--hold S]   (devices only, against a running edge; prints 'held N')\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -426,7 +451,10 @@ int main(int argc, char **argv)
                 struct sl_slice p;
                 enum frame_rc rc = frame_dec_feed(&x->dec, rbuf + off, (size_t)r - off, &used, &p);
                 off += used;
-                if (rc == FRAME_NEED_BUF) { x->dec.buf = dec_buf; continue; } /* rare: tiny frames */
+                if (rc == FRAME_NEED_BUF) {
+                    x->dec.buf = dec_buf;
+                    continue;
+                } /* rare: tiny frames */
                 if (rc != FRAME_READY)
                     break;
                 struct msg m;
@@ -514,13 +542,15 @@ int main(int argc, char **argv)
         sleep(2);
         long rss1 = rss_kb(pid);
         worker_split(split, sizeof split);
-        printf("idle: %d authenticated connections, all welcomed %.2f s after the first connect; edge RSS %ld KiB -> "
+        printf("idle: %d authenticated connections, all welcomed %.2f s after the first connect; edge RSS "
+               "%ld KiB -> "
                "%ld KiB: %.0f bytes/connection; per worker: %s\n",
                welcomed, (double)(t_welcomed - t0) / 1e6, rss0, rss1,
                (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1), split);
     } else {
         double secs = (double)(now_us() - start) / 1e6;
-        double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100, cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
+        double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100,
+               cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
         if (lat_at) {
             FILE *f = fopen(lat_out, "w");
             for (size_t i = 0; f && i < nlat; i++)
@@ -529,12 +559,15 @@ int main(int argc, char **argv)
                 fclose(f);
         }
         qsort(lat, nlat, sizeof *lat, cmp_u64);
-        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 %.3f ms "
+        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 "
+               "%.3f ms "
                "p99.9 %.3f ms max %.3f ms (n=%zu)\n",
                mode, conns, window, rate > 0 ? "" : "max ", rate, (double)acked / secs, secs,
                nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0,
-               nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0, nlat);
-        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked %llu; "
+               nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0,
+               nlat);
+        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked "
+               "%llu; "
                "connections per worker: %s\n",
                cpu_edge, cpu_self, (unsigned long long)sent_total, (unsigned long long)acked, split);
     }

@@ -208,13 +208,10 @@ static void put_double(struct out *o, double v)
 static const char *type_text(enum kind k)
 {
     switch (k) {
-    case K_COUNTER:
-        return "counter";
-    case K_HIST:
-        return "histogram";
+    case K_COUNTER: return "counter";
+    case K_HIST: return "histogram";
     case K_GAUGE:
-    case K_GAUGE_FN:
-        break;
+    case K_GAUGE_FN: break;
     }
     return "gauge";
 }

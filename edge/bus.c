@@ -37,26 +37,26 @@
 #include "stats.h"
 #include "worker.h"
 
-#define BATCH_SOFT (1024u * 1024u)   /* send once a batch is this big */
-#define BATCH_HARD (4096u * 1024u)   /* persister buffer: SOFT + one read's worth of entries */
-#define NDATA_CAP (1024u * 1024u + 128u * 1024u)
-#define CTL_CAP (1024u * 1024u)      /* notifier control queue */
+#define BATCH_SOFT   (1024u * 1024u) /* send once a batch is this big */
+#define BATCH_HARD   (4096u * 1024u) /* persister buffer: SOFT + one read's worth of entries */
+#define NDATA_CAP    (1024u * 1024u + 128u * 1024u)
+#define CTL_CAP      (1024u * 1024u) /* notifier control queue */
 #define HEARTBEAT_MS 2000u
 
 struct bus {
     struct worker *w;
-    void *pp, *pn, *dl;               /* persister PUSH, notifier PUSH, DEALER */
+    void *pp, *pn, *dl; /* persister PUSH, notifier PUSH, DEALER */
     struct zmqx_conns *c_pp, *c_pn, *c_pr, *c_nr;
     struct peermon *m_pp, *m_pn, *m_dl; /* who each socket is connected to */
     char ident[300];
     struct envelope_hdr hdr;
 
-    uint8_t *pbuf;                    /* persister batch (BATCH_HARD) */
+    uint8_t *pbuf; /* persister batch (BATCH_HARD) */
     struct envelope_writer pw;
     bool paused;
     uint64_t pause_start_us;
 
-    uint8_t *ndata, *nctl;            /* notifier data part, control part */
+    uint8_t *ndata, *nctl; /* notifier data part, control part */
     struct envelope_writer nwd, nwc;
     size_t hdr_len;
 
@@ -121,8 +121,8 @@ struct bus *bus_new(struct worker *w)
     b->m_pn = b->pn ? peermon_new(e->zctx, b->pn, name) : NULL;
     snprintf(name, sizeof name, "%u/dl", w->idx);
     b->m_dl = b->dl ? peermon_new(e->zctx, b->dl, name) : NULL;
-    if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn ||
-        !b->c_pr || !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
+    if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn || !b->c_pr ||
+        !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
         log_error("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
@@ -170,11 +170,17 @@ void bus_destroy(struct bus **pb)
     *pb = NULL;
 }
 
-bool bus_paused(const struct bus *b) { return b->paused; }
+bool bus_paused(const struct bus *b)
+{
+    return b->paused;
+}
 
 /* Only the persister batch counts: the notifier queue may wait forever on
  * an absent notifier and holds nothing that is the record. */
-bool bus_idle(const struct bus *b) { return b->pw.count == 0; }
+bool bus_idle(const struct bus *b)
+{
+    return b->pw.count == 0;
+}
 
 /* ---- persister -------------------------------------------------------- */
 
@@ -200,7 +206,8 @@ static void pflush(struct bus *b)
         b->paused = true;
         b->pause_start_us = session_now_us();
         metric_inc(stats.bp_pauses);
-        log_info("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx, envelope_writer_len(&b->pw));
+        log_info("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx,
+                 envelope_writer_len(&b->pw));
     }
 }
 
@@ -324,11 +331,8 @@ void bus_emit(struct bus *b, const struct envelope *e)
         break;
     }
     case ENV_RES:
-    case ENV_UNDELIVERABLE:
-        nadd(b, e);
-        break;
-    default:
-        break;
+    case ENV_UNDELIVERABLE: nadd(b, e); break;
+    default: break;
     }
 }
 
@@ -364,8 +368,7 @@ static void apply(struct bus *b, const struct envelope *e)
             metric_inc(stats.stale_acks);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -429,7 +432,8 @@ unsigned bus_tick(struct bus *b, uint32_t open_conns)
         b->next_hb_ms = now + HEARTBEAT_MS;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        struct envelope hb = {.kind = ENV_HEARTBEAT, .seq = open_conns,
+        struct envelope hb = {.kind = ENV_HEARTBEAT,
+                              .seq = open_conns,
                               .at_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
         bus_emit(b, &hb);
     }

@@ -37,11 +37,11 @@
 #include "session.h"
 #include "worker.h"
 
-#define SCRATCH_CAP (256u * 1024u) /* loop-wide read buffer */
-#define READS_PER_WAKE 16          /* per connection per wake-up (libuv uses 32) */
+#define SCRATCH_CAP      (256u * 1024u) /* loop-wide read buffer */
+#define READS_PER_WAKE   16             /* per connection per wake-up (libuv uses 32) */
 #define ACCEPTS_PER_WAKE 64
-#define OUT_CHUNK_SIZE 4096u
-#define IOV_BATCH 64
+#define OUT_CHUNK_SIZE   4096u
+#define IOV_BATCH        64
 
 struct out_chunk {
     struct out_chunk *next;
@@ -403,14 +403,9 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
                 return;
             }
             break;
-        case FRAME_NEED_MORE:
-            break;
-        case FRAME_ERR_EMPTY:
-            session_fail(c, SL_FRAME, "frame length 0");
-            return;
-        case FRAME_ERR_TOOBIG:
-            session_fail(c, SL_FRAME, "frame length above max");
-            return;
+        case FRAME_NEED_MORE: break;
+        case FRAME_ERR_EMPTY: session_fail(c, SL_FRAME, "frame length 0"); return;
+        case FRAME_ERR_TOOBIG: session_fail(c, SL_FRAME, "frame length above max"); return;
         }
     }
 }
@@ -751,8 +746,7 @@ struct conn *conn_find(struct worker *w, uint32_t slot, uint32_t gen, struct sl_
     if (slot >= w->nslots)
         return NULL;
     struct conn *c = &w->conns[slot];
-    if (c->state != CONN_READY || c->gen != gen || c->dev_len != dev.n ||
-        memcmp(c->dev, dev.p, dev.n) != 0)
+    if (c->state != CONN_READY || c->gen != gen || c->dev_len != dev.n || memcmp(c->dev, dev.p, dev.n) != 0)
         return NULL;
     return c;
 }

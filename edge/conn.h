@@ -40,31 +40,31 @@ enum conn_state {
 };
 
 enum conn_flag {
-    CONN_F_FLUSH = 1,   /* on the worker's flush list */
-    CONN_F_READY = 2,   /* on the worker's to-read list (unread input pending) */
-    CONN_F_V6 = 4,      /* peer address is IPv6 */
+    CONN_F_FLUSH = 1, /* on the worker's flush list */
+    CONN_F_READY = 2, /* on the worker's to-read list (unread input pending) */
+    CONN_F_V6 = 4,    /* peer address is IPv6 */
 };
 
 struct conn {
     struct worker *w;
-    struct conn *next_flush;    /* flush list, or to-free list once CLOSING */
-    struct conn *next_read;     /* to-read list */
+    struct conn *next_flush; /* flush list, or to-free list once CLOSING */
+    struct conn *next_read;  /* to-read list */
     struct out_chunk *out_head, *out_tail;
-    struct loop_timer timer;    /* hello timeout, then idle check */
-    struct frame_dec dec;       /* dec.buf taken from the pool only mid-frame */
-    uint64_t epoch;             /* session epoch: CLOCK_REALTIME ns at hello accept */
-    uint64_t last_ms;           /* loop time of the last frame received */
-    uint64_t rtt_seq;           /* sampled data seq awaiting its ack (0 = none) */
-    uint64_t rtt_us;            /* its receive time, monotonic us */
+    struct loop_timer timer; /* hello timeout, then idle check */
+    struct frame_dec dec;    /* dec.buf taken from the pool only mid-frame */
+    uint64_t epoch;          /* session epoch: CLOCK_REALTIME ns at hello accept */
+    uint64_t last_ms;        /* loop time of the last frame received */
+    uint64_t rtt_seq;        /* sampled data seq awaiting its ack (0 = none) */
+    uint64_t rtt_us;         /* its receive time, monotonic us */
     uint64_t bytes_in, bytes_out;
     uint32_t frames_in, frames_out;
-    uint32_t out_len;           /* bytes queued in out chunks */
+    uint32_t out_len; /* bytes queued in out chunks */
     uint32_t slot, gen;
     int fd;
     uint16_t peer_port;
-    uint8_t state;              /* enum conn_state */
-    uint8_t flags;              /* enum conn_flag */
-    uint8_t close_reason;       /* enum close_reason, once CLOSING */
+    uint8_t state;        /* enum conn_state */
+    uint8_t flags;        /* enum conn_flag */
+    uint8_t close_reason; /* enum close_reason, once CLOSING */
     uint8_t dev_len;
     uint8_t peer_ip[16];
     char dev[SL_DEV_MAX + 1];
@@ -114,7 +114,7 @@ int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
 bool conn_admit(struct edge *e, int fd);
 void conn_refuse(struct edge *e, int fd);
 void conn_adopt(struct worker *w, int fd, const struct conn_peer *peer);
-void conn_after(struct worker *w);   /* read deferred input, flush output, free closed */
+void conn_after(struct worker *w); /* read deferred input, flush output, free closed */
 void conn_flush_all(struct worker *w);
 void conn_free_closed(struct worker *w);
 bool conn_read_pending(const struct worker *w); /* unread input that may be read now */

@@ -109,31 +109,43 @@ int main(int argc, char **argv)
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
-        {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0, EDGE_MAX_WORKERS},
+        {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0,
+         EDGE_MAX_WORKERS},
         {"accept", CFG_STR, &accept_mode, "handoff",
          "handoff (one acceptor thread gives each connection to the least loaded worker) or reuseport "
          "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
-         "storms above ~430k/s); docs/internals.md", 0, 0},
+         "storms above ~430k/s); docs/internals.md",
+         0, 0},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
-        {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
+        {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0,
+         0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
         {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
         {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
         {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
         {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this", 1, 3600000},
-        {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0, 864000000},
-        {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1, 10000000},
-        {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256, 1 << 30},
-        {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1, 1 << 20},
+        {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0,
+         864000000},
+        {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1,
+         10000000},
+        {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256,
+         1 << 30},
+        {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1,
+         1 << 20},
         {"out-pool-mb", CFG_INT, &out_pool, "256", "output chunk pool per worker, MiB", 1, 1 << 20},
         {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
         {"drain-rate", CFG_DOUBLE, &drain_rate, "1000", "evictions per second on SIGTERM", 0, 0},
-        {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest", 0, 86400000},
-        {"record", CFG_STR, &record, "", "record device traffic to this file (0600; holds tokens: docs/recording.md)", 0, 0},
-        {"record-devices", CFG_STR, &record_devs, "", "record only these devices: comma list of id prefixes or globs (* ?)", 0, 0},
-        {"record-max-mb", CFG_INT, &record_mb, "1024", "stop recording when the file reaches this, MiB (0 = no limit)", 0, 1 << 30},
-        {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0, 0},
+        {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest",
+         0, 86400000},
+        {"record", CFG_STR, &record, "",
+         "record device traffic to this file (0600; holds tokens: docs/recording.md)", 0, 0},
+        {"record-devices", CFG_STR, &record_devs, "",
+         "record only these devices: comma list of id prefixes or globs (* ?)", 0, 0},
+        {"record-max-mb", CFG_INT, &record_mb, "1024",
+         "stop recording when the file reaches this, MiB (0 = no limit)", 0, 1 << 30},
+        {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0,
+         0},
         {"log-level", CFG_STR, &log_level, "info", "debug, info, warn, error", 0, 0},
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
@@ -221,8 +233,8 @@ int main(int argc, char **argv)
      * while fds last; beyond, accept fails with EMFILE). */
     uint64_t nofile = sysres_raise_nofile();
     if (nofile < (uint64_t)c->max_conns + 256)
-        log_warn("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile, c->max_conns,
-                 c->max_conns + 256);
+        log_warn("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile,
+                 c->max_conns, c->max_conns + 256);
     stats_init();
     metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
     e.zctx = zmq_ctx_new();

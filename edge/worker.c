@@ -18,19 +18,19 @@
 #include "conn.h"
 #include "session.h"
 
-#define TICK_MS 100u
-#define BUS_TICK_MS 1000u
+#define TICK_MS        100u
+#define BUS_TICK_MS    1000u
 #define ADOPT_PER_WAKE 64
 
 static void after(struct loop *l, void *ud)
 {
     (void)l;
     struct worker *w = ud;
-    bus_recv(w->bus);     /* acks/cmds first: they free device-side waits */
-    bus_flush(w->bus);    /* may end a pause */
-    conn_after(w);        /* input left unread by caps or a pause */
-    bus_flush(w->bus);    /* this iteration's envelopes: one message per destination */
-    conn_flush_all(w);    /* one writev per connection with output */
+    bus_recv(w->bus);  /* acks/cmds first: they free device-side waits */
+    bus_flush(w->bus); /* may end a pause */
+    conn_after(w);     /* input left unread by caps or a pause */
+    bus_flush(w->bus); /* this iteration's envelopes: one message per destination */
+    conn_flush_all(w); /* one writev per connection with output */
     conn_free_closed(w);
 }
 
@@ -129,7 +129,10 @@ bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code)
     return ok;
 }
 
-void worker_notify(struct worker *w) { loop_wake(w->loop); }
+void worker_notify(struct worker *w)
+{
+    loop_wake(w->loop);
+}
 
 static void on_tick(struct loop *l, void *ud)
 {
@@ -172,7 +175,8 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     pthread_mutex_init(&w->connq.mu, NULL);
     char lab[32];
     snprintf(lab, sizeof lab, "worker=\"%u\"", idx);
-    w->open_g = metrics_gauge("sluice_edge_worker_connections_open", "Device connections open, by worker", lab);
+    w->open_g =
+        metrics_gauge("sluice_edge_worker_connections_open", "Device connections open, by worker", lab);
     w->loop = loop_new(e->cfg.max_conns + 16);
     if (!w->loop || conn_worker_init(w) != 0) {
         log_error("event=worker_init_failed worker=%u err=nomem", idx);
@@ -248,4 +252,7 @@ int worker_start(struct worker *w)
     return rc ? -rc : 0;
 }
 
-void worker_join(struct worker *w) { pthread_join(w->th, NULL); }
+void worker_join(struct worker *w)
+{
+    pthread_join(w->th, NULL);
+}

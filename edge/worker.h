@@ -39,7 +39,7 @@ struct conn_ring {
     } q[WORKER_CONNQ];
     uint32_t head;
     _Atomic uint32_t len;
-    _Atomic uint64_t since_ms;          /* last progress while non-empty (monotonic ms), 0 = empty */
+    _Atomic uint64_t since_ms; /* last progress while non-empty (monotonic ms), 0 = empty */
 };
 
 struct worker {
@@ -56,40 +56,40 @@ struct worker {
     uint32_t *free_slots;
     uint32_t nfree;
     uint32_t open;
-    struct metric_gauge *open_g;        /* the same, exported per worker and read by the acceptor */
+    struct metric_gauge *open_g; /* the same, exported per worker and read by the acceptor */
 
-    struct conn *flush_head;            /* output queued this iteration */
-    struct conn *read_head;             /* input left unread (cap, pause, pool) */
-    struct conn *close_head;            /* CLOSING, freed after the batch */
+    struct conn *flush_head; /* output queued this iteration */
+    struct conn *read_head;  /* input left unread (cap, pause, pool) */
+    struct conn *close_head; /* CLOSING, freed after the batch */
 
-    uint8_t *scratch;                   /* loop-wide read buffer */
+    uint8_t *scratch; /* loop-wide read buffer */
     uint32_t scratch_cap;
-    uint8_t **rbufs;                    /* free max_frame read buffers */
+    uint8_t **rbufs; /* free max_frame read buffers */
     uint32_t nrbufs;
     uint8_t *rbuf_mem;
 
-    struct out_chunk *chunk_free;       /* output chunk pool */
+    struct out_chunk *chunk_free; /* output chunk pool */
     uint32_t chunks_alloc, chunks_max, chunks_nfree;
-    struct conn *pool_wait;             /* waiting for a read buffer */
-    uint8_t *enc;                       /* encode buffer for frames that span chunks */
+    struct conn *pool_wait; /* waiting for a read buffer */
+    uint8_t *enc;           /* encode buffer for frames that span chunks */
     uint32_t enc_cap;
 
-    int lfd;                            /* --accept reuseport: own listener, -1 once draining */
-    int spare_fd;                       /* closed and reopened on EMFILE (reuseport) */
+    int lfd;      /* --accept reuseport: own listener, -1 once draining */
+    int spare_fd; /* closed and reopened on EMFILE (reuseport) */
 
-    pthread_mutex_t qmu;                /* cross-thread kick ring */
+    pthread_mutex_t qmu; /* cross-thread kick ring */
     struct kick_req q[WORKER_KICKQ];
     uint32_t qhead, qlen;
-    struct conn_ring connq;             /* --accept handoff */
+    struct conn_ring connq; /* --accept handoff */
 
-    struct cmdfwd cmds;                 /* commands for devices held here, from other workers */
+    struct cmdfwd cmds; /* commands for devices held here, from other workers */
 
     struct loop_timer tick;
     uint64_t next_bus_tick_ms;
     double drain_credit;
     uint32_t drain_cursor;
     bool stop;
-    _Atomic unsigned bus_up;           /* enum bus_up bits of the last bus tick, for /readyz */
+    _Atomic unsigned bus_up; /* enum bus_up bits of the last bus tick, for /readyz */
     _Atomic bool listening;
     pthread_t th;
 };
@@ -98,7 +98,7 @@ struct worker {
  * Called from main before threads start. NULL on failure (logged). */
 struct worker *worker_new(struct edge *e, uint32_t idx);
 void worker_destroy(struct worker **w);
-int worker_start(struct worker *w);   /* spawn the thread */
+int worker_start(struct worker *w); /* spawn the thread */
 void worker_join(struct worker *w);
 /* Thread-safe: queue a close of (slot, gen) on w. false if the ring is full. */
 bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code);

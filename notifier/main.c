@@ -182,8 +182,8 @@ static void register_metrics(struct app *a)
               &a->ms.published);
     add_delta(a, "sluice_notifier_mqtt_reconnects_total", "MQTT client reconnections", NULL,
               &a->ms.reconnects);
-    add_delta(a, "sluice_notifier_publisher_restarts_total", "Data publisher processes that died and were restarted",
-              NULL, &a->ms.respawns);
+    add_delta(a, "sluice_notifier_publisher_restarts_total",
+              "Data publisher processes that died and were restarted", NULL, &a->ms.respawns);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_refused\"",
               &a->ms.data_lost);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"publish_failed\"",

@@ -38,13 +38,13 @@
 #include "sl/log.h"
 #include "sl/loop.h"
 
-#define REC_HDR      8u
-#define OUT_CAP      (4u << 20) /* parent FIFO per child */
-#define IN_CAP       (4u << 20) /* child read buffer */
-#define REC_MAX      (1u << 20) /* larger records are refused (counted lost) */
-#define PIPE_SZ      (1 << 20)
-#define RESPAWN_MS   1000u
-#define REPORT_MS    2u
+#define REC_HDR    8u
+#define OUT_CAP    (4u << 20) /* parent FIFO per child */
+#define IN_CAP     (4u << 20) /* child read buffer */
+#define REC_MAX    (1u << 20) /* larger records are refused (counted lost) */
+#define PIPE_SZ    (1 << 20)
+#define RESPAWN_MS 1000u
+#define REPORT_MS  2u
 
 extern char **environ;
 

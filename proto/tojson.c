@@ -143,22 +143,14 @@ invalid:
 static char json_short_escape(uint8_t c)
 {
     switch (c) {
-    case '"':
-        return '"';
-    case '\\':
-        return '\\';
-    case '\b':
-        return 'b';
-    case '\f':
-        return 'f';
-    case '\n':
-        return 'n';
-    case '\r':
-        return 'r';
-    case '\t':
-        return 't';
-    default:
-        return 0;
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
     }
 }
 
@@ -366,27 +358,13 @@ enum sl_err tojson_encode(struct tojson_buf *b, const uint8_t *mp, size_t n)
             key_close = true;
         }
         switch (it.type) {
-        case MP_NIL:
-            put(b, lvl, "null", 4);
-            break;
-        case MP_BOOL:
-            put(b, lvl, it.b ? "true" : "false", it.b ? 4 : 5);
-            break;
-        case MP_UINT:
-            tojson_u64(b, it.u);
-            break; /* digits never need escaping */
-        case MP_INT:
-            tojson_i64(b, it.i);
-            break;
-        case MP_FLOAT:
-            put_float(b, lvl, it.f);
-            break;
-        case MP_STR:
-            put_str(b, lvl, it.data.p, it.data.n);
-            break;
-        case MP_BIN:
-            put_b64(b, lvl, it.data);
-            break;
+        case MP_NIL: put(b, lvl, "null", 4); break;
+        case MP_BOOL: put(b, lvl, it.b ? "true" : "false", it.b ? 4 : 5); break;
+        case MP_UINT: tojson_u64(b, it.u); break; /* digits never need escaping */
+        case MP_INT: tojson_i64(b, it.i); break;
+        case MP_FLOAT: put_float(b, lvl, it.f); break;
+        case MP_STR: put_str(b, lvl, it.data.p, it.data.n); break;
+        case MP_BIN: put_b64(b, lvl, it.data); break;
         case MP_EXT:
             put(b, lvl, "{\"ext\":", 7);
             tojson_i64(b, it.ext_type);
@@ -408,9 +386,7 @@ enum sl_err tojson_encode(struct tojson_buf *b, const uint8_t *mp, size_t n)
             key_close = false; /* closed when the container is */
             putc_lvl(b, lvl, it.type == MP_MAP ? '{' : '[');
             break;
-        default:
-            rc = SL_DECODE;
-            goto fail;
+        default: rc = SL_DECODE; goto fail;
         }
         if (key_close) {
             lvl--;

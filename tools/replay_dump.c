@@ -150,9 +150,7 @@ int replay_dump(const struct replay_file *f, const char *device, FILE *out)
                     (unsigned long long)bytes);
             break;
         }
-        case RECFILE_END:
-            fprintf(out, " reason=%.*s", (int)r.len, (const char *)r.payload);
-            break;
+        case RECFILE_END: fprintf(out, " reason=%.*s", (int)r.len, (const char *)r.payload); break;
         }
         fputc('\n', out);
         lines++;

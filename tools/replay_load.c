@@ -136,9 +136,7 @@ static void index_record(struct replay_file *f, const struct recfile_rec *r)
         return;
     c->t_last = r->t_ns;
     switch (r->kind) {
-    case RECFILE_OPEN:
-        c->has_open = recfile_open_decode(r, &c->peer) == SL_OK;
-        break;
+    case RECFILE_OPEN: c->has_open = recfile_open_decode(r, &c->peer) == SL_OK; break;
     case RECFILE_IN:
         c->nin++;
         c->in_bytes += r->len;

@@ -187,8 +187,8 @@ static void test_ep_canon(void **state)
     assert_string_equal(out, "tcp://10.0.0.7:7002");
     zmqx_ep_canon("tcp://[::FFFF:10.0.0.7]:7002", out, sizeof out);
     assert_string_equal(out, "tcp://10.0.0.7:7002");
-    const char *same[] = {"tcp://10.0.0.7:7002", "tcp://[::1]:7002", "tcp://[::ffff:a00:7]:7002",
-                          "ipc:///tmp/x", "tcp://[::ffff:1.2.3.4", ""};
+    const char *same[] = {"tcp://10.0.0.7:7002", "tcp://[::1]:7002",      "tcp://[::ffff:a00:7]:7002",
+                          "ipc:///tmp/x",        "tcp://[::ffff:1.2.3.4", ""};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         zmqx_ep_canon(same[i], out, sizeof out);
         assert_string_equal(out, same[i]);
@@ -241,10 +241,8 @@ static void test_pair_events(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resolve_and_flow),
-        cmocka_unit_test(test_endpoints_listed),
-        cmocka_unit_test(test_unresolvable),
-        cmocka_unit_test(test_ep_canon),
+        cmocka_unit_test(test_resolve_and_flow), cmocka_unit_test(test_endpoints_listed),
+        cmocka_unit_test(test_unresolvable),     cmocka_unit_test(test_ep_canon),
         cmocka_unit_test(test_pair_events),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -27,9 +27,13 @@ int log_enabled(enum log_level lvl);
  * holds spaces, quotes or control bytes. Returns out. */
 const char *log_q(char *out, size_t cap, const char *s, size_t n);
 
-#define log_debug(...) do { if (log_enabled(SL_LOG_DEBUG)) log_at(SL_LOG_DEBUG, __VA_ARGS__); } while (0)
-#define log_info(...) log_at(SL_LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_at(SL_LOG_WARN, __VA_ARGS__)
+#define log_debug(...)                                                                                       \
+    do {                                                                                                     \
+        if (log_enabled(SL_LOG_DEBUG))                                                                       \
+            log_at(SL_LOG_DEBUG, __VA_ARGS__);                                                               \
+    } while (0)
+#define log_info(...)  log_at(SL_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_at(SL_LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_at(SL_LOG_ERROR, __VA_ARGS__)
 
 #endif
