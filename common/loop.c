@@ -31,12 +31,13 @@
 
 #define MAX_EVENTS 256
 
+/* One per fd number, in every loop of the process (fd numbers are
+ * process-wide, so each loop's table spans all of them): 24 bytes, kept
+ * lean. In use while cb != NULL. */
 struct fdent {
     loop_fd_cb *cb;
     void *ud;
-    uint32_t events;
     uint32_t gen; /* bumped on every add/del; travels in the epoll cookie */
-    bool used;
 };
 
 struct loop {
@@ -194,6 +195,8 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud)
 {
     if (fd < 0)
         return -EBADF;
+    if (!cb)
+        return -EINVAL;
     int rc = grow_fds(l, fd);
     if (rc < 0)
         return rc;
@@ -208,15 +211,15 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud)
     }
     e->cb = cb;
     e->ud = ud;
-    e->events = events;
     e->gen = gen;
-    e->used = true;
     return 0;
 }
 
 int loop_mod(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud)
 {
-    if (fd < 0 || fd >= l->nfds || !l->fds[fd].used)
+    if (!cb)
+        return -EINVAL;
+    if (fd < 0 || fd >= l->nfds || !l->fds[fd].cb)
         return -ENOENT;
     struct fdent *e = &l->fds[fd];
     struct epoll_event ev = {.events = events, .data.u64 = cookie(fd, e->gen)};
@@ -226,16 +229,14 @@ int loop_mod(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud)
     }
     e->cb = cb;
     e->ud = ud;
-    e->events = events;
     return 0;
 }
 
 int loop_del(struct loop *l, int fd)
 {
-    if (fd < 0 || fd >= l->nfds || !l->fds[fd].used)
+    if (fd < 0 || fd >= l->nfds || !l->fds[fd].cb)
         return -ENOENT;
     struct fdent *e = &l->fds[fd];
-    e->used = false;
     e->cb = NULL;
     e->ud = NULL;
     e->gen++; /* events already fetched for this fd are now stale */
@@ -359,7 +360,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
         if (fd >= l->nfds)
             continue;
         struct fdent *e = &l->fds[fd];
-        if (!e->used || e->gen != gen)
+        if (!e->cb || e->gen != gen)
             continue; /* deleted or replaced earlier in this batch */
         e->cb(l, fd, l->ev[i].events, e->ud);
     }

@@ -67,7 +67,7 @@ struct conn {
     uint8_t close_reason; /* enum close_reason, once CLOSING */
     uint8_t dev_len;
     uint8_t peer_ip[16];
-    char dev[SL_DEV_MAX + 1];
+    const char *dev; /* after hello: in the device map's node of this slot (devmap_dev) */
 };
 
 /* Encode m as a frame and queue it on c's output (written once per loop

@@ -147,6 +147,11 @@ bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref
     return had;
 }
 
+const char *devmap_dev(struct devmap *m, struct devmap_ref ref)
+{
+    return m->nodes[node_id(m, ref)].dev;
+}
+
 void devmap_release(struct devmap *m, struct devmap_ref ref)
 {
     uint32_t id = node_id(m, ref);

@@ -28,6 +28,13 @@ bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref
  * connection closing later must not remove its successor). */
 void devmap_release(struct devmap *m, struct devmap_ref ref);
 
+/* The device id ref's slot claimed last (NUL-terminated): a connection
+ * reads its own id here instead of keeping a second copy. Stable until that
+ * same slot claims again, i.e. for the connection's whole life, also after
+ * it was replaced or released. Lock-free for the worker owning the slot:
+ * only that worker's claims write the node. */
+const char *devmap_dev(struct devmap *m, struct devmap_ref ref);
+
 /* Current owner of dev, if any. */
 bool devmap_find(struct devmap *m, const char *dev, size_t n, struct devmap_ref *out);
 

@@ -117,14 +117,15 @@ static void on_hello(struct conn *c, const struct msg *m)
         session_fail(c, SL_DRAINING, "edge draining: reconnect elsewhere");
         return;
     }
-    memcpy(c->dev, dev.p, dev.n);
-    c->dev[dev.n] = 0;
-    c->dev_len = (uint8_t)dev.n;
     c->epoch = realtime_ns();
     c->state = CONN_READY;
-    /* Newest hello wins: whoever held dev on this edge is closed. */
+    /* Newest hello wins: whoever held dev on this edge is closed. The map
+     * keeps the id; c points at it (one copy per connection). */
     struct devmap_ref old;
-    if (devmap_claim(w->e->map, c->dev, c->dev_len, ref_of(c), &old))
+    bool replaced = devmap_claim(w->e->map, (const char *)dev.p, dev.n, ref_of(c), &old);
+    c->dev = devmap_dev(w->e->map, ref_of(c));
+    c->dev_len = (uint8_t)dev.n;
+    if (replaced)
         conn_kick(w, old, SL_REPLACED);
 
     struct msg wm = {.t = MSG_WELCOME};

@@ -143,9 +143,9 @@ static struct conn *online(uint32_t w, uint32_t s, const char *dev)
     struct conn *c = &conns[w][s];
     c->state = CONN_READY;
     c->dev_len = (uint8_t)strlen(dev);
-    memcpy(c->dev, dev, c->dev_len + 1u);
     struct devmap_ref ref = {w, s, c->gen}, old;
     devmap_claim(E.map, dev, c->dev_len, ref, &old);
+    c->dev = devmap_dev(E.map, ref);
     return c;
 }
 

@@ -35,7 +35,7 @@ struct loop_timer {
 struct loop *loop_new(uint32_t max_timers);
 void loop_destroy(struct loop **l);
 
-/* Register fd for events (EPOLLIN|EPOLLOUT|EPOLLET...). cb is called with the
+/* Register fd for events (EPOLLIN|EPOLLOUT|EPOLLET...). cb (not NULL: -EINVAL) is called with the
  * returned events and ud. Return 0 or -errno. loop_mod on an fd not added
  * returns -ENOENT. loop_del may be called after close(fd) (returns 0); events
  * already fetched for a deleted fd are not delivered. */
