@@ -5,24 +5,15 @@ import shutil
 import sys
 import tempfile
 
-import psycopg2
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgtest  # noqa: E402
-import persister_edge as pe  # noqa: E402
-
-
-def binary():
-    b = os.environ.get("SLUICE_PERSISTER_BIN")
-    if not b:
-        b = os.path.join(os.path.dirname(__file__), "../../build/bin/sluice-persister")
-    if not os.path.exists(b):
-        raise RuntimeError("sluice-persister binary not found: %s (set SLUICE_PERSISTER_BIN)" % b)
-    return b
+import persister_edge as pe  # noqa: E402,F401  (the scenarios import it from here)
+import proc  # noqa: E402
 
 
 class Env:
-    """PostgreSQL at base_port, persister i at base_port+1+3i (pull, router, metrics)."""
+    """PostgreSQL at base_port, persister i at base_port+1+3i (pull, router, metrics);
+    a context manager: everything stops at its end, logs' tails printed on failure."""
 
     def __init__(self, base_port):
         self.base_port = base_port
@@ -32,32 +23,23 @@ class Env:
         self.persisters = []
 
     def persister(self, i=0, extra=()):
-        p = pe.Persister(binary(), self.dsn, self.base_port + 1 + 3 * i, self.base_port + 2 + 3 * i,
-                         self.base_port + 3 + 3 * i, extra, log=os.path.join(self.dir, "persister%d.log" % i))
+        p = pe.Persister(proc.binary("sluice-persister"), self.dsn, self.base_port + 1 + 3 * i,
+                         self.base_port + 2 + 3 * i, self.base_port + 3 + 3 * i, extra,
+                         log=os.path.join(self.dir, "persister%d.log" % i))
         self.persisters.append(p)
         return p
 
     def sql(self, q, args=()):
-        c = psycopg2.connect(self.dsn)
-        c.autocommit = True
-        try:
-            cur = c.cursor()
-            cur.execute(q, args)
-            return cur.fetchall() if cur.description else None
-        finally:
-            c.close()
+        return self.pg.sql(q, args)
 
-    def close(self, ok):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
         for p in self.persisters:
-            try:
-                p.stop()
-            except Exception:
-                pass
-        if not ok:
-            for i, p in enumerate(self.persisters):
-                lp = os.path.join(self.dir, "persister%d.log" % i)
-                if os.path.exists(lp):
-                    sys.stderr.write("---- persister%d log (tail)\n" % i)
-                    sys.stderr.write(open(lp, errors="replace").read()[-6000:])
+            p.stop()
+        if et is not None:
+            proc.dump_logs()
         self.pg.destroy()
         shutil.rmtree(self.dir, ignore_errors=True)
+        return False
