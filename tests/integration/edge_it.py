@@ -12,11 +12,9 @@ and stops it at the end. No timing assertions: every wait polls a condition
 until a generous deadline.
 """
 import os
-import shutil
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import time
 
@@ -361,7 +359,7 @@ def main():
     kw = {}
     if name == "backpressure":
         kw = dict(notifier=False, rcvhwm=2)
-    d = tempfile.mkdtemp(prefix="sl-edge-it-%s-" % name)
+    d = proc.workdir("sl-edge-it-%s-" % name)
     ok = False
     try:
         e = Edge(binary, base, os.path.join(d, "edge.log"), extra, **kw)
@@ -371,11 +369,7 @@ def main():
             e.stop()
         ok = True
     finally:
-        if ok:
-            shutil.rmtree(d, ignore_errors=True)
-        else:
-            proc.dump_logs()
-            print("(files kept in %s)" % d)
+        proc.finish(d, ok)
     print("ok", name)
 
 

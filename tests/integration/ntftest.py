@@ -4,9 +4,7 @@ what the notifier sends back, a real Mosquitto with MQTT subscribers, and
 the sluice-notifier process (ports port_base .. port_base+2: pull, router,
 metrics)."""
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import zmq
@@ -61,12 +59,11 @@ class Notifier(proc.Proc):
 
 
 class Env:
-    """Broker + notifier + zmq context in a temp dir, torn down on exit
-    (the dir and the logs' tails are kept on failure)."""
+    """Broker + notifier + zmq context in a proc.workdir, torn down at the
+    end of the with block (proc.finish)."""
 
     def __init__(self, broker_port, ntf_port):
-        self.dir = tempfile.mkdtemp(prefix="sl-ntf-")
-        os.chmod(self.dir, 0o755)  # mosquitto (user mosquitto) must reach its persistence dir inside
+        self.dir = proc.workdir("sl-ntf-")
         self.broker_port = broker_port
         self.broker = mqtttest.start(broker_port, os.path.join(self.dir, "mqtt"))
         self.ctx = zmq.Context()
@@ -108,9 +105,5 @@ class Env:
             for e in self.edges:
                 e.close()
             self.ctx.term()
-            if ok:
-                shutil.rmtree(self.dir, ignore_errors=True)
-            else:
-                proc.dump_logs()
-                sys.stdout.write("(files kept in %s)\n" % self.dir)
+            proc.finish(self.dir, ok)
         return False

@@ -1,9 +1,7 @@
 """Shared setup for the persister integration scenarios: a PostgreSQL and
 sluice-persister instances on ports from the persister range (22000-22999)."""
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgtest  # noqa: E402
@@ -13,11 +11,11 @@ import proc  # noqa: E402
 
 class Env:
     """PostgreSQL at base_port, persister i at base_port+1+3i (pull, router, metrics);
-    a context manager: everything stops at its end, logs' tails printed on failure."""
+    a context manager: everything stops at its end (proc.finish)."""
 
     def __init__(self, base_port):
         self.base_port = base_port
-        self.dir = tempfile.mkdtemp(prefix="sl-persister-")
+        self.dir = proc.workdir("sl-persister-")
         self.pg = pgtest.Postgres(base_port, os.path.join(self.dir, "pg"))
         self.dsn = self.pg.start()
         self.persisters = []
@@ -38,8 +36,6 @@ class Env:
     def __exit__(self, et, ev, tb):
         for p in self.persisters:
             p.stop()
-        if et is not None:
-            proc.dump_logs()
-        self.pg.destroy()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.pg.stop(mode="immediate")
+        proc.finish(self.dir, et is None)
         return False

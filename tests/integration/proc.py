@@ -12,9 +12,9 @@ marker line per start), waits with a deadline until it is ready (a port
 accepting, an HTTP path answering 200, or a line in what it logged since
 this start), stops it with its stop signal and SIGKILL after a grace period,
 and reports its exit code. Every Proc made by the test process is kept:
-dump_logs() prints the tail of each log (the test environments call it when
-a test fails), and whatever still runs when the test process exits is
-killed, so a failed test leaves nothing behind.
+dump_logs() prints the tail of each log (finish() does when a test failed,
+and keeps the test's workdir()), and whatever still runs when the test
+process exits is killed, so a failed test leaves nothing running.
 
 wait_for() polls a condition until a deadline. Proc.metric() reads one
 Prometheus series from a service's /metrics.
@@ -24,10 +24,12 @@ PostgreSQL (pgtest.py) or any one service.
 """
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -326,6 +328,26 @@ class Proc:
 
     def tail_block(self, n=4000):
         return "---- %s log tail (%s)\n%s" % (self.name, self.log_path, self.tail(n))
+
+
+def workdir(prefix):
+    """A fresh directory for one test's files; the services' own users
+    (mosquitto, postgres) can reach into it."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+def finish(dir, ok):
+    """End of a test environment: on failure print every log's tail and keep
+    dir; on success remove it (unless SL_KEEP=1)."""
+    if not ok:
+        dump_logs()
+    if ok and not os.environ.get("SL_KEEP"):
+        shutil.rmtree(dir, ignore_errors=True)
+    else:
+        sys.stdout.write("(test files kept in %s)\n" % dir)
+        sys.stdout.flush()
 
 
 def dump_logs(out=None):

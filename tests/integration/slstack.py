@@ -21,7 +21,6 @@ binary is a failure, never a skip.
 import atexit
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -91,8 +90,7 @@ class Stack:
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
         _reap_stale(self.name, base)
-        self.dir = tempfile.mkdtemp(prefix="sl-sys-%s-" % self.name)
-        os.chmod(self.dir, 0o755)
+        self.dir = proc.workdir("sl-sys-%s-" % self.name)
         self.pg = pgtest.Postgres(base, os.path.join(self.dir, "pg"))
         self.mqtt_port = base + 1
         self.broker = None
@@ -168,8 +166,6 @@ class Stack:
     def teardown(self):
         if self.dir is None:
             return
-        if not self.ok:
-            proc.dump_logs()
         for name in reversed(list(self.procs)):
             try:
                 self.procs[name].stop(grace=10)
@@ -184,10 +180,7 @@ class Stack:
             self.pg.stop(mode="immediate")
         except Exception:
             pass
-        if os.environ.get("SL_KEEP") or not self.ok:
-            sys.stdout.write("stack files kept in %s\n" % self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        proc.finish(self.dir, self.ok)
         self.dir = None
 
     def __enter__(self):
