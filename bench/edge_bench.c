@@ -16,6 +16,10 @@
  *   idle --external 1 : only devices, against a running edge; prints
  *           "held N" and keeps them --hold seconds.
  *
+ * --accept MODE is passed to the edge it starts. Its metrics listen on
+ * BASE+9: once every device is welcomed the bench prints how many
+ * connections each worker holds (sluice_edge_worker_connections_open).
+ *
  * In tput/rate mode no notifier is bound: the edge sheds its data copies
  * (counted), the cheapest notifier; a real one adds one more PUSH per batch.
  * In idle/peer mode a notifier sink drains them, so the edge's bounded
@@ -93,8 +97,12 @@ static void *peer_main(void *ctx)
             while (envelope_reader_next(&r, &e) == SL_OK) {
                 if (e.kind != ENV_DATA)
                     continue;
-                struct envelope a = {.kind = ENV_ACK, .slot = e.slot, .gen = e.gen, .dev = e.dev,
-                                     .epoch = e.epoch, .seq = e.seq};
+                struct envelope a = {.kind = ENV_ACK,
+                                     .slot = e.slot,
+                                     .gen = e.gen,
+                                     .dev = e.dev,
+                                     .epoch = e.epoch,
+                                     .seq = e.seq};
                 envelope_writer_add(&w, &a);
             }
             if (w.count) {
@@ -251,6 +259,37 @@ static double cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* "0=N 1=M ..." from the edge's per-worker open-connections gauge. */
+static void worker_split(char *out, size_t cap)
+{
+    out[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base_port + 9))};
+    a.sin_addr.s_addr = htonl(0x7f000001u);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        snprintf(out, cap, "? (no metrics)");
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    static char buf[1 << 18];
+    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+    size_t len = 0;
+    if (write(fd, req, strlen(req)) > 0)
+        for (ssize_t n; len + 1 < sizeof buf && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0;)
+            len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    size_t o = 0;
+    const char *key = "sluice_edge_worker_connections_open{worker=\"";
+    for (char *p = strstr(buf, key); p && o + 32 < cap; p = strstr(p + 1, key)) {
+        unsigned wi = 0;
+        double v = 0;
+        if (sscanf(p + strlen(key), "%u\"} %lf", &wi, &v) == 2)
+            o += (size_t)snprintf(out + o, cap - o, "%s%u=%.0f", o ? " " : "", wi, v);
+    }
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -259,38 +298,61 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *bin = NULL, *mode = "tput", *lat_out = NULL;
+    const char *bin = NULL, *mode = "tput", *lat_out = NULL, *accept_mode = NULL;
     int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2, tick_us = 200, hold = 0;
     int external = 0, sink = -1;
     double rate = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--edge-bin")) bin = argv[i + 1];
-        else if (!strcmp(argv[i], "--mode")) mode = argv[i + 1];
-        else if (!strcmp(argv[i], "--conns")) conns = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--window")) window = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seconds")) seconds = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--port")) base_port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--tick-us")) tick_us = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--lat-out")) lat_out = argv[i + 1];
-        else if (!strcmp(argv[i], "--external")) external = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--src-base")) src_base = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--nsrc")) nsrc = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--hold")) hold = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--notifier-sink")) sink = atoi(argv[i + 1]);
-        else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
+        if (!strcmp(argv[i], "--edge-bin"))
+            bin = argv[i + 1];
+        else if (!strcmp(argv[i], "--mode"))
+            mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--conns"))
+            conns = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--window"))
+            window = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rate"))
+            rate = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--port"))
+            base_port = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--workers"))
+            workers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tick-us"))
+            tick_us = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--lat-out"))
+            lat_out = argv[i + 1];
+        else if (!strcmp(argv[i], "--external"))
+            external = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--src-base"))
+            src_base = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--nsrc"))
+            nsrc = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--hold"))
+            hold = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--notifier-sink"))
+            sink = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--accept"))
+            accept_mode = argv[i + 1];
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
     }
     bool peer_only = !strcmp(mode, "peer");
     if ((!bin && !external && !peer_only) || window > 256 || nsrc < 1) {
-        fprintf(stderr, "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
-                        "       [--seconds S] [--rate FRAMES_PER_S] [--tick-us US] [--port BASE] [--workers N]\n"
-                        "       [--lat-out FILE (send offset us, latency us per ack)]\n"
-                        "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
-                        "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
-                        "                                             until SIGTERM, for edges started by hand)\n"
-                        "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
-                        "       [--nsrc M] [--hold S]   (devices only, against a running edge; prints 'held N')\n");
+        fprintf(
+            stderr,
+            "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
+            "       [--seconds S] [--rate FRAMES_PER_S] [--tick-us US] [--port BASE] [--workers N]\n"
+            "       [--lat-out FILE (send offset us, latency us per ack)]\n"
+            "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
+            "       [--accept reuseport|handoff (passed to the edge; default: the edge's)]\n"
+            "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
+            "                                             until SIGTERM, for edges started by hand)\n"
+            "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
+            "       [--nsrc M] [--hold S]   (devices only, against a running edge; prints 'held N')\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -313,7 +375,7 @@ int main(int argc, char **argv)
             pthread_create(&st, NULL, sink_main, ctx);
     }
 
-    char a_listen[64], a_pp[64], a_pr[64], a_np[64], a_nr[64], a_mc[32], a_w[16];
+    char a_listen[64], a_pp[64], a_pr[64], a_np[64], a_nr[64], a_mc[32], a_w[16], a_m[64];
     snprintf(a_listen, sizeof a_listen, "127.0.0.1:%d", base_port);
     snprintf(a_pp, sizeof a_pp, "tcp://127.0.0.1:%d", base_port + 1);
     snprintf(a_pr, sizeof a_pr, "tcp://127.0.0.1:%d", base_port + 2);
@@ -321,12 +383,15 @@ int main(int argc, char **argv)
     snprintf(a_nr, sizeof a_nr, "tcp://127.0.0.1:%d", base_port + 4);
     snprintf(a_mc, sizeof a_mc, "%d", conns + 100);
     snprintf(a_w, sizeof a_w, "%d", workers);
+    snprintf(a_m, sizeof a_m, "127.0.0.1:%d", base_port + 9);
     setenv("SLUICE_FLEET_SECRET", SECRET, 1);
+    if (accept_mode)
+        setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();
     if (!external && pid == 0) {
         execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
               "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
-              "--metrics", "", "--log-level", "warn", (char *)NULL);
+              "--metrics", a_m, "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
     if (!external)
@@ -366,7 +431,8 @@ int main(int argc, char **argv)
     struct epoll_event evs[256];
     uint8_t wbuf[256 * 64];
     /* Main loop: handle welcome/acks; top up windows (tput) or pace (rate). */
-    uint64_t start = 0, end = 0, sent_total = 0;
+    uint64_t start = 0, end = 0, sent_total = 0, t_welcomed = 0;
+    char split[256] = "";
     double cpu_edge0 = 0, cpu_self0 = 0;
     int measuring = 0;
     for (;;) {
@@ -385,7 +451,10 @@ int main(int argc, char **argv)
                 struct sl_slice p;
                 enum frame_rc rc = frame_dec_feed(&x->dec, rbuf + off, (size_t)r - off, &used, &p);
                 off += used;
-                if (rc == FRAME_NEED_BUF) { x->dec.buf = dec_buf; continue; } /* rare: tiny frames */
+                if (rc == FRAME_NEED_BUF) {
+                    x->dec.buf = dec_buf;
+                    continue;
+                } /* rare: tiny frames */
                 if (rc != FRAME_READY)
                     break;
                 struct msg m;
@@ -407,6 +476,11 @@ int main(int argc, char **argv)
                 if (x->dec.buf && frame_dec_idle(&x->dec))
                     x->dec.buf = NULL;
             }
+        }
+        if (!t_welcomed && welcomed == conns) {
+            t_welcomed = now_us();
+            if (!external && strcmp(mode, "idle"))
+                worker_split(split, sizeof split); /* idle: after the RSS reading */
         }
         if (!strcmp(mode, "idle")) {
             if (welcomed == conns)
@@ -462,15 +536,21 @@ int main(int argc, char **argv)
         zmq_ctx_term(ctx);
         return welcomed == conns ? 0 : 1;
     }
+    if (!t_welcomed)
+        t_welcomed = now_us(); /* not all welcomed: said above */
     if (!strcmp(mode, "idle")) {
         sleep(2);
         long rss1 = rss_kb(pid);
-        printf("idle: %d authenticated connections held in %.1f s; edge RSS %ld KiB -> %ld KiB: %.0f bytes/connection\n",
-               welcomed, (double)(now_us() - t0) / 1e6, rss0, rss1,
-               (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1));
+        worker_split(split, sizeof split);
+        printf("idle: %d authenticated connections, all welcomed %.2f s after the first connect; edge RSS "
+               "%ld KiB -> "
+               "%ld KiB: %.0f bytes/connection; per worker: %s\n",
+               welcomed, (double)(t_welcomed - t0) / 1e6, rss0, rss1,
+               (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1), split);
     } else {
         double secs = (double)(now_us() - start) / 1e6;
-        double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100, cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
+        double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100,
+               cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
         if (lat_at) {
             FILE *f = fopen(lat_out, "w");
             for (size_t i = 0; f && i < nlat; i++)
@@ -479,13 +559,17 @@ int main(int argc, char **argv)
                 fclose(f);
         }
         qsort(lat, nlat, sizeof *lat, cmp_u64);
-        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 %.3f ms "
+        printf("%s: conns=%d window=%d rate=%s%.0f: %.0f frames/s acked over %.1f s; latency p50 %.3f ms p99 "
+               "%.3f ms "
                "p99.9 %.3f ms max %.3f ms (n=%zu)\n",
                mode, conns, window, rate > 0 ? "" : "max ", rate, (double)acked / secs, secs,
                nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0,
-               nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0, nlat);
-        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked %llu\n",
-               cpu_edge, cpu_self, (unsigned long long)sent_total, (unsigned long long)acked);
+               nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0,
+               nlat);
+        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked "
+               "%llu; "
+               "connections per worker: %s\n",
+               cpu_edge, cpu_self, (unsigned long long)sent_total, (unsigned long long)acked, split);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);

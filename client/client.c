@@ -548,8 +548,7 @@ static void handle_frame(struct sl_client *c, struct sl_slice pl)
         if (c->st == SL_CLIENT_CONNECTED)
             on_ack_seq(c, m.u.ack.seq);
         return;
-    case MSG_PONG:
-        return;
+    case MSG_PONG: return;
     case MSG_ERR:
         c->stats.errors++;
         disconnect(c, err_from_code(m.u.err.code));
@@ -582,19 +581,14 @@ static void feed(struct sl_client *c, const uint8_t *in, size_t n)
         in += used;
         n -= used;
         switch (rc) {
-        case FRAME_NEED_MORE:
-            return;
-        case FRAME_NEED_BUF:
-            c->dec.buf = c->rxbuf;
-            continue;
+        case FRAME_NEED_MORE: return;
+        case FRAME_NEED_BUF: c->dec.buf = c->rxbuf; continue;
         case FRAME_READY:
             handle_frame(c, pl);
             if (c->gen != gen)
                 return;
             continue;
-        default:
-            disconnect(c, SL_FRAME);
-            return;
+        default: disconnect(c, SL_FRAME); return;
         }
     }
 }
@@ -711,11 +705,9 @@ static uint64_t idle_ms(const struct sl_client *c)
 uint64_t sl_client_deadline(const struct sl_client *c)
 {
     switch (c->st) {
-    case SL_CLIENT_IDLE:
-        return c->reconnect_at;
+    case SL_CLIENT_IDLE: return c->reconnect_at;
     case SL_CLIENT_CONNECTING:
-    case SL_CLIENT_HELLO:
-        return c->conn_start + c->hello_timeout_ms;
+    case SL_CLIENT_HELLO: return c->conn_start + c->hello_timeout_ms;
     case SL_CLIENT_CONNECTED: {
         /* A ping waiting in the control buffer is the writer's business
          * (want_write), not a timer's. */
@@ -761,8 +753,7 @@ void sl_client_tick(struct sl_client *c, uint64_t now_ms)
         if (c->now >= c->conn_start + c->hello_timeout_ms)
             disconnect(c, SL_TIMEOUT);
         return;
-    case SL_CLIENT_CONNECTED:
-        break;
+    case SL_CLIENT_CONNECTED: break;
     }
     if (c->now >= c->last_rx + idle_ms(c)) {
         disconnect(c, SL_TIMEOUT);

@@ -56,14 +56,10 @@ static int parse_bool(const char *s)
 static const char *type_name(enum cfg_type t)
 {
     switch (t) {
-    case CFG_STR:
-        return "str";
-    case CFG_INT:
-        return "int";
-    case CFG_BOOL:
-        return "bool";
-    case CFG_DOUBLE:
-        return "num";
+    case CFG_STR: return "str";
+    case CFG_INT: return "int";
+    case CFG_BOOL: return "bool";
+    case CFG_DOUBLE: return "num";
     }
     return "?";
 }
@@ -128,9 +124,7 @@ static int scan_arg(const struct cfg_opt *opts, int nopts, int argc, char **argv
 static void store(const struct cfg_opt *o, const char *val, const char *src, const char *prog)
 {
     switch (o->type) {
-    case CFG_STR:
-        *(const char **)o->dst = val ? val : "";
-        return;
+    case CFG_STR: *(const char **)o->dst = val ? val : ""; return;
     case CFG_BOOL: {
         int b = val ? parse_bool(val) : 1;
         if (b < 0)
@@ -249,18 +243,10 @@ int cfg_parse(const struct cfg_opt *opts, int nopts, int argc, char **argv, cons
             /* No value anywhere: the zero of the type, without the range
              * check (a table may use NULL for "unset, decided later"). */
             switch (o->type) {
-            case CFG_STR:
-                *(const char **)o->dst = "";
-                break;
-            case CFG_BOOL:
-                *(bool *)o->dst = false;
-                break;
-            case CFG_INT:
-                *(int64_t *)o->dst = 0;
-                break;
-            case CFG_DOUBLE:
-                *(double *)o->dst = 0;
-                break;
+            case CFG_STR: *(const char **)o->dst = ""; break;
+            case CFG_BOOL: *(bool *)o->dst = false; break;
+            case CFG_INT: *(int64_t *)o->dst = 0; break;
+            case CFG_DOUBLE: *(double *)o->dst = 0; break;
             }
             continue;
         }

@@ -54,6 +54,8 @@ static struct series g_series[METRICS_MAX_SERIES];
 static int g_n;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool g_ready;
+static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
+static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
 
 static char *dup_or_null(const char *s)
@@ -167,6 +169,13 @@ void metrics_set_ready(bool ready)
     atomic_store(&g_ready, ready);
 }
 
+void metrics_set_ready_detail(const char *detail)
+{
+    pthread_mutex_lock(&g_ready_mu);
+    snprintf(g_ready_detail, sizeof g_ready_detail, "%s", detail ? detail : "");
+    pthread_mutex_unlock(&g_ready_mu);
+}
+
 /* ---- rendering ------------------------------------------------------------ */
 
 struct out {
@@ -199,13 +208,10 @@ static void put_double(struct out *o, double v)
 static const char *type_text(enum kind k)
 {
     switch (k) {
-    case K_COUNTER:
-        return "counter";
-    case K_HIST:
-        return "histogram";
+    case K_COUNTER: return "counter";
+    case K_HIST: return "histogram";
     case K_GAUGE:
-    case K_GAUGE_FN:
-        break;
+    case K_GAUGE_FN: break;
     }
     return "gauge";
 }
@@ -384,9 +390,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, text, (void *)"ok", 2, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/readyz") == 0) {
-        if (atomic_load(&g_ready))
-            return reply(c, MHD_HTTP_OK, text, (void *)"ready", 5, MHD_RESPMEM_PERSISTENT);
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text, (void *)"not ready", 9, MHD_RESPMEM_PERSISTENT);
+        bool ready = atomic_load(&g_ready);
+        char body[sizeof g_ready_detail + 16];
+        pthread_mutex_lock(&g_ready_mu);
+        int n = snprintf(body, sizeof body, "%s%s%s", ready ? "ready" : "not ready",
+                         g_ready_detail[0] ? " " : "", g_ready_detail);
+        pthread_mutex_unlock(&g_ready_mu);
+        return reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, text, body, (size_t)n,
+                     MHD_RESPMEM_MUST_COPY);
     }
     return reply(c, MHD_HTTP_NOT_FOUND, text, (void *)"not found", 9, MHD_RESPMEM_PERSISTENT);
 }
@@ -429,13 +440,13 @@ int metrics_start(const char *listen)
         return 0;
     char host[256], port[16];
     if (split_listen(listen, host, sizeof host, port, sizeof port) < 0) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        log_error("event=metrics_listen_bad listen=%s", listen);
         return -1;
     }
     if (atoi(port) == 0)
         return 0; /* port 0 = metrics off */
     if (atoi(port) > 65535) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s", listen);
+        log_error("event=metrics_listen_bad listen=%s", listen);
         return -1;
     }
     if (g_mhd)
@@ -448,7 +459,7 @@ int metrics_start(const char *listen)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, port, &hints, &res);
     if (gai != 0 || !res) {
-        LOG_ERROR("event=metrics_listen_bad listen=%s err=\"%s\"", listen, gai_strerror(gai));
+        log_error("event=metrics_listen_bad listen=%s err=\"%s\"", listen, gai_strerror(gai));
         return -1;
     }
     /* Prefer IPv4: getaddrinfo may list :: or ::1 first ("localhost"), and
@@ -470,7 +481,7 @@ int metrics_start(const char *listen)
                              10u, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!g_mhd) {
-        LOG_ERROR("event=metrics_listen_fail listen=%s", listen);
+        log_error("event=metrics_listen_fail listen=%s", listen);
         return -1;
     }
     return 0;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <zmq.h>
@@ -215,12 +216,12 @@ static void resolve_entry(struct entry *e)
     int rc = getaddrinfo(e->host, e->port, &hints, &res);
     if (rc != 0 || !res) {
         if (!e->failing)
-            LOG_WARN("event=resolve_fail host=%s err=\"%s\" kept=%d", e->host, gai_strerror(rc), e->last.n);
+            log_warn("event=resolve_fail host=%s err=\"%s\" kept=%d", e->host, gai_strerror(rc), e->last.n);
         e->failing = true;
         return;
     }
     if (e->failing)
-        LOG_INFO("event=resolve_ok host=%s", e->host);
+        log_info("event=resolve_ok host=%s", e->host);
     e->failing = false;
     struct eplist fresh = {0};
     for (struct addrinfo *a = res; a; a = a->ai_next) {
@@ -330,7 +331,7 @@ struct zmqx_resolver *zmqx_resolver_new(const char *spec, int period_ms)
         if (!*tok)
             continue;
         if (parse_entry(&r->ent[r->nent], tok) < 0) {
-            LOG_ERROR("event=endpoint_bad endpoint=%s", tok);
+            log_error("event=endpoint_bad endpoint=%s", tok);
             free(copy);
             goto fail;
         }
@@ -410,6 +411,31 @@ static bool eplist_has(const struct eplist *l, const char *ep)
     return l->n > 0 && bsearch(ep, l->ep, (size_t)l->n, sizeof *l->ep, ep_cmp) != NULL;
 }
 
+void zmqx_ep_canon(const char *ep, char *out, size_t cap)
+{
+    static const char pre[] = "tcp://[::ffff:";
+    const size_t n = sizeof pre - 1;
+    const char *end = strncasecmp(ep, pre, n) == 0 ? strstr(ep + n, "]:") : NULL;
+    if (end && memchr(ep + n, '.', (size_t)(end - (ep + n))))
+        snprintf(out, cap, "tcp://%.*s%s", (int)(end - (ep + n)), ep + n, end + 1);
+    else
+        snprintf(out, cap, "%s", ep);
+}
+
+bool zmqx_conns_has(const struct zmqx_conns *c, const char *ep)
+{
+    /* A few endpoints per socket, looked up once a second: a linear scan
+     * in canonical form (the list is sorted by the raw text). */
+    char a[EP_MAX], b[EP_MAX];
+    zmqx_ep_canon(ep, a, sizeof a);
+    for (int i = 0; i < c->cur.n; i++) {
+        zmqx_ep_canon(c->cur.ep[i], b, sizeof b);
+        if (strcmp(a, b) == 0)
+            return true;
+    }
+    return false;
+}
+
 int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *c)
 {
     pthread_mutex_lock(&r->mu);
@@ -430,7 +456,7 @@ int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *
             continue;
         /* ENOENT if libzmq already dropped it; either way it is gone. */
         zmq_disconnect(sock, c->cur.ep[i]);
-        LOG_INFO("event=zmq_disconnect endpoint=%s", c->cur.ep[i]);
+        log_info("event=zmq_disconnect endpoint=%s", c->cur.ep[i]);
     }
     struct eplist now = {0};
     for (int i = 0; i < c->next.n; i++) {
@@ -442,10 +468,10 @@ int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *
             }
             if (zmq_connect(sock, ep) != 0) {
                 int err = zmq_errno();
-                LOG_WARN("event=zmq_connect_fail endpoint=%s err=\"%s\"", ep, zmq_strerror(err));
+                log_warn("event=zmq_connect_fail endpoint=%s err=\"%s\"", ep, zmq_strerror(err));
                 continue; /* retried when the resolution next changes */
             }
-            LOG_INFO("event=zmq_connect endpoint=%s", ep);
+            log_info("event=zmq_connect endpoint=%s", ep);
         }
         eplist_add(&now, ep);
     }

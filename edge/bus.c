@@ -12,8 +12,10 @@
  * shed and counted when the PUSH would block, so MQTT never slows ingest.
  *
  * In: ack, cmd and kick batches on the DEALER, drained after every wake-up
- * (ZMQ_FD is edge-triggered). Each entry is applied only if its connection
- * id and device still match (conn_find); the rest are counted as stale.
+ * (ZMQ_FD is edge-triggered). An ack or kick is applied only if its
+ * connection id and device still match (conn_find); the rest are counted as
+ * stale. A cmd goes to the device's current connection on this edge,
+ * whichever worker holds it (cmdfwd.c).
  *
  * It deliberately does not know the device protocol: it calls session_*
  * to write frames. */
@@ -28,30 +30,33 @@
 #include <zmq.h>
 #include "sl/log.h"
 #include "sl/zmqx.h"
+#include "cmdfwd.h"
 #include "conn.h"
+#include "peermon.h"
 #include "session.h"
 #include "stats.h"
 #include "worker.h"
 
-#define BATCH_SOFT (1024u * 1024u)   /* send once a batch is this big */
-#define BATCH_HARD (4096u * 1024u)   /* persister buffer: SOFT + one read's worth of entries */
-#define NDATA_CAP (1024u * 1024u + 128u * 1024u)
-#define CTL_CAP (1024u * 1024u)      /* notifier control queue */
+#define BATCH_SOFT   (1024u * 1024u) /* send once a batch is this big */
+#define BATCH_HARD   (4096u * 1024u) /* persister buffer: SOFT + one read's worth of entries */
+#define NDATA_CAP    (1024u * 1024u + 128u * 1024u)
+#define CTL_CAP      (1024u * 1024u) /* notifier control queue */
 #define HEARTBEAT_MS 2000u
 
 struct bus {
     struct worker *w;
-    void *pp, *pn, *dl;               /* persister PUSH, notifier PUSH, DEALER */
+    void *pp, *pn, *dl; /* persister PUSH, notifier PUSH, DEALER */
     struct zmqx_conns *c_pp, *c_pn, *c_pr, *c_nr;
+    struct peermon *m_pp, *m_pn, *m_dl; /* who each socket is connected to */
     char ident[300];
     struct envelope_hdr hdr;
 
-    uint8_t *pbuf;                    /* persister batch (BATCH_HARD) */
+    uint8_t *pbuf; /* persister batch (BATCH_HARD) */
     struct envelope_writer pw;
     bool paused;
     uint64_t pause_start_us;
 
-    uint8_t *ndata, *nctl;            /* notifier data part, control part */
+    uint8_t *ndata, *nctl; /* notifier data part, control part */
     struct envelope_writer nwd, nwc;
     size_t hdr_len;
 
@@ -108,9 +113,17 @@ struct bus *bus_new(struct worker *w)
     b->c_pn = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
-    if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn ||
-        !b->c_pr || !b->c_nr) {
-        LOG_ERROR("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
+    /* Monitors first: the first bus_tick below connects. */
+    char name[64];
+    snprintf(name, sizeof name, "%u/pp", w->idx);
+    b->m_pp = b->pp ? peermon_new(e->zctx, b->pp, name) : NULL;
+    snprintf(name, sizeof name, "%u/pn", w->idx);
+    b->m_pn = b->pn ? peermon_new(e->zctx, b->pn, name) : NULL;
+    snprintf(name, sizeof name, "%u/dl", w->idx);
+    b->m_dl = b->dl ? peermon_new(e->zctx, b->dl, name) : NULL;
+    if (!b->pp || !b->pn || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->c_pp || !b->c_pn || !b->c_pr ||
+        !b->c_nr || !b->m_pp || !b->m_pn || !b->m_dl) {
+        log_error("event=bus_init_failed worker=%u err=\"%s\"", w->idx, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
     }
@@ -123,7 +136,7 @@ struct bus *bus_new(struct worker *w)
     for (int i = 0; i < 3; i++) {
         int fd = zmqx_fd(socks[i]);
         if (fd < 0 || loop_add(w->loop, fd, EPOLLIN | EPOLLET, on_zmq_fd, b) != 0) {
-            LOG_ERROR("event=bus_init_failed worker=%u err=zmq_fd", w->idx);
+            log_error("event=bus_init_failed worker=%u err=zmq_fd", w->idx);
             bus_destroy(&b);
             return NULL;
         }
@@ -137,6 +150,9 @@ void bus_destroy(struct bus **pb)
     struct bus *b = *pb;
     if (!b)
         return;
+    peermon_destroy(&b->m_pp);
+    peermon_destroy(&b->m_pn);
+    peermon_destroy(&b->m_dl);
     if (b->pp)
         zmq_close(b->pp);
     if (b->pn)
@@ -154,11 +170,17 @@ void bus_destroy(struct bus **pb)
     *pb = NULL;
 }
 
-bool bus_paused(const struct bus *b) { return b->paused; }
+bool bus_paused(const struct bus *b)
+{
+    return b->paused;
+}
 
 /* Only the persister batch counts: the notifier queue may wait forever on
  * an absent notifier and holds nothing that is the record. */
-bool bus_idle(const struct bus *b) { return b->pw.count == 0; }
+bool bus_idle(const struct bus *b)
+{
+    return b->pw.count == 0;
+}
 
 /* ---- persister -------------------------------------------------------- */
 
@@ -175,7 +197,7 @@ static void pflush(struct bus *b)
         if (b->paused) {
             b->paused = false;
             metric_add(stats.bp_paused_us, session_now_us() - b->pause_start_us);
-            LOG_INFO("event=backpressure_end worker=%u", b->w->idx);
+            log_info("event=backpressure_end worker=%u", b->w->idx);
         }
         return;
     }
@@ -184,7 +206,8 @@ static void pflush(struct bus *b)
         b->paused = true;
         b->pause_start_us = session_now_us();
         metric_inc(stats.bp_pauses);
-        LOG_INFO("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx, envelope_writer_len(&b->pw));
+        log_info("event=backpressure_begin worker=%u batch_bytes=%zu", b->w->idx,
+                 envelope_writer_len(&b->pw));
     }
 }
 
@@ -203,7 +226,7 @@ static bool padd(struct bus *b, const struct envelope *e, const uint8_t **ent, s
              * log only. */
             metric_inc(stats.persister_ctl_dropped);
             if (e->kind == ENV_DATA)
-                LOG_ERROR("event=persister_batch_overflow worker=%u", b->w->idx);
+                log_error("event=persister_batch_overflow worker=%u", b->w->idx);
             return false;
         }
     }
@@ -308,11 +331,8 @@ void bus_emit(struct bus *b, const struct envelope *e)
         break;
     }
     case ENV_RES:
-    case ENV_UNDELIVERABLE:
-        nadd(b, e);
-        break;
-    default:
-        break;
+    case ENV_UNDELIVERABLE: nadd(b, e); break;
+    default: break;
     }
 }
 
@@ -336,33 +356,9 @@ static void apply(struct bus *b, const struct envelope *e)
         else
             metric_inc(stats.stale_acks);
         break;
-    case ENV_CMD: {
-        struct devmap_ref ref;
-        c = NULL;
-        if (e->dev.n <= SL_DEV_MAX && devmap_find(w->e->map, (const char *)e->dev.p, e->dev.n, &ref) &&
-            ref.worker == w->idx)
-            c = conn_find(w, ref.slot, ref.gen, e->dev);
-        if (c) {
-            static const uint8_t nil = 0xc0;
-            struct sl_slice body = e->body;
-            if (!e->has_body || body.n == 0) {
-                body.p = &nil;
-                body.n = 1;
-            }
-            session_cmd(c, e->id, body);
-            break;
-        }
-        /* Not connected here (gone, or moved to another worker, which has
-         * announced itself to the notifier with its own connect). */
-        static const char why[] = "disconnected";
-        struct envelope u = {.kind = ENV_UNDELIVERABLE, .slot = e->slot, .gen = e->gen, .dev = e->dev,
-                             .epoch = e->epoch, .id = e->id};
-        u.reason.p = (const uint8_t *)why;
-        u.reason.n = sizeof why - 1;
-        metric_inc(stats.undeliverable);
-        nadd(b, &u);
+    case ENV_CMD:
+        cmdfwd_route(w, e); /* here, on the worker holding dev, or undeliverable */
         break;
-    }
     case ENV_KICK:
         c = conn_find(w, e->slot, e->gen, e->dev);
         if (c) {
@@ -372,8 +368,7 @@ static void apply(struct bus *b, const struct envelope *e)
             metric_inc(stats.stale_acks);
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -385,7 +380,7 @@ static void handle_batch(struct bus *b, const uint8_t *p, size_t n)
         metric_inc(stats.stale_batches);
         if (!b->warned_version) {
             b->warned_version = true;
-            LOG_WARN("event=reply_batch_refused worker=%u err=%s", b->w->idx, sl_strerror(rc));
+            log_warn("event=reply_batch_refused worker=%u err=%s", b->w->idx, sl_strerror(rc));
         }
         return;
     }
@@ -425,7 +420,7 @@ void bus_recv(struct bus *b)
     }
 }
 
-bool bus_tick(struct bus *b, uint32_t open_conns)
+unsigned bus_tick(struct bus *b, uint32_t open_conns)
 {
     struct edge *e = b->w->e;
     zmqx_resolver_apply(e->r_pp, b->pp, b->c_pp);
@@ -437,11 +432,21 @@ bool bus_tick(struct bus *b, uint32_t open_conns)
         b->next_hb_ms = now + HEARTBEAT_MS;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        struct envelope hb = {.kind = ENV_HEARTBEAT, .seq = open_conns,
+        struct envelope hb = {.kind = ENV_HEARTBEAT,
+                              .seq = open_conns,
                               .at_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
         bus_emit(b, &hb);
     }
-    /* With ZMQ_IMMEDIATE, POLLOUT means a persister is connected and below
-     * its HWM: "connected to the services" for /readyz. */
-    return zmqx_writable(b->pp);
+    /* A service is up for this worker when its PUSH has a peer (to send
+     * to) and the DEALER is connected to one of its ROUTERs (to hear acks
+     * or cmds). Not POLLOUT: a PUSH at its HWM is connected, only slow. */
+    peermon_sync(b->m_pp, b->c_pp, NULL);
+    peermon_sync(b->m_pn, b->c_pn, NULL);
+    peermon_sync(b->m_dl, b->c_pr, b->c_nr);
+    unsigned up = 0;
+    if (peermon_count(b->m_pp, b->c_pp) && peermon_count(b->m_dl, b->c_pr))
+        up |= BUS_UP_PERSISTER;
+    if (peermon_count(b->m_pn, b->c_pn) && peermon_count(b->m_dl, b->c_nr))
+        up |= BUS_UP_NOTIFIER;
+    return up;
 }

@@ -38,9 +38,16 @@ void bus_recv(struct bus *b);
 /* Send the batches of this iteration (one message per destination). */
 void bus_flush(struct bus *b);
 
+/* Which services a worker is connected to: its PUSH has a peer and its
+ * DEALER is connected to one of that service's ROUTERs. */
+enum bus_up {
+    BUS_UP_PERSISTER = 1,
+    BUS_UP_NOTIFIER = 2,
+};
+
 /* Periodic work (from the worker tick): re-apply resolved endpoints,
- * heartbeat. Returns true when the persister PUSH has a connected peer. */
-bool bus_tick(struct bus *b, uint32_t open_conns);
+ * heartbeat, connection state. Returns the enum bus_up bits. */
+unsigned bus_tick(struct bus *b, uint32_t open_conns);
 
 /* True when nothing waits to be sent (for a clean exit). */
 bool bus_idle(const struct bus *b);

@@ -1,5 +1,8 @@
 /* conn.c - device connections of one worker: accept, reads, the frame
- * decoder, coalesced writes, output caps and the deferred close.
+ * decoder, coalesced writes, output caps and the deferred close. Accepting
+ * is split so both --accept modes share it: conn_accept/conn_admit run on
+ * whichever thread owns a listener (a worker, or the acceptor thread of
+ * acceptor.c), conn_adopt on the worker that takes the connection.
  *
  * Reads go into the worker's one scratch buffer; a connection borrows a
  * max_frame buffer from a fixed pool only while a frame body spans reads,
@@ -30,14 +33,15 @@
 #include <unistd.h>
 #include "sl/log.h"
 #include "bus.h"
+#include "record.h"
 #include "session.h"
 #include "worker.h"
 
-#define SCRATCH_CAP (256u * 1024u) /* loop-wide read buffer */
-#define READS_PER_WAKE 16          /* per connection per wake-up (libuv uses 32) */
+#define SCRATCH_CAP      (256u * 1024u) /* loop-wide read buffer */
+#define READS_PER_WAKE   16             /* per connection per wake-up (libuv uses 32) */
 #define ACCEPTS_PER_WAKE 64
-#define OUT_CHUNK_SIZE 4096u
-#define IOV_BATCH 64
+#define OUT_CHUNK_SIZE   4096u
+#define IOV_BATCH        64
 
 struct out_chunk {
     struct out_chunk *next;
@@ -175,10 +179,12 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
     size_t len = 0;
     enum sl_err rc = SL_TOOBIG;
     struct out_chunk *t = c->out_tail;
+    const uint8_t *fb = w->enc; /* the encoded frame, for the recorder */
     /* Small frames (ack, pong) encode straight into the tail chunk. */
     if (t && CHUNK_DATA - t->len >= 64) {
         rc = msg_encode_frame(m, t->data + t->len, CHUNK_DATA - t->len, &len);
         if (rc == SL_OK) {
+            fb = t->data + t->len;
             if (c->out_len + len > w->e->cfg.out_cap) {
                 conn_close(c, CR_OUT_CAP);
                 return SL_NOMEM;
@@ -190,7 +196,7 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
     if (rc != SL_OK) {
         rc = msg_encode_frame(m, w->enc, w->enc_cap, &len);
         if (rc != SL_OK) {
-            LOG_WARN("event=frame_too_big dev=%s type=%s", c->dev, msg_type_name(m->t));
+            log_warn("event=frame_too_big dev=%s type=%s", c->dev, msg_type_name(m->t));
             return SL_TOOBIG;
         }
         if (c->out_len + len > w->e->cfg.out_cap || out_append(c, w->enc, (uint32_t)len) != SL_OK) {
@@ -198,6 +204,8 @@ enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
             return SL_NOMEM;
         }
     }
+    if (w->e->rec)
+        record_out(w->e->rec, c, fb, len);
     c->frames_out++;
     metric_inc(stats.frames_out);
     flush_link(c);
@@ -314,10 +322,12 @@ static void conn_free(struct conn *c)
         if (read(c->fd, w->scratch, w->scratch_cap) <= 0)
             break;
     close(c->fd);
+    if (w->e->rec)
+        record_close(w->e->rec, c);
     if (log_enabled(SL_LOG_DEBUG)) {
         char peer[64];
         conn_peer_str(c, peer, sizeof peer);
-        LOG_DEBUG("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "
+        log_debug("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "
                   "bytes_in=%llu bytes_out=%llu",
                   w->idx, c->slot, c->dev_len ? c->dev : "-", peer, close_reason_str(c->close_reason),
                   c->frames_in, c->frames_out, (unsigned long long)c->bytes_in,
@@ -325,6 +335,7 @@ static void conn_free(struct conn *c)
     }
     metric_inc(stats.closed[c->close_reason]);
     metric_gadd(stats.open, -1);
+    metric_gadd(w->open_g, -1);
     out_release(c);
     if (c->dec.buf) {
         rbuf_put(w, c->dec.buf);
@@ -392,14 +403,9 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
                 return;
             }
             break;
-        case FRAME_NEED_MORE:
-            break;
-        case FRAME_ERR_EMPTY:
-            session_fail(c, SL_FRAME, "frame length 0");
-            return;
-        case FRAME_ERR_TOOBIG:
-            session_fail(c, SL_FRAME, "frame length above max");
-            return;
+        case FRAME_NEED_MORE: break;
+        case FRAME_ERR_EMPTY: session_fail(c, SL_FRAME, "frame length 0"); return;
+        case FRAME_ERR_TOOBIG: session_fail(c, SL_FRAME, "frame length above max"); return;
         }
     }
 }
@@ -418,6 +424,8 @@ static void conn_read(struct conn *c)
         }
         ssize_t n = read(c->fd, w->scratch, w->scratch_cap);
         if (n > 0) {
+            if (w->e->rec)
+                record_in(w->e->rec, c, w->scratch, (size_t)n);
             c->bytes_in += (uint64_t)n;
             metric_add(stats.bytes_in, (uint64_t)n);
             feed(c, w->scratch, (size_t)n);
@@ -502,12 +510,24 @@ static void refuse_busy(int fd)
     metric_inc(stats.closed[CR_BUSY]);
 }
 
-static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
+void conn_refuse(struct edge *e, int fd)
 {
-    (void)events;
-    struct worker *w = ud;
-    struct edge *e = w->e;
-    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+    atomic_fetch_sub(&e->open_total, 1);
+    refuse_busy(fd);
+}
+
+bool conn_admit(struct edge *e, int fd)
+{
+    if (atomic_fetch_add(&e->open_total, 1) >= e->cfg.max_conns) {
+        conn_refuse(e, fd);
+        return false;
+    }
+    return true;
+}
+
+int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
+{
+    for (;;) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -515,63 +535,89 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
             int err = errno;
             if (err == EINTR)
                 continue;
-            if ((err == EMFILE || err == ENFILE) && w->spare_fd >= 0) {
+            if ((err == EMFILE || err == ENFILE) && *spare_fd >= 0) {
                 /* Out of fds: use the spare to accept and drop one, so the
                  * listener does not spin on a pending connection. */
-                close(w->spare_fd);
+                close(*spare_fd);
                 int x = accept(lfd, NULL, NULL);
                 if (x >= 0)
                     close(x);
-                w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                LOG_WARN("event=accept_emfile worker=%u", w->idx);
+                *spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                log_warn("event=accept_emfile %s", who);
             }
-            return;
+            return -1;
         }
         metric_inc(stats.accepted);
-        if (atomic_fetch_add(&e->open_total, 1) >= e->cfg.max_conns ||
-            (w->nfree == 0 && w->nfresh == w->nslots)) {
-            atomic_fetch_sub(&e->open_total, 1);
-            refuse_busy(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Reuse a freed slot (LIFO, keeps the touched set small) before
-         * touching a fresh one: an untouched slot costs no RSS. */
-        uint32_t slot = w->nfree ? w->free_slots[--w->nfree] : w->nfresh++;
-        struct conn *c = &w->conns[slot];
-        c->w = w;
-        c->slot = slot;
-        c->fd = fd;
-        c->state = CONN_HELLO;
-        c->flags = 0;
-        frame_dec_init(&c->dec, e->cfg.max_frame);
+        memset(peer, 0, sizeof *peer);
         if (sa.ss_family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-            memcpy(c->peer_ip, &s6->sin6_addr, 16);
-            c->peer_port = ntohs(s6->sin6_port);
-            c->flags |= CONN_F_V6;
+            memcpy(peer->ip, &s6->sin6_addr, 16);
+            peer->port = ntohs(s6->sin6_port);
+            peer->v6 = true;
         } else {
             struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-            memcpy(c->peer_ip, &s4->sin_addr, 4);
-            c->peer_port = ntohs(s4->sin_port);
+            memcpy(peer->ip, &s4->sin_addr, 4);
+            peer->port = ntohs(s4->sin_port);
         }
-        w->open++;
-        metric_gadd(stats.open, 1);
-        if (loop_add(l, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
-            c->state = CONN_CLOSING;
-            c->close_reason = CR_IO;
-            c->next_flush = w->close_head;
-            w->close_head = c;
-            continue;
-        }
-        session_open(c);
+        return fd;
     }
 }
 
-int conn_listen(struct worker *w)
+void conn_adopt(struct worker *w, int fd, const struct conn_peer *peer)
 {
-    const char *spec = w->e->cfg.listen;
+    struct edge *e = w->e;
+    if (w->nfree == 0 && w->nfresh == w->nslots) {
+        conn_refuse(e, fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Reuse a freed slot (LIFO, keeps the touched set small) before
+     * touching a fresh one: an untouched slot costs no RSS. */
+    uint32_t slot = w->nfree ? w->free_slots[--w->nfree] : w->nfresh++;
+    struct conn *c = &w->conns[slot];
+    c->w = w;
+    c->slot = slot;
+    c->fd = fd;
+    c->state = CONN_HELLO;
+    c->flags = peer->v6 ? CONN_F_V6 : 0;
+    frame_dec_init(&c->dec, e->cfg.max_frame);
+    memcpy(c->peer_ip, peer->ip, sizeof c->peer_ip);
+    c->peer_port = peer->port;
+    w->open++;
+    metric_gadd(stats.open, 1);
+    metric_gadd(w->open_g, 1);
+    if (e->rec)
+        record_open(e->rec, c); /* after the set-up it records, before any read */
+    if (loop_add(w->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
+        c->state = CONN_CLOSING;
+        c->close_reason = CR_IO;
+        c->next_flush = w->close_head;
+        w->close_head = c;
+        return;
+    }
+    session_open(c);
+}
+
+static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
+{
+    (void)l;
+    (void)events;
+    struct worker *w = ud;
+    char who[32];
+    snprintf(who, sizeof who, "worker=%u", w->idx);
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        struct conn_peer peer;
+        int fd = conn_accept(lfd, &w->spare_fd, &peer, who);
+        if (fd < 0)
+            return;
+        if (conn_admit(w->e, fd))
+            conn_adopt(w, fd, &peer);
+    }
+}
+
+int conn_listen_socket(const char *spec)
+{
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || (size_t)(colon - spec) >= sizeof host)
@@ -594,8 +640,9 @@ int conn_listen(struct worker *w)
     if (fd >= 0) {
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        /* One listener per worker: the kernel spreads accepts (measured
-         * choice, docs/performance.md), no hand-off between threads. */
+        /* reuseport mode: one listener per worker, the kernel spreads the
+         * connections. Both modes: a replacement edge can bind the port
+         * while this one drains. */
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
             err = errno;
@@ -604,14 +651,21 @@ int conn_listen(struct worker *w)
         }
     }
     freeaddrinfo(ai);
+    return fd < 0 ? -err : fd;
+}
+
+int conn_listen(struct worker *w)
+{
+    int fd = conn_listen_socket(w->e->cfg.listen);
     if (fd < 0)
-        return -err;
+        return fd;
     int rc = loop_add(w->loop, fd, EPOLLIN, on_accept, w);
     if (rc != 0) {
         close(fd);
         return rc;
     }
     w->lfd = fd;
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     atomic_store(&w->listening, true);
     return 0;
 }
@@ -655,7 +709,6 @@ int conn_worker_init(struct worker *w)
     w->nfree = 0;
     w->nfresh = 0;
     w->lfd = -1;
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
 }
 
@@ -676,6 +729,7 @@ void conn_worker_fini(struct worker *w)
     }
     if (w->spare_fd >= 0)
         close(w->spare_fd);
+    w->spare_fd = -1;
     free(w->conns);
     free(w->free_slots);
     free(w->scratch);
@@ -692,8 +746,7 @@ struct conn *conn_find(struct worker *w, uint32_t slot, uint32_t gen, struct sl_
     if (slot >= w->nslots)
         return NULL;
     struct conn *c = &w->conns[slot];
-    if (c->state != CONN_READY || c->gen != gen || c->dev_len != dev.n ||
-        memcmp(c->dev, dev.p, dev.n) != 0)
+    if (c->state != CONN_READY || c->gen != gen || c->dev_len != dev.n || memcmp(c->dev, dev.p, dev.n) != 0)
         return NULL;
     return c;
 }
@@ -702,7 +755,7 @@ void conn_kick(struct worker *w, struct devmap_ref ref, enum sl_err code)
 {
     if (ref.worker != w->idx) {
         if (!worker_post_kick(w->e->workers[ref.worker], ref.slot, ref.gen, (int)code))
-            LOG_WARN("event=kick_queue_full worker=%u", ref.worker);
+            log_warn("event=kick_queue_full worker=%u", ref.worker);
         return;
     }
     if (ref.slot >= w->nslots)

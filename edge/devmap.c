@@ -104,8 +104,7 @@ static uint32_t lookup(struct devmap *m, const char *dev, size_t n, uint32_t h, 
     return NIL;
 }
 
-bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref ref,
-                  struct devmap_ref *old)
+bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref ref, struct devmap_ref *old)
 {
     if (n > SL_DEV_MAX)
         return false;

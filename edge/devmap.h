@@ -22,8 +22,7 @@ void devmap_destroy(struct devmap **m);
 /* Make (worker, slot, gen) the owner of dev. If another connection owned
  * it, returns true and fills *old: the caller must close that one with
  * err "replaced". */
-bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref ref,
-                  struct devmap_ref *old);
+bool devmap_claim(struct devmap *m, const char *dev, size_t n, struct devmap_ref ref, struct devmap_ref *old);
 
 /* Forget dev's entry only if (worker, slot, gen) still owns it (a replaced
  * connection closing later must not remove its successor). */

@@ -12,10 +12,17 @@
 
 #define EDGE_MAX_WORKERS 64
 
+/* How connections reach the workers (--accept; docs/internals.md, "accepting"). */
+enum edge_accept {
+    EDGE_ACCEPT_HANDOFF,   /* one listener, an acceptor thread hands each to the least loaded worker */
+    EDGE_ACCEPT_REUSEPORT, /* one SO_REUSEPORT listener per worker: the kernel spreads them */
+};
+
 struct edge_cfg {
-    const char *listen;       /* "host:port" */
-    const char *edge_id;      /* default <hostname>:<port> */
-    const uint8_t *secret;    /* fleet secret bytes (owned by main) */
+    const char *listen; /* "host:port" */
+    enum edge_accept accept;
+    const char *edge_id;   /* default <hostname>:<port> */
+    const uint8_t *secret; /* fleet secret bytes (owned by main) */
     size_t secret_len;
     const char *persister_push, *persister_router, *notifier_push, *notifier_router;
     uint32_t workers;
@@ -23,29 +30,34 @@ struct edge_cfg {
     uint32_t hb_s;
     uint32_t hello_timeout_ms;
     uint32_t idle_timeout_ms;
-    uint32_t max_conns;       /* total across workers; beyond it: err busy */
-    uint32_t out_cap;         /* per-connection output cap, bytes */
-    uint32_t read_bufs;       /* pooled max_frame read buffers per worker */
-    uint32_t out_pool_mb;     /* output chunk pool per worker, MiB */
-    int zmq_hwm;              /* SNDHWM/RCVHWM of the bus sockets, messages */
-    double drain_rate;        /* evictions per second while draining (whole edge) */
+    uint32_t max_conns;   /* total across workers; beyond it: err busy */
+    uint32_t out_cap;     /* per-connection output cap, bytes */
+    uint32_t read_bufs;   /* pooled max_frame read buffers per worker */
+    uint32_t out_pool_mb; /* output chunk pool per worker, MiB */
+    int zmq_hwm;          /* SNDHWM/RCVHWM of the bus sockets, messages */
+    double drain_rate;    /* evictions per second while draining (whole edge) */
     uint32_t drain_timeout_ms;
+    const char *record_path;    /* --record: "" = off */
+    const char *record_devices; /* --record-devices: "" = every device */
+    uint64_t record_max_bytes;  /* --record-max-mb in bytes, 0 = no limit */
 };
 
 struct devmap;
+struct record;
 struct worker;
 struct zmqx_resolver;
 
 struct edge {
     struct edge_cfg cfg;
-    uint64_t incarnation;     /* random at each start (getrandom) */
-    void *zctx;               /* ZeroMQ context (thread-safe) */
-    struct devmap *map;       /* device -> (worker, slot, gen), newest hello wins */
+    uint64_t incarnation; /* random at each start (getrandom) */
+    void *zctx;           /* ZeroMQ context (thread-safe) */
+    struct devmap *map;   /* device -> (worker, slot, gen), newest hello wins */
     struct worker *workers[EDGE_MAX_WORKERS];
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
-    _Atomic uint32_t open_total;   /* accepted connections open, all workers */
-    _Atomic bool draining;         /* SIGTERM seen: stop accepting, evict */
+    struct record *rec;          /* traffic recorder, NULL unless --record */
+    _Atomic uint32_t open_total; /* accepted connections open, all workers */
+    _Atomic bool draining;       /* SIGTERM seen: stop accepting, evict */
     _Atomic uint64_t drain_deadline_ms;
 };
 

@@ -9,17 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 #include "sl/cfg.h"
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/metrics.h"
+#include "sl/sysres.h"
 #include "sl/token.h"
 #include "sl/zmqx.h"
+#include "acceptor.h"
+#include "bus.h"
 #include "devmap.h"
 #include "edge.h"
+#include "record.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -66,34 +69,83 @@ static double rss_bytes(void *ud)
     return (double)rss * (double)sysconf(_SC_PAGESIZE);
 }
 
+/* Readiness (docs/internals.md, "edge readiness"): every worker listens
+ * and is connected to a persister, the record. The notifier is reported
+ * but not required: without it only the live view stops (its data copies
+ * are shed), and failing /readyz would take every edge out of its load
+ * balancer for that. */
+static void report_readiness(struct edge *e, struct acceptor *acc)
+{
+    /* handoff: the acceptor's one listener; reuseport: every worker's. */
+    bool listening = !acc || acceptor_listening(acc);
+    unsigned all = BUS_UP_PERSISTER | BUS_UP_NOTIFIER;
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        listening = listening && (acc || atomic_load(&e->workers[i]->listening));
+        all &= atomic_load(&e->workers[i]->bus_up);
+    }
+    bool p = all & BUS_UP_PERSISTER, n = all & BUS_UP_NOTIFIER;
+    metric_set(stats.persister_connected, p);
+    metric_set(stats.notifier_connected, n);
+    char detail[96];
+    snprintf(detail, sizeof detail, "persister=%s notifier=%s%s", p ? "up" : "down", n ? "up" : "down",
+             listening ? "" : " listener=down");
+    static char last[96];
+    if (strcmp(detail, last) != 0) { /* one line per change, not per poll */
+        log_info("event=readiness ready=%d %s", listening && p, detail);
+        memcpy(last, detail, sizeof last);
+    }
+    metrics_set_ready_detail(detail);
+    metrics_set_ready(listening && p);
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
-               *nr = NULL, *metrics_addr = NULL, *log_level = NULL;
+               *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
+               *accept_mode = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
-        {"workers", CFG_INT, &workers, "0", "worker threads (0 = number of CPUs)", 0, EDGE_MAX_WORKERS},
+        {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0,
+         EDGE_MAX_WORKERS},
+        {"accept", CFG_STR, &accept_mode, "handoff",
+         "handoff (one acceptor thread gives each connection to the least loaded worker) or reuseport "
+         "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
+         "storms above ~430k/s); docs/internals.md",
+         0, 0},
         {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
-        {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0, 0},
+        {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0,
+         0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
         {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
         {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
         {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
         {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this", 1, 3600000},
-        {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0, 864000000},
-        {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1, 10000000},
-        {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256, 1 << 30},
-        {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1, 1 << 20},
+        {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0,
+         864000000},
+        {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1,
+         10000000},
+        {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256,
+         1 << 30},
+        {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1,
+         1 << 20},
         {"out-pool-mb", CFG_INT, &out_pool, "256", "output chunk pool per worker, MiB", 1, 1 << 20},
         {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
         {"drain-rate", CFG_DOUBLE, &drain_rate, "1000", "evictions per second on SIGTERM", 0, 0},
-        {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest", 0, 86400000},
-        {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0, 0},
+        {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest",
+         0, 86400000},
+        {"record", CFG_STR, &record, "",
+         "record device traffic to this file (0600; holds tokens: docs/recording.md)", 0, 0},
+        {"record-devices", CFG_STR, &record_devs, "",
+         "record only these devices: comma list of id prefixes or globs (* ?)", 0, 0},
+        {"record-max-mb", CFG_INT, &record_mb, "1024",
+         "stop recording when the file reaches this, MiB (0 = no limit)", 0, 1 << 30},
+        {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0,
+         0},
         {"log-level", CFG_STR, &log_level, "info", "debug, info, warn, error", 0, 0},
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
@@ -108,6 +160,14 @@ int main(int argc, char **argv)
     static struct edge e;
     struct edge_cfg *c = &e.cfg;
     c->listen = listen;
+    if (!strcmp(accept_mode, "reuseport")) {
+        c->accept = EDGE_ACCEPT_REUSEPORT;
+    } else if (!strcmp(accept_mode, "handoff")) {
+        c->accept = EDGE_ACCEPT_HANDOFF;
+    } else {
+        fprintf(stderr, "sluice-edge: bad --accept %s (reuseport or handoff)\n", accept_mode);
+        return 2;
+    }
     static char idbuf[320];
     if (!edge_id || !*edge_id) {
         char host[256] = "localhost";
@@ -127,8 +187,10 @@ int main(int argc, char **argv)
     c->persister_router = pr;
     c->notifier_push = np;
     c->notifier_router = nr;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c->workers = workers > 0 ? (uint32_t)workers : (uint32_t)(ncpu > 0 ? (ncpu > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : ncpu) : 1);
+    /* One worker per CPU this process may use (affinity mask, container CPU
+     * quota), not per CPU of the host. */
+    unsigned ncpu = sysres_cpus();
+    c->workers = workers > 0 ? (uint32_t)workers : (ncpu > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : ncpu);
     c->max_frame = (uint32_t)max_frame;
     c->hb_s = (uint32_t)hb;
     c->hello_timeout_ms = (uint32_t)hello_ms;
@@ -140,6 +202,9 @@ int main(int argc, char **argv)
     c->zmq_hwm = (int)hwm;
     c->drain_rate = drain_rate > 0 ? drain_rate : 1000;
     c->drain_timeout_ms = (uint32_t)drain_timeout;
+    c->record_path = record;
+    c->record_devices = record_devs;
+    c->record_max_bytes = (uint64_t)record_mb << 20;
     if (getrandom(&e.incarnation, sizeof e.incarnation, 0) != sizeof e.incarnation) {
         fprintf(stderr, "sluice-edge: getrandom failed\n");
         return 1;
@@ -163,6 +228,13 @@ int main(int argc, char **argv)
     token_compute((const uint8_t *)"warmup", 6, (const uint8_t *)"warmup", 6, warm);
     (void)warm;
 
+    /* One fd per device: take the whole hard limit, and say so when even
+     * that cannot hold --max-conns (the rest is refused with err busy only
+     * while fds last; beyond, accept fails with EMFILE). */
+    uint64_t nofile = sysres_raise_nofile();
+    if (nofile < (uint64_t)c->max_conns + 256)
+        log_warn("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile,
+                 c->max_conns, c->max_conns + 256);
     stats_init();
     metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
     e.zctx = zmq_ctx_new();
@@ -172,29 +244,35 @@ int main(int argc, char **argv)
     e.r_np = zmqx_resolver_new(np, 5000);
     e.r_nr = zmqx_resolver_new(nr, 5000);
     if (!e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
-        LOG_ERROR("event=startup_failed err=\"init (endpoints or memory)\"");
+        log_error("event=startup_failed err=\"init (endpoints or memory)\"");
         return 1;
     }
+    if (*c->record_path && !(e.rec = record_new(c)))
+        return 1;
     e.nworkers = c->workers;
     for (uint32_t i = 0; i < c->workers; i++) {
         e.workers[i] = worker_new(&e, i);
         if (!e.workers[i])
             return 1;
     }
+    struct acceptor *acc = NULL;
+    if (c->accept == EDGE_ACCEPT_HANDOFF && !(acc = acceptor_new(&e)))
+        return 1;
     if (metrics_addr && *metrics_addr && metrics_start(metrics_addr) != 0)
         return 1;
     for (uint32_t i = 0; i < c->workers; i++)
         if (worker_start(e.workers[i]) != 0) {
-            LOG_ERROR("event=startup_failed err=\"thread\"");
+            log_error("event=startup_failed err=\"thread\"");
             return 1;
         }
-    struct rlimit rl = {0};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    LOG_INFO("event=start edge=%s listen=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu", c->edge_id,
-             c->listen, c->workers, c->max_conns, (unsigned long long)e.incarnation,
-             (unsigned long long)rl.rlim_cur);
+    if (acc && acceptor_start(acc) != 0) {
+        log_error("event=startup_failed err=\"thread\"");
+        return 1;
+    }
+    log_info("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
+             c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
+             (unsigned long long)nofile);
 
-    /* Readiness: listening and every worker's persister PUSH has a peer. */
     int sig = 0;
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
@@ -202,23 +280,28 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&sigs, &si, &ts);
         if (sig > 0)
             break;
-        bool ready = true;
-        for (uint32_t i = 0; i < e.nworkers; i++)
-            ready = ready && atomic_load(&e.workers[i]->listening) && atomic_load(&e.workers[i]->bus_ok);
-        metrics_set_ready(ready);
+        report_readiness(&e, acc);
     }
+    metrics_set_ready_detail("draining");
     metrics_set_ready(false);
-    LOG_INFO("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
+    log_info("event=drain_begin signal=%d open=%u drain_rate=%.0f timeout_ms=%u", sig,
              atomic_load(&e.open_total), c->drain_rate, c->drain_timeout_ms);
     atomic_store(&e.drain_deadline_ms, loop_clock_ms() + c->drain_timeout_ms);
+    /* Stop accepting before draining, so no connection is handed to a
+     * worker after it has seen its last one close. (reuseport: each
+     * worker closes its own listener on its next tick.) */
+    if (acc)
+        acceptor_stop(acc);
     atomic_store(&e.draining, true);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_notify(e.workers[i]);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_join(e.workers[i]);
     uint32_t left = atomic_load(&e.open_total);
+    acceptor_destroy(&acc);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
+    record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */
     metrics_stop();
     zmqx_resolver_destroy(&e.r_pp);
     zmqx_resolver_destroy(&e.r_pr);
@@ -226,6 +309,6 @@ int main(int argc, char **argv)
     zmqx_resolver_destroy(&e.r_nr);
     zmq_ctx_term(e.zctx);
     devmap_destroy(&e.map);
-    LOG_INFO("event=exit open_at_exit=%u", left);
+    log_info("event=exit open_at_exit=%u", left);
     return 0;
 }

@@ -136,8 +136,12 @@ static void on_hello(struct conn *c, const struct msg *m)
         return;
 
     char peer[64];
-    struct envelope e = {.kind = ENV_CONNECT, .slot = c->slot, .gen = c->gen, .dev = dev_slice(c),
-                         .epoch = c->epoch, .at_ns = c->epoch};
+    struct envelope e = {.kind = ENV_CONNECT,
+                         .slot = c->slot,
+                         .gen = c->gen,
+                         .dev = dev_slice(c),
+                         .epoch = c->epoch,
+                         .at_ns = c->epoch};
     e.peer.p = (const uint8_t *)peer;
     e.peer.n = conn_peer_str(c, peer, sizeof peer);
     bus_emit(w->bus, &e);
@@ -146,10 +150,17 @@ static void on_hello(struct conn *c, const struct msg *m)
 
 static void on_data(struct conn *c, const struct msg *m)
 {
-    struct envelope e = {.kind = ENV_DATA, .slot = c->slot, .gen = c->gen, .dev = dev_slice(c),
-                         .epoch = c->epoch, .seq = m->u.data.seq, .ts = m->u.data.ts,
-                         .has_ts = m->u.data.has_ts, .at_ns = realtime_ns(),
-                         .body = m->u.data.body, .has_body = true};
+    struct envelope e = {.kind = ENV_DATA,
+                         .slot = c->slot,
+                         .gen = c->gen,
+                         .dev = dev_slice(c),
+                         .epoch = c->epoch,
+                         .seq = m->u.data.seq,
+                         .ts = m->u.data.ts,
+                         .has_ts = m->u.data.has_ts,
+                         .at_ns = realtime_ns(),
+                         .body = m->u.data.body,
+                         .has_body = true};
     bus_emit(c->w->bus, &e);
     /* One sample in flight per connection keeps this O(1); a sample whose
      * ack never came (resent, acked under another seq) expires after 10 s.
@@ -171,9 +182,16 @@ static void on_ping(struct conn *c, const struct msg *m)
 
 static void on_res(struct conn *c, const struct msg *m)
 {
-    struct envelope e = {.kind = ENV_RES, .slot = c->slot, .gen = c->gen, .dev = dev_slice(c),
-                         .epoch = c->epoch, .at_ns = realtime_ns(), .id = m->u.res.id,
-                         .ok = m->u.res.ok, .has_ok = true, .body = m->u.res.body,
+    struct envelope e = {.kind = ENV_RES,
+                         .slot = c->slot,
+                         .gen = c->gen,
+                         .dev = dev_slice(c),
+                         .epoch = c->epoch,
+                         .at_ns = realtime_ns(),
+                         .id = m->u.res.id,
+                         .ok = m->u.res.ok,
+                         .has_ok = true,
+                         .body = m->u.res.body,
                          .has_body = m->u.res.has_body};
     bus_emit(c->w->bus, &e);
 }
@@ -220,8 +238,12 @@ void session_closed(struct conn *c, enum close_reason r)
     devmap_release(w->e->map, ref_of(c));
     char peer[64];
     const char *reason = close_reason_str(r);
-    struct envelope e = {.kind = ENV_DISCONNECT, .slot = c->slot, .gen = c->gen, .dev = dev_slice(c),
-                         .epoch = c->epoch, .at_ns = realtime_ns()};
+    struct envelope e = {.kind = ENV_DISCONNECT,
+                         .slot = c->slot,
+                         .gen = c->gen,
+                         .dev = dev_slice(c),
+                         .epoch = c->epoch,
+                         .at_ns = realtime_ns()};
     e.peer.p = (const uint8_t *)peer;
     e.peer.n = conn_peer_str(c, peer, sizeof peer);
     e.reason.p = (const uint8_t *)reason;

@@ -8,10 +8,17 @@
 /* Close reasons: the label set of edge_closed_total and the `reason` of
  * disconnect envelopes. Wire errors use their code as reason. */
 enum close_reason {
-    CR_EOF = 0,  /* device closed */
-    CR_IO,       /* socket error */
-    CR_OUT_CAP,  /* output over --out-cap: device not reading */
-    CR_FRAME, CR_DECODE, CR_PROTO, CR_AUTH, CR_REPLACED, CR_BUSY, CR_DRAINING, CR_TIMEOUT,
+    CR_EOF = 0, /* device closed */
+    CR_IO,      /* socket error */
+    CR_OUT_CAP, /* output over --out-cap: device not reading */
+    CR_FRAME,
+    CR_DECODE,
+    CR_PROTO,
+    CR_AUTH,
+    CR_REPLACED,
+    CR_BUSY,
+    CR_DRAINING,
+    CR_TIMEOUT,
     CR_SHUTDOWN, /* process exit with the connection still open */
     CR_COUNT
 };
@@ -24,11 +31,14 @@ struct stats {
     struct metric_counter *errors[SL_TIMEOUT + 1]; /* indexed by enum sl_err, wire codes only */
     struct metric_counter *auth_failures;
     struct metric_counter *bp_pauses;
-    struct metric_counter *bp_paused_us;    /* exported as seconds via a counter in micro units */
+    struct metric_counter *bp_paused_us; /* exported as seconds via a counter in micro units */
     struct metric_counter *notifier_shed;
     struct metric_counter *notifier_ctl_dropped;
     struct metric_counter *persister_ctl_dropped;
     struct metric_counter *stale_acks, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
+    struct metric_counter *cmds_forwarded;       /* handed to the worker holding the device */
+    struct metric_counter *cmds_forward_refused; /* its inbox full: answered undeliverable */
+    struct metric_gauge *persister_connected, *notifier_connected; /* 1: every worker (main.c) */
     struct metric_counter *batches_out_p, *batches_out_n;
     struct metric_counter *out_pool_exhausted;
     struct metric_hist *ack_rtt;

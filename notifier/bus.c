@@ -50,12 +50,12 @@ struct bus *bus_new(const char *pull, const char *router, const char *name)
     zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     if (zmq_bind(b->pull, pull) != 0) {
         int e = zmq_errno();
-        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", pull, zmq_strerror(e));
+        log_error("event=bind_failed endpoint=%s err=\"%s\"", pull, zmq_strerror(e));
         goto fail;
     }
     if (zmq_bind(b->router, router) != 0) {
         int e = zmq_errno();
-        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", router, zmq_strerror(e));
+        log_error("event=bind_failed endpoint=%s err=\"%s\"", router, zmq_strerror(e));
         goto fail;
     }
     return b;

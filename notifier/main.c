@@ -182,8 +182,8 @@ static void register_metrics(struct app *a)
               &a->ms.published);
     add_delta(a, "sluice_notifier_mqtt_reconnects_total", "MQTT client reconnections", NULL,
               &a->ms.reconnects);
-    add_delta(a, "sluice_notifier_publisher_restarts_total", "Data publisher processes that died and were restarted",
-              NULL, &a->ms.respawns);
+    add_delta(a, "sluice_notifier_publisher_restarts_total",
+              "Data publisher processes that died and were restarted", NULL, &a->ms.respawns);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"data_refused\"",
               &a->ms.data_lost);
     add_delta(a, "sluice_notifier_lost_total", "Messages lost from the live view", "what=\"publish_failed\"",
@@ -313,7 +313,7 @@ int main(int argc, char **argv)
     a.ntf = ntf_new(&nc, &out);
     a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name) : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
-        LOG_ERROR("event=startup_failed what=%s", !a.loop  ? "loop"
+        log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"
                                                   : !a.bus ? "bus"
                                                            : "signalfd");
@@ -325,7 +325,7 @@ int main(int argc, char **argv)
     loop_set_wake(a.loop, on_wake, &a);
     a.mqtt = mqtt_new(&mc, a.loop);
     if (!a.mqtt) {
-        LOG_ERROR("event=startup_failed what=mqtt broker=%s", o->broker);
+        log_error("event=startup_failed what=mqtt broker=%s", o->broker);
         return 1;
     }
     loop_add(a.loop, zmqx_fd(bus_pull(a.bus)), EPOLLIN, on_pull, &a);
@@ -333,7 +333,7 @@ int main(int argc, char **argv)
     loop_timer_init(&a.tick, on_tick, &a);
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    LOG_INFO("event=start pull=%s router=%s broker=%s pool=%d prefix=%s", o->pull, o->router, o->broker,
+    log_info("event=start pull=%s router=%s broker=%s pool=%d prefix=%s", o->pull, o->router, o->broker,
              (int)o->pool, o->prefix);
 
     int rc = loop_run(a.loop);
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
         nanosleep(&ts, NULL);
     }
     update_metrics(&a);
-    LOG_INFO("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
+    log_info("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
     mqtt_destroy(&a.mqtt, 1000);
     metrics_stop();
     bus_destroy(&a.bus);

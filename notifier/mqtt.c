@@ -161,7 +161,7 @@ static void on_sub_ok(void *ctx, MQTTAsync_successData *r)
 static void on_sub_fail(void *ctx, MQTTAsync_failureData *r)
 {
     (void)ctx;
-    LOG_ERROR("event=mqtt_subscribe_failed code=%d", r ? r->code : 0);
+    log_error("event=mqtt_subscribe_failed code=%d", r ? r->code : 0);
 }
 
 static void subscribe(struct client *c)
@@ -177,7 +177,7 @@ static void subscribe(struct client *c)
     ro.context = c;
     int rc = MQTTAsync_subscribeMany(c->h, 2, topics, qos, &ro);
     if (rc != MQTTASYNC_SUCCESS)
-        LOG_ERROR("event=mqtt_subscribe_failed code=%d", rc);
+        log_error("event=mqtt_subscribe_failed code=%d", rc);
 }
 
 static void on_connected(void *ctx, char *cause)
@@ -190,7 +190,7 @@ static void on_connected(void *ctx, char *cause)
     atomic_store(&c->connected, 1);
     if (c->idx == 0 && c->m->cfg.subscribe)
         subscribe(c);
-    LOG_INFO("event=mqtt_connected client=%s", c->id);
+    log_info("event=mqtt_connected client=%s", c->id);
     wake(c->m);
 }
 
@@ -198,7 +198,7 @@ static void on_conn_fail(void *ctx, MQTTAsync_failureData *r)
 {
     struct client *c = ctx;
     atomic_store(&c->connecting, 0);
-    LOG_WARN("event=mqtt_connect_failed client=%s code=%d", c->id, r ? r->code : 0);
+    log_warn("event=mqtt_connect_failed client=%s code=%d", c->id, r ? r->code : 0);
 }
 
 static void on_lost(void *ctx, char *cause)
@@ -207,7 +207,7 @@ static void on_lost(void *ctx, char *cause)
     struct client *c = ctx;
     atomic_store(&c->connected, 0);
     atomic_store(&c->subscribed, 0);
-    LOG_WARN("event=mqtt_connection_lost client=%s", c->id);
+    log_warn("event=mqtt_connection_lost client=%s", c->id);
     wake(c->m);
 }
 
@@ -259,7 +259,7 @@ static void start_connect(struct client *c)
     int rc = MQTTAsync_connect(c->h, &o);
     if (rc != MQTTASYNC_SUCCESS) {
         atomic_store(&c->connecting, 0);
-        LOG_WARN("event=mqtt_connect_failed client=%s code=%d", c->id, rc);
+        log_warn("event=mqtt_connect_failed client=%s code=%d", c->id, rc);
     }
 }
 
@@ -334,7 +334,7 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
         co.sendWhileDisconnected = 0;
         int rc = MQTTAsync_createWithOptions(&c->h, cfg->uri, c->id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
         if (rc != MQTTASYNC_SUCCESS) {
-            LOG_ERROR("event=mqtt_create_failed uri=%s code=%d", cfg->uri, rc);
+            log_error("event=mqtt_create_failed uri=%s code=%d", cfg->uri, rc);
             c->h = NULL;
             mqtt_destroy(&m, 0);
             return NULL;
@@ -589,7 +589,7 @@ int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, con
         return 0;
     if (!cq_push(m, ci, t, payload, len, retained)) {
         atomic_fetch_add_explicit(&m->ctrl_lost, 1, memory_order_relaxed);
-        LOG_ERROR("event=mqtt_ctrl_lost topic=%s", t);
+        log_error("event=mqtt_ctrl_lost topic=%s", t);
     }
     return 0;
 }

@@ -52,7 +52,7 @@ struct mqtt_cfg {
 struct mqtt_stats {
     uint64_t published, failed, data_lost, ctrl_lost, reconnects, ctrl_queued;
     int64_t inflight, ctrl_waiting;
-    int connected; /* clients connected (children included) */
+    int connected;      /* clients connected (children included) */
     uint64_t respawns;  /* publisher children that died (restarted) */
     uint64_t died_lost; /* data they held, lost with them */
 };

@@ -243,14 +243,9 @@ static void apply(struct ntf *n, const struct presence_change *c, struct sl_slic
         else
             n->st.disconnects_stale++;
         return;
-    case PRESENCE_DUP:
-        n->st.dups++;
-        return;
-    case PRESENCE_FULL:
-        n->st.presence_full++;
-        return;
-    case PRESENCE_APPLIED:
-        break;
+    case PRESENCE_DUP: n->st.dups++; return;
+    case PRESENCE_FULL: n->st.presence_full++; return;
+    case PRESENCE_APPLIED: break;
     }
     if (c->kick) {
         kick(n, c, dev);
@@ -353,8 +348,7 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
                 n->st.res_unknown++;
             }
             break;
-        default: /* heartbeat: the worker lookup above already noted it */
-            break;
+        default: /* heartbeat: the worker lookup above already noted it */ break;
         }
     }
     if (rc != SL_AGAIN)
@@ -426,18 +420,17 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     switch (rc) {
     case TOPICS_CMD_NO_ID:
         n->st.cmds_unreadable++;
-        LOG_WARN("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
+        log_warn("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
         return;
     case TOPICS_CMD_BAD_ID:
         n->st.cmds_bad_id++;
-        LOG_WARN("event=cmd_dropped dev=%s reason=bad_id", qd);
+        log_warn("event=cmd_dropped dev=%s reason=bad_id", qd);
         return;
     case TOPICS_CMD_BAD:
         n->st.cmds_bad++;
         result(n, dev, cstr(id), false, NULL, "bad_command");
         return;
-    case TOPICS_CMD_OK:
-        break;
+    case TOPICS_CMD_OK: break;
     }
     struct sl_slice sid = cstr(id);
     struct presence_dev *d = presence_get(n->pres, dev);
@@ -450,7 +443,7 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     enum sl_err arc = cmds_add(n->cmds, dev, sid, now_ms + n->cfg.cmd_timeout_ms);
     if (arc == SL_AGAIN) {
         n->st.cmds_dup++; /* that id already waits for its one result */
-        LOG_WARN("event=cmd_dropped dev=%s id=%s reason=duplicate_id", qd, id);
+        log_warn("event=cmd_dropped dev=%s id=%s reason=duplicate_id", qd, id);
         return;
     }
     if (arc != SL_OK) {
@@ -481,14 +474,9 @@ void ntf_mqtt(struct ntf *n, const char *topic, size_t topic_len, const char *pa
 {
     struct sl_slice dev;
     switch (topics_parse(n->prefix, topic, topic_len, &dev)) {
-    case TOPICS_CMD:
-        on_cmd(n, dev, payload, len, now_ms);
-        break;
-    case TOPICS_STATUS:
-        on_status(n, dev, payload, len, now_ms);
-        break;
-    case TOPICS_OTHER:
-        break;
+    case TOPICS_CMD: on_cmd(n, dev, payload, len, now_ms); break;
+    case TOPICS_STATUS: on_status(n, dev, payload, len, now_ms); break;
+    case TOPICS_OTHER: break;
     }
 }
 
@@ -511,7 +499,7 @@ void ntf_tick(struct ntf *n, uint64_t now_ms)
         uint32_t k = presence_sweep(n->pres, now_ms, n->cfg.edge_timeout_ms, lost_cb, n);
         if (k) {
             n->st.edges_lost++;
-            LOG_WARN("event=edge_lost devices_offline=%u", k);
+            log_warn("event=edge_lost devices_offline=%u", k);
         }
     }
 }

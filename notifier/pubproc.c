@@ -38,13 +38,13 @@
 #include "sl/log.h"
 #include "sl/loop.h"
 
-#define REC_HDR      8u
-#define OUT_CAP      (4u << 20) /* parent FIFO per child */
-#define IN_CAP       (4u << 20) /* child read buffer */
-#define REC_MAX      (1u << 20) /* larger records are refused (counted lost) */
-#define PIPE_SZ      (1 << 20)
-#define RESPAWN_MS   1000u
-#define REPORT_MS    2u
+#define REC_HDR    8u
+#define OUT_CAP    (4u << 20) /* parent FIFO per child */
+#define IN_CAP     (4u << 20) /* child read buffer */
+#define REC_MAX    (1u << 20) /* larger records are refused (counted lost) */
+#define PIPE_SZ    (1 << 20)
+#define RESPAWN_MS 1000u
+#define REPORT_MS  2u
 
 extern char **environ;
 
@@ -137,7 +137,7 @@ static int spawn(struct child *c)
     c->handed = 0;
     memset(&c->rep, 0, sizeof c->rep);
     loop_add(p->loop, c->rfd, EPOLLIN, on_report, c);
-    LOG_INFO("event=publisher_started index=%d pid=%d", c->idx, (int)pid);
+    log_info("event=publisher_started index=%d pid=%d", c->idx, (int)pid);
     return 0;
 fail:
     close(d[0]);
@@ -169,7 +169,7 @@ static void child_dead(struct child *c, const char *why)
     p->respawns++;
     c->alive = false;
     c->respawn_at = loop_clock_ms() + RESPAWN_MS;
-    LOG_ERROR("event=publisher_died index=%d pid=%d why=%s status=%d lost=%lld", c->idx, (int)c->pid, why, st,
+    log_error("event=publisher_died index=%d pid=%d why=%s status=%d lost=%lld", c->idx, (int)c->pid, why, st,
               (long long)(held > 0 ? held : 0));
 }
 
@@ -243,7 +243,7 @@ struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop
         c->rfd = c->wfd = -1;
         c->out = malloc(OUT_CAP);
         if (!c->out || spawn(c) != 0) {
-            LOG_ERROR("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
+            log_error("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
             pubproc_destroy(&p, 0);
             return NULL;
         }
@@ -346,7 +346,7 @@ void pubproc_tick(struct pubproc *p, uint64_t now_ms)
                 flush_child(c);
         } else if (now_ms >= c->respawn_at) {
             if (spawn(c) != 0) {
-                LOG_ERROR("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
+                log_error("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
                 c->respawn_at = now_ms + RESPAWN_MS;
             }
         }

@@ -249,9 +249,7 @@ enum sl_err topics_result_json(struct tojson_buf *b, bool ok, const struct sl_sl
 static void pack_json(msgpack_packer *pk, struct json_object *o)
 {
     switch (json_object_get_type(o)) {
-    case json_type_null:
-        msgpack_pack_nil(pk);
-        break;
+    case json_type_null: msgpack_pack_nil(pk); break;
     case json_type_boolean:
         if (json_object_get_boolean(o))
             msgpack_pack_true(pk);
@@ -266,9 +264,7 @@ static void pack_json(msgpack_packer *pk, struct json_object *o)
             msgpack_pack_int64(pk, i);
         break;
     }
-    case json_type_double:
-        msgpack_pack_double(pk, json_object_get_double(o));
-        break;
+    case json_type_double: msgpack_pack_double(pk, json_object_get_double(o)); break;
     case json_type_string: {
         size_t n = (size_t)json_object_get_string_len(o);
         msgpack_pack_str(pk, n);

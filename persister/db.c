@@ -152,9 +152,9 @@ static enum db_rc migrate(struct db *d)
                  m->name);
         if ((rc = exec_cmd(d, "BEGIN")) == DB_OK && (rc = exec_cmd(d, m->sql)) == DB_OK &&
             (rc = exec_cmd(d, ins)) == DB_OK && (rc = exec_cmd(d, "COMMIT")) == DB_OK) {
-            LOG_INFO("event=migrated version=%d name=%s", m->version, m->name);
+            log_info("event=migrated version=%d name=%s", m->version, m->name);
         } else {
-            LOG_ERROR("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
+            log_error("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
                       d->sqlstate);
             exec_cmd(d, "ROLLBACK");
             rc = DB_TRANSIENT;
@@ -423,24 +423,12 @@ static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c
     static const uint8_t empty[1] = "";
     *n = 8;
     switch (c) {
-    case SC_DEV:
-        *n = r->dev.n;
-        return r->dev.p;
-    case SC_EDGE:
-        *n = p->edge.n;
-        return p->edge.p;
-    case SC_INC:
-        be64(fixed, p->incarnation);
-        return fixed;
-    case SC_EPOCH:
-        be64(fixed, r->epoch);
-        return fixed;
-    case SC_PEER:
-        *n = r->addr.n;
-        return r->addr.n ? r->addr.p : NULL;
-    case SC_AT:
-        pg_ts(fixed, rows_at_us(r));
-        return fixed;
+    case SC_DEV: *n = r->dev.n; return r->dev.p;
+    case SC_EDGE: *n = p->edge.n; return p->edge.p;
+    case SC_INC: be64(fixed, p->incarnation); return fixed;
+    case SC_EPOCH: be64(fixed, r->epoch); return fixed;
+    case SC_PEER: *n = r->addr.n; return r->addr.n ? r->addr.p : NULL;
+    case SC_AT: pg_ts(fixed, rows_at_us(r)); return fixed;
     default:
         /* An absent reason is stored as '', as the per-row statement did. */
         *n = r->reason.p ? r->reason.n : 0;

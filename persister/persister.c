@@ -153,7 +153,7 @@ static void *bind_sock(void *ctx, int type, const char *ep)
     }
     if (zmq_bind(s, ep) != 0) {
         int e = zmq_errno();
-        LOG_ERROR("event=bind_failed endpoint=%s err=\"%s\"", ep, zmq_strerror(e));
+        log_error("event=bind_failed endpoint=%s err=\"%s\"", ep, zmq_strerror(e));
         zmq_close(s);
         return NULL;
     }
@@ -191,7 +191,7 @@ struct persister *persister_new(const struct persister_cfg *cfg)
     p->db = db_new(cfg->db);
     if (!p->msgs || !p->edges || !p->ackbuf || !p->db || batch_init(&p->batch, cap, json) != 0 ||
         writer_init(&p->writer, p->db, cap) != 0) {
-        LOG_ERROR("event=alloc_failed rows=%u json_bytes=%zu", cap, json);
+        log_error("event=alloc_failed rows=%u json_bytes=%zu", cap, json);
         persister_destroy(&p);
         return NULL;
     }
@@ -203,7 +203,7 @@ struct persister *persister_new(const struct persister_cfg *cfg)
         persister_destroy(&p);
         return NULL;
     }
-    LOG_INFO("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s", cfg->pull,
+    log_info("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s", cfg->pull,
              cfg->router, cap, (long long)cfg->batch_ms, json, p->self);
     return p;
 }
@@ -282,11 +282,11 @@ static void edges_expire(struct persister *p, uint64_t now)
         if (db_edge_lost(p->db, e->id, e->n, e->inc, &closed) != DB_OK) {
             char q[600];
             const char *msg = db_last_error(p->db);
-            LOG_WARN("event=edge_lost_failed edge=%s err=%s", id, log_q(q, sizeof q, msg, strlen(msg)));
+            log_warn("event=edge_lost_failed edge=%s err=%s", id, log_q(q, sizeof q, msg, strlen(msg)));
             return; /* retried next tick */
         }
         p->last_db_ms = now;
-        LOG_INFO("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
+        log_info("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
                  (unsigned long long)e->inc, (unsigned long long)closed);
         metric_inc(p->m.edges_lost);
         e->used = false;
@@ -316,9 +316,9 @@ static bool try_connect(struct persister *p)
 {
     if (db_connect(p->db) == DB_OK) {
         if (p->connect_fails)
-            LOG_INFO("event=db_connected after_failures=%u", p->connect_fails);
+            log_info("event=db_connected after_failures=%u", p->connect_fails);
         else
-            LOG_INFO("event=db_connected");
+            log_info("event=db_connected");
         p->connect_fails = 0;
         p->last_db_ms = loop_clock_ms();
         set_up(p, true);
@@ -328,7 +328,7 @@ static bool try_connect(struct persister *p)
     if (p->connect_fails % 10u == 0) {
         char q[600];
         const char *e = db_last_error(p->db);
-        LOG_WARN("event=db_connect_failed failures=%u err=%s", p->connect_fails + 1u,
+        log_warn("event=db_connect_failed failures=%u err=%s", p->connect_fails + 1u,
                  log_q(q, sizeof q, e, strlen(e)));
     }
     p->connect_fails++;
@@ -421,7 +421,7 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
                 break;
             char q[600];
             const char *e = db_last_error(p->db);
-            LOG_WARN("event=batch_retry rows=%u attempt=%u sqlstate=%s err=%s", b->nrows, attempt + 1u,
+            log_warn("event=batch_retry rows=%u attempt=%u sqlstate=%s err=%s", b->nrows, attempt + 1u,
                      db_last_sqlstate(p->db)[0] ? db_last_sqlstate(p->db) : "none",
                      log_q(q, sizeof q, e, strlen(e)));
             if (!db_connected(p->db)) {
@@ -431,7 +431,7 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
         }
         metric_inc(p->m.retries); /* failed connect or commit: this batch waits */
         if (stop_at && loop_clock_ms() >= stop_at) {
-            LOG_WARN("event=shutdown_abandon rows=%u", b->nrows);
+            log_warn("event=shutdown_abandon rows=%u", b->nrows);
             return -1;
         }
         /* poll() with no fds: an interruptible sleep (a signal ends it early). */
@@ -440,10 +440,10 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
     uint64_t t1 = loop_clock_ms();
     p->last_db_ms = t1;
     if (attempt > 0)
-        LOG_INFO("event=batch_committed_after_retry rows=%u attempts=%u ms=%llu", b->nrows, attempt + 1u,
+        log_info("event=batch_committed_after_retry rows=%u attempts=%u ms=%llu", b->nrows, attempt + 1u,
                  (unsigned long long)(t1 - t0));
     if (st.dead || st.dropped)
-        LOG_WARN("event=poison_rows rejected=%llu dropped=%llu attempts=%llu", (unsigned long long)st.dead,
+        log_warn("event=poison_rows rejected=%llu dropped=%llu attempts=%llu", (unsigned long long)st.dead,
                  (unsigned long long)st.dropped, (unsigned long long)st.attempts);
     send_acks(p);
     metric_add(p->m.rows_committed, st.stored);
@@ -472,7 +472,7 @@ static void version_refused(struct persister *p, const struct envelope_hdr *h, u
     p->last_version_log = now;
     char id[ROWS_EDGE_MAX * 4 + 8];
     log_q(id, sizeof id, (const char *)h->edge.p, h->edge.n);
-    LOG_WARN("event=batch_refused reason=version v=%u edge=%s", h->v, id);
+    log_warn("event=batch_refused reason=version v=%u edge=%s", h->v, id);
 }
 
 /* Map entries of the current message into the batch until it ends (returns
@@ -624,7 +624,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
                 if (db_ping(p->db) != DB_OK) {
                     char q[600];
                     const char *e = db_last_error(p->db);
-                    LOG_WARN("event=db_lost err=%s", log_q(q, sizeof q, e, strlen(e)));
+                    log_warn("event=db_lost err=%s", log_q(q, sizeof q, e, strlen(e)));
                     db_disconnect(p->db);
                     set_up(p, false);
                 } else {
@@ -648,7 +648,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         if (zmq_poll(items, 2, timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
-            LOG_ERROR("event=poll_failed err=\"%s\"", zmq_strerror(zmq_errno()));
+            log_error("event=poll_failed err=\"%s\"", zmq_strerror(zmq_errno()));
             result = -1;
             break;
         }
@@ -668,6 +668,6 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         metric_set(p->m.pending, b->nrows);
     }
     if (result == 0)
-        LOG_INFO("event=stopped");
+        log_info("event=stopped");
     return result;
 }

@@ -210,8 +210,7 @@ static size_t copy_esc(char *out, const uint8_t *s, size_t n)
             out[o++] = '\\';
             out[o++] = 't';
             break;
-        default:
-            out[o++] = (char)c;
+        default: out[o++] = (char)c;
         }
     }
     return o;

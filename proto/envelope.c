@@ -137,48 +137,24 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
             continue;
         }
         switch (p) {
-        case P_KIND:
-            msgpack_pack_uint32(&pk, (uint32_t)e->kind);
-            break;
-        case P_SLOT:
-            msgpack_pack_uint32(&pk, e->slot);
-            break;
-        case P_GEN:
-            msgpack_pack_uint32(&pk, e->gen);
-            break;
-        case P_DEV:
-            pack_str(&pk, e->dev);
-            break;
-        case P_EPOCH:
-            msgpack_pack_uint64(&pk, e->epoch);
-            break;
-        case P_SEQ:
-            msgpack_pack_uint64(&pk, e->seq);
-            break;
-        case P_TS:
-            msgpack_pack_int64(&pk, e->ts);
-            break;
-        case P_AT:
-            msgpack_pack_uint64(&pk, e->at_ns);
-            break;
-        case P_PEER:
-            pack_str(&pk, e->peer);
-            break;
-        case P_REASON:
-            pack_str(&pk, e->reason);
-            break;
-        case P_ID:
-            pack_str(&pk, e->id);
-            break;
+        case P_KIND: msgpack_pack_uint32(&pk, (uint32_t)e->kind); break;
+        case P_SLOT: msgpack_pack_uint32(&pk, e->slot); break;
+        case P_GEN: msgpack_pack_uint32(&pk, e->gen); break;
+        case P_DEV: pack_str(&pk, e->dev); break;
+        case P_EPOCH: msgpack_pack_uint64(&pk, e->epoch); break;
+        case P_SEQ: msgpack_pack_uint64(&pk, e->seq); break;
+        case P_TS: msgpack_pack_int64(&pk, e->ts); break;
+        case P_AT: msgpack_pack_uint64(&pk, e->at_ns); break;
+        case P_PEER: pack_str(&pk, e->peer); break;
+        case P_REASON: pack_str(&pk, e->reason); break;
+        case P_ID: pack_str(&pk, e->id); break;
         case P_OK:
             if (e->ok)
                 msgpack_pack_true(&pk);
             else
                 msgpack_pack_false(&pk);
             break;
-        case P_BODY:
-            msgpack_pack_bin_with_body(&pk, e->body.p, e->body.n);
-            break;
+        case P_BODY: msgpack_pack_bin_with_body(&pk, e->body.p, e->body.n); break;
         }
     }
     if (w->buf.overflow) {
@@ -277,12 +253,9 @@ static int read_pos(struct mp_cur *c, unsigned p, struct envelope *e)
             return -1;
         e->gen = (uint32_t)u;
         return 0;
-    case P_DEV:
-        return read_str(c, &e->dev);
-    case P_EPOCH:
-        return read_uint(c, UINT64_MAX, &e->epoch);
-    case P_SEQ:
-        return read_uint(c, UINT64_MAX, &e->seq);
+    case P_DEV: return read_str(c, &e->dev);
+    case P_EPOCH: return read_uint(c, UINT64_MAX, &e->epoch);
+    case P_SEQ: return read_uint(c, UINT64_MAX, &e->seq);
     case P_TS:
         if (mp_next(c, &it) != 0)
             return -1;
@@ -294,14 +267,10 @@ static int read_pos(struct mp_cur *c, unsigned p, struct envelope *e)
             return 0;
         }
         return -1;
-    case P_AT:
-        return read_uint(c, UINT64_MAX, &e->at_ns);
-    case P_PEER:
-        return read_str(c, &e->peer);
-    case P_REASON:
-        return read_str(c, &e->reason);
-    case P_ID:
-        return read_str(c, &e->id);
+    case P_AT: return read_uint(c, UINT64_MAX, &e->at_ns);
+    case P_PEER: return read_str(c, &e->peer);
+    case P_REASON: return read_str(c, &e->reason);
+    case P_ID: return read_str(c, &e->id);
     case P_OK:
         if (mp_next(c, &it) != 0)
             return -1;

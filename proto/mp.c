@@ -40,14 +40,10 @@ static uint64_t be64(const uint8_t *p)
 static uint64_t beu(const uint8_t *p, unsigned w)
 {
     switch (w) {
-    case 1:
-        return p[0];
-    case 2:
-        return be16(p);
-    case 4:
-        return be32(p);
-    default:
-        return be64(p);
+    case 1: return p[0];
+    case 2: return be16(p);
+    case 4: return be32(p);
+    default: return be64(p);
     }
 }
 
@@ -55,14 +51,10 @@ static uint64_t beu(const uint8_t *p, unsigned w)
 static int64_t bei(const uint8_t *p, unsigned w)
 {
     switch (w) {
-    case 1:
-        return (int8_t)p[0];
-    case 2:
-        return (int16_t)be16(p);
-    case 4:
-        return (int32_t)be32(p);
-    default:
-        return (int64_t)be64(p);
+    case 1: return (int8_t)p[0];
+    case 2: return (int16_t)be16(p);
+    case 4: return (int32_t)be32(p);
+    default: return (int64_t)be64(p);
     }
 }
 
@@ -135,9 +127,7 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
     }
 
     switch (b) {
-    case 0xc0:
-        it->type = MP_NIL;
-        goto done;
+    case 0xc0: it->type = MP_NIL; goto done;
     case 0xc2:
     case 0xc3:
         it->type = MP_BOOL;
@@ -243,8 +233,7 @@ int mp_next(struct mp_cur *c, struct mp_item *it)
         p += w;
         left -= w;
         goto container;
-    default: /* 0xc1: reserved, never valid */
-        return -1;
+    default: /* 0xc1: reserved, never valid */ return -1;
     }
 #undef NEED
 

@@ -85,15 +85,12 @@ const char *msg_rc_str(enum msg_rc rc)
 enum sl_err msg_rc_err(enum msg_rc rc)
 {
     switch (rc) {
-    case MSG_OK:
-        return SL_OK;
+    case MSG_OK: return SL_OK;
     case MSG_E_TYPE:
         /* An unknown t is a type the device may not send: "proto". */
         return SL_PROTO;
-    case MSG_E_DEV:
-        return SL_AUTH;
-    default:
-        return SL_DECODE;
+    case MSG_E_DEV: return SL_AUTH;
+    default: return SL_DECODE;
     }
 }
 
@@ -207,8 +204,7 @@ static enum msg_rc fill(enum msg_type t, const struct field *f, struct msg *m)
         TRY(want_any(&f[K_BODY], &m->u.data.body));
         return MSG_OK;
     case MSG_PING:
-    case MSG_PONG:
-        return MSG_OK;
+    case MSG_PONG: return MSG_OK;
     case MSG_RES:
         TRY(want_str(&f[K_ID], &m->u.res.id));
         if (!f[K_OK].present)
@@ -228,9 +224,7 @@ static enum msg_rc fill(enum msg_type t, const struct field *f, struct msg *m)
         TRY(want_uint(&f[K_MAX], 0, UINT32_MAX, &u));
         m->u.welcome.max = (uint32_t)u;
         return MSG_OK;
-    case MSG_ACK:
-        TRY(want_uint(&f[K_SEQ], 1, SEQ_MAX, &m->u.ack.seq));
-        return MSG_OK;
+    case MSG_ACK: TRY(want_uint(&f[K_SEQ], 1, SEQ_MAX, &m->u.ack.seq)); return MSG_OK;
     case MSG_ERR:
         TRY(want_str(&f[K_CODE], &m->u.err.code));
         TRY(want_str(&f[K_MSG], &m->u.err.msg));
@@ -239,8 +233,7 @@ static enum msg_rc fill(enum msg_type t, const struct field *f, struct msg *m)
         TRY(want_str(&f[K_ID], &m->u.cmd.id));
         TRY(want_any(&f[K_BODY], &m->u.cmd.body));
         return MSG_OK;
-    default:
-        return MSG_E_TYPE;
+    default: return MSG_E_TYPE;
     }
 }
 
@@ -337,21 +330,12 @@ enum sl_err msg_encode(const struct msg *m, uint8_t *buf, size_t cap, size_t *le
             pairs = 3;
         break;
     case MSG_PING:
-    case MSG_PONG:
-        pairs = 1;
-        break;
-    case MSG_RES:
-        pairs = m->u.res.has_body ? 4 : 3;
-        break;
-    case MSG_ACK:
-        pairs = 2;
-        break;
+    case MSG_PONG: pairs = 1; break;
+    case MSG_RES: pairs = m->u.res.has_body ? 4 : 3; break;
+    case MSG_ACK: pairs = 2; break;
     case MSG_ERR:
-    case MSG_CMD:
-        pairs = 3;
-        break;
-    default:
-        return SL_INVAL;
+    case MSG_CMD: pairs = 3; break;
+    default: return SL_INVAL;
     }
 
     mp_buf_init(&b, buf, cap);
@@ -416,8 +400,7 @@ enum sl_err msg_encode(const struct msg *m, uint8_t *buf, size_t cap, size_t *le
         pack_key(&pk, K_BODY);
         pack_raw(&pk, &b, m->u.cmd.body);
         break;
-    default: /* ping, pong: t alone */
-        break;
+    default: /* ping, pong: t alone */ break;
     }
 
     if (b.overflow)

@@ -138,6 +138,22 @@ invalid:
     return 0;
 }
 
+/* The letter of JSON's two-character escape for c (\" \\ \b \f \n \r \t), or 0 when
+ * c takes the \u00XX form. */
+static char json_short_escape(uint8_t c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
 /* The quoted, escaped, UTF-8-repaired form of s, at escape level lvl. */
 static void put_str(struct tojson_buf *b, unsigned lvl, const uint8_t *s, size_t n)
 {
@@ -163,37 +179,10 @@ static void put_str(struct tojson_buf *b, unsigned lvl, const uint8_t *s, size_t
         } else {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
             size_t en = 6;
-            switch (c) {
-            case '"':
-                e[1] = '"';
+            char short_esc = json_short_escape(c);
+            if (short_esc) {
+                e[1] = short_esc;
                 en = 2;
-                break;
-            case '\\':
-                e[1] = '\\';
-                en = 2;
-                break;
-            case '\b':
-                e[1] = 'b';
-                en = 2;
-                break;
-            case '\f':
-                e[1] = 'f';
-                en = 2;
-                break;
-            case '\n':
-                e[1] = 'n';
-                en = 2;
-                break;
-            case '\r':
-                e[1] = 'r';
-                en = 2;
-                break;
-            case '\t':
-                e[1] = 't';
-                en = 2;
-                break;
-            default:
-                break;
             }
             put(b, lvl, e, en);
             i++;
@@ -369,27 +358,13 @@ enum sl_err tojson_encode(struct tojson_buf *b, const uint8_t *mp, size_t n)
             key_close = true;
         }
         switch (it.type) {
-        case MP_NIL:
-            put(b, lvl, "null", 4);
-            break;
-        case MP_BOOL:
-            put(b, lvl, it.b ? "true" : "false", it.b ? 4 : 5);
-            break;
-        case MP_UINT:
-            tojson_u64(b, it.u);
-            break; /* digits never need escaping */
-        case MP_INT:
-            tojson_i64(b, it.i);
-            break;
-        case MP_FLOAT:
-            put_float(b, lvl, it.f);
-            break;
-        case MP_STR:
-            put_str(b, lvl, it.data.p, it.data.n);
-            break;
-        case MP_BIN:
-            put_b64(b, lvl, it.data);
-            break;
+        case MP_NIL: put(b, lvl, "null", 4); break;
+        case MP_BOOL: put(b, lvl, it.b ? "true" : "false", it.b ? 4 : 5); break;
+        case MP_UINT: tojson_u64(b, it.u); break; /* digits never need escaping */
+        case MP_INT: tojson_i64(b, it.i); break;
+        case MP_FLOAT: put_float(b, lvl, it.f); break;
+        case MP_STR: put_str(b, lvl, it.data.p, it.data.n); break;
+        case MP_BIN: put_b64(b, lvl, it.data); break;
         case MP_EXT:
             put(b, lvl, "{\"ext\":", 7);
             tojson_i64(b, it.ext_type);
@@ -411,9 +386,7 @@ enum sl_err tojson_encode(struct tojson_buf *b, const uint8_t *mp, size_t n)
             key_close = false; /* closed when the container is */
             putc_lvl(b, lvl, it.type == MP_MAP ? '{' : '[');
             break;
-        default:
-            rc = SL_DECODE;
-            goto fail;
+        default: rc = SL_DECODE; goto fail;
         }
         if (key_close) {
             lvl--;

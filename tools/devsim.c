@@ -367,7 +367,7 @@ int main(int argc, char **argv)
     if (k > o.devices)
         k = (uint32_t)o.devices;
     if ((uint64_t)o.devices / k >= 19900)
-        LOG_WARN("event=config msg=\"more than 19,900 devices per process will hit the fd limit\" procs=%u",
+        log_warn("event=config msg=\"more than 19,900 devices per process will hit the fd limit\" procs=%u",
                  k);
 
     struct sigaction sa;
@@ -389,7 +389,7 @@ int main(int argc, char **argv)
     bool *finals = calloc(k, sizeof *finals);
     if (!rec_paths || !pipes || !pids || !snaps || !finals)
         return 2;
-    LOG_INFO("event=start devices=%" PRId64 " procs=%u edges=%s rate=%g window=%" PRId64 " body=%" PRId64,
+    log_info("event=start devices=%" PRId64 " procs=%u edges=%s rate=%g window=%" PRId64 " body=%" PRId64,
              o.devices, k, o.edges, o.rate, o.window, o.body_size);
     uint64_t t0 = loop_clock_ms();
     pid_t parent = getpid(); /* for the children's check after PR_SET_PDEATHSIG */
@@ -503,7 +503,7 @@ int main(int argc, char **argv)
         waitpid(pids[i], &st, 0);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !finals[i]) {
             workers_ok = false;
-            LOG_WARN("event=worker_end worker=%u status=%d final=%d", i, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+            log_warn("event=worker_end worker=%u status=%d final=%d", i, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
                      finals[i]);
         }
     }
@@ -515,9 +515,9 @@ int main(int argc, char **argv)
     if (o.verify[0]) {
         verify(o.verify, o.prefix, rec_paths, k, &v);
         if (v.err[0])
-            LOG_ERROR("event=verify err=%s", v.err);
+            log_error("event=verify err=%s", v.err);
         else
-            LOG_INFO("event=verify ok=%d found=%" PRId64 " missing=%" PRId64 " duplicates=%" PRId64
+            log_info("event=verify ok=%d found=%" PRId64 " missing=%" PRId64 " duplicates=%" PRId64
                      " bad_devices=%" PRId64,
                      v.ok, v.found, v.missing, v.dups, v.bad_devices);
     }
@@ -530,7 +530,7 @@ int main(int argc, char **argv)
             json_summary(f, &o, k, &cur, secs, &v, ok);
             fclose(f);
         } else {
-            LOG_ERROR("event=json_write path=%s", o.json);
+            log_error("event=json_write path=%s", o.json);
         }
     }
     for (uint32_t i = 0; i < k; i++) {

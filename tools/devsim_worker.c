@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "sl/sysres.h"
 #include "sl/token.h"
 
 struct dev {
@@ -123,7 +123,7 @@ static void on_state(void *ud, enum sl_client_state st, enum sl_err err)
         d->connected = false;
         s->disconnects++;
         if (err != SL_IO && err != SL_TIMEOUT)
-            LOG_DEBUG("event=disconnect dev=%s-%u err=%s", d->w->wc->prefix, d->idx, sl_strerror(err));
+            log_debug("event=disconnect dev=%s-%u err=%s", d->w->wc->prefix, d->idx, sl_strerror(err));
     }
 }
 
@@ -309,7 +309,7 @@ static int open_state(struct worker *w)
     snprintf(path, sizeof path, "%s/%s.seq", w->wc->state_dir, w->wc->prefix);
     w->state_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (w->state_fd < 0) {
-        LOG_ERROR("event=state_open path=%s err=\"%s\"", path, strerror(errno));
+        log_error("event=state_open path=%s err=\"%s\"", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -340,11 +340,7 @@ int worker_run(const struct worker_cfg *wc)
     w.s.devices = wc->count;
 
     /* Each connection is one fd; the hard limit here is 20,000. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    sysres_raise_nofile();
     if (open_state(&w) != 0)
         return 2;
     w.l = loop_new(wc->count + 16);
@@ -356,7 +352,7 @@ int worker_run(const struct worker_cfg *wc)
     w.body = malloc(bs);
     w.body_len = bs;
     if (w.l == NULL || w.devs == NULL || w.body == NULL) {
-        LOG_ERROR("event=nomem");
+        log_error("event=nomem");
         return 2;
     }
     if (bs - 2 <= 255) {
@@ -412,7 +408,7 @@ int worker_run(const struct worker_cfg *wc)
         enum sl_err err;
         d->c = sl_client_new(&cfg, &err);
         if (d->c == NULL) {
-            LOG_ERROR("event=client_new dev=%s err=\"%s\"", dev, sl_strerror(err));
+            log_error("event=client_new dev=%s err=\"%s\"", dev, sl_strerror(err));
             return 2;
         }
         loop_timer_init(&d->t, dev_timer, d);

@@ -65,6 +65,11 @@ def frame(payload):
     return struct.pack(">I", len(payload)) + payload
 
 
+def encode(obj):
+    """One frame carrying obj as msgpack (what Device.send writes)."""
+    return frame(msgpack.packb(obj, use_bin_type=True))
+
+
 class Closed(Exception):
     pass
 
@@ -91,7 +96,7 @@ class Device:
         self.raw(frame(payload))
 
     def send(self, obj):
-        self.frame(msgpack.packb(obj, use_bin_type=True))
+        self.raw(encode(obj))
 
     def hello(self, dev=None, tok=None, v=1):
         dev = dev if dev is not None else self.dev

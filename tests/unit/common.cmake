@@ -1,8 +1,9 @@
-# common/: log, cfg, metrics, loop, zmqx.
+# common/: log, cfg, metrics, loop, sysres, zmqx.
 sl_unit_test(test_log SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_log.c LIBS sl::common)
 sl_unit_test(test_cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cfg.c LIBS sl::common)
 sl_unit_test(test_loop SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_loop.c LIBS sl::common)
 sl_unit_test(test_metrics SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metrics.c LIBS sl::common)
+sl_unit_test(test_sysres SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sysres.c LIBS sl::common)
 sl_unit_test(test_zmqx SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_zmqx.c LIBS sl::common)
 # The resolver over time: getaddrinfo substituted at link time.
 sl_unit_test(test_zmqx_resolve SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_zmqx_resolve.c

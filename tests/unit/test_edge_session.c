@@ -174,7 +174,10 @@ static void hello(struct conn *c, const char *dev)
     feed_map(c, 4, "t", "s", "hello", "v", "i", 1LL, "dev", "s", dev, "tok", "s", tok);
 }
 
-static const struct rec *last_sent(void) { return nsent ? &sent[nsent - 1] : NULL; }
+static const struct rec *last_sent(void)
+{
+    return nsent ? &sent[nsent - 1] : NULL;
+}
 
 static void expect_err(struct conn *c, const char *code)
 {

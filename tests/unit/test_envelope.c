@@ -78,17 +78,14 @@ static struct envelope sample(enum envelope_kind k)
         e.id = S("cmd-8");
         e.reason = S("disconnected");
         break;
-    case ENV_ACK:
-        e.seq = 42;
-        break;
+    case ENV_ACK: e.seq = 42; break;
     case ENV_CMD:
         e.id = S("cmd-9");
         e.body.p = body;
         e.body.n = 1;
         e.has_body = true;
         break;
-    default:
-        break;
+    default: break;
     }
     return e;
 }

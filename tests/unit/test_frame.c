@@ -50,11 +50,8 @@ static enum frame_rc feed_chunk(struct frame_dec *d, const uint8_t *in, size_t n
             g->need_buf++;
             d->buf = lend;
             break;
-        case FRAME_NEED_MORE:
-            assert_int_equal(off, n);
-            return rc;
-        default:
-            return rc;
+        case FRAME_NEED_MORE: assert_int_equal(off, n); return rc;
+        default: return rc;
         }
     }
 }

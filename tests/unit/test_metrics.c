@@ -157,6 +157,25 @@ static void test_http(void **state)
     metrics_set_ready(false);
     http_get("/readyz", &r);
     assert_int_equal(r.status, 503);
+    /* Detail text after the verdict (per-dependency state), then none again. */
+    metrics_set_ready_detail("persister=up notifier=down");
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body, "not ready persister=up notifier=down");
+    metrics_set_ready(true);
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ready persister=up notifier=down");
+    char longer[300];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = 0;
+    metrics_set_ready_detail(longer); /* truncated, never overflows */
+    http_get("/readyz", &r);
+    assert_int_equal(strlen(r.body), strlen("ready ") + 127);
+    metrics_set_ready_detail(NULL);
+    metrics_set_ready(false);
+    http_get("/readyz", &r);
+    assert_string_equal(r.body, "not ready");
 
     http_get("/metrics", &r);
     assert_int_equal(r.status, 200);

@@ -859,24 +859,12 @@ static void gen(struct pk *k, int depth, unsigned *seed)
     msgpack_packer *p = &k->p;
     int r = rand_r(seed) % (depth < 6 ? 16 : 11);
     switch (r) {
-    case 0:
-        msgpack_pack_nil(p);
-        break;
-    case 1:
-        msgpack_pack_false(p);
-        break;
-    case 2:
-        msgpack_pack_int64(p, (int64_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) * 4099);
-        break;
-    case 3:
-        msgpack_pack_int64(p, rand_r(seed) % 2 ? INT64_MIN : -33);
-        break;
-    case 4:
-        msgpack_pack_double(p, rand_r(seed) % 2 ? -1.2345678901234567e-300 : -INFINITY);
-        break;
-    case 5:
-        msgpack_pack_float(p, rand_r(seed) % 2 ? -1.17549435e-38f : NAN);
-        break;
+    case 0: msgpack_pack_nil(p); break;
+    case 1: msgpack_pack_false(p); break;
+    case 2: msgpack_pack_int64(p, (int64_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) * 4099); break;
+    case 3: msgpack_pack_int64(p, rand_r(seed) % 2 ? INT64_MIN : -33); break;
+    case 4: msgpack_pack_double(p, rand_r(seed) % 2 ? -1.2345678901234567e-300 : -INFINITY); break;
+    case 5: msgpack_pack_float(p, rand_r(seed) % 2 ? -1.17549435e-38f : NAN); break;
     case 6: {
         static const char nasty[] = "\x01\"\\\x1f\xff\xc3";
         char s[40];
@@ -886,16 +874,10 @@ static void gen(struct pk *k, int depth, unsigned *seed)
         pk_str(k, s, rand_r(seed) % 3 ? n : 0);
         break;
     }
-    case 7:
-        pk_bin(k, "\x01\x02", (size_t)(rand_r(seed) % 3));
-        break;
+    case 7: pk_bin(k, "\x01\x02", (size_t)(rand_r(seed) % 3)); break;
     case 8:
-    case 9:
-        pk_ext(k, -128, "\x01\x02\x03\x04", rand_r(seed) % 2 ? 1 : 2);
-        break;
-    case 10:
-        pk_ext(k, 127, "", 0);
-        break;
+    case 9: pk_ext(k, -128, "\x01\x02\x03\x04", rand_r(seed) % 2 ? 1 : 2); break;
+    case 10: pk_ext(k, 127, "", 0); break;
     case 11:
     case 12: {
         int n = rand_r(seed) % 6;

@@ -136,6 +136,12 @@ static void test_endpoints_listed(void **state)
     else
         assert_string_equal(list, "tcp://127.0.0.1:" PORT_B ",tcp://[::1]:" PORT_B);
 
+    /* Membership, also under the name a monitor gives it after a reconnect. */
+    assert_true(zmqx_conns_has(c, "tcp://127.0.0.1:" PORT_B));
+    assert_true(zmqx_conns_has(c, "tcp://[::ffff:127.0.0.1]:" PORT_B));
+    assert_false(zmqx_conns_has(c, "tcp://127.0.0.2:" PORT_B));
+    assert_false(zmqx_conns_has(c, "tcp://127.0.0.1:1"));
+
     /* A message reaches the IPv4 PULL. */
     zmq_msg_t m;
     zmq_msg_init_size(&m, 2);
@@ -170,6 +176,25 @@ static void test_endpoints_listed(void **state)
     /* Malformed specs are refused. */
     assert_null(zmqx_resolver_new("localhost:1", 100));
     assert_null(zmqx_resolver_new("tcp://nohostport", 100));
+}
+
+/* Canonical endpoint names: IPv4-mapped IPv6 back to IPv4, the rest as is. */
+static void test_ep_canon(void **state)
+{
+    (void)state;
+    char out[64];
+    zmqx_ep_canon("tcp://[::ffff:10.0.0.7]:7002", out, sizeof out);
+    assert_string_equal(out, "tcp://10.0.0.7:7002");
+    zmqx_ep_canon("tcp://[::FFFF:10.0.0.7]:7002", out, sizeof out);
+    assert_string_equal(out, "tcp://10.0.0.7:7002");
+    const char *same[] = {"tcp://10.0.0.7:7002", "tcp://[::1]:7002",      "tcp://[::ffff:a00:7]:7002",
+                          "ipc:///tmp/x",        "tcp://[::ffff:1.2.3.4", ""};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        zmqx_ep_canon(same[i], out, sizeof out);
+        assert_string_equal(out, same[i]);
+    }
+    zmqx_ep_canon("tcp://[::ffff:10.0.0.7]:7002", out, 8); /* truncated, terminated */
+    assert_string_equal(out, "tcp://1");
 }
 
 /* A name that does not resolve yields nothing yet, without blocking apply. */
@@ -216,9 +241,8 @@ static void test_pair_events(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resolve_and_flow),
-        cmocka_unit_test(test_endpoints_listed),
-        cmocka_unit_test(test_unresolvable),
+        cmocka_unit_test(test_resolve_and_flow), cmocka_unit_test(test_endpoints_listed),
+        cmocka_unit_test(test_unresolvable),     cmocka_unit_test(test_ep_canon),
         cmocka_unit_test(test_pair_events),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

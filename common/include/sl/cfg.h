@@ -18,12 +18,12 @@ enum cfg_type {
 };
 
 struct cfg_opt {
-    const char *name;  /* "batch-max" -> --batch-max, SLUICE_BATCH_MAX */
+    const char *name; /* "batch-max" -> --batch-max, SLUICE_BATCH_MAX */
     enum cfg_type type;
     void *dst;
-    const char *def;   /* default as text; NULL = empty / 0 / false */
+    const char *def; /* default as text; NULL = empty / 0 / false */
     const char *help;
-    int64_t min, max;  /* CFG_INT range, checked when min < max */
+    int64_t min, max; /* CFG_INT range, checked when min < max */
 };
 
 /* Parse argv and the environment into the table's destinations. `usage` is

@@ -9,7 +9,8 @@
 #define SL_LOG_H
 #include <stddef.h>
 
-/* SL_ prefix: <syslog.h> defines LOG_DEBUG, LOG_INFO... as plain macros. */
+/* SL_ prefix here and lower-case macros below: <syslog.h> defines LOG_DEBUG,
+ * LOG_INFO... as plain macros, and both headers may meet in one file. */
 enum log_level { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR };
 
 /* svc names the process in every line; level is the minimum printed. */
@@ -26,9 +27,13 @@ int log_enabled(enum log_level lvl);
  * holds spaces, quotes or control bytes. Returns out. */
 const char *log_q(char *out, size_t cap, const char *s, size_t n);
 
-#define LOG_DEBUG(...) do { if (log_enabled(SL_LOG_DEBUG)) log_at(SL_LOG_DEBUG, __VA_ARGS__); } while (0)
-#define LOG_INFO(...) log_at(SL_LOG_INFO, __VA_ARGS__)
-#define LOG_WARN(...) log_at(SL_LOG_WARN, __VA_ARGS__)
-#define LOG_ERROR(...) log_at(SL_LOG_ERROR, __VA_ARGS__)
+#define log_debug(...)                                                                                       \
+    do {                                                                                                     \
+        if (log_enabled(SL_LOG_DEBUG))                                                                       \
+            log_at(SL_LOG_DEBUG, __VA_ARGS__);                                                               \
+    } while (0)
+#define log_info(...)  log_at(SL_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_at(SL_LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_at(SL_LOG_ERROR, __VA_ARGS__)
 
 #endif

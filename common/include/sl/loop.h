@@ -25,8 +25,8 @@ typedef void loop_timer_cb(struct loop *l, void *ud);
 typedef void loop_hook_cb(struct loop *l, void *ud);
 
 struct loop_timer {
-    uint64_t when_ms;   /* monotonic ms deadline */
-    uint32_t heap_idx;  /* position in the heap + 1; 0 = not armed */
+    uint64_t when_ms;  /* monotonic ms deadline */
+    uint32_t heap_idx; /* position in the heap + 1; 0 = not armed */
     loop_timer_cb *cb;
     void *ud;
 };
@@ -49,7 +49,10 @@ void loop_timer_init(struct loop_timer *t, loop_timer_cb *cb, void *ud);
  * re-arm it, stop other timers, or free the struct holding it. */
 void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t ms);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
-static inline bool loop_timer_armed(const struct loop_timer *t) { return t->heap_idx != 0; }
+static inline bool loop_timer_armed(const struct loop_timer *t)
+{
+    return t->heap_idx != 0;
+}
 
 /* Called once after every wake-up's events and timers. */
 void loop_set_after(struct loop *l, loop_hook_cb *cb, void *ud);

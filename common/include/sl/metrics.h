@@ -5,7 +5,8 @@
  * server (libmicrohttpd, its own thread) serves:
  *   /metrics  text exposition format 0.0.4
  *   /healthz  200 "ok" while the process runs
- *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready()
+ *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready(), then
+ *             a space and the text of metrics_set_ready_detail() if any
  * Series with labels are registered one per label set: the `labels` string
  * is the text inside the braces, e.g. "reason=\"idle\"", or NULL. Registering
  * the same name and labels again returns the same storage; a name reused
@@ -19,8 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct metric_counter { _Atomic uint64_t v; };
-struct metric_gauge { _Atomic int64_t v; };
+struct metric_counter {
+    _Atomic uint64_t v;
+};
+struct metric_gauge {
+    _Atomic int64_t v;
+};
 
 #define METRICS_MAX_BUCKETS 16
 struct metric_hist {
@@ -35,13 +40,25 @@ struct metric_hist {
 struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels);
 struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
 /* bounds in seconds (for *_seconds histograms) or plain units; nb <= METRICS_MAX_BUCKETS. */
-struct metric_hist *metrics_hist(const char *name, const char *help, const char *labels,
-                                 const double *bounds, int nb);
+struct metric_hist *metrics_hist(const char *name, const char *help, const char *labels, const double *bounds,
+                                 int nb);
 
-static inline void metric_inc(struct metric_counter *c) { atomic_fetch_add_explicit(&c->v, 1, memory_order_relaxed); }
-static inline void metric_add(struct metric_counter *c, uint64_t n) { atomic_fetch_add_explicit(&c->v, n, memory_order_relaxed); }
-static inline void metric_set(struct metric_gauge *g, int64_t v) { atomic_store_explicit(&g->v, v, memory_order_relaxed); }
-static inline void metric_gadd(struct metric_gauge *g, int64_t d) { atomic_fetch_add_explicit(&g->v, d, memory_order_relaxed); }
+static inline void metric_inc(struct metric_counter *c)
+{
+    atomic_fetch_add_explicit(&c->v, 1, memory_order_relaxed);
+}
+static inline void metric_add(struct metric_counter *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(&c->v, n, memory_order_relaxed);
+}
+static inline void metric_set(struct metric_gauge *g, int64_t v)
+{
+    atomic_store_explicit(&g->v, v, memory_order_relaxed);
+}
+static inline void metric_gadd(struct metric_gauge *g, int64_t d)
+{
+    atomic_fetch_add_explicit(&g->v, d, memory_order_relaxed);
+}
 
 /* Observe one value (seconds for *_seconds histograms). Lock-free. */
 void metric_observe(struct metric_hist *h, double value);
@@ -55,6 +72,9 @@ void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), 
 int metrics_start(const char *listen);
 void metrics_stop(void);
 void metrics_set_ready(bool ready);
+/* Text appended to the /readyz body (e.g. "persister=up notifier=down"),
+ * NULL or "" for none; truncated to 127 bytes. Thread-safe. */
+void metrics_set_ready_detail(const char *detail);
 
 /* Render the exposition text into buf (for tests). Returns bytes written
  * (truncated to cap-1, NUL-terminated). */

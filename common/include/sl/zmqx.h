@@ -59,5 +59,13 @@ struct zmqx_conns;
 struct zmqx_conns *zmqx_conns_new(void);
 void zmqx_conns_destroy(struct zmqx_conns **c);
 int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *c);
+/* True if the last apply connected sock to ep, compared in canonical form
+ * (zmqx_ep_canon), so ep may be an endpoint as a socket monitor names it. */
+bool zmqx_conns_has(const struct zmqx_conns *c, const char *ep);
+/* The canonical form of an endpoint into out (cap bytes, NUL-terminated):
+ * "tcp://[::ffff:a.b.c.d]:p" becomes "tcp://a.b.c.d:p", anything else is
+ * copied. With ZMQ_IPV6 on, libzmq names an IPv4 peer the first way once it
+ * has reconnected (in monitor events), and the second way before. */
+void zmqx_ep_canon(const char *ep, char *out, size_t cap);
 
 #endif

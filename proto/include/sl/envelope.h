@@ -27,11 +27,11 @@
 enum envelope_kind {
     ENV_NONE = 0,
     /* edge -> persister and notifier (PUSH) */
-    ENV_DATA = 1,       /* a data frame: seq, ts, at_ns = edge receive time, body */
-    ENV_CONNECT = 2,    /* a session began (hello accepted): at_ns, peer */
-    ENV_DISCONNECT = 3, /* a session ended: at_ns, peer, reason */
-    ENV_RES = 4,        /* a device answered a command: id, ok, body (may be absent) */
-    ENV_HEARTBEAT = 5,  /* the edge is alive: at_ns, seq = open connections */
+    ENV_DATA = 1,          /* a data frame: seq, ts, at_ns = edge receive time, body */
+    ENV_CONNECT = 2,       /* a session began (hello accepted): at_ns, peer */
+    ENV_DISCONNECT = 3,    /* a session ended: at_ns, peer, reason */
+    ENV_RES = 4,           /* a device answered a command: id, ok, body (may be absent) */
+    ENV_HEARTBEAT = 5,     /* the edge is alive: at_ns, seq = open connections */
     ENV_UNDELIVERABLE = 6, /* edge -> notifier: a cmd found no connection: id, reason */
     /* service -> edge (ROUTER to the edge worker's DEALER) */
     ENV_ACK = 7,  /* persister: (slot, gen, dev, seq) is committed */
@@ -58,17 +58,17 @@ struct envelope {
     uint32_t slot;
     uint32_t gen;
     struct sl_slice dev;
-    uint64_t epoch;       /* session epoch: orders sessions of one device */
-    uint64_t seq;         /* data/ack: device seq; heartbeat: open connections */
-    int64_t ts;           /* data: device timestamp, ms */
+    uint64_t epoch; /* session epoch: orders sessions of one device */
+    uint64_t seq;   /* data/ack: device seq; heartbeat: open connections */
+    int64_t ts;     /* data: device timestamp, ms */
     bool has_ts;
-    uint64_t at_ns;       /* wall-clock ns when the edge saw it */
+    uint64_t at_ns;         /* wall-clock ns when the edge saw it */
     struct sl_slice peer;   /* connect/disconnect: "ip:port" */
     struct sl_slice reason; /* disconnect: close reason; undeliverable: why */
     struct sl_slice id;     /* res/cmd/undeliverable: command id */
     bool ok;                /* res */
     bool has_ok;
-    struct sl_slice body;   /* data/res/cmd: raw msgpack bytes, untouched */
+    struct sl_slice body; /* data/res/cmd: raw msgpack bytes, untouched */
     bool has_body;
 };
 
@@ -85,7 +85,10 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
  * (flush it and start a new one). */
 enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope *e);
 
-static inline size_t envelope_writer_len(const struct envelope_writer *w) { return w->buf.len; }
+static inline size_t envelope_writer_len(const struct envelope_writer *w)
+{
+    return w->buf.len;
+}
 
 struct envelope_reader {
     struct mp_cur cur;

@@ -8,23 +8,23 @@
 
 enum sl_err {
     SL_OK = 0,
-    SL_AGAIN,     /* not now: need more input, would block, or end of a sequence */
-    SL_NOMEM,     /* a fixed pool or buffer is full */
-    SL_TOOBIG,    /* output does not fit the caller's buffer */
-    SL_VERSION,   /* internal message of a version this build does not speak */
-    SL_IO,        /* socket or file error */
-    SL_DB,        /* PostgreSQL error */
-    SL_MQTT,      /* broker error */
-    SL_INVAL,     /* bad configuration or argument */
+    SL_AGAIN,   /* not now: need more input, would block, or end of a sequence */
+    SL_NOMEM,   /* a fixed pool or buffer is full */
+    SL_TOOBIG,  /* output does not fit the caller's buffer */
+    SL_VERSION, /* internal message of a version this build does not speak */
+    SL_IO,      /* socket or file error */
+    SL_DB,      /* PostgreSQL error */
+    SL_MQTT,    /* broker error */
+    SL_INVAL,   /* bad configuration or argument */
     /* The wire error codes, in the order docs/protocol.md lists them. */
-    SL_FRAME,     /* "frame":    frame length 0 or above max_frame */
-    SL_DECODE,    /* "decode":   payload not a map, trailing bytes, bad field */
-    SL_PROTO,     /* "proto":    wrong message for the state, or v != 1 */
-    SL_AUTH,      /* "auth":     bad token or device id */
-    SL_REPLACED,  /* "replaced": the device connected again elsewhere */
-    SL_BUSY,      /* "busy":     edge full */
-    SL_DRAINING,  /* "draining": edge shutting down */
-    SL_TIMEOUT,   /* "timeout":  hello or idle timeout */
+    SL_FRAME,    /* "frame":    frame length 0 or above max_frame */
+    SL_DECODE,   /* "decode":   payload not a map, trailing bytes, bad field */
+    SL_PROTO,    /* "proto":    wrong message for the state, or v != 1 */
+    SL_AUTH,     /* "auth":     bad token or device id */
+    SL_REPLACED, /* "replaced": the device connected again elsewhere */
+    SL_BUSY,     /* "busy":     edge full */
+    SL_DRAINING, /* "draining": edge shutting down */
+    SL_TIMEOUT,  /* "timeout":  hello or idle timeout */
 };
 
 /* Human-readable text for any value. Never NULL. */

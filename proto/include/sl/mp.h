@@ -55,7 +55,10 @@ static inline void mp_cur_init(struct mp_cur *c, const uint8_t *p, size_t n)
     c->end = p + n;
 }
 
-static inline size_t mp_cur_left(const struct mp_cur *c) { return (size_t)(c->end - c->p); }
+static inline size_t mp_cur_left(const struct mp_cur *c)
+{
+    return (size_t)(c->end - c->p);
+}
 
 /* Read one item header. Str/bin/ext payloads are consumed too (it->data
  * points at them); for arrays and maps only the header is consumed and the

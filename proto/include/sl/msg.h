@@ -20,10 +20,10 @@
 enum msg_type {
     MSG_NONE = 0,
     /* device -> edge */
-    MSG_HELLO,   /* {t,v,dev,tok} */
-    MSG_DATA,    /* {t,seq,ts?,body} */
-    MSG_PING,    /* {t} */
-    MSG_RES,     /* {t,id,ok,body?} */
+    MSG_HELLO, /* {t,v,dev,tok} */
+    MSG_DATA,  /* {t,seq,ts?,body} */
+    MSG_PING,  /* {t} */
+    MSG_RES,   /* {t,id,ok,body?} */
     /* edge -> device */
     MSG_WELCOME, /* {t,edge,hb,max} */
     MSG_ACK,     /* {t,seq} */
@@ -48,13 +48,35 @@ enum msg_rc {
 struct msg {
     enum msg_type t;
     union {
-        struct { int64_t v; struct sl_slice dev, tok; } hello;
-        struct { uint64_t seq; int64_t ts; bool has_ts; struct sl_slice body; } data; /* body: raw msgpack */
-        struct { struct sl_slice id; bool ok; bool has_body; struct sl_slice body; } res;
-        struct { struct sl_slice edge; uint32_t hb, max; } welcome;
-        struct { uint64_t seq; } ack;
-        struct { struct sl_slice code, msg; } err;
-        struct { struct sl_slice id, body; } cmd;
+        struct {
+            int64_t v;
+            struct sl_slice dev, tok;
+        } hello;
+        struct {
+            uint64_t seq;
+            int64_t ts;
+            bool has_ts;
+            struct sl_slice body;
+        } data; /* body: raw msgpack */
+        struct {
+            struct sl_slice id;
+            bool ok;
+            bool has_body;
+            struct sl_slice body;
+        } res;
+        struct {
+            struct sl_slice edge;
+            uint32_t hb, max;
+        } welcome;
+        struct {
+            uint64_t seq;
+        } ack;
+        struct {
+            struct sl_slice code, msg;
+        } err;
+        struct {
+            struct sl_slice id, body;
+        } cmd;
     } u;
 };
 

@@ -45,8 +45,8 @@ size_t tojson_bound(size_t n);
  * writes past cap; when out of room they set b->overflow and may leave a
  * partial piece, so check b->overflow once at the end. tojson_str repairs
  * invalid UTF-8 like tojson_encode. */
-void tojson_raw(struct tojson_buf *b, const char *s, size_t n);     /* as is */
-void tojson_str(struct tojson_buf *b, const uint8_t *s, size_t n);  /* quoted, escaped: <= 6*n+2 bytes */
+void tojson_raw(struct tojson_buf *b, const char *s, size_t n);    /* as is */
+void tojson_str(struct tojson_buf *b, const uint8_t *s, size_t n); /* quoted, escaped: <= 6*n+2 bytes */
 void tojson_i64(struct tojson_buf *b, int64_t v);
 void tojson_u64(struct tojson_buf *b, uint64_t v);
 

@@ -12,7 +12,7 @@
 void token_compute(const uint8_t *key, size_t keylen, const uint8_t *dev, size_t devlen, char out[65]);
 
 /* True if tok is the token of dev. Constant time in the token bytes. */
-bool token_check(const uint8_t *key, size_t keylen, const uint8_t *dev, size_t devlen,
-                 const uint8_t *tok, size_t toklen);
+bool token_check(const uint8_t *key, size_t keylen, const uint8_t *dev, size_t devlen, const uint8_t *tok,
+                 size_t toklen);
 
 #endif

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""edge_stuck.py - what happens to new devices while one edge worker is stuck
+(benchmark, not a test; docs/performance.md, "edge: accepting").
+
+Starts `edge_bench --mode peer` (instant persister) and a 2-worker sluice-edge
+with --accept MODE, freezes the worker thread named edge-w1 with ptrace
+(only that thread stops; needs root or CAP_SYS_PTRACE), connects --devices
+devices one every --interval-ms, each sending its hello at once, and counts
+how many were welcomed while the worker stayed frozen. Then it thaws the
+worker and reports how long the late ones had waited.
+
+usage: edge_stuck.py BIN_DIR [--accept handoff|reuseport] [--port 21980]
+                     [--devices 40] [--interval-ms 50] [--settle-s 1]
+"""
+import argparse
+import ctypes
+import hashlib
+import hmac
+import os
+import select
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+
+import msgpack
+
+SECRET = b"bench-secret"
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def ptrace(req, tid):
+    if libc.ptrace(req, tid, None, None) != 0:
+        raise OSError(ctypes.get_errno(), "ptrace %#x on %d" % (req, tid))
+
+
+def thread_id(pid, name):
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            if f.read().strip() == name:
+                return int(t)
+    raise AssertionError("no thread " + name)
+
+
+def hello(dev):
+    tok = hmac.new(SECRET, dev.encode(), hashlib.sha256).hexdigest()
+    p = msgpack.packb({"t": "hello", "v": 1, "dev": dev, "tok": tok})
+    return struct.pack(">I", len(p)) + p
+
+
+def poll_welcomes(socks, pending, t_conn, waited, timeout):
+    """Read whatever arrived; a socket with bytes has its welcome (one frame)."""
+    r, _, _ = select.select([socks[i] for i in pending], [], [], timeout)
+    now = time.monotonic()
+    for s in r:
+        i = socks.index(s)
+        if s.recv(4096):
+            waited[i] = now - t_conn[i]
+            pending.discard(i)
+
+
+def http(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
+            return r.status, r.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("--accept", default="handoff")
+    ap.add_argument("--port", type=int, default=21980)
+    ap.add_argument("--devices", type=int, default=40)
+    ap.add_argument("--interval-ms", type=float, default=50)
+    ap.add_argument("--settle-s", type=float, default=1)
+    a = ap.parse_args()
+    P = a.port
+    env = dict(os.environ, SLUICE_FLEET_SECRET=SECRET.decode())
+    peer = subprocess.Popen([a.bin + "/edge_bench", "--mode", "peer", "--port", str(P)])
+    edge = subprocess.Popen([a.bin + "/sluice-edge", "--listen", "127.0.0.1:%d" % P, "--workers", "2",
+                             "--accept", a.accept, "--log-level", "warn",
+                             "--persister-push", "tcp://127.0.0.1:%d" % (P + 1),
+                             "--persister-router", "tcp://127.0.0.1:%d" % (P + 2),
+                             "--notifier-push", "tcp://127.0.0.1:%d" % (P + 3),
+                             "--notifier-router", "tcp://127.0.0.1:%d" % (P + 4),
+                             "--metrics", "127.0.0.1:%d" % (P + 9)], env=env)
+    tid = None
+    try:
+        end = time.time() + 20
+        while http(P + 9, "/readyz")[0] != 200:
+            assert time.time() < end, "edge not ready"
+            time.sleep(0.05)
+        tid = thread_id(edge.pid, "edge-w1")
+        ptrace(PTRACE_SEIZE, tid)
+        ptrace(PTRACE_INTERRUPT, tid)
+        os.waitpid(tid, WALL)
+        socks, t_conn, waited = [], [], {}
+        pending = set()
+        t0 = time.monotonic()
+        for i in range(a.devices):
+            s = socket.create_connection(("127.0.0.1", P))
+            t_conn.append(time.monotonic())
+            s.sendall(hello("stuck-%d" % i))
+            socks.append(s)
+            pending.add(i)
+            due = t0 + (i + 1) * a.interval_ms / 1000
+            while time.monotonic() < due:
+                poll_welcomes(socks, pending, t_conn, waited, max(0.0, due - time.monotonic()))
+        settle = time.monotonic() + a.settle_s
+        while pending and time.monotonic() < settle:
+            poll_welcomes(socks, pending, t_conn, waited, 0.05)
+        frozen_ok = a.devices - len(pending)
+        late = sorted(pending)
+        t_thaw = time.monotonic()
+        ptrace(PTRACE_DETACH, tid)
+        tid = None
+        end = time.monotonic() + 20
+        while pending and time.monotonic() < end:
+            poll_welcomes(socks, pending, t_conn, waited, 0.05)
+        split = " ".join(l.split("{")[1].replace('"}', "=").replace('worker="', "w").replace(" ", "")
+                         for l in http(P + 9, "/metrics")[1].splitlines()
+                         if l.startswith("sluice_edge_worker_connections_open{"))
+        print("accept=%s: %d of %d devices welcomed while worker 1 was frozen (%.1f s); the other %d waited "
+              "%s s (connect -> welcome, after the thaw: %s); per worker now: %s"
+              % (a.accept, frozen_ok, a.devices, t_thaw - t_conn[0], len(late),
+                 "%.2f-%.2f" % (min(waited[i] for i in late), max(waited[i] for i in late)) if late else "-",
+                 "all welcomed" if not pending else "%d never" % len(pending), split))
+        for s in socks:
+            s.close()
+    finally:
+        if tid:
+            ptrace(PTRACE_DETACH, tid)
+        for p in (edge, peer):
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

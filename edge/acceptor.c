@@ -1,0 +1,168 @@
+/* acceptor.c - the --accept handoff mode: one listening socket, one thread
+ * that accepts, takes the --max-conns place (or answers err{busy}) and posts
+ * the fd to the worker with the fewest connections (open + still queued)
+ * through that worker's connection ring; the worker sets the connection up
+ * on its own thread. When every ring is full it stops accepting for a few
+ * ms, so a storm waits in the kernel's backlog, not in refusals.
+ *
+ * Why a thread of its own and not one worker's loop: accepting must not wait
+ * for a worker that is busy or stuck, and a worker whose queue has not moved
+ * for ACCEPTOR_STUCK_MS is passed over (with SO_REUSEPORT the kernel keeps
+ * giving such a worker its share). The thread sleeps in poll() between
+ * connections. It deliberately does not read from or write to devices,
+ * except for the err{busy} refusal. */
+#define _GNU_SOURCE
+#include "acceptor.h"
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include "sl/log.h"
+#include "conn.h"
+#include "edge.h"
+#include "worker.h"
+
+#define ACCEPTS_PER_POLL 64
+#define FULL_WAIT_MS     2
+
+struct acceptor {
+    struct edge *e;
+    int lfd;
+    int stopfd;   /* eventfd: acceptor_stop wakes poll() */
+    int spare_fd; /* closed and reopened on EMFILE */
+    pthread_t th;
+    bool started;
+    _Atomic bool listening;
+};
+
+uint32_t acceptor_pick(const uint32_t *load, const enum worker_intake *st, uint32_t n)
+{
+    uint32_t best[2] = {UINT32_MAX, UINT32_MAX}; /* by intake: OK, STUCK */
+    for (uint32_t i = 0; i < n; i++) {
+        if (st[i] == WORKER_INTAKE_FULL)
+            continue;
+        uint32_t *b = &best[st[i] == WORKER_INTAKE_STUCK];
+        if (*b == UINT32_MAX || load[i] < load[*b])
+            *b = i;
+    }
+    return best[0] != UINT32_MAX ? best[0] : best[1];
+}
+
+/* The worker for the next connection, or UINT32_MAX if none has room. */
+static uint32_t pick(struct edge *e)
+{
+    uint32_t load[EDGE_MAX_WORKERS];
+    enum worker_intake st[EDGE_MAX_WORKERS];
+    uint64_t now = loop_clock_ms();
+    for (uint32_t i = 0; i < e->nworkers; i++)
+        st[i] = worker_intake(e->workers[i], now, ACCEPTOR_STUCK_MS, &load[i]);
+    return acceptor_pick(load, st, e->nworkers);
+}
+
+static void *run(void *arg)
+{
+    struct acceptor *a = arg;
+    struct edge *e = a->e;
+    struct pollfd p[2] = {{.fd = a->lfd, .events = POLLIN}, {.fd = a->stopfd, .events = POLLIN}};
+    bool full = false;
+    for (;;) {
+        /* Every ring full: leave the connections in the kernel's backlog
+         * (as a busy worker's own listener would) and look again shortly. */
+        int rc = full ? poll(&p[1], 1, FULL_WAIT_MS) : poll(p, 2, -1);
+        if (rc < 0) {
+            int err = errno;
+            if (err == EINTR)
+                continue;
+            log_error("event=acceptor_failed err=\"%s\"", strerror(err));
+            break;
+        }
+        if (p[1].revents)
+            break;
+        full = false;
+        for (int i = 0; i < ACCEPTS_PER_POLL; i++) {
+            uint32_t wi = pick(e);
+            if (wi == UINT32_MAX) {
+                full = true;
+                break;
+            }
+            struct conn_peer peer;
+            int fd = conn_accept(a->lfd, &a->spare_fd, &peer, "acceptor=1");
+            if (fd < 0)
+                break;
+            if (conn_admit(e, fd) && !worker_post_conn(e->workers[wi], fd, &peer)) {
+                assert(!"the only producer saw room in this ring");
+                conn_refuse(e, fd);
+            }
+        }
+    }
+    return NULL;
+}
+
+struct acceptor *acceptor_new(struct edge *e)
+{
+    struct acceptor *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->e = e;
+    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    a->lfd = conn_listen_socket(e->cfg.listen);
+    if (a->lfd < 0 || a->stopfd < 0) {
+        int err = a->lfd < 0 ? -a->lfd : errno;
+        log_error("event=listen_failed acceptor=1 listen=%s err=\"%s\"", e->cfg.listen, strerror(err));
+        acceptor_destroy(&a);
+        return NULL;
+    }
+    atomic_store(&a->listening, true);
+    return a;
+}
+
+int acceptor_start(struct acceptor *a)
+{
+    int rc = pthread_create(&a->th, NULL, run, a);
+    a->started = rc == 0;
+    if (a->started)
+        pthread_setname_np(a->th, "edge-accept");
+    return rc ? -rc : 0;
+}
+
+void acceptor_stop(struct acceptor *a)
+{
+    if (a->started) {
+        uint64_t one = 1;
+        (void)!write(a->stopfd, &one, sizeof one);
+        pthread_join(a->th, NULL);
+        a->started = false;
+    }
+    if (a->lfd >= 0) {
+        /* Connections still in the backlog get a reset: they reconnect. */
+        close(a->lfd);
+        a->lfd = -1;
+    }
+    atomic_store(&a->listening, false);
+}
+
+void acceptor_destroy(struct acceptor **pa)
+{
+    struct acceptor *a = *pa;
+    if (!a)
+        return;
+    acceptor_stop(a);
+    if (a->stopfd >= 0)
+        close(a->stopfd);
+    if (a->spare_fd >= 0)
+        close(a->spare_fd);
+    free(a);
+    *pa = NULL;
+}
+
+bool acceptor_listening(const struct acceptor *a)
+{
+    return atomic_load(&a->listening);
+}
