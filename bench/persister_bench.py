@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../tests/integration"))
 import pgtest  # noqa: E402
 import persister_edge as pe  # noqa: E402
+import wire  # noqa: E402
 
 SHAPE = """(device_id text NOT NULL, seq bigint NOT NULL, device_ts timestamptz NULL,
            received_at timestamptz NOT NULL, edge_id text NOT NULL, body jsonb NOT NULL,
@@ -149,9 +150,9 @@ def bench_persister(binary, dsn, port, rows, edge_id, per_msg, batch_max, batch_
         edge.push.setsockopt(zmq.SNDHWM, 100000)
         msgs = []
         for i in range(0, len(rows), per_msg):
-            ents = [pe.entry(pe.ENV_DATA, 1, 1, dev, 1, seq, ts, at, body=msgpack.packb(body))
+            ents = [wire.entry(wire.DATA, 1, 1, dev, 1, seq, ts, at, body=msgpack.packb(body))
                     for dev, seq, ts, at, body in rows[i:i + per_msg]]
-            msgs.append(pe.batch(edge_id, edge.incarnation, edge.reply, ents))
+            msgs.append(wire.batch(edge_id, edge.inc, edge.reply, ents))
         time.sleep(0.3)
         nacks = 0
         unp = msgpack.Unpacker(raw=False)

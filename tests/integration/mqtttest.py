@@ -1,48 +1,39 @@
-"""mqtttest.py - start, stop and restart a real Mosquitto for a test.
+"""mqtttest.py - a real Mosquitto for a test, and MQTT clients that watch it.
 
 Usage:
     import mqtttest
     b = mqtttest.start(23001, "/tmp/some-dir")   # returns a Broker, already accepting
-    b.restart()                                  # stop (state saved) + start on the same port
+    b.restart(down_s=1.0)                        # stop (state saved) + start on the same port
     b.stop()
+    s = mqtttest.Subscriber(23001, ["devices/#"], client_id="sub", clean=False)
+    s.on("devices/d-1/status")                   # payloads received on that topic, JSON decoded
+    mqtttest.publish(23001, "devices/d-1/cmd", {"id": "c1", "body": 1})
 
 Mosquitto started as root drops to user `mosquitto`, so its config, log and
 persistence live in a directory that user can read and write, and it runs
-in the foreground (`&`-style, kept as a child) with its log on stderr
-captured to <dir>/mosquitto.log. Persistence is on by default so that
-persistent client sessions (clean_session false) and retained messages
-survive restart(), as a real deployment's would.
+in the foreground as a proc.Proc with its log on stderr captured to
+<dir>/mosquitto.log. Persistence is on by default so that persistent client
+sessions (clean_session false) and retained messages survive restart(), as
+a real deployment's would.
 """
+import json
 import os
 import pwd
 import shutil
-import socket
-import subprocess
+import threading
 import time
 
+import paho.mqtt.client as mqtt
+
+import proc
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def _wait_port(port, up, deadline_s=10.0):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                if up:
-                    return True
-        except OSError:
-            if not up:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 class Broker:
     def __init__(self, port, dir, persistence=True):
         self.port = port
         self.dir = os.path.abspath(dir)
-        self.persistence = persistence
-        self.proc = None
         self.uri = "tcp://127.0.0.1:%d" % port
         os.makedirs(self.dir, exist_ok=True)
         try:
@@ -51,8 +42,8 @@ class Broker:
         except KeyError:
             pass
         os.chmod(self.dir, 0o777)
-        self.conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(self.conf, "w") as f:
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\n" % port)
             f.write("allow_anonymous true\n")
             f.write("log_dest stderr\n")
@@ -66,33 +57,17 @@ class Broker:
                 f.write("autosave_interval 1\n")
             else:
                 f.write("persistence false\n")
-        os.chmod(self.conf, 0o644)
+        os.chmod(conf, 0o644)
+        # SIGTERM: mosquitto saves its state and exits
+        self.proc = proc.Proc("mosquitto", [MOSQUITTO, "-c", conf], os.path.join(self.dir, "mosquitto.log"),
+                              ready=proc.port_open(port), grace=10)
 
     def start(self):
-        if self.proc is not None:
-            raise RuntimeError("mosquitto already running")
-        log = open(os.path.join(self.dir, "mosquitto.log"), "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
-        log.close()
-        if not _wait_port(self.port, True):
-            self.stop()
-            raise RuntimeError("mosquitto did not start on port %d (see %s/mosquitto.log)"
-                               % (self.port, self.dir))
+        self.proc.start(timeout=10)
         return self
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()           # SIGTERM: mosquitto saves its state
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        _wait_port(self.port, False, 5.0)
+        self.proc.stop()
 
     def restart(self, down_s=0.0):
         self.stop()
@@ -106,21 +81,88 @@ def start(port, dir, persistence=True):
     return Broker(port, dir, persistence).start()
 
 
-_default = None
+class Subscriber:
+    """A paho client subscribed (QoS 1) to topics, recording every message as
+    (monotonic time, topic, payload, retained) with the payload JSON-decoded
+    when it is JSON (else bytes). It resubscribes after a reconnect; with
+    clean=False (and a client_id) its session survives its own and the
+    broker's restarts."""
+
+    def __init__(self, port, topics, client_id=None, clean=True):
+        self.lock = threading.Lock()
+        self.msgs = []
+        self.topics = list(topics)
+        self.connected = threading.Event()
+        self.subacks = threading.Semaphore(0)
+        self.c = mqtt.Client(client_id=client_id or "", clean_session=clean)
+        self.c.on_connect = self._on_connect
+        self.c.on_subscribe = lambda c, ud, mid, qos: self.subacks.release()
+        self.c.on_message = self._on_msg
+        self.c.reconnect_delay_set(0.2, 1)
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.loop_start()
+        proc.wait_for(self.connected.is_set, "MQTT subscriber connected on %d" % port)
+        for t in self.topics:
+            proc.check(self.subacks.acquire(timeout=proc.DEADLINE), "no SUBACK for %s" % t)
+
+    def _on_connect(self, c, ud, flags, rc):
+        if rc == 0:
+            for t in self.topics:
+                c.subscribe(t, qos=1)
+            self.connected.set()
+
+    def _on_msg(self, c, ud, m):
+        try:
+            payload = json.loads(m.payload.decode()) if m.payload else None
+        except ValueError:
+            payload = m.payload
+        with self.lock:
+            self.msgs.append((time.monotonic(), m.topic, payload, bool(m.retain)))
+
+    def on(self, topic):
+        """Payloads received on topic, in order."""
+        with self.lock:
+            return [p for (_, t, p, _) in self.msgs if t == topic]
+
+    def received(self, topic):
+        """(payload, retained) of each message received on topic, in order."""
+        with self.lock:
+            return [(p, r) for (_, t, p, r) in self.msgs if t == topic]
+
+    def last(self, topic):
+        v = self.on(topic)
+        return v[-1] if v else None
+
+    def all(self):
+        """(topic, payload, retained) of every message, in order."""
+        with self.lock:
+            return [(t, p, r) for (_, t, p, r) in self.msgs]
+
+    def count(self):
+        with self.lock:
+            return len(self.msgs)
+
+    def status(self, prefix="devices"):
+        """Latest status payload per device id (topics <prefix>/<dev>/status)."""
+        out = {}
+        with self.lock:
+            for (_, t, p, _) in self.msgs:
+                parts = t.split("/")
+                if len(parts) == 3 and parts[0] == prefix and parts[2] == "status":
+                    out[parts[1]] = p
+        return out
+
+    def close(self):
+        try:
+            self.c.loop_stop()
+            self.c.disconnect()
+        except Exception:
+            pass
 
 
-def stop():
-    """Stop the broker most recently started with start_default()."""
-    if _default:
-        _default.stop()
-
-
-def restart():
-    if _default:
-        _default.restart()
-
-
-def start_default(port, dir, persistence=True):
-    global _default
-    _default = start(port, dir, persistence)
-    return _default
+def publish(port, topic, payload, qos=1, retain=False):
+    """Publish one message (a dict or list is sent as JSON) and wait for its PUBACK."""
+    import paho.mqtt.publish as pub
+    if not isinstance(payload, (str, bytes)):
+        payload = json.dumps(payload)
+    pub.single(topic, payload, qos=qos, retain=retain, hostname="127.0.0.1", port=port)

@@ -20,9 +20,9 @@ def main():
         t0 = time.time_ns()
         a.send(entry(CONNECT, 5, 2, "d-1", epoch=t0, at_ns=t0, peer="p"))
         b.send(entry(CONNECT, 6, 4, "d-2", epoch=t0 + 1, at_ns=t0, peer="p"))
-        wait_for(lambda: sub.on("devices/d-1/status") and sub.on("devices/d-2/status"), "statuses", pump=env.pump)
+        wait_for(lambda: sub.received("devices/d-1/status") and sub.received("devices/d-2/status"), "statuses", pump=env.pump)
 
-        env.ntf.stop()           # SIGTERM: clean exit
+        env.ntf.stop(expect=0)    # SIGTERM: clean exit
         env.ntf.start()          # fresh process: empty table until the retained statuses arrive
 
         publish(BROKER, "devices/d-1/cmd", json.dumps({"id": "r-1", "body": {"x": 1}}))
@@ -35,9 +35,9 @@ def main():
         c2 = wait_for(lambda: b.received(CMD, id="r-2"), "r-2 at B", pump=env.pump)[0]
         check(c1["dev"] == "d-1" and c1["slot"] == 5 and c1["gen"] == 2 and c1["hdr"][2] == a.inc, "r-1 %r" % c1)
         check(c2["dev"] == "d-2" and c2["slot"] == 6 and c2["gen"] == 4 and c2["hdr"][2] == b.inc, "r-2 %r" % c2)
-        check(not sub.on("devices/d-1/cmd/r-1/result"), "no offline result for a routed command")
+        check(not sub.received("devices/d-1/cmd/r-1/result"), "no offline result for a routed command")
         a.send(entry(RES, 5, 2, "d-1", epoch=t0, id="r-1", ok=True))
-        r = wait_for(lambda: sub.on("devices/d-1/cmd/r-1/result"), "r-1 result", pump=env.pump)
+        r = wait_for(lambda: sub.received("devices/d-1/cmd/r-1/result"), "r-1 result", pump=env.pump)
         check(r[0][0] == {"ok": True, "body": None}, "r-1 %r" % r)
 
         # takeover after the restart: d-1 moves to B; A's old connection is kicked
@@ -48,9 +48,9 @@ def main():
 
         # a killed notifier (no clean shutdown) also recovers its routing,
         # from what it had published before it died
-        wait_for(lambda: sub.on("devices/d-1/status")[-1][0]["edge"] == "edge-b:7000", "d-1 status on B",
+        wait_for(lambda: sub.received("devices/d-1/status")[-1][0]["edge"] == "edge-b:7000", "d-1 status on B",
                  pump=env.pump)
-        env.ntf.stop(sig_kill=True)
+        env.ntf.kill9()
         env.ntf.start()
         publish(BROKER, "devices/d-1/cmd", json.dumps({"id": "r-3", "body": None}))
         try:

@@ -41,7 +41,7 @@ def main():
         def seen():
             got = set()
             for t, p, r in sub.all():
-                got.add(int(p.split(b'"seq":')[1].split(b",")[0]))
+                got.add(p["seq"])
             return got
 
         try:

@@ -4,5 +4,5 @@ foreach(t core pgrestart two)
   add_test(NAME persister_${t}
            COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/persister_${t}_test.py)
   set_tests_properties(persister_${t} PROPERTIES LABELS integration TIMEOUT 300
-                       ENVIRONMENT "SLUICE_PERSISTER_BIN=$<TARGET_FILE:sluice-persister>")
+                       ENVIRONMENT "SLUICE_BIN=$<TARGET_FILE_DIR:sluice-persister>")
 endforeach()

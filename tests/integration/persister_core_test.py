@@ -11,14 +11,13 @@
  - SIGTERM commits and acks the batch it holds, then exits 0.
 """
 import json
-import struct
-import sys
 import time
 
 import msgpack
-import psycopg2
 
 from persister_common import Env, pe
+from proc import wait_for
+from wire import CONNECT, DATA, DISCONNECT, HEARTBEAT, entry
 
 PORT = 22100
 
@@ -70,7 +69,7 @@ def collect(edge, env, want, timeout=60):
 
     def on_ack(a):
         check_visible(env, a[3], a[4])
-        assert a[0] == edge.incarnation, a
+        assert a[0] == edge.inc, a
         seen.add((a[3], a[4]))
 
     deadline = time.time() + timeout
@@ -81,9 +80,7 @@ def collect(edge, env, want, timeout=60):
 
 
 def main():
-    env = Env(PORT)
-    ok = False
-    try:
+    with Env(PORT) as env:
         p = env.persister(0, ["--batch-max", "50", "--batch-ms", "30", "--edge-timeout-ms", "2500"])
         p.wait_ready()
         edge = pe.Edge([p.pull], [p.router], edge_id="edge-a:7000", worker=0)
@@ -93,9 +90,9 @@ def main():
         for b in range(20):
             ents = [pe.data("dev-%d" % (i % 7), b * 100 + i, {"b": b, "i": i}, ts=1764358200000 + i)
                     for i in range(1, 31)]
-            ents.append(pe.entry(pe.ENV_HEARTBEAT, 0, 0, "", 0, 3, None, time.time_ns()))
-            edge.send(ents)
-            want |= {(e[3], e[5]) for e in ents if e[0] == pe.ENV_DATA}
+            ents.append(entry(HEARTBEAT, 0, 0, "", 0, 3, None, time.time_ns()))
+            edge.send(*ents)
+            want |= {(e[3], e[5]) for e in ents if e[0] == DATA}
         collect(edge, env, want)
         n = env.sql("SELECT count(*) FROM telemetry")[0][0]
         assert n == 600, n
@@ -107,19 +104,19 @@ def main():
         # 2. dedup: resend 100 of them (same seqs, different bodies): acked again, stored once, first body kept.
         edge.acks.clear()
         ents = [pe.data("dev-%d" % (i % 7), i, {"dup": True}) for i in range(1, 31)]
-        edge.send(ents)
-        edge.send(ents)
+        edge.send(*ents)
+        edge.send(*ents)
         collect(edge, env, {(e[3], e[5]) for e in ents})
         assert env.sql("SELECT count(*) FROM telemetry")[0][0] == 600
         assert env.sql("SELECT count(*) FROM telemetry WHERE body ? 'dup'")[0][0] == 0
-        pe.wait_for(lambda: (p.metric("sluice_persister_rows_duplicate_total") or 0) >= 60, 10, "duplicate counter")
+        wait_for(lambda: (p.metric("sluice_persister_rows_duplicate_total") or 0) >= 60, "duplicate counter", 10)
         print("ok: dedup")
 
         # 3. JSON corpus.
         edge.acks.clear()
         cp = corpus()
         ents = [pe.data("json-dev", i + 1, body_raw=raw) for i, (raw, _) in enumerate(cp)]
-        edge.send(ents)
+        edge.send(*ents)
         collect(edge, env, {(e[3], e[5]) for e in ents})
         rows = dict(env.sql("SELECT seq, body::text FROM telemetry WHERE device_id='json-dev'"))
         for i, (raw, expected) in enumerate(cp):
@@ -139,7 +136,7 @@ def main():
         ents = [pe.data("poison", i, {"i": i}) for i in range(1, 11)]
         ents[4] = pe.data("poison", 5, body_raw=nul)
         ents[7] = pe.data("poison", 8, body_raw=b"\xc1")
-        edge.send(ents)
+        edge.send(*ents)
         collect(edge, env, {(e[3], e[5]) for e in ents})
         good = [r[0] for r in env.sql("SELECT seq FROM telemetry WHERE device_id='poison' ORDER BY seq")]
         assert good == [1, 2, 3, 4, 6, 7, 9, 10], good
@@ -149,7 +146,7 @@ def main():
         assert bytes(rej[1][1]) == b"\xc1" and rej[1][3] == "edge-a:7000", rej[1]
         # resent poison: acked again, stored once
         edge.acks.clear()
-        edge.send([ents[4], ents[7]])
+        edge.send(ents[4], ents[7])
         collect(edge, env, {("poison", 5), ("poison", 8)})
         assert env.sql("SELECT count(*) FROM telemetry_rejected")[0][0] == 2
         print("ok: poison rows dead-lettered and acked, the rest committed")
@@ -157,16 +154,16 @@ def main():
         # 5. sessions: connect then disconnect; disconnect before connect (separate batches).
         t = time.time_ns()
         edge.acks.clear()
-        edge.send([pe.entry(pe.ENV_CONNECT, 3, 1, "sess-1", 1000, None, None, t, "10.0.0.1:5000"),
-                   pe.data("sess-1", 1, {"x": 1}, slot=3, gen=1)])
-        edge.send([pe.entry(pe.ENV_DISCONNECT, 3, 1, "sess-1", 1000, None, None, t + 10**9, "10.0.0.1:5000",
-                            "idle"),
-                   pe.entry(pe.ENV_DISCONNECT, 4, 1, "sess-2", 2000, None, None, t + 2 * 10**9, "10.0.0.2:6000",
-                            "replaced"),
-                   pe.data("sess-1", 2, {"x": 2}, slot=3, gen=1)])
+        edge.send(entry(CONNECT, 3, 1, "sess-1", 1000, None, None, t, "10.0.0.1:5000"),
+                  pe.data("sess-1", 1, {"x": 1}, slot=3, gen=1))
+        edge.send(entry(DISCONNECT, 3, 1, "sess-1", 1000, None, None, t + 10**9, "10.0.0.1:5000",
+                        "idle"),
+                  entry(DISCONNECT, 4, 1, "sess-2", 2000, None, None, t + 2 * 10**9, "10.0.0.2:6000",
+                        "replaced"),
+                  pe.data("sess-1", 2, {"x": 2}, slot=3, gen=1))
         collect(edge, env, {("sess-1", 1), ("sess-1", 2)})
-        edge.send([pe.entry(pe.ENV_CONNECT, 4, 1, "sess-2", 2000, None, None, t, "10.0.0.2:6000"),
-                   pe.data("sess-1", 3, {"x": 3}, slot=3, gen=1)])
+        edge.send(entry(CONNECT, 4, 1, "sess-2", 2000, None, None, t, "10.0.0.2:6000"),
+                  pe.data("sess-1", 3, {"x": 3}, slot=3, gen=1))
         collect(edge, env, {("sess-1", 3)})
         s = env.sql("SELECT device_id, epoch, peer, connected_at IS NOT NULL, disconnected_at - connected_at, reason"
                     " FROM device_sessions WHERE edge_id='edge-a:7000' ORDER BY device_id")
@@ -178,25 +175,25 @@ def main():
 
         # 6. edge_lost: another edge incarnation connects a device, heartbeats once, goes silent.
         lost = pe.Edge([p.pull], [p.router], edge_id="edge-b:7000", worker=0)
-        lost.send([pe.entry(pe.ENV_CONNECT, 1, 1, "lost-dev", 3000, None, None, time.time_ns(), "10.0.0.3:1"),
-                   pe.entry(pe.ENV_HEARTBEAT, 0, 0, "", 0, 1, None, time.time_ns()),
-                   pe.data("lost-dev", 1, {"x": 1})])
-        pe.wait_for(lambda: (lost.poll_acks(100), len(lost.acks) >= 1)[1], 30, "lost-dev ack")
+        lost.send(entry(CONNECT, 1, 1, "lost-dev", 3000, None, None, time.time_ns(), "10.0.0.3:1"),
+                  entry(HEARTBEAT, 0, 0, "", 0, 1, None, time.time_ns()),
+                  pe.data("lost-dev", 1, {"x": 1}))
+        wait_for(lambda: (lost.poll_acks(100), len(lost.acks) >= 1)[1], "lost-dev ack", 30)
         lost.close()
 
         def closed():
-            edge.send([pe.entry(pe.ENV_HEARTBEAT, 0, 0, "", 0, 1, None, time.time_ns())])  # edge-a stays alive
+            edge.send(entry(HEARTBEAT, 0, 0, "", 0, 1, None, time.time_ns()))  # edge-a stays alive
             r = env.sql("SELECT reason, disconnected_at IS NOT NULL FROM device_sessions WHERE device_id='lost-dev'")
             return r and r[0] == ("edge_lost", True)
-        pe.wait_for(closed, 30, "edge_lost", step=0.5)
+        wait_for(closed, "edge_lost", 30, interval=0.5)
         r = env.sql("SELECT count(*) FROM device_sessions WHERE edge_id='edge-a:7000' AND reason='edge_lost'")
         assert r[0][0] == 0, "a live edge's sessions were closed"
         print("ok: edge_lost")
 
         # 7. an ack for an edge that is gone is dropped and counted.
         gone = pe.Edge([p.pull], ["tcp://127.0.0.1:1"], edge_id="edge-gone:1", worker=0)
-        gone.send([pe.data("gone-dev", 1, {"x": 1})])
-        pe.wait_for(lambda: (p.metric("sluice_persister_acks_unroutable_total") or 0) >= 1, 30, "unroutable ack counted")
+        gone.send(pe.data("gone-dev", 1, {"x": 1}))
+        wait_for(lambda: (p.metric("sluice_persister_acks_unroutable_total") or 0) >= 1, "unroutable ack counted", 30)
         assert env.sql("SELECT count(*) FROM telemetry WHERE device_id='gone-dev'")[0][0] == 1
         gone.close()
         print("ok: unroutable acks counted")
@@ -209,19 +206,16 @@ def main():
         p2.wait_ready()
         e2 = pe.Edge([p2.pull], [p2.router], edge_id="edge-t:7000")
         ents = [pe.data("term", i, {"i": i}) for i in range(1, 11)]
-        e2.send(ents)
-        pe.wait_for(lambda: p2.metric("sluice_persister_pending_messages") == 10, 30, "10 rows pending")
+        e2.send(*ents)
+        wait_for(lambda: p2.metric("sluice_persister_pending_messages") == 10, "10 rows pending", 30)
         assert env.sql("SELECT count(*) FROM telemetry WHERE device_id='term'")[0][0] == 0
-        p2.proc.send_signal(15)
+        p2.signal(15)
         seen = collect(e2, env, {(e[3], e[5]) for e in ents})
         assert len(seen) == 10
         assert p2.stop() == 0, "persister exit code after SIGTERM"
         assert env.sql("SELECT count(*) FROM telemetry WHERE device_id='term'")[0][0] == 10
         e2.close()
         print("ok: SIGTERM commits and acks the held batch")
-        ok = True
-    finally:
-        env.close(ok)
     print("PASS")
 
 

@@ -5,6 +5,7 @@ every message committed exactly once, none acked before it was committed,
 import time
 
 from persister_common import Env, pe
+from proc import wait_for
 
 PORT = 22200
 N_BATCHES = 120
@@ -12,9 +13,7 @@ PER_BATCH = 25
 
 
 def main():
-    env = Env(PORT)
-    ok = False
-    try:
+    with Env(PORT) as env:
         p = env.persister(0, ["--batch-max", "100", "--batch-ms", "20"])
         p.wait_ready()
         edge = pe.Edge([p.pull], [p.router], edge_id="edge-r:7000")
@@ -36,17 +35,17 @@ def main():
         for b in range(N_BATCHES):
             ents = [pe.data("r-%d" % (i % 10), b * PER_BATCH + i + 1, {"b": b, "i": i}) for i in range(PER_BATCH)]
             want |= {(e[3], e[5]) for e in ents}
-            edge.send(ents, timeout=60)
+            edge.send(*ents, timeout=60)
             edge.poll_acks(5, on_ack)
             if b == 30:
                 state["down"] = True
                 edge.poll_acks(200, on_ack)  # acks of what committed before the stop
                 env.pg.stop()
-                pe.wait_for(lambda: not p.ready(), 30, "readyz to turn not ready")
+                wait_for(lambda: not p.ready(), "readyz to turn not ready", 30)
             if b == 80:
                 time.sleep(1.0)
                 env.pg.start()
-                pe.wait_for(p.ready, 60, "readyz ready again")
+                wait_for(p.ready, "readyz ready again", 60)
                 state["down"] = False
         deadline = time.time() + 120
         while not want <= acked:
@@ -61,9 +60,6 @@ def main():
               (len(want), len(acked_while_down), retries))
         assert retries and retries > 0, "the outage never held a batch"
         assert p.stop() == 0
-        ok = True
-    finally:
-        env.close(ok)
     print("PASS")
 
 

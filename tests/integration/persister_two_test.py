@@ -12,16 +12,14 @@ PER_BATCH = 40
 
 
 def main():
-    env = Env(PORT)
-    ok = False
-    try:
+    with Env(PORT) as env:
         ps = [env.persister(i, ["--batch-max", "200", "--batch-ms", "10"]) for i in range(2)]
         for p in ps:
             p.wait_ready()
         assert env.sql("SELECT version FROM schema_version") == [(1,)]
         pulls = [p.pull for p in ps]
         routers = [p.router for p in ps]
-        edges = [pe.Edge(pulls, routers, edge_id="edge-2:7000", worker=w, incarnation=42) for w in range(2)]
+        edges = [pe.Edge(pulls, routers, edge_id="edge-2:7000", worker=w, inc=42) for w in range(2)]
         time.sleep(0.5)  # let both PUSH pipes connect so round-robin spreads
         acks = {}
 
@@ -35,7 +33,7 @@ def main():
             w = edges[b % 2]
             ents = [pe.data("t-%d" % (i % 13), b * PER_BATCH + i + 1, {"b": b}, slot=b % 2) for i in range(PER_BATCH)]
             want |= {(e[3], e[5]) for e in ents}
-            w.send(ents)
+            w.send(*ents)
             for e in edges:
                 e.poll_acks(1, on_ack)
         deadline = time.time() + 120
@@ -55,9 +53,6 @@ def main():
         print("ok: %d rows, split %s, no loss, no duplicates" % (n, per))
         for p in ps:
             assert p.stop() == 0
-        ok = True
-    finally:
-        env.close(ok)
     print("PASS")
 
 

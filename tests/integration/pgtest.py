@@ -1,23 +1,29 @@
-"""pgtest - start a throwaway PostgreSQL 15 for a test, as root, without systemd.
+"""pgtest - a throwaway PostgreSQL 15 for a test, as root, without systemd.
 
     import pgtest
     pg = pgtest.Postgres(port=22001, base="/tmp/x")   # base: a fresh temp dir
-    dsn = pg.start()        # initdb (first time) + pg_ctl start; returns a libpq URI
+    dsn = pg.start()        # initdb (first time) + postgres; returns a libpq URI once it accepts connections
     pg.stop()               # fast shutdown; the data directory stays
     pg.restart()            # start again on the same data
-    pg.destroy()            # stop and remove everything
+    pg.sql("select 1")      # rows of one statement (autocommit)
+    pg.destroy()            # stop (immediate) and remove everything
 
-Module-level helpers start(port, dir) -> dsn, stop(), restart() drive one
-default instance, for scripts that need just one. A missing PostgreSQL is an
-error (RuntimeError), never a skip. See /work/shared/ENV-NOTES.md.
+The postmaster runs as user postgres in the foreground, a proc.Proc child of
+the test with its log in <base>/log (no pg_ctl, which would detach it), so
+it goes away with the test. A missing PostgreSQL is an error, never a skip.
+See /work/shared/ENV-NOTES.md.
 """
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
-import time
+
+import proc
 
 PG_BIN = os.environ.get("SL_PG_BIN", "/usr/lib/postgresql/15/bin")
+# pg_ctl's shutdown modes are these signals to the postmaster
+MODES = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 def _as_postgres(args, **kw):
@@ -35,11 +41,20 @@ class Postgres:
         self.base = os.path.abspath(base)
         self.data = os.path.join(self.base, "data")
         self.log = os.path.join(self.base, "log")
-        self.running = False
+        root = os.geteuid() == 0
+        self.proc = proc.Proc("postgres", [
+            os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.base,
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"], self.log,
+            ready=proc.log_line("database system is ready to accept connections"), stop_signal=MODES["fast"],
+            grace=60, user="postgres" if root else None, group="postgres" if root else None)
 
     @property
     def dsn(self):
         return "postgresql://postgres@127.0.0.1:%d/postgres" % self.port
+
+    @property
+    def running(self):
+        return self.proc.alive()
 
     def _init(self):
         if not os.path.exists(os.path.join(self.base, "data", "PG_VERSION")):
@@ -58,25 +73,27 @@ class Postgres:
 
     def start(self):
         self._init()
-        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on" % (self.port, self.base)
-        try:
-            _as_postgres([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60",
-                          "-o", opts, "start"])
-        except RuntimeError as e:
-            tail = open(self.log).read()[-2000:] if os.path.exists(self.log) else ""
-            raise RuntimeError("%s\n%s" % (e, tail))
-        self.running = True
+        self.proc.start()
         return self.dsn
 
     def stop(self, mode="fast"):
-        if not self.running:
-            return
-        _as_postgres([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t", "60", "stop"])
-        self.running = False
+        self.proc.stop(sig=MODES[mode])
 
     def restart(self):
         self.stop()
         return self.start()
+
+    def sql(self, q, args=()):
+        """Run one statement in its own autocommit connection; rows if it returns any."""
+        import psycopg2
+        c = psycopg2.connect(self.dsn, connect_timeout=5)
+        c.autocommit = True
+        try:
+            cur = c.cursor()
+            cur.execute(q, args)
+            return cur.fetchall() if cur.description else None
+        finally:
+            c.close()
 
     def destroy(self):
         try:
@@ -84,35 +101,3 @@ class Postgres:
         except Exception:
             pass
         shutil.rmtree(self.base, ignore_errors=True)
-
-    def wait_ready(self, timeout=30):
-        import psycopg2
-        deadline = time.time() + timeout
-        while True:
-            try:
-                psycopg2.connect(self.dsn).close()
-                return
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-
-
-_default = None
-
-
-def start(port, dir):
-    """Start (initdb on first use) a PostgreSQL on 127.0.0.1:port with data under dir; return its DSN."""
-    global _default
-    if _default is None or _default.port != int(port) or _default.base != os.path.abspath(dir):
-        _default = Postgres(port, dir)
-    return _default.start()
-
-
-def stop():
-    if _default:
-        _default.stop()
-
-
-def restart():
-    return _default.restart()

@@ -33,7 +33,7 @@ def scenario():
         d = s.device(dev)
 
         # 1. frozen persister: no ack, no row; thawed: ack, row.
-        os.kill(s.persister.p.pid, signal.SIGSTOP)
+        os.kill(s.persister.pid, signal.SIGSTOP)
         try:
             d.data(1, {"temp": 21.5, "on": True}, ts=TS)
             try:
@@ -44,7 +44,7 @@ def scenario():
             check(s.sql("select count(*) from telemetry where device_id=%s", (dev,))[0][0] == 0,
                   "row stored while persister frozen?")
         finally:
-            os.kill(s.persister.p.pid, signal.SIGCONT)
+            os.kill(s.persister.pid, signal.SIGCONT)
         a = d.expect("ack")
         check(a["seq"] == 1, "ack %r" % a)
         check(len(s.rows(dev)) == 1, "ack came but no row")

@@ -32,7 +32,7 @@ def scenario():
                 st = retained_status(s.mqtt_port, devs, timeout=10)
                 return all(st[d]["online"] is True and st[d]["edge"] == "edge-b" for d in devs)
             wait_for(all_on_b, "every device online on edge-b", timeout=40)
-            check(run.p.poll() is None, "devsim ended before the status could be checked mid-run")
+            check(run.alive(), "devsim ended before the status could be checked mid-run")
             log("mid-run: all %d devices online on edge-b" % N)
 
         r = stream_with_fault(s, "ek", N, rate=10, duration=14, fault=fault, during=during)

@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from slstack import (Stack, check, check_final_status, log, main, publish, retained_status,  # noqa: E402
-                     stream_with_fault, wait_for, PREFIX, Mqtt)
+                     stream_with_fault, wait_for, PREFIX)
 
 N = 60
 
@@ -44,14 +44,14 @@ def scenario():
                 st = retained_status(s.mqtt_port, devs, timeout=10)
                 return all(st[d]["online"] is True for d in devs)
             wait_for(all_online, "all devices online after the broker restart", timeout=30)
-            check(run.p.poll() is None, "devsim ended before the status could be checked mid-run")
+            check(run.alive(), "devsim ended before the status could be checked mid-run")
             log("mid-run: all %d devices online (fresh subscriber after restart)" % N)
             wait_for(lambda: retained_status(s.mqtt_port, ["mq-late"])["mq-late"]["online"] is True,
                      "mq-late (connected while the broker was down) online", timeout=30)
             wait_for(lambda: retained_status(s.mqtt_port, ["mq-gone"])["mq-gone"]["online"] is False,
                      "mq-gone (left while the broker was down) offline", timeout=30)
             log("changes during the outage published after it: mq-late online, mq-gone offline")
-            m = Mqtt(s.mqtt_port, topics=[PREFIX + "/mq-probe/cmd/+/result"])
+            m = s.mqtt(topics=[PREFIX + "/mq-probe/cmd/+/result"])
             # the notifier may need a moment to resubscribe to cmd topics: retry with new ids
             got = None
             for i in range(30):

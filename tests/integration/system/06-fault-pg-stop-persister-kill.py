@@ -28,7 +28,7 @@ def scenario():
             time.sleep(1)
             s.persister.kill9()
             log("persister killed (-9) while holding %d uncommitted rows" % held)
-            s.persister.start(wait_ready=False)  # not ready until the database is back
+            s.persister.start(wait=False)  # not ready until the database is back
             time.sleep(max(0.0, 5 - (time.monotonic() - t0)))
             s.pg_start()
             log("PostgreSQL started again")
