@@ -140,11 +140,10 @@ class Edge:
         return wire.Device(self.port, secret=SECRET, timeout=DEADLINE, **kw)
 
     def stop(self):
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM and wait: the edge must drain and exit 0 (a sanitizer
+        report at exit aborts it, and fails here); returns the exit code."""
         try:
-            rc = self.proc.stop(grace=30)
-            assert rc != -signal.SIGKILL, "edge did not exit on SIGTERM"
-            return rc
+            return self.proc.stop(grace=30, expect=0)
         finally:
             self.ctx.destroy(linger=0)
 
