@@ -114,6 +114,12 @@ struct metric_counter *metrics_counter(const char *name, const char *help, const
     return &s->u.c;
 }
 
+void metrics_counters(const struct metrics_counter_def *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        *d[i].out = metrics_counter(d[i].name, d[i].help, NULL);
+}
+
 struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels)
 {
     pthread_mutex_lock(&g_mu);

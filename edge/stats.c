@@ -48,10 +48,7 @@ void stats_init(void)
         stats.errors[e] = metrics_counter("sluice_edge_errors_total", "err frames sent, by code", lab);
     }
     /* Plain counters: one row each, registered in this order. */
-    static const struct {
-        struct metric_counter **m;
-        const char *name, *help;
-    } plain[] = {
+    static const struct metrics_counter_def plain[] = {
         {&stats.accepted, "sluice_edge_connections_accepted_total", "Connections accepted"},
         {&stats.frames_in, "sluice_edge_frames_in_total", "Frames received from devices"},
         {&stats.frames_out, "sluice_edge_frames_out_total", "Frames queued to devices"},
@@ -84,8 +81,7 @@ void stats_init(void)
         {&stats.cmds_forward_refused, "sluice_edge_cmds_forward_refused_total",
          "Commands answered undeliverable because the holding worker's inbox was full"},
     };
-    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-        *plain[i].m = metrics_counter(plain[i].name, plain[i].help, NULL);
+    metrics_counters(plain, sizeof plain / sizeof plain[0]);
     stats.persister_connected =
         metrics_gauge("sluice_edge_persister_connected",
                       "1 while every worker has a persister on its PUSH and on its DEALER", NULL);

@@ -100,29 +100,26 @@ static void register_metrics(struct metrics_set *m)
 {
     static const double rows_b[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
     static const double sec_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-    m->rows_committed = metrics_counter("sluice_persister_rows_committed_total",
-                                        "Data rows durable and acked (stored or duplicate)", NULL);
-    m->rows_inserted =
-        metrics_counter("sluice_persister_rows_inserted_total", "Data rows new to telemetry", NULL);
-    m->rows_duplicate = metrics_counter("sluice_persister_rows_duplicate_total",
-                                        "Data rows already in telemetry (acked again)", NULL);
-    m->rows_rejected = metrics_counter("sluice_persister_rows_rejected_total",
-                                       "Data rows stored in telemetry_rejected", NULL);
-    m->rows_dropped =
-        metrics_counter("sluice_persister_rows_dropped_total", "Rows stored nowhere (not acked)", NULL);
-    m->sessions = metrics_counter("sluice_persister_sessions_written_total",
-                                  "connect/disconnect entries upserted", NULL);
-    m->retries = metrics_counter("sluice_persister_db_retries_total",
-                                 "Batch commits retried after a transient failure", NULL);
-    m->acks_sent = metrics_counter("sluice_persister_acks_sent_total", "Ack entries sent to edges", NULL);
-    m->acks_unroutable = metrics_counter("sluice_persister_acks_unroutable_total",
-                                         "Ack entries dropped: edge gone or full", NULL);
-    m->batches_refused = metrics_counter("sluice_persister_batches_refused_total",
-                                         "Edge batches refused (version or malformed)", NULL);
-    m->edges_lost = metrics_counter("sluice_persister_edges_lost_total",
-                                    "Edge incarnations timed out (sessions closed)", NULL);
-    m->entries_skipped =
-        metrics_counter("sluice_persister_entries_skipped_total", "Entries unusable by the persister", NULL);
+    const struct metrics_counter_def counters[] = {
+        {&m->rows_committed, "sluice_persister_rows_committed_total",
+         "Data rows durable and acked (stored or duplicate)"},
+        {&m->rows_inserted, "sluice_persister_rows_inserted_total", "Data rows new to telemetry"},
+        {&m->rows_duplicate, "sluice_persister_rows_duplicate_total",
+         "Data rows already in telemetry (acked again)"},
+        {&m->rows_rejected, "sluice_persister_rows_rejected_total", "Data rows stored in telemetry_rejected"},
+        {&m->rows_dropped, "sluice_persister_rows_dropped_total", "Rows stored nowhere (not acked)"},
+        {&m->sessions, "sluice_persister_sessions_written_total", "connect/disconnect entries upserted"},
+        {&m->retries, "sluice_persister_db_retries_total", "Batch commits retried after a transient failure"},
+        {&m->acks_sent, "sluice_persister_acks_sent_total", "Ack entries sent to edges"},
+        {&m->acks_unroutable, "sluice_persister_acks_unroutable_total",
+         "Ack entries dropped: edge gone or full"},
+        {&m->batches_refused, "sluice_persister_batches_refused_total",
+         "Edge batches refused (version or malformed)"},
+        {&m->edges_lost, "sluice_persister_edges_lost_total",
+         "Edge incarnations timed out (sessions closed)"},
+        {&m->entries_skipped, "sluice_persister_entries_skipped_total", "Entries unusable by the persister"},
+    };
+    metrics_counters(counters, sizeof counters / sizeof counters[0]);
     m->pending =
         metrics_gauge("sluice_persister_pending_messages", "Rows held in memory, not yet committed", NULL);
     m->pg_up = metrics_gauge("sluice_persister_pg_up", "1 while connected to PostgreSQL", NULL);

@@ -92,6 +92,20 @@ static void test_render(void **state)
     assert_memory_equal(small, expected, sizeof small - 1);
 }
 
+/* A table registers each row as metrics_counter would, in order. */
+static void test_counter_table(void **state)
+{
+    (void)state;
+    struct metric_counter *a = NULL, *b = NULL;
+    const struct metrics_counter_def d[] = {{&a, "t_tab_a_total", "A."}, {&b, "t_tab_b_total", "B."}};
+    metrics_counters(d, 2);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    assert_ptr_equal(metrics_counter("t_tab_a_total", "A.", NULL), a);
+    assert_ptr_equal(metrics_counter("t_tab_b_total", "B.", NULL), b);
+}
+
 struct resp {
     int status;
     char body[65536];
@@ -204,6 +218,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_counter_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,6 +39,14 @@ struct metric_hist {
 /* Registration returns storage owned by the registry (lives until exit). */
 struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels);
 struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
+
+/* A service's unlabelled counters as one table, registered in order:
+ * *d[i].out = metrics_counter(d[i].name, d[i].help, NULL). */
+struct metrics_counter_def {
+    struct metric_counter **out;
+    const char *name, *help;
+};
+void metrics_counters(const struct metrics_counter_def *d, size_t n);
 /* bounds in seconds (for *_seconds histograms) or plain units; nb <= METRICS_MAX_BUCKETS. */
 struct metric_hist *metrics_hist(const char *name, const char *help, const char *labels, const double *bounds,
                                  int nb);
