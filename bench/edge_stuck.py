@@ -14,19 +14,17 @@ usage: edge_stuck.py BIN_DIR [--accept handoff|reuseport] [--port 21980]
 """
 import argparse
 import ctypes
-import hashlib
-import hmac
 import os
 import select
 import socket
-import struct
-import subprocess
+import sys
 import time
-import urllib.request
 
-import msgpack
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/integration"))
+import proc  # noqa: E402
+import wire  # noqa: E402
 
-SECRET = b"bench-secret"
+SECRET = "bench-secret"
 PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -47,9 +45,7 @@ def thread_id(pid, name):
 
 
 def hello(dev):
-    tok = hmac.new(SECRET, dev.encode(), hashlib.sha256).hexdigest()
-    p = msgpack.packb({"t": "hello", "v": 1, "dev": dev, "tok": tok})
-    return struct.pack(">I", len(p)) + p
+    return wire.encode({"t": "hello", "v": 1, "dev": dev, "tok": wire.token(dev, SECRET)})
 
 
 def poll_welcomes(socks, pending, t_conn, waited, timeout):
@@ -63,14 +59,6 @@ def poll_welcomes(socks, pending, t_conn, waited, timeout):
             pending.discard(i)
 
 
-def http(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
-            return r.status, r.read().decode()
-    except OSError:
-        return 0, ""
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -81,21 +69,19 @@ def main():
     ap.add_argument("--settle-s", type=float, default=1)
     a = ap.parse_args()
     P = a.port
-    env = dict(os.environ, SLUICE_FLEET_SECRET=SECRET.decode())
-    peer = subprocess.Popen([a.bin + "/edge_bench", "--mode", "peer", "--port", str(P)])
-    edge = subprocess.Popen([a.bin + "/sluice-edge", "--listen", "127.0.0.1:%d" % P, "--workers", "2",
-                             "--accept", a.accept, "--log-level", "warn",
-                             "--persister-push", "tcp://127.0.0.1:%d" % (P + 1),
-                             "--persister-router", "tcp://127.0.0.1:%d" % (P + 2),
-                             "--notifier-push", "tcp://127.0.0.1:%d" % (P + 3),
-                             "--notifier-router", "tcp://127.0.0.1:%d" % (P + 4),
-                             "--metrics", "127.0.0.1:%d" % (P + 9)], env=env)
+    peer = proc.Proc("peer", [a.bin + "/edge_bench", "--mode", "peer", "--port", str(P)], None)
+    edge = proc.Proc("edge", [a.bin + "/sluice-edge", "--listen", "127.0.0.1:%d" % P, "--workers", "2",
+                              "--accept", a.accept, "--log-level", "warn",
+                              "--persister-push", "tcp://127.0.0.1:%d" % (P + 1),
+                              "--persister-router", "tcp://127.0.0.1:%d" % (P + 2),
+                              "--notifier-push", "tcp://127.0.0.1:%d" % (P + 3),
+                              "--notifier-router", "tcp://127.0.0.1:%d" % (P + 4),
+                              "--metrics", "127.0.0.1:%d" % (P + 9)], None,
+                     env={"SLUICE_FLEET_SECRET": SECRET}, http="127.0.0.1:%d" % (P + 9), ready=proc.http_ok())
     tid = None
     try:
-        end = time.time() + 20
-        while http(P + 9, "/readyz")[0] != 200:
-            assert time.time() < end, "edge not ready"
-            time.sleep(0.05)
+        peer.start(wait=False)
+        edge.start(timeout=20)
         tid = thread_id(edge.pid, "edge-w1")
         ptrace(PTRACE_SEIZE, tid)
         ptrace(PTRACE_INTERRUPT, tid)
@@ -124,7 +110,7 @@ def main():
         while pending and time.monotonic() < end:
             poll_welcomes(socks, pending, t_conn, waited, 0.05)
         split = " ".join(l.split("{")[1].replace('"}', "=").replace('worker="', "w").replace(" ", "")
-                         for l in http(P + 9, "/metrics")[1].splitlines()
+                         for l in edge.http("/metrics")[1].splitlines()
                          if l.startswith("sluice_edge_worker_connections_open{"))
         print("accept=%s: %d of %d devices welcomed while worker 1 was frozen (%.1f s); the other %d waited "
               "%s s (connect -> welcome, after the thaw: %s); per worker now: %s"
@@ -137,11 +123,7 @@ def main():
         if tid:
             ptrace(PTRACE_DETACH, tid)
         for p in (edge, peer):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop()
 
 
 if __name__ == "__main__":
