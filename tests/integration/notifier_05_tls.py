@@ -35,7 +35,7 @@ CLIENTS = 3  # the control client and ntftest's --pool 2 publishers
 USERS = {"ntf": "ntf-secret", "tester": "tester-secret"}
 TESTER = ("tester", USERS["tester"])
 DEVS = ["tls-0", "tls-1"]  # fnv1a(dev) % 2: publisher 2 and publisher 1
-FAILED = re.compile(r"level=(\w+) .*event=mqtt_connect_failed client=(\S+) .*")
+FAILED = re.compile(r"level=(\w+) .*event=mqtt_connect_failed client=(\S+) .* err=(.*)")
 
 
 def refused_start(env, port_base, broker, name, extra):
@@ -45,23 +45,28 @@ def refused_start(env, port_base, broker, name, extra):
     return n.start(wait=False)
 
 
-def refused_check(n, broker, name, why):
+def refused_check(n, broker, name, why, level="error"):
     """After >= 3 connection attempts per client at its broker: not ready, nothing
-    connected, one failure line per client naming why, a clean exit. (paho
+    connected, one failure line per client naming why (at that level), a clean exit. (paho
     left at its default MQTT version makes 2 connections per attempt, 3.1.1
     then 3.1: count 6 per client, so a notifier that logs every attempt is
     caught either way.)"""
+    def not_in():
+        n.check_alive()
+        check("event=mqtt_connected" not in n.output(), "%s: a client connected:\n%s" % (name, n.output()))
+
     wait_for(lambda: broker.proc.output().count("New connection from") >= 6 * CLIENTS,
-             "%s: 3 connection attempts per client at the broker" % name, pump=n.check_alive)
+             "%s: 3 connection attempts per client at the broker" % name, pump=not_in)
     check(n.http("/readyz")[0] == 503, "%s: /readyz %r, want 503" % (name, n.http("/readyz")))
     check(n.metric("sluice_notifier_mqtt_connected") == 0, "%s: a client connected" % name)
     lines = [ln for ln in n.output().splitlines() if "event=mqtt_connect_failed" in ln]
-    clients = sorted(FAILED.match(ln).group(2) for ln in lines if FAILED.match(ln))
+    found = [FAILED.search(ln) for ln in lines]
+    clients = sorted(f.group(2) for f in found if f)
     check(clients == ["%s-%d" % (name, i) for i in range(CLIENTS)],
           "%s: want one mqtt_connect_failed line per client, got %d:\n%s" % (name, len(lines), "\n".join(lines)))
-    for ln in lines:
-        check(why in ln and FAILED.match(ln).group(1) == "error", "%s: %r should be an error naming %r" %
-              (name, ln, why))
+    for f in found:
+        check(why in f.group(3) and f.group(1) == level, "%s: %r should be level=%s naming %r" %
+              (name, f.group(0), level, why))
     check("New client connected" not in broker.proc.output(), "%s: the broker let a client in" % name)
     n.stop(expect=0)
     print("%s: %s" % (name, lines[0].split("event=", 1)[1]))
@@ -133,7 +138,9 @@ def main():
         # --- 2. refused: wrong CA, wrong password, certificate for another host ---
         refused_check(n_ca, b_ca, "ntf-wrong-ca", "certificate verify failed")
         refused_check(n_pw, b_pw, "ntf-wrong-pw", "not authorized")
-        refused_check(n_host, b_host, "ntf-wrong-host", "TLS")
+        # paho's host name check leaves no OpenSSL error: the cause cannot be told from a broker that is
+        # down, so it is a warning that names both
+        refused_check(n_host, b_host, "ntf-wrong-host", "certificate does not name the host", level="warn")
         for b in (b_ca, b_pw, b_host):
             b.stop()
 
