@@ -15,13 +15,22 @@
  * atomics, the inbound queue (mutex) and loop_wake(). The control FIFO and
  * everything else belong to the main thread.
  *
+ * TLS (ssl:// or mqtts://): the broker's certificate must chain to
+ * --tls-ca (or the system store) and name the host of the URI (paho's
+ * verify = 1). A refused connection is logged once per client with its
+ * cause (OpenSSL's reason, or the CONNACK code in words), not once per
+ * retry: retries go on every 2 s (1..8 s once connected) and only a change
+ * of cause, or 10 minutes of the same one, logs again.
+ *
  * Deliberately not here: JSON, topics, presence; reconnect policy beyond
  * paho's own backoff (1..8 s) and the retry of a first connect. */
 #define _POSIX_C_SOURCE 200809L
 #include "mqtt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -35,8 +44,9 @@
 #include "topics.h"
 
 #define TOPIC_MAX     512
-#define CTRL_HEADROOM 1024 /* slots beyond max_inflight, for status and results */
-#define MAX_TRIES     20   /* a message paho fails this often is dropped (counted) */
+#define CTRL_HEADROOM 1024              /* slots beyond max_inflight, for status and results */
+#define MAX_TRIES     20                /* a message paho fails this often is dropped (counted) */
+#define REMIND_MS     (10 * 60 * 1000u) /* an unchanged connect failure is logged again after this */
 
 struct mqtt;
 
@@ -52,6 +62,15 @@ struct client {
     _Atomic int64_t data_inflight; /* data slots in use (sent or waiting for a resend) */
     _Atomic int64_t ctrl_inflight;
     uint64_t next_try_ms;
+    MQTTAsync_SSLOptions ssl; /* m->ssl with this client as ssl_error_context */
+
+    /* Connect failures (paho threads, under mu): the first OpenSSL error of
+     * the current attempt, and what was last logged, so a failure that
+     * repeats every retry is logged once. */
+    char tls_err[128];
+    char why[192];
+    uint32_t fails; /* since the last successful connect */
+    uint64_t why_ms;
 
     /* Slots: free stack and retry set are shared with paho's threads (mu). */
     pthread_mutex_t mu;
@@ -95,6 +114,7 @@ struct mqtt {
     int n;
     MQTTAsync_connectOptions copts;
     MQTTAsync_SSLOptions ssl;
+    bool tls;
 
     pthread_mutex_t in_mu;
     struct inmsg *in;
@@ -190,15 +210,97 @@ static void on_connected(void *ctx, char *cause)
     atomic_store(&c->connected, 1);
     if (c->idx == 0 && c->m->cfg.subscribe)
         subscribe(c);
-    log_info("event=mqtt_connected client=%s", c->id);
+    pthread_mutex_lock(&c->mu);
+    uint32_t fails = c->fails;
+    c->fails = 0;
+    c->why[0] = '\0';
+    c->tls_err[0] = '\0';
+    pthread_mutex_unlock(&c->mu);
+    log_info("event=mqtt_connected client=%s failures=%u", c->id, fails);
     wake(c->m);
+}
+
+/* paho's ssl_error_cb: one OpenSSL error line per call, e.g.
+ * "C0E6..:error:0A000086:SSL routines:tls_post_process_server_certificate:
+ * certificate verify failed:../ssl/statem/statem_clnt.c:1889:". Keeps the
+ * reason field (the sixth) of the first line of the attempt. */
+static int on_ssl_error(const char *str, size_t len, void *u)
+{
+    struct client *c = u;
+    const char *p = str, *end = str + len;
+    for (int field = 0; field < 5 && p < end; field++) {
+        const char *q = memchr(p, ':', (size_t)(end - p));
+        if (!q) {
+            p = str; /* not that format: keep the whole line */
+            break;
+        }
+        p = q + 1;
+    }
+    const char *q = memchr(p, ':', (size_t)(end - p));
+    size_t n = (size_t)((q ? q : end) - p);
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == ' '))
+        n--;
+    pthread_mutex_lock(&c->mu);
+    if (!c->tls_err[0] && n > 0)
+        snprintf(c->tls_err, sizeof c->tls_err, "%.*s", (int)n, p);
+    pthread_mutex_unlock(&c->mu);
+    return 1;
+}
+
+/* The cause of a failed connect in words; true when it is the broker
+ * refusing us (TLS verification, credentials): a configuration error that
+ * retrying will not fix. Called under c->mu. */
+static bool failure_cause(struct client *c, const MQTTAsync_failureData *r, char *out, size_t cap)
+{
+    static const char *const connack[] = {NULL,
+                                          "unacceptable protocol version",
+                                          "client id rejected",
+                                          "server unavailable",
+                                          "bad user name or password",
+                                          "not authorized (user name or password)"};
+    int code = r ? r->code : MQTTASYNC_FAILURE;
+    const char *msg = r && r->message ? r->message : "connect failed";
+    if (code >= 1 && code <= 5) {
+        snprintf(out, cap, "broker refused the connection: %s (CONNACK %d)", connack[code], code);
+        return code >= 4;
+    }
+    if (c->tls_err[0]) {
+        snprintf(out, cap, "TLS: %s", c->tls_err);
+        return true;
+    }
+    if (c->m->tls) /* paho's host name check fails with no OpenSSL error: say so */
+        snprintf(out, cap,
+                 "%s (no TLS error text: broker down, not TLS, or its certificate does not name the host)",
+                 msg);
+    else
+        snprintf(out, cap, "%s", msg);
+    return false;
 }
 
 static void on_conn_fail(void *ctx, MQTTAsync_failureData *r)
 {
     struct client *c = ctx;
     atomic_store(&c->connecting, 0);
-    log_warn("event=mqtt_connect_failed client=%s code=%d", c->id, r ? r->code : 0);
+    char why[sizeof c->why];
+    uint64_t now = loop_clock_ms();
+    pthread_mutex_lock(&c->mu);
+    bool refused = failure_cause(c, r, why, sizeof why);
+    c->tls_err[0] = '\0';
+    uint32_t fails = ++c->fails;
+    bool again = strcmp(why, c->why) == 0 && now - c->why_ms < REMIND_MS;
+    if (!again) {
+        memcpy(c->why, why, sizeof why);
+        c->why_ms = now;
+    }
+    pthread_mutex_unlock(&c->mu);
+    char q[sizeof why + 16];
+    log_q(q, sizeof q, why, strlen(why));
+    if (!again)
+        log_at(refused ? SL_LOG_ERROR : SL_LOG_WARN,
+               "event=mqtt_connect_failed client=%s broker=%s code=%d failures=%u err=%s", c->id,
+               c->m->cfg.uri, r ? r->code : 0, fails, q);
+    else
+        log_debug("event=mqtt_connect_failed client=%s code=%d failures=%u", c->id, r ? r->code : 0, fails);
 }
 
 static void on_lost(void *ctx, char *cause)
@@ -207,6 +309,9 @@ static void on_lost(void *ctx, char *cause)
     struct client *c = ctx;
     atomic_store(&c->connected, 0);
     atomic_store(&c->subscribed, 0);
+    pthread_mutex_lock(&c->mu);
+    c->tls_err[0] = '\0'; /* an error of the lost session is not the cause of the next connect's failure */
+    pthread_mutex_unlock(&c->mu);
     log_warn("event=mqtt_connection_lost client=%s", c->id);
     wake(c->m);
 }
@@ -256,6 +361,8 @@ static void start_connect(struct client *c)
         return;
     MQTTAsync_connectOptions o = c->m->copts;
     o.context = c;
+    if (o.ssl)
+        o.ssl = &c->ssl;
     int rc = MQTTAsync_connect(c->h, &o);
     if (rc != MQTTASYNC_SUCCESS) {
         atomic_store(&c->connecting, 0);
@@ -267,10 +374,26 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
 {
     if (cfg->pool < 1 || cfg->max_inflight < 1 || 2 * cfg->max_inflight + CTRL_HEADROOM > 65535)
         return NULL;
+    bool tls = strncmp(cfg->uri, "ssl://", 6) == 0 || strncmp(cfg->uri, "mqtts://", 8) == 0;
+    bool has_ca = cfg->tls_ca && cfg->tls_ca[0];
+    if (has_ca && !tls) {
+        /* Asked for TLS but the URI is plain TCP: connecting would send the
+         * password and every message in clear. */
+        log_error(
+            "event=mqtt_config_refused broker=%s err=\"--tls-ca is set but the broker URI is not ssl://\"",
+            cfg->uri);
+        return NULL;
+    }
+    if (has_ca && access(cfg->tls_ca, R_OK) != 0) {
+        int e = errno;
+        log_error("event=mqtt_config_refused tls_ca=%s err=\"%s\"", cfg->tls_ca, strerror(e));
+        return NULL;
+    }
     struct mqtt *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->cfg = *cfg;
+    m->tls = tls;
     m->loop = l;
     m->n = cfg->procs > 0 ? 1 : cfg->pool; /* with children, the local client is for control only */
     pthread_mutex_init(&m->in_mu, NULL);
@@ -292,16 +415,18 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
     o.maxRetryInterval = 8;
     o.maxInflight = 2 * cfg->max_inflight + CTRL_HEADROOM;
     o.connectTimeout = 5;
+    o.MQTTVersion = MQTTVERSION_3_1_1; /* the default retries a refused connect with 3.1: two per attempt */
     o.onFailure = on_conn_fail;
     if (cfg->username && cfg->username[0]) {
         o.username = cfg->username;
         o.password = cfg->password && cfg->password[0] ? cfg->password : NULL;
     }
-    if (strncmp(cfg->uri, "ssl://", 6) == 0 || strncmp(cfg->uri, "mqtts://", 8) == 0) {
+    if (m->tls) {
         MQTTAsync_SSLOptions s = MQTTAsync_SSLOptions_initializer;
-        s.trustStore = cfg->tls_ca && cfg->tls_ca[0] ? cfg->tls_ca : NULL;
-        s.enableServerCertAuth = 1;
-        s.verify = 1;
+        s.trustStore = has_ca ? cfg->tls_ca : NULL; /* NULL: paho loads OpenSSL's default store */
+        s.enableServerCertAuth = 1;                 /* chain must verify */
+        s.verify = 1;                               /* and name the URI's host (X509_check_host / _ip) */
+        s.ssl_error_cb = on_ssl_error;              /* context: the client, set below */
         m->ssl = s;
         o.ssl = &m->ssl;
     }
@@ -311,6 +436,8 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
         struct client *c = &m->c[i];
         c->m = m;
         c->idx = i;
+        c->ssl = m->ssl;
+        c->ssl.ssl_error_context = c;
         pthread_mutex_init(&c->mu, NULL);
         /* Pulling stops at max_inflight, but a batch already pulled may
          * carry many entries: room for twice that, plus control messages. */

@@ -33,7 +33,7 @@ struct mqtt_cfg {
     const char *client_id; /* clients are <client_id>-<n> */
     const char *username;  /* "" = none */
     const char *password;
-    const char *tls_ca;     /* CA file for ssl:// ("" = system default) */
+    const char *tls_ca;     /* CA file for ssl:// ("" = system default); refused with tcp:// */
     const char *sub_status; /* "P/+/status", subscribed first (routing rebuild) */
     const char *sub_cmd;    /* "P/+/cmd" */
     int pool;
@@ -58,7 +58,10 @@ struct mqtt_stats {
 };
 
 /* Create the clients and start connecting (non-blocking). `l` is woken
- * from paho's threads. NULL on failure (logged). */
+ * from paho's threads. NULL on failure (logged), including a refused
+ * configuration: tls_ca with a tcp:// URI, or a tls_ca that cannot be read.
+ * A broker that refuses us (TLS verification, credentials) is not a
+ * failure here: the clients keep retrying and log the cause once each. */
 struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l);
 /* Disconnect (waits up to timeout_ms for paho) and free. */
 void mqtt_destroy(struct mqtt **m, int timeout_ms);

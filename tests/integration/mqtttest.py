@@ -9,17 +9,31 @@ Usage:
     s.on("devices/d-1/status")                   # payloads received on that topic, JSON decoded
     mqtttest.publish(23001, "devices/d-1/cmd", {"id": "c1", "body": 1})
 
+    # TLS and passwords: a throwaway CA, a server certificate, a TLS listener
+    ca = mqtttest.make_ca(dir, "ca")                       # dir/ca.pem (+ ca.key)
+    cert, key = mqtttest.make_cert(dir, "srv", ca, ["IP:127.0.0.1", "DNS:localhost"])
+    b = mqtttest.start(23001, dir, tls=(ca, cert, key), users={"ntf": "pw"})   # b.uri is ssl://...
+    s = mqtttest.Subscriber(23001, ["devices/#"], tls_ca=ca, auth=("ntf", "pw"))
+    mqtttest.publish(23001, "t", "x", tls_ca=ca, auth=("ntf", "pw"))
+
 Mosquitto started as root drops to user `mosquitto`, so its config, log and
 persistence live in a directory that user can read and write, and it runs
 in the foreground as a proc.Proc with its log on stderr captured to
 <dir>/mosquitto.log. Persistence is on by default so that persistent client
 sessions (clean_session false) and retained messages survive restart(), as
 a real deployment's would.
+
+With tls=(cafile, certfile, keyfile) the broker's only listener speaks TLS;
+with users={name: password} it has a password file (made with
+mosquitto_passwd) and refuses anonymous clients. The certificates come
+from make_ca / make_cert: EC keys made by the openssl command in a few ms,
+valid two days, readable by the broker's user.
 """
 import json
 import os
 import pwd
 import shutil
+import subprocess
 import threading
 import time
 
@@ -28,13 +42,44 @@ import paho.mqtt.client as mqtt
 import proc
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def _openssl_req(dir, name, ext, ca=None):
+    """One self-signed (ca None) or CA-signed certificate: dir/<name>.pem and .key."""
+    cnf, cert, key = (os.path.join(dir, name + x) for x in (".cnf", ".pem", ".key"))
+    with open(cnf, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = %s\n[ext]\n%s\n" % (name, "\n".join(ext)))
+    argv = ["openssl", "req", "-x509", "-config", cnf, "-extensions", "ext", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "2"]
+    if ca:
+        argv += ["-CA", ca, "-CAkey", ca[:-len(".pem")] + ".key"]
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.check(r.returncode == 0, "openssl req for %s: %s" % (name, r.stdout.decode(errors="replace")))
+    for p in (cert, key):
+        os.chmod(p, 0o644)  # throwaway keys; the broker runs as user mosquitto
+    return cert, key
+
+
+def make_ca(dir, name):
+    """A throwaway CA: dir/<name>.pem (returned) and dir/<name>.key."""
+    return _openssl_req(dir, name, ["basicConstraints = critical,CA:TRUE", "keyUsage = critical,keyCertSign,cRLSign",
+                                    "subjectKeyIdentifier = hash"])[0]
+
+
+def make_cert(dir, name, ca, sans):
+    """A server certificate signed by the CA make_ca returned, for sans
+    (e.g. ["IP:127.0.0.1", "DNS:localhost"]); returns (cert, key) paths."""
+    return _openssl_req(dir, name, ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
+                                    "extendedKeyUsage = serverAuth", "subjectAltName = " + ",".join(sans),
+                                    "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid"], ca)
 
 
 class Broker:
-    def __init__(self, port, dir, persistence=True):
+    def __init__(self, port, dir, persistence=True, tls=None, users=None):
         self.port = port
         self.dir = os.path.abspath(dir)
-        self.uri = "tcp://127.0.0.1:%d" % port
+        self.uri = "%s://127.0.0.1:%d" % ("ssl" if tls else "tcp", port)
         os.makedirs(self.dir, exist_ok=True)
         try:
             pw = pwd.getpwnam("mosquitto")
@@ -45,7 +90,17 @@ class Broker:
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\n" % port)
-            f.write("allow_anonymous true\n")
+            if tls:
+                f.write("cafile %s\ncertfile %s\nkeyfile %s\n" % tuple(os.path.abspath(p) for p in tls))
+            if users:
+                pw = os.path.join(self.dir, "passwd")
+                for i, (name, secret) in enumerate(sorted(users.items())):
+                    subprocess.run([MOSQUITTO_PASSWD] + (["-c"] if i == 0 else []) + ["-b", pw, name, secret],
+                                   check=True)
+                os.chmod(pw, 0o644)
+                f.write("password_file %s\nallow_anonymous false\n" % pw)
+            else:
+                f.write("allow_anonymous true\n")
             f.write("log_dest stderr\n")
             f.write("log_type error\nlog_type warning\nlog_type notice\n")
             f.write("max_queued_messages 0\n")       # never drop for a slow/offline test subscriber
@@ -76,9 +131,17 @@ class Broker:
         return self.start()
 
 
-def start(port, dir, persistence=True):
+def start(port, dir, persistence=True, tls=None, users=None):
     """Start a broker on 127.0.0.1:port with its files in dir; returns the Broker."""
-    return Broker(port, dir, persistence).start()
+    return Broker(port, dir, persistence, tls, users).start()
+
+
+def _secure(c, tls_ca, auth):
+    """TLS (verifying the broker against tls_ca) and a user name/password on a paho client."""
+    if tls_ca:
+        c.tls_set(ca_certs=tls_ca)
+    if auth:
+        c.username_pw_set(*auth)
 
 
 class Subscriber:
@@ -86,9 +149,10 @@ class Subscriber:
     (monotonic time, topic, payload, retained) with the payload JSON-decoded
     when it is JSON (else bytes). It resubscribes after a reconnect; with
     clean=False (and a client_id) its session survives its own and the
-    broker's restarts."""
+    broker's restarts. tls_ca: connect with TLS, verifying the broker with
+    that CA file; auth: (user, password)."""
 
-    def __init__(self, port, topics, client_id=None, clean=True):
+    def __init__(self, port, topics, client_id=None, clean=True, tls_ca=None, auth=None):
         self.lock = threading.Lock()
         self.msgs = []
         self.topics = list(topics)
@@ -99,6 +163,7 @@ class Subscriber:
         self.c.on_subscribe = lambda c, ud, mid, qos: self.subacks.release()
         self.c.on_message = self._on_msg
         self.c.reconnect_delay_set(0.2, 1)
+        _secure(self.c, tls_ca, auth)
         self.c.connect("127.0.0.1", port, keepalive=30)
         self.c.loop_start()
         proc.wait_for(self.connected.is_set, "MQTT subscriber connected on %d" % port)
@@ -160,9 +225,11 @@ class Subscriber:
             pass
 
 
-def publish(port, topic, payload, qos=1, retain=False):
+def publish(port, topic, payload, qos=1, retain=False, tls_ca=None, auth=None):
     """Publish one message (a dict or list is sent as JSON) and wait for its PUBACK."""
     import paho.mqtt.publish as pub
     if not isinstance(payload, (str, bytes)):
         payload = json.dumps(payload)
-    pub.single(topic, payload, qos=qos, retain=retain, hostname="127.0.0.1", port=port)
+    pub.single(topic, payload, qos=qos, retain=retain, hostname="127.0.0.1", port=port,
+               tls={"ca_certs": tls_ca} if tls_ca else None,
+               auth={"username": auth[0], "password": auth[1]} if auth else None)

@@ -47,27 +47,33 @@ class Edge(wire.Edge):
 
 
 class Notifier(proc.Proc):
-    def __init__(self, port_base, broker_port, dir, extra=()):
+    """sluice-notifier with --pool 2; broker_uri (default tcp://127.0.0.1:<broker_port>) for an ssl:// one;
+    name also names its log (<dir>/<name>.log), so several can run in one test."""
+
+    def __init__(self, port_base, broker_port, dir, extra=(), broker_uri=None, name="notifier"):
         self.pull = "tcp://127.0.0.1:%d" % port_base
         self.router = "tcp://127.0.0.1:%d" % (port_base + 1)
         metrics = "127.0.0.1:%d" % (port_base + 2)
-        super().__init__("notifier", [
+        super().__init__(name, [
             proc.binary("sluice-notifier"), "--pull", self.pull, "--router", self.router,
-            "--broker", "tcp://127.0.0.1:%d" % broker_port, "--client-id", "ntf-test", "--metrics", metrics,
-            "--edge-timeout-ms", "60000", "--pool", "2"] + list(extra),
-            os.path.join(dir, "notifier.log"), http=metrics, ready=proc.http_ok(), grace=15)
+            "--broker", broker_uri or "tcp://127.0.0.1:%d" % broker_port, "--client-id", "ntf-test",
+            "--metrics", metrics, "--edge-timeout-ms", "60000", "--pool", "2"] + list(extra),
+            os.path.join(dir, name + ".log"), http=metrics, ready=proc.http_ok(), grace=15)
 
 
 class Env:
     """Broker + notifier + zmq context in a proc.workdir, torn down at the
-    end of the with block (proc.finish)."""
+    end of the with block (proc.finish). broker_kw go to mqtttest.start
+    (tls=, users=); the notifier is given the broker's URI (ssl:// with tls),
+    its credentials are the test's to add to env.ntf.argv. dir: a
+    proc.workdir the test already made (for files the broker needs)."""
 
-    def __init__(self, broker_port, ntf_port):
-        self.dir = proc.workdir("sl-ntf-")
+    def __init__(self, broker_port, ntf_port, dir=None, **broker_kw):
+        self.dir = dir or proc.workdir("sl-ntf-")
         self.broker_port = broker_port
-        self.broker = mqtttest.start(broker_port, os.path.join(self.dir, "mqtt"))
+        self.broker = mqtttest.start(broker_port, os.path.join(self.dir, "mqtt"), **broker_kw)
         self.ctx = zmq.Context()
-        self.ntf = Notifier(ntf_port, broker_port, self.dir)
+        self.ntf = Notifier(ntf_port, broker_port, self.dir, broker_uri=self.broker.uri)
         self.edges = []
         self.subs = []
 
