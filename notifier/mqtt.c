@@ -139,10 +139,13 @@ static void wake(struct mqtt *m)
 static void slot_done(struct slot *sl)
 {
     struct client *c = sl->c;
+    /* Read before the slot is freed: send_msg may take it and rewrite ctrl
+     * the moment the lock is released. */
+    bool ctrl = sl->ctrl;
     pthread_mutex_lock(&c->mu);
     c->free_stack[c->nfree++] = (uint32_t)(sl - c->slots);
     pthread_mutex_unlock(&c->mu);
-    atomic_fetch_sub(sl->ctrl ? &c->ctrl_inflight : &c->data_inflight, 1);
+    atomic_fetch_sub(ctrl ? &c->ctrl_inflight : &c->data_inflight, 1);
 }
 
 static void on_pub_ok(void *ctx, MQTTAsync_successData *r)

@@ -344,6 +344,9 @@ def s_takeover(e):
         assert (disc[1], disc[2], disc[4]) == (conns[0][1], conns[0][2], conns[0][4]), (disc, conns)
         assert conns[0][13] != conns[1][13], "pair %d on one worker" % i
         b.close()
+        # the acceptor must see b's worker empty again (the gauge it reads), or the
+        # next pair meets a 1:1 tie and both go to worker 0
+        wait_for(lambda: e.metric("sluice_edge_worker_connections_open") == 0, "pair %d closed" % i)
     # ... and with a third connection between them, on the same worker.
     wait_for(lambda: e.metric("sluice_edge_connections_open") == 0, "all closed")
     a = e.dev(); a.login("to-same")
