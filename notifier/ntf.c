@@ -219,13 +219,8 @@ static void kick(struct ntf *n, const struct presence_change *c, struct sl_slice
     const struct presence_worker *w = presence_worker_get(n->pres, c->old_worker);
     if (!w)
         return;
-    struct envelope e;
-    memset(&e, 0, sizeof e);
-    e.kind = ENV_KICK;
-    e.slot = c->old_slot;
-    e.gen = c->old_gen;
-    e.dev = dev;
-    e.epoch = c->old_epoch;
+    struct envelope e = {
+        .kind = ENV_KICK, .slot = c->old_slot, .gen = c->old_gen, .dev = dev, .epoch = c->old_epoch};
     n->st.kicks++;
     if (n->out.send_edge(n->out.ud, w->reply, w->inc, &e) != 0)
         n->st.kicks_failed++;
@@ -391,16 +386,14 @@ static int send_cmd(struct ntf *n, struct sl_slice dev, struct sl_slice id, stru
     const struct presence_worker *w = d && d->online ? presence_worker_get(n->pres, d->worker) : NULL;
     if (!w)
         return -1;
-    struct envelope e;
-    memset(&e, 0, sizeof e);
-    e.kind = ENV_CMD;
-    e.slot = d->slot;
-    e.gen = d->gen;
-    e.dev = dev;
-    e.epoch = d->epoch;
-    e.id = id;
-    e.body = body;
-    e.has_body = true;
+    struct envelope e = {.kind = ENV_CMD,
+                         .slot = d->slot,
+                         .gen = d->gen,
+                         .dev = dev,
+                         .epoch = d->epoch,
+                         .id = id,
+                         .body = body,
+                         .has_body = true};
     return n->out.send_edge(n->out.ud, w->reply, w->inc, &e);
 }
 
