@@ -47,6 +47,18 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+int log_init_flag(const char *svc, const char *level)
+{
+    int lvl = log_level_parse(level);
+    if (lvl < 0) {
+        fprintf(stderr, "sluice-%s: bad --log-level %s (debug, info, warn, error)\n", svc,
+                level ? level : "(none)");
+        return -1;
+    }
+    log_init(svc, (enum log_level)lvl);
+    return 0;
+}
+
 int log_enabled(enum log_level lvl)
 {
     return (int)lvl >= atomic_load_explicit(&g_min, memory_order_relaxed);

@@ -150,12 +150,8 @@ int main(int argc, char **argv)
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
               "sluice-edge: the TCP front that holds device connections and forwards their frames.");
-    int lvl = log_level_parse(log_level);
-    if (lvl < 0) {
-        fprintf(stderr, "sluice-edge: bad --log-level %s\n", log_level);
+    if (log_init_flag("edge", log_level) != 0)
         return 2;
-    }
-    log_init("edge", (enum log_level)lvl);
 
     static struct edge e;
     struct edge_cfg *c = &e.cfg;

@@ -264,12 +264,8 @@ int main(int argc, char **argv)
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
               "sluice-notifier: publishes edge data and presence to MQTT, routes operator commands to edges");
-    int lvl = log_level_parse(o->log_level);
-    if (lvl < 0) {
-        fprintf(stderr, "sluice-notifier: bad --log-level %s\n", o->log_level);
+    if (log_init_flag(pubproc_is_child() ? "notifier-pub" : "notifier", o->log_level) != 0)
         return 2;
-    }
-    log_init(pubproc_is_child() ? "notifier-pub" : "notifier", (enum log_level)lvl);
 
     /* Block the signals before any thread exists, so only the signalfd sees them. */
     sigset_t ss;

@@ -43,12 +43,8 @@ int main(int argc, char **argv)
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
               "sluice-persister: stores edge batches in PostgreSQL and acks each row after COMMIT.");
-    int lvl = log_level_parse(level);
-    if (lvl < 0) {
-        fprintf(stderr, "sluice-persister: bad --log-level %s\n", level);
+    if (log_init_flag("persister", level) != 0)
         return 2;
-    }
-    log_init("persister", (enum log_level)lvl);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

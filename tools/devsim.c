@@ -322,8 +322,8 @@ int main(int argc, char **argv)
               "sluice-devsim: simulate devices sending telemetry to Sluice edges, using the device library.\n"
               "Prints a progress line every second on stderr and a JSON summary on stdout at the end.\n"
               "Exit 0 only if every message sent was acked (and --verify passed).");
-    int lvl = log_level_parse(o.log_level);
-    log_init("devsim", lvl < 0 ? SL_LOG_INFO : (enum log_level)lvl);
+    if (log_init_flag("devsim", o.log_level) != 0)
+        return 2;
 
     static uint8_t secret[SECRET_MAX];
     long slen = -1;

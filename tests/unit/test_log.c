@@ -109,6 +109,13 @@ static void test_levels(void **state)
     assert_int_equal(log_level_parse("error"), SL_LOG_ERROR);
     assert_int_equal(log_level_parse("loud"), -1);
     assert_int_equal(log_level_parse(NULL), -1);
+    /* The flag form: a bad level is refused and leaves the threshold alone. */
+    log_init("svc", SL_LOG_WARN);
+    assert_int_equal(log_init_flag("svc", "loud"), -1);
+    assert_false(log_enabled(SL_LOG_INFO));
+    assert_int_equal(log_init_flag("svc", "info"), 0);
+    assert_true(log_enabled(SL_LOG_INFO));
+    assert_false(log_enabled(SL_LOG_DEBUG));
 
     char buf[4096];
     log_init("svc", SL_LOG_DEBUG);

@@ -19,6 +19,12 @@ void log_init(const char *svc, enum log_level min);
 /* Parse "debug", "info", "warn", "error"; -1 if none of them. */
 int log_level_parse(const char *s);
 
+/* What every program's main does with its --log-level: parse level and
+ * log_init(svc, it). A bad level is reported on stderr as
+ * "sluice-<svc>: bad --log-level ..." and returns -1 (exit 2, like any bad
+ * flag); 0 otherwise. */
+int log_init_flag(const char *svc, const char *level);
+
 void log_at(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int log_enabled(enum log_level lvl);
