@@ -19,8 +19,8 @@
  * --tls-ca (or the system store) and name the host of the URI (paho's
  * verify = 1). A refused connection is logged once per client with its
  * cause (OpenSSL's reason, or the CONNACK code in words), not once per
- * retry: retries go on every 2 s (1..8 s once connected) and only a change
- * of cause, or 10 minutes of the same one, logs again.
+ * retry: retries go on every 2 s (1..8 s once connected) and only a cause
+ * other than the last two logged, or 10 minutes, logs again.
  *
  * Deliberately not here: JSON, topics, presence; reconnect policy beyond
  * paho's own backoff (1..8 s) and the retry of a first connect. */
@@ -65,10 +65,11 @@ struct client {
     MQTTAsync_SSLOptions ssl; /* m->ssl with this client as ssl_error_context */
 
     /* Connect failures (paho threads, under mu): the first OpenSSL error of
-     * the current attempt, and what was last logged, so a failure that
-     * repeats every retry is logged once. */
+     * the current attempt, and the last two causes logged, so a failure that
+     * repeats every retry is logged once, and so is one that alternates with
+     * another (a loaded broker dropping some handshakes: "unexpected eof"). */
     char tls_err[128];
-    char why[192];
+    char why[192], why_prev[192];
     uint32_t fails; /* since the last successful connect */
     uint64_t why_ms;
 
@@ -216,7 +217,7 @@ static void on_connected(void *ctx, char *cause)
     pthread_mutex_lock(&c->mu);
     uint32_t fails = c->fails;
     c->fails = 0;
-    c->why[0] = '\0';
+    c->why[0] = c->why_prev[0] = '\0';
     c->tls_err[0] = '\0';
     pthread_mutex_unlock(&c->mu);
     log_info("event=mqtt_connected client=%s failures=%u", c->id, fails);
@@ -290,8 +291,10 @@ static void on_conn_fail(void *ctx, MQTTAsync_failureData *r)
     bool refused = failure_cause(c, r, why, sizeof why);
     c->tls_err[0] = '\0';
     uint32_t fails = ++c->fails;
-    bool again = strcmp(why, c->why) == 0 && now - c->why_ms < REMIND_MS;
+    bool again = now - c->why_ms < REMIND_MS && (strcmp(why, c->why) == 0 || strcmp(why, c->why_prev) == 0);
     if (!again) {
+        if (strcmp(why, c->why) != 0)
+            memcpy(c->why_prev, c->why, sizeof why);
         memcpy(c->why, why, sizeof why);
         c->why_ms = now;
     }
