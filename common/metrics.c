@@ -57,6 +57,8 @@ static _Atomic bool g_ready;
 static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
 static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
+static void (*g_collect)(void *);
+static void *g_collect_ud;
 
 static char *dup_or_null(const char *s)
 {
@@ -274,10 +276,37 @@ static void render_series(struct out *o, const struct series *s)
     }
 }
 
+void metrics_set_collect(void (*fn)(void *), void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    g_collect = fn;
+    g_collect_ud = ud;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void metric_counter_store(struct metric_counter *c, uint64_t total)
+{
+    atomic_store_explicit(&c->v, total, memory_order_relaxed);
+}
+
+void metric_hist_store(struct metric_hist *h, const uint64_t *counts, uint64_t sum_micro, uint64_t n)
+{
+    for (int i = 0; i <= h->nb; i++)
+        atomic_store_explicit(&h->counts[i], counts[i], memory_order_relaxed);
+    atomic_store_explicit(&h->sum_micro, sum_micro, memory_order_relaxed);
+    atomic_store_explicit(&h->n, n, memory_order_relaxed);
+}
+
 /* Render everything; returns the length the full text needs (like snprintf). */
 static size_t render(char *buf, size_t cap)
 {
     struct out o = {buf, cap, 0};
+    pthread_mutex_lock(&g_mu);
+    void (*collect)(void *) = g_collect;
+    void *collect_ud = g_collect_ud;
+    pthread_mutex_unlock(&g_mu);
+    if (collect)
+        collect(collect_ud); /* outside g_mu: it stores into series, it never registers */
     pthread_mutex_lock(&g_mu);
     for (int i = 0; i < g_n; i++) {
         const struct series *s = &g_series[i];

@@ -1,9 +1,9 @@
 /* acceptor.c - the --accept handoff mode: one listening socket, one thread
  * that accepts, takes the --max-conns place (or answers err{busy}) and posts
  * the fd to the worker with the fewest connections (open + still queued)
- * through that worker's connection ring; the worker sets the connection up
- * on its own thread. When every ring is full it stops accepting for a few
- * ms, so a storm waits in the kernel's backlog, not in refusals.
+ * through that worker's mailbox; the worker sets the connection up on its
+ * own thread. When no mailbox has room for connections it stops accepting
+ * for a few ms, so a storm waits in the kernel's backlog, not in refusals.
  *
  * Why a thread of its own and not one worker's loop: accepting must not wait
  * for a worker that is busy or stuck, and a worker whose queue has not moved
@@ -23,9 +23,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include "sl/count.h"
 #include "sl/log.h"
 #include "conn.h"
 #include "edge.h"
+#include "mailbox.h"
 #include "worker.h"
 
 #define ACCEPTS_PER_POLL 64
@@ -39,15 +41,27 @@ struct acceptor {
     pthread_t th;
     bool started;
     _Atomic bool listening;
+    struct acceptor_counts cnt;
 };
 
-uint32_t acceptor_pick(const uint32_t *load, const enum worker_intake *st, uint32_t n)
+enum acceptor_intake acceptor_intake(uint32_t open, const struct mailbox *mb, uint64_t now_ms,
+                                     uint64_t stuck_ms, uint32_t *load)
+{
+    uint32_t queued = mailbox_len(mb, MAILBOX_ADOPT);
+    *load = open + queued;
+    if (queued >= MAILBOX_ADOPT_SHARE)
+        return ACCEPTOR_INTAKE_FULL;
+    uint64_t since = mailbox_stalled_since(mb);
+    return since && now_ms > since + stuck_ms ? ACCEPTOR_INTAKE_STUCK : ACCEPTOR_INTAKE_OK;
+}
+
+uint32_t acceptor_pick(const uint32_t *load, const enum acceptor_intake *st, uint32_t n)
 {
     uint32_t best[2] = {UINT32_MAX, UINT32_MAX}; /* by intake: OK, STUCK */
     for (uint32_t i = 0; i < n; i++) {
-        if (st[i] == WORKER_INTAKE_FULL)
+        if (st[i] == ACCEPTOR_INTAKE_FULL)
             continue;
-        uint32_t *b = &best[st[i] == WORKER_INTAKE_STUCK];
+        uint32_t *b = &best[st[i] == ACCEPTOR_INTAKE_STUCK];
         if (*b == UINT32_MAX || load[i] < load[*b])
             *b = i;
     }
@@ -58,11 +72,17 @@ uint32_t acceptor_pick(const uint32_t *load, const enum worker_intake *st, uint3
 static uint32_t pick(struct edge *e)
 {
     uint32_t load[EDGE_MAX_WORKERS];
-    enum worker_intake st[EDGE_MAX_WORKERS];
+    enum acceptor_intake st[EDGE_MAX_WORKERS];
     uint64_t now = loop_clock_ms();
     for (uint32_t i = 0; i < e->nworkers; i++)
-        st[i] = worker_intake(e->workers[i], now, ACCEPTOR_STUCK_MS, &load[i]);
+        st[i] = acceptor_intake(worker_open(e->workers[i]), e->mbox[i], now, ACCEPTOR_STUCK_MS, &load[i]);
     return acceptor_pick(load, st, e->nworkers);
+}
+
+static void refuse(struct acceptor *a, int fd)
+{
+    conn_refuse(fd, (struct sl_slice){a->e->busy, a->e->busy_len});
+    count_inc(&a->cnt.refused);
 }
 
 static void *run(void *arg)
@@ -91,13 +111,20 @@ static void *run(void *arg)
                 full = true;
                 break;
             }
-            struct conn_peer peer;
+            struct addr peer;
             int fd = conn_accept(a->lfd, &a->spare_fd, &peer, "acceptor=1");
             if (fd < 0)
                 break;
-            if (conn_admit(e, fd) && !worker_post_conn(e->workers[wi], fd, &peer)) {
-                assert(!"the only producer saw room in this ring");
-                conn_refuse(e, fd);
+            count_inc(&a->cnt.accepted);
+            if (!conn_admit(&e->open_total, e->cfg.max_conns)) {
+                refuse(a, fd);
+                continue;
+            }
+            struct mailbox_item it = {.kind = MAILBOX_ADOPT, .u.adopt = {.fd = fd, .peer = peer}};
+            if (!mailbox_post(e->mbox[wi], &it)) {
+                assert(!"the only producer saw room in this mailbox");
+                atomic_fetch_sub(&e->open_total, 1);
+                refuse(a, fd);
             }
         }
     }
@@ -165,4 +192,9 @@ void acceptor_destroy(struct acceptor **pa)
 bool acceptor_listening(const struct acceptor *a)
 {
     return atomic_load(&a->listening);
+}
+
+const struct acceptor_counts *acceptor_counts(const struct acceptor *a)
+{
+    return &a->cnt;
 }

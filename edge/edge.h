@@ -43,9 +43,12 @@ struct edge_cfg {
 };
 
 struct devmap;
+struct mailbox;
 struct record;
 struct worker;
 struct zmqx_resolver;
+
+#define EDGE_BUSY_MAX 128 /* room for the pre-encoded err{busy} frame */
 
 struct edge {
     struct edge_cfg cfg;
@@ -53,9 +56,12 @@ struct edge {
     void *zctx;           /* ZeroMQ context (thread-safe) */
     struct devmap *map;   /* device -> (worker, slot, gen), newest hello wins */
     struct worker *workers[EDGE_MAX_WORKERS];
+    struct mailbox *mbox[EDGE_MAX_WORKERS]; /* workers[i]'s, for the others to post to */
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
     struct record *rec;          /* traffic recorder, NULL unless --record */
+    uint8_t busy[EDGE_BUSY_MAX]; /* err{busy} frame, encoded once (main) for every refusal */
+    uint32_t busy_len;
     _Atomic uint32_t open_total; /* accepted connections open, all workers */
     _Atomic bool draining;       /* SIGTERM seen: stop accepting, evict */
     _Atomic uint64_t drain_deadline_ms;

@@ -14,7 +14,9 @@
 #include "sl/cfg.h"
 #include "sl/limits.h"
 #include "sl/log.h"
+#include "sl/loop.h"
 #include "sl/metrics.h"
+#include "sl/msg.h"
 #include "sl/sysres.h"
 #include "sl/token.h"
 #include "sl/zmqx.h"
@@ -56,19 +58,6 @@ static size_t load_secret(const char *file)
     return n;
 }
 
-static double rss_bytes(void *ud)
-{
-    (void)ud;
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return (double)rss * (double)sysconf(_SC_PAGESIZE);
-}
-
 /* Readiness (docs/internals.md, "edge readiness"): every worker listens
  * and is connected to a persister, the record. The notifier is reported
  * but not required: without it only the live view stops (its data copies
@@ -80,12 +69,13 @@ static void report_readiness(struct edge *e, struct acceptor *acc)
     bool listening = !acc || acceptor_listening(acc);
     unsigned all = BUS_UP_PERSISTER | BUS_UP_NOTIFIER;
     for (uint32_t i = 0; i < e->nworkers; i++) {
-        listening = listening && (acc || atomic_load(&e->workers[i]->listening));
-        all &= atomic_load(&e->workers[i]->bus_up);
+        struct worker_view v;
+        worker_view(e->workers[i], &v);
+        listening = listening && (acc || v.listening);
+        all &= v.bus_up;
     }
     bool p = all & BUS_UP_PERSISTER, n = all & BUS_UP_NOTIFIER;
-    metric_set(stats.persister_connected, p);
-    metric_set(stats.notifier_connected, n);
+    stats_set_connected(p, n);
     char detail[96];
     snprintf(detail, sizeof detail, "persister=%s notifier=%s%s", p ? "up" : "down", n ? "up" : "down",
              listening ? "" : " listener=down");
@@ -231,8 +221,16 @@ int main(int argc, char **argv)
     if (nofile < (uint64_t)c->max_conns + 256)
         log_warn("event=nofile_low nofile=%llu max_conns=%u need=%u", (unsigned long long)nofile,
                  c->max_conns, c->max_conns + 256);
-    stats_init();
-    metrics_gauge_fn("process_resident_memory_bytes", "Resident set size", rss_bytes, NULL);
+    /* Every refusal (edge full, no slot, a handed-over connection never
+     * adopted) sends the same err{busy}: encoded once, here. */
+    enum sl_err busy_code = SL_BUSY;
+    struct msg busy = msg_err(&busy_code, "edge full: reconnect later");
+    size_t busy_len = 0;
+    if (msg_encode_frame(&busy, e.busy, sizeof e.busy, &busy_len) != SL_OK) {
+        fprintf(stderr, "sluice-edge: cannot encode err{busy}\n");
+        return 1;
+    }
+    e.busy_len = (uint32_t)busy_len;
     e.zctx = zmq_ctx_new();
     e.map = devmap_new(c->workers, c->max_conns);
     e.r_pp = zmqx_resolver_new(pp, 5000);
@@ -254,6 +252,7 @@ int main(int argc, char **argv)
     struct acceptor *acc = NULL;
     if (c->accept == EDGE_ACCEPT_HANDOFF && !(acc = acceptor_new(&e)))
         return 1;
+    stats_init(&e, acc);
     if (metrics_addr && *metrics_addr && metrics_start(metrics_addr) != 0)
         return 1;
     for (uint32_t i = 0; i < c->workers; i++)
@@ -294,11 +293,11 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_join(e.workers[i]);
     uint32_t left = atomic_load(&e.open_total);
+    metrics_stop(); /* its collect function reads the workers */
     acceptor_destroy(&acc);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
     record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */
-    metrics_stop();
     zmqx_resolver_destroy(&e.r_pp);
     zmqx_resolver_destroy(&e.r_pr);
     zmqx_resolver_destroy(&e.r_np);

@@ -1,100 +1,237 @@
-/* stats.c - registration of the edge's metrics (see stats.h). It holds no
- * logic: the I/O shells (conn.c, bus.c) decide what to count. */
+/* stats.c - the edge's Prometheus series (see stats.h): registration, and
+ * the collect function that sums every worker's counts into them when
+ * /metrics is scraped. It holds no logic: the modules that count decide
+ * what to count. Names, help texts and labels are the contract with
+ * dashboards, alerts, tests and benches (docs/performance.md); keep them. */
 #include "stats.h"
 #include <stdio.h>
+#include "sl/metrics.h"
+#include "acceptor.h"
+#include "bus.h"
+#include "cmdfwd.h"
+#include "conn.h"
+#include "edge.h"
+#include "record.h"
+#include "session.h"
+#include "worker.h"
 
-struct stats stats;
+static struct {
+    struct edge *e;
+    struct acceptor *acc;
+    struct metric_gauge *open, *worker_open[EDGE_MAX_WORKERS];
+    struct metric_counter *accepted;
+    struct metric_counter *closed[CR_COUNT];
+    struct metric_counter *frames_in, *frames_out, *bytes_in, *bytes_out;
+    struct metric_counter *errors[SL_TIMEOUT + 1]; /* indexed by enum sl_err, wire codes only */
+    struct metric_counter *auth_failures;
+    struct metric_counter *bp_pauses, *bp_paused_us;
+    struct metric_counter *notifier_shed, *notifier_ctl_dropped, *persister_ctl_dropped;
+    struct metric_counter *stale_replies, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
+    struct metric_counter *cmds_forwarded, *cmds_forward_refused, *kicks_retried;
+    struct metric_gauge *persister_connected, *notifier_connected;
+    struct metric_counter *batches_p, *batches_n;
+    struct metric_counter *out_pool_exhausted;
+    struct metric_counter *rec_dropped, *rec_bytes, *rec_skipped;
+    struct metric_hist *ack_rtt;
+} g;
 
-static const char *const reason_names[CR_COUNT] = {
-    "eof",  "io",       "out_cap", "frame",    "decode",  "proto",
-    "auth", "replaced", "busy",    "draining", "timeout", "shutdown",
+/* The sums over every worker, taken on the scraping thread. */
+struct sums {
+    uint64_t open, accepted, refused, closed[CR_COUNT];
+    uint64_t frames_in, frames_out, bytes_in, bytes_out, out_pool_exhausted;
+    uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds;
+    uint64_t rtt[SESSION_RTT_BUCKETS + 1], rtt_sum_us, rtt_n;
+    uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
+    uint64_t forwarded, forward_refused, undeliverable;
+    uint64_t stale_replies, stale_batches, kicks, kicks_retried;
 };
 
-const char *close_reason_str(enum close_reason r)
+static void add_worker(struct sums *s, const struct worker_view *v)
 {
-    return (unsigned)r < CR_COUNT ? reason_names[r] : "unknown";
+    const struct conn_counts *c = v->conn;
+    s->open += v->open;
+    s->accepted += count_get(&c->accepted);
+    s->refused += count_get(&c->refused);
+    for (int r = 0; r < CR_COUNT; r++)
+        s->closed[r] += count_get(&c->closed[r]);
+    s->frames_in += count_get(&c->frames_in);
+    s->frames_out += count_get(&c->frames_out);
+    s->bytes_in += count_get(&c->bytes_in);
+    s->bytes_out += count_get(&c->bytes_out);
+    s->out_pool_exhausted += count_get(&c->out_pool_exhausted);
+    const struct session_counts *x = v->session;
+    for (int e = 0; e <= SL_TIMEOUT; e++)
+        s->errors[e] += count_get(&x->errors[e]);
+    s->auth_failures += count_get(&x->auth_failures);
+    s->acks += count_get(&x->acks);
+    s->cmds += count_get(&x->cmds);
+    for (int i = 0; i <= SESSION_RTT_BUCKETS; i++)
+        s->rtt[i] += count_get(&x->rtt[i]);
+    s->rtt_sum_us += count_get(&x->rtt_sum_us);
+    s->rtt_n += count_get(&x->rtt_n);
+    const struct bus_counts *b = v->bus;
+    s->bp_pauses += count_get(&b->bp_pauses);
+    s->bp_paused_us += count_get(&b->bp_paused_us);
+    s->shed += count_get(&b->notifier_shed);
+    s->nctl_dropped += count_get(&b->notifier_ctl_dropped);
+    s->pctl_dropped += count_get(&b->persister_ctl_dropped);
+    s->batches_p += count_get(&b->batches_persister);
+    s->batches_n += count_get(&b->batches_notifier);
+    const struct cmdfwd_counts *f = v->cmdfwd;
+    s->forwarded += count_get(&f->forwarded);
+    s->forward_refused += count_get(&f->forward_refused);
+    s->undeliverable += count_get(&f->undeliverable);
+    const struct worker_counts *o = v->own;
+    s->stale_replies += count_get(&o->stale_replies);
+    s->stale_batches += count_get(&o->stale_batches);
+    s->kicks += count_get(&o->kicks);
+    s->kicks_retried += count_get(&o->kicks_retried);
 }
 
-enum close_reason close_reason_of(enum sl_err e)
+static void collect(void *ud)
 {
-    switch (e) {
-    case SL_FRAME: return CR_FRAME;
-    case SL_DECODE: return CR_DECODE;
-    case SL_PROTO: return CR_PROTO;
-    case SL_AUTH: return CR_AUTH;
-    case SL_REPLACED: return CR_REPLACED;
-    case SL_BUSY: return CR_BUSY;
-    case SL_DRAINING: return CR_DRAINING;
-    case SL_TIMEOUT: return CR_TIMEOUT;
-    default: return CR_IO;
+    (void)ud;
+    struct sums s = {0};
+    for (uint32_t i = 0; i < g.e->nworkers; i++) {
+        struct worker_view v;
+        worker_view(g.e->workers[i], &v);
+        add_worker(&s, &v);
+        metric_set(g.worker_open[i], v.open);
+    }
+    if (g.acc) {
+        const struct acceptor_counts *a = acceptor_counts(g.acc);
+        s.accepted += count_get(&a->accepted);
+        s.refused += count_get(&a->refused);
+    }
+    /* A refusal is an err{busy} sent and a connection closed for busy. */
+    s.errors[SL_BUSY] += s.refused;
+    s.closed[CR_BUSY] += s.refused;
+    metric_set(g.open, (int64_t)s.open);
+    metric_counter_store(g.accepted, s.accepted);
+    for (int r = 0; r < CR_COUNT; r++)
+        metric_counter_store(g.closed[r], s.closed[r]);
+    for (int e = SL_FRAME; e <= SL_TIMEOUT; e++)
+        metric_counter_store(g.errors[e], s.errors[e]);
+    metric_counter_store(g.frames_in, s.frames_in);
+    metric_counter_store(g.frames_out, s.frames_out);
+    metric_counter_store(g.bytes_in, s.bytes_in);
+    metric_counter_store(g.bytes_out, s.bytes_out);
+    metric_counter_store(g.out_pool_exhausted, s.out_pool_exhausted);
+    metric_counter_store(g.auth_failures, s.auth_failures);
+    metric_counter_store(g.bp_pauses, s.bp_pauses);
+    metric_counter_store(g.bp_paused_us, s.bp_paused_us);
+    metric_counter_store(g.notifier_shed, s.shed);
+    metric_counter_store(g.notifier_ctl_dropped, s.nctl_dropped);
+    metric_counter_store(g.persister_ctl_dropped, s.pctl_dropped);
+    metric_counter_store(g.stale_replies, s.stale_replies);
+    metric_counter_store(g.stale_batches, s.stale_batches);
+    metric_counter_store(g.acks, s.acks);
+    metric_counter_store(g.cmds, s.cmds);
+    metric_counter_store(g.kicks, s.kicks);
+    metric_counter_store(g.undeliverable, s.undeliverable);
+    metric_counter_store(g.cmds_forwarded, s.forwarded);
+    metric_counter_store(g.cmds_forward_refused, s.forward_refused);
+    metric_counter_store(g.kicks_retried, s.kicks_retried);
+    metric_counter_store(g.batches_p, s.batches_p);
+    metric_counter_store(g.batches_n, s.batches_n);
+    metric_hist_store(g.ack_rtt, s.rtt, s.rtt_sum_us, s.rtt_n);
+    if (g.e->rec) {
+        uint64_t dropped, skipped, bytes;
+        record_counts(g.e->rec, &dropped, &skipped, &bytes);
+        metric_counter_store(g.rec_dropped, dropped);
+        metric_counter_store(g.rec_skipped, skipped);
+        metric_counter_store(g.rec_bytes, bytes);
     }
 }
 
-void stats_init(void)
+void stats_set_connected(bool persister, bool notifier)
 {
-    static int done;
-    if (done)
-        return;
-    done = 1;
+    metric_set(g.persister_connected, persister);
+    metric_set(g.notifier_connected, notifier);
+}
+
+void stats_init(struct edge *e, struct acceptor *acc)
+{
+    g.e = e;
+    g.acc = acc;
     char lab[64];
-    stats.open = metrics_gauge("sluice_edge_connections_open", "Device connections open", NULL);
+    g.open = metrics_gauge("sluice_edge_connections_open", "Device connections open", NULL);
     for (int r = 0; r < CR_COUNT; r++) {
-        snprintf(lab, sizeof lab, "reason=\"%s\"", reason_names[r]);
-        stats.closed[r] =
+        snprintf(lab, sizeof lab, "reason=\"%s\"", conn_reason_str((enum conn_reason)r));
+        g.closed[r] =
             metrics_counter("sluice_edge_connections_closed_total", "Connections closed, by reason", lab);
     }
-    for (int e = SL_FRAME; e <= SL_TIMEOUT; e++) {
-        snprintf(lab, sizeof lab, "code=\"%s\"", sl_wire_code((enum sl_err)e));
-        stats.errors[e] = metrics_counter("sluice_edge_errors_total", "err frames sent, by code", lab);
+    for (int c = SL_FRAME; c <= SL_TIMEOUT; c++) {
+        snprintf(lab, sizeof lab, "code=\"%s\"", sl_wire_code((enum sl_err)c));
+        g.errors[c] = metrics_counter("sluice_edge_errors_total", "err frames sent, by code", lab);
     }
     /* Plain counters: one row each, registered in this order. */
-    static const struct metrics_counter_def plain[] = {
-        {&stats.accepted, "sluice_edge_connections_accepted_total", "Connections accepted"},
-        {&stats.frames_in, "sluice_edge_frames_in_total", "Frames received from devices"},
-        {&stats.frames_out, "sluice_edge_frames_out_total", "Frames queued to devices"},
-        {&stats.bytes_in, "sluice_edge_bytes_in_total", "Bytes read from devices"},
-        {&stats.bytes_out, "sluice_edge_bytes_out_total", "Bytes written to devices"},
-        {&stats.out_pool_exhausted, "sluice_edge_out_pool_exhausted_total",
+    const struct metrics_counter_def plain[] = {
+        {&g.accepted, "sluice_edge_connections_accepted_total", "Connections accepted"},
+        {&g.frames_in, "sluice_edge_frames_in_total", "Frames received from devices"},
+        {&g.frames_out, "sluice_edge_frames_out_total", "Frames queued to devices"},
+        {&g.bytes_in, "sluice_edge_bytes_in_total", "Bytes read from devices"},
+        {&g.bytes_out, "sluice_edge_bytes_out_total", "Bytes written to devices"},
+        {&g.out_pool_exhausted, "sluice_edge_out_pool_exhausted_total",
          "Connections closed because the worker's output pool was empty"},
-        {&stats.auth_failures, "sluice_edge_auth_failures_total",
-         "Hellos refused for a bad token or device id"},
-        {&stats.bp_pauses, "sluice_edge_backpressure_pauses_total",
+        {&g.auth_failures, "sluice_edge_auth_failures_total", "Hellos refused for a bad token or device id"},
+        {&g.bp_pauses, "sluice_edge_backpressure_pauses_total",
          "Times reading stopped because the persister PUSH was full"},
-        {&stats.bp_paused_us, "sluice_edge_backpressure_paused_microseconds_total",
+        {&g.bp_paused_us, "sluice_edge_backpressure_paused_microseconds_total",
          "Time spent with reading stopped, microseconds"},
-        {&stats.notifier_shed, "sluice_edge_notifier_shed_total",
+        {&g.notifier_shed, "sluice_edge_notifier_shed_total",
          "Data entries for the notifier dropped because its PUSH was full"},
-        {&stats.notifier_ctl_dropped, "sluice_edge_notifier_ctl_dropped_total",
+        {&g.notifier_ctl_dropped, "sluice_edge_notifier_ctl_dropped_total",
          "Control entries for the notifier dropped: retry queue full"},
-        {&stats.persister_ctl_dropped, "sluice_edge_persister_ctl_dropped_total",
+        {&g.persister_ctl_dropped, "sluice_edge_persister_ctl_dropped_total",
          "Session/heartbeat entries for the persister dropped: pending batch full"},
-        {&stats.stale_acks, "sluice_edge_stale_replies_total",
+        {&g.stale_replies, "sluice_edge_stale_replies_total",
          "Acks, cmds or kicks whose connection id or device no longer matched"},
-        {&stats.stale_batches, "sluice_edge_stale_batches_total",
+        {&g.stale_batches, "sluice_edge_stale_batches_total",
          "Reply batches for another incarnation or version"},
-        {&stats.acks, "sluice_edge_acks_total", "Acks written to devices"},
-        {&stats.cmds, "sluice_edge_cmds_total", "Commands written to devices"},
-        {&stats.kicks, "sluice_edge_kicks_total", "Connections closed on a kick from the notifier"},
-        {&stats.undeliverable, "sluice_edge_undeliverable_total", "Commands answered undeliverable"},
-        {&stats.cmds_forwarded, "sluice_edge_cmds_forwarded_total",
+        {&g.acks, "sluice_edge_acks_total", "Acks written to devices"},
+        {&g.cmds, "sluice_edge_cmds_total", "Commands written to devices"},
+        {&g.kicks, "sluice_edge_kicks_total", "Connections closed on a kick from the notifier"},
+        {&g.undeliverable, "sluice_edge_undeliverable_total", "Commands answered undeliverable"},
+        {&g.cmds_forwarded, "sluice_edge_cmds_forwarded_total",
          "Commands forwarded to the worker of this edge that holds the device"},
-        {&stats.cmds_forward_refused, "sluice_edge_cmds_forward_refused_total",
+        {&g.cmds_forward_refused, "sluice_edge_cmds_forward_refused_total",
          "Commands answered undeliverable because the holding worker's inbox was full"},
+        {&g.kicks_retried, "sluice_edge_kicks_retried_total",
+         "Takeover kicks another worker's mailbox could not take at once (posted again, never dropped)"},
     };
     metrics_counters(plain, sizeof plain / sizeof plain[0]);
-    stats.persister_connected =
+    g.persister_connected =
         metrics_gauge("sluice_edge_persister_connected",
                       "1 while every worker has a persister on its PUSH and on its DEALER", NULL);
-    stats.notifier_connected =
+    g.notifier_connected =
         metrics_gauge("sluice_edge_notifier_connected",
                       "1 while every worker has a notifier on its PUSH and on its DEALER", NULL);
-    stats.batches_out_p =
+    g.batches_p =
         metrics_counter("sluice_edge_batches_sent_total", "Envelope batches sent", "dest=\"persister\"");
-    stats.batches_out_n =
+    g.batches_n =
         metrics_counter("sluice_edge_batches_sent_total", "Envelope batches sent", "dest=\"notifier\"");
     static const double b[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                0.025,  0.05,    0.1,    0.25,  1,      5};
-    stats.ack_rtt =
-        metrics_hist("sluice_edge_ack_rtt_seconds", "Data frame received to ack written (sampled)", NULL, b,
-                     (int)(sizeof b / sizeof b[0]));
+    _Static_assert(sizeof b / sizeof b[0] == SESSION_RTT_BUCKETS, "one bound per session_rtt_bounds_us");
+    g.ack_rtt = metrics_hist("sluice_edge_ack_rtt_seconds", "Data frame received to ack written (sampled)",
+                             NULL, b, (int)(sizeof b / sizeof b[0]));
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        snprintf(lab, sizeof lab, "worker=\"%u\"", i);
+        g.worker_open[i] =
+            metrics_gauge("sluice_edge_worker_connections_open", "Device connections open, by worker", lab);
+    }
+    if (e->rec) {
+        g.rec_dropped = metrics_counter(
+            "sluice_edge_record_dropped_total",
+            "Records not recorded because the writer fell behind (a GAP marks the place)", NULL);
+        g.rec_bytes =
+            metrics_counter("sluice_edge_record_bytes_total", "Bytes written to the --record file", NULL);
+        g.rec_skipped =
+            metrics_counter("sluice_edge_record_skipped_total",
+                            "Connections left out of a --record-devices recording: hello too long, in "
+                            "too many reads, or no pre-hello stage free",
+                            NULL);
+    }
+    metrics_set_collect(collect, NULL);
 }

@@ -97,7 +97,37 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
     pack_str(&pk, h->edge);
     msgpack_pack_uint64(&pk, h->incarnation);
     pack_str(&pk, h->reply);
+    w->hdr_len = w->last = w->buf.len;
     return w->buf.overflow ? SL_TOOBIG : SL_OK;
+}
+
+struct sl_slice envelope_writer_last(const struct envelope_writer *w)
+{
+    struct sl_slice s = {w->buf.p + w->last, (uint32_t)(w->buf.len - w->last)};
+    return s;
+}
+
+enum sl_err envelope_writer_add_raw(struct envelope_writer *w, const uint8_t *p, size_t n)
+{
+    if (w->buf.overflow || w->buf.cap - w->buf.len < n)
+        return SL_TOOBIG;
+    memcpy(w->buf.p + w->buf.len, p, n);
+    w->last = w->buf.len;
+    w->buf.len += n;
+    w->count++;
+    return SL_OK;
+}
+
+enum sl_err envelope_writer_join(const struct envelope_writer *a, const struct envelope_writer *b,
+                                 uint8_t *out, size_t cap, size_t *len)
+{
+    size_t la = a->buf.len, lb = b->buf.len - b->hdr_len;
+    if (la + lb > cap)
+        return SL_TOOBIG;
+    memcpy(out, a->buf.p, la);
+    memcpy(out + la, b->buf.p + b->hdr_len, lb);
+    *len = la + lb;
+    return SL_OK;
 }
 
 /* Is position p of e nil on the wire? */
@@ -163,6 +193,7 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
         w->buf.overflow = false;
         return SL_TOOBIG;
     }
+    w->last = mark;
     w->count++;
     return SL_OK;
 }

@@ -75,6 +75,21 @@ const char *msg_type_name(enum msg_type t)
     return type_names[t].s;
 }
 
+struct msg msg_err(enum sl_err *code, const char *text)
+{
+    const char *wire = sl_wire_code(*code);
+    if (!wire) {
+        *code = SL_PROTO;
+        wire = sl_wire_code(*code);
+    }
+    struct msg m = {.t = MSG_ERR};
+    m.u.err.code.p = (const uint8_t *)wire;
+    m.u.err.code.n = (uint32_t)strlen(wire);
+    m.u.err.msg.p = (const uint8_t *)text;
+    m.u.err.msg.n = (uint32_t)strlen(text);
+    return m;
+}
+
 const char *msg_rc_str(enum msg_rc rc)
 {
     if ((unsigned)rc >= sizeof rc_names / sizeof rc_names[0])

@@ -75,6 +75,19 @@ void metric_observe(struct metric_hist *h, double value);
  * under the registry lock, so it must not register metrics itself. */
 void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
 
+/* Pull-style series: a core that counts in its own struct (sl/count.h)
+ * registers plain series for them and a collect function, called on the
+ * scraping thread before every render (and by metrics_render), which
+ * copies the core's totals into the series with the two stores below. One
+ * collect function per process; NULL removes it. fn must not register. */
+void metrics_set_collect(void (*fn)(void *), void *ud);
+/* Set a counter to a total kept elsewhere (collect functions only: a
+ * counter that is also metric_add-ed would lose those adds). */
+void metric_counter_store(struct metric_counter *c, uint64_t total);
+/* Set a histogram from per-bucket counts (not cumulative; nb + 1 of them,
+ * the last being +Inf), the sum of observations x 1e6 and their count. */
+void metric_hist_store(struct metric_hist *h, const uint64_t *counts, uint64_t sum_micro, uint64_t n);
+
 /* Start the HTTP server on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */
 int metrics_start(const char *listen);

@@ -75,6 +75,8 @@ struct envelope {
 struct envelope_writer {
     struct mp_buf buf;
     uint32_t count;
+    size_t hdr_len; /* bytes of the header at the start of buf */
+    size_t last;    /* offset of the last entry added (== len when none) */
 };
 
 /* Start a batch in buf (caller-owned). Returns SL_OK or SL_TOOBIG. */
@@ -89,6 +91,23 @@ static inline size_t envelope_writer_len(const struct envelope_writer *w)
 {
     return w->buf.len;
 }
+
+/* The encoded bytes of the entry the last successful envelope_writer_add
+ * or _add_raw appended (empty after begin). Valid until the writer's
+ * buffer is reused. An entry's bytes do not depend on the batch around it,
+ * so they may be appended to another batch with envelope_writer_add_raw
+ * instead of encoding the same entry twice. */
+struct sl_slice envelope_writer_last(const struct envelope_writer *w);
+
+/* Append one entry already encoded (see envelope_writer_last). The bytes
+ * are not checked: they must come from a writer. SL_OK or SL_TOOBIG
+ * (batch unchanged). */
+enum sl_err envelope_writer_add_raw(struct envelope_writer *w, const uint8_t *p, size_t n);
+
+/* One batch made of a (its header and entries) followed by b's entries
+ * (b's header is left out), written to out. SL_OK with *len, or SL_TOOBIG. */
+enum sl_err envelope_writer_join(const struct envelope_writer *a, const struct envelope_writer *b,
+                                 uint8_t *out, size_t cap, size_t *len);
 
 struct envelope_reader {
     struct mp_cur cur;
