@@ -1,22 +1,21 @@
 #!/usr/bin/python3
-"""06-fault-persister-kill: kill -9 the persister in the middle of a stream (60 devices x 20 msg/s
+"""system_08_fault_persister_kill: kill -9 the persister in the middle of a stream (60 devices x 20 msg/s
 for 10 s over two edges), start it again 1 s later; three times (each kill lands on a random point
 of the persister's receive/commit/ack cycle). Whatever it held uncommitted was never acked,
 so the devices resend it: at the end every message sent is acked and stored exactly once, and
 every device's status is offline (they left when devsim ended)."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check_final_status, log, main, stream_with_fault, wait_for  # noqa: E402
+from slstack import Stack, check_final_status, log, main, stream_with_fault, wait_for
+
+PORT = 24400  # system_NN: 24000 + 50 * NN (system.cmake)
 
 N = 60
 KILLS = 3
 
 
 def scenario():
-    with Stack(24400, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
 
         def rows():

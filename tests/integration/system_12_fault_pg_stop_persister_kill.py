@@ -1,21 +1,20 @@
 #!/usr/bin/python3
-"""06-fault-pg-stop-persister-kill: PostgreSQL stops in the middle of a stream (60 devices x 20
+"""system_12_fault_pg_stop_persister_kill: PostgreSQL stops in the middle of a stream (60 devices x 20
 msg/s for 10 s over two edges); while it is down, the persister (holding rows it cannot commit) is
 killed -9 and started again; 5 s after the stop PostgreSQL comes back. The rows the dead persister
 held were never acked (acks follow COMMIT), so the devices resend them: every message is acked
 and stored exactly once, and every device's status is offline at the end."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, check_final_status, log, main, stream_with_fault, wait_for  # noqa: E402
+from slstack import Stack, check, check_final_status, log, main, stream_with_fault, wait_for
+
+PORT = 24600  # system_NN: 24000 + 50 * NN (system.cmake)
 
 N = 60
 
 
 def scenario():
-    with Stack(24600, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
 
         def fault():

@@ -1,18 +1,16 @@
 #!/usr/bin/python3
-"""02-data-ack-resend: a data whose (dev, seq) is already stored is acked again and stored once:
+"""system_04_data_ack_resend: a data whose (dev, seq) is already stored is acked again and stored once:
 - resent on the same connection after its ack, and back to back before any ack (same batch);
 - resent after reconnecting to the other edge;
 - seqs out of order and far apart are all stored (seq is unique, not contiguous);
 - the first stored body stays (a resend does not overwrite)."""
-import os
-import sys
+from slstack import Stack, check, log, main
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main  # noqa: E402
+PORT = 24200  # system_NN: 24000 + 50 * NN (system.cmake)
 
 
 def scenario():
-    with Stack(24150, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
         dev = "resend-1"
         d = s.device(dev, edge=0)

@@ -1,16 +1,14 @@
 #!/usr/bin/python3
-"""01-hello-welcome: a good hello gets welcome{edge, hb, max} from the edge the device reached;
+"""system_01_hello_welcome: a good hello gets welcome{edge, hb, max} from the edge the device reached;
 the device shows as online (retained status with edge and epoch) while connected and offline
 after it leaves; a ping is answered with pong; a reconnect carries a newer epoch."""
-import os
-import sys
+from slstack import Stack, check, log, main, wait_for, PREFIX
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main, wait_for, PREFIX  # noqa: E402
+PORT = 24050  # system_NN: 24000 + 50 * NN (system.cmake)
 
 
 def scenario():
-    with Stack(24000, edges=2, edge_extra=("--hb", "7", "--max-frame", "4096")) as s:
+    with Stack(PORT, edges=2, edge_extra=("--hb", "7", "--max-frame", "4096")) as s:
         s.start()
         m = s.mqtt()
         for i in range(2):

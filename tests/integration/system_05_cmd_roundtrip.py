@@ -1,21 +1,20 @@
 #!/usr/bin/python3
-"""03-cmd-roundtrip: operator commands through MQTT, seen from outside.
+"""system_05_cmd_roundtrip: operator commands through MQTT, seen from outside.
 - publish P/<dev>/cmd {id, body}: the device (on either edge) gets cmd{id, body}, answers res,
   and exactly one result {ok, body} appears on P/<dev>/cmd/<id>/result;
 - a device that is not connected: result {ok:false, error:"offline"};
 - a device that leaves before answering: {ok:false, error:"disconnected"};
 - a device that stays but never answers: {ok:false, error:"timeout"} (--cmd-timeout-ms 3000);
 - a late res after its timeout does not produce a second result."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main, publish, wait_for, PREFIX  # noqa: E402
+from slstack import Stack, check, log, main, publish, wait_for, PREFIX
+
+PORT = 24250  # system_NN: 24000 + 50 * NN (system.cmake)
 
 
 def scenario():
-    with Stack(24200, edges=2, notifier_extra=("--cmd-timeout-ms", "3000")) as s:
+    with Stack(PORT, edges=2, notifier_extra=("--cmd-timeout-ms", "3000")) as s:
         s.start()
         m = s.mqtt()
 

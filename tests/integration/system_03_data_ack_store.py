@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""02-data-ack-store: data -> row in PostgreSQL -> ack, seen from outside.
+"""system_03_data_ack_store: data -> row in PostgreSQL -> ack, seen from outside.
 - the edge never acks by itself: with the persister frozen (SIGSTOP) no ack comes and no row
   exists; once it runs again the ack comes and the row is there;
 - at the moment each ack arrives, its row is already committed (queried right after the ack);
@@ -10,13 +10,13 @@
 import os
 import signal
 import socket
-import sys
 import time
 
 import msgpack
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main, wait_for, PREFIX  # noqa: E402
+from slstack import Stack, check, log, main, wait_for, PREFIX
+
+PORT = 24150  # system_NN: 24000 + 50 * NN (system.cmake)
 
 TS = 1764358200000
 
@@ -26,7 +26,7 @@ def ms(dt):
 
 
 def scenario():
-    with Stack(24100, edges=1) as s:
+    with Stack(PORT, edges=1) as s:
         s.start()
         m = s.mqtt()
         dev = "data-1"

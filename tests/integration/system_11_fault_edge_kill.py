@@ -1,22 +1,21 @@
 #!/usr/bin/python3
-"""06-fault-edge-kill: kill -9 one of two edges in the middle of a stream (80 devices x 10 msg/s
+"""system_11_fault_edge_kill: kill -9 one of two edges in the middle of a stream (80 devices x 10 msg/s
 for 14 s, half on each edge). Its devices reconnect to the other edge and resend what was not
 acked: every message acked and stored exactly once; while they run, every device is online on
 the surviving edge; after they leave and the dead edge's timeout (10 s) has passed, every device
 is offline on the surviving edge (the dead edge's stale sessions never override a newer one)."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import (Stack, check, check_final_status, log, main, retained_status,  # noqa: E402
+from slstack import (Stack, check, check_final_status, log, main, retained_status,
                      stream_with_fault, wait_for)
+
+PORT = 24550  # system_NN: 24000 + 50 * NN (system.cmake)
 
 N = 80
 
 
 def scenario():
-    with Stack(24550, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
         killed = [0.0]
 

@@ -1,20 +1,18 @@
 #!/usr/bin/python3
-"""05-volume: 500 devices x 200 messages through both edges (sluice-devsim, as fast as a window
+"""system_07_volume: 500 devices x 200 messages through both edges (sluice-devsim, as fast as a window
 of 16 unacked per device allows): every ack received, exactly 100,000 rows, every device's
 seqs contiguous (no gap), no duplicate. MQTT is the live view, not the record: the edges shed data
 copies for the notifier when it cannot keep up, so every row must either reach MQTT or be counted
 as shed (edges' sluice_edge_notifier_shed_total) or lost (notifier's sluice_notifier_lost_total)."""
-import os
-import sys
+from slstack import Stack, check, check_devsim, log, main, wait_for, PREFIX
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, check_devsim, log, main, wait_for, PREFIX  # noqa: E402
+PORT = 24350  # system_NN: 24000 + 50 * NN (system.cmake)
 
 DEVICES, MESSAGES = 500, 200
 
 
 def scenario():
-    with Stack(24300, edges=2, workers=2) as s:
+    with Stack(PORT, edges=2, workers=2) as s:
         s.start()
         m = s.mqtt(topics=[PREFIX + "/+/data"])
         r = s.devsim(DEVICES, messages=MESSAGES, prefix="vol", window=16, timeout=400)

@@ -1,23 +1,22 @@
 #!/usr/bin/python3
-"""06-fault-mqtt-restart: restart Mosquitto (down 2 s) in the middle of a stream (60 devices x
+"""system_10_fault_mqtt_restart: restart Mosquitto (down 2 s) in the middle of a stream (60 devices x
 10 msg/s for 10 s over two edges). Data storage is not affected: every message acked and stored
 exactly once. The notifier reconnects: while the devices are still connected a fresh subscriber
 sees all of them online, a device that arrived and one that left while the broker was down
 have the right status; a command round trip works after the restart; when they leave, all go
 offline."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import (Stack, check, check_final_status, log, main, publish, retained_status,  # noqa: E402
+from slstack import (Stack, check, check_final_status, log, main, publish, retained_status,
                      stream_with_fault, wait_for, PREFIX)
+
+PORT = 24500  # system_NN: 24000 + 50 * NN (system.cmake)
 
 N = 60
 
 
 def scenario():
-    with Stack(24500, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
         probe = s.device("mq-probe", edge=1)
         gone = s.device("mq-gone", edge=0)

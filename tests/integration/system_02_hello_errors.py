@@ -1,21 +1,20 @@
 #!/usr/bin/python3
-"""01-hello-errors: every refusal of docs/protocol.md sections 1-2 seen from a raw TCP device,
+"""system_02_hello_errors: every refusal of docs/protocol.md sections 1-2 seen from a raw TCP device,
 each answered with err{code, msg} and a close, while a well-behaved device on the same edge keeps
 working (its data is still acked and stored)."""
-import os
 import struct
-import sys
 
 import msgpack
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main, token  # noqa: E402
+from slstack import Stack, check, log, main, token
+
+PORT = 24100  # system_NN: 24000 + 50 * NN (system.cmake)
 
 MAXF = 1024
 
 
 def scenario():
-    with Stack(24050, edges=1, edge_extra=("--max-frame", str(MAXF))) as s:
+    with Stack(PORT, edges=1, edge_extra=("--max-frame", str(MAXF))) as s:
         s.start()
         good = s.device("good-1")
         seq = [0]

@@ -1,20 +1,19 @@
 #!/usr/bin/python3
-"""06-fault-pg-stop: stop PostgreSQL (fast shutdown) for 5 s in the middle of a stream (60 devices
+"""system_09_fault_pg_stop: stop PostgreSQL (fast shutdown) for 5 s in the middle of a stream (60 devices
 x 20 msg/s for 10 s over two edges), then start it again. Nothing is acked while the database is
 down; the persister retries; at the end every message is acked and stored exactly once and every
 device's status is offline."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check_final_status, log, main, stream_with_fault  # noqa: E402
+from slstack import Stack, check_final_status, log, main, stream_with_fault
+
+PORT = 24450  # system_NN: 24000 + 50 * NN (system.cmake)
 
 N = 60
 
 
 def scenario():
-    with Stack(24450, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
 
         def fault():

@@ -1,19 +1,18 @@
 #!/usr/bin/python3
-"""04-replace-cross-edge: newest connection of a device wins.
+"""system_06_replace_cross_edge: newest connection of a device wins.
 - device on edge A, same device connects to edge B: A's connection gets err{code:"replaced"} and
   is closed; status stays online on B (A's late disconnect, older epoch, does not flip it);
 - a command goes to the connection on B; data on B is acked and stored;
 - the same on one edge (second connection to the same edge replaces the first)."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from slstack import Stack, check, log, main, publish, wait_for, PREFIX, retained_status  # noqa: E402
+from slstack import Stack, check, log, main, publish, wait_for, PREFIX, retained_status
+
+PORT = 24300  # system_NN: 24000 + 50 * NN (system.cmake)
 
 
 def scenario():
-    with Stack(24250, edges=2) as s:
+    with Stack(PORT, edges=2) as s:
         s.start()
         m = s.mqtt()
         dev = "repl-1"
