@@ -6,7 +6,7 @@ import time
 
 from persister_common import Env, pe
 
-PORT = 22300
+PORT = 22400  # persister_NN: 22000 + 50 * NN (persister.cmake)
 N_BATCHES = 100
 PER_BATCH = 40
 

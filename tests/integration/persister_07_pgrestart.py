@@ -7,7 +7,7 @@ import time
 from persister_common import Env, pe
 from proc import wait_for
 
-PORT = 22200
+PORT = 22350  # persister_NN: 22000 + 50 * NN (persister.cmake)
 N_BATCHES = 120
 PER_BATCH = 25
 
