@@ -30,7 +30,7 @@ import msgpack
 
 from ntftest import CONNECT, DATA, Env, check, entry, wait_for
 
-BROKER, NTF = 23041, 23042
+BROKER, NTF = 23081, 23082  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 POOL = 2
 MAX_INFLIGHT = 32
 BOUND = 4 * MAX_INFLIGHT  # records a child may hold unreported before the parent stops pulling
