@@ -36,7 +36,7 @@
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
     const char *metrics, *log_level;
-    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms;
+    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms, max_msg;
 };
 
 /* The MQTT side as the metrics see it: the control client and the
@@ -297,6 +297,11 @@ int main(int argc, char **argv)
         {"max-cmds", CFG_INT, &o->max_cmds, "65536", "commands awaiting results", 1, 10000000},
         {"flush-timeout-ms", CFG_INT, &o->flush_ms, "5000", "on SIGTERM, wait this long for PUBACKs", 0,
          600000},
+        /* An edge's notifier batch is at most ~2.1 MiB, its persister batch 4 MiB
+         * (edge/bus.c CTL_CAP + NDATA_CAP, BATCH_HARD): 2x the larger. */
+        {"zmq-max-msg", CFG_INT, &o->max_msg, "8388608",
+         "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
+         1ll << 32},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -343,7 +348,7 @@ int main(int argc, char **argv)
                          .edge_timeout_ms = (uint64_t)o->edge_timeout_ms};
     struct ntf_out out = {.ud = &a, .publish = out_publish, .send_edge = out_send_edge, .wall_ms = wall_ms};
     a.ntf = ntf_new(&nc, &out);
-    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name) : NULL;
+    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name, o->max_msg) : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
         log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"

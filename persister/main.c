@@ -37,6 +37,10 @@ int main(int argc, char **argv)
          1ll << 32},
         {"shutdown-ms", CFG_INT, &c.shutdown_ms, "10000",
          "after SIGTERM, keep retrying the held batch this long", 0, 3600000},
+        /* An edge batch is at most 4 MiB (edge/bus.c BATCH_HARD). */
+        {"zmq-max-msg", CFG_INT, &c.max_msg, "67108864",
+         "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
+         1ll << 32},
         {"metrics", CFG_STR, &metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty or port 0 = off)",
          0, 0},
         {"log-level", CFG_STR, &level, "info", "debug, info, warn or error", 0, 0},

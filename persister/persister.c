@@ -38,6 +38,7 @@
 #include "sl/log.h"
 #include "sl/metrics.h"
 #include "sl/tojson.h"
+#include "sl/zmqx.h"
 #include "writer.h"
 
 #define EDGES_MAX      1024u
@@ -47,7 +48,6 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define PULL_HWM       1000
-#define MAX_MSG_BYTES  (64ll * 1024 * 1024)
 
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
@@ -130,33 +130,6 @@ static void register_metrics(struct metrics_set *m)
                      sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
 }
 
-static void *bind_sock(void *ctx, int type, const char *ep)
-{
-    void *s = zmq_socket(ctx, type);
-    if (!s)
-        return NULL;
-    int linger = 0, one = 1, hwm = PULL_HWM;
-    int64_t maxmsg = MAX_MSG_BYTES;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    if (type == ZMQ_PULL) {
-        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    } else {
-        /* Replies to a gone edge fail (counted) instead of vanishing, and a
-         * restarted edge worker takes its identity back. */
-        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    }
-    if (zmq_bind(s, ep) != 0) {
-        int e = zmq_errno();
-        log_error("event=bind_failed endpoint=%s err=\"%s\"", ep, zmq_strerror(e));
-        zmq_close(s);
-        return NULL;
-    }
-    return s;
-}
-
 static zmq_msg_t *msg_at(struct persister *p, uint32_t k)
 {
     return &p->msgs[(p->first + k) % p->cap_msgs];
@@ -195,8 +168,15 @@ struct persister *persister_new(const struct persister_cfg *cfg)
     p->cur_peer = -1;
     register_metrics(&p->m);
     p->ctx = zmq_ctx_new();
-    if (!p->ctx || !(p->pull = bind_sock(p->ctx, ZMQ_PULL, cfg->pull)) ||
-        !(p->router = bind_sock(p->ctx, ZMQ_ROUTER, cfg->router))) {
+    /* Both sockets hear from edges (the ROUTER only what a DEALER might
+     * send, which is drained and dropped): both carry the size cap. */
+    const struct zmqx_opts pull = {.bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM};
+    /* Acks to a gone edge fail (counted) instead of vanishing, and a
+     * restarted edge worker takes its identity back. */
+    const struct zmqx_opts router = {
+        .bind = cfg->router, .max_msg = cfg->max_msg, .router_mandatory = true, .router_handover = true};
+    if (!p->ctx || !(p->pull = zmqx_socket(p->ctx, ZMQ_PULL, &pull)) ||
+        !(p->router = zmqx_socket(p->ctx, ZMQ_ROUTER, &router))) {
         persister_destroy(&p);
         return NULL;
     }

@@ -21,6 +21,7 @@ struct persister_cfg {
     int64_t edge_timeout_ms; /* close sessions of an edge incarnation silent this long */
     int64_t json_bytes;      /* JSON arena per batch (0 = derived from batch size) */
     int64_t shutdown_ms;     /* after SIGTERM, how long to keep retrying the last batch */
+    int64_t max_msg;         /* ZMQ_MAXMSGSIZE of both sockets: a bigger message disconnects its sender */
 };
 
 struct persister;
