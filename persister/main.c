@@ -1,5 +1,6 @@
-/* main.c - sluice-persister: flags, logging, metrics, signals; then the loop.
- * Deliberately nothing else: the service lives in persister.c. */
+/* main.c - sluice-persister: flags, logging, metrics (stats.c exports the
+ * core's counters), signals; then the loop. Deliberately nothing else: the
+ * service lives in persister.c. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "sl/cfg.h"
 #include "sl/log.h"
 #include "sl/metrics.h"
+#include "stats.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -60,12 +62,16 @@ int main(int argc, char **argv)
     struct persister *p = persister_new(&c);
     if (!p)
         return 1;
+    struct stats st;
+    stats_init(&st, persister_stats(p));
     if (metrics && *metrics && metrics_start(metrics) != 0) {
+        stats_fini(&st);
         persister_destroy(&p);
         return 1;
     }
     int rc = persister_run(p, &g_stop);
     metrics_stop();
+    stats_fini(&st);
     persister_destroy(&p);
     return rc == 0 ? 0 : 1;
 }

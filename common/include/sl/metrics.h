@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "sl/stat.h"
 
 struct metric_counter {
     _Atomic uint64_t v;
@@ -70,6 +71,20 @@ static inline void metric_gadd(struct metric_gauge *g, int64_t d)
 
 /* Observe one value (seconds for *_seconds histograms). Lock-free. */
 void metric_observe(struct metric_hist *h, double value);
+
+/* Mirrors of counts a core keeps itself (sl/stat.h), for a collect hook:
+ * c shows v, h shows exactly src's buckets and sum. Nothing else may update
+ * c or h, v must never decrease, and h must have been registered with src's
+ * bounds (metrics_hist(..., src->bounds, src->nb)). Lock-free. */
+void metric_counter_set(struct metric_counter *c, uint64_t v);
+void metric_hist_set(struct metric_hist *h, const struct stat_hist *src);
+
+/* fn(ud) runs before every /metrics render (metrics_render too) and every
+ * /readyz answer, on the thread serving it, with the registry lock held (so
+ * it must not register metrics): the place to copy a core's counts into
+ * their metrics and set readiness, so a scrape sees them as of that moment.
+ * One hook per process; NULL removes it (do so before ud is freed). */
+void metrics_set_collect(void (*fn)(void *ud), void *ud);
 
 /* A gauge computed on scrape (e.g. RSS); fn is called on the HTTP thread
  * under the registry lock, so it must not register metrics itself. */
