@@ -291,7 +291,8 @@ static bool try_connect(struct persister *p)
 
 static void ack_send(struct persister *p, const struct batch_peer *peer, struct envelope_writer *w)
 {
-    if (w->count == 0)
+    uint32_t n = envelope_writer_count(w);
+    if (n == 0)
         return;
     int rc = -1;
     if (peer->reply.n > 0) {
@@ -300,9 +301,9 @@ static void ack_send(struct persister *p, const struct batch_peer *peer, struct 
             rc = zmq_send(p->router, p->ackbuf, envelope_writer_len(w), ZMQ_DONTWAIT);
     }
     if (rc < 0)
-        stat_add(&p->st.acks_unroutable, w->count); /* EHOSTUNREACH or full: the device resends */
+        stat_add(&p->st.acks_unroutable, n); /* EHOSTUNREACH or full: the device resends */
     else
-        stat_add(&p->st.acks_sent, w->count);
+        stat_add(&p->st.acks_sent, n);
 }
 
 static void send_acks(struct persister *p)

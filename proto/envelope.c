@@ -97,6 +97,7 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
     pack_str(&pk, h->edge);
     msgpack_pack_uint64(&pk, h->incarnation);
     pack_str(&pk, h->reply);
+    w->hdr_len = w->last = w->buf.len;
     return w->buf.overflow ? SL_TOOBIG : SL_OK;
 }
 
@@ -164,6 +165,41 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
         return SL_TOOBIG;
     }
     w->count++;
+    w->last = mark;
+    return SL_OK;
+}
+
+/* Room for n more bytes, leaving the batch sendable either way. */
+static bool room(const struct envelope_writer *w, size_t n)
+{
+    return !w->buf.overflow && w->buf.cap - w->buf.len >= n;
+}
+
+enum sl_err envelope_writer_add_encoded(struct envelope_writer *w, struct sl_slice entry)
+{
+    /* An entry is an array: fixarray 0x90-0x9f, array 16 0xdc, array 32 0xdd. */
+    if (entry.n == 0 || !((entry.p[0] & 0xf0u) == 0x90u || entry.p[0] == 0xdcu || entry.p[0] == 0xddu))
+        return SL_INVAL;
+    if (!room(w, entry.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len;
+    mp_buf_raw(&w->buf, entry.p, entry.n);
+    w->count++;
+    return SL_OK;
+}
+
+enum sl_err envelope_writer_append(struct envelope_writer *w, const struct envelope_writer *src)
+{
+    if (src->hdr_len != w->hdr_len || memcmp(src->buf.p, w->buf.p, w->hdr_len) != 0)
+        return SL_INVAL;
+    struct sl_slice e = envelope_writer_entries(src);
+    if (e.n == 0)
+        return SL_OK;
+    if (!room(w, e.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len + (src->last - src->hdr_len);
+    mp_buf_raw(&w->buf, e.p, e.n);
+    w->count += src->count;
     return SL_OK;
 }
 
