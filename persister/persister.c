@@ -260,7 +260,7 @@ static uint64_t backoff_ms(unsigned attempt)
 
 static void set_up(struct persister *p, bool up)
 {
-    stat_set(&p->st.pg_up, up ? 1 : 0); /* main.c makes /readyz follow it */
+    stat_set(&p->st.pg_up, up ? 1 : 0); /* stats.c makes /readyz follow it */
 }
 
 static bool try_connect(struct persister *p)
