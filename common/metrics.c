@@ -18,6 +18,7 @@
 
 #include "sl/log.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -57,7 +58,7 @@ static _Atomic bool g_ready;
 static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
 static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
-static void (*g_collect)(void *);
+static void (*g_collect)(void *); /* guarded by g_mu */
 static void *g_collect_ud;
 
 static char *dup_or_null(const char *s)
@@ -172,6 +173,41 @@ void metric_observe(struct metric_hist *h, double value)
     atomic_fetch_add_explicit(&h->n, 1, memory_order_relaxed);
 }
 
+void metric_counter_set(struct metric_counter *c, uint64_t v)
+{
+    atomic_store_explicit(&c->v, v, memory_order_relaxed);
+}
+
+void metric_hist_set(struct metric_hist *h, const struct stat_hist *src)
+{
+    assert(h->nb == src->nb);
+    if (h->nb != src->nb)
+        return; /* registered with other bounds: a startup bug, caught by the assert in tests */
+    uint64_t n = 0;
+    for (int i = 0; i <= h->nb; i++) {
+        uint64_t k = stat_get(&src->counts[i]);
+        atomic_store_explicit(&h->counts[i], k, memory_order_relaxed);
+        n += k;
+    }
+    atomic_store_explicit(&h->sum_micro, stat_get(&src->sum_micro), memory_order_relaxed);
+    atomic_store_explicit(&h->n, n, memory_order_relaxed);
+}
+
+void metrics_set_collect(void (*fn)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    g_collect = fn;
+    g_collect_ud = ud;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* Called with g_mu held. */
+static void collect(void)
+{
+    if (g_collect)
+        g_collect(g_collect_ud);
+}
+
 void metrics_set_ready(bool ready)
 {
     atomic_store(&g_ready, ready);
@@ -276,38 +312,12 @@ static void render_series(struct out *o, const struct series *s)
     }
 }
 
-void metrics_set_collect(void (*fn)(void *), void *ud)
-{
-    pthread_mutex_lock(&g_mu);
-    g_collect = fn;
-    g_collect_ud = ud;
-    pthread_mutex_unlock(&g_mu);
-}
-
-void metric_counter_store(struct metric_counter *c, uint64_t total)
-{
-    atomic_store_explicit(&c->v, total, memory_order_relaxed);
-}
-
-void metric_hist_store(struct metric_hist *h, const uint64_t *counts, uint64_t sum_micro, uint64_t n)
-{
-    for (int i = 0; i <= h->nb; i++)
-        atomic_store_explicit(&h->counts[i], counts[i], memory_order_relaxed);
-    atomic_store_explicit(&h->sum_micro, sum_micro, memory_order_relaxed);
-    atomic_store_explicit(&h->n, n, memory_order_relaxed);
-}
-
 /* Render everything; returns the length the full text needs (like snprintf). */
 static size_t render(char *buf, size_t cap)
 {
     struct out o = {buf, cap, 0};
     pthread_mutex_lock(&g_mu);
-    void (*collect)(void *) = g_collect;
-    void *collect_ud = g_collect_ud;
-    pthread_mutex_unlock(&g_mu);
-    if (collect)
-        collect(collect_ud); /* outside g_mu: it stores into series, it never registers */
-    pthread_mutex_lock(&g_mu);
+    collect();
     for (int i = 0; i < g_n; i++) {
         const struct series *s = &g_series[i];
         bool seen = false;
@@ -425,6 +435,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, text, (void *)"ok", 2, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/readyz") == 0) {
+        pthread_mutex_lock(&g_mu);
+        collect(); /* the service may set readiness there */
+        pthread_mutex_unlock(&g_mu);
         bool ready = atomic_load(&g_ready);
         char body[sizeof g_ready_detail + 16];
         pthread_mutex_lock(&g_ready_mu);

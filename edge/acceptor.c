@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/log.h"
 #include "conn.h"
 #include "edge.h"
@@ -82,7 +82,7 @@ static uint32_t pick(struct edge *e)
 static void refuse(struct acceptor *a, int fd)
 {
     conn_refuse(fd, (struct sl_slice){a->e->busy, a->e->busy_len});
-    count_inc(&a->cnt.refused);
+    stat_inc(&a->cnt.refused);
 }
 
 static void *run(void *arg)
@@ -115,7 +115,7 @@ static void *run(void *arg)
             int fd = conn_accept(a->lfd, &a->spare_fd, &peer, "acceptor=1");
             if (fd < 0)
                 break;
-            count_inc(&a->cnt.accepted);
+            stat_inc(&a->cnt.accepted);
             if (!conn_admit(&e->open_total, e->cfg.max_conns)) {
                 refuse(a, fd);
                 continue;

@@ -4,7 +4,7 @@
 #define EDGE_ACCEPTOR_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "worker.h"
 
 struct acceptor;
@@ -29,8 +29,8 @@ bool acceptor_listening(const struct acceptor *a);
 
 /* Counts of the acceptor thread (its one writer); read anywhere. */
 struct acceptor_counts {
-    count_t accepted;
-    count_t refused; /* err{busy}: --max-conns reached */
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t refused; /* err{busy}: --max-conns reached */
 };
 const struct acceptor_counts *acceptor_counts(const struct acceptor *a);
 

@@ -78,17 +78,21 @@ static void on_zmq_fd(struct loop *l, int fd, uint32_t events, void *ud)
     (void)ud;
 }
 
-static void *mksock(struct bus *b, int type, int linger, bool immediate)
+/* The PUSHes only send; the DEALER receives reply batches from other
+ * processes, so it gets the size cap (a bigger message disconnects the
+ * sender instead of being allocated). ZMQ_IMMEDIATE on all three: nothing
+ * is queued for a service that is not connected. */
+static void *mksock(struct bus *b, int type, int linger)
 {
-    void *s = zmq_socket(b->cfg.zctx, type);
-    if (!s)
-        return NULL;
-    int hwm = b->cfg.hwm;
-    if (zmqx_setup(s, linger, hwm, hwm, immediate) != 0) {
-        zmq_close(s);
-        return NULL;
-    }
-    return s;
+    struct zmqx_opts o = {
+        .max_msg = type == ZMQ_DEALER ? b->cfg.max_msg : 0,
+        .sndhwm = b->cfg.hwm,
+        .rcvhwm = b->cfg.hwm,
+        .linger_ms = linger,
+        .immediate = true,
+        .routing_id = type == ZMQ_DEALER ? b->ident : NULL,
+    };
+    return zmqx_socket(b->cfg.zctx, type, &o);
 }
 
 struct bus *bus_new(const struct bus_cfg *cfg)
@@ -107,9 +111,9 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->hdr.reply.n = (uint32_t)strlen(b->ident);
     /* Linger: data already handed to ZeroMQ may still reach the persister
      * on exit; the devices resend what was not acked anyway. */
-    b->pp = mksock(b, ZMQ_PUSH, 2000, true);
-    b->pn = mksock(b, ZMQ_PUSH, 500, true);
-    b->dl = mksock(b, ZMQ_DEALER, 0, true);
+    b->pp = mksock(b, ZMQ_PUSH, 2000);
+    b->pn = mksock(b, ZMQ_PUSH, 500);
+    b->dl = mksock(b, ZMQ_DEALER, 0);
     b->pbuf = malloc(BATCH_HARD);
     b->ndata = malloc(NDATA_CAP);
     b->nctl = malloc(CTL_CAP);
@@ -131,7 +135,6 @@ struct bus *bus_new(const struct bus_cfg *cfg)
         bus_destroy(&b);
         return NULL;
     }
-    zmq_setsockopt(b->dl, ZMQ_ROUTING_ID, b->ident, strlen(b->ident));
     envelope_writer_begin(&b->pw, b->pbuf, BATCH_HARD, &b->hdr);
     envelope_writer_begin(&b->nwd, b->ndata, NDATA_CAP, &b->hdr);
     envelope_writer_begin(&b->nwc, b->nctl, CTL_CAP, &b->hdr);
@@ -184,24 +187,24 @@ bool bus_paused(const struct bus *b)
  * an absent notifier and holds nothing that is the record. */
 bool bus_idle(const struct bus *b)
 {
-    return b->pw.count == 0;
+    return envelope_writer_count(&b->pw) == 0;
 }
 
 /* ---- persister -------------------------------------------------------- */
 
 static void pflush(struct bus *b)
 {
-    if (b->pw.count == 0)
+    if (envelope_writer_count(&b->pw) == 0)
         return;
     int rc = -1;
     if (zmqx_writable(b->pp))
         rc = zmq_send(b->pp, b->pbuf, envelope_writer_len(&b->pw), ZMQ_DONTWAIT);
     if (rc >= 0) {
-        count_inc(&b->cnt.batches_persister);
+        stat_inc(&b->cnt.batches_persister);
         envelope_writer_begin(&b->pw, b->pbuf, BATCH_HARD, &b->hdr);
         if (b->paused) {
             b->paused = false;
-            count_add(&b->cnt.bp_paused_us, mono_us() - b->pause_start_us);
+            stat_add(&b->cnt.bp_paused_us, mono_us() - b->pause_start_us);
             log_info("event=backpressure_end worker=%u", b->cfg.worker);
         }
         return;
@@ -210,7 +213,7 @@ static void pflush(struct bus *b)
         /* Keep the batch, stop reading: never drop, never ack locally. */
         b->paused = true;
         b->pause_start_us = mono_us();
-        count_inc(&b->cnt.bp_pauses);
+        stat_inc(&b->cnt.bp_pauses);
         log_info("event=backpressure_begin worker=%u batch_bytes=%zu", b->cfg.worker,
                  envelope_writer_len(&b->pw));
     }
@@ -228,7 +231,7 @@ static bool padd(struct bus *b, const struct envelope *e)
         return true;
     /* Full while paused: only possible for session/heartbeat entries (reads
      * stop first); the persister uses those for its session log only. */
-    count_inc(&b->cnt.persister_ctl_dropped);
+    stat_inc(&b->cnt.persister_ctl_dropped);
     if (e->kind == ENV_DATA)
         log_error("event=persister_batch_overflow worker=%u", b->cfg.worker);
     return false;
@@ -244,16 +247,19 @@ static void psoft(struct bus *b)
 
 static void nflush(struct bus *b)
 {
-    if (b->nwc.count == 0 && b->nwd.count == 0)
+    if (envelope_writer_count(&b->nwc) == 0 && envelope_writer_count(&b->nwd) == 0)
         return;
     if (zmqx_writable(b->pn)) {
         /* One message: the control entries, then the data entries. */
-        size_t size = envelope_writer_len(&b->nwc) + envelope_writer_len(&b->nwd) - b->nwd.hdr_len, len = 0;
+        size_t size = envelope_writer_len(&b->nwc) + envelope_writer_entries(&b->nwd).n;
         zmq_msg_t m;
+        struct envelope_writer out;
         if (zmq_msg_init_size(&m, size) == 0) {
-            if (envelope_writer_join(&b->nwc, &b->nwd, zmq_msg_data(&m), size, &len) == SL_OK &&
+            if (envelope_writer_begin(&out, zmq_msg_data(&m), size, &b->hdr) == SL_OK &&
+                envelope_writer_append(&out, &b->nwc) == SL_OK &&
+                envelope_writer_append(&out, &b->nwd) == SL_OK &&
                 zmq_msg_send(&m, b->pn, ZMQ_DONTWAIT) >= 0) {
-                count_inc(&b->cnt.batches_notifier);
+                stat_inc(&b->cnt.batches_notifier);
                 envelope_writer_begin(&b->nwc, b->nctl, CTL_CAP, &b->hdr);
                 envelope_writer_begin(&b->nwd, b->ndata, NDATA_CAP, &b->hdr);
                 return;
@@ -263,8 +269,8 @@ static void nflush(struct bus *b)
     }
     /* The live view may lose data copies, never ingest speed. Control
      * entries stay queued for the next try. */
-    if (b->nwd.count) {
-        count_add(&b->cnt.notifier_shed, b->nwd.count);
+    if (envelope_writer_count(&b->nwd)) {
+        stat_add(&b->cnt.notifier_shed, envelope_writer_count(&b->nwd));
         envelope_writer_begin(&b->nwd, b->ndata, NDATA_CAP, &b->hdr);
     }
 }
@@ -275,15 +281,15 @@ static void nflush(struct bus *b)
 static void nadd_copy(struct bus *b, bool data, struct sl_slice ent)
 {
     struct envelope_writer *w = data ? &b->nwd : &b->nwc;
-    if (envelope_writer_add_raw(w, ent.p, ent.n) == SL_OK) {
+    if (envelope_writer_add_encoded(w, ent) == SL_OK) {
         if (data && envelope_writer_len(w) >= BATCH_SOFT)
             nflush(b);
         return;
     }
     nflush(b);
-    if (envelope_writer_add_raw(w, ent.p, ent.n) == SL_OK)
+    if (envelope_writer_add_encoded(w, ent) == SL_OK)
         return;
-    count_inc(data ? &b->cnt.notifier_shed : &b->cnt.notifier_ctl_dropped);
+    stat_inc(data ? &b->cnt.notifier_shed : &b->cnt.notifier_ctl_dropped);
 }
 
 static void nadd(struct bus *b, const struct envelope *e)
@@ -298,7 +304,7 @@ static void nadd(struct bus *b, const struct envelope *e)
     nflush(b);
     if (envelope_writer_add(w, e) == SL_OK)
         return;
-    count_inc(data ? &b->cnt.notifier_shed : &b->cnt.notifier_ctl_dropped);
+    stat_inc(data ? &b->cnt.notifier_shed : &b->cnt.notifier_ctl_dropped);
 }
 
 void bus_emit(struct bus *b, const struct envelope *e)

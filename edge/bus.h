@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/envelope.h"
 
 struct bus;
@@ -32,16 +32,17 @@ struct bus_cfg {
     uint32_t worker;   /* index, for the DEALER identity "<edge-id>/<worker>" and logs */
     const char *edge_id;
     uint64_t incarnation;
-    int hwm; /* SNDHWM/RCVHWM, messages */
+    int hwm;         /* SNDHWM/RCVHWM, messages */
+    int64_t max_msg; /* ZMQ_MAXMSGSIZE of the DEALER: the largest reply batch accepted */
     /* Endpoint lists, resolved by the edge (shared, thread-safe). */
     struct zmqx_resolver *persister_push, *persister_router, *notifier_push, *notifier_router;
 };
 
 /* Counts of one bus (one writer: its worker). */
 struct bus_counts {
-    count_t bp_pauses, bp_paused_us;
-    count_t notifier_shed, notifier_ctl_dropped, persister_ctl_dropped;
-    count_t batches_persister, batches_notifier;
+    _Atomic uint64_t bp_pauses, bp_paused_us;
+    _Atomic uint64_t notifier_shed, notifier_ctl_dropped, persister_ctl_dropped;
+    _Atomic uint64_t batches_persister, batches_notifier;
 };
 
 /* Create the worker's sockets and register their ZMQ_FDs with the loop.

@@ -83,7 +83,7 @@ static void undeliverable(struct cmdfwd *f, const struct envelope *cmd)
                          .id = cmd->id};
     u.reason.p = (const uint8_t *)why;
     u.reason.n = sizeof why - 1;
-    count_inc(&f->cnt.undeliverable);
+    stat_inc(&f->cnt.undeliverable);
     f->ops->emit(f->ud, &u);
 }
 
@@ -126,11 +126,11 @@ void cmdfwd_route(struct cmdfwd *f, const struct envelope *e)
             free(it.u.cmd.p);
     }
     if (posted) {
-        count_inc(&f->cnt.forwarded);
+        stat_inc(&f->cnt.forwarded);
         f->refusing = false;
         return;
     }
-    count_inc(&f->cnt.forward_refused);
+    stat_inc(&f->cnt.forward_refused);
     if (!f->refusing)
         log_warn("event=cmd_forward_refused worker=%u owner=%u err=inbox_full", f->self, ref.worker);
     f->refusing = true;

@@ -18,7 +18,7 @@
 #define EDGE_CMDFWD_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/envelope.h"
 #include "devmap.h"
 #include "mailbox.h"
@@ -32,9 +32,9 @@ struct cmdfwd_ops {
 };
 
 struct cmdfwd_counts {
-    count_t forwarded;       /* posted to the worker holding the device */
-    count_t forward_refused; /* its mailbox's command share full: answered undeliverable */
-    count_t undeliverable;   /* every undeliverable answer, whatever the cause */
+    _Atomic uint64_t forwarded;       /* posted to the worker holding the device */
+    _Atomic uint64_t forward_refused; /* its mailbox's command share full: answered undeliverable */
+    _Atomic uint64_t undeliverable;   /* every undeliverable answer, whatever the cause */
 };
 
 /* One per worker (embedded in it). */

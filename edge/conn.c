@@ -220,7 +220,7 @@ static enum sl_err out_append(struct conn *c, const uint8_t *p, uint32_t n)
     uint32_t room = c->out_tail ? CHUNK_DATA - c->out_tail->len : 0;
     uint32_t need = n > room ? (n - room + CHUNK_DATA - 1) / CHUNK_DATA : 0;
     if (need > chunks_available(t)) {
-        count_inc(&t->cnt.out_pool_exhausted);
+        stat_inc(&t->cnt.out_pool_exhausted);
         return SL_NOMEM;
     }
     while (n) {
@@ -280,7 +280,7 @@ enum sl_err conn_send(struct conn *c, conn_encode_fn *enc, const void *arg)
     if (t->cfg.rec)
         record_out(t->cfg.rec, rec_id(c), fb, len);
     c->frames_out++;
-    count_inc(&t->cnt.frames_out);
+    stat_inc(&t->cnt.frames_out);
     flush_link(c);
     return SL_OK;
 }
@@ -310,7 +310,7 @@ static int out_write(struct conn *c, int *err)
         }
         size_t left = (size_t)wr;
         c->bytes_out += left;
-        count_add(&t->cnt.bytes_out, left);
+        stat_add(&t->cnt.bytes_out, left);
         c->out_len -= (uint32_t)left;
         while (left && c->out_head) {
             struct out_chunk *k = c->out_head;
@@ -402,7 +402,7 @@ static void conn_free(struct conn *c)
     close(c->fd);
     if (t->cfg.rec)
         record_close(t->cfg.rec, rec_id(c), c->close_reason, conn_reason_str(c->close_reason));
-    count_inc(&t->cnt.closed[c->close_reason]);
+    stat_inc(&t->cnt.closed[c->close_reason]);
     out_release(c);
     if (c->dec.buf) {
         rbuf_put(t, c->dec.buf);
@@ -454,7 +454,7 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
         switch (rc) {
         case FRAME_READY:
             c->frames_in++;
-            count_inc(&t->cnt.frames_in);
+            stat_inc(&t->cnt.frames_in);
             t->ops->frame(t->ud, c, pl.p, pl.n);
             if (c->state != CONN_OPEN)
                 return;
@@ -495,7 +495,7 @@ static void conn_read(struct conn *c)
             if (t->cfg.rec)
                 record_in(t->cfg.rec, rec_id(c), t->scratch, (size_t)n);
             c->bytes_in += (uint64_t)n;
-            count_add(&t->cnt.bytes_in, (uint64_t)n);
+            stat_add(&t->cnt.bytes_in, (uint64_t)n);
             feed(c, t->scratch, (size_t)n);
             if (c->state != CONN_OPEN)
                 return;
@@ -628,7 +628,7 @@ static void refuse_admitted(struct conn_table *t, int fd)
 {
     atomic_fetch_sub(t->cfg.open_total, 1);
     conn_refuse(fd, t->cfg.busy);
-    count_inc(&t->cnt.refused);
+    stat_inc(&t->cnt.refused);
 }
 
 void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
@@ -678,10 +678,10 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
         int fd = conn_accept(lfd, &t->spare_fd, &peer, who);
         if (fd < 0)
             return;
-        count_inc(&t->cnt.accepted);
+        stat_inc(&t->cnt.accepted);
         if (!conn_admit(t->cfg.open_total, t->cfg.max_total)) {
             conn_refuse(fd, t->cfg.busy);
-            count_inc(&t->cnt.refused);
+            stat_inc(&t->cnt.refused);
             continue;
         }
         conn_adopt(t, fd, &peer);

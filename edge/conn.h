@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/err.h"
 #include "sl/frame.h"
 #include "sl/loop.h"
@@ -95,11 +95,11 @@ struct conn_ops {
 
 /* Counts of one table (one writer: the table's thread; read anywhere). */
 struct conn_counts {
-    count_t accepted; /* by this table's own listener (--accept reuseport) */
-    count_t refused;  /* err{busy}: --max-conns reached or no free slot */
-    count_t closed[CR_COUNT];
-    count_t frames_in, frames_out, bytes_in, bytes_out;
-    count_t out_pool_exhausted;
+    _Atomic uint64_t accepted; /* by this table's own listener (--accept reuseport) */
+    _Atomic uint64_t refused;  /* err{busy}: --max-conns reached or no free slot */
+    _Atomic uint64_t closed[CR_COUNT];
+    _Atomic uint64_t frames_in, frames_out, bytes_in, bytes_out;
+    _Atomic uint64_t out_pool_exhausted;
 };
 
 struct conn_cfg {

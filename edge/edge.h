@@ -35,6 +35,7 @@ struct edge_cfg {
     uint32_t read_bufs;   /* pooled max_frame read buffers per worker */
     uint32_t out_pool_mb; /* output chunk pool per worker, MiB */
     int zmq_hwm;          /* SNDHWM/RCVHWM of the bus sockets, messages */
+    int64_t zmq_max_msg;  /* largest reply batch the DEALER accepts, bytes */
     double drain_rate;    /* evictions per second while draining (whole edge) */
     uint32_t drain_timeout_ms;
     const char *record_path;    /* --record: "" = off */

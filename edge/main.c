@@ -94,7 +94,7 @@ int main(int argc, char **argv)
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
                *accept_mode = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
@@ -125,6 +125,10 @@ int main(int argc, char **argv)
          1 << 20},
         {"out-pool-mb", CFG_INT, &out_pool, "256", "output chunk pool per worker, MiB", 1, 1 << 20},
         {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
+        {"zmq-max-msg", CFG_INT, &max_msg, "8388608",
+         "largest reply batch (acks, commands) accepted, bytes; a service sending a bigger one is "
+         "disconnected",
+         65536, 1ll << 32},
         {"drain-rate", CFG_DOUBLE, &drain_rate, "1000", "evictions per second on SIGTERM", 0, 0},
         {"drain-timeout-ms", CFG_INT, &drain_timeout, "30000", "exit this long after SIGTERM at the latest",
          0, 86400000},
@@ -186,6 +190,7 @@ int main(int argc, char **argv)
     c->read_bufs = (uint32_t)read_bufs;
     c->out_pool_mb = (uint32_t)out_pool;
     c->zmq_hwm = (int)hwm;
+    c->zmq_max_msg = max_msg;
     c->drain_rate = drain_rate > 0 ? drain_rate : 1000;
     c->drain_timeout_ms = (uint32_t)drain_timeout;
     c->record_path = record;

@@ -41,7 +41,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/recfile.h"
@@ -74,10 +74,10 @@ struct ring {
     uint64_t tail_seen;           /* last tail read: reload only when it looks full */
     uint64_t gap_recs, gap_bytes; /* dropped since the last GAP record */
     uint8_t *buf;
-    uint16_t *sel;            /* filter: per slot */
-    uint64_t *open_ns;        /* filter: OPEN time per held-back slot */
-    struct addr *open_peer;   /* filter: its peer, for the OPEN record written later */
-    count_t dropped, skipped; /* this ring's worker counts them */
+    uint16_t *sel;                     /* filter: per slot */
+    uint64_t *open_ns;                 /* filter: OPEN time per held-back slot */
+    struct addr *open_peer;            /* filter: its peer, for the OPEN record written later */
+    _Atomic uint64_t dropped, skipped; /* this ring's worker counts them */
     struct stage *stages;
     uint16_t *stage_free;
     uint32_t nstage_free;
@@ -95,7 +95,7 @@ struct record {
     int fd;
     uint64_t written, max_bytes; /* max_bytes 0 = no limit */
     pthread_t th;
-    count_t bytes; /* the writer thread counts them */
+    _Atomic uint64_t bytes; /* the writer thread counts them */
 };
 
 static uint64_t now_ns(void)
@@ -173,7 +173,7 @@ static void push(struct record *r, struct ring *g, uint8_t kind, struct record_c
     }
     g->gap_recs++;
     g->gap_bytes += RECFILE_REC_HDR + n;
-    count_inc(&g->dropped);
+    stat_inc(&g->dropped);
 }
 
 static void push_open(struct record *r, struct ring *g, struct record_conn c, const struct addr *a,
@@ -227,7 +227,7 @@ static bool admit(struct record *r, struct ring *g, struct record_conn c, uint64
             s->nbytes += (uint32_t)n;
             return false;
         }
-        count_inc(&g->skipped); /* out of stages, or a hello in too many pieces */
+        stat_inc(&g->skipped); /* out of stages, or a hello in too many pieces */
         if (s)
             stage_put(g, sel);
         g->sel[c.slot] = SEL_OFF;
@@ -313,7 +313,7 @@ static int write_all(struct record *r, struct iovec *iov, int n)
             return -e;
         }
         r->written += (uint64_t)w;
-        count_add(&r->bytes, (uint64_t)w);
+        stat_add(&r->bytes, (uint64_t)w);
         size_t left = (size_t)w;
         while (n > 0 && left >= iov->iov_len) {
             left -= iov->iov_len;
@@ -349,7 +349,7 @@ static void finish(struct record *r, const char *reason)
     atomic_store(&r->stopped, true);
     uint64_t dropped = 0;
     for (uint32_t i = 0; i < r->nrings; i++)
-        dropped += count_get(&r->rings[i].dropped);
+        dropped += stat_get(&r->rings[i].dropped);
     if (rc != 0)
         log_error("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
                   (unsigned long long)r->written, (unsigned long long)dropped, strerror(-rc));
@@ -566,10 +566,10 @@ void record_counts(const struct record *r, uint64_t *dropped, uint64_t *skipped,
 {
     uint64_t d = 0, s = 0;
     for (uint32_t i = 0; i < r->nrings; i++) {
-        d += count_get(&r->rings[i].dropped);
-        s += count_get(&r->rings[i].skipped);
+        d += stat_get(&r->rings[i].dropped);
+        s += stat_get(&r->rings[i].skipped);
     }
     *dropped = d;
     *skipped = s;
-    *bytes = count_get(&r->bytes);
+    *bytes = stat_get(&r->bytes);
 }

@@ -18,9 +18,15 @@
 #include "sl/token.h"
 #include "edge.h"
 
-const uint32_t session_rtt_bounds_us[SESSION_RTT_BUCKETS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
+const double session_rtt_bounds[SESSION_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
 };
+
+void session_env_init(struct session_env *x)
+{
+    memset(&x->cnt, 0, sizeof x->cnt);
+    stat_hist_init(&x->cnt.rtt, session_rtt_bounds, SESSION_RTT_BUCKETS);
+}
 
 static struct sl_slice dev_slice(const struct session_env *x, const struct session *s, struct devmap_ref self)
 {
@@ -33,7 +39,7 @@ void session_fail(struct session_env *x, struct session *s, enum sl_err code, co
     if (s->phase == SESSION_NONE)
         return;
     struct msg m = msg_err(&code, text);
-    count_inc(&x->cnt.errors[code]);
+    stat_inc(&x->cnt.errors[code]);
     if (x->ops->send(x->ud, s, &m) == SL_NOMEM)
         return; /* already closed for out_cap */
     x->ops->close(x->ud, s, code);
@@ -74,12 +80,12 @@ static void on_hello(struct session_env *x, struct session *s, struct devmap_ref
     }
     struct sl_slice dev = m->u.hello.dev;
     if (!msg_valid_id(dev.p, dev.n)) {
-        count_inc(&x->cnt.auth_failures);
+        stat_inc(&x->cnt.auth_failures);
         session_fail(x, s, SL_AUTH, "device id outside [A-Za-z0-9._:-]{1,64}");
         return;
     }
     if (!token_check(cfg->secret, cfg->secret_len, dev.p, dev.n, m->u.hello.tok.p, m->u.hello.tok.n)) {
-        count_inc(&x->cnt.auth_failures);
+        stat_inc(&x->cnt.auth_failures);
         session_fail(x, s, SL_AUTH, "bad token");
         return;
     }
@@ -183,7 +189,7 @@ void session_on_frame(struct session_env *x, struct session *s, struct devmap_re
     if (rc != MSG_OK) {
         enum sl_err code = msg_rc_err(rc);
         if (code == SL_AUTH)
-            count_inc(&x->cnt.auth_failures);
+            stat_inc(&x->cnt.auth_failures);
         session_fail(x, s, code, msg_rc_str(rc));
         return;
     }
@@ -222,25 +228,15 @@ void session_closed(struct session_env *x, struct session *s, struct devmap_ref 
     x->ops->emit(x->ud, &e);
 }
 
-static void rtt_observe(struct session_counts *c, uint64_t us)
-{
-    int i = 0;
-    while (i < SESSION_RTT_BUCKETS && us > session_rtt_bounds_us[i])
-        i++;
-    count_inc(&c->rtt[i]);
-    count_add(&c->rtt_sum_us, us);
-    count_inc(&c->rtt_n);
-}
-
 void session_ack(struct session_env *x, struct session *s, uint64_t seq)
 {
     struct msg m = {.t = MSG_ACK};
     m.u.ack.seq = seq;
     if (x->ops->send(x->ud, s, &m) != SL_OK)
         return;
-    count_inc(&x->cnt.acks);
+    stat_inc(&x->cnt.acks);
     if (s->rtt_seq == seq) {
-        rtt_observe(&x->cnt, x->ops->mono_us(x->ud) - s->rtt_us);
+        stat_hist_observe(&x->cnt.rtt, (double)(x->ops->mono_us(x->ud) - s->rtt_us) / 1e6);
         s->rtt_seq = 0;
     }
 }
@@ -251,7 +247,7 @@ void session_cmd(struct session_env *x, struct session *s, struct sl_slice id, s
     m.u.cmd.id = id;
     m.u.cmd.body = body;
     if (x->ops->send(x->ud, s, &m) == SL_OK)
-        count_inc(&x->cnt.cmds);
+        stat_inc(&x->cnt.cmds);
 }
 
 bool session_is(const struct session_env *x, const struct session *s, struct devmap_ref self,

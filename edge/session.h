@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 #include "sl/envelope.h"
 #include "sl/err.h"
 #include "sl/msg.h"
@@ -62,17 +62,16 @@ struct session_ops {
     uint64_t (*now_ms)(void *ud);  /* the loop's cached monotonic ms */
 };
 
-/* Ack round trips are counted in these buckets (upper bounds, us). */
+/* Ack round trips are counted in these buckets (upper bounds, seconds). */
 #define SESSION_RTT_BUCKETS 13
-extern const uint32_t session_rtt_bounds_us[SESSION_RTT_BUCKETS];
+extern const double session_rtt_bounds[SESSION_RTT_BUCKETS];
 
 /* Counts of one worker's sessions (one writer: that worker). */
 struct session_counts {
-    count_t errors[SL_TIMEOUT + 1]; /* err frames sent, by wire code */
-    count_t auth_failures;
-    count_t acks, cmds;
-    count_t rtt[SESSION_RTT_BUCKETS + 1]; /* ack round trips per bucket, the last +Inf */
-    count_t rtt_sum_us, rtt_n;
+    _Atomic uint64_t errors[SL_TIMEOUT + 1]; /* err frames sent, by wire code */
+    _Atomic uint64_t auth_failures;
+    _Atomic uint64_t acks, cmds;
+    struct stat_hist rtt; /* sampled ack round trips (session_env_init sets its buckets) */
 };
 
 /* What every session of one worker shares. */
@@ -84,6 +83,9 @@ struct session_env {
     const _Atomic bool *draining; /* refuse hellos while set */
     struct session_counts cnt;
 };
+
+/* Zero x's counts and set up its histogram. Before any session runs. */
+void session_env_init(struct session_env *x);
 
 /* A connection was opened: phase HELLO, hello deadline armed. */
 void session_open(struct session_env *x, struct session *s);

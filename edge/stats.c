@@ -1,8 +1,8 @@
 /* stats.c - the edge's Prometheus series (see stats.h): registration, and
  * the collect function that sums every worker's counts into them when
- * /metrics is scraped. It holds no logic: the modules that count decide
- * what to count. Names, help texts and labels are the contract with
- * dashboards, alerts, tests and benches (docs/performance.md); keep them. */
+ * /metrics is scraped (it runs under the registry's lock: it only stores). It holds no logic: the modules
+ * that count decide what to count. Names, help texts and labels are the contract with dashboards, alerts,
+ * tests and benches (docs/performance.md); keep them. */
 #include "stats.h"
 #include <stdio.h>
 #include "sl/metrics.h"
@@ -40,7 +40,7 @@ struct sums {
     uint64_t open, accepted, refused, closed[CR_COUNT];
     uint64_t frames_in, frames_out, bytes_in, bytes_out, out_pool_exhausted;
     uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds;
-    uint64_t rtt[SESSION_RTT_BUCKETS + 1], rtt_sum_us, rtt_n;
+    struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
     uint64_t forwarded, forward_refused, undeliverable;
     uint64_t stale_replies, stale_batches, kicks, kicks_retried;
@@ -50,48 +50,48 @@ static void add_worker(struct sums *s, const struct worker_view *v)
 {
     const struct conn_counts *c = v->conn;
     s->open += v->open;
-    s->accepted += count_get(&c->accepted);
-    s->refused += count_get(&c->refused);
+    s->accepted += stat_get(&c->accepted);
+    s->refused += stat_get(&c->refused);
     for (int r = 0; r < CR_COUNT; r++)
-        s->closed[r] += count_get(&c->closed[r]);
-    s->frames_in += count_get(&c->frames_in);
-    s->frames_out += count_get(&c->frames_out);
-    s->bytes_in += count_get(&c->bytes_in);
-    s->bytes_out += count_get(&c->bytes_out);
-    s->out_pool_exhausted += count_get(&c->out_pool_exhausted);
+        s->closed[r] += stat_get(&c->closed[r]);
+    s->frames_in += stat_get(&c->frames_in);
+    s->frames_out += stat_get(&c->frames_out);
+    s->bytes_in += stat_get(&c->bytes_in);
+    s->bytes_out += stat_get(&c->bytes_out);
+    s->out_pool_exhausted += stat_get(&c->out_pool_exhausted);
     const struct session_counts *x = v->session;
     for (int e = 0; e <= SL_TIMEOUT; e++)
-        s->errors[e] += count_get(&x->errors[e]);
-    s->auth_failures += count_get(&x->auth_failures);
-    s->acks += count_get(&x->acks);
-    s->cmds += count_get(&x->cmds);
+        s->errors[e] += stat_get(&x->errors[e]);
+    s->auth_failures += stat_get(&x->auth_failures);
+    s->acks += stat_get(&x->acks);
+    s->cmds += stat_get(&x->cmds);
     for (int i = 0; i <= SESSION_RTT_BUCKETS; i++)
-        s->rtt[i] += count_get(&x->rtt[i]);
-    s->rtt_sum_us += count_get(&x->rtt_sum_us);
-    s->rtt_n += count_get(&x->rtt_n);
+        stat_add(&s->rtt.counts[i], stat_get(&x->rtt.counts[i]));
+    stat_add(&s->rtt.sum_micro, stat_get(&x->rtt.sum_micro));
     const struct bus_counts *b = v->bus;
-    s->bp_pauses += count_get(&b->bp_pauses);
-    s->bp_paused_us += count_get(&b->bp_paused_us);
-    s->shed += count_get(&b->notifier_shed);
-    s->nctl_dropped += count_get(&b->notifier_ctl_dropped);
-    s->pctl_dropped += count_get(&b->persister_ctl_dropped);
-    s->batches_p += count_get(&b->batches_persister);
-    s->batches_n += count_get(&b->batches_notifier);
+    s->bp_pauses += stat_get(&b->bp_pauses);
+    s->bp_paused_us += stat_get(&b->bp_paused_us);
+    s->shed += stat_get(&b->notifier_shed);
+    s->nctl_dropped += stat_get(&b->notifier_ctl_dropped);
+    s->pctl_dropped += stat_get(&b->persister_ctl_dropped);
+    s->batches_p += stat_get(&b->batches_persister);
+    s->batches_n += stat_get(&b->batches_notifier);
     const struct cmdfwd_counts *f = v->cmdfwd;
-    s->forwarded += count_get(&f->forwarded);
-    s->forward_refused += count_get(&f->forward_refused);
-    s->undeliverable += count_get(&f->undeliverable);
+    s->forwarded += stat_get(&f->forwarded);
+    s->forward_refused += stat_get(&f->forward_refused);
+    s->undeliverable += stat_get(&f->undeliverable);
     const struct worker_counts *o = v->own;
-    s->stale_replies += count_get(&o->stale_replies);
-    s->stale_batches += count_get(&o->stale_batches);
-    s->kicks += count_get(&o->kicks);
-    s->kicks_retried += count_get(&o->kicks_retried);
+    s->stale_replies += stat_get(&o->stale_replies);
+    s->stale_batches += stat_get(&o->stale_batches);
+    s->kicks += stat_get(&o->kicks);
+    s->kicks_retried += stat_get(&o->kicks_retried);
 }
 
 static void collect(void *ud)
 {
     (void)ud;
     struct sums s = {0};
+    stat_hist_init(&s.rtt, session_rtt_bounds, SESSION_RTT_BUCKETS);
     for (uint32_t i = 0; i < g.e->nworkers; i++) {
         struct worker_view v;
         worker_view(g.e->workers[i], &v);
@@ -100,47 +100,47 @@ static void collect(void *ud)
     }
     if (g.acc) {
         const struct acceptor_counts *a = acceptor_counts(g.acc);
-        s.accepted += count_get(&a->accepted);
-        s.refused += count_get(&a->refused);
+        s.accepted += stat_get(&a->accepted);
+        s.refused += stat_get(&a->refused);
     }
     /* A refusal is an err{busy} sent and a connection closed for busy. */
     s.errors[SL_BUSY] += s.refused;
     s.closed[CR_BUSY] += s.refused;
     metric_set(g.open, (int64_t)s.open);
-    metric_counter_store(g.accepted, s.accepted);
+    metric_counter_set(g.accepted, s.accepted);
     for (int r = 0; r < CR_COUNT; r++)
-        metric_counter_store(g.closed[r], s.closed[r]);
+        metric_counter_set(g.closed[r], s.closed[r]);
     for (int e = SL_FRAME; e <= SL_TIMEOUT; e++)
-        metric_counter_store(g.errors[e], s.errors[e]);
-    metric_counter_store(g.frames_in, s.frames_in);
-    metric_counter_store(g.frames_out, s.frames_out);
-    metric_counter_store(g.bytes_in, s.bytes_in);
-    metric_counter_store(g.bytes_out, s.bytes_out);
-    metric_counter_store(g.out_pool_exhausted, s.out_pool_exhausted);
-    metric_counter_store(g.auth_failures, s.auth_failures);
-    metric_counter_store(g.bp_pauses, s.bp_pauses);
-    metric_counter_store(g.bp_paused_us, s.bp_paused_us);
-    metric_counter_store(g.notifier_shed, s.shed);
-    metric_counter_store(g.notifier_ctl_dropped, s.nctl_dropped);
-    metric_counter_store(g.persister_ctl_dropped, s.pctl_dropped);
-    metric_counter_store(g.stale_replies, s.stale_replies);
-    metric_counter_store(g.stale_batches, s.stale_batches);
-    metric_counter_store(g.acks, s.acks);
-    metric_counter_store(g.cmds, s.cmds);
-    metric_counter_store(g.kicks, s.kicks);
-    metric_counter_store(g.undeliverable, s.undeliverable);
-    metric_counter_store(g.cmds_forwarded, s.forwarded);
-    metric_counter_store(g.cmds_forward_refused, s.forward_refused);
-    metric_counter_store(g.kicks_retried, s.kicks_retried);
-    metric_counter_store(g.batches_p, s.batches_p);
-    metric_counter_store(g.batches_n, s.batches_n);
-    metric_hist_store(g.ack_rtt, s.rtt, s.rtt_sum_us, s.rtt_n);
+        metric_counter_set(g.errors[e], s.errors[e]);
+    metric_counter_set(g.frames_in, s.frames_in);
+    metric_counter_set(g.frames_out, s.frames_out);
+    metric_counter_set(g.bytes_in, s.bytes_in);
+    metric_counter_set(g.bytes_out, s.bytes_out);
+    metric_counter_set(g.out_pool_exhausted, s.out_pool_exhausted);
+    metric_counter_set(g.auth_failures, s.auth_failures);
+    metric_counter_set(g.bp_pauses, s.bp_pauses);
+    metric_counter_set(g.bp_paused_us, s.bp_paused_us);
+    metric_counter_set(g.notifier_shed, s.shed);
+    metric_counter_set(g.notifier_ctl_dropped, s.nctl_dropped);
+    metric_counter_set(g.persister_ctl_dropped, s.pctl_dropped);
+    metric_counter_set(g.stale_replies, s.stale_replies);
+    metric_counter_set(g.stale_batches, s.stale_batches);
+    metric_counter_set(g.acks, s.acks);
+    metric_counter_set(g.cmds, s.cmds);
+    metric_counter_set(g.kicks, s.kicks);
+    metric_counter_set(g.undeliverable, s.undeliverable);
+    metric_counter_set(g.cmds_forwarded, s.forwarded);
+    metric_counter_set(g.cmds_forward_refused, s.forward_refused);
+    metric_counter_set(g.kicks_retried, s.kicks_retried);
+    metric_counter_set(g.batches_p, s.batches_p);
+    metric_counter_set(g.batches_n, s.batches_n);
+    metric_hist_set(g.ack_rtt, &s.rtt);
     if (g.e->rec) {
         uint64_t dropped, skipped, bytes;
         record_counts(g.e->rec, &dropped, &skipped, &bytes);
-        metric_counter_store(g.rec_dropped, dropped);
-        metric_counter_store(g.rec_skipped, skipped);
-        metric_counter_store(g.rec_bytes, bytes);
+        metric_counter_set(g.rec_dropped, dropped);
+        metric_counter_set(g.rec_skipped, skipped);
+        metric_counter_set(g.rec_bytes, bytes);
     }
 }
 

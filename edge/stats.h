@@ -1,5 +1,5 @@
 /* edge/stats.h - the edge's Prometheus series. The workers, the acceptor
- * and the recorder count in plain structs of their own (sl/count.h); this
+ * and the recorder count in plain structs of their own (sl/stat.h); this
  * module registers one series per counter at startup and, on every scrape,
  * adds the counts of every worker into them (metrics_set_collect). No
  * logic anywhere reads a metric. */

@@ -162,7 +162,7 @@ static void op_kick(void *ud, struct devmap_ref old, enum sl_err code)
         w->owed_cap = cap;
     }
     w->owed[w->nowed++] = old;
-    count_inc(&w->cnt.kicks_retried);
+    stat_inc(&w->cnt.kicks_retried);
 }
 
 static void retry_kicks(struct worker *w)
@@ -302,17 +302,17 @@ static void apply(struct worker *w, const struct envelope *e)
         if ((s = reply_target(w, e)))
             session_ack(&w->sx, s, e->seq);
         else
-            count_inc(&w->cnt.stale_replies);
+            stat_inc(&w->cnt.stale_replies);
         break;
     case ENV_CMD:
         cmdfwd_route(&w->fwd, e); /* here, on the worker holding dev, or undeliverable */
         break;
     case ENV_KICK:
         if ((s = reply_target(w, e))) {
-            count_inc(&w->cnt.kicks);
+            stat_inc(&w->cnt.kicks);
             session_fail(&w->sx, s, SL_REPLACED, "the device connected to another edge");
         } else {
-            count_inc(&w->cnt.stale_replies);
+            stat_inc(&w->cnt.stale_replies);
         }
         break;
     default: break;
@@ -324,7 +324,7 @@ static void handle_batch(struct worker *w, const uint8_t *p, size_t n)
     struct envelope_reader r;
     enum sl_err rc = envelope_reader_begin(&r, p, n);
     if (rc != SL_OK) {
-        count_inc(&w->cnt.stale_batches);
+        stat_inc(&w->cnt.stale_batches);
         if (!w->warned_version) {
             w->warned_version = true;
             log_warn("event=reply_batch_refused worker=%u err=%s", w->idx, sl_strerror(rc));
@@ -332,14 +332,14 @@ static void handle_batch(struct worker *w, const uint8_t *p, size_t n)
         return;
     }
     if (r.hdr.incarnation != w->e->incarnation) {
-        count_inc(&w->cnt.stale_batches); /* meant for an earlier run of this edge */
+        stat_inc(&w->cnt.stale_batches); /* meant for an earlier run of this edge */
         return;
     }
     struct envelope e;
     while ((rc = envelope_reader_next(&r, &e)) == SL_OK)
         apply(w, &e);
     if (rc == SL_DECODE)
-        count_inc(&w->cnt.stale_batches);
+        stat_inc(&w->cnt.stale_batches);
 }
 
 static void take_replies(struct worker *w)
@@ -486,6 +486,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     e->mbox[idx] = w->mb;
     w->sx = (struct session_env){
         .ops = &session_ops, .ud = w, .cfg = cfg, .map = e->map, .draining = &e->draining};
+    session_env_init(&w->sx);
     w->fwd = (struct cmdfwd){
         .ops = &cmdfwd_ops, .ud = w, .self = idx, .map = e->map, .mboxes = e->mbox, .nworkers = e->nworkers};
     struct bus_cfg bc = {
@@ -495,6 +496,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .edge_id = cfg->edge_id,
         .incarnation = e->incarnation,
         .hwm = cfg->zmq_hwm,
+        .max_msg = cfg->zmq_max_msg,
         .persister_push = e->r_pp,
         .persister_router = e->r_pr,
         .notifier_push = e->r_np,

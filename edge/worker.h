@@ -13,7 +13,7 @@
 #define EDGE_WORKER_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "sl/count.h"
+#include "sl/stat.h"
 
 struct edge;
 struct worker;
@@ -41,10 +41,10 @@ uint32_t worker_open(const struct worker *w);
 
 /* What the worker itself counts (one writer: its thread). */
 struct worker_counts {
-    count_t stale_replies; /* acks, cmds or kicks whose connection or device no longer matched */
-    count_t stale_batches; /* reply batches for another incarnation or version, or malformed */
-    count_t kicks;         /* connections closed on a kick from the notifier */
-    count_t kicks_retried; /* kicks another worker's mailbox could not take at once */
+    _Atomic uint64_t stale_replies; /* acks, cmds or kicks whose connection or device no longer matched */
+    _Atomic uint64_t stale_batches; /* reply batches for another incarnation or version, or malformed */
+    _Atomic uint64_t kicks;         /* connections closed on a kick from the notifier */
+    _Atomic uint64_t kicks_retried; /* kicks another worker's mailbox could not take at once */
 };
 
 /* Thread-safe views for readiness and metrics (stats.c). */

@@ -101,35 +101,6 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
     return w->buf.overflow ? SL_TOOBIG : SL_OK;
 }
 
-struct sl_slice envelope_writer_last(const struct envelope_writer *w)
-{
-    struct sl_slice s = {w->buf.p + w->last, (uint32_t)(w->buf.len - w->last)};
-    return s;
-}
-
-enum sl_err envelope_writer_add_raw(struct envelope_writer *w, const uint8_t *p, size_t n)
-{
-    if (w->buf.overflow || w->buf.cap - w->buf.len < n)
-        return SL_TOOBIG;
-    memcpy(w->buf.p + w->buf.len, p, n);
-    w->last = w->buf.len;
-    w->buf.len += n;
-    w->count++;
-    return SL_OK;
-}
-
-enum sl_err envelope_writer_join(const struct envelope_writer *a, const struct envelope_writer *b,
-                                 uint8_t *out, size_t cap, size_t *len)
-{
-    size_t la = a->buf.len, lb = b->buf.len - b->hdr_len;
-    if (la + lb > cap)
-        return SL_TOOBIG;
-    memcpy(out, a->buf.p, la);
-    memcpy(out + la, b->buf.p + b->hdr_len, lb);
-    *len = la + lb;
-    return SL_OK;
-}
-
 /* Is position p of e nil on the wire? */
 static bool is_nil(const struct envelope *e, unsigned uses, unsigned p)
 {
@@ -193,8 +164,42 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
         w->buf.overflow = false;
         return SL_TOOBIG;
     }
-    w->last = mark;
     w->count++;
+    w->last = mark;
+    return SL_OK;
+}
+
+/* Room for n more bytes, leaving the batch sendable either way. */
+static bool room(const struct envelope_writer *w, size_t n)
+{
+    return !w->buf.overflow && w->buf.cap - w->buf.len >= n;
+}
+
+enum sl_err envelope_writer_add_encoded(struct envelope_writer *w, struct sl_slice entry)
+{
+    /* An entry is an array: fixarray 0x90-0x9f, array 16 0xdc, array 32 0xdd. */
+    if (entry.n == 0 || !((entry.p[0] & 0xf0u) == 0x90u || entry.p[0] == 0xdcu || entry.p[0] == 0xddu))
+        return SL_INVAL;
+    if (!room(w, entry.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len;
+    mp_buf_raw(&w->buf, entry.p, entry.n);
+    w->count++;
+    return SL_OK;
+}
+
+enum sl_err envelope_writer_append(struct envelope_writer *w, const struct envelope_writer *src)
+{
+    if (src->hdr_len != w->hdr_len || memcmp(src->buf.p, w->buf.p, w->hdr_len) != 0)
+        return SL_INVAL;
+    struct sl_slice e = envelope_writer_entries(src);
+    if (e.n == 0)
+        return SL_OK;
+    if (!room(w, e.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len + (src->last - src->hdr_len);
+    mp_buf_raw(&w->buf, e.p, e.n);
+    w->count += src->count;
     return SL_OK;
 }
 

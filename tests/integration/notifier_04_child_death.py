@@ -41,7 +41,7 @@ STARTED = re.compile(r"event=publisher_started index=(\d+) pid=(\d+)")
 
 
 def child_of(dev):
-    """The publisher child (1..POOL) of a device: fnv1a(dev) % pool + 1, as notifier/mqtt.c."""
+    """The publisher child (1..POOL) of a device: fnv1a(dev) % pool + 1, as notifier/pubproc.c."""
     h = 2166136261
     for b in dev.encode():
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF

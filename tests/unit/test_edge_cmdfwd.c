@@ -218,7 +218,7 @@ static void test_forward_to_owner(void **st)
 {
     (void)st;
     online(1, 3, "d-moved");
-    uint64_t fwd0 = count_get(&F[0].cnt.forwarded);
+    uint64_t fwd0 = stat_get(&F[0].cnt.forwarded);
     uint8_t body[] = {0x92, 0x01, 0x02};
     struct envelope e = cmd("d-moved", "c2", body, sizeof body);
     cmdfwd_route(&F[0], &e);
@@ -226,7 +226,7 @@ static void test_forward_to_owner(void **st)
     assert_int_equal(ncmds, 0);
     assert_int_equal(nunds, 0);
     assert_int_equal(mailbox_len(MB[1], MAILBOX_CMD), 1);
-    assert_int_equal(count_get(&F[0].cnt.forwarded), fwd0 + 1);
+    assert_int_equal(stat_get(&F[0].cnt.forwarded), fwd0 + 1);
     body[1] = 0x7f; /* the batch's bytes are gone once routed: the inbox holds a copy */
     wake_and_drain(1);
     assert_int_equal(ncmds, 1);
@@ -327,7 +327,7 @@ static void test_inbox_count_bound(void **st)
 {
     (void)st;
     online(1, 2, "d-busy");
-    uint64_t refused0 = count_get(&F[0].cnt.forward_refused);
+    uint64_t refused0 = stat_get(&F[0].cnt.forward_refused);
     char ids[MAILBOX_CMD_SHARE + 5][16];
     for (uint32_t i = 0; i < MAILBOX_CMD_SHARE + 5; i++) {
         snprintf(ids[i], sizeof ids[i], "k%u", i);
@@ -337,7 +337,7 @@ static void test_inbox_count_bound(void **st)
     /* The first MAILBOX_CMD_SHARE wait in the inbox; the rest are answered at once. */
     assert_int_equal(mailbox_len(MB[1], MAILBOX_CMD), MAILBOX_CMD_SHARE);
     assert_int_equal(nunds, 5);
-    assert_int_equal(count_get(&F[0].cnt.forward_refused), refused0 + 5);
+    assert_int_equal(stat_get(&F[0].cnt.forward_refused), refused0 + 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(unds[i].worker, 0);
         assert_string_equal(unds[i].id, ids[MAILBOX_CMD_SHARE + (uint32_t)i]);

@@ -1,7 +1,9 @@
 /* test_metrics.c - the exposition text is exact (HELP/TYPE once per name,
  * label sets grouped under it, cumulative histogram buckets with +Inf, _sum
  * and _count), and the HTTP server answers /metrics, /healthz and /readyz
- * (503 until metrics_set_ready(true)) on 127.0.0.1, read with a plain socket. */
+ * (503 until metrics_set_ready(true)) on 127.0.0.1, read with a plain socket.
+ * The collect hook runs before every render and /readyz answer, and mirrors
+ * counts a core keeps itself (sl/stat.h) exactly, histograms included. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +142,13 @@ static void http_get(const char *path, struct resp *r)
     snprintf(r->body, sizeof r->body, "%s", body + 4);
 }
 
+static _Atomic int64_t ready_src;
+
+static void ready_from(void *ud)
+{
+    metrics_set_ready(stat_gget(ud) != 0);
+}
+
 static void test_http(void **state)
 {
     (void)state;
@@ -201,6 +211,20 @@ static void test_http(void **state)
     assert_non_null(strstr(r.body, "# TYPE process_resident_memory_bytes gauge\n"));
     assert_non_null(strstr(r.body, "\nprocess_open_fds "));
 
+    /* The collect hook runs before /readyz answers: readiness can follow a
+     * core's state without anyone calling metrics_set_ready meanwhile. */
+    metrics_set_collect(ready_from, &ready_src);
+    ready_src = 1;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    ready_src = 0;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    metrics_set_collect(NULL, NULL);
+    ready_src = 1;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+
     http_get("/nope", &r);
     assert_int_equal(r.status, 404);
     metrics_stop();
@@ -213,12 +237,78 @@ static void test_http(void **state)
     close(fd);
 }
 
+/* Counts a "core" keeps in sl/stat.h fields, mirrored by a collect hook. */
+static struct {
+    _Atomic uint64_t rows;
+    struct stat_hist lat;
+} core;
+static struct {
+    struct metric_counter *rows;
+    struct metric_hist *lat;
+    int calls;
+} mirror;
+
+static void collect_core(void *ud)
+{
+    assert_ptr_equal(ud, &mirror);
+    mirror.calls++;
+    metric_counter_set(mirror.rows, stat_get(&core.rows));
+    metric_hist_set(mirror.lat, &core.lat);
+}
+
+static void test_collect(void **state)
+{
+    (void)state;
+    static const double b[] = {1, 10};
+    stat_hist_init(&core.lat, b, 2);
+    mirror.rows = metrics_counter("t_core_rows_total", "Rows.", NULL);
+    mirror.lat = metrics_hist("t_core_lat", "Lat.", NULL, core.lat.bounds, core.lat.nb);
+    metrics_set_collect(collect_core, &mirror);
+
+    stat_add(&core.rows, 5);
+    stat_inc(&core.rows);
+    stat_hist_observe(&core.lat, 0.5);
+    stat_hist_observe(&core.lat, 1); /* le is inclusive, as metric_observe */
+    stat_hist_observe(&core.lat, 5);
+    stat_hist_observe(&core.lat, 100);
+    stat_hist_observe(&core.lat, NAN); /* +Inf, adds nothing to the sum */
+    static char buf[16384];
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 1);
+    assert_non_null(strstr(buf, "# HELP t_core_rows_total Rows.\n# TYPE t_core_rows_total counter\n"
+                                "t_core_rows_total 6\n"));
+    assert_non_null(strstr(buf, "# TYPE t_core_lat histogram\n"
+                                "t_core_lat_bucket{le=\"1\"} 2\n"
+                                "t_core_lat_bucket{le=\"10\"} 3\n"
+                                "t_core_lat_bucket{le=\"+Inf\"} 5\n"
+                                "t_core_lat_sum 106.5\n"
+                                "t_core_lat_count 5\n"));
+
+    /* Every scrape copies afresh; nothing is lost between scrapes. */
+    stat_add(&core.rows, 10);
+    for (int i = 0; i < 1000; i++)
+        stat_hist_observe(&core.lat, 2);
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 2);
+    assert_non_null(strstr(buf, "\nt_core_rows_total 16\n"));
+    assert_non_null(strstr(buf, "t_core_lat_bucket{le=\"10\"} 1003\n"));
+    assert_non_null(strstr(buf, "t_core_lat_sum 2106.5\nt_core_lat_count 1005\n"));
+
+    /* Without the hook the series keep their last copy. */
+    metrics_set_collect(NULL, NULL);
+    stat_add(&core.rows, 1);
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 2);
+    assert_non_null(strstr(buf, "\nt_core_rows_total 16\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_counter_table),
+        cmocka_unit_test(test_collect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

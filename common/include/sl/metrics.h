@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "sl/stat.h"
 
 struct metric_counter {
     _Atomic uint64_t v;
@@ -71,22 +72,23 @@ static inline void metric_gadd(struct metric_gauge *g, int64_t d)
 /* Observe one value (seconds for *_seconds histograms). Lock-free. */
 void metric_observe(struct metric_hist *h, double value);
 
+/* Mirrors of counts a core keeps itself (sl/stat.h), for a collect hook:
+ * c shows v, h shows exactly src's buckets and sum. Nothing else may update
+ * c or h, v must never decrease, and h must have been registered with src's
+ * bounds (metrics_hist(..., src->bounds, src->nb)). Lock-free. */
+void metric_counter_set(struct metric_counter *c, uint64_t v);
+void metric_hist_set(struct metric_hist *h, const struct stat_hist *src);
+
+/* fn(ud) runs before every /metrics render (metrics_render too) and every
+ * /readyz answer, on the thread serving it, with the registry lock held (so
+ * it must not register metrics): the place to copy a core's counts into
+ * their metrics and set readiness, so a scrape sees them as of that moment.
+ * One hook per process; NULL removes it (do so before ud is freed). */
+void metrics_set_collect(void (*fn)(void *ud), void *ud);
+
 /* A gauge computed on scrape (e.g. RSS); fn is called on the HTTP thread
  * under the registry lock, so it must not register metrics itself. */
 void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
-
-/* Pull-style series: a core that counts in its own struct (sl/count.h)
- * registers plain series for them and a collect function, called on the
- * scraping thread before every render (and by metrics_render), which
- * copies the core's totals into the series with the two stores below. One
- * collect function per process; NULL removes it. fn must not register. */
-void metrics_set_collect(void (*fn)(void *), void *ud);
-/* Set a counter to a total kept elsewhere (collect functions only: a
- * counter that is also metric_add-ed would lose those adds). */
-void metric_counter_store(struct metric_counter *c, uint64_t total);
-/* Set a histogram from per-bucket counts (not cumulative; nb + 1 of them,
- * the last being +Inf), the sum of observations x 1e6 and their count. */
-void metric_hist_store(struct metric_hist *h, const uint64_t *counts, uint64_t sum_micro, uint64_t n);
 
 /* Start the HTTP server on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */

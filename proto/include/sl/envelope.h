@@ -72,11 +72,13 @@ struct envelope {
     bool has_body;
 };
 
+/* Fields are the writer's: read them through the functions below, never
+ * write them. */
 struct envelope_writer {
     struct mp_buf buf;
     uint32_t count;
     size_t hdr_len; /* bytes of the header at the start of buf */
-    size_t last;    /* offset of the last entry added (== len when none) */
+    size_t last;    /* offset of the entry appended last (== buf.len: none) */
 };
 
 /* Start a batch in buf (caller-owned). Returns SL_OK or SL_TOOBIG. */
@@ -87,27 +89,46 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
  * (flush it and start a new one). */
 enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope *e);
 
+/* Append one entry already encoded: bytes that envelope_writer_last gave
+ * for another batch (an entry's bytes do not depend on its batch's header,
+ * so one encoding can go into two batches). Copies. SL_OK, SL_TOOBIG
+ * (batch unchanged), SL_INVAL if the bytes do not start a msgpack array. */
+enum sl_err envelope_writer_add_encoded(struct envelope_writer *w, struct sl_slice entry);
+
+/* Append every entry of src to w: for joining batches that were built
+ * apart but share a header (e.g. a control part and a data part). Copies.
+ * SL_OK, SL_TOOBIG (w unchanged), SL_INVAL if the headers' bytes differ
+ * (the entries would be attributed to another edge or incarnation). */
+enum sl_err envelope_writer_append(struct envelope_writer *w, const struct envelope_writer *src);
+
+/* The whole batch so far: header and entries, ready to send. */
 static inline size_t envelope_writer_len(const struct envelope_writer *w)
 {
     return w->buf.len;
 }
 
-/* The encoded bytes of the entry the last successful envelope_writer_add
- * or _add_raw appended (empty after begin). Valid until the writer's
- * buffer is reused. An entry's bytes do not depend on the batch around it,
- * so they may be appended to another batch with envelope_writer_add_raw
- * instead of encoding the same entry twice. */
-struct sl_slice envelope_writer_last(const struct envelope_writer *w);
+/* Entries in the batch. */
+static inline uint32_t envelope_writer_count(const struct envelope_writer *w)
+{
+    return w->count;
+}
 
-/* Append one entry already encoded (see envelope_writer_last). The bytes
- * are not checked: they must come from a writer. SL_OK or SL_TOOBIG
- * (batch unchanged). */
-enum sl_err envelope_writer_add_raw(struct envelope_writer *w, const uint8_t *p, size_t n);
+/* The bytes of the entries, without the header (empty after begin). Valid
+ * until the writer's buffer is reused. */
+static inline struct sl_slice envelope_writer_entries(const struct envelope_writer *w)
+{
+    struct sl_slice s = {w->buf.p + w->hdr_len, (uint32_t)(w->buf.len - w->hdr_len)};
+    return s;
+}
 
-/* One batch made of a (its header and entries) followed by b's entries
- * (b's header is left out), written to out. SL_OK with *len, or SL_TOOBIG. */
-enum sl_err envelope_writer_join(const struct envelope_writer *a, const struct envelope_writer *b,
-                                 uint8_t *out, size_t cap, size_t *len);
+/* The bytes of the entry the last successful add, add_encoded or append
+ * appended (for append: src's last entry), empty when none has been since
+ * begin. Valid until the writer's buffer is reused. */
+static inline struct sl_slice envelope_writer_last(const struct envelope_writer *w)
+{
+    struct sl_slice s = {w->buf.p + w->last, (uint32_t)(w->buf.len - w->last)};
+    return s;
+}
 
 struct envelope_reader {
     struct mp_cur cur;
