@@ -17,6 +17,7 @@
 #include "sl/metrics.h"
 
 #include "sl/log.h"
+#include "sl/version.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -37,6 +38,7 @@ enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN };
 
 struct series {
     enum kind kind;
+    bool micro; /* a counter kept in millionths of its unit, rendered in the unit */
     char *name;
     char *help;
     char *labels; /* NULL or the text inside the braces */
@@ -113,6 +115,15 @@ struct metric_counter *metrics_counter(const char *name, const char *help, const
 {
     pthread_mutex_lock(&g_mu);
     struct series *s = reg(K_COUNTER, name, help, labels);
+    pthread_mutex_unlock(&g_mu);
+    return &s->u.c;
+}
+
+struct metric_counter *metrics_counter_micro(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_COUNTER, name, help, labels);
+    s->micro = true;
     pthread_mutex_unlock(&g_mu);
     return &s->u.c;
 }
@@ -273,10 +284,15 @@ static void put_name(struct out *o, const char *name, const char *suffix, const 
 static void render_series(struct out *o, const struct series *s)
 {
     switch (s->kind) {
-    case K_COUNTER:
+    case K_COUNTER: {
+        uint64_t v = atomic_load_explicit(&s->u.c.v, memory_order_relaxed);
         put_name(o, s->name, "", s->labels, NULL);
-        put(o, "%llu\n", (unsigned long long)atomic_load_explicit(&s->u.c.v, memory_order_relaxed));
+        if (s->micro)
+            put(o, "%llu.%06llu\n", (unsigned long long)(v / 1000000u), (unsigned long long)(v % 1000000u));
+        else
+            put(o, "%llu\n", (unsigned long long)v);
         break;
+    }
     case K_GAUGE:
         put_name(o, s->name, "", s->labels, NULL);
         put(o, "%lld\n", (long long)atomic_load_explicit(&s->u.g.v, memory_order_relaxed));
@@ -502,6 +518,11 @@ int metrics_start(const char *listen)
 
     gauge_fn_default("process_resident_memory_bytes", "Resident memory size in bytes.", rss_bytes);
     gauge_fn_default("process_open_fds", "Number of open file descriptors.", open_fds);
+    char lab[128];
+    snprintf(lab, sizeof lab, "version=\"%s\",commit=\"%s\"", sl_version, sl_commit);
+    metric_set(metrics_gauge("sluice_build_info",
+                             "The version and commit this program was built from (always 1)", lab),
+               1);
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;

@@ -168,17 +168,15 @@ void stats_init(struct edge *e, struct acceptor *acc)
     /* Plain counters: one row each, registered in this order. */
     const struct metrics_counter_def plain[] = {
         {&g.accepted, "sluice_edge_connections_accepted_total", "Connections accepted"},
-        {&g.frames_in, "sluice_edge_frames_in_total", "Frames received from devices"},
-        {&g.frames_out, "sluice_edge_frames_out_total", "Frames queued to devices"},
-        {&g.bytes_in, "sluice_edge_bytes_in_total", "Bytes read from devices"},
-        {&g.bytes_out, "sluice_edge_bytes_out_total", "Bytes written to devices"},
+        {&g.frames_in, "sluice_edge_received_frames_total", "Frames received from devices"},
+        {&g.frames_out, "sluice_edge_sent_frames_total", "Frames queued to devices"},
+        {&g.bytes_in, "sluice_edge_received_bytes_total", "Bytes read from devices"},
+        {&g.bytes_out, "sluice_edge_sent_bytes_total", "Bytes written to devices"},
         {&g.out_pool_exhausted, "sluice_edge_out_pool_exhausted_total",
          "Connections closed because the worker's output pool was empty"},
         {&g.auth_failures, "sluice_edge_auth_failures_total", "Hellos refused for a bad token or device id"},
         {&g.bp_pauses, "sluice_edge_backpressure_pauses_total",
          "Times reading stopped because the persister PUSH was full"},
-        {&g.bp_paused_us, "sluice_edge_backpressure_paused_microseconds_total",
-         "Time spent with reading stopped, microseconds"},
         {&g.notifier_shed, "sluice_edge_notifier_shed_total",
          "Data entries for the notifier dropped because its PUSH was full"},
         {&g.notifier_ctl_dropped, "sluice_edge_notifier_ctl_dropped_total",
@@ -201,6 +199,8 @@ void stats_init(struct edge *e, struct acceptor *acc)
          "Takeover kicks another worker's mailbox could not take at once (posted again, never dropped)"},
     };
     metrics_counters(plain, sizeof plain / sizeof plain[0]);
+    g.bp_paused_us = metrics_counter_micro("sluice_edge_backpressure_paused_seconds_total",
+                                           "Time spent with reading stopped", NULL);
     g.persister_connected =
         metrics_gauge("sluice_edge_persister_connected",
                       "1 while every worker has a persister on its PUSH and on its DEALER", NULL);

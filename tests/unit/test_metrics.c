@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "sl/metrics.h"
+#include "sl/version.h"
 
 #define PORT 25101
 
@@ -149,6 +150,21 @@ static void ready_from(void *ud)
     metrics_set_ready(stat_gget(ud) != 0);
 }
 
+/* A counter kept in millionths renders in the base unit, exactly. */
+static void test_micro_counter(void **state)
+{
+    (void)state;
+    struct metric_counter *c = metrics_counter_micro("t_paused_seconds_total", "t", NULL);
+    metric_add(c, 2500001); /* 2.500001 s */
+    static char buf[1 << 16];
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nt_paused_seconds_total 2.500001\n"));
+    assert_non_null(strstr(buf, "# TYPE t_paused_seconds_total counter\n"));
+    metric_add(c, 999999);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nt_paused_seconds_total 3.500000\n"));
+}
+
 static void test_http(void **state)
 {
     (void)state;
@@ -210,6 +226,12 @@ static void test_http(void **state)
     assert_true(strtod(rss + strlen("\nprocess_resident_memory_bytes "), NULL) > 1e5);
     assert_non_null(strstr(r.body, "# TYPE process_resident_memory_bytes gauge\n"));
     assert_non_null(strstr(r.body, "\nprocess_open_fds "));
+    /* What build this is, with the version and commit --version prints. */
+    char info[200];
+    snprintf(info, sizeof info, "\nsluice_build_info{version=\"%s\",commit=\"%s\"} 1\n", sl_version,
+             sl_commit);
+    assert_non_null(strstr(r.body, info));
+    assert_true(strlen(sl_version) > 0 && strlen(sl_commit) > 0);
 
     /* The collect hook runs before /readyz answers: readiness can follow a
      * core's state without anyone calling metrics_set_ready meanwhile. */
@@ -305,9 +327,8 @@ static void test_collect(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render),
-        cmocka_unit_test(test_http),
-        cmocka_unit_test(test_counter_table),
+        cmocka_unit_test(test_render),  cmocka_unit_test(test_micro_counter),
+        cmocka_unit_test(test_http),    cmocka_unit_test(test_counter_table),
         cmocka_unit_test(test_collect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,8 @@
  * the same name and labels again returns the same storage; a name reused
  * with another type, or more than 512 series, aborts (a startup bug).
  * metrics_start also registers process_resident_memory_bytes and
- * process_open_fds (unless the service registered those names itself). */
+ * process_open_fds (unless the service registered those names itself) and
+ * sluice_build_info{version,commit} 1 (sl/version.h). */
 #ifndef SL_METRICS_H
 #define SL_METRICS_H
 #include <stdatomic.h>
@@ -40,6 +41,11 @@ struct metric_hist {
 /* Registration returns storage owned by the registry (lives until exit). */
 struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels);
 struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
+
+/* A counter of seconds (or any base unit) kept as an integer number of
+ * millionths: add microseconds, /metrics shows seconds with 6 decimals
+ * (the base units of docs/metrics.md without a float in the hot path). */
+struct metric_counter *metrics_counter_micro(const char *name, const char *help, const char *labels);
 
 /* A service's unlabelled counters as one table, registered in order:
  * *d[i].out = metrics_counter(d[i].name, d[i].help, NULL). */
