@@ -385,6 +385,9 @@ int main(int argc, char **argv)
     snprintf(a_w, sizeof a_w, "%d", workers);
     snprintf(a_m, sizeof a_m, "127.0.0.1:%d", base_port + 9);
     setenv("SLUICE_FLEET_SECRET", SECRET, 1);
+    /* Every bench device connects from loopback: exempt it from the
+     * per-address limits (unless the caller set a list of its own). */
+    setenv("SLUICE_ALLOW_CIDRS", "127.0.0.0/8", 0);
     if (accept_mode)
         setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();

@@ -12,7 +12,7 @@ $B/sluice-persister --db "$dsn" --pull tcp://127.0.0.1:24901 --router tcp://127.
 edges=""
 for i in 0 1 2 3 4 5; do
   p=$((24910+i))
-  $B/sluice-edge --listen 127.0.0.1:$p --edge-id big-$i --workers 1 --max-conns 19000 \
+  $B/sluice-edge --listen 127.0.0.1:$p --edge-id big-$i --workers 1 --max-conns 19000 --allow-cidrs 127.0.0.0/8 \
     --persister-push tcp://127.0.0.1:24901 --persister-router tcp://127.0.0.1:24902 \
     --notifier-push tcp://127.0.0.1:24905 --notifier-router tcp://127.0.0.1:24906 --metrics 127.0.0.1:$((24920+i)) 2>$D/edge$i.log & pids+=($!)
   edges="$edges${edges:+,}127.0.0.1:$p"

@@ -27,6 +27,7 @@
 #include "sl/log.h"
 #include "conn.h"
 #include "edge.h"
+#include "guard.h"
 #include "mailbox.h"
 #include "worker.h"
 
@@ -90,11 +91,12 @@ static void *run(void *arg)
     struct acceptor *a = arg;
     struct edge *e = a->e;
     struct pollfd p[2] = {{.fd = a->lfd, .events = POLLIN}, {.fd = a->stopfd, .events = POLLIN}};
-    bool full = false;
+    int wait_ms = 0; /* > 0: accepting paused, look again after that long */
     for (;;) {
-        /* Every ring full: leave the connections in the kernel's backlog
-         * (as a busy worker's own listener would) and look again shortly. */
-        int rc = full ? poll(&p[1], 1, FULL_WAIT_MS) : poll(p, 2, -1);
+        /* Every mailbox full, or the edge's accept bucket empty: leave the
+         * connections in the kernel's backlog (as a busy worker's own
+         * listener would) and look again after a while. */
+        int rc = wait_ms ? poll(&p[1], 1, wait_ms) : poll(p, 2, -1);
         if (rc < 0) {
             int err = errno;
             if (err == EINTR)
@@ -104,11 +106,16 @@ static void *run(void *arg)
         }
         if (p[1].revents)
             break;
-        full = false;
+        wait_ms = 0;
         for (int i = 0; i < ACCEPTS_PER_POLL; i++) {
             uint32_t wi = pick(e);
             if (wi == UINT32_MAX) {
-                full = true;
+                wait_ms = FULL_WAIT_MS;
+                break;
+            }
+            uint32_t wait = guard_accept(e->guard, loop_clock_ms());
+            if (wait) {
+                wait_ms = (int)wait;
                 break;
             }
             struct addr peer;
@@ -116,14 +123,16 @@ static void *run(void *arg)
             if (fd < 0)
                 break;
             stat_inc(&a->cnt.accepted);
-            if (!conn_admit(&e->open_total, e->cfg.max_conns)) {
-                refuse(a, fd);
+            enum worker_admit adm = worker_admit(e, fd, &peer);
+            if (adm == WORKER_ADMIT_FULL)
+                stat_inc(&a->cnt.refused);
+            if (adm != WORKER_ADMIT_OK)
                 continue;
-            }
             struct mailbox_item it = {.kind = MAILBOX_ADOPT, .u.adopt = {.fd = fd, .peer = peer}};
             if (!mailbox_post(e->mbox[wi], &it)) {
                 assert(!"the only producer saw room in this mailbox");
                 atomic_fetch_sub(&e->open_total, 1);
+                guard_closed(e->guard, &peer, true);
                 refuse(a, fd);
             }
         }

@@ -46,8 +46,10 @@
 #define TAIL_MIN         64u  /* encode in place only if the last chunk has this much room */
 
 enum conn_flag {
-    CONN_F_FLUSH = 1, /* on the flush list */
-    CONN_F_READY = 2, /* on a to-read list (unread input pending) */
+    CONN_F_FLUSH = 1,     /* on the flush list */
+    CONN_F_READY = 2,     /* on a to-read list (unread input pending) */
+    CONN_F_EARLY = 4,     /* before conn_promote: small frames, early pool */
+    CONN_F_EARLY_BUF = 8, /* dec.buf came from the early pool */
 };
 
 struct out_chunk {
@@ -82,6 +84,10 @@ struct conn_table {
     uint8_t **rbufs; /* free max_frame read buffers */
     uint32_t nrbufs;
     uint8_t *rbuf_mem;
+    uint8_t **ebufs; /* free hello_max buffers of the early pool */
+    uint32_t nebufs;
+    uint8_t *ebuf_mem;
+    struct conn *early_wait; /* early connections waiting for an early buffer */
 
     struct out_chunk *chunk_free; /* output chunk pool */
     uint32_t chunks_alloc, chunks_max, chunks_nfree;
@@ -91,6 +97,8 @@ struct conn_table {
     int lfd;      /* --accept reuseport: own listener, -1 otherwise */
     int spare_fd; /* closed and reopened on EMFILE */
     _Atomic bool listening;
+
+    struct loop_timer listen_timer; /* accepting paused by the layer above until it fires */
 
     struct conn_counts cnt;
 };
@@ -128,23 +136,50 @@ static struct record_conn rec_id(const struct conn *c)
 
 /* ---- pools ------------------------------------------------------------ */
 
-static uint8_t *rbuf_get(struct conn_table *t)
+/* Move every connection parked on *wait back to the to-read list. */
+static void unpark_all(struct conn_table *t, struct conn **wait)
 {
+    if (!*wait)
+        return;
+    struct conn *x = *wait;
+    while (x->next_read)
+        x = x->next_read;
+    x->next_read = t->read_head;
+    t->read_head = *wait;
+    *wait = NULL;
+}
+
+/* A read buffer for c's partial frame from its pool (early or max_frame),
+ * or NULL when that pool is empty. */
+static uint8_t *rbuf_get(struct conn_table *t, struct conn *c)
+{
+    if (c->flags & CONN_F_EARLY) {
+        if (!t->nebufs)
+            return NULL;
+        c->flags |= CONN_F_EARLY_BUF;
+        return t->ebufs[--t->nebufs];
+    }
     return t->nrbufs ? t->rbufs[--t->nrbufs] : NULL;
 }
 
-static void rbuf_put(struct conn_table *t, uint8_t *b)
+/* Give c's read buffer back to the pool it came from; connections parked
+ * for lack of one may read again. */
+static void rbuf_put(struct conn_table *t, struct conn *c)
 {
-    t->rbufs[t->nrbufs++] = b;
-    /* Connections parked for lack of a buffer may read again. */
-    if (t->pool_wait) {
-        struct conn *x = t->pool_wait;
-        while (x->next_read)
-            x = x->next_read;
-        x->next_read = t->read_head;
-        t->read_head = t->pool_wait;
-        t->pool_wait = NULL;
+    if (c->flags & CONN_F_EARLY_BUF) {
+        t->ebufs[t->nebufs++] = c->dec.buf;
+        c->flags &= (uint8_t)~CONN_F_EARLY_BUF;
+        unpark_all(t, &t->early_wait);
+    } else {
+        t->rbufs[t->nrbufs++] = c->dec.buf;
+        unpark_all(t, &t->pool_wait);
     }
+    c->dec.buf = NULL;
+}
+
+static bool pool_empty(const struct conn_table *t, const struct conn *c)
+{
+    return (c->flags & CONN_F_EARLY) ? t->nebufs == 0 : t->nrbufs == 0;
 }
 
 static struct out_chunk *chunk_get(struct conn_table *t)
@@ -189,13 +224,17 @@ static void flush_link(struct conn *c)
     c->t->flush_head = c;
 }
 
+/* Park c until it may read again: next iteration (a cap or a pause), or
+ * when its pool gives a buffer back (pool). */
 static void read_park(struct conn *c, bool pool)
 {
     if (c->flags & CONN_F_READY)
         return;
     struct conn_table *t = c->t;
     c->flags |= CONN_F_READY;
-    struct conn **head = pool ? &t->pool_wait : &t->read_head;
+    struct conn **head = !pool ? &t->read_head : (c->flags & CONN_F_EARLY) ? &t->early_wait : &t->pool_wait;
+    if (pool && (c->flags & CONN_F_EARLY))
+        stat_inc(&t->cnt.early_buf_waits);
     c->next_read = *head;
     *head = c;
 }
@@ -404,10 +443,8 @@ static void conn_free(struct conn *c)
         record_close(t->cfg.rec, rec_id(c), c->close_reason, conn_reason_str(c->close_reason));
     stat_inc(&t->cnt.closed[c->close_reason]);
     out_release(c);
-    if (c->dec.buf) {
-        rbuf_put(t, c->dec.buf);
-        c->dec.buf = NULL;
-    }
+    if (c->dec.buf)
+        rbuf_put(t, c);
     uint32_t gen = c->gen + 1;
     uint32_t slot = c->slot;
     memset(c, 0, sizeof *c);
@@ -430,6 +467,7 @@ void conn_free_closed(struct conn_table *t)
     if (parked) {
         unpark_closing(&t->read_head);
         unpark_closing(&t->pool_wait);
+        unpark_closing(&t->early_wait);
     }
     struct conn *c = t->close_head;
     t->close_head = NULL;
@@ -458,14 +496,12 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
             t->ops->frame(t->ud, c, pl.p, pl.n);
             if (c->state != CONN_OPEN)
                 return;
-            if (c->dec.buf && frame_dec_idle(&c->dec)) {
-                rbuf_put(t, c->dec.buf);
-                c->dec.buf = NULL;
-            }
+            if (c->dec.buf && frame_dec_idle(&c->dec))
+                rbuf_put(t, c);
             break;
         case FRAME_NEED_BUF:
             /* conn_read only reads when the pool has one for us. */
-            c->dec.buf = rbuf_get(t);
+            c->dec.buf = rbuf_get(t, c);
             if (!c->dec.buf) {
                 t->ops->broken(t->ud, c, SL_FRAME, "internal: no read buffer");
                 return;
@@ -486,7 +522,7 @@ static void conn_read(struct conn *c)
             read_park(c, false);
             return;
         }
-        if (!c->dec.buf && t->nrbufs == 0) {
+        if (!c->dec.buf && pool_empty(t, c)) {
             read_park(c, true);
             return;
         }
@@ -543,6 +579,22 @@ static void on_conn_timer(struct loop *l, void *ud)
     struct conn *c = ud;
     if (c->state == CONN_OPEN)
         c->t->ops->timer(c->t->ud, c);
+}
+
+void conn_promote(struct conn *c)
+{
+    if (!(c->flags & CONN_F_EARLY))
+        return;
+    /* A partial frame already in an early buffer stays there until it is
+     * whole (its length was checked against hello_max); the next one is
+     * checked against max_frame and uses the max_frame pool. */
+    c->flags &= (uint8_t)~CONN_F_EARLY;
+    frame_dec_set_max(&c->dec, c->t->cfg.max_frame);
+}
+
+bool conn_early(const struct conn *c)
+{
+    return c->flags & CONN_F_EARLY;
 }
 
 void conn_timer(struct conn *c, uint64_t ms)
@@ -631,11 +683,11 @@ static void refuse_admitted(struct conn_table *t, int fd)
     stat_inc(&t->cnt.refused);
 }
 
-void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
+bool conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
 {
     if (t->nfree == 0 && t->nfresh == t->nslots) {
         refuse_admitted(t, fd);
-        return;
+        return false;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -647,9 +699,9 @@ void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
     c->slot = slot;
     c->fd = fd;
     c->state = CONN_OPEN;
-    c->flags = 0;
+    c->flags = CONN_F_EARLY;
     c->peer = *peer;
-    frame_dec_init(&c->dec, t->cfg.max_frame);
+    frame_dec_init(&c->dec, t->cfg.hello_max);
     loop_timer_init(&c->timer, on_conn_timer, c);
     atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -661,30 +713,44 @@ void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
         c->close_reason = CR_IO;
         c->next_flush = t->close_head;
         t->close_head = c;
-        return;
+        return false; /* freed after the batch; `opened` never ran */
     }
     t->ops->opened(t->ud, c);
+    return true;
+}
+
+static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud);
+
+/* Accepting resumes after a pause the layer above asked for. */
+static void on_listen_timer(struct loop *l, void *ud)
+{
+    struct conn_table *t = ud;
+    if (t->lfd >= 0)
+        loop_mod(l, t->lfd, EPOLLIN, on_accept, t);
 }
 
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
 {
-    (void)l;
     (void)events;
     struct conn_table *t = ud;
     char who[32];
     snprintf(who, sizeof who, "worker=%u", t->cfg.worker);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        uint32_t wait = t->ops->accept_wait(t->ud);
+        if (wait) {
+            /* Leave the rest in the kernel's backlog for a while: the
+             * listener is level-triggered, so it is switched off, not just
+             * left unread. */
+            loop_mod(l, lfd, 0, on_accept, t);
+            loop_timer_start(l, &t->listen_timer, wait);
+            return;
+        }
         struct addr peer;
         int fd = conn_accept(lfd, &t->spare_fd, &peer, who);
         if (fd < 0)
             return;
         stat_inc(&t->cnt.accepted);
-        if (!conn_admit(t->cfg.open_total, t->cfg.max_total)) {
-            conn_refuse(fd, t->cfg.busy);
-            stat_inc(&t->cnt.refused);
-            continue;
-        }
-        conn_adopt(t, fd, &peer);
+        t->ops->accepted(t->ud, fd, &peer);
     }
 }
 
@@ -743,6 +809,7 @@ int conn_listen(struct conn_table *t, const char *spec)
 
 void conn_stop_listening(struct conn_table *t)
 {
+    loop_timer_stop(t->loop, &t->listen_timer);
     if (t->lfd < 0)
         return;
     loop_del(t->loop, t->lfd);
@@ -779,6 +846,7 @@ struct conn_table *conn_table_new(const struct conn_cfg *cfg, struct loop *l, co
     t->ops = ops;
     t->ud = ud;
     t->lfd = -1;
+    loop_timer_init(&t->listen_timer, on_listen_timer, t);
     t->nslots = cfg->slots;
     /* calloc: slots and buffers stay unbacked until used (LIFO reuse keeps
      * the touched set small), so the table costs RSS only per live conn.
@@ -793,16 +861,22 @@ struct conn_table *conn_table_new(const struct conn_cfg *cfg, struct loop *l, co
     t->nrbufs = cfg->read_bufs;
     t->rbufs = malloc(t->nrbufs * sizeof *t->rbufs);
     t->rbuf_mem = malloc((size_t)t->nrbufs * cfg->max_frame);
+    t->nebufs = cfg->early_bufs;
+    t->ebufs = malloc(t->nebufs * sizeof *t->ebufs);
+    t->ebuf_mem = malloc((size_t)t->nebufs * cfg->hello_max);
     t->enc_cap = cfg->max_frame + SL_FRAME_HDR + ENC_SLACK;
     t->enc = malloc(t->enc_cap);
     t->chunks_max = (uint32_t)((uint64_t)cfg->out_pool_mb * 1024 * 1024 / sizeof(struct out_chunk));
     t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!t->conns || !t->free_slots || !t->scratch || !t->rbufs || !t->rbuf_mem || !t->enc) {
+    if (!t->conns || !t->free_slots || !t->scratch || !t->rbufs || !t->rbuf_mem || !t->ebufs ||
+        !t->ebuf_mem || !t->enc) {
         conn_table_destroy(&t);
         return NULL;
     }
     for (uint32_t i = 0; i < t->nrbufs; i++)
         t->rbufs[i] = t->rbuf_mem + (size_t)(t->nrbufs - 1 - i) * cfg->max_frame;
+    for (uint32_t i = 0; i < t->nebufs; i++)
+        t->ebufs[i] = t->ebuf_mem + (size_t)(t->nebufs - 1 - i) * cfg->hello_max;
     return t;
 }
 
@@ -830,6 +904,8 @@ void conn_table_destroy(struct conn_table **pt)
     free(t->scratch);
     free(t->rbufs);
     free(t->rbuf_mem);
+    free(t->ebufs);
+    free(t->ebuf_mem);
     free(t->enc);
     free(t);
     *pt = NULL;

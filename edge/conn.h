@@ -7,7 +7,12 @@
  *
  * Lifetime: a slot of the table is FREE, OPEN after conn_adopt, CLOSING
  * after conn_close(), and FREE again once conn_after() has flushed what it
- * could and closed the fd. A slot's generation is bumped on every free, so
+ * could and closed the fd. An OPEN connection starts "early" (before its
+ * device is known: hello, later TLS handshake and PROXY header): its frames
+ * may be at most hello_max bytes and a partial one is held in a small
+ * buffer of the table's early pool, never in a max_frame buffer, so
+ * connections that never say hello cannot take the read buffers of
+ * authenticated devices. conn_promote() ends the early phase. A slot's generation is bumped on every free, so
  * (slot, gen) never names two connections. Nothing here is thread-safe (a
  * table belongs to its worker thread) except the accepting helpers and the
  * counters' readers named below. */
@@ -91,12 +96,20 @@ struct conn_ops {
     /* c became CLOSING (called once, before any output is dropped): let go
      * of what the layer above holds for it. Must not close c again. */
     void (*closing)(void *ud, struct conn *c, enum conn_reason r);
+    /* The table's own listener (--accept reuseport) only. accept_wait:
+     * before each accept, 0 to go on, or ms to leave connections in the
+     * backlog (the listener is paused that long). accepted: a new fd, owned
+     * by the callee, which admits it (conn_admit, then conn_adopt) or
+     * refuses it (conn_refuse). */
+    uint32_t (*accept_wait)(void *ud);
+    void (*accepted)(void *ud, int fd, const struct addr *peer);
 };
 
 /* Counts of one table (one writer: the table's thread; read anywhere). */
 struct conn_counts {
-    _Atomic uint64_t accepted; /* by this table's own listener (--accept reuseport) */
-    _Atomic uint64_t refused;  /* err{busy}: --max-conns reached or no free slot */
+    _Atomic uint64_t early_buf_waits; /* an early connection found the early pool empty */
+    _Atomic uint64_t accepted;        /* by this table's own listener (--accept reuseport) */
+    _Atomic uint64_t refused;         /* err{busy}: --max-conns reached or no free slot */
     _Atomic uint64_t closed[CR_COUNT];
     _Atomic uint64_t frames_in, frames_out, bytes_in, bytes_out;
     _Atomic uint64_t out_pool_exhausted;
@@ -106,6 +119,8 @@ struct conn_cfg {
     uint32_t worker; /* index: the recorder's and the logs' name for the table */
     uint32_t slots;  /* connections at most (the table is sized once) */
     uint32_t max_frame, out_cap, read_bufs, out_pool_mb;
+    uint32_t hello_max;           /* largest frame of an early connection (its first frame: hello) */
+    uint32_t early_bufs;          /* hello_max buffers for early connections' partial frames */
     _Atomic uint32_t *open_total; /* connections open in the whole edge (shared) */
     uint32_t max_total;           /* --max-conns: the bound of *open_total */
     struct sl_slice busy;         /* err{busy} frame bytes for refusals (borrowed for the table's life) */
@@ -144,6 +159,11 @@ void conn_close(struct conn *c, enum conn_reason r);
  * closes first. */
 void conn_timer(struct conn *c, uint64_t ms);
 
+/* End c's early phase: from the next frame on, frames up to max_frame, read
+ * through the max_frame pool. Idempotent. */
+void conn_promote(struct conn *c);
+bool conn_early(const struct conn *c);
+
 /* The OPEN connection (slot, gen) of t, or NULL. */
 struct conn *conn_get(struct conn_table *t, uint32_t slot, uint32_t gen);
 /* The slot's connection whatever its state (slot < cfg->slots). */
@@ -154,10 +174,11 @@ struct conn *conn_next_open(struct conn_table *t, uint32_t *cursor);
 
 /* ---- the table, for its worker ---------------------------------------- */
 
-/* Give an admitted fd a slot and register it: `opened` runs, or, with no
- * slot left, the fd is refused with err{busy} and its place under
- * --max-conns given back. */
-void conn_adopt(struct conn_table *t, int fd, const struct addr *peer);
+/* Give an admitted fd a slot and register it: `opened` runs (true; `closing`
+ * follows some day). false: not adopted, no callback will ever name it
+ * (no slot left: refused with err{busy}; or epoll refused it: closed), and
+ * its place under --max-conns is given back either way. */
+bool conn_adopt(struct conn_table *t, int fd, const struct addr *peer);
 /* Read input left unread (caps, pause, pool) and the after-iteration work:
  * conn_after reads, conn_flush_all writes (one writev per connection),
  * conn_free_closed frees what closed. Called by the worker's after-hook. */
@@ -170,8 +191,8 @@ bool conn_read_pending(const struct conn_table *t);
  * Pausing costs no syscall: connections with input park on a list. */
 void conn_set_paused(struct conn_table *t, bool paused);
 
-/* --accept reuseport: a SO_REUSEPORT listener of t's own on its loop,
- * accepting, admitting and adopting by itself. 0 or -errno. */
+/* --accept reuseport: a SO_REUSEPORT listener of t's own on its loop, which
+ * hands each accepted fd to conn_ops.accepted. 0 or -errno. */
 int conn_listen(struct conn_table *t, const char *spec);
 void conn_stop_listening(struct conn_table *t);
 

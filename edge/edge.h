@@ -29,6 +29,9 @@ struct edge_cfg {
     uint32_t max_frame;
     uint32_t hb_s;
     uint32_t hello_timeout_ms;
+    uint32_t hello_timeout_min_ms; /* floor of the hello deadline under pressure */
+    uint32_t hello_max;            /* largest first frame (hello), bytes */
+    uint32_t early_max;            /* connections without a hello yet, per worker */
     uint32_t idle_timeout_ms;
     uint32_t max_conns;   /* total across workers; beyond it: err busy */
     uint32_t out_cap;     /* per-connection output cap, bytes */
@@ -44,6 +47,7 @@ struct edge_cfg {
 };
 
 struct devmap;
+struct guard;
 struct mailbox;
 struct record;
 struct worker;
@@ -61,6 +65,7 @@ struct edge {
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
     struct record *rec;          /* traffic recorder, NULL unless --record */
+    struct guard *guard;         /* who may connect, how often (thread-safe) */
     uint8_t busy[EDGE_BUSY_MAX]; /* err{busy} frame, encoded once (main) for every refusal */
     uint32_t busy_len;
     _Atomic uint32_t open_total; /* accepted connections open, all workers */

@@ -24,6 +24,7 @@
 #include "bus.h"
 #include "devmap.h"
 #include "edge.h"
+#include "guard.h"
 #include "record.h"
 #include "stats.h"
 #include "worker.h"
@@ -92,9 +93,12 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
-               *accept_mode = NULL;
+               *accept_mode = NULL, *allow_cidrs = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
+            hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
+            dev_flaps = 0, ban_min = 0, ban_max = 0;
+    double src_rate = 0, src_burst = 0, acc_rate = 0, acc_burst = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
@@ -114,11 +118,40 @@ int main(int argc, char **argv)
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
         {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
         {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
-        {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this", 1, 3600000},
+        {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this after connecting", 1,
+         3600000},
+        {"hello-timeout-min-ms", CFG_INT, &hello_min_ms, "2000",
+         "the hello deadline under pressure shrinks down to this, never below (docs/protocol.md §1)", 1,
+         3600000},
+        {"hello-max", CFG_INT, &hello_max, "1024",
+         "largest first frame (the hello), bytes; a longer one gets err frame before any buffer is taken",
+         1024, 65536},
+        {"early-max", CFG_INT, &early_max, "1024",
+         "connections without an accepted hello per worker; one more closes the oldest of them", 16, 1 << 20},
         {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0,
          864000000},
         {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1,
          10000000},
+        {"source-max-conns", CFG_INT, &src_conns, "100",
+         "connections from one address (an IPv6 /64) at most; 0 = no limit (docs/protocol.md §1)", 0, 65535},
+        {"source-max-early", CFG_INT, &src_early, "16",
+         "of them without an accepted hello at most; 0 = no limit", 0, 65535},
+        {"source-connect-rate", CFG_DOUBLE, &src_rate, "20",
+         "connects per second from one address; 0 = no limit", 0, 0},
+        {"source-connect-burst", CFG_DOUBLE, &src_burst, "40", "... with this burst", 0, 0},
+        {"source-hello-fails", CFG_INT, &src_fails, "10",
+         "failed hellos per minute from one address before it is banned; 0 = never", 0, 1 << 20},
+        {"device-max-flaps", CFG_INT, &dev_flaps, "10",
+         "authenticated sessions of one device ending per minute before it is banned; 0 = never", 0, 1 << 20},
+        {"ban-min-ms", CFG_INT, &ban_min, "10000", "first ban, ms; each repeat doubles it", 100, 86400000},
+        {"ban-max-ms", CFG_INT, &ban_max, "600000", "longest ban, ms", 100, 86400000},
+        {"accept-rate", CFG_DOUBLE, &acc_rate, "0",
+         "accepts per second for the whole edge (connect storms wait in the backlog); 0 = no limit", 0, 0},
+        {"accept-burst", CFG_DOUBLE, &acc_burst, "1000", "... with this burst", 1, 0},
+        {"allow-cidrs", CFG_STR, &allow_cidrs, "",
+         "addresses exempt from the per-address limits (carrier NAT gateways, load balancers): "
+         "10.0.0.0/8,...",
+         0, 0},
         {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256,
          1 << 30},
         {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1,
@@ -184,6 +217,9 @@ int main(int argc, char **argv)
     c->max_frame = (uint32_t)max_frame;
     c->hb_s = (uint32_t)hb;
     c->hello_timeout_ms = (uint32_t)hello_ms;
+    c->hello_timeout_min_ms = (uint32_t)(hello_min_ms < hello_ms ? hello_min_ms : hello_ms);
+    c->hello_max = (uint32_t)(hello_max < max_frame ? hello_max : max_frame);
+    c->early_max = (uint32_t)early_max;
     c->idle_timeout_ms = idle_ms > 0 ? (uint32_t)idle_ms : SL_IDLE_FACTOR * c->hb_s * 1000u;
     c->max_conns = (uint32_t)max_conns;
     c->out_cap = (uint32_t)out_cap;
@@ -236,13 +272,34 @@ int main(int argc, char **argv)
         return 1;
     }
     e.busy_len = (uint32_t)busy_len;
+    struct guard_cfg gc = {
+        .slots = c->max_conns,
+        .source_conns = (uint32_t)src_conns,
+        .source_early = (uint32_t)src_early,
+        .source_rate = src_rate,
+        .source_burst = src_burst < 1 ? 1 : src_burst,
+        .source_fails = (uint32_t)src_fails,
+        .device_ends = (uint32_t)dev_flaps,
+        .ban_min_ms = (uint32_t)ban_min,
+        .ban_max_ms = (uint32_t)(ban_max > ban_min ? ban_max : ban_min),
+        .accept_rate = acc_rate,
+        .accept_burst = acc_burst,
+    };
+    const char *bad = NULL;
+    gc.nallow = cidr_parse_list(allow_cidrs, gc.allow, GUARD_ALLOW_MAX, &bad);
+    if (gc.nallow < 0) {
+        fprintf(stderr, "sluice-edge: bad --allow-cidrs entry at \"%s\" (at most %d of a.b.c.d/n or x::/n)\n",
+                bad, GUARD_ALLOW_MAX);
+        return 2;
+    }
+    e.guard = guard_new(&gc);
     e.zctx = zmq_ctx_new();
     e.map = devmap_new(c->workers, c->max_conns);
     e.r_pp = zmqx_resolver_new(pp, 5000);
     e.r_pr = zmqx_resolver_new(pr, 5000);
     e.r_np = zmqx_resolver_new(np, 5000);
     e.r_nr = zmqx_resolver_new(nr, 5000);
-    if (!e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
+    if (!e.guard || !e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
         log_error("event=startup_failed err=\"init (endpoints or memory)\"");
         return 1;
     }
@@ -309,6 +366,7 @@ int main(int argc, char **argv)
     zmqx_resolver_destroy(&e.r_nr);
     zmq_ctx_term(e.zctx);
     devmap_destroy(&e.map);
+    guard_destroy(&e.guard);
     log_info("event=exit open_at_exit=%u", left);
     return 0;
 }

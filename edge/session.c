@@ -36,9 +36,16 @@ static struct sl_slice dev_slice(const struct session_env *x, const struct sessi
 
 void session_fail(struct session_env *x, struct session *s, enum sl_err code, const char *text)
 {
+    session_fail_retry(x, s, code, text, 0);
+}
+
+void session_fail_retry(struct session_env *x, struct session *s, enum sl_err code, const char *text,
+                        uint32_t retry_ms)
+{
     if (s->phase == SESSION_NONE)
         return;
     struct msg m = msg_err(&code, text);
+    m.u.err.retry_ms = retry_ms;
     stat_inc(&x->cnt.errors[code]);
     if (x->ops->send(x->ud, s, &m) == SL_NOMEM)
         return; /* already closed for out_cap */
@@ -61,12 +68,12 @@ void session_on_timer(struct session_env *x, struct session *s)
         x->ops->arm(x->ud, s, limit - idle);
 }
 
-void session_open(struct session_env *x, struct session *s)
+void session_open(struct session_env *x, struct session *s, uint64_t hello_ms)
 {
     memset(s, 0, sizeof *s);
     s->phase = SESSION_HELLO;
     s->last_ms = x->ops->now_ms(x->ud);
-    x->ops->arm(x->ud, s, x->cfg->hello_timeout_ms);
+    x->ops->arm(x->ud, s, hello_ms);
 }
 
 typedef void handler(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m);
@@ -93,8 +100,14 @@ static void on_hello(struct session_env *x, struct session *s, struct devmap_ref
         session_fail(x, s, SL_DRAINING, "edge draining: reconnect elsewhere");
         return;
     }
+    uint32_t retry = x->ops->admit_device(x->ud, (const char *)dev.p, dev.n);
+    if (retry) {
+        session_fail_retry(x, s, SL_BUSY, "device reconnecting too often: back off", retry);
+        return;
+    }
     s->epoch = x->ops->wall_ns(x->ud);
     s->phase = SESSION_READY;
+    x->ops->authenticated(x->ud, s);
     /* Newest hello wins: whoever held dev on this edge is closed. The map
      * keeps the id; the session reads it there (one copy per connection). */
     struct devmap_ref old;
@@ -260,4 +273,12 @@ bool session_is(const struct session_env *x, const struct session *s, struct dev
 const char *session_dev(const struct session_env *x, const struct session *s, struct devmap_ref self)
 {
     return s->phase == SESSION_READY || s->dev_len ? devmap_dev(x->map, self) : "-";
+}
+
+size_t session_encode_refusal(enum sl_err code, const char *text, uint32_t retry_ms, uint8_t *buf, size_t cap)
+{
+    struct msg m = msg_err(&code, text);
+    m.u.err.retry_ms = retry_ms;
+    size_t len = 0;
+    return msg_encode_frame(&m, buf, cap, &len) == SL_OK ? len : 0;
 }

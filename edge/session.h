@@ -55,6 +55,12 @@ struct session_ops {
     void (*emit)(void *ud, const struct envelope *e);
     /* Close connection `old` (this worker's or another's) with err{code}. */
     void (*kick)(void *ud, struct devmap_ref old, enum sl_err code);
+    /* May device dev (its token is valid) start a session now? 0, or the
+     * ms until it may (it is refused err{busy, retry_ms}: flapping). */
+    uint32_t (*admit_device)(void *ud, const char *dev, size_t n);
+    /* s's hello was accepted (before its welcome is sent): the connection
+     * leaves its early phase. */
+    void (*authenticated)(void *ud, struct session *s);
     /* s's peer as "ip:port" into out (>= 48 bytes); returns its length. */
     uint32_t (*peer)(void *ud, const struct session *s, char *out, uint32_t cap);
     uint64_t (*wall_ns)(void *ud); /* CLOCK_REALTIME, ns */
@@ -87,8 +93,9 @@ struct session_env {
 /* Zero x's counts and set up its histogram. Before any session runs. */
 void session_env_init(struct session_env *x);
 
-/* A connection was opened: phase HELLO, hello deadline armed. */
-void session_open(struct session_env *x, struct session *s);
+/* A connection was opened: phase HELLO, hello deadline armed to hello_ms
+ * (the worker shortens it under pressure: docs/protocol.md §1). */
+void session_open(struct session_env *x, struct session *s, uint64_t hello_ms);
 
 /* One complete frame payload (borrowed for the call); self names s's
  * connection (for envelopes and the device map). May close it. */
@@ -100,6 +107,15 @@ void session_on_timer(struct session_env *x, struct session *s);
 
 /* Send err{code, text} (best effort) and close with that code as reason. */
 void session_fail(struct session_env *x, struct session *s, enum sl_err code, const char *text);
+/* The same with retry_ms: the device should not come back sooner. */
+void session_fail_retry(struct session_env *x, struct session *s, enum sl_err code, const char *text,
+                        uint32_t retry_ms);
+
+/* A refusal for a connection that never got a session (edge full, a source
+ * over its limits): err{code, text, retry_ms} as frame bytes into buf.
+ * Returns the length, 0 if cap is too small. */
+size_t session_encode_refusal(enum sl_err code, const char *text, uint32_t retry_ms, uint8_t *buf,
+                              size_t cap);
 
 /* s's connection is closing (once, whatever closed it): release the device
  * map entry and emit the disconnect envelope of an authenticated session,

@@ -35,6 +35,21 @@ void worker_join(struct worker *w);
 /* Thread-safe: wake w to notice draining. */
 void worker_notify(struct worker *w);
 
+/* Thread-safe: may this accepted fd stay? Checks the source's limits
+ * (guard.h) and takes a place under --max-conns. OK: both taken (released
+ * by the connection's close, or by guard_closed + the open count if it is
+ * never adopted). Otherwise the fd was answered err{busy} (with retry_ms
+ * for a source over its limits) and closed; the guard counted a source
+ * refusal, the caller counts FULL. Never blocks beyond the guard's lock
+ * and a write to a fresh socket. */
+enum worker_admit {
+    WORKER_ADMIT_OK,
+    WORKER_ADMIT_SOURCE, /* the source is over a limit or banned */
+    WORKER_ADMIT_FULL,   /* --max-conns reached */
+};
+struct addr;
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer);
+
 /* Thread-safe, lock-free: connections open on w now. (Other threads hand
  * w connections, kicks and commands through its mailbox, e->mbox[idx].) */
 uint32_t worker_open(const struct worker *w);
@@ -45,11 +60,14 @@ struct worker_counts {
     _Atomic uint64_t stale_batches; /* reply batches for another incarnation or version, or malformed */
     _Atomic uint64_t kicks;         /* connections closed on a kick from the notifier */
     _Atomic uint64_t kicks_retried; /* kicks another worker's mailbox could not take at once */
+    _Atomic uint64_t early_evicted; /* early connections closed to make room for a newer one */
+    _Atomic uint64_t refused_full;  /* its own listener's refusals: --max-conns reached */
 };
 
 /* Thread-safe views for readiness and metrics (stats.c). */
 struct worker_view {
     uint32_t open;
+    uint32_t early;  /* connections without an accepted hello yet */
     unsigned bus_up; /* enum bus_up bits of the last bus tick */
     bool listening;  /* --accept reuseport: its own listener is open */
     const struct conn_counts *conn;

@@ -77,11 +77,14 @@ class Closed(Exception):
 class Device:
     """A device speaking raw frames over one TCP connection."""
 
-    def __init__(self, port, dev=None, secret="", host="127.0.0.1", timeout=DEADLINE, rcvbuf=None):
+    def __init__(self, port, dev=None, secret="", host="127.0.0.1", timeout=DEADLINE, rcvbuf=None, src=None):
+        """src: the local (source) address to connect from, e.g. "127.0.2.1"."""
         self.dev, self.port, self.secret, self.timeout = dev, port, secret, timeout
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if src:
+            self.s.bind((src, 0))
         self.s.settimeout(10)
         self.s.connect((host, port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -38,6 +38,7 @@ static struct rec {
     struct tconn *c;
     enum msg_type t;
     char code[16];
+    uint32_t retry_ms;
     uint64_t seq;
 } sent[MAXREC];
 static int nsent;
@@ -72,8 +73,10 @@ static enum sl_err st_send(void *ud, struct session *s, const struct msg *m)
     memset(r, 0, sizeof *r);
     r->c = c;
     r->t = m->t;
-    if (m->t == MSG_ERR)
+    if (m->t == MSG_ERR) {
         snprintf(r->code, sizeof r->code, "%.*s", (int)m->u.err.code.n, m->u.err.code.p);
+        r->retry_ms = m->u.err.retry_ms;
+    }
     if (m->t == MSG_ACK)
         r->seq = m->u.ack.seq;
     return SL_OK;
@@ -110,6 +113,22 @@ static void st_emit(void *ud, const struct envelope *e)
     envs[nenvs] = *e;
     snprintf(env_reason[nenvs], sizeof env_reason[0], "%.*s", (int)e->reason.n, e->reason.p);
     nenvs++;
+}
+
+static int nauth;
+static uint32_t banned_retry; /* what admit_device answers for "flappy" */
+
+static uint32_t st_admit_device(void *ud, const char *dev, size_t n)
+{
+    (void)ud;
+    return n == 6 && memcmp(dev, "flappy", 6) == 0 ? banned_retry : 0;
+}
+
+static void st_authenticated(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    nauth++;
 }
 
 static void st_kick(void *ud, struct devmap_ref ref, enum sl_err code)
@@ -154,6 +173,8 @@ static const struct session_ops stub_ops = {
     .arm = st_arm,
     .emit = st_emit,
     .kick = st_kick,
+    .admit_device = st_admit_device,
+    .authenticated = st_authenticated,
     .peer = st_peer,
     .wall_ns = st_wall_ns,
     .mono_us = st_mono_us,
@@ -189,7 +210,8 @@ static int setup(void **st)
         conns[i].gen = 7;
         loop_timer_init(&conns[i].timer, on_deadline, &conns[i]);
     }
-    nsent = nenvs = nkicked = 0;
+    nsent = nenvs = nkicked = nauth = 0;
+    banned_retry = 0;
     return 0;
 }
 
@@ -207,7 +229,7 @@ static struct tconn *open_conn(int i)
 {
     struct tconn *c = &conns[i];
     c->closed = 0;
-    session_open(&X, &c->s);
+    session_open(&X, &c->s, E.cfg.hello_timeout_ms);
     return c;
 }
 
@@ -270,6 +292,7 @@ static void test_hello_welcome_connect(void **st)
     struct tconn *c = open_conn(0);
     hello(c, "pump-0001");
     assert_int_equal(c->s.phase, SESSION_READY);
+    assert_int_equal(nauth, 1); /* the connection left its early phase */
     assert_int_equal(last_sent()->t, MSG_WELCOME);
     assert_int_equal(nenvs, 1);
     assert_int_equal(envs[0].kind, ENV_CONNECT);
@@ -348,6 +371,25 @@ static void test_errors_after_hello(void **st)
     hello(c, "e4");
     expect_err(c, "draining");
     atomic_store(&E.draining, false);
+}
+
+/* A device the guard holds back (flapping) gets err{busy, retry_ms} after
+ * its token was checked, and nothing of a session: no claim, no connect. */
+static void test_device_held_back(void **st)
+{
+    (void)st;
+    banned_retry = 4000;
+    struct tconn *c = open_conn(0);
+    hello(c, "flappy");
+    expect_err(c, "busy");
+    assert_int_equal(last_sent()->retry_ms, 4000);
+    assert_int_equal(nauth, 0);
+    assert_int_equal(nenvs, 0);
+    struct devmap_ref r;
+    assert_false(devmap_find(E.map, "flappy", 6, &r));
+    c = open_conn(1);
+    hello(c, "steady"); /* another device is not held back */
+    assert_int_equal(c->s.phase, SESSION_READY);
 }
 
 static void test_bad_dev_is_auth(void **st)
@@ -464,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_after_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dev_is_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_held_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout_rearms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
