@@ -388,6 +388,8 @@ int main(int argc, char **argv)
     /* Every bench device connects from loopback: exempt it from the
      * per-address limits (unless the caller set a list of its own). */
     setenv("SLUICE_ALLOW_CIDRS", "127.0.0.0/8", 0);
+    /* A bench connection sends far more than a device may (--device-rate). */
+    setenv("SLUICE_DEVICE_RATE", "0", 0);
     if (accept_mode)
         setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();

@@ -50,6 +50,7 @@ enum conn_flag {
     CONN_F_READY = 2,     /* on a to-read list (unread input pending) */
     CONN_F_EARLY = 4,     /* before conn_promote: small frames, early pool */
     CONN_F_EARLY_BUF = 8, /* dec.buf came from the early pool */
+    CONN_F_HOLD = 16,     /* not read until conn_release (read_budget said 0) */
 };
 
 struct out_chunk {
@@ -518,6 +519,8 @@ static void conn_read(struct conn *c)
 {
     struct conn_table *t = c->t;
     for (int i = 0; i < READS_PER_WAKE; i++) {
+        if (c->flags & CONN_F_HOLD)
+            return; /* conn_release parks it for a read */
         if (t->paused) {
             read_park(c, false);
             return;
@@ -526,7 +529,17 @@ static void conn_read(struct conn *c)
             read_park(c, true);
             return;
         }
-        ssize_t n = read(c->fd, t->scratch, t->scratch_cap);
+        size_t cap = t->scratch_cap;
+        if (t->cfg.budgeted) {
+            size_t b = t->ops->read_budget(t->ud, c);
+            if (b == 0) {
+                c->flags |= CONN_F_HOLD;
+                return;
+            }
+            if (b < cap)
+                cap = b;
+        }
+        ssize_t n = read(c->fd, t->scratch, cap);
         if (n > 0) {
             if (t->cfg.rec)
                 record_in(t->cfg.rec, rec_id(c), t->scratch, (size_t)n);
@@ -535,7 +548,7 @@ static void conn_read(struct conn *c)
             feed(c, t->scratch, (size_t)n);
             if (c->state != CONN_OPEN)
                 return;
-            if ((size_t)n < t->scratch_cap)
+            if ((size_t)n < cap)
                 return; /* drained: edge-triggered epoll reports new data */
             continue;
         }
@@ -590,6 +603,16 @@ void conn_promote(struct conn *c)
      * checked against max_frame and uses the max_frame pool. */
     c->flags &= (uint8_t)~CONN_F_EARLY;
     frame_dec_set_max(&c->dec, c->t->cfg.max_frame);
+}
+
+void conn_release(struct conn *c)
+{
+    if (c->state != CONN_OPEN || !(c->flags & CONN_F_HOLD))
+        return;
+    c->flags &= (uint8_t)~CONN_F_HOLD;
+    /* Input may have arrived meanwhile: edge-triggered epoll will not say so
+     * again, so read it next iteration. */
+    read_park(c, false);
 }
 
 bool conn_early(const struct conn *c)

@@ -102,6 +102,10 @@ struct conn_ops {
      * by the callee, which admits it (conn_admit, then conn_adopt) or
      * refuses it (conn_refuse). */
     uint32_t (*accept_wait)(void *ud);
+    /* conn_cfg.budgeted only: bytes c may read now (SIZE_MAX: any). 0: none,
+     * c is held (not read) until the callee calls conn_release. Called
+     * before each read of c. */
+    size_t (*read_budget)(void *ud, struct conn *c);
     void (*accepted)(void *ud, int fd, const struct addr *peer);
 };
 
@@ -125,6 +129,7 @@ struct conn_cfg {
     uint32_t max_total;           /* --max-conns: the bound of *open_total */
     struct sl_slice busy;         /* err{busy} frame bytes for refusals (borrowed for the table's life) */
     struct record *rec;           /* --record, or NULL */
+    bool budgeted;                /* ask conn_ops.read_budget before reads (a per-device rate) */
 };
 
 /* A table of cfg->slots connections on loop l. The table, its pools and
@@ -158,6 +163,9 @@ void conn_close(struct conn *c, enum conn_reason r);
 /* (Re)arm c's one deadline: ops->timer runs once, ms from now, unless c
  * closes first. */
 void conn_timer(struct conn *c, uint64_t ms);
+
+/* Read c again from the next iteration, after read_budget held it. */
+void conn_release(struct conn *c);
 
 /* End c's early phase: from the next frame on, frames up to max_frame, read
  * through the max_frame pool. Idempotent. */

@@ -29,9 +29,11 @@ struct edge_cfg {
     uint32_t max_frame;
     uint32_t hb_s;
     uint32_t hello_timeout_ms;
-    uint32_t hello_timeout_min_ms; /* floor of the hello deadline under pressure */
-    uint32_t hello_max;            /* largest first frame (hello), bytes */
-    uint32_t early_max;            /* connections without a hello yet, per worker */
+    uint32_t hello_timeout_min_ms;    /* floor of the hello deadline under pressure */
+    uint32_t hello_max;               /* largest first frame (hello), bytes */
+    uint32_t early_max;               /* connections without a hello yet, per worker */
+    double device_rate, device_burst; /* frames per second after hello, per device (0 = no limit) */
+    uint32_t device_hold_max_ms;      /* longest pause of a device over its rate */
     uint32_t idle_timeout_ms;
     uint32_t max_conns;   /* total across workers; beyond it: err busy */
     uint32_t out_cap;     /* per-connection output cap, bytes */

@@ -29,9 +29,9 @@
 #include <sys/random.h>
 #include "sl/limits.h"
 
-#define NIL        UINT32_MAX
-#define WINDOW_S   60u
-#define DEV_POOL   16384u
+#define NIL      UINT32_MAX
+#define WINDOW_S 60u
+#define DEV_POOL 16384u
 
 struct src {
     uint8_t key[16];
@@ -40,8 +40,8 @@ struct src {
     uint8_t level; /* bans so far: the next one lasts ban_min << level */
     uint8_t used;
     float tokens;
-    uint32_t refill_ms;  /* last refill, ms since start */
-    uint32_t win_s;      /* start of the failure window, s since start */
+    uint32_t refill_ms;   /* last refill, ms since start */
+    uint32_t win_s;       /* start of the failure window, s since start */
     uint32_t ban_until_s; /* 0 = none */
 };
 
@@ -258,7 +258,8 @@ static bool src_idle(const struct guard *g, const struct src *s, uint64_t now_ms
 {
     uint32_t t = now_s(g, now_ms);
     return s->conns == 0 && s->early == 0 && (g->cfg.source_rate <= 0 || s->tokens >= g->cfg.source_burst) &&
-           (s->fails == 0 || t >= s->win_s + WINDOW_S) && (s->ban_until_s == 0 || t >= s->ban_until_s + WINDOW_S);
+           (s->fails == 0 || t >= s->win_s + WINDOW_S) &&
+           (s->ban_until_s == 0 || t >= s->ban_until_s + WINDOW_S);
 }
 
 static uint32_t ban_len(const struct guard *g, uint8_t level)
@@ -399,7 +400,8 @@ uint32_t guard_hello_failed(struct guard *g, const struct addr *a, uint64_t now_
         }
         if (s->fails < UINT16_MAX)
             s->fails++;
-        if (g->cfg.source_fails && s->fails > g->cfg.source_fails && (s->ban_until_s == 0 || t >= s->ban_until_s)) {
+        if (g->cfg.source_fails && s->fails > g->cfg.source_fails &&
+            (s->ban_until_s == 0 || t >= s->ban_until_s)) {
             ban = ban_len(g, s->level);
             if (s->level < 30)
                 s->level++;

@@ -43,13 +43,13 @@ bool cidr_match(const struct cidr *c, const struct addr *a);
 struct guard_cfg {
     uint32_t slots; /* connections at most (sizes the tables) */
     /* Per source address (an IPv6 source is its /64). 0 = no limit. */
-    uint32_t source_conns;   /* connections open */
-    uint32_t source_early;   /* of which without an accepted hello */
-    double source_rate;      /* connects per second ... */
-    double source_burst;     /* ... with this burst */
-    uint32_t source_fails;   /* failed hellos per minute before a ban */
+    uint32_t source_conns; /* connections open */
+    uint32_t source_early; /* of which without an accepted hello */
+    double source_rate;    /* connects per second ... */
+    double source_burst;   /* ... with this burst */
+    uint32_t source_fails; /* failed hellos per minute before a ban */
     /* Per device, counted only after a valid hello. 0 = no limit. */
-    uint32_t device_ends;    /* authenticated sessions ending per minute before a ban */
+    uint32_t device_ends; /* authenticated sessions ending per minute before a ban */
     /* Bans start at ban_min_ms and double on each repeat, up to ban_max_ms. */
     uint32_t ban_min_ms, ban_max_ms;
     /* The whole edge: accepts per second with this burst (0 = no limit). */
@@ -74,7 +74,7 @@ const char *guard_verdict_str(enum guard_verdict v);
 
 /* What happened, for metrics (one writer each: the guard's mutex). */
 struct guard_counts {
-    _Atomic uint64_t refused[GUARD_VERDICTS]; /* [GUARD_OK] unused */
+    _Atomic uint64_t refused[GUARD_VERDICTS];  /* [GUARD_OK] unused */
     _Atomic uint64_t bans_source, bans_device; /* bans started */
     _Atomic uint64_t untracked;                /* admitted without an entry: a pool was full */
 };

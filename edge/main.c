@@ -98,7 +98,8 @@ int main(int argc, char **argv)
             drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
             hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
             dev_flaps = 0, ban_min = 0, ban_max = 0;
-    double src_rate = 0, src_burst = 0, acc_rate = 0, acc_burst = 0;
+    double src_rate = 0, src_burst = 0, acc_rate = 0, acc_burst = 0, dev_rate = 0, dev_burst = 0;
+    int64_t hold_max = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
         {"source-connect-burst", CFG_DOUBLE, &src_burst, "40", "... with this burst", 0, 0},
         {"source-hello-fails", CFG_INT, &src_fails, "10",
          "failed hellos per minute from one address before it is banned; 0 = never", 0, 1 << 20},
-        {"device-max-flaps", CFG_INT, &dev_flaps, "10",
+        {"device-max-flaps", CFG_INT, &dev_flaps, "30",
          "authenticated sessions of one device ending per minute before it is banned; 0 = never", 0, 1 << 20},
         {"ban-min-ms", CFG_INT, &ban_min, "10000", "first ban, ms; each repeat doubles it", 100, 86400000},
         {"ban-max-ms", CFG_INT, &ban_max, "600000", "longest ban, ms", 100, 86400000},
@@ -152,6 +153,13 @@ int main(int argc, char **argv)
          "addresses exempt from the per-address limits (carrier NAT gateways, load balancers): "
          "10.0.0.0/8,...",
          0, 0},
+        {"device-rate", CFG_DOUBLE, &dev_rate, "1000",
+         "frames per second a device may send after hello; over it the edge stops reading it a while (slower "
+         "acks, nothing dropped); 0 = no limit",
+         0, 0},
+        {"device-burst", CFG_DOUBLE, &dev_burst, "2000", "... with this burst", 1, 0},
+        {"device-hold-max-ms", CFG_INT, &hold_max, "2000",
+         "longest such pause (stay well below a device's ack timeout, 15 s in the device library)", 1, 60000},
         {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256,
          1 << 30},
         {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1,
@@ -220,6 +228,9 @@ int main(int argc, char **argv)
     c->hello_timeout_min_ms = (uint32_t)(hello_min_ms < hello_ms ? hello_min_ms : hello_ms);
     c->hello_max = (uint32_t)(hello_max < max_frame ? hello_max : max_frame);
     c->early_max = (uint32_t)early_max;
+    c->device_rate = dev_rate;
+    c->device_burst = dev_burst;
+    c->device_hold_max_ms = (uint32_t)hold_max;
     c->idle_timeout_ms = idle_ms > 0 ? (uint32_t)idle_ms : SL_IDLE_FACTOR * c->hb_s * 1000u;
     c->max_conns = (uint32_t)max_conns;
     c->out_cap = (uint32_t)out_cap;
@@ -355,11 +366,12 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_join(e.workers[i]);
     uint32_t left = atomic_load(&e.open_total);
-    metrics_stop(); /* its collect function reads the workers */
+    stats_fini(); /* the workers go next: scrapes keep the last sums, /readyz stays "draining" */
     acceptor_destroy(&acc);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
     record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */
+    metrics_stop();
     zmqx_resolver_destroy(&e.r_pp);
     zmqx_resolver_destroy(&e.r_pr);
     zmqx_resolver_destroy(&e.r_np);

@@ -12,6 +12,7 @@
  * stub table. */
 #define _GNU_SOURCE
 #include "session.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include "sl/limits.h"
@@ -61,7 +62,18 @@ void session_on_timer(struct session_env *x, struct session *s)
     if (s->phase != SESSION_READY)
         return;
     uint32_t limit = x->cfg->idle_timeout_ms;
-    uint64_t idle = x->ops->now_ms(x->ud) - s->last_ms;
+    uint32_t now = (uint32_t)x->ops->now_ms(x->ud);
+    if (s->held) {
+        /* The hold ends; the time it lasted was ours, not the device's
+         * silence: the idle clock starts again now. */
+        stat_add(&x->cnt.held_us, (uint64_t)(now - s->last_ms) * 1000u);
+        s->held = 0;
+        s->last_ms = now;
+        x->ops->release(x->ud, s);
+        x->ops->arm(x->ud, s, limit);
+        return;
+    }
+    uint32_t idle = now - s->last_ms;
     if (idle >= limit)
         session_fail(x, s, SL_TIMEOUT, "silent past the idle timeout");
     else
@@ -72,8 +84,46 @@ void session_open(struct session_env *x, struct session *s, uint64_t hello_ms)
 {
     memset(s, 0, sizeof *s);
     s->phase = SESSION_HELLO;
-    s->last_ms = x->ops->now_ms(x->ud);
+    s->last_ms = (uint32_t)x->ops->now_ms(x->ud);
+    s->tokens = (float)x->burst;
+    s->refill_ms = s->last_ms;
     x->ops->arm(x->ud, s, hello_ms);
+}
+
+/* --device-rate: every frame after hello takes a token from the session's
+ * bucket, and the connection reads only as many bytes as the tokens left
+ * are worth (session_read_budget). A device that runs out is not refused
+ * and nothing it sent is dropped: its socket is not read until the bucket
+ * has a token again (at most hold_max_ms at a time), so it only sees slower
+ * acks and, in the end, its own send buffer filling up. */
+static void refill(const struct session_env *x, struct session *s, uint32_t now)
+{
+    float t = s->tokens + (float)((double)(uint32_t)(now - s->refill_ms) / 1000.0 * x->rate);
+    s->tokens = t > (float)x->burst ? (float)x->burst : t;
+    s->refill_ms = now;
+}
+
+static void take_token(struct session_env *x, struct session *s, uint32_t now)
+{
+    refill(x, s, now);
+    s->tokens -= 1.0f;
+}
+
+size_t session_read_budget(struct session_env *x, struct session *s, uint32_t frame_bytes)
+{
+    if (x->rate <= 0 || s->phase != SESSION_READY)
+        return SIZE_MAX;
+    if (s->held)
+        return 0;
+    refill(x, s, (uint32_t)x->ops->now_ms(x->ud));
+    if (s->tokens >= 1.0f)
+        return (size_t)s->tokens * frame_bytes + SL_FRAME_HDR;
+    double ms = (1.0 - (double)s->tokens) / x->rate * 1000.0 + 1.0;
+    uint32_t hold = ms > x->hold_max_ms ? x->hold_max_ms : (uint32_t)ms;
+    s->held = 1;
+    stat_inc(&x->cnt.holds);
+    x->ops->arm(x->ud, s, hold);
+    return 0;
 }
 
 typedef void handler(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m);
@@ -157,7 +207,7 @@ static void on_data(struct session_env *x, struct session *s, struct devmap_ref 
      * clock): a second clock read per data frame was ~4% of the edge's
      * CPU at max throughput. */
     if (s->rtt_seq == 0 || x->ops->now_ms(x->ud) > s->rtt_us / 1000u + 10000u) {
-        s->rtt_seq = m->u.data.seq;
+        s->rtt_seq = (uint32_t)m->u.data.seq;
         s->rtt_us = x->ops->mono_us(x->ud);
     }
 }
@@ -206,7 +256,8 @@ void session_on_frame(struct session_env *x, struct session *s, struct devmap_re
         session_fail(x, s, code, msg_rc_str(rc));
         return;
     }
-    s->last_ms = x->ops->now_ms(x->ud);
+    uint32_t now = (uint32_t)x->ops->now_ms(x->ud);
+    s->last_ms = now;
     int ready = s->phase == SESSION_READY;
     handler *h = (unsigned)m.t <= MSG_CMD ? dispatch[ready][m.t] : NULL;
     if (!h) {
@@ -218,6 +269,8 @@ void session_on_frame(struct session_env *x, struct session *s, struct devmap_re
         return;
     }
     h(x, s, self, &m);
+    if (ready && x->rate > 0 && s->phase == SESSION_READY)
+        take_token(x, s, now);
 }
 
 void session_closed(struct session_env *x, struct session *s, struct devmap_ref self, const char *reason)
@@ -248,7 +301,7 @@ void session_ack(struct session_env *x, struct session *s, uint64_t seq)
     if (x->ops->send(x->ud, s, &m) != SL_OK)
         return;
     stat_inc(&x->cnt.acks);
-    if (s->rtt_seq == seq) {
+    if (s->rtt_seq && s->rtt_seq == (uint32_t)seq) {
         stat_hist_observe(&x->cnt.rtt, (double)(x->ops->mono_us(x->ud) - s->rtt_us) / 1e6);
         s->rtt_seq = 0;
     }

@@ -32,12 +32,15 @@ enum session_phase {
 /* One per connection, in the worker's array beside the connection table
  * (same index). 40 bytes: it is half of what an idle connection costs. */
 struct session {
-    uint64_t epoch;   /* session epoch: CLOCK_REALTIME ns at hello accept */
-    uint64_t last_ms; /* loop time of the last frame received */
-    uint64_t rtt_seq; /* sampled data seq awaiting its ack (0 = none) */
-    uint64_t rtt_us;  /* its receive time, monotonic us */
-    uint8_t phase;    /* enum session_phase */
-    uint8_t dev_len;  /* after hello; the id itself is in the device map's node of this slot */
+    uint64_t epoch;     /* session epoch: CLOCK_REALTIME ns at hello accept */
+    uint64_t rtt_us;    /* receive time of the sampled data frame, monotonic us */
+    uint32_t rtt_seq;   /* low 32 bits of its seq, awaiting its ack (0 = none) */
+    uint32_t last_ms;   /* loop time of the last frame received (ms, wraps: compared as a difference) */
+    float tokens;       /* frames it may still send at once (--device-rate bucket) */
+    uint32_t refill_ms; /* loop time of the last refill */
+    uint8_t phase;      /* enum session_phase */
+    uint8_t dev_len;    /* after hello; the id itself is in the device map's node of this slot */
+    uint8_t held;       /* reading stopped by the rate bucket until the deadline */
 };
 
 /* What a session does to the world. ud is session_env.ud. */
@@ -61,6 +64,9 @@ struct session_ops {
     /* s's hello was accepted (before its welcome is sent): the connection
      * leaves its early phase. */
     void (*authenticated)(void *ud, struct session *s);
+    /* s's connection may be read again: a hold of --device-rate ended
+     * (session_read_budget returned 0 when it began). */
+    void (*release)(void *ud, struct session *s);
     /* s's peer as "ip:port" into out (>= 48 bytes); returns its length. */
     uint32_t (*peer)(void *ud, const struct session *s, char *out, uint32_t cap);
     uint64_t (*wall_ns)(void *ud); /* CLOCK_REALTIME, ns */
@@ -77,7 +83,8 @@ struct session_counts {
     _Atomic uint64_t errors[SL_TIMEOUT + 1]; /* err frames sent, by wire code */
     _Atomic uint64_t auth_failures;
     _Atomic uint64_t acks, cmds;
-    struct stat_hist rtt; /* sampled ack round trips (session_env_init sets its buckets) */
+    _Atomic uint64_t holds, held_us; /* reads stopped by --device-rate, and for how long */
+    struct stat_hist rtt;            /* sampled ack round trips (session_env_init sets its buckets) */
 };
 
 /* What every session of one worker shares. */
@@ -87,6 +94,8 @@ struct session_env {
     const struct edge_cfg *cfg;   /* secret, edge id, timeouts, hb, max_frame */
     struct devmap *map;           /* newest hello wins */
     const _Atomic bool *draining; /* refuse hellos while set */
+    double rate, burst;           /* frames per second a device may send, and its burst (rate 0 = no limit) */
+    uint32_t hold_max_ms;         /* the longest hold: well below a device's ack timeout */
     struct session_counts cnt;
 };
 
@@ -124,6 +133,13 @@ void session_closed(struct session_env *x, struct session *s, struct devmap_ref 
 
 /* The persister committed seq: write ack (and sample the round trip). */
 void session_ack(struct session_env *x, struct session *s, uint64_t seq);
+
+/* How many bytes s's connection may read now (--device-rate): SIZE_MAX
+ * without a limit, else about as many frames as s has tokens for (of
+ * frame_bytes each, the connection's average), 0 when it has none: the
+ * connection is then held (not read) until the deadline, when
+ * session_on_timer calls ops->release. */
+size_t session_read_budget(struct session_env *x, struct session *s, uint32_t frame_bytes);
 
 /* Deliver a command (id, body: raw msgpack, both borrowed). */
 void session_cmd(struct session_env *x, struct session *s, struct sl_slice id, struct sl_slice body);

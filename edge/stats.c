@@ -20,7 +20,7 @@ static struct {
     struct edge *e;
     struct acceptor *acc;
     struct metric_gauge *open, *early, *worker_open[EDGE_MAX_WORKERS];
-    struct metric_counter *early_evicted, *early_buf_waits;
+    struct metric_counter *early_evicted, *early_buf_waits, *holds, *held_us;
     struct metric_counter *guard_refused[GUARD_VERDICTS], *bans_source, *bans_device, *guard_untracked;
     struct metric_counter *accepted;
     struct metric_counter *closed[CR_COUNT];
@@ -42,7 +42,7 @@ static struct {
 struct sums {
     uint64_t open, early, early_evicted, early_buf_waits, accepted, refused, closed[CR_COUNT];
     uint64_t frames_in, frames_out, bytes_in, bytes_out, out_pool_exhausted;
-    uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds;
+    uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds, holds, held_us;
     struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
     uint64_t forwarded, forward_refused, undeliverable;
@@ -72,6 +72,8 @@ static void add_worker(struct sums *s, const struct worker_view *v)
     s->auth_failures += stat_get(&x->auth_failures);
     s->acks += stat_get(&x->acks);
     s->cmds += stat_get(&x->cmds);
+    s->holds += stat_get(&x->holds);
+    s->held_us += stat_get(&x->held_us);
     for (int i = 0; i <= SESSION_RTT_BUCKETS; i++)
         stat_add(&s->rtt.counts[i], stat_get(&x->rtt.counts[i]));
     stat_add(&s->rtt.sum_micro, stat_get(&x->rtt.sum_micro));
@@ -126,6 +128,8 @@ static void collect(void *ud)
     metric_set(g.open, (int64_t)s.open);
     metric_set(g.early, (int64_t)s.early);
     metric_counter_set(g.early_evicted, s.early_evicted);
+    metric_counter_set(g.holds, s.holds);
+    metric_counter_set(g.held_us, s.held_us);
     metric_counter_set(g.early_buf_waits, s.early_buf_waits);
     metric_counter_set(g.accepted, s.accepted);
     for (int r = 0; r < CR_COUNT; r++)
@@ -164,6 +168,12 @@ static void collect(void *ud)
     }
 }
 
+void stats_fini(void)
+{
+    metrics_set_collect(NULL, NULL); /* waits for a render in progress: it holds the registry lock */
+    collect(NULL);                   /* the last sums, from workers that are still there */
+}
+
 void stats_set_connected(bool persister, bool notifier)
 {
     metric_set(g.persister_connected, persister);
@@ -194,6 +204,10 @@ void stats_init(struct edge *e, struct acceptor *acc)
     g.early_buf_waits =
         metrics_counter("sluice_edge_early_buffer_waits_total",
                         "Reads of hello-less connections deferred for want of a small buffer", NULL);
+    g.holds = metrics_counter("sluice_edge_device_rate_holds_total",
+                              "Times a device over --device-rate was not read for a while", NULL);
+    g.held_us = metrics_counter_micro("sluice_edge_device_rate_held_seconds_total",
+                                      "Time devices over --device-rate were not read", NULL);
     for (int r = 0; r < CR_COUNT; r++) {
         snprintf(lab, sizeof lab, "reason=\"%s\"", conn_reason_str((enum conn_reason)r));
         g.closed[r] =

@@ -212,6 +212,12 @@ static uint32_t op_admit_device(void *ud, const char *dev, size_t n)
     return guard_device_check(w->e->guard, dev, n, loop_now_ms(w->loop));
 }
 
+static void op_release(void *ud, struct session *s)
+{
+    struct worker *w = ud;
+    conn_release(conn_of(w, s));
+}
+
 static uint32_t op_peer(void *ud, const struct session *s, char *out, uint32_t cap)
 {
     struct worker *w = ud;
@@ -248,6 +254,7 @@ static const struct session_ops session_ops = {
     .kick = op_kick,
     .admit_device = op_admit_device,
     .authenticated = op_authenticated,
+    .release = op_release,
     .peer = op_peer,
     .wall_ns = op_wall_ns,
     .mono_us = op_mono_us,
@@ -445,8 +452,16 @@ static void on_accepted(void *ud, int fd, const struct addr *peer)
         guard_closed(w->e->guard, peer, true);
 }
 
+static size_t on_read_budget(void *ud, struct conn *c)
+{
+    struct worker *w = ud;
+    uint32_t avg = c->frames_in ? (uint32_t)(c->bytes_in / c->frames_in) : 64;
+    return session_read_budget(&w->sx, &w->sess[c->slot], avg ? avg : 1);
+}
+
 static const struct conn_ops conn_ops = {
     .accept_wait = on_accept_wait,
+    .read_budget = on_read_budget,
     .accepted = on_accepted,
     .opened = on_opened,
     .frame = on_frame,
@@ -672,6 +687,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .max_total = cfg->max_conns,
         .busy = {e->busy, e->busy_len},
         .rec = e->rec,
+        .budgeted = cfg->device_rate > 0,
     };
     /* calloc: a session is backed by memory only once its slot is used. */
     w->sess = calloc(cfg->max_conns, sizeof *w->sess);
@@ -686,8 +702,14 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         return NULL;
     }
     e->mbox[idx] = w->mb;
-    w->sx = (struct session_env){
-        .ops = &session_ops, .ud = w, .cfg = cfg, .map = e->map, .draining = &e->draining};
+    w->sx = (struct session_env){.ops = &session_ops,
+                                 .ud = w,
+                                 .cfg = cfg,
+                                 .map = e->map,
+                                 .draining = &e->draining,
+                                 .rate = cfg->device_rate,
+                                 .burst = cfg->device_burst,
+                                 .hold_max_ms = cfg->device_hold_max_ms};
     session_env_init(&w->sx);
     w->fwd = (struct cmdfwd){
         .ops = &cmdfwd_ops, .ud = w, .self = idx, .map = e->map, .mboxes = e->mbox, .nworkers = e->nworkers};

@@ -140,6 +140,15 @@ static void st_kick(void *ud, struct devmap_ref ref, enum sl_err code)
         session_fail(&X, &c->s, code, "replaced");
 }
 
+static int releases;
+
+static void st_release(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    releases++;
+}
+
 static uint32_t st_peer(void *ud, const struct session *s, char *out, uint32_t cap)
 {
     (void)ud;
@@ -175,6 +184,7 @@ static const struct session_ops stub_ops = {
     .kick = st_kick,
     .admit_device = st_admit_device,
     .authenticated = st_authenticated,
+    .release = st_release,
     .peer = st_peer,
     .wall_ns = st_wall_ns,
     .mono_us = st_mono_us,
@@ -212,6 +222,7 @@ static int setup(void **st)
     }
     nsent = nenvs = nkicked = nauth = 0;
     banned_retry = 0;
+    releases = 0;
     return 0;
 }
 
@@ -392,6 +403,42 @@ static void test_device_held_back(void **st)
     assert_int_equal(c->s.phase, SESSION_READY);
 }
 
+/* --device-rate: a session reads about as many bytes as its tokens are
+ * worth, nothing when it has none (held until the deadline), nothing it sent
+ * is refused, and the hold does not count as silence. */
+static void test_rate_budget(void **st)
+{
+    (void)st;
+    X.rate = 20; /* frames per second */
+    X.burst = 3;
+    X.hold_max_ms = 5000;
+    E.cfg.idle_timeout_ms = 90000;
+    struct tconn *c = open_conn(0);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), SIZE_MAX); /* before hello: the early limits apply */
+    hello(c, "chatty");                                             /* hello takes no token */
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 3 * 10 + 4); /* three frames of 10 bytes */
+    for (int i = 0; i < 5; i++) /* two over the burst (all in one read): all answered */
+        feed_map(c, 1, "t", "s", "ping");
+    assert_int_equal(last_sent()->t, MSG_PONG);
+    assert_false(c->closed);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* held */
+    assert_int_equal(c->s.held, 1);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* still, without re-arming */
+    assert_true(loop_timer_armed(&c->timer)); /* the end of the hold: ~150 ms (3 tokens short at 20/s) */
+    uint64_t end = loop_clock_ms() + 3000;
+    while (releases == 0 && loop_clock_ms() < end)
+        loop_run_once(L, 20);
+    assert_int_equal(releases, 1);
+    assert_int_equal(c->s.held, 0);
+    assert_false(c->closed);
+    assert_int_equal(c->s.phase, SESSION_READY);
+    assert_true(session_read_budget(&X, &c->s, 10) > 0);
+    assert_true(loop_timer_armed(&c->timer)); /* the idle check again */
+    assert_int_equal(stat_get(&X.cnt.holds), 1);
+    assert_true(stat_get(&X.cnt.held_us) >= 50000);
+    X.rate = 0;
+}
+
 static void test_bad_dev_is_auth(void **st)
 {
     (void)st;
@@ -507,6 +554,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_after_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dev_is_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_held_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout_rearms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),
