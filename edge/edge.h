@@ -21,9 +21,7 @@ enum edge_accept {
 struct edge_cfg {
     const char *listen; /* "host:port" */
     enum edge_accept accept;
-    const char *edge_id;   /* default <hostname>:<port> */
-    const uint8_t *secret; /* fleet secret bytes (owned by main) */
-    size_t secret_len;
+    const char *edge_id; /* default <hostname>:<port> */
     const char *persister_push, *persister_router, *notifier_push, *notifier_router;
     uint32_t workers;
     uint32_t max_frame;
@@ -52,6 +50,7 @@ struct devmap;
 struct guard;
 struct mailbox;
 struct record;
+struct trust;
 struct worker;
 struct zmqx_resolver;
 
@@ -68,6 +67,7 @@ struct edge {
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
     struct record *rec;          /* traffic recorder, NULL unless --record */
     struct guard *guard;         /* who may connect, how often (thread-safe) */
+    struct trust *trust;         /* fleet secrets, deny list (thread-safe, reloadable) */
     uint8_t busy[EDGE_BUSY_MAX]; /* err{busy} frame, encoded once (main) for every refusal */
     uint32_t busy_len;
     _Atomic uint32_t open_total; /* accepted connections open, all workers */

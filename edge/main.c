@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
 #include "sl/cfg.h"
@@ -26,37 +28,38 @@
 #include "edge.h"
 #include "guard.h"
 #include "record.h"
+#include "reload.h"
 #include "stats.h"
+#include "trust.h"
 #include "worker.h"
 
-#define SECRET_MAX 65536
-
-static char secret_buf[SECRET_MAX];
-
-static size_t load_secret(const char *file)
+/* Overwrite a variable's bytes where the environment keeps them, then
+ * remove it: unsetenv alone would leave them readable in /proc/PID/environ,
+ * which is the process's original stack area. */
+static void wipe_env(const char *name)
 {
-    if (file && *file) {
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            fprintf(stderr, "sluice-edge: cannot open secret file %s: %s\n", file, strerror(errno));
-            exit(2);
-        }
-        ssize_t n = read(fd, secret_buf, sizeof secret_buf);
-        close(fd);
-        if (n < 0)
-            n = 0;
-        if (n > 0 && secret_buf[n - 1] == '\n')
-            n--; /* `echo secret > f` */
-        return (size_t)n;
+    char *v = getenv(name);
+    if (v)
+        explicit_bzero(v, strlen(v));
+    unsetenv(name);
+}
+
+/* The fleet secret from SLUICE_FLEET_SECRET (when there is no
+ * --secret-file), into trust; main wipes the variable right after. */
+static int secret_from_env(struct trust *t)
+{
+    char *env = getenv("SLUICE_FLEET_SECRET");
+    if (!env || !*env) {
+        fprintf(stderr, "sluice-edge: no fleet secret: set --secret-file or SLUICE_FLEET_SECRET\n");
+        return -1;
     }
-    const char *env = getenv("SLUICE_FLEET_SECRET");
-    if (!env)
-        return 0;
     size_t n = strlen(env);
-    if (n > sizeof secret_buf)
-        n = sizeof secret_buf;
-    memcpy(secret_buf, env, n);
-    return n;
+    int count = 0;
+    const char *why = NULL;
+    int rc = trust_set_secrets(t, (const uint8_t *)env, n, &count, &why);
+    if (rc != 0)
+        fprintf(stderr, "sluice-edge: refused SLUICE_FLEET_SECRET: %s\n", why);
+    return rc;
 }
 
 /* Readiness (docs/internals.md, "edge readiness"): every worker listens
@@ -93,7 +96,7 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
-               *accept_mode = NULL, *allow_cidrs = NULL;
+               *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
             drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
             hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
@@ -111,7 +114,14 @@ int main(int argc, char **argv)
          "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
          "storms above ~430k/s); docs/internals.md",
          0, 0},
-        {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
+        {"secret-file", CFG_STR, &secret_file, "",
+         "fleet secret file: the secret on line 1, the previous one (during a rotation) on line 2; reloaded "
+         "on "
+         "change (else SLUICE_FLEET_SECRET, read once and wiped)",
+         0, 0},
+        {"deny-file", CFG_STR, &deny_file, "",
+         "revoked device ids, one a line: refused (err auth) and closed when connected; reloaded on change",
+         0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0,
          0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
@@ -208,12 +218,15 @@ int main(int argc, char **argv)
         edge_id = idbuf;
     }
     c->edge_id = edge_id;
-    c->secret_len = load_secret(secret_file);
-    c->secret = (const uint8_t *)secret_buf;
-    if (c->secret_len == 0) {
-        fprintf(stderr, "sluice-edge: no fleet secret: set --secret-file or SLUICE_FLEET_SECRET\n");
+    e.trust = trust_new();
+    if (!e.trust)
+        return 1;
+    if (!*secret_file && secret_from_env(e.trust) != 0)
         return 2;
-    }
+    wipe_env("SLUICE_FLEET_SECRET"); /* also when --secret-file made it unused */
+    struct reload *rl = reload_new(&e, &(struct reload_files){.secret = secret_file, .deny = deny_file});
+    if (!rl)
+        return 2;
     c->persister_push = pp;
     c->persister_router = pr;
     c->notifier_push = np;
@@ -248,13 +261,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Signals go to this thread only (sigwait below); workers inherit the mask. */
+    /* Signals go to this thread only (a signalfd below); workers inherit
+     * the mask. SIGHUP reloads (its default would kill the process). */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "sluice-edge: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
 
     /* Warm up libcrypto before any device arrives. OpenSSL 3 loads its
      * providers and fetches the SHA-256/HMAC implementations lazily, on the
@@ -341,14 +361,27 @@ int main(int argc, char **argv)
              c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
              (unsigned long long)nofile);
 
+    /* Main's loop: signals, changed files, and every 200 ms readiness. */
     int sig = 0;
-    for (;;) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        siginfo_t si;
-        sig = sigtimedwait(&sigs, &si, &ts);
-        if (sig > 0)
-            break;
-        report_readiness(&e, acc);
+    uint64_t next_tick = 0;
+    while (!sig) {
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = reload_fd(rl), .events = POLLIN}};
+        int rc = poll(pf, pf[1].fd >= 0 ? 2 : 1, 200);
+        struct signalfd_siginfo si;
+        while (rc > 0 && (pf[0].revents & POLLIN) && read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGHUP)
+                reload_now(rl, "sighup");
+            else
+                sig = (int)si.ssi_signo;
+        }
+        if (rc > 0 && pf[1].fd >= 0 && (pf[1].revents & POLLIN))
+            reload_now(rl, "inotify");
+        uint64_t now = loop_clock_ms();
+        if (now >= next_tick) {
+            next_tick = now + 200;
+            report_readiness(&e, acc);
+            reload_tick(rl);
+        }
     }
     metrics_set_ready_detail("draining");
     metrics_set_ready(false);
@@ -379,6 +412,9 @@ int main(int argc, char **argv)
     zmq_ctx_term(e.zctx);
     devmap_destroy(&e.map);
     guard_destroy(&e.guard);
+    reload_destroy(&rl);
+    trust_destroy(&e.trust);
+    close(sfd);
     log_info("event=exit open_at_exit=%u", left);
     return 0;
 }

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 #include "sl/limits.h"
-#include "sl/token.h"
 #include "edge.h"
+#include "trust.h"
 
 const double session_rtt_bounds[SESSION_RTT_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
@@ -141,9 +141,20 @@ static void on_hello(struct session_env *x, struct session *s, struct devmap_ref
         session_fail(x, s, SL_AUTH, "device id outside [A-Za-z0-9._:-]{1,64}");
         return;
     }
-    if (!token_check(cfg->secret, cfg->secret_len, dev.p, dev.n, m->u.hello.tok.p, m->u.hello.tok.n)) {
+    if (!trust_token_ok(x->trust, dev.p, dev.n, m->u.hello.tok.p, m->u.hello.tok.n)) {
         stat_inc(&x->cnt.auth_failures);
         session_fail(x, s, SL_AUTH, "bad token");
+        return;
+    }
+    if (trust_denied(x->trust, dev.p, dev.n)) {
+        stat_inc(&x->cnt.auth_failures);
+        stat_inc(&x->cnt.revoked);
+        session_fail(x, s, SL_AUTH, "device revoked");
+        return;
+    }
+    if (x->ops->peer_id && !x->ops->peer_id(x->ud, s, (const char *)dev.p, dev.n)) {
+        stat_inc(&x->cnt.auth_failures);
+        session_fail(x, s, SL_AUTH, "the client certificate is not this device's");
         return;
     }
     if (atomic_load(x->draining)) {

@@ -22,6 +22,7 @@
 #include "devmap.h"
 
 struct edge_cfg;
+struct trust;
 
 enum session_phase {
     SESSION_NONE = 0, /* no connection, or closed */
@@ -58,6 +59,9 @@ struct session_ops {
     void (*emit)(void *ud, const struct envelope *e);
     /* Close connection `old` (this worker's or another's) with err{code}. */
     void (*kick)(void *ud, struct devmap_ref old, enum sl_err code);
+    /* Does s's connection prove it is dev (mutual TLS: its certificate's CN
+     * or a SAN equals dev)? NULL, or true, where nothing is to be proven. */
+    bool (*peer_id)(void *ud, const struct session *s, const char *dev, size_t n);
     /* May device dev (its token is valid) start a session now? 0, or the
      * ms until it may (it is refused err{busy, retry_ms}: flapping). */
     uint32_t (*admit_device)(void *ud, const char *dev, size_t n);
@@ -82,6 +86,7 @@ extern const double session_rtt_bounds[SESSION_RTT_BUCKETS];
 struct session_counts {
     _Atomic uint64_t errors[SL_TIMEOUT + 1]; /* err frames sent, by wire code */
     _Atomic uint64_t auth_failures;
+    _Atomic uint64_t revoked; /* hellos of devices on the deny list */
     _Atomic uint64_t acks, cmds;
     _Atomic uint64_t holds, held_us; /* reads stopped by --device-rate, and for how long */
     struct stat_hist rtt;            /* sampled ack round trips (session_env_init sets its buckets) */
@@ -91,7 +96,8 @@ struct session_counts {
 struct session_env {
     const struct session_ops *ops;
     void *ud;
-    const struct edge_cfg *cfg;   /* secret, edge id, timeouts, hb, max_frame */
+    const struct edge_cfg *cfg;   /* edge id, timeouts, hb, max_frame */
+    struct trust *trust;          /* fleet secrets and the deny list */
     struct devmap *map;           /* newest hello wins */
     const _Atomic bool *draining; /* refuse hellos while set */
     double rate, burst;           /* frames per second a device may send, and its burst (rate 0 = no limit) */

@@ -141,7 +141,9 @@ static void kick_here(struct worker *w, struct devmap_ref ref, enum sl_err code)
     struct conn *c = conn_get(w->conns, ref.slot, ref.gen);
     if (c)
         session_fail(&w->sx, &w->sess[ref.slot], code,
-                     code == SL_REPLACED ? "the device connected again" : sl_strerror(code));
+                     code == SL_REPLACED ? "the device connected again"
+                     : code == SL_AUTH   ? "device revoked"
+                                         : sl_strerror(code));
 }
 
 static bool post_kick(struct worker *w, struct devmap_ref ref)
@@ -706,6 +708,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
                                  .ud = w,
                                  .cfg = cfg,
                                  .map = e->map,
+                                 .trust = e->trust,
                                  .draining = &e->draining,
                                  .rate = cfg->device_rate,
                                  .burst = cfg->device_burst,
@@ -803,6 +806,16 @@ void worker_join(struct worker *w)
 void worker_notify(struct worker *w)
 {
     loop_wake(w->loop);
+}
+
+bool worker_kick_device(struct edge *e, const char *dev, size_t n, enum sl_err code)
+{
+    struct devmap_ref ref;
+    if (!devmap_find(e->map, dev, n, &ref))
+        return true; /* not connected here */
+    struct mailbox_item it = {.kind = MAILBOX_KICK,
+                              .u.kick = {.slot = ref.slot, .gen = ref.gen, .code = code}};
+    return mailbox_post(e->mbox[ref.worker], &it);
 }
 
 uint32_t worker_open(const struct worker *w)

@@ -12,7 +12,9 @@
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include "sl/err.h"
 #include "sl/stat.h"
 
 struct edge;
@@ -49,6 +51,12 @@ enum worker_admit {
 };
 struct addr;
 enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer);
+
+/* Thread-safe: close device dev wherever it is connected on this edge,
+ * with err{code} (revocation: SL_AUTH), through its worker's mailbox.
+ * true if done or not connected; false if that mailbox's kick share is
+ * full (try again later). */
+bool worker_kick_device(struct edge *e, const char *dev, size_t n, enum sl_err code);
 
 /* Thread-safe, lock-free: connections open on w now. (Other threads hand
  * w connections, kicks and commands through its mailbox, e->mbox[idx].) */

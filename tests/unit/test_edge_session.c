@@ -21,8 +21,9 @@
 #include "devmap.h"
 #include "edge.h"
 #include "session.h"
+#include "trust.h"
 
-static const char SECRET[] = "unit-secret";
+static const char SECRET[] = "unit-fleet-secret-0123";
 
 /* A connection as the session's stub ops see it. */
 struct tconn {
@@ -199,8 +200,6 @@ static int setup(void **st)
     (void)st;
     memset(&E, 0, sizeof E);
     E.cfg.edge_id = "unit-edge";
-    E.cfg.secret = (const uint8_t *)SECRET;
-    E.cfg.secret_len = strlen(SECRET);
     E.cfg.max_frame = 65536;
     E.cfg.hb_s = 30;
     E.cfg.hello_timeout_ms = 10000;
@@ -213,6 +212,11 @@ static int setup(void **st)
     X.ops = &stub_ops;
     X.cfg = &E.cfg;
     X.map = E.map;
+    E.trust = trust_new();
+    int count;
+    const char *why;
+    assert_int_equal(trust_set_secrets(E.trust, (const uint8_t *)SECRET, strlen(SECRET), &count, &why), 0);
+    X.trust = E.trust;
     X.draining = &E.draining;
     memset(conns, 0, sizeof conns);
     for (uint32_t i = 0; i < 4; i++) {
@@ -233,6 +237,7 @@ static int teardown(void **st)
         loop_timer_stop(L, &conns[i].timer);
     loop_destroy(&L);
     devmap_destroy(&E.map);
+    trust_destroy(&E.trust);
     return 0;
 }
 
