@@ -19,7 +19,10 @@ enum edge_accept {
 };
 
 struct edge_cfg {
-    const char *listen; /* "host:port" */
+    const char *listen;     /* "host:port" of plain TCP, "" = none */
+    const char *listen_tls; /* "host:port" of TLS, "" = none */
+    bool proxy_protocol;    /* every listener expects a PROXY v2 header first */
+    uint32_t tls_handshakes_per_wake;
     enum edge_accept accept;
     const char *edge_id; /* default <hostname>:<port> */
     const char *persister_push, *persister_router, *notifier_push, *notifier_router;
@@ -50,6 +53,8 @@ struct devmap;
 struct guard;
 struct mailbox;
 struct record;
+struct cidr;
+struct tls;
 struct trust;
 struct worker;
 struct zmqx_resolver;
@@ -65,9 +70,12 @@ struct edge {
     struct mailbox *mbox[EDGE_MAX_WORKERS]; /* workers[i]'s, for the others to post to */
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
-    struct record *rec;          /* traffic recorder, NULL unless --record */
-    struct guard *guard;         /* who may connect, how often (thread-safe) */
-    struct trust *trust;         /* fleet secrets, deny list (thread-safe, reloadable) */
+    struct record *rec;      /* traffic recorder, NULL unless --record */
+    struct guard *guard;     /* who may connect, how often (thread-safe) */
+    struct trust *trust;     /* fleet secrets, deny list (thread-safe, reloadable) */
+    struct tls *tls;         /* the TLS listener's context (reloadable), or NULL */
+    struct cidr *proxy_from; /* who may send PROXY headers (--proxy-from) */
+    int nproxy_from;
     uint8_t busy[EDGE_BUSY_MAX]; /* err{busy} frame, encoded once (main) for every refusal */
     uint32_t busy_len;
     _Atomic uint32_t open_total; /* accepted connections open, all workers */

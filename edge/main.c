@@ -30,6 +30,7 @@
 #include "record.h"
 #include "reload.h"
 #include "stats.h"
+#include "tls.h"
 #include "trust.h"
 #include "worker.h"
 
@@ -96,7 +97,10 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
-               *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL;
+               *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL, *listen_tls = NULL,
+               *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *tls_tickets = NULL, *proxy_from = NULL;
+    bool proxy = false;
+    int64_t hs_per_wake = 0;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
             drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
             hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
@@ -105,7 +109,28 @@ int main(int argc, char **argv)
     int64_t hold_max = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
-        {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
+        {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to (plain; \"\" = none)", 0,
+         0},
+        {"listen-tls", CFG_STR, &listen_tls, "", "TCP address devices connect to with TLS (\"\" = none)", 0,
+         0},
+        {"tls-cert", CFG_STR, &tls_cert, "", "PEM certificate chain of --listen-tls (reloaded on change)", 0,
+         0},
+        {"tls-key", CFG_STR, &tls_key, "", "PEM private key of --listen-tls (reloaded on change)", 0, 0},
+        {"tls-client-ca", CFG_STR, &tls_ca, "",
+         "PEM CA of client certificates: mutual TLS, the certificate's CN or a SAN must equal the hello's "
+         "dev",
+         0, 0},
+        {"tls-ticket-keys", CFG_STR, &tls_tickets, "",
+         "session ticket keys shared by the edges (80 bytes each, the first issues): resumption across edges",
+         0, 0},
+        {"tls-handshakes-per-wake", CFG_INT, &hs_per_wake, "8",
+         "TLS handshake steps per worker loop iteration (a storm must not delay established devices)", 1,
+         1 << 16},
+        {"proxy-protocol", CFG_BOOL, &proxy, "false",
+         "every listener expects a PROXY protocol v2 header first (behind HAProxy or a cloud balancer)", 0,
+         0},
+        {"proxy-from", CFG_STR, &proxy_from, "",
+         "addresses allowed to send PROXY headers (the balancers): CIDR,...; others are refused", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
         {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0,
          EDGE_MAX_WORKERS},
@@ -201,6 +226,26 @@ int main(int argc, char **argv)
     static struct edge e;
     struct edge_cfg *c = &e.cfg;
     c->listen = listen;
+    c->listen_tls = listen_tls;
+    c->proxy_protocol = proxy;
+    c->tls_handshakes_per_wake = (uint32_t)hs_per_wake;
+    if (!*listen && !*listen_tls) {
+        fprintf(stderr, "sluice-edge: neither --listen nor --listen-tls\n");
+        return 2;
+    }
+    if (*listen_tls && (!*tls_cert || !*tls_key)) {
+        fprintf(stderr, "sluice-edge: --listen-tls needs --tls-cert and --tls-key\n");
+        return 2;
+    }
+    static struct cidr proxies[GUARD_ALLOW_MAX];
+    const char *badp = NULL;
+    e.nproxy_from = cidr_parse_list(proxy_from, proxies, GUARD_ALLOW_MAX, &badp);
+    if (e.nproxy_from < 0 || (proxy && e.nproxy_from == 0)) {
+        fprintf(stderr, "sluice-edge: --proxy-protocol needs --proxy-from CIDR,... (bad entry at \"%s\")\n",
+                badp ? badp : "");
+        return 2;
+    }
+    e.proxy_from = proxies;
     if (!strcmp(accept_mode, "reuseport")) {
         c->accept = EDGE_ACCEPT_REUSEPORT;
     } else if (!strcmp(accept_mode, "handoff")) {
@@ -213,7 +258,7 @@ int main(int argc, char **argv)
     if (!edge_id || !*edge_id) {
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
-        const char *port = strrchr(listen, ':');
+        const char *port = strrchr(*listen ? listen : listen_tls, ':');
         snprintf(idbuf, sizeof idbuf, "%s:%s", host, port ? port + 1 : "7000");
         edge_id = idbuf;
     }
@@ -224,7 +269,23 @@ int main(int argc, char **argv)
     if (!*secret_file && secret_from_env(e.trust) != 0)
         return 2;
     wipe_env("SLUICE_FLEET_SECRET"); /* also when --secret-file made it unused */
-    struct reload *rl = reload_new(&e, &(struct reload_files){.secret = secret_file, .deny = deny_file});
+    if (*listen_tls) {
+        char err[300];
+        e.tls = tls_new(
+            &(struct tls_files){
+                .cert = tls_cert, .key = tls_key, .client_ca = tls_ca, .ticket_keys = tls_tickets},
+            err, sizeof err);
+        if (!e.tls) {
+            fprintf(stderr, "sluice-edge: TLS: %s\n", err);
+            return 2;
+        }
+    }
+    struct reload *rl = reload_new(&e, &(struct reload_files){.secret = secret_file,
+                                                              .deny = deny_file,
+                                                              .tls_cert = tls_cert,
+                                                              .tls_key = tls_key,
+                                                              .tls_client_ca = tls_ca,
+                                                              .tls_ticket_keys = tls_tickets});
     if (!rl)
         return 2;
     c->persister_push = pp;
@@ -357,9 +418,10 @@ int main(int argc, char **argv)
         log_error("event=startup_failed err=\"thread\"");
         return 1;
     }
-    log_info("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
-             c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
-             (unsigned long long)nofile);
+    log_info("event=start edge=%s listen=%s listen_tls=%s proxy=%d accept=%s workers=%u max_conns=%u "
+             "incarnation=%llu nofile=%llu",
+             c->edge_id, c->listen, c->listen_tls, proxy, accept_mode, c->workers, c->max_conns,
+             (unsigned long long)e.incarnation, (unsigned long long)nofile);
 
     /* Main's loop: signals, changed files, and every 200 ms readiness. */
     int sig = 0;
@@ -414,6 +476,7 @@ int main(int argc, char **argv)
     guard_destroy(&e.guard);
     reload_destroy(&rl);
     trust_destroy(&e.trust);
+    tls_destroy(&e.tls);
     close(sfd);
     log_info("event=exit open_at_exit=%u", left);
     return 0;

@@ -25,6 +25,7 @@
 #include "sl/err.h"
 #include "sl/log.h"
 #include "edge.h"
+#include "tls.h"
 #include "trust.h"
 #include "worker.h"
 
@@ -47,6 +48,7 @@ struct reload {
     int wd[MAX_WATCH];
     int nwd;
     bool revoke_pending; /* a kick of a revoked device could not be posted yet */
+    uint64_t tls_hash;   /* tls_files_hash of the TLS files last applied */
 };
 
 static uint64_t content_hash(uint64_t salt, const uint8_t *p, size_t n)
@@ -153,7 +155,8 @@ static bool apply(struct reload *r, struct watched *w, bool first)
     w->loaded = true;
     if (w == &r->secret)
         log_info("event=secrets_loaded path=%s secrets=%d%s", w->path, count,
-                 count == 2 ? " note=\"previous secret still accepted: remove its line to end the rotation\"" : "");
+                 count == 2 ? " note=\"previous secret still accepted: remove its line to end the rotation\""
+                            : "");
     else
         log_info("event=deny_list_loaded path=%s devices=%d", w->path, count);
     if (w == &r->deny && !first)
@@ -196,6 +199,12 @@ struct reload *reload_new(struct edge *e, const struct reload_files *f)
     }
     watch_dir_of(r, r->secret.path);
     watch_dir_of(r, r->deny.path);
+    if (e->tls) {
+        r->tls_hash = tls_files_hash(e->tls);
+        const char *tf[4] = {f->tls_cert, f->tls_key, f->tls_client_ca, f->tls_ticket_keys};
+        for (int i = 0; i < 4; i++)
+            watch_dir_of(r, tf[i] ? tf[i] : "");
+    }
     return r;
 }
 
@@ -225,6 +234,21 @@ void reload_now(struct reload *r, const char *why)
     log_debug("event=reload why=%s", why);
     apply(r, &r->secret, false);
     apply(r, &r->deny, false);
+    if (r->e->tls) {
+        /* A certificate and its key are often replaced one after the other:
+         * a pair that does not match is refused and the old pair kept until
+         * the next event brings the other half. */
+        uint64_t h = tls_files_hash(r->e->tls);
+        char err[300];
+        if (h && h != r->tls_hash) {
+            if (tls_reload(r->e->tls, err, sizeof err) == 0) {
+                r->tls_hash = h;
+                log_info("event=tls_loaded why=%s", why);
+            } else {
+                log_warn("event=reload_refused what=tls err=\"%s\" kept=previous", err);
+            }
+        }
+    }
 }
 
 void reload_tick(struct reload *r)

@@ -21,6 +21,8 @@ struct reload;
 struct reload_files {
     const char *secret; /* --secret-file; "" = the secret came from the environment (not reloadable) */
     const char *deny;   /* --deny-file, or "" */
+    /* --listen-tls's files (e->tls loaded them already; reloaded together) */
+    const char *tls_cert, *tls_key, *tls_client_ca, *tls_ticket_keys;
 };
 
 /* Load every file once into e->trust (and e's TLS context). NULL when one

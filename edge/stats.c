@@ -21,6 +21,7 @@ static struct {
     struct acceptor *acc;
     struct metric_gauge *open, *early, *worker_open[EDGE_MAX_WORKERS];
     struct metric_counter *early_evicted, *early_buf_waits, *holds, *held_us;
+    struct metric_counter *tls_hs, *tls_resumed, *tls_failed;
     struct metric_counter *guard_refused[GUARD_VERDICTS], *bans_source, *bans_device, *guard_untracked;
     struct metric_counter *accepted;
     struct metric_counter *closed[CR_COUNT];
@@ -42,6 +43,7 @@ static struct {
 struct sums {
     uint64_t open, early, early_evicted, early_buf_waits, accepted, refused, closed[CR_COUNT];
     uint64_t frames_in, frames_out, bytes_in, bytes_out, out_pool_exhausted;
+    uint64_t tls_hs, tls_resumed, tls_failed;
     uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds, holds, held_us;
     struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
@@ -66,6 +68,9 @@ static void add_worker(struct sums *s, const struct worker_view *v)
     s->bytes_in += stat_get(&c->bytes_in);
     s->bytes_out += stat_get(&c->bytes_out);
     s->out_pool_exhausted += stat_get(&c->out_pool_exhausted);
+    s->tls_hs += stat_get(&c->tls_handshakes);
+    s->tls_resumed += stat_get(&c->tls_resumed);
+    s->tls_failed += stat_get(&c->tls_failed);
     const struct session_counts *x = v->session;
     for (int e = 0; e <= SL_TIMEOUT; e++)
         s->errors[e] += stat_get(&x->errors[e]);
@@ -129,6 +134,9 @@ static void collect(void *ud)
     metric_set(g.early, (int64_t)s.early);
     metric_counter_set(g.early_evicted, s.early_evicted);
     metric_counter_set(g.holds, s.holds);
+    metric_counter_set(g.tls_hs, s.tls_hs);
+    metric_counter_set(g.tls_resumed, s.tls_resumed);
+    metric_counter_set(g.tls_failed, s.tls_failed);
     metric_counter_set(g.held_us, s.held_us);
     metric_counter_set(g.early_buf_waits, s.early_buf_waits);
     metric_counter_set(g.accepted, s.accepted);
@@ -204,6 +212,11 @@ void stats_init(struct edge *e, struct acceptor *acc)
     g.early_buf_waits =
         metrics_counter("sluice_edge_early_buffer_waits_total",
                         "Reads of hello-less connections deferred for want of a small buffer", NULL);
+    g.tls_hs = metrics_counter("sluice_edge_tls_handshakes_total", "TLS handshakes completed", NULL);
+    g.tls_resumed =
+        metrics_counter("sluice_edge_tls_resumed_total", "Of them resumed (a session ticket)", NULL);
+    g.tls_failed =
+        metrics_counter("sluice_edge_tls_failed_total", "TLS handshakes or records that failed", NULL);
     g.holds = metrics_counter("sluice_edge_device_rate_holds_total",
                               "Times a device over --device-rate was not read for a while", NULL);
     g.held_us = metrics_counter_micro("sluice_edge_device_rate_held_seconds_total",

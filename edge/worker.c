@@ -46,6 +46,9 @@
 #define HEARTBEAT_MS  2000u
 #define TAKE_PER_WAKE 64 /* mailbox items per wake-up: one wake-up's hellos stay one epoll batch */
 
+/* conn.upper bits (the worker's own per-connection state) */
+#define UPPER_GUARDED 1 /* counted by the guard: release it when the connection goes */
+
 struct worker {
     struct edge *e;
     uint32_t idx;
@@ -208,6 +211,12 @@ static void op_authenticated(void *ud, struct session *s)
     }
 }
 
+static bool op_peer_id(void *ud, const struct session *s, const char *dev, size_t n)
+{
+    struct worker *w = ud;
+    return conn_peer_is(conn_of(w, s), dev, n);
+}
+
 static uint32_t op_admit_device(void *ud, const char *dev, size_t n)
 {
     struct worker *w = ud;
@@ -254,6 +263,7 @@ static const struct session_ops session_ops = {
     .arm = op_arm,
     .emit = op_emit,
     .kick = op_kick,
+    .peer_id = op_peer_id,
     .admit_device = op_admit_device,
     .authenticated = op_authenticated,
     .release = op_release,
@@ -281,7 +291,10 @@ static void account_close(struct worker *w, const struct conn *c, const struct s
     struct guard *g = w->e->guard;
     uint64_t now = loop_now_ms(w->loop);
     char peer[ADDR_STR_MAX];
-    if (early && hello_failure(r)) {
+    if (!(c->upper & UPPER_GUARDED)) {
+        /* never counted by the guard (its PROXY header never came, or it was
+         * a balancer's LOCAL health check) */
+    } else if (early && hello_failure(r)) {
         uint32_t ban = guard_hello_failed(g, &c->peer, now);
         if (ban) {
             addr_str(&c->peer, peer, sizeof peer);
@@ -299,29 +312,53 @@ static void account_close(struct worker *w, const struct conn *c, const struct s
     }
 }
 
-enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer)
+static const char *verdict_text(enum guard_verdict v)
 {
-    uint32_t retry = 0;
-    enum guard_verdict v = guard_connect(e->guard, peer, loop_clock_ms(), &retry);
-    const char *why = NULL;
     switch (v) {
-    case GUARD_OK: break;
-    case GUARD_SOURCE_CONNS: why = "too many connections from this address"; break;
-    case GUARD_SOURCE_EARLY: why = "too many connections without a hello from this address"; break;
-    case GUARD_SOURCE_RATE: why = "connecting too fast from this address"; break;
-    default: why = "this address keeps failing its hello: back off"; break;
+    case GUARD_SOURCE_CONNS: return "too many connections from this address";
+    case GUARD_SOURCE_EARLY: return "too many connections without a hello from this address";
+    case GUARD_SOURCE_RATE: return "connecting too fast from this address";
+    default: return "this address keeps failing its hello: back off";
     }
-    if (!why && conn_admit(&e->open_total, e->cfg.max_conns))
+}
+
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer, unsigned kind)
+{
+    /* A TLS client would not understand a plain frame: it is just closed. */
+    bool frames = !(kind & CONN_KIND_TLS);
+    if (kind & CONN_KIND_PROXY) {
+        /* Only the balancers may speak PROXY; the device behind one is
+         * judged once its header says who it is (on_proxied). */
+        bool from_lb = false;
+        for (int i = 0; i < e->nproxy_from && !from_lb; i++)
+            from_lb = cidr_match(&e->proxy_from[i], peer);
+        if (!from_lb) {
+            conn_refuse(fd, (struct sl_slice){0});
+            return WORKER_ADMIT_PROXY;
+        }
+    } else {
+        uint32_t retry = 0;
+        enum guard_verdict v = guard_connect(e->guard, peer, loop_clock_ms(), &retry);
+        if (v != GUARD_OK) {
+            uint8_t buf[EDGE_BUSY_MAX];
+            size_t n = frames ? session_encode_refusal(SL_BUSY, verdict_text(v), retry, buf, sizeof buf) : 0;
+            conn_refuse(fd, (struct sl_slice){buf, (uint32_t)n});
+            return WORKER_ADMIT_SOURCE;
+        }
+    }
+    if (conn_admit(&e->open_total, e->cfg.max_conns))
         return WORKER_ADMIT_OK;
-    if (!why) {
+    if (!(kind & CONN_KIND_PROXY))
         guard_closed(e->guard, peer, true);
-        conn_refuse(fd, (struct sl_slice){e->busy, e->busy_len});
-        return WORKER_ADMIT_FULL;
-    }
-    uint8_t buf[EDGE_BUSY_MAX];
-    size_t n = session_encode_refusal(SL_BUSY, why, retry, buf, sizeof buf);
-    conn_refuse(fd, (struct sl_slice){buf, (uint32_t)n});
-    return WORKER_ADMIT_SOURCE;
+    conn_refuse(fd, (struct sl_slice){e->busy, frames ? e->busy_len : 0});
+    return WORKER_ADMIT_FULL;
+}
+
+void worker_unadmit(struct edge *e, const struct addr *peer, unsigned kind)
+{
+    atomic_fetch_sub(&e->open_total, 1);
+    if (!(kind & CONN_KIND_PROXY))
+        guard_closed(e->guard, peer, true);
 }
 
 /* ---- early connections --------------------------------------------------
@@ -392,6 +429,8 @@ static uint64_t hello_deadline(const struct worker *w)
 static void on_opened(void *ud, struct conn *c)
 {
     struct worker *w = ud;
+    if (!conn_proxy_pending(c))
+        c->upper |= UPPER_GUARDED; /* admitted by the guard when accepted */
     early_add(w, 1);
     early_push(w, c);
     if (early_get(w) > w->e->cfg.early_max)
@@ -444,14 +483,33 @@ static uint32_t on_accept_wait(void *ud)
     return guard_accept(w->e->guard, loop_now_ms(w->loop));
 }
 
-static void on_accepted(void *ud, int fd, const struct addr *peer)
+static void on_accepted(void *ud, int fd, const struct addr *peer, unsigned kind)
 {
     struct worker *w = ud;
-    enum worker_admit a = worker_admit(w->e, fd, peer);
+    enum worker_admit a = worker_admit(w->e, fd, peer, kind);
     if (a == WORKER_ADMIT_FULL)
         stat_inc(&w->cnt.refused_full);
-    if (a == WORKER_ADMIT_OK && !conn_adopt(w->conns, fd, peer))
+    if (a == WORKER_ADMIT_OK && !conn_adopt(w->conns, fd, peer, kind) && !(kind & CONN_KIND_PROXY))
         guard_closed(w->e->guard, peer, true);
+}
+
+/* A PROXY header named the device's address: now the guard judges it. A
+ * balancer's LOCAL health check is not counted anywhere. */
+static void on_proxied(void *ud, struct conn *c, bool local)
+{
+    struct worker *w = ud;
+    if (local)
+        return;
+    uint32_t retry = 0;
+    enum guard_verdict v = guard_connect(w->e->guard, &c->peer, loop_now_ms(w->loop), &retry);
+    if (v == GUARD_OK) {
+        c->upper |= UPPER_GUARDED;
+        return;
+    }
+    if (conn_is_tls(c))
+        conn_close(c, CR_BUSY); /* before the handshake: no frame it could read */
+    else
+        session_fail_retry(&w->sx, &w->sess[c->slot], SL_BUSY, verdict_text(v), retry);
 }
 
 static size_t on_read_budget(void *ud, struct conn *c)
@@ -465,6 +523,7 @@ static const struct conn_ops conn_ops = {
     .accept_wait = on_accept_wait,
     .read_budget = on_read_budget,
     .accepted = on_accepted,
+    .proxied = on_proxied,
     .opened = on_opened,
     .frame = on_frame,
     .broken = on_broken,
@@ -581,9 +640,10 @@ static void drop_item(void *ud, struct mailbox_item *it)
     switch (it->kind) {
     case MAILBOX_ADOPT:
         /* Handed over but never adopted (drain deadline): never welcomed. */
-        atomic_fetch_sub(&w->e->open_total, 1);
-        guard_closed(w->e->guard, &it->u.adopt.peer, true);
-        conn_refuse(it->u.adopt.fd, (struct sl_slice){w->e->busy, w->e->busy_len});
+        worker_unadmit(w->e, &it->u.adopt.peer, it->u.adopt.conn_kind);
+        conn_refuse(
+            it->u.adopt.fd,
+            (struct sl_slice){w->e->busy, it->u.adopt.conn_kind & CONN_KIND_TLS ? 0 : w->e->busy_len});
         break;
     case MAILBOX_CMD: cmdfwd_drop(it); break;
     default: break;
@@ -600,7 +660,8 @@ static void on_wake(struct loop *l, void *ud)
         struct mailbox_item *it = &batch[i];
         switch (it->kind) {
         case MAILBOX_ADOPT:
-            if (!conn_adopt(w->conns, it->u.adopt.fd, &it->u.adopt.peer))
+            if (!conn_adopt(w->conns, it->u.adopt.fd, &it->u.adopt.peer, it->u.adopt.conn_kind) &&
+                !(it->u.adopt.conn_kind & CONN_KIND_PROXY))
                 guard_closed(w->e->guard, &it->u.adopt.peer, true);
             break;
         case MAILBOX_KICK: {
@@ -690,6 +751,8 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .busy = {e->busy, e->busy_len},
         .rec = e->rec,
         .budgeted = cfg->device_rate > 0,
+        .tls = e->tls,
+        .handshakes_per_wake = cfg->tls_handshakes_per_wake,
     };
     /* calloc: a session is backed by memory only once its slot is used. */
     w->sess = calloc(cfg->max_conns, sizeof *w->sess);
@@ -734,11 +797,18 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         worker_destroy(&w);
         return NULL;
     }
-    int rc = cfg->accept == EDGE_ACCEPT_REUSEPORT ? conn_listen(w->conns, cfg->listen) : 0;
-    if (rc != 0) {
-        log_error("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, cfg->listen, strerror(-rc));
-        worker_destroy(&w);
-        return NULL;
+    if (cfg->accept == EDGE_ACCEPT_REUSEPORT) {
+        unsigned proxy = cfg->proxy_protocol ? CONN_KIND_PROXY : 0;
+        const char *spec[2] = {cfg->listen, cfg->listen_tls};
+        unsigned kind[2] = {CONN_KIND_PLAIN | proxy, CONN_KIND_TLS | proxy};
+        for (int i = 0; i < 2; i++) {
+            int rc = *spec[i] ? conn_listen(w->conns, spec[i], kind[i]) : 0;
+            if (rc != 0) {
+                log_error("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, spec[i], strerror(-rc));
+                worker_destroy(&w);
+                return NULL;
+            }
+        }
     }
     loop_set_after(w->loop, after, w);
     loop_set_wake(w->loop, on_wake, w);

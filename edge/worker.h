@@ -48,9 +48,14 @@ enum worker_admit {
     WORKER_ADMIT_OK,
     WORKER_ADMIT_SOURCE, /* the source is over a limit or banned */
     WORKER_ADMIT_FULL,   /* --max-conns reached */
+    WORKER_ADMIT_PROXY,  /* a PROXY listener, and the peer is not in --proxy-from */
 };
 struct addr;
-enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer);
+/* kind: the listener's enum conn_kind bits (a PROXY listener's connections
+ * are judged by the guard only once their header names the device). */
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer, unsigned kind);
+/* Give back what worker_admit took for an fd that was never adopted. */
+void worker_unadmit(struct edge *e, const struct addr *peer, unsigned kind);
 
 /* Thread-safe: close device dev wherever it is connected on this edge,
  * with err{code} (revocation: SL_AUTH), through its worker's mailbox.

@@ -62,8 +62,8 @@ static void refusals_change_nothing(void **st)
     const char *why = NULL;
     assert_int_equal(set(t, CUR, &count, &why), 0);
     static const char *const bad[] = {
-        "short-secret",                      /* 12 bytes */
-        "change-me-fleet-secret",            /* shipped in deploy/ */
+        "short-secret",                                    /* 12 bytes */
+        "change-me-fleet-secret",                          /* shipped in deploy/ */
         "demo-fleet-secret-but-longer\ndemo-fleet-secret", /* the second line is the shipped demo one */
         CUR "\n" PREV "\nthird-fleet-secret-0002",
         "",
