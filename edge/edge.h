@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define EDGE_MAX_WORKERS 64
+#define EDGE_MAX_FRAME   (1024 * 1024) /* --max-frame at most: what the bus's batches hold (bus.c) */
 
 /* How connections reach the workers (--accept; docs/internals.md, "accepting"). */
 enum edge_accept {

@@ -152,7 +152,10 @@ int main(int argc, char **argv)
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
         {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
-        {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
+        /* At most what one entry of the notifier's data batch can hold
+         * (bus.c NDATA_CAP, 1.125 MiB): a bigger data frame could never be
+         * sent on, and its device would resend it forever. */
+        {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, EDGE_MAX_FRAME},
         {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
         {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this after connecting", 1,
          3600000},

@@ -38,7 +38,7 @@ struct tls {
     pthread_mutex_t mu;
     SSL_CTX *ctx;
     struct tls_files f;
-    char *paths; /* storage for f's strings */
+    char *paths;               /* storage for f's strings */
     struct ticket_keys random; /* this process's own key, when no file is given */
     bool client_certs;
 };
@@ -79,8 +79,8 @@ static int read_file(const char *path, uint8_t *buf, size_t cap, size_t *n)
 
 /* ---- tickets ---------------------------------------------------------------- */
 
-static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
-                     int enc)
+static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
 {
     const struct ticket_keys *tk = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(s), ex_keys);
     if (!tk || tk->n == 0)
@@ -154,7 +154,8 @@ static SSL_CTX *build(struct tls *t, char *err, size_t cap)
         snprintf(err, cap, "certificate %s: %s", t->f.cert, tls_last_error(eb, sizeof eb));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->f.key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, t->f.key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(err, cap, "key %s: %s", t->f.key, tls_last_error(eb, sizeof eb));
         goto fail;
     }

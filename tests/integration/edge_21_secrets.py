@@ -75,6 +75,12 @@ def scenario(binary, port, work):
                            timeout=20)
         check(r.returncode == 2 and "refused SLUICE_FLEET_SECRET" in r.stderr, "weak secret %r: %r" % (weak, r))
 
+    # --max-frame above what the bus's batches hold (1 MiB) is refused too:
+    # such a frame could never be sent on and its device would resend it forever.
+    r = subprocess.run([binary, "--listen", "127.0.0.1:%d" % (port + 10), "--metrics", "", "--max-frame", "1048577"],
+                       env=dict(os.environ, SLUICE_FLEET_SECRET=SECRET), capture_output=True, text=True, timeout=20)
+    check(r.returncode == 2 and "max-frame" in r.stderr, "--max-frame 1048577: %r" % r)
+
     # 3. Files replaced under a running edge, Kubernetes style.
     sd = os.path.join(work, "secrets")
     os.mkdir(sd)

@@ -29,7 +29,8 @@ static size_t hdr(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *bod
 static void v4_with_tlv_and_every_split(void **st)
 {
     (void)st;
-    uint8_t body[12 + 5] = {203, 0, 113, 7, 10, 0, 0, 1, 0x15, 0xb3, 0x1b, 0x58, 0x04, 0x00, 0x02, 0xab, 0xcd};
+    uint8_t body[12 + 5] = {203,  0,    113,  7,    10,   0,    0,    1,   0x15,
+                            0xb3, 0x1b, 0x58, 0x04, 0x00, 0x02, 0xab, 0xcd};
     uint8_t h[64];
     size_t n = hdr(h, 0x21, 0x11, body, sizeof body);
     h[n] = 0x99; /* the first byte of what follows: not part of it */
