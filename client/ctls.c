@@ -78,7 +78,8 @@ static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 static void sock_method_init(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "sl-socket");
+    BIO_METHOD *m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "sl-socket");
     if (m && BIO_meth_set_write(m, sock_write) && BIO_meth_set_read(m, sock_read) &&
         BIO_meth_set_ctrl(m, sock_ctrl))
         sock_method = m;
@@ -109,7 +110,8 @@ static const char *last_reason(void)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void say(char *why, size_t cap, const char *fmt, ...)
+static void
+say(char *why, size_t cap, const char *fmt, ...)
 {
     if (why == NULL || cap == 0)
         return;
@@ -175,7 +177,8 @@ struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, cha
      * staging buffer drains record by record. Released buffers: ~34 KiB of
      * record buffers per idle connection go back to malloc (for processes
      * with many clients), at the price of a malloc per record. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | (cfg->release_buffers ? SSL_MODE_RELEASE_BUFFERS : 0));
+    SSL_CTX_set_mode(ctx,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | (cfg->release_buffers ? SSL_MODE_RELEASE_BUFFERS : 0));
     /* No cache inside OpenSSL: each client keeps its own latest session. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
@@ -334,6 +337,13 @@ enum ctls_io ctls_write(SSL *s, const void *buf, size_t n, size_t *put, char *wh
     *put = 0;
     int r = SSL_write_ex(s, buf, n, put);
     return r == 1 ? CTLS_OK : io_of(s, r, why, wcap);
+}
+
+void ctls_close_notify(SSL *s)
+{
+    if (SSL_is_init_finished(s))
+        (void)SSL_shutdown(s);
+    ERR_clear_error();
 }
 
 bool ctls_pending(SSL *s)

@@ -54,6 +54,9 @@ enum ctls_io ctls_read(struct ssl_st *s, void *buf, size_t cap, size_t *got, cha
 /* Encrypt and send up to n bytes (n <= 16 KiB: one record); CTLS_OK with
  * *put bytes taken. After CTLS_WANT_*, call again with the same bytes. */
 enum ctls_io ctls_write(struct ssl_st *s, const void *buf, size_t n, size_t *put, char *why, size_t wcap);
+/* Send close_notify now (best effort, never blocks); reads may go on
+ * until the edge closes. */
+void ctls_close_notify(struct ssl_st *s);
 /* Bytes OpenSSL holds that a read returns without the socket being
  * readable (poll() does not announce them). */
 bool ctls_pending(struct ssl_st *s);

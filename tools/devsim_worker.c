@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +58,13 @@ struct worker {
     uint64_t start_ms, stop_send_ms, drain_end_ms;
     bool sending;
     uint32_t not_done;
+    uint32_t tls_warned; /* TLS failures logged (the first few only) */
     struct snap s;
     struct loop_timer tick;
 };
+
+/* One write(2) of a snap is atomic only below PIPE_BUF. */
+_Static_assert(sizeof(struct snap) <= PIPE_BUF, "struct snap must fit one atomic pipe write");
 
 static struct loop *g_loop; /* the client clock reads the loop's cached time */
 
@@ -117,13 +122,24 @@ static void on_state(void *ud, enum sl_client_state st, enum sl_err err)
     if (st == SL_CLIENT_CONNECTED) {
         d->connected = true;
         s->connected++;
+        s->last_welcome_ms = loop_now_ms(d->w->l);
+        if (s->first_welcome_ms == 0)
+            s->first_welcome_ms = s->last_welcome_ms;
     } else if (st == SL_CLIENT_IDLE) {
         if (d->connected)
             s->connected--;
         d->connected = false;
         s->disconnects++;
-        if (err != SL_IO && err != SL_TIMEOUT)
-            log_debug("event=disconnect dev=%s-%u err=%s", d->w->wc->prefix, d->idx, sl_strerror(err));
+        /* A certificate problem fails every device the same way: say it,
+         * a few times, where a default log level shows it. */
+        if (err == SL_TLS && d->w->tls_warned < 3) {
+            d->w->tls_warned++;
+            log_warn("event=tls_failed dev=%s-%u err=\"%s\"", d->w->wc->prefix, d->idx,
+                     sl_client_last_error(d->c));
+        } else if (err != SL_IO && err != SL_TIMEOUT) {
+            log_debug("event=disconnect dev=%s-%u err=%s why=\"%s\"", d->w->wc->prefix, d->idx,
+                      sl_strerror(err), sl_client_last_error(d->c));
+        }
     }
 }
 
@@ -251,11 +267,13 @@ static void snap_send(struct worker *w, bool final)
 {
     struct snap *s = &w->s;
     s->final = final;
-    s->frames = s->resent = 0;
+    s->frames = s->resent = s->tls_handshakes = s->tls_resumed = 0;
     for (uint32_t i = 0; i < w->wc->count; i++) {
         const struct sl_client_stats *cs = sl_client_stats(w->devs[i].c);
         s->frames += cs->sent;
         s->resent += cs->resent;
+        s->tls_handshakes += cs->tls_handshakes;
+        s->tls_resumed += cs->tls_resumed;
     }
     uint64_t err_frames = 0;
     for (uint32_t i = 0; i < w->wc->count; i++)
@@ -397,6 +415,8 @@ int worker_run(const struct worker_cfg *wc)
         cfg.cb.on_cmd = on_cmd;
         cfg.cb.on_state = on_state;
         cfg.cb.ud = d;
+        cfg.tls = wc->tls;
+        cfg.tls_server_name = wc->tls_server_name;
         if (w.state_fd >= 0) {
             cfg.seq_mode = SL_SEQ_STORE;
             cfg.store.load = store_load;
