@@ -86,6 +86,8 @@ signal.signal(signal.SIGTERM, _on_term)
 class Stack:
     def __init__(self, base, edges=2, workers=1, name=None, edge_extra=(), persister_extra=(),
                  notifier_extra=()):
+        """edge_extra: flags for every edge, or a function of the edge's index
+        returning its own (a listener port of its own, say)."""
         check(24000 <= base and base + 49 <= 24999, "system tests use ports 24000-24999")
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
@@ -119,7 +121,8 @@ class Stack:
                 "--persister-router", "tcp://127.0.0.1:%d" % (base + 3),
                 "--notifier-push", "tcp://127.0.0.1:%d" % (base + 5),
                 "--notifier-router", "tcp://127.0.0.1:%d" % (base + 6),
-                "--drain-timeout-ms", "3000"] + list(edge_extra), base + 11 + 2 * i, env=env)
+                "--drain-timeout-ms", "3000"] + list(edge_extra(i) if callable(edge_extra) else edge_extra),
+                base + 11 + 2 * i, env=env)
         atexit.register(self.teardown)
 
     def _service(self, name, argv, metrics_port, env=None):
