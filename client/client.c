@@ -520,7 +520,8 @@ static void connect_start(struct sl_client *c)
  * matching error. */
 static void tls_fail(struct sl_client *c, enum ctls_io rc, const char *detail)
 {
-    set_why(c, rc == CTLS_EOF ? "closed by the edge" : "TLS connection failed", detail, strlen(detail));
+    const char *what = rc == CTLS_EOF ? "closed by the edge" : rc == CTLS_ERR_TLS ? "TLS" : "socket";
+    set_why(c, what, rc == CTLS_EOF ? NULL : detail, strlen(detail));
     if (rc == CTLS_ERR_TLS) {
         c->tls_fatal = true;
         disconnect(c, SL_TLS);

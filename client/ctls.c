@@ -302,9 +302,9 @@ static enum ctls_io io_of(SSL *s, int ret, char *why, size_t cap)
     default: {
         long vr = SSL_get_verify_result(s);
         if (vr != X509_V_OK)
-            say(why, cap, "TLS: certificate verify failed: %s", X509_verify_cert_error_string(vr));
+            say(why, cap, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
         else
-            say(why, cap, "TLS: %s", last_reason());
+            say(why, cap, "%s", last_reason());
         rc = CTLS_ERR_TLS;
         break;
     }

@@ -230,10 +230,11 @@ uint32_t sl_client_unacked_seqs(const struct sl_client *c, uint64_t *out, uint32
 const struct sl_client_stats *sl_client_stats(const struct sl_client *c);
 const char *sl_client_dev(const struct sl_client *c);
 /* One line on why the last connection (or attempt) ended, where the library
- * knows more than the on_state error: the TLS reason ("TLS: certificate
- * verify failed: unable to get local issuer certificate", an alert of the
- * edge) or the socket error, with the edge's address. "" if nothing was
- * recorded. Owned by c; valid until the next call into c. */
+ * knows more than the on_state error: the edge's address, then the TLS
+ * reason ("10.0.0.1:7443: TLS: certificate verify failed: unable to get
+ * local issuer certificate", an alert of the edge), the socket error, or
+ * the msg of the edge's err frame. "" if nothing was recorded. Owned by c;
+ * valid until the next call into c (also from inside on_state). */
 const char *sl_client_last_error(const struct sl_client *c);
 
 /* The reconnect delay after `attempt` failures in a row (0 = first retry)
