@@ -238,8 +238,16 @@ SSL *ctls_conn_new(SSL_CTX *ctx, int fd, const char *name, SSL_SESSION **sess)
         SSL_set_hostflags(s, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         ok = SSL_set_tlsext_host_name(s, name) == 1 && SSL_set1_host(s, name) == 1;
     }
-    if (ok && sess && *sess)
-        ok = SSL_set_session(s, *sess) == 1;
+    if (ok && sess && *sess) {
+        /* Offer a copy: once a TLS 1.3 session has been resumed, OpenSSL
+         * marks it used (tickets are meant for one use), and from an edge
+         * that sends no new ticket on resumption every other reconnect
+         * would be a full handshake. The kept session stays resumable
+         * until the edge sends a newer one (or its ticket expires). */
+        SSL_SESSION *copy = SSL_SESSION_dup(*sess);
+        ok = copy && SSL_set_session(s, copy) == 1;
+        SSL_SESSION_free(copy); /* the SSL holds its own reference */
+    }
     if (!ok) {
         SSL_free(s);
         ERR_clear_error();
