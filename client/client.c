@@ -1125,6 +1125,18 @@ const char *sl_client_last_error(const struct sl_client *c)
     return c->why;
 }
 
+/* ---- TLS contexts (ctls.c does the work) ---- */
+
+struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, char *why, size_t why_cap)
+{
+    return ctls_tls_new(cfg->ca_file, cfg->cert_file, cfg->key_file, cfg->release_buffers, err, why, why_cap);
+}
+
+void sl_tls_destroy(struct sl_tls **t)
+{
+    ctls_tls_destroy(t);
+}
+
 /* ---- lifetime ---- */
 
 static uint32_t def(uint32_t v, uint32_t d)

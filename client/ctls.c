@@ -1,7 +1,7 @@
-/* ctls.c - TLS for the device library (see ctls.h), and the public
- * sl_tls_new/sl_tls_destroy of sl/client.h.
+/* ctls.c - TLS for the device library (see ctls.h).
  *
- * One SSL_CTX per struct sl_tls, shared by every client made with it (a
+ * One SSL_CTX per struct sl_tls (ctls_tls_new, wrapped by client.c's
+ * sl_tls_new), shared by every client made with it (a
  * device has one; sluice-devsim shares one among thousands): the CA store
  * and the client certificate are loaded once. Each client takes its own
  * reference, so the sl_tls may be destroyed before its clients.
@@ -121,14 +121,15 @@ say(char *why, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, char *why, size_t why_cap)
+struct sl_tls *ctls_tls_new(const char *ca_file, const char *cert_file, const char *key_file,
+                            bool release_buffers, enum sl_err *err, char *why, size_t why_cap)
 {
     enum sl_err dummy;
     if (err == NULL)
         err = &dummy;
     *err = SL_INVAL;
-    bool cert = cfg->cert_file && cfg->cert_file[0], key = cfg->key_file && cfg->key_file[0];
-    if (cfg->ca_file == NULL || cfg->ca_file[0] == '\0') {
+    bool cert = cert_file && cert_file[0], key = key_file && key_file[0];
+    if (ca_file == NULL || ca_file[0] == '\0') {
         say(why, why_cap, "no CA file: the edge's certificate cannot be verified");
         return NULL;
     }
@@ -148,23 +149,23 @@ struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, cha
     ERR_clear_error();
     errno = 0;
     *err = SL_IO;
-    if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
-        say(why, why_cap, "CA file %s: %s", cfg->ca_file, last_reason());
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        say(why, why_cap, "CA file %s: %s", ca_file, last_reason());
         goto fail;
     }
-    if (cert && SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
-        say(why, why_cap, "certificate %s: %s", cfg->cert_file, last_reason());
+    if (cert && SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        say(why, why_cap, "certificate %s: %s", cert_file, last_reason());
         goto fail;
     }
-    if (key && SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 &&
+    if (key && SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 &&
         !(ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_X509 &&
           ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)) {
-        say(why, why_cap, "key %s: %s", cfg->key_file, last_reason());
+        say(why, why_cap, "key %s: %s", key_file, last_reason());
         goto fail;
     }
     if (key && SSL_CTX_check_private_key(ctx) != 1) {
         *err = SL_INVAL;
-        say(why, why_cap, "key %s does not belong to certificate %s", cfg->key_file, cfg->cert_file);
+        say(why, why_cap, "key %s does not belong to certificate %s", key_file, cert_file);
         goto fail;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -177,8 +178,7 @@ struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, cha
      * staging buffer drains record by record. Released buffers: ~34 KiB of
      * record buffers per idle connection go back to malloc (for processes
      * with many clients), at the price of a malloc per record. */
-    SSL_CTX_set_mode(ctx,
-                     SSL_MODE_ENABLE_PARTIAL_WRITE | (cfg->release_buffers ? SSL_MODE_RELEASE_BUFFERS : 0));
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | (release_buffers ? SSL_MODE_RELEASE_BUFFERS : 0));
     /* No cache inside OpenSSL: each client keeps its own latest session. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
@@ -192,7 +192,7 @@ fail:
     return NULL;
 }
 
-void sl_tls_destroy(struct sl_tls **pt)
+void ctls_tls_destroy(struct sl_tls **pt)
 {
     struct sl_tls *t = *pt;
     if (t == NULL)

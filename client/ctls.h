@@ -2,8 +2,9 @@
  * a client SSL on a non-blocking socket, handshake/read/write steps that
  * never block and say what they wait for, the edge's name checked, and
  * the session kept for the next connection. Internal to sl_client (and
- * sluice-replay, which drives raw byte streams through it); the public
- * part is sl_tls_new/sl_tls_destroy in sl/client.h.
+ * sluice-replay, which drives raw byte streams through it). The public
+ * sl_tls_new/sl_tls_destroy of sl/client.h are client.c's wrappers of
+ * ctls_tls_new/ctls_tls_destroy (this file knows nothing of sl_client).
  *
  * Nothing here logs. A failed step fills `why` (when not NULL) with one
  * line: the certificate problem ("certificate verify failed: ..."), the
@@ -12,11 +13,19 @@
 #define SL_CLIENT_CTLS_H
 #include <stdbool.h>
 #include <stddef.h>
-#include "sl/client.h"
+#include "sl/err.h"
 
+struct sl_tls;
 struct ssl_st;
 struct ssl_ctx_st;
 struct ssl_session_st;
+
+/* A context (see sl_tls_new in sl/client.h for the arguments and errors):
+ * the CA file (required), an optional client certificate chain and key,
+ * and whether OpenSSL's idle record buffers are released. */
+struct sl_tls *ctls_tls_new(const char *ca_file, const char *cert_file, const char *key_file,
+                            bool release_buffers, enum sl_err *err, char *why, size_t why_cap);
+void ctls_tls_destroy(struct sl_tls **t);
 
 /* The context of t with one more reference (the caller frees it with
  * ctls_ctx_unref), so a client outlives the sl_tls it was made with. */
