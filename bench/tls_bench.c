@@ -187,10 +187,10 @@ static void handshake_all(SSL **s, const int *fd, int n, bool server)
             enum ctls_io rc;
             if (server) {
                 enum tls_io r = tls_handshake(s[i]);
-                rc = r == TLS_IO_OK          ? CTLS_OK
-                     : r == TLS_IO_WANT_READ ? CTLS_WANT_READ
+                rc = r == TLS_IO_OK           ? CTLS_OK
+                     : r == TLS_IO_WANT_READ  ? CTLS_WANT_READ
                      : r == TLS_IO_WANT_WRITE ? CTLS_WANT_WRITE
-                                             : CTLS_ERR_TLS;
+                                              : CTLS_ERR_TLS;
             } else {
                 rc = ctls_handshake(s[i], NULL, 0);
             }
@@ -224,7 +224,8 @@ static void exchange(SSL *s, bool server, bool write_first)
     for (int step = 0; step < 2; step++) {
         bool wr = (step == 0) == write_first;
         for (;;) {
-            int r = wr ? SSL_write_ex(s, msg, server ? 40 : sizeof msg, &n) : SSL_read_ex(s, buf, sizeof buf, &n);
+            int r =
+                wr ? SSL_write_ex(s, msg, server ? 40 : sizeof msg, &n) : SSL_read_ex(s, buf, sizeof buf, &n);
             if (r == 1)
                 break;
             int e = SSL_get_error(s, r);
@@ -282,8 +283,9 @@ static int mode_mem(int argc, char **argv)
     for (int i = 0; i < n; i++)
         close(cfd[i]);
     char err[256];
-    struct tls *t = tls_new(&(struct tls_files){.cert = cert, .key = key, .client_ca = client_ca, .ticket_keys = ""},
-                            err, sizeof err);
+    struct tls *t =
+        tls_new(&(struct tls_files){.cert = cert, .key = key, .client_ca = client_ca, .ticket_keys = ""}, err,
+                sizeof err);
     if (!t) {
         fprintf(stderr, "tls_bench: %s\n", err);
         return 2;
@@ -337,12 +339,14 @@ static int mode_mem(int argc, char **argv)
         BIO_free(bio[i]);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
-    printf("result mode=mem conns=%d tls=%s mtls=%d keep_buffers=%d ssl_new_bytes=%lld ssl_new_allocs=%lld "
-           "after_handshake_bytes=%lld idle_bytes=%lld idle_allocs=%lld session_bytes=%lld session_allocs=%lld "
-           "bio_bytes=%lld\n",
-           n, tls12 ? "1.2" : "1.3", *client_ca != 0, keep_buffers, (long long)((b1 - b0) / n), (long long)((a1 - a0) / n),
-           (long long)((b2 - b0) / n), (long long)((b3 - b0) / n), (long long)((a3 - a0) / n),
-           (long long)((b4 - b5) / n), (long long)((a4 - live_allocs) / n), (long long)bio_b);
+    printf(
+        "result mode=mem conns=%d tls=%s mtls=%d keep_buffers=%d ssl_new_bytes=%lld ssl_new_allocs=%lld "
+        "after_handshake_bytes=%lld idle_bytes=%lld idle_allocs=%lld session_bytes=%lld session_allocs=%lld "
+        "bio_bytes=%lld\n",
+        n, tls12 ? "1.2" : "1.3", *client_ca != 0, keep_buffers, (long long)((b1 - b0) / n),
+        (long long)((a1 - a0) / n), (long long)((b2 - b0) / n), (long long)((b3 - b0) / n),
+        (long long)((a3 - a0) / n), (long long)((b4 - b5) / n), (long long)((a4 - live_allocs) / n),
+        (long long)bio_b);
     tls_destroy(&t);
     return 0;
 }
@@ -489,13 +493,13 @@ static int mode_hs(int argc, char **argv)
     double el = (double)(now_us() - t0) / 1e6;
     uint64_t cpu1 = edge_pid ? proc_cpu_ticks(edge_pid) : 0;
     double cpu_s = edge_pid ? (double)(cpu1 - cpu0) / (double)hz : 0;
-    printf("result mode=%s resume=%d conc=%d seconds=%.1f handshakes=%llu resumed=%llu failed=%llu per_s=%.0f",
-           plain ? "connect" : "hs", resume,
-           conc, el, (unsigned long long)done, (unsigned long long)resumed, (unsigned long long)failed,
-           (double)done / el);
+    printf(
+        "result mode=%s resume=%d conc=%d seconds=%.1f handshakes=%llu resumed=%llu failed=%llu per_s=%.0f",
+        plain ? "connect" : "hs", resume, conc, el, (unsigned long long)done, (unsigned long long)resumed,
+        (unsigned long long)failed, (double)done / el);
     if (edge_pid && done)
-        printf(" edge_cpu_s=%.2f edge_cpu_us_per_hs=%.0f per_core_per_s=%.0f", cpu_s, cpu_s * 1e6 / (double)done,
-               cpu_s > 0 ? (double)done / cpu_s : 0.0);
+        printf(" edge_cpu_s=%.2f edge_cpu_us_per_hs=%.0f per_core_per_s=%.0f", cpu_s,
+               cpu_s * 1e6 / (double)done, cpu_s > 0 ? (double)done / cpu_s : 0.0);
     printf("\n");
     return failed > done / 100 ? 1 : 0;
 }
