@@ -381,7 +381,10 @@ int main(int argc, char **argv)
     snprintf(a_pr, sizeof a_pr, "tcp://127.0.0.1:%d", base_port + 2);
     snprintf(a_np, sizeof a_np, "tcp://127.0.0.1:%d", base_port + 3);
     snprintf(a_nr, sizeof a_nr, "tcp://127.0.0.1:%d", base_port + 4);
-    snprintf(a_mc, sizeof a_mc, "%d", conns + 100);
+    /* room for this bench's devices, or what the caller asks for (edge_storm.py
+     * adds a storm of devices from another process) */
+    const char *mc_env = getenv("SLUICE_MAX_CONNS");
+    snprintf(a_mc, sizeof a_mc, "%d", mc_env ? atoi(mc_env) : conns + 100);
     snprintf(a_w, sizeof a_w, "%d", workers);
     snprintf(a_m, sizeof a_m, "127.0.0.1:%d", base_port + 9);
     setenv("SLUICE_FLEET_SECRET", SECRET, 1);
@@ -503,6 +506,8 @@ int main(int argc, char **argv)
             measuring = 1;
             start = t;
             end = start + (uint64_t)seconds * 1000000u;
+            printf("measuring\n"); /* for scripts that act at a known time of the run (edge_storm.py) */
+            fflush(stdout);
             acked = 0;
             cpu_edge0 = cpu_s(pid);
             cpu_self0 = cpu_s(getpid());
