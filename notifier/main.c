@@ -238,6 +238,9 @@ static void register_metrics(struct app *a)
               &s->bad_batches);
     add_delta(a, "sluice_notifier_bad_batches_total", "Edge batches refused", "reason=\"version\"",
               &s->bad_version);
+    add_delta(a, "sluice_notifier_bad_entries_total",
+              "Entries skipped: a field outside the contract (docs/protocol.md section 6)", NULL,
+              &s->entries_bad);
     add_delta(a, "sluice_notifier_status_published_total", "Presence statuses published", NULL,
               &s->status_published);
     add_delta(a, "sluice_notifier_stale_events_total", "Connect/disconnect older than the stored session",

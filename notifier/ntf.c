@@ -304,7 +304,10 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
         n->st.bad_version++;
         return;
     }
-    if (rc != SL_OK) {
+    const char *why = NULL;
+    if (rc != SL_OK || envelope_hdr_check(&r.hdr, &why) != SL_OK) {
+        /* a header whose strings are not what an edge writes (a NUL in the
+         * reply identity crashed the presence table once) */
         n->st.bad_batches++;
         return;
     }
@@ -312,6 +315,13 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
     struct envelope e;
     while ((rc = envelope_reader_next(&r, &e)) == SL_OK) {
         n->st.entries++;
+        enum sl_err ok = envelope_check(&e, &why);
+        if (ok == SL_AGAIN)
+            continue; /* a kind of a later version */
+        if (ok != SL_OK) {
+            n->st.entries_bad++;
+            continue;
+        }
         switch (e.kind) {
         case ENV_DATA:
             if (msg_valid_id(e.dev.p, e.dev.n))

@@ -41,7 +41,7 @@ struct ntf_cfg {
 
 /* Counters, main thread only; main.c turns them into Prometheus metrics. */
 struct ntf_stats {
-    uint64_t batches, bad_batches, bad_version, entries;
+    uint64_t batches, bad_batches, bad_version, entries, entries_bad;
     uint64_t data, data_refused, data_bad;
     uint64_t status_published;
     uint64_t connects_stale, disconnects_stale, dups;

@@ -452,6 +452,14 @@ static bool read_entries(struct persister *p)
                 stat_inc(&p->st.batches_refused); /* rows read so far stay: they were well formed */
                 return true;
             }
+            const char *why = NULL;
+            enum sl_err ok = envelope_check(&e, &why);
+            if (ok == SL_AGAIN)
+                continue; /* a kind of a later version */
+            if (ok != SL_OK) {
+                stat_inc(&p->st.entries_skipped); /* outside the contract: never stored, never acked */
+                continue;
+            }
         }
         enum sl_err rc = batch_add(b, (uint16_t)p->cur_peer, &e);
         if (rc == SL_NOMEM) {
@@ -513,8 +521,9 @@ static bool pull_one(struct persister *p, uint64_t now)
         zmq_msg_close(&extra);
     }
     enum sl_err rc = envelope_reader_begin(&p->rd, zmq_msg_data(m), zmq_msg_size(m));
-    if (rc == SL_VERSION || rc != SL_OK || p->rd.hdr.edge.n == 0 || p->rd.hdr.edge.n > ROWS_EDGE_MAX ||
-        p->rd.hdr.reply.n > ROWS_EDGE_MAX) {
+    const char *why = NULL;
+    if (rc == SL_VERSION || rc != SL_OK || p->rd.hdr.edge.n > ROWS_EDGE_MAX ||
+        p->rd.hdr.reply.n > ROWS_EDGE_MAX || envelope_hdr_check(&p->rd.hdr, &why) != SL_OK) {
         if (rc == SL_VERSION)
             version_refused(p, &p->rd.hdr, now);
         else
