@@ -14,4 +14,8 @@
 #define SL_MP_MAX_DEPTH      32u    /* msgpack nesting accepted from devices */
 #define SL_ENVELOPE_VERSION  1u     /* internal edge <-> service messages */
 
+/* The largest --max-frame an edge accepts (edge/main.c). sluice-replay
+ * clamps the max_frame a recording's header claims to it. */
+#define SL_MAX_FRAME_LIMIT (16u << 20)
+
 #endif
