@@ -13,7 +13,6 @@ usage: edge_stuck.py BIN_DIR [--accept handoff|reuseport] [--port 21980]
                      [--devices 40] [--interval-ms 50] [--settle-s 1]
 """
 import argparse
-import ctypes
 import os
 import select
 import socket
@@ -24,26 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import proc  # noqa: E402
 import wire  # noqa: E402
 
-SECRET = "bench-secret"
-PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
-
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-
-
-def ptrace(req, tid):
-    if libc.ptrace(req, tid, None, None) != 0:
-        raise OSError(ctypes.get_errno(), "ptrace %#x on %d" % (req, tid))
-
-
-def thread_id(pid, name):
-    for t in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
-            if f.read().strip() == name:
-                return int(t)
-    raise AssertionError("no thread " + name)
-
-
+SECRET = "bench-fleet-secret"
 def hello(dev):
     return wire.encode({"t": "hello", "v": 1, "dev": dev, "tok": wire.token(dev, SECRET)})
 
@@ -71,41 +51,35 @@ def main():
     P = a.port
     peer = proc.Proc("peer", [a.bin + "/edge_bench", "--mode", "peer", "--port", str(P)], None)
     edge = proc.Proc("edge", [a.bin + "/sluice-edge", "--listen", "127.0.0.1:%d" % P, "--workers", "2",
-                              "--accept", a.accept, "--log-level", "warn",
+                              "--accept", a.accept, "--log-level", "warn", "--allow-cidrs", "127.0.0.0/8",
                               "--persister-push", "tcp://127.0.0.1:%d" % (P + 1),
                               "--persister-router", "tcp://127.0.0.1:%d" % (P + 2),
                               "--notifier-push", "tcp://127.0.0.1:%d" % (P + 3),
                               "--notifier-router", "tcp://127.0.0.1:%d" % (P + 4),
                               "--metrics", "127.0.0.1:%d" % (P + 9)], None,
                      env={"SLUICE_FLEET_SECRET": SECRET}, http="127.0.0.1:%d" % (P + 9), ready=proc.http_ok())
-    tid = None
     try:
         peer.start(wait=False)
         edge.start(timeout=20)
-        tid = thread_id(edge.pid, "edge-w1")
-        ptrace(PTRACE_SEIZE, tid)
-        ptrace(PTRACE_INTERRUPT, tid)
-        os.waitpid(tid, WALL)
         socks, t_conn, waited = [], [], {}
         pending = set()
-        t0 = time.monotonic()
-        for i in range(a.devices):
-            s = socket.create_connection(("127.0.0.1", P))
-            t_conn.append(time.monotonic())
-            s.sendall(hello("stuck-%d" % i))
-            socks.append(s)
-            pending.add(i)
-            due = t0 + (i + 1) * a.interval_ms / 1000
-            while time.monotonic() < due:
-                poll_welcomes(socks, pending, t_conn, waited, max(0.0, due - time.monotonic()))
-        settle = time.monotonic() + a.settle_s
-        while pending and time.monotonic() < settle:
-            poll_welcomes(socks, pending, t_conn, waited, 0.05)
-        frozen_ok = a.devices - len(pending)
-        late = sorted(pending)
-        t_thaw = time.monotonic()
-        ptrace(PTRACE_DETACH, tid)
-        tid = None
+        with proc.frozen_thread(edge.pid, "edge-w1"):
+            t0 = time.monotonic()
+            for i in range(a.devices):
+                s = socket.create_connection(("127.0.0.1", P))
+                t_conn.append(time.monotonic())
+                s.sendall(hello("stuck-%d" % i))
+                socks.append(s)
+                pending.add(i)
+                due = t0 + (i + 1) * a.interval_ms / 1000
+                while time.monotonic() < due:
+                    poll_welcomes(socks, pending, t_conn, waited, max(0.0, due - time.monotonic()))
+            settle = time.monotonic() + a.settle_s
+            while pending and time.monotonic() < settle:
+                poll_welcomes(socks, pending, t_conn, waited, 0.05)
+            frozen_ok = a.devices - len(pending)
+            late = sorted(pending)
+            t_thaw = time.monotonic()
         end = time.monotonic() + 20
         while pending and time.monotonic() < end:
             poll_welcomes(socks, pending, t_conn, waited, 0.05)
@@ -120,8 +94,6 @@ def main():
         for s in socks:
             s.close()
     finally:
-        if tid:
-            ptrace(PTRACE_DETACH, tid)
         for p in (edge, peer):
             p.stop()
 

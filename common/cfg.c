@@ -11,6 +11,7 @@
  * environ or the table's default, which all outlive main(). */
 #define _GNU_SOURCE
 #include "sl/cfg.h"
+#include "sl/version.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -161,6 +162,11 @@ static void store(const struct cfg_opt *o, const char *val, const char *src, con
     }
 }
 
+void cfg_print_version(const char *prog)
+{
+    printf("%s %s (commit %s)\n", prog, sl_version, sl_commit);
+}
+
 void cfg_print_help(const struct cfg_opt *opts, int nopts, const char *prog, const char *usage)
 {
     printf("Usage: %s [options]\n", prog ? prog : "sluice");
@@ -180,6 +186,7 @@ void cfg_print_help(const struct cfg_opt *opts, int nopts, const char *prog, con
         printf("\n");
     }
     printf("  --help, -h\n      print this help and exit\n");
+    printf("  --version\n      print the version and the commit built from, and exit\n");
     fflush(stdout);
 }
 
@@ -194,6 +201,10 @@ int cfg_parse(const struct cfg_opt *opts, int nopts, int argc, char **argv, cons
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             cfg_print_help(opts, nopts, prog, usage);
+            exit(0);
+        }
+        if (strcmp(a, "--version") == 0) {
+            cfg_print_version(prog);
             exit(0);
         }
         /* Skip the separate value of a known option ("--pull -h" binds -h

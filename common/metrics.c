@@ -17,7 +17,9 @@
 #include "sl/metrics.h"
 
 #include "sl/log.h"
+#include "sl/version.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -31,11 +33,14 @@
 #include <unistd.h>
 
 #define METRICS_MAX_SERIES 512
+#define METRICS_MAX_CONNS  64u /* HTTP connections at once, all clients */
+#define METRICS_PER_IP     8u  /* ... from one address */
 
 enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN };
 
 struct series {
     enum kind kind;
+    bool micro; /* a counter kept in millionths of its unit, rendered in the unit */
     char *name;
     char *help;
     char *labels; /* NULL or the text inside the braces */
@@ -57,6 +62,8 @@ static _Atomic bool g_ready;
 static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
 static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
+static void (*g_collect)(void *); /* guarded by g_mu */
+static void *g_collect_ud;
 
 static char *dup_or_null(const char *s)
 {
@@ -110,6 +117,15 @@ struct metric_counter *metrics_counter(const char *name, const char *help, const
 {
     pthread_mutex_lock(&g_mu);
     struct series *s = reg(K_COUNTER, name, help, labels);
+    pthread_mutex_unlock(&g_mu);
+    return &s->u.c;
+}
+
+struct metric_counter *metrics_counter_micro(const char *name, const char *help, const char *labels)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_COUNTER, name, help, labels);
+    s->micro = true;
     pthread_mutex_unlock(&g_mu);
     return &s->u.c;
 }
@@ -168,6 +184,41 @@ void metric_observe(struct metric_hist *h, double value)
         atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)micro, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&h->n, 1, memory_order_relaxed);
+}
+
+void metric_counter_set(struct metric_counter *c, uint64_t v)
+{
+    atomic_store_explicit(&c->v, v, memory_order_relaxed);
+}
+
+void metric_hist_set(struct metric_hist *h, const struct stat_hist *src)
+{
+    assert(h->nb == src->nb);
+    if (h->nb != src->nb)
+        return; /* registered with other bounds: a startup bug, caught by the assert in tests */
+    uint64_t n = 0;
+    for (int i = 0; i <= h->nb; i++) {
+        uint64_t k = stat_get(&src->counts[i]);
+        atomic_store_explicit(&h->counts[i], k, memory_order_relaxed);
+        n += k;
+    }
+    atomic_store_explicit(&h->sum_micro, stat_get(&src->sum_micro), memory_order_relaxed);
+    atomic_store_explicit(&h->n, n, memory_order_relaxed);
+}
+
+void metrics_set_collect(void (*fn)(void *ud), void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    g_collect = fn;
+    g_collect_ud = ud;
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* Called with g_mu held. */
+static void collect(void)
+{
+    if (g_collect)
+        g_collect(g_collect_ud);
 }
 
 void metrics_set_ready(bool ready)
@@ -235,10 +286,15 @@ static void put_name(struct out *o, const char *name, const char *suffix, const 
 static void render_series(struct out *o, const struct series *s)
 {
     switch (s->kind) {
-    case K_COUNTER:
+    case K_COUNTER: {
+        uint64_t v = atomic_load_explicit(&s->u.c.v, memory_order_relaxed);
         put_name(o, s->name, "", s->labels, NULL);
-        put(o, "%llu\n", (unsigned long long)atomic_load_explicit(&s->u.c.v, memory_order_relaxed));
+        if (s->micro)
+            put(o, "%llu.%06llu\n", (unsigned long long)(v / 1000000u), (unsigned long long)(v % 1000000u));
+        else
+            put(o, "%llu\n", (unsigned long long)v);
         break;
+    }
     case K_GAUGE:
         put_name(o, s->name, "", s->labels, NULL);
         put(o, "%lld\n", (long long)atomic_load_explicit(&s->u.g.v, memory_order_relaxed));
@@ -279,6 +335,7 @@ static size_t render(char *buf, size_t cap)
 {
     struct out o = {buf, cap, 0};
     pthread_mutex_lock(&g_mu);
+    collect();
     for (int i = 0; i < g_n; i++) {
         const struct series *s = &g_series[i];
         bool seen = false;
@@ -396,6 +453,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, text, (void *)"ok", 2, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/readyz") == 0) {
+        pthread_mutex_lock(&g_mu);
+        collect(); /* the service may set readiness there */
+        pthread_mutex_unlock(&g_mu);
         bool ready = atomic_load(&g_ready);
         char body[sizeof g_ready_detail + 16];
         pthread_mutex_lock(&g_ready_mu);
@@ -460,6 +520,11 @@ int metrics_start(const char *listen)
 
     gauge_fn_default("process_resident_memory_bytes", "Resident memory size in bytes.", rss_bytes);
     gauge_fn_default("process_open_fds", "Number of open file descriptors.", open_fds);
+    char lab[128];
+    snprintf(lab, sizeof lab, "version=\"%s\",commit=\"%s\"", sl_version, sl_commit);
+    metric_set(metrics_gauge("sluice_build_info",
+                             "The version and commit this program was built from (always 1)", lab),
+               1);
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
@@ -482,9 +547,13 @@ int metrics_start(const char *listen)
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* 64 connections in all, METRICS_PER_IP from one address, 10 s each:
+     * one client holding slow sockets cannot take the places the kubelet's
+     * probes and Prometheus need (a failed liveness probe restarts the pod). */
     g_mhd = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
-                             ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-                             10u, MHD_OPTION_END);
+                             ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, METRICS_MAX_CONNS,
+                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, METRICS_PER_IP,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!g_mhd) {
         log_error("event=metrics_listen_fail listen=%s", listen);

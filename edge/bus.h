@@ -1,28 +1,53 @@
 /* edge/bus.h - a worker's ZeroMQ side: envelope batches out to the
- * persisters and notifiers (PUSH), ack/cmd/kick batches in (DEALER).
+ * persisters and notifiers (PUSH), reply batches in (DEALER).
  *
- * Everything runs on the worker's thread (ZeroMQ sockets are not
- * thread-safe). Entries are batched per loop iteration: bus_flush() sends
- * at most one message per destination, and is called from the after-hook.
+ * It moves bytes and nothing else: entries go into per-destination batches
+ * as they are emitted, bus_flush() sends at most one message per
+ * destination (from the worker's after-hook), and bus_recv() hands each
+ * reply batch to the caller as bytes. What a reply means (ack, cmd, kick)
+ * is the worker's business. Everything runs on the worker's thread
+ * (ZeroMQ sockets are not thread-safe).
  *
  * Backpressure: when the persister PUSH cannot take a batch, the batch is
- * kept and bus_paused() turns true, which stops all reads of the worker
- * until a later flush succeeds. Data is never dropped on that path. The
- * notifier path never pauses: data copies for it are shed and counted,
- * while control entries (connect, disconnect, res, heartbeat,
+ * kept and bus_paused() turns true, until a later flush succeeds; the
+ * worker stops reading devices meanwhile. Data is never dropped on that
+ * path. The notifier path never pauses: data copies for it are shed and
+ * counted, while control entries (connect, disconnect, res, heartbeat,
  * undeliverable) wait in a bounded queue and are retried. */
 #ifndef EDGE_BUS_H
 #define EDGE_BUS_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include "sl/stat.h"
 #include "sl/envelope.h"
 
 struct bus;
-struct worker;
+struct loop;
+struct zmqx_resolver;
 
-/* Create the worker's sockets on the edge's context and register their
- * ZMQ_FDs with the worker's loop. NULL on failure (logged). */
-struct bus *bus_new(struct worker *w);
+struct bus_cfg {
+    void *zctx;        /* the edge's ZeroMQ context */
+    struct loop *loop; /* the worker's: the sockets' ZMQ_FDs wake it */
+    uint32_t worker;   /* index, for the DEALER identity "<edge-id>/<worker>" and logs */
+    const char *edge_id;
+    uint64_t incarnation;
+    int hwm;         /* SNDHWM/RCVHWM, messages */
+    int64_t max_msg; /* ZMQ_MAXMSGSIZE of the DEALER: the largest reply batch accepted */
+    /* Endpoint lists, resolved by the edge (shared, thread-safe). */
+    struct zmqx_resolver *persister_push, *persister_router, *notifier_push, *notifier_router;
+};
+
+/* Counts of one bus (one writer: its worker). */
+struct bus_counts {
+    _Atomic uint64_t bp_pauses, bp_paused_us;
+    _Atomic uint64_t notifier_shed, notifier_ctl_dropped, persister_ctl_dropped;
+    _Atomic uint64_t batches_persister, batches_notifier;
+};
+
+/* Create the worker's sockets and register their ZMQ_FDs with the loop.
+ * NULL on failure (logged). */
+struct bus *bus_new(const struct bus_cfg *cfg);
 void bus_destroy(struct bus **b);
 
 /* Queue one entry for the destinations of its kind. Borrowed fields are
@@ -32,8 +57,11 @@ void bus_emit(struct bus *b, const struct envelope *e);
 /* True while the persister batch could not be sent: stop reading. */
 bool bus_paused(const struct bus *b);
 
-/* Receive and apply every reply batch waiting on the DEALER. */
-void bus_recv(struct bus *b);
+/* The next reply batch waiting on the DEALER: true with its bytes in
+ * (*p, *n), valid until the next bus_recv or bus_destroy; false when none
+ * is left. Never blocks. Call until false after every wake-up (ZMQ_FD is
+ * edge-triggered). */
+bool bus_recv(struct bus *b, const uint8_t **p, size_t *n);
 
 /* Send the batches of this iteration (one message per destination). */
 void bus_flush(struct bus *b);
@@ -45,11 +73,13 @@ enum bus_up {
     BUS_UP_NOTIFIER = 2,
 };
 
-/* Periodic work (from the worker tick): re-apply resolved endpoints,
- * heartbeat, connection state. Returns the enum bus_up bits. */
-unsigned bus_tick(struct bus *b, uint32_t open_conns);
+/* Periodic work (from the worker tick): re-apply resolved endpoints and
+ * look at the connections. Returns the enum bus_up bits. */
+unsigned bus_tick(struct bus *b);
 
-/* True when nothing waits to be sent (for a clean exit). */
+/* True when nothing for the persister waits to be sent (for a clean exit). */
 bool bus_idle(const struct bus *b);
+
+const struct bus_counts *bus_counts(const struct bus *b);
 
 #endif

@@ -1,10 +1,11 @@
 /* conn.c - device connections of one worker: accept, reads, the frame
- * decoder, coalesced writes, output caps and the deferred close. Accepting
- * is split so both --accept modes share it: conn_accept/conn_admit run on
- * whichever thread owns a listener (a worker, or the acceptor thread of
- * acceptor.c), conn_adopt on the worker that takes the connection.
+ * decoder, coalesced writes, output caps, one deadline timer each and the
+ * deferred close. Accepting is split so both --accept modes share it:
+ * conn_accept/conn_admit run on whichever thread owns a listener (a
+ * worker, or the acceptor thread of acceptor.c), conn_adopt on the worker
+ * that takes the connection.
  *
- * Reads go into the worker's one scratch buffer; a connection borrows a
+ * Reads go into the table's one scratch buffer; a connection borrows a
  * max_frame buffer from a fixed pool only while a frame body spans reads,
  * and an empty pool means "stop reading" for connections that would need
  * one, never malloc. Sockets are registered once, edge-triggered, for
@@ -13,12 +14,13 @@
  * costs no epoll_ctl per connection. Output is a chain of pooled chunks,
  * written with one writev per connection per loop iteration; a
  * connection over --out-cap is closed. conn_close() only marks and links;
- * the after-hook frees after the event batch (redis freeClientAsync).
+ * conn_free_closed frees after the event batch (redis freeClientAsync).
  *
- * It deliberately does not parse messages (session.c) or touch ZeroMQ. */
+ * It deliberately does not know messages: frames go up through
+ * conn_ops.frame, frames come down already encoded (conn_send's encoder,
+ * conn_cfg.busy), and it never touches ZeroMQ. */
 #define _GNU_SOURCE
 #include "conn.h"
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -31,17 +33,39 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include "sl/limits.h"
 #include "sl/log.h"
-#include "bus.h"
+#include "proxy.h"
 #include "record.h"
-#include "session.h"
-#include "worker.h"
+#include "tls.h"
 
-#define SCRATCH_CAP      (256u * 1024u) /* loop-wide read buffer */
+#define SCRATCH_CAP      (256u * 1024u) /* table-wide read buffer */
 #define READS_PER_WAKE   16             /* per connection per wake-up (libuv uses 32) */
 #define ACCEPTS_PER_WAKE 64
 #define OUT_CHUNK_SIZE   4096u
 #define IOV_BATCH        64
+#define ENC_SLACK        512u /* a frame's header and fields around a max_frame body */
+#define TAIL_MIN         64u  /* encode in place only if the last chunk has this much room */
+
+enum conn_flag {
+    CONN_F_FLUSH = 1,     /* on the flush list */
+    CONN_F_READY = 2,     /* on a to-read list (unread input pending) */
+    CONN_F_EARLY = 4,     /* before conn_promote: small frames, early pool */
+    CONN_F_EARLY_BUF = 8, /* dec.buf came from the early pool */
+    CONN_F_HOLD = 16,     /* not read until conn_release (read_budget said 0) */
+    CONN_F_TLS = 32,      /* bytes go through t->tls_side[slot].ssl */
+    CONN_F_HS = 64,       /* the TLS handshake is not done yet */
+    CONN_F_PROXY = 128,   /* the PROXY header is not read yet */
+};
+
+#define TLS_WBUF (16u * 1024u) /* one TLS record: output is coalesced into it */
+
+/* What a TLS connection needs beyond struct conn, in a side table that only
+ * TLS connections touch (a plain edge pays nothing for it). */
+struct tls_side {
+    SSL *ssl;
+    uint32_t wpend; /* bytes of a write OpenSSL asked to retry (WANT_*): the same bytes next time */
+};
 
 struct out_chunk {
     struct out_chunk *next;
@@ -50,56 +74,163 @@ struct out_chunk {
 };
 #define CHUNK_DATA ((uint32_t)sizeof(((struct out_chunk *)0)->data))
 
-/* ---- pools ------------------------------------------------------------ */
+struct conn_table {
+    struct conn_cfg cfg;
+    struct loop *loop;
+    const struct conn_ops *ops;
+    void *ud;
 
-static uint8_t *rbuf_get(struct worker *w)
+    /* Slots: nslots zeroed structs (calloc, backed only once used), slots
+     * [0, nfresh) ever used, a stack of freed ones. */
+    struct conn *conns;
+    uint32_t nslots, nfresh;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    _Atomic uint32_t open; /* one writer (this thread); read by the acceptor */
+
+    struct conn *flush_head; /* output queued this iteration */
+    struct conn *read_head;  /* input left unread (cap, pause, pool) */
+    struct conn *pool_wait;  /* waiting for a read buffer */
+    struct conn *close_head; /* CLOSING, freed after the batch */
+    bool paused;
+
+    uint8_t *scratch; /* table-wide read buffer */
+    uint32_t scratch_cap;
+    uint8_t **rbufs; /* free max_frame read buffers */
+    uint32_t nrbufs;
+    uint8_t *rbuf_mem;
+    uint8_t **ebufs; /* free hello_max buffers of the early pool */
+    uint32_t nebufs;
+    uint8_t *ebuf_mem;
+    struct conn *early_wait; /* early connections waiting for an early buffer */
+
+    struct out_chunk *chunk_free; /* output chunk pool */
+    uint32_t chunks_alloc, chunks_max, chunks_nfree;
+    uint8_t *enc; /* encode buffer for frames that span chunks */
+    uint32_t enc_cap;
+
+    int lfd[2];        /* --accept reuseport: own listeners, -1 otherwise */
+    unsigned lkind[2]; /* their enum conn_kind bits */
+    int spare_fd;      /* closed and reopened on EMFILE */
+    _Atomic bool listening;
+
+    struct tls_side *tls_side; /* [nslots], only with cfg.tls */
+    uint8_t *tls_wbuf;         /* TLS_WBUF: a write's coalesced bytes */
+    uint32_t hs_left;          /* TLS handshake steps left this iteration */
+
+    struct loop_timer listen_timer; /* accepting paused by the layer above until it fires */
+
+    struct conn_counts cnt;
+};
+
+static const char *const reason_names[CR_COUNT] = {
+    "eof",      "io",   "out_cap",  "frame",   "decode",   "proto", "auth",
+    "replaced", "busy", "draining", "timeout", "shutdown", "tls",   "proxy",
+};
+
+const char *conn_reason_str(enum conn_reason r)
 {
-    return w->nrbufs ? w->rbufs[--w->nrbufs] : NULL;
+    return (unsigned)r < CR_COUNT ? reason_names[r] : "unknown";
 }
 
-static void rbuf_put(struct worker *w, uint8_t *b)
+enum conn_reason conn_reason_of(enum sl_err e)
 {
-    w->rbufs[w->nrbufs++] = b;
-    /* Connections parked for lack of a buffer may read again. */
-    if (w->pool_wait) {
-        struct conn *x = w->pool_wait;
-        while (x->next_read)
-            x = x->next_read;
-        x->next_read = w->read_head;
-        w->read_head = w->pool_wait;
-        w->pool_wait = NULL;
+    switch (e) {
+    case SL_FRAME: return CR_FRAME;
+    case SL_DECODE: return CR_DECODE;
+    case SL_PROTO: return CR_PROTO;
+    case SL_AUTH: return CR_AUTH;
+    case SL_REPLACED: return CR_REPLACED;
+    case SL_BUSY: return CR_BUSY;
+    case SL_DRAINING: return CR_DRAINING;
+    case SL_TIMEOUT: return CR_TIMEOUT;
+    default: return CR_IO;
     }
 }
 
-static struct out_chunk *chunk_get(struct worker *w)
+static struct record_conn rec_id(const struct conn *c)
 {
-    struct out_chunk *k = w->chunk_free;
-    if (k) {
-        w->chunk_free = k->next;
-        w->chunks_nfree--;
+    struct record_conn id = {c->t->cfg.worker, c->slot, c->gen};
+    return id;
+}
+
+/* ---- pools ------------------------------------------------------------ */
+
+/* Move every connection parked on *wait back to the to-read list. */
+static void unpark_all(struct conn_table *t, struct conn **wait)
+{
+    if (!*wait)
+        return;
+    struct conn *x = *wait;
+    while (x->next_read)
+        x = x->next_read;
+    x->next_read = t->read_head;
+    t->read_head = *wait;
+    *wait = NULL;
+}
+
+/* A read buffer for c's partial frame from its pool (early or max_frame),
+ * or NULL when that pool is empty. */
+static uint8_t *rbuf_get(struct conn_table *t, struct conn *c)
+{
+    if (c->flags & CONN_F_EARLY) {
+        if (!t->nebufs)
+            return NULL;
+        c->flags |= CONN_F_EARLY_BUF;
+        return t->ebufs[--t->nebufs];
+    }
+    return t->nrbufs ? t->rbufs[--t->nrbufs] : NULL;
+}
+
+/* Give c's read buffer back to the pool it came from; connections parked
+ * for lack of one may read again. */
+static void rbuf_put(struct conn_table *t, struct conn *c)
+{
+    if (c->flags & CONN_F_EARLY_BUF) {
+        t->ebufs[t->nebufs++] = c->dec.buf;
+        c->flags &= (uint8_t)~CONN_F_EARLY_BUF;
+        unpark_all(t, &t->early_wait);
     } else {
-        if (w->chunks_alloc >= w->chunks_max)
+        t->rbufs[t->nrbufs++] = c->dec.buf;
+        unpark_all(t, &t->pool_wait);
+    }
+    c->dec.buf = NULL;
+}
+
+static bool pool_empty(const struct conn_table *t, const struct conn *c)
+{
+    return (c->flags & CONN_F_EARLY) ? t->nebufs == 0 : t->nrbufs == 0;
+}
+
+static struct out_chunk *chunk_get(struct conn_table *t)
+{
+    struct out_chunk *k = t->chunk_free;
+    if (k) {
+        t->chunk_free = k->next;
+        t->chunks_nfree--;
+    } else {
+        if (t->chunks_alloc >= t->chunks_max)
             return NULL;
         k = malloc(sizeof *k); /* grows to a steady size, then recycles */
         if (!k)
             return NULL;
-        w->chunks_alloc++;
+        t->chunks_alloc++;
     }
     k->next = NULL;
     k->off = k->len = 0;
     return k;
 }
 
-static void chunk_put(struct worker *w, struct out_chunk *k)
+static void chunk_put(struct conn_table *t, struct out_chunk *k)
 {
-    k->next = w->chunk_free;
-    w->chunk_free = k;
-    w->chunks_nfree++;
+    k->next = t->chunk_free;
+    t->chunk_free = k;
+    t->chunks_nfree++;
 }
 
-static uint32_t chunks_available(const struct worker *w)
+static uint32_t chunks_available(const struct conn_table *t)
 {
-    return w->chunks_nfree + (w->chunks_max - w->chunks_alloc);
+    return t->chunks_nfree + (t->chunks_max - t->chunks_alloc);
 }
 
 /* ---- lists ------------------------------------------------------------ */
@@ -109,17 +240,21 @@ static void flush_link(struct conn *c)
     if (c->flags & CONN_F_FLUSH)
         return;
     c->flags |= CONN_F_FLUSH;
-    c->next_flush = c->w->flush_head;
-    c->w->flush_head = c;
+    c->next_flush = c->t->flush_head;
+    c->t->flush_head = c;
 }
 
+/* Park c until it may read again: next iteration (a cap or a pause), or
+ * when its pool gives a buffer back (pool). */
 static void read_park(struct conn *c, bool pool)
 {
     if (c->flags & CONN_F_READY)
         return;
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
     c->flags |= CONN_F_READY;
-    struct conn **head = pool ? &w->pool_wait : &w->read_head;
+    struct conn **head = !pool ? &t->read_head : (c->flags & CONN_F_EARLY) ? &t->early_wait : &t->pool_wait;
+    if (pool && (c->flags & CONN_F_EARLY))
+        stat_inc(&t->cnt.early_buf_waits);
     c->next_read = *head;
     *head = c;
 }
@@ -131,7 +266,7 @@ static void out_release(struct conn *c)
     struct out_chunk *k = c->out_head;
     while (k) {
         struct out_chunk *n = k->next;
-        chunk_put(c->w, k);
+        chunk_put(c->t, k);
         k = n;
     }
     c->out_head = c->out_tail = NULL;
@@ -140,16 +275,16 @@ static void out_release(struct conn *c)
 
 static enum sl_err out_append(struct conn *c, const uint8_t *p, uint32_t n)
 {
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
     uint32_t room = c->out_tail ? CHUNK_DATA - c->out_tail->len : 0;
     uint32_t need = n > room ? (n - room + CHUNK_DATA - 1) / CHUNK_DATA : 0;
-    if (need > chunks_available(w)) {
-        metric_inc(stats.out_pool_exhausted);
+    if (need > chunks_available(t)) {
+        stat_inc(&t->cnt.out_pool_exhausted);
         return SL_NOMEM;
     }
     while (n) {
         if (!c->out_tail || c->out_tail->len == CHUNK_DATA) {
-            struct out_chunk *k = chunk_get(w);
+            struct out_chunk *k = chunk_get(t);
             if (!k)
                 return SL_NOMEM; /* malloc failed: counted by the caller's close */
             if (c->out_tail)
@@ -158,12 +293,12 @@ static enum sl_err out_append(struct conn *c, const uint8_t *p, uint32_t n)
                 c->out_head = k;
             c->out_tail = k;
         }
-        struct out_chunk *t = c->out_tail;
-        uint32_t take = CHUNK_DATA - t->len;
+        struct out_chunk *k = c->out_tail;
+        uint32_t take = CHUNK_DATA - k->len;
         if (take > n)
             take = n;
-        memcpy(t->data + t->len, p, take);
-        t->len += take;
+        memcpy(k->data + k->len, p, take);
+        k->len += take;
         p += take;
         n -= take;
         c->out_len += take;
@@ -171,51 +306,106 @@ static enum sl_err out_append(struct conn *c, const uint8_t *p, uint32_t n)
     return SL_OK;
 }
 
-enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
+enum sl_err conn_send(struct conn *c, conn_encode_fn *enc, const void *arg)
 {
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    if (c->state != CONN_OPEN)
         return SL_AGAIN;
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
     size_t len = 0;
     enum sl_err rc = SL_TOOBIG;
-    struct out_chunk *t = c->out_tail;
-    const uint8_t *fb = w->enc; /* the encoded frame, for the recorder */
+    struct out_chunk *k = c->out_tail;
+    const uint8_t *fb = t->enc; /* the encoded frame, for the recorder */
     /* Small frames (ack, pong) encode straight into the tail chunk. */
-    if (t && CHUNK_DATA - t->len >= 64) {
-        rc = msg_encode_frame(m, t->data + t->len, CHUNK_DATA - t->len, &len);
+    if (k && CHUNK_DATA - k->len >= TAIL_MIN) {
+        rc = enc(arg, k->data + k->len, CHUNK_DATA - k->len, &len);
         if (rc == SL_OK) {
-            fb = t->data + t->len;
-            if (c->out_len + len > w->e->cfg.out_cap) {
+            fb = k->data + k->len;
+            if (c->out_len + len > t->cfg.out_cap) {
                 conn_close(c, CR_OUT_CAP);
                 return SL_NOMEM;
             }
-            t->len += (uint32_t)len;
+            k->len += (uint32_t)len;
             c->out_len += (uint32_t)len;
         }
     }
     if (rc != SL_OK) {
-        rc = msg_encode_frame(m, w->enc, w->enc_cap, &len);
-        if (rc != SL_OK) {
-            log_warn("event=frame_too_big dev=%s type=%s", c->dev, msg_type_name(m->t));
+        if (enc(arg, t->enc, t->enc_cap, &len) != SL_OK)
             return SL_TOOBIG;
-        }
-        if (c->out_len + len > w->e->cfg.out_cap || out_append(c, w->enc, (uint32_t)len) != SL_OK) {
+        if (c->out_len + len > t->cfg.out_cap || out_append(c, t->enc, (uint32_t)len) != SL_OK) {
             conn_close(c, CR_OUT_CAP);
             return SL_NOMEM;
         }
     }
-    if (w->e->rec)
-        record_out(w->e->rec, c, fb, len);
+    if (t->cfg.rec)
+        record_out(t->cfg.rec, rec_id(c), fb, len);
     c->frames_out++;
-    metric_inc(stats.frames_out);
+    stat_inc(&t->cnt.frames_out);
     flush_link(c);
     return SL_OK;
+}
+
+/* Drop the first n written bytes from c's output chunks. */
+static void out_consume(struct conn *c, size_t n)
+{
+    struct conn_table *t = c->t;
+    c->bytes_out += n;
+    stat_add(&t->cnt.bytes_out, n);
+    c->out_len -= (uint32_t)n;
+    while (n && c->out_head) {
+        struct out_chunk *k = c->out_head;
+        uint32_t avail = k->len - k->off;
+        if (n >= avail) {
+            n -= avail;
+            c->out_head = k->next;
+            chunk_put(t, k);
+        } else {
+            k->off += (uint32_t)n;
+            n = 0;
+        }
+    }
+    if (!c->out_head)
+        c->out_tail = NULL;
+}
+
+/* TLS: SSL_write takes one buffer, not a chunk list: coalesce up to one
+ * record's worth, write it, and after WANT_* write the same bytes again. */
+static int out_write_tls(struct conn *c, int *err)
+{
+    struct conn_table *t = c->t;
+    struct tls_side *ts = &t->tls_side[c->slot];
+    while (c->out_head) {
+        size_t want = ts->wpend ? ts->wpend : (c->out_len < TLS_WBUF ? c->out_len : TLS_WBUF);
+        size_t got = 0;
+        for (struct out_chunk *k = c->out_head; k && got < want; k = k->next) {
+            size_t take = k->len - k->off;
+            if (take > want - got)
+                take = want - got;
+            memcpy(t->tls_wbuf + got, k->data + k->off, take);
+            got += take;
+        }
+        size_t put = 0;
+        enum tls_io rc = tls_write(ts->ssl, t->tls_wbuf, want, &put);
+        if (rc == TLS_IO_OK) {
+            ts->wpend = 0;
+            out_consume(c, put);
+            continue;
+        }
+        if (rc == TLS_IO_WANT_WRITE || rc == TLS_IO_WANT_READ) {
+            ts->wpend = (uint32_t)want; /* epoll (IN|OUT, edge-triggered) brings us back */
+            return 0;
+        }
+        *err = EPIPE;
+        return -1;
+    }
+    return 0;
 }
 
 /* One writev of as much queued output as fits. 0 = all written or would
  * block, -1 = socket error (errno value in *err). */
 static int out_write(struct conn *c, int *err)
 {
+    if (c->flags & CONN_F_TLS)
+        return c->flags & CONN_F_HS ? 0 : out_write_tls(c, err); /* nothing before the handshake */
     while (c->out_head) {
         struct iovec iov[IOV_BATCH];
         int n = 0;
@@ -234,41 +424,24 @@ static int out_write(struct conn *c, int *err)
             *err = e;
             return -1;
         }
-        size_t left = (size_t)wr;
-        c->bytes_out += left;
-        metric_add(stats.bytes_out, left);
-        c->out_len -= (uint32_t)left;
-        while (left && c->out_head) {
-            struct out_chunk *k = c->out_head;
-            uint32_t avail = k->len - k->off;
-            if (left >= avail) {
-                left -= avail;
-                c->out_head = k->next;
-                chunk_put(c->w, k);
-            } else {
-                k->off += (uint32_t)left;
-                left = 0;
-            }
-        }
-        if (!c->out_head)
-            c->out_tail = NULL;
+        out_consume(c, (size_t)wr);
         if (c->out_head && (size_t)wr < 16 * 1024)
             return 0; /* short write: the socket buffer is full */
     }
     return 0;
 }
 
-void conn_flush_all(struct worker *w)
+void conn_flush_all(struct conn_table *t)
 {
-    struct conn *c = w->flush_head;
-    w->flush_head = NULL;
+    struct conn *c = t->flush_head;
+    t->flush_head = NULL;
     while (c) {
         struct conn *next = c->next_flush;
         c->flags &= (uint8_t)~CONN_F_FLUSH;
         if (c->state == CONN_CLOSING) {
-            c->next_flush = w->close_head; /* its output goes out in conn_free */
-            w->close_head = c;
-        } else if (c->state != CONN_FREE) {
+            c->next_flush = t->close_head; /* its output goes out in conn_free */
+            t->close_head = c;
+        } else if (c->state == CONN_OPEN) {
             int err = 0;
             if (out_write(c, &err) < 0)
                 conn_close(c, CR_IO);
@@ -279,18 +452,22 @@ void conn_flush_all(struct worker *w)
 
 /* ---- close ------------------------------------------------------------ */
 
-void conn_close(struct conn *c, enum close_reason r)
+void conn_close(struct conn *c, enum conn_reason r)
 {
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    if (c->state != CONN_OPEN)
         return;
-    session_closed(c, r);
+    struct conn_table *t = c->t;
+    /* CLOSING before the callback: whatever the layer above does in it
+     * (emit a disconnect, answer a command) can no longer reach c. */
     c->state = CONN_CLOSING;
     c->close_reason = (uint8_t)r;
+    loop_timer_stop(t->loop, &c->timer);
+    t->ops->closing(t->ud, c, r);
     if (r == CR_OUT_CAP)
         out_release(c); /* a device that does not read gets nothing more */
     if (!(c->flags & CONN_F_FLUSH)) {
-        c->next_flush = c->w->close_head;
-        c->w->close_head = c;
+        c->next_flush = t->close_head;
+        t->close_head = c;
     }
     /* else conn_flush_all moves it to the close list */
 }
@@ -310,61 +487,54 @@ static void unpark_closing(struct conn **head)
 
 static void conn_free(struct conn *c)
 {
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
     int err = 0;
     if (c->out_head)
         (void)out_write(c, &err); /* best effort: the err frame */
-    loop_del(w->loop, c->fd);
+    if (c->flags & CONN_F_TLS) {
+        tls_conn_free(t->tls_side[c->slot].ssl); /* close_notify after it */
+        t->tls_side[c->slot] = (struct tls_side){0};
+    }
+    loop_del(t->loop, c->fd);
     /* FIN after what was written, and swallow pending input so close()
      * does not turn into an RST that could destroy the err in flight. */
     shutdown(c->fd, SHUT_WR);
     for (int i = 0; i < 4; i++)
-        if (read(c->fd, w->scratch, w->scratch_cap) <= 0)
+        if (read(c->fd, t->scratch, t->scratch_cap) <= 0)
             break;
     close(c->fd);
-    if (w->e->rec)
-        record_close(w->e->rec, c);
-    if (log_enabled(SL_LOG_DEBUG)) {
-        char peer[64];
-        conn_peer_str(c, peer, sizeof peer);
-        log_debug("event=conn_close worker=%u slot=%u dev=%s peer=%s reason=%s frames_in=%u frames_out=%u "
-                  "bytes_in=%llu bytes_out=%llu",
-                  w->idx, c->slot, c->dev_len ? c->dev : "-", peer, close_reason_str(c->close_reason),
-                  c->frames_in, c->frames_out, (unsigned long long)c->bytes_in,
-                  (unsigned long long)c->bytes_out);
-    }
-    metric_inc(stats.closed[c->close_reason]);
-    metric_gadd(stats.open, -1);
-    metric_gadd(w->open_g, -1);
+    if (t->cfg.rec)
+        record_close(t->cfg.rec, rec_id(c), c->close_reason, conn_reason_str(c->close_reason));
+    stat_inc(&t->cnt.closed[c->close_reason]);
     out_release(c);
-    if (c->dec.buf) {
-        rbuf_put(w, c->dec.buf);
-        c->dec.buf = NULL;
-    }
+    if (c->dec.buf)
+        rbuf_put(t, c);
     uint32_t gen = c->gen + 1;
     uint32_t slot = c->slot;
     memset(c, 0, sizeof *c);
-    c->w = w;
+    c->t = t;
     c->slot = slot;
     c->gen = gen;
     c->fd = -1;
-    w->free_slots[w->nfree++] = slot;
-    w->open--;
-    atomic_fetch_sub(&w->e->open_total, 1);
+    t->free_slots[t->nfree++] = slot;
+    atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    atomic_fetch_sub(t->cfg.open_total, 1);
 }
 
-void conn_free_closed(struct worker *w)
+void conn_free_closed(struct conn_table *t)
 {
     bool parked = false;
-    for (struct conn *c = w->close_head; c; c = c->next_flush)
+    for (struct conn *c = t->close_head; c; c = c->next_flush)
         if (c->flags & CONN_F_READY)
             parked = true;
     if (parked) {
-        unpark_closing(&w->read_head);
-        unpark_closing(&w->pool_wait);
+        unpark_closing(&t->read_head);
+        unpark_closing(&t->pool_wait);
+        unpark_closing(&t->early_wait);
     }
-    struct conn *c = w->close_head;
-    w->close_head = NULL;
+    struct conn *c = t->close_head;
+    t->close_head = NULL;
     while (c) {
         struct conn *next = c->next_flush;
         conn_free(c);
@@ -376,7 +546,7 @@ void conn_free_closed(struct worker *w)
 
 static void feed(struct conn *c, const uint8_t *p, size_t n)
 {
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
     while (n > 0) {
         size_t used = 0;
         struct sl_slice pl;
@@ -386,66 +556,195 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
         switch (rc) {
         case FRAME_READY:
             c->frames_in++;
-            metric_inc(stats.frames_in);
-            session_on_frame(c, pl.p, pl.n);
-            if (c->state == CONN_CLOSING)
+            stat_inc(&t->cnt.frames_in);
+            t->ops->frame(t->ud, c, pl.p, pl.n);
+            if (c->state != CONN_OPEN)
                 return;
-            if (c->dec.buf && frame_dec_idle(&c->dec)) {
-                rbuf_put(w, c->dec.buf);
-                c->dec.buf = NULL;
-            }
+            if (c->dec.buf && frame_dec_idle(&c->dec))
+                rbuf_put(t, c);
             break;
         case FRAME_NEED_BUF:
             /* conn_read only reads when the pool has one for us. */
-            c->dec.buf = rbuf_get(w);
+            c->dec.buf = rbuf_get(t, c);
             if (!c->dec.buf) {
-                session_fail(c, SL_FRAME, "internal: no read buffer");
+                t->ops->broken(t->ud, c, SL_FRAME, "internal: no read buffer");
                 return;
             }
             break;
         case FRAME_NEED_MORE: break;
-        case FRAME_ERR_EMPTY: session_fail(c, SL_FRAME, "frame length 0"); return;
-        case FRAME_ERR_TOOBIG: session_fail(c, SL_FRAME, "frame length above max"); return;
+        case FRAME_ERR_EMPTY: t->ops->broken(t->ud, c, SL_FRAME, "frame length 0"); return;
+        case FRAME_ERR_TOOBIG: t->ops->broken(t->ud, c, SL_FRAME, "frame length above max"); return;
         }
+    }
+}
+
+/* The PROXY header, read without reading past it: peek, parse, then
+ * consume exactly its bytes, so what follows (frames, or a TLS ClientHello
+ * for OpenSSL to read from the socket itself) stays in the socket. true
+ * once it is read (and the layer above told); false: wait or closed. */
+static bool proxy_step(struct conn *c)
+{
+    struct conn_table *t = c->t;
+    uint8_t buf[PROXY_HDR_MAX];
+    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_PEEK);
+    if (n == 0) {
+        conn_close(c, CR_EOF);
+        return false;
+    }
+    if (n < 0) {
+        int e = errno;
+        if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+            conn_close(c, CR_IO);
+        return false;
+    }
+    size_t used = 0;
+    struct addr peer;
+    bool local = false;
+    enum proxy_rc rc = proxy_parse(buf, (size_t)n, &used, &peer, &local);
+    if (rc == PROXY_MORE)
+        return false; /* edge-triggered epoll reports the rest when it comes */
+    if (rc == PROXY_BAD) {
+        /* A device that speaks frames gets a readable answer; a TLS client
+         * would not understand one. */
+        if (c->flags & CONN_F_TLS)
+            conn_close(c, CR_PROXY);
+        else
+            t->ops->broken(t->ud, c, SL_PROTO, "expected a PROXY protocol v2 header");
+        return false;
+    }
+    ssize_t k = recv(c->fd, buf, used, 0);
+    if (k != (ssize_t)used) {
+        conn_close(c, CR_IO);
+        return false;
+    }
+    c->bytes_in += used;
+    if (!local)
+        c->peer = peer;
+    c->flags &= (uint8_t)~CONN_F_PROXY;
+    t->ops->proxied(t->ud, c, local);
+    return c->state == CONN_OPEN;
+}
+
+/* One step of the TLS handshake, at most handshakes_per_wake for the whole
+ * table per loop iteration (a storm of handshakes must not delay the acks
+ * of established devices); the rest wait for the next iteration. true once
+ * done. */
+static bool hs_step(struct conn *c)
+{
+    struct conn_table *t = c->t;
+    if (t->hs_left == 0) {
+        read_park(c, false);
+        return false;
+    }
+    t->hs_left--;
+    switch (tls_handshake(t->tls_side[c->slot].ssl)) {
+    case TLS_IO_OK:
+        c->flags &= (uint8_t)~CONN_F_HS;
+        stat_inc(&t->cnt.tls_handshakes);
+        if (tls_resumed(t->tls_side[c->slot].ssl))
+            stat_inc(&t->cnt.tls_resumed);
+        if (c->out_head)
+            flush_link(c);
+        return true;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE: return false; /* epoll (IN|OUT, edge-triggered) calls again */
+    default:
+        stat_inc(&t->cnt.tls_failed);
+        if (log_enabled(SL_LOG_DEBUG)) {
+            char peer[ADDR_STR_MAX], e[160];
+            addr_str(&c->peer, peer, sizeof peer);
+            log_debug("event=tls_failed worker=%u peer=%s err=\"%s\"", t->cfg.worker, peer,
+                      tls_last_error(e, sizeof e));
+        }
+        conn_close(c, CR_TLS);
+        return false;
+    }
+}
+
+/* One read of c: plain bytes, or decrypted ones. > 0 bytes; 0 = the peer
+ * closed; -1 = nothing now (*again) or an error (closed here). */
+static ssize_t io_read(struct conn *c, uint8_t *buf, size_t cap, bool *again)
+{
+    *again = false;
+    if (!(c->flags & CONN_F_TLS)) {
+        for (;;) {
+            ssize_t n = read(c->fd, buf, cap);
+            if (n >= 0)
+                return n;
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                *again = true;
+                return -1;
+            }
+            conn_close(c, CR_IO);
+            return -1;
+        }
+    }
+    size_t got = 0;
+    switch (tls_read(c->t->tls_side[c->slot].ssl, buf, cap, &got)) {
+    case TLS_IO_OK: return (ssize_t)got;
+    case TLS_IO_WANT_READ: *again = true; return -1;
+    case TLS_IO_WANT_WRITE: /* a TLS 1.3 key update to answer: try again next iteration */
+        read_park(c, false);
+        *again = true;
+        return -1;
+    case TLS_IO_EOF: return 0;
+    default:
+        stat_inc(&c->t->cnt.tls_failed);
+        conn_close(c, CR_TLS);
+        return -1;
     }
 }
 
 static void conn_read(struct conn *c)
 {
-    struct worker *w = c->w;
+    struct conn_table *t = c->t;
+    if ((c->flags & CONN_F_PROXY) && !proxy_step(c))
+        return;
+    if ((c->flags & CONN_F_HS) && !hs_step(c))
+        return;
     for (int i = 0; i < READS_PER_WAKE; i++) {
-        if (bus_paused(w->bus)) {
+        if (c->flags & CONN_F_HOLD)
+            return; /* conn_release parks it for a read */
+        if (t->paused) {
             read_park(c, false);
             return;
         }
-        if (!c->dec.buf && w->nrbufs == 0) {
+        if (!c->dec.buf && pool_empty(t, c)) {
             read_park(c, true);
             return;
         }
-        ssize_t n = read(c->fd, w->scratch, w->scratch_cap);
-        if (n > 0) {
-            if (w->e->rec)
-                record_in(w->e->rec, c, w->scratch, (size_t)n);
-            c->bytes_in += (uint64_t)n;
-            metric_add(stats.bytes_in, (uint64_t)n);
-            feed(c, w->scratch, (size_t)n);
-            if (c->state != CONN_HELLO && c->state != CONN_READY)
+        size_t cap = t->scratch_cap;
+        if (t->cfg.budgeted) {
+            size_t b = t->ops->read_budget(t->ud, c);
+            if (b == 0) {
+                c->flags |= CONN_F_HOLD;
                 return;
-            if ((size_t)n < w->scratch_cap)
-                return; /* drained: edge-triggered epoll reports new data */
+            }
+            if (b < cap)
+                cap = b;
+        }
+        bool again;
+        ssize_t n = io_read(c, t->scratch, cap, &again);
+        if (n > 0) {
+            if (t->cfg.rec) /* what the device sent, decrypted */
+                record_in(t->cfg.rec, rec_id(c), t->scratch, (size_t)n);
+            c->bytes_in += (uint64_t)n;
+            stat_add(&t->cnt.bytes_in, (uint64_t)n);
+            feed(c, t->scratch, (size_t)n);
+            if (c->state != CONN_OPEN)
+                return;
+            /* Drained: edge-triggered epoll reports new data. Not with TLS
+             * while OpenSSL still holds decrypted bytes: no event for them. */
+            if ((size_t)n < cap && !((c->flags & CONN_F_TLS) && tls_pending(t->tls_side[c->slot].ssl)))
+                return;
             continue;
         }
-        if (n == 0) {
+        if (n == 0)
             conn_close(c, CR_EOF);
-            return;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e == EAGAIN || e == EWOULDBLOCK)
-            return;
-        conn_close(c, CR_IO);
-        return;
+        return; /* again, or closed */
     }
     read_park(c, false); /* more may be waiting: continue next iteration */
 }
@@ -455,8 +754,12 @@ static void on_conn_event(struct loop *l, int fd, uint32_t events, void *ud)
     (void)l;
     (void)fd;
     struct conn *c = ud;
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    if (c->state != CONN_OPEN)
         return;
+    if ((c->flags & (CONN_F_PROXY | CONN_F_HS)) && !(c->flags & CONN_F_READY)) {
+        conn_read(c); /* a handshake step may wait for either direction */
+        return;
+    }
     if ((events & EPOLLOUT) && c->out_head)
         flush_link(c);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
@@ -469,22 +772,68 @@ static void on_conn_event(struct loop *l, int fd, uint32_t events, void *ud)
     }
 }
 
-bool conn_read_pending(const struct worker *w)
+static void on_conn_timer(struct loop *l, void *ud)
 {
-    return w->read_head && !bus_paused(w->bus);
+    (void)l;
+    struct conn *c = ud;
+    if (c->state == CONN_OPEN)
+        c->t->ops->timer(c->t->ud, c);
 }
 
-void conn_after(struct worker *w)
+void conn_promote(struct conn *c)
 {
-    if (bus_paused(w->bus) || !w->read_head)
+    if (!(c->flags & CONN_F_EARLY))
         return;
-    struct conn *c = w->read_head;
-    w->read_head = NULL;
+    /* A partial frame already in an early buffer stays there until it is
+     * whole (its length was checked against hello_max); the next one is
+     * checked against max_frame and uses the max_frame pool. */
+    c->flags &= (uint8_t)~CONN_F_EARLY;
+    frame_dec_set_max(&c->dec, c->t->cfg.max_frame);
+}
+
+void conn_release(struct conn *c)
+{
+    if (c->state != CONN_OPEN || !(c->flags & CONN_F_HOLD))
+        return;
+    c->flags &= (uint8_t)~CONN_F_HOLD;
+    /* Input may have arrived meanwhile: edge-triggered epoll will not say so
+     * again, so read it next iteration. */
+    read_park(c, false);
+}
+
+bool conn_early(const struct conn *c)
+{
+    return c->flags & CONN_F_EARLY;
+}
+
+void conn_timer(struct conn *c, uint64_t ms)
+{
+    if (c->state == CONN_OPEN)
+        loop_timer_start(c->t->loop, &c->timer, ms);
+}
+
+bool conn_read_pending(const struct conn_table *t)
+{
+    return t->read_head && !t->paused;
+}
+
+void conn_set_paused(struct conn_table *t, bool paused)
+{
+    t->paused = paused;
+}
+
+void conn_after(struct conn_table *t)
+{
+    t->hs_left = t->cfg.handshakes_per_wake;
+    if (t->paused || !t->read_head)
+        return;
+    struct conn *c = t->read_head;
+    t->read_head = NULL;
     while (c) {
         struct conn *next = c->next_read;
         c->flags &= (uint8_t)~CONN_F_READY;
         c->next_read = NULL;
-        if (c->state == CONN_HELLO || c->state == CONN_READY)
+        if (c->state == CONN_OPEN)
             conn_read(c);
         c = next;
     }
@@ -492,40 +841,24 @@ void conn_after(struct worker *w)
 
 /* ---- accept ----------------------------------------------------------- */
 
-static void refuse_busy(int fd)
+void conn_refuse(int fd, struct sl_slice frame)
 {
-    uint8_t buf[128];
-    size_t len = 0;
-    struct msg m = {.t = MSG_ERR};
-    const char *code = sl_wire_code(SL_BUSY), *text = "edge full: reconnect later";
-    m.u.err.code.p = (const uint8_t *)code;
-    m.u.err.code.n = (uint32_t)strlen(code);
-    m.u.err.msg.p = (const uint8_t *)text;
-    m.u.err.msg.n = (uint32_t)strlen(text);
-    if (msg_encode_frame(&m, buf, sizeof buf, &len) == SL_OK)
-        (void)!write(fd, buf, len);
+    if (frame.n)
+        (void)!write(fd, frame.p, frame.n);
     shutdown(fd, SHUT_WR);
     close(fd);
-    metric_inc(stats.errors[SL_BUSY]);
-    metric_inc(stats.closed[CR_BUSY]);
 }
 
-void conn_refuse(struct edge *e, int fd)
+bool conn_admit(_Atomic uint32_t *open_total, uint32_t max)
 {
-    atomic_fetch_sub(&e->open_total, 1);
-    refuse_busy(fd);
-}
-
-bool conn_admit(struct edge *e, int fd)
-{
-    if (atomic_fetch_add(&e->open_total, 1) >= e->cfg.max_conns) {
-        conn_refuse(e, fd);
+    if (atomic_fetch_add(open_total, 1) >= max) {
+        atomic_fetch_sub(open_total, 1);
         return false;
     }
     return true;
 }
 
-int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
+int conn_accept(int lfd, int *spare_fd, struct addr *peer, const char *who)
 {
     for (;;) {
         struct sockaddr_storage sa;
@@ -547,72 +880,107 @@ int conn_accept(int lfd, int *spare_fd, struct conn_peer *peer, const char *who)
             }
             return -1;
         }
-        metric_inc(stats.accepted);
-        memset(peer, 0, sizeof *peer);
-        if (sa.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-            memcpy(peer->ip, &s6->sin6_addr, 16);
-            peer->port = ntohs(s6->sin6_port);
-            peer->v6 = true;
-        } else {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-            memcpy(peer->ip, &s4->sin_addr, 4);
-            peer->port = ntohs(s4->sin_port);
-        }
+        addr_from_sockaddr(peer, (const struct sockaddr *)&sa);
         return fd;
     }
 }
 
-void conn_adopt(struct worker *w, int fd, const struct conn_peer *peer)
+/* A refused fd gives its place under --max-conns back. */
+static void refuse_admitted(struct conn_table *t, int fd)
 {
-    struct edge *e = w->e;
-    if (w->nfree == 0 && w->nfresh == w->nslots) {
-        conn_refuse(e, fd);
-        return;
+    atomic_fetch_sub(t->cfg.open_total, 1);
+    conn_refuse(fd, t->cfg.busy);
+    stat_inc(&t->cnt.refused);
+}
+
+bool conn_adopt(struct conn_table *t, int fd, const struct addr *peer, unsigned kind)
+{
+    if (t->nfree == 0 && t->nfresh == t->nslots) {
+        refuse_admitted(t, fd);
+        return false;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* Reuse a freed slot (LIFO, keeps the touched set small) before
      * touching a fresh one: an untouched slot costs no RSS. */
-    uint32_t slot = w->nfree ? w->free_slots[--w->nfree] : w->nfresh++;
-    struct conn *c = &w->conns[slot];
-    c->w = w;
+    uint32_t slot = t->nfree ? t->free_slots[--t->nfree] : t->nfresh++;
+    struct conn *c = &t->conns[slot];
+    c->t = t;
     c->slot = slot;
     c->fd = fd;
-    c->state = CONN_HELLO;
-    c->flags = peer->v6 ? CONN_F_V6 : 0;
-    frame_dec_init(&c->dec, e->cfg.max_frame);
-    memcpy(c->peer_ip, peer->ip, sizeof c->peer_ip);
-    c->peer_port = peer->port;
-    w->open++;
-    metric_gadd(stats.open, 1);
-    metric_gadd(w->open_g, 1);
-    if (e->rec)
-        record_open(e->rec, c); /* after the set-up it records, before any read */
-    if (loop_add(w->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
+    c->state = CONN_OPEN;
+    c->flags = CONN_F_EARLY;
+    c->upper = 0;
+    c->peer = *peer;
+    if (kind & CONN_KIND_PROXY)
+        c->flags |= CONN_F_PROXY;
+    if (kind & CONN_KIND_TLS) {
+        SSL *ssl = t->tls_side ? tls_conn_new(t->cfg.tls, fd) : NULL;
+        if (!ssl) {
+            c->state = CONN_CLOSING; /* out of memory: no callback names it */
+            c->close_reason = CR_TLS;
+            c->next_flush = t->close_head;
+            t->close_head = c;
+            atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return false;
+        }
+        t->tls_side[slot] = (struct tls_side){.ssl = ssl};
+        c->flags |= CONN_F_TLS | CONN_F_HS;
+    }
+    frame_dec_init(&c->dec, t->cfg.hello_max);
+    loop_timer_init(&c->timer, on_conn_timer, c);
+    atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (t->cfg.rec)
+        record_open(t->cfg.rec, rec_id(c), &c->peer); /* after the set-up it records, before any read */
+    if (loop_add(t->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_conn_event, c) != 0) {
+        /* Never opened for the layer above: no `closing` for it. */
         c->state = CONN_CLOSING;
         c->close_reason = CR_IO;
-        c->next_flush = w->close_head;
-        w->close_head = c;
-        return;
+        c->next_flush = t->close_head;
+        t->close_head = c;
+        return false; /* freed after the batch; `opened` never ran */
     }
-    session_open(c);
+    t->ops->opened(t->ud, c);
+    return true;
+}
+
+static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud);
+
+/* Accepting resumes after a pause the layer above asked for. */
+static void on_listen_timer(struct loop *l, void *ud)
+{
+    struct conn_table *t = ud;
+    for (int i = 0; i < 2; i++)
+        if (t->lfd[i] >= 0)
+            loop_mod(l, t->lfd[i], EPOLLIN, on_accept, t);
 }
 
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
 {
-    (void)l;
     (void)events;
-    struct worker *w = ud;
+    struct conn_table *t = ud;
     char who[32];
-    snprintf(who, sizeof who, "worker=%u", w->idx);
+    snprintf(who, sizeof who, "worker=%u", t->cfg.worker);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
-        struct conn_peer peer;
-        int fd = conn_accept(lfd, &w->spare_fd, &peer, who);
+        uint32_t wait = t->ops->accept_wait(t->ud);
+        if (wait) {
+            /* Leave the rest in the kernel's backlog for a while: the
+             * listeners are level-triggered, so they are switched off, not
+             * just left unread. */
+            for (int k = 0; k < 2; k++)
+                if (t->lfd[k] >= 0)
+                    loop_mod(l, t->lfd[k], 0, on_accept, t);
+            loop_timer_start(l, &t->listen_timer, wait);
+            return;
+        }
+        struct addr peer;
+        int fd = conn_accept(lfd, &t->spare_fd, &peer, who);
         if (fd < 0)
             return;
-        if (conn_admit(w->e, fd))
-            conn_adopt(w, fd, &peer);
+        stat_inc(&t->cnt.accepted);
+        t->ops->accepted(t->ud, fd, &peer, t->lfd[1] == lfd ? t->lkind[1] : t->lkind[0]);
     }
 }
 
@@ -654,140 +1022,183 @@ int conn_listen_socket(const char *spec)
     return fd < 0 ? -err : fd;
 }
 
-int conn_listen(struct worker *w)
+int conn_listen(struct conn_table *t, const char *spec, unsigned kind)
 {
-    int fd = conn_listen_socket(w->e->cfg.listen);
+    int i = t->lfd[0] < 0 ? 0 : 1;
+    if (t->lfd[i] >= 0)
+        return -EBUSY;
+    int fd = conn_listen_socket(spec);
     if (fd < 0)
         return fd;
-    int rc = loop_add(w->loop, fd, EPOLLIN, on_accept, w);
+    int rc = loop_add(t->loop, fd, EPOLLIN, on_accept, t);
     if (rc != 0) {
         close(fd);
         return rc;
     }
-    w->lfd = fd;
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    atomic_store(&w->listening, true);
+    t->lfd[i] = fd;
+    t->lkind[i] = kind;
+    atomic_store(&t->listening, true);
     return 0;
 }
 
-void conn_stop_listening(struct worker *w)
+void conn_stop_listening(struct conn_table *t)
 {
-    if (w->lfd < 0)
-        return;
-    loop_del(w->loop, w->lfd);
-    close(w->lfd);
-    w->lfd = -1;
-    atomic_store(&w->listening, false);
+    loop_timer_stop(t->loop, &t->listen_timer);
+    for (int i = 0; i < 2; i++) {
+        if (t->lfd[i] < 0)
+            continue;
+        loop_del(t->loop, t->lfd[i]);
+        close(t->lfd[i]);
+        t->lfd[i] = -1;
+    }
+    atomic_store(&t->listening, false);
+}
+
+bool conn_is_tls(const struct conn *c)
+{
+    return c->flags & CONN_F_TLS;
+}
+
+bool conn_proxy_pending(const struct conn *c)
+{
+    return c->flags & CONN_F_PROXY;
+}
+
+bool conn_peer_is(const struct conn *c, const char *dev, size_t n)
+{
+    if (!(c->flags & CONN_F_TLS))
+        return true;
+    return tls_peer_is(c->t->tls_side[c->slot].ssl, dev, n);
+}
+
+bool conn_listening(const struct conn_table *t)
+{
+    return atomic_load(&t->listening);
+}
+
+uint32_t conn_open_count(const struct conn_table *t)
+{
+    return atomic_load_explicit(&t->open, memory_order_relaxed);
+}
+
+const struct conn_counts *conn_counts(const struct conn_table *t)
+{
+    return &t->cnt;
 }
 
 /* ---- table ------------------------------------------------------------ */
 
-int conn_worker_init(struct worker *w)
+struct conn_table *conn_table_new(const struct conn_cfg *cfg, struct loop *l, const struct conn_ops *ops,
+                                  void *ud)
 {
-    const struct edge_cfg *cfg = &w->e->cfg;
-    w->nslots = cfg->max_conns;
+    struct conn_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->cfg = *cfg;
+    t->loop = l;
+    t->ops = ops;
+    t->ud = ud;
+    t->lfd[0] = t->lfd[1] = -1;
+    t->hs_left = cfg->handshakes_per_wake;
+    loop_timer_init(&t->listen_timer, on_listen_timer, t);
+    t->nslots = cfg->slots;
     /* calloc: slots and buffers stay unbacked until used (LIFO reuse keeps
      * the touched set small), so the table costs RSS only per live conn.
      * Hence no loop over the slots here: a zeroed slot is CONN_FREE with
-     * generation 0, and accept fills in w/slot/fd when it first uses it
+     * generation 0, and conn_adopt fills in t/slot/fd when it first uses it
      * (initialising every slot cost 2 x max_conns x sizeof(struct conn)
      * of RSS up front, ~10 MiB at --max-conns 19100). */
-    w->conns = calloc(w->nslots, sizeof *w->conns);
-    w->free_slots = malloc(w->nslots * sizeof *w->free_slots);
-    w->scratch_cap = SCRATCH_CAP;
-    w->scratch = malloc(w->scratch_cap);
-    w->nrbufs = cfg->read_bufs;
-    w->rbufs = malloc(w->nrbufs * sizeof *w->rbufs);
-    w->rbuf_mem = malloc((size_t)w->nrbufs * cfg->max_frame);
-    w->enc_cap = cfg->max_frame + SL_FRAME_HDR + 512;
-    w->enc = malloc(w->enc_cap);
-    w->chunks_max = (uint32_t)((uint64_t)cfg->out_pool_mb * 1024 * 1024 / sizeof(struct out_chunk));
-    if (!w->conns || !w->free_slots || !w->scratch || !w->rbufs || !w->rbuf_mem || !w->enc)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < w->nrbufs; i++)
-        w->rbufs[i] = w->rbuf_mem + (size_t)(w->nrbufs - 1 - i) * cfg->max_frame;
-    w->nfree = 0;
-    w->nfresh = 0;
-    w->lfd = -1;
-    return 0;
-}
-
-void conn_worker_fini(struct worker *w)
-{
-    if (w->conns) {
-        for (uint32_t i = 0; i < w->nfresh; i++)
-            if (w->conns[i].state == CONN_HELLO || w->conns[i].state == CONN_READY)
-                conn_close(&w->conns[i], CR_SHUTDOWN);
-        conn_flush_all(w);
-        conn_free_closed(w);
-    }
-    conn_stop_listening(w);
-    while (w->chunk_free) {
-        struct out_chunk *k = w->chunk_free;
-        w->chunk_free = k->next;
-        free(k);
-    }
-    if (w->spare_fd >= 0)
-        close(w->spare_fd);
-    w->spare_fd = -1;
-    free(w->conns);
-    free(w->free_slots);
-    free(w->scratch);
-    free(w->rbufs);
-    free(w->rbuf_mem);
-    free(w->enc);
-    w->conns = NULL;
-}
-
-/* ---- lookups and cross-connection actions ----------------------------- */
-
-struct conn *conn_find(struct worker *w, uint32_t slot, uint32_t gen, struct sl_slice dev)
-{
-    if (slot >= w->nslots)
-        return NULL;
-    struct conn *c = &w->conns[slot];
-    if (c->state != CONN_READY || c->gen != gen || c->dev_len != dev.n || memcmp(c->dev, dev.p, dev.n) != 0)
-        return NULL;
-    return c;
-}
-
-void conn_kick(struct worker *w, struct devmap_ref ref, enum sl_err code)
-{
-    if (ref.worker != w->idx) {
-        if (!worker_post_kick(w->e->workers[ref.worker], ref.slot, ref.gen, (int)code))
-            log_warn("event=kick_queue_full worker=%u", ref.worker);
-        return;
-    }
-    if (ref.slot >= w->nslots)
-        return;
-    struct conn *c = &w->conns[ref.slot];
-    if (c->gen != ref.gen || (c->state != CONN_READY && c->state != CONN_HELLO))
-        return;
-    session_fail(c, code, code == SL_REPLACED ? "the device connected again" : sl_strerror(code));
-}
-
-uint32_t conn_peer_str(const struct conn *c, char *out, uint32_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-    if (!inet_ntop((c->flags & CONN_F_V6) ? AF_INET6 : AF_INET, c->peer_ip, ip, sizeof ip))
-        strcpy(ip, "?");
-    int n = snprintf(out, cap, (c->flags & CONN_F_V6) ? "[%s]:%u" : "%s:%u", ip, c->peer_port);
-    if (n < 0)
-        n = 0;
-    return (uint32_t)n < cap ? (uint32_t)n : cap - 1;
-}
-
-uint32_t conn_evict(struct worker *w, uint32_t n)
-{
-    uint32_t done = 0;
-    for (uint32_t i = 0; i < w->nfresh && done < n; i++) {
-        uint32_t s = (w->drain_cursor + i) % w->nfresh;
-        struct conn *c = &w->conns[s];
-        if (c->state == CONN_HELLO || c->state == CONN_READY) {
-            session_fail(c, SL_DRAINING, "edge draining: reconnect elsewhere");
-            done++;
-            w->drain_cursor = s + 1;
+    t->conns = calloc(t->nslots, sizeof *t->conns);
+    t->free_slots = malloc(t->nslots * sizeof *t->free_slots);
+    t->scratch_cap = SCRATCH_CAP;
+    t->scratch = malloc(t->scratch_cap);
+    t->nrbufs = cfg->read_bufs;
+    t->rbufs = malloc(t->nrbufs * sizeof *t->rbufs);
+    t->rbuf_mem = malloc((size_t)t->nrbufs * cfg->max_frame);
+    t->nebufs = cfg->early_bufs;
+    t->ebufs = malloc(t->nebufs * sizeof *t->ebufs);
+    t->ebuf_mem = malloc((size_t)t->nebufs * cfg->hello_max);
+    t->enc_cap = cfg->max_frame + SL_FRAME_HDR + ENC_SLACK;
+    t->enc = malloc(t->enc_cap);
+    t->chunks_max = (uint32_t)((uint64_t)cfg->out_pool_mb * 1024 * 1024 / sizeof(struct out_chunk));
+    t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (cfg->tls) {
+        /* calloc: a slot's side entry is backed only once a TLS connection uses it */
+        t->tls_side = calloc(t->nslots, sizeof *t->tls_side);
+        t->tls_wbuf = malloc(TLS_WBUF);
+        if (!t->tls_side || !t->tls_wbuf) {
+            conn_table_destroy(&t);
+            return NULL;
         }
     }
-    return done;
+    if (!t->conns || !t->free_slots || !t->scratch || !t->rbufs || !t->rbuf_mem || !t->ebufs ||
+        !t->ebuf_mem || !t->enc) {
+        conn_table_destroy(&t);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < t->nrbufs; i++)
+        t->rbufs[i] = t->rbuf_mem + (size_t)(t->nrbufs - 1 - i) * cfg->max_frame;
+    for (uint32_t i = 0; i < t->nebufs; i++)
+        t->ebufs[i] = t->ebuf_mem + (size_t)(t->nebufs - 1 - i) * cfg->hello_max;
+    return t;
+}
+
+void conn_table_destroy(struct conn_table **pt)
+{
+    struct conn_table *t = *pt;
+    if (!t)
+        return;
+    if (t->conns) {
+        for (uint32_t i = 0; i < t->nfresh; i++)
+            conn_close(&t->conns[i], CR_SHUTDOWN);
+        conn_flush_all(t);
+        conn_free_closed(t);
+    }
+    conn_stop_listening(t);
+    while (t->chunk_free) {
+        struct out_chunk *k = t->chunk_free;
+        t->chunk_free = k->next;
+        free(k);
+    }
+    if (t->spare_fd >= 0)
+        close(t->spare_fd);
+    free(t->conns);
+    free(t->free_slots);
+    free(t->scratch);
+    free(t->rbufs);
+    free(t->rbuf_mem);
+    free(t->ebufs);
+    free(t->ebuf_mem);
+    free(t->tls_side);
+    free(t->tls_wbuf);
+    free(t->enc);
+    free(t);
+    *pt = NULL;
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+struct conn *conn_get(struct conn_table *t, uint32_t slot, uint32_t gen)
+{
+    if (slot >= t->nslots)
+        return NULL;
+    struct conn *c = &t->conns[slot];
+    return c->state == CONN_OPEN && c->gen == gen ? c : NULL;
+}
+
+struct conn *conn_at(struct conn_table *t, uint32_t slot)
+{
+    return &t->conns[slot];
+}
+
+struct conn *conn_next_open(struct conn_table *t, uint32_t *cursor)
+{
+    for (uint32_t i = 0; i < t->nfresh; i++) {
+        uint32_t s = (*cursor + i) % t->nfresh;
+        if (t->conns[s].state == CONN_OPEN) {
+            *cursor = s + 1;
+            return &t->conns[s];
+        }
+    }
+    return NULL;
 }

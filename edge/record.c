@@ -41,17 +41,14 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include "sl/stat.h"
 #include "sl/limits.h"
 #include "sl/log.h"
-#include "sl/metrics.h"
 #include "sl/recfile.h"
-#include "conn.h"
 #include "edge.h"
-#include "stats.h"
-#include "worker.h"
 
 #define RING_MIN          (4u << 20)     /* bytes per worker; ~60 ms of reads+acks at 2 M frames/s */
-#define IN_MAX            (256u * 1024u) /* largest read: conn.c's scratch buffer */
+#define IN_MAX            (256u * 1024u) /* largest read: conn.c's scratch buffer (SCRATCH_CAP) */
 #define STAGES            512            /* pre-hello stages per worker (filter only) */
 #define STAGE_CAP         768            /* a hello is ~160 bytes; longer first frames are left out */
 #define STAGE_CHUNKS      48             /* reads a stage keeps apart */
@@ -77,8 +74,10 @@ struct ring {
     uint64_t tail_seen;           /* last tail read: reload only when it looks full */
     uint64_t gap_recs, gap_bytes; /* dropped since the last GAP record */
     uint8_t *buf;
-    uint16_t *sel;     /* filter: per slot */
-    uint64_t *open_ns; /* filter: OPEN time per held-back slot */
+    uint16_t *sel;                     /* filter: per slot */
+    uint64_t *open_ns;                 /* filter: OPEN time per held-back slot */
+    struct addr *open_peer;            /* filter: its peer, for the OPEN record written later */
+    _Atomic uint64_t dropped, skipped; /* this ring's worker counts them */
     struct stage *stages;
     uint16_t *stage_free;
     uint32_t nstage_free;
@@ -96,7 +95,7 @@ struct record {
     int fd;
     uint64_t written, max_bytes; /* max_bytes 0 = no limit */
     pthread_t th;
-    struct metric_counter *dropped, *bytes, *skipped;
+    _Atomic uint64_t bytes; /* the writer thread counts them */
 };
 
 static uint64_t now_ns(void)
@@ -153,13 +152,13 @@ static void put_gap(const struct record *r, struct ring *g, uint16_t worker, uin
     g->gap_recs = g->gap_bytes = 0;
 }
 
-static void push(struct record *r, struct ring *g, uint8_t kind, const struct conn *c, uint64_t t,
+static void push(struct record *r, struct ring *g, uint8_t kind, struct record_conn c, uint64_t t,
                  const uint8_t *p, size_t n)
 {
     struct recfile_rec h = {.kind = kind,
-                            .worker = (uint16_t)c->w->idx,
-                            .slot = c->slot,
-                            .gen = c->gen,
+                            .worker = (uint16_t)c.worker,
+                            .slot = c.slot,
+                            .gen = c.gen,
                             .t_ns = t,
                             .len = (uint32_t)n};
     /* After drops, a GAP goes first (so the file says where records are
@@ -174,13 +173,14 @@ static void push(struct record *r, struct ring *g, uint8_t kind, const struct co
     }
     g->gap_recs++;
     g->gap_bytes += RECFILE_REC_HDR + n;
-    metric_inc(r->dropped);
+    stat_inc(&g->dropped);
 }
 
-static void push_open(struct record *r, struct ring *g, const struct conn *c, uint64_t t)
+static void push_open(struct record *r, struct ring *g, struct record_conn c, const struct addr *a,
+                      uint64_t t)
 {
-    struct recfile_peer peer = {.v6 = (c->flags & CONN_F_V6) != 0, .port = c->peer_port};
-    memcpy(peer.ip, c->peer_ip, sizeof peer.ip);
+    struct recfile_peer peer = {.v6 = a->v6, .port = a->port};
+    memcpy(peer.ip, a->ip, sizeof peer.ip);
     uint8_t op[RECFILE_OPEN_SIZE];
     recfile_open_encode(&peer, op);
     push(r, g, RECFILE_OPEN, c, t, op, sizeof op);
@@ -194,10 +194,10 @@ static void stage_put(struct ring *g, uint16_t sel)
 /* A held-back connection read p[0..n) at t: stage it while its first frame
  * is incomplete, or decide. True if the connection is recorded from now on
  * (OPEN and staged reads are in the ring; the caller pushes this read). */
-static bool admit(struct record *r, struct ring *g, const struct conn *c, uint64_t t, const uint8_t *p,
+static bool admit(struct record *r, struct ring *g, struct record_conn c, uint64_t t, const uint8_t *p,
                   size_t n)
 {
-    uint16_t sel = g->sel[c->slot];
+    uint16_t sel = g->sel[c.slot];
     if (sel == SEL_OFF)
         return false;
     struct stage *s = NULL;
@@ -216,7 +216,7 @@ static bool admit(struct record *r, struct ring *g, const struct conn *c, uint64
         /* MORE means sn < STAGE_CAP, so the whole read was taken above. */
         if (!s && g->nstage_free > 0) {
             sel = (uint16_t)(g->stage_free[--g->nstage_free] + 1);
-            g->sel[c->slot] = sel;
+            g->sel[c.slot] = sel;
             s = &g->stages[sel - 1];
             s->nbytes = s->nchunks = 0;
             memcpy(s->bytes, p, n);
@@ -227,67 +227,68 @@ static bool admit(struct record *r, struct ring *g, const struct conn *c, uint64
             s->nbytes += (uint32_t)n;
             return false;
         }
-        metric_inc(r->skipped); /* out of stages, or a hello in too many pieces */
+        stat_inc(&g->skipped); /* out of stages, or a hello in too many pieces */
         if (s)
             stage_put(g, sel);
-        g->sel[c->slot] = SEL_OFF;
+        g->sel[c.slot] = SEL_OFF;
         return false;
     }
     bool on = rc == RECFILE_DEV_FOUND && recfile_dev_match(r->devices, true, dev.p, dev.n);
     if (on) {
-        push_open(r, g, c, g->open_ns[c->slot]);
+        push_open(r, g, c, &g->open_peer[c.slot], g->open_ns[c.slot]);
         for (uint32_t i = 0, off = 0; s && i < s->nchunks; off += s->len[i++])
             push(r, g, RECFILE_IN, c, s->t[i], s->bytes + off, s->len[i]);
     }
     if (s)
         stage_put(g, sel);
-    g->sel[c->slot] = on ? SEL_ON : SEL_OFF;
+    g->sel[c.slot] = on ? SEL_ON : SEL_OFF;
     return on;
 }
 
-void record_open(struct record *r, const struct conn *c)
+void record_open(struct record *r, struct record_conn c, const struct addr *peer)
 {
     if (atomic_load_explicit(&r->stopped, memory_order_relaxed))
         return;
-    struct ring *g = &r->rings[c->w->idx];
+    struct ring *g = &r->rings[c.worker];
     uint64_t t = now_ns();
     if (g->sel) {
-        g->sel[c->slot] = SEL_WAIT;
-        g->open_ns[c->slot] = t;
+        g->sel[c.slot] = SEL_WAIT;
+        g->open_ns[c.slot] = t;
+        g->open_peer[c.slot] = *peer;
         return;
     }
-    push_open(r, g, c, t);
+    push_open(r, g, c, peer, t);
 }
 
-void record_in(struct record *r, const struct conn *c, const uint8_t *p, size_t n)
+void record_in(struct record *r, struct record_conn c, const uint8_t *p, size_t n)
 {
     if (atomic_load_explicit(&r->stopped, memory_order_relaxed))
         return;
-    struct ring *g = &r->rings[c->w->idx];
+    struct ring *g = &r->rings[c.worker];
     uint64_t t = now_ns();
-    if (g->sel && g->sel[c->slot] != SEL_ON && !admit(r, g, c, t, p, n))
+    if (g->sel && g->sel[c.slot] != SEL_ON && !admit(r, g, c, t, p, n))
         return;
     push(r, g, RECFILE_IN, c, t, p, n);
 }
 
-void record_out(struct record *r, const struct conn *c, const uint8_t *p, size_t n)
+void record_out(struct record *r, struct record_conn c, const uint8_t *p, size_t n)
 {
     if (atomic_load_explicit(&r->stopped, memory_order_relaxed))
         return;
-    struct ring *g = &r->rings[c->w->idx];
-    if (g->sel && g->sel[c->slot] != SEL_ON)
+    struct ring *g = &r->rings[c.worker];
+    if (g->sel && g->sel[c.slot] != SEL_ON)
         return;
     push(r, g, RECFILE_OUT, c, now_ns(), p, n);
 }
 
-void record_close(struct record *r, const struct conn *c)
+void record_close(struct record *r, struct record_conn c, uint8_t reason, const char *reason_str)
 {
     if (atomic_load_explicit(&r->stopped, memory_order_relaxed))
         return;
-    struct ring *g = &r->rings[c->w->idx];
+    struct ring *g = &r->rings[c.worker];
     if (g->sel) {
-        uint16_t sel = g->sel[c->slot];
-        g->sel[c->slot] = SEL_OFF;
+        uint16_t sel = g->sel[c.slot];
+        g->sel[c.slot] = SEL_OFF;
         if (sel != SEL_ON) {
             if (sel != SEL_OFF && sel != SEL_WAIT)
                 stage_put(g, sel);
@@ -295,7 +296,7 @@ void record_close(struct record *r, const struct conn *c)
         }
     }
     uint8_t cp[1 + RECFILE_REASON_MAX];
-    size_t n = recfile_close_encode(c->close_reason, close_reason_str(c->close_reason), cp);
+    size_t n = recfile_close_encode(reason, reason_str, cp);
     push(r, g, RECFILE_CLOSE, c, now_ns(), cp, n);
 }
 
@@ -312,7 +313,7 @@ static int write_all(struct record *r, struct iovec *iov, int n)
             return -e;
         }
         r->written += (uint64_t)w;
-        metric_add(r->bytes, (uint64_t)w);
+        stat_add(&r->bytes, (uint64_t)w);
         size_t left = (size_t)w;
         while (n > 0 && left >= iov->iov_len) {
             left -= iov->iov_len;
@@ -346,7 +347,9 @@ static void finish(struct record *r, const char *reason)
     close(r->fd);
     r->fd = -1;
     atomic_store(&r->stopped, true);
-    uint64_t dropped = atomic_load_explicit(&r->dropped->v, memory_order_relaxed);
+    uint64_t dropped = 0;
+    for (uint32_t i = 0; i < r->nrings; i++)
+        dropped += stat_get(&r->rings[i].dropped);
     if (rc != 0)
         log_error("event=record_stop reason=\"%s\" bytes=%llu dropped=%llu err=\"%s\"", reason,
                   (unsigned long long)r->written, (unsigned long long)dropped, strerror(-rc));
@@ -446,6 +449,7 @@ static void free_rings(struct record *r)
         free(g->buf);
         free(g->sel);
         free(g->open_ns);
+        free(g->open_peer);
         free(g->stages);
         free(g->stage_free);
     }
@@ -468,9 +472,10 @@ static bool rings_init(struct record *r, bool filter)
             continue;
         g->sel = calloc(r->nslots, sizeof *g->sel);
         g->open_ns = calloc(r->nslots, sizeof *g->open_ns);
+        g->open_peer = calloc(r->nslots, sizeof *g->open_peer);
         g->stages = calloc(STAGES, sizeof *g->stages);
         g->stage_free = malloc(STAGES * sizeof *g->stage_free);
-        if (!g->sel || !g->open_ns || !g->stages || !g->stage_free)
+        if (!g->sel || !g->open_ns || !g->open_peer || !g->stages || !g->stage_free)
             return false;
         for (uint32_t k = 0; k < STAGES; k++)
             g->stage_free[g->nstage_free++] = (uint16_t)(STAGES - 1 - k);
@@ -528,15 +533,6 @@ struct record *record_new(const struct edge_cfg *cfg)
                                .start_mono_ns = now_ns()};
     uint8_t hb[RECFILE_HDR_SIZE];
     recfile_header_encode(&h, hb);
-    r->dropped =
-        metrics_counter("sluice_edge_record_dropped_total",
-                        "Records not recorded because the writer fell behind (a GAP marks the place)", NULL);
-    r->bytes = metrics_counter("sluice_edge_record_bytes_total", "Bytes written to the --record file", NULL);
-    r->skipped =
-        metrics_counter("sluice_edge_record_skipped_total",
-                        "Connections left out of a --record-devices recording: hello too long, in too "
-                        "many reads, or no pre-hello stage free",
-                        NULL);
     struct iovec iov = {hb, sizeof hb};
     int rc = write_all(r, &iov, 1);
     if (rc == 0)
@@ -564,4 +560,16 @@ void record_destroy(struct record **pr)
     pthread_join(r->th, NULL);
     free_rings(r);
     *pr = NULL;
+}
+
+void record_counts(const struct record *r, uint64_t *dropped, uint64_t *skipped, uint64_t *bytes)
+{
+    uint64_t d = 0, s = 0;
+    for (uint32_t i = 0; i < r->nrings; i++) {
+        d += stat_get(&r->rings[i].dropped);
+        s += stat_get(&r->rings[i].skipped);
+    }
+    *dropped = d;
+    *skipped = s;
+    *bytes = stat_get(&r->bytes);
 }

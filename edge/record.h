@@ -3,16 +3,21 @@
  *
  * The record_* hooks run on a connection's worker thread, never block and
  * never allocate: they copy into that worker's ring, or drop and count
- * when it is full. conn.c calls them only when e->rec is set, so a
+ * when it is full. conn.c calls them only when a recorder is set, so a
  * disabled recorder costs one predictable branch per read and per frame. */
 #ifndef EDGE_RECORD_H
 #define EDGE_RECORD_H
 #include <stddef.h>
 #include <stdint.h>
+#include "addr.h"
 
-struct conn;
 struct edge_cfg;
 struct record;
+
+/* Which connection a hook is about: its worker, slot and generation. */
+struct record_conn {
+    uint32_t worker, slot, gen;
+};
 
 /* Create cfg->record_path (mode 0600, truncated), write the file header and
  * start the writer thread. Call once from main before any worker runs.
@@ -26,9 +31,14 @@ void record_destroy(struct record **r);
 
 /* The hooks (worker thread of c). With --record-devices, a connection is
  * held back until its first frame names a device (docs/recording.md). */
-void record_open(struct record *r, const struct conn *c);                            /* accepted */
-void record_in(struct record *r, const struct conn *c, const uint8_t *p, size_t n);  /* one read(2) */
-void record_out(struct record *r, const struct conn *c, const uint8_t *p, size_t n); /* one queued frame */
-void record_close(struct record *r, const struct conn *c); /* freed: c->close_reason */
+void record_open(struct record *r, struct record_conn c, const struct addr *peer);   /* accepted */
+void record_in(struct record *r, struct record_conn c, const uint8_t *p, size_t n);  /* one read(2) */
+void record_out(struct record *r, struct record_conn c, const uint8_t *p, size_t n); /* one queued frame */
+/* freed, with its close reason (code and name) */
+void record_close(struct record *r, struct record_conn c, uint8_t reason, const char *reason_str);
+
+/* Any thread: records dropped (writer behind), connections skipped by the
+ * filter, bytes written to the file, so far. */
+void record_counts(const struct record *r, uint64_t *dropped, uint64_t *skipped, uint64_t *bytes);
 
 #endif

@@ -1,275 +1,348 @@
 /* session.c - the device protocol state machine of docs/protocol.md §2.
  *
- * Decodes each frame payload with msg_decode() and dispatches on (state,
- * type) through one table; anything not in the table is err "proto". It
- * owns the hello and idle timers (one loop timer per conn, re-armed from a
- * last-activity stamp instead of restarted per frame), the takeover claim
- * in the device map and the envelopes a session produces.
+ * Decodes each frame payload with msg_decode() and dispatches on (phase,
+ * type) through one table; anything not in the table is err "proto". One
+ * deadline per session, armed through the ops: the hello timeout, then an
+ * idle check re-armed from a last-activity stamp instead of restarted per
+ * frame. It owns the takeover claim in the device map and the envelopes a
+ * session produces, and counts what it does in session_env.cnt.
  *
- * It deliberately does no I/O: it reaches the socket only through
- * conn_send_frame/conn_close/conn_kick and ZeroMQ only through bus_emit,
- * so the unit tests link it against stubs. */
+ * It deliberately does no I/O and knows no connection: the worker's ops
+ * table is its only way out (session.h), so unit tests run it against a
+ * stub table. */
 #define _GNU_SOURCE
 #include "session.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include "sl/envelope.h"
-#include "sl/msg.h"
-#include "sl/token.h"
-#include "bus.h"
-#include "conn.h"
-#include "worker.h"
+#include "sl/limits.h"
+#include "edge.h"
+#include "trust.h"
 
-static uint64_t realtime_ns(void)
+const double session_rtt_bounds[SESSION_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
+};
+
+void session_env_init(struct session_env *x)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    memset(&x->cnt, 0, sizeof x->cnt);
+    stat_hist_init(&x->cnt.rtt, session_rtt_bounds, SESSION_RTT_BUCKETS);
 }
 
-uint64_t session_now_us(void)
+static struct sl_slice dev_slice(const struct session_env *x, const struct session *s, struct devmap_ref self)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    struct sl_slice d = {(const uint8_t *)devmap_dev(x->map, self), s->dev_len};
+    return d;
 }
 
-static struct sl_slice dev_slice(const struct conn *c)
+void session_fail(struct session_env *x, struct session *s, enum sl_err code, const char *text)
 {
-    struct sl_slice s = {(const uint8_t *)c->dev, c->dev_len};
-    return s;
+    session_fail_retry(x, s, code, text, 0);
 }
 
-static struct devmap_ref ref_of(const struct conn *c)
+void session_fail_retry(struct session_env *x, struct session *s, enum sl_err code, const char *text,
+                        uint32_t retry_ms)
 {
-    struct devmap_ref r = {c->w->idx, c->slot, c->gen};
-    return r;
-}
-
-void session_fail(struct conn *c, enum sl_err code, const char *text)
-{
-    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+    if (s->phase == SESSION_NONE)
         return;
-    const char *wire = sl_wire_code(code);
-    if (!wire) {
-        code = SL_PROTO;
-        wire = sl_wire_code(code);
-    }
-    metric_inc(stats.errors[code]);
-    struct msg m = {.t = MSG_ERR};
-    m.u.err.code.p = (const uint8_t *)wire;
-    m.u.err.code.n = (uint32_t)strlen(wire);
-    m.u.err.msg.p = (const uint8_t *)text;
-    m.u.err.msg.n = (uint32_t)strlen(text);
-    if (conn_send_frame(c, &m) == SL_NOMEM)
+    struct msg m = msg_err(&code, text);
+    m.u.err.retry_ms = retry_ms;
+    stat_inc(&x->cnt.errors[code]);
+    if (x->ops->send(x->ud, s, &m) == SL_NOMEM)
         return; /* already closed for out_cap */
-    conn_close(c, close_reason_of(code));
+    x->ops->close(x->ud, s, code);
 }
 
-static void on_timer(struct loop *l, void *ud)
+void session_on_timer(struct session_env *x, struct session *s)
 {
-    struct conn *c = ud;
-    const struct edge_cfg *cfg = &c->w->e->cfg;
-    if (c->state == CONN_HELLO) {
-        session_fail(c, SL_TIMEOUT, "no hello within the hello timeout");
+    if (s->phase == SESSION_HELLO) {
+        session_fail(x, s, SL_TIMEOUT, "no hello within the hello timeout");
         return;
     }
-    if (c->state != CONN_READY)
+    if (s->phase != SESSION_READY)
         return;
-    uint64_t now = loop_now_ms(l);
-    uint64_t idle = now - c->last_ms;
-    if (idle >= cfg->idle_timeout_ms)
-        session_fail(c, SL_TIMEOUT, "silent past the idle timeout");
+    uint32_t limit = x->cfg->idle_timeout_ms;
+    uint32_t now = (uint32_t)x->ops->now_ms(x->ud);
+    if (s->held) {
+        /* The hold ends; the time it lasted was ours, not the device's
+         * silence: the idle clock starts again now. */
+        stat_add(&x->cnt.held_us, (uint64_t)(now - s->last_ms) * 1000u);
+        s->held = 0;
+        s->last_ms = now;
+        x->ops->release(x->ud, s);
+        x->ops->arm(x->ud, s, limit);
+        return;
+    }
+    uint32_t idle = now - s->last_ms;
+    if (idle >= limit)
+        session_fail(x, s, SL_TIMEOUT, "silent past the idle timeout");
     else
-        loop_timer_start(l, &c->timer, cfg->idle_timeout_ms - idle);
+        x->ops->arm(x->ud, s, limit - idle);
 }
 
-void session_open(struct conn *c)
+void session_open(struct session_env *x, struct session *s, uint64_t hello_ms)
 {
-    loop_timer_init(&c->timer, on_timer, c);
-    c->last_ms = loop_now_ms(c->w->loop);
-    loop_timer_start(c->w->loop, &c->timer, c->w->e->cfg.hello_timeout_ms);
+    memset(s, 0, sizeof *s);
+    s->phase = SESSION_HELLO;
+    s->last_ms = (uint32_t)x->ops->now_ms(x->ud);
+    s->tokens = (float)x->burst;
+    s->refill_ms = s->last_ms;
+    x->ops->arm(x->ud, s, hello_ms);
 }
 
-typedef void handler(struct conn *c, const struct msg *m);
-
-static void on_hello(struct conn *c, const struct msg *m)
+/* --device-rate: every frame after hello takes a token from the session's
+ * bucket, and the connection reads only as many bytes as the tokens left
+ * are worth (session_read_budget). A device that runs out is not refused
+ * and nothing it sent is dropped: its socket is not read until the bucket
+ * has a token again (at most hold_max_ms at a time), so it only sees slower
+ * acks and, in the end, its own send buffer filling up. */
+static void refill(const struct session_env *x, struct session *s, uint32_t now)
 {
-    struct worker *w = c->w;
-    const struct edge_cfg *cfg = &w->e->cfg;
+    float t = s->tokens + (float)((double)(uint32_t)(now - s->refill_ms) / 1000.0 * x->rate);
+    s->tokens = t > (float)x->burst ? (float)x->burst : t;
+    s->refill_ms = now;
+}
+
+static void take_token(struct session_env *x, struct session *s, uint32_t now)
+{
+    refill(x, s, now);
+    s->tokens -= 1.0f;
+}
+
+size_t session_read_budget(struct session_env *x, struct session *s, uint32_t frame_bytes)
+{
+    if (x->rate <= 0 || s->phase != SESSION_READY)
+        return SIZE_MAX;
+    if (s->held)
+        return 0;
+    refill(x, s, (uint32_t)x->ops->now_ms(x->ud));
+    if (s->tokens >= 1.0f)
+        return (size_t)s->tokens * frame_bytes + SL_FRAME_HDR;
+    double ms = (1.0 - (double)s->tokens) / x->rate * 1000.0 + 1.0;
+    uint32_t hold = ms > x->hold_max_ms ? x->hold_max_ms : (uint32_t)ms;
+    s->held = 1;
+    stat_inc(&x->cnt.holds);
+    x->ops->arm(x->ud, s, hold);
+    return 0;
+}
+
+typedef void handler(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m);
+
+static void on_hello(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m)
+{
+    const struct edge_cfg *cfg = x->cfg;
     if (m->u.hello.v != SL_PROTO_VERSION) {
-        session_fail(c, SL_PROTO, "unsupported protocol version");
+        session_fail(x, s, SL_PROTO, "unsupported protocol version");
         return;
     }
     struct sl_slice dev = m->u.hello.dev;
     if (!msg_valid_id(dev.p, dev.n)) {
-        metric_inc(stats.auth_failures);
-        session_fail(c, SL_AUTH, "device id outside [A-Za-z0-9._:-]{1,64}");
+        stat_inc(&x->cnt.auth_failures);
+        session_fail(x, s, SL_AUTH, "device id outside [A-Za-z0-9._:-]{1,64}");
         return;
     }
-    if (!token_check(cfg->secret, cfg->secret_len, dev.p, dev.n, m->u.hello.tok.p, m->u.hello.tok.n)) {
-        metric_inc(stats.auth_failures);
-        session_fail(c, SL_AUTH, "bad token");
+    if (!trust_token_ok(x->trust, dev.p, dev.n, m->u.hello.tok.p, m->u.hello.tok.n)) {
+        stat_inc(&x->cnt.auth_failures);
+        session_fail(x, s, SL_AUTH, "bad token");
         return;
     }
-    if (atomic_load(&w->e->draining)) {
-        session_fail(c, SL_DRAINING, "edge draining: reconnect elsewhere");
+    if (trust_denied(x->trust, dev.p, dev.n)) {
+        stat_inc(&x->cnt.auth_failures);
+        stat_inc(&x->cnt.revoked);
+        session_fail(x, s, SL_AUTH, "device revoked");
         return;
     }
-    c->epoch = realtime_ns();
-    c->state = CONN_READY;
+    if (x->ops->peer_id && !x->ops->peer_id(x->ud, s, (const char *)dev.p, dev.n)) {
+        stat_inc(&x->cnt.auth_failures);
+        session_fail(x, s, SL_AUTH, "the client certificate is not this device's");
+        return;
+    }
+    if (atomic_load(x->draining)) {
+        session_fail(x, s, SL_DRAINING, "edge draining: reconnect elsewhere");
+        return;
+    }
+    uint32_t retry = x->ops->admit_device(x->ud, (const char *)dev.p, dev.n);
+    if (retry) {
+        session_fail_retry(x, s, SL_BUSY, "device reconnecting too often: back off", retry);
+        return;
+    }
+    s->epoch = x->ops->wall_ns(x->ud);
+    s->phase = SESSION_READY;
+    x->ops->authenticated(x->ud, s);
     /* Newest hello wins: whoever held dev on this edge is closed. The map
-     * keeps the id; c points at it (one copy per connection). */
+     * keeps the id; the session reads it there (one copy per connection). */
     struct devmap_ref old;
-    bool replaced = devmap_claim(w->e->map, (const char *)dev.p, dev.n, ref_of(c), &old);
-    c->dev = devmap_dev(w->e->map, ref_of(c));
-    c->dev_len = (uint8_t)dev.n;
+    bool replaced = devmap_claim(x->map, (const char *)dev.p, dev.n, self, &old);
+    s->dev_len = (uint8_t)dev.n;
     if (replaced)
-        conn_kick(w, old, SL_REPLACED);
+        x->ops->kick(x->ud, old, SL_REPLACED);
 
     struct msg wm = {.t = MSG_WELCOME};
     wm.u.welcome.edge.p = (const uint8_t *)cfg->edge_id;
     wm.u.welcome.edge.n = (uint32_t)strlen(cfg->edge_id);
     wm.u.welcome.hb = cfg->hb_s;
     wm.u.welcome.max = cfg->max_frame;
-    if (conn_send_frame(c, &wm) == SL_NOMEM)
+    if (x->ops->send(x->ud, s, &wm) == SL_NOMEM)
         return;
 
     char peer[64];
     struct envelope e = {.kind = ENV_CONNECT,
-                         .slot = c->slot,
-                         .gen = c->gen,
-                         .dev = dev_slice(c),
-                         .epoch = c->epoch,
-                         .at_ns = c->epoch};
+                         .slot = self.slot,
+                         .gen = self.gen,
+                         .dev = dev_slice(x, s, self),
+                         .epoch = s->epoch,
+                         .at_ns = s->epoch};
     e.peer.p = (const uint8_t *)peer;
-    e.peer.n = conn_peer_str(c, peer, sizeof peer);
-    bus_emit(w->bus, &e);
-    loop_timer_start(w->loop, &c->timer, cfg->idle_timeout_ms);
+    e.peer.n = x->ops->peer(x->ud, s, peer, sizeof peer);
+    x->ops->emit(x->ud, &e);
+    x->ops->arm(x->ud, s, cfg->idle_timeout_ms);
 }
 
-static void on_data(struct conn *c, const struct msg *m)
+static void on_data(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m)
 {
     struct envelope e = {.kind = ENV_DATA,
-                         .slot = c->slot,
-                         .gen = c->gen,
-                         .dev = dev_slice(c),
-                         .epoch = c->epoch,
+                         .slot = self.slot,
+                         .gen = self.gen,
+                         .dev = dev_slice(x, s, self),
+                         .epoch = s->epoch,
                          .seq = m->u.data.seq,
                          .ts = m->u.data.ts,
                          .has_ts = m->u.data.has_ts,
-                         .at_ns = realtime_ns(),
+                         .at_ns = x->ops->wall_ns(x->ud),
                          .body = m->u.data.body,
                          .has_body = true};
-    bus_emit(c->w->bus, &e);
+    x->ops->emit(x->ud, &e);
     /* One sample in flight per connection keeps this O(1); a sample whose
      * ack never came (resent, acked under another seq) expires after 10 s.
      * The expiry check uses the loop's cached ms clock (same monotonic
-     * clock): a second clock_gettime per data frame was ~4% of the edge's
+     * clock): a second clock read per data frame was ~4% of the edge's
      * CPU at max throughput. */
-    if (c->rtt_seq == 0 || loop_now_ms(c->w->loop) > c->rtt_us / 1000u + 10000u) {
-        c->rtt_seq = m->u.data.seq;
-        c->rtt_us = session_now_us();
+    if (s->rtt_seq == 0 || x->ops->now_ms(x->ud) > s->rtt_us / 1000u + 10000u) {
+        s->rtt_seq = (uint32_t)m->u.data.seq;
+        s->rtt_us = x->ops->mono_us(x->ud);
     }
 }
 
-static void on_ping(struct conn *c, const struct msg *m)
+static void on_ping(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m)
 {
+    (void)self;
     (void)m;
     struct msg pm = {.t = MSG_PONG};
-    conn_send_frame(c, &pm);
+    x->ops->send(x->ud, s, &pm);
 }
 
-static void on_res(struct conn *c, const struct msg *m)
+static void on_res(struct session_env *x, struct session *s, struct devmap_ref self, const struct msg *m)
 {
     struct envelope e = {.kind = ENV_RES,
-                         .slot = c->slot,
-                         .gen = c->gen,
-                         .dev = dev_slice(c),
-                         .epoch = c->epoch,
-                         .at_ns = realtime_ns(),
+                         .slot = self.slot,
+                         .gen = self.gen,
+                         .dev = dev_slice(x, s, self),
+                         .epoch = s->epoch,
+                         .at_ns = x->ops->wall_ns(x->ud),
                          .id = m->u.res.id,
                          .ok = m->u.res.ok,
                          .has_ok = true,
                          .body = m->u.res.body,
                          .has_body = m->u.res.has_body};
-    bus_emit(c->w->bus, &e);
+    x->ops->emit(x->ud, &e);
 }
 
-/* [state][type]: what a device may send in each state; NULL = err proto. */
+/* [ready][type]: what a device may send in each phase; NULL = err proto. */
 static handler *const dispatch[2][MSG_CMD + 1] = {
     [0] = {[MSG_HELLO] = on_hello},
     [1] = {[MSG_DATA] = on_data, [MSG_PING] = on_ping, [MSG_RES] = on_res},
 };
 
-void session_on_frame(struct conn *c, const uint8_t *p, size_t n)
+void session_on_frame(struct session_env *x, struct session *s, struct devmap_ref self, const uint8_t *p,
+                      size_t n)
 {
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    if (s->phase == SESSION_NONE)
         return;
     struct msg m;
     enum msg_rc rc = msg_decode(p, n, &m);
     if (rc != MSG_OK) {
         enum sl_err code = msg_rc_err(rc);
         if (code == SL_AUTH)
-            metric_inc(stats.auth_failures);
-        session_fail(c, code, msg_rc_str(rc));
+            stat_inc(&x->cnt.auth_failures);
+        session_fail(x, s, code, msg_rc_str(rc));
         return;
     }
-    c->last_ms = loop_now_ms(c->w->loop);
-    int st = c->state == CONN_READY;
-    handler *h = (unsigned)m.t <= MSG_CMD ? dispatch[st][m.t] : NULL;
+    uint32_t now = (uint32_t)x->ops->now_ms(x->ud);
+    s->last_ms = now;
+    int ready = s->phase == SESSION_READY;
+    handler *h = (unsigned)m.t <= MSG_CMD ? dispatch[ready][m.t] : NULL;
     if (!h) {
         char text[64];
         const char *name = msg_type_name(m.t);
         snprintf(text, sizeof text, "%s not allowed %s", name ? name : "message",
-                 st ? "after hello" : "before hello");
-        session_fail(c, SL_PROTO, text);
+                 ready ? "after hello" : "before hello");
+        session_fail(x, s, SL_PROTO, text);
         return;
     }
-    h(c, &m);
+    h(x, s, self, &m);
+    if (ready && x->rate > 0 && s->phase == SESSION_READY)
+        take_token(x, s, now);
 }
 
-void session_closed(struct conn *c, enum close_reason r)
+void session_closed(struct session_env *x, struct session *s, struct devmap_ref self, const char *reason)
 {
-    struct worker *w = c->w;
-    loop_timer_stop(w->loop, &c->timer);
-    if (c->state != CONN_READY)
+    bool ready = s->phase == SESSION_READY;
+    s->phase = SESSION_NONE;
+    if (!ready)
         return;
-    devmap_release(w->e->map, ref_of(c));
+    devmap_release(x->map, self);
     char peer[64];
-    const char *reason = close_reason_str(r);
     struct envelope e = {.kind = ENV_DISCONNECT,
-                         .slot = c->slot,
-                         .gen = c->gen,
-                         .dev = dev_slice(c),
-                         .epoch = c->epoch,
-                         .at_ns = realtime_ns()};
+                         .slot = self.slot,
+                         .gen = self.gen,
+                         .dev = dev_slice(x, s, self),
+                         .epoch = s->epoch,
+                         .at_ns = x->ops->wall_ns(x->ud)};
     e.peer.p = (const uint8_t *)peer;
-    e.peer.n = conn_peer_str(c, peer, sizeof peer);
+    e.peer.n = x->ops->peer(x->ud, s, peer, sizeof peer);
     e.reason.p = (const uint8_t *)reason;
     e.reason.n = (uint32_t)strlen(reason);
-    bus_emit(w->bus, &e);
+    x->ops->emit(x->ud, &e);
 }
 
-void session_ack(struct conn *c, uint64_t seq)
+void session_ack(struct session_env *x, struct session *s, uint64_t seq)
 {
     struct msg m = {.t = MSG_ACK};
     m.u.ack.seq = seq;
-    if (conn_send_frame(c, &m) != SL_OK)
+    if (x->ops->send(x->ud, s, &m) != SL_OK)
         return;
-    metric_inc(stats.acks);
-    if (c->rtt_seq == seq) {
-        metric_observe(stats.ack_rtt, (double)(session_now_us() - c->rtt_us) / 1e6);
-        c->rtt_seq = 0;
+    stat_inc(&x->cnt.acks);
+    if (s->rtt_seq && s->rtt_seq == (uint32_t)seq) {
+        stat_hist_observe(&x->cnt.rtt, (double)(x->ops->mono_us(x->ud) - s->rtt_us) / 1e6);
+        s->rtt_seq = 0;
     }
 }
 
-void session_cmd(struct conn *c, struct sl_slice id, struct sl_slice body)
+void session_cmd(struct session_env *x, struct session *s, struct sl_slice id, struct sl_slice body)
 {
     struct msg m = {.t = MSG_CMD};
     m.u.cmd.id = id;
     m.u.cmd.body = body;
-    if (conn_send_frame(c, &m) == SL_OK)
-        metric_inc(stats.cmds);
+    if (x->ops->send(x->ud, s, &m) == SL_OK)
+        stat_inc(&x->cnt.cmds);
+}
+
+bool session_is(const struct session_env *x, const struct session *s, struct devmap_ref self,
+                struct sl_slice dev)
+{
+    return s->phase == SESSION_READY && s->dev_len == dev.n &&
+           memcmp(devmap_dev(x->map, self), dev.p, dev.n) == 0;
+}
+
+const char *session_dev(const struct session_env *x, const struct session *s, struct devmap_ref self)
+{
+    return s->phase == SESSION_READY || s->dev_len ? devmap_dev(x->map, self) : "-";
+}
+
+size_t session_encode_refusal(enum sl_err code, const char *text, uint32_t retry_ms, uint8_t *buf, size_t cap)
+{
+    struct msg m = msg_err(&code, text);
+    m.u.err.retry_ms = retry_ms;
+    size_t len = 0;
+    return msg_encode_frame(&m, buf, cap, &len) == SL_OK ? len : 0;
 }

@@ -1,56 +1,25 @@
-/* edge/stats.h - the edge's Prometheus metrics, registered once at startup
- * (stats_init) and updated lock-free from every worker thread. */
+/* edge/stats.h - the edge's Prometheus series. The workers, the acceptor
+ * and the recorder count in plain structs of their own (sl/stat.h); this
+ * module registers one series per counter at startup and, on every scrape,
+ * adds the counts of every worker into them (metrics_set_collect). No
+ * logic anywhere reads a metric. */
 #ifndef EDGE_STATS_H
 #define EDGE_STATS_H
-#include "sl/err.h"
-#include "sl/metrics.h"
+#include <stdbool.h>
 
-/* Close reasons: the label set of edge_closed_total and the `reason` of
- * disconnect envelopes. Wire errors use their code as reason. */
-enum close_reason {
-    CR_EOF = 0, /* device closed */
-    CR_IO,      /* socket error */
-    CR_OUT_CAP, /* output over --out-cap: device not reading */
-    CR_FRAME,
-    CR_DECODE,
-    CR_PROTO,
-    CR_AUTH,
-    CR_REPLACED,
-    CR_BUSY,
-    CR_DRAINING,
-    CR_TIMEOUT,
-    CR_SHUTDOWN, /* process exit with the connection still open */
-    CR_COUNT
-};
+struct acceptor;
+struct edge;
 
-struct stats {
-    struct metric_gauge *open;
-    struct metric_counter *accepted;
-    struct metric_counter *closed[CR_COUNT];
-    struct metric_counter *frames_in, *frames_out, *bytes_in, *bytes_out;
-    struct metric_counter *errors[SL_TIMEOUT + 1]; /* indexed by enum sl_err, wire codes only */
-    struct metric_counter *auth_failures;
-    struct metric_counter *bp_pauses;
-    struct metric_counter *bp_paused_us; /* exported as seconds via a counter in micro units */
-    struct metric_counter *notifier_shed;
-    struct metric_counter *notifier_ctl_dropped;
-    struct metric_counter *persister_ctl_dropped;
-    struct metric_counter *stale_acks, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
-    struct metric_counter *cmds_forwarded;       /* handed to the worker holding the device */
-    struct metric_counter *cmds_forward_refused; /* its inbox full: answered undeliverable */
-    struct metric_gauge *persister_connected, *notifier_connected; /* 1: every worker (main.c) */
-    struct metric_counter *batches_out_p, *batches_out_n;
-    struct metric_counter *out_pool_exhausted;
-    struct metric_hist *ack_rtt;
-};
+/* Register every series and the collect function. Call once, after the
+ * workers (and the acceptor, NULL with --accept reuseport) exist and
+ * before the metrics server starts. */
+void stats_init(struct edge *e, struct acceptor *acc);
 
-extern struct stats stats;
+/* Stop summing (before the workers are destroyed): the series keep their
+ * last values; the metrics server may go on answering. */
+void stats_fini(void);
 
-/* Register every series. Call once before any worker starts. */
-void stats_init(void);
-
-const char *close_reason_str(enum close_reason r);
-/* The close reason for a wire error code. */
-enum close_reason close_reason_of(enum sl_err e);
+/* Readiness gauges (main.c decides readiness; these only show it). */
+void stats_set_connected(bool persister, bool notifier);
 
 #endif

@@ -1,122 +1,94 @@
-/* edge/worker.h - one event-loop thread of the edge: its loop, connection
- * table, pools, bus sockets, the cross-thread close queue, the inbox of
- * commands forwarded by the other workers (cmdfwd.h) and (--accept handoff)
- * the ring of connections handed to it by the acceptor. */
+/* edge/worker.h - one event-loop thread of the edge. It owns its loop, its
+ * connection table (conn.h), the sessions beside it (session.h), its bus
+ * (bus.h) and its mailbox (mailbox.h), and it is where they meet: it
+ * dispatches frames to sessions, replies to connections, mailbox items to
+ * whoever they are for. Calls go one way from here (docs/internals.md,
+ * "edge data path"); nothing below calls back up except through the ops
+ * tables the worker hands out.
+ *
+ * Only worker_new/destroy/start/join are for main; the thread-safe calls
+ * below are what other threads (the acceptor, the other workers, main's
+ * readiness and metrics) may use. */
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include "sl/loop.h"
-#include "cmdfwd.h"
-#include "conn.h"
-#include "sl/metrics.h"
-#include "devmap.h"
-#include "edge.h"
+#include "sl/err.h"
+#include "sl/stat.h"
 
-struct conn;
-struct out_chunk;
-struct bus;
+struct edge;
+struct worker;
+struct conn_counts;
+struct session_counts;
+struct bus_counts;
+struct cmdfwd_counts;
 
-#define WORKER_KICKQ 4096 /* cross-thread close requests pending per worker */
-
-struct kick_req {
-    uint32_t slot, gen;
-    int code; /* enum sl_err */
-};
-
-#define WORKER_CONNQ 1024 /* handed-off connections pending per worker */
-
-/* Accepted connections on their way from the acceptor thread to a worker
- * (--accept handoff). len and since_ms change under mu but are atomics so
- * the acceptor can pick a worker without taking every worker's lock. */
-struct conn_ring {
-    pthread_mutex_t mu;
-    struct conn_handoff {
-        int fd;
-        struct conn_peer peer;
-    } q[WORKER_CONNQ];
-    uint32_t head;
-    _Atomic uint32_t len;
-    _Atomic uint64_t since_ms; /* last progress while non-empty (monotonic ms), 0 = empty */
-};
-
-struct worker {
-    struct edge *e;
-    uint32_t idx;
-    struct loop *loop;
-    struct bus *bus;
-
-    /* Connection table: nslots zeroed structs (calloc, backed only once
-     * used), slots [0, nfresh) ever used, a stack of freed ones. */
-    struct conn *conns;
-    uint32_t nslots;
-    uint32_t nfresh;
-    uint32_t *free_slots;
-    uint32_t nfree;
-    uint32_t open;
-    struct metric_gauge *open_g; /* the same, exported per worker and read by the acceptor */
-
-    struct conn *flush_head; /* output queued this iteration */
-    struct conn *read_head;  /* input left unread (cap, pause, pool) */
-    struct conn *close_head; /* CLOSING, freed after the batch */
-
-    uint8_t *scratch; /* loop-wide read buffer */
-    uint32_t scratch_cap;
-    uint8_t **rbufs; /* free max_frame read buffers */
-    uint32_t nrbufs;
-    uint8_t *rbuf_mem;
-
-    struct out_chunk *chunk_free; /* output chunk pool */
-    uint32_t chunks_alloc, chunks_max, chunks_nfree;
-    struct conn *pool_wait; /* waiting for a read buffer */
-    uint8_t *enc;           /* encode buffer for frames that span chunks */
-    uint32_t enc_cap;
-
-    int lfd;      /* --accept reuseport: own listener, -1 once draining */
-    int spare_fd; /* closed and reopened on EMFILE (reuseport) */
-
-    pthread_mutex_t qmu; /* cross-thread kick ring */
-    struct kick_req q[WORKER_KICKQ];
-    uint32_t qhead, qlen;
-    struct conn_ring connq; /* --accept handoff */
-
-    struct cmdfwd cmds; /* commands for devices held here, from other workers */
-
-    struct loop_timer tick;
-    uint64_t next_bus_tick_ms;
-    double drain_credit;
-    uint32_t drain_cursor;
-    bool stop;
-    _Atomic unsigned bus_up; /* enum bus_up bits of the last bus tick, for /readyz */
-    _Atomic bool listening;
-    pthread_t th;
-};
-
-/* Allocate and set up worker idx (table, pools, loop, bus, listener).
- * Called from main before threads start. NULL on failure (logged). */
+/* Allocate and set up worker idx (loop, mailbox, table, sessions, bus,
+ * and with --accept reuseport its listener). Called from main before any
+ * thread starts; it stores its mailbox in e->mbox[idx]. NULL on failure
+ * (logged). */
 struct worker *worker_new(struct edge *e, uint32_t idx);
+/* Close what is left (disconnect envelopes get one last send) and free. */
 void worker_destroy(struct worker **w);
-int worker_start(struct worker *w); /* spawn the thread */
+int worker_start(struct worker *w); /* spawn the thread: 0 or -errno */
 void worker_join(struct worker *w);
-/* Thread-safe: queue a close of (slot, gen) on w. false if the ring is full. */
-bool worker_post_kick(struct worker *w, uint32_t slot, uint32_t gen, int code);
+
 /* Thread-safe: wake w to notice draining. */
 void worker_notify(struct worker *w);
-/* Thread-safe: hand the admitted connection fd to w, which adopts it on its
- * thread. false if w's ring is full (fd stays the caller's). Never blocks
- * for longer than the ring's lock. */
-bool worker_post_conn(struct worker *w, int fd, const struct conn_peer *peer);
-/* Whether w can take a handed-off connection now. */
-enum worker_intake {
-    WORKER_INTAKE_OK,
-    WORKER_INTAKE_STUCK, /* connections handed to it made no progress for stuck_ms */
-    WORKER_INTAKE_FULL,  /* its ring is full */
+
+/* Thread-safe: may this accepted fd stay? Checks the source's limits
+ * (guard.h) and takes a place under --max-conns. OK: both taken (released
+ * by the connection's close, or by guard_closed + the open count if it is
+ * never adopted). Otherwise the fd was answered err{busy} (with retry_ms
+ * for a source over its limits) and closed; the guard counted a source
+ * refusal, the caller counts FULL. Never blocks beyond the guard's lock
+ * and a write to a fresh socket. */
+enum worker_admit {
+    WORKER_ADMIT_OK,
+    WORKER_ADMIT_SOURCE, /* the source is over a limit or banned */
+    WORKER_ADMIT_FULL,   /* --max-conns reached */
+    WORKER_ADMIT_PROXY,  /* a PROXY listener, and the peer is not in --proxy-from */
 };
-/* Thread-safe, lock-free: *load = connections open on w plus those handed to
- * it and not yet taken. With one producer (the acceptor), a ring seen not
- * full stays not full until that producer posts. */
-enum worker_intake worker_intake(struct worker *w, uint64_t now_ms, uint64_t stuck_ms, uint32_t *load);
+struct addr;
+/* kind: the listener's enum conn_kind bits (a PROXY listener's connections
+ * are judged by the guard only once their header names the device). */
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer, unsigned kind);
+/* Give back what worker_admit took for an fd that was never adopted. */
+void worker_unadmit(struct edge *e, const struct addr *peer, unsigned kind);
+
+/* Thread-safe: close device dev wherever it is connected on this edge,
+ * with err{code} (revocation: SL_AUTH), through its worker's mailbox.
+ * true if done or not connected; false if that mailbox's kick share is
+ * full (try again later). */
+bool worker_kick_device(struct edge *e, const char *dev, size_t n, enum sl_err code);
+
+/* Thread-safe, lock-free: connections open on w now. (Other threads hand
+ * w connections, kicks and commands through its mailbox, e->mbox[idx].) */
+uint32_t worker_open(const struct worker *w);
+
+/* What the worker itself counts (one writer: its thread). */
+struct worker_counts {
+    _Atomic uint64_t stale_replies; /* acks, cmds or kicks whose connection or device no longer matched */
+    _Atomic uint64_t stale_batches; /* reply batches for another incarnation or version, or malformed */
+    _Atomic uint64_t kicks;         /* connections closed on a kick from the notifier */
+    _Atomic uint64_t kicks_retried; /* kicks another worker's mailbox could not take at once */
+    _Atomic uint64_t early_evicted; /* early connections closed to make room for a newer one */
+    _Atomic uint64_t refused_full;  /* its own listener's refusals: --max-conns reached */
+};
+
+/* Thread-safe views for readiness and metrics (stats.c). */
+struct worker_view {
+    uint32_t open;
+    uint32_t early;  /* connections without an accepted hello yet */
+    unsigned bus_up; /* enum bus_up bits of the last bus tick */
+    bool listening;  /* --accept reuseport: its own listener is open */
+    const struct conn_counts *conn;
+    const struct session_counts *session;
+    const struct bus_counts *bus;
+    const struct cmdfwd_counts *cmdfwd;
+    const struct worker_counts *own;
+};
+void worker_view(const struct worker *w, struct worker_view *out);
 
 #endif

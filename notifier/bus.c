@@ -16,7 +16,6 @@
 
 #include "sl/err.h"
 #include "sl/limits.h"
-#include "sl/log.h"
 #include "sl/zmqx.h"
 
 struct bus {
@@ -30,38 +29,32 @@ struct bus {
     uint8_t out[64 * 1024 + 1024]; /* a cmd body is at most 64 KiB (ntf.c) */
 };
 
-struct bus *bus_new(const char *pull, const char *router, const char *name)
+struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg)
 {
     struct bus *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
     snprintf(b->name, sizeof b->name, "%s", name);
-    b->ctx = zmq_ctx_new();
-    b->pull = b->ctx ? zmq_socket(b->ctx, ZMQ_PULL) : NULL;
-    b->router = b->ctx ? zmq_socket(b->ctx, ZMQ_ROUTER) : NULL;
     zmq_msg_init(&b->msg);
     b->have_msg = true;
-    if (!b->pull || !b->router)
-        goto fail;
-    int one = 1;
-    zmqx_setup(b->pull, 0, 1000, 1000, false);
-    zmqx_setup(b->router, 0, 10000, 1000, false);
-    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-    if (zmq_bind(b->pull, pull) != 0) {
-        int e = zmq_errno();
-        log_error("event=bind_failed endpoint=%s err=\"%s\"", pull, zmq_strerror(e));
-        goto fail;
-    }
-    if (zmq_bind(b->router, router) != 0) {
-        int e = zmq_errno();
-        log_error("event=bind_failed endpoint=%s err=\"%s\"", router, zmq_strerror(e));
-        goto fail;
+    b->ctx = zmq_ctx_new();
+    const struct zmqx_opts po = {.bind = pull, .max_msg = max_msg, .sndhwm = 1000, .rcvhwm = 1000};
+    /* A cmd or kick to a worker that is not connected fails at once
+     * (ROUTER_MANDATORY: the command is held and retried), and a restarted
+     * worker takes its identity back. Nothing legitimate arrives on it, but
+     * it hears from other processes: capped like the PULL. */
+    const struct zmqx_opts ro = {.bind = router,
+                                 .max_msg = max_msg,
+                                 .sndhwm = 10000,
+                                 .rcvhwm = 1000,
+                                 .router_mandatory = true,
+                                 .router_handover = true};
+    if (!b->ctx || !(b->pull = zmqx_socket(b->ctx, ZMQ_PULL, &po)) ||
+        !(b->router = zmqx_socket(b->ctx, ZMQ_ROUTER, &ro))) {
+        bus_destroy(&b);
+        return NULL;
     }
     return b;
-fail:
-    bus_destroy(&b);
-    return NULL;
 }
 
 void bus_destroy(struct bus **pb)

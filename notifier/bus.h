@@ -8,9 +8,10 @@
 
 struct bus;
 
-/* Bind both sockets. name is the notifier's identity in the headers it
- * writes. NULL on failure (logged). */
-struct bus *bus_new(const char *pull, const char *router, const char *name);
+/* Bind both sockets (zmqx_socket), each capped at max_msg bytes per
+ * message (a peer sending more is disconnected). name is the notifier's
+ * identity in the headers it writes. NULL on failure (logged). */
+struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg);
 void bus_destroy(struct bus **b);
 
 /* The PULL socket (for zmqx_fd / zmqx_readable). */

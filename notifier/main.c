@@ -1,5 +1,7 @@
 /* main.c - sluice-notifier: loads the flags, wires bus (ZeroMQ), mqtt
- * (paho) and the ntf core, and runs the epoll loop on the main thread.
+ * (paho: the control client), pubproc (the data publisher processes) and the
+ * ntf core, and runs the epoll loop on the main thread. The core's publishes
+ * go by class: data to pubproc, status and results to mqtt.
  *
  * The main thread owns the ZeroMQ sockets and the core. paho's threads
  * only wake it (loop_wake) after queueing inbound messages or when room
@@ -34,7 +36,16 @@
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
     const char *metrics, *log_level;
-    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms;
+    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms, max_msg;
+};
+
+/* The MQTT side as the metrics see it: the control client and the
+ * publisher children together. */
+struct pub_totals {
+    uint64_t published, failed, data_lost, ctrl_lost, reconnects;
+    uint64_t respawns, died_lost;
+    int64_t inflight, ctrl_waiting;
+    int connected;
 };
 
 struct delta {
@@ -47,11 +58,12 @@ struct app {
     struct opts o;
     struct loop *loop;
     struct bus *bus;
-    struct mqtt *mqtt;
+    struct mqtt *mqtt;  /* control client <client-id>-0: status, results, subscriptions */
+    struct pubproc *pp; /* data publishers <client-id>-1..pool */
     struct ntf *ntf;
     struct loop_timer tick, resume;
     bool stopping;
-    struct mqtt_stats ms;
+    struct pub_totals ms;
     struct delta d[40];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
@@ -69,7 +81,9 @@ static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
                        size_t topic_len, const char *payload, size_t len, bool retained)
 {
     struct app *a = ud;
-    return mqtt_publish(a->mqtt, cls == NTF_PUB_CTRL, dev, dev_len, topic, topic_len, payload, len, retained);
+    if (cls == NTF_PUB_DATA)
+        return pubproc_publish(a->pp, dev, dev_len, topic, topic_len, payload, len, retained);
+    return mqtt_publish(a->mqtt, true, dev, dev_len, topic, topic_len, payload, len, retained);
 }
 
 static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
@@ -88,15 +102,15 @@ static void drain(struct app *a)
 {
     int k = 0;
     while (!a->stopping && k < DRAIN_MAX) {
-        if (!mqtt_ready(a->mqtt))
-            return; /* woken by paho when there is room again; the tick also retries */
+        if (!pubproc_ready(a->pp))
+            return; /* woken by a child's report when there is room again; the tick also retries */
         const uint8_t *p;
         size_t n;
         int rc = bus_recv(a->bus, &p, &n);
         if (rc != 0)
             return;
         ntf_batch(a->ntf, p, n, loop_now_ms(a->loop));
-        mqtt_flush(a->mqtt); /* one write per publisher child per batch */
+        pubproc_flush(a->pp); /* one write per publisher child per batch */
         k++;
     }
     if (k == DRAIN_MAX)
@@ -123,9 +137,32 @@ static void on_wake(struct loop *l, void *ud)
     drain(a);
 }
 
+static void pub_totals(struct app *a, struct pub_totals *o)
+{
+    struct mqtt_stats m;
+    struct pubproc_totals t;
+    mqtt_stats(a->mqtt, &m);
+    pubproc_totals(a->pp, &t);
+    o->published = m.published + t.published;
+    o->failed = m.failed + t.failed;
+    o->data_lost = m.data_lost + t.refused + t.lost;
+    o->ctrl_lost = m.ctrl_lost;
+    o->reconnects = m.reconnects + t.reconnects;
+    o->respawns = t.respawns;
+    o->died_lost = t.died_lost;
+    o->inflight = m.inflight + t.inflight;
+    o->ctrl_waiting = m.ctrl_waiting;
+    o->connected = m.connected + t.connected;
+}
+
+static int64_t outstanding(struct app *a)
+{
+    return mqtt_outstanding(a->mqtt) + pubproc_outstanding(a->pp);
+}
+
 static void update_metrics(struct app *a)
 {
-    mqtt_stats(a->mqtt, &a->ms);
+    pub_totals(a, &a->ms);
     for (int i = 0; i < a->nd; i++) {
         uint64_t v = *a->d[i].src;
         if (v > a->d[i].last)
@@ -147,6 +184,7 @@ static void on_tick(struct loop *l, void *ud)
     uint64_t now = loop_now_ms(l);
     mqtt_poll(a->mqtt, on_mqtt_msg, a);
     ntf_tick(a->ntf, now);
+    pubproc_tick(a->pp, now);
     mqtt_tick(a->mqtt, now);
     update_metrics(a);
     drain(a);
@@ -259,6 +297,11 @@ int main(int argc, char **argv)
         {"max-cmds", CFG_INT, &o->max_cmds, "65536", "commands awaiting results", 1, 10000000},
         {"flush-timeout-ms", CFG_INT, &o->flush_ms, "5000", "on SIGTERM, wait this long for PUBACKs", 0,
          600000},
+        /* An edge's notifier batch is at most ~2.1 MiB, its persister batch 4 MiB
+         * (edge/bus.c CTL_CAP + NDATA_CAP, BATCH_HARD): 2x the larger. */
+        {"zmq-max-msg", CFG_INT, &o->max_msg, "8388608",
+         "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
+         1ll << 32},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -287,12 +330,10 @@ int main(int argc, char **argv)
                           .tls_ca = o->tls_ca,
                           .sub_status = sub_status,
                           .sub_cmd = sub_cmd,
-                          .pool = (int)o->pool,
+                          .pool = 1,
                           .max_inflight = (int)o->max_inflight,
                           .ctrl_queue = 65536,
                           .inbound_queue = 4096,
-                          .procs = (int)o->pool,
-                          .argv = argv,
                           .name_index = 0,
                           .subscribe = true};
     if (pubproc_is_child())
@@ -307,7 +348,7 @@ int main(int argc, char **argv)
                          .edge_timeout_ms = (uint64_t)o->edge_timeout_ms};
     struct ntf_out out = {.ud = &a, .publish = out_publish, .send_edge = out_send_edge, .wall_ms = wall_ms};
     a.ntf = ntf_new(&nc, &out);
-    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name) : NULL;
+    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name, o->max_msg) : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
         log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"
@@ -322,6 +363,12 @@ int main(int argc, char **argv)
     a.mqtt = mqtt_new(&mc, a.loop);
     if (!a.mqtt) {
         log_error("event=startup_failed what=mqtt broker=%s", o->broker);
+        return 1;
+    }
+    /* A child may hold a few windows: one in paho, the rest in its pipe. */
+    a.pp = pubproc_new((int)o->pool, argv, 4 * o->max_inflight, a.loop);
+    if (!a.pp) {
+        log_error("event=startup_failed what=publishers pool=%d", (int)o->pool);
         return 1;
     }
     loop_add(a.loop, zmqx_fd(bus_pull(a.bus)), EPOLLIN, on_pull, &a);
@@ -339,13 +386,15 @@ int main(int argc, char **argv)
     metrics_set_ready(false);
     uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
     int64_t left;
-    while ((left = mqtt_outstanding(a.mqtt)) > 0 && loop_clock_ms() < until) {
+    while ((left = outstanding(&a)) > 0 && loop_clock_ms() < until) {
+        pubproc_tick(a.pp, loop_clock_ms());
         mqtt_tick(a.mqtt, loop_clock_ms());
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     update_metrics(&a);
     log_info("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
+    pubproc_destroy(&a.pp, 1000);
     mqtt_destroy(&a.mqtt, 1000);
     metrics_stop();
     bus_destroy(&a.bus);

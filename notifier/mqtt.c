@@ -23,7 +23,9 @@
  * other than the last two logged, or 10 minutes, logs again.
  *
  * Deliberately not here: JSON, topics, presence; reconnect policy beyond
- * paho's own backoff (1..8 s) and the retry of a first connect. */
+ * paho's own backoff (1..8 s) and the retry of a first connect; publisher
+ * processes (pubproc.c uses this file as its client library, so this file
+ * must never call pubproc: the dependency goes one way). */
 #define _POSIX_C_SOURCE 200809L
 #include "mqtt.h"
 
@@ -40,10 +42,8 @@
 
 #include "sl/log.h"
 #include "sl/loop.h"
-#include "pubproc.h"
 #include "topics.h"
 
-#define TOPIC_MAX     512
 #define CTRL_HEADROOM 1024              /* slots beyond max_inflight, for status and results */
 #define MAX_TRIES     20                /* a message paho fails this often is dropped (counted) */
 #define REMIND_MS     (10 * 60 * 1000u) /* an unchanged connect failure is logged again after this */
@@ -126,8 +126,6 @@ struct mqtt {
 
     _Atomic uint64_t published, failed, data_lost, ctrl_lost, reconnects, ctrl_queued;
     _Atomic int want_wake; /* main stopped pulling: wake it when room appears */
-
-    struct pubproc *pp; /* data publisher children, or NULL */
 };
 
 static void wake(struct mqtt *m)
@@ -401,7 +399,7 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
     m->cfg = *cfg;
     m->tls = tls;
     m->loop = l;
-    m->n = cfg->procs > 0 ? 1 : cfg->pool; /* with children, the local client is for control only */
+    m->n = cfg->pool;
     pthread_mutex_init(&m->in_mu, NULL);
     m->in_cap = (size_t)(cfg->inbound_queue > 0 ? cfg->inbound_queue : 4096);
     m->in = calloc(m->in_cap, sizeof *m->in);
@@ -476,14 +474,6 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, struct loop *l)
         MQTTAsync_setConnected(c->h, c, on_connected);
         start_connect(c);
     }
-    if (cfg->procs > 0) {
-        /* A child may hold a few windows: one in paho, the rest in its pipe. */
-        m->pp = pubproc_new(cfg->procs, cfg->argv, 4 * (int64_t)cfg->max_inflight, l);
-        if (!m->pp) {
-            mqtt_destroy(&m, 0);
-            return NULL;
-        }
-    }
     return m;
 }
 
@@ -492,7 +482,6 @@ void mqtt_destroy(struct mqtt **pm, int timeout_ms)
     struct mqtt *m = *pm;
     if (!m)
         return;
-    pubproc_destroy(&m->pp, timeout_ms);
     for (int i = 0; m->c && i < m->n; i++) {
         struct client *c = &m->c[i];
         if (!c->h)
@@ -540,8 +529,6 @@ void mqtt_destroy(struct mqtt **pm, int timeout_ms)
 
 bool mqtt_ready(struct mqtt *m)
 {
-    if (m->pp)
-        return pubproc_ready(m->pp); /* the local client carries no data */
     for (int i = 0; i < m->n; i++) {
         struct client *c = &m->c[i];
         if (!atomic_load(&c->connected) || atomic_load(&c->data_inflight) >= m->cfg.max_inflight) {
@@ -692,22 +679,14 @@ static bool cq_push(struct mqtt *m, int client, const char *topic, const void *p
 int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, const char *topic,
                  size_t topic_len, const void *payload, size_t len, bool retained)
 {
-    char t[TOPIC_MAX];
-    if (topic_len >= sizeof t || len > INT32_MAX) {
+    char t[MQTT_TOPIC_MAX + 1];
+    if (topic_len > MQTT_TOPIC_MAX || len > INT32_MAX) {
         atomic_fetch_add(ctrl ? &m->ctrl_lost : &m->data_lost, 1);
         return -1;
     }
     memcpy(t, topic, topic_len);
     t[topic_len] = '\0';
     uint32_t h = topics_hash((const uint8_t *)dev, dev_len);
-    if (!ctrl && m->pp) {
-        if (pubproc_publish(m->pp, (int)(h % (uint32_t)m->cfg.procs), topic, topic_len, payload, len,
-                            retained) != 0) {
-            atomic_fetch_add_explicit(&m->data_lost, 1, memory_order_relaxed);
-            return -1;
-        }
-        return 0;
-    }
     int ci = (int)(h % (uint32_t)m->n);
     struct client *c = &m->c[ci];
     if (!ctrl) {
@@ -727,16 +706,8 @@ int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, con
     return 0;
 }
 
-void mqtt_flush(struct mqtt *m)
-{
-    if (m->pp)
-        pubproc_flush(m->pp);
-}
-
 void mqtt_tick(struct mqtt *m, uint64_t now_ms)
 {
-    if (m->pp)
-        pubproc_tick(m->pp, now_ms);
     for (int i = 0; i < m->n; i++)
         resend(&m->c[i]);
     while (m->cq_len > 0) {
@@ -775,7 +746,7 @@ void mqtt_poll(struct mqtt *m, mqtt_msg_cb *cb, void *ud)
 
 int64_t mqtt_outstanding(struct mqtt *m)
 {
-    int64_t n = (int64_t)m->cq_len + (m->pp ? pubproc_outstanding(m->pp) : 0);
+    int64_t n = (int64_t)m->cq_len;
     for (int i = 0; i < m->n; i++)
         n += atomic_load(&m->c[i].data_inflight) + atomic_load(&m->c[i].ctrl_inflight);
     return n;
@@ -794,17 +765,5 @@ void mqtt_stats(struct mqtt *m, struct mqtt_stats *o)
     for (int i = 0; i < m->n; i++) {
         o->inflight += atomic_load(&m->c[i].data_inflight) + atomic_load(&m->c[i].ctrl_inflight);
         o->connected += atomic_load(&m->c[i].connected);
-    }
-    if (m->pp) {
-        struct pubproc_totals t;
-        pubproc_totals(m->pp, &t);
-        o->published += t.published;
-        o->failed += t.failed;
-        o->data_lost += t.lost;
-        o->reconnects += t.reconnects;
-        o->inflight += t.inflight;
-        o->connected += t.connected;
-        o->respawns = t.respawns;
-        o->died_lost = t.died_lost;
     }
 }

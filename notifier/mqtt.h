@@ -14,11 +14,11 @@
  * now waits in a bounded FIFO retried by mqtt_tick; only overflow of that
  * FIFO loses one (counted).
  *
- * With cfg.procs > 0 (the notifier's setting), data does not use the local
- * clients: it goes to publisher child processes (pubproc.h), one paho
- * client each, and the local pool is client 0 alone (status, results,
- * subscriptions). mqtt_ready, mqtt_outstanding and mqtt_stats include the
- * children. */
+ * A client library, and only that: it knows nothing of processes. The
+ * notifier's parent runs one pool of 1 client for control and subscriptions;
+ * each publisher child (pubproc.h) runs one pool of 1 client for data. The
+ * parent sends data to the children itself (main.c wires both), so calls go
+ * pubproc -> mqtt, never back. */
 #ifndef NTF_MQTT_H
 #define NTF_MQTT_H
 #include <stdbool.h>
@@ -36,25 +36,22 @@ struct mqtt_cfg {
     const char *tls_ca;     /* CA file for ssl:// ("" = system default); refused with tcp:// */
     const char *sub_status; /* "P/+/status", subscribed first (routing rebuild) */
     const char *sub_cmd;    /* "P/+/cmd" */
-    int pool;
-    int max_inflight;  /* per client, data */
-    int ctrl_queue;    /* control messages held while paho refuses them */
-    int inbound_queue; /* MQTT messages waiting for the main thread */
-    /* Data publishers in child processes (pubproc.h): 0 = data on the
-     * local clients. With procs > 0 the local pool is client 0 alone
-     * (control, subscriptions) and data goes to child hash(dev) % procs. */
-    int procs;
-    char *const *argv; /* re-exec'd for the children */
-    int name_index;    /* first local client is <client_id>-<name_index> */
-    bool subscribe;    /* client 0 subscribes sub_status + sub_cmd */
+    int pool;               /* clients; a device always uses client hash(dev) % pool */
+    int max_inflight;       /* per client, data */
+    int ctrl_queue;         /* control messages held while paho refuses them */
+    int inbound_queue;      /* MQTT messages waiting for the main thread */
+    int name_index;         /* first client is <client_id>-<name_index> */
+    bool subscribe;         /* client 0 subscribes sub_status + sub_cmd */
 };
+
+/* Longest topic mqtt_publish takes (bytes, without the NUL); longer ones are
+ * refused and counted lost. */
+#define MQTT_TOPIC_MAX 511
 
 struct mqtt_stats {
     uint64_t published, failed, data_lost, ctrl_lost, reconnects, ctrl_queued;
     int64_t inflight, ctrl_waiting;
-    int connected;      /* clients connected (children included) */
-    uint64_t respawns;  /* publisher children that died (restarted) */
-    uint64_t died_lost; /* data they held, lost with them */
+    int connected; /* clients connected */
 };
 
 /* Create the clients and start connecting (non-blocking). `l` is woken
@@ -77,10 +74,6 @@ bool mqtt_connected(struct mqtt *m);
  * 0 always (queued if paho cannot take it now; lost only on overflow). */
 int mqtt_publish(struct mqtt *m, bool ctrl, const char *dev, size_t dev_len, const char *topic,
                  size_t topic_len, const void *payload, size_t len, bool retained);
-
-/* Main thread: write data queued for publisher children (call after
- * each batch; a no-op without children). */
-void mqtt_flush(struct mqtt *m);
 
 /* Main thread: retry queued control messages, reconnect clients whose
  * first connect failed. Call every ~100 ms and on wake. */

@@ -15,6 +15,11 @@
  * window is much faster than a large one) and its client is connected;
  * the rest waits in the pipe, which is the backpressure.
  *
+ * Why this file calls mqtt.c and not the reverse: a child is an mqtt client
+ * (one pool of one client) fed from a pipe, so mqtt.c is the library here
+ * and stays free of processes. The parent side needs no mqtt at all; main.c
+ * routes data here and control to its own mqtt client.
+ *
  * Deliberately not here: JSON and topics (the parent's core builds them),
  * control traffic (status, results and subscriptions stay on the parent's
  * own client: never shed, never behind data), paho details (mqtt.c, which
@@ -37,6 +42,7 @@
 #include "mqtt.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "topics.h"
 
 #define REC_HDR    8u
 #define OUT_CAP    (4u << 20) /* parent FIFO per child */
@@ -76,6 +82,7 @@ struct pubproc {
     struct child *c;
     /* finished incarnations, plus records lost with dead children */
     uint64_t base_published, base_failed, base_lost, base_reconnects, respawns, died_lost;
+    uint64_t refused; /* pubproc_publish said no */
 };
 
 /* ---- parent ---- */
@@ -288,13 +295,20 @@ void pubproc_destroy(struct pubproc **pp, int timeout_ms)
     *pp = NULL;
 }
 
-int pubproc_publish(struct pubproc *p, int idx, const char *topic, size_t topic_len, const void *payload,
-                    size_t len, bool retained)
+static int refuse(struct pubproc *p)
 {
-    struct child *c = &p->c[idx];
+    p->refused++;
+    return -1;
+}
+
+int pubproc_publish(struct pubproc *p, const char *dev, size_t dev_len, const char *topic, size_t topic_len,
+                    const void *payload, size_t len, bool retained)
+{
+    struct child *c = &p->c[topics_hash((const uint8_t *)dev, dev_len) % (uint32_t)p->n];
     size_t need = REC_HDR + topic_len + len;
-    if (!c->alive || topic_len > UINT16_MAX || need > REC_MAX)
-        return -1;
+    /* The child's client would refuse a longer topic: say no here, at once. */
+    if (!c->alive || topic_len > MQTT_TOPIC_MAX || need > REC_MAX)
+        return refuse(p);
     if (c->olen + need > OUT_CAP) {
         flush_child(c);
         if (c->alive && c->ohead > 0) { /* the pipe stayed busy: move what is left to the front */
@@ -303,7 +317,7 @@ int pubproc_publish(struct pubproc *p, int idx, const char *topic, size_t topic_
             c->ohead = 0;
         }
         if (!c->alive || c->olen + need > OUT_CAP)
-            return -1;
+            return refuse(p);
     }
     uint8_t *h = (uint8_t *)c->out + c->olen;
     uint16_t tl = (uint16_t)topic_len;
@@ -371,6 +385,7 @@ void pubproc_totals(struct pubproc *p, struct pubproc_totals *o)
     o->reconnects = p->base_reconnects;
     o->respawns = p->respawns;
     o->died_lost = p->died_lost;
+    o->refused = p->refused;
     for (int i = 0; i < p->n; i++) {
         struct child *c = &p->c[i];
         if (!c->alive)
@@ -513,7 +528,6 @@ int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms)
      * we stop by closing the pipe, and PR_SET_PDEATHSIG covers its death. */
     struct mqtt_cfg c = *cfg;
     c.pool = 1;
-    c.procs = 0;
     c.name_index = idx;
     c.subscribe = false;
     k.max_inflight = cfg->max_inflight;

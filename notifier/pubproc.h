@@ -9,6 +9,11 @@
  * writes). Children die with the parent (PR_SET_PDEATHSIG); a dead child
  * is logged, counted, its in-flight records counted lost, and respawned.
  *
+ * Direction: pubproc is the process pool and uses mqtt.h as its client
+ * library (a child runs one mqtt client); mqtt.c knows nothing of processes.
+ * In the parent, main.c hands data to pubproc_publish and control to its own
+ * mqtt client.
+ *
  * All parent functions run on the main thread. */
 #ifndef NTF_PUBPROC_H
 #define NTF_PUBPROC_H
@@ -24,7 +29,8 @@ struct pubproc;
 #define PUBPROC_ENV "SLUICE_NTF_CHILD"
 
 struct pubproc_totals {
-    uint64_t published, failed, lost, reconnects, respawns;
+    uint64_t published, failed, lost, reconnects, respawns; /* children's, dead ones included */
+    uint64_t refused;   /* records pubproc_publish refused (child dead or backed up, too large) */
     uint64_t died_lost; /* records held by children that died */
     int64_t inflight;
     int connected;
@@ -38,10 +44,13 @@ struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop
  * timeout_ms for them, then kill the rest. */
 void pubproc_destroy(struct pubproc **pp, int timeout_ms);
 
-/* Queue one record for child `idx`: 0, or -1 if refused (child dead or its
- * buffer full; the caller counts it lost). Sent by pubproc_flush. */
-int pubproc_publish(struct pubproc *p, int idx, const char *topic, size_t topic_len, const void *payload,
-                    size_t len, bool retained);
+/* Queue one data record for the child of device dev (always the same one:
+ * fnv1a(dev) % n, so a device's data keeps its order). Copies. 0, or -1 if
+ * refused (child dead or its buffer full, topic longer than MQTT_TOPIC_MAX,
+ * record over 1 MiB): counted in pubproc_totals.refused. Sent by
+ * pubproc_flush. Never blocks. */
+int pubproc_publish(struct pubproc *p, const char *dev, size_t dev_len, const char *topic, size_t topic_len,
+                    const void *payload, size_t len, bool retained);
 /* Write queued records to the children (non-blocking). */
 void pubproc_flush(struct pubproc *p);
 /* Every child alive, connected, below its bound and not backed up. */

@@ -14,6 +14,10 @@
  * batch (binary array parameters); dead letters and edge_lost are single-row
  * prepared statements with binary parameters: no quoting, no NUL problems.
  *
+ * It owns libpq's results, so it also says what a failure means (db_classify:
+ * data refused, or transient); writer.c acts on that verdict. Calls go one
+ * way: persister.c -> writer.c -> db.c -> rows.c (COPY lines).
+ *
  * Deliberately not here: batching decisions, bisecting (writer.c), retry
  * and backoff (persister.c). Logs only migrations and connection events. */
 #define _GNU_SOURCE
@@ -26,7 +30,6 @@
 
 #include "migrations.h"
 #include "sl/log.h"
-#include "writer.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
@@ -75,6 +78,15 @@ bool db_connected(const struct db *d)
     return d->conn && PQstatus(d->conn) == CONNECTION_OK;
 }
 
+enum db_rc db_classify(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return DB_TRANSIENT;
+    if (sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3'))
+        return DB_DATA;
+    return DB_TRANSIENT;
+}
+
 const char *db_last_error(const struct db *d)
 {
     return d->err;
@@ -112,7 +124,7 @@ static enum db_rc failed(struct db *d, PGresult *res)
     if (PQstatus(d->conn) != CONNECTION_OK)
         return DB_TRANSIENT;
     /* st died with res: classify our copy. */
-    return writer_classify(d->sqlstate[0] ? d->sqlstate : NULL);
+    return db_classify(d->sqlstate[0] ? d->sqlstate : NULL);
 }
 
 /* Run a statement that returns no rows. */

@@ -3,7 +3,7 @@
  *
  * Every call blocks on the network (libpq, synchronous). Each step returns
  * DB_OK, DB_DATA (the server refused the data: SQLSTATE class 22 or 23,
- * see writer_classify) or DB_TRANSIENT (anything else: connection lost,
+ * see db_classify) or DB_TRANSIENT (anything else: connection lost,
  * shutdown, serialization failure, ...; the caller rolls back or reconnects
  * and retries the whole batch). After DB_DATA/DB_TRANSIENT, db_last_error()
  * holds the server's message until the next call. */
@@ -67,5 +67,12 @@ enum db_rc db_ping(struct db *d);
 
 const char *db_last_error(const struct db *d);
 const char *db_last_sqlstate(const struct db *d);
+
+/* What a server error means for the batch: DB_DATA for SQLSTATE class 22
+ * (data exception) and 23 (integrity constraint violation), DB_TRANSIENT for
+ * anything else, NULL or malformed. Pure: no connection needed. (A broken
+ * connection is transient whatever the SQLSTATE: the steps above check that
+ * first.) */
+enum db_rc db_classify(const char *sqlstate);
 
 #endif

@@ -1,5 +1,6 @@
-/* main.c - sluice-persister: flags, logging, metrics, signals; then the loop.
- * Deliberately nothing else: the service lives in persister.c. */
+/* main.c - sluice-persister: flags, logging, metrics (stats.c exports the
+ * core's counters), signals; then the loop. Deliberately nothing else: the
+ * service lives in persister.c. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "sl/cfg.h"
 #include "sl/log.h"
 #include "sl/metrics.h"
+#include "stats.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -37,6 +39,10 @@ int main(int argc, char **argv)
          1ll << 32},
         {"shutdown-ms", CFG_INT, &c.shutdown_ms, "10000",
          "after SIGTERM, keep retrying the held batch this long", 0, 3600000},
+        /* An edge batch is at most 4 MiB (edge/bus.c BATCH_HARD). */
+        {"zmq-max-msg", CFG_INT, &c.max_msg, "67108864",
+         "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
+         1ll << 32},
         {"metrics", CFG_STR, &metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty or port 0 = off)",
          0, 0},
         {"log-level", CFG_STR, &level, "info", "debug, info, warn or error", 0, 0},
@@ -56,12 +62,16 @@ int main(int argc, char **argv)
     struct persister *p = persister_new(&c);
     if (!p)
         return 1;
+    struct stats st;
+    stats_init(&st, persister_stats(p));
     if (metrics && *metrics && metrics_start(metrics) != 0) {
+        stats_fini(&st);
         persister_destroy(&p);
         return 1;
     }
     int rc = persister_run(p, &g_stop);
     metrics_stop();
+    stats_fini(&st);
     persister_destroy(&p);
     return rc == 0 ? 0 : 1;
 }

@@ -15,8 +15,11 @@
  * (heartbeats every 2 s); an incarnation silent for --edge-timeout-ms has
  * its open sessions closed with reason 'edge_lost'.
  *
+ * It counts in struct persister_stats (relaxed atomics, one writer: this
+ * loop) and never touches a metric; main.c exports the struct (stats.c).
+ *
  * Deliberately not here: SQL (db.c), bisecting poison rows (writer.c),
- * mapping (rows.c), flags (main.c). */
+ * mapping (rows.c), flags and metrics (main.c, stats.c). */
 #define _GNU_SOURCE
 #include "persister.h"
 #include "sl/loop.h"
@@ -36,8 +39,9 @@
 #include "sl/envelope.h"
 #include "sl/limits.h"
 #include "sl/log.h"
-#include "sl/metrics.h"
+#include "sl/stat.h"
 #include "sl/tojson.h"
+#include "sl/zmqx.h"
 #include "writer.h"
 
 #define EDGES_MAX      1024u
@@ -47,7 +51,6 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define PULL_HWM       1000
-#define MAX_MSG_BYTES  (64ll * 1024 * 1024)
 
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
@@ -55,14 +58,6 @@ struct edge_seen {
     bool used;
     uint64_t inc;
     uint64_t last_ms;
-};
-
-struct metrics_set {
-    struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
-    struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
-    struct metric_counter *entries_skipped;
-    struct metric_gauge *pending, *pg_up;
-    struct metric_hist *batch_rows, *commit_seconds;
 };
 
 struct persister {
@@ -93,68 +88,21 @@ struct persister {
 
     struct edge_seen *edges;
     uint8_t *ackbuf;
-    struct metrics_set m;
+    struct persister_stats st;
 };
 
-static void register_metrics(struct metrics_set *m)
+void persister_stats_init(struct persister_stats *s)
 {
     static const double rows_b[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
     static const double sec_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-    const struct metrics_counter_def counters[] = {
-        {&m->rows_committed, "sluice_persister_rows_committed_total",
-         "Data rows durable and acked (stored or duplicate)"},
-        {&m->rows_inserted, "sluice_persister_rows_inserted_total", "Data rows new to telemetry"},
-        {&m->rows_duplicate, "sluice_persister_rows_duplicate_total",
-         "Data rows already in telemetry (acked again)"},
-        {&m->rows_rejected, "sluice_persister_rows_rejected_total", "Data rows stored in telemetry_rejected"},
-        {&m->rows_dropped, "sluice_persister_rows_dropped_total", "Rows stored nowhere (not acked)"},
-        {&m->sessions, "sluice_persister_sessions_written_total", "connect/disconnect entries upserted"},
-        {&m->retries, "sluice_persister_db_retries_total", "Batch commits retried after a transient failure"},
-        {&m->acks_sent, "sluice_persister_acks_sent_total", "Ack entries sent to edges"},
-        {&m->acks_unroutable, "sluice_persister_acks_unroutable_total",
-         "Ack entries dropped: edge gone or full"},
-        {&m->batches_refused, "sluice_persister_batches_refused_total",
-         "Edge batches refused (version or malformed)"},
-        {&m->edges_lost, "sluice_persister_edges_lost_total",
-         "Edge incarnations timed out (sessions closed)"},
-        {&m->entries_skipped, "sluice_persister_entries_skipped_total", "Entries unusable by the persister"},
-    };
-    metrics_counters(counters, sizeof counters / sizeof counters[0]);
-    m->pending =
-        metrics_gauge("sluice_persister_pending_messages", "Rows held in memory, not yet committed", NULL);
-    m->pg_up = metrics_gauge("sluice_persister_pg_up", "1 while connected to PostgreSQL", NULL);
-    m->batch_rows = metrics_hist("sluice_persister_batch_rows", "Rows per committed batch", NULL, rows_b,
-                                 (int)(sizeof rows_b / sizeof rows_b[0]));
-    m->commit_seconds =
-        metrics_hist("sluice_persister_commit_seconds", "Time to commit a batch, retries included", NULL,
-                     sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
+    memset(s, 0, sizeof *s);
+    stat_hist_init(&s->batch_rows, rows_b, (int)(sizeof rows_b / sizeof rows_b[0]));
+    stat_hist_init(&s->commit_seconds, sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
 }
 
-static void *bind_sock(void *ctx, int type, const char *ep)
+const struct persister_stats *persister_stats(const struct persister *p)
 {
-    void *s = zmq_socket(ctx, type);
-    if (!s)
-        return NULL;
-    int linger = 0, one = 1, hwm = PULL_HWM;
-    int64_t maxmsg = MAX_MSG_BYTES;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    if (type == ZMQ_PULL) {
-        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    } else {
-        /* Replies to a gone edge fail (counted) instead of vanishing, and a
-         * restarted edge worker takes its identity back. */
-        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-        zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    }
-    if (zmq_bind(s, ep) != 0) {
-        int e = zmq_errno();
-        log_error("event=bind_failed endpoint=%s err=\"%s\"", ep, zmq_strerror(e));
-        zmq_close(s);
-        return NULL;
-    }
-    return s;
+    return &p->st;
 }
 
 static zmq_msg_t *msg_at(struct persister *p, uint32_t k)
@@ -193,10 +141,17 @@ struct persister *persister_new(const struct persister_cfg *cfg)
         return NULL;
     }
     p->cur_peer = -1;
-    register_metrics(&p->m);
+    persister_stats_init(&p->st);
     p->ctx = zmq_ctx_new();
-    if (!p->ctx || !(p->pull = bind_sock(p->ctx, ZMQ_PULL, cfg->pull)) ||
-        !(p->router = bind_sock(p->ctx, ZMQ_ROUTER, cfg->router))) {
+    /* Both sockets hear from edges (the ROUTER only what a DEALER might
+     * send, which is drained and dropped): both carry the size cap. */
+    const struct zmqx_opts pull = {.bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM};
+    /* Acks to a gone edge fail (counted) instead of vanishing, and a
+     * restarted edge worker takes its identity back. */
+    const struct zmqx_opts router = {
+        .bind = cfg->router, .max_msg = cfg->max_msg, .router_mandatory = true, .router_handover = true};
+    if (!p->ctx || !(p->pull = zmqx_socket(p->ctx, ZMQ_PULL, &pull)) ||
+        !(p->router = zmqx_socket(p->ctx, ZMQ_ROUTER, &router))) {
         persister_destroy(&p);
         return NULL;
     }
@@ -285,7 +240,7 @@ static void edges_expire(struct persister *p, uint64_t now)
         p->last_db_ms = now;
         log_info("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
                  (unsigned long long)e->inc, (unsigned long long)closed);
-        metric_inc(p->m.edges_lost);
+        stat_inc(&p->st.edges_lost);
         e->used = false;
     }
 }
@@ -305,8 +260,7 @@ static uint64_t backoff_ms(unsigned attempt)
 
 static void set_up(struct persister *p, bool up)
 {
-    metric_set(p->m.pg_up, up ? 1 : 0);
-    metrics_set_ready(up);
+    stat_set(&p->st.pg_up, up ? 1 : 0); /* stats.c makes /readyz follow it */
 }
 
 static bool try_connect(struct persister *p)
@@ -337,7 +291,8 @@ static bool try_connect(struct persister *p)
 
 static void ack_send(struct persister *p, const struct batch_peer *peer, struct envelope_writer *w)
 {
-    if (w->count == 0)
+    uint32_t n = envelope_writer_count(w);
+    if (n == 0)
         return;
     int rc = -1;
     if (peer->reply.n > 0) {
@@ -346,9 +301,9 @@ static void ack_send(struct persister *p, const struct batch_peer *peer, struct 
             rc = zmq_send(p->router, p->ackbuf, envelope_writer_len(w), ZMQ_DONTWAIT);
     }
     if (rc < 0)
-        metric_add(p->m.acks_unroutable, w->count); /* EHOSTUNREACH or full: the device resends */
+        stat_add(&p->st.acks_unroutable, n); /* EHOSTUNREACH or full: the device resends */
     else
-        metric_add(p->m.acks_sent, w->count);
+        stat_add(&p->st.acks_sent, n);
 }
 
 static void send_acks(struct persister *p)
@@ -426,7 +381,7 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
                 set_up(p, false);
             }
         }
-        metric_inc(p->m.retries); /* failed connect or commit: this batch waits */
+        stat_inc(&p->st.retries); /* failed connect or commit: this batch waits */
         if (stop_at && loop_clock_ms() >= stop_at) {
             log_warn("event=shutdown_abandon rows=%u", b->nrows);
             return -1;
@@ -443,18 +398,18 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
         log_warn("event=poison_rows rejected=%llu dropped=%llu attempts=%llu", (unsigned long long)st.dead,
                  (unsigned long long)st.dropped, (unsigned long long)st.attempts);
     send_acks(p);
-    metric_add(p->m.rows_committed, st.stored);
-    metric_add(p->m.rows_inserted, st.inserted);
-    metric_add(p->m.rows_duplicate, st.stored - st.inserted);
-    metric_add(p->m.rows_rejected, st.dead);
-    metric_add(p->m.rows_dropped, st.dropped);
-    metric_add(p->m.sessions, st.sessions);
-    metric_observe(p->m.batch_rows, (double)b->nrows);
-    metric_observe(p->m.commit_seconds, (double)(t1 - t0) / 1000.0);
+    stat_add(&p->st.rows_committed, st.stored);
+    stat_add(&p->st.rows_inserted, st.inserted);
+    stat_add(&p->st.rows_duplicate, st.stored - st.inserted);
+    stat_add(&p->st.rows_rejected, st.dead);
+    stat_add(&p->st.rows_dropped, st.dropped);
+    stat_add(&p->st.sessions, st.sessions);
+    stat_hist_observe(&p->st.batch_rows, (double)b->nrows);
+    stat_hist_observe(&p->st.commit_seconds, (double)(t1 - t0) / 1000.0);
     if (t1 - t0 > TICK_MS)
         edges_forgive(p, t1);
     release_msgs(p);
-    metric_set(p->m.pending, 0);
+    stat_set(&p->st.pending, 0);
     return 0;
 }
 
@@ -462,7 +417,7 @@ static int flush(struct persister *p, volatile sig_atomic_t *stop)
 
 static void version_refused(struct persister *p, const struct envelope_hdr *h, uint64_t now)
 {
-    metric_inc(p->m.batches_refused);
+    stat_inc(&p->st.batches_refused);
     /* One line a minute at most: a fleet of old edges must not flood the log. */
     if (p->last_version_log && now - p->last_version_log < 60000u)
         return;
@@ -494,7 +449,7 @@ static bool read_entries(struct persister *p)
             if (rc == SL_AGAIN)
                 return true;
             if (rc != SL_OK) {
-                metric_inc(p->m.batches_refused); /* rows read so far stay: they were well formed */
+                stat_inc(&p->st.batches_refused); /* rows read so far stay: they were well formed */
                 return true;
             }
         }
@@ -506,7 +461,7 @@ static bool read_entries(struct persister *p)
         }
         p->has_held = false;
         if (rc == SL_AGAIN && e.kind != ENV_HEARTBEAT && e.kind != ENV_RES && e.kind != ENV_UNDELIVERABLE)
-            metric_inc(p->m.entries_skipped);
+            stat_inc(&p->st.entries_skipped);
     }
 }
 
@@ -563,7 +518,7 @@ static bool pull_one(struct persister *p, uint64_t now)
         if (rc == SL_VERSION)
             version_refused(p, &p->rd.hdr, now);
         else
-            metric_inc(p->m.batches_refused);
+            stat_inc(&p->st.batches_refused);
         zmq_msg_close(msg_at(p, --p->nmsgs));
         return true;
     }
@@ -662,7 +617,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
             if (!more)
                 break;
         }
-        metric_set(p->m.pending, b->nrows);
+        stat_set(&p->st.pending, b->nrows);
     }
     if (result == 0)
         log_info("event=stopped");

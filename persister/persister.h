@@ -10,6 +10,7 @@
 #define PERSISTER_PERSISTER_H
 #include <signal.h>
 #include <stdint.h>
+#include "sl/stat.h"
 
 struct persister_cfg {
     const char *pull;        /* bind endpoint, e.g. "tcp://0.0.0.0:7001" */
@@ -21,9 +22,39 @@ struct persister_cfg {
     int64_t edge_timeout_ms; /* close sessions of an edge incarnation silent this long */
     int64_t json_bytes;      /* JSON arena per batch (0 = derived from batch size) */
     int64_t shutdown_ms;     /* after SIGTERM, how long to keep retrying the last batch */
+    int64_t max_msg;         /* ZMQ_MAXMSGSIZE of both sockets: a bigger message disconnects its sender */
 };
 
+/* What the persister counts. Written only by the thread in persister_run
+ * (relaxed atomics, sl/stat.h), read by anyone: main.c exports it as the
+ * sluice_persister_* metrics (stats.c). Nothing in the persister reads it. */
+struct persister_stats {
+    _Atomic uint64_t rows_committed;  /* data rows durable and acked (stored or duplicate) */
+    _Atomic uint64_t rows_inserted;   /* data rows new to telemetry */
+    _Atomic uint64_t rows_duplicate;  /* data rows already in telemetry (acked again) */
+    _Atomic uint64_t rows_rejected;   /* data rows stored in telemetry_rejected */
+    _Atomic uint64_t rows_dropped;    /* rows stored nowhere (not acked) */
+    _Atomic uint64_t sessions;        /* connect/disconnect entries upserted */
+    _Atomic uint64_t retries;         /* batch commits retried after a transient failure */
+    _Atomic uint64_t acks_sent;       /* ack entries sent to edges */
+    _Atomic uint64_t acks_unroutable; /* ack entries dropped: edge gone or full */
+    _Atomic uint64_t batches_refused; /* edge batches refused (version or malformed) */
+    _Atomic uint64_t edges_lost;      /* edge incarnations timed out (sessions closed) */
+    _Atomic uint64_t entries_skipped; /* entries unusable by the persister */
+    _Atomic int64_t pending;          /* rows held in memory, not yet committed */
+    _Atomic int64_t pg_up;            /* 1 while connected to PostgreSQL */
+    struct stat_hist batch_rows;      /* rows per committed batch */
+    struct stat_hist commit_seconds;  /* time to commit a batch, retries included */
+};
+
+/* Zero s and give its histograms their buckets (persister_new does this
+ * for its own). */
+void persister_stats_init(struct persister_stats *s);
+
 struct persister;
+
+/* The persister's counters; valid until persister_destroy. Any thread. */
+const struct persister_stats *persister_stats(const struct persister *p);
 
 /* Bind the sockets and allocate everything. NULL on failure (logged). Does
  * not contact the database yet. */

@@ -9,21 +9,14 @@
  * cheapest durable write PostgreSQL offers; duplicates only come from
  * resends, and unique_violation tells us exactly that.
  *
- * Deliberately not here: libpq (db.c), reconnect and backoff (persister.c),
- * acks. Tests substitute the db_* calls at link time (-Wl,--wrap). */
+ * Deliberately not here: libpq and what a server error means (db.c says
+ * DB_DATA or DB_TRANSIENT), reconnect and backoff (persister.c), acks.
+ * Calls go one way: writer -> db -> rows. Tests substitute the db_* calls at
+ * link time (-Wl,--wrap). */
 #include "writer.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-enum db_rc writer_classify(const char *sqlstate)
-{
-    if (!sqlstate || strlen(sqlstate) != 5)
-        return DB_TRANSIENT;
-    if (sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3'))
-        return DB_DATA;
-    return DB_TRANSIENT;
-}
 
 int writer_init(struct writer *w, struct db *db, uint32_t cap_rows)
 {

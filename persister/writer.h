@@ -46,8 +46,4 @@ void writer_fini(struct writer *w);
  * connection is bad). Never returns DB_DATA. */
 enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats *st);
 
-/* SQLSTATE -> DB_DATA for class 22 (data exception) and 23 (integrity
- * constraint violation), DB_TRANSIENT for anything else or NULL. */
-enum db_rc writer_classify(const char *sqlstate);
-
 #endif

@@ -12,6 +12,7 @@
  * msgpack bytes the edge already bounded and validated; whoever converts it
  * (tojson.c) reads it through the same bounded cursor. */
 #include "sl/envelope.h"
+#include "sl/msg.h"
 
 #include <string.h>
 
@@ -75,6 +76,59 @@ const char *envelope_kind_name(enum envelope_kind k)
     return kind_names[k];
 }
 
+/* ---- checking what was read ---- */
+
+/* Printable ASCII, no NUL, 1..max bytes (or empty when allowed). */
+static bool printable(struct sl_slice s, uint32_t max, bool may_be_empty)
+{
+    if (s.n == 0)
+        return may_be_empty;
+    if (s.n > max)
+        return false;
+    for (uint32_t i = 0; i < s.n; i++)
+        if (s.p[i] < 0x20 || s.p[i] > 0x7e)
+            return false;
+    return true;
+}
+
+enum sl_err envelope_hdr_check(const struct envelope_hdr *h, const char **why)
+{
+    if (!printable(h->edge, ENVELOPE_NAME_MAX, false)) {
+        *why = "edge";
+        return SL_INVAL;
+    }
+    if (!printable(h->reply, ENVELOPE_NAME_MAX, true)) {
+        *why = "reply";
+        return SL_INVAL;
+    }
+    return SL_OK;
+}
+
+enum sl_err envelope_check(const struct envelope *e, const char **why)
+{
+    if ((unsigned)e->kind >= NKINDS || e->kind == ENV_NONE)
+        return SL_AGAIN; /* a kind of a later version: ignore it */
+    unsigned uses = kind_uses[e->kind];
+    *why = NULL;
+    if (e->kind == ENV_HEARTBEAT) {
+        if (e->dev.n)
+            *why = "dev";
+    } else if (!msg_valid_id(e->dev.p, e->dev.n)) {
+        *why = "dev";
+    }
+    if (!*why && (uses & BIT(P_ID)) && !msg_valid_id(e->id.p, e->id.n))
+        *why = "id";
+    if (!*why && e->kind == ENV_DATA && (e->seq == 0 || e->seq > (uint64_t)INT64_MAX))
+        *why = "seq";
+    if (!*why && e->kind == ENV_DATA && !e->has_body)
+        *why = "body";
+    if (!*why && (uses & BIT(P_PEER)) && !printable(e->peer, ENVELOPE_PEER_MAX, true))
+        *why = "peer";
+    if (!*why && (uses & BIT(P_REASON)) && !printable(e->reason, ENVELOPE_REASON_MAX, true))
+        *why = "reason";
+    return *why ? SL_INVAL : SL_OK;
+}
+
 /* ---- writer ---- */
 
 static void pack_str(msgpack_packer *pk, struct sl_slice s)
@@ -97,6 +151,7 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
     pack_str(&pk, h->edge);
     msgpack_pack_uint64(&pk, h->incarnation);
     pack_str(&pk, h->reply);
+    w->hdr_len = w->last = w->buf.len;
     return w->buf.overflow ? SL_TOOBIG : SL_OK;
 }
 
@@ -164,6 +219,41 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
         return SL_TOOBIG;
     }
     w->count++;
+    w->last = mark;
+    return SL_OK;
+}
+
+/* Room for n more bytes, leaving the batch sendable either way. */
+static bool room(const struct envelope_writer *w, size_t n)
+{
+    return !w->buf.overflow && w->buf.cap - w->buf.len >= n;
+}
+
+enum sl_err envelope_writer_add_encoded(struct envelope_writer *w, struct sl_slice entry)
+{
+    /* An entry is an array: fixarray 0x90-0x9f, array 16 0xdc, array 32 0xdd. */
+    if (entry.n == 0 || !((entry.p[0] & 0xf0u) == 0x90u || entry.p[0] == 0xdcu || entry.p[0] == 0xddu))
+        return SL_INVAL;
+    if (!room(w, entry.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len;
+    mp_buf_raw(&w->buf, entry.p, entry.n);
+    w->count++;
+    return SL_OK;
+}
+
+enum sl_err envelope_writer_append(struct envelope_writer *w, const struct envelope_writer *src)
+{
+    if (src->hdr_len != w->hdr_len || memcmp(src->buf.p, w->buf.p, w->hdr_len) != 0)
+        return SL_INVAL;
+    struct sl_slice e = envelope_writer_entries(src);
+    if (e.n == 0)
+        return SL_OK;
+    if (!room(w, e.n))
+        return SL_TOOBIG;
+    w->last = w->buf.len + (src->last - src->hdr_len);
+    mp_buf_raw(&w->buf, e.p, e.n);
+    w->count += src->count;
     return SL_OK;
 }
 

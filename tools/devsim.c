@@ -37,7 +37,7 @@
 #define FDS_PER_WORKER 18000u /* connections per process, under the 20,000 fd limit */
 #define SECRET_MAX     4096
 
-volatile int devsim_stop;
+static volatile int devsim_stop; /* see worker_cfg.stop */
 
 static void on_signal(int sig)
 {
@@ -420,6 +420,7 @@ int main(int argc, char **argv)
         wc.records_path = rec_paths[i];
         wc.pipe_fd = pfd[1];
         wc.t0_ms = t0;
+        wc.stop = &devsim_stop;
         pid_t pid = fork();
         if (pid < 0) {
             fprintf(stderr, "sluice-devsim: fork: %s\n", strerror(errno));

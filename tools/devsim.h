@@ -77,6 +77,10 @@ struct worker_cfg {
     const char *records_path; /* where the per-device seq records go */
     int pipe_fd;
     uint64_t t0_ms; /* the parent's start (CLOCK_MONOTONIC is system-wide) */
+    /* Set by the worker's signal handler: stop sending and drain (1), or quit
+     * now (2). A pointer, so the worker reads it without calling back into
+     * devsim.c (scripts/check-layering). */
+    const volatile int *stop;
 };
 
 /* Per-device record written at the end (for --verify): the seqs this run
@@ -89,8 +93,5 @@ struct dev_rec {
 
 /* Run one worker until done. Returns 0 if everything queued was acked. */
 int worker_run(const struct worker_cfg *wc);
-
-/* Set by the signal handler: stop sending and drain (1), or quit now (2). */
-extern volatile int devsim_stop;
 
 #endif

@@ -278,11 +278,11 @@ static void tick_cb(struct loop *l, void *ud)
 {
     struct worker *w = ud;
     uint64_t now = loop_now_ms(l);
-    if (devsim_stop >= 2) {
+    if (*w->wc->stop >= 2) {
         loop_stop(l);
         return;
     }
-    if (devsim_stop == 1 || (w->stop_send_ms && now >= w->stop_send_ms) ||
+    if (*w->wc->stop == 1 || (w->stop_send_ms && now >= w->stop_send_ms) ||
         (w->wc->messages && w->not_done == 0))
         stop_sending(w);
     if (!w->sending) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sl/version.h"
 #include "sl/msg.h"
 #include "sl/token.h"
 
@@ -27,6 +28,7 @@ static void usage(FILE *f)
                "\n"
                "  --secret-file FILE  read the fleet secret from FILE (one trailing newline is dropped)\n"
                "  --help              show this help\n"
+               "  --version           print the version and the commit built from\n"
                "\n"
                "Without --secret-file the secret is taken from the environment variable\n"
                "SLUICE_FLEET_SECRET (its exact bytes).\n");
@@ -73,6 +75,10 @@ int main(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--version") == 0) {
+            printf("sluice-token %s (commit %s)\n", sl_version, sl_commit);
+            return 0;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;

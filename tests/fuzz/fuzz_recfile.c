@@ -16,8 +16,8 @@
  *   why it stopped short (f.problem) exactly when it did, replay_next
  *   walks the same records, every record of a connection finds it, every
  *   connection's device is "" or a valid id, and the max_frame that the
- *   header claims is clamped to what an edge can use (SL_MAX_FRAME_LIMIT),
- *   so the dump never sizes a buffer from it;
+ *   header claims is clamped to SL_MAX_FRAME_LIMIT (16 MiB), so the dump
+ *   never sizes a buffer from a larger claim;
  * - the dump runs to the end (with and without a --device filter). */
 #define _GNU_SOURCE
 #include <string.h>

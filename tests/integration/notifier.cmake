@@ -1,7 +1,7 @@
-# notifier integration tests: a real Mosquitto (started by each test on a
-# port in 23000-23999), sluice-notifier and Python test edges/subscribers.
-foreach(t notifier_01_basic notifier_02_restart notifier_03_broker_restart notifier_04_child_death notifier_05_tls)
-  add_test(NAME ${t} COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/${t}.py)
-  set_tests_properties(${t} PROPERTIES LABELS integration TIMEOUT 240
-    ENVIRONMENT "SLUICE_BIN=${CMAKE_BINARY_DIR}/bin")
-endforeach()
+# notifier: scenarios against a real Mosquitto (mqtttest.py), sluice-notifier
+# and Python test edges and subscribers (ntftest.py). One scenario a file:
+# notifier_NN_<what>.py, registered as ctest notifier_NN_<what>.
+# Ports: notifier_NN uses the 20 ports from 23000 + 20 * NN (fixed in the file:
+# brokers, then notifiers at 3 ports each). 23900-23999 are the benchmarks'
+# (bench/notifier_bench).
+sl_integration_tests(notifier TIMEOUT 240 ENVIRONMENT "SLUICE_BIN=${CMAKE_BINARY_DIR}/bin")

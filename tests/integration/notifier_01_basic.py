@@ -12,7 +12,7 @@ import msgpack
 from ntftest import (CMD, CONNECT, DATA, DISCONNECT, KICK, RES, UNDELIVERABLE, Env, check, entry,
                      publish, wait_for)
 
-BROKER, NTF = 23011, 23012
+BROKER, NTF = 23021, 23022  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 
 
 def main():

@@ -8,7 +8,7 @@ import time
 
 from ntftest import CMD, CONNECT, KICK, RES, Env, check, entry, publish, wait_for
 
-BROKER, NTF = 23021, 23022
+BROKER, NTF = 23041, 23042  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 
 
 def main():

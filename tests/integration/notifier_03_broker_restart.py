@@ -8,7 +8,7 @@ import msgpack
 
 from ntftest import CONNECT, DATA, Env, check, entry, wait_for
 
-BROKER, NTF = 23031, 23032
+BROKER, NTF = 23061, 23062  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 N = 6000
 PER_BATCH = 20
 

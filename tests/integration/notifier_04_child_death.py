@@ -30,7 +30,7 @@ import msgpack
 
 from ntftest import CONNECT, DATA, Env, check, entry, wait_for
 
-BROKER, NTF = 23041, 23042
+BROKER, NTF = 23081, 23082  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 POOL = 2
 MAX_INFLIGHT = 32
 BOUND = 4 * MAX_INFLIGHT  # records a child may hold unreported before the parent stops pulling
@@ -41,7 +41,7 @@ STARTED = re.compile(r"event=publisher_started index=(\d+) pid=(\d+)")
 
 
 def child_of(dev):
-    """The publisher child (1..POOL) of a device: fnv1a(dev) % pool + 1, as notifier/mqtt.c."""
+    """The publisher child (1..POOL) of a device: fnv1a(dev) % pool + 1, as notifier/pubproc.c."""
     h = 2166136261
     for b in dev.encode():
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF

@@ -29,8 +29,9 @@ import mqtttest
 import proc
 from ntftest import CMD, CONNECT, DATA, RES, Env, Notifier, check, entry, wait_for
 
-BROKER, BROKER_CA, BROKER_PW, BROKER_HOST = 23050, 23051, 23052, 23053
-NTF, NTF_CA, NTF_PW, NTF_HOST, NTF_BAD = 23054, 23057, 23060, 23063, 23066
+# notifier_NN: the 20 ports from 23000 + 20 * NN (notifier.cmake)
+BROKER, BROKER_CA, BROKER_PW, BROKER_HOST = 23100, 23101, 23102, 23103
+NTF, NTF_CA, NTF_PW, NTF_HOST, NTF_BAD = 23104, 23107, 23110, 23113, 23116
 CLIENTS = 3  # the control client and ntftest's --pool 2 publishers
 USERS = {"ntf": "ntf-secret", "tester": "tester-secret"}
 TESTER = ("tester", USERS["tester"])

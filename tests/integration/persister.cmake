@@ -1,8 +1,7 @@
-# persister integration scenarios: each starts its own PostgreSQL (ports
-# 22100-22399, one block of 100 per scenario) and sluice-persister instances.
-foreach(t core pgrestart two)
-  add_test(NAME persister_${t}
-           COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/persister_${t}_test.py)
-  set_tests_properties(persister_${t} PROPERTIES LABELS integration TIMEOUT 300
-                       ENVIRONMENT "SLUICE_BIN=$<TARGET_FILE_DIR:sluice-persister>")
-endforeach()
+# persister: scenarios against a real PostgreSQL and sluice-persister instances
+# (persister_common.py), one scenario or tight group a file:
+# persister_NN_<what>.py, registered as ctest persister_NN_<what>.
+# Ports: persister_NN uses PORT = 22000 + 50 * NN (fixed in the file) and the
+# 49 after it (PostgreSQL on PORT, persister i on PORT+1+3i..PORT+3+3i).
+# 22900-22999 are the benchmarks' (bench/persister_bench.py).
+sl_integration_tests(persister TIMEOUT 300 ENVIRONMENT "SLUICE_BIN=$<TARGET_FILE_DIR:sluice-persister>")

@@ -1,7 +1,11 @@
-"""Shared setup for the persister integration scenarios: a PostgreSQL and
-sluice-persister instances on ports from the persister range (22000-22999)."""
+"""Shared setup for the persister integration scenarios (persister_NN_<what>.py):
+a PostgreSQL and sluice-persister instances on the scenario's ports (PORT =
+22000 + 50 * NN and the 49 after it, persister.cmake); core_persister() and
+collect() for the scenarios of one persister's core behaviour."""
+import contextlib
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pgtest  # noqa: E402
@@ -39,3 +43,40 @@ class Env:
         self.pg.stop(mode="immediate")
         proc.finish(self.dir, et is None)
         return False
+
+
+@contextlib.contextmanager
+def core_persister(base_port):
+    """Env at base_port, persister 0 ready (batches of up to 50 rows or 30 ms,
+    edges lost after 2.5 s of silence) and a test edge "edge-a:7000" on it:
+    yields (env, persister, edge). At the end the edge closes and the
+    persister must exit 0 on SIGTERM."""
+    with Env(base_port) as env:
+        p = env.persister(0, ["--batch-max", "50", "--batch-ms", "30", "--edge-timeout-ms", "2500"])
+        p.wait_ready()
+        edge = pe.Edge([p.pull], [p.router], edge_id="edge-a:7000", worker=0)
+        yield env, p, edge
+        edge.close()
+        assert p.stop() == 0, "persister exit code"
+
+
+def check_visible(env, dev, seq):
+    r = env.sql("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s "
+                "UNION ALL SELECT 1 FROM telemetry_rejected WHERE device_id=%s AND seq=%s", (dev, seq, dev, seq))
+    assert r, "ack for (%s,%s) arrived before the row was visible" % (dev, seq)
+
+
+def collect(edge, env, want, timeout=60):
+    """Poll acks until `want` (set of (dev, seq)) are all acked; check visibility of each on arrival."""
+    seen = set()
+
+    def on_ack(a):
+        check_visible(env, a[3], a[4])
+        assert a[0] == edge.inc, a
+        seen.add((a[3], a[4]))
+
+    deadline = time.time() + timeout
+    while not want <= seen:
+        assert time.time() < deadline, "missing acks: %s" % sorted(want - seen)[:10]
+        edge.poll_acks(100, on_ack)
+    return seen

@@ -17,12 +17,16 @@ and keeps the test's workdir()), and whatever still runs when the test
 process exits is killed, so a failed test leaves nothing running.
 
 wait_for() polls a condition until a deadline. Proc.metric() reads one
-Prometheus series from a service's /metrics.
+Prometheus series from a service's /metrics. frozen_thread() stops one
+thread of a process (by its name) with ptrace while the block runs: a stuck
+worker, without stopping the rest (root or CAP_SYS_PTRACE).
 
 Deliberately not here: Sluice's wire formats (wire.py), MQTT (mqtttest.py),
 PostgreSQL (pgtest.py) or any one service.
 """
 import atexit
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -371,3 +375,37 @@ def kill_all():
 
 
 atexit.register(kill_all)
+
+
+# ------------------------------------------------ freezing one thread
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def _ptrace(req, tid):
+    if _libc.ptrace(req, tid, None, None) != 0:
+        raise OSError(ctypes.get_errno(), "ptrace %#x on %d" % (req, tid))
+
+
+def thread_id(pid, name):
+    """The tid of pid's thread called name (pthread_setname_np)."""
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            if f.read().strip() == name:
+                return int(t)
+    raise AssertionError("no thread " + name)
+
+
+@contextlib.contextmanager
+def frozen_thread(pid, name):
+    """Stop thread `name` of pid for the block (only that thread: the
+    others run on), and let it go at the end, whatever happens."""
+    tid = thread_id(pid, name)
+    _ptrace(PTRACE_SEIZE, tid)
+    try:
+        _ptrace(PTRACE_INTERRUPT, tid)
+        os.waitpid(tid, WALL)
+        yield tid
+    finally:
+        _ptrace(PTRACE_DETACH, tid)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sl/cfg.h"
+#include "sl/version.h"
 
 static const char *s_pull;
 static const char *s_db;
@@ -234,6 +235,20 @@ static void test_errors(void **state)
     assert_int_equal(r.code, 100);
 }
 
+static void test_version(void **state)
+{
+    (void)state;
+    struct run r;
+    /* --version anywhere, even beside a bad value, prints one line and exits 0. */
+    char *a1[] = {"prog", "--batch-max=0", "--version", NULL};
+    run_child(3, a1, &r);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.err, "");
+    char want[200];
+    snprintf(want, sizeof want, "prog %s (commit %s)\n", sl_version, sl_commit);
+    assert_string_equal(r.out, want);
+}
+
 static void test_help(void **state)
 {
     (void)state;
@@ -269,6 +284,7 @@ int main(void)
         cmocka_unit_test_setup(test_bools, setup),
         cmocka_unit_test_setup(test_errors, setup),
         cmocka_unit_test_setup(test_help, setup),
+        cmocka_unit_test_setup(test_version, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

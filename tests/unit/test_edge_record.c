@@ -24,15 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "sl/metrics.h"
 #include "sl/msg.h"
 #include "sl/recfile.h"
 #include "conn.h"
 #include "edge.h"
 #include "record.h"
-#include "worker.h"
 
-static struct worker workers[2];
 static char dir[64];
 
 static struct edge_cfg cfg_for(const char *path, const char *devices, uint64_t max_bytes)
@@ -46,18 +43,29 @@ static struct edge_cfg cfg_for(const char *path, const char *devices, uint64_t m
     return c;
 }
 
-static struct conn mkconn(uint32_t worker, uint32_t slot, uint32_t gen)
+/* A connection as the recorder's hooks name it. */
+struct tconn {
+    struct record_conn id;
+    struct addr peer;
+    uint8_t close_reason;
+};
+
+static struct tconn mkconn(uint32_t worker, uint32_t slot, uint32_t gen)
 {
-    struct conn c;
+    struct tconn c;
     memset(&c, 0, sizeof c);
-    c.w = &workers[worker];
-    c.slot = slot;
-    c.gen = gen;
-    c.peer_ip[0] = 10;
-    c.peer_ip[3] = (uint8_t)slot;
-    c.peer_port = (uint16_t)(40000 + slot);
+    c.id = (struct record_conn){worker, slot, gen};
+    c.peer.ip[0] = 10;
+    c.peer.ip[3] = (uint8_t)slot;
+    c.peer.port = (uint16_t)(40000 + slot);
     return c;
 }
+
+/* The hooks as conn.c calls them, for a test connection. */
+#define rec_open(r, c)      record_open(r, (c)->id, &(c)->peer)
+#define rec_in(r, c, p, n)  record_in(r, (c)->id, p, n)
+#define rec_out(r, c, p, n) record_out(r, (c)->id, p, n)
+#define rec_close(r, c)     record_close(r, (c)->id, (c)->close_reason, conn_reason_str((c)->close_reason))
 
 static size_t hello(uint8_t *out, const char *dev)
 {
@@ -73,15 +81,40 @@ static size_t hello(uint8_t *out, const char *dev)
     return n;
 }
 
+/* The recorder's counts, under the names stats.c exports them as: of the
+ * live recorder, or as it left them when it was destroyed. */
+static struct record *cur;
+static uint64_t last_counts[3];
+
+static void snapshot(void)
+{
+    if (cur)
+        record_counts(cur, &last_counts[0], &last_counts[1], &last_counts[2]);
+}
+
+static struct record *rec_new(const struct edge_cfg *cfg)
+{
+    cur = record_new(cfg);
+    memset(last_counts, 0, sizeof last_counts);
+    return cur;
+}
+
+static void rec_destroy(struct record **r)
+{
+    snapshot();
+    cur = NULL;
+    record_destroy(r);
+}
+
 static uint64_t counter(const char *name)
 {
-    static char buf[1 << 16];
-    metrics_render(buf, sizeof buf);
-    size_t nl = strlen(name);
-    for (char *p = buf; (p = strstr(p, name)); p += nl)
-        if ((p == buf || p[-1] == '\n') && p[nl] == ' ')
-            return strtoull(p + nl + 1, NULL, 10);
-    return 0;
+    snapshot();
+    if (strcmp(name, "sluice_edge_record_dropped_total") == 0)
+        return last_counts[0];
+    if (strcmp(name, "sluice_edge_record_skipped_total") == 0)
+        return last_counts[1];
+    assert_string_equal(name, "sluice_edge_record_bytes_total");
+    return last_counts[2];
 }
 
 /* ---- reading a recording back ------------------------------------------ */
@@ -124,12 +157,12 @@ static void load(const char *path, struct got *g)
 }
 
 /* The records of one connection, in file order. */
-static size_t of_conn(const struct got *g, const struct conn *c, const struct recfile_rec **out, size_t cap)
+static size_t of_conn(const struct got *g, const struct tconn *c, const struct recfile_rec **out, size_t cap)
 {
     size_t k = 0;
     for (size_t i = 0; i < g->nr; i++)
-        if (g->r[i].kind <= RECFILE_CLOSE && g->r[i].worker == c->w->idx && g->r[i].slot == c->slot &&
-            g->r[i].gen == c->gen && k < cap)
+        if (g->r[i].kind <= RECFILE_CLOSE && g->r[i].worker == c->id.worker && g->r[i].slot == c->id.slot &&
+            g->r[i].gen == c->id.gen && k < cap)
             out[k++] = &g->r[i];
     return k;
 }
@@ -150,26 +183,26 @@ static void test_all_devices(void **st)
     assert_true(fd >= 0 && write(fd, "junk", 4) == 4);
     close(fd);
     struct edge_cfg cfg = cfg_for(path, "", 0);
-    struct record *r = record_new(&cfg);
+    struct record *r = rec_new(&cfg);
     assert_non_null(r);
     struct stat sb;
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
-    struct conn a = mkconn(0, 3, 7), b = mkconn(1, 3, 1);
+    struct tconn a = mkconn(0, 3, 7), b = mkconn(1, 3, 1);
     uint8_t h[256];
     size_t hn = hello(h, "pump-1");
-    record_open(r, &a);
-    record_open(r, &b);
-    record_in(r, &a, h, 5); /* a split hello: reads are kept apart */
-    record_in(r, &a, h + 5, hn - 5);
-    record_out(r, &a, (const uint8_t *)"\0\0\0\1\xc0", 5);
-    record_in(r, &b, (const uint8_t *)"\0\0\0\0", 4);
+    rec_open(r, &a);
+    rec_open(r, &b);
+    rec_in(r, &a, h, 5); /* a split hello: reads are kept apart */
+    rec_in(r, &a, h + 5, hn - 5);
+    rec_out(r, &a, (const uint8_t *)"\0\0\0\1\xc0", 5);
+    rec_in(r, &b, (const uint8_t *)"\0\0\0\0", 4);
     a.close_reason = CR_EOF;
     b.close_reason = CR_FRAME;
-    record_close(r, &b);
-    record_close(r, &a);
-    record_destroy(&r);
+    rec_close(r, &b);
+    rec_close(r, &a);
+    rec_destroy(&r);
     assert_null(r);
 
     struct got g;
@@ -213,75 +246,75 @@ static void test_filter(void **st)
     char path[128];
     path_in_dir(path, sizeof path, "filter.rec");
     struct edge_cfg cfg = cfg_for(path, "keep-", 0);
-    struct record *r = record_new(&cfg);
+    struct record *r = rec_new(&cfg);
     assert_non_null(r);
     uint64_t skipped0 = counter("sluice_edge_record_skipped_total");
     uint8_t h[256];
 
     /* Hello in one read, then traffic. */
-    struct conn k1 = mkconn(0, 1, 0);
+    struct tconn k1 = mkconn(0, 1, 0);
     size_t hn = hello(h, "keep-1");
-    record_open(r, &k1);
-    record_in(r, &k1, h, hn);
-    record_out(r, &k1, (const uint8_t *)"W", 1);
+    rec_open(r, &k1);
+    rec_in(r, &k1, h, hn);
+    rec_out(r, &k1, (const uint8_t *)"W", 1);
     k1.close_reason = CR_EOF;
-    record_close(r, &k1);
+    rec_close(r, &k1);
 
     /* Hello in three reads, with a pong queued before it completes (not
      * attributable yet: left out), then the rest. */
-    struct conn k2 = mkconn(0, 2, 0);
+    struct tconn k2 = mkconn(0, 2, 0);
     uint8_t h2[256];
     size_t hn2 = hello(h2, "keep-2");
-    record_open(r, &k2);
-    record_in(r, &k2, h2, 2);
-    record_in(r, &k2, h2 + 2, 10);
-    record_out(r, &k2, (const uint8_t *)"X", 1);
-    record_in(r, &k2, h2 + 12, hn2 - 12);
-    record_out(r, &k2, (const uint8_t *)"W", 1);
+    rec_open(r, &k2);
+    rec_in(r, &k2, h2, 2);
+    rec_in(r, &k2, h2 + 2, 10);
+    rec_out(r, &k2, (const uint8_t *)"X", 1);
+    rec_in(r, &k2, h2 + 12, hn2 - 12);
+    rec_out(r, &k2, (const uint8_t *)"W", 1);
 
     /* Another device, garbage, a hello that never completes. */
-    struct conn d = mkconn(0, 3, 0), gbg = mkconn(0, 4, 0), part = mkconn(0, 5, 0);
+    struct tconn d = mkconn(0, 3, 0), gbg = mkconn(0, 4, 0), part = mkconn(0, 5, 0);
     size_t hd = hello(h, "drop-1");
-    record_open(r, &d);
-    record_in(r, &d, h, hd);
-    record_out(r, &d, (const uint8_t *)"W", 1);
-    record_close(r, &d);
-    record_open(r, &gbg);
-    record_in(r, &gbg, (const uint8_t *)"\0\0\0\0", 4);
-    record_close(r, &gbg);
-    record_open(r, &part);
-    record_in(r, &part, h, 3);
-    record_close(r, &part);
+    rec_open(r, &d);
+    rec_in(r, &d, h, hd);
+    rec_out(r, &d, (const uint8_t *)"W", 1);
+    rec_close(r, &d);
+    rec_open(r, &gbg);
+    rec_in(r, &gbg, (const uint8_t *)"\0\0\0\0", 4);
+    rec_close(r, &gbg);
+    rec_open(r, &part);
+    rec_in(r, &part, h, 3);
+    rec_close(r, &part);
 
     /* A hello in more reads than a stage keeps apart: left out, counted. */
-    struct conn many = mkconn(1, 9, 0);
+    struct tconn many = mkconn(1, 9, 0);
     size_t hm = hello(h, "keep-many");
-    record_open(r, &many);
+    rec_open(r, &many);
     for (size_t i = 0; i < hm; i++)
-        record_in(r, &many, h + i, 1);
-    record_close(r, &many);
+        rec_in(r, &many, h + i, 1);
+    rec_close(r, &many);
     assert_int_equal(counter("sluice_edge_record_skipped_total"), skipped0 + 1);
 
     /* Every stage taken (512 held-back connections with half a hello):
      * the next one is left out and counted; closing frees the stages. */
-    struct conn held[513];
+    struct tconn held[513];
     for (uint32_t i = 0; i < 513; i++) {
         held[i] = mkconn(1, 10 + i, 0);
-        record_open(r, &held[i]);
-        record_in(r, &held[i], h, 2);
+        rec_open(r, &held[i]);
+        rec_in(r, &held[i], h, 2);
     }
     assert_int_equal(counter("sluice_edge_record_skipped_total"), skipped0 + 2);
     for (uint32_t i = 0; i < 513; i++)
-        record_close(r, &held[i]);
-    struct conn k3 = mkconn(1, 10, 1); /* a reused slot: new generation */
+        rec_close(r, &held[i]);
+    struct tconn k3 = mkconn(1, 10, 1); /* a reused slot: new generation */
     size_t hn3 = hello(h, "keep-3");
-    record_open(r, &k3);
-    record_in(r, &k3, h, 3);
-    record_in(r, &k3, h + 3, hn3 - 3);
+    rec_open(r, &k3);
+    rec_in(r, &k3, h, 3);
+    rec_in(r, &k3, h + 3, hn3 - 3);
     k2.close_reason = k3.close_reason = CR_SHUTDOWN;
-    record_close(r, &k2);
-    record_close(r, &k3);
-    record_destroy(&r);
+    rec_close(r, &k2);
+    rec_close(r, &k3);
+    rec_destroy(&r);
 
     struct got g;
     load(path, &g);
@@ -306,7 +339,7 @@ static void test_filter(void **st)
     assert_memory_equal(x[4]->payload, "W", 1);
     assert_int_equal(x[5]->kind, RECFILE_CLOSE);
     assert_int_equal(of_conn(&g, &k3, x, 16), 4);
-    const struct conn *out[] = {&d, &gbg, &part, &many};
+    const struct tconn *out[] = {&d, &gbg, &part, &many};
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(of_conn(&g, out[i], x, 16), 0);
     assert_int_equal(of_conn(&g, &held[0], x, 16), 0);
@@ -338,7 +371,7 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static struct record *flood(const char *name, struct fifo_reader *fr, struct conn *c, uint64_t *pushed,
+static struct record *flood(const char *name, struct fifo_reader *fr, struct tconn *c, uint64_t *pushed,
                             uint64_t *dropped0)
 {
     char path[128];
@@ -349,21 +382,21 @@ static struct record *flood(const char *name, struct fifo_reader *fr, struct con
     fr->cap = 64u << 20;
     fr->buf = malloc(fr->cap);
     struct edge_cfg cfg = cfg_for(path, "", 0);
-    struct record *r = record_new(&cfg);
+    struct record *r = rec_new(&cfg);
     assert_non_null(r);
     *dropped0 = counter("sluice_edge_record_dropped_total");
     static uint8_t chunk[65536];
     memset(chunk, 'z', sizeof chunk);
     *c = mkconn(0, 1, 0);
-    record_open(r, c);
+    rec_open(r, c);
     for (int i = 0; i < 160; i++) /* 10 MiB into a 4 MiB ring */
-        record_in(r, c, chunk, sizeof chunk);
+        rec_in(r, c, chunk, sizeof chunk);
     *pushed = 161;
     assert_true(counter("sluice_edge_record_dropped_total") - *dropped0 >= 160 - 64);
     return r;
 }
 
-static void check_gaps(struct fifo_reader *fr, const struct conn *c, uint64_t pushed, uint64_t dropped)
+static void check_gaps(struct fifo_reader *fr, const struct tconn *c, uint64_t pushed, uint64_t dropped)
 {
     struct got g = {.buf = fr->buf, .n = fr->n};
     parse(&g);
@@ -388,7 +421,7 @@ static void test_writer_behind_gap_before_next(void **st)
 {
     (void)st;
     struct fifo_reader fr = {0};
-    struct conn c;
+    struct tconn c;
     uint64_t pushed, dropped0;
     struct record *r = flood("behind1.fifo", &fr, &c, &pushed, &dropped0);
     pthread_create(&fr.th, NULL, reader_main, &fr);
@@ -399,7 +432,7 @@ static void test_writer_behind_gap_before_next(void **st)
     bool fit = false;
     for (int i = 0; i < 20000 && !fit; i++) {
         uint64_t before = counter("sluice_edge_record_dropped_total");
-        record_in(r, &c, chunk, sizeof chunk);
+        rec_in(r, &c, chunk, sizeof chunk);
         pushed++;
         fit = counter("sluice_edge_record_dropped_total") == before;
         if (!fit)
@@ -407,9 +440,9 @@ static void test_writer_behind_gap_before_next(void **st)
     }
     assert_true(fit);
     c.close_reason = CR_EOF;
-    record_close(r, &c);
+    rec_close(r, &c);
     pushed++;
-    record_destroy(&r);
+    rec_destroy(&r);
     pthread_join(fr.th, NULL);
     close(fr.fd);
     check_gaps(&fr, &c, pushed, counter("sluice_edge_record_dropped_total") - dropped0);
@@ -425,11 +458,11 @@ static void test_writer_behind_gap_at_shutdown(void **st)
 {
     (void)st;
     struct fifo_reader fr = {0};
-    struct conn c;
+    struct tconn c;
     uint64_t pushed, dropped0;
     struct record *r = flood("behind2.fifo", &fr, &c, &pushed, &dropped0);
     pthread_create(&fr.th, NULL, reader_main, &fr);
-    record_destroy(&r); /* the workers are done: the writer marks the drops itself */
+    rec_destroy(&r); /* the workers are done: the writer marks the drops itself */
     pthread_join(fr.th, NULL);
     close(fr.fd);
     check_gaps(&fr, &c, pushed, counter("sluice_edge_record_dropped_total") - dropped0);
@@ -445,14 +478,14 @@ static void test_size_limit(void **st)
     char path[128];
     path_in_dir(path, sizeof path, "limit.rec");
     struct edge_cfg cfg = cfg_for(path, "", 1u << 20);
-    struct record *r = record_new(&cfg);
+    struct record *r = rec_new(&cfg);
     assert_non_null(r);
     static uint8_t chunk[10000];
-    struct conn c = mkconn(1, 0, 0);
-    record_open(r, &c);
+    struct tconn c = mkconn(1, 0, 0);
+    rec_open(r, &c);
     for (int i = 0; i < 300; i++) /* 3 MB: less than the ring, nothing dropped */
-        record_in(r, &c, chunk, sizeof chunk);
-    record_destroy(&r);
+        rec_in(r, &c, chunk, sizeof chunk);
+    rec_destroy(&r);
     struct got g;
     load(path, &g);
     assert_true(g.n <= (1u << 20));
@@ -467,8 +500,6 @@ static int setup(void **st)
     (void)st;
     snprintf(dir, sizeof dir, "/tmp/test_edge_record.XXXXXX");
     assert_non_null(mkdtemp(dir));
-    workers[0].idx = 0;
-    workers[1].idx = 1;
     return 0;
 }
 

@@ -1,34 +1,45 @@
 /* test_edge_session.c - the edge's session state machine without sockets.
  *
- * session.c runs against stubs of the narrow conn/bus interface (defined
- * below; the linker takes them instead of conn.c/bus.c from edge_core), a
- * real device map and a real loop for the hello and idle timers. */
+ * session.c runs against a stub struct session_ops defined below (what it
+ * sent, closed, armed, emitted and kicked is recorded here), a real device
+ * map and a real loop for the hello and idle deadlines. No link-order
+ * tricks: the stub is the ops table the session is given. */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 #include <msgpack.h>
+#include "sl/loop.h"
 #include "sl/msg.h"
 #include "sl/token.h"
-#include "bus.h"
 #include "conn.h"
 #include "devmap.h"
 #include "edge.h"
 #include "session.h"
-#include "stats.h"
-#include "worker.h"
+#include "trust.h"
 
-static const char SECRET[] = "unit-secret";
+static const char SECRET[] = "unit-fleet-secret-0123";
+
+/* A connection as the session's stub ops see it. */
+struct tconn {
+    struct session s;
+    uint32_t slot, gen;
+    int closed;              /* the session closed it (ops.close) */
+    struct loop_timer timer; /* armed through ops.arm */
+};
 
 /* ---- stubs: what session.c sent and did ------------------------------ */
 #define MAXREC 64
 static struct rec {
-    struct conn *c;
+    struct tconn *c;
     enum msg_type t;
     char code[16];
+    uint32_t retry_ms;
     uint64_t seq;
 } sent[MAXREC];
 static int nsent;
@@ -37,86 +48,185 @@ static char env_reason[MAXREC][16];
 static int nenvs;
 static struct devmap_ref kicked[8];
 static int nkicked;
-static struct conn conns[4];
+static struct tconn conns[4];
+static struct session_env X;
+static struct loop *L;
 
-enum sl_err conn_send_frame(struct conn *c, const struct msg *m)
+static struct tconn *tc_of(struct session *s)
 {
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    return (struct tconn *)((char *)s - offsetof(struct tconn, s));
+}
+
+static struct devmap_ref ref_of(const struct tconn *c)
+{
+    struct devmap_ref r = {0, c->slot, c->gen};
+    return r;
+}
+
+static enum sl_err st_send(void *ud, struct session *s, const struct msg *m)
+{
+    (void)ud;
+    struct tconn *c = tc_of(s);
+    if (c->closed)
         return SL_AGAIN;
     assert_true(nsent < MAXREC);
     struct rec *r = &sent[nsent++];
     memset(r, 0, sizeof *r);
     r->c = c;
     r->t = m->t;
-    if (m->t == MSG_ERR)
+    if (m->t == MSG_ERR) {
         snprintf(r->code, sizeof r->code, "%.*s", (int)m->u.err.code.n, m->u.err.code.p);
+        r->retry_ms = m->u.err.retry_ms;
+    }
     if (m->t == MSG_ACK)
         r->seq = m->u.ack.seq;
     return SL_OK;
 }
 
-void conn_close(struct conn *c, enum close_reason r)
+static void st_close(void *ud, struct session *s, enum sl_err code)
 {
-    if (c->state != CONN_HELLO && c->state != CONN_READY)
+    (void)ud;
+    struct tconn *c = tc_of(s);
+    if (c->closed)
         return;
-    session_closed(c, r);
-    c->state = CONN_CLOSING;
-    c->close_reason = (uint8_t)r;
+    c->closed = 1;
+    loop_timer_stop(L, &c->timer);
+    session_closed(&X, s, ref_of(c), conn_reason_str(conn_reason_of(code)));
 }
 
-void conn_kick(struct worker *w, struct devmap_ref ref, enum sl_err code)
+static void on_deadline(struct loop *l, void *ud)
 {
-    (void)w;
-    kicked[nkicked++] = ref;
-    struct conn *c = &conns[ref.slot];
-    if (c->gen == ref.gen)
-        session_fail(c, code, "replaced");
+    (void)l;
+    struct tconn *c = ud;
+    session_on_timer(&X, &c->s);
 }
 
-uint32_t conn_peer_str(const struct conn *c, char *out, uint32_t cap)
+static void st_arm(void *ud, struct session *s, uint64_t ms)
 {
-    (void)c;
-    return (uint32_t)snprintf(out, cap, "127.0.0.1:1");
+    (void)ud;
+    loop_timer_start(L, &tc_of(s)->timer, ms);
 }
 
-void bus_emit(struct bus *b, const struct envelope *e)
+static void st_emit(void *ud, const struct envelope *e)
 {
-    (void)b;
+    (void)ud;
     assert_true(nenvs < MAXREC);
     envs[nenvs] = *e;
     snprintf(env_reason[nenvs], sizeof env_reason[0], "%.*s", (int)e->reason.n, e->reason.p);
     nenvs++;
 }
 
+static int nauth;
+static uint32_t banned_retry; /* what admit_device answers for "flappy" */
+
+static uint32_t st_admit_device(void *ud, const char *dev, size_t n)
+{
+    (void)ud;
+    return n == 6 && memcmp(dev, "flappy", 6) == 0 ? banned_retry : 0;
+}
+
+static void st_authenticated(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    nauth++;
+}
+
+static void st_kick(void *ud, struct devmap_ref ref, enum sl_err code)
+{
+    (void)ud;
+    kicked[nkicked++] = ref;
+    struct tconn *c = &conns[ref.slot];
+    if (c->gen == ref.gen)
+        session_fail(&X, &c->s, code, "replaced");
+}
+
+static int releases;
+
+static void st_release(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    releases++;
+}
+
+static uint32_t st_peer(void *ud, const struct session *s, char *out, uint32_t cap)
+{
+    (void)ud;
+    (void)s;
+    return (uint32_t)snprintf(out, cap, "127.0.0.1:1");
+}
+
+static uint64_t st_wall_ns(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t st_mono_us(void *ud)
+{
+    (void)ud;
+    return loop_clock_ms() * 1000u;
+}
+
+static uint64_t st_now_ms(void *ud)
+{
+    (void)ud;
+    return loop_now_ms(L);
+}
+
+static const struct session_ops stub_ops = {
+    .send = st_send,
+    .close = st_close,
+    .arm = st_arm,
+    .emit = st_emit,
+    .kick = st_kick,
+    .admit_device = st_admit_device,
+    .authenticated = st_authenticated,
+    .release = st_release,
+    .peer = st_peer,
+    .wall_ns = st_wall_ns,
+    .mono_us = st_mono_us,
+    .now_ms = st_now_ms,
+};
+
 /* ---- fixture --------------------------------------------------------- */
 static struct edge E;
-static struct worker W;
 
 static int setup(void **st)
 {
     (void)st;
-    stats_init();
     memset(&E, 0, sizeof E);
-    memset(&W, 0, sizeof W);
     E.cfg.edge_id = "unit-edge";
-    E.cfg.secret = (const uint8_t *)SECRET;
-    E.cfg.secret_len = strlen(SECRET);
     E.cfg.max_frame = 65536;
     E.cfg.hb_s = 30;
     E.cfg.hello_timeout_ms = 10000;
     E.cfg.idle_timeout_ms = 90000;
     E.nworkers = 1;
     E.map = devmap_new(1, 4);
-    W.e = &E;
-    W.loop = loop_new(16);
-    assert_non_null(W.loop);
+    L = loop_new(16);
+    assert_non_null(L);
+    memset(&X, 0, sizeof X);
+    X.ops = &stub_ops;
+    X.cfg = &E.cfg;
+    X.map = E.map;
+    E.trust = trust_new();
+    int count;
+    const char *why;
+    assert_int_equal(trust_set_secrets(E.trust, (const uint8_t *)SECRET, strlen(SECRET), &count, &why), 0);
+    X.trust = E.trust;
+    X.draining = &E.draining;
     memset(conns, 0, sizeof conns);
     for (uint32_t i = 0; i < 4; i++) {
-        conns[i].w = &W;
         conns[i].slot = i;
         conns[i].gen = 7;
+        loop_timer_init(&conns[i].timer, on_deadline, &conns[i]);
     }
-    nsent = nenvs = nkicked = 0;
+    nsent = nenvs = nkicked = nauth = 0;
+    banned_retry = 0;
+    releases = 0;
     return 0;
 }
 
@@ -124,23 +234,24 @@ static int teardown(void **st)
 {
     (void)st;
     for (int i = 0; i < 4; i++)
-        loop_timer_stop(W.loop, &conns[i].timer);
-    loop_destroy(&W.loop);
+        loop_timer_stop(L, &conns[i].timer);
+    loop_destroy(&L);
     devmap_destroy(&E.map);
+    trust_destroy(&E.trust);
     return 0;
 }
 
-static struct conn *open_conn(int i)
+static struct tconn *open_conn(int i)
 {
-    struct conn *c = &conns[i];
-    c->state = CONN_HELLO;
-    session_open(c);
+    struct tconn *c = &conns[i];
+    c->closed = 0;
+    session_open(&X, &c->s, E.cfg.hello_timeout_ms);
     return c;
 }
 
 /* Build a payload from alternating key/value specs: "s" string, "i" int,
  * "u" uint, "n" nil; and feed it. */
-static void feed_map(struct conn *c, int pairs, ...)
+static void feed_map(struct tconn *c, int pairs, ...)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -163,11 +274,11 @@ static void feed_map(struct conn *c, int pairs, ...)
         }
     }
     va_end(ap);
-    session_on_frame(c, (const uint8_t *)sb.data, sb.size);
+    session_on_frame(&X, &c->s, ref_of(c), (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void hello(struct conn *c, const char *dev)
+static void hello(struct tconn *c, const char *dev)
 {
     char tok[65];
     token_compute((const uint8_t *)SECRET, strlen(SECRET), (const uint8_t *)dev, strlen(dev), tok);
@@ -179,14 +290,14 @@ static const struct rec *last_sent(void)
     return nsent ? &sent[nsent - 1] : NULL;
 }
 
-static void expect_err(struct conn *c, const char *code)
+static void expect_err(struct tconn *c, const char *code)
 {
     const struct rec *r = last_sent();
     assert_non_null(r);
     assert_ptr_equal(r->c, c);
     assert_int_equal(r->t, MSG_ERR);
     assert_string_equal(r->code, code);
-    assert_int_equal(c->state, CONN_CLOSING);
+    assert_true(c->closed);
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -194,9 +305,10 @@ static void expect_err(struct conn *c, const char *code)
 static void test_hello_welcome_connect(void **st)
 {
     (void)st;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     hello(c, "pump-0001");
-    assert_int_equal(c->state, CONN_READY);
+    assert_int_equal(c->s.phase, SESSION_READY);
+    assert_int_equal(nauth, 1); /* the connection left its early phase */
     assert_int_equal(last_sent()->t, MSG_WELCOME);
     assert_int_equal(nenvs, 1);
     assert_int_equal(envs[0].kind, ENV_CONNECT);
@@ -213,27 +325,27 @@ static void test_hello_welcome_connect(void **st)
 static void test_data_ack_ping(void **st)
 {
     (void)st;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     hello(c, "d1");
     feed_map(c, 3, "t", "s", "data", "seq", "i", 42LL, "body", "i", 5LL);
     assert_int_equal(envs[nenvs - 1].kind, ENV_DATA);
     assert_int_equal(envs[nenvs - 1].seq, 42);
     assert_int_equal(envs[nenvs - 1].body.n, 1); /* the body's raw msgpack: 0x05 */
-    session_ack(c, 42);
+    session_ack(&X, &c->s, 42);
     assert_int_equal(last_sent()->t, MSG_ACK);
     assert_int_equal(last_sent()->seq, 42);
-    assert_int_equal(c->rtt_seq, 0); /* sample consumed */
+    assert_int_equal(c->s.rtt_seq, 0); /* sample consumed */
     feed_map(c, 1, "t", "s", "ping");
     assert_int_equal(last_sent()->t, MSG_PONG);
-    assert_int_equal(c->state, CONN_READY);
+    assert_int_equal(c->s.phase, SESSION_READY);
 }
 
 static void test_errors(void **st)
 {
     (void)st;
-    struct conn *c;
+    struct tconn *c;
     c = open_conn(0);
-    session_on_frame(c, (const uint8_t *)"\x92\x01\x02", 3); /* array, not a map */
+    session_on_frame(&X, &c->s, ref_of(c), (const uint8_t *)"\x92\x01\x02", 3); /* array, not a map */
     expect_err(c, "decode");
     c = open_conn(1);
     feed_map(c, 1, "t", "s", "ping"); /* first frame not hello */
@@ -250,7 +362,7 @@ static void test_errors(void **st)
 static void test_errors_after_hello(void **st)
 {
     (void)st;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     hello(c, "e1");
     hello(c, "e1"); /* second hello */
     expect_err(c, "proto");
@@ -277,26 +389,81 @@ static void test_errors_after_hello(void **st)
     atomic_store(&E.draining, false);
 }
 
+/* A device the guard holds back (flapping) gets err{busy, retry_ms} after
+ * its token was checked, and nothing of a session: no claim, no connect. */
+static void test_device_held_back(void **st)
+{
+    (void)st;
+    banned_retry = 4000;
+    struct tconn *c = open_conn(0);
+    hello(c, "flappy");
+    expect_err(c, "busy");
+    assert_int_equal(last_sent()->retry_ms, 4000);
+    assert_int_equal(nauth, 0);
+    assert_int_equal(nenvs, 0);
+    struct devmap_ref r;
+    assert_false(devmap_find(E.map, "flappy", 6, &r));
+    c = open_conn(1);
+    hello(c, "steady"); /* another device is not held back */
+    assert_int_equal(c->s.phase, SESSION_READY);
+}
+
+/* --device-rate: a session reads about as many bytes as its tokens are
+ * worth, nothing when it has none (held until the deadline), nothing it sent
+ * is refused, and the hold does not count as silence. */
+static void test_rate_budget(void **st)
+{
+    (void)st;
+    X.rate = 20; /* frames per second */
+    X.burst = 3;
+    X.hold_max_ms = 5000;
+    E.cfg.idle_timeout_ms = 90000;
+    struct tconn *c = open_conn(0);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), SIZE_MAX); /* before hello: the early limits apply */
+    hello(c, "chatty");                                             /* hello takes no token */
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 3 * 10 + 4); /* three frames of 10 bytes */
+    for (int i = 0; i < 5; i++) /* two over the burst (all in one read): all answered */
+        feed_map(c, 1, "t", "s", "ping");
+    assert_int_equal(last_sent()->t, MSG_PONG);
+    assert_false(c->closed);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* held */
+    assert_int_equal(c->s.held, 1);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* still, without re-arming */
+    assert_true(loop_timer_armed(&c->timer)); /* the end of the hold: ~150 ms (3 tokens short at 20/s) */
+    uint64_t end = loop_clock_ms() + 3000;
+    while (releases == 0 && loop_clock_ms() < end)
+        loop_run_once(L, 20);
+    assert_int_equal(releases, 1);
+    assert_int_equal(c->s.held, 0);
+    assert_false(c->closed);
+    assert_int_equal(c->s.phase, SESSION_READY);
+    assert_true(session_read_budget(&X, &c->s, 10) > 0);
+    assert_true(loop_timer_armed(&c->timer)); /* the idle check again */
+    assert_int_equal(stat_get(&X.cnt.holds), 1);
+    assert_true(stat_get(&X.cnt.held_us) >= 50000);
+    X.rate = 0;
+}
+
 static void test_bad_dev_is_auth(void **st)
 {
     (void)st;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     hello(c, "bad dev");
     expect_err(c, "auth");
 }
 
-static void run_until_closed(struct conn *c)
+static void run_until_closed(struct tconn *c)
 {
     uint64_t end = loop_clock_ms() + 5000;
-    while (c->state != CONN_CLOSING && loop_clock_ms() < end)
-        loop_run_once(W.loop, 50);
+    while (!c->closed && loop_clock_ms() < end)
+        loop_run_once(L, 50);
 }
 
 static void test_hello_timeout(void **st)
 {
     (void)st;
     E.cfg.hello_timeout_ms = 20;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     run_until_closed(c);
     expect_err(c, "timeout");
     assert_int_equal(nenvs, 0); /* never authenticated: no disconnect */
@@ -306,14 +473,14 @@ static void test_idle_timeout_rearms(void **st)
 {
     (void)st;
     E.cfg.idle_timeout_ms = 150;
-    struct conn *c = open_conn(0);
+    struct tconn *c = open_conn(0);
     hello(c, "idle-1");
     /* Activity keeps it open across several idle periods. */
     uint64_t until = loop_clock_ms() + 400;
     while (loop_clock_ms() < until) {
-        loop_run_once(W.loop, 20);
+        loop_run_once(L, 20);
         feed_map(c, 1, "t", "s", "ping");
-        assert_int_equal(c->state, CONN_READY);
+        assert_int_equal(c->s.phase, SESSION_READY);
     }
     assert_true(loop_timer_armed(&c->timer));
     run_until_closed(c);
@@ -324,15 +491,15 @@ static void test_idle_timeout_rearms(void **st)
 static void test_takeover(void **st)
 {
     (void)st;
-    struct conn *a = open_conn(0);
+    struct tconn *a = open_conn(0);
     hello(a, "twin");
-    struct conn *b = open_conn(1);
+    struct tconn *b = open_conn(1);
     hello(b, "twin");
     assert_int_equal(nkicked, 1);
     assert_int_equal(kicked[0].slot, 0);
     assert_int_equal(kicked[0].gen, 7);
-    assert_int_equal(a->state, CONN_CLOSING);
-    assert_int_equal(b->state, CONN_READY);
+    assert_true(a->closed);
+    assert_int_equal(b->s.phase, SESSION_READY);
     /* a got err replaced; its disconnect does not remove b's map entry */
     int found = 0;
     for (int i = 0; i < nsent; i++)
@@ -342,12 +509,12 @@ static void test_takeover(void **st)
     struct devmap_ref r;
     assert_true(devmap_find(E.map, "twin", 4, &r));
     assert_int_equal(r.slot, 1);
-    assert_true(b->epoch >= a->epoch);
+    assert_true(b->s.epoch >= a->s.epoch);
     /* each connection still reads its own id (kept in the map's node of its
      * slot), the replaced one included: its disconnect names the device */
-    assert_string_equal(a->dev, "twin");
-    assert_string_equal(b->dev, "twin");
-    assert_ptr_not_equal(a->dev, b->dev);
+    assert_string_equal(session_dev(&X, &a->s, ref_of(a)), "twin");
+    assert_string_equal(session_dev(&X, &b->s, ref_of(b)), "twin");
+    assert_ptr_not_equal(session_dev(&X, &a->s, ref_of(a)), session_dev(&X, &b->s, ref_of(b)));
 }
 
 static void test_devmap_release_only_owner(void **st)
@@ -376,8 +543,11 @@ static void test_devmap_release_only_owner(void **st)
 static void test_conn_size(void **st)
 {
     (void)st;
-    printf("sizeof(struct conn) = %zu bytes\n", sizeof(struct conn));
-    assert_true(sizeof(struct conn) <= 208); /* docs/performance.md: the per-connection budget */
+    /* The connection and its session sit in two tables at the same index. */
+    printf("sizeof(struct conn) + sizeof(struct session) = %zu + %zu bytes\n", sizeof(struct conn),
+           sizeof(struct session));
+    assert_true(sizeof(struct conn) + sizeof(struct session) <=
+                208); /* docs/performance.md: the per-connection budget */
 }
 
 int main(void)
@@ -388,6 +558,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_after_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dev_is_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_held_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout_rearms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),

@@ -1,6 +1,8 @@
 /* test_envelope.c - batches round-trip for every kind, trailing nils are
  * left out, readers skip positions they do not know, refuse other versions
- * and stop on truncation, and a full writer rolls back to a sendable batch. */
+ * and stop on truncation, and a full writer rolls back to a sendable batch.
+ * An entry's encoding can be copied into another batch, and batches with one
+ * header joined, byte for byte as if written in one go. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -438,6 +440,186 @@ static void test_malformed(void **state)
     assert_int_equal(envelope_reader_begin(&r, (const uint8_t *)"", 0), SL_DECODE);
 }
 
+/* A batch of entries es[0..n) written in one go: the reference. */
+/* What a service may trust: every sample kind passes; each bad field is
+ * named; an unknown kind is "skip silently"; the header's strings too. */
+static void test_check(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+        struct envelope e = sample((enum envelope_kind)k);
+        assert_int_equal(envelope_check(&e, &why), SL_OK);
+    }
+    struct envelope e = sample(ENV_DATA);
+    e.dev = S("a\0b"); /* the notifier crash of issue 11: a NUL inside */
+    e.dev.n = 3;
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "dev");
+    e.dev = S("");
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    e = sample(ENV_DATA);
+    e.seq = 0;
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "seq");
+    e = sample(ENV_DATA);
+    e.has_body = false;
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "body");
+    e = sample(ENV_CMD);
+    e.id = S("has space");
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "id");
+    e = sample(ENV_DISCONNECT);
+    e.reason = S("line\nbreak");
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "reason");
+    e = sample(ENV_CONNECT);
+    char longpeer[80];
+    memset(longpeer, '1', sizeof longpeer - 1);
+    longpeer[sizeof longpeer - 1] = 0;
+    e.peer = S(longpeer);
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "peer");
+    e = sample(ENV_HEARTBEAT);
+    e.dev = S("x");
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    e = sample(ENV_ACK);
+    e.kind = (enum envelope_kind)200; /* from a later version */
+    assert_int_equal(envelope_check(&e, &why), SL_AGAIN);
+
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_hdr_check(&h, &why), SL_OK);
+    h.reply.p = (const uint8_t *)"a\0b";
+    h.reply.n = 3;
+    assert_int_equal(envelope_hdr_check(&h, &why), SL_INVAL);
+    assert_string_equal(why, "reply");
+    h = hdr();
+    h.edge = S("");
+    assert_int_equal(envelope_hdr_check(&h, &why), SL_INVAL);
+    assert_string_equal(why, "edge");
+}
+
+static size_t write_all(uint8_t *buf, size_t cap, const struct envelope *es, int n)
+{
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, cap, &h), SL_OK);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(envelope_writer_add(&w, &es[i]), SL_OK);
+    return envelope_writer_len(&w);
+}
+
+static void test_copy_encoded_entry(void **state)
+{
+    (void)state;
+    static uint8_t a[1024], b[1024], ref[1024];
+    struct envelope_writer wa, wb;
+    struct envelope_hdr h = hdr();
+    struct envelope es[2] = {sample(ENV_DATA), sample(ENV_CONNECT)};
+    assert_int_equal(envelope_writer_begin(&wa, a, sizeof a, &h), SL_OK);
+    assert_int_equal(envelope_writer_last(&wa).n, 0);
+    assert_int_equal(envelope_writer_entries(&wa).n, 0);
+    assert_int_equal(envelope_writer_count(&wa), 0);
+    assert_int_equal(envelope_writer_begin(&wb, b, sizeof b, &h), SL_OK);
+    for (int i = 0; i < 2; i++) {
+        size_t before = envelope_writer_len(&wa);
+        assert_int_equal(envelope_writer_add(&wa, &es[i]), SL_OK);
+        struct sl_slice e = envelope_writer_last(&wa);
+        /* last = exactly the bytes this add appended */
+        assert_ptr_equal(e.p, a + before);
+        assert_int_equal(e.n, envelope_writer_len(&wa) - before);
+        assert_int_equal(envelope_writer_add_encoded(&wb, e), SL_OK);
+        assert_true(sl_slice_eq(envelope_writer_last(&wb), e));
+    }
+    assert_int_equal(envelope_writer_count(&wb), 2);
+    size_t n = write_all(ref, sizeof ref, es, 2);
+    assert_int_equal(envelope_writer_len(&wb), n);
+    assert_memory_equal(b, ref, n);
+    assert_true(sl_slice_eq(envelope_writer_entries(&wa), envelope_writer_entries(&wb)));
+
+    /* Refusals leave the batch as it was. */
+    static const uint8_t nil[1] = {0xc0};
+    assert_int_equal(envelope_writer_add_encoded(&wb, (struct sl_slice){nil, 1}), SL_INVAL);
+    assert_int_equal(envelope_writer_add_encoded(&wb, (struct sl_slice){nil, 0}), SL_INVAL);
+    uint8_t small[96]; /* room for the header and an ack, not for a data entry */
+    struct envelope_writer ws;
+    assert_int_equal(envelope_writer_begin(&ws, small, sizeof small, &h), SL_OK);
+    size_t len0 = envelope_writer_len(&ws);
+    struct sl_slice ents = envelope_writer_entries(&wa); /* the data entry first: too big for small */
+    struct sl_slice first = {ents.p, (uint32_t)(envelope_writer_last(&wa).p - ents.p)};
+    assert_int_equal(envelope_writer_add_encoded(&ws, first), SL_TOOBIG);
+    assert_int_equal(envelope_writer_len(&ws), len0);
+    assert_int_equal(envelope_writer_count(&ws), 0);
+    assert_int_equal(envelope_writer_last(&ws).n, 0);
+    struct envelope ack = sample(ENV_ACK);
+    assert_int_equal(envelope_writer_add(&ws, &ack), SL_OK); /* still usable */
+    struct envelope_reader r;
+    struct envelope got;
+    assert_int_equal(envelope_reader_begin(&r, small, envelope_writer_len(&ws)), SL_OK);
+    assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
+    same(&got, &ack);
+    assert_int_equal(envelope_reader_next(&r, &got), SL_AGAIN);
+}
+
+static void test_join_batches(void **state)
+{
+    (void)state;
+    static uint8_t ctl[1024], data[1024], out[2048], ref[2048];
+    struct envelope_hdr h = hdr();
+    struct envelope es[5] = {sample(ENV_CONNECT), sample(ENV_RES), sample(ENV_DATA), sample(ENV_DATA),
+                             sample(ENV_DATA)};
+    es[3].seq = 7;
+    es[4].seq = 8;
+    struct envelope_writer wc, wd, wo;
+    assert_int_equal(envelope_writer_begin(&wc, ctl, sizeof ctl, &h), SL_OK);
+    assert_int_equal(envelope_writer_begin(&wd, data, sizeof data, &h), SL_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(envelope_writer_add(i < 2 ? &wc : &wd, &es[i]), SL_OK);
+    size_t need = envelope_writer_len(&wc) + envelope_writer_entries(&wd).n;
+
+    assert_int_equal(envelope_writer_begin(&wo, out, need, &h), SL_OK);
+    assert_int_equal(envelope_writer_append(&wo, &wc), SL_OK);
+    assert_int_equal(envelope_writer_append(&wo, &wd), SL_OK);
+    assert_int_equal(envelope_writer_count(&wo), 5);
+    assert_int_equal(envelope_writer_len(&wo), need); /* exactly: one header */
+    size_t n = write_all(ref, sizeof ref, es, 5);
+    assert_int_equal(n, need);
+    assert_memory_equal(out, ref, n);
+    /* last: the data part's last entry, now inside out */
+    assert_true(sl_slice_eq(envelope_writer_last(&wo), envelope_writer_last(&wd)));
+    assert_ptr_equal(envelope_writer_last(&wo).p + envelope_writer_last(&wo).n, out + need);
+
+    /* Full: nothing appended, the batch still whole (and an empty src is fine). */
+    assert_int_equal(envelope_writer_append(&wo, &wd), SL_TOOBIG);
+    assert_int_equal(envelope_writer_len(&wo), need);
+    assert_int_equal(envelope_writer_count(&wo), 5);
+    struct envelope_writer we;
+    static uint8_t empty[256];
+    assert_int_equal(envelope_writer_begin(&we, empty, sizeof empty, &h), SL_OK);
+    assert_int_equal(envelope_writer_append(&wo, &we), SL_OK);
+    assert_int_equal(envelope_writer_count(&wo), 5);
+
+    /* Another header (incarnation): refused, not mixed in. */
+    struct envelope_hdr h2 = hdr();
+    h2.incarnation++;
+    struct envelope_writer w2;
+    static uint8_t other[1024];
+    assert_int_equal(envelope_writer_begin(&w2, other, sizeof other, &h2), SL_OK);
+    assert_int_equal(envelope_writer_add(&w2, &es[0]), SL_OK);
+    assert_int_equal(envelope_writer_begin(&wo, out, sizeof out, &h), SL_OK);
+    assert_int_equal(envelope_writer_append(&wo, &w2), SL_INVAL);
+    assert_int_equal(envelope_writer_count(&wo), 0);
+
+    struct envelope_reader r;
+    assert_int_equal(envelope_reader_begin(&r, out, need), SL_OK);
+    for (int i = 0; i < 5; i++) {
+        struct envelope got;
+        assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
+        same(&got, &es[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +631,9 @@ int main(void)
         cmocka_unit_test(test_trailing_nils_omitted),
         cmocka_unit_test(test_reader_tolerance),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_copy_encoded_entry),
+        cmocka_unit_test(test_join_batches),
+        cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_metrics.c - the exposition text is exact (HELP/TYPE once per name,
  * label sets grouped under it, cumulative histogram buckets with +Inf, _sum
  * and _count), and the HTTP server answers /metrics, /healthz and /readyz
- * (503 until metrics_set_ready(true)) on 127.0.0.1, read with a plain socket. */
+ * (503 until metrics_set_ready(true)) on 127.0.0.1, read with a plain socket.
+ * The collect hook runs before every render and /readyz answer, and mirrors
+ * counts a core keeps itself (sl/stat.h) exactly, histograms included. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,14 +13,17 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "sl/metrics.h"
+#include "sl/version.h"
 
 #define PORT 25101
 
@@ -111,8 +116,8 @@ struct resp {
     char body[65536];
 };
 
-/* One HTTP/1.0 GET with a plain socket; the server closes after replying. */
-static void http_get(const char *path, struct resp *r)
+/* A socket connected to the server from source address src (host order). */
+static int connect_from(uint32_t src)
 {
     /* dup2 onto a high number so the client side is above FD_SETSIZE too. */
     int fd0 = socket(AF_INET, SOCK_STREAM, 0);
@@ -120,9 +125,26 @@ static void http_get(const char *path, struct resp *r)
     int fd = fcntl(fd0, F_DUPFD, 1200);
     assert_true(fd >= 1200);
     close(fd0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(src);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static int probe_timeout_s; /* 0: wait as long as it takes */
+
+/* One HTTP/1.0 GET with a plain socket; the server closes after replying.
+ * With probe_timeout_s, a read that waits longer fails the test. */
+static void http_get_from(uint32_t src, const char *path, struct resp *r)
+{
+    int fd = connect_from(src);
+    if (probe_timeout_s) {
+        struct timeval tv = {.tv_sec = probe_timeout_s};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
     char req[256];
     int rl = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
     assert_int_equal(write(fd, req, (size_t)rl), rl);
@@ -131,12 +153,40 @@ static void http_get(const char *path, struct resp *r)
     ssize_t k;
     while (n + 1 < sizeof raw && (k = read(fd, raw + n, sizeof raw - 1 - n)) > 0)
         n += (size_t)k;
+    assert_true(k == 0); /* the server closed: not a timeout */
     raw[n] = '\0';
     close(fd);
     assert_int_equal(sscanf(raw, "HTTP/1.%*d %d", &r->status), 1);
     char *body = strstr(raw, "\r\n\r\n");
     assert_non_null(body);
     snprintf(r->body, sizeof r->body, "%s", body + 4);
+}
+
+static void http_get(const char *path, struct resp *r)
+{
+    http_get_from(INADDR_LOOPBACK, path, r);
+}
+
+static _Atomic int64_t ready_src;
+
+static void ready_from(void *ud)
+{
+    metrics_set_ready(stat_gget(ud) != 0);
+}
+
+/* A counter kept in millionths renders in the base unit, exactly. */
+static void test_micro_counter(void **state)
+{
+    (void)state;
+    struct metric_counter *c = metrics_counter_micro("t_paused_seconds_total", "t", NULL);
+    metric_add(c, 2500001); /* 2.500001 s */
+    static char buf[1 << 16];
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nt_paused_seconds_total 2.500001\n"));
+    assert_non_null(strstr(buf, "# TYPE t_paused_seconds_total counter\n"));
+    metric_add(c, 999999);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nt_paused_seconds_total 3.500000\n"));
 }
 
 static void test_http(void **state)
@@ -200,9 +250,44 @@ static void test_http(void **state)
     assert_true(strtod(rss + strlen("\nprocess_resident_memory_bytes "), NULL) > 1e5);
     assert_non_null(strstr(r.body, "# TYPE process_resident_memory_bytes gauge\n"));
     assert_non_null(strstr(r.body, "\nprocess_open_fds "));
+    /* What build this is, with the version and commit --version prints. */
+    char info[200];
+    snprintf(info, sizeof info, "\nsluice_build_info{version=\"%s\",commit=\"%s\"} 1\n", sl_version,
+             sl_commit);
+    assert_non_null(strstr(r.body, info));
+    assert_true(strlen(sl_version) > 0 && strlen(sl_commit) > 0);
+
+    /* The collect hook runs before /readyz answers: readiness can follow a
+     * core's state without anyone calling metrics_set_ready meanwhile. */
+    metrics_set_collect(ready_from, &ready_src);
+    ready_src = 1;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 200);
+    ready_src = 0;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    metrics_set_collect(NULL, NULL);
+    ready_src = 1;
+    http_get("/readyz", &r);
+    assert_int_equal(r.status, 503);
 
     http_get("/nope", &r);
     assert_int_equal(r.status, 404);
+
+    /* One client holding 64 idle connections (the server's whole limit)
+     * takes only its 8 per address: another address is answered at once,
+     * not after the idle ones time out (10 s): the probe's own deadline is
+     * 3 s here, as a kubelet's would be. */
+    int idle[64];
+    for (int i = 0; i < 64; i++)
+        idle[i] = connect_from(INADDR_LOOPBACK);
+    usleep(300 * 1000); /* the server has accepted (or refused) them all */
+    probe_timeout_s = 3;
+    http_get_from(INADDR_LOOPBACK + 1, "/healthz", &r); /* 127.0.0.2 */
+    probe_timeout_s = 0;
+    assert_int_equal(r.status, 200);
+    for (int i = 0; i < 64; i++)
+        close(idle[i]);
     metrics_stop();
 
     /* Stopped: nothing listens any more. */
@@ -213,12 +298,77 @@ static void test_http(void **state)
     close(fd);
 }
 
+/* Counts a "core" keeps in sl/stat.h fields, mirrored by a collect hook. */
+static struct {
+    _Atomic uint64_t rows;
+    struct stat_hist lat;
+} core;
+static struct {
+    struct metric_counter *rows;
+    struct metric_hist *lat;
+    int calls;
+} mirror;
+
+static void collect_core(void *ud)
+{
+    assert_ptr_equal(ud, &mirror);
+    mirror.calls++;
+    metric_counter_set(mirror.rows, stat_get(&core.rows));
+    metric_hist_set(mirror.lat, &core.lat);
+}
+
+static void test_collect(void **state)
+{
+    (void)state;
+    static const double b[] = {1, 10};
+    stat_hist_init(&core.lat, b, 2);
+    mirror.rows = metrics_counter("t_core_rows_total", "Rows.", NULL);
+    mirror.lat = metrics_hist("t_core_lat", "Lat.", NULL, core.lat.bounds, core.lat.nb);
+    metrics_set_collect(collect_core, &mirror);
+
+    stat_add(&core.rows, 5);
+    stat_inc(&core.rows);
+    stat_hist_observe(&core.lat, 0.5);
+    stat_hist_observe(&core.lat, 1); /* le is inclusive, as metric_observe */
+    stat_hist_observe(&core.lat, 5);
+    stat_hist_observe(&core.lat, 100);
+    stat_hist_observe(&core.lat, NAN); /* +Inf, adds nothing to the sum */
+    static char buf[16384];
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 1);
+    assert_non_null(strstr(buf, "# HELP t_core_rows_total Rows.\n# TYPE t_core_rows_total counter\n"
+                                "t_core_rows_total 6\n"));
+    assert_non_null(strstr(buf, "# TYPE t_core_lat histogram\n"
+                                "t_core_lat_bucket{le=\"1\"} 2\n"
+                                "t_core_lat_bucket{le=\"10\"} 3\n"
+                                "t_core_lat_bucket{le=\"+Inf\"} 5\n"
+                                "t_core_lat_sum 106.5\n"
+                                "t_core_lat_count 5\n"));
+
+    /* Every scrape copies afresh; nothing is lost between scrapes. */
+    stat_add(&core.rows, 10);
+    for (int i = 0; i < 1000; i++)
+        stat_hist_observe(&core.lat, 2);
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 2);
+    assert_non_null(strstr(buf, "\nt_core_rows_total 16\n"));
+    assert_non_null(strstr(buf, "t_core_lat_bucket{le=\"10\"} 1003\n"));
+    assert_non_null(strstr(buf, "t_core_lat_sum 2106.5\nt_core_lat_count 1005\n"));
+
+    /* Without the hook the series keep their last copy. */
+    metrics_set_collect(NULL, NULL);
+    stat_add(&core.rows, 1);
+    metrics_render(buf, sizeof buf);
+    assert_int_equal(mirror.calls, 2);
+    assert_non_null(strstr(buf, "\nt_core_rows_total 16\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render),
-        cmocka_unit_test(test_http),
-        cmocka_unit_test(test_counter_table),
+        cmocka_unit_test(test_render),  cmocka_unit_test(test_micro_counter),
+        cmocka_unit_test(test_http),    cmocka_unit_test(test_counter_table),
+        cmocka_unit_test(test_collect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,23 +188,6 @@ static void run(struct batch *b, enum db_rc want, struct writer_stats *st)
 
 /* ---- tests ---------------------------------------------------------------- */
 
-static void test_classify(void **state)
-{
-    (void)state;
-    assert_int_equal(writer_classify("22P05"), DB_DATA);      /* untranslatable character (NUL in jsonb) */
-    assert_int_equal(writer_classify("22021"), DB_DATA);      /* bad UTF-8 */
-    assert_int_equal(writer_classify("22008"), DB_DATA);      /* timestamp out of range */
-    assert_int_equal(writer_classify("23502"), DB_DATA);      /* not null violation */
-    assert_int_equal(writer_classify("08006"), DB_TRANSIENT); /* connection failure */
-    assert_int_equal(writer_classify("57P01"), DB_TRANSIENT); /* admin shutdown */
-    assert_int_equal(writer_classify("40001"), DB_TRANSIENT); /* serialization failure */
-    assert_int_equal(writer_classify("53100"), DB_TRANSIENT); /* disk full */
-    assert_int_equal(writer_classify("21000"), DB_TRANSIENT);
-    assert_int_equal(writer_classify(NULL), DB_TRANSIENT);
-    assert_int_equal(writer_classify(""), DB_TRANSIENT);
-    assert_int_equal(writer_classify("22"), DB_TRANSIENT);
-}
-
 static void test_clean_batch_one_attempt(void **state)
 {
     (void)state;
@@ -388,7 +371,6 @@ static void test_sessions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_classify, setup),
         cmocka_unit_test_setup(test_clean_batch_one_attempt, setup),
         cmocka_unit_test_setup(test_poison_bisect, setup),
         cmocka_unit_test_setup(test_mapper_bad_rows, setup),

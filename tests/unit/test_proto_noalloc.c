@@ -85,6 +85,7 @@ static uint8_t stream[1 << 16];
 static uint8_t lend[SL_MAX_FRAME_DEFAULT];
 static uint8_t out[1 << 12];
 static uint8_t batch[1 << 15];
+static uint8_t copy[1 << 15], joined[1 << 16];
 
 /* A stream of data frames with seq 1..n, plus a ping, hello and res. */
 static size_t build_stream(int n)
@@ -112,17 +113,20 @@ static size_t build_stream(int n)
 }
 
 /* Decode everything in `in`, chunked by `step`, answering each data with
- * an ack frame and writing each into an envelope batch. Returns frames. */
+ * an ack frame and writing each into an envelope batch, and its encoding
+ * into a second batch (as the edge feeds two services); at the end the two
+ * are joined into a third. Returns frames. */
 static int pump(const uint8_t *in, size_t n, size_t step)
 {
     struct frame_dec d;
-    struct envelope_writer w;
+    struct envelope_writer w, w2, wj;
     struct envelope_hdr h = {
         .edge = {(const uint8_t *)"e", 1}, .incarnation = 9, .reply = {(const uint8_t *)"e/0", 3}};
     int frames = 0;
 
     frame_dec_init(&d, SL_MAX_FRAME_DEFAULT);
     assert_int_equal(envelope_writer_begin(&w, batch, sizeof batch, &h), SL_OK);
+    assert_int_equal(envelope_writer_begin(&w2, copy, sizeof copy, &h), SL_OK);
     for (size_t off = 0; off < n;) {
         size_t chunk = n - off < step ? n - off : step;
         const uint8_t *c = in + off;
@@ -156,8 +160,12 @@ static int pump(const uint8_t *in, size_t n, size_t step)
                 e.has_ts = m.u.data.has_ts;
                 e.body = m.u.data.body;
                 e.has_body = true;
-                if (envelope_writer_add(&w, &e) == SL_TOOBIG)
+                if (envelope_writer_add(&w, &e) == SL_TOOBIG) {
                     assert_int_equal(envelope_writer_begin(&w, batch, sizeof batch, &h), SL_OK);
+                    assert_int_equal(envelope_writer_begin(&w2, copy, sizeof copy, &h), SL_OK);
+                    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+                }
+                assert_int_equal(envelope_writer_add_encoded(&w2, envelope_writer_last(&w)), SL_OK);
             } else {
                 struct msg pong = {.t = MSG_PONG};
                 size_t k = 0;
@@ -168,10 +176,18 @@ static int pump(const uint8_t *in, size_t n, size_t step)
         }
         off += chunk;
     }
-    /* Read the last batch back. */
+    /* Read the last batch back, and the two joined. */
     struct envelope_reader r;
     struct envelope e;
     assert_int_equal(envelope_reader_begin(&r, batch, envelope_writer_len(&w)), SL_OK);
+    while (envelope_reader_next(&r, &e) == SL_OK)
+        assert_true(mp_check(e.body.p, e.body.n, SL_MP_MAX_DEPTH) == 0);
+    assert_int_equal(envelope_writer_count(&w2), envelope_writer_count(&w));
+    assert_int_equal(envelope_writer_begin(&wj, joined, sizeof joined, &h), SL_OK);
+    assert_int_equal(envelope_writer_append(&wj, &w), SL_OK);
+    assert_int_equal(envelope_writer_append(&wj, &w2), SL_OK);
+    assert_int_equal(envelope_writer_count(&wj), 2 * envelope_writer_count(&w));
+    assert_int_equal(envelope_reader_begin(&r, joined, envelope_writer_len(&wj)), SL_OK);
     while (envelope_reader_next(&r, &e) == SL_OK)
         assert_true(mp_check(e.body.p, e.body.n, SL_MP_MAX_DEPTH) == 0);
     return frames;

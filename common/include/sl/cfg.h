@@ -28,8 +28,12 @@ struct cfg_opt {
 
 /* Parse argv and the environment into the table's destinations. `usage` is
  * the text printed before the option list on --help (what the program is).
- * Returns 0, or exits (2 on error, 0 after --help). */
+ * `--version` (anywhere) prints "<prog> <version> (commit <commit>)".
+ * Returns 0, or exits (2 on error, 0 after --help or --version). */
 int cfg_parse(const struct cfg_opt *opts, int nopts, int argc, char **argv, const char *usage);
+
+/* Print "<prog> <version> (commit <commit>)" (used by --version). */
+void cfg_print_version(const char *prog);
 
 /* Print the option list (used by --help). */
 void cfg_print_help(const struct cfg_opt *opts, int nopts, const char *prog, const char *usage);

@@ -12,13 +12,15 @@
  * the same name and labels again returns the same storage; a name reused
  * with another type, or more than 512 series, aborts (a startup bug).
  * metrics_start also registers process_resident_memory_bytes and
- * process_open_fds (unless the service registered those names itself). */
+ * process_open_fds (unless the service registered those names itself) and
+ * sluice_build_info{version,commit} 1 (sl/version.h). */
 #ifndef SL_METRICS_H
 #define SL_METRICS_H
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "sl/stat.h"
 
 struct metric_counter {
     _Atomic uint64_t v;
@@ -39,6 +41,11 @@ struct metric_hist {
 /* Registration returns storage owned by the registry (lives until exit). */
 struct metric_counter *metrics_counter(const char *name, const char *help, const char *labels);
 struct metric_gauge *metrics_gauge(const char *name, const char *help, const char *labels);
+
+/* A counter of seconds (or any base unit) kept as an integer number of
+ * millionths: add microseconds, /metrics shows seconds with 6 decimals
+ * (the base units of docs/metrics.md without a float in the hot path). */
+struct metric_counter *metrics_counter_micro(const char *name, const char *help, const char *labels);
 
 /* A service's unlabelled counters as one table, registered in order:
  * *d[i].out = metrics_counter(d[i].name, d[i].help, NULL). */
@@ -71,11 +78,26 @@ static inline void metric_gadd(struct metric_gauge *g, int64_t d)
 /* Observe one value (seconds for *_seconds histograms). Lock-free. */
 void metric_observe(struct metric_hist *h, double value);
 
+/* Mirrors of counts a core keeps itself (sl/stat.h), for a collect hook:
+ * c shows v, h shows exactly src's buckets and sum. Nothing else may update
+ * c or h, v must never decrease, and h must have been registered with src's
+ * bounds (metrics_hist(..., src->bounds, src->nb)). Lock-free. */
+void metric_counter_set(struct metric_counter *c, uint64_t v);
+void metric_hist_set(struct metric_hist *h, const struct stat_hist *src);
+
+/* fn(ud) runs before every /metrics render (metrics_render too) and every
+ * /readyz answer, on the thread serving it, with the registry lock held (so
+ * it must not register metrics): the place to copy a core's counts into
+ * their metrics and set readiness, so a scrape sees them as of that moment.
+ * One hook per process; NULL removes it (do so before ud is freed). */
+void metrics_set_collect(void (*fn)(void *ud), void *ud);
+
 /* A gauge computed on scrape (e.g. RSS); fn is called on the HTTP thread
  * under the registry lock, so it must not register metrics itself. */
 void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
 
-/* Start the HTTP server on "host:port" (port 0 = disabled). Returns 0 or -1
+/* Start the HTTP server (at most 64 connections, 8 from one address, idle
+ * ones closed after 10 s) on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */
 int metrics_start(const char *listen);
 void metrics_stop(void);

@@ -1,5 +1,9 @@
 /* sl/zmqx.h - ZeroMQ helpers shared by the services and the edge.
  *
+ * - zmqx_socket: every socket a Sluice process creates comes from here, so
+ *   each gets the same protections: a ZMQ_MAXMSGSIZE cap on anything that
+ *   receives from another process (required, see struct zmqx_opts), bounded
+ *   HWMs, linger, ZMQ_IPV6 (dual stack), ZMQ_IMMEDIATE where asked.
  * - zmqx_fd / zmqx_readable / zmqx_writable: ZMQ_FD is edge-triggered; a
  *   loop callback on it must drain with ZMQ_EVENTS (zmqx_readable) until
  *   nothing is readable or acks stall, and re-check after every send too.
@@ -24,10 +28,42 @@ bool zmqx_writable(void *sock);
 /* The socket's ZMQ_FD for epoll (EPOLLIN, edge-triggered semantics). */
 int zmqx_fd(void *sock);
 
-/* Apply the options every Sluice socket wants: linger (ms), send/recv HWM
- * (a negative value leaves the libzmq default), ZMQ_IMMEDIATE for PUSH/DEALER
- * when `immediate`, and ZMQ_IPV6 (dual stack; libzmq falls back to IPv4 where
- * IPv6 is unavailable). Returns 0 or -1 (zmq_errno() tells why). */
+/* Options of zmqx_socket, meant for designated initializers: a field left
+ * out (zero) takes the default named here. */
+struct zmqx_opts {
+    const char *bind;    /* endpoint to bind, or NULL */
+    const char *connect; /* endpoint to connect, or NULL (e.g. zmqx_resolver_apply connects later) */
+    /* ZMQ_MAXMSGSIZE in bytes: a peer that sends a bigger message is
+     * disconnected and the message dropped, so one process cannot make
+     * another allocate without bound. Required (> 0) on every socket type
+     * that receives (all but PUSH and PUB): zmqx_socket refuses one left at
+     * 0. ZMQX_MAX_MSG_NONE says "no cap" on purpose (inproc pairs within one
+     * process). */
+    int64_t max_msg;
+    int sndhwm, rcvhwm;     /* messages; 0 = libzmq's default (1000). There is no "unbounded" */
+    int linger_ms;          /* at close: 0 (default) drops what is unsent, -1 waits forever */
+    bool immediate;         /* ZMQ_IMMEDIATE: queue only to completed connections (PUSH/DEALER) */
+    bool router_mandatory;  /* ROUTER: a send to an unknown identity fails (EHOSTUNREACH), not vanishes */
+    bool router_handover;   /* ROUTER: a peer reconnecting with a known identity takes it over */
+    const char *routing_id; /* ZMQ_ROUTING_ID (a DEALER's identity), or NULL */
+};
+
+#define ZMQX_MAX_MSG_NONE (-1) /* zmqx_opts.max_msg: no size cap, on purpose */
+
+/* Create a socket of `type` in ctx with o's options and ZMQ_IPV6 on (dual
+ * stack: a "*" bind accepts IPv4 and IPv6, connects may use [v6]
+ * endpoints; libzmq falls back to IPv4 where IPv6 is off), then bind and/or
+ * connect it. Returns the socket (the caller owns it: zmq_close), or NULL
+ * with nothing left open: logged once (event=bind_failed / connect_failed
+ * endpoint=..., or event=zmq_socket_failed what=...), zmq_errno() tells why
+ * (EINVAL for a receiving type without max_msg). Does not block (a bind or
+ * connect is asynchronous beyond the local address check). */
+void *zmqx_socket(void *ctx, int type, const struct zmqx_opts *o);
+
+/* For tests that make their own raw sockets; every service uses
+ * zmqx_socket. Applies linger (ms), send/recv HWM (negative = libzmq
+ * default), ZMQ_IMMEDIATE when `immediate`, and ZMQ_IPV6, but no
+ * ZMQ_MAXMSGSIZE. Returns 0 or -1 (zmq_errno() tells why). */
 int zmqx_setup(void *sock, int linger_ms, int sndhwm, int rcvhwm, bool immediate);
 
 /* Send msg and take it: after the call the caller's msg is empty whether

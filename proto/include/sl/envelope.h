@@ -72,9 +72,13 @@ struct envelope {
     bool has_body;
 };
 
+/* Fields are the writer's: read them through the functions below, never
+ * write them. */
 struct envelope_writer {
     struct mp_buf buf;
     uint32_t count;
+    size_t hdr_len; /* bytes of the header at the start of buf */
+    size_t last;    /* offset of the entry appended last (== buf.len: none) */
 };
 
 /* Start a batch in buf (caller-owned). Returns SL_OK or SL_TOOBIG. */
@@ -85,9 +89,45 @@ enum sl_err envelope_writer_begin(struct envelope_writer *w, uint8_t *buf, size_
  * (flush it and start a new one). */
 enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope *e);
 
+/* Append one entry already encoded: bytes that envelope_writer_last gave
+ * for another batch (an entry's bytes do not depend on its batch's header,
+ * so one encoding can go into two batches). Copies. SL_OK, SL_TOOBIG
+ * (batch unchanged), SL_INVAL if the bytes do not start a msgpack array. */
+enum sl_err envelope_writer_add_encoded(struct envelope_writer *w, struct sl_slice entry);
+
+/* Append every entry of src to w: for joining batches that were built
+ * apart but share a header (e.g. a control part and a data part). Copies.
+ * SL_OK, SL_TOOBIG (w unchanged), SL_INVAL if the headers' bytes differ
+ * (the entries would be attributed to another edge or incarnation). */
+enum sl_err envelope_writer_append(struct envelope_writer *w, const struct envelope_writer *src);
+
+/* The whole batch so far: header and entries, ready to send. */
 static inline size_t envelope_writer_len(const struct envelope_writer *w)
 {
     return w->buf.len;
+}
+
+/* Entries in the batch. */
+static inline uint32_t envelope_writer_count(const struct envelope_writer *w)
+{
+    return w->count;
+}
+
+/* The bytes of the entries, without the header (empty after begin). Valid
+ * until the writer's buffer is reused. */
+static inline struct sl_slice envelope_writer_entries(const struct envelope_writer *w)
+{
+    struct sl_slice s = {w->buf.p + w->hdr_len, (uint32_t)(w->buf.len - w->hdr_len)};
+    return s;
+}
+
+/* The bytes of the entry the last successful add, add_encoded or append
+ * appended (for append: src's last entry), empty when none has been since
+ * begin. Valid until the writer's buffer is reused. */
+static inline struct sl_slice envelope_writer_last(const struct envelope_writer *w)
+{
+    struct sl_slice s = {w->buf.p + w->last, (uint32_t)(w->buf.len - w->last)};
+    return s;
 }
 
 struct envelope_reader {
@@ -102,6 +142,25 @@ enum sl_err envelope_reader_begin(struct envelope_reader *r, const uint8_t *p, s
 /* Next entry: SL_OK, SL_AGAIN at the end of the batch, SL_DECODE if
  * malformed (stop reading the batch). */
 enum sl_err envelope_reader_next(struct envelope_reader *r, struct envelope *e);
+
+/* What a reader may trust of a batch it was sent (another process, maybe
+ * an old or a broken one: the services distrust the wire). */
+#define ENVELOPE_NAME_MAX   255 /* edge id, reply identity */
+#define ENVELOPE_PEER_MAX   64  /* "ip:port" */
+#define ENVELOPE_REASON_MAX 64  /* close reason, undeliverable why */
+
+/* SL_OK if the header's strings are printable ASCII within their bounds
+ * (no NUL: they become hash keys, log fields and ZeroMQ identities), else
+ * SL_INVAL with *why naming the field. */
+enum sl_err envelope_hdr_check(const struct envelope_hdr *h, const char **why);
+
+/* One entry as read, against the contract of its kind: dev (every kind
+ * but heartbeat) and id (res, cmd, undeliverable) in the device-id
+ * alphabet [A-Za-z0-9._:-]{1,64}, data seq 1..2^63-1 with a body, peer and
+ * reason printable and bounded. SL_OK; SL_INVAL (count it and skip it:
+ * *why names the field); SL_AGAIN for a kind this build does not know
+ * (skip it silently: a later version may add kinds). Pure, no allocation. */
+enum sl_err envelope_check(const struct envelope *e, const char **why);
 
 /* Wire-independent name of a kind, for logs and metrics labels. */
 const char *envelope_kind_name(enum envelope_kind k);

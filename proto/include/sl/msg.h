@@ -73,6 +73,7 @@ struct msg {
         } ack;
         struct {
             struct sl_slice code, msg;
+            uint32_t retry_ms; /* optional: try again no sooner (0 = not said) */
         } err;
         struct {
             struct sl_slice id, body;
@@ -91,6 +92,12 @@ enum sl_err msg_encode(const struct msg *m, uint8_t *buf, size_t cap, size_t *le
 
 /* Encode m as a whole frame (4-byte header + payload) into buf. */
 enum sl_err msg_encode_frame(const struct msg *m, uint8_t *buf, size_t cap, size_t *len);
+
+/* An err message for a wire error code (SL_FRAME..SL_TIMEOUT; any other
+ * value becomes SL_PROTO, which *code is set to) with text borrowed for
+ * the life of the returned struct. For every place that tells a device
+ * why it is being closed, including refusals encoded once at startup. */
+struct msg msg_err(enum sl_err *code, const char *text);
 
 /* The wire error a device gets for a decode failure (SL_DECODE, SL_AUTH, SL_PROTO). */
 enum sl_err msg_rc_err(enum msg_rc rc);

@@ -1,0 +1,81 @@
+/* stats.c - struct persister_stats -> the sluice_persister_* metrics.
+ *
+ * Why a copy on each scrape rather than metric updates in the loop: the core
+ * then counts in a struct it owns (so nothing in it depends on the metrics
+ * registry, and no logic can read a metric), and a scrape still sees every
+ * count as of that moment. The core's fields are relaxed atomics with one
+ * writer (its loop), read here on the metrics thread: race-free, and a
+ * scrape costs the loop nothing. Histograms are kept by the core as bucket
+ * counts (sl/stat.h) and mirrored whole: no observation is lost between
+ * scrapes, however rare they are.
+ *
+ * Deliberately not here: counting (persister.c), the HTTP side (common). */
+#include "stats.h"
+
+#include <stddef.h>
+
+void stats_collect(void *ud)
+{
+    struct stats *st = ud;
+    const struct persister_stats *s = st->src;
+    metric_counter_set(st->rows_committed, stat_get(&s->rows_committed));
+    metric_counter_set(st->rows_inserted, stat_get(&s->rows_inserted));
+    metric_counter_set(st->rows_duplicate, stat_get(&s->rows_duplicate));
+    metric_counter_set(st->rows_rejected, stat_get(&s->rows_rejected));
+    metric_counter_set(st->rows_dropped, stat_get(&s->rows_dropped));
+    metric_counter_set(st->sessions, stat_get(&s->sessions));
+    metric_counter_set(st->retries, stat_get(&s->retries));
+    metric_counter_set(st->acks_sent, stat_get(&s->acks_sent));
+    metric_counter_set(st->acks_unroutable, stat_get(&s->acks_unroutable));
+    metric_counter_set(st->batches_refused, stat_get(&s->batches_refused));
+    metric_counter_set(st->edges_lost, stat_get(&s->edges_lost));
+    metric_counter_set(st->entries_skipped, stat_get(&s->entries_skipped));
+    int64_t up = stat_gget(&s->pg_up);
+    metric_set(st->pending, stat_gget(&s->pending));
+    metric_set(st->pg_up, up);
+    metric_hist_set(st->batch_rows, &s->batch_rows);
+    metric_hist_set(st->commit_seconds, &s->commit_seconds);
+    metrics_set_ready(up != 0);
+}
+
+void stats_init(struct stats *st, const struct persister_stats *src)
+{
+    st->src = src;
+    const struct metrics_counter_def counters[] = {
+        {&st->rows_committed, "sluice_persister_rows_committed_total",
+         "Data rows durable and acked (stored or duplicate)"},
+        {&st->rows_inserted, "sluice_persister_rows_inserted_total", "Data rows new to telemetry"},
+        {&st->rows_duplicate, "sluice_persister_rows_duplicate_total",
+         "Data rows already in telemetry (acked again)"},
+        {&st->rows_rejected, "sluice_persister_rows_rejected_total",
+         "Data rows stored in telemetry_rejected"},
+        {&st->rows_dropped, "sluice_persister_rows_dropped_total", "Rows stored nowhere (not acked)"},
+        {&st->sessions, "sluice_persister_sessions_written_total", "connect/disconnect entries upserted"},
+        {&st->retries, "sluice_persister_db_retries_total",
+         "Batch commits retried after a transient failure"},
+        {&st->acks_sent, "sluice_persister_acks_sent_total", "Ack entries sent to edges"},
+        {&st->acks_unroutable, "sluice_persister_acks_unroutable_total",
+         "Ack entries dropped: edge gone or full"},
+        {&st->batches_refused, "sluice_persister_batches_refused_total",
+         "Edge batches refused (version or malformed)"},
+        {&st->edges_lost, "sluice_persister_edges_lost_total",
+         "Edge incarnations timed out (sessions closed)"},
+        {&st->entries_skipped, "sluice_persister_entries_skipped_total", "Entries unusable by the persister"},
+    };
+    metrics_counters(counters, sizeof counters / sizeof counters[0]);
+    st->pending =
+        metrics_gauge("sluice_persister_pending_messages", "Rows held in memory, not yet committed", NULL);
+    st->pg_up = metrics_gauge("sluice_persister_pg_up", "1 while connected to PostgreSQL", NULL);
+    st->batch_rows = metrics_hist("sluice_persister_batch_rows", "Rows per committed batch", NULL,
+                                  src->batch_rows.bounds, src->batch_rows.nb);
+    st->commit_seconds =
+        metrics_hist("sluice_persister_commit_seconds", "Time to commit a batch, retries included", NULL,
+                     src->commit_seconds.bounds, src->commit_seconds.nb);
+    metrics_set_collect(stats_collect, st);
+}
+
+void stats_fini(struct stats *st)
+{
+    metrics_set_collect(NULL, NULL);
+    st->src = NULL;
+}

@@ -1,0 +1,30 @@
+/* stats.h - the persister's Prometheus series, exported from its core's
+ * struct persister_stats on every scrape (metrics_set_collect). Names, types,
+ * labels and help texts are part of the interface: dashboards, tests and
+ * benches read them. Main thread at start and stop; the copy itself runs on
+ * the metrics thread. */
+#ifndef PERSISTER_STATS_H
+#define PERSISTER_STATS_H
+#include "persister.h"
+#include "sl/metrics.h"
+
+struct stats {
+    const struct persister_stats *src;
+    struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
+    struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
+    struct metric_counter *entries_skipped;
+    struct metric_gauge *pending, *pg_up;
+    struct metric_hist *batch_rows, *commit_seconds;
+};
+
+/* Register every sluice_persister_* series and install the collect hook,
+ * which copies src into them and sets /readyz from src->pg_up. src (and st)
+ * must stay valid until stats_fini. Call once, before metrics_start. */
+void stats_init(struct stats *st, const struct persister_stats *src);
+/* Remove the hook (before src is freed). */
+void stats_fini(struct stats *st);
+
+/* Copy src into the series now: the hook (ud = st). Never blocks. */
+void stats_collect(void *st);
+
+#endif
