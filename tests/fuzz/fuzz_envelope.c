@@ -7,9 +7,15 @@
  * - the reader: every slice of the header (also of a refused version,
  *   kept for the log line) and of every entry lies inside the message; it
  *   stops with SL_AGAIN at the end or SL_DECODE, never loops;
+ * - the checks a reader applies (envelope_hdr_check, envelope_check) pass
+ *   only what the contract allows: printable bounded names, a dev and id in
+ *   the id alphabet, a data seq in range with a body; a refusal names the
+ *   field, an unknown kind is SL_AGAIN;
  * - round trip: the header and each entry of a known kind, written again
  *   with envelope_writer, read back equal in every field that kind uses
- *   (protocol.md §6, the kinds table);
+ *   (protocol.md §6, the kinds table); the same entries re-added as encoded
+ *   bytes (envelope_writer_last -> add_encoded) or appended as a whole
+ *   batch (envelope_writer_append) give the same bytes;
  * - the persister (persister/rows.c, as persister.c drives it): a header
  *   it accepts maps every entry; after a flush an entry always fits; every
  *   data row's COPY line fits rows_copy_bound and is one line of exactly
@@ -76,6 +82,57 @@ static bool same_entry(const struct envelope *a, const struct envelope *b)
             same = same && a->has_body == b->has_body;
     }
     return same;
+}
+
+/* Printable ASCII, 1..max bytes, or empty when allowed. */
+static bool printable(struct sl_slice s, uint32_t max, bool may_be_empty)
+{
+    if (s.n == 0)
+        return may_be_empty;
+    if (s.n > max)
+        return false;
+    for (uint32_t i = 0; i < s.n; i++)
+        if (s.p[i] < 0x20 || s.p[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static void check_hdr_check(const struct envelope_hdr *h)
+{
+    const char *why = NULL;
+    enum sl_err rc = envelope_hdr_check(h, &why);
+    if (rc == SL_OK)
+        FUZZ_CHECK(printable(h->edge, ENVELOPE_NAME_MAX, false) &&
+                   printable(h->reply, ENVELOPE_NAME_MAX, true));
+    else
+        FUZZ_CHECK(rc == SL_INVAL && why != NULL);
+}
+
+static void check_entry_check(const struct envelope *e)
+{
+    const char *why = NULL;
+    enum sl_err rc = envelope_check(e, &why);
+    if (e->kind <= ENV_NONE || e->kind > ENV_KICK) {
+        FUZZ_CHECK(rc == SL_AGAIN);
+        return;
+    }
+    if (rc != SL_OK) {
+        FUZZ_CHECK(rc == SL_INVAL && why != NULL);
+        return;
+    }
+    unsigned u = uses[e->kind];
+    if (e->kind == ENV_HEARTBEAT)
+        FUZZ_CHECK(e->dev.n == 0);
+    else
+        FUZZ_CHECK(msg_valid_id(e->dev.p, e->dev.n));
+    if (u & U_ID)
+        FUZZ_CHECK(msg_valid_id(e->id.p, e->id.n));
+    if (e->kind == ENV_DATA)
+        FUZZ_CHECK(e->seq >= 1 && e->seq <= (uint64_t)INT64_MAX && e->has_body);
+    if (u & U_PEER)
+        FUZZ_CHECK(printable(e->peer, ENVELOPE_PEER_MAX, true));
+    if (u & U_REASON)
+        FUZZ_CHECK(printable(e->reason, ENVELOPE_REASON_MAX, true));
 }
 
 /* ---- the persister ---- */
@@ -228,13 +285,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct envelope_hdr hdr = rd.hdr;
     FUZZ_CHECK(hdr.v == SL_ENVELOPE_VERSION);
+    check_hdr_check(&hdr);
 
-    /* Read every entry, writing the known kinds again as we go. */
+    /* Read every entry, writing the known kinds again as we go, and once
+     * more from the bytes the writer produced for each. */
     size_t cap = 2 * size + 64;
-    uint8_t *buf = malloc(cap);
-    FUZZ_CHECK(buf != NULL);
-    struct envelope_writer w;
+    uint8_t *buf = malloc(cap), *buf2 = malloc(cap), *buf3 = malloc(cap);
+    FUZZ_CHECK(buf && buf2 && buf3);
+    struct envelope_writer w, w2, w3;
     FUZZ_CHECK(envelope_writer_begin(&w, buf, cap, &hdr) == SL_OK);
+    FUZZ_CHECK(envelope_writer_begin(&w2, buf2, cap, &hdr) == SL_OK);
     size_t entries = 0, known = 0;
     struct envelope e;
     struct envelope_reader first = rd;
@@ -242,15 +302,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         entries++;
         FUZZ_CHECK(entries <= size);
         FUZZ_CHECK(entry_within(&e, data, size));
+        check_entry_check(&e);
         if (e.kind > ENV_NONE && e.kind <= ENV_KICK) {
             FUZZ_CHECK(envelope_writer_add(&w, &e) == SL_OK);
+            FUZZ_CHECK(envelope_writer_add_encoded(&w2, envelope_writer_last(&w)) == SL_OK);
             known++;
         } else {
             FUZZ_CHECK(envelope_writer_add(&w, &e) == SL_INVAL);
         }
     }
     FUZZ_CHECK(rc == SL_AGAIN || rc == SL_DECODE);
-    FUZZ_CHECK(w.count == known);
+    FUZZ_CHECK(envelope_writer_count(&w) == known && envelope_writer_count(&w2) == known);
+    size_t len = envelope_writer_len(&w);
+    FUZZ_CHECK(envelope_writer_len(&w2) == len && memcmp(buf, buf2, len) == 0);
+    FUZZ_CHECK(envelope_writer_begin(&w3, buf3, cap, &hdr) == SL_OK &&
+               envelope_writer_append(&w3, &w) == SL_OK);
+    FUZZ_CHECK(envelope_writer_len(&w3) == len && memcmp(buf, buf3, len) == 0);
+    FUZZ_CHECK(envelope_writer_count(&w3) == known);
 
     /* Read both again side by side. */
     struct envelope_reader again;
@@ -268,6 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(envelope_reader_next(&again, &e) == SL_AGAIN);
     free(buf);
+    free(buf2);
+    free(buf3);
 
     rd = first;
     persister_reads(&hdr, &rd);

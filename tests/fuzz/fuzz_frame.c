@@ -2,9 +2,11 @@
  * chunks of varying size, as the edge's conn_read does.
  *
  * Input: byte 0 picks max_frame (0 -> 65536, else 8 * byte), byte 1 the
- * largest chunk (0 -> the whole stream in one feed, else 1..63 bytes) and
- * byte 2 seeds the sequence of chunk sizes (empty feeds included); the
- * rest is the stream.
+ * largest chunk (bits 0-5: 0 -> the whole stream in one feed, else 1..63
+ * bytes) and whether the first frame has a lower limit (bit 6: max/8 + 16,
+ * raised with frame_dec_set_max once it is read, as the edge does after
+ * hello), byte 2 seeds the sequence of chunk sizes (empty feeds included);
+ * the rest is the stream.
  *
  * Properties, against a one-pass reference reading of the whole stream:
  * - the same frames, byte for byte, in order, however the stream is split;
@@ -30,8 +32,10 @@ struct ref_frame {
     uint32_t len;
 };
 
-/* The stream read in one pass, straight from protocol.md §1. */
-static enum ref_end reference(const uint8_t *s, size_t n, uint32_t max, struct ref_frame *fr, size_t *nfr)
+/* The stream read in one pass, straight from protocol.md §1; the first
+ * frame is judged against first_max. */
+static enum ref_end reference(const uint8_t *s, size_t n, uint32_t first_max, uint32_t max,
+                              struct ref_frame *fr, size_t *nfr)
 {
     size_t pos = 0;
     *nfr = 0;
@@ -42,7 +46,7 @@ static enum ref_end reference(const uint8_t *s, size_t n, uint32_t max, struct r
             (uint32_t)s[pos] << 24 | (uint32_t)s[pos + 1] << 16 | (uint32_t)s[pos + 2] << 8 | s[pos + 3];
         if (len == 0)
             return REF_EMPTY;
-        if (len > max)
+        if (len > (*nfr == 0 ? first_max : max))
             return REF_TOOBIG;
         if (n - pos - SL_FRAME_HDR < len)
             return REF_PARTIAL;
@@ -67,6 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 3)
         return 0;
     uint32_t max = data[0] == 0 ? SL_MAX_FRAME_DEFAULT : 8u * data[0];
+    uint32_t first_max = data[1] & 64u ? max / 8u + 16u : max;
+    if (first_max > max)
+        first_max = max;
     size_t span = data[1] & 63u; /* 0: one feed */
     uint32_t rng = 0x9e3779b9u ^ data[2];
     const uint8_t *s = data + 3;
@@ -76,10 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *lend = malloc(max);
     FUZZ_CHECK(fr && lend);
     size_t nfr;
-    enum ref_end end = reference(s, n, max, fr, &nfr);
+    enum ref_end end = reference(s, n, first_max, max, fr, &nfr);
 
     struct frame_dec d;
-    frame_dec_init(&d, max);
+    frame_dec_init(&d, first_max);
     size_t got = 0, off = 0;
     enum frame_rc err = FRAME_NEED_MORE;
     while (off < n && err == FRAME_NEED_MORE) {
@@ -113,14 +120,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
             FUZZ_CHECK(got < nfr);
-            FUZZ_CHECK(pl.n == fr[got].len && pl.n >= 1 && pl.n <= max);
+            FUZZ_CHECK(pl.n == fr[got].len && pl.n >= 1 && pl.n <= (got == 0 ? first_max : max));
             FUZZ_CHECK(memcmp(pl.p, s + fr[got].off, pl.n) == 0);
             bool in_place = fuzz_within(pl, s + off, chunk);
             if (fr[got].off >= off)
                 FUZZ_CHECK(in_place); /* the body lies in this chunk: zero copy */
             else
                 FUZZ_CHECK(!in_place && pl.p == lend);
-            got++;
+            if (got++ == 0)
+                frame_dec_set_max(&d, max); /* the hello is read: the full limit from now on */
             FUZZ_CHECK(frame_dec_idle(&d));
             d.buf = NULL; /* taken back at once, as the edge does */
         }

@@ -46,7 +46,9 @@ static bool same_msg(const struct msg *a, const struct msg *b)
         return same_slice(a->u.welcome.edge, b->u.welcome.edge) && a->u.welcome.hb == b->u.welcome.hb &&
                a->u.welcome.max == b->u.welcome.max;
     case MSG_ACK: return a->u.ack.seq == b->u.ack.seq;
-    case MSG_ERR: return same_slice(a->u.err.code, b->u.err.code) && same_slice(a->u.err.msg, b->u.err.msg);
+    case MSG_ERR:
+        return same_slice(a->u.err.code, b->u.err.code) && same_slice(a->u.err.msg, b->u.err.msg) &&
+               a->u.err.retry_ms == b->u.err.retry_ms;
     case MSG_CMD: return same_slice(a->u.cmd.id, b->u.cmd.id) && same_slice(a->u.cmd.body, b->u.cmd.body);
     case MSG_PING:
     case MSG_PONG: return true;

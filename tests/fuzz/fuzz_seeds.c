@@ -232,6 +232,10 @@ static void seeds_frame(void)
     put("fuzz_frame", "every-type-chunks", s, n);
     s[0] = 4; /* max_frame 32: the hello is refused as too big */
     put("fuzz_frame", "too-big", s, n);
+    s[0] = 40, s[1] = 64 | 5; /* max_frame 320, the first frame at most 56: the hello is too big */
+    put("fuzz_frame", "hello-over-pre-hello-limit", s, n);
+    s[0] = 0; /* the first frame at most 8208, then 65536 */
+    put("fuzz_frame", "pre-hello-limit-raised", s, n);
     static const uint8_t empty[] = {0, 5, 1, 0, 0, 0, 1, 0xc0, 0, 0, 0, 0, 0xff};
     put("fuzz_frame", "empty-frame", empty, sizeof empty);
     static const uint8_t partial[] = {0, 2, 2, 0, 0, 0, 9, 0x81, 0xa1, 't'};
