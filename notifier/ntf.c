@@ -28,7 +28,7 @@
 #include "topics.h"
 
 #define TOPIC_CAP    (TOPICS_PREFIX_MAX + SL_DEV_MAX + SL_CMD_ID_MAX + 32)
-#define CTRL_CAP     1024 /* status and error results; a device result uses `json` */
+#define CTRL_CAP     TOPICS_STATUS_JSON_MAX /* statuses; results use `json` */
 #define CMD_BODY_CAP (64 * 1024)
 
 struct ntf {
