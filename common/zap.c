@@ -207,7 +207,8 @@ static int read_dir(struct zap *z, bool first)
     stat_set(&z->cnt.keys, (int64_t)n);
     if (digest != z->digest || first) {
         for (size_t i = 0; i < skipped && i < 8; i++)
-            log_warn("event=curve_key_skipped dir=%s file=%s reason=%s", log_q(q, sizeof q, z->dir, strlen(z->dir)),
+            log_warn("event=curve_key_skipped dir=%s file=%s reason=%s",
+                     log_q(q, sizeof q, z->dir, strlen(z->dir)),
                      log_q(path, sizeof path, skip_name[i], strlen(skip_name[i])), skip_why[i]);
         if (n == 0)
             log_warn("event=curve_keys_loaded dir=%s keys=0 skipped=%zu hint=\"every edge is refused\"",
@@ -298,7 +299,8 @@ static void serve(struct zap *z)
     const char *code = "500", *text = "malformed request", *user = "";
     char address[64] = "?";
     if (nf >= 7 && zmq_msg_size(&f[0]) == 3 && memcmp(zmq_msg_data(&f[0]), "1.0", 3) == 0) {
-        snprintf(address, sizeof address, "%.*s", (int)zmq_msg_size(&f[3]), (const char *)zmq_msg_data(&f[3]));
+        snprintf(address, sizeof address, "%.*s", (int)zmq_msg_size(&f[3]),
+                 (const char *)zmq_msg_data(&f[3]));
         if (zmq_msg_size(&f[5]) != 5 || memcmp(zmq_msg_data(&f[5]), "CURVE", 5) != 0 ||
             zmq_msg_size(&f[6]) != 32) {
             code = "400";
@@ -378,8 +380,9 @@ struct zap *zap_new(void *zctx, const char *allow_dir)
     z->ctl_peer = zmq_socket(zctx, ZMQ_PAIR);
     if (!z->rep || !z->ctl || !z->ctl_peer || zmq_setsockopt(z->rep, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(z->ctl, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
-        zmq_setsockopt(z->ctl_peer, ZMQ_LINGER, &zero, sizeof zero) != 0 || zmq_bind(z->rep, ZAP_ENDPOINT) != 0 ||
-        zmq_bind(z->ctl, ctl_ep) != 0 || zmq_connect(z->ctl_peer, ctl_ep) != 0) {
+        zmq_setsockopt(z->ctl_peer, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_bind(z->rep, ZAP_ENDPOINT) != 0 || zmq_bind(z->ctl, ctl_ep) != 0 ||
+        zmq_connect(z->ctl_peer, ctl_ep) != 0) {
         log_error("event=zap_failed err=\"%s\"", zmq_strerror(zmq_errno()));
         zap_destroy(&z);
         return NULL;

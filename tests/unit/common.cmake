@@ -12,3 +12,5 @@ sl_unit_test(test_zmqx_resolve SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_zmqx_resol
 sl_unit_test(test_secfile SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_secfile.c LIBS sl::common)
 sl_unit_test(test_keys SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_keys.c LIBS sl::common)
 sl_unit_test(test_zap SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_zap.c LIBS sl::common)
+add_test(NAME test_sluice_keys_cli COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/test_sluice_keys_cli.sh $<TARGET_FILE:sluice-keys>)
+set_tests_properties(test_sluice_keys_cli PROPERTIES LABELS unit TIMEOUT 60)

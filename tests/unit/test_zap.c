@@ -128,8 +128,10 @@ static void *client(int type, const struct zmqx_keypair *kp, const char *ep)
 static void binding_rule(void **state)
 {
     (void)state;
-#define OK(b, e, r)  assert_true(zap_binding_ok(b, (const uint8_t *)e, strlen(e), (const uint8_t *)r, strlen(r)))
-#define BAD(b, e, r) assert_false(zap_binding_ok(b, (const uint8_t *)e, strlen(e), (const uint8_t *)r, strlen(r)))
+#define OK(b, e, r)                                                                                          \
+    assert_true(zap_binding_ok(b, (const uint8_t *)e, strlen(e), (const uint8_t *)r, strlen(r)))
+#define BAD(b, e, r)                                                                                         \
+    assert_false(zap_binding_ok(b, (const uint8_t *)e, strlen(e), (const uint8_t *)r, strlen(r)))
     OK("edge-a", "edge-a", "edge-a/0/5f3a");
     OK("edge-a", "edge-a", ""); /* no reply address: nothing is routed */
     BAD("edge-a", "edge-b", "edge-b/0/5f3a");
@@ -159,7 +161,8 @@ static void allowed_unknown_plain(void **state)
     assert_non_null(z);
     assert_int_equal(zap_counts(z)->keys, 2);
     void *pull = zmqx_socket(
-        ctx, ZMQ_PULL, &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
+        ctx, ZMQ_PULL,
+        &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
     assert_non_null(pull);
     char ep[128];
     last_ep(pull, ep, sizeof ep);
@@ -211,7 +214,8 @@ static void reload(void **state)
     struct zap *z = zap_new(ctx, allow);
     assert_non_null(z);
     void *pull = zmqx_socket(
-        ctx, ZMQ_PULL, &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
+        ctx, ZMQ_PULL,
+        &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
     char ep[128];
     last_ep(pull, ep, sizeof ep);
     /* The stranger's key appears: a second later its new handshakes pass. */
@@ -255,10 +259,10 @@ static void refused_settings(void **state)
     struct zmqx_keypair bad = server;
     bad.secret_key[3] = '\0';
     const struct zmqx_opts cases[] = {
-        {.max_msg = 64, .zap = z},                                            /* handler without keys */
-        {.max_msg = 64, .curve_server_key = server.public_key},               /* client without keys */
+        {.max_msg = 64, .zap = z},                              /* handler without keys */
+        {.max_msg = 64, .curve_server_key = server.public_key}, /* client without keys */
         {.max_msg = 64, .curve = &server, .zap = z, .curve_server_key = server.public_key}, /* both */
-        {.max_msg = 64, .curve = &bad, .zap = z},                             /* bad key text */
+        {.max_msg = 64, .curve = &bad, .zap = z},                                           /* bad key text */
         {.max_msg = 64, .curve = &edge_a, .curve_server_key = "short"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -287,17 +291,21 @@ static void two_servers_one_dealer(void **state)
     make_key("server2.key", NULL, &server2);
     struct zap *z = zap_new(ctx, allow);
     assert_non_null(z);
-    void *r1 = zmqx_socket(ctx, ZMQ_ROUTER,
-                           &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
+    void *r1 = zmqx_socket(
+        ctx, ZMQ_ROUTER,
+        &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server, .zap = z});
     void *r2 = zmqx_socket(
-        ctx, ZMQ_ROUTER, &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server2, .zap = z});
+        ctx, ZMQ_ROUTER,
+        &(struct zmqx_opts){.bind = "tcp://127.0.0.1:*", .max_msg = 4096, .curve = &server2, .zap = z});
     assert_non_null(r1);
     assert_non_null(r2);
     char ep1[128], ep2[128];
     last_ep(r1, ep1, sizeof ep1);
     last_ep(r2, ep2, sizeof ep2);
-    void *d = zmqx_socket(ctx, ZMQ_DEALER,
-                          &(struct zmqx_opts){.max_msg = 4096, .immediate = true, .curve = &edge_a, .routing_id = "edge-a/0/x"});
+    void *d =
+        zmqx_socket(ctx, ZMQ_DEALER,
+                    &(struct zmqx_opts){
+                        .max_msg = 4096, .immediate = true, .curve = &edge_a, .routing_id = "edge-a/0/x"});
     assert_non_null(d);
     struct zmqx_resolver *res1 = zmqx_resolver_new(ep1, 1000), *res2 = zmqx_resolver_new(ep2, 1000);
     struct zmqx_conns *c1 = zmqx_conns_new(), *c2 = zmqx_conns_new();
