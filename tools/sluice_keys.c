@@ -116,7 +116,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (*edge_id && !valid_binding(edge_id)) {
-        fprintf(stderr, "sluice-keys: bad --edge-id '%s' (printable, no spaces or quotes, '*' only at the end)\n",
+        fprintf(stderr,
+                "sluice-keys: bad --edge-id '%s' (printable, no spaces or quotes, '*' only at the end)\n",
                 edge_id);
         return 2;
     }
