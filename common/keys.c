@@ -85,7 +85,7 @@ static zcert_t *load(const char *path, char *secret_file, size_t cap)
     return c;
 }
 
-int keys_load_pair(const char *path, struct zmqx_keypair *kp, char *bound, size_t cap)
+int keys_load_pair(const char *path, struct keys_pair *kp, char *bound, size_t cap)
 {
     char file[4096];
     zcert_t *c = load(path, file, sizeof file);

@@ -31,7 +31,7 @@ struct bus {
 };
 
 struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg,
-                    const struct zmqx_keypair *curve, const char *curve_allow)
+                    const struct keys_pair *curve, const char *curve_allow)
 {
     struct bus *b = calloc(1, sizeof *b);
     if (!b)

@@ -16,7 +16,7 @@ struct bus;
  * CURVE servers with that key pair admitting the edge certificates in
  * curve_allow (sl/zap.h). NULL on failure (logged). */
 struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg,
-                    const struct zmqx_keypair *curve, const char *curve_allow);
+                    const struct keys_pair *curve, const char *curve_allow);
 void bus_destroy(struct bus **b);
 
 /* The PULL socket (for zmqx_fd / zmqx_readable). */

@@ -378,7 +378,7 @@ int main(int argc, char **argv)
     if (pubproc_is_child())
         return pubproc_child_main(&mc, (int)o->flush_ms);
 
-    static struct zmqx_keypair keys;
+    static struct keys_pair keys;
     if (*o->curve_key != !!*o->curve_allow) {
         fprintf(stderr, "sluice-notifier: --curve-key and --curve-allow go together (try --help)\n");
         return 2;

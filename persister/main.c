@@ -57,7 +57,7 @@ int main(int argc, char **argv)
               "sluice-persister: stores edge batches in PostgreSQL and acks each row after COMMIT.");
     if (log_init_flag("persister", level) != 0)
         return 2;
-    static struct zmqx_keypair keys;
+    static struct keys_pair keys;
     if (*curve_key != !!*c.curve_allow) {
         fprintf(stderr, "sluice-persister: --curve-key and --curve-allow go together (try --help)\n");
         return 2;

@@ -29,7 +29,7 @@ struct persister_cfg {
      * CURVE servers with this key pair, admitting the edge certificates in
      * curve_allow, and a batch naming an edge id or reply address its
      * sender's key is not bound to is dropped (sl/zap.h). */
-    const struct zmqx_keypair *curve;
+    const struct keys_pair *curve;
     const char *curve_allow;
 };
 

@@ -66,7 +66,7 @@ static int captured(int (*f)(void), char *err, size_t cap)
     return rc;
 }
 
-static struct zmqx_keypair kp;
+static struct keys_pair kp;
 static char bound[128];
 
 static int load_secret(void)

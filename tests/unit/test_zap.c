@@ -35,11 +35,11 @@
 
 static void *ctx;
 static char dir[64], allow[80];
-static struct zmqx_keypair server, edge_a, edge_b, stranger;
+static struct keys_pair server, edge_a, edge_b, stranger;
 
 /* A key pair saved as dir/NAME and dir/NAME_secret; with an edge binding if
  * bound is not NULL. */
-static void make_key(const char *name, const char *bound, struct zmqx_keypair *kp)
+static void make_key(const char *name, const char *bound, struct keys_pair *kp)
 {
     zcert_t *c = zcert_new();
     assert_non_null(c);
@@ -113,7 +113,7 @@ static bool recv_within(void *sock, zmq_msg_t *m, int ms)
     return zmq_msg_recv(m, sock, ZMQ_DONTWAIT) >= 0;
 }
 
-static void *client(int type, const struct zmqx_keypair *kp, const char *ep)
+static void *client(int type, const struct keys_pair *kp, const char *ep)
 {
     void *s = zmqx_socket(ctx, type,
                           &(struct zmqx_opts){.connect = ep,
@@ -256,7 +256,7 @@ static void refused_settings(void **state)
     /* One handler per context: the ZAP endpoint is taken. */
     assert_null(zap_new(ctx, allow));
     void *other = zmq_ctx_new();
-    struct zmqx_keypair bad = server;
+    struct keys_pair bad = server;
     bad.secret_key[3] = '\0';
     const struct zmqx_opts cases[] = {
         {.max_msg = 64, .zap = z},                              /* handler without keys */
@@ -287,7 +287,7 @@ static void refused_settings(void **state)
 static void two_servers_one_dealer(void **state)
 {
     (void)state;
-    struct zmqx_keypair server2;
+    struct keys_pair server2;
     make_key("server2.key", NULL, &server2);
     struct zap *z = zap_new(ctx, allow);
     assert_non_null(z);

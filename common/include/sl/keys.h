@@ -11,11 +11,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "sl/zmqx.h"
-
 #define KEYS_META_EDGE_ID "edge-id"
 #define KEYS_META_ROLE    "role" /* "edge" or "service", informative */
 #define KEYS_BOUND_MAX    128    /* longest edge-id metadata accepted, with the NUL */
+
+/* A CURVE key pair in Z85 text (40 characters and a NUL), as zcert files
+ * hold them (zmqx_opts.curve takes one). */
+struct keys_pair {
+    char public_key[41];
+    char secret_key[41];
+};
 
 /* Load this process's own key pair. path names the secret certificate
  * (NAME_secret), or NAME when NAME_secret lies beside it. Warns when other
@@ -23,7 +28,7 @@
  * receives the edge-id metadata (cap bytes, "" if none). Returns 0, or -1
  * logged once (event=curve_key_bad path=... err=...): missing, not a
  * certificate, or no secret key in it. Blocking file I/O. */
-int keys_load_pair(const char *path, struct zmqx_keypair *kp, char *bound, size_t cap);
+int keys_load_pair(const char *path, struct keys_pair *kp, char *bound, size_t cap);
 
 /* Load the public key (Z85) of a peer's certificate into out. Returns 0,
  * or -1 logged once as above. Blocking file I/O. */

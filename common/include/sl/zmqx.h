@@ -24,19 +24,14 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "sl/keys.h"
+
 /* True while the socket has a message to read (ZMQ_EVENTS & ZMQ_POLLIN). */
 bool zmqx_readable(void *sock);
 /* True while the socket can take a message without blocking. */
 bool zmqx_writable(void *sock);
 /* The socket's ZMQ_FD for epoll (EPOLLIN, edge-triggered semantics). */
 int zmqx_fd(void *sock);
-
-/* A CURVE key pair in Z85 text (40 characters and a NUL), as zcert files
- * hold them (sl/keys.h loads one). */
-struct zmqx_keypair {
-    char public_key[41];
-    char secret_key[41];
-};
 
 #define ZMQX_ZAP_DOMAIN "sluice" /* ZMQ_ZAP_DOMAIN of every CURVE server socket */
 
@@ -73,7 +68,7 @@ struct zmqx_opts {
      *   (zmqx_conns_set_server_key): one socket may reach servers with
      *   different keys (an edge worker's DEALER reaches persisters and
      *   notifiers). A client with no server key fails its handshakes. */
-    const struct zmqx_keypair *curve;
+    const struct keys_pair *curve;
     struct zap *zap;
     const char *curve_server_key;
 };
