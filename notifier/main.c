@@ -379,7 +379,7 @@ int main(int argc, char **argv)
         return pubproc_child_main(&mc, (int)o->flush_ms);
 
     static struct keys_pair keys;
-    if (*o->curve_key != !!*o->curve_allow) {
+    if (!*o->curve_key != !*o->curve_allow) {
         fprintf(stderr, "sluice-notifier: --curve-key and --curve-allow go together (try --help)\n");
         return 2;
     }

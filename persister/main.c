@@ -58,7 +58,7 @@ int main(int argc, char **argv)
     if (log_init_flag("persister", level) != 0)
         return 2;
     static struct keys_pair keys;
-    if (*curve_key != !!*c.curve_allow) {
+    if (!*curve_key != !*c.curve_allow) {
         fprintf(stderr, "sluice-persister: --curve-key and --curve-allow go together (try --help)\n");
         return 2;
     }
