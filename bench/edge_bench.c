@@ -49,7 +49,7 @@
 #include "sl/msg.h"
 #include "sl/token.h"
 
-static const char *SECRET = "bench-secret";
+static const char *SECRET = "bench-fleet-secret";
 static int base_port = 21900;
 static atomic_bool peer_stop;
 static uint64_t incarnation_seen;

@@ -34,7 +34,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 "$B/edge_bench" --mode peer --port "$PORT" &
 PPID_=$!
-export SLUICE_FLEET_SECRET=bench-secret
+export SLUICE_FLEET_SECRET=bench-fleet-secret
 e=0
 while [ "$e" -lt "$EDGES" ]; do
     P=$PORT

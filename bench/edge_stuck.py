@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import proc  # noqa: E402
 import wire  # noqa: E402
 
-SECRET = "bench-secret"
+SECRET = "bench-fleet-secret"
 def hello(dev):
     return wire.encode({"t": "hello", "v": 1, "dev": dev, "tok": wire.token(dev, SECRET)})
 

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."; . scripts/stack.sh
 B=${B:-build/release/bin}; D=${D:-/tmp/sl-100k}; mkdir -p $D
 pg_start $D/pg 24900
 dsn="host=127.0.0.1 port=24900 user=postgres dbname=sluice"
-export SLUICE_FLEET_SECRET=bigsecret
+export SLUICE_FLEET_SECRET=bench-fleet-secret-100k
 pids=()
 $B/sluice-persister --db "$dsn" --pull tcp://127.0.0.1:24901 --router tcp://127.0.0.1:24902 --metrics 127.0.0.1:24903 2>$D/persister.log & pids+=($!)
 edges=""

@@ -29,7 +29,7 @@ import wire  # noqa: E402
 from proc import wait_for  # noqa: E402
 from wire import ACK, CMD  # noqa: E402
 
-SECRET = "edge-it-secret"
+SECRET = "edge-it-fleet-secret"
 DEADLINE = 20.0
 
 
