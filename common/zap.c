@@ -372,8 +372,12 @@ struct zap *zap_new(void *zctx, const char *allow_dir)
         return NULL;
     }
     z->loaded_ms = mono_ms();
+    /* A name never used before in this process: a closed socket's inproc
+     * endpoint stays taken until libzmq's reaper gets to it, and a new
+     * handler may sit at the old one's address. */
+    static _Atomic unsigned serial;
     char ctl_ep[64];
-    snprintf(ctl_ep, sizeof ctl_ep, "inproc://sluice-zap-ctl-%p", (void *)z);
+    snprintf(ctl_ep, sizeof ctl_ep, "inproc://sluice-zap-ctl-%u", atomic_fetch_add(&serial, 1));
     int zero = 0;
     z->rep = zmq_socket(zctx, ZMQ_REP);
     z->ctl = zmq_socket(zctx, ZMQ_PAIR);
