@@ -41,7 +41,7 @@ while [ "$e" -lt "$EDGES" ]; do
     "$B/sluice-edge" --listen "127.0.0.1:$((PORT + 10 + e))" --edge-id "scale-$e" --workers 2 \
         --persister-push "tcp://127.0.0.1:$((P + 1))" --persister-router "tcp://127.0.0.1:$((P + 2))" \
         --notifier-push "tcp://127.0.0.1:$((P + 3))" --notifier-router "tcp://127.0.0.1:$((P + 4))" \
-        --max-conns "$((CONNS + 100))" --metrics "" --log-level warn &
+        --max-conns "$((CONNS + 100))" --allow-cidrs 127.0.0.0/8 --metrics "" --log-level warn &
     EPIDS="$EPIDS $!"
     e=$((e + 1))
 done

@@ -125,7 +125,7 @@ class Peer:
 
 
 class Edge:
-    def __init__(self, binary, base, log, extra=(), notifier=True, persister=True, rcvhwm=None):
+    def __init__(self, binary, base, log, extra=(), notifier=True, persister=True, rcvhwm=None, env=None):
         self.base = base
         self.port = base
         self.ctx = zmq.Context()
@@ -139,7 +139,10 @@ class Edge:
             "--notifier-push", "tcp://127.0.0.1:%d" % (base + 3),
             "--notifier-router", "tcp://127.0.0.1:%d" % (base + 4),
             "--metrics", "127.0.0.1:%d" % (base + 9), "--workers", "2",
-            "--log-level", "debug"] + list(extra), log, env={"SLUICE_FLEET_SECRET": SECRET},
+            # the test devices all come from loopback; a scenario about the
+            # per-address limits passes an --allow-cidrs of its own (the last wins)
+            "--allow-cidrs", "127.0.0.0/8",
+            "--log-level", "debug"] + list(extra), log, env=dict({"SLUICE_FLEET_SECRET": SECRET}, **(env or {})),
             http="127.0.0.1:%d" % (base + 9), ready=proc.http_ok("/readyz" if persister else "/healthz"))
         self.proc.start(timeout=DEADLINE)
 
