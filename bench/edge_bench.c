@@ -22,6 +22,11 @@
  *
  * In tput/rate mode no notifier is bound: the edge sheds its data copies
  * (counted), the cheapest notifier; a real one adds one more PUSH per batch.
+ *
+ * --curve 1: CURVE on the edge's links (docs/security.md). The bench makes
+ * the key pairs (zcert files in a temporary directory: the edge reads files),
+ * runs the ZAP handler of sl/zap.h on its own context and binds the instant
+ * persister and the notifier sink as CURVE servers, as the services do.
  * In idle/peer mode a notifier sink drains them, so the edge's bounded
  * notifier queue does not fill and count as per-connection memory. */
 #define _GNU_SOURCE
@@ -40,11 +45,16 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <czmq.h>
 #include <zmq.h>
 #include "sl/envelope.h"
+#include "sl/keys.h"
+#include "sl/zap.h"
+#include "sl/zmqx.h"
 #include "sl/frame.h"
 #include "sl/msg.h"
 #include "sl/token.h"
@@ -53,6 +63,42 @@ static const char *SECRET = "bench-fleet-secret";
 static int base_port = 21900;
 static atomic_bool peer_stop;
 static uint64_t incarnation_seen;
+
+/* --curve 1: the services' key pairs (the edge's are files only). */
+static bool curve;
+static struct keys_pair persister_kp, notifier_kp;
+static char keydir[64];
+
+/* A CURVE server socket, as zmqx_socket makes one with .curve and .zap. */
+static void curve_server(void *sock, const struct keys_pair *kp)
+{
+    int one = 1;
+    if (!curve)
+        return;
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, kp->public_key, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp->secret_key, 40);
+    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, ZMQX_ZAP_DOMAIN, strlen(ZMQX_ZAP_DOMAIN));
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+}
+
+/* Save a new pair as keydir/NAME (+ _secret), into kp when not NULL. */
+static void make_key(const char *name, const char *bound, struct keys_pair *kp)
+{
+    char path[128];
+    zcert_t *c = zcert_new();
+    if (bound)
+        zcert_set_meta(c, KEYS_META_EDGE_ID, "%s", bound);
+    snprintf(path, sizeof path, "%s/%s", keydir, name);
+    if (zcert_save(c, path) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+    if (kp) {
+        snprintf(kp->public_key, sizeof kp->public_key, "%s", zcert_public_txt(c));
+        snprintf(kp->secret_key, sizeof kp->secret_key, "%s", zcert_secret_txt(c));
+    }
+    zcert_destroy(&c);
+}
 
 static uint64_t now_us(void)
 {
@@ -69,6 +115,8 @@ static void *peer_main(void *ctx)
     int to = 100, zero = 0;
     zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
     zmq_setsockopt(router, ZMQ_SNDHWM, &zero, sizeof zero);
+    curve_server(pull, &persister_kp);
+    curve_server(router, &persister_kp);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 1);
     zmq_bind(pull, ep);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 2);
@@ -126,6 +174,8 @@ static void *sink_main(void *ctx)
     void *pull = zmq_socket(ctx, ZMQ_PULL), *router = zmq_socket(ctx, ZMQ_ROUTER);
     int to = 100;
     zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
+    curve_server(pull, &notifier_kp);
+    curve_server(router, &notifier_kp);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 3);
     zmq_bind(pull, ep);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 4);
@@ -335,6 +385,8 @@ int main(int argc, char **argv)
             sink = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--accept"))
             accept_mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--curve"))
+            curve = atoi(argv[i + 1]) != 0;
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
@@ -349,6 +401,7 @@ int main(int argc, char **argv)
             "       [--lat-out FILE (send offset us, latency us per ack)]\n"
             "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
             "       [--accept reuseport|handoff (passed to the edge; default: the edge's)]\n"
+            "       [--curve 0|1 (CURVE on the edge's links, the bench's services as CURVE servers)]\n"
             "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
             "                                             until SIGTERM, for edges started by hand)\n"
             "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
@@ -360,12 +413,44 @@ int main(int argc, char **argv)
         sink = peer_only || !strcmp(mode, "idle");
     void *ctx = zmq_ctx_new();
     pthread_t pt, st;
+    struct zap *zap = NULL;
+    if (curve) {
+        /* Keys as a deployment has them: one pair per service, the edge's
+         * bound to any edge id (it runs with its default id), its public
+         * certificate alone in the allowed directory. */
+        snprintf(keydir, sizeof keydir, "/tmp/edge_bench_keys_XXXXXX");
+        char allow[96];
+        if (!mkdtemp(keydir)) {
+            perror("mkdtemp");
+            return 1;
+        }
+        snprintf(allow, sizeof allow, "%s/allow", keydir);
+        mkdir(allow, 0700);
+        make_key("persister.key", NULL, &persister_kp);
+        make_key("notifier.key", NULL, &notifier_kp);
+        make_key("edge.key", "*", NULL);
+        char src[128], dst[128];
+        snprintf(src, sizeof src, "%s/edge.key", keydir);
+        snprintf(dst, sizeof dst, "%s/allow/edge.key", keydir);
+        if (link(src, dst) != 0) {
+            perror("link");
+            return 1;
+        }
+        zap = zap_new(ctx, allow);
+        if (!zap)
+            return 1;
+    }
     if (peer_only) {
         signal(SIGTERM, on_stop);
         signal(SIGINT, on_stop);
+        if (curve)
+            printf("keys in %s: the edge's pair edge.key_secret, the services' persister.key and "
+                   "notifier.key (removed at exit)\n",
+                   keydir);
         pthread_create(&st, NULL, sink_main, ctx);
         peer_main(ctx);
         pthread_join(st, NULL);
+        zap_destroy(&zap);
         zmq_ctx_term(ctx);
         return 0;
     }
@@ -397,6 +482,16 @@ int main(int argc, char **argv)
         setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();
     if (!external && pid == 0) {
+        if (curve) {
+            char k_own[128], k_p[128], k_n[128];
+            snprintf(k_own, sizeof k_own, "%s/edge.key_secret", keydir);
+            snprintf(k_p, sizeof k_p, "%s/persister.key", keydir);
+            snprintf(k_n, sizeof k_n, "%s/notifier.key", keydir);
+            execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
+                  "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
+                  "--metrics", a_m, "--log-level", "warn", "--curve-key", k_own, "--persister-key", k_p,
+                  "--notifier-key", k_n, (char *)NULL);
+        }
         execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
               "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
               "--metrics", a_m, "--log-level", "warn", (char *)NULL);
@@ -587,6 +682,13 @@ int main(int argc, char **argv)
     pthread_join(pt, NULL);
     if (sink)
         pthread_join(st, NULL);
+    zap_destroy(&zap);
     zmq_ctx_term(ctx);
+    if (curve) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", keydir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", keydir);
+    }
     return 0;
 }

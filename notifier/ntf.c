@@ -44,6 +44,7 @@ struct ntf {
     char *json; /* data and result payloads; grows to the largest body seen */
     size_t json_cap;
     uint8_t *cmd_body;
+    bool future_logged; /* a status from the future was logged (once per process) */
 };
 
 struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
@@ -369,6 +370,21 @@ static void on_status(struct ntf *n, struct sl_slice dev, const char *payload, s
         return; /* a cleared retained message */
     if (topics_status_parse(payload, len, &s) != SL_OK) {
         n->st.status_bad++;
+        return;
+    }
+    /* Epochs are wall-clock ns at the edge (docs/protocol.md "Session
+     * epoch"); one far ahead of ours cannot be a real session's. */
+    uint64_t limit_ns = (n->out.wall_ms(n->out.ud) + n->cfg.status_max_skew_ms) * 1000000u;
+    if (n->cfg.status_max_skew_ms && s.epoch > limit_ns) {
+        n->st.status_future++;
+        if (!n->future_logged) {
+            char qd[200];
+            log_warn("event=status_ignored dev=%s reason=future_epoch epoch=%llu max_skew_ms=%llu "
+                     "hint=\"logged once; counted in sluice_notifier_status_ignored_total\"",
+                     log_q(qd, sizeof qd, (const char *)dev.p, dev.n), (unsigned long long)s.epoch,
+                     (unsigned long long)n->cfg.status_max_skew_ms);
+            n->future_logged = true;
+        }
         return;
     }
     n->st.status_loaded++;

@@ -63,6 +63,7 @@ struct edge_seen {
 struct persister {
     struct persister_cfg cfg;
     void *ctx, *pull, *router;
+    struct zap *zap; /* CURVE on: the context's ZAP handler */
     struct db *db;
     struct writer writer;
     struct batch batch;
@@ -105,6 +106,11 @@ const struct persister_stats *persister_stats(const struct persister *p)
     return &p->st;
 }
 
+const struct zap_counts *persister_zap_counts(const struct persister *p)
+{
+    return p->zap ? zap_counts(p->zap) : NULL;
+}
+
 static zmq_msg_t *msg_at(struct persister *p, uint32_t k)
 {
     return &p->msgs[(p->first + k) % p->cap_msgs];
@@ -143,20 +149,31 @@ struct persister *persister_new(const struct persister_cfg *cfg)
     p->cur_peer = -1;
     persister_stats_init(&p->st);
     p->ctx = zmq_ctx_new();
+    /* With CURVE, the ZAP handler first: a CURVE socket bound before it
+     * would admit any key. */
+    if (p->ctx && cfg->curve && !(p->zap = zap_new(p->ctx, cfg->curve_allow))) {
+        persister_destroy(&p);
+        return NULL;
+    }
     /* Both sockets hear from edges (the ROUTER only what a DEALER might
      * send, which is drained and dropped): both carry the size cap. */
-    const struct zmqx_opts pull = {.bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM};
+    const struct zmqx_opts pull = {
+        .bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM, .curve = cfg->curve, .zap = p->zap};
     /* Acks to a gone edge fail (counted) instead of vanishing, and a
      * restarted edge worker takes its identity back. */
-    const struct zmqx_opts router = {
-        .bind = cfg->router, .max_msg = cfg->max_msg, .router_mandatory = true, .router_handover = true};
+    const struct zmqx_opts router = {.bind = cfg->router,
+                                     .max_msg = cfg->max_msg,
+                                     .router_mandatory = true,
+                                     .router_handover = true,
+                                     .curve = cfg->curve,
+                                     .zap = p->zap};
     if (!p->ctx || !(p->pull = zmqx_socket(p->ctx, ZMQ_PULL, &pull)) ||
         !(p->router = zmqx_socket(p->ctx, ZMQ_ROUTER, &router))) {
         persister_destroy(&p);
         return NULL;
     }
-    log_info("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s", cfg->pull,
-             cfg->router, cap, (long long)cfg->batch_ms, json, p->self);
+    log_info("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s curve=%s",
+             cfg->pull, cfg->router, cap, (long long)cfg->batch_ms, json, p->self, cfg->curve ? "on" : "off");
     return p;
 }
 
@@ -171,6 +188,7 @@ void persister_destroy(struct persister **pp)
         zmq_close(p->pull);
     if (p->router)
         zmq_close(p->router);
+    zap_destroy(&p->zap); /* after the CURVE sockets it guards */
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     writer_fini(&p->writer);
@@ -528,6 +546,12 @@ static bool pull_one(struct persister *p, uint64_t now)
             version_refused(p, &p->rd.hdr, now);
         else
             stat_inc(&p->st.batches_refused);
+        zmq_msg_close(msg_at(p, --p->nmsgs));
+        return true;
+    }
+    /* CURVE: the sender's key must be bound to the edge id and reply
+     * address the header claims (dropped, counted and logged in zap.c). */
+    if (!zap_sender_ok(p->zap, m, p->rd.hdr.edge.p, p->rd.hdr.edge.n, p->rd.hdr.reply.p, p->rd.hdr.reply.n)) {
         zmq_msg_close(msg_at(p, --p->nmsgs));
         return true;
     }

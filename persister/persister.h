@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include "sl/stat.h"
+#include "sl/zap.h"
+#include "sl/zmqx.h"
 
 struct persister_cfg {
     const char *pull;        /* bind endpoint, e.g. "tcp://0.0.0.0:7001" */
@@ -23,6 +25,12 @@ struct persister_cfg {
     int64_t json_bytes;      /* JSON arena per batch (0 = derived from batch size) */
     int64_t shutdown_ms;     /* after SIGTERM, how long to keep retrying the last batch */
     int64_t max_msg;         /* ZMQ_MAXMSGSIZE of both sockets: a bigger message disconnects its sender */
+    /* CURVE (docs/security.md): NULL = plain sockets. Else both sockets are
+     * CURVE servers with this key pair, admitting the edge certificates in
+     * curve_allow, and a batch naming an edge id or reply address its
+     * sender's key is not bound to is dropped (sl/zap.h). */
+    const struct keys_pair *curve;
+    const char *curve_allow;
 };
 
 /* What the persister counts. Written only by the thread in persister_run
@@ -55,6 +63,10 @@ struct persister;
 
 /* The persister's counters; valid until persister_destroy. Any thread. */
 const struct persister_stats *persister_stats(const struct persister *p);
+
+/* The ZAP handler's counts (handshakes, impostor batches), or NULL when
+ * CURVE is off. Valid until persister_destroy. Any thread. */
+const struct zap_counts *persister_zap_counts(const struct persister *p);
 
 /* Bind the sockets and allocate everything. NULL on failure (logged). Does
  * not contact the database yet. */

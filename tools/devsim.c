@@ -33,6 +33,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/msg.h"
+#include "sl/secfile.h"
 
 #define FDS_PER_WORKER 18000u /* connections per process, under the 20,000 fd limit */
 #define SECRET_MAX     4096
@@ -333,6 +334,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "sluice-devsim: cannot read --secret-file %s\n", o.secret_file);
             return 2;
         }
+        secfile_check(o.secret_file, "secret-file"); /* warns if other users may read it */
     } else if (o.secret && o.secret[0]) {
         slen = (long)strlen(o.secret);
         if (slen > SECRET_MAX)
