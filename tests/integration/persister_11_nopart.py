@@ -38,6 +38,8 @@ def main():
         day = lambda ns: "telemetry_" + time.strftime("%Y%m%d", time.gmtime(ns // 10**9))  # noqa: E731
         assert {day(far), day(past)} <= made, made
         assert rows[1][3] == day(far) and rows[2][3] == day(past), rows
+        created = p.metric("sluice_persister_partitions_created_total")
+        assert created and created >= 2, created
         print("ok: rows for days without partition stored in new partitions %s" % sorted(made))
     print("PASS")
 
