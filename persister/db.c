@@ -427,6 +427,120 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
     return sp_end(d, savepoint, rc);
 }
 
+/* ---- one round trip for a small batch ---------------------------------- */
+
+bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
+{
+    if (n == 0 || n > DB_ONESHOT_MAX)
+        return false;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        const struct batch_peer *p = &b->peers[r->peer];
+        if (memchr(r->dev.p, 0, r->dev.n) || memchr(p->edge.p, 0, p->edge.n) ||
+            memchr(b->json + r->json_off, 0, r->json_len))
+            return false;
+    }
+    return true;
+}
+
+/* An E'...' literal: quotes and backslashes doubled, so it reads the same
+ * whatever standard_conforming_strings says. out needs 2 * n + 3 bytes. */
+static size_t lit(char *out, const void *s, size_t n)
+{
+    const char *c = s;
+    size_t o = 0;
+    out[o++] = 'E';
+    out[o++] = '\'';
+    for (size_t k = 0; k < n; k++) {
+        if (c[k] == '\'' || c[k] == '\\')
+            out[o++] = c[k];
+        out[o++] = c[k];
+    }
+    out[o++] = '\'';
+    return o;
+}
+
+static size_t put(char *out, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return n;
+}
+
+static size_t ts_lit(char *out, int64_t us)
+{
+    size_t o = 0;
+    out[o++] = '\'';
+    o += rows_fmt_us(out + o, us);
+    out[o++] = '\'';
+    return o;
+}
+
+enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                          uint64_t *inserted)
+{
+    static const char head[] = "BEGIN;INSERT INTO telemetry_keys(device_id,seq,received_at)VALUES";
+    static const char mid[] =
+        ";INSERT INTO telemetry(device_id,seq,device_ts,received_at,edge_id,body)VALUES";
+    static const char tail[] = ";COMMIT";
+    *inserted = 0;
+    size_t need = sizeof head + sizeof mid + sizeof tail;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        /* key: (dev,seq,ts), row: (dev,seq,ts|NULL,ts,edge,json): literals at most double plus quotes */
+        need += 2u * (4u * r->dev.n + 2u * b->peers[r->peer].edge.n + 2u * r->json_len) + 3u * 48u + 64u;
+    }
+    if (need > d->copycap) {
+        char *nb = realloc(d->copybuf, need);
+        if (!nb) {
+            copy_msg(d, "out of memory");
+            d->sqlstate[0] = '\0';
+            return DB_TRANSIENT;
+        }
+        d->copybuf = nb;
+        d->copycap = need;
+    }
+    char *o = d->copybuf;
+    o += put(o, head);
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        if (k)
+            *o++ = ',';
+        *o++ = '(';
+        o += lit(o, r->dev.p, r->dev.n);
+        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
+        o += ts_lit(o, rows_at_us(r));
+        *o++ = ')';
+    }
+    o += put(o, mid);
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        if (k)
+            *o++ = ',';
+        *o++ = '(';
+        o += lit(o, r->dev.p, r->dev.n);
+        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
+        o += r->has_ts ? ts_lit(o, r->ts * 1000) : put(o, "NULL");
+        *o++ = ',';
+        o += ts_lit(o, rows_at_us(r));
+        *o++ = ',';
+        o += lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+        *o++ = ',';
+        o += lit(o, b->json + r->json_off, r->json_len);
+        *o++ = ')';
+    }
+    o += put(o, tail);
+    *o = '\0';
+    /* A failing statement ends the string: the result is its error, and the
+     * explicit transaction is left aborted for the caller's ROLLBACK. */
+    PGresult *res = PQexec(d->conn, d->copybuf);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        return failed(d, res);
+    PQclear(res);
+    *inserted = n;
+    return DB_OK;
+}
+
 static void be64(uint8_t *o, uint64_t v)
 {
     for (int k = 7; k >= 0; k--) {

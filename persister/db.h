@@ -55,6 +55,24 @@ enum db_path {
 enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
                    bool savepoint, uint64_t *inserted);
 
+/* The whole transaction of a batch of data rows only, in one round trip:
+ * "BEGIN; INSERT keys VALUES ...; INSERT rows VALUES ...; COMMIT" as one
+ * simple query (the fast path of DB_DIRECT for small batches, where the
+ * round trips of BEGIN, two COPYs and COMMIT, not the rows, are the time).
+ * DB_OK: committed, *inserted = n. Otherwise nothing is committed (but for
+ * DB_TRANSIENT at COMMIT: unknown, and a retry is idempotent) and the
+ * caller rolls back: DB_DATA as db_rows(DB_DIRECT) says it (23505 for a
+ * key already stored), DB_NOPART, DB_TRANSIENT. Call outside a transaction,
+ * only when db_oneshot_ok. */
+enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                          uint64_t *inserted);
+
+/* Whether rows idx[0..n) can go as SQL literals: at most DB_ONESHOT_MAX of
+ * them and no NUL byte in a device id, edge id or body (text cannot hold
+ * one; COPY turns it into an error the bisect deals with). Pure. */
+#define DB_ONESHOT_MAX 128u
+bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
+
 /* Upsert device_sessions for connect/disconnect rows idx[0..n), inside a
  * savepoint: one statement for the connects, then one for the disconnects
  * (two round trips whatever n). One refused row fails the call with DB_DATA

@@ -141,9 +141,36 @@ static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats
     }
     b->err_len = err_keep;
 
+    /* Few data rows and nothing else, none known to be stored: the whole
+     * transaction in one round trip. If it fails, the steps below (which
+     * take one round trip each) find out why. */
+    bool refused = false;
+    if (nd > 0 && nd == b->nrows && !w->staged_left && db_oneshot_ok(b, w->idx, nd)) {
+        uint64_t ins = 0;
+        st->attempts++;
+        enum db_rc rc = db_rows_commit(w->db, b, w->idx, nd, &ins);
+        if (rc == DB_OK) {
+            st->inserted = ins;
+            st->stored = nd;
+            mark(b, w->idx, nd, ROW_STORED);
+            return DB_OK;
+        }
+        if (rc != DB_DATA)
+            return fail_rc(w, rc);
+        db_rollback(w->db);
+        if (strcmp(db_last_sqlstate(w->db), "23505") == 0)
+            w->staged_left = WRITER_STAGED_AFTER_DUP + 1; /* this batch and the next 16 */
+        else
+            refused = true; /* a row refused: straight to the bisect */
+    }
+
     if (db_begin(w->db) != DB_OK)
         return fail(w);
-    if (nd > 0) {
+    if (nd > 0 && refused) {
+        enum db_rc rc = bisect_rows(w, b, w->idx, nd, st);
+        if (rc != DB_OK)
+            return fail_rc(w, rc);
+    } else if (nd > 0) {
         uint64_t ins = 0;
         st->attempts++;
         enum db_path path = w->staged_left ? DB_STAGED : DB_DIRECT;

@@ -20,7 +20,9 @@ import time
 import pgtest
 import proc
 
-COMMIT_MSG = b"Q\x00\x00\x00\x0bCOMMIT\x00"  # a simple-protocol Query "COMMIT"
+# The end of a simple-protocol Query that commits: "COMMIT" alone, or a string ending ";COMMIT" (the
+# persister sends a small batch's whole transaction as one query).
+COMMIT_ENDS = (b"Q\x00\x00\x00\x0bCOMMIT\x00", b";COMMIT\x00")
 
 
 class Pair:
@@ -104,6 +106,7 @@ class CommitCutter:
             threading.Thread(target=self._pump, args=(s, c, state, False), daemon=True).start()
 
     def _pump(self, src, dst, state, upstream):
+        tail = b""
         try:
             while True:
                 b = src.recv(65536)
@@ -112,7 +115,8 @@ class CommitCutter:
                 if not upstream and state["muted"]:
                     continue  # the server's answers to the client are lost from now on
                 dst.sendall(b)
-                if upstream and self.armed and COMMIT_MSG in b:
+                seen, tail = tail + b, (tail + b)[-16:]
+                if upstream and self.armed and any(c in seen for c in COMMIT_ENDS):
                     with self.lock:
                         if self.armed:
                             self.armed = False

@@ -34,6 +34,7 @@ static struct {
     int nmissing;
     bool never_created; /* db_partition says it created, the day stays missing */
     int partition_calls, nopart_returns;
+    int oneshots; /* db_rows_commit calls */
 } F;
 
 static bool day_missing(int64_t at_us)
@@ -134,6 +135,24 @@ enum db_rc __wrap_db_rows(struct db *d, const struct batch *b, const uint32_t *i
     }
     *inserted = n - dups;
     return DB_OK;
+}
+
+/* The one-round-trip transaction: BEGIN, a direct write and COMMIT, as the
+ * steps above count them. On failure the transaction stays open (aborted)
+ * for the caller's rollback, as the server leaves it. */
+enum db_rc __wrap_db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                 uint64_t *inserted);
+enum db_rc __wrap_db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                 uint64_t *inserted)
+{
+    F.oneshots++;
+    enum db_rc rc = __wrap_db_begin(d);
+    if (rc != DB_OK)
+        return rc;
+    rc = __wrap_db_rows(d, b, idx, n, DB_DIRECT, false, inserted);
+    if (rc != DB_OK)
+        return rc;
+    return __wrap_db_commit(d);
 }
 
 enum db_rc __wrap_db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
@@ -410,6 +429,44 @@ static void test_sessions(void **state)
     batch_fini(&b);
 }
 
+static void test_oneshot_only_for_small_plain_batches(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill(&b, 10);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 1); /* one round trip: BEGIN, keys, rows, COMMIT */
+    assert_int_equal(st.stored, 10);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, DB_ONESHOT_MAX + 1); /* big batches: COPY */
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(F.direct_calls, 1);
+    assert_int_equal(st.stored, DB_ONESHOT_MAX + 1);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, 3); /* sessions to upsert too: the steps */
+    struct envelope c = {.kind = ENV_CONNECT, .dev = {(const uint8_t *)"d", 1}, .epoch = 9};
+    assert_int_equal(batch_add(&b, 0, &c), SL_OK);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(F.sessions, 1);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, 3); /* a dead letter to write too: the steps */
+    b.rows[1].bad = true;
+    batch_set_err(&b, 1, "no body", 7);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(st.dead, 1);
+    batch_fini(&b);
+}
+
 /* Rows 1..n/2 received on day 0, the rest on day 3 (2025-11-28 and 12-01). */
 static void fill_two_days(struct batch *b, uint32_t n)
 {
@@ -485,6 +542,7 @@ int main(void)
         cmocka_unit_test_setup(test_commit_failure_is_transient, setup),
         cmocka_unit_test_setup(test_unstorable_dead_letter_is_dropped, setup),
         cmocka_unit_test_setup(test_sessions, setup),
+        cmocka_unit_test_setup(test_oneshot_only_for_small_plain_batches, setup),
         cmocka_unit_test_setup(test_missing_partition_created, setup),
         cmocka_unit_test_setup(test_missing_partition_while_bisecting, setup),
         cmocka_unit_test_setup(test_partition_never_appears, setup),
