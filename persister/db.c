@@ -43,6 +43,8 @@
 
 struct db {
     char *conninfo;
+    int conflicts_max;                        /* telemetry_conflicts rows kept per device */
+    uint64_t conflicts_found, conflicts_kept; /* of the staged writes since db_conflicts */
     PGconn *conn;
     char err[512];
     char sqlstate[6];
@@ -56,6 +58,7 @@ struct db *db_new(const char *conninfo)
     if (!d)
         return NULL;
     d->conninfo = strdup(conninfo ? conninfo : "");
+    d->conflicts_max = DB_CONFLICTS_MAX_DEFAULT;
     d->copycap = COPY_CHUNK;
     d->copybuf = malloc(d->copycap);
     if (!d->conninfo || !d->copybuf) {
@@ -197,15 +200,45 @@ static enum db_rc migrate(struct db *d)
  * be twice in one batch (a resend caught up with its original): DISTINCT ON
  * keeps the earliest copy, as the old primary key kept the first. Keys are
  * inserted in key order, so two persisters (or two connections) staging
- * overlapping resends lock them in the same order and cannot deadlock. */
+ * overlapping resends lock them in the same order and cannot deadlock.
+ *
+ * The same statement finds the resends that are not resends (f): a staged
+ * copy whose body or ts differs from the version kept, which is the one
+ * stored before this statement (its key existed: the snapshot of these CTEs
+ * does not see k's keys) or else the batch's earliest copy. A version
+ * already noted is not noted again; at most $1 rows per device are kept
+ * (c), the rest only counted. Returns one row: rows inserted, conflicts
+ * found, conflicts kept. Only resends come this way: the common path
+ * (COPY, one-shot) never runs it. */
 #define STAGED_INSERT(src)                                                                                   \
     "s AS (SELECT DISTINCT ON (device_id, seq) * FROM " src " ORDER BY device_id, seq, received_at),"        \
     " k AS (INSERT INTO telemetry_keys (device_id, seq, received_at)"                                        \
     " SELECT device_id, seq, received_at FROM s ORDER BY device_id, seq"                                     \
-    " ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq)"                                     \
-    " INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"                         \
+    " ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq),"                                    \
+    " i AS (INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"                   \
     " SELECT s.device_id, s.seq, s.device_ts, s.received_at, s.edge_id, s.body FROM s JOIN k USING "         \
-    "(device_id, seq)"
+    "(device_id, seq) RETURNING 1),"                                                                         \
+    " f AS (SELECT DISTINCT ON (x.device_id, x.seq, x.body, x.device_ts) x.device_id, x.seq, x.received_at," \
+    " x.device_ts, x.body, x.edge_id, v.received_at AS v_at, v.device_ts AS v_ts, v.body AS v_body"          \
+    " FROM " src " x JOIN LATERAL ("                                                                         \
+    " SELECT t.received_at, t.device_ts, t.body FROM telemetry_keys tk JOIN telemetry t"                     \
+    " ON t.device_id = tk.device_id AND t.seq = tk.seq AND t.received_at = tk.received_at"                   \
+    " WHERE tk.device_id = x.device_id AND tk.seq = x.seq"                                                   \
+    " UNION ALL SELECT e.received_at, e.device_ts, e.body FROM s e"                                          \
+    " WHERE e.device_id = x.device_id AND e.seq = x.seq AND NOT EXISTS"                                      \
+    " (SELECT 1 FROM telemetry_keys tk2 WHERE tk2.device_id = x.device_id AND tk2.seq = x.seq)) v ON true"   \
+    " WHERE (x.body IS DISTINCT FROM v.body OR x.device_ts IS DISTINCT FROM v.device_ts)"                    \
+    " AND NOT EXISTS (SELECT 1 FROM telemetry_conflicts n WHERE n.device_id = x.device_id"                   \
+    " AND n.seq = x.seq AND n.body = x.body AND n.device_ts IS NOT DISTINCT FROM x.device_ts)"               \
+    " ORDER BY x.device_id, x.seq, x.body, x.device_ts, x.received_at),"                                     \
+    " c AS (INSERT INTO telemetry_conflicts (device_id, seq, stored_received_at, stored_device_ts,"          \
+    " stored_body, received_at, device_ts, body, edge_id)"                                                   \
+    " SELECT g.device_id, g.seq, g.v_at, g.v_ts, g.v_body, g.received_at, g.device_ts, g.body, g.edge_id"    \
+    " FROM (SELECT f.*, row_number() OVER (PARTITION BY f.device_id ORDER BY f.received_at) AS nth FROM f) " \
+    "g"                                                                                                      \
+    " WHERE g.nth + (SELECT count(*) FROM telemetry_conflicts n WHERE n.device_id = g.device_id) <= $1"      \
+    " RETURNING 1)"                                                                                          \
+    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM f), (SELECT count(*) FROM c)"
 
 static const char *const stmts[][2] = {
     {"ins", "WITH " STAGED_INSERT("sl_stage")},
@@ -403,6 +436,34 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
 
 #define TELEMETRY_COLS "(device_id, seq, device_ts, received_at, edge_id, body)"
 
+/* The staged statement: one row of counts (STAGED_INSERT). */
+static enum db_rc staged_insert(struct db *d, const char *stmt, uint64_t *inserted)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", d->conflicts_max);
+    const char *v[1] = {max};
+    PGresult *res = PQexecPrepared(d->conn, stmt, 1, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 3)
+        return failed(d, res);
+    *inserted = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    d->conflicts_found += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    d->conflicts_kept += strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+    return DB_OK;
+}
+
+void db_set_conflicts_max(struct db *d, int max)
+{
+    d->conflicts_max = max;
+}
+
+void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept)
+{
+    *found = d->conflicts_found;
+    *kept = d->conflicts_kept;
+    d->conflicts_found = d->conflicts_kept = 0;
+}
+
 enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
                    bool savepoint, uint64_t *inserted)
 {
@@ -422,7 +483,7 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
         rc = copy_rows(d, b, idx, n, "COPY sl_stage " TELEMETRY_COLS " FROM STDIN", rows_copy_line,
                        rows_copy_bound, &copied);
         if (rc == DB_OK)
-            rc = exec_prepared(d, savepoint ? "ins_del" : "ins", 0, NULL, NULL, NULL, inserted);
+            rc = staged_insert(d, savepoint ? "ins_del" : "ins", inserted);
     }
     return sp_end(d, savepoint, rc);
 }

@@ -55,6 +55,18 @@ enum db_path {
 enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
                    bool savepoint, uint64_t *inserted);
 
+/* telemetry_conflicts rows kept per device (default DB_CONFLICTS_MAX_DEFAULT):
+ * beyond, conflicts are only counted. Call before the first db_rows. */
+#define DB_CONFLICTS_MAX_DEFAULT 100
+void db_set_conflicts_max(struct db *d, int max);
+
+/* Conflicts (a stored (device_id, seq) resent with another body or ts) that
+ * the staged writes since the last call found, and how many of them were
+ * kept in telemetry_conflicts; resets both. Only DB_STAGED writes look.
+ * Counts of writes later rolled back are included: call after a COMMIT,
+ * and reset before the transaction. */
+void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
+
 /* The whole transaction of a batch of data rows only, in one round trip:
  * "BEGIN; INSERT keys VALUES ...; INSERT rows VALUES ...; COMMIT" as one
  * simple query (the fast path of DB_DIRECT for small batches, where the
@@ -114,8 +126,8 @@ enum db_rc db_drop_partition(struct db *d, const struct db_part *p);
 
 /* Delete what telemetry's retention leaves behind: keys older than the oldest
  * partition left (none if that partition starts at MINVALUE), dead letters
- * received and closed sessions ended before cutoff_us. Counts in *keys,
- * *rejected, *sessions. */
+ * and conflicts received and closed sessions ended before cutoff_us. Counts
+ * in *keys, *rejected (dead letters + conflicts), *sessions. */
 enum db_rc db_trim(struct db *d, int64_t cutoff_us, uint64_t *keys, uint64_t *rejected, uint64_t *sessions);
 
 /* A session-level advisory lock (maintenance work one persister does at a

@@ -245,6 +245,7 @@ struct lane *lane_new(const struct lane_cfg *cfg)
         return NULL;
     }
     l->writer.part_days = cfg->part_days;
+    db_set_conflicts_max(l->db, cfg->conflicts_max);
     /* Signals are for the loop's thread: its zmq_poll returns early on them. */
     sigset_t all, old;
     sigemptyset(&all);

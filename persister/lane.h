@@ -29,6 +29,7 @@ struct lane_cfg {
     const char *conninfo; /* libpq conninfo (copied); multi-host with target_session_attrs works */
     uint32_t cap_rows;    /* the largest batch it will be given */
     int part_days;        /* telemetry partition period (writer.part_days) */
+    int conflicts_max;    /* telemetry_conflicts rows kept per device (db_set_conflicts_max) */
     int notify_fd;        /* eventfd: 1 is added when a batch is done */
     unsigned id;          /* for log lines */
 };

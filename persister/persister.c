@@ -256,6 +256,7 @@ struct persister *persister_new(const struct persister_cfg *cfg)
         const struct lane_cfg lc = {.conninfo = cfg->db,
                                     .cap_rows = cap,
                                     .part_days = (int)cfg->partition_days,
+                                    .conflicts_max = (int)cfg->conflicts_max,
                                     .notify_fd = p->efd,
                                     .id = i};
         if (!(p->lanes[i] = lane_new(&lc))) {
@@ -443,6 +444,9 @@ static int collect_done(struct persister *p)
                 log_warn("event=poison_rows rejected=%llu dropped=%llu attempts=%llu",
                          (unsigned long long)st->dead, (unsigned long long)st->dropped,
                          (unsigned long long)st->attempts);
+            if (st->conflicts)
+                log_warn("event=conflicts found=%llu kept=%llu", (unsigned long long)st->conflicts,
+                         (unsigned long long)st->conflicts_kept);
             send_acks(p, &s->batch);
             stat_add(&p->st.rows_committed, st->stored);
             stat_add(&p->st.rows_inserted, st->inserted);
@@ -451,6 +455,7 @@ static int collect_done(struct persister *p)
             stat_add(&p->st.rows_dropped, st->dropped);
             stat_add(&p->st.sessions, st->sessions);
             stat_add(&p->st.partitions_created, st->partitions);
+            stat_add(&p->st.conflicts, st->conflicts);
             stat_hist_observe(&p->st.batch_rows, (double)s->batch.nrows);
             stat_hist_observe(&p->st.commit_seconds, (double)r.busy_us / 1e6);
         }

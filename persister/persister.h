@@ -28,6 +28,7 @@ struct persister_cfg {
     int64_t partition_days;       /* telemetry partition period */
     int64_t partition_ahead_days; /* partitions created this far ahead */
     int64_t retention_days;       /* drop partitions older than this; 0 = keep everything */
+    int64_t conflicts_max;        /* telemetry_conflicts rows kept per device */
     int64_t edge_timeout_ms;      /* close sessions of an edge incarnation silent this long */
     int64_t json_bytes;           /* JSON arena per batch (0 = derived from batch size) */
     int64_t shutdown_ms;          /* after SIGTERM, how long to keep retrying the last batch */
@@ -55,6 +56,7 @@ struct persister_stats {
     struct stat_hist batch_rows;         /* rows per committed batch */
     struct stat_hist commit_seconds;     /* time to commit a batch, retries included */
     _Atomic uint64_t partitions_created; /* by the writers, for rows that found none */
+    _Atomic uint64_t conflicts;          /* resends with another body or ts (kept or, over the bound, not) */
     struct maint_stats maint;            /* written by the maintenance thread only */
 };
 

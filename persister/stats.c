@@ -33,6 +33,7 @@ void stats_collect(void *ud)
     metric_counter_set(st->partitions_created,
                        stat_get(&s->partitions_created) + stat_get(&s->maint.partitions_created));
     metric_counter_set(st->partitions_dropped, stat_get(&s->maint.partitions_dropped));
+    metric_counter_set(st->conflicts, stat_get(&s->conflicts));
     int64_t up = stat_gget(&s->pg_up);
     metric_set(st->pending, stat_gget(&s->pending));
     metric_set(st->pg_up, up);
@@ -81,6 +82,9 @@ void stats_init(struct stats *st, const struct persister_stats *src)
          "telemetry partitions created (ahead of time, or for a row that found none)"},
         {&st->partitions_dropped, "sluice_persister_partitions_dropped_total",
          "telemetry partitions detached and dropped by --retention-days"},
+        {&st->conflicts, "sluice_persister_conflicts_total",
+         "Stored messages resent with another body or ts (kept in telemetry_conflicts up to the per-device "
+         "bound)"},
     };
     metrics_counters(later, sizeof later / sizeof later[0]);
     metrics_set_collect(stats_collect, st);

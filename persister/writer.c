@@ -123,6 +123,8 @@ static enum db_rc fail_rc(struct writer *w, enum db_rc rc)
 static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats *st)
 {
     memset(st, 0, sizeof *st);
+    uint64_t stale_found, stale_kept;
+    db_conflicts(w->db, &stale_found, &stale_kept); /* counted by an attempt rolled back: forget */
     /* A retry starts from the mapper's verdicts: forget what a rolled-back
      * attempt decided, and the error texts it recorded. */
     size_t err_keep = 0;
@@ -233,6 +235,7 @@ static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats
 
     if (db_commit(w->db) != DB_OK)
         return fail(w);
+    db_conflicts(w->db, &st->conflicts, &st->conflicts_kept);
 
     /* Only now are the verdicts true. */
     for (uint32_t i = 0; i < b->nrows; i++) {

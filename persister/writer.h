@@ -22,14 +22,16 @@
 #include "rows.h"
 
 struct writer_stats {
-    uint64_t inserted;   /* new telemetry rows */
-    uint64_t stored;     /* data rows durable in telemetry (inserted + duplicates) */
-    uint64_t dead;       /* data rows stored in telemetry_rejected */
-    uint64_t dropped;    /* rows stored nowhere (not acked) */
-    uint64_t sessions;   /* session rows upserted */
-    uint64_t attempts;   /* db_rows calls (1 without poison rows or duplicates) */
-    uint64_t partitions; /* partitions this batch had to create */
-    bool staged;         /* the batch went through the staging table (duplicates) */
+    uint64_t inserted;       /* new telemetry rows */
+    uint64_t stored;         /* data rows durable in telemetry (inserted + duplicates) */
+    uint64_t dead;           /* data rows stored in telemetry_rejected */
+    uint64_t dropped;        /* rows stored nowhere (not acked) */
+    uint64_t sessions;       /* session rows upserted */
+    uint64_t attempts;       /* db_rows calls (1 without poison rows or duplicates) */
+    uint64_t partitions;     /* partitions this batch had to create */
+    uint64_t conflicts;      /* stored (device_id, seq) resent with another body or ts (staged path only) */
+    uint64_t conflicts_kept; /* of them, noted in telemetry_conflicts (the rest: over the per-device bound) */
+    bool staged;             /* the batch went through the staging table (duplicates) */
 };
 
 #define WRITER_STAGED_AFTER_DUP 16

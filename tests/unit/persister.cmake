@@ -7,4 +7,4 @@ sl_unit_test(test_persister_db SOURCES unit/test_persister_db.c LIBS persister_c
 sl_unit_test(test_persister_stats SOURCES unit/test_persister_stats.c LIBS persister_core)
 sl_unit_test(test_persister_writer SOURCES unit/test_persister_writer.c LIBS persister_core)
 target_link_options(test_persister_writer PRIVATE
-  -Wl,--wrap=db_begin,--wrap=db_commit,--wrap=db_rollback,--wrap=db_rows,--wrap=db_sessions,--wrap=db_reject,--wrap=db_last_error,--wrap=db_last_sqlstate,--wrap=db_partition,--wrap=db_rows_commit)
+  -Wl,--wrap=db_begin,--wrap=db_commit,--wrap=db_rollback,--wrap=db_rows,--wrap=db_sessions,--wrap=db_reject,--wrap=db_last_error,--wrap=db_last_sqlstate,--wrap=db_partition,--wrap=db_rows_commit,--wrap=db_conflicts)

@@ -101,7 +101,12 @@ static const char expected[] =
     "# HELP sluice_persister_partitions_dropped_total telemetry partitions detached and dropped by "
     "--retention-days\n"
     "# TYPE sluice_persister_partitions_dropped_total counter\n"
-    "sluice_persister_partitions_dropped_total 0\n";
+    "sluice_persister_partitions_dropped_total 0\n"
+    /* issue 11 item 7 */
+    "# HELP sluice_persister_conflicts_total Stored messages resent with another body or ts (kept in "
+    "telemetry_conflicts up to the per-device bound)\n"
+    "# TYPE sluice_persister_conflicts_total counter\n"
+    "sluice_persister_conflicts_total 0\n";
 
 static void test_export(void **state)
 {
@@ -140,6 +145,9 @@ static void test_export(void **state)
     metrics_render(buf, sizeof buf);
     assert_non_null(strstr(buf, "\nsluice_persister_partitions_created_total 5\n"));
     assert_non_null(strstr(buf, "\nsluice_persister_partitions_dropped_total 4\n"));
+    stat_add(&s.conflicts, 6);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_conflicts_total 6\n"));
 
     stats_fini(&st);
     assert_null(st.src);

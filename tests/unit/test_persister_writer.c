@@ -34,7 +34,9 @@ static struct {
     int nmissing;
     bool never_created; /* db_partition says it created, the day stays missing */
     int partition_calls, nopart_returns;
-    int oneshots; /* db_rows_commit calls */
+    int oneshots;            /* db_rows_commit calls */
+    bool conflict[1024];     /* by seq: stored with another body; a staged write finds it */
+    uint64_t conflicts_seen; /* found by staged writes since db_conflicts last read them */
 } F;
 
 static bool day_missing(int64_t at_us)
@@ -134,7 +136,18 @@ enum db_rc __wrap_db_rows(struct db *d, const struct batch *b, const uint32_t *i
         }
     }
     *inserted = n - dups;
+    if (path == DB_STAGED)
+        for (uint32_t k = 0; k < n; k++)
+            F.conflicts_seen += F.conflict[b->rows[idx[k]].seq];
     return DB_OK;
+}
+
+void __wrap_db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
+void __wrap_db_conflicts(struct db *d, uint64_t *found, uint64_t *kept)
+{
+    (void)d;
+    *found = *kept = F.conflicts_seen;
+    F.conflicts_seen = 0;
 }
 
 /* The one-round-trip transaction: BEGIN, a direct write and COMMIT, as the
@@ -429,6 +442,31 @@ static void test_sessions(void **state)
     batch_fini(&b);
 }
 
+static void test_conflicts_from_the_staged_path_only(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill(&b, 10);
+    F.stored[3] = F.conflict[3] = true; /* seq 3 is stored with another body */
+    struct writer w;
+    assert_int_equal(writer_init(&w, NULL, b.cap_rows), 0);
+    assert_int_equal(writer_commit(&w, &b, &st), DB_OK);
+    assert_true(st.staged);
+    assert_int_equal(st.conflicts, 1);
+    assert_int_equal(st.conflicts_kept, 1);
+    assert_int_equal(b.rows[2].state, ROW_STORED); /* acked: its first version is durable, the second noted */
+    /* a rolled-back attempt's count is not reported by the next one */
+    F.conflicts_seen = 5;
+    F.stored[3] = F.conflict[3] = false;
+    w.staged_left = 0;
+    assert_int_equal(writer_commit(&w, &b, &st), DB_OK);
+    assert_false(st.staged);
+    assert_int_equal(st.conflicts, 0);
+    writer_fini(&w);
+    batch_fini(&b);
+}
+
 static void test_oneshot_only_for_small_plain_batches(void **state)
 {
     (void)state;
@@ -543,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup(test_unstorable_dead_letter_is_dropped, setup),
         cmocka_unit_test_setup(test_sessions, setup),
         cmocka_unit_test_setup(test_oneshot_only_for_small_plain_batches, setup),
+        cmocka_unit_test_setup(test_conflicts_from_the_staged_path_only, setup),
         cmocka_unit_test_setup(test_missing_partition_created, setup),
         cmocka_unit_test_setup(test_missing_partition_while_bisecting, setup),
         cmocka_unit_test_setup(test_partition_never_appears, setup),
