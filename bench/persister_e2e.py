@@ -122,8 +122,8 @@ def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
     klines = keys_text.splitlines(keepends=True)
     c = psycopg2.connect(dsn)
     cur = c.cursor()
-    cur.execute("SELECT pg_backend_pid()")
-    backend = cur.fetchone()[0]
+    cur.execute("SELECT pg_backend_pid(), pg_current_wal_lsn() - '0/0'::pg_lsn")
+    backend, wal0 = cur.fetchone()
     c.commit()
     cpu0 = cpu_s(backend)
     t0 = time.perf_counter()
@@ -135,8 +135,10 @@ def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
         c.commit()
     dt = time.perf_counter() - t0
     us = (cpu_s(backend) - cpu0) / len(lines) * 1e6
+    cur.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+    wal = float(cur.fetchone()[0] - wal0) / len(lines)
     c.close()
-    return len(lines) / dt, us
+    return len(lines) / dt, us, wal
 
 
 def main():
@@ -222,7 +224,7 @@ def main():
         plain = sorted(copy_ceiling(dsn, text, keys_text, 5000, False) for _ in range(a.copy_repeat))
         both = sorted(copy_ceiling(dsn, text, keys_text, 5000, True) for _ in range(a.copy_repeat))
         la1 = load()
-        (mp, up), (mb, ub) = plain[len(plain) // 2], both[len(both) // 2]
+        (mp, up, wp), (mb, ub, wb) = plain[len(plain) // 2], both[len(both) // 2]
         plain, both = [x[0] for x in plain], [x[0] for x in both]
         ratio = s["rate"] / mp
         good = ratio >= 0.85
@@ -232,7 +234,7 @@ def main():
         print("COPY of the same rows into telemetry + telemetry_keys (the persister's tables): %8.0f rows/s "
               "(runs %s)" % (mb, " ".join("%.0f" % x for x in both)))
         print("backend CPU per row (median run): %.2f us into telemetry, %.2f us with the keys: the keys cost "
-              "%.2f us a row" % (up, ub, ub - up))
+              "%.2f us a row; WAL %.0f B/row, %.0f B/row with the keys" % (up, ub, ub - up, wp, wb))
         print("saturation / COPY ceiling: %.2fx   target >= 0.85x: %s   (/ COPY incl. keys: %.2fx)" %
               (ratio, "ok" if good else "MISSED", s["rate"] / mb))
         print("load average at end: %s" % load())
