@@ -57,6 +57,13 @@
 #define ACK_BUF   (256u * 1024u)
 #define TICK_MS   1000u
 #define PULL_HWM  1000
+/* While a lane is committing, another lane takes the filling batch only
+ * once it is this old or this big (docs/internals.md, "persister: group
+ * commit"): a second commit of a few rows costs PostgreSQL as much CPU as a
+ * commit of a hundred, and on a box where it is short of CPU that costs
+ * everyone latency. A row waits at most this long for the overlap. */
+#define OVERLAP_US   1000u
+#define OVERLAP_ROWS 128u
 
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
@@ -80,6 +87,7 @@ struct slot {
     struct held **msgs;
     uint32_t nmsgs, cap_msgs;
     uint64_t first_ms; /* monotonic ms of its first row */
+    uint64_t first_us; /* the same in microseconds */
     struct lane *lane;
 };
 
@@ -173,6 +181,7 @@ static void slot_release(struct persister *p, struct slot *s)
     s->nmsgs = 0;
     batch_reset(&s->batch);
     s->first_ms = 0;
+    s->first_us = 0;
     s->lane = NULL;
 }
 
@@ -474,15 +483,45 @@ static struct lane *free_lane(struct persister *p)
     return NULL;
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool lanes_busy(struct persister *p)
+{
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->slots[i].lane)
+            return true;
+    return false;
+}
+
+/* When the filling batch may go to a free lane: microseconds from now, 0 =
+ * at once, UINT64_MAX = not before something changes (rows, a lane done). */
+static uint64_t due_in_us(struct persister *p, uint64_t now)
+{
+    const struct slot *f = p->fill;
+    if (f->batch.nrows == 0)
+        return UINT64_MAX;
+    if (!slot_room(f) || p->stopping)
+        return 0;
+    if (p->cfg.batch_ms > 0) {
+        uint64_t at = f->first_ms + (uint64_t)p->cfg.batch_ms;
+        return at > now ? (at - now) * 1000u : 0;
+    }
+    if (!lanes_busy(p) || f->batch.nrows >= OVERLAP_ROWS)
+        return 0;
+    uint64_t at = f->first_us + OVERLAP_US, us = mono_us();
+    return at > us ? at - us : 0;
+}
+
 /* Hand the filling batch to a free lane when it is due; fill another. */
 static bool dispatch(struct persister *p, uint64_t now)
 {
     struct slot *f = p->fill;
-    if (f->batch.nrows == 0)
-        return false;
-    bool due = !slot_room(f) || p->cfg.batch_ms == 0 || p->stopping ||
-               now >= f->first_ms + (uint64_t)p->cfg.batch_ms;
-    if (!due)
+    if (due_in_us(p, now) != 0)
         return false;
     struct lane *l = free_lane(p);
     if (!l)
@@ -552,8 +591,10 @@ static bool read_entries(struct persister *p, uint64_t now)
             return false;
         }
         p->has_held = false;
-        if (rc == SL_OK && b->nrows == 1)
+        if (rc == SL_OK && b->nrows == 1) {
             p->fill->first_ms = now;
+            p->fill->first_us = mono_us();
+        }
         if (rc == SL_AGAIN && e.kind != ENV_HEARTBEAT && e.kind != ENV_RES && e.kind != ENV_UNDELIVERABLE)
             stat_inc(&p->st.entries_skipped);
     }
@@ -644,14 +685,6 @@ static void drain_router(struct persister *p)
     zmq_msg_close(&m);
 }
 
-static bool lanes_busy(struct persister *p)
-{
-    for (unsigned i = 0; i < p->nslots; i++)
-        if (p->slots[i].lane)
-            return true;
-    return false;
-}
-
 /* A stall (nothing could be pulled: the filling batch full, every lane
  * busy) begins or ends; at its end the edges are forgiven the silence. */
 static void stall(struct persister *p, bool stalled, uint64_t now)
@@ -699,9 +732,9 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         }
 
         int timeout = (int)(p->next_tick > now ? p->next_tick - now : 0);
-        if (p->fill->batch.nrows > 0 && p->cfg.batch_ms > 0) {
-            uint64_t at = p->fill->first_ms + (uint64_t)p->cfg.batch_ms;
-            int left = (int)(at > now ? at - now : 0);
+        uint64_t due = due_in_us(p, now);
+        if (due != UINT64_MAX && free_lane(p)) {
+            int left = (int)((due + 999u) / 1000u); /* zmq_poll counts ms: never wake early */
             if (left < timeout)
                 timeout = left;
         }
