@@ -1,8 +1,9 @@
 /* writer.h - one batch -> one committed transaction, poison rows isolated.
  *
- * writer_commit runs the batch through db.h: fast path first (the batch's
- * keys in one COPY into telemetry_keys, its rows in one COPY into
- * telemetry). If a key is already stored (23505, a resend), it rolls back and
+ * writer_commit runs the batch through db.h: fast path first (a small batch
+ * of data rows only: the whole transaction in one round trip,
+ * db_rows_commit; else the batch's keys in one COPY into telemetry_keys,
+ * its rows in one COPY into telemetry). If a key is already stored (23505, a resend), it rolls back and
  * writes the batch through the staging table with ON CONFLICT DO NOTHING on
  * the keys, and keeps using that path for the next
  * WRITER_STAGED_AFTER_DUP batches (resends come in bursts, and a failed
@@ -51,7 +52,8 @@ void writer_fini(struct writer *w);
 
 /* DB_OK: committed; every data row is ROW_STORED, ROW_DEAD or ROW_DROPPED.
  * DB_TRANSIENT: nothing committed (the transaction is rolled back or the
- * connection is bad). Never returns DB_DATA. */
+ * connection is bad; after a lost COMMIT answer: unknown, and the retry is
+ * idempotent). Never returns DB_DATA or DB_NOPART. */
 enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats *st);
 
 #endif
