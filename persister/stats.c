@@ -30,6 +30,10 @@ void stats_collect(void *ud)
     metric_counter_set(st->batches_refused, stat_get(&s->batches_refused));
     metric_counter_set(st->edges_lost, stat_get(&s->edges_lost));
     metric_counter_set(st->entries_skipped, stat_get(&s->entries_skipped));
+    metric_counter_set(st->partitions_created,
+                       stat_get(&s->partitions_created) + stat_get(&s->maint.partitions_created));
+    metric_counter_set(st->partitions_dropped, stat_get(&s->maint.partitions_dropped));
+    metric_counter_set(st->conflicts, stat_get(&s->conflicts));
     int64_t up = stat_gget(&s->pg_up);
     metric_set(st->pending, stat_gget(&s->pending));
     metric_set(st->pg_up, up);
@@ -78,6 +82,18 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
     st->commit_seconds =
         metrics_hist("sluice_persister_commit_seconds", "Time to commit a batch, retries included", NULL,
                      src->commit_seconds.bounds, src->commit_seconds.nb);
+    /* Series added later come after the first ones: a scrape's older part
+     * reads as it always did. */
+    const struct metrics_counter_def later[] = {
+        {&st->partitions_created, "sluice_persister_partitions_created_total",
+         "telemetry partitions created (ahead of time, or for a row that found none)"},
+        {&st->partitions_dropped, "sluice_persister_partitions_dropped_total",
+         "telemetry partitions detached and dropped by --retention-days"},
+        {&st->conflicts, "sluice_persister_conflicts_total",
+         "Stored messages resent with another body or ts (kept in telemetry_conflicts up to the per-device "
+         "bound)"},
+    };
+    metrics_counters(later, sizeof later / sizeof later[0]);
     if (zap) {
         /* With CURVE only, after the others; the same four series in the
          * notifier (docs/security.md). */

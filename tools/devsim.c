@@ -121,11 +121,11 @@ static void progress(const struct totals *now, const struct totals *prev, double
     char line[512];
     snprintf(line, sizeof line,
              "t=%.0fs connected=%" PRIu64 "/%" PRIu64 " sent/s=%" PRIu64 " acked/s=%" PRIu64 " sent=%" PRIu64
-             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%" PRIu64 "ms p99=%" PRIu64 "ms reconnects=%" PRIu64
+             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%.2fms p99=%.2fms reconnects=%" PRIu64
              " errors=%" PRIu64,
              elapsed, now->connected, devices, now->queued - prev->queued, now->acked - prev->acked,
-             now->queued, now->acked, now->queued - now->acked, hist_quantile(&d, 0.5),
-             hist_quantile(&d, 0.99), now->disconnects, now->errors);
+             now->queued, now->acked, now->queued - now->acked, (double)hist_quantile(&d, 0.5) / 1000.0,
+             (double)hist_quantile(&d, 0.99) / 1000.0, now->disconnects, now->errors);
     if (tty)
         fprintf(stderr, "\r%s\033[K", line);
     else
@@ -262,12 +262,12 @@ static void json_summary(FILE *f, const struct opts *o, uint32_t k, const struct
             ",\"acked\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"frames\":%" PRIu64 ",\"resent\":%" PRIu64
             ",\"reconnects\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"backpressure\":%" PRIu64
             ",\"acked_per_s\":%.1f,"
-            "\"latency_ms\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64
-            ",\"max\":%" PRIu64 "},",
+            "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
             o->devices, k, secs, t->queued, t->acked, t->queued - t->acked, t->frames, t->resent,
             t->disconnects, t->errors, t->backpressure, secs > 0 ? (double)t->acked / secs : 0.0,
-            hist_quantile(&t->lat, 0.5), hist_quantile(&t->lat, 0.9), hist_quantile(&t->lat, 0.99),
-            hist_quantile(&t->lat, 0.999), hist_quantile(&t->lat, 1.0));
+            (double)hist_quantile(&t->lat, 0.5) / 1000.0, (double)hist_quantile(&t->lat, 0.9) / 1000.0,
+            (double)hist_quantile(&t->lat, 0.99) / 1000.0, (double)hist_quantile(&t->lat, 0.999) / 1000.0,
+            (double)hist_quantile(&t->lat, 1.0) / 1000.0);
     if (v->done)
         fprintf(f,
                 "\"verify\":{\"ok\":%s,\"found\":%" PRId64 ",\"missing\":%" PRId64 ",\"duplicates\":%" PRId64

@@ -93,7 +93,21 @@ static const char expected[] =
     "sluice_persister_commit_seconds_bucket{le=\"10\"} 1\n"
     "sluice_persister_commit_seconds_bucket{le=\"+Inf\"} 1\n"
     "sluice_persister_commit_seconds_sum 0.003\n"
-    "sluice_persister_commit_seconds_count 1\n";
+    "sluice_persister_commit_seconds_count 1\n"
+    /* added with partitioned telemetry (issue 13), after the older series */
+    "# HELP sluice_persister_partitions_created_total telemetry partitions created (ahead of time, or for a "
+    "row that found none)\n"
+    "# TYPE sluice_persister_partitions_created_total counter\n"
+    "sluice_persister_partitions_created_total 0\n"
+    "# HELP sluice_persister_partitions_dropped_total telemetry partitions detached and dropped by "
+    "--retention-days\n"
+    "# TYPE sluice_persister_partitions_dropped_total counter\n"
+    "sluice_persister_partitions_dropped_total 0\n"
+    /* issue 11 item 7 */
+    "# HELP sluice_persister_conflicts_total Stored messages resent with another body or ts (kept in "
+    "telemetry_conflicts up to the per-device bound)\n"
+    "# TYPE sluice_persister_conflicts_total counter\n"
+    "sluice_persister_conflicts_total 0\n";
 
 static void test_export(void **state)
 {
@@ -125,6 +139,16 @@ static void test_export(void **state)
     metrics_render(buf, sizeof buf);
     assert_non_null(strstr(buf, "\nsluice_persister_rows_committed_total 101\n"));
     assert_non_null(strstr(buf, "\nsluice_persister_pg_up 0\n"));
+    /* partitions: the writers' and the maintenance thread's counts, summed */
+    stat_add(&s.partitions_created, 2);
+    stat_add(&s.maint.partitions_created, 3);
+    stat_add(&s.maint.partitions_dropped, 4);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_partitions_created_total 5\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_partitions_dropped_total 4\n"));
+    stat_add(&s.conflicts, 6);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_conflicts_total 6\n"));
 
     stats_fini(&st);
     assert_null(st.src);
