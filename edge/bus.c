@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
 #include "sl/limits.h"
@@ -93,6 +94,7 @@ static void *mksock(struct bus *b, int type, int linger)
         .linger_ms = linger,
         .immediate = true,
         .routing_id = type == ZMQ_DEALER ? b->ident : NULL,
+        .curve = b->cfg.curve,
     };
     return zmqx_socket(b->cfg.zctx, type, &o);
 }
@@ -104,7 +106,19 @@ struct bus *bus_new(const struct bus_cfg *cfg)
         return NULL;
     b->cfg = *cfg;
     uint32_t wi = cfg->worker;
-    snprintf(b->ident, sizeof b->ident, "%s/%u", cfg->edge_id, wi);
+    /* "<edge-id>/<worker>/<secret>": 96 random bits, never logged, keep
+     * another edge from taking this worker's identity on a service's ROUTER
+     * (ZMQ_ROUTER_HANDOVER gives it to whoever connects with it last;
+     * docs/security.md "Identities"). */
+    uint8_t rnd[12];
+    char secret[2 * sizeof rnd + 1];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(secret + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(b->ident, sizeof b->ident, "%s/%u/%s", cfg->edge_id, wi, secret);
     b->hdr.v = SL_ENVELOPE_VERSION;
     b->hdr.edge.p = (const uint8_t *)cfg->edge_id;
     b->hdr.edge.n = (uint32_t)strlen(cfg->edge_id);
@@ -123,6 +137,12 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->c_pn = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
+    if (cfg->curve && b->c_pp && b->c_pn && b->c_pr && b->c_nr) {
+        zmqx_conns_set_server_key(b->c_pp, cfg->persister_key); /* checked by main */
+        zmqx_conns_set_server_key(b->c_pr, cfg->persister_key);
+        zmqx_conns_set_server_key(b->c_pn, cfg->notifier_key);
+        zmqx_conns_set_server_key(b->c_nr, cfg->notifier_key);
+    }
     /* Monitors first: the first bus_tick below connects. */
     char name[64];
     snprintf(name, sizeof name, "%u/pp", wi);

@@ -37,11 +37,16 @@ struct ntf_cfg {
     uint32_t max_cmds;
     uint64_t cmd_timeout_ms;
     uint64_t edge_timeout_ms;
+    /* A retained status read back whose epoch lies more than this far ahead
+     * of the wall clock is ignored (counted, logged once): a status forged
+     * with a huge epoch would otherwise fence out every real session of
+     * its device. 0 = no check. */
+    uint64_t status_max_skew_ms;
 };
 
 /* Counters, main thread only; main.c turns them into Prometheus metrics. */
 struct ntf_stats {
-    uint64_t batches, bad_batches, bad_version, entries;
+    uint64_t batches, bad_batches, bad_version, entries, entries_bad;
     uint64_t data, data_refused, data_bad;
     uint64_t status_published;
     uint64_t connects_stale, disconnects_stale, dups;
@@ -50,7 +55,7 @@ struct ntf_stats {
     uint64_t cmds_routed, cmds_offline, cmds_failed, cmds_timeout, cmds_ok, cmds_disconnected;
     uint64_t cmds_bad, cmds_bad_id, cmds_unreadable, cmds_dup, cmds_unsent;
     uint64_t res_unknown;
-    uint64_t status_loaded, status_bad;
+    uint64_t status_loaded, status_bad, status_future;
     uint64_t edges_lost;
 };
 

@@ -35,6 +35,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/msg.h"
+#include "sl/secfile.h"
 
 #define FDS_PER_WORKER 18000u /* connections per process, under the 20,000 fd limit */
 #define SECRET_MAX     4096
@@ -131,11 +132,11 @@ static void progress(const struct totals *now, const struct totals *prev, double
     char line[512];
     snprintf(line, sizeof line,
              "t=%.0fs connected=%" PRIu64 "/%" PRIu64 " sent/s=%" PRIu64 " acked/s=%" PRIu64 " sent=%" PRIu64
-             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%" PRIu64 "ms p99=%" PRIu64 "ms reconnects=%" PRIu64
+             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%.2fms p99=%.2fms reconnects=%" PRIu64
              " errors=%" PRIu64,
              elapsed, now->connected, devices, now->queued - prev->queued, now->acked - prev->acked,
-             now->queued, now->acked, now->queued - now->acked, hist_quantile(&d, 0.5),
-             hist_quantile(&d, 0.99), now->disconnects, now->errors);
+             now->queued, now->acked, now->queued - now->acked, (double)hist_quantile(&d, 0.5) / 1000.0,
+             (double)hist_quantile(&d, 0.99) / 1000.0, now->disconnects, now->errors);
     if (tty)
         fprintf(stderr, "\r%s\033[K", line);
     else
@@ -272,12 +273,12 @@ static void json_summary(FILE *f, const struct opts *o, uint32_t k, const struct
             ",\"acked\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"frames\":%" PRIu64 ",\"resent\":%" PRIu64
             ",\"reconnects\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"backpressure\":%" PRIu64
             ",\"acked_per_s\":%.1f,"
-            "\"latency_ms\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64
-            ",\"max\":%" PRIu64 "},",
+            "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
             o->devices, k, secs, t->queued, t->acked, t->queued - t->acked, t->frames, t->resent,
             t->disconnects, t->errors, t->backpressure, secs > 0 ? (double)t->acked / secs : 0.0,
-            hist_quantile(&t->lat, 0.5), hist_quantile(&t->lat, 0.9), hist_quantile(&t->lat, 0.99),
-            hist_quantile(&t->lat, 0.999), hist_quantile(&t->lat, 1.0));
+            (double)hist_quantile(&t->lat, 0.5) / 1000.0, (double)hist_quantile(&t->lat, 0.9) / 1000.0,
+            (double)hist_quantile(&t->lat, 0.99) / 1000.0, (double)hist_quantile(&t->lat, 0.999) / 1000.0,
+            (double)hist_quantile(&t->lat, 1.0) / 1000.0);
     /* Welcomes, ms after the start: the last one is when every device
      * that connected was in (a reconnect storm's length). */
     fprintf(f, "\"welcome_ms\":{\"first\":%" PRId64 ",\"last\":%" PRId64 "},",
@@ -364,6 +365,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "sluice-devsim: cannot read --secret-file %s\n", o.secret_file);
             return 2;
         }
+        secfile_check(o.secret_file, "secret-file"); /* warns if other users may read it */
     } else if (o.secret && o.secret[0]) {
         slen = (long)strlen(o.secret);
         if (slen > SECRET_MAX)

@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- latency histogram (ms), log-linear: exact below 64, then 32 steps per
- * power of two (~3% resolution), up to 2^32 ms. ---- */
+/* ---- latency histogram, log-linear: exact below 64, then 32 steps per
+ * power of two (~3% resolution), up to 2^33. devsim counts microseconds:
+ * a quantile's bucket low edge is at most 3% under the true value (a 1 ms
+ * bucket reporting its low edge said "1ms" for anything up to 1.99 ms). ---- */
 #define HIST_N 928u
 
 struct hist {
@@ -58,7 +60,7 @@ struct snap {
     uint64_t backpressure; /* sends refused: window full */
     uint64_t tls_handshakes, tls_resumed;
     uint64_t first_welcome_ms, last_welcome_ms; /* loop clock of the first and latest welcome, 0 none */
-    struct hist lat;                            /* cumulative ack latency, ms */
+    struct hist lat;                            /* cumulative ack latency, us (queued -> ack) */
 };
 
 struct sl_tls;

@@ -32,8 +32,16 @@
 #include "sl/sysres.h"
 #include "sl/token.h"
 
+/* When a message was queued, in microseconds: the device library's clock is
+ * the loop's cached milliseconds, too coarse for acks that take 1-2 ms. */
+struct stamp {
+    uint64_t seq; /* 0: free */
+    uint64_t us;
+};
+
 struct dev {
     struct sl_client *c;
+    struct stamp *stamps; /* window entries: one per message in flight */
     struct loop_timer t;
     struct worker *w;
     uint32_t idx; /* device number n of <prefix>-<n> */
@@ -55,6 +63,7 @@ struct worker {
     int state_fd;
     uint8_t *body;
     uint32_t body_len;
+    struct stamp *stamps; /* count x window */
     uint64_t start_ms, stop_send_ms, drain_end_ms;
     bool sending;
     uint32_t not_done;
@@ -98,14 +107,48 @@ static int store_save(void *ud, uint64_t next)
 
 /* ---- callbacks ---- */
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Seqs need not be consecutive (clock seqs), so a linear search of the
+ * window's few entries, not seq % window. */
+static void stamp_put(struct dev *d, uint64_t seq)
+{
+    uint32_t w = d->w->wc->window;
+    for (uint32_t i = 0; i < w; i++) {
+        if (d->stamps[i].seq == 0) {
+            d->stamps[i].seq = seq;
+            d->stamps[i].us = mono_us();
+            return;
+        }
+    }
+}
+
 static void on_ack(void *ud, uint64_t seq, uint64_t queued_ms)
 {
     struct dev *d = ud;
-    (void)seq;
     d->acked++;
     d->w->s.acked++;
-    uint64_t now = loop_now_ms(d->w->l);
-    hist_add(&d->w->s.lat, now >= queued_ms ? now - queued_ms : 0);
+    uint64_t now = mono_us();
+    uint64_t lat = UINT64_MAX;
+    for (uint32_t i = 0; i < d->w->wc->window; i++) {
+        if (d->stamps[i].seq == seq) {
+            lat = now >= d->stamps[i].us ? now - d->stamps[i].us : 0;
+            d->stamps[i].seq = 0;
+            break;
+        }
+    }
+    if (lat == UINT64_MAX) {
+        /* not stamped here (cannot happen while the window holds): the
+         * library's millisecond stamp */
+        uint64_t ms = loop_now_ms(d->w->l);
+        lat = (ms >= queued_ms ? ms - queued_ms : 0) * 1000u;
+    }
+    hist_add(&d->w->s.lat, lat);
 }
 
 static void on_cmd(void *ud, const char *id, const uint8_t *body, size_t len)
@@ -229,6 +272,7 @@ static void send_due(struct dev *d)
             w->s.errors++;
             return;
         }
+        stamp_put(d, seq);
         if (d->lo == 0)
             d->lo = seq;
         d->hi = seq + 1;
@@ -364,12 +408,13 @@ int worker_run(const struct worker_cfg *wc)
     w.l = loop_new(wc->count + 16);
     g_loop = w.l;
     w.devs = calloc(wc->count ? wc->count : 1, sizeof *w.devs);
+    w.stamps = calloc((size_t)(wc->count ? wc->count : 1) * wc->window, sizeof *w.stamps);
     /* The body: msgpack bin of body_size - (bin header) bytes, so the whole
      * body is body_size bytes; the content is deterministic filler. */
     uint32_t bs = wc->body_size < 3 ? 3 : wc->body_size;
     w.body = malloc(bs);
     w.body_len = bs;
-    if (w.l == NULL || w.devs == NULL || w.body == NULL) {
+    if (w.l == NULL || w.devs == NULL || w.body == NULL || w.stamps == NULL) {
         log_error("event=nomem");
         return 2;
     }
@@ -393,6 +438,7 @@ int worker_run(const struct worker_cfg *wc)
         struct dev *d = &w.devs[i];
         char dev[SL_DEV_MAX + 1], tok[SL_TOKEN_HEX + 1], src[16];
         d->w = &w;
+        d->stamps = &w.stamps[(size_t)i * wc->window];
         d->idx = wc->first + i;
         d->fd = -1;
         snprintf(dev, sizeof dev, "%s-%u", wc->prefix, d->idx);
@@ -456,6 +502,7 @@ int worker_run(const struct worker_cfg *wc)
     for (uint32_t i = 0; i < wc->count; i++)
         sl_client_destroy(&w.devs[i].c);
     free(w.devs);
+    free(w.stamps);
     free(w.body);
     loop_destroy(&w.l);
     return rc ? rc : (all ? 0 : 1);
