@@ -134,11 +134,14 @@ static void result(struct ntf *n, struct sl_slice dev, struct sl_slice id, bool 
     tojson_buf_init(&t, n->topic, sizeof n->topic);
     topics_result_topic(&t, n->prefix, dev, id);
     size_t need = 64 + (body ? tojson_bound(body->n) : 0);
+    if (need > NTF_PAYLOAD_MAX)
+        need = NTF_PAYLOAD_MAX; /* a longer one would be dropped by the broker: too_big below */
     if (!json_room(n, need)) {
         body = NULL;
         error = "too_big";
     }
-    tojson_buf_init(&b, n->json, n->json_cap);
+    /* json may have grown past the cap for data: results stay under it. */
+    tojson_buf_init(&b, n->json, n->json_cap < NTF_PAYLOAD_MAX ? n->json_cap : NTF_PAYLOAD_MAX);
     if (topics_result_json(&b, ok, body, error) == SL_TOOBIG) {
         tojson_buf_init(&b, n->json, n->json_cap);
         topics_result_json(&b, false, NULL, "too_big");
