@@ -457,8 +457,8 @@ static void big_res(struct ntf *n, const char *id, size_t chars, uint64_t now)
 
 /* A result is published only if its payload fits NTF_PAYLOAD_MAX (the
  * brokers' message_size_limit, which drops a longer one after acking it):
- * else it is {"ok":false,"error":"too_big"}; also after data grew the JSON
- * buffer past the cap. */
+ * else it is {"ok":false,"error":"too_big"}, also after data whose JSON
+ * bound is far over the cap; data over it is not published (refused). */
 static void test_result_cap(void **state)
 {
     struct ntf *n = *state;
@@ -476,7 +476,7 @@ static void test_result_cap(void **state)
     big_res(n, "r2", fits + 1, 3);
     assert_string_equal(last_on("devices/d/cmd/r2/result")->payload, "{\"ok\":false,\"error\":\"too_big\"}");
 
-    /* data whose JSON bound is 17 x 200 KB grows the buffer past the cap */
+    /* data whose JSON bound is 17 x 200 KB (its JSON ~1,000,000 bytes) */
     static uint8_t body[200 * 1024];
     memset(body, 0xc0, sizeof body); /* 200 K nils */
     body[0] = 0xdd;                  /* array 32 */
@@ -494,11 +494,31 @@ static void test_result_cap(void **state)
     assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
     ntf_batch(n, buf, envelope_writer_len(&w), 4);
     assert_true(last_on("devices/d/data")->len > 5u * k - 1u); /* "null," each, less one comma */
+    assert_int_equal(ntf_stats(n)->data_refused, 0);
     cmd(n, "d", "{\"id\":\"r3\",\"body\":1}", 5);
     big_res(n, "r3", fits + 1, 6);
     assert_string_equal(last_on("devices/d/cmd/r3/result")->payload, "{\"ok\":false,\"error\":\"too_big\"}");
     assert_int_equal(count_topic("devices/d/cmd/r3/result"), 1);
     assert_int_equal(ntf_pending(n), 0);
+
+    /* data whose JSON would be over the cap is not published: refused */
+    static uint8_t big[NTF_PAYLOAD_MAX];
+    k = sizeof big - 5;
+    memset(big, 0xc0, sizeof big);
+    big[0] = 0xdd;
+    for (int i = 0; i < 4; i++)
+        big[1 + i] = (uint8_t)(k >> (24 - 8 * i));
+    e.seq = 2;
+    e.body = (struct sl_slice){big, sizeof big};
+    static uint8_t bbuf[sizeof big + 1024];
+    assert_int_equal(envelope_writer_begin(&w, bbuf, sizeof bbuf, &h), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    int before = count_topic("devices/d/data");
+    ntf_batch(n, bbuf, envelope_writer_len(&w), 7);
+    assert_int_equal(count_topic("devices/d/data"), before);
+    assert_int_equal(ntf_stats(n)->data_refused, 1);
+    assert_int_equal(ntf_stats(n)->data_bad, 0);
+    assert_int_equal(ntf_stats(n)->data, 2);
 }
 
 int main(void)
