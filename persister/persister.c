@@ -744,8 +744,8 @@ static void drain_router(struct persister *p)
 }
 
 /* A stall (nothing could be pulled: the filling batch full and every lane
- * busy, or the bytes held at --max-pending-bytes) begins or ends; at its end the edges are forgiven the
- * silence. */
+ * busy, or the bytes held at --max-pending-bytes) begins or ends; at its
+ * end the edges are forgiven the silence. */
 static void stall(struct persister *p, bool stalled, uint64_t now)
 {
     if (stalled && !p->stalled_since) {
