@@ -26,6 +26,7 @@ usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)]
     (run inside `unshare -n`; binaries from $SLUICE_BIN or build/release/bin)
 """
 import argparse
+import collections
 import os
 import random
 import socket
@@ -42,6 +43,7 @@ import slstack  # noqa: E402
 import wire  # noqa: E402
 
 BASE = 24900  # the benchmarks' system block (system.cmake)
+HELD_MAX = 4000  # sockets held open (partial, prehello) at once; the oldest is closed beyond
 BAD_NET = "127.1."  # each kind of bad client has its own /24: 127.1.<kind>.1..200
 
 
@@ -65,7 +67,7 @@ class Bad:
         self.s, self.port = stack, stack.edge_port(0)
         self.stop = threading.Event()
         self.counts = {}
-        self.held = []
+        self.held = collections.deque()
         self.lock = threading.Lock()
 
     def count(self, what):
@@ -93,17 +95,24 @@ class Bad:
         s.sendall(b"\xff\xff\xff\xff")
         s.close()
 
+    def hold(self, s):
+        """Keep s open; beyond HELD_MAX close the oldest (the edge has long dropped it: its hello deadline is
+        at most 10 s), so a run of minutes does not run this process out of fds."""
+        with self.lock:
+            self.held.append(s)
+            old = self.held.popleft() if len(self.held) > HELD_MAX else None
+        if old:
+            old.close()
+
     def partial(self, a):
         s = conn(self.port, a)
         s.sendall(b"\x00\x00\x03\xe8\x84")
-        with self.lock:
-            self.held.append(s)
+        self.hold(s)
         time.sleep(0.002)
 
     def prehello(self, a):
         s = conn(self.port, a)
-        with self.lock:
-            self.held.append(s)
+        self.hold(s)
         time.sleep(0.002)
 
     def badtoken(self, a):
