@@ -186,6 +186,21 @@ def edge_res(stack):
     return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
+def cpu(stack):
+    """CPU seconds (user + system) so far of the services, and of this process (the bad clients), and the
+    box's 1-minute load average: where the two cores went during a phase."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name in ("edge0", "persister", "notifier"):
+        with open("/proc/%d/stat" % stack.procs[name].pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    t = os.times()
+    out["bad clients"] = t.user + t.system
+    out["load"] = os.getloadavg()[0]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=30)
@@ -198,11 +213,14 @@ def main():
         s.start()
         time.sleep(1)
         base_res = edge_res(s)
+        c0 = cpu(s)
         r0 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="calm", name="calm")
         slstack.check_devsim(r0)
+        c1 = cpu(s)
         bad = Bad(s)
         bad.start()
         r1 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="abused", name="abused")
+        c2 = cpu(s)
         bad.end()
         time.sleep(15)  # hello deadlines and held sockets run out
         end_res = edge_res(s)
@@ -226,6 +244,9 @@ def main():
                        % (base_res[0] >> 10, end_res[0] >> 10, grown >> 10, base_res[1], end_res[1],
                           rss_ok and fds_ok))
         results.append("bad clients: %s" % ", ".join("%s=%d" % kv for kv in sorted(bad.counts.items())))
+        for phase, x, y in (("calm", c0, c1), ("abused", c1, c2)):
+            results.append("%s: CPU seconds %s; load average %.1f -> %.1f" % (
+                phase, ", ".join("%s %.1f" % (k, y[k] - x[k]) for k in y if k != "load"), x["load"], y["load"]))
         for line in results:
             print(line)
     print("abuse soak: %s" % ("PASS" if ok else "FAIL"))
