@@ -26,6 +26,7 @@ usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)]
     (run inside `unshare -n`; binaries from $SLUICE_BIN or build/release/bin)
 """
 import argparse
+import collections
 import os
 import random
 import socket
@@ -42,6 +43,7 @@ import slstack  # noqa: E402
 import wire  # noqa: E402
 
 BASE = 24900  # the benchmarks' system block (system.cmake)
+HELD_MAX = 4000  # sockets held open (partial, prehello) at once; the oldest is closed beyond
 BAD_NET = "127.1."  # each kind of bad client has its own /24: 127.1.<kind>.1..200
 
 
@@ -65,7 +67,7 @@ class Bad:
         self.s, self.port = stack, stack.edge_port(0)
         self.stop = threading.Event()
         self.counts = {}
-        self.held = []
+        self.held = collections.deque()
         self.lock = threading.Lock()
 
     def count(self, what):
@@ -93,17 +95,24 @@ class Bad:
         s.sendall(b"\xff\xff\xff\xff")
         s.close()
 
+    def hold(self, s):
+        """Keep s open; beyond HELD_MAX close the oldest (the edge has long dropped it: its hello deadline is
+        at most 10 s), so a run of minutes does not run this process out of fds."""
+        with self.lock:
+            self.held.append(s)
+            old = self.held.popleft() if len(self.held) > HELD_MAX else None
+        if old:
+            old.close()
+
     def partial(self, a):
         s = conn(self.port, a)
         s.sendall(b"\x00\x00\x03\xe8\x84")
-        with self.lock:
-            self.held.append(s)
+        self.hold(s)
         time.sleep(0.002)
 
     def prehello(self, a):
         s = conn(self.port, a)
-        with self.lock:
-            self.held.append(s)
+        self.hold(s)
         time.sleep(0.002)
 
     def badtoken(self, a):
@@ -177,6 +186,21 @@ def edge_res(stack):
     return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
+def cpu(stack):
+    """CPU seconds (user + system) so far of the services, and of this process (the bad clients), and the
+    box's 1-minute load average: where the two cores went during a phase."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name in ("edge0", "persister", "notifier"):
+        with open("/proc/%d/stat" % stack.procs[name].pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    t = os.times()
+    out["bad clients"] = t.user + t.system
+    out["load"] = os.getloadavg()[0]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=30)
@@ -189,11 +213,14 @@ def main():
         s.start()
         time.sleep(1)
         base_res = edge_res(s)
+        c0 = cpu(s)
         r0 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="calm", name="calm")
         slstack.check_devsim(r0)
+        c1 = cpu(s)
         bad = Bad(s)
         bad.start()
         r1 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="abused", name="abused")
+        c2 = cpu(s)
         bad.end()
         time.sleep(15)  # hello deadlines and held sockets run out
         end_res = edge_res(s)
@@ -217,6 +244,9 @@ def main():
                        % (base_res[0] >> 10, end_res[0] >> 10, grown >> 10, base_res[1], end_res[1],
                           rss_ok and fds_ok))
         results.append("bad clients: %s" % ", ".join("%s=%d" % kv for kv in sorted(bad.counts.items())))
+        for phase, x, y in (("calm", c0, c1), ("abused", c1, c2)):
+            results.append("%s: CPU seconds %s; load average %.1f -> %.1f" % (
+                phase, ", ".join("%s %.1f" % (k, y[k] - x[k]) for k in y if k != "load"), x["load"], y["load"]))
         for line in results:
             print(line)
     print("abuse soak: %s" % ("PASS" if ok else "FAIL"))

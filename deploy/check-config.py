@@ -114,6 +114,19 @@ def main():
         if a.read() != b.read():
             errors.append("deploy/k8s/broker/mosquitto.acl differs from deploy/mosquitto.acl: copy it")
 
+    # Every shipped broker caps payloads at the notifier's largest (a longer result would be dropped unseen).
+    with open(os.path.join(TOP, "notifier/ntf.h")) as f:
+        m = re.search(r"#define NTF_PAYLOAD_MAX \((\d+)u \* (\d+)u\)", f.read())
+    want = int(m.group(1)) * int(m.group(2)) if m else None
+    for conf, pat in (("deploy/mosquitto.conf", r"^message_size_limit (\d+)$"),
+                      ("deploy/k8s/broker/mosquitto.conf", r"^message_size_limit (\d+)$"),
+                      ("scripts/stack.sh", r"^message_size_limit (\d+)$"),
+                      ("tests/integration/mqtttest.py", r"^MESSAGE_SIZE_LIMIT = (\d+)$")):
+        with open(os.path.join(TOP, conf)) as f:
+            got = re.findall(pat, f.read(), re.M)
+        if want is None or got != [str(want)]:
+            errors.append(f"{conf}: message_size_limit {got} is not NTF_PAYLOAD_MAX ({want}, notifier/ntf.h)")
+
     # deploy/k8s as kustomize renders it.
     docs = [d for d in yaml.safe_load_all(run(["kubectl", "kustomize", "deploy/k8s"])) if d]
     data = {}

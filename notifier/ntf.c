@@ -134,11 +134,14 @@ static void result(struct ntf *n, struct sl_slice dev, struct sl_slice id, bool 
     tojson_buf_init(&t, n->topic, sizeof n->topic);
     topics_result_topic(&t, n->prefix, dev, id);
     size_t need = 64 + (body ? tojson_bound(body->n) : 0);
+    if (need > NTF_PAYLOAD_MAX)
+        need = NTF_PAYLOAD_MAX; /* a longer one would be dropped by the broker: too_big below */
     if (!json_room(n, need)) {
         body = NULL;
         error = "too_big";
     }
-    tojson_buf_init(&b, n->json, n->json_cap);
+    /* json may have grown past the cap for data: results stay under it. */
+    tojson_buf_init(&b, n->json, n->json_cap < NTF_PAYLOAD_MAX ? n->json_cap : NTF_PAYLOAD_MAX);
     if (topics_result_json(&b, ok, body, error) == SL_TOOBIG) {
         tojson_buf_init(&b, n->json, n->json_cap);
         topics_result_json(&b, false, NULL, "too_big");
@@ -276,6 +279,8 @@ static void on_session(struct ntf *n, const struct envelope_hdr *h, uint32_t wor
 static void on_data(struct ntf *n, const struct envelope_hdr *h, const struct envelope *e)
 {
     size_t need = 96 + 6u * (e->dev.n + h->edge.n) + (e->has_body ? tojson_bound(e->body.n) : 4);
+    if (need > NTF_PAYLOAD_MAX)
+        need = NTF_PAYLOAD_MAX; /* longer JSON is not published (below): the buffer stops there */
     if (!json_room(n, need)) {
         n->st.data_bad++;
         return;
@@ -283,8 +288,16 @@ static void on_data(struct ntf *n, const struct envelope_hdr *h, const struct en
     struct tojson_buf t, b;
     tojson_buf_init(&t, n->topic, sizeof n->topic);
     topics_dev(&t, n->prefix, e->dev, "data");
-    tojson_buf_init(&b, n->json, n->json_cap);
-    if (topics_data_json(&b, h->edge, e) != SL_OK || t.overflow) {
+    tojson_buf_init(&b, n->json, n->json_cap < NTF_PAYLOAD_MAX ? n->json_cap : NTF_PAYLOAD_MAX);
+    enum sl_err rc = topics_data_json(&b, h->edge, e);
+    if (rc == SL_TOOBIG && !t.overflow) {
+        /* Over the brokers' message_size_limit: lost from the live view,
+         * counted as the publishers' refusal of a longer record always was. */
+        n->st.data++;
+        n->st.data_refused++;
+        return;
+    }
+    if (rc != SL_OK || t.overflow) {
         n->st.data_bad++;
         return;
     }

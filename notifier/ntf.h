@@ -16,6 +16,16 @@ enum ntf_pub_class {
     NTF_PUB_CTRL,     /* status and results: never shed, queued if needed */
 };
 
+/* The largest MQTT payload the notifier publishes: a result whose JSON
+ * would be longer is published as {"ok":false,"error":"too_big"}, data is
+ * not published (counted in data_refused, as the publishers' refusal of a
+ * record over pubproc.c's REC_MAX). Also the most its JSON buffer grows
+ * to, whatever the frames' size (17x as JSON at worst). The shipped
+ * brokers' message_size_limit is this (deploy/mosquitto.conf): the broker
+ * drops a longer payload after acking it, so a result over it would vanish
+ * unnoticed. */
+#define NTF_PAYLOAD_MAX (1024u * 1024u)
+
 struct ntf_out {
     void *ud;
     /* Publish payload on topic with QoS 1; dev picks the client (order per

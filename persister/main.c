@@ -41,6 +41,10 @@ int main(int argc, char **argv)
          "rows held in memory at most, all batches together (each holds 1/(connections+1)); beyond, stop "
          "pulling",
          1, 10000000},
+        {"max-pending-bytes", CFG_INT, &c.max_pending_bytes, "268435456",
+         "bytes of edge batches held in memory at most, pulled but not yet committed and acked; the next "
+         "is pulled only while one of --zmq-max-msg still fits (so at least that)",
+         65536, 1ll << 40},
         {"partition-days", CFG_INT, &c.partition_days, "1", "telemetry partition period in days (UTC)", 1,
          366},
         {"partition-ahead-days", CFG_INT, &c.partition_ahead_days, "2",
@@ -56,8 +60,8 @@ int main(int argc, char **argv)
          1ll << 32},
         {"shutdown-ms", CFG_INT, &c.shutdown_ms, "10000",
          "after SIGTERM, keep retrying the held batch this long", 0, 3600000},
-        /* An edge batch is at most 4 MiB (edge/bus.c BATCH_HARD). */
-        {"zmq-max-msg", CFG_INT, &c.max_msg, "67108864",
+        /* An edge batch is at most 4 MiB (edge/bus.c BATCH_HARD): 2x that. */
+        {"zmq-max-msg", CFG_INT, &c.max_msg, "8388608",
          "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
          1ll << 32},
         {"curve-key", CFG_STR, &curve_key, "",

@@ -6,7 +6,8 @@
  * soon as one is free (or, with --batch-ms, when it is full or its first row
  * that old): at low load a lane commits a few rows at once, under load the
  * batch grows by itself while every lane is busy. Nothing more is pulled
- * while the filling batch is full and no lane is free, so ZeroMQ's
+ * while the filling batch is full and no lane is free, or while one more
+ * message could take the bytes held past --max-pending-bytes, so ZeroMQ's
  * high-water marks push back to the edges. When a lane hands a batch back,
  * one ROUTER message per (reply identity, incarnation) carries the acks of
  * its rows (duplicates and dead letters included: both are durable). Batches
@@ -16,7 +17,9 @@
  * Each pulled message is kept in a holder (never moved: small messages keep
  * their bytes inside the zmq_msg_t, and rows point at them) with a count of
  * the batches whose rows point into it: a message that fills one batch half
- * way is finished in the next, and freed when both are done.
+ * way is finished in the next, and freed when both are done. The bytes of
+ * the messages held are counted (held_bytes): rows bound the batches, but a
+ * row may come with a message of up to --zmq-max-msg bytes.
  *
  * Also here: per (edge_id, incarnation) liveness from any entry it sends
  * (heartbeats every 2 s); an incarnation silent for --edge-timeout-ms has
@@ -106,6 +109,7 @@ struct persister {
     unsigned nslots;
     struct slot *fill;
     struct held *holders, *free_holders;
+    size_t held_bytes; /* sizes of the messages in holders with refs > 0 */
 
     /* The message being read: the last of fill's messages, perhaps begun in
      * an earlier batch. */
@@ -168,6 +172,8 @@ static void held_unref(struct persister *p, struct held *h)
     assert(h->refs > 0);
     if (--h->refs > 0)
         return;
+    assert(p->held_bytes >= zmq_msg_size(&h->m));
+    p->held_bytes -= zmq_msg_size(&h->m);
     zmq_msg_close(&h->m);
     held_put(p, h);
 }
@@ -196,6 +202,14 @@ static bool slot_room(const struct slot *s)
     return !batch_full(&s->batch) && s->nmsgs < s->cap_msgs;
 }
 
+/* Whether a message as big as --zmq-max-msg still fits under
+ * --max-pending-bytes: its size is known only once it is received, and a
+ * received message cannot be given back. */
+static bool bytes_room(const struct persister *p)
+{
+    return p->held_bytes + (uint64_t)p->cfg.max_msg <= (uint64_t)p->cfg.max_pending_bytes;
+}
+
 static uint32_t rows_held(const struct persister *p)
 {
     uint32_t n = 0;
@@ -211,6 +225,13 @@ struct persister *persister_new(const struct persister_cfg *cfg)
         return NULL;
     p->cfg = *cfg;
     p->efd = -1;
+    if (cfg->max_pending_bytes < cfg->max_msg) {
+        log_error("event=config_invalid what=max_pending_bytes max_pending_bytes=%lld max_msg=%lld "
+                  "err=\"smaller than one message\"",
+                  (long long)cfg->max_pending_bytes, (long long)cfg->max_msg);
+        free(p);
+        return NULL;
+    }
     p->nlanes = cfg->connections > 0 ? (unsigned)cfg->connections : 1u;
     p->nslots = p->nlanes + 1u; /* one per lane, one filling */
     /* max-pending bounds the rows of every batch together. */
@@ -702,6 +723,7 @@ static bool pull_one(struct persister *p, uint64_t now)
         return true;
     }
     edge_heard(p, &p->rd.hdr, now);
+    p->held_bytes += zmq_msg_size(&h->m);
     slot_add_msg(p->fill, h);
     p->cur = h;
     p->reading = true;
@@ -721,8 +743,9 @@ static void drain_router(struct persister *p)
     zmq_msg_close(&m);
 }
 
-/* A stall (nothing could be pulled: the filling batch full, every lane
- * busy) begins or ends; at its end the edges are forgiven the silence. */
+/* A stall (nothing could be pulled: the filling batch full and every lane
+ * busy, or the bytes held at --max-pending-bytes) begins or ends; at its
+ * end the edges are forgiven the silence. */
 static void stall(struct persister *p, bool stalled, uint64_t now)
 {
     if (stalled && !p->stalled_since) {
@@ -756,7 +779,8 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         }
         dispatch(p, now);
         stat_set(&p->st.pending, rows_held(p));
-        bool room = slot_room(p->fill) && !p->reading;
+        stat_set(&p->st.pending_bytes, (int64_t)p->held_bytes);
+        bool room = slot_room(p->fill) && !p->reading && bytes_room(p);
         stall(p, !room, now);
         if (p->stopping && !p->reading && p->fill->batch.nrows == 0 && !lanes_busy(p))
             break; /* nothing held: queued messages were never acked, devices resend them */
@@ -796,8 +820,9 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
         now = loop_clock_ms();
-        /* Take messages until the batch is full or PULL is empty. */
-        while (!*stop && slot_room(p->fill) && pull_one(p, now)) {
+        /* Take messages until the batch is full, the bytes held reach the
+         * cap or PULL is empty. */
+        while (!*stop && slot_room(p->fill) && bytes_room(p) && pull_one(p, now)) {
             if (!continue_message(p, now))
                 break;
         }

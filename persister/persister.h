@@ -6,9 +6,10 @@
  * (maint.c: partitions, retention, edge_lost). Memory is bounded at
  * persister_new: connections + 1 batch arenas of min(batch_max,
  * max_pending / (connections + 1)) rows, and the ZeroMQ messages they point
- * into. While every lane is committing (or retrying while PostgreSQL is
- * down) and the filling batch is full, nothing more is pulled, so ZeroMQ's
- * high-water marks push back to the edges. */
+ * into, at most max_pending_bytes of them. While every lane is committing
+ * (or retrying while PostgreSQL is down) and the filling batch is full, or
+ * one more message of max_msg bytes would pass max_pending_bytes, nothing
+ * more is pulled, so ZeroMQ's high-water marks push back to the edges. */
 #ifndef PERSISTER_PERSISTER_H
 #define PERSISTER_PERSISTER_H
 #include <signal.h>
@@ -26,6 +27,7 @@ struct persister_cfg {
     int64_t batch_ms;             /* 0: a free connection takes the batch at once; else it waits for a full
                                      batch or its first row this old */
     int64_t max_pending;          /* rows held in memory, all batches together */
+    int64_t max_pending_bytes;    /* bytes of pulled messages held until committed and acked; >= max_msg */
     int64_t connections;          /* writer connections (lanes): batches committing at once */
     int64_t partition_days;       /* telemetry partition period */
     int64_t partition_ahead_days; /* partitions created this far ahead */
@@ -60,6 +62,7 @@ struct persister_stats {
     _Atomic uint64_t edges_lost;         /* edge incarnations timed out (sessions closed) */
     _Atomic uint64_t entries_skipped;    /* entries unusable by the persister */
     _Atomic int64_t pending;             /* rows held in memory, not yet committed */
+    _Atomic int64_t pending_bytes;       /* bytes of the pulled messages those rows point into */
     _Atomic int64_t pg_up;               /* 1 while connected to PostgreSQL */
     struct stat_hist batch_rows;         /* rows per committed batch */
     struct stat_hist commit_seconds;     /* time to commit a batch, retries included */
@@ -81,8 +84,9 @@ const struct persister_stats *persister_stats(const struct persister *p);
  * CURVE is off. Valid until persister_destroy. Any thread. */
 const struct zap_counts *persister_zap_counts(const struct persister *p);
 
-/* Bind the sockets and allocate everything. NULL on failure (logged). Does
- * not contact the database yet. */
+/* Bind the sockets and allocate everything. NULL on failure (logged), also
+ * when max_pending_bytes < max_msg (nothing could ever be pulled). Does not
+ * contact the database yet. */
 struct persister *persister_new(const struct persister_cfg *cfg);
 void persister_destroy(struct persister **p);
 

@@ -36,6 +36,7 @@ void stats_collect(void *ud)
     metric_counter_set(st->conflicts, stat_get(&s->conflicts));
     int64_t up = stat_gget(&s->pg_up);
     metric_set(st->pending, stat_gget(&s->pending));
+    metric_set(st->pending_bytes, stat_gget(&s->pending_bytes));
     metric_set(st->pg_up, up);
     metric_hist_set(st->batch_rows, &s->batch_rows);
     metric_hist_set(st->commit_seconds, &s->commit_seconds);
@@ -94,6 +95,11 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
          "bound)"},
     };
     metrics_counters(later, sizeof later / sizeof later[0]);
+    st->pending_bytes =
+        metrics_gauge("sluice_persister_pending_bytes",
+                      "Bytes of edge batches held in memory until their rows are committed and "
+                      "acked (at most --max-pending-bytes)",
+                      NULL);
     if (zap) {
         /* With CURVE only, after the others; the same four series in the
          * notifier (docs/security.md). */

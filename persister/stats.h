@@ -16,7 +16,7 @@ struct stats {
     struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
     struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
     struct metric_counter *entries_skipped, *partitions_created, *partitions_dropped, *conflicts;
-    struct metric_gauge *pending, *pg_up;
+    struct metric_gauge *pending, *pg_up, *pending_bytes;
     struct metric_hist *batch_rows, *commit_seconds;
 };
 

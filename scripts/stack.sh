@@ -30,6 +30,7 @@ pg_stop() {
 # mqtt_setup DIR PORT: the broker's files in DIR: mosquitto.conf (listener on 127.0.0.1:PORT, a
 # password file, deploy/mosquitto.acl, no anonymous clients), passwd, and the plain passwords of its
 # two users in notifier.password and operator.password (made once, 0600; kept across runs).
+# message_size_limit as deploy/mosquitto.conf (the notifier's largest payload, notifier/ntf.h).
 # Needs mosquitto_passwd. tests/integration/system_14_mqtt_acl.py runs a broker from exactly these.
 mqtt_setup() {
   local dir=$1 port=$2 u
@@ -51,6 +52,7 @@ listener $port 127.0.0.1
 allow_anonymous false
 password_file $dir/passwd
 acl_file $dir/acl
+message_size_limit 1048576
 persistence false
 max_inflight_messages 0
 max_queued_messages 100000

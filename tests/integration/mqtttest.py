@@ -43,6 +43,9 @@ import proc
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+# message_size_limit of every test broker, as in the shipped configs (deploy/mosquitto.conf): the
+# notifier's largest payload (NTF_PAYLOAD_MAX); a longer publish is acked and dropped by the broker.
+MESSAGE_SIZE_LIMIT = 1048576
 
 
 from certs import make_ca, make_cert  # noqa: E402,F401  (the scenarios import them from here)
@@ -79,6 +82,7 @@ class Broker:
             f.write("max_queued_messages 0\n")       # never drop for a slow/offline test subscriber
             f.write("max_inflight_messages 1000\n")
             f.write("set_tcp_nodelay true\n")
+            f.write("message_size_limit %d\n" % MESSAGE_SIZE_LIMIT)  # as the shipped configs
             if persistence:
                 f.write("persistence true\n")
                 f.write("persistence_location %s/\n" % self.dir)

@@ -18,7 +18,8 @@
 
 struct pub {
     char topic[256];
-    char payload[1024];
+    char payload[1024]; /* the first 1023 bytes */
+    size_t len;
     bool retained;
     enum ntf_pub_class cls;
 };
@@ -41,12 +42,14 @@ static int rec_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
     (void)ud, (void)dev, (void)dl;
     if (cls == NTF_PUB_DATA && refuse_data)
         return -1;
-    assert_true(npub < MAXREC && tl < 256 && pl < 1024);
+    assert_true(npub < MAXREC && tl < 256);
     struct pub *x = &pubs[npub++];
     memcpy(x->topic, t, tl);
     x->topic[tl] = 0;
-    memcpy(x->payload, p, pl);
-    x->payload[pl] = 0;
+    size_t keep = pl < sizeof x->payload ? pl : sizeof x->payload - 1;
+    memcpy(x->payload, p, keep);
+    x->payload[keep] = 0;
+    x->len = pl;
     x->retained = retained;
     x->cls = cls;
     return 0;
@@ -430,6 +433,94 @@ static void test_data(void **state)
     assert_int_equal(ntf_stats(n)->bad_batches, 1);
 }
 
+/* Answer the pending command `id` of d with a body that is a string of
+ * `chars` copies of 'a' (its JSON: chars + 2 bytes). */
+static void big_res(struct ntf *n, const char *id, size_t chars, uint64_t now)
+{
+    static uint8_t body[NTF_PAYLOAD_MAX + 16], buf[NTF_PAYLOAD_MAX + 1024];
+    assert_true(chars + 5 <= sizeof body);
+    body[0] = 0xdb; /* str 32 */
+    for (int i = 0; i < 4; i++)
+        body[1 + i] = (uint8_t)(chars >> (24 - 8 * i));
+    memset(body + 5, 'a', chars);
+    struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+    r.id = S(id);
+    r.ok = r.has_ok = true;
+    r.body = (struct sl_slice){body, (uint32_t)(chars + 5)};
+    r.has_body = true;
+    struct envelope_hdr h = {.v = 1, .edge = S("edge-a"), .incarnation = 11, .reply = S("edge-a/0")};
+    struct envelope_writer w;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &r), SL_OK);
+    ntf_batch(n, buf, envelope_writer_len(&w), now);
+}
+
+/* A result is published only if its payload fits NTF_PAYLOAD_MAX (the
+ * brokers' message_size_limit, which drops a longer one after acking it):
+ * else it is {"ok":false,"error":"too_big"}, also after data whose JSON
+ * bound is far over the cap; data over it is not published (refused). */
+static void test_result_cap(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    /* {"ok":true,"body":"<chars>"}: 21 bytes around the string */
+    size_t fits = NTF_PAYLOAD_MAX - 21;
+    cmd(n, "d", "{\"id\":\"r1\",\"body\":1}", 0);
+    big_res(n, "r1", fits, 1);
+    const struct pub *p = last_on("devices/d/cmd/r1/result");
+    assert_non_null(p);
+    assert_int_equal(p->len, NTF_PAYLOAD_MAX);
+    assert_memory_equal(p->payload, "{\"ok\":true,\"body\":\"aaa", 22);
+
+    cmd(n, "d", "{\"id\":\"r2\",\"body\":1}", 2);
+    big_res(n, "r2", fits + 1, 3);
+    assert_string_equal(last_on("devices/d/cmd/r2/result")->payload, "{\"ok\":false,\"error\":\"too_big\"}");
+
+    /* data whose JSON bound is 17 x 200 KB (its JSON ~1,000,000 bytes) */
+    static uint8_t body[200 * 1024];
+    memset(body, 0xc0, sizeof body); /* 200 K nils */
+    body[0] = 0xdd;                  /* array 32 */
+    uint32_t k = sizeof body - 5;
+    for (int i = 0; i < 4; i++)
+        body[1 + i] = (uint8_t)(k >> (24 - 8 * i));
+    struct envelope e = ev(ENV_DATA, "d", 100, 3, 7);
+    e.seq = 1;
+    e.body = (struct sl_slice){body, sizeof body};
+    e.has_body = true;
+    static uint8_t buf[sizeof body + 1024];
+    struct envelope_hdr h = {.v = 1, .edge = S("edge-a"), .incarnation = 11, .reply = S("edge-a/0")};
+    struct envelope_writer w;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    ntf_batch(n, buf, envelope_writer_len(&w), 4);
+    assert_true(last_on("devices/d/data")->len > 5u * k - 1u); /* "null," each, less one comma */
+    assert_int_equal(ntf_stats(n)->data_refused, 0);
+    cmd(n, "d", "{\"id\":\"r3\",\"body\":1}", 5);
+    big_res(n, "r3", fits + 1, 6);
+    assert_string_equal(last_on("devices/d/cmd/r3/result")->payload, "{\"ok\":false,\"error\":\"too_big\"}");
+    assert_int_equal(count_topic("devices/d/cmd/r3/result"), 1);
+    assert_int_equal(ntf_pending(n), 0);
+
+    /* data whose JSON would be over the cap is not published: refused */
+    static uint8_t big[NTF_PAYLOAD_MAX];
+    k = sizeof big - 5;
+    memset(big, 0xc0, sizeof big);
+    big[0] = 0xdd;
+    for (int i = 0; i < 4; i++)
+        big[1 + i] = (uint8_t)(k >> (24 - 8 * i));
+    e.seq = 2;
+    e.body = (struct sl_slice){big, sizeof big};
+    static uint8_t bbuf[sizeof big + 1024];
+    assert_int_equal(envelope_writer_begin(&w, bbuf, sizeof bbuf, &h), SL_OK);
+    assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
+    int before = count_topic("devices/d/data");
+    ntf_batch(n, bbuf, envelope_writer_len(&w), 7);
+    assert_int_equal(count_topic("devices/d/data"), before);
+    assert_int_equal(ntf_stats(n)->data_refused, 1);
+    assert_int_equal(ntf_stats(n)->data_bad, 0);
+    assert_int_equal(ntf_stats(n)->data, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
         cmocka_unit_test(test_status_from_future),
         cmocka_unit_test_setup_teardown(test_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_cap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

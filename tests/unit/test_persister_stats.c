@@ -107,7 +107,13 @@ static const char expected[] =
     "# HELP sluice_persister_conflicts_total Stored messages resent with another body or ts (kept in "
     "telemetry_conflicts up to the per-device bound)\n"
     "# TYPE sluice_persister_conflicts_total counter\n"
-    "sluice_persister_conflicts_total 0\n";
+    "sluice_persister_conflicts_total 0\n"
+    /* issue 11: --max-pending-bytes */
+    "# HELP sluice_persister_pending_bytes Bytes of edge batches held in memory until their rows are "
+    "committed "
+    "and acked (at most --max-pending-bytes)\n"
+    "# TYPE sluice_persister_pending_bytes gauge\n"
+    "sluice_persister_pending_bytes 14\n";
 
 static void test_export(void **state)
 {
@@ -123,6 +129,7 @@ static void test_export(void **state)
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         stat_add(c[i], i + 1); /* each a different value: a swapped pair shows */
     stat_set(&s.pending, 13);
+    stat_set(&s.pending_bytes, 14);
     stat_set(&s.pg_up, 1);
     stat_hist_observe(&s.batch_rows, 3);
     stat_hist_observe(&s.batch_rows, 2000); /* le is inclusive */
