@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* example.c - the client/README.md example, built so it keeps compiling.
  *
  * A device that sends its temperature every second to whichever of two

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What `cmake --install` puts where, and the Debian package (CPack) made of it.
 # Every program is listed here, in one place, so a packager sees the whole set;
 # the device library installs itself (client/CMakeLists.txt).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c - a fixed-size Prometheus registry and the /metrics /healthz /readyz server.
  *
  * Series live in one static array (METRICS_MAX_SERIES), so the pointers that

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # deploy/deb.sh - build the Debian package sluice_<version>_<arch>.deb with CPack
 # (cmake/install.cmake) in build/deb (Release, prefix /usr, no tests), and show its
 # metadata and dependencies. With --install (root: apt) it then installs it with
@@ -15,7 +16,7 @@ while [ $# -gt 0 ]; do
     --install) do_install=1 ;;
     --remove) do_remove=1 ;;
     --build-dir) build=$2; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "deb: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* persister.c - the persister's loop: ZeroMQ in, batches to PostgreSQL
  * through the writer lanes (lane.c), acks out after each batch's COMMIT.
  *

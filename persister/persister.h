@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* persister.h - the persister service: PULL edge batches, write them to
  * PostgreSQL in batches, ack each committed row back through a ROUTER.
  *

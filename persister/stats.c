@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c - struct persister_stats -> the sluice_persister_* metrics.
  *
  * Why a copy on each scrape rather than metric updates in the loop: the core

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tools/replay.h - sluice-replay's parts: a loaded recording with its
  * connection index (replay_load.c), the dump (replay_dump.c) and the
  * replay against an edge (replay_net.c). Single-threaded; the tool may

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sluice_replay.c - `sluice-replay`: read a recording made by
  * `sluice-edge --record FILE` (docs/recording.md).
  *

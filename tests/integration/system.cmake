@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # system: end-to-end and fault scenarios against the whole real stack
 # (PostgreSQL, Mosquitto, sluice-persister, sluice-notifier, two sluice-edge,
 # sluice-devsim), started by slstack.py on loopback. One scenario a file:

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_15_package: what `cmake --install` ships works as deploy/README.md and client/README.md say.
 
 Installs this build into a DESTDIR (prefix /usr) and checks the set: every program (each answers --version

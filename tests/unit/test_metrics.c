@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_metrics.c - the exposition text is exact (HELP/TYPE once per name,
  * label sets grouped under it, cumulative histogram buckets with +Inf, _sum
  * and _count), and the HTTP server answers /metrics, /healthz and /readyz

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_stats.c - the persister's metrics as a scrape shows them
  * (persister/stats.c): every sluice_persister_* series keeps its name, type,
  * help text and order (dashboards, tests and benches read them; the text

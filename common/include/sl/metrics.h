@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/metrics.h - Prometheus metrics and the health endpoints.
  *
  * Metrics are registered once at startup (not thread-safe) and then updated
