@@ -13,6 +13,8 @@ install(FILES README.md CHANGELOG.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR}
 file(GLOB SL_DOCS ${PROJECT_SOURCE_DIR}/docs/*.md)
 install(FILES ${SL_DOCS} DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES deploy/mosquitto.conf deploy/mosquitto.acl DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/broker)
+install(FILES deploy/monitoring/alerts.yml deploy/monitoring/dashboard.json deploy/monitoring/prometheus.yml
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/monitoring)
 
 # cpack -G DEB (deploy/deb.sh): one package, sluice_<version>_<arch>.deb, with the
 # programs, the device library and its headers. Dependencies come from the
