@@ -7,12 +7,16 @@
 #   include/sluice/sl/           the device library's headers
 #   share/doc/sluice/            README, CHANGELOG, LICENSE, docs/*.md, examples/
 #   share/sluice/                deploy files an operator starts from (monitoring, broker)
+#   lib/wireshark/plugins/       the Wireshark dissector (deploy/wireshark/sluice.lua)
 install(TARGETS sluice-edge sluice-persister sluice-notifier sluice-devsim sluice-replay sluice-token sluice-keys
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES README.md CHANGELOG.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 file(GLOB SL_DOCS ${PROJECT_SOURCE_DIR}/docs/*.md)
 install(FILES ${SL_DOCS} DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES deploy/mosquitto.conf deploy/mosquitto.acl DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/broker)
+# Wireshark's global Lua plugins folder for prefix /usr (tshark -G folders); elsewhere copy it to
+# ~/.local/lib/wireshark/plugins/.
+install(FILES deploy/wireshark/sluice.lua DESTINATION ${CMAKE_INSTALL_LIBDIR}/wireshark/plugins)
 install(FILES deploy/monitoring/alerts.yml deploy/monitoring/dashboard.json deploy/monitoring/prometheus.yml
         DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/monitoring)
 
@@ -38,5 +42,5 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 # Building against the device library needs msgpack-c's and OpenSSL's headers
 # (sluice-client.pc requires msgpack, and libssl for static linking).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "pkg-config, libmsgpack-dev, libssl-dev")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql, mosquitto")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql, mosquitto, wireshark | tshark")
 include(CPack)

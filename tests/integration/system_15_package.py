@@ -57,7 +57,8 @@ def install(build, dest):
     for f in ("include/sluice/sl/client.h", "include/sluice/sl/err.h", "include/sluice/sl/mp.h",
               "share/doc/sluice/README.md", "share/doc/sluice/LICENSE", "share/doc/sluice/CHANGELOG.md",
               "share/doc/sluice/docs/protocol.md", "share/doc/sluice/examples/example.c",
-              "share/sluice/monitoring/alerts.yml", "share/sluice/monitoring/dashboard.json"):
+              "share/sluice/monitoring/alerts.yml", "share/sluice/monitoring/dashboard.json",
+              os.path.relpath(os.path.join(libdir, "wireshark/plugins/sluice.lua"), usr)):
         check(os.path.isfile(os.path.join(usr, f)), "%s not installed" % f)
     log("installed into %s: %d programs (version %s), %s" % (dest, len(PROGRAMS), version, libdir))
     return usr, libdir
