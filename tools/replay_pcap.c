@@ -25,15 +25,15 @@
 
 #include "replay.h"
 
-#define PCAP_MSS         1460u
-#define PCAP_LINKTYPE    101u /* LINKTYPE_RAW: packets start with the IP header */
-#define PCAP_MAX_PACKET  (40u + 20u + PCAP_MSS)
-#define TCP_FIN          0x01u
-#define TCP_SYN          0x02u
-#define TCP_PSH          0x08u
-#define TCP_ACK          0x10u
-#define FLOW_ISN_DEVICE  0x10000000u
-#define FLOW_ISN_EDGE    0x20000000u
+#define PCAP_MSS        1460u
+#define PCAP_LINKTYPE   101u /* LINKTYPE_RAW: packets start with the IP header */
+#define PCAP_MAX_PACKET (40u + 20u + PCAP_MSS)
+#define TCP_FIN         0x01u
+#define TCP_SYN         0x02u
+#define TCP_PSH         0x08u
+#define TCP_ACK         0x10u
+#define FLOW_ISN_DEVICE 0x10000000u
+#define FLOW_ISN_EDGE   0x20000000u
 
 /* One synthetic TCP stream per recorded connection. */
 struct flow {
@@ -160,7 +160,8 @@ static void emit(struct pcap_out *o, struct flow *fl, bool from_dev, uint8_t fla
     tcp[12] = 5u << 4; /* 20-byte header, no options */
     tcp[13] = flags;
     put16be(tcp + 14, 65535);
-    memcpy(tcp + 20, data, n);
+    if (n > 0) /* a bare SYN, ACK or FIN has no data (and data may be NULL) */
+        memcpy(tcp + 20, data, n);
     uint32_t tcplen = 20u + n;
     /* pseudo-header: addresses, protocol, TCP length */
     uint32_t sum = csum_add(0, src, fl->v6 ? 16u : 4u);
