@@ -6,17 +6,20 @@
 # `apt-get install ./sluice_*.deb`, checks that every program runs (--version) and
 # that client/example.c builds with `pkg-config sluice-client` against /usr;
 # --remove purges the package again at the end (leave the machine as it was).
+# --container installs it instead in a fresh debian:bookworm-slim container (podman, the
+# host's network for the apt mirror; deploy/base-images.sh makes the image) and runs every program.
 #
-#   deploy/deb.sh [--install [--remove]] [--build-dir DIR]
+#   deploy/deb.sh [--install [--remove] | --container] [--build-dir DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build/deb do_install='' do_remove=''
+build=build/deb do_install='' do_remove='' do_container=''
 while [ $# -gt 0 ]; do
   case $1 in
     --install) do_install=1 ;;
     --remove) do_remove=1 ;;
+    --container) do_container=1 ;;
     --build-dir) build=$2; shift ;;
-    -h|--help) sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "deb: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -32,6 +35,20 @@ deb=$(ls "$build"/sluice_*.deb)
 echo "deb: $deb ($(du -k "$deb" | cut -f1) KiB)"
 dpkg-deb --field "$deb" Package Version Architecture Depends Recommends | sed 's/^/  /'
 dpkg-deb --contents "$deb" | awk '{print "  " $6 ($7 ? " " $7 " " $8 : "")}' | grep -v '/$'
+if [ -n "$do_container" ]; then
+  echo "deb: apt-get install in a fresh debian:bookworm-slim container"
+  # shellcheck disable=SC2016 # expanded in the container
+  podman run --rm --network host -v "$PWD/$build:/deb:ro" docker.io/library/debian:bookworm-slim sh -c '
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends /deb/'"$(basename "$deb")"' >/dev/null 2>&1 ||
+      { echo "FAIL apt-get install"; exit 1; }
+    fail=0
+    for p in '"${programs[*]}"'; do
+      if out=$($p --version 2>&1); then echo "ok   $out"; else echo "FAIL $p: $out"; fail=1; fi
+    done
+    exit $fail'
+  exit $?
+fi
 [ -n "$do_install" ] || exit 0
 
 if [ "$(id -u)" -ne 0 ]; then echo "deb: --install needs root (apt)" >&2; exit 1; fi
