@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # curve_cost.sh - what CURVE on the ZeroMQ links costs one edge (benchmark, not a test):
 # bench/edge_bench --mode tput (100 devices x 64 frames in flight, the instant persister in the
 # bench, acks through the ROUTER/DEALER path) with CURVE off and on, interleaved ROUNDS times so

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_abuse.py - abuse soak: good devices beside bad clients (benchmark, not a
 test; docs/performance.md, "abuse soak").
 

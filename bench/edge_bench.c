@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge_bench.c - benchmark of one sluice-edge (not a test).
  *
  * It starts the edge itself (--edge-bin), plays an instant persister in a

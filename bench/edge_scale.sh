@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # edge_scale.sh - several sluice-edge processes on one box holding idle
 # authenticated connections together (benchmark, not a test).
 #

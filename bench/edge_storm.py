@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_storm.py - a connect storm beside steady devices (benchmark, not a test;
 docs/performance.md, "edge: connect storms").
 

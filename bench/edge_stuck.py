@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_stuck.py - what happens to new devices while one edge worker is stuck
 (benchmark, not a test; docs/performance.md, "edge: accepting").
 

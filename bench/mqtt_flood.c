@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mqtt_flood.c - the broker's QoS 1 ceiling: many plain MQTT 3.1.1
  * publishers (raw sockets, one epoll thread, no client library overhead),
  * each keeping `window` QoS 1 publishes in flight, until `total` messages

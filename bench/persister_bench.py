@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_bench - durable rows/s through sluice-persister alone (a Python
 edge, acks after COMMIT) against the ceiling: a plain COPY of the same rows
 into tables of the same shape as telemetry (partitioned by received_at, a

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_e2e - issue 13's targets, measured through the real stack in one run.
 
     unshare -n -- sh -c 'ip link set lo up && /usr/bin/python3 bench/persister_e2e.py --bin build/release/bin'

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/system_100k.sh: 100,000 simulated devices through the real stack on one box: a private
 # PostgreSQL, one persister, 6 edges (one worker each: a process holds < 20,000 fds) and sluice-devsim in
 # 6 processes over 127.0.0.2-200, 0.1 msg/s per device for 60 s, then --verify. Output in $D.

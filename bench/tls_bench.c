@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls_bench.c - TLS figures of the edge (benchmark, not a test;
  * docs/performance.md "TLS"). Two modes:
  *

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # tls_bench.sh - the TLS figures of docs/performance.md ("TLS"), one command
 # (benchmark, not a test). Run it inside its own network namespace:
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client.c - the device library's connection state machine (sl/client.h).
  *
  * One client = one device = at most one TCP connection. States:

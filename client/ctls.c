@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctls.c - TLS for the device library (see ctls.h).
  *
  * One SSL_CTX per struct sl_tls (ctls_tls_new, wrapped by client.c's

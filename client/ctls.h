@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ctls.h - the device library's TLS (OpenSSL 3), as client.c needs it:
  * a client SSL on a non-blocking socket, handshake/read/write steps that
  * never block and say what they wait for, the edge's name checked, and

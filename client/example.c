@@ -1,10 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* example.c - the client/README.md example, built so it keeps compiling.
  *
  * A device that sends its temperature every second to whichever of two
  * edges answers, and answers every command with ok. Seqs live in
  * ./pump-0001.seq, unacked messages in ./pump-0001.journal.
  *
- *   sl-client-example [EDGES [TOKEN [CA.pem [CERT.pem KEY.pem]]]]
+ *   sl-client-example EDGES TOKEN [CA.pem [CERT.pem KEY.pem]]
+ *
+ * Against scripts/demo: EDGES 127.0.0.1:7100,127.0.0.1:7101 and the token
+ * of `sluice-token --secret-file .sluice/fleet.secret pump-0001`.
  *
  * With a CA file it speaks TLS (the edges' --listen-tls port), and with a
  * certificate and key it presents them to edges with mutual TLS. */
@@ -37,9 +41,16 @@ int main(int argc, char **argv)
 {
     static struct sl_client *c;
     struct sl_client_config cfg = {0};
-    cfg.edges = argc > 1 ? argv[1] : "127.0.0.1:7000,127.0.0.1:7100";
+    if (argc < 3) {
+        fprintf(stderr, "usage: sl-client-example EDGES TOKEN [CA.pem [CERT.pem KEY.pem]]\n"
+                        "  e.g. sl-client-example 127.0.0.1:7100,127.0.0.1:7101 "
+                        "$(sluice-token --secret-file .sluice/fleet.secret pump-0001)\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one line per ack, also into a pipe */
+    cfg.edges = argv[1];
     cfg.dev = "pump-0001";
-    cfg.tok = argc > 2 ? argv[2] : "2f69869769f64c9cf3b504339d23b608d44ca12a5faa67cc106781be780b0abc";
+    cfg.tok = argv[2];
     cfg.seq_mode = SL_SEQ_FILE;
     cfg.seq_path = "pump-0001.seq";
     cfg.journal_path = "pump-0001.journal";

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* journal.c - the device library's optional journal of unacked messages.
  *
  * Append-only so each message costs one write (plus an fdatasync when the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* journal.h - optional append-only file journal of a device's unacked
  * messages, so a reboot loses nothing. Internal to sl_client.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* seqfile.c - the default seq storage of the device library: a text file
  * "next = N" that is replaced atomically and durably.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* seqfile.h - the device library's default seq storage: one small text file
  * "next = N\n", replaced atomically (write temp, fsync, rename, fsync dir).
  * Internal to sl_client. */

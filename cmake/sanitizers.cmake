@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # SL_SANITIZE="address;undefined" builds everything (and so the tests) under ASan+UBSan;
 # SL_SANITIZE=thread under ThreadSanitizer (scripts/tsan, suppressions in tests/tsan.supp).
 # TSan cannot share a process with ASan, so thread must stand alone.

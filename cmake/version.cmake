@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes OUT (a C file defining sl_version and sl_commit) from VERSION and
 # the git commit of SRC, and touches it only when its content changes, so a
 # rebuild recompiles nothing unless the commit moved. Run at every build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cfg.c - table-driven command-line flags with SLUICE_* environment equivalents.
  *
  * Precedence per option: the last `--name value` / `--name=value` on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keys.c - CURVE key files through czmq's zcert (sl/keys.h).
  *
  * zcert_load(NAME) reads NAME_secret when it exists and NAME otherwise, and

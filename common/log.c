@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c - one-line logfmt records on stderr.
  *
  * Each record is formatted into a stack buffer and written with a single

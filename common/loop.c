@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loop.c - the epoll event loop: fds, a timer min-heap, an after hook, a wake fd.
  *
  * Shaped like redis's ae: a table indexed by fd holds each registration's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c - a fixed-size Prometheus registry and the /metrics /healthz /readyz server.
  *
  * Series live in one static array (METRICS_MAX_SERIES), so the pointers that
@@ -36,7 +37,7 @@
 #define METRICS_MAX_CONNS  64u /* HTTP connections at once, all clients */
 #define METRICS_PER_IP     8u  /* ... from one address */
 
-enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN };
+enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN, K_GAUGE_FAMILY };
 
 struct series {
     enum kind kind;
@@ -52,6 +53,11 @@ struct series {
             double (*fn)(void *);
             void *ud;
         } f;
+        struct {
+            size_t (*fn)(void *, struct metrics_sample *, size_t);
+            void *ud;
+            char *label;
+        } fam;
     } u;
 };
 
@@ -171,6 +177,19 @@ void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), 
     pthread_mutex_unlock(&g_mu);
 }
 
+void metrics_gauge_family_fn(const char *name, const char *help, const char *label,
+                             size_t (*fn)(void *ud, struct metrics_sample *out, size_t cap), void *ud)
+{
+    pthread_mutex_lock(&g_mu);
+    struct series *s = reg(K_GAUGE_FAMILY, name, help, NULL);
+    s->u.fam.fn = fn;
+    s->u.fam.ud = ud;
+    free(s->u.fam.label);
+    if ((s->u.fam.label = strdup(label)) == NULL)
+        fatal("out of memory registering", name);
+    pthread_mutex_unlock(&g_mu);
+}
+
 void metric_observe(struct metric_hist *h, double value)
 {
     int i = 0;
@@ -268,7 +287,8 @@ static const char *type_text(enum kind k)
     case K_COUNTER: return "counter";
     case K_HIST: return "histogram";
     case K_GAUGE:
-    case K_GAUGE_FN: break;
+    case K_GAUGE_FN:
+    case K_GAUGE_FAMILY: break;
     }
     return "gauge";
 }
@@ -281,6 +301,21 @@ static void put_name(struct out *o, const char *name, const char *suffix, const 
     if (labels || extra)
         put(o, "{%s%s%s}", labels ? labels : "", labels && extra ? "," : "", extra ? extra : "");
     put(o, " ");
+}
+
+/* A label value as the exposition format wants it: \\, \" and \n escaped. */
+static void put_label_value(struct out *o, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            put(o, "\\\\");
+        else if (*v == '"')
+            put(o, "\\\"");
+        else if (*v == '\n')
+            put(o, "\\n");
+        else
+            put(o, "%c", *v);
+    }
 }
 
 static void render_series(struct out *o, const struct series *s)
@@ -304,6 +339,20 @@ static void render_series(struct out *o, const struct series *s)
         put_double(o, s->u.f.fn ? s->u.f.fn(s->u.f.ud) : NAN);
         put(o, "\n");
         break;
+    case K_GAUGE_FAMILY: {
+        /* Static: rendering holds g_mu, so one render at a time uses it. */
+        static struct metrics_sample samples[METRICS_FAMILY_MAX];
+        size_t n = s->u.fam.fn ? s->u.fam.fn(s->u.fam.ud, samples, METRICS_FAMILY_MAX) : 0;
+        for (size_t i = 0; i < n && i < METRICS_FAMILY_MAX; i++) {
+            put(o, "%s{%s=\"", s->name, s->u.fam.label);
+            samples[i].value[sizeof samples[i].value - 1] = '\0';
+            put_label_value(o, samples[i].value);
+            put(o, "\"} ");
+            put_double(o, samples[i].v);
+            put(o, "\n");
+        }
+        break;
+    }
     case K_HIST: {
         const struct metric_hist *h = &s->u.h;
         uint64_t cum = 0;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* secfile.c - permission check and whole-file read for files holding a
  * secret (see sl/secfile.h for the rule and why the own group is allowed).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sysres.c - open-file limit and usable CPU count, as granted to this process.
  *
  * Why: the edge holds one fd per device and runs one worker per CPU. In a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* zap.c - a ZAP handler on libzmq, and the edge-key binding check
  * (sl/zap.h; the design is in docs/security.md "CURVE and ZAP").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* zmqx.c - ZeroMQ helpers: socket creation with the options every Sluice
  * socket needs, readiness via ZMQ_EVENTS, and the endpoint resolver that
  * keeps an edge connected to every address of a service.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # deploy/base-images.sh - make the two Debian base images deploy/Dockerfile starts
 # from (debian:bookworm and debian:bookworm-slim) on a machine that has an apt
 # mirror but no image registry, and tag them under the names the Dockerfile uses,
@@ -12,7 +13,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --force) force=1 ;;
     --mirror) mirror=$2; shift ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "base-images: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

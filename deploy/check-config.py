@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """deploy/check-config.py - do docker-compose.yml and deploy/k8s still match the binaries?
 
 Validates the compose file (`docker-compose config -q`) and renders deploy/k8s

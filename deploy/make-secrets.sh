@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # deploy/make-secrets.sh - create a deployment's secrets at deploy time (docs/security.md); the
 # repository holds none that work.
 #
@@ -112,7 +113,7 @@ k8s)
   secret sluice-mqtt-operator password=mqtt-operator.password
   ;;
 *)
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

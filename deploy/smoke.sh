@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # deploy/smoke.sh - build the Sluice image with podman and run the whole stack from it:
 # PostgreSQL and Mosquitto on the host (127.0.0.1), then persister, notifier, one edge and
 # devsim, each in its own container (--network host), configured only through SLUICE_*
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
     --devices) devices=$2; shift ;;
     --duration) duration=$2; shift ;;
     --rate) rate=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "smoke: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

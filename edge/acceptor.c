@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* acceptor.c - the --accept handoff mode: one listening socket, one thread
  * that accepts, takes the --max-conns place (or answers err{busy}) and posts
  * the fd to the worker with the fewest connections (open + still queued)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/acceptor.h - --accept handoff: one listening socket and one thread
  * that accepts and hands each connection to the least loaded worker. */
 #ifndef EDGE_ACCEPTOR_H

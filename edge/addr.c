@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* addr.c - device addresses (see addr.h). No I/O: formatting and
  * conversion only. */
 #include "addr.h"

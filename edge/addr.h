@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/addr.h - a device's network address, as accept() (or, later, a
  * PROXY header) reports it: a small value type every edge module can pass
  * around without knowing sockets. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bus.c - a worker's ZeroMQ side (docs/protocol.md §6).
  *
  * Out: envelopes are appended to per-destination batch buffers as sessions

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/bus.h - a worker's ZeroMQ side: envelope batches out to the
  * persisters and notifiers (PUSH), reply batches in (DEALER).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmdfwd.c - route an operator command to the worker of this edge that
  * holds the device (see cmdfwd.h), through that worker's mailbox.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/cmdfwd.h - operator commands between the workers of one edge.
  *
  * The notifier sends a cmd to the worker it last heard the device connect

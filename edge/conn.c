@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn.c - device connections of one worker: accept, reads, the frame
  * decoder, coalesced writes, output caps, one deadline timer each and the
  * deferred close. Accepting is split so both --accept modes share it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/conn.h - one worker's device connections: sockets, read and write
  * buffers, the frame decoder, one deadline timer each, and the close
  * lifecycle. Below the session (session.h), which gives meaning to frames:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devmap.c - the device -> connection map for takeover inside one edge.
  *
  * Chained hash table over preallocated nodes: node i belongs to global slot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/devmap.h - the process-wide device -> connection map used for
  * takeover ("newest hello wins") across the worker threads of one edge.
  *

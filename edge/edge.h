@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/edge.h - process-wide configuration and state of sluice-edge.
  *
  * One struct edge per process, shared read-only by the worker threads after

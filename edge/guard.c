@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard.c - per-source, per-device and edge-wide admission (see guard.h).
  *
  * Two chained hash tables over fixed entry pools, one lock:

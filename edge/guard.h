@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/guard.h - who may connect, and how often: per source address
  * (concurrent connections, connections without a hello yet, a connect-rate
  * token bucket, a growing ban for an address that keeps failing hellos),

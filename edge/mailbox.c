@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mailbox.c - a worker's bounded, multi-producer inbox (see mailbox.h).
  *
  * One ring of share[ADOPT] + share[KICK] + share[CMD] slots: since no kind

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/mailbox.h - the one inbox of a worker: what other threads hand it.
  *
  * Other threads (the acceptor, the other workers) post tagged items; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c - sluice-edge: load the configuration, wire the workers, wait for
  * SIGTERM/SIGINT, drain, exit. All the work happens in worker threads. */
 #define _GNU_SOURCE

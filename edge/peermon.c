@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* peermon.c - a bus socket's connected endpoints, from its socket monitor
  * (see peermon.h).
  *

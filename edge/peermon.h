@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/peermon.h - which endpoints one bus socket is connected to, for
  * /readyz and the sluice_edge_*_connected gauges.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proxy.c - PROXY protocol v2 headers (see proxy.h; the format:
  * haproxy.org/download/2.9/doc/proxy-protocol.txt, section 2.2). */
 #include "proxy.h"

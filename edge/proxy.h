@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/proxy.h - the PROXY protocol v2 header a load balancer (HAProxy, a
  * cloud balancer) puts in front of a connection to say whose it is, so the
  * edge records and limits by the device's address, not the balancer's.

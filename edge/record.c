@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* record.c - the edge's traffic recorder (--record FILE, docs/recording.md).
  *
  * Each worker appends records to its own ring: a single-producer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/record.h - recording of device traffic to a file (--record,
  * docs/recording.md): one bounded ring per worker, one writer thread.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reload.c - the edge's reloadable files (see reload.h).
  *
  * Each file is remembered by a salted hash of its content, so an inotify

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/reload.h - the files an edge reads at start and again while it runs:
  * the fleet secret file (current and previous secret), the deny list, and
  * (with TLS) the certificate, key, client CA and ticket keys. A reload

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* session.c - the device protocol state machine of docs/protocol.md §2.
  *
  * Decodes each frame payload with msg_decode() and dispatches on (phase,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/session.h - the device protocol state machine (docs/protocol.md §2):
  * hello/auth, data, ping, res in; welcome, ack, pong, cmd, err out; the
  * hello and idle deadlines; takeover in the device map; the envelopes a

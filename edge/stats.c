@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c - the edge's Prometheus series (see stats.h): registration, and
  * the collect function that sums every worker's counts into them when
  * /metrics is scraped (it runs under the registry's lock: it only stores). It holds no logic: the modules

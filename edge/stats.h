@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/stats.h - the edge's Prometheus series. The workers, the acceptor
  * and the recorder count in plain structs of their own (sl/stat.h); this
  * module registers one series per counter at startup and, on every scrape,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls.c - the device port's TLS (see tls.h).
  *
  * One SSL_CTX at a time is current; tls_reload builds a new one from the

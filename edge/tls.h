@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/tls.h - TLS for the device port (OpenSSL 3, non-blocking), as conn.c
  * needs it: a server context that can be replaced while connections made
  * with the previous one go on, one SSL per connection, handshake/read/write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trust.c - fleet secrets and the deny list (see trust.h).
  *
  * The secrets are at most two byte strings; a token is checked against

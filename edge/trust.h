@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/trust.h - what makes a hello valid: the fleet secret (the current
  * one and, during a rotation, the previous one: tokens of both are good
  * until the previous one is removed) and the deny list of revoked devices.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* worker.c - one edge worker thread: the place where the connection table,
  * the sessions, the bus and the mailbox meet (see worker.h).
  *

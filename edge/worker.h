@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* edge/worker.h - one event-loop thread of the edge. It owns its loop, its
  * connection table (conn.h), the sessions beside it (session.h), its bus
  * (bus.h) and its mailbox (mailbox.h), and it is where they meet: it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* db.c - libpq shell of the persister: connect, migrate, the statements of
  * one batch transaction, and the maintenance statements.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* db.h - the persister's libpq shell: connection, migrations, the SQL of
  * one batch transaction as small steps the writer (writer.c) sequences, and
  * the maintenance statements (maint.c: partitions, retention, edge_lost).

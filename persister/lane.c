@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lane.c - a writer connection on its own thread (lane.h).
  *
  * Why threads and not libpq's asynchronous API on the loop's thread: a batch

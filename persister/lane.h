@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lane.h - one PostgreSQL connection on a thread of its own, committing the
  * batches the persister's loop hands it (group commit: docs/internals.md,
  * "persister: group commit").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c - sluice-persister: flags, logging, metrics (stats.c exports the
  * core's counters), signals; then the loop. Deliberately nothing else: the
  * service lives in persister.c. */

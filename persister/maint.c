@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* maint.c - the maintenance thread (maint.h): partitions ahead, retention,
  * edge_lost.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* maint.h - the persister's maintenance connection, on a thread of its own:
  * telemetry partitions created ahead, retention (whole partitions detached
  * and dropped), and closing the sessions of lost edges.

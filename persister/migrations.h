@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* migrations.h - the schema migrations compiled into the persister.
  * Generated from persister/migrations/NNN_name.sql (NNN = version, applied in
  * ascending order, each once, recorded in schema_version). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* part.c - telemetry partition periods (part.h): floor division of a
  * timestamp into epoch-aligned runs of whole UTC days.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* part.h - telemetry partition periods: which range partition a row's
  * received_at falls in, as pure arithmetic (no I/O, no allocation).
  *

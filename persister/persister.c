@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* persister.c - the persister's loop: ZeroMQ in, batches to PostgreSQL
  * through the writer lanes (lane.c), acks out after each batch's COMMIT.
  *
@@ -68,12 +69,20 @@
 #define OVERLAP_US   1000u
 #define OVERLAP_ROWS 128u
 
+/* Clock skew windows (struct persister_clocks). */
+#define SKEW_WINDOW_MS 10000u
+
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
     uint16_t n;
     bool used;
     uint64_t inc;
     uint64_t last_ms;
+    /* clock: the largest (edge - local) wall-clock difference of the window
+     * begun at win_ms, and of the last complete one (skew_us, if known) */
+    int64_t win_max_us, skew_us;
+    bool win_any, skew_known;
+    uint64_t win_ms;
 };
 
 /* One pulled ZeroMQ message and the number of batches pointing into it. */
@@ -135,6 +144,7 @@ void persister_stats_init(struct persister_stats *s)
     static const double rows_b[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
     static const double sec_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->clocks.mu, NULL);
     stat_hist_init(&s->batch_rows, rows_b, (int)(sizeof rows_b / sizeof rows_b[0]));
     stat_hist_init(&s->commit_seconds, sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
 }
@@ -387,6 +397,77 @@ static void edge_heard(struct persister *p, const struct envelope_hdr *h, uint64
     free_slot->inc = h->incarnation;
     free_slot->last_ms = now;
     free_slot->used = true;
+    free_slot->win_any = free_slot->skew_known = false;
+    free_slot->win_ms = now;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A heartbeat of the current message's edge, stamped at_ns by its clock. */
+static void edge_clock_sample(struct persister *p, const struct envelope_hdr *h, uint64_t at_ns)
+{
+    if (at_ns == 0 || at_ns > (uint64_t)INT64_MAX)
+        return;
+    int64_t d = (int64_t)(at_ns / 1000u) - wall_us();
+    for (uint32_t i = 0; i < EDGES_MAX; i++) {
+        struct edge_seen *e = &p->edges[i];
+        if (e->used && e->inc == h->incarnation && e->n == h->edge.n && memcmp(e->id, h->edge.p, e->n) == 0) {
+            if (!e->win_any || d > e->win_max_us)
+                e->win_max_us = d;
+            e->win_any = true;
+            if (!e->skew_known) { /* the first heartbeat shows at once, not after a window */
+                e->skew_us = d;
+                e->skew_known = true;
+            }
+            return;
+        }
+    }
+}
+
+/* Once a tick: close windows, and publish one value per edge id (its most
+ * recently heard incarnation) for the metrics thread. */
+static void clocks_publish(struct persister *p, uint64_t now)
+{
+    struct persister_clocks *c = &p->st.clocks;
+    const struct edge_seen *pick[PERSISTER_CLOCKS_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < EDGES_MAX; i++) {
+        struct edge_seen *e = &p->edges[i];
+        if (!e->used)
+            continue;
+        if (now - e->win_ms >= SKEW_WINDOW_MS) {
+            if (e->win_any) {
+                e->skew_us = e->win_max_us;
+                e->skew_known = true;
+            }
+            e->win_any = false;
+            e->win_ms = now;
+        }
+        if (!e->skew_known)
+            continue;
+        uint32_t j = 0;
+        while (j < n && !(pick[j]->n == e->n && memcmp(pick[j]->id, e->id, e->n) == 0))
+            j++;
+        if (j < n) {
+            if (e->last_ms > pick[j]->last_ms)
+                pick[j] = e;
+        } else if (n < PERSISTER_CLOCKS_MAX) {
+            pick[n++] = e;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    for (uint32_t j = 0; j < n; j++) {
+        memcpy(c->c[j].edge, pick[j]->id, pick[j]->n);
+        c->c[j].edge[pick[j]->n] = '\0';
+        c->c[j].skew_us = pick[j]->skew_us;
+    }
+    c->n = n;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Time the loop could not pull (every lane stuck on the database) is not
@@ -632,6 +713,8 @@ static bool read_entries(struct persister *p, uint64_t now)
                 continue;
             }
         }
+        if (e.kind == ENV_HEARTBEAT && !p->has_held)
+            edge_clock_sample(p, &p->rd.hdr, e.at_ns);
         enum sl_err rc = batch_add(b, (uint16_t)p->cur_peer, &e);
         if (rc == SL_NOMEM) {
             p->held = e;
@@ -789,6 +872,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
             update_up(p);
             if (!p->stalled_since)
                 edges_expire(p, now);
+            clocks_publish(p, now);
         }
 
         int timeout = (int)(p->next_tick > now ? p->next_tick - now : 0);

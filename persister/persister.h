@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* persister.h - the persister service: PULL edge batches, write them to
  * PostgreSQL in batches, ack each committed row back through a ROUTER.
  *
@@ -12,6 +13,7 @@
  * more is pulled, so ZeroMQ's high-water marks push back to the edges. */
 #ifndef PERSISTER_PERSISTER_H
 #define PERSISTER_PERSISTER_H
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include "maint.h"
@@ -48,6 +50,24 @@ struct persister_cfg {
 /* What the persister counts. Written only by the thread in persister_run
  * (relaxed atomics, sl/stat.h), read by anyone: main.c exports it as the
  * sluice_persister_* metrics (stats.c). Nothing in the persister reads it. */
+/* Each edge's clock against this persister's (docs/metrics.md): the edges
+ * stamp heartbeats and rows with their wall clock (at_ns), and fencing and
+ * retained statuses assume those clocks agree. Per edge id, the largest
+ * (edge clock - persister clock) among its heartbeats of the last 10 s
+ * window: transit and queueing only ever make an edge look behind, so the
+ * largest is the best estimate. Written by the loop once a tick, read by the
+ * metrics thread (stats.c), both under mu. */
+#define PERSISTER_CLOCKS_MAX 128
+struct persister_clock {
+    char edge[256];
+    int64_t skew_us; /* > 0: the edge's clock is ahead */
+};
+struct persister_clocks {
+    pthread_mutex_t mu;
+    uint32_t n;
+    struct persister_clock c[PERSISTER_CLOCKS_MAX];
+};
+
 struct persister_stats {
     _Atomic uint64_t rows_committed;     /* data rows durable and acked (stored or duplicate) */
     _Atomic uint64_t rows_inserted;      /* data rows new to telemetry */
@@ -69,6 +89,7 @@ struct persister_stats {
     _Atomic uint64_t partitions_created; /* by the writers, for rows that found none */
     _Atomic uint64_t conflicts;          /* resends with another body or ts (kept or, over the bound, not) */
     struct maint_stats maint;            /* written by the maintenance thread only */
+    struct persister_clocks clocks;      /* edges' clock skew, under clocks.mu */
 };
 
 /* Zero s and give its histograms their buckets (persister_new does this

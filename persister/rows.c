@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rows.c - the persister's pure mapper: envelope entries -> batch rows, and
  * rows -> COPY text lines.
  *

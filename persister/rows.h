@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rows.h - the batch arena and the pure mapper: envelope entries -> rows.
  *
  * A batch holds the entries of up to `cap_rows` edge entries that the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c - struct persister_stats -> the sluice_persister_* metrics.
  *
  * Why a copy on each scrape rather than metric updates in the loop: the core
@@ -12,7 +13,9 @@
  * Deliberately not here: counting (persister.c), the HTTP side (common). */
 #include "stats.h"
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 
 void stats_collect(void *ud)
 {
@@ -47,6 +50,26 @@ void stats_collect(void *ud)
         metric_set(st->curve_keys, stat_gget(&st->zap->keys));
     }
     metrics_set_ready(up != 0);
+}
+
+#define CLOCKS_NAME "sluice_persister_edge_clock_skew_seconds"
+#define CLOCKS_HELP                                                                                          \
+    "Edge wall clock minus this persister's, per edge (largest of the last 10 s of heartbeats)"
+
+/* The edges' clocks (struct persister_clocks): copied under the core's
+ * lock, at most once a scrape. */
+static size_t clocks_collect(void *ud, struct metrics_sample *out, size_t cap)
+{
+    /* The lock is the one thing a reader changes: hence the cast. */
+    struct persister_clocks *c = (struct persister_clocks *)&((const struct stats *)ud)->src->clocks;
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->n < cap ? c->n : cap;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out[i].value, sizeof out[i].value, "%s", c->c[i].edge);
+        out[i].v = (double)c->c[i].skew_us / 1e6;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 void stats_init(struct stats *st, const struct persister_stats *src, const struct zap_counts *zap)
@@ -115,11 +138,13 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
         st->curve_keys =
             metrics_gauge("sluice_persister_curve_keys", "Edge keys in the allowed directory", NULL);
     }
+    metrics_gauge_family_fn(CLOCKS_NAME, CLOCKS_HELP, "edge", clocks_collect, st);
     metrics_set_collect(stats_collect, st);
 }
 
 void stats_fini(struct stats *st)
 {
+    metrics_gauge_family_fn(CLOCKS_NAME, CLOCKS_HELP, "edge", NULL, NULL);
     metrics_set_collect(NULL, NULL);
     st->src = NULL;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.h - the persister's Prometheus series, exported from its core's
  * struct persister_stats on every scrape (metrics_set_collect). Names, types,
  * labels and help texts are part of the interface: dashboards, tests and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* writer.c - sequences one batch transaction, isolates poison rows, and
  * creates the partitions a batch's rows find missing.
  *

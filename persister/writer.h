@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* writer.h - one batch -> one committed transaction, poison rows isolated.
  *
  * writer_commit runs the batch through db.h: fast path first (a small batch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* envelope.c - batches between edges and services (sl/envelope.h,
  * docs/protocol.md §6).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* err.c - text for the shared error enum (sl/err.h).
  *
  * Two tables: a human-readable message for every value, and the wire code

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* frame.c - the u32 big-endian length-prefixed frame codec (sl/frame.h).
  *
  * A push-style state machine in the manner of curl's chunk decoder: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mp.c - the bounded msgpack cursor (sl/mp.h) and the fixed-buffer sink
  * for msgpack-c's packer.
  *

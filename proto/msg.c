@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* msg.c - device <-> edge messages (sl/msg.h): msgpack map <-> struct msg.
  *
  * Decoding is one pass over the top-level map through the bounded cursor of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* recfile.c - encode and decode the records of an edge traffic recording
  * (sl/recfile.h, docs/recording.md).
  *

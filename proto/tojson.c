@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tojson.c - msgpack -> JSON under the rules of docs/protocol.md §3, and a
  * tiny JSON text builder for hand-written payloads.
  *

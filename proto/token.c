@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* token.c - device tokens: lowercase hex of HMAC-SHA256(fleet secret, dev).
  *
  * The edge checks a hello's token with token_check(); sluice-token and the

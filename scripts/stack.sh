@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # scripts/stack.sh - start and stop the local Sluice stack (sourced by scripts/demo).
 # PostgreSQL and Mosquitto run as root-started daemons without systemd, in a private
 # directory with their own ports (see ../shared/ENV-NOTES.md for why each step is as it is).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devsim.c - sluice-devsim: simulate N devices against Sluice edges.
  *
  * The parent parses options, splits the devices over K worker processes

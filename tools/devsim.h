@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devsim.h - pieces of sluice-devsim shared by its files and its unit test.
  *
  * devsim_util.c holds the pure parts (latency histogram, source address

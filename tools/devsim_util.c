@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devsim_util.c - the pure parts of sluice-devsim: the latency histogram,
  * source address ranges and reading the fleet secret. No sockets, no loop,
  * so the unit test covers them alone. */

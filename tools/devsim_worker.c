@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* devsim_worker.c - one sluice-devsim worker: `count` simulated devices on
  * one epoll loop (sl/loop.h), each a real struct sl_client from the device
  * library, so backoff, resend, ping and the ack queue are the library's own

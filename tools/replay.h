@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tools/replay.h - sluice-replay's parts: a loaded recording with its
  * connection index (replay_load.c), the dump (replay_dump.c) and the
  * replay against an edge (replay_net.c). Single-threaded; the tool may
@@ -107,5 +108,11 @@ struct replay_opts {
 
 /* --edge: replay the selected connections. Returns the exit status. */
 int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *out);
+
+/* --pcap OUT: write the selected connections as a pcapng capture with
+ * synthetic TCP (replay_pcap.c), the edge side on edge_port; one summary
+ * line on report. Returns the exit status (1: OUT could not be written). */
+int replay_pcap(const struct replay_file *f, const char *device, uint16_t edge_port, const char *path,
+                FILE *report);
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay_dump.c - sluice-replay --dump: one line per record.
  *
  *   <time> <worker>.<slot>.<gen> <kind> <details>

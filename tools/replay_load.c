@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay_load.c - sluice-replay: map a recording, check its header and
  * index its connections (device, peer, close reason, what the edge sent
  * back), so the dump and the replay can select by device and compare.

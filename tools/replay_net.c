@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay_net.c - sluice-replay --edge HOST:PORT: play a recording's inbound
  * byte streams against an edge, one TCP connection per recorded
  * connection, at the recorded pace (--speed), and count what comes back.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sluice_keys.c - `sluice-keys`: make the CURVE key pairs of a Sluice
  * deployment (docs/security.md "Keys"), in czmq's zcert format.
  *

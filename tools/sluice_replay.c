@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sluice_replay.c - `sluice-replay`: read a recording made by
  * `sluice-edge --record FILE` (docs/recording.md).
  *
  *   sluice-replay --dump FILE [--device ID]
  *   sluice-replay --edge HOST:PORT [--speed X] [--device ID] [--tls-ca CA] FILE
+ *   sluice-replay --pcap OUT [--pcap-port PORT] [--device ID] FILE
  *
  * Flags come through common/cfg, so each has its SLUICE_* variable. cfg
  * takes no positional arguments, so the one positional FILE is picked out
@@ -22,6 +24,8 @@ static const char USAGE[] =
     "  sluice-replay --edge HOST:PORT [--speed X] [--device ID] [--tls-ca CA] FILE\n"
     "                                                 replay each recorded connection against an edge\n"
     "                                                 (over TLS with --tls-ca)\n"
+    "  sluice-replay --pcap OUT [--device ID] FILE    write it as a pcapng capture (synthetic TCP) for\n"
+    "                                                 Wireshark with deploy/wireshark/sluice.lua\n"
     "A recording holds device tokens: the target edge needs the same fleet secret.";
 
 static bool is_bool_word(const char *s)
@@ -35,14 +39,17 @@ static bool is_bool_word(const char *s)
 
 int main(int argc, char **argv)
 {
-    const char *dump = NULL, *edge = NULL, *file = NULL, *device = NULL;
+    const char *dump = NULL, *edge = NULL, *file = NULL, *device = NULL, *pcap = NULL;
     const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_name = NULL;
     double speed = 1;
     bool await_replies = true;
-    int64_t linger = 0, progress = 0;
+    int64_t linger = 0, progress = 0, pcap_port = 0;
     const struct cfg_opt opts[] = {
         {"dump", CFG_STR, &dump, "", "print the records of this recording, one line each", 0, 0},
         {"edge", CFG_STR, &edge, "", "replay the recording (FILE) against the edge at HOST:PORT", 0, 0},
+        {"pcap", CFG_STR, &pcap, "",
+         "write the recording (FILE) to this pcapng file, as TCP streams to the edge (Wireshark)", 0, 0},
+        {"pcap-port", CFG_INT, &pcap_port, "7000", "--pcap: the edge's port in the capture", 1, 65535},
         {"file", CFG_STR, &file, "", "the recording to replay (or give it as the last argument)", 0, 0},
         {"device", CFG_STR, &device, "",
          "only connections whose hello names this device (comma list; * ? globs)", 0, 0},
@@ -101,9 +108,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-replay: --speed must be >= 0\n");
         return 2;
     }
-    if (!*dump == !*edge) {
+    if ((*dump != 0) + (*edge != 0) + (*pcap != 0) != 1) {
         fprintf(stderr,
-                "sluice-replay: give exactly one of --dump FILE or --edge HOST:PORT FILE (try --help)\n");
+                "sluice-replay: give exactly one of --dump FILE, --edge HOST:PORT FILE or --pcap OUT FILE "
+                "(try --help)\n");
+        return 2;
+    }
+    if (*pcap && !*file) {
+        fprintf(stderr, "sluice-replay: --pcap needs the recording: sluice-replay --pcap OUT FILE\n");
         return 2;
     }
     if (*dump && *file) {
@@ -138,6 +150,10 @@ int main(int argc, char **argv)
     int rc;
     if (*dump) {
         rc = replay_dump(&f, device, stdout);
+    } else if (*pcap) {
+        if (f.problem)
+            fprintf(stderr, "sluice-replay: warning: %s\n", f.problem);
+        rc = replay_pcap(&f, device, (uint16_t)pcap_port, pcap, stdout);
     } else {
         if (f.problem)
             fprintf(stderr, "sluice-replay: warning: %s\n", f.problem);

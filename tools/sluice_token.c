@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sluice_token.c - `sluice-token DEVICE_ID`: print a device's token.
  *
  * The token is lowercase hex of HMAC-SHA256(fleet secret, DEVICE_ID)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz.h - what the fuzz targets of tests/fuzz/ share (docs/fuzzing.md).
  *
  * Each target is one file defining LLVMFuzzerTestOneInput. With SL_FUZZ

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_envelope.c - one ZeroMQ batch from an edge (proto/envelope.c), read
  * as the persister and the notifier read it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_frame.c - the frame decoder (proto/frame.c) fed a TCP stream in
  * chunks of varying size, as the edge's conn_read does.
  *

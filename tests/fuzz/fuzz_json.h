@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_json.h - strict JSON parsing with json-c, for the targets that check
  * JSON we produce (tojson, the notifier's payloads). */
 #ifndef SL_FUZZ_JSON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_mp.c - the bounded msgpack cursor (proto/mp.c): mp_next, mp_skip,
  * mp_check, against two independent readers.
  *

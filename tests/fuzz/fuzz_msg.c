@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_msg.c - msg_decode (proto/msg.c) on one frame payload, and the
  * encode round trip.
  *

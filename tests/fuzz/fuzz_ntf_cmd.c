@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_ntf_cmd.c - the notifier's operator command parser
  * (notifier/topics.c topics_cmd_parse): the JSON payload of P/<dev>/cmd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_ntf_status.c - the notifier's retained status parser
  * (notifier/topics.c topics_status_parse): the JSON of P/<dev>/status that
  * the notifier reads back after a restart to rebuild its routing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_recfile.c - a traffic recording (proto/recfile.c, docs/recording.md)
  * read as sluice-replay reads a file: replay_load (header, records,
  * connection index, the device each first frame names) and replay_dump

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_seeds.c - writes the hand-made seeds of every fuzz target.
  *
  *   fuzz_seeds DIR      -> DIR/fuzz_<target>/seed-<name>

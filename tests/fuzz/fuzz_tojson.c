@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_tojson.c - msgpack -> JSON (proto/tojson.c), the conversion the
  * persister (jsonb) and the notifier (MQTT payloads) apply to every body.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """certs.py - throwaway certificates for the TLS tests: a CA, and server or
 client certificates it signs, as EC P-256 keys made by the openssl command in
 a few ms, valid two days.

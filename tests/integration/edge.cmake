@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # edge: black-box scenarios of sluice-edge over real TCP and ZeroMQ, with a
 # Python peer playing persister and notifier (edgetest.py). One scenario a
 # file, edge_NN_<what>.py, registered as ctest edge_NN_<what>.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_01_errors: every refusal of docs/protocol.md sections 1-2 (frame, decode, proto,
 auth), each answered with its err{code} and counted; ping -> pong still works."""
 import struct

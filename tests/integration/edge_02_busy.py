@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_02_busy: at --max-conns a new connection gets err{busy}; a slot freed is usable again."""
 from edgetest import main
 from proc import wait_for

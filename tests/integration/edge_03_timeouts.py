@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_03_timeouts: no hello within --hello-timeout-ms, and silence past the idle timeout
 (pings keep a connection alive until then): err{timeout}, and the disconnect says why."""
 import time

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_04_bytewise: hello and data written one byte at a time: the same welcome, and the
 same entry at the persister and the notifier."""
 import time

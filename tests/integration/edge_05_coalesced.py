@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_05_coalesced: 50 frames in one write: 50 data entries in order, 50 acks in order."""
 import msgpack
 

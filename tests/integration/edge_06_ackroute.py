@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_06_ackroute: an ack reaches only its own connection; stale acks (old generation,
 wrong device, other incarnation, a reused slot) are dropped and counted."""
 from edgetest import main

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_07_cmd: a command from the notifier reaches the device, its result goes back to
 the notifier only; a command for a gone device is answered undeliverable."""
 import time

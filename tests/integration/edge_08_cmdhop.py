@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_08_cmdhop: a command sent to the worker that does not hold the device is forwarded
 to the one that does; with the device gone, each copy gets exactly one answer."""
 import time

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_09_takeover: the newest connection of a device wins, across workers and on one
 worker (err{replaced} to the old one); a kick closes exactly its connection."""
 from edgetest import main

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_10_outcap: a device that never reads is closed at --out-cap (reason out_cap); the
 edge goes on."""
 import msgpack

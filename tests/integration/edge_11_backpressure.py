@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_11_backpressure: a persister that does not pull makes the edge stop reading (paused,
 counted), and every message is acked once it pulls again; with no notifier its
 copies are shed."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_12_drain: SIGTERM: /readyz fails, every device gets err{draining}, exit 0."""
 import signal
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_13_readyz: /readyz follows the persister's PUSH and ROUTER, reports the notifier
 but never requires it, and says draining after SIGTERM."""
 import signal

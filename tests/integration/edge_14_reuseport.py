@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_14_reuseport: --accept reuseport: connections spread over both workers' listeners and
 both workers' bus sockets carry data and acks."""
 from edgetest import main

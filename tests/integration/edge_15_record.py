@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_15_record: --record writes what devices sent and got, exactly as read (split and
 coalesced reads, a bad frame, garbage), mode 0600; sluice-replay plays it back
 against a second edge with the same results and the same reads."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_16_record_filter: --record-devices keeps only the named devices (a held-back hello is
 released in order, a refused hello still counts as its device); nothing of the
 others is in the file."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_17_kick_retry: a takeover kick is never dropped, even when the worker
 holding the old connection cannot take it for a while.
 

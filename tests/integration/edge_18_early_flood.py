@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_18_early_flood: sockets that never say hello cannot stall an edge.
 
 Before the fix, 1,100 sockets that each sent 5 bytes (`00 01 00 00 78`: a

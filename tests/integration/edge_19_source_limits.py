@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_19_source_limits: the per-address and per-device limits of
 docs/protocol.md §1, each refused with err{busy, retry_ms} while others go on:
 connections without a hello from one address, connections from one address,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_20_device_rate: a device sending faster than --device-rate is slowed,
 never cut off and never loses a frame: the edge stops reading its socket for
 a while, so all 120 data frames it sends at 200/s reach the persister and are

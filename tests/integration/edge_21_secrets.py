@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_21_secrets: the fleet secret and the deny list while the edge runs.
 
 - The secret given in SLUICE_FLEET_SECRET is gone from /proc/PID/environ.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_22_tls: TLS on the device port (--listen-tls), with mutual TLS.
 
 - A device with a client certificate for pump-1 says hello as pump-1 over

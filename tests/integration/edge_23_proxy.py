@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_23_proxy: the edge behind a load balancer (--proxy-protocol, PROXY v2).
 
 - From an allowed balancer (--proxy-from 127.0.0.2/32): the header's source

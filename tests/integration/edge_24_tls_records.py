@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edge_24_tls_records: the edge reads every TLS record that arrived, and a
 device that vanishes without close_notify is an ordinary EOF.
 

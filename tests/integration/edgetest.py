@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """edgetest.py - what the edge scenarios (edge_NN_<what>.py) share: a Python
 peer playing persister and notifier over real ZeroMQ, sluice-edge started
 with its flags, and the reading of recordings.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """mqtttest.py - a real Mosquitto for a test, and MQTT clients that watch it.
 
 Usage:

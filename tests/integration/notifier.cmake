@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # notifier: scenarios against a real Mosquitto (mqtttest.py), sluice-notifier
 # and Python test edges and subscribers (ntftest.py). One scenario a file:
 # notifier_NN_<what>.py, registered as ctest notifier_NN_<what>.

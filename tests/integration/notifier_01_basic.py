@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Notifier against a real Mosquitto: data JSON, retained status online then
 offline, command round trip, offline / bad / timeout results, and a device
 moving between two edges (routing follows, old connection kicked, a late

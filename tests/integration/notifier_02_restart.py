@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Notifier restarted: routing is rebuilt from the retained statuses, so
 commands still reach connected devices on the right edge, and a takeover
 after the restart still kicks the old connection."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Broker restarted mid-stream: every data message reaches a subscriber (a
 persistent QoS 1 session) at least once, and the notifier reconnects."""
 import sys

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """A data publisher child of the notifier (--pool 2) is killed (SIGKILL)
 mid-stream, twice. docs/notifier.md promises: the death is logged
 (event=publisher_died ... lost=K) and counted

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Notifier against a Mosquitto that only speaks TLS and wants a password
 (throwaway CA and certificates made with openssl in the test's dir):
 

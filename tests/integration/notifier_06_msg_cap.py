@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """The notifier's ZeroMQ sockets carry a message size cap (--zmq-max-msg,
 docs/common.md "zmqx_socket"): an edge batch over it is dropped and its
 sender disconnected, so it is never decoded, counted or published; a batch

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """notifier_07_mqtt_acl: the broker configuration scripts/demo ships, made by the same generator
 (scripts/stack.sh mqtt_setup: password file, deploy/mosquitto.acl, no anonymous clients), with the
 real notifier logged in as sluice-notifier (--password-file) and an operator:

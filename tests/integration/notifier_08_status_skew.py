@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """notifier_08_status_skew: a retained status whose epoch lies beyond --status-max-skew-ms in the
 future (left by whoever could write it) is ignored when the notifier reads its statuses back:
 counted, logged once, and the device's real session then connects as current, gets its status

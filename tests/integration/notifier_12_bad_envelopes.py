@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """notifier_12_bad_envelopes: the notifier distrusts the wire.
 
 The case of issue 11: a batch whose header `reply` is "a\\0b" (a heartbeat and a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ntftest.py - pieces shared by the notifier integration tests: a Python
 test edge (PUSH + DEALER speaking docs/protocol.md section 6) that keeps
 what the notifier sends back, a real Mosquitto with MQTT subscribers, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # persister: scenarios against a real PostgreSQL and sluice-persister instances
 # (persister_common.py), one scenario or tight group a file:
 # persister_NN_<what>.py, registered as ctest persister_NN_<what>.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_01_acks: every ack arrives only for a row already visible in telemetry, over many
 batches with a heartbeat between them; dedup: resent seqs are acked again and
 stored once, the first body kept.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_02_json: body JSON round trip for a corpus of tricky bodies (docs/protocol.md
 section 3), checked in Python and by PostgreSQL.
 

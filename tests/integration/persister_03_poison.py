@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_03_poison: a NUL string body lands in telemetry_rejected (raw msgpack + error),
 the rest of its batch in telemetry, all acked; an invalid msgpack body too;
 resent poison is acked again and stored once.

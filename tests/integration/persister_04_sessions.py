@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_04_sessions: device_sessions from connect/disconnect in either order, and
 edge_lost for a silent edge incarnation (never for a live edge's sessions).
 

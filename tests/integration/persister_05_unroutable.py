@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_05_unroutable: an ack for a gone edge is dropped and counted; the row is stored.
 
 Against a real PostgreSQL; every ack is checked to follow a visible row

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_06_sigterm: SIGTERM commits and acks the batch it holds, then exits 0.
 
 Against a real PostgreSQL; every ack is checked to follow a visible row

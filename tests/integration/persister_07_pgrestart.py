@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """PostgreSQL stopped for a few seconds mid-stream and started again:
 every message committed exactly once, none acked before it was committed,
 /readyz not ready while the database is down, retries counted."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Two persisters started at once on a fresh database (migrations must not
 race), one test edge with two workers pushing to both: no loss, no
 duplicates, both instances do work, and each row is acked exactly once."""

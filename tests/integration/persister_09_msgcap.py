@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_09_msgcap: the persister's message size cap (--zmq-max-msg, docs/common.md "zmqx_socket"):
  - a batch just under the cap is stored and acked;
  - a batch over it is dropped before decoding (not stored, not acked, not

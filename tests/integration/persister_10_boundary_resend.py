@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_10_boundary_resend: a stored message whose ack was lost, resent after a telemetry partition
 boundary (the resend gets a later received_at: another day's partition), is acked again and stored once,
 in the partition of its first arrival; new rows in the same batch as the resends are stored.

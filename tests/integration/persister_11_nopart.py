@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_11_nopart: a row whose received_at falls on a day with no telemetry partition (an edge clock far
 ahead or behind; maintenance behind) is stored and acked, not dead-lettered: the writer creates the
 partition and commits the batch again. The rest of its batch, in partitions that exist, is stored with it.

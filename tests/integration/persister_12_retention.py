@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_12_retention: --retention-days drops whole old telemetry partitions and nothing newer.
 
 A first persister (no retention) stores rows received 10, 6 and 1 day(s) ago and today (each day gets its

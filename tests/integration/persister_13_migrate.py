@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_13_migrate: a database created by the schema before partitioning (persister/migrations/001, as
 main at b8cf4d8 shipped it, unchanged since), with rows in it, is migrated at start (002_partitions) and
 keeps every row, byte for byte: the old table becomes the partition telemetry_legacy and its keys go into

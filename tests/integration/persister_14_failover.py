@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_14_failover: PostgreSQL fails over while devices send. Two local clusters in synchronous
 streaming replication; the persister has a multi-host conninfo (target_session_attrs=read-write) whose
 first host is a proxy to the primary. Mid-stream the proxy forwards one batch's COMMIT and loses the answer

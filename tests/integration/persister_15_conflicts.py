@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_15_conflicts: a resend that is not a resend (issue 11 item 7). A (device, seq) already stored
 that arrives with another body or another ts is acked, not stored in telemetry (the first version stays),
 kept in telemetry_conflicts with both versions (once per version), at most --max-conflicts-per-device per

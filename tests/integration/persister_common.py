@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared setup for the persister integration scenarios (persister_NN_<what>.py):
 a PostgreSQL and sluice-persister instances on the scenario's ports (PORT =
 22000 + 50 * NN and the 49 after it, persister.cmake); core_persister() and

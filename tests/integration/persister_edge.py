@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """persister_edge - a test edge and the sluice-persister process, for the
 persister integration tests (and bench/persister_bench.py).
 

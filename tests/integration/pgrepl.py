@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """pgrepl - a PostgreSQL primary with a streaming standby, for failover tests; and a TCP proxy in front of
 the primary that can lose the answer to a COMMIT.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """pgtest - a throwaway PostgreSQL 15 for a test, as root, without systemd.
 
     import pgtest

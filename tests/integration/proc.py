@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """proc.py - the one way the integration tests run a process and wait.
 
     import proc

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """slstack.py - the whole Sluice stack on loopback, for end-to-end and fault tests.
 
     import slstack

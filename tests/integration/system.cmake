@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # system: end-to-end and fault scenarios against the whole real stack
 # (PostgreSQL, Mosquitto, sluice-persister, sluice-notifier, two sluice-edge,
 # sluice-devsim), started by slstack.py on loopback. One scenario a file:
@@ -8,3 +9,8 @@ sl_integration_tests(system TIMEOUT 300 ENVIRONMENT "SLUICE_BIN=${CMAKE_BINARY_D
 set_tests_properties(${system_TESTS} PROPERTIES REQUIRED_FILES
   "${CMAKE_BINARY_DIR}/bin/sluice-edge;${CMAKE_BINARY_DIR}/bin/sluice-persister;${CMAKE_BINARY_DIR}/bin/sluice-notifier;${CMAKE_BINARY_DIR}/bin/sluice-devsim")
 set_tests_properties(system_07_volume PROPERTIES TIMEOUT 600)
+# system_15_package installs this build into a DESTDIR and builds client/example.c
+# against it with pkg-config, with this build's compiler and sanitizers.
+string(REPLACE ";" "," _sl_san "${SL_SANITIZE}")
+set_property(TEST system_15_package APPEND PROPERTY ENVIRONMENT
+  "SL_BUILD_DIR=${CMAKE_BINARY_DIR}" "SL_CC=${CMAKE_C_COMPILER}" "SL_SANITIZE=${_sl_san}")

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_01_hello_welcome: a good hello gets welcome{edge, hb, max} from the edge the device reached;
 the device shows as online (retained status with edge and epoch) while connected and offline
 after it leaves; a ping is answered with pong; a reconnect carries a newer epoch."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_02_hello_errors: every refusal of docs/protocol.md sections 1-2 seen from a raw TCP device,
 each answered with err{code, msg} and a close, while a well-behaved device on the same edge keeps
 working (its data is still acked and stored)."""

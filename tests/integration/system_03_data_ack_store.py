@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_03_data_ack_store: data -> row in PostgreSQL -> ack, seen from outside.
 - the edge never acks by itself: with the persister frozen (SIGSTOP) no ack comes and no row
   exists; once it runs again the ack comes and the row is there;

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_04_data_ack_resend: a data whose (dev, seq) is already stored is acked again and stored once:
 - resent on the same connection after its ack, and back to back before any ack (same batch);
 - resent after reconnecting to the other edge;

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_05_cmd_roundtrip: operator commands through MQTT, seen from outside.
 - publish P/<dev>/cmd {id, body}: the device (on either edge) gets cmd{id, body}, answers res,
   and exactly one result {ok, body} appears on P/<dev>/cmd/<id>/result;

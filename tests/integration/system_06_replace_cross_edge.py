@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_06_replace_cross_edge: newest connection of a device wins.
 - device on edge A, same device connects to edge B: A's connection gets err{code:"replaced"} and
   is closed; status stays online on B (A's late disconnect, older epoch, does not flip it);

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_07_volume: 500 devices x 200 messages through both edges (sluice-devsim, as fast as a window
 of 16 unacked per device allows): every ack received, exactly 100,000 rows, every device's
 seqs contiguous (no gap), no duplicate. MQTT is the live view, not the record: the edges shed data

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_08_fault_persister_kill: kill -9 the persister in the middle of a stream (60 devices x 20 msg/s
 for 10 s over two edges), start it again 1 s later; three times (each kill lands on a random point
 of the persister's receive/commit/ack cycle). Whatever it held uncommitted was never acked,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_09_fault_pg_stop: stop PostgreSQL (fast shutdown) for 5 s in the middle of a stream (60 devices
 x 20 msg/s for 10 s over two edges), then start it again. Nothing is acked while the database is
 down; the persister retries; at the end every message is acked and stored exactly once and every

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_10_fault_mqtt_restart: restart Mosquitto (down 2 s) in the middle of a stream (60 devices x
 10 msg/s for 10 s over two edges). Data storage is not affected: every message acked and stored
 exactly once. The notifier reconnects: while the devices are still connected a fresh subscriber

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_11_fault_edge_kill: kill -9 one of two edges in the middle of a stream (80 devices x 10 msg/s
 for 14 s, half on each edge). Its devices reconnect to the other edge and resend what was not
 acked: every message acked and stored exactly once; while they run, every device is online on

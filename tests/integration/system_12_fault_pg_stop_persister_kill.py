@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_12_fault_pg_stop_persister_kill: PostgreSQL stops in the middle of a stream (60 devices x 20
 msg/s for 10 s over two edges); while it is down, the persister (holding rows it cannot commit) is
 killed -9 and started again; 5 s after the stop PostgreSQL comes back. The rows the dead persister

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_13_curve: CURVE on every ZeroMQ link (docs/security.md), with the real persister,
 PostgreSQL, notifier and edges, keys made by sluice-keys.
 - edge-a (key bound to edge-a, allowed by both services): a device's data is acked and stored,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """system_14_tls: devices speak mutual TLS through the device library (sluice-devsim) to two edges
 that share ticket keys; one edge is killed (-9) mid-stream.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """wire.py - Sluice's two wire formats (docs/protocol.md) as the tests speak them.
 
     import wire

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Tests of scripts/check-layering on the small trees in fixtures/ (ctest
 layering_fixtures, label lint).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # common/: log, cfg, metrics, loop, sysres, zmqx, secfile, keys, zap.
 sl_unit_test(test_log SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_log.c LIBS sl::common)
 sl_unit_test(test_cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cfg.c LIBS sl::common)

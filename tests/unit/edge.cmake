@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # edge: the session state machine against a stub struct session_ops.
 sl_unit_test(test_edge_session SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_session.c LIBS edge_core)
 # edge: commands forwarded between workers (cmdfwd.c) against a stub

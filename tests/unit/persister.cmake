@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # persister unit tests: the mapper (rows.c) and partition periods (part.c),
 # the writer's bisect and missing-partition logic (writer.c) with the db_*
 # steps substituted at link time (-Wl,--wrap), db.c's pure parts (SQLSTATE

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Unit tests of proto/ (the I/O-free codec library).
 sl_unit_test(test_frame SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_frame.c LIBS sl::proto)
 sl_unit_test(test_mp SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mp.c LIBS sl::proto m)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Unit tests of proto/tojson.c, proto/token.c and tools/sluice-token.
 sl_unit_test(test_tojson SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_tojson.c LIBS sl::proto PkgConfig::JSONC m)
 sl_unit_test(test_token SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_token.c LIBS sl::token)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_cfg.c - option precedence (flag > env > default), SLUICE_* naming,
  * --x=v and --x v forms, booleans, and the exits: 2 with one stderr line on a
  * bad value or unknown flag, 0 with the option list on --help. Exiting cases

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_client.c - the device library against a fake edge played by the test.
  *
  * The fake edge is a listening socket on 127.0.0.1 (ephemeral port) that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_client_tls.c - the device library's TLS against a small OpenSSL
  * server played by the test.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_devsim.c - sluice-devsim's pure parts: the latency histogram and its
  * quantiles, source address ranges, and the secret file reader. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_acceptor.c - --accept handoff without sockets: which worker the
  * acceptor picks (least loaded, stuck ones passed over, full ones never),
  * and what a worker's mailbox tells it (load = open + queued, FULL at the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_cmdfwd.c - commands routed between the workers of one edge,
  * without sockets.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_guard.c - who may connect (edge/guard.c), with a hand-driven
  * clock: per-source connection and early caps, the connect-rate bucket
  * (which a connect/close churn cannot reset), failed hellos leading to a

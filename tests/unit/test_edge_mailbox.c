@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_mailbox.c - a worker's mailbox (edge/mailbox.c) without a
  * worker: the reserved share of each kind (a full command share never
  * keeps a kick or a connection out), the byte bound of commands, FIFO

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_proxy.c - PROXY protocol v2 headers (edge/proxy.c) byte by byte:
  * IPv4 and IPv6 with TLVs, LOCAL, every split of a header (MORE until the
  * last byte), and what is refused: a wrong signature (as soon as a byte

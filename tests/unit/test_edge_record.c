@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_record.c - the edge's recorder (edge/record.c) without sockets:
  * the hooks are called on hand-made connections, the file is read back
  * with the format module.

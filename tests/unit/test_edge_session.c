@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_session.c - the edge's session state machine without sockets.
  *
  * session.c runs against a stub struct session_ops defined below (what it

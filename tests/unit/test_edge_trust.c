@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_edge_trust.c - fleet secrets and the deny list (edge/trust.c) on byte
  * arrays: a secret file of one or two lines (a rotation: tokens of both are
  * good until the previous line goes), refusals that change nothing (short,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_envelope.c - batches round-trip for every kind, trailing nils are
  * left out, readers skip positions they do not know, refuse other versions
  * and stop on truncation, and a full writer rolls back to a sendable batch.

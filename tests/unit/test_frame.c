@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_frame.c - the frame decoder gives the same frames however the input
  * is split, judges the length from the header alone, and lends payloads in
  * place when it can. */

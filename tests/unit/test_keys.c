@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_keys.c - key files as sluice-keys writes them (czmq zcert): the own
  * pair from NAME_secret or from NAME beside it, with its edge binding; a
  * public certificate refused as an own key; missing and garbage files

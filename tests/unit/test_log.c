@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_log.c - log lines are one logfmt record per call (ts, level, svc, then
  * the caller's text), below-minimum levels are dropped, long lines are cut
  * but still end in a newline, and log_q quotes exactly when it must. */

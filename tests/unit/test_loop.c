@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_loop.c - the epoll loop: timers fire in deadline order and can be
  * stopped, re-armed and stopped by other timers' callbacks; the heap stays a
  * heap under 10k random starts/stops; fd callbacks see readiness and do not

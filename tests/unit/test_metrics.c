@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_metrics.c - the exposition text is exact (HELP/TYPE once per name,
  * label sets grouped under it, cumulative histogram buckets with +Inf, _sum
  * and _count), and the HTTP server answers /metrics, /healthz and /readyz
@@ -363,12 +364,45 @@ static void test_collect(void **state)
     assert_non_null(strstr(buf, "\nt_core_rows_total 16\n"));
 }
 
+/* A family's series come from its function at each scrape, label values
+ * escaped; with fn NULL the family shows no series. */
+static size_t family_fn(void *ud, struct metrics_sample *out, size_t cap)
+{
+    size_t *n = ud;
+    const char *vals[] = {"edge-a", "we\"ird\\edge\n"};
+    for (size_t i = 0; i < *n && i < cap && i < 2; i++) {
+        snprintf(out[i].value, sizeof out[i].value, "%s", vals[i]);
+        out[i].v = i == 0 ? -0.25 : 3;
+    }
+    return *n < cap ? *n : cap;
+}
+
+static void test_family(void **state)
+{
+    (void)state;
+    size_t n = 2;
+    metrics_gauge_family_fn("t_skew_seconds", "Skew.", "edge", family_fn, &n);
+    char buf[16384];
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "# TYPE t_skew_seconds gauge\n"
+                                "t_skew_seconds{edge=\"edge-a\"} -0.25\n"
+                                "t_skew_seconds{edge=\"we\\\"ird\\\\edge\\n\"} 3\n"));
+    n = 1; /* an edge gone: its series goes */
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "t_skew_seconds{edge=\"edge-a\"} -0.25\n"));
+    assert_null(strstr(buf, "ird"));
+    metrics_gauge_family_fn("t_skew_seconds", "Skew.", "edge", NULL, NULL);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "# TYPE t_skew_seconds gauge\n"));
+    assert_null(strstr(buf, "t_skew_seconds{"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),  cmocka_unit_test(test_micro_counter),
         cmocka_unit_test(test_http),    cmocka_unit_test(test_counter_table),
-        cmocka_unit_test(test_collect),
+        cmocka_unit_test(test_collect), cmocka_unit_test(test_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

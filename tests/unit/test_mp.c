@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_mp.c - the bounded msgpack cursor refuses lies about sizes and depth
  * before trusting them, reads every type msgpack-c writes, and the mp_buf
  * sink records overflow instead of growing. */

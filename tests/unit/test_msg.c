@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_msg.c - every message type round-trips; every rejection has its own
  * code and maps to the right wire error; unknown keys are skipped; the worked
  * examples of docs/protocol.md decode (and re-encode) byte for byte. */

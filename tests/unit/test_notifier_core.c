@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_notifier_core.c - the notifier core driven through recording stubs:
  * every command path ends in exactly one result (ok, offline, timeout,
  * undeliverable, disconnect, takeover, edge lost, bad command), kicks name

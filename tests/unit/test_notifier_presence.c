@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_notifier_presence.c - session fencing with events out of order:
  * a late disconnect of an older session never takes a moved device
  * offline, duplicates change nothing, ties break by edge id, kicks name

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_notifier_topics.c - the notifier's pure mappers: data / status /
  * result JSON checked field by field with json-c, retained status read
  * back, operator command parsing and topic classification. */

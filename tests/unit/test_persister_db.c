@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_db.c - what a PostgreSQL error means for a batch
  * (persister/db.c, db_classify, db_classify_err): class 22 and 23 refuse the
  * data (the writer bisects and dead-letters), except "no partition of

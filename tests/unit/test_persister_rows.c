@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_rows.c - the persister's pure mapper (persister/rows.c):
  * envelope entries -> rows, peers, JSON arena limits, COPY text lines (rows
  * and keys) and timestamp formatting; and the partition periods

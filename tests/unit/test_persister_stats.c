@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_stats.c - the persister's metrics as a scrape shows them
  * (persister/stats.c): every sluice_persister_* series keeps its name, type,
  * help text and order (dashboards, tests and benches read them; the text
@@ -113,7 +114,14 @@ static const char expected[] =
     "committed "
     "and acked (at most --max-pending-bytes)\n"
     "# TYPE sluice_persister_pending_bytes gauge\n"
-    "sluice_persister_pending_bytes 14\n";
+    "sluice_persister_pending_bytes 14\n"
+    /* issue 15: per edge, from the core's clocks table */
+    "# HELP sluice_persister_edge_clock_skew_seconds Edge wall clock minus this persister's, per edge "
+    "(largest "
+    "of the last 10 s of heartbeats)\n"
+    "# TYPE sluice_persister_edge_clock_skew_seconds gauge\n"
+    "sluice_persister_edge_clock_skew_seconds{edge=\"edge-a\"} -0.0015\n"
+    "sluice_persister_edge_clock_skew_seconds{edge=\"edge-b\"} 2\n";
 
 static void test_export(void **state)
 {
@@ -134,6 +142,11 @@ static void test_export(void **state)
     stat_hist_observe(&s.batch_rows, 3);
     stat_hist_observe(&s.batch_rows, 2000); /* le is inclusive */
     stat_hist_observe(&s.commit_seconds, 0.003);
+    s.clocks.n = 2;
+    strcpy(s.clocks.c[0].edge, "edge-a");
+    s.clocks.c[0].skew_us = -1500;
+    strcpy(s.clocks.c[1].edge, "edge-b");
+    s.clocks.c[1].skew_us = 2000000;
 
     static char buf[16384];
     size_t n = metrics_render(buf, sizeof buf);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_writer.c - the persister's transaction sequencing and
  * poison-row bisect (persister/writer.c), with every db_* step replaced at
  * link time (-Wl,--wrap=db_rows, ...) by a fake executor: rows whose seq is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_proto_noalloc.c - the decoder's steady state never touches the heap.
  *
  * This executable is linked with -Wl,--wrap=malloc,--wrap=calloc,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_recfile.c - the recording format (proto/recfile.c) byte by byte:
  * the exact little-endian layout docs/recording.md documents, decoding of
  * truncated, foreign and future files, the payload helpers, the device a

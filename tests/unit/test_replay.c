@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_replay.c - sluice-replay's reading of a recording (tools/replay_load.c,
  * replay_dump.c) where a file is corrupt or hostile: record times that
  * overflow, and a header claiming a max_frame the dump would size buffers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_secfile.c - the "too open" rule (other bits always, group bits unless
  * the group is the process's own), the check on real files of each mode
  * (warning logged or not), and the whole-file read: newline stripping, the

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_sluice_keys_cli.sh BIN - sluice-keys: a service pair and an edge pair
 # (files, modes, the binding in the public certificate), no overwrite
 # without --force, --show, and the usage errors.

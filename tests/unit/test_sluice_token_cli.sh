@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_sluice_token_cli.sh BIN - sluice-token's command line.
 #
 # Expected tokens were computed with the openssl CLI, e.g.

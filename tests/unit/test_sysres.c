@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_sysres.c - cpu.max parsing (every shape the kernel writes, and
  * garbage), the CPU count against the affinity mask as this test narrows it,
  * and the fd limit raised to the hard limit. */

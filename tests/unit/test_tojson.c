@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_tojson.c - msgpack -> JSON (proto/tojson.c).
  *
  * Inputs are built with msgpack-c's own packer, outputs are parsed by json-c

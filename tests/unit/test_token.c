@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_token.c - token_compute/token_check against known answers.
  *
  * Every expected value below was computed outside this code base, with the

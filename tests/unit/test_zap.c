@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_zap.c - CURVE through zmqx_socket with the ZAP handler of sl/zap.h,
  * on loopback with keys written by zcert into a temporary directory:
  * - the binding rule (exact edge id, '*' prefix, reply "<edge>/..." only);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_zmqx.c - the resolver turns a host name into numeric endpoints right
  * after zmqx_resolver_new, passes numeric ones through, and apply connects a
  * PUSH to a bound PULL so a message flows (and disconnects what vanished);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_zmqx_resolve.c - the resolver over time, with getaddrinfo wrapped at
  * link time (-Wl,--wrap=getaddrinfo): "svc.test" maps to 127.0.0.1, then
  * fails to resolve (the previous address must be kept, the socket stays

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/client.h - the Sluice device library: what a device's firmware links to
  * talk to Sluice edges (docs/protocol.md, "Device -> edge").
  *

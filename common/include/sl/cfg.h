@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/cfg.h - command-line flags with SLUICE_* environment equivalents.
  *
  * A service declares a table of options; cfg_parse fills each from, in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/keys.h - CURVE key files, in czmq's zcert format (what sluice-keys
  * writes; docs/security.md "Keys").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/log.h - one-line structured logs to stderr (logfmt).
  *
  *   ts=2026-11-28T21:30:00.123Z level=info svc=edge event=conn_close dev=p-1 reason=idle

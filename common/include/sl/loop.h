@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/loop.h - the epoll event loop: fds, masks, timers and callbacks.
  *
  * One loop per thread; nothing here is thread-safe except loop_wake().

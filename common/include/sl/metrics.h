@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/metrics.h - Prometheus metrics and the health endpoints.
  *
  * Metrics are registered once at startup (not thread-safe) and then updated
@@ -96,6 +97,20 @@ void metrics_set_collect(void (*fn)(void *ud), void *ud);
  * under the registry lock, so it must not register metrics itself. */
 void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
 
+/* A gauge family whose label values are known only at scrape time (one
+ * series per edge a service hears from, say): fn fills at most cap samples
+ * and returns how many. It runs on the HTTP thread under the registry lock
+ * (so it must not register metrics, and should only copy). The renderer
+ * escapes the values; a scrape shows at most METRICS_FAMILY_MAX series.
+ * Registering the name again replaces fn and ud; fn NULL shows no series
+ * (do so before ud is freed). */
+#define METRICS_FAMILY_MAX 128
+struct metrics_sample {
+    char value[256]; /* the label's value, NUL-terminated */
+    double v;
+};
+void metrics_gauge_family_fn(const char *name, const char *help, const char *label,
+                             size_t (*fn)(void *ud, struct metrics_sample *out, size_t cap), void *ud);
 /* Start the HTTP server (at most 64 connections, 8 from one address, idle
  * ones closed after 10 s) on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */

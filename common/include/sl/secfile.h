@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/secfile.h - files that hold a secret: CURVE secret keys, passwords,
  * database conninfo, the fleet secret.
  *

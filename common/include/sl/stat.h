@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/stat.h - counters a service core keeps in a struct of its own, for
  * main to export as metrics (sl/metrics.h: metrics_set_collect,
  * metric_counter_set, metric_hist_set) while another thread scrapes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/sysres.h - the machine resources a service sizes itself by: open-file
  * limit and usable CPUs, as a container or cgroup grants them rather than as
  * the host has them. */

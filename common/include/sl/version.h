@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/version.h - what this build is: the project version (CMakeLists.txt)
  * and the git commit it was built from ("unknown" outside a git tree,
  * "-dirty" with uncommitted changes). Printed by every program's --version

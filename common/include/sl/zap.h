@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/zap.h - the ZAP handler (ZeroMQ RFC 27) of a service's CURVE sockets,
  * and the check that binds each edge key to its edge id.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/zmqx.h - ZeroMQ helpers shared by the services and the edge.
  *
  * - zmqx_socket: every socket a Sluice process creates comes from here, so

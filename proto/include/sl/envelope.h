@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/envelope.h - the internal messages between edges and services
  * (docs/protocol.md, "Internal messages").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/err.h - the one error enum shared by every Sluice module.
  *
  * A value exists only because some caller branches on it. The wire error

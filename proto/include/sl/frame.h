@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/frame.h - the u32 big-endian length-prefixed frame codec.
  *
  * The decoder is push-style and I/O-free: the caller feeds whatever bytes a

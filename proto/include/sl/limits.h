@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/limits.h - every protocol limit and default in one place. */
 #ifndef SL_LIMITS_H
 #define SL_LIMITS_H

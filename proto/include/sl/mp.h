@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/mp.h - a bounded, allocation-free msgpack reader, and a fixed-buffer
  * writer for msgpack-c's packer.
  *

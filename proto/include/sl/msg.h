@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/msg.h - the device <-> edge messages of docs/protocol.md.
  *
  * msg_decode() turns one frame payload into a typed struct without

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/recfile.h - the edge's traffic recording format (docs/recording.md).
  *
  * A recording is a 40-byte file header followed by records, each a 24-byte

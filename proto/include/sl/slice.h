@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/slice.h - a borrowed run of bytes. Never owns; valid as long as its source. */
 #ifndef SL_SLICE_H
 #define SL_SLICE_H

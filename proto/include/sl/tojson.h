@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/tojson.h - msgpack -> JSON, and a small JSON text builder.
  *
  * Used for PostgreSQL jsonb (persister) and MQTT payloads (notifier). The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sl/token.h - device tokens: tok = lowercase hex(HMAC-SHA256(fleet secret, dev)).
  *
  * Lives apart from the frame and message codec (library sl_token) because it
