@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """notifier_13_payload_limit: the brokers' message_size_limit (issue 11 item 5; docs/protocol.md section 5).
 Every shipped Mosquitto config, and the test brokers (mqtttest.MESSAGE_SIZE_LIMIT), cap a publish's payload
 at the notifier's largest (NTF_PAYLOAD_MAX, 1 MiB). Against such a broker, with an MQTT 3.1.1 operator:

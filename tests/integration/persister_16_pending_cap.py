@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """persister_16_pending_cap: the bytes a persister holds (pulled, not yet committed and acked) stay under
 --max-pending-bytes (issue 11 item 5), reported in sluice_persister_pending_bytes.
 
