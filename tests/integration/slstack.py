@@ -62,6 +62,13 @@ def retained_status(port, devs, timeout=10.0):
 
 # ---------------------------------------------------------------- the stack
 
+def _same_netns(pid):
+    try:
+        return os.readlink("/proc/%d/ns/net" % pid) == os.readlink("/proc/self/ns/net")
+    except OSError:
+        return False  # gone (nothing to stop), or not ours to judge
+
+
 def _reap_stale(name, port):
     """A run killed by a timeout (SIGKILL, no teardown) may leave its PostgreSQL holding the port:
     stop any postmaster of an earlier run of this scenario on this port."""
@@ -69,7 +76,9 @@ def _reap_stale(name, port):
     for pidf in glob.glob(os.path.join(tempfile.gettempdir(), "sl-sys-%s-*" % name, "pg", "data", "postmaster.pid")):
         try:
             lines = open(pidf).read().splitlines()
-            if len(lines) > 3 and int(lines[3]) == port:
+            # Only one in this network namespace can hold our port: a run in
+            # another namespace (a parallel suite on the same machine) is alive.
+            if len(lines) > 3 and int(lines[3]) == port and _same_netns(int(lines[0])):
                 log("stopping a stale PostgreSQL of an earlier run: %s" % pidf)
                 pgtest._as_postgres([os.path.join(pgtest.PG_BIN, "pg_ctl"), "-D", os.path.dirname(pidf),
                                      "-m", "immediate", "-w", "stop"])
