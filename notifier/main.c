@@ -1,13 +1,12 @@
 /* main.c - sluice-notifier: loads the flags, wires bus (ZeroMQ), mqtt
- * (paho: the control client), pubproc (the data publisher processes) and the
+ * (the control client), pubproc (the data publisher processes) and the
  * ntf core, and runs the epoll loop on the main thread. The core's publishes
  * go by class: data to pubproc, status and results to mqtt.
  *
- * The main thread owns the ZeroMQ sockets and the core. paho's threads
- * only wake it (loop_wake) after queueing inbound messages or when room
- * for more publishes appears. Pulling from the edges stops while the MQTT
- * side cannot take more data: the edges then shed the notifier's copies
- * (PostgreSQL stays the record).
+ * Everything runs on the main thread's loop: ZeroMQ, the MQTT control
+ * connection, the publishers' report pipes. Pulling from the edges stops
+ * while the publishers cannot take more data: the edges then shed the
+ * notifier's copies (PostgreSQL stays the record).
  *
  * Deliberately not here: any decision about messages (ntf.c). */
 #define _POSIX_C_SOURCE 200809L
@@ -32,11 +31,22 @@
 #include "sl/zmqx.h"
 
 #define DRAIN_MAX 256 /* batches per wake-up, so timers and MQTT input still run */
+/* The control client (status, results, subscriptions): a large window and
+ * buffer, since these are never shed (~65k statuses of ~300 bytes wait in
+ * 32 MiB); inbound packets up to 1 MiB (a command's body is at most 64 KiB
+ * of msgpack, its JSON somewhat more). */
+#define CTRL_WINDOW    1024
+#define CTRL_BUF_BYTES (32u << 20)
+#define CTRL_MAX_IN    (1u << 20)
+/* A data publisher's buffer: its window plus what it has queued, records of
+ * at most 1 MiB (pubproc.c REC_MAX). */
+#define PUB_BUF_BYTES (8u << 20)
 
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
     const char *metrics, *log_level;
-    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms, max_msg;
+    int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
+        max_msg;
 };
 
 /* The MQTT side as the metrics see it: the control client and the
@@ -83,7 +93,13 @@ static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
     struct app *a = ud;
     if (cls == NTF_PUB_DATA)
         return pubproc_publish(a->pp, dev, dev_len, topic, topic_len, payload, len, retained);
-    return mqtt_publish(a->mqtt, true, dev, dev_len, topic, topic_len, payload, len, retained);
+    /* Status and results are never shed: the control client's buffer holds
+     * them until the broker has them; only its overflow loses one. */
+    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, retained, 0) != 0) {
+        char t[128];
+        log_error("event=mqtt_ctrl_lost topic=%s", log_q(t, sizeof t, topic, topic_len));
+    }
+    return 0;
 }
 
 static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
@@ -92,10 +108,11 @@ static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct
     return bus_send_edge(a->bus, reply, inc, e);
 }
 
-static void on_mqtt_msg(void *ud, const char *topic, size_t tl, const char *payload, size_t len)
+static bool on_mqtt_msg(void *ud, const struct mqtt_msg *m)
 {
     struct app *a = ud;
-    ntf_mqtt(a->ntf, topic, tl, payload, len, loop_now_ms(a->loop));
+    ntf_mqtt(a->ntf, m->topic, m->topic_len, (const char *)m->payload, m->len, loop_now_ms(a->loop));
+    return true;
 }
 
 static void drain(struct app *a)
@@ -132,9 +149,20 @@ static void on_resume(struct loop *l, void *ud)
 static void on_wake(struct loop *l, void *ud)
 {
     (void)l;
+    drain(ud);
+}
+
+static void on_room(void *ud)
+{
+    drain(ud);
+}
+
+/* After every wake-up: what the core published goes out in one write. */
+static void after(struct loop *l, void *ud)
+{
+    (void)l;
     struct app *a = ud;
-    mqtt_poll(a->mqtt, on_mqtt_msg, a);
-    drain(a);
+    mqtt_flush(a->mqtt);
 }
 
 static void pub_totals(struct app *a, struct pub_totals *o)
@@ -145,19 +173,14 @@ static void pub_totals(struct app *a, struct pub_totals *o)
     pubproc_totals(a->pp, &t);
     o->published = m.published + t.published;
     o->failed = m.failed + t.failed;
-    o->data_lost = m.data_lost + t.refused + t.lost;
-    o->ctrl_lost = m.ctrl_lost;
+    o->data_lost = t.refused + t.lost;
+    o->ctrl_lost = m.refused;
     o->reconnects = m.reconnects + t.reconnects;
     o->respawns = t.respawns;
     o->died_lost = t.died_lost;
     o->inflight = m.inflight + t.inflight;
-    o->ctrl_waiting = m.ctrl_waiting;
+    o->ctrl_waiting = m.inflight;
     o->connected = m.connected + t.connected;
-}
-
-static int64_t outstanding(struct app *a)
-{
-    return mqtt_outstanding(a->mqtt) + pubproc_outstanding(a->pp);
 }
 
 static void update_metrics(struct app *a)
@@ -182,10 +205,8 @@ static void on_tick(struct loop *l, void *ud)
 {
     struct app *a = ud;
     uint64_t now = loop_now_ms(l);
-    mqtt_poll(a->mqtt, on_mqtt_msg, a);
     ntf_tick(a->ntf, now);
     pubproc_tick(a->pp, now);
-    mqtt_tick(a->mqtt, now);
     update_metrics(a);
     drain(a);
     loop_timer_start(l, &a->tick, 50);
@@ -266,7 +287,8 @@ static void register_metrics(struct app *a)
               &s->res_unknown);
     a->g_inflight = metrics_gauge("sluice_notifier_publish_inflight", "MQTT publishes awaiting PUBACK", NULL);
     a->g_connected = metrics_gauge("sluice_notifier_mqtt_connected", "MQTT pool clients connected", NULL);
-    a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting", "Status/results waiting for paho", NULL);
+    a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting",
+                                   "Status/results not yet acknowledged by the broker", NULL);
     a->g_devices = metrics_gauge("sluice_notifier_devices", "Devices in the presence map", NULL);
     a->g_online = metrics_gauge("sluice_notifier_devices_online", "Devices online", NULL);
     a->g_pending = metrics_gauge("sluice_notifier_commands_pending", "Commands awaiting a result", NULL);
@@ -279,17 +301,20 @@ int main(int argc, char **argv)
     const struct cfg_opt opts[] = {
         {"pull", CFG_STR, &o->pull, "tcp://*:7011", "PULL endpoint to bind (edge batches)", 0, 0},
         {"router", CFG_STR, &o->router, "tcp://*:7012", "ROUTER endpoint to bind (cmds, kicks)", 0, 0},
-        {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883", "MQTT broker URI (tcp:// or ssl://)", 0, 0},
+        {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883",
+         "MQTT broker URIs, comma-separated, the first preferred (tcp:// or ssl://)", 0, 0},
         {"client-id", CFG_STR, &o->client_id, "sluice-notifier", "MQTT client id prefix (<id>-<n>)", 0, 0},
         {"username", CFG_STR, &o->username, "", "MQTT user name", 0, 0},
         {"password", CFG_STR, &o->password, "", "MQTT password", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
         {"name", CFG_STR, &o->name, "notifier", "this notifier's name in batches to edges", 0, 0},
-        {"pool", CFG_INT, &o->pool, "4", "data publisher processes (one MQTT connection each)", 1, 64},
+        {"pool", CFG_INT, &o->pool, "1", "data publisher processes (one MQTT connection each)", 1, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
          "edge worker silence before its devices go offline", 100, 86400000},
+        {"data-qos", CFG_INT, &o->data_qos, "1",
+         "QoS of data publishes: 1, or 0 for a best-effort live view (status, results: always 1)", 0, 1},
         {"max-inflight", CFG_INT, &o->max_inflight, "128",
          "unacknowledged data publishes per publisher (pulling stops at 4x unreported)", 1, 16000},
         {"max-devices", CFG_INT, &o->max_devices, "1000000", "presence table capacity (~300 B each)", 1,
@@ -322,22 +347,36 @@ int main(int argc, char **argv)
     char sub_status[300], sub_cmd[300];
     snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
     snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+    /* Status first: the broker sends the retained statuses before any
+     * command that arrives on the second filter, so routing is rebuilt
+     * before commands are judged. */
+    const char *subs[] = {sub_status, sub_cmd};
+    char client0[300];
+    snprintf(client0, sizeof client0, "%s-0", o->client_id);
 
-    struct mqtt_cfg mc = {.uri = o->broker,
-                          .client_id = o->client_id,
+    if (pubproc_is_child()) {
+        struct mqtt_cfg dc = {.uris = o->broker,
+                              .username = o->username,
+                              .password = o->password,
+                              .tls_ca = o->tls_ca,
+                              .qos = (int)o->data_qos,
+                              .max_inflight = (int)o->max_inflight,
+                              .buf_bytes = PUB_BUF_BYTES,
+                              .max_in = 64 * 1024,
+                              .read_every_ms = 1};
+        return pubproc_child_main(&dc, o->client_id, (int)o->flush_ms);
+    }
+    struct mqtt_cfg mc = {.uris = o->broker,
+                          .client_id = client0,
                           .username = o->username,
                           .password = o->password,
                           .tls_ca = o->tls_ca,
-                          .sub_status = sub_status,
-                          .sub_cmd = sub_cmd,
-                          .pool = 1,
-                          .max_inflight = (int)o->max_inflight,
-                          .ctrl_queue = 65536,
-                          .inbound_queue = 4096,
-                          .name_index = 0,
-                          .subscribe = true};
-    if (pubproc_is_child())
-        return pubproc_child_main(&mc, (int)o->flush_ms);
+                          .subs = subs,
+                          .nsubs = 2,
+                          .qos = 1,
+                          .max_inflight = CTRL_WINDOW,
+                          .buf_bytes = CTRL_BUF_BYTES,
+                          .max_in = CTRL_MAX_IN};
 
     a.loop = loop_new(64);
     struct ntf_cfg nc = {.prefix = o->prefix,
@@ -360,13 +399,15 @@ int main(int argc, char **argv)
     if (metrics_start(o->metrics) != 0)
         return 1;
     loop_set_wake(a.loop, on_wake, &a);
-    a.mqtt = mqtt_new(&mc, a.loop);
+    loop_set_after(a.loop, after, &a);
+    struct mqtt_ops mops = {.ud = &a, .msg = on_mqtt_msg};
+    a.mqtt = mqtt_new(&mc, &mops, a.loop);
     if (!a.mqtt) {
         log_error("event=startup_failed what=mqtt broker=%s", o->broker);
         return 1;
     }
-    /* A child may hold a few windows: one in paho, the rest in its pipe. */
-    a.pp = pubproc_new((int)o->pool, argv, 4 * o->max_inflight, a.loop);
+    /* A child may hold a few windows: one in its client, the rest in its pipe. */
+    a.pp = pubproc_new((int)o->pool, argv, 4 * o->max_inflight, a.loop, on_room, &a);
     if (!a.pp) {
         log_error("event=startup_failed what=publishers pool=%d", (int)o->pool);
         return 1;
@@ -381,21 +422,26 @@ int main(int argc, char **argv)
 
     int rc = loop_run(a.loop);
 
-    /* Shutdown: stop pulling, then give paho a bounded time to get the
-     * PUBACKs of what it holds (and the queued statuses/results out). */
+    /* Shutdown, bounded by --flush-timeout-ms whatever the broker does:
+     * stop pulling, close the publishers' pipes (they write what they have
+     * and wait for its PUBACKs), keep the loop running for the control
+     * client's statuses and results, and at the deadline kill what is left.
+     * What did not make it is counted in the stop line. */
     metrics_set_ready(false);
     uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
-    int64_t left;
-    while ((left = outstanding(&a)) > 0 && loop_clock_ms() < until) {
+    pubproc_stop(a.pp);
+    while (loop_clock_ms() < until && (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp))) {
+        uint64_t left_ms = until - loop_clock_ms();
+        loop_run_once(a.loop, left_ms < 10 ? (int)left_ms : 10);
         pubproc_tick(a.pp, loop_clock_ms());
-        mqtt_tick(a.mqtt, loop_clock_ms());
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
     }
+    int64_t lost_data = pubproc_unflushed(a.pp), lost_ctrl = mqtt_outstanding(a.mqtt);
     update_metrics(&a);
-    log_info("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
-    pubproc_destroy(&a.pp, 1000);
-    mqtt_destroy(&a.mqtt, 1000);
+    log_info("event=stop unflushed=%lld unflushed_data=%lld unflushed_ctrl=%lld published=%llu",
+             (long long)(lost_data + lost_ctrl), (long long)lost_data, (long long)lost_ctrl,
+             (unsigned long long)a.ms.published);
+    pubproc_destroy(&a.pp);
+    mqtt_destroy(&a.mqtt);
     metrics_stop();
     bus_destroy(&a.bus);
     ntf_destroy(&a.ntf);

@@ -12,7 +12,7 @@
  * - P/<dev>/status read back (retained, after a restart) -> presence, so
  *   routing survives a notifier restart
  *
- * Deliberately not here: sockets, paho, threads, retry queues. Logging is
+ * Deliberately not here: sockets, MQTT, threads, retry queues. Logging is
  * limited to rare operator-visible events (bad commands), never per message. */
 #include "ntf.h"
 

@@ -1,7 +1,7 @@
 /* ntf.h - the notifier's decisions, with no I/O: edge batches and MQTT
  * messages in; publishes, commands and kicks out through struct ntf_out.
  *
- * The I/O shells (bus.c for ZeroMQ, mqtt.c for paho) and main.c wire it
+ * The I/O shells (bus.c for ZeroMQ, mqtt.c for MQTT) and main.c wire it
  * to the world; unit tests wire it to recording stubs. Runs on one thread
  * (the main thread); not thread-safe. */
 #ifndef NTF_NTF_H

@@ -2,7 +2,7 @@
  * envelope -> topic + JSON payload, retained status <-> struct, operator
  * command JSON -> (id, msgpack body).
  *
- * Deliberately not here: paho, sockets, logging, presence decisions. The
+ * Deliberately not here: MQTT, sockets, logging, presence decisions. The
  * JSON we write is built by hand with the tojson builder (no allocation on
  * the data path); only the control path (commands, retained statuses read
  * back) parses JSON, with json-c. */

@@ -1,5 +1,5 @@
 /* topics.h - the notifier's pure mappers: envelope -> MQTT topic + JSON, and
- * operator JSON -> command. No sockets, no paho, no logging: every function
+ * operator JSON -> command. No sockets, no MQTT client, no logging: every function
  * works on caller buffers and can be tested on byte arrays.
  *
  * Payloads follow docs/protocol.md section 5. */
