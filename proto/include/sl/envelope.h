@@ -6,7 +6,7 @@
  * shape (struct envelope), whatever its kind and direction:
  *
  *   header: [v, edge_id, incarnation, reply]
- *   entry:  [kind, slot, gen, dev, epoch, seq, ts, at_ns, peer, reason, id, ok, body]
+ *   entry:  [kind, slot, gen, dev, epoch, seq, ts, at_ns, peer, reason, id, ok, body, to, ring]
  *
  * Trailing nil fields of an entry are left out by the writer, so an ack is
  * [kind, slot, gen, dev, epoch, seq]. Readers ignore elements past the ones
@@ -37,6 +37,9 @@ enum envelope_kind {
     ENV_ACK = 7,  /* persister: (slot, gen, dev, seq) is committed */
     ENV_CMD = 8,  /* notifier: deliver cmd id with body to dev */
     ENV_KICK = 9, /* notifier: close exactly (slot, gen, dev) with err "replaced" */
+    /* notifier -> edge worker: "I am alive", answering a heartbeat that
+     * carried `to`: at_ns, to (echoed); the header's edge names the notifier */
+    ENV_NOTIFIER_HB = 10,
 };
 
 /* Batch header. In edge -> service batches, reply is the ZeroMQ identity of
@@ -70,6 +73,12 @@ struct envelope {
     bool has_ok;
     struct sl_slice body; /* data/res/cmd: raw msgpack bytes, untouched */
     bool has_body;
+    /* Appended in the same version (readers that predate them skip them):
+     * to: heartbeat, the notifier endpoint it was sent to, echoed back in
+     * ENV_NOTIFIER_HB; ring: heartbeat, the ids of the notifiers the worker
+     * sends device events to, comma-separated. Empty = absent (nil). */
+    struct sl_slice to;
+    struct sl_slice ring;
 };
 
 /* Fields are the writer's: read them through the functions below, never
