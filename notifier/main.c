@@ -9,7 +9,7 @@
  * notifier's copies (PostgreSQL stays the record).
  *
  * Deliberately not here: any decision about messages (ntf.c). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* gethostname */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,9 @@
 #include "mqtt.h"
 #include "ntf.h"
 #include "pubproc.h"
+#include "topics.h"
 #include "sl/cfg.h"
+#include "sl/msg.h"
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/metrics.h"
@@ -43,7 +45,7 @@
 #define PUB_BUF_BYTES (8u << 20)
 
 struct opts {
-    const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
+    const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *id, *share;
     const char *metrics, *log_level;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
@@ -95,7 +97,7 @@ static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
         return pubproc_publish(a->pp, dev, dev_len, topic, topic_len, payload, len, retained);
     /* Status and results are never shed: the control client's buffer holds
      * them until the broker has them; only its overflow loses one. */
-    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, retained, 0) != 0) {
+    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, retained, 0, false) != 0) {
         char t[128];
         log_error("event=mqtt_ctrl_lost topic=%s", log_q(t, sizeof t, topic, topic_len));
     }
@@ -108,11 +110,40 @@ static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct
     return bus_send_edge(a->bus, reply, inc, e);
 }
 
+static void out_publish_marker(void *ud, const char *topic, size_t topic_len, const char *payload, size_t len,
+                               uint64_t token)
+{
+    struct app *a = ud;
+    /* At most once: a marker the broker may not have is never sent again
+     * (ntf.c, "commands"). Refused now (buffer full): dropped at once. */
+    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, true, token, true) != 0)
+        ntf_marker_done(a->ntf, token, false, loop_now_ms(a->loop));
+}
+
+static void out_ack(void *ud, uint64_t handle)
+{
+    struct app *a = ud;
+    mqtt_ack(a->mqtt, handle);
+}
+
 static bool on_mqtt_msg(void *ud, const struct mqtt_msg *m)
 {
     struct app *a = ud;
-    ntf_mqtt(a->ntf, m->topic, m->topic_len, (const char *)m->payload, m->len, loop_now_ms(a->loop));
-    return true;
+    return ntf_mqtt(a->ntf, m->topic, m->topic_len, (const char *)m->payload, m->len, m->ack,
+                    loop_now_ms(a->loop));
+}
+
+static void on_mqtt_up(void *ud, int broker, bool switched)
+{
+    struct app *a = ud;
+    (void)broker;
+    ntf_mqtt_up(a->ntf, switched);
+}
+
+static void on_mqtt_done(void *ud, uint64_t token, bool ok)
+{
+    struct app *a = ud;
+    ntf_marker_done(a->ntf, token, ok, loop_now_ms(a->loop));
 }
 
 static void drain(struct app *a)
@@ -283,8 +314,18 @@ static void register_metrics(struct app *a)
     add_delta(a, cmds, ch, "result=\"duplicate\"", &s->cmds_dup);
     add_delta(a, "sluice_notifier_commands_held_total", "Commands held until their edge worker reconnected",
               NULL, &s->cmds_unsent);
-    add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no longer pending", NULL,
+    add_delta(a, cmds, ch, "result=\"lost\"", &s->cmds_lost);
+    add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no notifier holds (late)", NULL,
               &s->res_unknown);
+    add_delta(a, "sluice_notifier_res_held_total", "Answers that waited for their command's marker", NULL,
+              &s->res_held);
+    add_delta(a, "sluice_notifier_markers_expired_total",
+              "Pending-command markers past their deadline that nobody answered, cleared", NULL,
+              &s->markers_expired);
+    add_delta(a, "sluice_notifier_heartbeats_answered_total", "Edge heartbeats answered", NULL,
+              &s->heartbeats_answered);
+    add_delta(a, "sluice_notifier_resync_statuses_total", "Statuses published again on a broker switch", NULL,
+              &s->resync_published);
     a->g_inflight = metrics_gauge("sluice_notifier_publish_inflight", "MQTT publishes awaiting PUBACK", NULL);
     a->g_connected = metrics_gauge("sluice_notifier_mqtt_connected", "MQTT pool clients connected", NULL);
     a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting",
@@ -303,12 +344,24 @@ int main(int argc, char **argv)
         {"router", CFG_STR, &o->router, "tcp://*:7012", "ROUTER endpoint to bind (cmds, kicks)", 0, 0},
         {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883",
          "MQTT broker URIs, comma-separated, the first preferred (tcp:// or ssl://)", 0, 0},
-        {"client-id", CFG_STR, &o->client_id, "sluice-notifier", "MQTT client id prefix (<id>-<n>)", 0, 0},
+        {"id", CFG_STR, &o->id, "",
+         "this notifier's stable id, [A-Za-z0-9._:-]{1,64}: edges hash devices over the ids (default: the "
+         "host "
+         "name, stable for a StatefulSet pod or a compose container)",
+         0, 0},
+        {"client-id", CFG_STR, &o->client_id, "",
+         "MQTT client id prefix: clients <prefix>-0 (control), -1.. (publishers); default "
+         "sluice-notifier-<id>",
+         0, 0},
+        {"share-group", CFG_STR, &o->share, "sluice",
+         "commands come through $share/<group>/P/+/cmd, so the broker gives each to one notifier of the "
+         "group "
+         "(empty: a plain subscription, one notifier only)",
+         0, 0},
         {"username", CFG_STR, &o->username, "", "MQTT user name", 0, 0},
         {"password", CFG_STR, &o->password, "", "MQTT password", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
-        {"name", CFG_STR, &o->name, "notifier", "this notifier's name in batches to edges", 0, 0},
         {"pool", CFG_INT, &o->pool, "1", "data publisher processes (one MQTT connection each)", 1, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
@@ -344,15 +397,39 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
 
-    char sub_status[300], sub_cmd[300];
+    char id[SL_DEV_MAX + 1], client_prefix[300];
+    if (!o->id[0]) {
+        if (gethostname(id, sizeof id) != 0)
+            id[0] = '\0';
+        id[sizeof id - 1] = '\0';
+    } else {
+        snprintf(id, sizeof id, "%s", o->id);
+    }
+    if (!msg_valid_id((const uint8_t *)id, strlen(id)) || strlen(o->id) > SL_DEV_MAX) {
+        log_error("event=startup_failed what=id id=\"%s\" err=\"--id must match [A-Za-z0-9._:-]{1,64}\"",
+                  o->id[0] ? o->id : id);
+        return 1;
+    }
+    /* Unique per notifier by default: replicas sharing one client id would
+     * take each other's connections away at the broker. */
+    if (o->client_id[0])
+        snprintf(client_prefix, sizeof client_prefix, "%s", o->client_id);
+    else
+        snprintf(client_prefix, sizeof client_prefix, "sluice-notifier-%s", id);
+
+    char sub_status[300], sub_cmd[400], sub_marker[300];
     snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
-    snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
-    /* Status first: the broker sends the retained statuses before any
-     * command that arrives on the second filter, so routing is rebuilt
-     * before commands are judged. */
-    const char *subs[] = {sub_status, sub_cmd};
-    char client0[300];
-    snprintf(client0, sizeof client0, "%s-0", o->client_id);
+    if (o->share[0])
+        snprintf(sub_cmd, sizeof sub_cmd, "$share/%s/%s/+/cmd", o->share, o->prefix);
+    else
+        snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+    snprintf(sub_marker, sizeof sub_marker, "%s/" TOPICS_INTERNAL "/pending/+/+", o->prefix);
+    /* Statuses and markers first: the broker sends the retained ones before
+     * any command that arrives on the last filter, so routing and the
+     * pending commands are known before commands are judged. */
+    const char *subs[] = {sub_status, sub_marker, sub_cmd};
+    char client0[340];
+    snprintf(client0, sizeof client0, "%s-0", client_prefix);
 
     if (pubproc_is_child()) {
         struct mqtt_cfg dc = {.uris = o->broker,
@@ -364,7 +441,7 @@ int main(int argc, char **argv)
                               .buf_bytes = PUB_BUF_BYTES,
                               .max_in = 64 * 1024,
                               .read_every_ms = 1};
-        return pubproc_child_main(&dc, o->client_id, (int)o->flush_ms);
+        return pubproc_child_main(&dc, client_prefix, (int)o->flush_ms);
     }
     struct mqtt_cfg mc = {.uris = o->broker,
                           .client_id = client0,
@@ -372,7 +449,7 @@ int main(int argc, char **argv)
                           .password = o->password,
                           .tls_ca = o->tls_ca,
                           .subs = subs,
-                          .nsubs = 2,
+                          .nsubs = 3,
                           .qos = 1,
                           .max_inflight = CTRL_WINDOW,
                           .buf_bytes = CTRL_BUF_BYTES,
@@ -380,14 +457,20 @@ int main(int argc, char **argv)
 
     a.loop = loop_new(64);
     struct ntf_cfg nc = {.prefix = o->prefix,
+                         .id = id,
                          .max_devices = (uint32_t)o->max_devices,
                          .max_workers = 4096,
                          .max_cmds = (uint32_t)o->max_cmds,
                          .cmd_timeout_ms = (uint64_t)o->cmd_timeout_ms,
                          .edge_timeout_ms = (uint64_t)o->edge_timeout_ms};
-    struct ntf_out out = {.ud = &a, .publish = out_publish, .send_edge = out_send_edge, .wall_ms = wall_ms};
+    struct ntf_out out = {.ud = &a,
+                          .publish = out_publish,
+                          .publish_marker = out_publish_marker,
+                          .ack = out_ack,
+                          .send_edge = out_send_edge,
+                          .wall_ms = wall_ms};
     a.ntf = ntf_new(&nc, &out);
-    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name, o->max_msg) : NULL;
+    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, id, o->max_msg) : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
         log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"
@@ -400,7 +483,7 @@ int main(int argc, char **argv)
         return 1;
     loop_set_wake(a.loop, on_wake, &a);
     loop_set_after(a.loop, after, &a);
-    struct mqtt_ops mops = {.ud = &a, .msg = on_mqtt_msg};
+    struct mqtt_ops mops = {.ud = &a, .msg = on_mqtt_msg, .up = on_mqtt_up, .done = on_mqtt_done};
     a.mqtt = mqtt_new(&mc, &mops, a.loop);
     if (!a.mqtt) {
         log_error("event=startup_failed what=mqtt broker=%s", o->broker);
@@ -417,8 +500,8 @@ int main(int argc, char **argv)
     loop_timer_init(&a.tick, on_tick, &a);
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    log_info("event=start pull=%s router=%s broker=%s pool=%d prefix=%s", o->pull, o->router, o->broker,
-             (int)o->pool, o->prefix);
+    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s", id,
+             o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd);
 
     int rc = loop_run(a.loop);
 

@@ -100,6 +100,7 @@ struct broker {
 
 struct tok {
     uint64_t seq, token;
+    bool once; /* never resent: dropped (done not ok) if its connection is lost before the PUBACK */
 };
 
 struct mqtt {
@@ -136,7 +137,7 @@ struct mqtt {
     uint32_t win_pkts, queued;
     uint16_t next_id;
     uint64_t seq_acked, seq_end; /* publishes ever finished / appended */
-    struct tok *tok;
+    struct tok *tok; /* publishes with a token, in seq order: tok[tok_head .. tok_head + tok_len) */
     size_t tok_cap, tok_head, tok_len;
     uint8_t head_tries;
     int tls_retry;  /* an SSL_write to repeat as it was: 1 = ctl, 2 = pub */
@@ -416,10 +417,44 @@ static void close_conn(struct mqtt *m)
     loop_timer_stop(m->loop, &m->coal);
 }
 
+/* The connection is gone: publishes marked `once` that it had not
+ * acknowledged are dropped (they may or may not have reached the broker;
+ * their owner decides what that means), from the newest down so the seq
+ * of each one still left is known. Rare: only at a connection loss. */
+static void drop_once(struct mqtt *m)
+{
+    for (size_t k = m->tok_len; k-- > 0;) {
+        struct tok t = m->tok[m->tok_head + k];
+        uint64_t nth = t.seq - m->seq_acked; /* 1 = the packet at ack_off */
+        if (!t.once || t.seq <= m->seq_acked || nth > m->win_pkts)
+            continue;
+        size_t off = m->ack_off;
+        for (uint64_t i = 1; i < nth; i++)
+            off += mqttc_packet_len(m->pub + off, m->end - off);
+        size_t len = mqttc_packet_len(m->pub + off, m->end - off);
+        memmove(m->pub + off, m->pub + off + len, m->end - off - len);
+        m->end -= len;
+        m->win_off -= len;
+        if (m->wr_off > off)
+            m->wr_off = m->wr_off >= off + len ? m->wr_off - len : off;
+        m->win_pkts--;
+        m->seq_end--;
+        for (size_t j = k + 1; j < m->tok_len; j++) /* later publishes move up one seq */
+            m->tok[m->tok_head + j - 1] = (struct tok){
+                m->tok[m->tok_head + j].seq - 1, m->tok[m->tok_head + j].token, m->tok[m->tok_head + j].once};
+        m->tok_len--;
+        m->s.failed++;
+        if (m->ops.done)
+            m->ops.done(m->ops.ud, t.token, false);
+    }
+}
+
 /* Everything handed to the last connection and not acknowledged goes out
- * again, in order, on the next one. */
+ * again, in order, on the next one (except `once` publishes). */
 static void rewind_window(struct mqtt *m)
 {
+    if (m->cfg.qos == 1 && m->tok_len > 0)
+        drop_once(m);
     if (m->cfg.qos == 1) {
         m->s.resent += m->win_pkts;
         m->queued += m->win_pkts;
@@ -770,7 +805,7 @@ static void finish(struct mqtt *m, bool ok)
             break;
         uint64_t token = t->token;
         bool mine = t->seq == m->seq_acked;
-        m->tok_head = (m->tok_head + 1) % m->tok_cap;
+        m->tok_head++;
         m->tok_len--;
         if (mine && m->ops.done)
             m->ops.done(m->ops.ud, token, ok);
@@ -859,9 +894,13 @@ static void on_puback(struct mqtt *m, uint16_t id)
 }
 
 int mqtt_publish(struct mqtt *m, const char *topic, size_t topic_len, const void *payload, size_t len,
-                 bool retained, uint64_t token)
+                 bool retained, uint64_t token, bool once)
 {
     size_t need = mqttc_publish_size(topic_len, len, m->cfg.qos);
+    if (token && m->tok_head + m->tok_len == m->tok_cap && m->tok_head > 0) {
+        memmove(m->tok, m->tok + m->tok_head, m->tok_len * sizeof *m->tok);
+        m->tok_head = 0;
+    }
     if (topic_len == 0 || topic_len > MQTT_TOPIC_MAX || !mqtt_room(m, topic_len, len) ||
         (token && m->tok_len == m->tok_cap)) {
         m->s.refused++;
@@ -887,7 +926,7 @@ int mqtt_publish(struct mqtt *m, const char *topic, size_t topic_len, const void
     m->queued++;
     m->seq_end++;
     if (token) {
-        m->tok[(m->tok_head + m->tok_len) % m->tok_cap] = (struct tok){m->seq_end, token};
+        m->tok[m->tok_head + m->tok_len] = (struct tok){m->seq_end, token, once};
         m->tok_len++;
     }
     return 0;

@@ -108,10 +108,12 @@ void mqtt_destroy(struct mqtt **m);
 
 /* Append one publish (copies topic and payload). 0, or -1 when refused: the
  * buffer is full or the topic longer than MQTT_TOPIC_MAX (counted in
- * stats.refused). token != 0: ops.done reports its fate. Written by the next
- * mqtt_flush (or when the socket drains). */
+ * stats.refused). token != 0: ops.done reports its fate. once (QoS 1, with a
+ * token): never written twice; if the connection is lost before its PUBACK
+ * it is dropped and ops.done says not ok (it may or may not have reached the
+ * broker). Written by the next mqtt_flush (or when the socket drains). */
 int mqtt_publish(struct mqtt *m, const char *topic, size_t topic_len, const void *payload, size_t len,
-                 bool retained, uint64_t token);
+                 bool retained, uint64_t token, bool once);
 /* Write what the window allows now (never blocks). */
 void mqtt_flush(struct mqtt *m);
 /* Acknowledge an inbound QoS 1 message whose msg callback returned false.

@@ -73,7 +73,7 @@ size_t mqttc_connect(uint8_t *buf, size_t cap, const char *client_id, const char
     if (!p)
         return 0;
     p = put_str(p, "MQTT", 4);
-    *p++ = 4;                                                          /* protocol level: 3.1.1 */
+    *p++ = 4;                                                                  /* protocol level: 3.1.1 */
     *p++ = (uint8_t)(0x02u | (has_user ? 0x80u : 0) | (has_pass ? 0x40u : 0)); /* clean session */
     p = put_u16(p, keepalive);
     p = put_str(p, client_id, il);
@@ -135,7 +135,8 @@ size_t mqttc_puback(uint8_t *buf, size_t cap, uint16_t id)
     return (size_t)(put_u16(p, id) - buf);
 }
 
-size_t mqttc_subscribe(uint8_t *buf, size_t cap, uint16_t id, const char *const *topics, const int *qos, int n)
+size_t mqttc_subscribe(uint8_t *buf, size_t cap, uint16_t id, const char *const *topics, const int *qos,
+                       int n)
 {
     if (n < 1 || id == 0)
         return 0;

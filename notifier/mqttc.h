@@ -83,7 +83,8 @@ size_t mqttc_packet_len(const uint8_t *p, size_t n);
 
 size_t mqttc_puback(uint8_t *buf, size_t cap, uint16_t id);
 /* SUBSCRIBE n topic filters, each at its qos (0 or 1). */
-size_t mqttc_subscribe(uint8_t *buf, size_t cap, uint16_t id, const char *const *topics, const int *qos, int n);
+size_t mqttc_subscribe(uint8_t *buf, size_t cap, uint16_t id, const char *const *topics, const int *qos,
+                       int n);
 size_t mqttc_pingreq(uint8_t *buf, size_t cap);
 size_t mqttc_disconnect(uint8_t *buf, size_t cap);
 

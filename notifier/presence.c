@@ -157,6 +157,36 @@ const struct presence_worker *presence_worker_get(const struct presence *p, uint
     return w < p->nw && p->ws[w].used ? &p->ws[w] : NULL;
 }
 
+struct presence_worker *presence_worker_mut(struct presence *p, uint32_t w)
+{
+    return w < p->nw && p->ws[w].used ? &p->ws[w] : NULL;
+}
+
+uint32_t presence_worker_find(const struct presence *p, struct sl_slice edge, uint64_t inc,
+                              struct sl_slice reply)
+{
+    if (reply.n == 0 || reply.n > TOPICS_REPLY_MAX)
+        return PRESENCE_NONE;
+    uint32_t b = w_hash(reply, inc) & p->w_mask;
+    for (uint32_t i = p->w_heads[b]; i != PRESENCE_NONE; i = p->ws[i].hnext)
+        if (w_match(&p->ws[i], edge, inc, reply))
+            return i;
+    return PRESENCE_NONE;
+}
+
+uint32_t presence_each(const struct presence *p, uint32_t *cursor, uint32_t max, presence_each_cb *cb,
+                       void *ud)
+{
+    uint32_t k = 0, i = *cursor;
+    for (; i < p->ndev && k < max; i++)
+        if (p->devs[i].used) {
+            cb(ud, &p->devs[i]);
+            k++;
+        }
+    *cursor = i < p->ndev ? i : 0;
+    return k;
+}
+
 static void w_free(struct presence *p, uint32_t i)
 {
     struct presence_worker *w = &p->ws[i];

@@ -18,10 +18,12 @@
 #define NTF_PRESENCE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "sl/ring.h"
 #include "sl/slice.h"
 #include "topics.h"
 
-#define PRESENCE_NONE UINT32_MAX
+#define PRESENCE_NONE   UINT32_MAX
+#define PRESENCE_TO_MAX 320 /* longest endpoint name an edge heartbeat carries */
 
 struct presence;
 
@@ -36,6 +38,12 @@ struct presence_worker {
     bool used;
     bool lost; /* timed out; cleared by the next batch */
     uint32_t hnext;
+    /* From its heartbeats (edges of this version; absent for older ones):
+     * the notifiers it sends device events to (ring keys, sl/ring.h) and
+     * the endpoint it reaches us on, which our answers echo. */
+    uint8_t nring;
+    uint64_t ring[RING_MAX];
+    char to[PRESENCE_TO_MAX + 1];
 };
 
 struct presence_dev {
@@ -88,6 +96,17 @@ void presence_destroy(struct presence **p);
 uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc, struct sl_slice reply,
                          uint64_t now_ms, bool heard);
 const struct presence_worker *presence_worker_get(const struct presence *p, uint32_t w);
+/* The same for writing (heartbeat fields); NULL for a free index. */
+struct presence_worker *presence_worker_mut(struct presence *p, uint32_t w);
+/* Find (never add) the worker (edge, inc, reply): its index or PRESENCE_NONE. */
+uint32_t presence_worker_find(const struct presence *p, struct sl_slice edge, uint64_t inc,
+                              struct sl_slice reply);
+/* Call cb for every device (used entries, in table order), for a resync. cb
+ * must not add devices. Returns how many it visited, starting at *cursor and
+ * stopping after max; *cursor is where to go on (0 when the table is done). */
+typedef void presence_each_cb(void *ud, const struct presence_dev *d);
+uint32_t presence_each(const struct presence *p, uint32_t *cursor, uint32_t max, presence_each_cb *cb,
+                       void *ud);
 
 /* Apply a connect / disconnect event of session s for dev. */
 void presence_connect(struct presence *p, struct sl_slice dev, const struct presence_session *s,

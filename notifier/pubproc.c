@@ -507,7 +507,8 @@ static void kid_pump(struct kid *k)
                 goto out;
             }
             const char *topic = (const char *)h + REC_HDR;
-            mqtt_publish(k->m, topic, tl, topic + tl, pl, h[2] != 0, 0); /* a refusal is counted there */
+            mqtt_publish(k->m, topic, tl, topic + tl, pl, h[2] != 0, 0,
+                         false); /* a refusal is counted there */
             k->ihead += need;
         }
         if (k->eof)

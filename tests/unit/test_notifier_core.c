@@ -13,8 +13,9 @@
 
 #include "ntf.h"
 #include "sl/envelope.h"
+#include "sl/ring.h"
 
-#define MAXREC 64
+#define MAXREC 128
 
 struct pub {
     char topic[256];
@@ -28,12 +29,16 @@ struct sent {
     enum envelope_kind kind;
     uint32_t slot, gen;
     char dev[65], id[65];
+    char to[64];
 };
 static struct pub pubs[MAXREC];
 static int npub;
 static struct sent sents[MAXREC];
 static int nsent;
 static int refuse_data, fail_send;
+static uint64_t markers[MAXREC]; /* tokens of markers published and not yet acknowledged */
+static int nmarkers, nacks;
+static struct ntf *cur; /* the core under test, for the broker's answers */
 
 static int rec_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t dl, const char *t, size_t tl,
                        const char *p, size_t pl, bool retained)
@@ -52,6 +57,28 @@ static int rec_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
     return 0;
 }
 
+/* A marker is recorded like any publish; the broker "acknowledges" it when
+ * the test's cmd() returns (ack_markers), as a live one would a moment later. */
+static void rec_marker(void *ud, const char *t, size_t tl, const char *p, size_t pl, uint64_t token)
+{
+    rec_publish(ud, NTF_PUB_CTRL, "", 0, t, tl, p, pl, true);
+    markers[nmarkers++] = token;
+}
+
+static void rec_ack(void *ud, uint64_t handle)
+{
+    (void)ud;
+    assert_true(handle != 0);
+    nacks++;
+}
+
+static void ack_markers(uint64_t now)
+{
+    for (int i = 0; i < nmarkers; i++)
+        ntf_marker_done(cur, markers[i], true, now);
+    nmarkers = 0;
+}
+
 static int rec_send(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
 {
     (void)ud;
@@ -65,13 +92,16 @@ static int rec_send(void *ud, const char *reply, uint64_t inc, const struct enve
     s->gen = e->gen;
     snprintf(s->dev, sizeof s->dev, "%.*s", (int)e->dev.n, (const char *)e->dev.p);
     snprintf(s->id, sizeof s->id, "%.*s", (int)e->id.n, (const char *)e->id.p);
+    snprintf(s->to, sizeof s->to, "%.*s", (int)e->to.n, (const char *)e->to.p);
     return 0;
 }
+
+static uint64_t wall = 1234;
 
 static uint64_t fake_wall(void *ud)
 {
     (void)ud;
-    return 1234;
+    return wall;
 }
 
 static struct sl_slice S(const char *s) {
@@ -126,21 +156,29 @@ static void cmd(struct ntf *n, const char *dev, const char *json, uint64_t now)
 {
     char t[128];
     snprintf(t, sizeof t, "devices/%s/cmd", dev);
-    ntf_mqtt(n, t, strlen(t), json, strlen(json), now);
+    ntf_mqtt(n, t, strlen(t), json, strlen(json), 77, now);
+    ack_markers(now);
 }
 
 static int setup(void **state)
 {
-    npub = nsent = refuse_data = fail_send = 0;
+    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
+    wall = 1234;
     struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-test",
                           .max_devices = 16,
                           .max_workers = 8,
                           .max_cmds = 8,
                           .cmd_timeout_ms = 1000,
                           .edge_timeout_ms = 10000};
-    struct ntf_out out = {.publish = rec_publish, .send_edge = rec_send, .wall_ms = fake_wall};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
     struct ntf *n = ntf_new(&cfg, &out);
     assert_non_null(n);
+    cur = n;
     *state = n;
     return 0;
 }
@@ -308,7 +346,7 @@ static void test_rebuild_from_status(void **state)
     const char *t = "devices/r/status";
     const char *on = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":500,\"reply\":\"edge-z/3\","
                      "\"inc\":18446744073709551615,\"slot\":4,\"gen\":2}";
-    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0);
+    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0, 0);
     assert_int_equal(npub, 0); /* read back, not republished */
     cmd(n, "r", "{\"id\":\"x\",\"body\":1}", 1);
     assert_int_equal(nsent, 1);
@@ -316,7 +354,7 @@ static void test_rebuild_from_status(void **state)
     assert_true(sents[0].inc == UINT64_MAX && sents[0].slot == 4 && sents[0].gen == 2);
     /* an older retained status (e.g. read late) does not override */
     const char *old = "{\"online\":false,\"edge\":\"edge-z\",\"at\":1,\"epoch\":400}";
-    ntf_mqtt(n, t, strlen(t), old, strlen(old), 2);
+    ntf_mqtt(n, t, strlen(t), old, strlen(old), 0, 2);
     cmd(n, "r", "{\"id\":\"y\",\"body\":1}", 3);
     assert_int_equal(nsent, 2);
     /* the retained status of a dead edge times out like a silent edge */
@@ -391,6 +429,241 @@ static void test_data(void **state)
     assert_int_equal(ntf_stats(n)->bad_batches, 1);
 }
 
+/* ---- several notifiers ---- */
+
+/* A heartbeat of this version from edge-a/0: it reaches us on `to`, and
+ * sends device events to the notifiers of `ring`. */
+static void heartbeat(struct ntf *n, const char *ring, uint64_t now)
+{
+    struct envelope hb = ev(ENV_HEARTBEAT, "", 0, 0, 0);
+    hb.to = S("tcp://10.1.1.1:7011");
+    hb.ring = S(ring);
+    batch(n, "edge-a", 11, &hb, now);
+}
+
+/* Devices d0.. : which of them ntf-test owns on the ring "ntf-test,ntf-x". */
+static bool mine(const char *dev)
+{
+    uint64_t m[2] = {ring_key("ntf-test", 8), ring_key("ntf-x", 5)};
+    return ring_pick(ring_key(dev, strlen(dev)), m, 2) == 0;
+}
+
+static void mine_and_not(char *a, char *b)
+{
+    a[0] = b[0] = 0;
+    for (int i = 0; !a[0] || !b[0]; i++) {
+        char d[16];
+        snprintf(d, sizeof d, "d%d", i);
+        strcpy(mine(d) ? a : b, d);
+    }
+}
+
+/* What another notifier's marker says: taken by ntf-x, routed to edge-a/0. */
+static void marker_from_x(struct ntf *n, const char *dev, const char *id, uint64_t deadline, uint64_t now)
+{
+    char t[128], p[256];
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/%s", dev, id);
+    snprintf(p, sizeof p,
+             "{\"by\":\"ntf-x\",\"edge\":\"edge-a\",\"reply\":\"edge-a/0\",\"inc\":11,\"deadline\":%llu}",
+             (unsigned long long)deadline);
+    assert_true(ntf_mqtt(n, t, strlen(t), p, strlen(p), 5, now));
+}
+
+static void test_heartbeat_answered(void **state)
+{
+    struct ntf *n = *state;
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    assert_int_equal(nsent, 1);
+    assert_int_equal(sents[0].kind, ENV_NOTIFIER_HB);
+    assert_string_equal(sents[0].reply, "edge-a/0");
+    assert_true(sents[0].inc == 11);
+    assert_string_equal(sents[0].to, "tcp://10.1.1.1:7011");
+    /* an edge of the version before (no `to`) gets no answer */
+    struct envelope old = ev(ENV_HEARTBEAT, "", 0, 0, 0);
+    batch(n, "edge-b", 22, &old, 1);
+    assert_int_equal(nsent, 1);
+    assert_int_equal(ntf_stats(n)->heartbeats_answered, 1);
+}
+
+static void test_taker_routes_after_marker(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    char t[128];
+    const char *c1 = "{\"id\":\"c1\",\"body\":7}";
+    strcpy(t, "devices/d/cmd");
+    /* not acknowledged to the broker yet, not routed before the marker is in */
+    assert_false(ntf_mqtt(n, t, strlen(t), c1, strlen(c1), 77, 10));
+    const struct pub *m = last_on("devices/_sluice/pending/d/c1");
+    assert_non_null(m);
+    assert_true(m->retained);
+    assert_non_null(strstr(m->payload, "\"by\":\"ntf-test\""));
+    assert_non_null(strstr(m->payload, "\"reply\":\"edge-a/0\""));
+    assert_non_null(strstr(m->payload, "\"deadline\":2234"));
+    assert_int_equal(nsent, 0);
+    assert_int_equal(nacks, 0);
+    ack_markers(11);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "c1");
+    assert_int_equal(nacks, 1);
+    /* its echo from the broker changes nothing */
+    marker_from_x(n, "d", "c1", 2234, 12);
+    assert_int_equal(ntf_pending(n), 1);
+    /* the answer: the marker is cleared before the one result */
+    struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+    r.id = S("c1");
+    r.ok = r.has_ok = true;
+    batch(n, "edge-a", 11, &r, 20);
+    const struct pub *clear = last_on("devices/_sluice/pending/d/c1");
+    assert_true(clear->retained && clear->payload[0] == '\0');
+    assert_true(clear < last_on("devices/d/cmd/c1/result"));
+    assert_int_equal(count_topic("devices/d/cmd/c1/result"), 1);
+
+    /* a marker the broker never acknowledged: the command is not routed */
+    const char *c2 = "{\"id\":\"c2\",\"body\":7}";
+    assert_false(ntf_mqtt(n, t, strlen(t), c2, strlen(c2), 78, 30));
+    ntf_marker_done(n, markers[0], false, 31);
+    nmarkers = 0;
+    assert_int_equal(nsent, 1);
+    assert_int_equal(nacks, 2);
+    assert_int_equal(ntf_stats(n)->cmds_lost, 1);
+    assert_int_equal(ntf_pending(n), 0);
+    ntf_tick(n, 5000);
+    assert_int_equal(count_topic("devices/d/cmd/c2/result"), 0);
+}
+
+static void test_decider_by_ring(void **state)
+{
+    struct ntf *n = *state;
+    char a[16], b[16];
+    mine_and_not(a, b);
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    for (int i = 0; i < 2; i++) {
+        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
+        batch(n, "edge-a", 11, &c, 0);
+    }
+    /* commands taken by ntf-x: we hold their markers, and decide those of our device */
+    marker_from_x(n, a, "m1", wall + 1000, 0);
+    marker_from_x(n, b, "m2", wall + 1000, 0);
+    assert_int_equal(ntf_pending(n), 2);
+    ntf_tick(n, 999);
+    assert_int_equal(ntf_pending(n), 2);
+    ntf_tick(n, 1000);
+    char ra[64], rb[64];
+    snprintf(ra, sizeof ra, "devices/%s/cmd/m1/result", a);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m2/result", b);
+    assert_int_equal(count_topic(ra), 1);
+    assert_string_equal(last_on(ra)->payload, "{\"ok\":false,\"error\":\"timeout\"}");
+    assert_int_equal(count_topic(rb), 0); /* ntf-x's to decide */
+    assert_int_equal(ntf_pending(n), 1);
+    /* ntf-x clears it (its result is out): gone here too */
+    char t[128];
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/m2", b);
+    ntf_mqtt(n, t, strlen(t), "", 0, 0, 1100);
+    assert_int_equal(ntf_pending(n), 0);
+
+    /* ntf-x dies before its deadline: nobody else may answer it, so after a
+     * grace the marker is cleared without a result */
+    marker_from_x(n, b, "m3", wall + 1000, 2000);
+    wall += 1000;
+    ntf_tick(n, 3000);
+    assert_int_equal(ntf_pending(n), 1);
+    wall += 5000;
+    ntf_tick(n, 8000);
+    assert_int_equal(ntf_pending(n), 0);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m3/result", b);
+    assert_int_equal(count_topic(rb), 0);
+    assert_int_equal(ntf_stats(n)->markers_expired, 1);
+    /* ... unless the ring now gives the device to us: then we answer it */
+    marker_from_x(n, b, "m4", wall + 1000, 9000);
+    heartbeat(n, "ntf-test", 9001);
+    ntf_tick(n, 10000);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m4/result", b);
+    assert_int_equal(count_topic(rb), 1);
+    /* a marker read back already past its deadline is cleared at once */
+    marker_from_x(n, b, "m5", wall - 1, 10001);
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/m5", b);
+    assert_int_equal(last_on(t)->payload[0], '\0');
+    assert_int_equal(ntf_pending(n), 0);
+}
+
+static void test_answer_before_marker(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    /* ntf-x routed it; the device answered before its marker reached us */
+    struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+    r.id = S("x1");
+    r.ok = r.has_ok = true;
+    static const uint8_t body[] = {0x2a};
+    r.body = (struct sl_slice){body, 1};
+    r.has_body = true;
+    batch(n, "edge-a", 11, &r, 10);
+    assert_int_equal(count_topic("devices/d/cmd/x1/result"), 0);
+    assert_int_equal(ntf_stats(n)->res_held, 1);
+    marker_from_x(n, "d", "x1", wall + 1000, 20);
+    assert_int_equal(count_topic("devices/d/cmd/x1/result"), 1);
+    assert_string_equal(last_on("devices/d/cmd/x1/result")->payload, "{\"ok\":true,\"body\":42}");
+    assert_int_equal(ntf_pending(n), 0);
+    /* one that no marker follows is dropped after the wait, counted */
+    r.id = S("x2");
+    batch(n, "edge-a", 11, &r, 30);
+    ntf_tick(n, 30 + 1999);
+    assert_int_equal(ntf_stats(n)->res_unknown, 0);
+    ntf_tick(n, 30 + 2000);
+    assert_int_equal(ntf_stats(n)->res_unknown, 1);
+    assert_int_equal(count_topic("devices/d/cmd/x2/result"), 0);
+}
+
+static void test_event_receiver_ends_commands(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    marker_from_x(n, "d", "y1", wall + 1000, 0);
+    /* the disconnect came to us: we end the commands of that connection,
+     * whoever took them */
+    struct envelope dis = ev(ENV_DISCONNECT, "d", 100, 3, 7);
+    batch(n, "edge-a", 11, &dis, 5);
+    assert_string_equal(last_on("devices/d/cmd/y1/result")->payload,
+                        "{\"ok\":false,\"error\":\"disconnected\"}");
+    /* a status read back (another notifier's) ends nothing: that one ends them */
+    const char *t = "devices/d/status";
+    const char *on = "{\"online\":true,\"edge\":\"edge-a\",\"at\":1,\"epoch\":300,\"reply\":\"edge-a/0\","
+                     "\"inc\":11,\"slot\":4,\"gen\":2}";
+    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0, 10);
+    marker_from_x(n, "d", "y2", wall + 1000, 11);
+    const char *off = "{\"online\":false,\"edge\":\"edge-a\",\"at\":1,\"epoch\":300}";
+    int before = npub;
+    ntf_mqtt(n, t, strlen(t), off, strlen(off), 0, 12);
+    assert_int_equal(npub, before);
+    assert_int_equal(ntf_pending(n), 1);
+}
+
+static void test_resync_after_switch(void **state)
+{
+    struct ntf *n = *state;
+    char a[16], b[16];
+    mine_and_not(a, b);
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    for (int i = 0; i < 2; i++) {
+        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
+        batch(n, "edge-a", 11, &c, 0);
+    }
+    char sa[64], sb[64];
+    snprintf(sa, sizeof sa, "devices/%s/status", a);
+    snprintf(sb, sizeof sb, "devices/%s/status", b);
+    int ca = count_topic(sa), cb = count_topic(sb);
+    ntf_mqtt_up(n, false); /* the same broker again: nothing */
+    ntf_tick(n, 10);
+    assert_int_equal(count_topic(sa), ca);
+    ntf_mqtt_up(n, true);
+    ntf_tick(n, 20);
+    assert_int_equal(count_topic(sa), ca + 1); /* ours, republished */
+    assert_int_equal(count_topic(sb), cb);     /* ntf-x republishes its own */
+    assert_non_null(strstr(last_on(sa)->payload, "\"online\":true"));
+    assert_int_equal(ntf_stats(n)->resync_published, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +676,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_from_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_taker_routes_after_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decider_by_ring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_before_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_receiver_ends_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_after_switch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
