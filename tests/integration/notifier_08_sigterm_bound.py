@@ -68,6 +68,7 @@ def main():
         # --- 2. broker gone
         env.ntf.start()
         a.heartbeat()
+        wait_for(lambda: env.ntf.metric("sluice_notifier_mqtt_connected") == 3, "every client connected")
         os.kill(env.broker.proc.pid, signal.SIGSTOP)  # data held unacknowledged, then the broker dies
         feed(env, a, time.time_ns(), 1000, "s-2")
         wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight", pump=env.pump)
