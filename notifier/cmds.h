@@ -29,6 +29,7 @@ struct cmds_meta {
     char edge[96];          /* edge id, */
     char reply[128];        /* and the worker's reply address */
     char by[65];            /* the notifier that took it */
+    uint64_t taken_us;      /* taker: monotonic us when it arrived */
 };
 
 /* NULL on allocation failure. */

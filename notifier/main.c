@@ -79,6 +79,7 @@ struct app {
     struct delta d[40];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
+    struct metric_hist *h_route;
 };
 
 static uint64_t wall_ms(void *ud)
@@ -87,6 +88,14 @@ static uint64_t wall_ms(void *ud)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_us(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t dev_len, const char *topic,
@@ -229,6 +238,7 @@ static void update_metrics(struct app *a)
     metric_set(a->g_devices, ntf_devices(a->ntf));
     metric_set(a->g_online, ntf_online(a->ntf));
     metric_set(a->g_pending, ntf_pending(a->ntf));
+    metric_hist_set(a->h_route, &ntf_stats(a->ntf)->route);
     metrics_set_ready(mqtt_connected(a->mqtt));
 }
 
@@ -333,6 +343,10 @@ static void register_metrics(struct app *a)
     a->g_devices = metrics_gauge("sluice_notifier_devices", "Devices in the presence map", NULL);
     a->g_online = metrics_gauge("sluice_notifier_devices_online", "Devices online", NULL);
     a->g_pending = metrics_gauge("sluice_notifier_commands_pending", "Commands awaiting a result", NULL);
+    a->h_route = metrics_hist("sluice_notifier_command_route_seconds",
+                              "Command taken to command routed (its marker acknowledged): a taker that dies in "
+                              "this window loses the command",
+                              NULL, ntf_route_bounds, NTF_ROUTE_BUCKETS);
 }
 
 int main(int argc, char **argv)
@@ -468,7 +482,8 @@ int main(int argc, char **argv)
                           .publish_marker = out_publish_marker,
                           .ack = out_ack,
                           .send_edge = out_send_edge,
-                          .wall_ms = wall_ms};
+                          .wall_ms = wall_ms,
+                          .mono_us = mono_us};
     a.ntf = ntf_new(&nc, &out);
     a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, id, o->max_msg) : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {

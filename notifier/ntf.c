@@ -91,6 +91,14 @@ struct ntf {
     uint64_t tomb[TOMB_SLOTS]; /* hashes of (dev, id) of commands that ended lately; 0 = empty */
 };
 
+const double ntf_route_bounds[NTF_ROUTE_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                      0.05,   0.1,   0.25,  0.5,   1,    2.5};
+
+static uint64_t mono_us(const struct ntf *n)
+{
+    return n->out.mono_us ? n->out.mono_us(n->out.ud) : n->now_ms * 1000u;
+}
+
 struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
 {
     if (!cfg->prefix || strlen(cfg->prefix) > TOPICS_PREFIX_MAX || cfg->max_cmds == 0 || !cfg->id ||
@@ -106,6 +114,7 @@ struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
     n->cfg.id = n->id;
     n->self_key = ring_key(n->id, strlen(n->id));
     n->out = *out;
+    stat_hist_init(&n->st.route, ntf_route_bounds, NTF_ROUTE_BUCKETS);
     n->pres = presence_new(cfg->max_devices, cfg->max_workers);
     n->cmds = cmds_new(cfg->max_cmds, 16u << 20);
     n->json_cap = 64 * 1024;
@@ -734,6 +743,7 @@ static bool on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     snprintf(m->edge, sizeof m->edge, "%s", w->edge);
     snprintf(m->reply, sizeof m->reply, "%s", w->reply);
     snprintf(m->by, sizeof m->by, "%s", n->id);
+    m->taken_us = mono_us(n);
     marker_publish(n, dev, sid, m, cmds_handle(n->cmds, dev, sid));
     return false; /* acknowledged once routed (or given up) */
 }
@@ -762,6 +772,7 @@ void ntf_marker_done(struct ntf *n, uint64_t token, bool ok, uint64_t now_ms)
         return;
     }
     m->flags |= M_MARKER;
+    stat_hist_observe(&n->st.route, (double)(mono_us(n) - m->taken_us) / 1e6);
     struct sl_slice body;
     if (cmds_body(n->cmds, dev, id, &body) && send_cmd(n, dev, id, body) == 0) {
         m->flags |= M_SENT;

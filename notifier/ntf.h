@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "sl/envelope.h"
+#include "sl/stat.h"
 
 enum ntf_pub_class {
     NTF_PUB_DATA = 0, /* P/<dev>/data: may be refused (counted as lost) */
@@ -45,6 +46,8 @@ struct ntf_out {
     int (*send_edge)(void *ud, const char *reply, uint64_t inc, const struct envelope *e);
     /* Wall-clock ms, for the "at" of statuses and command deadlines. */
     uint64_t (*wall_ms)(void *ud);
+    /* Monotonic us, for how long a command waits to be routed (NULL: not measured). */
+    uint64_t (*mono_us)(void *ud);
 };
 
 struct ntf_cfg {
@@ -74,7 +77,14 @@ struct ntf_stats {
     uint64_t status_loaded, status_bad, marker_bad;
     uint64_t edges_lost;
     uint64_t heartbeats_answered, resyncs, resync_published;
+    /* From a command's arrival to its routing (the broker has its marker):
+     * the window in which the taker's death loses it. */
+    struct stat_hist route;
 };
+
+/* Buckets of ntf_stats.route, seconds. */
+#define NTF_ROUTE_BUCKETS 12
+extern const double ntf_route_bounds[NTF_ROUTE_BUCKETS];
 
 struct ntf;
 

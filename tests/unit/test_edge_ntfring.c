@@ -14,12 +14,12 @@
 
 #include "ntfring.h"
 
-static struct sl_slice S(const char *s)
-{
+static struct sl_slice S(const char *s) {
     return (struct sl_slice){(const uint8_t *)s, (uint32_t)strlen(s)};
 }
 
-static uint64_t D(int i)
+static uint64_t
+D(int i)
 {
     char d[32];
     int n = snprintf(d, sizeof d, "dev-%d", i);

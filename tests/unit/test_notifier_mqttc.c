@@ -16,13 +16,14 @@ static void test_connect(void **state)
     (void)state;
     uint8_t b[128];
     size_t n = mqttc_connect(b, sizeof b, "ntf-1", NULL, NULL, 20);
-    const uint8_t want[] = {0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 20, 0, 5, 'n', 't', 'f', '-', '1'};
+    const uint8_t want[] = {0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 4,  0x02,
+                            0,    20, 0, 5, 'n', 't', 'f', '-', '1'};
     assert_int_equal(n, sizeof want);
     assert_memory_equal(b, want, sizeof want);
 
     n = mqttc_connect(b, sizeof b, "c", "u", "pw", 300);
-    const uint8_t want2[] = {0x10, 20, 0,   4,   'M', 'Q', 'T', 'T', 4, 0xc2, 1,
-                             44,   0,  1,   'c', 0,   1,   'u', 0,   2, 'p',  'w'};
+    const uint8_t want2[] = {0x10, 20, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xc2, 1,
+                             44,   0,  1, 'c', 0,   1,   'u', 0,   2, 'p',  'w'};
     assert_int_equal(n, sizeof want2);
     assert_memory_equal(b, want2, sizeof want2);
     /* a password without a user name is not sent (3.1.1 forbids it) */
@@ -177,26 +178,26 @@ static void test_parse_bad(void **state)
     size_t used;
 #define BAD(...)                                                                                             \
     do {                                                                                                     \
-        const uint8_t x[] = {__VA_ARGS__};                                                                  \
+        const uint8_t x[] = {__VA_ARGS__};                                                                   \
         assert_int_equal(mqttc_parse(x, sizeof x, 1024, &k, &used), MQTTC_ERR_MALFORMED);                    \
         assert_int_equal(used, 0);                                                                           \
     } while (0)
-    BAD(0x20, 3, 0, 0, 0);                 /* CONNACK of 3 bytes */
-    BAD(0x21, 2, 0, 0);                    /* CONNACK with flags */
-    BAD(0x20, 2, 2, 0);                    /* reserved ack flags */
-    BAD(0x34, 5, 0, 1, 't', 0, 1);         /* qos 2 */
-    BAD(0x36, 5, 0, 1, 't', 0, 1);         /* qos 3 */
-    BAD(0x32, 4, 0, 1, 't', 0);            /* qos 1, id cut */
-    BAD(0x32, 5, 0, 1, 't', 0, 0);         /* qos 1, id 0 */
-    BAD(0x30, 3, 0, 5, 't');               /* topic longer than the packet */
-    BAD(0x30, 2, 0, 0);                    /* empty topic */
-    BAD(0x40, 3, 0, 1, 0);                 /* PUBACK of 3 */
-    BAD(0x90, 2, 0, 1);                    /* SUBACK with no code */
-    BAD(0xd0, 1, 0);                       /* PINGRESP with a body */
-    BAD(0x10, 0);                          /* CONNECT from a broker */
-    BAD(0x50, 2, 0, 1);                    /* PUBREC: qos 2 is not spoken */
-    BAD(0x00, 0);                          /* type 0 */
-    BAD(0x30, 0xff, 0xff, 0xff, 0xff, 1);  /* a fifth length byte */
+    BAD(0x20, 3, 0, 0, 0);                /* CONNACK of 3 bytes */
+    BAD(0x21, 2, 0, 0);                   /* CONNACK with flags */
+    BAD(0x20, 2, 2, 0);                   /* reserved ack flags */
+    BAD(0x34, 5, 0, 1, 't', 0, 1);        /* qos 2 */
+    BAD(0x36, 5, 0, 1, 't', 0, 1);        /* qos 3 */
+    BAD(0x32, 4, 0, 1, 't', 0);           /* qos 1, id cut */
+    BAD(0x32, 5, 0, 1, 't', 0, 0);        /* qos 1, id 0 */
+    BAD(0x30, 3, 0, 5, 't');              /* topic longer than the packet */
+    BAD(0x30, 2, 0, 0);                   /* empty topic */
+    BAD(0x40, 3, 0, 1, 0);                /* PUBACK of 3 */
+    BAD(0x90, 2, 0, 1);                   /* SUBACK with no code */
+    BAD(0xd0, 1, 0);                      /* PINGRESP with a body */
+    BAD(0x10, 0);                         /* CONNECT from a broker */
+    BAD(0x50, 2, 0, 1);                   /* PUBREC: qos 2 is not spoken */
+    BAD(0x00, 0);                         /* type 0 */
+    BAD(0x30, 0xff, 0xff, 0xff, 0xff, 1); /* a fifth length byte */
 #undef BAD
     /* too big is said as soon as the length is known, before the body */
     const uint8_t big[] = {0x30, 0x80, 0x08}; /* 1024 bytes follow */
