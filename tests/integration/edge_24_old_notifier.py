@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""edge_18_old_notifier: mixed versions, this edge beside a notifier of the previous version.
+"""edge_24_old_notifier: mixed versions, this edge beside a notifier of the previous version.
 
 The previous notifier is emulated by edgetest's Python peer: it binds PULL + ROUTER, reads
 entries as version 1 did (positions past 13 skipped: the reader at b8cf4d8 skips them, see
@@ -13,7 +13,7 @@ import msgpack
 from edgetest import cmd, main
 from wire import CONNECT, DATA, DISCONNECT, HEARTBEAT, P_TO, RES
 
-PORT = 21360  # edge_NN: 21000 + 20 * NN (edge.cmake)
+PORT = 21480  # edge_NN: 21000 + 20 * NN (edge.cmake)
 
 
 def scenario(e):
