@@ -539,7 +539,8 @@ static void nindex(struct bus *b, bool data, const struct envelope_writer *w, co
     struct sl_slice e = envelope_writer_last(w);
     x->off = (uint32_t)(e.p - base);
     x->len = e.n;
-    x->slot = ntfring_owner(&b->ring, ring_key(dev.p, dev.n));
+    /* One notifier or none known: no hash to compute. */
+    x->slot = b->ring.nm <= 1 ? ntfring_owner(&b->ring, 0) : ntfring_owner(&b->ring, ring_key(dev.p, dev.n));
     x->ver = b->ring.version;
 }
 

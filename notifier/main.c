@@ -343,10 +343,11 @@ static void register_metrics(struct app *a)
     a->g_devices = metrics_gauge("sluice_notifier_devices", "Devices in the presence map", NULL);
     a->g_online = metrics_gauge("sluice_notifier_devices_online", "Devices online", NULL);
     a->g_pending = metrics_gauge("sluice_notifier_commands_pending", "Commands awaiting a result", NULL);
-    a->h_route = metrics_hist("sluice_notifier_command_route_seconds",
-                              "Command taken to command routed (its marker acknowledged): a taker that dies in "
-                              "this window loses the command",
-                              NULL, ntf_route_bounds, NTF_ROUTE_BUCKETS);
+    a->h_route =
+        metrics_hist("sluice_notifier_command_route_seconds",
+                     "Command taken to command routed (its marker acknowledged): a taker that dies in "
+                     "this window loses the command",
+                     NULL, ntf_route_bounds, NTF_ROUTE_BUCKETS);
 }
 
 int main(int argc, char **argv)

@@ -92,7 +92,7 @@ struct ntf {
 };
 
 const double ntf_route_bounds[NTF_ROUTE_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
-                                                      0.05,   0.1,   0.25,  0.5,   1,    2.5};
+                                                    0.05,   0.1,   0.25,  0.5,   1,    2.5};
 
 static uint64_t mono_us(const struct ntf *n)
 {
