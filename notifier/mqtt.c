@@ -868,6 +868,7 @@ static void written_qos0(struct mqtt *m)
         m->ack_off += n;
         m->win_pkts--;
         m->s.published++;
+        m->room_due = true; /* written is done at QoS 0: the publisher may hand more */
         finish(m, true);
     }
     compact(m);

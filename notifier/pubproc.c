@@ -491,7 +491,9 @@ static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud);
  * pipe: that is the parent's backpressure. */
 static void kid_pump(struct kid *k)
 {
-    bool blocked = false;
+    bool blocked;
+again:
+    blocked = false;
     for (;;) {
         while (k->ilen - k->ihead >= REC_HDR) {
             const uint8_t *h = (const uint8_t *)k->in + k->ihead;
@@ -533,6 +535,16 @@ static void kid_pump(struct kid *k)
     }
 out:
     mqtt_flush(k->m);
+    if (blocked && mqtt_ready(k->m) && k->ilen - k->ihead >= REC_HDR) {
+        /* The flush made room at once (everything written: QoS 0, or the
+         * window opened): no acknowledgement will come to say so. */
+        uint16_t tl;
+        uint32_t pl;
+        memcpy(&tl, k->in + k->ihead, 2);
+        memcpy(&pl, k->in + k->ihead + 4, 4);
+        if (mqtt_room(k->m, tl, pl))
+            goto again;
+    }
     if (blocked && k->reading) { /* level-triggered: stop watching until the client has room */
         loop_mod(k->loop, k->dfd, 0, kid_on_data, k);
         k->reading = false;
