@@ -183,8 +183,12 @@ def main():
                 break
             time.sleep(2)
         best = max([x["rate"] for x in rows if x["held"]], default=0)
+        thru = max([x["rate"] for x in rows
+                    if x["devsim"]["acked"] >= 0.99 * x["rate"] * a.seconds and x["shed_pct"] <= 0.1], default=0)
         print("highest offered rate held (p99 ack <= %g ms, >= 99%% acked, live view >= 99.9%%): %d msgs/s"
               % (a.p99_ms, best))
+        print("highest offered rate carried whatever the latency (>= 99%% acked, live view >= 99.9%%): %d msgs/s"
+              % thru)
     finally:
         edge.stop()
         for n in ntfs:
