@@ -49,7 +49,7 @@
 #include "sl/msg.h"
 #include "sl/token.h"
 
-static const char *SECRET = "bench-secret";
+static const char *SECRET = "bench-fleet-secret";
 static int base_port = 21900;
 static atomic_bool peer_stop;
 static uint64_t incarnation_seen;
@@ -381,10 +381,18 @@ int main(int argc, char **argv)
     snprintf(a_pr, sizeof a_pr, "tcp://127.0.0.1:%d", base_port + 2);
     snprintf(a_np, sizeof a_np, "tcp://127.0.0.1:%d", base_port + 3);
     snprintf(a_nr, sizeof a_nr, "tcp://127.0.0.1:%d", base_port + 4);
-    snprintf(a_mc, sizeof a_mc, "%d", conns + 100);
+    /* room for this bench's devices, or what the caller asks for (edge_storm.py
+     * adds a storm of devices from another process) */
+    const char *mc_env = getenv("SLUICE_MAX_CONNS");
+    snprintf(a_mc, sizeof a_mc, "%d", mc_env ? atoi(mc_env) : conns + 100);
     snprintf(a_w, sizeof a_w, "%d", workers);
     snprintf(a_m, sizeof a_m, "127.0.0.1:%d", base_port + 9);
     setenv("SLUICE_FLEET_SECRET", SECRET, 1);
+    /* Every bench device connects from loopback: exempt it from the
+     * per-address limits (unless the caller set a list of its own). */
+    setenv("SLUICE_ALLOW_CIDRS", "127.0.0.0/8", 0);
+    /* A bench connection sends far more than a device may (--device-rate). */
+    setenv("SLUICE_DEVICE_RATE", "0", 0);
     if (accept_mode)
         setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();
@@ -498,6 +506,8 @@ int main(int argc, char **argv)
             measuring = 1;
             start = t;
             end = start + (uint64_t)seconds * 1000000u;
+            printf("measuring\n"); /* for scripts that act at a known time of the run (edge_storm.py) */
+            fflush(stdout);
             acked = 0;
             cpu_edge0 = cpu_s(pid);
             cpu_self0 = cpu_s(getpid());

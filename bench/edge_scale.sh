@@ -34,14 +34,14 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 "$B/edge_bench" --mode peer --port "$PORT" &
 PPID_=$!
-export SLUICE_FLEET_SECRET=bench-secret
+export SLUICE_FLEET_SECRET=bench-fleet-secret
 e=0
 while [ "$e" -lt "$EDGES" ]; do
     P=$PORT
     "$B/sluice-edge" --listen "127.0.0.1:$((PORT + 10 + e))" --edge-id "scale-$e" --workers 2 \
         --persister-push "tcp://127.0.0.1:$((P + 1))" --persister-router "tcp://127.0.0.1:$((P + 2))" \
         --notifier-push "tcp://127.0.0.1:$((P + 3))" --notifier-router "tcp://127.0.0.1:$((P + 4))" \
-        --max-conns "$((CONNS + 100))" --metrics "" --log-level warn &
+        --max-conns "$((CONNS + 100))" --allow-cidrs 127.0.0.0/8 --metrics "" --log-level warn &
     EPIDS="$EPIDS $!"
     e=$((e + 1))
 done

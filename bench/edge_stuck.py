@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import proc  # noqa: E402
 import wire  # noqa: E402
 
-SECRET = "bench-secret"
+SECRET = "bench-fleet-secret"
 def hello(dev):
     return wire.encode({"t": "hello", "v": 1, "dev": dev, "tok": wire.token(dev, SECRET)})
 
@@ -51,7 +51,7 @@ def main():
     P = a.port
     peer = proc.Proc("peer", [a.bin + "/edge_bench", "--mode", "peer", "--port", str(P)], None)
     edge = proc.Proc("edge", [a.bin + "/sluice-edge", "--listen", "127.0.0.1:%d" % P, "--workers", "2",
-                              "--accept", a.accept, "--log-level", "warn",
+                              "--accept", a.accept, "--log-level", "warn", "--allow-cidrs", "127.0.0.0/8",
                               "--persister-push", "tcp://127.0.0.1:%d" % (P + 1),
                               "--persister-router", "tcp://127.0.0.1:%d" % (P + 2),
                               "--notifier-push", "tcp://127.0.0.1:%d" % (P + 3),

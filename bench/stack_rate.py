@@ -119,7 +119,9 @@ def main():
             os.path.join(d, "notifier%d.log" % i), http="127.0.0.1:%d" % (port + 2), ready=proc.http_ok()))
     pulls = ",".join("tcp://127.0.0.1:%d" % (BASE + 10 + 3 * i) for i in range(a.notifiers))
     routers = ",".join("tcp://127.0.0.1:%d" % (BASE + 11 + 3 * i) for i in range(a.notifiers))
-    edge = proc.Proc("edge", [proc.binary("sluice-edge"), "--listen", "127.0.0.1:%d" % (BASE + 5),
+    allow = ["--allow-cidrs", "127.0.0.0/8"] if "--allow-cidrs" in subprocess.run(
+        [proc.binary("sluice-edge"), "--help"], capture_output=True, text=True).stdout else []
+    edge = proc.Proc("edge", [proc.binary("sluice-edge")] + allow + ["--listen", "127.0.0.1:%d" % (BASE + 5),
                               "--edge-id", "bench-edge", "--metrics", "127.0.0.1:%d" % (BASE + 6),
                               "--persister-push", "tcp://127.0.0.1:%d" % (BASE + 2),
                               "--persister-router", "tcp://127.0.0.1:%d" % (BASE + 3),

@@ -6,13 +6,13 @@ cd "$(dirname "$0")/.."; . scripts/stack.sh
 B=${B:-build/release/bin}; D=${D:-/tmp/sl-100k}; mkdir -p $D
 pg_start $D/pg 24900
 dsn="host=127.0.0.1 port=24900 user=postgres dbname=sluice"
-export SLUICE_FLEET_SECRET=bigsecret
+export SLUICE_FLEET_SECRET=big-fleet-secret-100k
 pids=()
 $B/sluice-persister --db "$dsn" --pull tcp://127.0.0.1:24901 --router tcp://127.0.0.1:24902 --metrics 127.0.0.1:24903 2>$D/persister.log & pids+=($!)
 edges=""
 for i in 0 1 2 3 4 5; do
   p=$((24910+i))
-  $B/sluice-edge --listen 127.0.0.1:$p --edge-id big-$i --workers 1 --max-conns 19000 \
+  $B/sluice-edge --listen 127.0.0.1:$p --edge-id big-$i --workers 1 --max-conns 19000 --allow-cidrs 127.0.0.0/8 \
     --persister-push tcp://127.0.0.1:24901 --persister-router tcp://127.0.0.1:24902 \
     --notifier-push tcp://127.0.0.1:24905 --notifier-router tcp://127.0.0.1:24906 --metrics 127.0.0.1:$((24920+i)) 2>$D/edge$i.log & pids+=($!)
   edges="$edges${edges:+,}127.0.0.1:$p"

@@ -323,7 +323,16 @@ static void notify(struct sl_client *c, enum sl_client_state st, enum sl_err err
         c->cb.on_state(c->cb.ud, st, err);
 }
 
+/* The edge said when to come back (err{retry_ms}): the next attempt waits
+ * at least that long, whatever the backoff would have chosen. */
+static void disconnect_after(struct sl_client *c, enum sl_err why, uint32_t retry_ms);
+
 static void disconnect(struct sl_client *c, enum sl_err why)
+{
+    disconnect_after(c, why, 0);
+}
+
+static void disconnect_after(struct sl_client *c, enum sl_err why, uint32_t retry_ms)
 {
     if (c->fd >= 0)
         close(c->fd);
@@ -337,6 +346,8 @@ static void disconnect(struct sl_client *c, enum sl_err why)
     c->rewind_pending = false;
     uint32_t delay =
         sl_client_backoff_ms(c->backoff_base_ms, c->backoff_max_ms, c->attempt, splitmix(&c->rng));
+    if (delay < retry_ms)
+        delay = retry_ms;
     if (c->attempt < 63)
         c->attempt++;
     c->reconnect_at = c->now + delay;
@@ -551,7 +562,7 @@ static void handle_frame(struct sl_client *c, struct sl_slice pl)
     case MSG_PONG: return;
     case MSG_ERR:
         c->stats.errors++;
-        disconnect(c, err_from_code(m.u.err.code));
+        disconnect_after(c, err_from_code(m.u.err.code), m.u.err.retry_ms);
         return;
     case MSG_CMD: {
         if (c->st != SL_CLIENT_CONNECTED || m.u.cmd.id.n > SL_CMD_ID_MAX) {

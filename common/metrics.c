@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #define METRICS_MAX_SERIES 512
+#define METRICS_MAX_CONNS  64u /* HTTP connections at once, all clients */
+#define METRICS_PER_IP     8u  /* ... from one address */
 
 enum kind { K_COUNTER, K_GAUGE, K_HIST, K_GAUGE_FN };
 
@@ -545,9 +547,13 @@ int metrics_start(const char *listen)
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* 64 connections in all, METRICS_PER_IP from one address, 10 s each:
+     * one client holding slow sockets cannot take the places the kubelet's
+     * probes and Prometheus need (a failed liveness probe restarts the pod). */
     g_mhd = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR,
-                             ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT,
-                             10u, MHD_OPTION_END);
+                             ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, METRICS_MAX_CONNS,
+                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, METRICS_PER_IP,
+                             MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!g_mhd) {
         log_error("event=metrics_listen_fail listen=%s", listen);

@@ -27,6 +27,7 @@
 #include "sl/log.h"
 #include "conn.h"
 #include "edge.h"
+#include "guard.h"
 #include "mailbox.h"
 #include "worker.h"
 
@@ -35,7 +36,9 @@
 
 struct acceptor {
     struct edge *e;
-    int lfd;
+    int lfd[2];        /* plain and/or TLS listener, -1 = none */
+    unsigned lkind[2]; /* enum conn_kind bits of each */
+    int nl;
     int stopfd;   /* eventfd: acceptor_stop wakes poll() */
     int spare_fd; /* closed and reopened on EMFILE */
     pthread_t th;
@@ -79,22 +82,60 @@ static uint32_t pick(struct edge *e)
     return acceptor_pick(load, st, e->nworkers);
 }
 
-static void refuse(struct acceptor *a, int fd)
+static void refuse(struct acceptor *a, int fd, unsigned kind)
 {
-    conn_refuse(fd, (struct sl_slice){a->e->busy, a->e->busy_len});
+    /* a TLS client would not understand a plain frame: just close */
+    struct sl_slice busy = {a->e->busy, kind & CONN_KIND_TLS ? 0 : a->e->busy_len};
+    conn_refuse(fd, busy);
     stat_inc(&a->cnt.refused);
+}
+
+/* Accept what listener l has, as long as a worker has room and the edge's
+ * accept bucket has tokens. Returns ms to wait before looking again (0:
+ * the backlog is empty). */
+static int accept_some(struct acceptor *a, int l)
+{
+    struct edge *e = a->e;
+    for (int i = 0; i < ACCEPTS_PER_POLL; i++) {
+        uint32_t wi = pick(e);
+        if (wi == UINT32_MAX)
+            return FULL_WAIT_MS;
+        uint32_t wait = guard_accept(e->guard, loop_clock_ms());
+        if (wait)
+            return (int)wait;
+        struct addr peer;
+        int fd = conn_accept(a->lfd[l], &a->spare_fd, &peer, "acceptor=1");
+        if (fd < 0)
+            return 0;
+        stat_inc(&a->cnt.accepted);
+        enum worker_admit adm = worker_admit(e, fd, &peer, a->lkind[l]);
+        if (adm == WORKER_ADMIT_FULL)
+            stat_inc(&a->cnt.refused);
+        if (adm != WORKER_ADMIT_OK)
+            continue;
+        struct mailbox_item it = {.kind = MAILBOX_ADOPT,
+                                  .u.adopt = {.fd = fd, .peer = peer, .conn_kind = (uint8_t)a->lkind[l]}};
+        if (!mailbox_post(e->mbox[wi], &it)) {
+            assert(!"the only producer saw room in this mailbox");
+            worker_unadmit(e, &peer, a->lkind[l]);
+            refuse(a, fd, a->lkind[l]);
+        }
+    }
+    return 0;
 }
 
 static void *run(void *arg)
 {
     struct acceptor *a = arg;
-    struct edge *e = a->e;
-    struct pollfd p[2] = {{.fd = a->lfd, .events = POLLIN}, {.fd = a->stopfd, .events = POLLIN}};
-    bool full = false;
+    struct pollfd p[3] = {{.fd = a->stopfd, .events = POLLIN}};
+    for (int l = 0; l < a->nl; l++)
+        p[1 + l] = (struct pollfd){.fd = a->lfd[l], .events = POLLIN};
+    int wait_ms = 0; /* > 0: accepting paused, look again after that long */
     for (;;) {
-        /* Every ring full: leave the connections in the kernel's backlog
-         * (as a busy worker's own listener would) and look again shortly. */
-        int rc = full ? poll(&p[1], 1, FULL_WAIT_MS) : poll(p, 2, -1);
+        /* Every mailbox full, or the edge's accept bucket empty: leave the
+         * connections in the kernel's backlog (as a busy worker's own
+         * listener would) and look again after a while. */
+        int rc = wait_ms ? poll(p, 1, wait_ms) : poll(p, (nfds_t)(1 + a->nl), -1);
         if (rc < 0) {
             int err = errno;
             if (err == EINTR)
@@ -102,33 +143,34 @@ static void *run(void *arg)
             log_error("event=acceptor_failed err=\"%s\"", strerror(err));
             break;
         }
-        if (p[1].revents)
+        if (p[0].revents)
             break;
-        full = false;
-        for (int i = 0; i < ACCEPTS_PER_POLL; i++) {
-            uint32_t wi = pick(e);
-            if (wi == UINT32_MAX) {
-                full = true;
-                break;
-            }
-            struct addr peer;
-            int fd = conn_accept(a->lfd, &a->spare_fd, &peer, "acceptor=1");
-            if (fd < 0)
-                break;
-            stat_inc(&a->cnt.accepted);
-            if (!conn_admit(&e->open_total, e->cfg.max_conns)) {
-                refuse(a, fd);
+        int next = 0;
+        for (int l = 0; l < a->nl; l++) {
+            /* after a pause every listener is tried: poll did not look at them */
+            if (!wait_ms && !(p[1 + l].revents & POLLIN))
                 continue;
-            }
-            struct mailbox_item it = {.kind = MAILBOX_ADOPT, .u.adopt = {.fd = fd, .peer = peer}};
-            if (!mailbox_post(e->mbox[wi], &it)) {
-                assert(!"the only producer saw room in this mailbox");
-                atomic_fetch_sub(&e->open_total, 1);
-                refuse(a, fd);
-            }
+            int w = accept_some(a, l);
+            if (w > next)
+                next = w;
         }
+        wait_ms = next;
     }
     return NULL;
+}
+
+static int add_listener(struct acceptor *a, const char *spec, unsigned kind)
+{
+    if (!spec || !*spec)
+        return 0;
+    int fd = conn_listen_socket(spec);
+    if (fd < 0) {
+        log_error("event=listen_failed acceptor=1 listen=%s err=\"%s\"", spec, strerror(-fd));
+        return -1;
+    }
+    a->lfd[a->nl] = fd;
+    a->lkind[a->nl++] = kind;
+    return 0;
 }
 
 struct acceptor *acceptor_new(struct edge *e)
@@ -137,12 +179,12 @@ struct acceptor *acceptor_new(struct edge *e)
     if (!a)
         return NULL;
     a->e = e;
+    a->lfd[0] = a->lfd[1] = -1;
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     a->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    a->lfd = conn_listen_socket(e->cfg.listen);
-    if (a->lfd < 0 || a->stopfd < 0) {
-        int err = a->lfd < 0 ? -a->lfd : errno;
-        log_error("event=listen_failed acceptor=1 listen=%s err=\"%s\"", e->cfg.listen, strerror(err));
+    unsigned proxy = e->cfg.proxy_protocol ? CONN_KIND_PROXY : 0;
+    if (a->stopfd < 0 || add_listener(a, e->cfg.listen, CONN_KIND_PLAIN | proxy) != 0 ||
+        add_listener(a, e->cfg.listen_tls, CONN_KIND_TLS | proxy) != 0) {
         acceptor_destroy(&a);
         return NULL;
     }
@@ -167,11 +209,11 @@ void acceptor_stop(struct acceptor *a)
         pthread_join(a->th, NULL);
         a->started = false;
     }
-    if (a->lfd >= 0) {
-        /* Connections still in the backlog get a reset: they reconnect. */
-        close(a->lfd);
-        a->lfd = -1;
-    }
+    for (int l = 0; l < 2; l++) /* connections still in the backlog get a reset: they reconnect */
+        if (a->lfd[l] >= 0) {
+            close(a->lfd[l]);
+            a->lfd[l] = -1;
+        }
     atomic_store(&a->listening, false);
 }
 

@@ -30,7 +30,7 @@ bool acceptor_listening(const struct acceptor *a);
 /* Counts of the acceptor thread (its one writer); read anywhere. */
 struct acceptor_counts {
     _Atomic uint64_t accepted;
-    _Atomic uint64_t refused; /* err{busy}: --max-conns reached */
+    _Atomic uint64_t refused; /* err{busy}: --max-conns reached (source limits: guard_counts) */
 };
 const struct acceptor_counts *acceptor_counts(const struct acceptor *a);
 

@@ -41,16 +41,18 @@
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/zmqx.h"
+#include "edge.h"
 #include "ntfring.h"
 #include "peermon.h"
 
 #define BATCH_SOFT (1024u * 1024u) /* send once a batch is this big */
 #define BATCH_HARD (4096u * 1024u) /* persister buffer: SOFT + one read's worth of entries */
 #define NDATA_CAP  (1024u * 1024u + 128u * 1024u)
-#define CTL_CAP    (1024u * 1024u) /* notifier control queue */
-#define NENT_CAP   32768u          /* entries indexed per notifier part; more flushes early */
-#define RING_MS    100u            /* look at the notifier connections at most this often */
-#define NHB_MS     1000u           /* heartbeat to each notifier endpoint */
+_Static_assert(NDATA_CAP >= EDGE_MAX_FRAME + 64u * 1024u, "a max_frame data entry fits the notifier batch");
+#define CTL_CAP  (1024u * 1024u) /* notifier control queue */
+#define NENT_CAP 32768u          /* entries indexed per notifier part; more flushes early */
+#define RING_MS  100u            /* look at the notifier connections at most this often */
+#define NHB_MS   1000u           /* heartbeat to each notifier endpoint */
 
 /* One entry of a notifier part: where its bytes are and who gets it. */
 struct nent {

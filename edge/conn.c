@@ -35,7 +35,9 @@
 #include <unistd.h>
 #include "sl/limits.h"
 #include "sl/log.h"
+#include "proxy.h"
 #include "record.h"
+#include "tls.h"
 
 #define SCRATCH_CAP      (256u * 1024u) /* table-wide read buffer */
 #define READS_PER_WAKE   16             /* per connection per wake-up (libuv uses 32) */
@@ -46,8 +48,23 @@
 #define TAIL_MIN         64u  /* encode in place only if the last chunk has this much room */
 
 enum conn_flag {
-    CONN_F_FLUSH = 1, /* on the flush list */
-    CONN_F_READY = 2, /* on a to-read list (unread input pending) */
+    CONN_F_FLUSH = 1,     /* on the flush list */
+    CONN_F_READY = 2,     /* on a to-read list (unread input pending) */
+    CONN_F_EARLY = 4,     /* before conn_promote: small frames, early pool */
+    CONN_F_EARLY_BUF = 8, /* dec.buf came from the early pool */
+    CONN_F_HOLD = 16,     /* not read until conn_release (read_budget said 0) */
+    CONN_F_TLS = 32,      /* bytes go through t->tls_side[slot].ssl */
+    CONN_F_HS = 64,       /* the TLS handshake is not done yet */
+    CONN_F_PROXY = 128,   /* the PROXY header is not read yet */
+};
+
+#define TLS_WBUF (16u * 1024u) /* one TLS record: output is coalesced into it */
+
+/* What a TLS connection needs beyond struct conn, in a side table that only
+ * TLS connections touch (a plain edge pays nothing for it). */
+struct tls_side {
+    SSL *ssl;
+    uint32_t wpend; /* bytes of a write OpenSSL asked to retry (WANT_*): the same bytes next time */
 };
 
 struct out_chunk {
@@ -82,22 +99,33 @@ struct conn_table {
     uint8_t **rbufs; /* free max_frame read buffers */
     uint32_t nrbufs;
     uint8_t *rbuf_mem;
+    uint8_t **ebufs; /* free hello_max buffers of the early pool */
+    uint32_t nebufs;
+    uint8_t *ebuf_mem;
+    struct conn *early_wait; /* early connections waiting for an early buffer */
 
     struct out_chunk *chunk_free; /* output chunk pool */
     uint32_t chunks_alloc, chunks_max, chunks_nfree;
     uint8_t *enc; /* encode buffer for frames that span chunks */
     uint32_t enc_cap;
 
-    int lfd;      /* --accept reuseport: own listener, -1 otherwise */
-    int spare_fd; /* closed and reopened on EMFILE */
+    int lfd[2];        /* --accept reuseport: own listeners, -1 otherwise */
+    unsigned lkind[2]; /* their enum conn_kind bits */
+    int spare_fd;      /* closed and reopened on EMFILE */
     _Atomic bool listening;
+
+    struct tls_side *tls_side; /* [nslots], only with cfg.tls */
+    uint8_t *tls_wbuf;         /* TLS_WBUF: a write's coalesced bytes */
+    uint32_t hs_left;          /* TLS handshake steps left this iteration */
+
+    struct loop_timer listen_timer; /* accepting paused by the layer above until it fires */
 
     struct conn_counts cnt;
 };
 
 static const char *const reason_names[CR_COUNT] = {
-    "eof",  "io",       "out_cap", "frame",    "decode",  "proto",
-    "auth", "replaced", "busy",    "draining", "timeout", "shutdown",
+    "eof",      "io",   "out_cap",  "frame",   "decode",   "proto", "auth",
+    "replaced", "busy", "draining", "timeout", "shutdown", "tls",   "proxy",
 };
 
 const char *conn_reason_str(enum conn_reason r)
@@ -128,23 +156,50 @@ static struct record_conn rec_id(const struct conn *c)
 
 /* ---- pools ------------------------------------------------------------ */
 
-static uint8_t *rbuf_get(struct conn_table *t)
+/* Move every connection parked on *wait back to the to-read list. */
+static void unpark_all(struct conn_table *t, struct conn **wait)
 {
+    if (!*wait)
+        return;
+    struct conn *x = *wait;
+    while (x->next_read)
+        x = x->next_read;
+    x->next_read = t->read_head;
+    t->read_head = *wait;
+    *wait = NULL;
+}
+
+/* A read buffer for c's partial frame from its pool (early or max_frame),
+ * or NULL when that pool is empty. */
+static uint8_t *rbuf_get(struct conn_table *t, struct conn *c)
+{
+    if (c->flags & CONN_F_EARLY) {
+        if (!t->nebufs)
+            return NULL;
+        c->flags |= CONN_F_EARLY_BUF;
+        return t->ebufs[--t->nebufs];
+    }
     return t->nrbufs ? t->rbufs[--t->nrbufs] : NULL;
 }
 
-static void rbuf_put(struct conn_table *t, uint8_t *b)
+/* Give c's read buffer back to the pool it came from; connections parked
+ * for lack of one may read again. */
+static void rbuf_put(struct conn_table *t, struct conn *c)
 {
-    t->rbufs[t->nrbufs++] = b;
-    /* Connections parked for lack of a buffer may read again. */
-    if (t->pool_wait) {
-        struct conn *x = t->pool_wait;
-        while (x->next_read)
-            x = x->next_read;
-        x->next_read = t->read_head;
-        t->read_head = t->pool_wait;
-        t->pool_wait = NULL;
+    if (c->flags & CONN_F_EARLY_BUF) {
+        t->ebufs[t->nebufs++] = c->dec.buf;
+        c->flags &= (uint8_t)~CONN_F_EARLY_BUF;
+        unpark_all(t, &t->early_wait);
+    } else {
+        t->rbufs[t->nrbufs++] = c->dec.buf;
+        unpark_all(t, &t->pool_wait);
     }
+    c->dec.buf = NULL;
+}
+
+static bool pool_empty(const struct conn_table *t, const struct conn *c)
+{
+    return (c->flags & CONN_F_EARLY) ? t->nebufs == 0 : t->nrbufs == 0;
 }
 
 static struct out_chunk *chunk_get(struct conn_table *t)
@@ -189,13 +244,17 @@ static void flush_link(struct conn *c)
     c->t->flush_head = c;
 }
 
+/* Park c until it may read again: next iteration (a cap or a pause), or
+ * when its pool gives a buffer back (pool). */
 static void read_park(struct conn *c, bool pool)
 {
     if (c->flags & CONN_F_READY)
         return;
     struct conn_table *t = c->t;
     c->flags |= CONN_F_READY;
-    struct conn **head = pool ? &t->pool_wait : &t->read_head;
+    struct conn **head = !pool ? &t->read_head : (c->flags & CONN_F_EARLY) ? &t->early_wait : &t->pool_wait;
+    if (pool && (c->flags & CONN_F_EARLY))
+        stat_inc(&t->cnt.early_buf_waits);
     c->next_read = *head;
     *head = c;
 }
@@ -285,11 +344,68 @@ enum sl_err conn_send(struct conn *c, conn_encode_fn *enc, const void *arg)
     return SL_OK;
 }
 
+/* Drop the first n written bytes from c's output chunks. */
+static void out_consume(struct conn *c, size_t n)
+{
+    struct conn_table *t = c->t;
+    c->bytes_out += n;
+    stat_add(&t->cnt.bytes_out, n);
+    c->out_len -= (uint32_t)n;
+    while (n && c->out_head) {
+        struct out_chunk *k = c->out_head;
+        uint32_t avail = k->len - k->off;
+        if (n >= avail) {
+            n -= avail;
+            c->out_head = k->next;
+            chunk_put(t, k);
+        } else {
+            k->off += (uint32_t)n;
+            n = 0;
+        }
+    }
+    if (!c->out_head)
+        c->out_tail = NULL;
+}
+
+/* TLS: SSL_write takes one buffer, not a chunk list: coalesce up to one
+ * record's worth, write it, and after WANT_* write the same bytes again. */
+static int out_write_tls(struct conn *c, int *err)
+{
+    struct conn_table *t = c->t;
+    struct tls_side *ts = &t->tls_side[c->slot];
+    while (c->out_head) {
+        size_t want = ts->wpend ? ts->wpend : (c->out_len < TLS_WBUF ? c->out_len : TLS_WBUF);
+        size_t got = 0;
+        for (struct out_chunk *k = c->out_head; k && got < want; k = k->next) {
+            size_t take = k->len - k->off;
+            if (take > want - got)
+                take = want - got;
+            memcpy(t->tls_wbuf + got, k->data + k->off, take);
+            got += take;
+        }
+        size_t put = 0;
+        enum tls_io rc = tls_write(ts->ssl, t->tls_wbuf, want, &put);
+        if (rc == TLS_IO_OK) {
+            ts->wpend = 0;
+            out_consume(c, put);
+            continue;
+        }
+        if (rc == TLS_IO_WANT_WRITE || rc == TLS_IO_WANT_READ) {
+            ts->wpend = (uint32_t)want; /* epoll (IN|OUT, edge-triggered) brings us back */
+            return 0;
+        }
+        *err = EPIPE;
+        return -1;
+    }
+    return 0;
+}
+
 /* One writev of as much queued output as fits. 0 = all written or would
  * block, -1 = socket error (errno value in *err). */
 static int out_write(struct conn *c, int *err)
 {
-    struct conn_table *t = c->t;
+    if (c->flags & CONN_F_TLS)
+        return c->flags & CONN_F_HS ? 0 : out_write_tls(c, err); /* nothing before the handshake */
     while (c->out_head) {
         struct iovec iov[IOV_BATCH];
         int n = 0;
@@ -308,24 +424,7 @@ static int out_write(struct conn *c, int *err)
             *err = e;
             return -1;
         }
-        size_t left = (size_t)wr;
-        c->bytes_out += left;
-        stat_add(&t->cnt.bytes_out, left);
-        c->out_len -= (uint32_t)left;
-        while (left && c->out_head) {
-            struct out_chunk *k = c->out_head;
-            uint32_t avail = k->len - k->off;
-            if (left >= avail) {
-                left -= avail;
-                c->out_head = k->next;
-                chunk_put(t, k);
-            } else {
-                k->off += (uint32_t)left;
-                left = 0;
-            }
-        }
-        if (!c->out_head)
-            c->out_tail = NULL;
+        out_consume(c, (size_t)wr);
         if (c->out_head && (size_t)wr < 16 * 1024)
             return 0; /* short write: the socket buffer is full */
     }
@@ -392,6 +491,10 @@ static void conn_free(struct conn *c)
     int err = 0;
     if (c->out_head)
         (void)out_write(c, &err); /* best effort: the err frame */
+    if (c->flags & CONN_F_TLS) {
+        tls_conn_free(t->tls_side[c->slot].ssl); /* close_notify after it */
+        t->tls_side[c->slot] = (struct tls_side){0};
+    }
     loop_del(t->loop, c->fd);
     /* FIN after what was written, and swallow pending input so close()
      * does not turn into an RST that could destroy the err in flight. */
@@ -404,10 +507,8 @@ static void conn_free(struct conn *c)
         record_close(t->cfg.rec, rec_id(c), c->close_reason, conn_reason_str(c->close_reason));
     stat_inc(&t->cnt.closed[c->close_reason]);
     out_release(c);
-    if (c->dec.buf) {
-        rbuf_put(t, c->dec.buf);
-        c->dec.buf = NULL;
-    }
+    if (c->dec.buf)
+        rbuf_put(t, c);
     uint32_t gen = c->gen + 1;
     uint32_t slot = c->slot;
     memset(c, 0, sizeof *c);
@@ -430,6 +531,7 @@ void conn_free_closed(struct conn_table *t)
     if (parked) {
         unpark_closing(&t->read_head);
         unpark_closing(&t->pool_wait);
+        unpark_closing(&t->early_wait);
     }
     struct conn *c = t->close_head;
     t->close_head = NULL;
@@ -458,14 +560,12 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
             t->ops->frame(t->ud, c, pl.p, pl.n);
             if (c->state != CONN_OPEN)
                 return;
-            if (c->dec.buf && frame_dec_idle(&c->dec)) {
-                rbuf_put(t, c->dec.buf);
-                c->dec.buf = NULL;
-            }
+            if (c->dec.buf && frame_dec_idle(&c->dec))
+                rbuf_put(t, c);
             break;
         case FRAME_NEED_BUF:
             /* conn_read only reads when the pool has one for us. */
-            c->dec.buf = rbuf_get(t);
+            c->dec.buf = rbuf_get(t, c);
             if (!c->dec.buf) {
                 t->ops->broken(t->ud, c, SL_FRAME, "internal: no read buffer");
                 return;
@@ -478,42 +578,173 @@ static void feed(struct conn *c, const uint8_t *p, size_t n)
     }
 }
 
+/* The PROXY header, read without reading past it: peek, parse, then
+ * consume exactly its bytes, so what follows (frames, or a TLS ClientHello
+ * for OpenSSL to read from the socket itself) stays in the socket. true
+ * once it is read (and the layer above told); false: wait or closed. */
+static bool proxy_step(struct conn *c)
+{
+    struct conn_table *t = c->t;
+    uint8_t buf[PROXY_HDR_MAX];
+    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_PEEK);
+    if (n == 0) {
+        conn_close(c, CR_EOF);
+        return false;
+    }
+    if (n < 0) {
+        int e = errno;
+        if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+            conn_close(c, CR_IO);
+        return false;
+    }
+    size_t used = 0;
+    struct addr peer;
+    bool local = false;
+    enum proxy_rc rc = proxy_parse(buf, (size_t)n, &used, &peer, &local);
+    if (rc == PROXY_MORE)
+        return false; /* edge-triggered epoll reports the rest when it comes */
+    if (rc == PROXY_BAD) {
+        /* A device that speaks frames gets a readable answer; a TLS client
+         * would not understand one. */
+        if (c->flags & CONN_F_TLS)
+            conn_close(c, CR_PROXY);
+        else
+            t->ops->broken(t->ud, c, SL_PROTO, "expected a PROXY protocol v2 header");
+        return false;
+    }
+    ssize_t k = recv(c->fd, buf, used, 0);
+    if (k != (ssize_t)used) {
+        conn_close(c, CR_IO);
+        return false;
+    }
+    c->bytes_in += used;
+    if (!local)
+        c->peer = peer;
+    c->flags &= (uint8_t)~CONN_F_PROXY;
+    t->ops->proxied(t->ud, c, local);
+    return c->state == CONN_OPEN;
+}
+
+/* One step of the TLS handshake, at most handshakes_per_wake for the whole
+ * table per loop iteration (a storm of handshakes must not delay the acks
+ * of established devices); the rest wait for the next iteration. true once
+ * done. */
+static bool hs_step(struct conn *c)
+{
+    struct conn_table *t = c->t;
+    if (t->hs_left == 0) {
+        read_park(c, false);
+        return false;
+    }
+    t->hs_left--;
+    switch (tls_handshake(t->tls_side[c->slot].ssl)) {
+    case TLS_IO_OK:
+        c->flags &= (uint8_t)~CONN_F_HS;
+        stat_inc(&t->cnt.tls_handshakes);
+        if (tls_resumed(t->tls_side[c->slot].ssl))
+            stat_inc(&t->cnt.tls_resumed);
+        if (c->out_head)
+            flush_link(c);
+        return true;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE: return false; /* epoll (IN|OUT, edge-triggered) calls again */
+    default:
+        stat_inc(&t->cnt.tls_failed);
+        if (log_enabled(SL_LOG_DEBUG)) {
+            char peer[ADDR_STR_MAX], e[160];
+            addr_str(&c->peer, peer, sizeof peer);
+            log_debug("event=tls_failed worker=%u peer=%s err=\"%s\"", t->cfg.worker, peer,
+                      tls_last_error(e, sizeof e));
+        }
+        conn_close(c, CR_TLS);
+        return false;
+    }
+}
+
+/* One read of c: plain bytes, or decrypted ones. > 0 bytes; 0 = the peer
+ * closed; -1 = nothing now (*again) or an error (closed here). */
+static ssize_t io_read(struct conn *c, uint8_t *buf, size_t cap, bool *again)
+{
+    *again = false;
+    if (!(c->flags & CONN_F_TLS)) {
+        for (;;) {
+            ssize_t n = read(c->fd, buf, cap);
+            if (n >= 0)
+                return n;
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                *again = true;
+                return -1;
+            }
+            conn_close(c, CR_IO);
+            return -1;
+        }
+    }
+    size_t got = 0;
+    switch (tls_read(c->t->tls_side[c->slot].ssl, buf, cap, &got)) {
+    case TLS_IO_OK: return (ssize_t)got;
+    case TLS_IO_WANT_READ: *again = true; return -1;
+    case TLS_IO_WANT_WRITE: /* a TLS 1.3 key update to answer: try again next iteration */
+        read_park(c, false);
+        *again = true;
+        return -1;
+    case TLS_IO_EOF: return 0;
+    default:
+        stat_inc(&c->t->cnt.tls_failed);
+        conn_close(c, CR_TLS);
+        return -1;
+    }
+}
+
 static void conn_read(struct conn *c)
 {
     struct conn_table *t = c->t;
+    if ((c->flags & CONN_F_PROXY) && !proxy_step(c))
+        return;
+    if ((c->flags & CONN_F_HS) && !hs_step(c))
+        return;
     for (int i = 0; i < READS_PER_WAKE; i++) {
+        if (c->flags & CONN_F_HOLD)
+            return; /* conn_release parks it for a read */
         if (t->paused) {
             read_park(c, false);
             return;
         }
-        if (!c->dec.buf && t->nrbufs == 0) {
+        if (!c->dec.buf && pool_empty(t, c)) {
             read_park(c, true);
             return;
         }
-        ssize_t n = read(c->fd, t->scratch, t->scratch_cap);
+        size_t cap = t->scratch_cap;
+        if (t->cfg.budgeted) {
+            size_t b = t->ops->read_budget(t->ud, c);
+            if (b == 0) {
+                c->flags |= CONN_F_HOLD;
+                return;
+            }
+            if (b < cap)
+                cap = b;
+        }
+        bool again;
+        ssize_t n = io_read(c, t->scratch, cap, &again);
         if (n > 0) {
-            if (t->cfg.rec)
+            if (t->cfg.rec) /* what the device sent, decrypted */
                 record_in(t->cfg.rec, rec_id(c), t->scratch, (size_t)n);
             c->bytes_in += (uint64_t)n;
             stat_add(&t->cnt.bytes_in, (uint64_t)n);
             feed(c, t->scratch, (size_t)n);
             if (c->state != CONN_OPEN)
                 return;
-            if ((size_t)n < t->scratch_cap)
-                return; /* drained: edge-triggered epoll reports new data */
+            /* Drained: edge-triggered epoll reports new data. Not with TLS
+             * while OpenSSL still holds decrypted bytes: no event for them. */
+            if ((size_t)n < cap && !((c->flags & CONN_F_TLS) && tls_pending(t->tls_side[c->slot].ssl)))
+                return;
             continue;
         }
-        if (n == 0) {
+        if (n == 0)
             conn_close(c, CR_EOF);
-            return;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e == EAGAIN || e == EWOULDBLOCK)
-            return;
-        conn_close(c, CR_IO);
-        return;
+        return; /* again, or closed */
     }
     read_park(c, false); /* more may be waiting: continue next iteration */
 }
@@ -525,6 +756,10 @@ static void on_conn_event(struct loop *l, int fd, uint32_t events, void *ud)
     struct conn *c = ud;
     if (c->state != CONN_OPEN)
         return;
+    if ((c->flags & (CONN_F_PROXY | CONN_F_HS)) && !(c->flags & CONN_F_READY)) {
+        conn_read(c); /* a handshake step may wait for either direction */
+        return;
+    }
     if ((events & EPOLLOUT) && c->out_head)
         flush_link(c);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
@@ -545,6 +780,32 @@ static void on_conn_timer(struct loop *l, void *ud)
         c->t->ops->timer(c->t->ud, c);
 }
 
+void conn_promote(struct conn *c)
+{
+    if (!(c->flags & CONN_F_EARLY))
+        return;
+    /* A partial frame already in an early buffer stays there until it is
+     * whole (its length was checked against hello_max); the next one is
+     * checked against max_frame and uses the max_frame pool. */
+    c->flags &= (uint8_t)~CONN_F_EARLY;
+    frame_dec_set_max(&c->dec, c->t->cfg.max_frame);
+}
+
+void conn_release(struct conn *c)
+{
+    if (c->state != CONN_OPEN || !(c->flags & CONN_F_HOLD))
+        return;
+    c->flags &= (uint8_t)~CONN_F_HOLD;
+    /* Input may have arrived meanwhile: edge-triggered epoll will not say so
+     * again, so read it next iteration. */
+    read_park(c, false);
+}
+
+bool conn_early(const struct conn *c)
+{
+    return c->flags & CONN_F_EARLY;
+}
+
 void conn_timer(struct conn *c, uint64_t ms)
 {
     if (c->state == CONN_OPEN)
@@ -563,6 +824,7 @@ void conn_set_paused(struct conn_table *t, bool paused)
 
 void conn_after(struct conn_table *t)
 {
+    t->hs_left = t->cfg.handshakes_per_wake;
     if (t->paused || !t->read_head)
         return;
     struct conn *c = t->read_head;
@@ -631,11 +893,11 @@ static void refuse_admitted(struct conn_table *t, int fd)
     stat_inc(&t->cnt.refused);
 }
 
-void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
+bool conn_adopt(struct conn_table *t, int fd, const struct addr *peer, unsigned kind)
 {
     if (t->nfree == 0 && t->nfresh == t->nslots) {
         refuse_admitted(t, fd);
-        return;
+        return false;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -647,9 +909,26 @@ void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
     c->slot = slot;
     c->fd = fd;
     c->state = CONN_OPEN;
-    c->flags = 0;
+    c->flags = CONN_F_EARLY;
+    c->upper = 0;
     c->peer = *peer;
-    frame_dec_init(&c->dec, t->cfg.max_frame);
+    if (kind & CONN_KIND_PROXY)
+        c->flags |= CONN_F_PROXY;
+    if (kind & CONN_KIND_TLS) {
+        SSL *ssl = t->tls_side ? tls_conn_new(t->cfg.tls, fd) : NULL;
+        if (!ssl) {
+            c->state = CONN_CLOSING; /* out of memory: no callback names it */
+            c->close_reason = CR_TLS;
+            c->next_flush = t->close_head;
+            t->close_head = c;
+            atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return false;
+        }
+        t->tls_side[slot] = (struct tls_side){.ssl = ssl};
+        c->flags |= CONN_F_TLS | CONN_F_HS;
+    }
+    frame_dec_init(&c->dec, t->cfg.hello_max);
     loop_timer_init(&c->timer, on_conn_timer, c);
     atomic_store_explicit(&t->open, atomic_load_explicit(&t->open, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -661,30 +940,47 @@ void conn_adopt(struct conn_table *t, int fd, const struct addr *peer)
         c->close_reason = CR_IO;
         c->next_flush = t->close_head;
         t->close_head = c;
-        return;
+        return false; /* freed after the batch; `opened` never ran */
     }
     t->ops->opened(t->ud, c);
+    return true;
+}
+
+static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud);
+
+/* Accepting resumes after a pause the layer above asked for. */
+static void on_listen_timer(struct loop *l, void *ud)
+{
+    struct conn_table *t = ud;
+    for (int i = 0; i < 2; i++)
+        if (t->lfd[i] >= 0)
+            loop_mod(l, t->lfd[i], EPOLLIN, on_accept, t);
 }
 
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ud)
 {
-    (void)l;
     (void)events;
     struct conn_table *t = ud;
     char who[32];
     snprintf(who, sizeof who, "worker=%u", t->cfg.worker);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        uint32_t wait = t->ops->accept_wait(t->ud);
+        if (wait) {
+            /* Leave the rest in the kernel's backlog for a while: the
+             * listeners are level-triggered, so they are switched off, not
+             * just left unread. */
+            for (int k = 0; k < 2; k++)
+                if (t->lfd[k] >= 0)
+                    loop_mod(l, t->lfd[k], 0, on_accept, t);
+            loop_timer_start(l, &t->listen_timer, wait);
+            return;
+        }
         struct addr peer;
         int fd = conn_accept(lfd, &t->spare_fd, &peer, who);
         if (fd < 0)
             return;
         stat_inc(&t->cnt.accepted);
-        if (!conn_admit(t->cfg.open_total, t->cfg.max_total)) {
-            conn_refuse(fd, t->cfg.busy);
-            stat_inc(&t->cnt.refused);
-            continue;
-        }
-        conn_adopt(t, fd, &peer);
+        t->ops->accepted(t->ud, fd, &peer, t->lfd[1] == lfd ? t->lkind[1] : t->lkind[0]);
     }
 }
 
@@ -726,8 +1022,11 @@ int conn_listen_socket(const char *spec)
     return fd < 0 ? -err : fd;
 }
 
-int conn_listen(struct conn_table *t, const char *spec)
+int conn_listen(struct conn_table *t, const char *spec, unsigned kind)
 {
+    int i = t->lfd[0] < 0 ? 0 : 1;
+    if (t->lfd[i] >= 0)
+        return -EBUSY;
     int fd = conn_listen_socket(spec);
     if (fd < 0)
         return fd;
@@ -736,19 +1035,40 @@ int conn_listen(struct conn_table *t, const char *spec)
         close(fd);
         return rc;
     }
-    t->lfd = fd;
+    t->lfd[i] = fd;
+    t->lkind[i] = kind;
     atomic_store(&t->listening, true);
     return 0;
 }
 
 void conn_stop_listening(struct conn_table *t)
 {
-    if (t->lfd < 0)
-        return;
-    loop_del(t->loop, t->lfd);
-    close(t->lfd);
-    t->lfd = -1;
+    loop_timer_stop(t->loop, &t->listen_timer);
+    for (int i = 0; i < 2; i++) {
+        if (t->lfd[i] < 0)
+            continue;
+        loop_del(t->loop, t->lfd[i]);
+        close(t->lfd[i]);
+        t->lfd[i] = -1;
+    }
     atomic_store(&t->listening, false);
+}
+
+bool conn_is_tls(const struct conn *c)
+{
+    return c->flags & CONN_F_TLS;
+}
+
+bool conn_proxy_pending(const struct conn *c)
+{
+    return c->flags & CONN_F_PROXY;
+}
+
+bool conn_peer_is(const struct conn *c, const char *dev, size_t n)
+{
+    if (!(c->flags & CONN_F_TLS))
+        return true;
+    return tls_peer_is(c->t->tls_side[c->slot].ssl, dev, n);
 }
 
 bool conn_listening(const struct conn_table *t)
@@ -778,7 +1098,9 @@ struct conn_table *conn_table_new(const struct conn_cfg *cfg, struct loop *l, co
     t->loop = l;
     t->ops = ops;
     t->ud = ud;
-    t->lfd = -1;
+    t->lfd[0] = t->lfd[1] = -1;
+    t->hs_left = cfg->handshakes_per_wake;
+    loop_timer_init(&t->listen_timer, on_listen_timer, t);
     t->nslots = cfg->slots;
     /* calloc: slots and buffers stay unbacked until used (LIFO reuse keeps
      * the touched set small), so the table costs RSS only per live conn.
@@ -793,16 +1115,31 @@ struct conn_table *conn_table_new(const struct conn_cfg *cfg, struct loop *l, co
     t->nrbufs = cfg->read_bufs;
     t->rbufs = malloc(t->nrbufs * sizeof *t->rbufs);
     t->rbuf_mem = malloc((size_t)t->nrbufs * cfg->max_frame);
+    t->nebufs = cfg->early_bufs;
+    t->ebufs = malloc(t->nebufs * sizeof *t->ebufs);
+    t->ebuf_mem = malloc((size_t)t->nebufs * cfg->hello_max);
     t->enc_cap = cfg->max_frame + SL_FRAME_HDR + ENC_SLACK;
     t->enc = malloc(t->enc_cap);
     t->chunks_max = (uint32_t)((uint64_t)cfg->out_pool_mb * 1024 * 1024 / sizeof(struct out_chunk));
     t->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!t->conns || !t->free_slots || !t->scratch || !t->rbufs || !t->rbuf_mem || !t->enc) {
+    if (cfg->tls) {
+        /* calloc: a slot's side entry is backed only once a TLS connection uses it */
+        t->tls_side = calloc(t->nslots, sizeof *t->tls_side);
+        t->tls_wbuf = malloc(TLS_WBUF);
+        if (!t->tls_side || !t->tls_wbuf) {
+            conn_table_destroy(&t);
+            return NULL;
+        }
+    }
+    if (!t->conns || !t->free_slots || !t->scratch || !t->rbufs || !t->rbuf_mem || !t->ebufs ||
+        !t->ebuf_mem || !t->enc) {
         conn_table_destroy(&t);
         return NULL;
     }
     for (uint32_t i = 0; i < t->nrbufs; i++)
         t->rbufs[i] = t->rbuf_mem + (size_t)(t->nrbufs - 1 - i) * cfg->max_frame;
+    for (uint32_t i = 0; i < t->nebufs; i++)
+        t->ebufs[i] = t->ebuf_mem + (size_t)(t->nebufs - 1 - i) * cfg->hello_max;
     return t;
 }
 
@@ -830,6 +1167,10 @@ void conn_table_destroy(struct conn_table **pt)
     free(t->scratch);
     free(t->rbufs);
     free(t->rbuf_mem);
+    free(t->ebufs);
+    free(t->ebuf_mem);
+    free(t->tls_side);
+    free(t->tls_wbuf);
     free(t->enc);
     free(t);
     *pt = NULL;

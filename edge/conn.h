@@ -7,7 +7,12 @@
  *
  * Lifetime: a slot of the table is FREE, OPEN after conn_adopt, CLOSING
  * after conn_close(), and FREE again once conn_after() has flushed what it
- * could and closed the fd. A slot's generation is bumped on every free, so
+ * could and closed the fd. An OPEN connection starts "early" (before its
+ * device is known: hello, later TLS handshake and PROXY header): its frames
+ * may be at most hello_max bytes and a partial one is held in a small
+ * buffer of the table's early pool, never in a max_frame buffer, so
+ * connections that never say hello cannot take the read buffers of
+ * authenticated devices. conn_promote() ends the early phase. A slot's generation is bumped on every free, so
  * (slot, gen) never names two connections. Nothing here is thread-safe (a
  * table belongs to its worker thread) except the accepting helpers and the
  * counters' readers named below. */
@@ -28,6 +33,7 @@ struct conn;
 struct conn_table;
 struct out_chunk;
 struct record;
+struct tls;
 
 /* Why a connection closed: the label set of sluice_edge_connections_closed_total
  * and the `reason` of disconnect envelopes. Wire errors close with their
@@ -45,7 +51,16 @@ enum conn_reason {
     CR_DRAINING,
     CR_TIMEOUT,
     CR_SHUTDOWN, /* process exit with the connection still open */
+    CR_TLS,      /* the TLS handshake or a TLS record failed */
+    CR_PROXY,    /* no valid PROXY protocol header on a --proxy-protocol listener */
     CR_COUNT
+};
+
+/* What a listener expects before frames (bits). */
+enum conn_kind {
+    CONN_KIND_PLAIN = 0,
+    CONN_KIND_TLS = 1,   /* a TLS handshake (--listen-tls) */
+    CONN_KIND_PROXY = 2, /* a PROXY protocol v2 header first (--proxy-protocol) */
 };
 
 const char *conn_reason_str(enum conn_reason r);
@@ -72,8 +87,9 @@ struct conn {
     int fd;
     struct addr peer;
     uint8_t state;        /* enum conn_state */
-    uint8_t flags;        /* conn.c's list memberships */
+    uint8_t flags;        /* conn.c's list memberships and phases */
     uint8_t close_reason; /* enum conn_reason, once CLOSING */
+    uint8_t upper;        /* free for the layer above (worker.c), zeroed at adopt */
 };
 
 /* What the layer above (worker.c) is told. Every callback runs on the
@@ -91,25 +107,48 @@ struct conn_ops {
     /* c became CLOSING (called once, before any output is dropped): let go
      * of what the layer above holds for it. Must not close c again. */
     void (*closing)(void *ud, struct conn *c, enum conn_reason r);
+    /* conn_cfg.budgeted only: bytes c may read now (SIZE_MAX: any). 0: none,
+     * c is held (not read) until the callee calls conn_release. Called
+     * before each read of c. */
+    size_t (*read_budget)(void *ud, struct conn *c);
+    /* A PROXY header was read (CONN_KIND_PROXY): c->peer is the device's
+     * address now, or, with local (a balancer's health check), still the
+     * balancer's. The callee may close c. */
+    void (*proxied)(void *ud, struct conn *c, bool local);
+    /* The table's own listeners (--accept reuseport) only. accept_wait:
+     * before each accept, 0 to go on, or ms to leave connections in the
+     * backlog (the listeners are paused that long). accepted: a new fd of a
+     * listener of that kind (enum conn_kind bits), owned by the callee,
+     * which admits it (conn_admit, then conn_adopt) or refuses it
+     * (conn_refuse). */
+    uint32_t (*accept_wait)(void *ud);
+    void (*accepted)(void *ud, int fd, const struct addr *peer, unsigned kind);
 };
 
 /* Counts of one table (one writer: the table's thread; read anywhere). */
 struct conn_counts {
-    _Atomic uint64_t accepted; /* by this table's own listener (--accept reuseport) */
-    _Atomic uint64_t refused;  /* err{busy}: --max-conns reached or no free slot */
+    _Atomic uint64_t early_buf_waits; /* an early connection found the early pool empty */
+    _Atomic uint64_t accepted;        /* by this table's own listener (--accept reuseport) */
+    _Atomic uint64_t refused;         /* err{busy}: --max-conns reached or no free slot */
     _Atomic uint64_t closed[CR_COUNT];
     _Atomic uint64_t frames_in, frames_out, bytes_in, bytes_out;
     _Atomic uint64_t out_pool_exhausted;
+    _Atomic uint64_t tls_handshakes, tls_resumed, tls_failed; /* completed, of which resumed; failed */
 };
 
 struct conn_cfg {
     uint32_t worker; /* index: the recorder's and the logs' name for the table */
     uint32_t slots;  /* connections at most (the table is sized once) */
     uint32_t max_frame, out_cap, read_bufs, out_pool_mb;
+    uint32_t hello_max;           /* largest frame of an early connection (its first frame: hello) */
+    uint32_t early_bufs;          /* hello_max buffers for early connections' partial frames */
     _Atomic uint32_t *open_total; /* connections open in the whole edge (shared) */
     uint32_t max_total;           /* --max-conns: the bound of *open_total */
     struct sl_slice busy;         /* err{busy} frame bytes for refusals (borrowed for the table's life) */
     struct record *rec;           /* --record, or NULL */
+    bool budgeted;                /* ask conn_ops.read_budget before reads (a per-device rate) */
+    struct tls *tls;              /* the TLS context for CONN_KIND_TLS connections, or NULL */
+    uint32_t handshakes_per_wake; /* TLS handshake steps per loop iteration, the table's whole */
 };
 
 /* A table of cfg->slots connections on loop l. The table, its pools and
@@ -144,6 +183,23 @@ void conn_close(struct conn *c, enum conn_reason r);
  * closes first. */
 void conn_timer(struct conn *c, uint64_t ms);
 
+/* Read c again from the next iteration, after read_budget held it. */
+void conn_release(struct conn *c);
+
+/* End c's early phase: from the next frame on, frames up to max_frame, read
+ * through the max_frame pool. Idempotent. */
+void conn_promote(struct conn *c);
+bool conn_early(const struct conn *c);
+
+/* Whether c came in on a TLS listener; whether it still waits for its PROXY
+ * header. */
+bool conn_is_tls(const struct conn *c);
+bool conn_proxy_pending(const struct conn *c);
+
+/* Does c's client certificate name dev (tls_peer_is)? true for a plain
+ * connection and where client certificates are off. */
+bool conn_peer_is(const struct conn *c, const char *dev, size_t n);
+
 /* The OPEN connection (slot, gen) of t, or NULL. */
 struct conn *conn_get(struct conn_table *t, uint32_t slot, uint32_t gen);
 /* The slot's connection whatever its state (slot < cfg->slots). */
@@ -154,10 +210,11 @@ struct conn *conn_next_open(struct conn_table *t, uint32_t *cursor);
 
 /* ---- the table, for its worker ---------------------------------------- */
 
-/* Give an admitted fd a slot and register it: `opened` runs, or, with no
- * slot left, the fd is refused with err{busy} and its place under
- * --max-conns given back. */
-void conn_adopt(struct conn_table *t, int fd, const struct addr *peer);
+/* Give an admitted fd a slot and register it: `opened` runs (true; `closing`
+ * follows some day). false: not adopted, no callback will ever name it
+ * (no slot left: refused with err{busy}; or epoll refused it: closed), and
+ * its place under --max-conns is given back either way. */
+bool conn_adopt(struct conn_table *t, int fd, const struct addr *peer, unsigned kind);
 /* Read input left unread (caps, pause, pool) and the after-iteration work:
  * conn_after reads, conn_flush_all writes (one writev per connection),
  * conn_free_closed frees what closed. Called by the worker's after-hook. */
@@ -170,9 +227,10 @@ bool conn_read_pending(const struct conn_table *t);
  * Pausing costs no syscall: connections with input park on a list. */
 void conn_set_paused(struct conn_table *t, bool paused);
 
-/* --accept reuseport: a SO_REUSEPORT listener of t's own on its loop,
- * accepting, admitting and adopting by itself. 0 or -errno. */
-int conn_listen(struct conn_table *t, const char *spec);
+/* --accept reuseport: a SO_REUSEPORT listener of t's own on its loop (one
+ * per kind at most), which hands each accepted fd to conn_ops.accepted.
+ * 0 or -errno. */
+int conn_listen(struct conn_table *t, const char *spec, unsigned kind);
 void conn_stop_listening(struct conn_table *t);
 
 /* Any thread. */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define EDGE_MAX_WORKERS 64
+#define EDGE_MAX_FRAME   (1024 * 1024) /* --max-frame at most: what the bus's batches hold (bus.c) */
 
 /* How connections reach the workers (--accept; docs/internals.md, "accepting"). */
 enum edge_accept {
@@ -19,16 +20,22 @@ enum edge_accept {
 };
 
 struct edge_cfg {
-    const char *listen; /* "host:port" */
+    const char *listen;     /* "host:port" of plain TCP, "" = none */
+    const char *listen_tls; /* "host:port" of TLS, "" = none */
+    bool proxy_protocol;    /* every listener expects a PROXY v2 header first */
+    uint32_t tls_handshakes_per_wake;
     enum edge_accept accept;
-    const char *edge_id;   /* default <hostname>:<port> */
-    const uint8_t *secret; /* fleet secret bytes (owned by main) */
-    size_t secret_len;
+    const char *edge_id; /* default <hostname>:<port> */
     const char *persister_push, *persister_router, *notifier_push, *notifier_router;
     uint32_t workers;
     uint32_t max_frame;
     uint32_t hb_s;
     uint32_t hello_timeout_ms;
+    uint32_t hello_timeout_min_ms;    /* floor of the hello deadline under pressure */
+    uint32_t hello_max;               /* largest first frame (hello), bytes */
+    uint32_t early_max;               /* connections without a hello yet, per worker */
+    double device_rate, device_burst; /* frames per second after hello, per device (0 = no limit) */
+    uint32_t device_hold_max_ms;      /* longest pause of a device over its rate */
     uint32_t idle_timeout_ms;
     uint32_t max_conns;   /* total across workers; beyond it: err busy */
     uint32_t out_cap;     /* per-connection output cap, bytes */
@@ -44,8 +51,12 @@ struct edge_cfg {
 };
 
 struct devmap;
+struct guard;
 struct mailbox;
 struct record;
+struct cidr;
+struct tls;
+struct trust;
 struct worker;
 struct zmqx_resolver;
 
@@ -60,7 +71,12 @@ struct edge {
     struct mailbox *mbox[EDGE_MAX_WORKERS]; /* workers[i]'s, for the others to post to */
     uint32_t nworkers;
     struct zmqx_resolver *r_pp, *r_pr, *r_np, *r_nr;
-    struct record *rec;          /* traffic recorder, NULL unless --record */
+    struct record *rec;      /* traffic recorder, NULL unless --record */
+    struct guard *guard;     /* who may connect, how often (thread-safe) */
+    struct trust *trust;     /* fleet secrets, deny list (thread-safe, reloadable) */
+    struct tls *tls;         /* the TLS listener's context (reloadable), or NULL */
+    struct cidr *proxy_from; /* who may send PROXY headers (--proxy-from) */
+    int nproxy_from;
     uint8_t busy[EDGE_BUSY_MAX]; /* err{busy} frame, encoded once (main) for every refusal */
     uint32_t busy_len;
     _Atomic uint32_t open_total; /* accepted connections open, all workers */

@@ -39,6 +39,7 @@ struct mailbox_item {
         struct {
             int fd; /* admitted under --max-conns; owned by the item */
             struct addr peer;
+            uint8_t conn_kind; /* enum conn_kind bits of its listener */
         } adopt;
         struct {
             uint32_t slot, gen;

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
 #include "sl/cfg.h"
@@ -24,38 +26,41 @@
 #include "bus.h"
 #include "devmap.h"
 #include "edge.h"
+#include "guard.h"
 #include "record.h"
+#include "reload.h"
 #include "stats.h"
+#include "tls.h"
+#include "trust.h"
 #include "worker.h"
 
-#define SECRET_MAX 65536
-
-static char secret_buf[SECRET_MAX];
-
-static size_t load_secret(const char *file)
+/* Overwrite a variable's bytes where the environment keeps them, then
+ * remove it: unsetenv alone would leave them readable in /proc/PID/environ,
+ * which is the process's original stack area. */
+static void wipe_env(const char *name)
 {
-    if (file && *file) {
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            fprintf(stderr, "sluice-edge: cannot open secret file %s: %s\n", file, strerror(errno));
-            exit(2);
-        }
-        ssize_t n = read(fd, secret_buf, sizeof secret_buf);
-        close(fd);
-        if (n < 0)
-            n = 0;
-        if (n > 0 && secret_buf[n - 1] == '\n')
-            n--; /* `echo secret > f` */
-        return (size_t)n;
+    char *v = getenv(name);
+    if (v)
+        explicit_bzero(v, strlen(v));
+    unsetenv(name);
+}
+
+/* The fleet secret from SLUICE_FLEET_SECRET (when there is no
+ * --secret-file), into trust; main wipes the variable right after. */
+static int secret_from_env(struct trust *t)
+{
+    char *env = getenv("SLUICE_FLEET_SECRET");
+    if (!env || !*env) {
+        fprintf(stderr, "sluice-edge: no fleet secret: set --secret-file or SLUICE_FLEET_SECRET\n");
+        return -1;
     }
-    const char *env = getenv("SLUICE_FLEET_SECRET");
-    if (!env)
-        return 0;
     size_t n = strlen(env);
-    if (n > sizeof secret_buf)
-        n = sizeof secret_buf;
-    memcpy(secret_buf, env, n);
-    return n;
+    int count = 0;
+    const char *why = NULL;
+    int rc = trust_set_secrets(t, (const uint8_t *)env, n, &count, &why);
+    if (rc != 0)
+        fprintf(stderr, "sluice-edge: refused SLUICE_FLEET_SECRET: %s\n", why);
+    return rc;
 }
 
 /* Readiness (docs/internals.md, "edge readiness"): every worker listens
@@ -92,12 +97,40 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
-               *accept_mode = NULL;
+               *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL, *listen_tls = NULL,
+               *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *tls_tickets = NULL, *proxy_from = NULL;
+    bool proxy = false;
+    int64_t hs_per_wake = 0;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
+            hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
+            dev_flaps = 0, ban_min = 0, ban_max = 0;
+    double src_rate = 0, src_burst = 0, acc_rate = 0, acc_burst = 0, dev_rate = 0, dev_burst = 0;
+    int64_t hold_max = 0;
     double drain_rate = 0;
     const struct cfg_opt opts[] = {
-        {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to", 0, 0},
+        {"listen", CFG_STR, &listen, "0.0.0.0:7000", "TCP address devices connect to (plain; \"\" = none)", 0,
+         0},
+        {"listen-tls", CFG_STR, &listen_tls, "", "TCP address devices connect to with TLS (\"\" = none)", 0,
+         0},
+        {"tls-cert", CFG_STR, &tls_cert, "", "PEM certificate chain of --listen-tls (reloaded on change)", 0,
+         0},
+        {"tls-key", CFG_STR, &tls_key, "", "PEM private key of --listen-tls (reloaded on change)", 0, 0},
+        {"tls-client-ca", CFG_STR, &tls_ca, "",
+         "PEM CA of client certificates: mutual TLS, the certificate's CN or a SAN must equal the hello's "
+         "dev",
+         0, 0},
+        {"tls-ticket-keys", CFG_STR, &tls_tickets, "",
+         "session ticket keys shared by the edges (80 bytes each, the first issues): resumption across edges",
+         0, 0},
+        {"tls-handshakes-per-wake", CFG_INT, &hs_per_wake, "8",
+         "TLS handshake steps per worker loop iteration (a storm must not delay established devices)", 1,
+         1 << 16},
+        {"proxy-protocol", CFG_BOOL, &proxy, "false",
+         "every listener expects a PROXY protocol v2 header first (behind HAProxy or a cloud balancer)", 0,
+         0},
+        {"proxy-from", CFG_STR, &proxy_from, "",
+         "addresses allowed to send PROXY headers (the balancers): CIDR,...; others are refused", 0, 0},
         {"edge-id", CFG_STR, &edge_id, "", "edge name (default <hostname>:<port>)", 0, 0},
         {"workers", CFG_INT, &workers, "0", "worker threads (0 = CPUs usable: affinity, container quota)", 0,
          EDGE_MAX_WORKERS},
@@ -106,19 +139,65 @@ int main(int argc, char **argv)
          "(a listener per worker, the kernel hashes connections over them: for many workers and connect "
          "storms above ~430k/s); docs/internals.md",
          0, 0},
-        {"secret-file", CFG_STR, &secret_file, "", "fleet secret file (else SLUICE_FLEET_SECRET)", 0, 0},
+        {"secret-file", CFG_STR, &secret_file, "",
+         "fleet secret file: the secret on line 1, the previous one (during a rotation) on line 2; reloaded "
+         "on "
+         "change (else SLUICE_FLEET_SECRET, read once and wiped)",
+         0, 0},
+        {"deny-file", CFG_STR, &deny_file, "",
+         "revoked device ids, one a line: refused (err auth) and closed when connected; reloaded on change",
+         0, 0},
         {"persister-push", CFG_STR, &pp, "tcp://127.0.0.1:7001", "persister PULL endpoints (comma list)", 0,
          0},
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
         {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
-        {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, 16 * 1024 * 1024},
+        /* At most what one entry of the notifier's data batch can hold
+         * (bus.c NDATA_CAP, 1.125 MiB): a bigger data frame could never be
+         * sent on, and its device would resend it forever. */
+        {"max-frame", CFG_INT, &max_frame, "65536", "largest frame payload, bytes", 16, EDGE_MAX_FRAME},
         {"hb", CFG_INT, &hb, "30", "heartbeat announced in welcome, seconds", 1, 86400},
-        {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this", 1, 3600000},
+        {"hello-timeout-ms", CFG_INT, &hello_ms, "10000", "hello must arrive within this after connecting", 1,
+         3600000},
+        {"hello-timeout-min-ms", CFG_INT, &hello_min_ms, "2000",
+         "the hello deadline under pressure shrinks down to this, never below (docs/protocol.md §1)", 1,
+         3600000},
+        {"hello-max", CFG_INT, &hello_max, "1024",
+         "largest first frame (the hello), bytes; a longer one gets err frame before any buffer is taken",
+         1024, 65536},
+        {"early-max", CFG_INT, &early_max, "1024",
+         "connections without an accepted hello per worker; one more closes the oldest of them", 16, 1 << 20},
         {"idle-timeout-ms", CFG_INT, &idle_ms, "0", "close a silent connection after this (0 = 3 x hb)", 0,
          864000000},
         {"max-conns", CFG_INT, &max_conns, "19000", "connections held by this edge; beyond: err busy", 1,
          10000000},
+        {"source-max-conns", CFG_INT, &src_conns, "100",
+         "connections from one address (an IPv6 /64) at most; 0 = no limit (docs/protocol.md §1)", 0, 65535},
+        {"source-max-early", CFG_INT, &src_early, "16",
+         "of them without an accepted hello at most; 0 = no limit", 0, 65535},
+        {"source-connect-rate", CFG_DOUBLE, &src_rate, "20",
+         "connects per second from one address; 0 = no limit", 0, 0},
+        {"source-connect-burst", CFG_DOUBLE, &src_burst, "40", "... with this burst", 0, 0},
+        {"source-hello-fails", CFG_INT, &src_fails, "10",
+         "failed hellos per minute from one address before it is banned; 0 = never", 0, 1 << 20},
+        {"device-max-flaps", CFG_INT, &dev_flaps, "30",
+         "authenticated sessions of one device ending per minute before it is banned; 0 = never", 0, 1 << 20},
+        {"ban-min-ms", CFG_INT, &ban_min, "10000", "first ban, ms; each repeat doubles it", 100, 86400000},
+        {"ban-max-ms", CFG_INT, &ban_max, "600000", "longest ban, ms", 100, 86400000},
+        {"accept-rate", CFG_DOUBLE, &acc_rate, "0",
+         "accepts per second for the whole edge (connect storms wait in the backlog); 0 = no limit", 0, 0},
+        {"accept-burst", CFG_DOUBLE, &acc_burst, "1000", "... with this burst", 1, 0},
+        {"allow-cidrs", CFG_STR, &allow_cidrs, "",
+         "addresses exempt from the per-address limits (carrier NAT gateways, load balancers): "
+         "10.0.0.0/8,...",
+         0, 0},
+        {"device-rate", CFG_DOUBLE, &dev_rate, "1000",
+         "frames per second a device may send after hello; over it the edge stops reading it a while (slower "
+         "acks, nothing dropped); 0 = no limit",
+         0, 0},
+        {"device-burst", CFG_DOUBLE, &dev_burst, "2000", "... with this burst", 1, 0},
+        {"device-hold-max-ms", CFG_INT, &hold_max, "2000",
+         "longest such pause (stay well below a device's ack timeout, 15 s in the device library)", 1, 60000},
         {"out-cap", CFG_INT, &out_cap, "262144", "output queued per connection before it is closed", 256,
          1 << 30},
         {"read-bufs", CFG_INT, &read_bufs, "512", "max-frame read buffers per worker (partial frames)", 1,
@@ -150,6 +229,26 @@ int main(int argc, char **argv)
     static struct edge e;
     struct edge_cfg *c = &e.cfg;
     c->listen = listen;
+    c->listen_tls = listen_tls;
+    c->proxy_protocol = proxy;
+    c->tls_handshakes_per_wake = (uint32_t)hs_per_wake;
+    if (!*listen && !*listen_tls) {
+        fprintf(stderr, "sluice-edge: neither --listen nor --listen-tls\n");
+        return 2;
+    }
+    if (*listen_tls && (!*tls_cert || !*tls_key)) {
+        fprintf(stderr, "sluice-edge: --listen-tls needs --tls-cert and --tls-key\n");
+        return 2;
+    }
+    static struct cidr proxies[GUARD_ALLOW_MAX];
+    const char *badp = NULL;
+    e.nproxy_from = cidr_parse_list(proxy_from, proxies, GUARD_ALLOW_MAX, &badp);
+    if (e.nproxy_from < 0 || (proxy && e.nproxy_from == 0)) {
+        fprintf(stderr, "sluice-edge: --proxy-protocol needs --proxy-from CIDR,... (bad entry at \"%s\")\n",
+                badp ? badp : "");
+        return 2;
+    }
+    e.proxy_from = proxies;
     if (!strcmp(accept_mode, "reuseport")) {
         c->accept = EDGE_ACCEPT_REUSEPORT;
     } else if (!strcmp(accept_mode, "handoff")) {
@@ -162,17 +261,36 @@ int main(int argc, char **argv)
     if (!edge_id || !*edge_id) {
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
-        const char *port = strrchr(listen, ':');
+        const char *port = strrchr(*listen ? listen : listen_tls, ':');
         snprintf(idbuf, sizeof idbuf, "%s:%s", host, port ? port + 1 : "7000");
         edge_id = idbuf;
     }
     c->edge_id = edge_id;
-    c->secret_len = load_secret(secret_file);
-    c->secret = (const uint8_t *)secret_buf;
-    if (c->secret_len == 0) {
-        fprintf(stderr, "sluice-edge: no fleet secret: set --secret-file or SLUICE_FLEET_SECRET\n");
+    e.trust = trust_new();
+    if (!e.trust)
+        return 1;
+    if (!*secret_file && secret_from_env(e.trust) != 0)
         return 2;
+    wipe_env("SLUICE_FLEET_SECRET"); /* also when --secret-file made it unused */
+    if (*listen_tls) {
+        char err[300];
+        e.tls = tls_new(
+            &(struct tls_files){
+                .cert = tls_cert, .key = tls_key, .client_ca = tls_ca, .ticket_keys = tls_tickets},
+            err, sizeof err);
+        if (!e.tls) {
+            fprintf(stderr, "sluice-edge: TLS: %s\n", err);
+            return 2;
+        }
     }
+    struct reload *rl = reload_new(&e, &(struct reload_files){.secret = secret_file,
+                                                              .deny = deny_file,
+                                                              .tls_cert = tls_cert,
+                                                              .tls_key = tls_key,
+                                                              .tls_client_ca = tls_ca,
+                                                              .tls_ticket_keys = tls_tickets});
+    if (!rl)
+        return 2;
     c->persister_push = pp;
     c->persister_router = pr;
     c->notifier_push = np;
@@ -184,6 +302,12 @@ int main(int argc, char **argv)
     c->max_frame = (uint32_t)max_frame;
     c->hb_s = (uint32_t)hb;
     c->hello_timeout_ms = (uint32_t)hello_ms;
+    c->hello_timeout_min_ms = (uint32_t)(hello_min_ms < hello_ms ? hello_min_ms : hello_ms);
+    c->hello_max = (uint32_t)(hello_max < max_frame ? hello_max : max_frame);
+    c->early_max = (uint32_t)early_max;
+    c->device_rate = dev_rate;
+    c->device_burst = dev_burst;
+    c->device_hold_max_ms = (uint32_t)hold_max;
     c->idle_timeout_ms = idle_ms > 0 ? (uint32_t)idle_ms : SL_IDLE_FACTOR * c->hb_s * 1000u;
     c->max_conns = (uint32_t)max_conns;
     c->out_cap = (uint32_t)out_cap;
@@ -201,13 +325,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Signals go to this thread only (sigwait below); workers inherit the mask. */
+    /* Signals go to this thread only (a signalfd below); workers inherit
+     * the mask. SIGHUP reloads (its default would kill the process). */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "sluice-edge: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
 
     /* Warm up libcrypto before any device arrives. OpenSSL 3 loads its
      * providers and fetches the SHA-256/HMAC implementations lazily, on the
@@ -236,13 +367,34 @@ int main(int argc, char **argv)
         return 1;
     }
     e.busy_len = (uint32_t)busy_len;
+    struct guard_cfg gc = {
+        .slots = c->max_conns,
+        .source_conns = (uint32_t)src_conns,
+        .source_early = (uint32_t)src_early,
+        .source_rate = src_rate,
+        .source_burst = src_burst < 1 ? 1 : src_burst,
+        .source_fails = (uint32_t)src_fails,
+        .device_ends = (uint32_t)dev_flaps,
+        .ban_min_ms = (uint32_t)ban_min,
+        .ban_max_ms = (uint32_t)(ban_max > ban_min ? ban_max : ban_min),
+        .accept_rate = acc_rate,
+        .accept_burst = acc_burst,
+    };
+    const char *bad = NULL;
+    gc.nallow = cidr_parse_list(allow_cidrs, gc.allow, GUARD_ALLOW_MAX, &bad);
+    if (gc.nallow < 0) {
+        fprintf(stderr, "sluice-edge: bad --allow-cidrs entry at \"%s\" (at most %d of a.b.c.d/n or x::/n)\n",
+                bad, GUARD_ALLOW_MAX);
+        return 2;
+    }
+    e.guard = guard_new(&gc);
     e.zctx = zmq_ctx_new();
     e.map = devmap_new(c->workers, c->max_conns);
     e.r_pp = zmqx_resolver_new(pp, 5000);
     e.r_pr = zmqx_resolver_new(pr, 5000);
     e.r_np = zmqx_resolver_new(np, 5000);
     e.r_nr = zmqx_resolver_new(nr, 5000);
-    if (!e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
+    if (!e.guard || !e.zctx || !e.map || !e.r_pp || !e.r_pr || !e.r_np || !e.r_nr) {
         log_error("event=startup_failed err=\"init (endpoints or memory)\"");
         return 1;
     }
@@ -269,18 +421,32 @@ int main(int argc, char **argv)
         log_error("event=startup_failed err=\"thread\"");
         return 1;
     }
-    log_info("event=start edge=%s listen=%s accept=%s workers=%u max_conns=%u incarnation=%llu nofile=%llu",
-             c->edge_id, c->listen, accept_mode, c->workers, c->max_conns, (unsigned long long)e.incarnation,
-             (unsigned long long)nofile);
+    log_info("event=start edge=%s listen=%s listen_tls=%s proxy=%d accept=%s workers=%u max_conns=%u "
+             "incarnation=%llu nofile=%llu",
+             c->edge_id, c->listen, c->listen_tls, proxy, accept_mode, c->workers, c->max_conns,
+             (unsigned long long)e.incarnation, (unsigned long long)nofile);
 
+    /* Main's loop: signals, changed files, and every 200 ms readiness. */
     int sig = 0;
-    for (;;) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        siginfo_t si;
-        sig = sigtimedwait(&sigs, &si, &ts);
-        if (sig > 0)
-            break;
-        report_readiness(&e, acc);
+    uint64_t next_tick = 0;
+    while (!sig) {
+        struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = reload_fd(rl), .events = POLLIN}};
+        int rc = poll(pf, pf[1].fd >= 0 ? 2 : 1, 200);
+        struct signalfd_siginfo si;
+        while (rc > 0 && (pf[0].revents & POLLIN) && read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGHUP)
+                reload_now(rl, "sighup");
+            else
+                sig = (int)si.ssi_signo;
+        }
+        if (rc > 0 && pf[1].fd >= 0 && (pf[1].revents & POLLIN))
+            reload_now(rl, "inotify");
+        uint64_t now = loop_clock_ms();
+        if (now >= next_tick) {
+            next_tick = now + 200;
+            report_readiness(&e, acc);
+            reload_tick(rl);
+        }
     }
     metrics_set_ready_detail("draining");
     metrics_set_ready(false);
@@ -298,17 +464,23 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_join(e.workers[i]);
     uint32_t left = atomic_load(&e.open_total);
-    metrics_stop(); /* its collect function reads the workers */
+    stats_fini(); /* the workers go next: scrapes keep the last sums, /readyz stays "draining" */
     acceptor_destroy(&acc);
     for (uint32_t i = 0; i < e.nworkers; i++)
         worker_destroy(&e.workers[i]);
     record_destroy(&e.rec); /* after the workers' last closes: flush, END, fdatasync */
+    metrics_stop();
     zmqx_resolver_destroy(&e.r_pp);
     zmqx_resolver_destroy(&e.r_pr);
     zmqx_resolver_destroy(&e.r_np);
     zmqx_resolver_destroy(&e.r_nr);
     zmq_ctx_term(e.zctx);
     devmap_destroy(&e.map);
+    guard_destroy(&e.guard);
+    reload_destroy(&rl);
+    trust_destroy(&e.trust);
+    tls_destroy(&e.tls);
+    close(sfd);
     log_info("event=exit open_at_exit=%u", left);
     return 0;
 }

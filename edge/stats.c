@@ -11,6 +11,7 @@
 #include "cmdfwd.h"
 #include "conn.h"
 #include "edge.h"
+#include "guard.h"
 #include "record.h"
 #include "session.h"
 #include "worker.h"
@@ -18,7 +19,10 @@
 static struct {
     struct edge *e;
     struct acceptor *acc;
-    struct metric_gauge *open, *worker_open[EDGE_MAX_WORKERS];
+    struct metric_gauge *open, *early, *worker_open[EDGE_MAX_WORKERS];
+    struct metric_counter *early_evicted, *early_buf_waits, *holds, *held_us;
+    struct metric_counter *tls_hs, *tls_resumed, *tls_failed;
+    struct metric_counter *guard_refused[GUARD_VERDICTS], *bans_source, *bans_device, *guard_untracked;
     struct metric_counter *accepted;
     struct metric_counter *closed[CR_COUNT];
     struct metric_counter *frames_in, *frames_out, *bytes_in, *bytes_out;
@@ -37,9 +41,10 @@ static struct {
 
 /* The sums over every worker, taken on the scraping thread. */
 struct sums {
-    uint64_t open, accepted, refused, closed[CR_COUNT];
+    uint64_t open, early, early_evicted, early_buf_waits, accepted, refused, closed[CR_COUNT];
     uint64_t frames_in, frames_out, bytes_in, bytes_out, out_pool_exhausted;
-    uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds;
+    uint64_t tls_hs, tls_resumed, tls_failed;
+    uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds, holds, held_us;
     struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
     uint64_t forwarded, forward_refused, undeliverable;
@@ -50,6 +55,10 @@ static void add_worker(struct sums *s, const struct worker_view *v)
 {
     const struct conn_counts *c = v->conn;
     s->open += v->open;
+    s->refused += stat_get(&v->own->refused_full);
+    s->early += v->early;
+    s->early_evicted += stat_get(&v->own->early_evicted);
+    s->early_buf_waits += stat_get(&v->conn->early_buf_waits);
     s->accepted += stat_get(&c->accepted);
     s->refused += stat_get(&c->refused);
     for (int r = 0; r < CR_COUNT; r++)
@@ -59,12 +68,17 @@ static void add_worker(struct sums *s, const struct worker_view *v)
     s->bytes_in += stat_get(&c->bytes_in);
     s->bytes_out += stat_get(&c->bytes_out);
     s->out_pool_exhausted += stat_get(&c->out_pool_exhausted);
+    s->tls_hs += stat_get(&c->tls_handshakes);
+    s->tls_resumed += stat_get(&c->tls_resumed);
+    s->tls_failed += stat_get(&c->tls_failed);
     const struct session_counts *x = v->session;
     for (int e = 0; e <= SL_TIMEOUT; e++)
         s->errors[e] += stat_get(&x->errors[e]);
     s->auth_failures += stat_get(&x->auth_failures);
     s->acks += stat_get(&x->acks);
     s->cmds += stat_get(&x->cmds);
+    s->holds += stat_get(&x->holds);
+    s->held_us += stat_get(&x->held_us);
     for (int i = 0; i <= SESSION_RTT_BUCKETS; i++)
         stat_add(&s->rtt.counts[i], stat_get(&x->rtt.counts[i]));
     stat_add(&s->rtt.sum_micro, stat_get(&x->rtt.sum_micro));
@@ -103,10 +117,28 @@ static void collect(void *ud)
         s.accepted += stat_get(&a->accepted);
         s.refused += stat_get(&a->refused);
     }
+    const struct guard_counts *gc = guard_counts(g.e->guard);
+    for (int v = GUARD_OK + 1; v < GUARD_VERDICTS; v++) {
+        uint64_t n = stat_get(&gc->refused[v]);
+        metric_counter_set(g.guard_refused[v], n);
+        if (v != GUARD_DEVICE_BANNED) /* a banned device got its err from its session: counted there */
+            s.refused += n;
+    }
+    metric_counter_set(g.bans_source, stat_get(&gc->bans_source));
+    metric_counter_set(g.bans_device, stat_get(&gc->bans_device));
+    metric_counter_set(g.guard_untracked, stat_get(&gc->untracked));
     /* A refusal is an err{busy} sent and a connection closed for busy. */
     s.errors[SL_BUSY] += s.refused;
     s.closed[CR_BUSY] += s.refused;
     metric_set(g.open, (int64_t)s.open);
+    metric_set(g.early, (int64_t)s.early);
+    metric_counter_set(g.early_evicted, s.early_evicted);
+    metric_counter_set(g.holds, s.holds);
+    metric_counter_set(g.tls_hs, s.tls_hs);
+    metric_counter_set(g.tls_resumed, s.tls_resumed);
+    metric_counter_set(g.tls_failed, s.tls_failed);
+    metric_counter_set(g.held_us, s.held_us);
+    metric_counter_set(g.early_buf_waits, s.early_buf_waits);
     metric_counter_set(g.accepted, s.accepted);
     for (int r = 0; r < CR_COUNT; r++)
         metric_counter_set(g.closed[r], s.closed[r]);
@@ -144,6 +176,12 @@ static void collect(void *ud)
     }
 }
 
+void stats_fini(void)
+{
+    metrics_set_collect(NULL, NULL); /* waits for a render in progress: it holds the registry lock */
+    collect(NULL);                   /* the last sums, from workers that are still there */
+}
+
 void stats_set_connected(bool persister, bool notifier)
 {
     metric_set(g.persister_connected, persister);
@@ -156,6 +194,33 @@ void stats_init(struct edge *e, struct acceptor *acc)
     g.acc = acc;
     char lab[64];
     g.open = metrics_gauge("sluice_edge_connections_open", "Device connections open", NULL);
+    for (int v = GUARD_OK + 1; v < GUARD_VERDICTS; v++) {
+        snprintf(lab, sizeof lab, "why=\"%s\"", guard_verdict_str((enum guard_verdict)v));
+        g.guard_refused[v] = metrics_counter("sluice_edge_refused_total",
+                                             "Connections or hellos refused err busy, by limit", lab);
+    }
+    g.bans_source = metrics_counter("sluice_edge_bans_total", "Bans started", "what=\"source\"");
+    g.bans_device = metrics_counter("sluice_edge_bans_total", "Bans started", "what=\"device\"");
+    g.guard_untracked =
+        metrics_counter("sluice_edge_guard_untracked_total",
+                        "Connections or session ends not tracked per address or device: table full", NULL);
+    g.early =
+        metrics_gauge("sluice_edge_connections_early", "Connections without an accepted hello yet", NULL);
+    g.early_evicted =
+        metrics_counter("sluice_edge_early_evicted_total",
+                        "Connections without a hello closed to make room for a newer one", NULL);
+    g.early_buf_waits =
+        metrics_counter("sluice_edge_early_buffer_waits_total",
+                        "Reads of hello-less connections deferred for want of a small buffer", NULL);
+    g.tls_hs = metrics_counter("sluice_edge_tls_handshakes_total", "TLS handshakes completed", NULL);
+    g.tls_resumed =
+        metrics_counter("sluice_edge_tls_resumed_total", "Of them resumed (a session ticket)", NULL);
+    g.tls_failed =
+        metrics_counter("sluice_edge_tls_failed_total", "TLS handshakes or records that failed", NULL);
+    g.holds = metrics_counter("sluice_edge_device_rate_holds_total",
+                              "Times a device over --device-rate was not read for a while", NULL);
+    g.held_us = metrics_counter_micro("sluice_edge_device_rate_held_seconds_total",
+                                      "Time devices over --device-rate were not read", NULL);
     for (int r = 0; r < CR_COUNT; r++) {
         snprintf(lab, sizeof lab, "reason=\"%s\"", conn_reason_str((enum conn_reason)r));
         g.closed[r] =

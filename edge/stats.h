@@ -15,6 +15,10 @@ struct edge;
  * before the metrics server starts. */
 void stats_init(struct edge *e, struct acceptor *acc);
 
+/* Stop summing (before the workers are destroyed): the series keep their
+ * last values; the metrics server may go on answering. */
+void stats_fini(void);
+
 /* Readiness gauges (main.c decides readiness; these only show it). */
 void stats_set_connected(bool persister, bool notifier);
 

@@ -37,6 +37,7 @@
 #include "conn.h"
 #include "devmap.h"
 #include "edge.h"
+#include "guard.h"
 #include "mailbox.h"
 #include "session.h"
 
@@ -44,6 +45,9 @@
 #define BUS_TICK_MS   1000u
 #define HEARTBEAT_MS  2000u
 #define TAKE_PER_WAKE 64 /* mailbox items per wake-up: one wake-up's hellos stay one epoll batch */
+
+/* conn.upper bits (the worker's own per-connection state) */
+#define UPPER_GUARDED 1 /* counted by the guard: release it when the connection goes */
 
 struct worker {
     struct edge *e;
@@ -59,6 +63,15 @@ struct worker {
 
     struct devmap_ref *owed; /* kicks another mailbox refused, posted again after each iteration */
     uint32_t nowed, owed_cap;
+
+    /* Early connections (no hello yet), oldest first: (slot, gen) in the
+     * order they opened, entries of connections that have since left the
+     * early phase skipped lazily (compacted when the ring fills). */
+    struct early_ent {
+        uint32_t slot, gen;
+    } * early, *early_tmp; /* the ring, and its twin for compaction */
+    uint32_t early_head, early_len, early_cap;
+    _Atomic uint32_t early_n; /* early now (<= --early-max, plus the one just opened); read by stats */
 
     bool warned_version; /* a refused reply batch was logged */
     struct loop_timer tick;
@@ -131,7 +144,9 @@ static void kick_here(struct worker *w, struct devmap_ref ref, enum sl_err code)
     struct conn *c = conn_get(w->conns, ref.slot, ref.gen);
     if (c)
         session_fail(&w->sx, &w->sess[ref.slot], code,
-                     code == SL_REPLACED ? "the device connected again" : sl_strerror(code));
+                     code == SL_REPLACED ? "the device connected again"
+                     : code == SL_AUTH   ? "device revoked"
+                                         : sl_strerror(code));
 }
 
 static bool post_kick(struct worker *w, struct devmap_ref ref)
@@ -174,6 +189,46 @@ static void retry_kicks(struct worker *w)
     w->nowed = kept;
 }
 
+/* One writer (w's thread); stats reads it. */
+static uint32_t early_get(const struct worker *w)
+{
+    return atomic_load_explicit(&w->early_n, memory_order_relaxed);
+}
+
+static void early_add(struct worker *w, int d)
+{
+    atomic_store_explicit(&w->early_n, (uint32_t)((int)early_get(w) + d), memory_order_relaxed);
+}
+
+static void op_authenticated(void *ud, struct session *s)
+{
+    struct worker *w = ud;
+    struct conn *c = conn_of(w, s);
+    if (conn_early(c)) {
+        conn_promote(c);
+        early_add(w, -1);
+        guard_hello_ok(w->e->guard, &c->peer);
+    }
+}
+
+static bool op_peer_id(void *ud, const struct session *s, const char *dev, size_t n)
+{
+    struct worker *w = ud;
+    return conn_peer_is(conn_of(w, s), dev, n);
+}
+
+static uint32_t op_admit_device(void *ud, const char *dev, size_t n)
+{
+    struct worker *w = ud;
+    return guard_device_check(w->e->guard, dev, n, loop_now_ms(w->loop));
+}
+
+static void op_release(void *ud, struct session *s)
+{
+    struct worker *w = ud;
+    conn_release(conn_of(w, s));
+}
+
 static uint32_t op_peer(void *ud, const struct session *s, char *out, uint32_t cap)
 {
     struct worker *w = ud;
@@ -208,18 +263,179 @@ static const struct session_ops session_ops = {
     .arm = op_arm,
     .emit = op_emit,
     .kick = op_kick,
+    .peer_id = op_peer_id,
+    .admit_device = op_admit_device,
+    .authenticated = op_authenticated,
+    .release = op_release,
     .peer = op_peer,
     .wall_ns = op_wall_ns,
     .mono_us = op_mono_us,
     .now_ms = op_now_ms,
 };
 
+/* ---- who may connect (guard.c) ------------------------------------------ */
+
+/* A close that says the source failed its hello (sent something wrong),
+ * as opposed to leaving (eof, io) or being sent away (busy, draining). */
+static bool hello_failure(enum conn_reason r)
+{
+    return r == CR_AUTH || r == CR_DECODE || r == CR_PROTO || r == CR_FRAME;
+}
+
+/* The guard's side of a close: its place under the source's limits, a
+ * failed hello towards the source's ban, an authenticated session's end
+ * towards the device's (flapping). One log line per ban that starts. */
+static void account_close(struct worker *w, const struct conn *c, const struct session *s,
+                          struct devmap_ref self, enum conn_reason r, bool early)
+{
+    struct guard *g = w->e->guard;
+    uint64_t now = loop_now_ms(w->loop);
+    char peer[ADDR_STR_MAX];
+    if (!(c->upper & UPPER_GUARDED)) {
+        /* never counted by the guard (its PROXY header never came, or it was
+         * a balancer's LOCAL health check) */
+    } else if (early && hello_failure(r)) {
+        uint32_t ban = guard_hello_failed(g, &c->peer, now);
+        if (ban) {
+            addr_str(&c->peer, peer, sizeof peer);
+            log_warn("event=ban what=source peer=%s ms=%u why=failed_hellos", peer, ban);
+        }
+        guard_closed(g, &c->peer, false);
+    } else {
+        guard_closed(g, &c->peer, early);
+    }
+    if (s->phase == SESSION_READY) {
+        const char *dev = session_dev(&w->sx, s, self);
+        uint32_t ban = guard_device_ended(g, dev, s->dev_len, now);
+        if (ban)
+            log_warn("event=ban what=device dev=%s ms=%u why=flapping", dev, ban);
+    }
+}
+
+static const char *verdict_text(enum guard_verdict v)
+{
+    switch (v) {
+    case GUARD_SOURCE_CONNS: return "too many connections from this address";
+    case GUARD_SOURCE_EARLY: return "too many connections without a hello from this address";
+    case GUARD_SOURCE_RATE: return "connecting too fast from this address";
+    default: return "this address keeps failing its hello: back off";
+    }
+}
+
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer, unsigned kind)
+{
+    /* A TLS client would not understand a plain frame: it is just closed. */
+    bool frames = !(kind & CONN_KIND_TLS);
+    if (kind & CONN_KIND_PROXY) {
+        /* Only the balancers may speak PROXY; the device behind one is
+         * judged once its header says who it is (on_proxied). */
+        bool from_lb = false;
+        for (int i = 0; i < e->nproxy_from && !from_lb; i++)
+            from_lb = cidr_match(&e->proxy_from[i], peer);
+        if (!from_lb) {
+            conn_refuse(fd, (struct sl_slice){0});
+            return WORKER_ADMIT_PROXY;
+        }
+    } else {
+        uint32_t retry = 0;
+        enum guard_verdict v = guard_connect(e->guard, peer, loop_clock_ms(), &retry);
+        if (v != GUARD_OK) {
+            uint8_t buf[EDGE_BUSY_MAX];
+            size_t n = frames ? session_encode_refusal(SL_BUSY, verdict_text(v), retry, buf, sizeof buf) : 0;
+            conn_refuse(fd, (struct sl_slice){buf, (uint32_t)n});
+            return WORKER_ADMIT_SOURCE;
+        }
+    }
+    if (conn_admit(&e->open_total, e->cfg.max_conns))
+        return WORKER_ADMIT_OK;
+    if (!(kind & CONN_KIND_PROXY))
+        guard_closed(e->guard, peer, true);
+    conn_refuse(fd, (struct sl_slice){e->busy, frames ? e->busy_len : 0});
+    return WORKER_ADMIT_FULL;
+}
+
+void worker_unadmit(struct edge *e, const struct addr *peer, unsigned kind)
+{
+    atomic_fetch_sub(&e->open_total, 1);
+    if (!(kind & CONN_KIND_PROXY))
+        guard_closed(e->guard, peer, true);
+}
+
+/* ---- early connections --------------------------------------------------
+ * A connection is early from accept until its hello is accepted. Early
+ * connections are cheap (a small read buffer at most) but not free, so a
+ * worker holds at most --early-max of them: when one more opens, the
+ * oldest is closed (err timeout). Under pressure (more than half the quota
+ * early) a new connection's hello deadline shrinks linearly from
+ * --hello-timeout-ms towards --hello-timeout-min-ms (docs/protocol.md §1). A
+ * device says hello within one round trip of connecting, so what this
+ * closes is what waits: sockets held open without a hello. */
+
+static void early_push(struct worker *w, const struct conn *c)
+{
+    if (w->early_len == w->early_cap) {
+        /* Full of entries most of which left the early phase: keep the
+         * live ones, in order (at most early_n <= cap / 2 of them), in the
+         * twin array, which becomes the ring. */
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < w->early_len; i++) {
+            struct early_ent en = w->early[(w->early_head + i) % w->early_cap];
+            struct conn *x = conn_get(w->conns, en.slot, en.gen);
+            if (x && conn_early(x))
+                w->early_tmp[kept++] = en;
+        }
+        struct early_ent *t = w->early;
+        w->early = w->early_tmp;
+        w->early_tmp = t;
+        w->early_head = 0;
+        w->early_len = kept;
+    }
+    w->early[(w->early_head + w->early_len++) % w->early_cap] = (struct early_ent){c->slot, c->gen};
+}
+
+/* Close the oldest connection still early (not `keep`, the one just opened). */
+static void early_evict_oldest(struct worker *w, const struct conn *keep)
+{
+    while (w->early_len) {
+        struct early_ent en = w->early[w->early_head];
+        w->early_head = (w->early_head + 1) % w->early_cap;
+        w->early_len--;
+        struct conn *x = conn_get(w->conns, en.slot, en.gen);
+        if (x && x != keep && conn_early(x)) {
+            stat_inc(&w->cnt.early_evicted);
+            session_fail(&w->sx, &w->sess[x->slot], SL_TIMEOUT,
+                         "no hello yet, and newer connections are waiting");
+            return;
+        }
+    }
+}
+
+static uint64_t hello_deadline(const struct worker *w)
+{
+    const struct edge_cfg *cfg = &w->e->cfg;
+    uint32_t q = cfg->early_max, half = q / 2;
+    uint32_t n = early_get(w);
+    if (n <= half || q <= half)
+        return cfg->hello_timeout_ms;
+    uint64_t over = n - half, span = q - half;
+    if (over >= span)
+        return cfg->hello_timeout_min_ms;
+    uint64_t full = cfg->hello_timeout_ms, floor = cfg->hello_timeout_min_ms;
+    return full - (full - floor) * over / span;
+}
+
 /* ---- conn_ops ---------------------------------------------------------- */
 
 static void on_opened(void *ud, struct conn *c)
 {
     struct worker *w = ud;
-    session_open(&w->sx, &w->sess[c->slot]);
+    if (!conn_proxy_pending(c))
+        c->upper |= UPPER_GUARDED; /* admitted by the guard when accepted */
+    early_add(w, 1);
+    early_push(w, c);
+    if (early_get(w) > w->e->cfg.early_max)
+        early_evict_oldest(w, c);
+    session_open(&w->sx, &w->sess[c->slot], hello_deadline(w));
 }
 
 static void on_frame(void *ud, struct conn *c, const uint8_t *p, size_t n)
@@ -245,6 +461,10 @@ static void on_closing(void *ud, struct conn *c, enum conn_reason r)
     struct worker *w = ud;
     struct session *s = &w->sess[c->slot];
     struct devmap_ref self = ref_of(w, c);
+    bool early = conn_early(c);
+    if (early)
+        early_add(w, -1);
+    account_close(w, c, s, self, r, early);
     session_closed(&w->sx, s, self, conn_reason_str(r));
     if (log_enabled(SL_LOG_DEBUG)) {
         char peer[ADDR_STR_MAX];
@@ -257,7 +477,53 @@ static void on_closing(void *ud, struct conn *c, enum conn_reason r)
     }
 }
 
+static uint32_t on_accept_wait(void *ud)
+{
+    struct worker *w = ud;
+    return guard_accept(w->e->guard, loop_now_ms(w->loop));
+}
+
+static void on_accepted(void *ud, int fd, const struct addr *peer, unsigned kind)
+{
+    struct worker *w = ud;
+    enum worker_admit a = worker_admit(w->e, fd, peer, kind);
+    if (a == WORKER_ADMIT_FULL)
+        stat_inc(&w->cnt.refused_full);
+    if (a == WORKER_ADMIT_OK && !conn_adopt(w->conns, fd, peer, kind) && !(kind & CONN_KIND_PROXY))
+        guard_closed(w->e->guard, peer, true);
+}
+
+/* A PROXY header named the device's address: now the guard judges it. A
+ * balancer's LOCAL health check is not counted anywhere. */
+static void on_proxied(void *ud, struct conn *c, bool local)
+{
+    struct worker *w = ud;
+    if (local)
+        return;
+    uint32_t retry = 0;
+    enum guard_verdict v = guard_connect(w->e->guard, &c->peer, loop_now_ms(w->loop), &retry);
+    if (v == GUARD_OK) {
+        c->upper |= UPPER_GUARDED;
+        return;
+    }
+    if (conn_is_tls(c))
+        conn_close(c, CR_BUSY); /* before the handshake: no frame it could read */
+    else
+        session_fail_retry(&w->sx, &w->sess[c->slot], SL_BUSY, verdict_text(v), retry);
+}
+
+static size_t on_read_budget(void *ud, struct conn *c)
+{
+    struct worker *w = ud;
+    uint32_t avg = c->frames_in ? (uint32_t)(c->bytes_in / c->frames_in) : 64;
+    return session_read_budget(&w->sx, &w->sess[c->slot], avg ? avg : 1);
+}
+
 static const struct conn_ops conn_ops = {
+    .accept_wait = on_accept_wait,
+    .read_budget = on_read_budget,
+    .accepted = on_accepted,
+    .proxied = on_proxied,
     .opened = on_opened,
     .frame = on_frame,
     .broken = on_broken,
@@ -378,8 +644,10 @@ static void drop_item(void *ud, struct mailbox_item *it)
     switch (it->kind) {
     case MAILBOX_ADOPT:
         /* Handed over but never adopted (drain deadline): never welcomed. */
-        atomic_fetch_sub(&w->e->open_total, 1);
-        conn_refuse(it->u.adopt.fd, (struct sl_slice){w->e->busy, w->e->busy_len});
+        worker_unadmit(w->e, &it->u.adopt.peer, it->u.adopt.conn_kind);
+        conn_refuse(
+            it->u.adopt.fd,
+            (struct sl_slice){w->e->busy, it->u.adopt.conn_kind & CONN_KIND_TLS ? 0 : w->e->busy_len});
         break;
     case MAILBOX_CMD: cmdfwd_drop(it); break;
     default: break;
@@ -395,7 +663,11 @@ static void on_wake(struct loop *l, void *ud)
     for (uint32_t i = 0; i < n; i++) {
         struct mailbox_item *it = &batch[i];
         switch (it->kind) {
-        case MAILBOX_ADOPT: conn_adopt(w->conns, it->u.adopt.fd, &it->u.adopt.peer); break;
+        case MAILBOX_ADOPT:
+            if (!conn_adopt(w->conns, it->u.adopt.fd, &it->u.adopt.peer, it->u.adopt.conn_kind) &&
+                !(it->u.adopt.conn_kind & CONN_KIND_PROXY))
+                guard_closed(w->e->guard, &it->u.adopt.peer, true);
+            break;
         case MAILBOX_KICK: {
             struct devmap_ref r = {w->idx, it->u.kick.slot, it->u.kick.gen};
             kick_here(w, r, (enum sl_err)it->u.kick.code);
@@ -425,6 +697,8 @@ static void on_tick(struct loop *l, void *ud)
             heartbeat(w);
         }
         atomic_store(&w->bus_up, bus_tick(w->bus));
+        if (w->idx == 0)
+            guard_sweep(e->guard, now); /* once a second, by one worker */
     } else if (bus_paused(w->bus)) {
         bus_flush(w->bus); /* ZMQ_FD may not signal a peer (re)connecting */
         sync_pause(w);
@@ -474,22 +748,38 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .out_cap = cfg->out_cap,
         .read_bufs = cfg->read_bufs,
         .out_pool_mb = cfg->out_pool_mb,
+        .hello_max = cfg->hello_max,
+        .early_bufs = cfg->early_max + 1, /* the one just opened may read before the oldest is closed */
         .open_total = &e->open_total,
         .max_total = cfg->max_conns,
         .busy = {e->busy, e->busy_len},
         .rec = e->rec,
+        .budgeted = cfg->device_rate > 0,
+        .tls = e->tls,
+        .handshakes_per_wake = cfg->tls_handshakes_per_wake,
     };
     /* calloc: a session is backed by memory only once its slot is used. */
     w->sess = calloc(cfg->max_conns, sizeof *w->sess);
-    w->conns = w->mb && w->sess ? conn_table_new(&cc, w->loop, &conn_ops, w) : NULL;
+    w->early_cap = 2 * (cfg->early_max + 1);
+    w->early = calloc(w->early_cap, sizeof *w->early);
+    w->early_tmp = calloc(w->early_cap, sizeof *w->early_tmp);
+    w->conns =
+        w->mb && w->sess && w->early && w->early_tmp ? conn_table_new(&cc, w->loop, &conn_ops, w) : NULL;
     if (!w->conns) {
         log_error("event=worker_init_failed worker=%u err=nomem", idx);
         worker_destroy(&w);
         return NULL;
     }
     e->mbox[idx] = w->mb;
-    w->sx = (struct session_env){
-        .ops = &session_ops, .ud = w, .cfg = cfg, .map = e->map, .draining = &e->draining};
+    w->sx = (struct session_env){.ops = &session_ops,
+                                 .ud = w,
+                                 .cfg = cfg,
+                                 .map = e->map,
+                                 .trust = e->trust,
+                                 .draining = &e->draining,
+                                 .rate = cfg->device_rate,
+                                 .burst = cfg->device_burst,
+                                 .hold_max_ms = cfg->device_hold_max_ms};
     session_env_init(&w->sx);
     w->fwd = (struct cmdfwd){
         .ops = &cmdfwd_ops, .ud = w, .self = idx, .map = e->map, .mboxes = e->mbox, .nworkers = e->nworkers};
@@ -511,11 +801,18 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         worker_destroy(&w);
         return NULL;
     }
-    int rc = cfg->accept == EDGE_ACCEPT_REUSEPORT ? conn_listen(w->conns, cfg->listen) : 0;
-    if (rc != 0) {
-        log_error("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, cfg->listen, strerror(-rc));
-        worker_destroy(&w);
-        return NULL;
+    if (cfg->accept == EDGE_ACCEPT_REUSEPORT) {
+        unsigned proxy = cfg->proxy_protocol ? CONN_KIND_PROXY : 0;
+        const char *spec[2] = {cfg->listen, cfg->listen_tls};
+        unsigned kind[2] = {CONN_KIND_PLAIN | proxy, CONN_KIND_TLS | proxy};
+        for (int i = 0; i < 2; i++) {
+            int rc = *spec[i] ? conn_listen(w->conns, spec[i], kind[i]) : 0;
+            if (rc != 0) {
+                log_error("event=listen_failed worker=%u listen=%s err=\"%s\"", idx, spec[i], strerror(-rc));
+                worker_destroy(&w);
+                return NULL;
+            }
+        }
     }
     loop_set_after(w->loop, after, w);
     loop_set_wake(w->loop, on_wake, w);
@@ -542,6 +839,8 @@ void worker_destroy(struct worker **pw)
         loop_timer_stop(w->loop, &w->tick);
     loop_destroy(&w->loop);
     free(w->sess);
+    free(w->early);
+    free(w->early_tmp);
     free(w->owed);
     free(w);
     *pw = NULL;
@@ -583,6 +882,16 @@ void worker_notify(struct worker *w)
     loop_wake(w->loop);
 }
 
+bool worker_kick_device(struct edge *e, const char *dev, size_t n, enum sl_err code)
+{
+    struct devmap_ref ref;
+    if (!devmap_find(e->map, dev, n, &ref))
+        return true; /* not connected here */
+    struct mailbox_item it = {.kind = MAILBOX_KICK,
+                              .u.kick = {.slot = ref.slot, .gen = ref.gen, .code = code}};
+    return mailbox_post(e->mbox[ref.worker], &it);
+}
+
 uint32_t worker_open(const struct worker *w)
 {
     return conn_open_count(w->conns);
@@ -591,6 +900,7 @@ uint32_t worker_open(const struct worker *w)
 void worker_view(const struct worker *w, struct worker_view *out)
 {
     out->open = conn_open_count(w->conns);
+    out->early = early_get(w);
     out->bus_up = atomic_load(&w->bus_up);
     out->listening = conn_listening(w->conns);
     out->conn = conn_counts(w->conns);

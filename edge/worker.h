@@ -12,7 +12,9 @@
 #ifndef EDGE_WORKER_H
 #define EDGE_WORKER_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include "sl/err.h"
 #include "sl/stat.h"
 
 struct edge;
@@ -35,6 +37,32 @@ void worker_join(struct worker *w);
 /* Thread-safe: wake w to notice draining. */
 void worker_notify(struct worker *w);
 
+/* Thread-safe: may this accepted fd stay? Checks the source's limits
+ * (guard.h) and takes a place under --max-conns. OK: both taken (released
+ * by the connection's close, or by guard_closed + the open count if it is
+ * never adopted). Otherwise the fd was answered err{busy} (with retry_ms
+ * for a source over its limits) and closed; the guard counted a source
+ * refusal, the caller counts FULL. Never blocks beyond the guard's lock
+ * and a write to a fresh socket. */
+enum worker_admit {
+    WORKER_ADMIT_OK,
+    WORKER_ADMIT_SOURCE, /* the source is over a limit or banned */
+    WORKER_ADMIT_FULL,   /* --max-conns reached */
+    WORKER_ADMIT_PROXY,  /* a PROXY listener, and the peer is not in --proxy-from */
+};
+struct addr;
+/* kind: the listener's enum conn_kind bits (a PROXY listener's connections
+ * are judged by the guard only once their header names the device). */
+enum worker_admit worker_admit(struct edge *e, int fd, const struct addr *peer, unsigned kind);
+/* Give back what worker_admit took for an fd that was never adopted. */
+void worker_unadmit(struct edge *e, const struct addr *peer, unsigned kind);
+
+/* Thread-safe: close device dev wherever it is connected on this edge,
+ * with err{code} (revocation: SL_AUTH), through its worker's mailbox.
+ * true if done or not connected; false if that mailbox's kick share is
+ * full (try again later). */
+bool worker_kick_device(struct edge *e, const char *dev, size_t n, enum sl_err code);
+
 /* Thread-safe, lock-free: connections open on w now. (Other threads hand
  * w connections, kicks and commands through its mailbox, e->mbox[idx].) */
 uint32_t worker_open(const struct worker *w);
@@ -45,11 +73,14 @@ struct worker_counts {
     _Atomic uint64_t stale_batches; /* reply batches for another incarnation or version, or malformed */
     _Atomic uint64_t kicks;         /* connections closed on a kick from the notifier */
     _Atomic uint64_t kicks_retried; /* kicks another worker's mailbox could not take at once */
+    _Atomic uint64_t early_evicted; /* early connections closed to make room for a newer one */
+    _Atomic uint64_t refused_full;  /* its own listener's refusals: --max-conns reached */
 };
 
 /* Thread-safe views for readiness and metrics (stats.c). */
 struct worker_view {
     uint32_t open;
+    uint32_t early;  /* connections without an accepted hello yet */
     unsigned bus_up; /* enum bus_up bits of the last bus tick */
     bool listening;  /* --accept reuseport: its own listener is open */
     const struct conn_counts *conn;

@@ -12,6 +12,7 @@
  * msgpack bytes the edge already bounded and validated; whoever converts it
  * (tojson.c) reads it through the same bounded cursor. */
 #include "sl/envelope.h"
+#include "sl/msg.h"
 
 #include <string.h>
 
@@ -77,6 +78,63 @@ const char *envelope_kind_name(enum envelope_kind k)
     if ((unsigned)k >= NKINDS)
         return "unknown";
     return kind_names[k];
+}
+
+/* ---- checking what was read ---- */
+
+/* Printable ASCII, no NUL, 1..max bytes (or empty when allowed). */
+static bool printable(struct sl_slice s, uint32_t max, bool may_be_empty)
+{
+    if (s.n == 0)
+        return may_be_empty;
+    if (s.n > max)
+        return false;
+    for (uint32_t i = 0; i < s.n; i++)
+        if (s.p[i] < 0x20 || s.p[i] > 0x7e)
+            return false;
+    return true;
+}
+
+enum sl_err envelope_hdr_check(const struct envelope_hdr *h, const char **why)
+{
+    if (!printable(h->edge, ENVELOPE_NAME_MAX, false)) {
+        *why = "edge";
+        return SL_INVAL;
+    }
+    if (!printable(h->reply, ENVELOPE_NAME_MAX, true)) {
+        *why = "reply";
+        return SL_INVAL;
+    }
+    return SL_OK;
+}
+
+enum sl_err envelope_check(const struct envelope *e, const char **why)
+{
+    if ((unsigned)e->kind >= NKINDS || e->kind == ENV_NONE)
+        return SL_AGAIN; /* a kind of a later version: ignore it */
+    unsigned uses = kind_uses[e->kind];
+    *why = NULL;
+    if (e->kind == ENV_HEARTBEAT || e->kind == ENV_NOTIFIER_HB) {
+        if (e->dev.n)
+            *why = "dev";
+    } else if (!msg_valid_id(e->dev.p, e->dev.n)) {
+        *why = "dev";
+    }
+    if (!*why && (uses & BIT(P_ID)) && !msg_valid_id(e->id.p, e->id.n))
+        *why = "id";
+    if (!*why && e->kind == ENV_DATA && (e->seq == 0 || e->seq > (uint64_t)INT64_MAX))
+        *why = "seq";
+    if (!*why && e->kind == ENV_DATA && !e->has_body)
+        *why = "body";
+    if (!*why && (uses & BIT(P_PEER)) && !printable(e->peer, ENVELOPE_PEER_MAX, true))
+        *why = "peer";
+    if (!*why && (uses & BIT(P_REASON)) && !printable(e->reason, ENVELOPE_REASON_MAX, true))
+        *why = "reason";
+    if (!*why && (uses & BIT(P_TO)) && !printable(e->to, ENVELOPE_TO_MAX, true))
+        *why = "to";
+    if (!*why && (uses & BIT(P_RING)) && !printable(e->ring, ENVELOPE_RING_MAX, true))
+        *why = "ring";
+    return *why ? SL_INVAL : SL_OK;
 }
 
 /* ---- writer ---- */

@@ -27,6 +27,11 @@ void frame_dec_init(struct frame_dec *d, uint32_t max)
     frame_dec_reset(d);
 }
 
+void frame_dec_set_max(struct frame_dec *d, uint32_t max)
+{
+    d->max = max;
+}
+
 void frame_dec_reset(struct frame_dec *d)
 {
     d->len = 0;

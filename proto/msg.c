@@ -43,13 +43,30 @@ static const struct wire_str type_names[] = {
 #define NTYPES (sizeof type_names / sizeof type_names[0])
 
 /* Field names: every key any message of the contract uses. */
-enum key { K_T, K_V, K_DEV, K_TOK, K_SEQ, K_TS, K_BODY, K_ID, K_OK, K_EDGE, K_HB, K_MAX, K_CODE, K_MSG, K_N };
+enum key {
+    K_T,
+    K_V,
+    K_DEV,
+    K_TOK,
+    K_SEQ,
+    K_TS,
+    K_BODY,
+    K_ID,
+    K_OK,
+    K_EDGE,
+    K_HB,
+    K_MAX,
+    K_CODE,
+    K_MSG,
+    K_RETRY,
+    K_N
+};
 
 static const struct wire_str key_names[K_N] = {
-    [K_T] = WS("t"),       [K_V] = WS("v"),       [K_DEV] = WS("dev"),   [K_TOK] = WS("tok"),
-    [K_SEQ] = WS("seq"),   [K_TS] = WS("ts"),     [K_BODY] = WS("body"), [K_ID] = WS("id"),
-    [K_OK] = WS("ok"),     [K_EDGE] = WS("edge"), [K_HB] = WS("hb"),     [K_MAX] = WS("max"),
-    [K_CODE] = WS("code"), [K_MSG] = WS("msg"),
+    [K_T] = WS("t"),       [K_V] = WS("v"),       [K_DEV] = WS("dev"),        [K_TOK] = WS("tok"),
+    [K_SEQ] = WS("seq"),   [K_TS] = WS("ts"),     [K_BODY] = WS("body"),      [K_ID] = WS("id"),
+    [K_OK] = WS("ok"),     [K_EDGE] = WS("edge"), [K_HB] = WS("hb"),          [K_MAX] = WS("max"),
+    [K_CODE] = WS("code"), [K_MSG] = WS("msg"),   [K_RETRY] = WS("retry_ms"),
 };
 
 static const char *const rc_names[] = {
@@ -243,6 +260,11 @@ static enum msg_rc fill(enum msg_type t, const struct field *f, struct msg *m)
     case MSG_ERR:
         TRY(want_str(&f[K_CODE], &m->u.err.code));
         TRY(want_str(&f[K_MSG], &m->u.err.msg));
+        /* retry_ms is optional (added in 0.2; old edges never send it). */
+        if (f[K_RETRY].present && f[K_RETRY].it.type != MP_NIL) {
+            TRY(want_uint(&f[K_RETRY], 0, UINT32_MAX, &u));
+            m->u.err.retry_ms = (uint32_t)u;
+        }
         return MSG_OK;
     case MSG_CMD:
         TRY(want_str(&f[K_ID], &m->u.cmd.id));
@@ -348,7 +370,7 @@ enum sl_err msg_encode(const struct msg *m, uint8_t *buf, size_t cap, size_t *le
     case MSG_PONG: pairs = 1; break;
     case MSG_RES: pairs = m->u.res.has_body ? 4 : 3; break;
     case MSG_ACK: pairs = 2; break;
-    case MSG_ERR:
+    case MSG_ERR: pairs = m->u.err.retry_ms ? 4 : 3; break;
     case MSG_CMD: pairs = 3; break;
     default: return SL_INVAL;
     }
@@ -408,6 +430,10 @@ enum sl_err msg_encode(const struct msg *m, uint8_t *buf, size_t cap, size_t *le
         pack_slice(&pk, m->u.err.code);
         pack_key(&pk, K_MSG);
         pack_slice(&pk, m->u.err.msg);
+        if (m->u.err.retry_ms) {
+            pack_key(&pk, K_RETRY);
+            msgpack_pack_uint32(&pk, m->u.err.retry_ms);
+        }
         break;
     case MSG_CMD:
         pack_key(&pk, K_ID);

@@ -29,7 +29,7 @@ import wire  # noqa: E402
 from proc import wait_for  # noqa: E402
 from wire import ACK, CMD  # noqa: E402
 
-SECRET = "edge-it-secret"
+SECRET = "edge-it-fleet-secret"
 DEADLINE = 20.0
 
 
@@ -112,7 +112,7 @@ class Peer:
 
 
 class Edge:
-    def __init__(self, binary, base, log, extra=(), notifier=True, persister=True, rcvhwm=None):
+    def __init__(self, binary, base, log, extra=(), notifier=True, persister=True, rcvhwm=None, env=None):
         self.base = base
         self.port = base
         self.ctx = zmq.Context()
@@ -126,7 +126,10 @@ class Edge:
             "--notifier-push", "tcp://127.0.0.1:%d" % (base + 3),
             "--notifier-router", "tcp://127.0.0.1:%d" % (base + 4),
             "--metrics", "127.0.0.1:%d" % (base + 9), "--workers", "2",
-            "--log-level", "debug"] + list(extra), log, env={"SLUICE_FLEET_SECRET": SECRET},
+            # the test devices all come from loopback; a scenario about the
+            # per-address limits passes an --allow-cidrs of its own (the last wins)
+            "--allow-cidrs", "127.0.0.0/8",
+            "--log-level", "debug"] + list(extra), log, env=dict({"SLUICE_FLEET_SECRET": SECRET}, **(env or {})),
             http="127.0.0.1:%d" % (base + 9), ready=proc.http_ok("/readyz" if persister else "/healthz"))
         self.proc.start(timeout=DEADLINE)
 

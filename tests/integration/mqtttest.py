@@ -45,34 +45,7 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
-def _openssl_req(dir, name, ext, ca=None):
-    """One self-signed (ca None) or CA-signed certificate: dir/<name>.pem and .key."""
-    cnf, cert, key = (os.path.join(dir, name + x) for x in (".cnf", ".pem", ".key"))
-    with open(cnf, "w") as f:
-        f.write("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = %s\n[ext]\n%s\n" % (name, "\n".join(ext)))
-    argv = ["openssl", "req", "-x509", "-config", cnf, "-extensions", "ext", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert, "-days", "2"]
-    if ca:
-        argv += ["-CA", ca, "-CAkey", ca[:-len(".pem")] + ".key"]
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proc.check(r.returncode == 0, "openssl req for %s: %s" % (name, r.stdout.decode(errors="replace")))
-    for p in (cert, key):
-        os.chmod(p, 0o644)  # throwaway keys; the broker runs as user mosquitto
-    return cert, key
-
-
-def make_ca(dir, name):
-    """A throwaway CA: dir/<name>.pem (returned) and dir/<name>.key."""
-    return _openssl_req(dir, name, ["basicConstraints = critical,CA:TRUE", "keyUsage = critical,keyCertSign,cRLSign",
-                                    "subjectKeyIdentifier = hash"])[0]
-
-
-def make_cert(dir, name, ca, sans):
-    """A server certificate signed by the CA make_ca returned, for sans
-    (e.g. ["IP:127.0.0.1", "DNS:localhost"]); returns (cert, key) paths."""
-    return _openssl_req(dir, name, ["basicConstraints = critical,CA:FALSE", "keyUsage = critical,digitalSignature",
-                                    "extendedKeyUsage = serverAuth", "subjectAltName = " + ",".join(sans),
-                                    "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid"], ca)
+from certs import make_ca, make_cert  # noqa: E402,F401  (the scenarios import them from here)
 
 
 class Broker:

@@ -125,6 +125,7 @@ class Stack:
         for i in range(edges):
             self.procs["edge%d" % i] = self._service("edge%d" % i, [
                 proc.binary("sluice-edge"), "--listen", "127.0.0.1:%d" % self.edge_port(i),
+                "--allow-cidrs", "127.0.0.0/8",  # the simulated devices all come from loopback
                 "--edge-id", self.edge_ids[i], "--workers", str(workers),
                 "--metrics", "127.0.0.1:%d" % (base + 11 + 2 * i),
                 "--persister-push", "tcp://127.0.0.1:%d" % (base + 2),

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -105,14 +106,24 @@ class Closed(Exception):
 class Device:
     """A device speaking raw frames over one TCP connection."""
 
-    def __init__(self, port, dev=None, secret="", host="127.0.0.1", timeout=DEADLINE, rcvbuf=None):
+    def __init__(self, port, dev=None, secret="", host="127.0.0.1", timeout=DEADLINE, rcvbuf=None, src=None,
+                 tls=None, pre=b""):
+        """src: the local (source) address to connect from, e.g. "127.0.2.1";
+        tls: an ssl.SSLContext to speak TLS with; pre: bytes sent before
+        anything else (a PROXY header, before TLS too)."""
         self.dev, self.port, self.secret, self.timeout = dev, port, secret, timeout
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if src:
+            self.s.bind((src, 0))
         self.s.settimeout(10)
         self.s.connect((host, port))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if pre:
+            self.s.sendall(pre)
+        if tls:
+            self.s = tls.wrap_socket(self.s, server_hostname=host)
         self.buf = b""
         self.welcome = None
 
@@ -161,7 +172,7 @@ class Device:
             self.s.settimeout(left)
             try:
                 chunk = self.s.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 chunk = b""
             if not chunk:
                 raise Closed("connection closed by edge")

@@ -614,6 +614,41 @@ static void test_err_disconnect_backoff(void **state)
     edge_close(&e2);
 }
 
+/* err{busy, retry_ms}: the next attempt waits at least retry_ms, longer
+ * than the backoff would (docs/protocol.md: the edge's limits). */
+static void test_err_retry_ms(void **state)
+{
+    (void)state;
+    struct rec r = {0};
+    r.now = 1000000;
+    struct edge e;
+    char sp[300];
+    edge_listen(&e);
+    path_in_tmp(sp, sizeof sp, "seq");
+    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    cfg.backoff_base_ms = 1000;
+    cfg.backoff_max_ms = 60000;
+    struct sl_client *c = mk(&r, &cfg);
+    edge_accept(&e, c);
+    struct msg m = {0};
+    m.t = MSG_ERR;
+    m.u.err.code.p = (const uint8_t *)"busy";
+    m.u.err.code.n = 4;
+    m.u.err.msg.p = (const uint8_t *)"back off";
+    m.u.err.msg.n = 8;
+    m.u.err.retry_ms = 45000;
+    edge_send(&e, &m);
+    uint64_t end = real_ms() + WAIT_MS;
+    while (sl_client_state(c) != SL_CLIENT_IDLE && real_ms() < end)
+        pump(c);
+    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    assert_int_equal(r.errs[r.nstates - 1], SL_BUSY);
+    /* the backoff alone would have chosen ~1 s */
+    assert_int_equal(sl_client_deadline(c), r.now + 45000);
+    sl_client_destroy(&c);
+    edge_close(&e);
+}
+
 static void test_seq_file_no_reuse(void **state)
 {
     (void)state;
@@ -829,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ping_when_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmd_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_err_disconnect_backoff, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_err_retry_ms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_file_no_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_survives_reboot, setup, teardown),

@@ -21,8 +21,9 @@
 #include "devmap.h"
 #include "edge.h"
 #include "session.h"
+#include "trust.h"
 
-static const char SECRET[] = "unit-secret";
+static const char SECRET[] = "unit-fleet-secret-0123";
 
 /* A connection as the session's stub ops see it. */
 struct tconn {
@@ -38,6 +39,7 @@ static struct rec {
     struct tconn *c;
     enum msg_type t;
     char code[16];
+    uint32_t retry_ms;
     uint64_t seq;
 } sent[MAXREC];
 static int nsent;
@@ -72,8 +74,10 @@ static enum sl_err st_send(void *ud, struct session *s, const struct msg *m)
     memset(r, 0, sizeof *r);
     r->c = c;
     r->t = m->t;
-    if (m->t == MSG_ERR)
+    if (m->t == MSG_ERR) {
         snprintf(r->code, sizeof r->code, "%.*s", (int)m->u.err.code.n, m->u.err.code.p);
+        r->retry_ms = m->u.err.retry_ms;
+    }
     if (m->t == MSG_ACK)
         r->seq = m->u.ack.seq;
     return SL_OK;
@@ -112,6 +116,22 @@ static void st_emit(void *ud, const struct envelope *e)
     nenvs++;
 }
 
+static int nauth;
+static uint32_t banned_retry; /* what admit_device answers for "flappy" */
+
+static uint32_t st_admit_device(void *ud, const char *dev, size_t n)
+{
+    (void)ud;
+    return n == 6 && memcmp(dev, "flappy", 6) == 0 ? banned_retry : 0;
+}
+
+static void st_authenticated(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    nauth++;
+}
+
 static void st_kick(void *ud, struct devmap_ref ref, enum sl_err code)
 {
     (void)ud;
@@ -119,6 +139,15 @@ static void st_kick(void *ud, struct devmap_ref ref, enum sl_err code)
     struct tconn *c = &conns[ref.slot];
     if (c->gen == ref.gen)
         session_fail(&X, &c->s, code, "replaced");
+}
+
+static int releases;
+
+static void st_release(void *ud, struct session *s)
+{
+    (void)ud;
+    (void)s;
+    releases++;
 }
 
 static uint32_t st_peer(void *ud, const struct session *s, char *out, uint32_t cap)
@@ -154,6 +183,9 @@ static const struct session_ops stub_ops = {
     .arm = st_arm,
     .emit = st_emit,
     .kick = st_kick,
+    .admit_device = st_admit_device,
+    .authenticated = st_authenticated,
+    .release = st_release,
     .peer = st_peer,
     .wall_ns = st_wall_ns,
     .mono_us = st_mono_us,
@@ -168,8 +200,6 @@ static int setup(void **st)
     (void)st;
     memset(&E, 0, sizeof E);
     E.cfg.edge_id = "unit-edge";
-    E.cfg.secret = (const uint8_t *)SECRET;
-    E.cfg.secret_len = strlen(SECRET);
     E.cfg.max_frame = 65536;
     E.cfg.hb_s = 30;
     E.cfg.hello_timeout_ms = 10000;
@@ -182,6 +212,11 @@ static int setup(void **st)
     X.ops = &stub_ops;
     X.cfg = &E.cfg;
     X.map = E.map;
+    E.trust = trust_new();
+    int count;
+    const char *why;
+    assert_int_equal(trust_set_secrets(E.trust, (const uint8_t *)SECRET, strlen(SECRET), &count, &why), 0);
+    X.trust = E.trust;
     X.draining = &E.draining;
     memset(conns, 0, sizeof conns);
     for (uint32_t i = 0; i < 4; i++) {
@@ -189,7 +224,9 @@ static int setup(void **st)
         conns[i].gen = 7;
         loop_timer_init(&conns[i].timer, on_deadline, &conns[i]);
     }
-    nsent = nenvs = nkicked = 0;
+    nsent = nenvs = nkicked = nauth = 0;
+    banned_retry = 0;
+    releases = 0;
     return 0;
 }
 
@@ -200,6 +237,7 @@ static int teardown(void **st)
         loop_timer_stop(L, &conns[i].timer);
     loop_destroy(&L);
     devmap_destroy(&E.map);
+    trust_destroy(&E.trust);
     return 0;
 }
 
@@ -207,7 +245,7 @@ static struct tconn *open_conn(int i)
 {
     struct tconn *c = &conns[i];
     c->closed = 0;
-    session_open(&X, &c->s);
+    session_open(&X, &c->s, E.cfg.hello_timeout_ms);
     return c;
 }
 
@@ -270,6 +308,7 @@ static void test_hello_welcome_connect(void **st)
     struct tconn *c = open_conn(0);
     hello(c, "pump-0001");
     assert_int_equal(c->s.phase, SESSION_READY);
+    assert_int_equal(nauth, 1); /* the connection left its early phase */
     assert_int_equal(last_sent()->t, MSG_WELCOME);
     assert_int_equal(nenvs, 1);
     assert_int_equal(envs[0].kind, ENV_CONNECT);
@@ -348,6 +387,61 @@ static void test_errors_after_hello(void **st)
     hello(c, "e4");
     expect_err(c, "draining");
     atomic_store(&E.draining, false);
+}
+
+/* A device the guard holds back (flapping) gets err{busy, retry_ms} after
+ * its token was checked, and nothing of a session: no claim, no connect. */
+static void test_device_held_back(void **st)
+{
+    (void)st;
+    banned_retry = 4000;
+    struct tconn *c = open_conn(0);
+    hello(c, "flappy");
+    expect_err(c, "busy");
+    assert_int_equal(last_sent()->retry_ms, 4000);
+    assert_int_equal(nauth, 0);
+    assert_int_equal(nenvs, 0);
+    struct devmap_ref r;
+    assert_false(devmap_find(E.map, "flappy", 6, &r));
+    c = open_conn(1);
+    hello(c, "steady"); /* another device is not held back */
+    assert_int_equal(c->s.phase, SESSION_READY);
+}
+
+/* --device-rate: a session reads about as many bytes as its tokens are
+ * worth, nothing when it has none (held until the deadline), nothing it sent
+ * is refused, and the hold does not count as silence. */
+static void test_rate_budget(void **st)
+{
+    (void)st;
+    X.rate = 20; /* frames per second */
+    X.burst = 3;
+    X.hold_max_ms = 5000;
+    E.cfg.idle_timeout_ms = 90000;
+    struct tconn *c = open_conn(0);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), SIZE_MAX); /* before hello: the early limits apply */
+    hello(c, "chatty");                                             /* hello takes no token */
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 3 * 10 + 4); /* three frames of 10 bytes */
+    for (int i = 0; i < 5; i++) /* two over the burst (all in one read): all answered */
+        feed_map(c, 1, "t", "s", "ping");
+    assert_int_equal(last_sent()->t, MSG_PONG);
+    assert_false(c->closed);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* held */
+    assert_int_equal(c->s.held, 1);
+    assert_int_equal(session_read_budget(&X, &c->s, 10), 0); /* still, without re-arming */
+    assert_true(loop_timer_armed(&c->timer)); /* the end of the hold: ~150 ms (3 tokens short at 20/s) */
+    uint64_t end = loop_clock_ms() + 3000;
+    while (releases == 0 && loop_clock_ms() < end)
+        loop_run_once(L, 20);
+    assert_int_equal(releases, 1);
+    assert_int_equal(c->s.held, 0);
+    assert_false(c->closed);
+    assert_int_equal(c->s.phase, SESSION_READY);
+    assert_true(session_read_budget(&X, &c->s, 10) > 0);
+    assert_true(loop_timer_armed(&c->timer)); /* the idle check again */
+    assert_int_equal(stat_get(&X.cnt.holds), 1);
+    assert_true(stat_get(&X.cnt.held_us) >= 50000);
+    X.rate = 0;
 }
 
 static void test_bad_dev_is_auth(void **st)
@@ -464,6 +558,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_after_hello, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dev_is_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_held_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout_rearms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover, setup, teardown),

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "sl/metrics.h"
@@ -115,8 +116,8 @@ struct resp {
     char body[65536];
 };
 
-/* One HTTP/1.0 GET with a plain socket; the server closes after replying. */
-static void http_get(const char *path, struct resp *r)
+/* A socket connected to the server from source address src (host order). */
+static int connect_from(uint32_t src)
 {
     /* dup2 onto a high number so the client side is above FD_SETSIZE too. */
     int fd0 = socket(AF_INET, SOCK_STREAM, 0);
@@ -124,9 +125,26 @@ static void http_get(const char *path, struct resp *r)
     int fd = fcntl(fd0, F_DUPFD, 1200);
     assert_true(fd >= 1200);
     close(fd0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    me.sin_addr.s_addr = htonl(src);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof me), 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static int probe_timeout_s; /* 0: wait as long as it takes */
+
+/* One HTTP/1.0 GET with a plain socket; the server closes after replying.
+ * With probe_timeout_s, a read that waits longer fails the test. */
+static void http_get_from(uint32_t src, const char *path, struct resp *r)
+{
+    int fd = connect_from(src);
+    if (probe_timeout_s) {
+        struct timeval tv = {.tv_sec = probe_timeout_s};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
     char req[256];
     int rl = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
     assert_int_equal(write(fd, req, (size_t)rl), rl);
@@ -135,12 +153,18 @@ static void http_get(const char *path, struct resp *r)
     ssize_t k;
     while (n + 1 < sizeof raw && (k = read(fd, raw + n, sizeof raw - 1 - n)) > 0)
         n += (size_t)k;
+    assert_true(k == 0); /* the server closed: not a timeout */
     raw[n] = '\0';
     close(fd);
     assert_int_equal(sscanf(raw, "HTTP/1.%*d %d", &r->status), 1);
     char *body = strstr(raw, "\r\n\r\n");
     assert_non_null(body);
     snprintf(r->body, sizeof r->body, "%s", body + 4);
+}
+
+static void http_get(const char *path, struct resp *r)
+{
+    http_get_from(INADDR_LOOPBACK, path, r);
 }
 
 static _Atomic int64_t ready_src;
@@ -249,6 +273,21 @@ static void test_http(void **state)
 
     http_get("/nope", &r);
     assert_int_equal(r.status, 404);
+
+    /* One client holding 64 idle connections (the server's whole limit)
+     * takes only its 8 per address: another address is answered at once,
+     * not after the idle ones time out (10 s): the probe's own deadline is
+     * 3 s here, as a kubelet's would be. */
+    int idle[64];
+    for (int i = 0; i < 64; i++)
+        idle[i] = connect_from(INADDR_LOOPBACK);
+    usleep(300 * 1000); /* the server has accepted (or refused) them all */
+    probe_timeout_s = 3;
+    http_get_from(INADDR_LOOPBACK + 1, "/healthz", &r); /* 127.0.0.2 */
+    probe_timeout_s = 0;
+    assert_int_equal(r.status, 200);
+    for (int i = 0; i < 64; i++)
+        close(idle[i]);
     metrics_stop();
 
     /* Stopped: nothing listens any more. */

@@ -1,6 +1,7 @@
 /* test_msg.c - every message type round-trips; every rejection has its own
  * code and maps to the right wire error; unknown keys are skipped; the worked
  * examples of docs/protocol.md decode (and re-encode) byte for byte. */
+#define _GNU_SOURCE /* memmem */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -263,6 +264,20 @@ static void test_roundtrip_all(void **state)
     roundtrip(&in, &out);
     assert_true(sl_slice_eqs(out.u.err.code, "auth"));
     assert_true(sl_slice_eqs(out.u.err.msg, "bad token"));
+    assert_int_equal(out.u.err.retry_ms, 0);
+    /* retry_ms (0.2) travels when set, and only then: an err without it is
+     * the same bytes as before it existed. */
+    uint8_t plain[64], with[64];
+    size_t np = 0, nw = 0;
+    assert_int_equal(msg_encode(&in, plain, sizeof plain, &np), SL_OK);
+    assert_null(memmem(plain, np, "retry_ms", 8));
+    in.u.err.code = S("busy");
+    in.u.err.retry_ms = 120000;
+    roundtrip(&in, &out);
+    assert_true(sl_slice_eqs(out.u.err.code, "busy"));
+    assert_int_equal(out.u.err.retry_ms, 120000);
+    assert_int_equal(msg_encode(&in, with, sizeof with, &nw), SL_OK);
+    assert_non_null(memmem(with, nw, "retry_ms", 8));
 
     memset(&in, 0, sizeof in);
     in.t = MSG_CMD;

@@ -96,7 +96,8 @@ void metrics_set_collect(void (*fn)(void *ud), void *ud);
  * under the registry lock, so it must not register metrics itself. */
 void metrics_gauge_fn(const char *name, const char *help, double (*fn)(void *), void *ud);
 
-/* Start the HTTP server on "host:port" (port 0 = disabled). Returns 0 or -1
+/* Start the HTTP server (at most 64 connections, 8 from one address, idle
+ * ones closed after 10 s) on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */
 int metrics_start(const char *listen);
 void metrics_stop(void);

@@ -152,6 +152,27 @@ enum sl_err envelope_reader_begin(struct envelope_reader *r, const uint8_t *p, s
  * malformed (stop reading the batch). */
 enum sl_err envelope_reader_next(struct envelope_reader *r, struct envelope *e);
 
+/* What a reader may trust of a batch it was sent (another process, maybe
+ * an old or a broken one: the services distrust the wire). */
+#define ENVELOPE_NAME_MAX   255  /* edge id, reply identity */
+#define ENVELOPE_PEER_MAX   64   /* "ip:port" */
+#define ENVELOPE_REASON_MAX 64   /* close reason, undeliverable why */
+#define ENVELOPE_TO_MAX     320  /* heartbeat: the notifier endpoint it went to */
+#define ENVELOPE_RING_MAX   2080 /* heartbeat: up to 32 notifier ids and their commas */
+
+/* SL_OK if the header's strings are printable ASCII within their bounds
+ * (no NUL: they become hash keys, log fields and ZeroMQ identities), else
+ * SL_INVAL with *why naming the field. */
+enum sl_err envelope_hdr_check(const struct envelope_hdr *h, const char **why);
+
+/* One entry as read, against the contract of its kind: dev (every kind
+ * but the heartbeats, where it is empty) and id (res, cmd, undeliverable)
+ * in the device-id alphabet [A-Za-z0-9._:-]{1,64}, data seq 1..2^63-1 with
+ * a body, peer, reason, to and ring printable and bounded. SL_OK; SL_INVAL (count it and skip it:
+ * *why names the field); SL_AGAIN for a kind this build does not know
+ * (skip it silently: a later version may add kinds). Pure, no allocation. */
+enum sl_err envelope_check(const struct envelope *e, const char **why);
+
 /* Wire-independent name of a kind, for logs and metrics labels. */
 const char *envelope_kind_name(enum envelope_kind k);
 

@@ -40,6 +40,12 @@ struct frame_dec {
 /* Set up a decoder for frames of 1..max bytes. No buffer is lent yet. */
 void frame_dec_init(struct frame_dec *d, uint32_t max);
 
+/* Change the largest accepted N: headers completed after this call are
+ * checked against max; a frame already announced keeps its length (the
+ * edge raises the limit from a pre-hello size to max_frame after hello,
+ * possibly in the middle of the frame after it). */
+void frame_dec_set_max(struct frame_dec *d, uint32_t max);
+
 /* Forget any partial frame (keeps max; d->buf is left for the caller to take back). */
 void frame_dec_reset(struct frame_dec *d);
 

@@ -73,6 +73,7 @@ struct msg {
         } ack;
         struct {
             struct sl_slice code, msg;
+            uint32_t retry_ms; /* optional: try again no sooner (0 = not said) */
         } err;
         struct {
             struct sl_slice id, body;
