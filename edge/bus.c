@@ -458,10 +458,26 @@ static void nroute(struct bus *b, const uint8_t *base, struct nent *x)
     x->ver = b->ring.version;
 }
 
+/* No notifier can take anything now: shed the data, keep the control
+ * entries as they are (no copy, no routing: a notifier away for long must
+ * not cost a pass over the queue per iteration). */
+static bool nblocked(struct bus *b)
+{
+    for (int s = 0; s < (int)NTFRING_PEERS; s++)
+        if (b->np[s].sock && b->np[s].up && zmqx_writable(b->np[s].sock))
+            return false;
+    if (b->ned) {
+        stat_add(&b->cnt.notifier_shed, b->ned);
+        envelope_writer_begin(&b->nwd, b->ndata, NDATA_CAP, &b->hdr);
+        b->ned = 0;
+    }
+    return true;
+}
+
 static void nflush(struct bus *b)
 {
     nring(b, false);
-    if (b->nec == 0 && b->ned == 0)
+    if ((b->nec == 0 && b->ned == 0) || nblocked(b))
         return;
     size_t need[NTFRING_PEERS] = {0};
     for (uint32_t i = 0; i < b->nec; i++) {
@@ -513,7 +529,13 @@ static void nflush(struct bus *b)
         stat_add(&b->cnt.notifier_shed, shed);
     envelope_writer_begin(&b->nwd, b->ndata, NDATA_CAP, &b->hdr);
     b->ned = 0;
-    /* Control entries not sent stay, in order, for the next try. */
+    /* Control entries not sent stay, in order, for the next try (copied
+     * only when some left: otherwise the queue is already what stays). */
+    bool moved = false;
+    for (uint32_t i = 0; i < b->nec && !moved; i++)
+        moved = b->iec[i].slot >= 0 && sent[b->iec[i].slot];
+    if (!moved)
+        return;
     uint32_t kept = 0;
     struct envelope_writer w;
     envelope_writer_begin(&w, b->nctl2, CTL_CAP, &b->hdr);
