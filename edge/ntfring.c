@@ -41,6 +41,9 @@ int ntfring_add(struct ntfring *r, const char *ep)
 void ntfring_remove(struct ntfring *r, int s)
 {
     memset(&r->p[s], 0, sizeof r->p[s]);
+    /* Entries routed to this slot are routed again (the slot may be reused
+     * for another endpoint): a new version makes them stale. */
+    r->version++;
 }
 
 int ntfring_find(const struct ntfring *r, const char *ep, size_t n)

@@ -54,7 +54,8 @@ void ntfring_init(struct ntfring *r);
 /* A new endpoint (as the bus connects to it): its slot, or -1 if all are
  * taken or ep is too long. */
 int ntfring_add(struct ntfring *r, const char *ep);
-/* The endpoint of slot s vanished from the resolver. */
+/* The endpoint of slot s vanished from the resolver (bumps the version:
+ * what was routed to s is routed again). */
 void ntfring_remove(struct ntfring *r, int s);
 /* The slot of endpoint ep, or -1. */
 int ntfring_find(const struct ntfring *r, const char *ep, size_t n);
