@@ -16,12 +16,25 @@
  *   idle --external 1 : only devices, against a running edge; prints
  *           "held N" and keeps them --hold seconds.
  *
+ * --persister-bin PATH --db DSN: instead of the instant persister, start a
+ * real sluice-persister (on BASE+1/+2, metrics on BASE+8, --persister-args
+ * passed on) against PostgreSQL, wait until it is ready, and measure the
+ * whole path: device -> edge -> persister -> COMMIT -> ack -> device, in
+ * microseconds (bench/persister_e2e.py drives it). --warmup S runs the load
+ * S seconds before measuring; --body-size N sends an N-byte msgpack bin body
+ * (as sluice-devsim does) instead of {"temp":21.5}.
+ *
  * --accept MODE is passed to the edge it starts. Its metrics listen on
  * BASE+9: once every device is welcomed the bench prints how many
  * connections each worker holds (sluice_edge_worker_connections_open).
  *
  * In tput/rate mode no notifier is bound: the edge sheds its data copies
  * (counted), the cheapest notifier; a real one adds one more PUSH per batch.
+ *
+ * --curve 1: CURVE on the edge's links (docs/security.md). The bench makes
+ * the key pairs (zcert files in a temporary directory: the edge reads files),
+ * runs the ZAP handler of sl/zap.h on its own context and binds the instant
+ * persister and the notifier sink as CURVE servers, as the services do.
  * In idle/peer mode a notifier sink drains them, so the edge's bounded
  * notifier queue does not fill and count as per-connection memory. */
 #define _GNU_SOURCE
@@ -40,11 +53,16 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <czmq.h>
 #include <zmq.h>
 #include "sl/envelope.h"
+#include "sl/keys.h"
+#include "sl/zap.h"
+#include "sl/zmqx.h"
 #include "sl/frame.h"
 #include "sl/msg.h"
 #include "sl/token.h"
@@ -53,6 +71,42 @@ static const char *SECRET = "bench-fleet-secret";
 static int base_port = 21900;
 static atomic_bool peer_stop;
 static uint64_t incarnation_seen;
+
+/* --curve 1: the services' key pairs (the edge's are files only). */
+static bool curve;
+static struct keys_pair persister_kp, notifier_kp;
+static char keydir[64];
+
+/* A CURVE server socket, as zmqx_socket makes one with .curve and .zap. */
+static void curve_server(void *sock, const struct keys_pair *kp)
+{
+    int one = 1;
+    if (!curve)
+        return;
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, kp->public_key, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp->secret_key, 40);
+    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, ZMQX_ZAP_DOMAIN, strlen(ZMQX_ZAP_DOMAIN));
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+}
+
+/* Save a new pair as keydir/NAME (+ _secret), into kp when not NULL. */
+static void make_key(const char *name, const char *bound, struct keys_pair *kp)
+{
+    char path[128];
+    zcert_t *c = zcert_new();
+    if (bound)
+        zcert_set_meta(c, KEYS_META_EDGE_ID, "%s", bound);
+    snprintf(path, sizeof path, "%s/%s", keydir, name);
+    if (zcert_save(c, path) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+    if (kp) {
+        snprintf(kp->public_key, sizeof kp->public_key, "%s", zcert_public_txt(c));
+        snprintf(kp->secret_key, sizeof kp->secret_key, "%s", zcert_secret_txt(c));
+    }
+    zcert_destroy(&c);
+}
 
 static uint64_t now_us(void)
 {
@@ -69,6 +123,8 @@ static void *peer_main(void *ctx)
     int to = 100, zero = 0;
     zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
     zmq_setsockopt(router, ZMQ_SNDHWM, &zero, sizeof zero);
+    curve_server(pull, &persister_kp);
+    curve_server(router, &persister_kp);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 1);
     zmq_bind(pull, ep);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 2);
@@ -126,6 +182,8 @@ static void *sink_main(void *ctx)
     void *pull = zmq_socket(ctx, ZMQ_PULL), *router = zmq_socket(ctx, ZMQ_ROUTER);
     int to = 100;
     zmq_setsockopt(pull, ZMQ_RCVTIMEO, &to, sizeof to);
+    curve_server(pull, &notifier_kp);
+    curve_server(router, &notifier_kp);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 3);
     zmq_bind(pull, ep);
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", base_port + 4);
@@ -182,6 +240,8 @@ static int pack_hello(uint8_t *buf, const char *dev)
     return n;
 }
 
+static int body_size; /* 0: {"temp":21.5}; else a bin of body_size bytes in all */
+
 static int pack_data(uint8_t *buf, uint64_t seq)
 {
     /* {"t":"data","seq":seq,"body":{"temp":21.5}} */
@@ -195,9 +255,15 @@ static int pack_data(uint8_t *buf, uint64_t seq)
     msgpack_pack_str_with_body(&pk, "seq", 3);
     msgpack_pack_uint64(&pk, seq);
     msgpack_pack_str_with_body(&pk, "body", 4);
-    msgpack_pack_map(&pk, 1);
-    msgpack_pack_str_with_body(&pk, "temp", 4);
-    msgpack_pack_double(&pk, 21.5);
+    if (body_size > 0) {
+        static const char filler[256] = {0};
+        size_t n = (size_t)body_size - (body_size - 2 <= 255 ? 2u : 3u);
+        msgpack_pack_bin_with_body(&pk, filler, n);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "temp", 4);
+        msgpack_pack_double(&pk, 21.5);
+    }
     frame_encode_header(buf, (uint32_t)sb.size);
     memcpy(buf + 4, sb.data, sb.size);
     int n = (int)sb.size + 4;
@@ -259,30 +325,51 @@ static double cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* "0=N 1=M ..." from the edge's per-worker open-connections gauge. */
-static void worker_split(char *out, size_t cap)
+/* GET path from 127.0.0.1:port into a static buffer; NULL if unreachable. */
+static const char *http_get(int port, const char *path)
 {
-    out[0] = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base_port + 9))};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(0x7f000001u);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        snprintf(out, cap, "? (no metrics)");
         if (fd >= 0)
             close(fd);
-        return;
+        return NULL;
     }
     static char buf[1 << 18];
-    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+    char req[128];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
     size_t len = 0;
     if (write(fd, req, strlen(req)) > 0)
         for (ssize_t n; len + 1 < sizeof buf && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0;)
             len += (size_t)n;
     close(fd);
     buf[len] = 0;
+    return buf;
+}
+
+/* The value of an unlabelled series (e.g. "x_sum") in a scrape, or -1. */
+static double metric_in(const char *scrape, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = scrape ? strstr(scrape, name) : NULL; p; p = strstr(p + 1, name))
+        if ((p == scrape || p[-1] == '\n') && p[n] == ' ')
+            return atof(p + n + 1);
+    return -1;
+}
+
+/* "0=N 1=M ..." from the edge's per-worker open-connections gauge. */
+static void worker_split(char *out, size_t cap)
+{
+    out[0] = 0;
+    const char *buf = http_get(base_port + 9, "/metrics");
+    if (!buf) {
+        snprintf(out, cap, "? (no metrics)");
+        return;
+    }
     size_t o = 0;
     const char *key = "sluice_edge_worker_connections_open{worker=\"";
-    for (char *p = strstr(buf, key); p && o + 32 < cap; p = strstr(p + 1, key)) {
+    for (const char *p = strstr(buf, key); p && o + 32 < cap; p = strstr(p + 1, key)) {
         unsigned wi = 0;
         double v = 0;
         if (sscanf(p + strlen(key), "%u\"} %lf", &wi, &v) == 2)
@@ -299,7 +386,8 @@ static int cmp_u64(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *bin = NULL, *mode = "tput", *lat_out = NULL, *accept_mode = NULL;
-    int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2, tick_us = 200, hold = 0;
+    const char *pers_bin = NULL, *pers_db = NULL, *pers_args = "";
+    int conns = 100, window = 32, seconds = 10, nsrc = 16, workers = 2, tick_us = 200, hold = 0, warmup = 0;
     int external = 0, sink = -1;
     double rate = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -335,13 +423,26 @@ int main(int argc, char **argv)
             sink = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--accept"))
             accept_mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--curve"))
+            curve = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--persister-bin"))
+            pers_bin = argv[i + 1];
+        else if (!strcmp(argv[i], "--db"))
+            pers_db = argv[i + 1];
+        else if (!strcmp(argv[i], "--persister-args"))
+            pers_args = argv[i + 1];
+        else if (!strcmp(argv[i], "--warmup"))
+            warmup = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--body-size"))
+            body_size = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     bool peer_only = !strcmp(mode, "peer");
-    if ((!bin && !external && !peer_only) || window > 256 || nsrc < 1) {
+    if ((!bin && !external && !peer_only) || window > 256 || nsrc < 1 || (pers_bin && !pers_db) ||
+        (body_size != 0 && (body_size < 3 || body_size > 250))) {
         fprintf(
             stderr,
             "usage: edge_bench --edge-bin PATH [--mode idle|tput|rate] [--conns N] [--window W<=256]\n"
@@ -349,6 +450,9 @@ int main(int argc, char **argv)
             "       [--lat-out FILE (send offset us, latency us per ack)]\n"
             "       [--notifier-sink 0|1 (default: 1 in idle/peer mode, 0 otherwise)]\n"
             "       [--accept reuseport|handoff (passed to the edge; default: the edge's)]\n"
+            "       [--curve 0|1 (CURVE on the edge's links, the bench's services as CURVE servers)]\n"
+            "       [--persister-bin PATH --db DSN [--persister-args \"ARGS\"]: a real persister, not the\n"
+            "        instant one]  [--warmup S]  [--body-size 3..250 (a bin body of that size)]\n"
             "   or: edge_bench --mode peer --port BASE   (instant persister + notifier sink on BASE+1..+4\n"
             "                                             until SIGTERM, for edges started by hand)\n"
             "   or: edge_bench --mode idle --external 1 --port EDGE_PORT --conns N [--src-base K]\n"
@@ -360,16 +464,81 @@ int main(int argc, char **argv)
         sink = peer_only || !strcmp(mode, "idle");
     void *ctx = zmq_ctx_new();
     pthread_t pt, st;
+    struct zap *zap = NULL;
+    if (curve) {
+        /* Keys as a deployment has them: one pair per service, the edge's
+         * bound to any edge id (it runs with its default id), its public
+         * certificate alone in the allowed directory. */
+        snprintf(keydir, sizeof keydir, "/tmp/edge_bench_keys_XXXXXX");
+        char allow[96];
+        if (!mkdtemp(keydir)) {
+            perror("mkdtemp");
+            return 1;
+        }
+        snprintf(allow, sizeof allow, "%s/allow", keydir);
+        mkdir(allow, 0700);
+        make_key("persister.key", NULL, &persister_kp);
+        make_key("notifier.key", NULL, &notifier_kp);
+        make_key("edge.key", "*", NULL);
+        char src[128], dst[128];
+        snprintf(src, sizeof src, "%s/edge.key", keydir);
+        snprintf(dst, sizeof dst, "%s/allow/edge.key", keydir);
+        if (link(src, dst) != 0) {
+            perror("link");
+            return 1;
+        }
+        zap = zap_new(ctx, allow);
+        if (!zap)
+            return 1;
+    }
     if (peer_only) {
         signal(SIGTERM, on_stop);
         signal(SIGINT, on_stop);
+        if (curve)
+            printf("keys in %s: the edge's pair edge.key_secret, the services' persister.key and "
+                   "notifier.key (removed at exit)\n",
+                   keydir);
         pthread_create(&st, NULL, sink_main, ctx);
         peer_main(ctx);
         pthread_join(st, NULL);
+        zap_destroy(&zap);
         zmq_ctx_term(ctx);
         return 0;
     }
-    if (!external) {
+    pid_t ppid = 0;
+    if (!external && pers_bin) {
+        /* A real persister: PULL BASE+1, ROUTER BASE+2, metrics BASE+8. */
+        char a_pull[64], a_rt[64], a_met[64], argbuf[1024];
+        snprintf(a_pull, sizeof a_pull, "tcp://127.0.0.1:%d", base_port + 1);
+        snprintf(a_rt, sizeof a_rt, "tcp://127.0.0.1:%d", base_port + 2);
+        snprintf(a_met, sizeof a_met, "127.0.0.1:%d", base_port + 8);
+        snprintf(argbuf, sizeof argbuf, "%s", pers_args);
+        char *av[64];
+        int ac = 0;
+        av[ac++] = (char *)pers_bin;
+        const char *fixed[] = {"--pull", a_pull,      "--router", a_rt,          "--db",
+                               pers_db,  "--metrics", a_met,      "--log-level", "warn"};
+        for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+            av[ac++] = (char *)fixed[k];
+        for (char *tok = strtok(argbuf, " "); tok && ac < 63; tok = strtok(NULL, " "))
+            av[ac++] = tok;
+        av[ac] = NULL;
+        ppid = fork();
+        if (ppid == 0) {
+            execv(pers_bin, av);
+            _exit(127);
+        }
+        const char *r = NULL;
+        for (int k = 0; k < 300 && !(r && strstr(r, " 200 ")); k++) {
+            usleep(100 * 1000);
+            r = http_get(base_port + 8, "/readyz");
+        }
+        if (!r || !strstr(r, " 200 ")) {
+            fprintf(stderr, "persister not ready after 30 s\n");
+            kill(ppid, SIGKILL);
+            return 1;
+        }
+    } else if (!external) {
         pthread_create(&pt, NULL, peer_main, ctx);
         if (sink)
             pthread_create(&st, NULL, sink_main, ctx);
@@ -397,6 +566,16 @@ int main(int argc, char **argv)
         setenv("SLUICE_ACCEPT", accept_mode, 1);
     pid_t pid = external ? 0 : fork();
     if (!external && pid == 0) {
+        if (curve) {
+            char k_own[128], k_p[128], k_n[128];
+            snprintf(k_own, sizeof k_own, "%s/edge.key_secret", keydir);
+            snprintf(k_p, sizeof k_p, "%s/persister.key", keydir);
+            snprintf(k_n, sizeof k_n, "%s/notifier.key", keydir);
+            execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
+                  "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
+                  "--metrics", a_m, "--log-level", "warn", "--curve-key", k_own, "--persister-key", k_p,
+                  "--notifier-key", k_n, (char *)NULL);
+        }
         execl(bin, bin, "--listen", a_listen, "--persister-push", a_pp, "--persister-router", a_pr,
               "--notifier-push", a_np, "--notifier-router", a_nr, "--max-conns", a_mc, "--workers", a_w,
               "--metrics", a_m, "--log-level", "warn", (char *)NULL);
@@ -439,10 +618,11 @@ int main(int argc, char **argv)
     struct epoll_event evs[256];
     uint8_t wbuf[256 * 64];
     /* Main loop: handle welcome/acks; top up windows (tput) or pace (rate). */
-    uint64_t start = 0, end = 0, sent_total = 0, t_welcomed = 0;
+    uint64_t start = 0, end = 0, sent_total = 0, t_welcomed = 0, meas = 0;
     char split[256] = "";
-    double cpu_edge0 = 0, cpu_self0 = 0;
-    int measuring = 0;
+    double cpu_edge0 = 0, cpu_self0 = 0, cpu_pers0 = 0;
+    double pm_rows0 = 0, pm_commits0 = 0, pm_secs0 = 0;
+    int measuring = 0, counting = 0;
     for (;;) {
         /* Rate mode paces in tick_us steps (hrtimer sleep, not the 1 ms
          * granularity of epoll_wait, which sent the rate in 1-2 ms bursts). */
@@ -473,12 +653,15 @@ int main(int argc, char **argv)
                     welcomed++;
                 } else if (m.t == MSG_ACK) {
                     x->inflight--;
-                    acked++;
-                    if (measuring && nlat < lat_cap) {
-                        uint64_t sent = x->sent_us[m.u.ack.seq % 256];
-                        if (lat_at)
-                            lat_at[nlat] = sent - start;
-                        lat[nlat++] = now_us() - sent;
+                    uint64_t sent = x->sent_us[m.u.ack.seq % 256];
+                    /* Counted only for frames sent after the warm-up. */
+                    if (counting && sent >= meas) {
+                        acked++;
+                        if (nlat < lat_cap) {
+                            if (lat_at)
+                                lat_at[nlat] = sent - start;
+                            lat[nlat++] = now_us() - sent;
+                        }
                     }
                 }
                 if (x->dec.buf && frame_dec_idle(&x->dec))
@@ -505,12 +688,23 @@ int main(int argc, char **argv)
         if (!measuring) {
             measuring = 1;
             start = t;
-            end = start + (uint64_t)seconds * 1000000u;
+            meas = start + (uint64_t)warmup * 1000000u;
+            end = meas + (uint64_t)seconds * 1000000u;
+        }
+        if (!counting && t >= meas) {
+            counting = 1;
             printf("measuring\n"); /* for scripts that act at a known time of the run (edge_storm.py) */
             fflush(stdout);
             acked = 0;
             cpu_edge0 = cpu_s(pid);
             cpu_self0 = cpu_s(getpid());
+            if (ppid) {
+                const char *m = http_get(base_port + 8, "/metrics");
+                cpu_pers0 = cpu_s(ppid);
+                pm_rows0 = metric_in(m, "sluice_persister_batch_rows_sum");
+                pm_commits0 = metric_in(m, "sluice_persister_batch_rows_count");
+                pm_secs0 = metric_in(m, "sluice_persister_commit_seconds_sum");
+            }
         }
         if (t >= end)
             break;
@@ -558,9 +752,20 @@ int main(int argc, char **argv)
                welcomed, (double)(t_welcomed - t0) / 1e6, rss0, rss1,
                (double)(rss1 - rss0) * 1024.0 / (welcomed ? welcomed : 1), split);
     } else {
-        double secs = (double)(now_us() - start) / 1e6;
+        double secs = (double)(now_us() - meas) / 1e6;
         double cpu_edge = (cpu_s(pid) - cpu_edge0) / secs * 100,
                cpu_self = (cpu_s(getpid()) - cpu_self0) / secs * 100;
+        if (ppid) {
+            const char *m = http_get(base_port + 8, "/metrics");
+            double rows = metric_in(m, "sluice_persister_batch_rows_sum") - pm_rows0;
+            double commits = metric_in(m, "sluice_persister_batch_rows_count") - pm_commits0;
+            double csecs = metric_in(m, "sluice_persister_commit_seconds_sum") - pm_secs0;
+            printf("persister: cpu %.0f%% of one core; %.0f commits/s of %.1f rows on average, %.3f ms each "
+                   "(submit to COMMIT done); retries %.0f\n",
+                   (cpu_s(ppid) - cpu_pers0) / secs * 100, commits / secs, commits > 0 ? rows / commits : 0,
+                   commits > 0 ? csecs / commits * 1000 : 0,
+                   metric_in(m, "sluice_persister_db_retries_total"));
+        }
         if (lat_at) {
             FILE *f = fopen(lat_out, "w");
             for (size_t i = 0; f && i < nlat; i++)
@@ -576,17 +781,31 @@ int main(int argc, char **argv)
                nlat ? (double)lat[nlat / 2] / 1000.0 : 0, nlat ? (double)lat[nlat * 99 / 100] / 1000.0 : 0,
                nlat ? (double)lat[nlat * 999 / 1000] / 1000.0 : 0, nlat ? (double)lat[nlat - 1] / 1000.0 : 0,
                nlat);
-        printf("cpu: edge %.0f%%, bench (client + instant peer) %.0f%% of one core; frames sent %llu, acked "
+        printf("cpu: edge %.0f%%, bench (%s) %.0f%% of one core; frames sent %llu, acked "
                "%llu; "
                "connections per worker: %s\n",
-               cpu_edge, cpu_self, (unsigned long long)sent_total, (unsigned long long)acked, split);
+               cpu_edge, ppid ? "client" : "client + instant peer", cpu_self, (unsigned long long)sent_total,
+               (unsigned long long)acked, split);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    if (ppid) {
+        kill(ppid, SIGTERM);
+        waitpid(ppid, NULL, 0);
+        zmq_ctx_term(ctx);
+        return 0;
+    }
     atomic_store(&peer_stop, true);
     pthread_join(pt, NULL);
     if (sink)
         pthread_join(st, NULL);
+    zap_destroy(&zap);
     zmq_ctx_term(ctx);
+    if (curve) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", keydir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", keydir);
+    }
     return 0;
 }

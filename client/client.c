@@ -2,7 +2,8 @@
  *
  * One client = one device = at most one TCP connection. States:
  *   IDLE        no socket; reconnect_at says when to try the next edge
- *   CONNECTING  non-blocking connect() in progress (hello already queued)
+ *   CONNECTING  non-blocking connect() in progress (hello already queued),
+ *               then with TLS the handshake (hs set)
  *   HELLO       hello written or being written; waiting for welcome
  *   CONNECTED   welcome seen: data frames flow, acks pop the queue
  *
@@ -16,6 +17,12 @@
  *
  * Control frames (hello, ping, res) go through a small separate buffer that
  * is written between data frames, never inside one.
+ *
+ * TLS (ctls.c) changes only the two ends: reads come from SSL_read, and
+ * writes are copied into a staging buffer that is encrypted as one record
+ * (coalescing small frames) and, when the socket is full, retried with
+ * exactly the same bytes, as OpenSSL requires; for the queue a frame is
+ * "written" once staged, as for plain TCP once in the kernel's buffer.
  *
  * Frames and messages are encoded and decoded by sl::proto (frame_dec,
  * msg_decode, msg_encode_frame); this file does no msgpack of its own. It
@@ -38,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctls.h"
 #include "journal.h"
 #include "seqfile.h"
 #include "sl/frame.h"
@@ -55,6 +63,7 @@
 /* hello is ~156 bytes with a 64-char dev; res adds its body. */
 #define CTL_OVERHEAD   512u
 #define READS_PER_WAKE 16
+#define TLS_STAGE      4096u /* plaintext staged for one TLS record */
 
 struct entry {
     uint64_t seq;
@@ -108,6 +117,22 @@ struct sl_client {
     /* control output */
     uint8_t *ctl;
     uint32_t ctl_cap, ctl_len, ctl_off;
+
+    /* TLS (cfg.tls): the context, this connection's SSL, the latest session */
+    struct ssl_ctx_st *tls_ctx;
+    struct ssl_st *ssl;
+    struct ssl_session_st *sess;
+    char *tls_name; /* cfg.tls_server_name, or NULL: each edge's host */
+    bool hs;        /* TCP is up, the TLS handshake runs (state CONNECTING) */
+    bool tls_ww;    /* the handshake or a read waits for the socket to be writable */
+    bool w_pending; /* stage[st_off, st_len) must be written again, unchanged */
+    bool w_wants_r; /* ... once the socket is readable (not writable) */
+    bool tls_fatal; /* a TLS failure ended this connection: its session is not offered again */
+    uint8_t *stage; /* TLS_STAGE bytes of plaintext for the next record */
+    uint32_t st_off, st_len;
+
+    bool why_set;  /* why was written for the disconnect in progress */
+    char why[192]; /* sl_client_last_error */
 
     struct journal jr;
     struct sl_client_stats stats;
@@ -332,8 +357,26 @@ static void disconnect(struct sl_client *c, enum sl_err why)
     disconnect_after(c, why, 0);
 }
 
+/* Say why the connection ends, for sl_client_last_error: the edge's
+ * address, what failed and the detail (may be NULL). */
+static void set_why(struct sl_client *c, const char *what, const char *detail, size_t dlen)
+{
+    if (detail == NULL)
+        dlen = 0;
+    snprintf(c->why, sizeof c->why, "%s: %s%s%.*s", edge_at(c, c->edge_idx), what, dlen ? ": " : "",
+             (int)dlen, dlen ? detail : "");
+    c->why_set = true;
+}
+
 static void disconnect_after(struct sl_client *c, enum sl_err why, uint32_t retry_ms)
 {
+    if (c->ssl) /* before close(): close_notify goes out on the socket */
+        ctls_conn_free(&c->ssl, !c->tls_fatal, &c->sess);
+    c->hs = c->tls_ww = c->w_pending = c->w_wants_r = c->tls_fatal = false;
+    c->st_off = c->st_len = 0;
+    if (!c->why_set)
+        c->why[0] = '\0'; /* an older reason would mislead */
+    c->why_set = false;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -387,6 +430,8 @@ static int split_hostport(const char *s, char *host, size_t hcap, char *port, si
     return 0;
 }
 
+static void connect_done(struct sl_client *c);
+
 static void connect_start(struct sl_client *c)
 {
     char host[256], port[16];
@@ -400,12 +445,15 @@ static void connect_start(struct sl_client *c)
         getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
         if (res)
             freeaddrinfo(res);
+        set_why(c, "cannot resolve the address", NULL, 0);
         disconnect(c, SL_IO);
         return;
     }
     int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
     if (fd < 0) {
+        int e = errno;
         freeaddrinfo(res);
+        set_why(c, "socket", strerror(e), strlen(strerror(e)));
         disconnect(c, SL_IO);
         return;
     }
@@ -420,8 +468,10 @@ static void connect_start(struct sl_client *c)
         sa.sin_addr = c->bind;
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            int e = errno;
             close(fd);
             freeaddrinfo(res);
+            set_why(c, "bind", strerror(e), strlen(strerror(e)));
             disconnect(c, SL_IO);
             return;
         }
@@ -431,11 +481,22 @@ static void connect_start(struct sl_client *c)
     freeaddrinfo(res);
     if (rc != 0 && e != EINPROGRESS) {
         close(fd);
+        set_why(c, "connect", strerror(e), strlen(strerror(e)));
         disconnect(c, SL_IO);
         return;
     }
     c->fd = fd;
-    c->st = rc == 0 ? SL_CLIENT_HELLO : SL_CLIENT_CONNECTING;
+    if (c->tls_ctx) {
+        /* The SSL now, while the host is at hand; the handshake starts
+         * once TCP is up (connect_done). */
+        c->ssl = ctls_conn_new(c->tls_ctx, fd, c->tls_name ? c->tls_name : host, &c->sess);
+        if (c->ssl == NULL) {
+            set_why(c, "TLS: cannot set up a connection for this server name", NULL, 0);
+            disconnect(c, SL_TLS);
+            return;
+        }
+    }
+    c->st = rc == 0 && c->ssl == NULL ? SL_CLIENT_HELLO : SL_CLIENT_CONNECTING;
     c->last_rx = c->last_tx = c->now;
     c->ctl_len = c->ctl_off = 0;
     c->q_sent = c->cur_off = 0;
@@ -451,6 +512,81 @@ static void connect_start(struct sl_client *c)
     assert(ok); /* the control buffer is sized for it */
     (void)ok;
     notify(c, c->st, SL_OK);
+    if (rc == 0 && c->ssl && c->fd == fd)
+        connect_done(c); /* connected at once: start the handshake */
+}
+
+/* A TLS read, write or handshake step failed: end the connection with the
+ * matching error. */
+static void tls_fail(struct sl_client *c, enum ctls_io rc, const char *detail)
+{
+    const char *what = rc == CTLS_EOF ? "closed by the edge" : rc == CTLS_ERR_TLS ? "TLS" : "socket";
+    set_why(c, what, rc == CTLS_EOF ? NULL : detail, strlen(detail));
+    if (rc == CTLS_ERR_TLS) {
+        c->tls_fatal = true;
+        disconnect(c, SL_TLS);
+    } else {
+        disconnect(c, SL_IO);
+    }
+}
+
+/* TLS: encrypt and send the staged bytes. 1: all sent; 0: the socket is
+ * full (w_pending: the same bytes go again next time); -1: disconnected. */
+static int tls_push(struct sl_client *c)
+{
+    char detail[160] = "";
+    while (c->st_off < c->st_len) {
+        size_t n = 0;
+        enum ctls_io rc =
+            ctls_write(c->ssl, c->stage + c->st_off, c->st_len - c->st_off, &n, detail, sizeof detail);
+        if (rc == CTLS_OK) {
+            c->st_off += (uint32_t)n;
+            c->w_pending = false;
+            continue;
+        }
+        if (rc == CTLS_WANT_WRITE || rc == CTLS_WANT_READ) {
+            c->w_pending = true;
+            c->w_wants_r = rc == CTLS_WANT_READ;
+            return 0;
+        }
+        tls_fail(c, rc, detail);
+        return -1;
+    }
+    c->st_off = c->st_len = 0;
+    c->w_pending = c->w_wants_r = false;
+    return 1;
+}
+
+/* Hand len bytes to the connection. Plain TCP: send(). TLS: copy into the
+ * stage (pushed when full and at the end of flush), never while a write
+ * waits to be retried. Returns the bytes taken (0: would block), or -1 if
+ * the connection ended. */
+static ssize_t put(struct sl_client *c, const uint8_t *p, size_t len)
+{
+    if (c->ssl == NULL) {
+        for (;;) {
+            ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
+            if (w >= 0)
+                return w;
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return 0;
+            set_why(c, "send", strerror(e), strlen(strerror(e)));
+            disconnect(c, SL_IO);
+            return -1;
+        }
+    }
+    if (c->w_pending || c->st_len == TLS_STAGE) {
+        int r = tls_push(c);
+        if (r <= 0)
+            return r;
+    }
+    size_t n = len < TLS_STAGE - c->st_len ? len : TLS_STAGE - c->st_len;
+    memcpy(c->stage + c->st_len, p, n);
+    c->st_len += (uint32_t)n;
+    return (ssize_t)n;
 }
 
 /* Write what can be written: a partial data frame first, then control
@@ -486,16 +622,11 @@ static void flush(struct sl_client *c)
         } else {
             break;
         }
-        ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (w < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
-                break;
-            disconnect(c, SL_IO);
-            return;
-        }
+        ssize_t w = put(c, p, len);
+        if (w < 0)
+            return; /* disconnected */
+        if (w == 0)
+            break; /* would block */
         c->last_tx = c->now;
         if (data) {
             struct entry *e = qe(c, c->q_sent);
@@ -518,9 +649,11 @@ static void flush(struct sl_client *c)
             if (c->ctl_off == c->ctl_len)
                 c->ctl_off = c->ctl_len = 0;
         }
-        if ((size_t)w < len)
-            break;
+        if ((size_t)w < len && c->ssl == NULL)
+            break; /* the socket is full (TLS: the stage is, and put pushes it next time round) */
     }
+    if (c->ssl && tls_push(c) < 0)
+        return;
     pop_acked(c);
 }
 
@@ -562,6 +695,7 @@ static void handle_frame(struct sl_client *c, struct sl_slice pl)
     case MSG_PONG: return;
     case MSG_ERR:
         c->stats.errors++;
+        set_why(c, "err from the edge", (const char *)m.u.err.msg.p, m.u.err.msg.n);
         disconnect_after(c, err_from_code(m.u.err.code), m.u.err.retry_ms);
         return;
     case MSG_CMD: {
@@ -604,13 +738,40 @@ static void feed(struct sl_client *c, const uint8_t *in, size_t n)
     }
 }
 
+/* One step of the TLS handshake; once done, on to HELLO (the queued hello
+ * goes out with the next flush). */
+static void tls_step(struct sl_client *c)
+{
+    char detail[160] = "";
+    enum ctls_io rc = ctls_handshake(c->ssl, detail, sizeof detail);
+    c->tls_ww = rc == CTLS_WANT_WRITE;
+    if (rc == CTLS_WANT_READ || rc == CTLS_WANT_WRITE)
+        return;
+    if (rc != CTLS_OK) {
+        tls_fail(c, rc, detail);
+        return;
+    }
+    c->hs = false;
+    c->stats.tls_handshakes++;
+    if (ctls_resumed(c->ssl))
+        c->stats.tls_resumed++;
+    c->st = SL_CLIENT_HELLO;
+    notify(c, SL_CLIENT_HELLO, SL_OK);
+}
+
 /* A connecting socket became writable (or errored): did connect() work? */
 static void connect_done(struct sl_client *c)
 {
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+        set_why(c, "connect", strerror(soerr), soerr ? strlen(strerror(soerr)) : 0);
         disconnect(c, SL_IO);
+        return;
+    }
+    if (c->ssl) {
+        c->hs = true;
+        tls_step(c);
         return;
     }
     c->st = SL_CLIENT_HELLO;
@@ -619,50 +780,90 @@ static void connect_done(struct sl_client *c)
 
 /* ---- public API ---- */
 
-/* Common start of both fd events: a connect in progress completes (or fails)
- * on whichever comes first. False when there is no connection to serve. */
+/* Common start of both fd events: a connect (and the TLS handshake) in
+ * progress goes on with whichever comes first. False when there is no
+ * connection ready for frames. */
 static bool io_ready(struct sl_client *c)
 {
     read_clock(c);
-    if (c->fd >= 0 && c->st == SL_CLIENT_CONNECTING)
-        connect_done(c);
-    return c->fd >= 0;
+    if (c->fd >= 0 && c->st == SL_CLIENT_CONNECTING) {
+        if (c->hs)
+            tls_step(c);
+        else
+            connect_done(c);
+    }
+    return c->fd >= 0 && c->st != SL_CLIENT_CONNECTING;
+}
+
+/* Read and handle what has arrived. False if the connection ended. */
+static bool read_in(struct sl_client *c)
+{
+    uint32_t gen = c->gen;
+    uint8_t buf[4096];
+    char detail[160] = "";
+    c->tls_ww = false;
+    for (int i = 0;; i++) {
+        size_t n = 0;
+        if (c->ssl) {
+            /* Past the cap only while OpenSSL holds bytes: poll() would not
+             * announce them. A TLS read returns at most one record, so a
+             * short read does not mean the socket is drained. */
+            if (i >= READS_PER_WAKE && !ctls_pending(c->ssl))
+                break;
+            enum ctls_io rc = ctls_read(c->ssl, buf, sizeof buf, &n, detail, sizeof detail);
+            if (rc == CTLS_WANT_READ)
+                break;
+            if (rc == CTLS_WANT_WRITE) { /* a TLS 1.3 key update to answer */
+                c->tls_ww = true;
+                break;
+            }
+            if (rc != CTLS_OK) {
+                tls_fail(c, rc, detail);
+                return false;
+            }
+        } else {
+            if (i >= READS_PER_WAKE)
+                break;
+            ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+            if (r == 0) {
+                set_why(c, "closed by the edge", NULL, 0);
+                disconnect(c, SL_IO);
+                return false;
+            }
+            if (r < 0) {
+                int e = errno;
+                if (e == EINTR)
+                    continue;
+                if (e == EAGAIN || e == EWOULDBLOCK)
+                    break;
+                set_why(c, "recv", strerror(e), strlen(strerror(e)));
+                disconnect(c, SL_IO);
+                return false;
+            }
+            n = (size_t)r;
+        }
+        feed(c, buf, n);
+        if (c->gen != gen)
+            return false;
+        if (c->ssl == NULL && n < sizeof buf)
+            break;
+    }
+    return true;
 }
 
 void sl_client_on_readable(struct sl_client *c)
 {
-    if (!io_ready(c))
-        return;
-    uint32_t gen = c->gen;
-    uint8_t buf[4096];
-    for (int i = 0; i < READS_PER_WAKE; i++) {
-        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
-        if (r > 0) {
-            feed(c, buf, (size_t)r);
-            if (c->gen != gen)
-                return;
-            if ((size_t)r < sizeof buf)
-                break;
-        } else if (r == 0) {
-            disconnect(c, SL_IO);
-            return;
-        } else {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
-                break;
-            disconnect(c, SL_IO);
-            return;
-        }
-    }
-    flush(c);
+    if (io_ready(c) && read_in(c))
+        flush(c);
 }
 
 void sl_client_on_writable(struct sl_client *c)
 {
-    if (io_ready(c))
-        flush(c);
+    if (!io_ready(c))
+        return;
+    if (c->tls_ww && !read_in(c))
+        return;
+    flush(c);
 }
 
 int sl_client_fd(const struct sl_client *c)
@@ -675,8 +876,12 @@ bool sl_client_want_write(const struct sl_client *c)
     if (c->fd < 0)
         return false;
     if (c->st == SL_CLIENT_CONNECTING)
+        return !c->hs || c->tls_ww; /* TCP connect, or a handshake step waiting to write */
+    if (c->tls_ww || (c->w_pending && !c->w_wants_r))
         return true;
-    if (c->cur_off > 0 || c->ctl_off < c->ctl_len)
+    if (c->w_pending)
+        return false; /* everything waits for the retried write, which waits for input */
+    if (c->st_len > 0 || c->cur_off > 0 || c->ctl_off < c->ctl_len)
         return true;
     if (c->st != SL_CLIENT_CONNECTED)
         return false;
@@ -915,6 +1120,22 @@ const char *sl_client_dev(const struct sl_client *c)
 {
     return c->dev;
 }
+const char *sl_client_last_error(const struct sl_client *c)
+{
+    return c->why;
+}
+
+/* ---- TLS contexts (ctls.c does the work) ---- */
+
+struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, char *why, size_t why_cap)
+{
+    return ctls_tls_new(cfg->ca_file, cfg->cert_file, cfg->key_file, cfg->release_buffers, err, why, why_cap);
+}
+
+void sl_tls_destroy(struct sl_tls **t)
+{
+    ctls_tls_destroy(t);
+}
 
 /* ---- lifetime ---- */
 
@@ -949,9 +1170,11 @@ struct sl_client *sl_client_new(const struct sl_client_config *cfg, enum sl_err 
     if (window > (1u << 20) || max_body > SL_MAX_FRAME_DEFAULT || rx_max > (1u << 24))
         return NULL;
 
-    /* One allocation: struct, entries, slots, rx buffer, control buffer. */
+    /* One allocation: struct, entries, slots, rx buffer, control buffer,
+     * TLS stage. */
+    uint32_t stage = cfg->tls ? TLS_STAGE : 0;
     size_t sz = sizeof(struct sl_client) + (size_t)window * sizeof(struct entry) + (size_t)window * slot_cap +
-                rx_max + ctl_cap;
+                rx_max + ctl_cap + stage;
     struct sl_client *c = calloc(1, sz);
     *err = SL_NOMEM;
     if (c == NULL)
@@ -960,6 +1183,7 @@ struct sl_client *sl_client_new(const struct sl_client_config *cfg, enum sl_err 
     c->slots = (uint8_t *)(c->q + window);
     c->rxbuf = c->slots + (size_t)window * slot_cap;
     c->ctl = c->rxbuf + rx_max;
+    c->stage = stage ? c->ctl + ctl_cap : NULL;
     c->fd = -1;
     c->jr.fd = -1;
     c->window = window;
@@ -988,6 +1212,14 @@ struct sl_client *sl_client_new(const struct sl_client_config *cfg, enum sl_err 
     c->edges = strdup(cfg->edges);
     if (c->edges == NULL)
         goto fail;
+    if (cfg->tls) {
+        c->tls_ctx = ctls_ctx_ref(cfg->tls);
+        if (c->tls_ctx == NULL)
+            goto fail;
+        if (cfg->tls_server_name && cfg->tls_server_name[0] &&
+            (c->tls_name = strdup(cfg->tls_server_name)) == NULL)
+            goto fail;
+    }
     for (char *p = c->edges; *p; p++)
         if (*p == ',')
             *p = '\0';
@@ -1039,6 +1271,8 @@ struct sl_client *sl_client_new(const struct sl_client_config *cfg, enum sl_err 
     return c;
 fail:
     journal_close(&c->jr);
+    ctls_ctx_unref(&c->tls_ctx);
+    free(c->tls_name);
     free(c->seq_path);
     free(c->edges);
     free(c);
@@ -1050,9 +1284,14 @@ void sl_client_destroy(struct sl_client **pc)
     struct sl_client *c = *pc;
     if (c == NULL)
         return;
+    if (c->ssl)
+        ctls_conn_free(&c->ssl, true, &c->sess);
+    ctls_session_free(&c->sess);
+    ctls_ctx_unref(&c->tls_ctx);
     if (c->fd >= 0)
         close(c->fd);
     journal_close(&c->jr);
+    free(c->tls_name);
     free(c->seq_path);
     free(c->edges);
     free(c);

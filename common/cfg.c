@@ -6,11 +6,19 @@
  * reported the same way as a bad flag. Errors print one line on stderr and
  * exit 2; --help / -h (anywhere) prints the option list on stdout and exits 0.
  *
+ * A CFG_SECRET option also takes `--name-file FILE` / SLUICE_NAME_FILE: the
+ * value is then the file's content (sl/secfile.h: read whole, permissions
+ * checked, one trailing newline removed), so a deployment can mount a
+ * secret as a file instead of putting it in the environment or on the
+ * command line, where /proc shows it to the process's neighbours.
+ *
  * Deliberately not here: config files, positional arguments, short options
  * other than -h, k/M suffixes. Strings are not copied: they point into argv,
- * environ or the table's default, which all outlive main(). */
+ * environ or the table's default, which all outlive main(); only a secret
+ * read from a file is held in memory this file owns, for the same life. */
 #define _GNU_SOURCE
 #include "sl/cfg.h"
+#include "sl/secfile.h"
 #include "sl/version.h"
 
 #include <ctype.h>
@@ -23,6 +31,13 @@
 #include <strings.h>
 
 #define ENV_NAME_MAX 96
+#define SECRET_MAX   65536 /* bytes of a secret file */
+#define FILE_SUFFIX  "-file"
+
+/* Secrets read from files, kept for the life of the process (reachable from
+ * here, so a leak checker does not report them). */
+static char *g_secrets[32];
+static int g_nsecrets;
 
 static const char *prog_name(int argc, char **argv)
 {
@@ -61,16 +76,35 @@ static const char *type_name(enum cfg_type t)
     case CFG_INT: return "int";
     case CFG_BOOL: return "bool";
     case CFG_DOUBLE: return "num";
+    case CFG_SECRET: return "secret";
     }
     return "?";
 }
 
-static int find_opt(const struct cfg_opt *opts, int nopts, const char *name, size_t len)
+/* The option called name[0..len), or a CFG_SECRET option's "<name>-file"
+ * form (then *file is set). -1 if none. */
+static int find_opt_file(const struct cfg_opt *opts, int nopts, const char *name, size_t len, bool *file)
 {
+    *file = false;
     for (int i = 0; i < nopts; i++)
         if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
             return i;
+    const size_t sl = sizeof FILE_SUFFIX - 1;
+    if (len <= sl || strncmp(name + len - sl, FILE_SUFFIX, sl) != 0)
+        return -1;
+    for (int i = 0; i < nopts; i++)
+        if (opts[i].type == CFG_SECRET && strlen(opts[i].name) == len - sl &&
+            strncmp(opts[i].name, name, len - sl) == 0) {
+            *file = true;
+            return i;
+        }
     return -1;
+}
+
+static int find_opt(const struct cfg_opt *opts, int nopts, const char *name, size_t len)
+{
+    bool file;
+    return find_opt_file(opts, nopts, name, len, &file);
 }
 
 static void __attribute__((noreturn, format(printf, 2, 3))) die(const char *prog, const char *fmt, ...)
@@ -85,10 +119,10 @@ static void __attribute__((noreturn, format(printf, 2, 3))) die(const char *prog
 }
 
 /* Look at argv[i]. On a known option sets *opt and *val (NULL for a bare
- * boolean) and returns how many argv slots it used (1 or 2). Anything else
- * exits 2. */
+ * boolean), *file for the "-file" form of a CFG_SECRET, and returns how
+ * many argv slots it used (1 or 2). Anything else exits 2. */
 static int scan_arg(const struct cfg_opt *opts, int nopts, int argc, char **argv, int i, int *opt,
-                    const char **val)
+                    const char **val, bool *file)
 {
     const char *prog = prog_name(argc, argv);
     const char *a = argv[i];
@@ -97,7 +131,7 @@ static int scan_arg(const struct cfg_opt *opts, int nopts, int argc, char **argv
     const char *name = a + 2;
     const char *eq = strchr(name, '=');
     size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-    int k = find_opt(opts, nopts, name, nlen);
+    int k = find_opt_file(opts, nopts, name, nlen, file);
     if (k < 0)
         die(prog, "unknown option '--%.*s'", (int)nlen, name);
     *opt = k;
@@ -117,7 +151,7 @@ static int scan_arg(const struct cfg_opt *opts, int nopts, int argc, char **argv
         return 1;
     }
     if (i + 1 >= argc)
-        die(prog, "option '--%s' needs a value", opts[k].name);
+        die(prog, "option '--%s%s' needs a value", opts[k].name, *file ? FILE_SUFFIX : "");
     *val = argv[i + 1];
     return 2;
 }
@@ -125,7 +159,8 @@ static int scan_arg(const struct cfg_opt *opts, int nopts, int argc, char **argv
 static void store(const struct cfg_opt *o, const char *val, const char *src, const char *prog)
 {
     switch (o->type) {
-    case CFG_STR: *(const char **)o->dst = val ? val : ""; return;
+    case CFG_STR:
+    case CFG_SECRET: *(const char **)o->dst = val ? val : ""; return;
     case CFG_BOOL: {
         int b = val ? parse_bool(val) : 1;
         if (b < 0)
@@ -162,6 +197,23 @@ static void store(const struct cfg_opt *o, const char *val, const char *src, con
     }
 }
 
+/* The content of the secret file `path` named by src (a flag or variable);
+ * exits 2 if it cannot be read. */
+static const char *read_secret(const char *prog, const char *src, const char *path)
+{
+    if (!path || !*path)
+        die(prog, "%s: empty file name", src);
+    if (g_nsecrets == (int)(sizeof g_secrets / sizeof g_secrets[0]))
+        die(prog, "%s: too many secret files", src);
+    char *s = secfile_read(path, src, SECRET_MAX, NULL);
+    if (!s) {
+        int e = errno;
+        die(prog, "%s: %s: %s", src, path, e == ENODATA ? "empty" : e == EFBIG ? "too big" : strerror(e));
+    }
+    g_secrets[g_nsecrets++] = s;
+    return s;
+}
+
 void cfg_print_version(const char *prog)
 {
     printf("%s %s (commit %s)\n", prog, sl_version, sl_commit);
@@ -177,10 +229,17 @@ void cfg_print_help(const struct cfg_opt *opts, int nopts, const char *prog, con
         const struct cfg_opt *o = &opts[i];
         char env[ENV_NAME_MAX];
         env_name(o->name, env, sizeof env);
-        printf("  --%s <%s>\n", o->name, type_name(o->type));
-        printf("      %s\n", o->help ? o->help : "");
-        const char *def = o->def ? o->def : (o->type == CFG_BOOL ? "false" : o->type == CFG_STR ? "" : "0");
-        printf("      env %s, default \"%s\"", env, def);
+        const bool secret = o->type == CFG_SECRET;
+        printf("  --%s <%s>", o->name, type_name(o->type));
+        if (secret)
+            printf(" or --%s%s <file>", o->name, FILE_SUFFIX);
+        printf("\n      %s\n", o->help ? o->help : "");
+        const char *def = o->def ? o->def : (o->type == CFG_BOOL ? "false" : o->type == CFG_INT ? "0" : "");
+        if (secret)
+            printf("      env %s or %s_FILE (the file's content; keep it mode 600), default \"%s\"", env, env,
+                   def);
+        else
+            printf("      env %s, default \"%s\"", env, def);
         if (o->type == CFG_INT && o->min < o->max)
             printf(", range [%lld, %lld]", (long long)o->min, (long long)o->max);
         printf("\n");
@@ -218,7 +277,8 @@ int cfg_parse(const struct cfg_opt *opts, int nopts, int argc, char **argv, cons
     for (int i = 1; i < argc;) {
         int k;
         const char *v;
-        i += scan_arg(opts, nopts, argc, argv, i, &k, &v);
+        bool f;
+        i += scan_arg(opts, nopts, argc, argv, i, &k, &v, &f);
     }
 
     /* Pass 2: per option, the last flag wins, then the environment, then
@@ -226,35 +286,48 @@ int cfg_parse(const struct cfg_opt *opts, int nopts, int argc, char **argv, cons
     for (int k = 0; k < nopts; k++) {
         const struct cfg_opt *o = &opts[k];
         const char *val = o->def;
-        bool have_flag = false;
+        bool have_flag = false, from_file = false;
         char src[ENV_NAME_MAX + 16];
         snprintf(src, sizeof src, "default of --%s", o->name);
         for (int i = 1; i < argc;) {
             int j;
             const char *v;
-            int used = scan_arg(opts, nopts, argc, argv, i, &j, &v);
+            bool f;
+            int used = scan_arg(opts, nopts, argc, argv, i, &j, &v, &f);
             if (j == k) {
                 val = v;
                 have_flag = true;
+                from_file = f;
             }
             i += used;
         }
         if (have_flag) {
-            snprintf(src, sizeof src, "--%s", o->name);
+            snprintf(src, sizeof src, "--%s%s", o->name, from_file ? FILE_SUFFIX : "");
         } else {
-            char env[ENV_NAME_MAX];
+            char env[ENV_NAME_MAX], envf[ENV_NAME_MAX + 8];
             env_name(o->name, env, sizeof env);
+            snprintf(envf, sizeof envf, "%s_FILE", env);
             const char *e = getenv(env);
+            const char *ef = o->type == CFG_SECRET ? getenv(envf) : NULL;
+            if (e && ef)
+                die(prog, "both %s and %s are set: give one", env, envf);
             if (e) {
                 val = e;
                 snprintf(src, sizeof src, "%s", env);
+            } else if (ef) {
+                val = ef;
+                from_file = true;
+                snprintf(src, sizeof src, "%s", envf);
             }
         }
+        if (from_file)
+            val = read_secret(prog, src, val);
         if (val == NULL && !have_flag) {
             /* No value anywhere: the zero of the type, without the range
              * check (a table may use NULL for "unset, decided later"). */
             switch (o->type) {
-            case CFG_STR: *(const char **)o->dst = ""; break;
+            case CFG_STR:
+            case CFG_SECRET: *(const char **)o->dst = ""; break;
             case CFG_BOOL: *(bool *)o->dst = false; break;
             case CFG_INT: *(int64_t *)o->dst = 0; break;
             case CFG_DOUBLE: *(double *)o->dst = 0; break;

@@ -16,12 +16,21 @@
  * zmq_disconnect. A name that fails to resolve keeps its previous addresses,
  * so a DNS hiccup never disconnects a healthy peer.
  *
+ * CURVE: a server socket must name the ZAP handler of its context
+ * (sl/zap.h), checked here, because libzmq 4.3 admits every client key when
+ * no handler is bound (ZMQ_ZAP_ENFORCE_DOMAIN, which would fail closed, is
+ * draft API and not in Debian's build). A client's server key is set
+ * immediately before each zmq_connect: libzmq copies the socket's options
+ * into the connection at that moment, so one DEALER can hold connections
+ * to servers with different keys.
+ *
  * Deliberately not here: the sockets themselves, any sending policy, and
  * transports other than tcp:// (other endpoints pass through unchanged). */
 #define _GNU_SOURCE
 #include "sl/zmqx.h"
 
 #include "sl/log.h"
+#include "sl/zap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -96,6 +105,42 @@ static int opt(void *s, int name, const void *v, size_t n, const char *what, con
     return -1;
 }
 
+static bool z85_key(const char *k)
+{
+    uint8_t bin[32];
+    return k && strlen(k) == 40 && zmq_z85_decode(bin, k) != NULL;
+}
+
+/* The CURVE fields make sense together (see struct zmqx_opts). */
+static bool curve_consistent(void *ctx, const struct zmqx_opts *o)
+{
+    if (!o->curve)
+        return !o->zap && !o->curve_server_key;
+    if (!z85_key(o->curve->public_key) || !z85_key(o->curve->secret_key))
+        return false;
+    if (o->zap && o->curve_server_key)
+        return false;
+    if (o->zap && zap_ctx(o->zap) != ctx)
+        return false;
+    return !o->curve_server_key || z85_key(o->curve_server_key);
+}
+
+static int apply_curve(void *s, const struct zmqx_opts *o, const char **failed)
+{
+    int one = 1;
+    if (opt(s, ZMQ_CURVE_PUBLICKEY, o->curve->public_key, 40, "curve_publickey", failed) != 0 ||
+        opt(s, ZMQ_CURVE_SECRETKEY, o->curve->secret_key, 40, "curve_secretkey", failed) != 0)
+        return -1;
+    if (o->zap)
+        return opt(s, ZMQ_ZAP_DOMAIN, ZMQX_ZAP_DOMAIN, strlen(ZMQX_ZAP_DOMAIN), "zap_domain", failed) != 0 ||
+                       opt(s, ZMQ_CURVE_SERVER, &one, sizeof one, "curve_server", failed) != 0
+                   ? -1
+                   : 0;
+    if (o->curve_server_key)
+        return opt(s, ZMQ_CURVE_SERVERKEY, o->curve_server_key, 40, "curve_serverkey", failed);
+    return 0;
+}
+
 static int apply_opts(void *s, const struct zmqx_opts *o, const char **failed)
 {
     int one = 1;
@@ -118,6 +163,8 @@ static int apply_opts(void *s, const struct zmqx_opts *o, const char **failed)
     if (o->routing_id &&
         opt(s, ZMQ_ROUTING_ID, o->routing_id, strlen(o->routing_id), "routing_id", failed) != 0)
         return -1;
+    if (o->curve && apply_curve(s, o, failed) != 0)
+        return -1;
     return 0;
 }
 
@@ -128,6 +175,15 @@ void *zmqx_socket(void *ctx, int type, const struct zmqx_opts *o)
          * vanish from release builds and leave the socket uncapped. */
         log_error("event=zmq_socket_failed type=%s what=max_msg err=\"a receiving socket needs a size cap\"",
                   type_name(type));
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!curve_consistent(ctx, o)) {
+        log_error("event=zmq_socket_failed type=%s what=curve err=\"%s\"", type_name(type),
+                  !o->curve                          ? "a ZAP handler or server key without a key pair"
+                  : o->zap && o->curve_server_key    ? "both server and client"
+                  : o->zap && zap_ctx(o->zap) != ctx ? "the ZAP handler serves another context"
+                                                     : "a key that is not 40 characters of Z85");
         errno = EINVAL;
         return NULL;
     }
@@ -275,6 +331,7 @@ struct zmqx_conns {
     struct eplist cur; /* endpoints this socket is connected to */
     struct eplist next;
     uint64_t version;
+    char server_key[41]; /* CURVE server key for new connects, "" for none */
 };
 
 /* Split one spec item. Only tcp://name:port with a non-numeric name needs
@@ -513,6 +570,20 @@ void zmqx_conns_destroy(struct zmqx_conns **cp)
     *cp = NULL;
 }
 
+int zmqx_conns_set_server_key(struct zmqx_conns *c, const char *z85)
+{
+    if (!z85 || !*z85) {
+        c->server_key[0] = '\0';
+        return 0;
+    }
+    if (!z85_key(z85)) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(c->server_key, z85, 41);
+    return 0;
+}
+
 static bool eplist_has(const struct eplist *l, const char *ep)
 {
     return l->n > 0 && bsearch(ep, l->ep, (size_t)l->n, sizeof *l->ep, ep_cmp) != NULL;
@@ -572,6 +643,13 @@ int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *
             if (strncmp(ep, "tcp://[", 7) == 0) {
                 int one = 1;
                 zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof one);
+            }
+            /* Copied into this connection by zmq_connect, so each of the
+             * socket's connections keeps its own server's key. */
+            if (c->server_key[0] && zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, c->server_key, 40) != 0) {
+                log_warn("event=zmq_connect_fail endpoint=%s err=\"curve server key: %s\"", ep,
+                         zmq_strerror(zmq_errno()));
+                continue;
             }
             if (zmq_connect(sock, ep) != 0) {
                 int err = zmq_errno();

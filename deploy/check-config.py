@@ -9,7 +9,13 @@ A variable set on one container must be known to that binary; one that comes
 from a ConfigMap or Secret shared through envFrom must be known to at least one
 binary that loads it. Also: each command is a Sluice binary, and each
 secretKeyRef / configMapKeyRef names a key that exists.
-Needs a build (binaries in --bin), docker-compose and kubectl; no engine or cluster.
+Secrets are made at deploy time (deploy/make-secrets.sh), so it runs that
+script into a temporary directory and checks each compose secret file, and
+each Secret a Kubernetes volume mounts and each file a SLUICE_* variable
+names under such a mount, against what the script makes. deploy/k8s/broker
+must render, with its ACL equal to deploy/mosquitto.acl.
+Needs a build (binaries in --bin), docker-compose, kubectl and mosquitto_passwd;
+no engine or cluster.
 
     deploy/check-config.py [--bin DIR]     (default: build/release/bin, else build/bin)
 """
@@ -18,14 +24,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(cmd):
-    r = subprocess.run(cmd, cwd=TOP, capture_output=True, text=True)
+def run(cmd, env=None):
+    r = subprocess.run(cmd, cwd=TOP, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"check-config: {' '.join(cmd)} failed:\n{r.stderr}")
     return r.stdout
@@ -78,6 +85,35 @@ def main():
         check(f"compose {svc}", s["command"][0], env.keys() if isinstance(env, dict) else
               [e.split("=", 1)[0] for e in env])
 
+    # The secrets deploy/make-secrets.sh makes, for compose (files) and Kubernetes (Secrets).
+    tmp = tempfile.TemporaryDirectory(prefix="check-config-")
+    menv = dict(os.environ, SLUICE_KEYS=os.path.join(bindir, "sluice-keys"), SECRETS_DIR=os.path.join(tmp.name, "k"),
+                SLUICE_DB="postgresql://check:config@db/sluice")
+    run(["deploy/make-secrets.sh", "compose", os.path.join(tmp.name, "c"), "--no-chown"], env=menv)
+    made = set()
+    for root, _, files in os.walk(os.path.join(tmp.name, "c")):
+        made |= {os.path.relpath(os.path.join(root, f), os.path.join(tmp.name, "c")) for f in files}
+    for name, sec in (compose.get("secrets") or {}).items():
+        rel = os.path.relpath(sec.get("file", ""), os.path.join(TOP, "deploy", "secrets"))
+        if rel not in made:
+            errors.append(f"compose secret {name}: {sec.get('file')} is not made by deploy/make-secrets.sh compose")
+    for svc, s in compose["services"].items():
+        for v in s.get("volumes") or []:
+            src = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+            rel = os.path.relpath(src, os.path.join(TOP, "deploy", "secrets"))
+            if not rel.startswith("..") and not any(m == rel or m.startswith(rel + "/") for m in made):
+                errors.append(f"compose {svc}: volume {src} is not made by deploy/make-secrets.sh compose")
+    secrets = {}
+    for d in yaml.safe_load_all(run(["deploy/make-secrets.sh", "k8s"], env=menv)):
+        if d and d["kind"] == "Secret":
+            secrets[d["metadata"]["name"]] = set(d.get("data") or {})
+
+    # deploy/k8s/broker renders, its ACL is deploy/mosquitto.acl.
+    run(["kubectl", "kustomize", "deploy/k8s/broker"])
+    with open(os.path.join(TOP, "deploy/mosquitto.acl")) as a, open(os.path.join(TOP, "deploy/k8s/broker/mosquitto.acl")) as b:
+        if a.read() != b.read():
+            errors.append("deploy/k8s/broker/mosquitto.acl differs from deploy/mosquitto.acl: copy it")
+
     # deploy/k8s as kustomize renders it.
     docs = [d for d in yaml.safe_load_all(run(["kubectl", "kustomize", "deploy/k8s"])) if d]
     data = {}
@@ -95,6 +131,21 @@ def main():
                 for name in sluice(data.get((kind, ref["name"]), set())):
                     shared[name] = f"{kind} {ref['name']}"
             where = f"k8s {d['metadata']['name']}/{c['name']}"
+            # Secret volumes: made by make-secrets.sh; a SLUICE_* path under one names a key it has.
+            vols = {v["name"]: v["secret"]["secretName"] for v in d["spec"]["template"]["spec"].get("volumes") or []
+                    if "secret" in v}
+            mounts = {}
+            for vm in c.get("volumeMounts") or []:
+                if vm["name"] in vols:
+                    sn = vols[vm["name"]]
+                    if sn not in secrets:
+                        errors.append(f"{where}: mounts Secret {sn}, which deploy/make-secrets.sh k8s does not make")
+                    mounts[vm["mountPath"].rstrip("/")] = sn
+            for e in c.get("env") or []:
+                val = str(e.get("value") or "")
+                for path, sn in mounts.items():
+                    if val.startswith(path + "/") and val[len(path) + 1:] not in secrets.get(sn, set()):
+                        errors.append(f"{where}: {e['name']}={val}: Secret {sn} has no key {val[len(path) + 1:]}")
             for e in c.get("env") or []:
                 for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
                     ref = (e.get("valueFrom") or {}).get(key)

@@ -96,10 +96,12 @@ chmod 755 "$dir"
 say "PostgreSQL on 127.0.0.1:$PGPORT, Mosquitto on 127.0.0.1:$MQTTPORT ($dir)"
 pg_start "$dir/pg" $PGPORT
 mqtt_start "$dir/mqtt" $MQTTPORT
-# The containers run as uid 10001: the secret and devsim's state must be theirs.
+# The containers run as uid 10001: the secrets and devsim's state must be theirs. The broker
+# (scripts/stack.sh mqtt_setup) takes only its users: the notifier logs in from a file.
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/fleet.secret"
-chown 10001:10001 "$dir/fleet.secret" "$dir/devsim"
-chmod 400 "$dir/fleet.secret"
+cp "$dir/mqtt/notifier.password" "$dir/mqtt-notifier.password"
+chown 10001:10001 "$dir/fleet.secret" "$dir/mqtt-notifier.password" "$dir/devsim"
+chmod 400 "$dir/fleet.secret" "$dir/mqtt-notifier.password"
 
 # What docker-compose.yml and deploy/k8s give every container: the ulimits, a read-only
 # root file system (no tmpfs either: Docker and Kubernetes add none), no capabilities,
@@ -114,7 +116,9 @@ say "starting persister, notifier and edge containers"
 run persister sluice-persister -e SLUICE_DB="$dsn" -e SLUICE_PULL=tcp://127.0.0.1:26701 \
   -e SLUICE_ROUTER=tcp://127.0.0.1:26702 -e SLUICE_METRICS=127.0.0.1:26801
 run notifier sluice-notifier -e SLUICE_BROKER=tcp://127.0.0.1:$MQTTPORT -e SLUICE_CLIENT_ID=sluice-smoke \
-  -e SLUICE_PULL=tcp://127.0.0.1:26711 -e SLUICE_ROUTER=tcp://127.0.0.1:26712 -e SLUICE_METRICS=127.0.0.1:26802
+  -e SLUICE_PULL=tcp://127.0.0.1:26711 -e SLUICE_ROUTER=tcp://127.0.0.1:26712 -e SLUICE_METRICS=127.0.0.1:26802 \
+  -e SLUICE_USERNAME=sluice-notifier -e SLUICE_PASSWORD_FILE=/run/secrets/mqtt_password \
+  -v "$dir/mqtt-notifier.password:/run/secrets/mqtt_password:ro"
 run edge sluice-edge -e SLUICE_LISTEN=$EDGE -e SLUICE_EDGE_ID=smoke-edge-0 \
   -e SLUICE_PERSISTER_PUSH=tcp://127.0.0.1:26701 -e SLUICE_PERSISTER_ROUTER=tcp://127.0.0.1:26702 \
   -e SLUICE_NOTIFIER_PUSH=tcp://127.0.0.1:26711 -e SLUICE_NOTIFIER_ROUTER=tcp://127.0.0.1:26712 \
@@ -145,7 +149,7 @@ for svc in persister:26801 notifier:26802 edge:26803; do
 done
 [ $fails -eq 0 ] || exit 1
 
-mosquitto_sub -h 127.0.0.1 -p $MQTTPORT -t 'devices/+/data' -C 1 -W $((duration + 60)) >"$dir/mqtt-data.txt" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p $MQTTPORT -u operator -P "$(cat "$dir/mqtt/operator.password")" -t 'devices/+/data' -C 1 -W $((duration + 60)) >"$dir/mqtt-data.txt" 2>&1 &
 sub=$!
 say "devsim: $devices devices x $rate msg/s for $duration s against $EDGE, with --verify"
 # devsim keeps its per-process records in a mkdtemp() directory under /tmp.

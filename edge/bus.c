@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <time.h>
 #include <zmq.h>
 #include "sl/limits.h"
@@ -122,7 +123,7 @@ static void on_zmq_fd(struct loop *l, int fd, uint32_t events, void *ud)
  * processes, so it gets the size cap (a bigger message disconnects the
  * sender instead of being allocated). ZMQ_IMMEDIATE on all three: nothing
  * is queued for a service that is not connected. */
-static void *mksock(struct bus *b, int type, int linger)
+static void *mksock(struct bus *b, int type, int linger, const char *server_key)
 {
     struct zmqx_opts o = {
         .max_msg = type == ZMQ_DEALER ? b->cfg.max_msg : 0,
@@ -131,6 +132,8 @@ static void *mksock(struct bus *b, int type, int linger)
         .linger_ms = linger,
         .immediate = true,
         .routing_id = type == ZMQ_DEALER ? b->ident : NULL,
+        .curve = b->cfg.curve,
+        .curve_server_key = b->cfg.curve ? server_key : NULL,
     };
     return zmqx_socket(b->cfg.zctx, type, &o);
 }
@@ -144,7 +147,19 @@ struct bus *bus_new(const struct bus_cfg *cfg)
         return NULL;
     b->cfg = *cfg;
     uint32_t wi = cfg->worker;
-    snprintf(b->ident, sizeof b->ident, "%s/%u", cfg->edge_id, wi);
+    /* "<edge-id>/<worker>/<secret>": 96 random bits, never logged, keep
+     * another edge from taking this worker's identity on a service's ROUTER
+     * (ZMQ_ROUTER_HANDOVER gives it to whoever connects with it last;
+     * docs/security.md "Identities"). */
+    uint8_t rnd[12];
+    char secret[2 * sizeof rnd + 1];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(secret + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(b->ident, sizeof b->ident, "%s/%u/%s", cfg->edge_id, wi, secret);
     b->hdr.v = SL_ENVELOPE_VERSION;
     b->hdr.edge.p = (const uint8_t *)cfg->edge_id;
     b->hdr.edge.n = (uint32_t)strlen(cfg->edge_id);
@@ -153,8 +168,8 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->hdr.reply.n = (uint32_t)strlen(b->ident);
     /* Linger: data already handed to ZeroMQ may still reach the persister
      * on exit; the devices resend what was not acked anyway. */
-    b->pp = mksock(b, ZMQ_PUSH, 2000);
-    b->dl = mksock(b, ZMQ_DEALER, 0);
+    b->pp = mksock(b, ZMQ_PUSH, 2000, NULL); /* connected through c_pp, which holds the key */
+    b->dl = mksock(b, ZMQ_DEALER, 0, NULL);
     b->pbuf = malloc(BATCH_HARD);
     b->ndata = malloc(NDATA_CAP);
     b->nctl = malloc(CTL_CAP);
@@ -165,6 +180,11 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->c_pp = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
+    if (cfg->curve && b->c_pp && b->c_pr && b->c_nr) {
+        zmqx_conns_set_server_key(b->c_pp, cfg->persister_key); /* checked by main */
+        zmqx_conns_set_server_key(b->c_pr, cfg->persister_key);
+        zmqx_conns_set_server_key(b->c_nr, cfg->notifier_key);
+    }
     /* Monitors first: the first bus_tick below connects. */
     char name[64];
     snprintf(name, sizeof name, "%u/pp", wi);
@@ -319,7 +339,7 @@ static void npeer_open(struct bus *b, const char *ep)
     struct npeer *p = &b->np[s];
     char name[64];
     snprintf(name, sizeof name, "%u/pn%u", b->cfg.worker, b->mon_seq++);
-    p->sock = mksock(b, ZMQ_PUSH, 500);
+    p->sock = mksock(b, ZMQ_PUSH, 500, b->cfg.notifier_key); /* connected here, by zmq_connect */
     p->mon = p->sock ? peermon_new(b->cfg.zctx, p->sock, name) : NULL;
     if (!p->mon || zmq_connect(p->sock, ep) != 0) {
         log_warn("event=notifier_endpoint_failed worker=%u endpoint=%s err=\"%s\"", b->cfg.worker, ep,

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include "sl/stat.h"
 #include "sl/envelope.h"
+#include "sl/zmqx.h"
 
 struct bus;
 struct loop;
@@ -33,13 +34,17 @@ struct zmqx_resolver;
 struct bus_cfg {
     void *zctx;        /* the edge's ZeroMQ context */
     struct loop *loop; /* the worker's: the sockets' ZMQ_FDs wake it */
-    uint32_t worker;   /* index, for the DEALER identity "<edge-id>/<worker>" and logs */
+    uint32_t worker;   /* index, for the DEALER identity "<edge-id>/<worker>/<secret>" and logs */
     const char *edge_id;
     uint64_t incarnation;
     int hwm;         /* SNDHWM/RCVHWM, messages */
     int64_t max_msg; /* ZMQ_MAXMSGSIZE of the DEALER: the largest reply batch accepted */
     /* Endpoint lists, resolved by the edge (shared, thread-safe). */
     struct zmqx_resolver *persister_push, *persister_router, *notifier_push, *notifier_router;
+    /* CURVE: this edge's key pair (NULL = plain) and each service's public
+     * key (Z85), set on every connect to that service. */
+    const struct keys_pair *curve;
+    const char *persister_key, *notifier_key;
 };
 
 /* Counts of one bus (one writer: its worker). */

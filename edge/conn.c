@@ -736,9 +736,11 @@ static void conn_read(struct conn *c)
             feed(c, t->scratch, (size_t)n);
             if (c->state != CONN_OPEN)
                 return;
-            /* Drained: edge-triggered epoll reports new data. Not with TLS
-             * while OpenSSL still holds decrypted bytes: no event for them. */
-            if ((size_t)n < cap && !((c->flags & CONN_F_TLS) && tls_pending(t->tls_side[c->slot].ssl)))
+            /* Drained: edge-triggered epoll reports new data. Not with TLS:
+             * a TLS read returns one record at most, and further records
+             * already in the socket (or bytes OpenSSL holds) bring no event;
+             * read on until OpenSSL wants more (again). */
+            if ((size_t)n < cap && !(c->flags & CONN_F_TLS))
                 return;
             continue;
         }

@@ -48,6 +48,10 @@ struct edge_cfg {
     const char *record_path;    /* --record: "" = off */
     const char *record_devices; /* --record-devices: "" = every device */
     uint64_t record_max_bytes;  /* --record-max-mb in bytes, 0 = no limit */
+    /* CURVE on the bus (docs/security.md): NULL = plain. This edge's key
+     * pair and the services' public keys (Z85). */
+    const struct keys_pair *curve;
+    const char *persister_key, *notifier_key;
 };
 
 struct devmap;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 #include "sl/cfg.h"
+#include "sl/keys.h"
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
@@ -21,6 +22,7 @@
 #include "sl/msg.h"
 #include "sl/sysres.h"
 #include "sl/token.h"
+#include "sl/zap.h"
 #include "sl/zmqx.h"
 #include "acceptor.h"
 #include "bus.h"
@@ -93,12 +95,43 @@ static void report_readiness(struct edge *e, struct acceptor *acc)
     metrics_set_ready(listening && p);
 }
 
+/* CURVE keys (docs/security.md): all three files or none. The key's edge
+ * binding must admit this edge id, or every batch would be refused by the
+ * services: say so now. 0 or -1 (said on stderr or logged). */
+static int load_curve(struct edge_cfg *c, const char *own, const char *pkey, const char *nkey)
+{
+    static struct keys_pair kp;
+    static char p_pub[41], n_pub[41];
+    char bound[KEYS_BOUND_MAX];
+    if (!*own && !*pkey && !*nkey)
+        return 0;
+    if (!*own || !*pkey || !*nkey) {
+        fprintf(stderr, "sluice-edge: --curve-key, --persister-key and --notifier-key go together\n");
+        return -1;
+    }
+    if (keys_load_pair(own, &kp, bound, sizeof bound) != 0 || keys_load_public(pkey, p_pub) != 0 ||
+        keys_load_public(nkey, n_pub) != 0)
+        return -1;
+    if (!zap_binding_ok(bound, (const uint8_t *)c->edge_id, strlen(c->edge_id), NULL, 0)) {
+        fprintf(stderr,
+                "sluice-edge: the key %s is bound to edge id '%s', not '%s' (set --edge-id, or make a key "
+                "with sluice-keys --edge-id)\n",
+                own, bound, c->edge_id);
+        return -1;
+    }
+    c->curve = &kp;
+    c->persister_key = p_pub;
+    c->notifier_key = n_pub;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *edge_id = NULL, *secret_file = NULL, *pp = NULL, *pr = NULL, *np = NULL,
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
                *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL, *listen_tls = NULL,
-               *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *tls_tickets = NULL, *proxy_from = NULL;
+               *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *tls_tickets = NULL, *proxy_from = NULL,
+               *curve_key = NULL, *persister_key = NULL, *notifier_key = NULL;
     bool proxy = false;
     int64_t hs_per_wake = 0;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
@@ -152,6 +185,14 @@ int main(int argc, char **argv)
         {"persister-router", CFG_STR, &pr, "tcp://127.0.0.1:7002", "persister ROUTER endpoints", 0, 0},
         {"notifier-push", CFG_STR, &np, "tcp://127.0.0.1:7011", "notifier PULL endpoints", 0, 0},
         {"notifier-router", CFG_STR, &nr, "tcp://127.0.0.1:7012", "notifier ROUTER endpoints", 0, 0},
+        {"curve-key", CFG_STR, &curve_key, "",
+         "this edge's CURVE key pair (the FILE_secret sluice-keys wrote, bound to this edge id); empty = "
+         "CURVE off",
+         0, 0},
+        {"persister-key", CFG_STR, &persister_key, "",
+         "with --curve-key: the persisters' public certificate (one key for all replicas)", 0, 0},
+        {"notifier-key", CFG_STR, &notifier_key, "", "with --curve-key: the notifier's public certificate", 0,
+         0},
         /* At most what one entry of the notifier's data batch can hold
          * (bus.c NDATA_CAP, 1.125 MiB): a bigger data frame could never be
          * sent on, and its device would resend it forever. */
@@ -291,6 +332,8 @@ int main(int argc, char **argv)
                                                               .tls_ticket_keys = tls_tickets});
     if (!rl)
         return 2;
+    if (load_curve(c, curve_key, persister_key, notifier_key) != 0)
+        return 2;
     c->persister_push = pp;
     c->persister_router = pr;
     c->notifier_push = np;
@@ -422,9 +465,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("event=start edge=%s listen=%s listen_tls=%s proxy=%d accept=%s workers=%u max_conns=%u "
-             "incarnation=%llu nofile=%llu",
+             "incarnation=%llu nofile=%llu curve=%s",
              c->edge_id, c->listen, c->listen_tls, proxy, accept_mode, c->workers, c->max_conns,
-             (unsigned long long)e.incarnation, (unsigned long long)nofile);
+             (unsigned long long)e.incarnation, (unsigned long long)nofile, c->curve ? "on" : "off");
 
     /* Main's loop: signals, changed files, and every 200 ms readiness. */
     int sig = 0;

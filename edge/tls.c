@@ -149,7 +149,11 @@ static SSL_CTX *build(struct tls *t, char *err, size_t cap)
     static const unsigned char sid_ctx[] = "sluice-edge";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* A device gone without close_notify (a crash, a power cut) is an EOF,
+     * as with plain TCP, not a TLS failure (OpenSSL 3 reports it as an
+     * error otherwise): frames delimit themselves, truncation cannot pass. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (SSL_CTX_use_certificate_chain_file(ctx, t->f.cert) != 1) {
         snprintf(err, cap, "certificate %s: %s", t->f.cert, tls_last_error(eb, sizeof eb));
         goto fail;
@@ -354,11 +358,6 @@ enum tls_io tls_write(SSL *s, const void *buf, size_t n, size_t *put)
     *put = 0;
     int r = SSL_write_ex(s, buf, n, put);
     return r == 1 ? TLS_IO_OK : io_of(s, r);
-}
-
-bool tls_pending(SSL *s)
-{
-    return SSL_pending(s) > 0;
 }
 
 bool tls_resumed(SSL *s)

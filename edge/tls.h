@@ -66,9 +66,6 @@ enum tls_io tls_read(SSL *s, void *buf, size_t cap, size_t *got);
  * were taken. After WANT_*, call again with the same n bytes (their content
  * may move: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
 enum tls_io tls_write(SSL *s, const void *buf, size_t n, size_t *put);
-/* Decrypted bytes OpenSSL holds that a read would return without the
- * socket (edge-triggered epoll will not announce them). */
-bool tls_pending(SSL *s);
 /* Was the handshake a resumption? */
 bool tls_resumed(SSL *s);
 /* Does the verified client certificate name dev (its subject CN or one of

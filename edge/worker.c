@@ -795,6 +795,9 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .persister_router = e->r_pr,
         .notifier_push = e->r_np,
         .notifier_router = e->r_nr,
+        .curve = cfg->curve,
+        .persister_key = cfg->persister_key,
+        .notifier_key = cfg->notifier_key,
     };
     w->bus = bus_new(&bc);
     if (!w->bus) {

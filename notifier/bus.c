@@ -20,6 +20,7 @@
 
 struct bus {
     void *ctx;
+    struct zap *zap; /* CURVE on: the context's ZAP handler */
     void *pull;
     void *router;
     char name[128];
@@ -29,7 +30,8 @@ struct bus {
     uint8_t out[64 * 1024 + 1024]; /* a cmd body is at most 64 KiB (ntf.c) */
 };
 
-struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg)
+struct bus *bus_new(const char *pull, const char *router, const char *name, int64_t max_msg,
+                    const struct keys_pair *curve, const char *curve_allow)
 {
     struct bus *b = calloc(1, sizeof *b);
     if (!b)
@@ -38,7 +40,14 @@ struct bus *bus_new(const char *pull, const char *router, const char *name, int6
     zmq_msg_init(&b->msg);
     b->have_msg = true;
     b->ctx = zmq_ctx_new();
-    const struct zmqx_opts po = {.bind = pull, .max_msg = max_msg, .sndhwm = 1000, .rcvhwm = 1000};
+    /* With CURVE, the ZAP handler first: a CURVE socket bound before it
+     * would admit any key. */
+    if (b->ctx && curve && !(b->zap = zap_new(b->ctx, curve_allow))) {
+        bus_destroy(&b);
+        return NULL;
+    }
+    const struct zmqx_opts po = {
+        .bind = pull, .max_msg = max_msg, .sndhwm = 1000, .rcvhwm = 1000, .curve = curve, .zap = b->zap};
     /* A cmd or kick to a worker that is not connected fails at once
      * (ROUTER_MANDATORY: the command is held and retried), and a restarted
      * worker takes its identity back. Nothing legitimate arrives on it, but
@@ -48,7 +57,9 @@ struct bus *bus_new(const char *pull, const char *router, const char *name, int6
                                  .sndhwm = 10000,
                                  .rcvhwm = 1000,
                                  .router_mandatory = true,
-                                 .router_handover = true};
+                                 .router_handover = true,
+                                 .curve = curve,
+                                 .zap = b->zap};
     if (!b->ctx || !(b->pull = zmqx_socket(b->ctx, ZMQ_PULL, &po)) ||
         !(b->router = zmqx_socket(b->ctx, ZMQ_ROUTER, &ro))) {
         bus_destroy(&b);
@@ -68,6 +79,7 @@ void bus_destroy(struct bus **pb)
         zmq_close(b->pull);
     if (b->router)
         zmq_close(b->router);
+    zap_destroy(&b->zap); /* after the CURVE sockets it guards */
     if (b->ctx)
         zmq_ctx_term(b->ctx);
     free(b);
@@ -79,12 +91,25 @@ void *bus_pull(struct bus *b)
     return b->pull;
 }
 
+/* CURVE: is the sender's key bound to the edge id and reply address the
+ * header names? A batch whose header does not decode passes: ntf counts it
+ * as bad and uses nothing from it. */
+static bool sender_ok(struct bus *b)
+{
+    struct envelope_reader r;
+    if (!b->zap || envelope_reader_begin(&r, zmq_msg_data(&b->msg), zmq_msg_size(&b->msg)) != SL_OK)
+        return true;
+    return zap_sender_ok(b->zap, &b->msg, r.hdr.edge.p, r.hdr.edge.n, r.hdr.reply.p, r.hdr.reply.n);
+}
+
 int bus_recv(struct bus *b, const uint8_t **p, size_t *n)
 {
-    if (zmq_msg_recv(&b->msg, b->pull, ZMQ_DONTWAIT) < 0) {
-        int e = zmq_errno();
-        return e == EAGAIN || e == EINTR ? SL_AGAIN : SL_IO;
-    }
+    do {
+        if (zmq_msg_recv(&b->msg, b->pull, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            return e == EAGAIN || e == EINTR ? SL_AGAIN : SL_IO;
+        }
+    } while (!sender_ok(b));
     *p = zmq_msg_data(&b->msg);
     *n = zmq_msg_size(&b->msg);
     return SL_OK;
@@ -114,4 +139,9 @@ int bus_send_edge(struct bus *b, const char *reply, uint64_t inc, const struct e
 uint64_t bus_unroutable(const struct bus *b)
 {
     return b->unroutable;
+}
+
+const struct zap_counts *bus_zap_counts(const struct bus *b)
+{
+    return b->zap ? zap_counts(b->zap) : NULL;
 }

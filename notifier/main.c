@@ -26,6 +26,7 @@
 #include "pubproc.h"
 #include "topics.h"
 #include "sl/cfg.h"
+#include "sl/keys.h"
 #include "sl/msg.h"
 #include "sl/log.h"
 #include "sl/loop.h"
@@ -46,9 +47,16 @@
 
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *id, *share;
-    const char *metrics, *log_level;
+    const char *metrics, *log_level, *curve_key, *curve_allow;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
+    int64_t status_max_skew_ms;
+};
+
+/* The ZAP handler's counts as of the last metrics update (plain copies of
+ * its atomics, for add_delta). */
+struct zap_totals {
+    uint64_t allowed, refused, impostor;
 };
 
 /* The MQTT side as the metrics see it: the control client and the
@@ -76,10 +84,13 @@ struct app {
     struct loop_timer tick, resume;
     bool stopping;
     struct pub_totals ms;
-    struct delta d[40];
+    struct delta d[48];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
     struct metric_hist *h_route;
+    const struct zap_counts *zap; /* NULL: CURVE off */
+    struct zap_totals zs;
+    struct metric_gauge *g_curve_keys;
 };
 
 static uint64_t wall_ms(void *ud)
@@ -226,6 +237,12 @@ static void pub_totals(struct app *a, struct pub_totals *o)
 static void update_metrics(struct app *a)
 {
     pub_totals(a, &a->ms);
+    if (a->zap) {
+        a->zs.allowed = stat_get(&a->zap->allowed);
+        a->zs.refused = stat_get(&a->zap->refused);
+        a->zs.impostor = stat_get(&a->zap->impostor);
+        metric_set(a->g_curve_keys, stat_gget(&a->zap->keys));
+    }
     for (int i = 0; i < a->nd; i++) {
         uint64_t v = *a->d[i].src;
         if (v > a->d[i].last)
@@ -300,6 +317,9 @@ static void register_metrics(struct app *a)
               &s->bad_batches);
     add_delta(a, "sluice_notifier_bad_batches_total", "Edge batches refused", "reason=\"version\"",
               &s->bad_version);
+    add_delta(a, "sluice_notifier_bad_entries_total",
+              "Entries skipped: a field outside the contract (docs/protocol.md section 6)", NULL,
+              &s->entries_bad);
     add_delta(a, "sluice_notifier_status_published_total", "Presence statuses published", NULL,
               &s->status_published);
     add_delta(a, "sluice_notifier_stale_events_total", "Connect/disconnect older than the stored session",
@@ -336,6 +356,21 @@ static void register_metrics(struct app *a)
               &s->heartbeats_answered);
     add_delta(a, "sluice_notifier_resync_statuses_total", "Statuses published again on a broker switch", NULL,
               &s->resync_published);
+    add_delta(a, "sluice_notifier_status_ignored_total",
+              "Retained statuses read back and ignored: epoch beyond --status-max-skew-ms",
+              "reason=\"future_epoch\"", &s->status_future);
+    if (a->zap) { /* the same four series as the persister's (docs/security.md) */
+        const char *hs = "sluice_notifier_curve_handshakes_total",
+                   *hh = "CURVE handshakes by the ZAP decision";
+        add_delta(a, hs, hh, "result=\"allowed\"", &a->zs.allowed);
+        add_delta(a, hs, hh, "result=\"refused\"", &a->zs.refused);
+        add_delta(a, "sluice_notifier_curve_impostor_batches_total",
+                  "Edge batches dropped: they name an edge id or reply address the sender's CURVE key is not "
+                  "bound to",
+                  NULL, &a->zs.impostor);
+        a->g_curve_keys =
+            metrics_gauge("sluice_notifier_curve_keys", "Edge keys in the allowed directory", NULL);
+    }
     a->g_inflight = metrics_gauge("sluice_notifier_publish_inflight", "MQTT publishes awaiting PUBACK", NULL);
     a->g_connected = metrics_gauge("sluice_notifier_mqtt_connected", "MQTT pool clients connected", NULL);
     a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting",
@@ -374,7 +409,7 @@ int main(int argc, char **argv)
          "(empty: a plain subscription, one notifier only)",
          0, 0},
         {"username", CFG_STR, &o->username, "", "MQTT user name", 0, 0},
-        {"password", CFG_STR, &o->password, "", "MQTT password", 0, 0},
+        {"password", CFG_SECRET, &o->password, "", "MQTT password (prefer --password-file)", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
         {"pool", CFG_INT, &o->pool, "1", "data publisher processes (one MQTT connection each)", 1, 64},
@@ -395,6 +430,13 @@ int main(int argc, char **argv)
         {"zmq-max-msg", CFG_INT, &o->max_msg, "8388608",
          "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
          1ll << 32},
+        {"status-max-skew-ms", CFG_INT, &o->status_max_skew_ms, "60000",
+         "ignore a retained status whose epoch is further ahead of this clock (0 = no check)", 0, 86400000},
+        {"curve-key", CFG_STR, &o->curve_key, "",
+         "this service's CURVE key pair (the FILE_secret sluice-keys wrote); empty = CURVE off", 0, 0},
+        {"curve-allow", CFG_STR, &o->curve_allow, "",
+         "with --curve-key: directory of the edges' public certificates admitted (re-read while running)", 0,
+         0},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -470,6 +512,14 @@ int main(int argc, char **argv)
                           .buf_bytes = CTRL_BUF_BYTES,
                           .max_in = CTRL_MAX_IN};
 
+    static struct keys_pair keys;
+    if (!*o->curve_key != !*o->curve_allow) {
+        fprintf(stderr, "sluice-notifier: --curve-key and --curve-allow go together (try --help)\n");
+        return 2;
+    }
+    if (*o->curve_key && keys_load_pair(o->curve_key, &keys, NULL, 0) != 0)
+        return 2;
+
     a.loop = loop_new(64);
     struct ntf_cfg nc = {.prefix = o->prefix,
                          .id = id,
@@ -477,7 +527,8 @@ int main(int argc, char **argv)
                          .max_workers = 4096,
                          .max_cmds = (uint32_t)o->max_cmds,
                          .cmd_timeout_ms = (uint64_t)o->cmd_timeout_ms,
-                         .edge_timeout_ms = (uint64_t)o->edge_timeout_ms};
+                         .edge_timeout_ms = (uint64_t)o->edge_timeout_ms,
+                         .status_max_skew_ms = (uint64_t)o->status_max_skew_ms};
     struct ntf_out out = {.ud = &a,
                           .publish = out_publish,
                           .publish_marker = out_publish_marker,
@@ -486,7 +537,9 @@ int main(int argc, char **argv)
                           .wall_ms = wall_ms,
                           .mono_us = mono_us};
     a.ntf = ntf_new(&nc, &out);
-    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, id, o->max_msg) : NULL;
+    a.bus = a.loop && a.ntf
+                ? bus_new(o->pull, o->router, id, o->max_msg, *o->curve_key ? &keys : NULL, o->curve_allow)
+                : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
         log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"
@@ -494,6 +547,7 @@ int main(int argc, char **argv)
                                                            : "signalfd");
         return 1;
     }
+    a.zap = bus_zap_counts(a.bus);
     register_metrics(&a);
     if (metrics_start(o->metrics) != 0)
         return 1;
@@ -516,8 +570,10 @@ int main(int argc, char **argv)
     loop_timer_init(&a.tick, on_tick, &a);
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s", id,
-             o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd);
+    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s "
+             "curve=%s",
+             id, o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd,
+             *o->curve_key ? "on" : "off");
 
     int rc = loop_run(a.loop);
 

@@ -36,8 +36,10 @@
 #include "sl/tojson.h"
 #include "topics.h"
 
-#define TOPIC_CAP       (TOPICS_PREFIX_MAX + SL_DEV_MAX + SL_CMD_ID_MAX + 48)
-#define CTRL_CAP        1024 /* status, markers and error results; a device result uses `json` */
+#define TOPIC_CAP (TOPICS_PREFIX_MAX + SL_DEV_MAX + SL_CMD_ID_MAX + 48)
+#define CTRL_CAP                                                                                             \
+    TOPICS_STATUS_JSON_MAX /* statuses, markers and error results (all shorter); a device result uses `json` \
+                            */
 #define CMD_BODY_CAP    (64 * 1024)
 #define HOLD_MAX        256        /* answers waiting for their marker */
 #define HOLD_BYTES      (4u << 20) /* ... and their bodies */
@@ -89,6 +91,7 @@ struct ntf {
     bool resync;
     uint32_t resync_cursor;
     uint64_t tomb[TOMB_SLOTS]; /* hashes of (dev, id) of commands that ended lately; 0 = empty */
+    bool future_logged;        /* a status from the future was logged (once per process) */
 };
 
 const double ntf_route_bounds[NTF_ROUTE_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
@@ -588,7 +591,10 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
         n->st.bad_version++;
         return;
     }
-    if (rc != SL_OK) {
+    const char *why = NULL;
+    if (rc != SL_OK || envelope_hdr_check(&r.hdr, &why) != SL_OK) {
+        /* a header whose strings are not what an edge writes (a NUL in the
+         * reply identity crashed the presence table once) */
         n->st.bad_batches++;
         return;
     }
@@ -596,6 +602,13 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
     struct envelope e;
     while ((rc = envelope_reader_next(&r, &e)) == SL_OK) {
         n->st.entries++;
+        enum sl_err ok = envelope_check(&e, &why);
+        if (ok == SL_AGAIN)
+            continue; /* a kind of a later version */
+        if (ok != SL_OK) {
+            n->st.entries_bad++;
+            continue;
+        }
         switch (e.kind) {
         case ENV_DATA:
             if (msg_valid_id(e.dev.p, e.dev.n))
@@ -632,6 +645,21 @@ static void on_status(struct ntf *n, struct sl_slice dev, const char *payload, s
         return; /* a cleared retained message */
     if (topics_status_parse(payload, len, &s) != SL_OK) {
         n->st.status_bad++;
+        return;
+    }
+    /* Epochs are wall-clock ns at the edge (docs/protocol.md "Session
+     * epoch"); one far ahead of ours cannot be a real session's. */
+    uint64_t limit_ns = (n->out.wall_ms(n->out.ud) + n->cfg.status_max_skew_ms) * 1000000u;
+    if (n->cfg.status_max_skew_ms && s.epoch > limit_ns) {
+        n->st.status_future++;
+        if (!n->future_logged) {
+            char qd[200];
+            log_warn("event=status_ignored dev=%s reason=future_epoch epoch=%llu max_skew_ms=%llu "
+                     "hint=\"logged once; counted in sluice_notifier_status_ignored_total\"",
+                     log_q(qd, sizeof qd, (const char *)dev.p, dev.n), (unsigned long long)s.epoch,
+                     (unsigned long long)n->cfg.status_max_skew_ms);
+            n->future_logged = true;
+        }
         return;
     }
     n->st.status_loaded++;

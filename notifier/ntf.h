@@ -58,11 +58,16 @@ struct ntf_cfg {
     uint32_t max_cmds; /* commands pending in the whole deployment (every notifier holds every marker) */
     uint64_t cmd_timeout_ms;
     uint64_t edge_timeout_ms;
+    /* A retained status read back whose epoch lies more than this far ahead
+     * of the wall clock is ignored (counted, logged once): a status forged
+     * with a huge epoch would otherwise fence out every real session of
+     * its device. 0 = no check. */
+    uint64_t status_max_skew_ms;
 };
 
 /* Counters, main thread only; main.c turns them into Prometheus metrics. */
 struct ntf_stats {
-    uint64_t batches, bad_batches, bad_version, entries;
+    uint64_t batches, bad_batches, bad_version, entries, entries_bad;
     uint64_t data, data_refused, data_bad;
     uint64_t status_published;
     uint64_t connects_stale, disconnects_stale, dups;
@@ -74,7 +79,7 @@ struct ntf_stats {
     uint64_t res_unknown;     /* answers for commands no notifier holds (late, or never routed) */
     uint64_t res_held;        /* answers that came before their marker and waited for it */
     uint64_t markers_expired; /* markers past their deadline that nobody answered: cleared silently */
-    uint64_t status_loaded, status_bad, marker_bad;
+    uint64_t status_loaded, status_bad, status_future, marker_bad;
     uint64_t edges_lost;
     uint64_t heartbeats_answered, resyncs, resync_published;
     /* From a command's arrival to its routing (the broker has its marker):

@@ -122,6 +122,10 @@ uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc,
 {
     if (edge.n == 0 || edge.n > TOPICS_EDGE_MAX || reply.n == 0 || reply.n > TOPICS_REPLY_MAX)
         return PRESENCE_NONE;
+    /* Both are kept as C strings (and w_free hashes strlen(reply)): a NUL
+     * inside would make the stored name differ from the one looked up. */
+    if (memchr(edge.p, 0, edge.n) || memchr(reply.p, 0, reply.n))
+        return PRESENCE_NONE;
     if (p->w_last != PRESENCE_NONE && w_match(&p->ws[p->w_last], edge, inc, reply)) {
         heard_at(&p->ws[p->w_last], now_ms, heard);
         return p->w_last;
@@ -292,7 +296,8 @@ static void set_session(struct presence_dev *d, const struct presence_session *s
 {
     d->epoch = s->epoch;
     size_t n = s->edge.n > TOPICS_EDGE_MAX ? TOPICS_EDGE_MAX : s->edge.n;
-    memcpy(d->edge, s->edge.p, n);
+    if (n > 0) /* a batch header's edge may be nil: p is NULL then */
+        memcpy(d->edge, s->edge.p, n);
     d->edge[n] = '\0';
 }
 

@@ -90,9 +90,9 @@ void presence_destroy(struct presence **p);
 /* Find or add the worker (edge, inc, reply). A new worker starts heard at
  * now_ms; an existing one is marked heard only if `heard` (a batch from it,
  * not a retained status read back).
- * Returns its index, or PRESENCE_NONE if a name is too long or the worker
- * table is full (workers with no online device that have been silent for
- * their timeout are recycled by presence_sweep). */
+ * Returns its index, or PRESENCE_NONE if a name is empty, too long or holds
+ * a NUL byte, or the worker table is full (workers with no online device
+ * that have been silent for their timeout are recycled by presence_sweep). */
 uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc, struct sl_slice reply,
                          uint64_t now_ms, bool heard);
 const struct presence_worker *presence_worker_get(const struct presence *p, uint32_t w);

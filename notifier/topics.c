@@ -178,7 +178,10 @@ static bool get_str(struct json_object *o, const char *key, char *out, size_t ca
     if (!json_object_object_get_ex(o, key, &m) || !json_object_is_type(m, json_type_string))
         return false;
     size_t n = (size_t)json_object_get_string_len(m);
-    if (n >= cap)
+    /* Only UTF-8 (json-c does not check it): topics_status_json would write
+     * anything else repaired, up to 3 times longer, and a status we publish
+     * must read back the same after a restart. */
+    if (n >= cap || !tojson_utf8_valid((const uint8_t *)json_object_get_string(m), n))
         return false;
     memcpy(out, json_object_get_string(m), n);
     out[n] = '\0';

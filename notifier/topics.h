@@ -17,6 +17,10 @@
 #define TOPICS_EDGE_MAX   95u  /* longest edge id the notifier keeps */
 #define TOPICS_REPLY_MAX  127u /* longest reply address (DEALER identity) */
 #define TOPICS_PREFIX_MAX 128u
+#define TOPICS_REASON_MAX 31u /* longest close reason a status carries */
+/* Longest status JSON (topics_status_json): every string byte may take 6
+ * (\u00XX), plus 165 bytes of names, punctuation and numbers (online). */
+#define TOPICS_STATUS_JSON_MAX (6u * (TOPICS_EDGE_MAX + TOPICS_REPLY_MAX + TOPICS_REASON_MAX) + 165u)
 
 /* Topic kinds the notifier subscribes to. */
 enum topics_kind {
@@ -46,12 +50,12 @@ struct topics_status {
     uint32_t slot, gen;
     char edge[TOPICS_EDGE_MAX + 1];
     char reply[TOPICS_REPLY_MAX + 1];
-    char reason[32];
+    char reason[TOPICS_REASON_MAX + 1];
 };
 
 /* {"online","edge","at","epoch","reply","inc","slot","gen"[,"reason"]}.
  * reply/inc/slot/gen are written only while online (they route commands);
- * reason only when non-empty. */
+ * reason only when non-empty. At most TOPICS_STATUS_JSON_MAX bytes. */
 void topics_status_json(struct tojson_buf *b, const struct topics_status *s);
 
 /* Parse a retained status. SL_OK or SL_DECODE (not JSON, missing online /

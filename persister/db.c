@@ -1,25 +1,29 @@
-/* db.c - libpq shell of the persister: connect, migrate, and the statements
- * of one batch transaction.
+/* db.c - libpq shell of the persister: connect, migrate, the statements of
+ * one batch transaction, and the maintenance statements.
  *
- * Write paths (writer.c picks): DB_DIRECT is a text COPY straight into
- * telemetry, the same work as a bulk load; it is all-or-nothing, and a row
- * already stored makes it fail with unique_violation (23505), after which
- * the writer uses DB_STAGED: COPY into a per-connection TEMP staging table
- * (ON COMMIT DELETE ROWS, created once per connection) and one prepared
- * INSERT INTO telemetry SELECT ... ON CONFLICT (device_id, seq) DO NOTHING.
- * Either way a batch retried after an unknown COMMIT outcome stores each row
- * once. (One INSERT ... SELECT FROM unnest($1::text[], ...) was measured
- * slower than both: see docs/performance.md, "## persister".)
+ * Write paths (writer.c picks): DB_DIRECT is two text COPYs, the batch's
+ * keys into telemetry_keys and then its rows into telemetry (routed to their
+ * partitions by received_at): the same work as a bulk load of both tables.
+ * It is all-or-nothing, and a key already stored makes the first COPY fail
+ * with unique_violation (23505) before the big one starts, after which the
+ * writer uses DB_STAGED: COPY into a per-connection TEMP staging table (ON
+ * COMMIT DELETE ROWS, created once per connection) and one prepared statement
+ * that inserts the keys ON CONFLICT DO NOTHING and the rows whose key was
+ * new. Either way a batch retried after an unknown COMMIT outcome stores each
+ * row once, on whatever partition and day the retry lands (docs/internals.md,
+ * "persister: partitions and exactly once").
  * Sessions are one prepared INSERT ... SELECT FROM unnest(...) per kind and
  * batch (binary array parameters); dead letters and edge_lost are single-row
  * prepared statements with binary parameters: no quoting, no NUL problems.
  *
- * It owns libpq's results, so it also says what a failure means (db_classify:
- * data refused, or transient); writer.c acts on that verdict. Calls go one
- * way: persister.c -> writer.c -> db.c -> rows.c (COPY lines).
+ * It owns libpq's results, so it also says what a failure means
+ * (db_classify_err: data refused, no partition, or transient); writer.c and
+ * maint.c act on that verdict. Calls go one way: lane.c/maint.c -> writer.c
+ * -> db.c -> rows.c (COPY lines).
  *
  * Deliberately not here: batching decisions, bisecting (writer.c), retry
- * and backoff (persister.c). Logs only migrations and connection events. */
+ * and backoff (lane.c), when to maintain (maint.c). Logs only migrations and
+ * connection events. */
 #define _GNU_SOURCE
 #include "db.h"
 
@@ -39,6 +43,8 @@
 
 struct db {
     char *conninfo;
+    int conflicts_max;                        /* telemetry_conflicts rows kept per device */
+    uint64_t conflicts_found, conflicts_kept; /* of the staged writes since db_conflicts */
     PGconn *conn;
     char err[512];
     char sqlstate[6];
@@ -52,6 +58,7 @@ struct db *db_new(const char *conninfo)
     if (!d)
         return NULL;
     d->conninfo = strdup(conninfo ? conninfo : "");
+    d->conflicts_max = DB_CONFLICTS_MAX_DEFAULT;
     d->copycap = COPY_CHUNK;
     d->copybuf = malloc(d->copycap);
     if (!d->conninfo || !d->copybuf) {
@@ -111,6 +118,15 @@ static void copy_msg(struct db *d, const char *m)
         d->err[--n] = '\0';
 }
 
+enum db_rc db_classify_err(const char *sqlstate, const char *table, const char *constraint)
+{
+    enum db_rc rc = db_classify(sqlstate);
+    if (rc == DB_DATA && strcmp(sqlstate, "23514") == 0 && (!constraint || !*constraint) && table &&
+        strcmp(table, "telemetry") == 0)
+        return DB_NOPART;
+    return rc;
+}
+
 /* Record the failure of res (may be NULL) and classify it. A broken
  * connection is transient whatever the SQLSTATE says. */
 static enum db_rc failed(struct db *d, PGresult *res)
@@ -119,12 +135,14 @@ static enum db_rc failed(struct db *d, PGresult *res)
     snprintf(d->sqlstate, sizeof d->sqlstate, "%s", st ? st : "");
     const char *m = res ? PQresultErrorMessage(res) : NULL;
     copy_msg(d, m && *m ? m : PQerrorMessage(d->conn));
+    enum db_rc rc = DB_TRANSIENT;
+    if (PQstatus(d->conn) == CONNECTION_OK)
+        rc = db_classify_err(d->sqlstate[0] ? d->sqlstate : NULL,
+                             res ? PQresultErrorField(res, PG_DIAG_TABLE_NAME) : NULL,
+                             res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL);
     if (res)
         PQclear(res);
-    if (PQstatus(d->conn) != CONNECTION_OK)
-        return DB_TRANSIENT;
-    /* st died with res: classify our copy. */
-    return db_classify(d->sqlstate[0] ? d->sqlstate : NULL);
+    return rc;
 }
 
 /* Run a statement that returns no rows. */
@@ -177,16 +195,56 @@ static enum db_rc migrate(struct db *d)
     return rc == DB_OK ? DB_OK : DB_TRANSIENT;
 }
 
+/* The staged insert: the batch's keys go into telemetry_keys ON CONFLICT DO
+ * NOTHING, and exactly the rows whose key was new into telemetry. A key may
+ * be twice in one batch (a resend caught up with its original): DISTINCT ON
+ * keeps the earliest copy, as the old primary key kept the first. Keys are
+ * inserted in key order, so two persisters (or two connections) staging
+ * overlapping resends lock them in the same order and cannot deadlock.
+ *
+ * The same statement finds the resends that are not resends (f): a staged
+ * copy whose body or ts differs from the version kept, which is the one
+ * stored before this statement (its key existed: the snapshot of these CTEs
+ * does not see k's keys) or else the batch's earliest copy. A version
+ * already noted is not noted again; at most $1 rows per device are kept
+ * (c), the rest only counted. Returns one row: rows inserted, conflicts
+ * found, conflicts kept. Only resends come this way: the common path
+ * (COPY, one-shot) never runs it. */
+#define STAGED_INSERT(src)                                                                                   \
+    "s AS (SELECT DISTINCT ON (device_id, seq) * FROM " src " ORDER BY device_id, seq, received_at),"        \
+    " k AS (INSERT INTO telemetry_keys (device_id, seq, received_at)"                                        \
+    " SELECT device_id, seq, received_at FROM s ORDER BY device_id, seq"                                     \
+    " ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq),"                                    \
+    " i AS (INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"                   \
+    " SELECT s.device_id, s.seq, s.device_ts, s.received_at, s.edge_id, s.body FROM s JOIN k USING "         \
+    "(device_id, seq) RETURNING 1),"                                                                         \
+    " f AS (SELECT DISTINCT ON (x.device_id, x.seq, x.body, x.device_ts) x.device_id, x.seq, x.received_at," \
+    " x.device_ts, x.body, x.edge_id, v.received_at AS v_at, v.device_ts AS v_ts, v.body AS v_body"          \
+    " FROM " src " x JOIN LATERAL ("                                                                         \
+    " SELECT t.received_at, t.device_ts, t.body FROM telemetry_keys tk JOIN telemetry t"                     \
+    " ON t.device_id = tk.device_id AND t.seq = tk.seq AND t.received_at = tk.received_at"                   \
+    " WHERE tk.device_id = x.device_id AND tk.seq = x.seq"                                                   \
+    " UNION ALL SELECT e.received_at, e.device_ts, e.body FROM s e"                                          \
+    " WHERE e.device_id = x.device_id AND e.seq = x.seq AND NOT EXISTS"                                      \
+    " (SELECT 1 FROM telemetry_keys tk2 WHERE tk2.device_id = x.device_id AND tk2.seq = x.seq)) v ON true"   \
+    " WHERE (x.body IS DISTINCT FROM v.body OR x.device_ts IS DISTINCT FROM v.device_ts)"                    \
+    " AND NOT EXISTS (SELECT 1 FROM telemetry_conflicts n WHERE n.device_id = x.device_id"                   \
+    " AND n.seq = x.seq AND n.body = x.body AND n.device_ts IS NOT DISTINCT FROM x.device_ts)"               \
+    " ORDER BY x.device_id, x.seq, x.body, x.device_ts, x.received_at),"                                     \
+    " c AS (INSERT INTO telemetry_conflicts (device_id, seq, stored_received_at, stored_device_ts,"          \
+    " stored_body, received_at, device_ts, body, edge_id)"                                                   \
+    " SELECT g.device_id, g.seq, g.v_at, g.v_ts, g.v_body, g.received_at, g.device_ts, g.body, g.edge_id"    \
+    " FROM (SELECT f.*, row_number() OVER (PARTITION BY f.device_id ORDER BY f.received_at) AS nth FROM f) " \
+    "g"                                                                                                      \
+    " WHERE g.nth + (SELECT count(*) FROM telemetry_conflicts n WHERE n.device_id = g.device_id) <= $1"      \
+    " RETURNING 1)"                                                                                          \
+    " SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM f), (SELECT count(*) FROM c)"
+
 static const char *const stmts[][2] = {
-    {"ins", "INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
-            " SELECT device_id, seq, device_ts, received_at, edge_id, body FROM sl_stage"
-            " ON CONFLICT (device_id, seq) DO NOTHING"},
+    {"ins", "WITH " STAGED_INSERT("sl_stage")},
     /* Under savepoints (bisecting) the stage must be emptied by each step, or
      * the next step would insert the previous subset again. */
-    {"ins_del", "WITH s AS (DELETE FROM sl_stage RETURNING *)"
-                " INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
-                " SELECT device_id, seq, device_ts, received_at, edge_id, body FROM s"
-                " ON CONFLICT (device_id, seq) DO NOTHING"},
+    {"ins_del", "WITH d AS (DELETE FROM sl_stage RETURNING *), " STAGED_INSERT("d")},
     {"rej", "INSERT INTO telemetry_rejected (device_id, seq, received_at, edge_id, raw, error)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, seq) DO NOTHING"},
     /* Session upserts, one statement per kind and batch: binary arrays,
@@ -218,6 +276,7 @@ static const char *const stmts[][2] = {
             " WHERE s.disconnected_at IS NULL OR s.reason = 'edge_lost'"},
     {"lost", "UPDATE device_sessions SET disconnected_at = now(), reason = 'edge_lost'"
              " WHERE edge_id = $1 AND incarnation = $2 AND disconnected_at IS NULL"},
+    {"part", "SELECT sluice_telemetry_partition($1, $2)"},
 };
 
 static void ignore_notice(void *arg, const char *msg)
@@ -319,21 +378,23 @@ static enum db_rc sp_end(struct db *d, bool sp, enum db_rc rc)
     return rc;
 }
 
-static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, bool direct,
-                            uint64_t *copied)
+typedef size_t copy_line_fn(const struct batch *b, uint32_t i, char *out, size_t cap);
+typedef size_t copy_bound_fn(const struct batch *b, uint32_t i);
+
+/* One text COPY of rows idx[0..n): `sql` is the COPY statement, line/bound
+ * the row format. Lines are gathered in d->copybuf and sent COPY_CHUNK at a
+ * time. */
+static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                            const char *sql, copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
 {
-    PGresult *res =
-        PQexec(d->conn, direct ? "COPY telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
-                                 " FROM STDIN"
-                               : "COPY sl_stage (device_id, seq, device_ts, received_at, edge_id, body)"
-                                 " FROM STDIN");
+    PGresult *res = PQexec(d->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN)
         return failed(d, res);
     PQclear(res);
     size_t len = 0;
     bool io_ok = true;
     for (uint32_t k = 0; k < n && io_ok; k++) {
-        size_t need = rows_copy_bound(b, idx[k]);
+        size_t need = bound(b, idx[k]);
         if (len + need > d->copycap && len > 0) {
             io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
             len = 0;
@@ -351,7 +412,7 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
             d->copybuf = nb;
             d->copycap = need;
         }
-        len += rows_copy_line(b, idx[k], d->copybuf + len, d->copycap - len);
+        len += line(b, idx[k], d->copybuf + len, d->copycap - len);
     }
     if (io_ok && len > 0)
         io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
@@ -373,6 +434,36 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
     return rc;
 }
 
+#define TELEMETRY_COLS "(device_id, seq, device_ts, received_at, edge_id, body)"
+
+/* The staged statement: one row of counts (STAGED_INSERT). */
+static enum db_rc staged_insert(struct db *d, const char *stmt, uint64_t *inserted)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", d->conflicts_max);
+    const char *v[1] = {max};
+    PGresult *res = PQexecPrepared(d->conn, stmt, 1, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 3)
+        return failed(d, res);
+    *inserted = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    d->conflicts_found += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    d->conflicts_kept += strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+    PQclear(res);
+    return DB_OK;
+}
+
+void db_set_conflicts_max(struct db *d, int max)
+{
+    d->conflicts_max = max;
+}
+
+void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept)
+{
+    *found = d->conflicts_found;
+    *kept = d->conflicts_kept;
+    d->conflicts_found = d->conflicts_kept = 0;
+}
+
 enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
                    bool savepoint, uint64_t *inserted)
 {
@@ -381,14 +472,134 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
     if (rc != DB_OK)
         return DB_TRANSIENT;
     uint64_t copied = 0;
-    rc = copy_rows(d, b, idx, n, path == DB_DIRECT, &copied);
-    if (rc == DB_OK) {
-        if (path == DB_DIRECT)
-            *inserted = copied;
-        else
-            rc = exec_prepared(d, savepoint ? "ins_del" : "ins", 0, NULL, NULL, NULL, inserted);
+    if (path == DB_DIRECT) {
+        /* Keys first: a resend fails here, before the rows' COPY is sent. */
+        rc = copy_rows(d, b, idx, n, "COPY telemetry_keys (device_id, seq, received_at) FROM STDIN",
+                       rows_key_line, rows_key_bound, &copied);
+        if (rc == DB_OK)
+            rc = copy_rows(d, b, idx, n, "COPY telemetry " TELEMETRY_COLS " FROM STDIN", rows_copy_line,
+                           rows_copy_bound, inserted);
+    } else {
+        rc = copy_rows(d, b, idx, n, "COPY sl_stage " TELEMETRY_COLS " FROM STDIN", rows_copy_line,
+                       rows_copy_bound, &copied);
+        if (rc == DB_OK)
+            rc = staged_insert(d, savepoint ? "ins_del" : "ins", inserted);
     }
     return sp_end(d, savepoint, rc);
+}
+
+/* ---- one round trip for a small batch ---------------------------------- */
+
+bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
+{
+    if (n == 0 || n > DB_ONESHOT_MAX)
+        return false;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        const struct batch_peer *p = &b->peers[r->peer];
+        if (memchr(r->dev.p, 0, r->dev.n) || memchr(p->edge.p, 0, p->edge.n) ||
+            memchr(b->json + r->json_off, 0, r->json_len))
+            return false;
+    }
+    return true;
+}
+
+/* An E'...' literal: quotes and backslashes doubled, so it reads the same
+ * whatever standard_conforming_strings says. out needs 2 * n + 3 bytes. */
+static size_t lit(char *out, const void *s, size_t n)
+{
+    const char *c = s;
+    size_t o = 0;
+    out[o++] = 'E';
+    out[o++] = '\'';
+    for (size_t k = 0; k < n; k++) {
+        if (c[k] == '\'' || c[k] == '\\')
+            out[o++] = c[k];
+        out[o++] = c[k];
+    }
+    out[o++] = '\'';
+    return o;
+}
+
+static size_t put(char *out, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return n;
+}
+
+static size_t ts_lit(char *out, int64_t us)
+{
+    size_t o = 0;
+    out[o++] = '\'';
+    o += rows_fmt_us(out + o, us);
+    out[o++] = '\'';
+    return o;
+}
+
+enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                          uint64_t *inserted)
+{
+    static const char head[] = "BEGIN;INSERT INTO telemetry_keys(device_id,seq,received_at)VALUES";
+    static const char mid[] =
+        ";INSERT INTO telemetry(device_id,seq,device_ts,received_at,edge_id,body)VALUES";
+    static const char tail[] = ";COMMIT";
+    *inserted = 0;
+    size_t need = sizeof head + sizeof mid + sizeof tail;
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        /* key: (dev,seq,ts), row: (dev,seq,ts|NULL,ts,edge,json): literals at most double plus quotes */
+        need += 2u * (4u * r->dev.n + 2u * b->peers[r->peer].edge.n + 2u * r->json_len) + 3u * 48u + 64u;
+    }
+    if (need > d->copycap) {
+        char *nb = realloc(d->copybuf, need);
+        if (!nb) {
+            copy_msg(d, "out of memory");
+            d->sqlstate[0] = '\0';
+            return DB_TRANSIENT;
+        }
+        d->copybuf = nb;
+        d->copycap = need;
+    }
+    char *o = d->copybuf;
+    o += put(o, head);
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        if (k)
+            *o++ = ',';
+        *o++ = '(';
+        o += lit(o, r->dev.p, r->dev.n);
+        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
+        o += ts_lit(o, rows_at_us(r));
+        *o++ = ')';
+    }
+    o += put(o, mid);
+    for (uint32_t k = 0; k < n; k++) {
+        const struct row *r = &b->rows[idx[k]];
+        if (k)
+            *o++ = ',';
+        *o++ = '(';
+        o += lit(o, r->dev.p, r->dev.n);
+        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
+        o += r->has_ts ? ts_lit(o, r->ts * 1000) : put(o, "NULL");
+        *o++ = ',';
+        o += ts_lit(o, rows_at_us(r));
+        *o++ = ',';
+        o += lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+        *o++ = ',';
+        o += lit(o, b->json + r->json_off, r->json_len);
+        *o++ = ')';
+    }
+    o += put(o, tail);
+    *o = '\0';
+    /* A failing statement ends the string: the result is its error, and the
+     * explicit transaction is left aborted for the caller's ROLLBACK. */
+    PGresult *res = PQexec(d->conn, d->copybuf);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0)
+        return failed(d, res);
+    PQclear(res);
+    *inserted = n;
+    return DB_OK;
 }
 
 static void be64(uint8_t *o, uint64_t v)
@@ -561,4 +772,135 @@ enum db_rc db_edge_lost(struct db *d, const uint8_t *edge, size_t n, uint64_t in
     int len[2] = {(int)n, 8};
     int fmt[2] = {1, 1};
     return exec_prepared(d, "lost", 2, v, len, fmt, closed);
+}
+
+/* ---- partitions and retention ------------------------------------------ */
+
+enum db_rc db_partition(struct db *d, int64_t lo_us, int64_t hi_us, int *created)
+{
+    uint8_t lo[8], hi[8];
+    pg_ts(lo, lo_us);
+    pg_ts(hi, hi_us);
+    const char *v[2] = {(const char *)lo, (const char *)hi};
+    int len[2] = {8, 8}, fmt[2] = {1, 1};
+    *created = 0;
+    PGresult *res = PQexecPrepared(d->conn, "part", 2, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return failed(d, res);
+    *created = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return DB_OK;
+}
+
+/* A partition's bound as a value, from the text pg_get_expr gives in this
+ * session (so it casts back exactly); NULL for MINVALUE/MAXVALUE. */
+#define PART_BOUND(word)                                                                                     \
+    "(regexp_match(pg_get_expr(c.relpartbound, c.oid), '" word " \\(''([^'']*)''\\)'))[1]::timestamptz"
+#define PARTS_OF_TELEMETRY                                                                                   \
+    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'telemetry'::regclass"
+
+enum db_rc db_expired(struct db *d, int64_t cutoff_us, struct db_part *out, int cap, int *n)
+{
+    static const char sql[] =
+        "SELECT name, pending FROM (SELECT c.relname AS name, i.inhdetachpending AS pending, " PART_BOUND(
+            "TO") " AS hi" PARTS_OF_TELEMETRY ") p"
+                  " WHERE pending OR hi <= $1 ORDER BY hi NULLS FIRST";
+    uint8_t cut[8];
+    pg_ts(cut, cutoff_us);
+    const char *v[1] = {(const char *)cut};
+    int len[1] = {8}, fmt[1] = {1};
+    *n = 0;
+    PGresult *res = PQexecParams(d->conn, sql, 1, NULL, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return failed(d, res);
+    for (int r = 0; r < PQntuples(res) && *n < cap; r++) {
+        struct db_part *p = &out[(*n)++];
+        snprintf(p->name, sizeof p->name, "%s", PQgetvalue(res, r, 0));
+        p->pending = PQgetvalue(res, r, 1)[0] == 't';
+    }
+    PQclear(res);
+    return DB_OK;
+}
+
+enum db_rc db_drop_partition(struct db *d, const struct db_part *p)
+{
+    char *id = PQescapeIdentifier(d->conn, p->name, strlen(p->name));
+    if (!id) {
+        copy_msg(d, PQerrorMessage(d->conn));
+        d->sqlstate[0] = '\0';
+        return DB_TRANSIENT;
+    }
+    char sql[256];
+    /* CONCURRENTLY: two transactions, the first of which makes new queries
+     * stop seeing the partition; no lock that writers wait for. Not inside a
+     * transaction block, so this connection must be in autocommit. */
+    snprintf(sql, sizeof sql, "ALTER TABLE telemetry DETACH PARTITION %s %s", id,
+             p->pending ? "FINALIZE" : "CONCURRENTLY");
+    enum db_rc rc = exec_cmd(d, sql);
+    if (rc == DB_OK) {
+        snprintf(sql, sizeof sql, "DROP TABLE %s", id);
+        rc = exec_cmd(d, sql);
+    }
+    PQfreemem(id);
+    return rc;
+}
+
+static enum db_rc exec_count(struct db *d, const char *sql, int n, const char *const *v, const int *len,
+                             const int *fmt, uint64_t *count)
+{
+    PGresult *res = PQexecParams(d->conn, sql, n, NULL, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return failed(d, res);
+    *count = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return DB_OK;
+}
+
+enum db_rc db_trim(struct db *d, int64_t cutoff_us, uint64_t *keys, uint64_t *rejected, uint64_t *sessions)
+{
+    /* A key lives as long as the partition its row is in: delete those
+     * below the oldest partition left. None while the oldest starts at
+     * MINVALUE (the legacy partition: its keys are its rows'), nor when no
+     * partition is left at all (nothing says which keys are orphans). */
+    static const char keys_sql[] =
+        "DELETE FROM telemetry_keys WHERE received_at <"
+        " (SELECT min(coalesce(" PART_BOUND("FROM") ", '-infinity'))" PARTS_OF_TELEMETRY
+                                                    " AND NOT i.inhdetachpending)";
+    uint8_t cut[8];
+    pg_ts(cut, cutoff_us);
+    const char *v[1] = {(const char *)cut};
+    int len[1] = {8}, fmt[1] = {1};
+    *keys = *rejected = *sessions = 0;
+    enum db_rc rc = exec_count(d, keys_sql, 0, NULL, NULL, NULL, keys);
+    if (rc == DB_OK)
+        rc = exec_count(d, "DELETE FROM telemetry_rejected WHERE received_at < $1", 1, v, len, fmt, rejected);
+    if (rc == DB_OK)
+        rc =
+            exec_count(d, "DELETE FROM device_sessions WHERE disconnected_at < $1", 1, v, len, fmt, sessions);
+    return rc;
+}
+
+enum db_rc db_try_lock(struct db *d, int64_t key, bool *got)
+{
+    uint8_t k[8];
+    be64(k, (uint64_t)key);
+    const char *v[1] = {(const char *)k};
+    int len[1] = {8}, fmt[1] = {1};
+    *got = false;
+    PGresult *res = PQexecParams(d->conn, "SELECT pg_try_advisory_lock($1::int8)", 1, NULL, v, len, fmt, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        return failed(d, res);
+    *got = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    return DB_OK;
+}
+
+void db_unlock(struct db *d, int64_t key)
+{
+    if (!db_connected(d))
+        return;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long)key);
+    PGresult *res = PQexec(d->conn, sql);
+    PQclear(res);
 }

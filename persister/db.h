@@ -1,11 +1,14 @@
-/* db.h - the persister's libpq shell: connection, migrations and the SQL of
- * one batch transaction, as small steps the writer (writer.c) sequences.
+/* db.h - the persister's libpq shell: connection, migrations, the SQL of
+ * one batch transaction as small steps the writer (writer.c) sequences, and
+ * the maintenance statements (maint.c: partitions, retention, edge_lost).
  *
- * Every call blocks on the network (libpq, synchronous). Each step returns
- * DB_OK, DB_DATA (the server refused the data: SQLSTATE class 22 or 23,
- * see db_classify) or DB_TRANSIENT (anything else: connection lost,
- * shutdown, serialization failure, ...; the caller rolls back or reconnects
- * and retries the whole batch). After DB_DATA/DB_TRANSIENT, db_last_error()
+ * A struct db is one connection, used by one thread at a time. Every call
+ * blocks on the network (libpq, synchronous). Each step returns DB_OK,
+ * DB_DATA (the server refused the data: SQLSTATE class 22 or 23, see
+ * db_classify), DB_NOPART (a row found no telemetry partition: create the
+ * batch's partitions with db_partition and retry) or DB_TRANSIENT (anything
+ * else: connection lost, shutdown, deadlock, ...; the caller rolls back or
+ * reconnects and retries the whole batch). After a failure, db_last_error()
  * holds the server's message until the next call. */
 #ifndef PERSISTER_DB_H
 #define PERSISTER_DB_H
@@ -14,7 +17,7 @@
 #include <stdint.h>
 #include "rows.h"
 
-enum db_rc { DB_OK = 0, DB_DATA, DB_TRANSIENT };
+enum db_rc { DB_OK = 0, DB_DATA, DB_TRANSIENT, DB_NOPART };
 
 struct db;
 
@@ -35,18 +38,52 @@ enum db_rc db_commit(struct db *d);
 /* Best effort; a failure leaves the connection marked bad. */
 void db_rollback(struct db *d);
 
-/* How db_rows writes. */
+/* How db_rows writes. Either way a row is stored only with its key in
+ * telemetry_keys, the arbiter of exactly once across partitions. */
 enum db_path {
-    DB_DIRECT, /* COPY straight into telemetry: fastest; fails with 23505 if any row exists */
-    DB_STAGED, /* COPY into the staging table, INSERT ... ON CONFLICT DO NOTHING: idempotent */
+    DB_DIRECT, /* COPY the keys into telemetry_keys, then the rows into telemetry: fastest;
+                  fails with 23505 if any key exists (a resend, or twice in the batch) */
+    DB_STAGED, /* COPY into the staging table, then one statement: keys ON CONFLICT DO NOTHING,
+                  rows whose key was new: idempotent */
 };
 
 /* Write data rows idx[0..n) to telemetry by `path`. With savepoint, the
  * step is wrapped in a savepoint rolled back on failure, so the surrounding
  * transaction stays usable after DB_DATA. *inserted = rows new to telemetry
- * (the rest were duplicates). */
+ * (the rest were duplicates). After DB_NOPART the transaction is aborted:
+ * roll it back. */
 enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n, enum db_path path,
                    bool savepoint, uint64_t *inserted);
+
+/* telemetry_conflicts rows kept per device (default DB_CONFLICTS_MAX_DEFAULT):
+ * beyond, conflicts are only counted. Call before the first db_rows. */
+#define DB_CONFLICTS_MAX_DEFAULT 100
+void db_set_conflicts_max(struct db *d, int max);
+
+/* Conflicts (a stored (device_id, seq) resent with another body or ts) that
+ * the staged writes since the last call found, and how many of them were
+ * kept in telemetry_conflicts; resets both. Only DB_STAGED writes look.
+ * Counts of writes later rolled back are included: call after a COMMIT,
+ * and reset before the transaction. */
+void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
+
+/* The whole transaction of a batch of data rows only, in one round trip:
+ * "BEGIN; INSERT keys VALUES ...; INSERT rows VALUES ...; COMMIT" as one
+ * simple query (the fast path of DB_DIRECT for small batches, where the
+ * round trips of BEGIN, two COPYs and COMMIT, not the rows, are the time).
+ * DB_OK: committed, *inserted = n. Otherwise nothing is committed (but for
+ * DB_TRANSIENT at COMMIT: unknown, and a retry is idempotent) and the
+ * caller rolls back: DB_DATA as db_rows(DB_DIRECT) says it (23505 for a
+ * key already stored), DB_NOPART, DB_TRANSIENT. Call outside a transaction,
+ * only when db_oneshot_ok. */
+enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                          uint64_t *inserted);
+
+/* Whether rows idx[0..n) can go as SQL literals: at most DB_ONESHOT_MAX of
+ * them and no NUL byte in a device id, edge id or body (text cannot hold
+ * one; COPY turns it into an error the bisect deals with). Pure. */
+#define DB_ONESHOT_MAX 128u
+bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
 
 /* Upsert device_sessions for connect/disconnect rows idx[0..n), inside a
  * savepoint: one statement for the connects, then one for the disconnects
@@ -65,6 +102,39 @@ enum db_rc db_edge_lost(struct db *d, const uint8_t *edge, size_t n, uint64_t in
 /* A trivial round trip, to notice a dead server while idle. */
 enum db_rc db_ping(struct db *d);
 
+/* ---- partitions and retention (autocommit: call outside a transaction) ---- */
+
+/* Make received_at in [lo_us, hi_us) routable (SELECT sluice_telemetry_partition,
+ * migrations/002): *created = partitions created (0: it was). Serialized
+ * with other persisters by an advisory lock in the server. */
+enum db_rc db_partition(struct db *d, int64_t lo_us, int64_t hi_us, int *created);
+
+/* A partition of telemetry past retention, or left half detached. */
+struct db_part {
+    char name[64];
+    bool pending; /* a DETACH ... CONCURRENTLY was interrupted: finish it */
+};
+
+/* The partitions whose upper bound is <= cutoff_us, and those whose detach is
+ * pending, at most cap of them (oldest first). */
+enum db_rc db_expired(struct db *d, int64_t cutoff_us, struct db_part *out, int cap, int *n);
+
+/* ALTER TABLE telemetry DETACH PARTITION name CONCURRENTLY (or FINALIZE, for
+ * a pending one), then DROP TABLE name. Waits for transactions that still
+ * see the partition; never blocks writers. */
+enum db_rc db_drop_partition(struct db *d, const struct db_part *p);
+
+/* Delete what telemetry's retention leaves behind: keys older than the oldest
+ * partition left (none if that partition starts at MINVALUE), dead letters
+ * and conflicts received and closed sessions ended before cutoff_us. Counts
+ * in *keys, *rejected (dead letters + conflicts), *sessions. */
+enum db_rc db_trim(struct db *d, int64_t cutoff_us, uint64_t *keys, uint64_t *rejected, uint64_t *sessions);
+
+/* A session-level advisory lock (maintenance work one persister does at a
+ * time): *got = taken. db_unlock releases it (best effort). */
+enum db_rc db_try_lock(struct db *d, int64_t key, bool *got);
+void db_unlock(struct db *d, int64_t key);
+
 const char *db_last_error(const struct db *d);
 const char *db_last_sqlstate(const struct db *d);
 
@@ -74,5 +144,12 @@ const char *db_last_sqlstate(const struct db *d);
  * connection is transient whatever the SQLSTATE: the steps above check that
  * first.) */
 enum db_rc db_classify(const char *sqlstate);
+
+/* The same with the error's table and constraint fields (NULL = absent): a
+ * 23514 raised by the table telemetry itself with no constraint is "no
+ * partition of relation telemetry found for row" (PostgreSQL names no
+ * constraint then, whatever the server's language): DB_NOPART, never a
+ * refused row. Pure. */
+enum db_rc db_classify_err(const char *sqlstate, const char *table, const char *constraint);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "persister.h"
 #include "sl/cfg.h"
+#include "sl/keys.h"
 #include "sl/log.h"
 #include "sl/metrics.h"
 #include "stats.h"
@@ -23,16 +24,32 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     struct persister_cfg c = {0};
-    const char *metrics = NULL, *level = NULL;
+    const char *metrics = NULL, *level = NULL, *curve_key = NULL;
     const struct cfg_opt opts[] = {
         {"pull", CFG_STR, &c.pull, "tcp://*:7001", "PULL endpoint to bind (edge batches)", 0, 0},
         {"router", CFG_STR, &c.router, "tcp://*:7002", "ROUTER endpoint to bind (acks to edge workers)", 0,
          0},
-        {"db", CFG_STR, &c.db, "", "libpq conninfo or URI; empty = PG* environment variables", 0, 0},
+        {"db", CFG_SECRET, &c.db, "", "libpq conninfo or URI; empty = PG* environment variables", 0, 0},
         {"batch-max", CFG_INT, &c.batch_max, "2000", "rows per transaction at most", 1, 1000000},
-        {"batch-ms", CFG_INT, &c.batch_ms, "20", "commit a non-empty batch after this many ms", 0, 60000},
+        {"batch-ms", CFG_INT, &c.batch_ms, "0",
+         "0: a free connection commits the batch at once (group commit); N: it waits until the batch is "
+         "full or its first row is N ms old",
+         0, 60000},
+        {"connections", CFG_INT, &c.connections, "2",
+         "PostgreSQL connections committing batches side by side (plus one for maintenance)", 1, 16},
         {"max-pending", CFG_INT, &c.max_pending, "20000",
-         "rows held in memory at most (the batch is capped to it); beyond, stop pulling", 1, 10000000},
+         "rows held in memory at most, all batches together (each holds 1/(connections+1)); beyond, stop "
+         "pulling",
+         1, 10000000},
+        {"partition-days", CFG_INT, &c.partition_days, "1", "telemetry partition period in days (UTC)", 1,
+         366},
+        {"partition-ahead-days", CFG_INT, &c.partition_ahead_days, "2",
+         "create telemetry partitions this many days ahead", 0, 3660},
+        {"retention-days", CFG_INT, &c.retention_days, "0",
+         "drop telemetry partitions older than this many days (0: keep everything)", 0, 365000},
+        {"max-conflicts-per-device", CFG_INT, &c.conflicts_max, "100",
+         "resends with another body or ts kept in telemetry_conflicts per device; beyond, only counted", 0,
+         1000000},
         {"edge-timeout-ms", CFG_INT, &c.edge_timeout_ms, "10000",
          "close the sessions of an edge incarnation silent this long (reason edge_lost)", 100, 86400000},
         {"json-bytes", CFG_INT, &c.json_bytes, "0", "JSON arena per batch in bytes (0 = 1 KiB per row)", 0,
@@ -43,6 +60,11 @@ int main(int argc, char **argv)
         {"zmq-max-msg", CFG_INT, &c.max_msg, "67108864",
          "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
          1ll << 32},
+        {"curve-key", CFG_STR, &curve_key, "",
+         "this service's CURVE key pair (the FILE_secret sluice-keys wrote); empty = CURVE off", 0, 0},
+        {"curve-allow", CFG_STR, &c.curve_allow, "",
+         "with --curve-key: directory of the edges' public certificates admitted (re-read while running)", 0,
+         0},
         {"metrics", CFG_STR, &metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty or port 0 = off)",
          0, 0},
         {"log-level", CFG_STR, &level, "info", "debug, info, warn or error", 0, 0},
@@ -51,6 +73,16 @@ int main(int argc, char **argv)
               "sluice-persister: stores edge batches in PostgreSQL and acks each row after COMMIT.");
     if (log_init_flag("persister", level) != 0)
         return 2;
+    static struct keys_pair keys;
+    if (!*curve_key != !*c.curve_allow) {
+        fprintf(stderr, "sluice-persister: --curve-key and --curve-allow go together (try --help)\n");
+        return 2;
+    }
+    if (*curve_key) {
+        if (keys_load_pair(curve_key, &keys, NULL, 0) != 0)
+            return 2;
+        c.curve = &keys;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -63,7 +95,7 @@ int main(int argc, char **argv)
     if (!p)
         return 1;
     struct stats st;
-    stats_init(&st, persister_stats(p));
+    stats_init(&st, persister_stats(p), persister_zap_counts(p));
     if (metrics && *metrics && metrics_start(metrics) != 0) {
         stats_fini(&st);
         persister_destroy(&p);

@@ -1,56 +1,69 @@
-/* persister.c - the persister's I/O loop: ZeroMQ in, batches to PostgreSQL
- * through writer.c, acks out after COMMIT.
+/* persister.c - the persister's loop: ZeroMQ in, batches to PostgreSQL
+ * through the writer lanes (lane.c), acks out after each batch's COMMIT.
  *
- * Flow: zmq_poll on the PULL socket; each message is kept (zmq_msg_t) while
- * its entries are mapped into the batch (rows.c), so row slices point into
- * it and no per-message copy or allocation happens. The batch commits when
- * it holds batch-max rows or its oldest row is batch-ms old. A commit that
- * fails transiently is retried with exponential backoff and jitter,
- * reconnecting as needed; no new message is pulled meanwhile, so ZeroMQ's
- * HWM pushes back. After COMMIT, one ROUTER message per (reply identity,
- * incarnation) carries the acks of its rows (duplicates and dead letters
- * included: both are durable).
+ * Group commit (docs/internals.md, "persister: group commit"): the loop
+ * fills one batch while the lanes commit others. A batch goes to a lane as
+ * soon as one is free (or, with --batch-ms, when it is full or its first row
+ * that old): at low load a lane commits a few rows at once, under load the
+ * batch grows by itself while every lane is busy. Nothing more is pulled
+ * while the filling batch is full and no lane is free, so ZeroMQ's
+ * high-water marks push back to the edges. When a lane hands a batch back,
+ * one ROUTER message per (reply identity, incarnation) carries the acks of
+ * its rows (duplicates and dead letters included: both are durable). Batches
+ * on different lanes commit in either order; an ack never waits for another
+ * batch, and acks of one device may arrive out of order (protocol.md §2).
+ *
+ * Each pulled message is kept in a holder (never moved: small messages keep
+ * their bytes inside the zmq_msg_t, and rows point at them) with a count of
+ * the batches whose rows point into it: a message that fills one batch half
+ * way is finished in the next, and freed when both are done.
  *
  * Also here: per (edge_id, incarnation) liveness from any entry it sends
  * (heartbeats every 2 s); an incarnation silent for --edge-timeout-ms has
- * its open sessions closed with reason 'edge_lost'.
+ * its open sessions closed with reason 'edge_lost' (by maint.c).
  *
  * It counts in struct persister_stats (relaxed atomics, one writer: this
- * loop) and never touches a metric; main.c exports the struct (stats.c).
+ * loop; the maintenance thread has a struct of its own) and never touches a
+ * metric; main.c exports the structs (stats.c).
  *
- * Deliberately not here: SQL (db.c), bisecting poison rows (writer.c),
- * mapping (rows.c), flags and metrics (main.c, stats.c). */
+ * Deliberately not here: SQL (db.c), the transaction (writer.c), retries
+ * and reconnects (lane.c), partitions and retention (maint.c), mapping
+ * (rows.c), flags and metrics (main.c, stats.c). */
 #define _GNU_SOURCE
 #include "persister.h"
-#include "sl/loop.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
-#include "db.h"
+#include "lane.h"
+#include "maint.h"
 #include "rows.h"
 #include "sl/envelope.h"
 #include "sl/limits.h"
 #include "sl/log.h"
+#include "sl/loop.h"
 #include "sl/stat.h"
 #include "sl/tojson.h"
 #include "sl/zmqx.h"
-#include "writer.h"
 
-#define EDGES_MAX      1024u
-#define ACK_BUF        (256u * 1024u)
-#define TICK_MS        1000u
-#define PING_IDLE_MS   2000u
-#define BACKOFF_MIN_MS 100u
-#define BACKOFF_MAX_MS 5000u
-#define PULL_HWM       1000
+#define EDGES_MAX 1024u
+#define ACK_BUF   (256u * 1024u)
+#define TICK_MS   1000u
+#define PULL_HWM  1000
+/* While a lane is committing, another lane takes the filling batch only
+ * once it is this old or this big (docs/internals.md, "persister: group
+ * commit"): a second commit of a few rows costs PostgreSQL as much CPU as a
+ * commit of a hundred, and on a box where it is short of CPU that costs
+ * everyone latency. A row waits at most this long for the overlap. */
+#define OVERLAP_US   1000u
+#define OVERLAP_ROWS 128u
 
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
@@ -60,31 +73,53 @@ struct edge_seen {
     uint64_t last_ms;
 };
 
+/* One pulled ZeroMQ message and the number of batches pointing into it. */
+struct held {
+    zmq_msg_t m;
+    uint32_t refs;
+    struct held *next_free;
+};
+
+/* A batch and the messages its rows point into. Free (empty, no lane),
+ * filling (p->fill) or committing (lane != NULL). */
+struct slot {
+    struct batch batch;
+    struct held **msgs;
+    uint32_t nmsgs, cap_msgs;
+    uint64_t first_ms; /* monotonic ms of its first row */
+    uint64_t first_us; /* the same in microseconds */
+    struct lane *lane;
+};
+
 struct persister {
     struct persister_cfg cfg;
     void *ctx, *pull, *router;
-    struct db *db;
-    struct writer writer;
-    struct batch batch;
+    struct zap *zap; /* CURVE on: the context's ZAP handler */
     char self[128];
+    int efd; /* eventfd the lanes write when a batch is done */
 
-    /* Messages the batch's rows point into, a ring in arrival order; the
-     * newest may be half read. A zmq_msg_t is never moved: small messages
-     * keep their bytes inside it, and rows point at them. */
-    zmq_msg_t *msgs;
-    uint32_t first, nmsgs, cap_msgs;
-    bool reading;              /* msgs[nmsgs-1] still has entries to read */
-    struct envelope_reader rd; /* its reader */
-    int cur_peer;              /* its peer index in the batch, -1 = look up */
-    bool cur_peer_new;         /* that peer entry was created for this message */
-    uint32_t cur_rows_before;  /* batch rows when it started (or the batch restarted) */
-    struct envelope held;      /* an entry read but not added: the batch was full */
+    struct lane **lanes;
+    unsigned nlanes;
+    struct maint *maint;
+
+    struct slot *slots;
+    unsigned nslots;
+    struct slot *fill;
+    struct held *holders, *free_holders;
+
+    /* The message being read: the last of fill's messages, perhaps begun in
+     * an earlier batch. */
+    struct held *cur;
+    bool reading;
+    struct envelope_reader rd;
+    int cur_peer;             /* its peer index in fill's batch, -1 = look up */
+    bool cur_peer_new;        /* that peer entry was created for this message */
+    uint32_t cur_rows_before; /* fill's rows when it started (or fill changed) */
+    struct envelope held;     /* an entry read but not added: the batch was full */
     bool has_held;
 
-    uint64_t batch_deadline; /* monotonic ms the batch must commit by; 0 = empty batch */
-    uint64_t next_tick, last_db_ms, next_connect;
-    unsigned connect_fails;
-    uint64_t last_version_log;
+    uint64_t next_tick, last_version_log, stalled_since;
+    bool stopping;
 
     struct edge_seen *edges;
     uint8_t *ackbuf;
@@ -105,9 +140,68 @@ const struct persister_stats *persister_stats(const struct persister *p)
     return &p->st;
 }
 
-static zmq_msg_t *msg_at(struct persister *p, uint32_t k)
+const struct zap_counts *persister_zap_counts(const struct persister *p)
 {
-    return &p->msgs[(p->first + k) % p->cap_msgs];
+    return p->zap ? zap_counts(p->zap) : NULL;
+}
+
+/* ---- holders and slots ------------------------------------------------ */
+
+static struct held *held_get(struct persister *p)
+{
+    struct held *h = p->free_holders;
+    if (h) {
+        p->free_holders = h->next_free;
+        h->refs = 0;
+    }
+    return h;
+}
+
+static void held_put(struct persister *p, struct held *h)
+{
+    h->next_free = p->free_holders;
+    p->free_holders = h;
+}
+
+static void held_unref(struct persister *p, struct held *h)
+{
+    assert(h->refs > 0);
+    if (--h->refs > 0)
+        return;
+    zmq_msg_close(&h->m);
+    held_put(p, h);
+}
+
+static void slot_add_msg(struct slot *s, struct held *h)
+{
+    assert(s->nmsgs < s->cap_msgs);
+    h->refs++;
+    s->msgs[s->nmsgs++] = h;
+}
+
+/* Forget a committed (or never used) slot's rows and messages. */
+static void slot_release(struct persister *p, struct slot *s)
+{
+    for (uint32_t i = 0; i < s->nmsgs; i++)
+        held_unref(p, s->msgs[i]);
+    s->nmsgs = 0;
+    batch_reset(&s->batch);
+    s->first_ms = 0;
+    s->first_us = 0;
+    s->lane = NULL;
+}
+
+static bool slot_room(const struct slot *s)
+{
+    return !batch_full(&s->batch) && s->nmsgs < s->cap_msgs;
+}
+
+static uint32_t rows_held(const struct persister *p)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < p->nslots; i++)
+        n += p->slots[i].batch.nrows;
+    return n;
 }
 
 struct persister *persister_new(const struct persister_cfg *cfg)
@@ -116,7 +210,12 @@ struct persister *persister_new(const struct persister_cfg *cfg)
     if (!p)
         return NULL;
     p->cfg = *cfg;
-    uint32_t cap = (uint32_t)(cfg->batch_max < cfg->max_pending ? cfg->batch_max : cfg->max_pending);
+    p->efd = -1;
+    p->nlanes = cfg->connections > 0 ? (unsigned)cfg->connections : 1u;
+    p->nslots = p->nlanes + 1u; /* one per lane, one filling */
+    /* max-pending bounds the rows of every batch together. */
+    int64_t per = cfg->max_pending / (int64_t)p->nslots;
+    uint32_t cap = (uint32_t)(cfg->batch_max < per ? cfg->batch_max : per);
     if (cap < 1)
         cap = 1;
     /* Room for a typical ~100-200 B JSON body per row, and always for one
@@ -128,35 +227,82 @@ struct persister *persister_new(const struct persister_cfg *cfg)
     char host[64] = "unknown";
     gethostname(host, sizeof host - 1);
     snprintf(p->self, sizeof p->self, "persister@%s:%d", host, (int)getpid());
+    persister_stats_init(&p->st);
 
-    p->cap_msgs = cap + 1u;
-    p->msgs = calloc(p->cap_msgs, sizeof *p->msgs);
+    uint32_t cap_msgs = cap + 1u; /* a message kept adds a row, but for the one being read */
+    p->slots = calloc(p->nslots, sizeof *p->slots);
+    p->holders = calloc((size_t)p->nslots * cap_msgs, sizeof *p->holders);
+    p->lanes = calloc(p->nlanes, sizeof *p->lanes);
     p->edges = calloc(EDGES_MAX, sizeof *p->edges);
     p->ackbuf = malloc(ACK_BUF);
-    p->db = db_new(cfg->db);
-    if (!p->msgs || !p->edges || !p->ackbuf || !p->db || batch_init(&p->batch, cap, json) != 0 ||
-        writer_init(&p->writer, p->db, cap) != 0) {
-        log_error("event=alloc_failed rows=%u json_bytes=%zu", cap, json);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    bool ok = p->slots && p->holders && p->lanes && p->edges && p->ackbuf && p->efd >= 0;
+    for (unsigned i = 0; ok && i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        s->cap_msgs = cap_msgs;
+        s->msgs = calloc(cap_msgs, sizeof *s->msgs);
+        ok = s->msgs && batch_init(&s->batch, cap, json) == 0;
+    }
+    if (!ok) {
+        log_error("event=alloc_failed rows=%u json_bytes=%zu batches=%u", cap, json, p->nslots);
         persister_destroy(&p);
         return NULL;
     }
+    for (size_t i = (size_t)p->nslots * cap_msgs; i-- > 0;) {
+        p->holders[i].next_free = p->free_holders;
+        p->free_holders = &p->holders[i];
+    }
+    p->fill = &p->slots[0];
     p->cur_peer = -1;
-    persister_stats_init(&p->st);
     p->ctx = zmq_ctx_new();
+    /* With CURVE, the ZAP handler first: a CURVE socket bound before it
+     * would admit any key. */
+    if (p->ctx && cfg->curve && !(p->zap = zap_new(p->ctx, cfg->curve_allow))) {
+        persister_destroy(&p);
+        return NULL;
+    }
     /* Both sockets hear from edges (the ROUTER only what a DEALER might
      * send, which is drained and dropped): both carry the size cap. */
-    const struct zmqx_opts pull = {.bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM};
+    const struct zmqx_opts pull = {
+        .bind = cfg->pull, .max_msg = cfg->max_msg, .rcvhwm = PULL_HWM, .curve = cfg->curve, .zap = p->zap};
     /* Acks to a gone edge fail (counted) instead of vanishing, and a
      * restarted edge worker takes its identity back. */
-    const struct zmqx_opts router = {
-        .bind = cfg->router, .max_msg = cfg->max_msg, .router_mandatory = true, .router_handover = true};
+    const struct zmqx_opts router = {.bind = cfg->router,
+                                     .max_msg = cfg->max_msg,
+                                     .router_mandatory = true,
+                                     .router_handover = true,
+                                     .curve = cfg->curve,
+                                     .zap = p->zap};
     if (!p->ctx || !(p->pull = zmqx_socket(p->ctx, ZMQ_PULL, &pull)) ||
         !(p->router = zmqx_socket(p->ctx, ZMQ_ROUTER, &router))) {
         persister_destroy(&p);
         return NULL;
     }
-    log_info("event=start pull=%s router=%s batch_rows=%u batch_ms=%lld json_bytes=%zu self=%s", cfg->pull,
-             cfg->router, cap, (long long)cfg->batch_ms, json, p->self);
+    for (unsigned i = 0; i < p->nlanes; i++) {
+        const struct lane_cfg lc = {.conninfo = cfg->db,
+                                    .cap_rows = cap,
+                                    .part_days = (int)cfg->partition_days,
+                                    .conflicts_max = (int)cfg->conflicts_max,
+                                    .notify_fd = p->efd,
+                                    .id = i};
+        if (!(p->lanes[i] = lane_new(&lc))) {
+            persister_destroy(&p);
+            return NULL;
+        }
+    }
+    const struct maint_cfg mc = {.conninfo = cfg->db,
+                                 .part_days = (int)cfg->partition_days,
+                                 .ahead_days = (int)cfg->partition_ahead_days,
+                                 .retention_days = (int)cfg->retention_days};
+    if (!(p->maint = maint_new(&mc, &p->st.maint))) {
+        persister_destroy(&p);
+        return NULL;
+    }
+    log_info("event=start pull=%s router=%s connections=%u batch_rows=%u batch_ms=%lld json_bytes=%zu"
+             " partition_days=%lld retention_days=%lld self=%s curve=%s",
+             cfg->pull, cfg->router, p->nlanes, cap, (long long)cfg->batch_ms, json,
+             (long long)cfg->partition_days, (long long)cfg->retention_days, p->self,
+             cfg->curve ? "on" : "off");
     return p;
 }
 
@@ -165,18 +311,29 @@ void persister_destroy(struct persister **pp)
     struct persister *p = *pp;
     if (!p)
         return;
-    for (uint32_t i = 0; i < p->nmsgs; i++)
-        zmq_msg_close(msg_at(p, i));
+    /* Threads first: a lane may still point into a batch. */
+    for (unsigned i = 0; p->lanes && i < p->nlanes; i++)
+        lane_destroy(&p->lanes[i]);
+    maint_destroy(&p->maint);
+    for (unsigned i = 0; p->slots && i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        if (s->msgs)
+            slot_release(p, s);
+        free(s->msgs);
+        batch_fini(&s->batch);
+    }
     if (p->pull)
         zmq_close(p->pull);
     if (p->router)
         zmq_close(p->router);
+    zap_destroy(&p->zap); /* after the CURVE sockets it guards */
     if (p->ctx)
         zmq_ctx_term(p->ctx);
-    writer_fini(&p->writer);
-    batch_fini(&p->batch);
-    db_destroy(&p->db);
-    free(p->msgs);
+    if (p->efd >= 0)
+        close(p->efd);
+    free(p->slots);
+    free(p->holders);
+    free(p->lanes);
     free(p->edges);
     free(p->ackbuf);
     free(p);
@@ -211,8 +368,8 @@ static void edge_heard(struct persister *p, const struct envelope_hdr *h, uint64
     free_slot->used = true;
 }
 
-/* Time spent blocked on the database is not silence from the edges: their
- * heartbeats are waiting in ZeroMQ. */
+/* Time the loop could not pull (every lane stuck on the database) is not
+ * silence from the edges: their heartbeats are waiting in ZeroMQ. */
 static void edges_forgive(struct persister *p, uint64_t now)
 {
     for (uint32_t i = 0; i < EDGES_MAX; i++)
@@ -222,69 +379,17 @@ static void edges_forgive(struct persister *p, uint64_t now)
 
 static void edges_expire(struct persister *p, uint64_t now)
 {
-    if (!db_connected(p->db))
-        return;
     for (uint32_t i = 0; i < EDGES_MAX; i++) {
         struct edge_seen *e = &p->edges[i];
         if (!e->used || now - e->last_ms < (uint64_t)p->cfg.edge_timeout_ms)
             continue;
-        uint64_t closed = 0;
-        char id[ROWS_EDGE_MAX * 4 + 8];
-        log_q(id, sizeof id, (const char *)e->id, e->n);
-        if (db_edge_lost(p->db, e->id, e->n, e->inc, &closed) != DB_OK) {
-            char q[600];
-            const char *msg = db_last_error(p->db);
-            log_warn("event=edge_lost_failed edge=%s err=%s", id, log_q(q, sizeof q, msg, strlen(msg)));
-            return; /* retried next tick */
-        }
-        p->last_db_ms = now;
-        log_info("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
-                 (unsigned long long)e->inc, (unsigned long long)closed);
+        /* The maintenance thread closes its sessions (and retries until it
+         * could); a full queue is asked again next tick. */
+        if (!maint_edge_lost(p->maint, e->id, e->n, e->inc))
+            return;
         stat_inc(&p->st.edges_lost);
         e->used = false;
     }
-}
-
-/* ---- database connection --------------------------------------------- */
-
-static uint64_t backoff_ms(unsigned attempt)
-{
-    uint64_t d = BACKOFF_MIN_MS;
-    for (unsigned k = 0; k < attempt && d < BACKOFF_MAX_MS; k++)
-        d *= 2u;
-    if (d > BACKOFF_MAX_MS)
-        d = BACKOFF_MAX_MS;
-    /* Jitter in [d/2, d): persisters restarted together do not reconnect in step. */
-    return d / 2u + (uint64_t)rand() % (d / 2u + 1u);
-}
-
-static void set_up(struct persister *p, bool up)
-{
-    stat_set(&p->st.pg_up, up ? 1 : 0); /* stats.c makes /readyz follow it */
-}
-
-static bool try_connect(struct persister *p)
-{
-    if (db_connect(p->db) == DB_OK) {
-        if (p->connect_fails)
-            log_info("event=db_connected after_failures=%u", p->connect_fails);
-        else
-            log_info("event=db_connected");
-        p->connect_fails = 0;
-        p->last_db_ms = loop_clock_ms();
-        set_up(p, true);
-        return true;
-    }
-    /* First failure, then one line per 10, so an outage does not flood the log. */
-    if (p->connect_fails % 10u == 0) {
-        char q[600];
-        const char *e = db_last_error(p->db);
-        log_warn("event=db_connect_failed failures=%u err=%s", p->connect_fails + 1u,
-                 log_q(q, sizeof q, e, strlen(e)));
-    }
-    p->connect_fails++;
-    set_up(p, false);
-    return false;
 }
 
 /* ---- acks --------------------------------------------------------------- */
@@ -306,9 +411,8 @@ static void ack_send(struct persister *p, const struct batch_peer *peer, struct 
         stat_add(&p->st.acks_sent, n);
 }
 
-static void send_acks(struct persister *p)
+static void send_acks(struct persister *p, const struct batch *b)
 {
-    struct batch *b = &p->batch;
     for (uint32_t pi = 0; pi < b->npeers; pi++) {
         const struct batch_peer *peer = &b->peers[pi];
         if (peer->first == ROWS_NONE)
@@ -338,79 +442,124 @@ static void send_acks(struct persister *p)
     }
 }
 
-/* ---- batch commit ----------------------------------------------------- */
+/* ---- lanes ------------------------------------------------------------ */
 
-/* Release the messages of a committed batch, keeping the one still being read. */
-static void release_msgs(struct persister *p)
+static void update_up(struct persister *p)
 {
-    uint32_t keep = p->reading ? 1u : 0u;
-    uint32_t n = p->nmsgs - keep;
-    for (uint32_t i = 0; i < n; i++)
-        zmq_msg_close(msg_at(p, i));
-    p->first = (p->first + n) % p->cap_msgs;
-    p->nmsgs = keep;
-    batch_reset(&p->batch);
-    p->batch_deadline = 0;
-    p->cur_peer = -1;
-    p->cur_rows_before = 0;
+    /* Ready only with every connection up: a lane that cannot connect holds
+     * its batch (and the rows' acks) until it can. */
+    bool up = true;
+    for (unsigned i = 0; i < p->nlanes; i++)
+        up = up && lane_up(p->lanes[i]);
+    stat_set(&p->st.pg_up, up ? 1 : 0); /* stats.c makes /readyz follow it */
 }
 
-/* Commit the batch, retrying until it commits, or until shutdown_ms after a
- * stop. Returns 0 (committed and acked) or -1 (abandoned at shutdown). */
-static int flush(struct persister *p, volatile sig_atomic_t *stop)
+/* Ack and release every batch a lane has finished. Returns -1 if a lane
+ * abandoned its batch (shutdown deadline), else 0. */
+static int collect_done(struct persister *p)
 {
-    struct batch *b = &p->batch;
-    if (b->nrows == 0)
-        return 0;
-    uint64_t t0 = loop_clock_ms(), stop_at = 0;
-    unsigned attempt = 0;
-    struct writer_stats st;
-    for (;;) {
-        if (*stop && !stop_at)
-            stop_at = loop_clock_ms() + (uint64_t)p->cfg.shutdown_ms;
-        if (db_connected(p->db) || try_connect(p)) {
-            if (writer_commit(&p->writer, b, &st) == DB_OK)
-                break;
-            char q[600];
-            const char *e = db_last_error(p->db);
-            log_warn("event=batch_retry rows=%u attempt=%u sqlstate=%s err=%s", b->nrows, attempt + 1u,
-                     db_last_sqlstate(p->db)[0] ? db_last_sqlstate(p->db) : "none",
-                     log_q(q, sizeof q, e, strlen(e)));
-            if (!db_connected(p->db)) {
-                db_disconnect(p->db);
-                set_up(p, false);
-            }
+    int result = 0;
+    for (unsigned i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        struct lane_result r;
+        if (!s->lane || !lane_take(s->lane, &r))
+            continue;
+        const struct writer_stats *st = &r.st;
+        if (r.rc != 0) {
+            result = -1; /* not acked: the devices resend */
+        } else {
+            if (st->dead || st->dropped)
+                log_warn("event=poison_rows rejected=%llu dropped=%llu attempts=%llu",
+                         (unsigned long long)st->dead, (unsigned long long)st->dropped,
+                         (unsigned long long)st->attempts);
+            if (st->conflicts)
+                log_warn("event=conflicts found=%llu kept=%llu", (unsigned long long)st->conflicts,
+                         (unsigned long long)st->conflicts_kept);
+            send_acks(p, &s->batch);
+            stat_add(&p->st.rows_committed, st->stored);
+            stat_add(&p->st.rows_inserted, st->inserted);
+            stat_add(&p->st.rows_duplicate, st->stored - st->inserted);
+            stat_add(&p->st.rows_rejected, st->dead);
+            stat_add(&p->st.rows_dropped, st->dropped);
+            stat_add(&p->st.sessions, st->sessions);
+            stat_add(&p->st.partitions_created, st->partitions);
+            stat_add(&p->st.conflicts, st->conflicts);
+            stat_hist_observe(&p->st.batch_rows, (double)s->batch.nrows);
+            stat_hist_observe(&p->st.commit_seconds, (double)r.busy_us / 1e6);
         }
-        stat_inc(&p->st.retries); /* failed connect or commit: this batch waits */
-        if (stop_at && loop_clock_ms() >= stop_at) {
-            log_warn("event=shutdown_abandon rows=%u", b->nrows);
-            return -1;
-        }
-        /* poll() with no fds: an interruptible sleep (a signal ends it early). */
-        poll(NULL, 0, (int)backoff_ms(attempt++));
+        stat_add(&p->st.retries, r.retries);
+        slot_release(p, s);
     }
-    uint64_t t1 = loop_clock_ms();
-    p->last_db_ms = t1;
-    if (attempt > 0)
-        log_info("event=batch_committed_after_retry rows=%u attempts=%u ms=%llu", b->nrows, attempt + 1u,
-                 (unsigned long long)(t1 - t0));
-    if (st.dead || st.dropped)
-        log_warn("event=poison_rows rejected=%llu dropped=%llu attempts=%llu", (unsigned long long)st.dead,
-                 (unsigned long long)st.dropped, (unsigned long long)st.attempts);
-    send_acks(p);
-    stat_add(&p->st.rows_committed, st.stored);
-    stat_add(&p->st.rows_inserted, st.inserted);
-    stat_add(&p->st.rows_duplicate, st.stored - st.inserted);
-    stat_add(&p->st.rows_rejected, st.dead);
-    stat_add(&p->st.rows_dropped, st.dropped);
-    stat_add(&p->st.sessions, st.sessions);
-    stat_hist_observe(&p->st.batch_rows, (double)b->nrows);
-    stat_hist_observe(&p->st.commit_seconds, (double)(t1 - t0) / 1000.0);
-    if (t1 - t0 > TICK_MS)
-        edges_forgive(p, t1);
-    release_msgs(p);
-    stat_set(&p->st.pending, 0);
-    return 0;
+    update_up(p);
+    return result;
+}
+
+static struct lane *free_lane(struct persister *p)
+{
+    for (unsigned i = 0; i < p->nlanes; i++)
+        if (!lane_busy(p->lanes[i]))
+            return p->lanes[i];
+    return NULL;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool lanes_busy(struct persister *p)
+{
+    for (unsigned i = 0; i < p->nslots; i++)
+        if (p->slots[i].lane)
+            return true;
+    return false;
+}
+
+/* When the filling batch may go to a free lane: microseconds from now, 0 =
+ * at once, UINT64_MAX = not before something changes (rows, a lane done). */
+static uint64_t due_in_us(struct persister *p, uint64_t now)
+{
+    const struct slot *f = p->fill;
+    if (f->batch.nrows == 0)
+        return UINT64_MAX;
+    if (!slot_room(f) || p->stopping)
+        return 0;
+    if (p->cfg.batch_ms > 0) {
+        uint64_t at = f->first_ms + (uint64_t)p->cfg.batch_ms;
+        return at > now ? (at - now) * 1000u : 0;
+    }
+    if (!lanes_busy(p) || f->batch.nrows >= OVERLAP_ROWS)
+        return 0;
+    uint64_t at = f->first_us + OVERLAP_US, us = mono_us();
+    return at > us ? at - us : 0;
+}
+
+/* Hand the filling batch to a free lane when it is due; fill another. */
+static bool dispatch(struct persister *p, uint64_t now)
+{
+    struct slot *f = p->fill;
+    if (due_in_us(p, now) != 0)
+        return false;
+    struct lane *l = free_lane(p);
+    if (!l)
+        return false;
+    struct slot *next = NULL;
+    for (unsigned i = 0; i < p->nslots && !next; i++)
+        if (&p->slots[i] != f && !p->slots[i].lane && p->slots[i].batch.nrows == 0)
+            next = &p->slots[i];
+    assert(next); /* nslots = lanes + 1, and a lane was free */
+    f->lane = l;
+    lane_submit(l, &f->batch);
+    p->fill = next;
+    if (p->reading) {
+        /* The message being read goes on in the new batch. */
+        slot_add_msg(next, p->cur);
+        p->cur_peer = -1;
+        p->cur_rows_before = 0;
+    }
+    return true;
 }
 
 /* ---- reading messages ------------------------------------------------- */
@@ -427,11 +576,12 @@ static void version_refused(struct persister *p, const struct envelope_hdr *h, u
     log_warn("event=batch_refused reason=version v=%u edge=%s", h->v, id);
 }
 
-/* Map entries of the current message into the batch until it ends (returns
- * true) or the batch is full (returns false: flush, then call again). */
-static bool read_entries(struct persister *p)
+/* Map entries of the current message into the filling batch until it ends
+ * (returns true) or the batch is full (returns false: dispatch, then call
+ * again). */
+static bool read_entries(struct persister *p, uint64_t now)
 {
-    struct batch *b = &p->batch;
+    struct batch *b = &p->fill->batch;
     for (;;) {
         if (p->cur_peer < 0) {
             uint32_t before = b->npeers;
@@ -452,6 +602,14 @@ static bool read_entries(struct persister *p)
                 stat_inc(&p->st.batches_refused); /* rows read so far stay: they were well formed */
                 return true;
             }
+            const char *why = NULL;
+            enum sl_err ok = envelope_check(&e, &why);
+            if (ok == SL_AGAIN)
+                continue; /* a kind of a later version */
+            if (ok != SL_OK) {
+                stat_inc(&p->st.entries_skipped); /* outside the contract: never stored, never acked */
+                continue;
+            }
         }
         enum sl_err rc = batch_add(b, (uint16_t)p->cur_peer, &e);
         if (rc == SL_NOMEM) {
@@ -460,6 +618,10 @@ static bool read_entries(struct persister *p)
             return false;
         }
         p->has_held = false;
+        if (rc == SL_OK && b->nrows == 1) {
+            p->fill->first_ms = now;
+            p->fill->first_us = mono_us();
+        }
         if (rc == SL_AGAIN && e.kind != ENV_HEARTBEAT && e.kind != ENV_RES && e.kind != ENV_UNDELIVERABLE)
             stat_inc(&p->st.entries_skipped);
     }
@@ -468,64 +630,83 @@ static bool read_entries(struct persister *p)
 /* Finish with the message being read: keep it if rows point into it. */
 static void end_message(struct persister *p)
 {
+    struct slot *f = p->fill;
     p->reading = false;
     p->has_held = false;
-    if (p->batch.nrows == p->cur_rows_before) {
+    if (f->batch.nrows == p->cur_rows_before) {
         /* A peer entry made for this message points into it (edge and reply
          * are slices of its header): drop the entry with the message, or a
          * later message of the same worker would match freed bytes and its
          * acks would go to whatever identity those bytes became. */
         if (p->cur_peer >= 0 && p->cur_peer_new) {
-            assert((uint32_t)p->cur_peer == p->batch.npeers - 1);
-            p->batch.npeers--;
+            assert((uint32_t)p->cur_peer == f->batch.npeers - 1);
+            f->batch.npeers--;
         }
-        zmq_msg_close(msg_at(p, --p->nmsgs));
+        assert(f->nmsgs > 0 && f->msgs[f->nmsgs - 1] == p->cur);
+        f->nmsgs--;
+        held_unref(p, p->cur);
     }
+    p->cur = NULL;
     p->cur_peer = -1;
 }
 
-/* Continue the current message; returns false when the batch must be flushed first. */
-static bool continue_message(struct persister *p)
+/* Continue the current message; returns false when the batch must be dispatched first. */
+static bool continue_message(struct persister *p, uint64_t now)
 {
     if (!p->reading)
         return true;
-    if (!read_entries(p))
+    if (!read_entries(p, now))
         return false;
     end_message(p);
     return true;
 }
 
-/* Take one message from PULL (non-blocking). Returns false if none. */
+/* Take one message from PULL (non-blocking) into the filling batch.
+ * Returns false if none. */
 static bool pull_one(struct persister *p, uint64_t now)
 {
-    zmq_msg_t *m = msg_at(p, p->nmsgs);
-    zmq_msg_init(m);
-    if (zmq_msg_recv(m, p->pull, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(m);
+    struct held *h = held_get(p);
+    if (!h)
+        return false; /* cannot happen while fill has room: each batch holds at most cap_msgs */
+    zmq_msg_init(&h->m);
+    if (zmq_msg_recv(&h->m, p->pull, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&h->m);
+        held_put(p, h);
         return false;
     }
-    p->nmsgs++;
     /* Any further frames of a multipart message are not ours: drop them. */
-    while (zmq_msg_more(m)) {
+    while (zmq_msg_more(&h->m)) {
         zmq_msg_t extra;
         zmq_msg_init(&extra);
         zmq_msg_recv(&extra, p->pull, 0);
         zmq_msg_close(&extra);
     }
-    enum sl_err rc = envelope_reader_begin(&p->rd, zmq_msg_data(m), zmq_msg_size(m));
-    if (rc == SL_VERSION || rc != SL_OK || p->rd.hdr.edge.n == 0 || p->rd.hdr.edge.n > ROWS_EDGE_MAX ||
-        p->rd.hdr.reply.n > ROWS_EDGE_MAX) {
+    enum sl_err rc = envelope_reader_begin(&p->rd, zmq_msg_data(&h->m), zmq_msg_size(&h->m));
+    const char *why = NULL;
+    if (rc != SL_OK || p->rd.hdr.edge.n == 0 || p->rd.hdr.edge.n > ROWS_EDGE_MAX ||
+        p->rd.hdr.reply.n > ROWS_EDGE_MAX || envelope_hdr_check(&p->rd.hdr, &why) != SL_OK) {
         if (rc == SL_VERSION)
             version_refused(p, &p->rd.hdr, now);
         else
             stat_inc(&p->st.batches_refused);
-        zmq_msg_close(msg_at(p, --p->nmsgs));
+        zmq_msg_close(&h->m);
+        held_put(p, h);
+        return true;
+    }
+    /* CURVE: the sender's key must be bound to the edge id and reply
+     * address the header claims (dropped, counted and logged in zap.c). */
+    if (!zap_sender_ok(p->zap, &h->m, p->rd.hdr.edge.p, p->rd.hdr.edge.n, p->rd.hdr.reply.p,
+                       p->rd.hdr.reply.n)) {
+        zmq_msg_close(&h->m);
+        held_put(p, h);
         return true;
     }
     edge_heard(p, &p->rd.hdr, now);
+    slot_add_msg(p->fill, h);
+    p->cur = h;
     p->reading = true;
     p->cur_peer = -1;
-    p->cur_rows_before = p->batch.nrows;
+    p->cur_rows_before = p->fill->batch.nrows;
     return true;
 }
 
@@ -540,64 +721,65 @@ static void drain_router(struct persister *p)
     zmq_msg_close(&m);
 }
 
+/* A stall (nothing could be pulled: the filling batch full, every lane
+ * busy) begins or ends; at its end the edges are forgiven the silence. */
+static void stall(struct persister *p, bool stalled, uint64_t now)
+{
+    if (stalled && !p->stalled_since) {
+        p->stalled_since = now;
+    } else if (!stalled && p->stalled_since) {
+        if (now - p->stalled_since >= TICK_MS)
+            edges_forgive(p, now);
+        p->stalled_since = 0;
+    }
+}
+
 int persister_run(struct persister *p, volatile sig_atomic_t *stop)
 {
-    srand((unsigned)(getpid() ^ (int)loop_clock_ms()));
-    set_up(p, false);
-    try_connect(p);
     uint64_t now = loop_clock_ms();
     p->next_tick = now + TICK_MS;
+    update_up(p);
     int result = 0;
     for (;;) {
         now = loop_clock_ms();
-        struct batch *b = &p->batch;
-        bool room = !batch_full(b) && p->nmsgs < p->cap_msgs;
-        /* A message being read goes first: it may fill the batch. */
-        if (p->reading && !continue_message(p))
-            room = false;
-        if (b->nrows > 0 && p->batch_deadline == 0)
-            p->batch_deadline = now + (uint64_t)p->cfg.batch_ms;
-        bool due = b->nrows > 0 && (!room || now >= p->batch_deadline || *stop);
-        if (due) {
-            if (flush(p, stop) != 0) {
-                result = -1;
-                break;
-            }
-            continue;
+        if (*stop && !p->stopping) {
+            p->stopping = true;
+            for (unsigned i = 0; i < p->nlanes; i++)
+                lane_give_up_at(p->lanes[i], now + (uint64_t)p->cfg.shutdown_ms);
         }
-        if (*stop && !p->reading)
+        if (collect_done(p) != 0)
+            result = -1;
+        /* A message being read goes first: it may fill the batch. */
+        if (p->reading && !continue_message(p, now)) {
+            if (dispatch(p, now))
+                continue; /* read on into the new batch */
+        }
+        dispatch(p, now);
+        stat_set(&p->st.pending, rows_held(p));
+        bool room = slot_room(p->fill) && !p->reading;
+        stall(p, !room, now);
+        if (p->stopping && !p->reading && p->fill->batch.nrows == 0 && !lanes_busy(p))
             break; /* nothing held: queued messages were never acked, devices resend them */
         if (now >= p->next_tick) {
             p->next_tick = now + TICK_MS;
-            if (!db_connected(p->db)) {
-                if (now >= p->next_connect && !try_connect(p))
-                    p->next_connect = now + backoff_ms(p->connect_fails);
-            } else if (b->nrows == 0 && now - p->last_db_ms >= PING_IDLE_MS) {
-                if (db_ping(p->db) != DB_OK) {
-                    char q[600];
-                    const char *e = db_last_error(p->db);
-                    log_warn("event=db_lost err=%s", log_q(q, sizeof q, e, strlen(e)));
-                    db_disconnect(p->db);
-                    set_up(p, false);
-                } else {
-                    p->last_db_ms = now;
-                }
-            }
-            /* Safe with rows held: an edge with an entry in this batch was just heard. */
-            edges_expire(p, now);
+            update_up(p);
+            if (!p->stalled_since)
+                edges_expire(p, now);
         }
 
         int timeout = (int)(p->next_tick > now ? p->next_tick - now : 0);
-        if (b->nrows > 0) {
-            uint64_t left = p->batch_deadline > now ? p->batch_deadline - now : 0;
-            if ((int)left < timeout)
-                timeout = (int)left;
+        uint64_t due = due_in_us(p, now);
+        if (due != UINT64_MAX && free_lane(p)) {
+            int left = (int)((due + 999u) / 1000u); /* zmq_poll counts ms: never wake early */
+            if (left < timeout)
+                timeout = left;
         }
-        zmq_pollitem_t items[2] = {
-            {p->pull, 0, (short)(room && !*stop && !p->reading ? ZMQ_POLLIN : 0), 0},
+        zmq_pollitem_t items[3] = {
+            {p->pull, 0, (short)(room && !p->stopping ? ZMQ_POLLIN : 0), 0},
             {p->router, 0, ZMQ_POLLIN, 0},
+            {NULL, p->efd, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll(items, 2, timeout) < 0) {
+        if (zmq_poll(items, 3, timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             log_error("event=poll_failed err=\"%s\"", zmq_strerror(zmq_errno()));
@@ -606,19 +788,21 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         }
         if (items[1].revents & ZMQ_POLLIN)
             drain_router(p);
+        if (items[2].revents & ZMQ_POLLIN) {
+            uint64_t ev; /* reset the eventfd: lane_take tells which batches are done */
+            ssize_t n = read(p->efd, &ev, sizeof ev);
+            (void)n;
+        }
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
         now = loop_clock_ms();
         /* Take messages until the batch is full or PULL is empty. */
-        while (!*stop && !batch_full(b) && p->nmsgs < p->cap_msgs && pull_one(p, now)) {
-            bool more = continue_message(p);
-            if (b->nrows > 0 && p->batch_deadline == 0)
-                p->batch_deadline = now + (uint64_t)p->cfg.batch_ms;
-            if (!more)
+        while (!*stop && slot_room(p->fill) && pull_one(p, now)) {
+            if (!continue_message(p, now))
                 break;
         }
-        stat_set(&p->st.pending, b->nrows);
     }
+    /* Every lane is idle here (or the poll failed: lane_destroy waits). */
     if (result == 0)
         log_info("event=stopped");
     return result;

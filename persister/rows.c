@@ -333,3 +333,22 @@ size_t rows_copy_line(const struct batch *b, uint32_t i, char *out, size_t cap)
     out[o++] = '\n';
     return o;
 }
+
+size_t rows_key_bound(const struct batch *b, uint32_t i)
+{
+    return 2u * b->rows[i].dev.n + 24u + 40u + 4u;
+}
+
+size_t rows_key_line(const struct batch *b, uint32_t i, char *out, size_t cap)
+{
+    const struct row *r = &b->rows[i];
+    if (rows_key_bound(b, i) > cap)
+        return 0;
+    size_t o = copy_esc(out, r->dev.p, r->dev.n);
+    out[o++] = '\t';
+    o += fmt_u64(out + o, r->seq);
+    out[o++] = '\t';
+    o += rows_fmt_us(out + o, rows_at_us(r));
+    out[o++] = '\n';
+    return o;
+}

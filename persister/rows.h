@@ -106,6 +106,12 @@ size_t rows_copy_line(const struct batch *b, uint32_t i, char *out, size_t cap);
 /* The longest line rows_copy_line can produce for row i. */
 size_t rows_copy_bound(const struct batch *b, uint32_t i);
 
+/* One COPY text-format line of telemetry_keys for data row i (3 columns:
+ * device_id, seq, received_at). Returns its length, or 0 if it does not fit
+ * in cap; rows_key_bound(b, i) bytes always fit. */
+size_t rows_key_line(const struct batch *b, uint32_t i, char *out, size_t cap);
+size_t rows_key_bound(const struct batch *b, uint32_t i);
+
 /* "YYYY-MM-DD HH:MM:SS.uuuuuu+00" for a UTC time given as microseconds since
  * the epoch (negative allowed). out needs 40 bytes. Returns the length. */
 size_t rows_fmt_us(char *out, int64_t us);

@@ -30,17 +30,28 @@ void stats_collect(void *ud)
     metric_counter_set(st->batches_refused, stat_get(&s->batches_refused));
     metric_counter_set(st->edges_lost, stat_get(&s->edges_lost));
     metric_counter_set(st->entries_skipped, stat_get(&s->entries_skipped));
+    metric_counter_set(st->partitions_created,
+                       stat_get(&s->partitions_created) + stat_get(&s->maint.partitions_created));
+    metric_counter_set(st->partitions_dropped, stat_get(&s->maint.partitions_dropped));
+    metric_counter_set(st->conflicts, stat_get(&s->conflicts));
     int64_t up = stat_gget(&s->pg_up);
     metric_set(st->pending, stat_gget(&s->pending));
     metric_set(st->pg_up, up);
     metric_hist_set(st->batch_rows, &s->batch_rows);
     metric_hist_set(st->commit_seconds, &s->commit_seconds);
+    if (st->zap) {
+        metric_counter_set(st->curve_allowed, stat_get(&st->zap->allowed));
+        metric_counter_set(st->curve_refused, stat_get(&st->zap->refused));
+        metric_counter_set(st->curve_impostor, stat_get(&st->zap->impostor));
+        metric_set(st->curve_keys, stat_gget(&st->zap->keys));
+    }
     metrics_set_ready(up != 0);
 }
 
-void stats_init(struct stats *st, const struct persister_stats *src)
+void stats_init(struct stats *st, const struct persister_stats *src, const struct zap_counts *zap)
 {
     st->src = src;
+    st->zap = zap;
     const struct metrics_counter_def counters[] = {
         {&st->rows_committed, "sluice_persister_rows_committed_total",
          "Data rows durable and acked (stored or duplicate)"},
@@ -71,6 +82,33 @@ void stats_init(struct stats *st, const struct persister_stats *src)
     st->commit_seconds =
         metrics_hist("sluice_persister_commit_seconds", "Time to commit a batch, retries included", NULL,
                      src->commit_seconds.bounds, src->commit_seconds.nb);
+    /* Series added later come after the first ones: a scrape's older part
+     * reads as it always did. */
+    const struct metrics_counter_def later[] = {
+        {&st->partitions_created, "sluice_persister_partitions_created_total",
+         "telemetry partitions created (ahead of time, or for a row that found none)"},
+        {&st->partitions_dropped, "sluice_persister_partitions_dropped_total",
+         "telemetry partitions detached and dropped by --retention-days"},
+        {&st->conflicts, "sluice_persister_conflicts_total",
+         "Stored messages resent with another body or ts (kept in telemetry_conflicts up to the per-device "
+         "bound)"},
+    };
+    metrics_counters(later, sizeof later / sizeof later[0]);
+    if (zap) {
+        /* With CURVE only, after the others; the same four series in the
+         * notifier (docs/security.md). */
+        const char *hs = "sluice_persister_curve_handshakes_total",
+                   *hh = "CURVE handshakes by the ZAP decision";
+        st->curve_allowed = metrics_counter(hs, hh, "result=\"allowed\"");
+        st->curve_refused = metrics_counter(hs, hh, "result=\"refused\"");
+        st->curve_impostor =
+            metrics_counter("sluice_persister_curve_impostor_batches_total",
+                            "Edge batches dropped: they name an edge id or reply address the "
+                            "sender's CURVE key is not bound to",
+                            NULL);
+        st->curve_keys =
+            metrics_gauge("sluice_persister_curve_keys", "Edge keys in the allowed directory", NULL);
+    }
     metrics_set_collect(stats_collect, st);
 }
 

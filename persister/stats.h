@@ -10,17 +10,21 @@
 
 struct stats {
     const struct persister_stats *src;
+    const struct zap_counts *zap; /* NULL: CURVE off, the series stay 0 */
+    struct metric_counter *curve_allowed, *curve_refused, *curve_impostor;
+    struct metric_gauge *curve_keys;
     struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
     struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
-    struct metric_counter *entries_skipped;
+    struct metric_counter *entries_skipped, *partitions_created, *partitions_dropped, *conflicts;
     struct metric_gauge *pending, *pg_up;
     struct metric_hist *batch_rows, *commit_seconds;
 };
 
 /* Register every sluice_persister_* series and install the collect hook,
- * which copies src into them and sets /readyz from src->pg_up. src (and st)
- * must stay valid until stats_fini. Call once, before metrics_start. */
-void stats_init(struct stats *st, const struct persister_stats *src);
+ * which copies src (and zap, the ZAP handler's counts, if not NULL) into
+ * them and sets /readyz from src->pg_up. src, zap and st must stay valid
+ * until stats_fini. Call once, before metrics_start. */
+void stats_init(struct stats *st, const struct persister_stats *src, const struct zap_counts *zap);
 /* Remove the hook (before src is freed). */
 void stats_fini(struct stats *st);
 

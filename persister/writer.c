@@ -1,4 +1,5 @@
-/* writer.c - sequences one batch transaction and isolates poison rows.
+/* writer.c - sequences one batch transaction, isolates poison rows, and
+ * creates the partitions a batch's rows find missing.
  *
  * Why bisect under savepoints rather than retry rows singly: a batch with
  * one poison row costs ~2*log2(n) small statements instead of n, and the
@@ -9,8 +10,13 @@
  * cheapest durable write PostgreSQL offers; duplicates only come from
  * resends, and unique_violation tells us exactly that.
  *
+ * Why a missing partition is not a poison row: the row is fine, the table
+ * lacks a place for it (an edge clock far off, or maintenance behind). The
+ * writer rolls back, creates the partitions of the batch's periods and runs
+ * the transaction again, at most WRITER_NOPART_ROUNDS times.
+ *
  * Deliberately not here: libpq and what a server error means (db.c says
- * DB_DATA or DB_TRANSIENT), reconnect and backoff (persister.c), acks.
+ * DB_DATA, DB_NOPART or DB_TRANSIENT), reconnect and backoff (lane.c), acks.
  * Calls go one way: writer -> db -> rows. Tests substitute the db_* calls at
  * link time (-Wl,--wrap). */
 #include "writer.h"
@@ -18,11 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "part.h"
+
 int writer_init(struct writer *w, struct db *db, uint32_t cap_rows)
 {
     w->db = db;
     w->cap = cap_rows;
     w->staged_left = 0;
+    w->part_days = 1;
     w->idx = calloc(cap_rows ? cap_rows : 1, sizeof *w->idx);
     return w->idx ? 0 : -1;
 }
@@ -59,7 +68,7 @@ static enum db_rc bisect_rows(struct writer *w, struct batch *b, uint32_t *idx, 
         return DB_OK;
     }
     if (rc != DB_DATA)
-        return DB_TRANSIENT;
+        return rc == DB_NOPART ? DB_NOPART : DB_TRANSIENT;
     if (n == 1) {
         b->rows[idx[0]].state = ROW_REJECT;
         set_err_from_db(w, b, idx[0]);
@@ -102,9 +111,20 @@ static enum db_rc fail(struct writer *w)
     return DB_TRANSIENT;
 }
 
-enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats *st)
+/* Roll back after DB_NOPART (or anything else: transient). */
+static enum db_rc fail_rc(struct writer *w, enum db_rc rc)
+{
+    db_rollback(w->db);
+    return rc == DB_NOPART ? DB_NOPART : DB_TRANSIENT;
+}
+
+/* One attempt at the whole transaction: DB_OK, DB_NOPART or DB_TRANSIENT,
+ * nothing committed unless DB_OK. */
+static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats *st)
 {
     memset(st, 0, sizeof *st);
+    uint64_t stale_found, stale_kept;
+    db_conflicts(w->db, &stale_found, &stale_kept); /* counted by an attempt rolled back: forget */
     /* A retry starts from the mapper's verdicts: forget what a rolled-back
      * attempt decided, and the error texts it recorded. */
     size_t err_keep = 0;
@@ -123,9 +143,36 @@ enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats 
     }
     b->err_len = err_keep;
 
+    /* Few data rows and nothing else, none known to be stored: the whole
+     * transaction in one round trip. If it fails, the steps below (which
+     * take one round trip each) find out why. */
+    bool refused = false;
+    if (nd > 0 && nd == b->nrows && !w->staged_left && db_oneshot_ok(b, w->idx, nd)) {
+        uint64_t ins = 0;
+        st->attempts++;
+        enum db_rc rc = db_rows_commit(w->db, b, w->idx, nd, &ins);
+        if (rc == DB_OK) {
+            st->inserted = ins;
+            st->stored = nd;
+            mark(b, w->idx, nd, ROW_STORED);
+            return DB_OK;
+        }
+        if (rc != DB_DATA)
+            return fail_rc(w, rc);
+        db_rollback(w->db);
+        if (strcmp(db_last_sqlstate(w->db), "23505") == 0)
+            w->staged_left = WRITER_STAGED_AFTER_DUP + 1; /* this batch and the next 16 */
+        else
+            refused = true; /* a row refused: straight to the bisect */
+    }
+
     if (db_begin(w->db) != DB_OK)
         return fail(w);
-    if (nd > 0) {
+    if (nd > 0 && refused) {
+        enum db_rc rc = bisect_rows(w, b, w->idx, nd, st);
+        if (rc != DB_OK)
+            return fail_rc(w, rc);
+    } else if (nd > 0) {
         uint64_t ins = 0;
         st->attempts++;
         enum db_path path = w->staged_left ? DB_STAGED : DB_DIRECT;
@@ -151,10 +198,11 @@ enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats 
             db_rollback(w->db);
             if (db_begin(w->db) != DB_OK)
                 return fail(w);
-            if (bisect_rows(w, b, w->idx, nd, st) != DB_OK)
-                return fail(w);
+            rc = bisect_rows(w, b, w->idx, nd, st);
+            if (rc != DB_OK)
+                return fail_rc(w, rc);
         } else {
-            return fail(w);
+            return fail_rc(w, rc);
         }
     }
 
@@ -187,6 +235,7 @@ enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats 
 
     if (db_commit(w->db) != DB_OK)
         return fail(w);
+    db_conflicts(w->db, &st->conflicts, &st->conflicts_kept);
 
     /* Only now are the verdicts true. */
     for (uint32_t i = 0; i < b->nrows; i++) {
@@ -195,4 +244,49 @@ enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats 
             r->state = ROW_DEAD;
     }
     return DB_OK;
+}
+
+/* Make every period the batch's data rows fall in routable. The set holds
+ * PART_SET_MAX periods: a batch spanning more (edge clocks all over the
+ * place) is walked several times, each period asked for once. */
+static enum db_rc ensure_partitions(struct writer *w, const struct batch *b, struct writer_stats *st)
+{
+    uint32_t from = 0;
+    while (from < b->nrows) {
+        struct part_set set = {0};
+        uint32_t next = b->nrows;
+        for (uint32_t i = from; i < b->nrows; i++) {
+            const struct row *r = &b->rows[i];
+            if (r->kind != ENV_DATA || r->bad)
+                continue;
+            if (part_set_add(&set, rows_at_us(r), w->part_days) < 0) {
+                next = i; /* the first row whose period did not fit: start there next */
+                break;
+            }
+        }
+        for (unsigned k = 0; k < set.n; k++) {
+            int created = 0;
+            if (db_partition(w->db, set.p[k].lo_us, set.p[k].hi_us, &created) != DB_OK)
+                return DB_TRANSIENT;
+            st->partitions += (uint64_t)created;
+        }
+        from = next;
+    }
+    return DB_OK;
+}
+
+enum db_rc writer_commit(struct writer *w, struct batch *b, struct writer_stats *st)
+{
+    uint64_t created = 0;
+    for (unsigned round = 0;; round++) {
+        enum db_rc rc = attempt(w, b, st);
+        st->partitions = created;
+        if (rc != DB_NOPART)
+            return rc;
+        if (round >= WRITER_NOPART_ROUNDS)
+            return DB_TRANSIENT; /* created, and still missing: dropped meanwhile? retried later */
+        if (ensure_partitions(w, b, st) != DB_OK)
+            return DB_TRANSIENT;
+        created = st->partitions;
+    }
 }

@@ -34,6 +34,7 @@ static const struct err_text errs[] = {
     [SL_BUSY] = {"edge full", "busy"},
     [SL_DRAINING] = {"edge draining", "draining"},
     [SL_TIMEOUT] = {"timed out", "timeout"},
+    [SL_TLS] = {"TLS failed", NULL},
 };
 
 #define NERRS (sizeof errs / sizeof errs[0])

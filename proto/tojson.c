@@ -138,6 +138,18 @@ invalid:
     return 0;
 }
 
+bool tojson_utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0, bad;
+    while (i < n) {
+        size_t len = utf8_seq(s + i, n - i, &bad);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
 /* The letter of JSON's two-character escape for c (\" \\ \b \f \n \r \t), or 0 when
  * c takes the \u00XX form. */
 static char json_short_escape(uint8_t c)
@@ -189,7 +201,8 @@ static void put_str(struct tojson_buf *b, unsigned lvl, const uint8_t *s, size_t
         }
         run = i;
     }
-    put(b, lvl, (const char *)s + run, i - run);
+    if (i > run) /* s may be NULL when n is 0 (a nil slice) */
+        put(b, lvl, (const char *)s + run, i - run);
     putc_lvl(b, lvl, '"');
 }
 

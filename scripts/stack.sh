@@ -27,21 +27,43 @@ pg_stop() {
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-# mqtt_start DIR PORT: Mosquitto in the foreground (as root it drops to user
-# mosquitto and exits if its files sit in root-only folders), logging to DIR/mosquitto.log.
-mqtt_start() {
-  local dir=$1 port=$2
+# mqtt_setup DIR PORT: the broker's files in DIR: mosquitto.conf (listener on 127.0.0.1:PORT, a
+# password file, deploy/mosquitto.acl, no anonymous clients), passwd, and the plain passwords of its
+# two users in notifier.password and operator.password (made once, 0600; kept across runs).
+# Needs mosquitto_passwd. tests/integration/system_14_mqtt_acl.py runs a broker from exactly these.
+mqtt_setup() {
+  local dir=$1 port=$2 u
+  local top; top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   mkdir -p "$dir"
   chmod 755 "$dir"
+  for u in notifier operator; do
+    [ -s "$dir/$u.password" ] || (umask 077; head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$dir/$u.password")
+  done
+  rm -f "$dir/passwd"
+  (umask 077; : >"$dir/passwd")
+  mosquitto_passwd -b "$dir/passwd" sluice-notifier "$(cat "$dir/notifier.password")"
+  mosquitto_passwd -b "$dir/passwd" operator "$(cat "$dir/operator.password")"
+  cp "$top/deploy/mosquitto.acl" "$dir/acl"
+  # Mosquitto runs as user mosquitto (it drops root): its files are its own, private.
+  chown mosquitto "$dir/passwd" "$dir/acl" 2>/dev/null || chmod 644 "$dir/passwd" "$dir/acl"
   cat >"$dir/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
-allow_anonymous true
+allow_anonymous false
+password_file $dir/passwd
+acl_file $dir/acl
 persistence false
 max_inflight_messages 0
 max_queued_messages 100000
 log_dest stderr
 CONF
   chmod 644 "$dir/mosquitto.conf"
+}
+
+# mqtt_start DIR PORT: mqtt_setup, then Mosquitto in the foreground (as root it drops to user
+# mosquitto and exits if its files sit in root-only folders), logging to DIR/mosquitto.log.
+mqtt_start() {
+  local dir=$1 port=$2
+  mqtt_setup "$dir" "$port"
   mosquitto -c "$dir/mosquitto.conf" 2>>"$dir/mosquitto.log" &
   echo $! >"$dir/mosquitto.pid"
 }

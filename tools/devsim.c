@@ -8,8 +8,9 @@
  * every acked seq of every device is in telemetry or telemetry_rejected
  * exactly once.
  *
- * Exit: 0 if every message sent was acked (and verify passed when asked),
- * 1 otherwise, 2 on a usage or setup error. The parent does not talk to the
+ * Exit: 0 if every message sent was acked, at least one device was
+ * welcomed (and verify passed when asked), 1 otherwise, 2 on a usage or
+ * setup error. The parent does not talk to the
  * edges itself. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,11 +29,13 @@
 #include <unistd.h>
 
 #include "devsim.h"
+#include "sl/client.h"
 #include "sl/loop.h"
 #include "sl/cfg.h"
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/msg.h"
+#include "sl/secfile.h"
 
 #define FDS_PER_WORKER 18000u /* connections per process, under the 20,000 fd limit */
 #define SECRET_MAX     4096
@@ -84,12 +87,15 @@ static void json_str(FILE *f, const char *s)
 
 struct opts {
     const char *edges, *prefix, *secret_file, *secret, *src_ips, *state_dir, *verify, *json, *log_level;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     int64_t devices, body_size, window, procs, messages, ack_timeout_ms;
     double rate, ramp, duration, drain_s;
 };
 
 struct totals {
     uint64_t connected, queued, acked, frames, resent, disconnects, errors, backpressure;
+    uint64_t tls_handshakes, tls_resumed;
+    uint64_t first_welcome_ms, last_welcome_ms; /* over all workers; 0 = none */
     struct hist lat;
 };
 
@@ -106,6 +112,12 @@ static void sum_snaps(const struct snap *snaps, uint32_t k, struct totals *t)
         t->disconnects += s->disconnects;
         t->errors += s->errors;
         t->backpressure += s->backpressure;
+        t->tls_handshakes += s->tls_handshakes;
+        t->tls_resumed += s->tls_resumed;
+        if (s->first_welcome_ms && (t->first_welcome_ms == 0 || s->first_welcome_ms < t->first_welcome_ms))
+            t->first_welcome_ms = s->first_welcome_ms;
+        if (s->last_welcome_ms > t->last_welcome_ms)
+            t->last_welcome_ms = s->last_welcome_ms;
         for (uint32_t b = 0; b < HIST_N; b++)
             t->lat.n[b] += s->lat.n[b];
     }
@@ -120,11 +132,11 @@ static void progress(const struct totals *now, const struct totals *prev, double
     char line[512];
     snprintf(line, sizeof line,
              "t=%.0fs connected=%" PRIu64 "/%" PRIu64 " sent/s=%" PRIu64 " acked/s=%" PRIu64 " sent=%" PRIu64
-             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%" PRIu64 "ms p99=%" PRIu64 "ms reconnects=%" PRIu64
+             " acked=%" PRIu64 " unacked=%" PRIu64 " p50=%.2fms p99=%.2fms reconnects=%" PRIu64
              " errors=%" PRIu64,
              elapsed, now->connected, devices, now->queued - prev->queued, now->acked - prev->acked,
-             now->queued, now->acked, now->queued - now->acked, hist_quantile(&d, 0.5),
-             hist_quantile(&d, 0.99), now->disconnects, now->errors);
+             now->queued, now->acked, now->queued - now->acked, (double)hist_quantile(&d, 0.5) / 1000.0,
+             (double)hist_quantile(&d, 0.99) / 1000.0, now->disconnects, now->errors);
     if (tty)
         fprintf(stderr, "\r%s\033[K", line);
     else
@@ -254,19 +266,29 @@ out:
 /* ---- main ---- */
 
 static void json_summary(FILE *f, const struct opts *o, uint32_t k, const struct totals *t, double secs,
-                         const struct vres *v, bool ok)
+                         uint64_t t0, const struct vres *v, bool ok)
 {
     fprintf(f,
             "{\"devices\":%" PRId64 ",\"procs\":%u,\"duration_s\":%.3f,\"sent\":%" PRIu64
             ",\"acked\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"frames\":%" PRIu64 ",\"resent\":%" PRIu64
             ",\"reconnects\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"backpressure\":%" PRIu64
             ",\"acked_per_s\":%.1f,"
-            "\"latency_ms\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64
-            ",\"max\":%" PRIu64 "},",
+            "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
             o->devices, k, secs, t->queued, t->acked, t->queued - t->acked, t->frames, t->resent,
             t->disconnects, t->errors, t->backpressure, secs > 0 ? (double)t->acked / secs : 0.0,
-            hist_quantile(&t->lat, 0.5), hist_quantile(&t->lat, 0.9), hist_quantile(&t->lat, 0.99),
-            hist_quantile(&t->lat, 0.999), hist_quantile(&t->lat, 1.0));
+            (double)hist_quantile(&t->lat, 0.5) / 1000.0, (double)hist_quantile(&t->lat, 0.9) / 1000.0,
+            (double)hist_quantile(&t->lat, 0.99) / 1000.0, (double)hist_quantile(&t->lat, 0.999) / 1000.0,
+            (double)hist_quantile(&t->lat, 1.0) / 1000.0);
+    /* Welcomes, ms after the start: the last one is when every device
+     * that connected was in (a reconnect storm's length). */
+    fprintf(f, "\"welcome_ms\":{\"first\":%" PRId64 ",\"last\":%" PRId64 "},",
+            t->first_welcome_ms ? (int64_t)(t->first_welcome_ms - t0) : -1,
+            t->last_welcome_ms ? (int64_t)(t->last_welcome_ms - t0) : -1);
+    if (o->tls_ca[0])
+        fprintf(f, "\"tls\":{\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 "},", t->tls_handshakes,
+                t->tls_resumed);
+    else
+        fputs("\"tls\":null,", f);
     if (v->done)
         fprintf(f,
                 "\"verify\":{\"ok\":%s,\"found\":%" PRId64 ",\"missing\":%" PRId64 ",\"duplicates\":%" PRId64
@@ -316,12 +338,22 @@ int main(int argc, char **argv)
          "libpq DSN: at the end check every acked seq is stored exactly once", 0, 0},
         {"json", CFG_STR, &o.json, "", "write the final JSON summary to this file too", 0, 0},
         {"log-level", CFG_STR, &o.log_level, "info", "debug, info, warn, error", 0, 0},
+        {"tls-ca", CFG_STR, &o.tls_ca, "",
+         "speak TLS: PEM CA file the edges' certificates must chain to (\"\": plain TCP)", 0, 0},
+        {"tls-cert", CFG_STR, &o.tls_cert, "",
+         "PEM client certificate for edges with mutual TLS, one for every device: it must name each "
+         "device id (CN or a SAN), so for load tests run such edges without --tls-client-ca",
+         0, 0},
+        {"tls-key", CFG_STR, &o.tls_key, "", "PEM private key of --tls-cert", 0, 0},
+        {"tls-server-name", CFG_STR, &o.tls_server_name, "",
+         "name the edges' certificates must carry, DNS name or IP (\"\": the host of each --edges entry)", 0,
+         0},
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]);
     cfg_parse(opts, nopts, argc, argv,
               "sluice-devsim: simulate devices sending telemetry to Sluice edges, using the device library.\n"
               "Prints a progress line every second on stderr and a JSON summary on stdout at the end.\n"
-              "Exit 0 only if every message sent was acked (and --verify passed).");
+              "Exit 0 only if every message sent was acked, some device was welcomed (and --verify passed).");
     if (log_init_flag("devsim", o.log_level) != 0)
         return 2;
 
@@ -333,6 +365,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "sluice-devsim: cannot read --secret-file %s\n", o.secret_file);
             return 2;
         }
+        secfile_check(o.secret_file, "secret-file"); /* warns if other users may read it */
     } else if (o.secret && o.secret[0]) {
         slen = (long)strlen(o.secret);
         if (slen > SECRET_MAX)
@@ -359,6 +392,23 @@ int main(int argc, char **argv)
     }
     if (o.duration <= 0 && o.messages == 0)
         o.duration = 10;
+    /* One TLS context for every device, loaded here so a bad file is a
+     * usage error before anything starts; the workers inherit it. Buffers
+     * released while idle: thousands of connections per process. */
+    struct sl_tls *tls = NULL;
+    if (o.tls_ca[0]) {
+        struct sl_tls_config tc = {
+            .ca_file = o.tls_ca, .cert_file = o.tls_cert, .key_file = o.tls_key, .release_buffers = true};
+        enum sl_err terr;
+        char why[256] = "";
+        if ((tls = sl_tls_new(&tc, &terr, why, sizeof why)) == NULL) {
+            fprintf(stderr, "sluice-devsim: TLS: %s\n", why);
+            return 2;
+        }
+    } else if (o.tls_cert[0] || o.tls_key[0] || o.tls_server_name[0]) {
+        fprintf(stderr, "sluice-devsim: --tls-cert, --tls-key and --tls-server-name need --tls-ca\n");
+        return 2;
+    }
     uint32_t n_edges = 1;
     for (const char *p = o.edges; *p; p++)
         n_edges += *p == ',';
@@ -404,6 +454,8 @@ int main(int argc, char **argv)
         wc.count = (uint32_t)((uint64_t)o.devices * (i + 1) / k) - wc.first;
         wc.edges = o.edges;
         wc.n_edges = n_edges;
+        wc.tls = tls;
+        wc.tls_server_name = o.tls_server_name[0] ? o.tls_server_name : NULL;
         wc.prefix = o.prefix;
         wc.secret = secret;
         wc.secret_len = (size_t)slen;
@@ -522,13 +574,17 @@ int main(int argc, char **argv)
                      " bad_devices=%" PRId64,
                      v.ok, v.found, v.missing, v.dups, v.bad_devices);
     }
-    bool ok = workers_ok && cur.acked == cur.queued && (!o.verify[0] || v.ok);
-    json_summary(stdout, &o, k, &cur, secs, &v, ok);
+    /* No device ever welcomed (edges down, a TLS or token problem) is a
+     * failure, even though nothing was left unacked. */
+    if (cur.first_welcome_ms == 0)
+        log_error("event=never_welcomed msg=\"no device was ever welcomed\"");
+    bool ok = workers_ok && cur.acked == cur.queued && cur.first_welcome_ms != 0 && (!o.verify[0] || v.ok);
+    json_summary(stdout, &o, k, &cur, secs, t0, &v, ok);
     fflush(stdout);
     if (o.json[0]) {
         FILE *f = fopen(o.json, "w");
         if (f) {
-            json_summary(f, &o, k, &cur, secs, &v, ok);
+            json_summary(f, &o, k, &cur, secs, t0, &v, ok);
             fclose(f);
         } else {
             log_error("event=json_write path=%s", o.json);
@@ -545,5 +601,6 @@ int main(int argc, char **argv)
     free(snaps);
     free(finals);
     free(pf);
+    sl_tls_destroy(&tls);
     return ok ? 0 : 1;
 }

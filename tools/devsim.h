@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- latency histogram (ms), log-linear: exact below 64, then 32 steps per
- * power of two (~3% resolution), up to 2^32 ms. ---- */
+/* ---- latency histogram, log-linear: exact below 64, then 32 steps per
+ * power of two (~3% resolution), up to 2^33. devsim counts microseconds:
+ * a quantile's bucket low edge is at most 3% under the true value (a 1 ms
+ * bucket reporting its low edge said "1ms" for anything up to 1.99 ms). ---- */
 #define HIST_N 928u
 
 struct hist {
@@ -56,12 +58,18 @@ struct snap {
     uint64_t disconnects;  /* connections or attempts that ended */
     uint64_t errors;       /* err frames from edges and send failures */
     uint64_t backpressure; /* sends refused: window full */
-    struct hist lat;       /* cumulative ack latency, ms */
+    uint64_t tls_handshakes, tls_resumed;
+    uint64_t first_welcome_ms, last_welcome_ms; /* loop clock of the first and latest welcome, 0 none */
+    struct hist lat;                            /* cumulative ack latency, us (queued -> ack) */
 };
+
+struct sl_tls;
 
 struct worker_cfg {
     uint32_t worker, first, count; /* devices [first, first+count) */
     const char *edges;
+    struct sl_tls *tls;          /* NULL: plain TCP; made by the parent, inherited at fork */
+    const char *tls_server_name; /* NULL: each edge's host */
     uint32_t n_edges;
     const char *prefix;
     const uint8_t *secret;

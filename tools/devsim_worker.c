@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +32,16 @@
 #include "sl/sysres.h"
 #include "sl/token.h"
 
+/* When a message was queued, in microseconds: the device library's clock is
+ * the loop's cached milliseconds, too coarse for acks that take 1-2 ms. */
+struct stamp {
+    uint64_t seq; /* 0: free */
+    uint64_t us;
+};
+
 struct dev {
     struct sl_client *c;
+    struct stamp *stamps; /* window entries: one per message in flight */
     struct loop_timer t;
     struct worker *w;
     uint32_t idx; /* device number n of <prefix>-<n> */
@@ -54,12 +63,17 @@ struct worker {
     int state_fd;
     uint8_t *body;
     uint32_t body_len;
+    struct stamp *stamps; /* count x window */
     uint64_t start_ms, stop_send_ms, drain_end_ms;
     bool sending;
     uint32_t not_done;
+    uint32_t tls_warned; /* TLS failures logged (the first few only) */
     struct snap s;
     struct loop_timer tick;
 };
+
+/* One write(2) of a snap is atomic only below PIPE_BUF. */
+_Static_assert(sizeof(struct snap) <= PIPE_BUF, "struct snap must fit one atomic pipe write");
 
 static struct loop *g_loop; /* the client clock reads the loop's cached time */
 
@@ -93,14 +107,48 @@ static int store_save(void *ud, uint64_t next)
 
 /* ---- callbacks ---- */
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Seqs need not be consecutive (clock seqs), so a linear search of the
+ * window's few entries, not seq % window. */
+static void stamp_put(struct dev *d, uint64_t seq)
+{
+    uint32_t w = d->w->wc->window;
+    for (uint32_t i = 0; i < w; i++) {
+        if (d->stamps[i].seq == 0) {
+            d->stamps[i].seq = seq;
+            d->stamps[i].us = mono_us();
+            return;
+        }
+    }
+}
+
 static void on_ack(void *ud, uint64_t seq, uint64_t queued_ms)
 {
     struct dev *d = ud;
-    (void)seq;
     d->acked++;
     d->w->s.acked++;
-    uint64_t now = loop_now_ms(d->w->l);
-    hist_add(&d->w->s.lat, now >= queued_ms ? now - queued_ms : 0);
+    uint64_t now = mono_us();
+    uint64_t lat = UINT64_MAX;
+    for (uint32_t i = 0; i < d->w->wc->window; i++) {
+        if (d->stamps[i].seq == seq) {
+            lat = now >= d->stamps[i].us ? now - d->stamps[i].us : 0;
+            d->stamps[i].seq = 0;
+            break;
+        }
+    }
+    if (lat == UINT64_MAX) {
+        /* not stamped here (cannot happen while the window holds): the
+         * library's millisecond stamp */
+        uint64_t ms = loop_now_ms(d->w->l);
+        lat = (ms >= queued_ms ? ms - queued_ms : 0) * 1000u;
+    }
+    hist_add(&d->w->s.lat, lat);
 }
 
 static void on_cmd(void *ud, const char *id, const uint8_t *body, size_t len)
@@ -117,13 +165,24 @@ static void on_state(void *ud, enum sl_client_state st, enum sl_err err)
     if (st == SL_CLIENT_CONNECTED) {
         d->connected = true;
         s->connected++;
+        s->last_welcome_ms = loop_now_ms(d->w->l);
+        if (s->first_welcome_ms == 0)
+            s->first_welcome_ms = s->last_welcome_ms;
     } else if (st == SL_CLIENT_IDLE) {
         if (d->connected)
             s->connected--;
         d->connected = false;
         s->disconnects++;
-        if (err != SL_IO && err != SL_TIMEOUT)
-            log_debug("event=disconnect dev=%s-%u err=%s", d->w->wc->prefix, d->idx, sl_strerror(err));
+        /* A certificate problem fails every device the same way: say it,
+         * a few times, where a default log level shows it. */
+        if (err == SL_TLS && d->w->tls_warned < 3) {
+            d->w->tls_warned++;
+            log_warn("event=tls_failed dev=%s-%u err=\"%s\"", d->w->wc->prefix, d->idx,
+                     sl_client_last_error(d->c));
+        } else if (err != SL_IO && err != SL_TIMEOUT) {
+            log_debug("event=disconnect dev=%s-%u err=%s why=\"%s\"", d->w->wc->prefix, d->idx,
+                      sl_strerror(err), sl_client_last_error(d->c));
+        }
     }
 }
 
@@ -213,6 +272,7 @@ static void send_due(struct dev *d)
             w->s.errors++;
             return;
         }
+        stamp_put(d, seq);
         if (d->lo == 0)
             d->lo = seq;
         d->hi = seq + 1;
@@ -251,11 +311,13 @@ static void snap_send(struct worker *w, bool final)
 {
     struct snap *s = &w->s;
     s->final = final;
-    s->frames = s->resent = 0;
+    s->frames = s->resent = s->tls_handshakes = s->tls_resumed = 0;
     for (uint32_t i = 0; i < w->wc->count; i++) {
         const struct sl_client_stats *cs = sl_client_stats(w->devs[i].c);
         s->frames += cs->sent;
         s->resent += cs->resent;
+        s->tls_handshakes += cs->tls_handshakes;
+        s->tls_resumed += cs->tls_resumed;
     }
     uint64_t err_frames = 0;
     for (uint32_t i = 0; i < w->wc->count; i++)
@@ -346,12 +408,13 @@ int worker_run(const struct worker_cfg *wc)
     w.l = loop_new(wc->count + 16);
     g_loop = w.l;
     w.devs = calloc(wc->count ? wc->count : 1, sizeof *w.devs);
+    w.stamps = calloc((size_t)(wc->count ? wc->count : 1) * wc->window, sizeof *w.stamps);
     /* The body: msgpack bin of body_size - (bin header) bytes, so the whole
      * body is body_size bytes; the content is deterministic filler. */
     uint32_t bs = wc->body_size < 3 ? 3 : wc->body_size;
     w.body = malloc(bs);
     w.body_len = bs;
-    if (w.l == NULL || w.devs == NULL || w.body == NULL) {
+    if (w.l == NULL || w.devs == NULL || w.body == NULL || w.stamps == NULL) {
         log_error("event=nomem");
         return 2;
     }
@@ -375,6 +438,7 @@ int worker_run(const struct worker_cfg *wc)
         struct dev *d = &w.devs[i];
         char dev[SL_DEV_MAX + 1], tok[SL_TOKEN_HEX + 1], src[16];
         d->w = &w;
+        d->stamps = &w.stamps[(size_t)i * wc->window];
         d->idx = wc->first + i;
         d->fd = -1;
         snprintf(dev, sizeof dev, "%s-%u", wc->prefix, d->idx);
@@ -397,6 +461,8 @@ int worker_run(const struct worker_cfg *wc)
         cfg.cb.on_cmd = on_cmd;
         cfg.cb.on_state = on_state;
         cfg.cb.ud = d;
+        cfg.tls = wc->tls;
+        cfg.tls_server_name = wc->tls_server_name;
         if (w.state_fd >= 0) {
             cfg.seq_mode = SL_SEQ_STORE;
             cfg.store.load = store_load;
@@ -436,6 +502,7 @@ int worker_run(const struct worker_cfg *wc)
     for (uint32_t i = 0; i < wc->count; i++)
         sl_client_destroy(&w.devs[i].c);
     free(w.devs);
+    free(w.stamps);
     free(w.body);
     loop_destroy(&w.l);
     return rc ? rc : (all ? 0 : 1);

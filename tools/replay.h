@@ -92,13 +92,17 @@ void replay_counts_add(struct replay_counts *sum, const struct replay_counts *k)
 /* --dump: one line per record on out. Returns the exit status. */
 int replay_dump(const struct replay_file *f, const char *device, FILE *out);
 
+struct sl_tls;
+
 struct replay_opts {
-    const char *edge;    /* host:port */
-    const char *device;  /* "" = every connection */
-    double speed;        /* > 0 */
-    uint32_t linger_ms;  /* wait for the edge's answers before closing */
-    bool await_replies;  /* before each read, wait for the frames the device had by then */
-    uint32_t progress_s; /* 0 = no progress lines */
+    const char *edge;            /* host:port */
+    struct sl_tls *tls;          /* NULL: plain TCP; else TLS to the edge with this context */
+    const char *tls_server_name; /* NULL: the host of edge */
+    const char *device;          /* "" = every connection */
+    double speed;                /* > 0 */
+    uint32_t linger_ms;          /* wait for the edge's answers before closing */
+    bool await_replies;          /* before each read, wait for the frames the device had by then */
+    uint32_t progress_s;         /* 0 = no progress lines */
 };
 
 /* --edge: replay the selected connections. Returns the exit status. */

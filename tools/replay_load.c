@@ -189,6 +189,10 @@ int replay_load(const char *path, struct replay_file *f)
         replay_unload(f);
         return -1;
     }
+    /* The dump and the replay size frame buffers from max_frame: a corrupt
+     * or hostile header must not make them ask for 4 GiB. */
+    if (f->hdr.max_frame > SL_MAX_FRAME_LIMIT)
+        f->hdr.max_frame = SL_MAX_FRAME_LIMIT;
     f->end = RECFILE_HDR_SIZE;
     for (;;) {
         struct recfile_rec r;
@@ -241,13 +245,20 @@ bool replay_selected(const struct replay_conn *c, const char *device)
 
 void replay_time_str(const struct replay_file *f, uint64_t t_ns, char *out, size_t cap)
 {
-    int64_t real = (int64_t)f->hdr.start_real_ns + ((int64_t)t_ns - (int64_t)f->hdr.start_mono_ns);
-    time_t s = (time_t)(real / 1000000000);
+    /* In unsigned arithmetic: times from a corrupt file may be anything, and
+     * wrapping is defined there where signed overflow is not. */
+    int64_t real = (int64_t)(f->hdr.start_real_ns + (t_ns - f->hdr.start_mono_ns));
+    int64_t sec = real / 1000000000, ns = real % 1000000000;
+    if (ns < 0) { /* before 1970: floor, so the fraction counts forward */
+        ns += 1000000000;
+        sec--;
+    }
+    time_t s = (time_t)sec;
     struct tm tm;
-    gmtime_r(&s, &tm);
+    gmtime_r(&s, &tm); /* cannot fail: int64 ns end in the year 2262 */
     char ymd[32];
     strftime(ymd, sizeof ymd, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%06dZ", ymd, (int)(real % 1000000000 / 1000));
+    snprintf(out, cap, "%s.%06dZ", ymd, (int)(ns / 1000));
 }
 
 void replay_dec_init(struct replay_dec *d, uint32_t max)

@@ -14,11 +14,19 @@
  * the tool waits --linger-ms for the edge to finish, closes what is left
  * and prints per-connection and total counts, recorded vs received.
  *
+ * With --tls-ca each connection speaks TLS (the device library's ctls.c:
+ * the edge's certificate verified, one client certificate for all): the
+ * handshake right after the connect, then each recorded read is one
+ * SSL_write, so one record (the edge records what it decrypts, so a
+ * recording of a TLS port replays as the same bytes); a device-side close
+ * sends close_notify first.
+ *
  * It deliberately does not play the persister: acks come from whatever
  * services the target edge is connected to, and tokens are the recorded
  * ones, so the target needs the same fleet secret. */
 #define _GNU_SOURCE
 #include "replay.h"
+#include "ctls.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -44,11 +52,12 @@ enum closed_by { BY_NONE = 0, BY_EDGE, BY_US, BY_FAIL };
 
 struct rt {
     int fd;
-    uint8_t state;     /* enum rstate */
-    uint8_t closed_by; /* enum closed_by */
-    bool sel;          /* selected by --device */
-    bool reset;        /* recorded reason io: close with RST */
-    uint64_t close_at; /* RS_CLOSING deadline, monotonic ns */
+    struct ssl_st *ssl; /* with --tls-ca, while connected */
+    uint8_t state;      /* enum rstate */
+    uint8_t closed_by;  /* enum closed_by */
+    bool sel;           /* selected by --device */
+    bool reset;         /* recorded reason io: close with RST */
+    uint64_t close_at;  /* RS_CLOSING deadline, monotonic ns */
     struct replay_dec dec;
     struct replay_counts back;
     uint64_t back_n, rec_n; /* frames received / recorded */
@@ -65,6 +74,8 @@ struct ev {
 struct net {
     const struct replay_file *f;
     const struct replay_opts *o;
+    struct ssl_ctx_st *tls; /* o->tls's context, or NULL */
+    char host[256];         /* the edge's host: the name its certificate must carry */
     struct rt *rt;
     struct addrinfo *ai;
     int ep;
@@ -96,6 +107,7 @@ static void finish_conn(struct net *n, struct rt *c, uint8_t by)
         return;
     if (c->fd >= 0) {
         epoll_ctl(n->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        ctls_conn_free(&c->ssl, !c->reset, NULL); /* a reset sends no close_notify */
         if (c->reset) {
             struct linger lg = {1, 0};
             setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -123,6 +135,18 @@ static void on_frames(struct rt *c, const uint8_t *p, size_t len)
 
 static void on_readable(struct net *n, struct rt *c)
 {
+    while (c->ssl) {
+        size_t got = 0;
+        enum ctls_io rc = ctls_read(c->ssl, n->rbuf, sizeof n->rbuf, &got, NULL, 0);
+        if (rc == CTLS_OK) {
+            on_frames(c, n->rbuf, got);
+            continue;
+        }
+        if (rc == CTLS_WANT_READ || rc == CTLS_WANT_WRITE)
+            return; /* WANT_WRITE: a key update to answer, sent with the next write */
+        finish_conn(n, c, c->state == RS_SHUT ? BY_US : BY_EDGE);
+        return;
+    }
     for (;;) {
         ssize_t r = read(c->fd, n->rbuf, sizeof n->rbuf);
         if (r > 0) {
@@ -153,6 +177,8 @@ static void check_closing(struct net *n, uint64_t now)
         if (c->reset) {
             finish_conn(n, c, BY_US);
         } else {
+            if (c->ssl)
+                ctls_close_notify(c->ssl);
             shutdown(c->fd, SHUT_WR); /* the edge answers EOF by closing */
             c->state = RS_SHUT;
         }
@@ -193,6 +219,34 @@ static void pump(struct net *n, uint64_t until)
     }
 }
 
+/* The TLS handshake of a new connection, waiting for it like for the
+ * connect (at most 10 s). 0, or -1 with a line on stderr. */
+static int tls_connect(struct net *n, struct rt *c, int fd)
+{
+    const char *name = n->o->tls_server_name ? n->o->tls_server_name : n->host;
+    char why[192] = "out of memory or a bad server name";
+    c->ssl = ctls_conn_new(n->tls, fd, name, NULL);
+    uint64_t end = mono_ns() + 10000000000u;
+    while (c->ssl) {
+        enum ctls_io rc = ctls_handshake(c->ssl, why, sizeof why);
+        if (rc == CTLS_OK)
+            return 0;
+        uint64_t now = mono_ns();
+        if ((rc != CTLS_WANT_READ && rc != CTLS_WANT_WRITE) || now >= end) {
+            if (now >= end)
+                snprintf(why, sizeof why, "timed out");
+            break;
+        }
+        struct pollfd pf = {.fd = fd, .events = rc == CTLS_WANT_READ ? POLLIN : POLLOUT};
+        poll(&pf, 1, (int)((end - now) / 1000000u) + 1);
+    }
+    const struct replay_conn *rc = &n->f->conns[c - n->rt];
+    fprintf(stderr, "sluice-replay: connection %u.%u.%u: TLS with %s failed: %s\n", rc->worker, rc->slot,
+            rc->gen, n->o->edge, why);
+    ctls_conn_free(&c->ssl, false, NULL);
+    return -1;
+}
+
 static void do_connect(struct net *n, uint32_t idx)
 {
     struct rt *c = &n->rt[idx];
@@ -219,6 +273,12 @@ static void do_connect(struct net *n, uint32_t idx)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (n->tls && tls_connect(n, c, fd) != 0) {
+        close(fd);
+        n->connect_failed++;
+        finish_conn(n, c, BY_FAIL);
+        return;
+    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = idx};
     if (epoll_ctl(n->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
@@ -243,12 +303,23 @@ static void send_chunk(struct net *n, struct rt *c, const uint8_t *p, size_t len
     }
     size_t off = 0;
     while (off < len) {
-        ssize_t w = send(c->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w;
+        int e;
+        if (c->ssl) {
+            /* One record per recorded read (16 KiB at most each); after a
+             * WANT_* the same bytes go again. */
+            size_t put = 0, n16 = len - off < 16384 ? len - off : 16384;
+            enum ctls_io rc = ctls_write(c->ssl, p + off, n16, &put, NULL, 0);
+            w = rc == CTLS_OK ? (ssize_t)put : -1;
+            e = rc == CTLS_WANT_READ || rc == CTLS_WANT_WRITE ? EAGAIN : EPIPE;
+        } else {
+            w = send(c->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            e = errno;
+        }
         if (w > 0) {
             off += (size_t)w;
             continue;
         }
-        int e = errno;
         if (w < 0 && e == EINTR)
             continue;
         if (w < 0 && (e == EAGAIN || e == EWOULDBLOCK)) {
@@ -300,7 +371,7 @@ static void on_close_record(struct net *n, struct rt *c, const struct replay_con
     n->closing[n->nclosing++] = (uint32_t)(c - n->rt);
 }
 
-static int resolve(const char *spec, struct addrinfo **out)
+static int resolve(const char *spec, struct addrinfo **out, char *name, size_t cap)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');
@@ -315,6 +386,7 @@ static int resolve(const char *spec, struct addrinfo **out)
         if (rb)
             *rb = 0;
     }
+    snprintf(name, cap, "%s", h);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     return getaddrinfo(h, colon + 1, &hints, out) == 0 ? 0 : -1;
 }
@@ -361,10 +433,11 @@ static void summary(struct net *n, FILE *out, double secs)
 int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *out)
 {
     struct net n = {.f = f, .o = o, .ep = -1};
-    if (resolve(o->edge, &n.ai) != 0) {
+    if (resolve(o->edge, &n.ai, n.host, sizeof n.host) != 0) {
         fprintf(stderr, "sluice-replay: cannot resolve --edge %s (want HOST:PORT)\n", o->edge);
         return 1;
     }
+    n.tls = o->tls ? ctls_ctx_ref(o->tls) : NULL;
     n.rt = calloc(f->nconns ? f->nconns : 1, sizeof *n.rt);
     n.closing = calloc(f->nconns ? f->nconns : 1, sizeof *n.closing);
     size_t nev = 0, cap = 1024;
@@ -449,5 +522,6 @@ int replay_net(const struct replay_file *f, const struct replay_opts *o, FILE *o
     free(ev);
     close(n.ep);
     freeaddrinfo(n.ai);
+    ctls_ctx_unref(&n.tls);
     return rc;
 }

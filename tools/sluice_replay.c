@@ -2,7 +2,7 @@
  * `sluice-edge --record FILE` (docs/recording.md).
  *
  *   sluice-replay --dump FILE [--device ID]
- *   sluice-replay --edge HOST:PORT [--speed X] [--device ID] FILE
+ *   sluice-replay --edge HOST:PORT [--speed X] [--device ID] [--tls-ca CA] FILE
  *
  * Flags come through common/cfg, so each has its SLUICE_* variable. cfg
  * takes no positional arguments, so the one positional FILE is picked out
@@ -13,13 +13,15 @@
 #include <string.h>
 #include <strings.h>
 #include "sl/cfg.h"
+#include "sl/client.h"
 #include "replay.h"
 
 static const char USAGE[] =
     "sluice-replay: show or replay a traffic recording of sluice-edge --record.\n"
     "  sluice-replay --dump FILE [--device ID]        one line per record (device frames as JSON)\n"
-    "  sluice-replay --edge HOST:PORT [--speed X] [--device ID] FILE\n"
+    "  sluice-replay --edge HOST:PORT [--speed X] [--device ID] [--tls-ca CA] FILE\n"
     "                                                 replay each recorded connection against an edge\n"
+    "                                                 (over TLS with --tls-ca)\n"
     "A recording holds device tokens: the target edge needs the same fleet secret.";
 
 static bool is_bool_word(const char *s)
@@ -34,6 +36,7 @@ static bool is_bool_word(const char *s)
 int main(int argc, char **argv)
 {
     const char *dump = NULL, *edge = NULL, *file = NULL, *device = NULL;
+    const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_name = NULL;
     double speed = 1;
     bool await_replies = true;
     int64_t linger = 0, progress = 0;
@@ -51,6 +54,15 @@ int main(int argc, char **argv)
          3600000},
         {"progress-s", CFG_INT, &progress, "5", "progress line on stderr every N seconds (0 = none)", 0,
          86400},
+        {"tls-ca", CFG_STR, &tls_ca, "",
+         "replay over TLS: PEM CA file the edge's certificate must chain to (\"\": plain TCP)", 0, 0},
+        {"tls-cert", CFG_STR, &tls_cert, "",
+         "PEM client certificate for an edge with mutual TLS (one for every connection: it must name each "
+         "replayed device)",
+         0, 0},
+        {"tls-key", CFG_STR, &tls_key, "", "PEM private key of --tls-cert", 0, 0},
+        {"tls-server-name", CFG_STR, &tls_name, "",
+         "name the edge's certificate must carry, DNS name or IP (\"\": the host of --edge)", 0, 0},
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]);
 
@@ -103,9 +115,26 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (!*tls_ca && (*tls_cert || *tls_key || *tls_name)) {
+        fprintf(stderr, "sluice-replay: --tls-cert, --tls-key and --tls-server-name need --tls-ca\n");
+        return 2;
+    }
+    struct sl_tls *tls = NULL;
+    if (*tls_ca && *edge) {
+        struct sl_tls_config tc = {.ca_file = tls_ca, .cert_file = tls_cert, .key_file = tls_key};
+        enum sl_err terr;
+        char why[256] = "";
+        if ((tls = sl_tls_new(&tc, &terr, why, sizeof why)) == NULL) {
+            fprintf(stderr, "sluice-replay: TLS: %s\n", why);
+            return 2;
+        }
+    }
+
     struct replay_file f;
-    if (replay_load(*dump ? dump : file, &f) != 0)
+    if (replay_load(*dump ? dump : file, &f) != 0) {
+        sl_tls_destroy(&tls);
         return 1;
+    }
     int rc;
     if (*dump) {
         rc = replay_dump(&f, device, stdout);
@@ -113,6 +142,8 @@ int main(int argc, char **argv)
         if (f.problem)
             fprintf(stderr, "sluice-replay: warning: %s\n", f.problem);
         struct replay_opts o = {.edge = edge,
+                                .tls = tls,
+                                .tls_server_name = *tls_name ? tls_name : NULL,
                                 .device = device,
                                 .speed = speed,
                                 .linger_ms = (uint32_t)linger,
@@ -121,5 +152,6 @@ int main(int argc, char **argv)
         rc = replay_net(&f, &o, stdout);
     }
     replay_unload(&f);
+    sl_tls_destroy(&tls);
     return rc;
 }

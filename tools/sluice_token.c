@@ -5,9 +5,10 @@
  * bytes minus one trailing newline, so `echo secret > f` works) or else from
  * the environment variable SLUICE_FLEET_SECRET (its exact bytes).
  *
- * Deliberately tiny: no common/ cfg or logging (it links sl_token and
- * sl_proto only), so it builds wherever the protocol library does. Exit
- * status: 0 ok, 2 usage or input error. */
+ * Deliberately tiny: no common/ cfg (it links sl_token, sl_proto and
+ * sl_base for the secret file's permission warning, sl/secfile.h), so it
+ * builds wherever the protocol library does. Exit status: 0 ok, 2 usage or
+ * input error. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "sl/version.h"
 #include "sl/msg.h"
+#include "sl/secfile.h"
 #include "sl/token.h"
 
 #define SECRET_MAX 65536 /* a fleet secret is a few dozen bytes; refuse a wrong file */
@@ -116,6 +118,7 @@ int main(int argc, char **argv)
                     err == EFBIG ? "file too large" : strerror(err));
             return 2;
         }
+        secfile_check(secret_file, "secret-file"); /* warns if other users may read it */
         secret_len = (size_t)n;
         if (secret_len > 0 && filebuf[secret_len - 1] == '\n')
             secret_len--; /* exactly one: a secret may end in whitespace on purpose */

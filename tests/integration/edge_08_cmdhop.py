@@ -5,7 +5,7 @@ import time
 
 import msgpack
 
-from edgetest import cmd, main
+from edgetest import cmd, main, worker_of
 from wire import CONNECT, DISCONNECT, RES, UNDELIVERABLE
 
 PORT = 21160  # edge_NN: 21000 + 20 * NN (edge.cmake)
@@ -20,14 +20,14 @@ def scenario(e):
     for i in range(64):  # the edge picks the worker: connect until one lands on worker 1
         x = e.dev(); x.login("hop-%d" % i)
         c = e.noti.wait(CONNECT, "hop-%d" % i)[0]
-        if c[13] == "it-edge/1":
+        if worker_of(c[13]) == 1:
             conn, d = c, x
             break
         x.close()
     assert conn, "no connection landed on worker 1"
     dev = conn[3]
     via0 = list(conn)
-    via0[13] = "it-edge/0"
+    via0[13] = e.noti.ident(0)
     fwd0 = e.metric("sluice_edge_cmds_forwarded_total")
     e.noti.reply([cmd(conn, "h1", msgpack.packb({"op": "hop"}))], via0)
     m = d.recv()
@@ -36,7 +36,7 @@ def scenario(e):
     res = e.noti.wait(RES, dev)[0]
     # the result leaves from the worker holding the device; the notifier matches it by (dev, id)
     assert res[10] == "h1" and res[11] is True and msgpack.unpackb(res[12]) == "done", res
-    assert res[13] == "it-edge/1", res
+    assert res[13] == conn[13], res
     assert (res[1], res[2], res[4]) == (conn[1], conn[2], conn[4]), (res, conn)
     assert e.metric("sluice_edge_cmds_forwarded_total") == fwd0 + 1
     assert e.metric("sluice_edge_cmds_total") >= 1
@@ -44,7 +44,7 @@ def scenario(e):
     # the device leaves: the same cmd path now answers undeliverable, exactly once
     d.close()
     e.noti.wait(DISCONNECT, dev)
-    for ident, cid in (("it-edge/0", "h2"), ("it-edge/1", "h3")):
+    for ident, cid in ((via0[13], "h2"), (conn[13], "h3")):
         via = list(conn)
         via[13] = ident
         e.noti.reply([cmd(conn, cid, msgpack.packb(1))], via)

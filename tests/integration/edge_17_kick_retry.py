@@ -13,7 +13,7 @@ must have counted kicks it had to post again (a build that dropped them
 leaves old connections open: the test fails on the first of those)."""
 import time
 
-from edgetest import main
+from edgetest import main, worker_of
 from proc import frozen_thread, wait_for
 from wire import CONNECT
 
@@ -28,7 +28,7 @@ def scenario(e):
         d.login("kr-%d" % i)
         old[d.dev] = d
     conns = e.pers.wait(CONNECT, count=2 * PER_WORKER)
-    on_w1 = sorted({c[3] for c in conns if c[13] == "it-edge/1"})
+    on_w1 = sorted({c[3] for c in conns if worker_of(c[13]) == 1})
     assert len(on_w1) >= PER_WORKER - 50, len(on_w1)  # handoff balances the two workers
     assert len(on_w1) > 1024, len(on_w1)  # more than the kick share: some must wait
     new = {}

@@ -59,6 +59,11 @@ def rebind(sock_type, port, ctx):
     return wait_for(lambda: bind(ctx, sock_type, port), "bind port %d" % port, DEADLINE)
 
 
+def worker_of(ident):
+    """The worker number in an edge worker's identity "<edge-id>/<worker>/<secret>"."""
+    return int(ident.rsplit("/", 2)[1])
+
+
 class Peer:
     """One service: PULL for batches, ROUTER for replies."""
 
@@ -90,6 +95,14 @@ class Peer:
     def wait(self, kind, dev=None, pred=None, count=1):
         return wait_for(lambda: (lambda r: r if len(r) >= count else None)(self.find(kind, dev, pred)),
                         "%d entries of kind %d dev %s" % (count, kind, dev), DEADLINE)
+
+    def ident(self, worker):
+        """The DEALER identity of edge worker `worker`, "<edge-id>/<worker>/<secret>" (docs/protocol.md
+        section 6: the secret part is drawn at start), as its batches carry it (heartbeats every 2 s)."""
+        def seen():
+            self.poll()
+            return next((e[13] for h, e in self.entries if worker_of(e[13]) == worker), None)
+        return wait_for(seen, "a batch from worker %d" % worker, DEADLINE)
 
     def reply(self, entries, via, incarnation=None):
         """Send a batch to the edge worker that produced entry `via`."""

@@ -42,6 +42,8 @@ def corpus():
     add('quote " backslash \\ slash / tab \t nl \n cr \r bell \x07', 'quote " backslash \\ slash / tab \t nl \n cr \r bell \x07')
     add({"\\n": "\\t", "k\tk": "v\nv"}, {"\\n": "\\t", "k\tk": "v\nv"})
     add({1: "int key", "s": [True, None]}, {"1": "int key", "s": [True, None]})
+    # SQL literal hazards (small batches go as E'...' literals): quotes, backslash before a quote
+    add("it's \\' '' E'x' '); DROP TABLE telemetry; --", "it's \\' '' E'x' '); DROP TABLE telemetry; --")
     c.append((b"\xca\x3f\xc0\x00\x00", 1.5))  # float32
     c.append((b"\xa3a\xffb", "a\ufffdb"))  # invalid UTF-8 -> U+FFFD
     c.append((b"\xd6\x05\x01\x02\x03\x04", {"ext": 5, "data": "AQIDBA=="}))  # fixext4

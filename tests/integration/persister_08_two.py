@@ -2,6 +2,8 @@
 """Two persisters started at once on a fresh database (migrations must not
 race), one test edge with two workers pushing to both: no loss, no
 duplicates, both instances do work, and each row is acked exactly once."""
+import glob
+import os
 import time
 
 from persister_common import Env, pe
@@ -16,7 +18,11 @@ def main():
         ps = [env.persister(i, ["--batch-max", "200", "--batch-ms", "10"]) for i in range(2)]
         for p in ps:
             p.wait_ready()
-        assert env.sql("SELECT version FROM schema_version") == [(1,)]
+        # every migration applied exactly once (persister/migrations/NNN_*.sql)
+        n_mig = len(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "persister",
+                                           "migrations", "[0-9][0-9][0-9]_*.sql")))
+        assert n_mig >= 2, n_mig
+        assert env.sql("SELECT version FROM schema_version ORDER BY 1") == [(v,) for v in range(1, n_mig + 1)]
         pulls = [p.pull for p in ps]
         routers = [p.router for p in ps]
         edges = [pe.Edge(pulls, routers, edge_id="edge-2:7000", worker=w, inc=42) for w in range(2)]

@@ -36,7 +36,8 @@ def _as_postgres(args, **kw):
 
 
 class Postgres:
-    def __init__(self, port, base):
+    def __init__(self, port, base, ready_text="database system is ready to accept connections"):
+        """ready_text: the log line that says it is up (a hot standby says "... read-only connections")."""
         self.port = int(port)
         self.base = os.path.abspath(base)
         self.data = os.path.join(self.base, "data")
@@ -45,7 +46,7 @@ class Postgres:
         self.proc = proc.Proc("postgres", [
             os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.base,
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"], self.log,
-            ready=proc.log_line("database system is ready to accept connections"), stop_signal=MODES["fast"],
+            ready=proc.log_line(ready_text), stop_signal=MODES["fast"],
             grace=60, user="postgres" if root else None, group="postgres" if root else None)
 
     @property

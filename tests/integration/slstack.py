@@ -89,6 +89,8 @@ signal.signal(signal.SIGTERM, _on_term)
 class Stack:
     def __init__(self, base, edges=2, workers=1, name=None, edge_extra=(), persister_extra=(),
                  notifier_extra=(), notifiers=1, brokers=1):
+        """edge_extra: flags for every edge, or a function of the edge's index
+        returning its own (a listener port of its own, say)."""
         check(24000 <= base and base + 49 <= 24999, "system tests use ports 24000-24999")
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
@@ -133,7 +135,8 @@ class Stack:
                 "--notifier-push", ",".join("tcp://127.0.0.1:%d" % self.notifier_base(k) for k in range(notifiers)),
                 "--notifier-router", ",".join("tcp://127.0.0.1:%d" % (self.notifier_base(k) + 1)
                                               for k in range(notifiers)),
-                "--drain-timeout-ms", "3000"] + list(edge_extra), base + 11 + 2 * i, env=env)
+                "--drain-timeout-ms", "3000"] + list(edge_extra(i) if callable(edge_extra) else edge_extra),
+                base + 11 + 2 * i, env=env)
         atexit.register(self.teardown)
 
     def _service(self, name, argv, metrics_port, env=None):

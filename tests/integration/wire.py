@@ -71,6 +71,17 @@ def ring_owner(dev, ids):
     return max(ids, key=lambda i: (_mix(d ^ ring_key(i)), -ring_key(i)))
 
 
+def zcert_keys(path):
+    """(public, secret) Z85 keys of a zcert file as sluice-keys writes it (secret None in a public one)."""
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.strip().partition(" = ")
+            if k in ("public-key", "secret-key"):
+                keys[k] = v.strip('"')
+    return keys.get("public-key"), keys.get("secret-key")
+
+
 def batch(edge_id, inc, reply, entries, v=1):
     """Envelope batch bytes: header then each entry."""
     return b"".join([msgpack.packb([v, edge_id, inc, reply], use_bin_type=True)] +
@@ -222,19 +233,22 @@ class Device:
 
 class Edge:
     """One test edge worker: PUSH to every PULL in pulls, DEALER (identity =
-    reply address "<edge_id>/<worker>") to every ROUTER in routers.
-    immediate: queue only to connected peers (send waits for one)."""
+    reply address, "<edge_id>/<worker>" unless given) to every ROUTER in routers.
+    immediate: queue only to connected peers (send waits for one).
+    curve: (public, secret, server public) Z85 keys: a CURVE client of that server."""
 
-    def __init__(self, ctx, pulls, routers, edge_id, worker=0, inc=None, immediate=False):
+    def __init__(self, ctx, pulls, routers, edge_id, worker=0, inc=None, immediate=False, reply=None, curve=None):
         self.edge_id = edge_id
-        self.reply = "%s/%d" % (edge_id, worker)
+        self.reply = reply if reply is not None else "%s/%d" % (edge_id, worker)
         self.inc = inc if inc is not None else int.from_bytes(os.urandom(8), "big")
         self.push = ctx.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.LINGER, 0)
+        self.dealer = ctx.socket(zmq.DEALER)
+        for sock in (self.push, self.dealer):
+            sock.setsockopt(zmq.LINGER, 0)
+            if curve:
+                sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = (k.encode() for k in curve)
         if immediate:
             self.push.setsockopt(zmq.IMMEDIATE, 1)
-        self.dealer = ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.ROUTING_ID, self.reply.encode())
         for r in routers:
             self.dealer.connect(r)

@@ -19,11 +19,3 @@ add_test(NAME test_proto_symbols
                  sh $<TARGET_OBJECTS:sl_proto>
          COMMAND_EXPAND_LISTS)
 set_tests_properties(test_proto_symbols PROPERTIES LABELS unit TIMEOUT 60)
-
-# libFuzzer target for frame + msg decoding (clang only; not run by ctest).
-if(CMAKE_C_COMPILER_ID MATCHES "Clang")
-  add_executable(fuzz_msg ${CMAKE_CURRENT_LIST_DIR}/../fuzz/fuzz_msg.c)
-  target_compile_options(fuzz_msg PRIVATE -fsanitize=fuzzer)
-  target_link_options(fuzz_msg PRIVATE -fsanitize=fuzzer)
-  target_link_libraries(fuzz_msg PRIVATE sl::proto)
-endif()

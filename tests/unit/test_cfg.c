@@ -1,7 +1,9 @@
 /* test_cfg.c - option precedence (flag > env > default), SLUICE_* naming,
  * --x=v and --x v forms, booleans, and the exits: 2 with one stderr line on a
  * bad value or unknown flag, 0 with the option list on --help. Exiting cases
- * run cfg_parse in a forked child with stdout/stderr captured. */
+ * run cfg_parse in a forked child with stdout/stderr captured. A CFG_SECRET
+ * option from a value, a file (flag or variable), both variables (refused),
+ * a missing or empty file, and the warning for a file others may read. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +28,7 @@ static bool s_verbose;
 static bool s_tls;
 static double s_ratio;
 static int64_t s_workers;
+static const char *s_password;
 
 static const struct cfg_opt opts[] = {
     {"pull", CFG_STR, &s_pull, "tcp://*:7001", "PULL endpoint to bind", 0, 0},
@@ -34,6 +38,7 @@ static const struct cfg_opt opts[] = {
     {"tls", CFG_BOOL, &s_tls, "true", "use TLS", 0, 0},
     {"drain-rate", CFG_DOUBLE, &s_ratio, "0.5", "fraction per second", 0, 0},
     {"workers", CFG_INT, &s_workers, NULL, "worker threads (unset = one per core)", 1, 64},
+    {"password", CFG_SECRET, &s_password, NULL, "MQTT password", 0, 0},
 };
 #define NOPTS ((int)(sizeof opts / sizeof opts[0]))
 
@@ -46,6 +51,8 @@ static void clear_env(void)
     unsetenv("SLUICE_TLS");
     unsetenv("SLUICE_DRAIN_RATE");
     unsetenv("SLUICE_WORKERS");
+    unsetenv("SLUICE_PASSWORD");
+    unsetenv("SLUICE_PASSWORD_FILE");
 }
 
 static int setup(void **state)
@@ -132,6 +139,59 @@ static void test_bools(void **state)
     char *a5[] = {"prog", NULL};
     parse(1, a5);
     assert_true(s_verbose);
+}
+
+/* A file holding text, mode `mode`; returns its path (static buffer per slot). */
+static const char *secret_file(int slot, const char *text, mode_t mode)
+{
+    static char paths[4][64];
+    snprintf(paths[slot], sizeof paths[slot], "/tmp/test_cfg_secret_%d_%d", (int)getpid(), slot);
+    FILE *f = fopen(paths[slot], "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(paths[slot], mode), 0);
+    return paths[slot];
+}
+
+static void test_secret_sources(void **state)
+{
+    (void)state;
+    const char *f = secret_file(0, "s3cret-from-file\n", 0600);
+    char *a1[] = {"prog", "--password", "on-the-line", NULL};
+    parse(3, a1);
+    assert_string_equal(s_password, "on-the-line");
+    /* The file's content, its one trailing newline removed. */
+    char *a2[] = {"prog", "--password-file", (char *)f, NULL};
+    parse(3, a2);
+    assert_string_equal(s_password, "s3cret-from-file");
+    /* The last of the two forms wins, either way round. */
+    char *a3[] = {"prog", "--password-file", (char *)f, "--password=later", NULL};
+    parse(4, a3);
+    assert_string_equal(s_password, "later");
+    char f_eq[100];
+    snprintf(f_eq, sizeof f_eq, "--password-file=%s", f);
+    char *a4[] = {"prog", "--password", "earlier", f_eq, NULL};
+    parse(4, a4);
+    assert_string_equal(s_password, "s3cret-from-file");
+    /* From the environment, either variable; a flag still wins. */
+    setenv("SLUICE_PASSWORD_FILE", secret_file(1, "env-file\r\n", 0600), 1);
+    char *a5[] = {"prog", NULL};
+    parse(1, a5);
+    assert_string_equal(s_password, "env-file");
+    char *a6[] = {"prog", "--password", "flag", NULL};
+    parse(3, a6);
+    assert_string_equal(s_password, "flag");
+    unsetenv("SLUICE_PASSWORD_FILE");
+    setenv("SLUICE_PASSWORD", "env-value", 1);
+    parse(1, a5);
+    assert_string_equal(s_password, "env-value");
+    /* Only the last newline goes: inner ones are part of the secret. */
+    char *a7[] = {"prog", "--password-file", (char *)secret_file(2, "a\nb\n\n", 0600), NULL};
+    parse(3, a7);
+    assert_string_equal(s_password, "a\nb\n");
+    for (int i = 0; i < 3; i++)
+        unlink(secret_file(i, "", 0600));
 }
 
 struct run {
@@ -235,6 +295,46 @@ static void test_errors(void **state)
     assert_int_equal(r.code, 100);
 }
 
+static void test_secret_errors(void **state)
+{
+    (void)state;
+    const char *f = secret_file(0, "pw\n", 0600);
+    /* Both variables: ambiguous, refused. */
+    setenv("SLUICE_PASSWORD", "x", 1);
+    setenv("SLUICE_PASSWORD_FILE", f, 1);
+    char *a1[] = {"prog", NULL};
+    expect_exit2(1, a1, "SLUICE_PASSWORD_FILE");
+    unsetenv("SLUICE_PASSWORD");
+    unsetenv("SLUICE_PASSWORD_FILE");
+    char *a2[] = {"prog", "--password-file", "/nonexistent/pw", NULL};
+    expect_exit2(3, a2, "/nonexistent/pw");
+    const char *empty = secret_file(1, "\n", 0600);
+    char *a3[] = {"prog", "--password-file", (char *)empty, NULL};
+    expect_exit2(3, a3, "empty");
+    char *a4[] = {"prog", "--password-file", NULL};
+    expect_exit2(2, a4, "--password-file");
+    /* "-file" only exists for secrets. */
+    char *a5[] = {"prog", "--db-file", (char *)f, NULL};
+    expect_exit2(3, a5, "--db-file");
+    /* A file others may read is used, with one warning naming it. */
+    const char *open_f = secret_file(2, "pw\n", 0644);
+    char *a6[] = {"prog", "--password-file", (char *)open_f, NULL};
+    struct run r;
+    run_child(3, a6, &r);
+    assert_int_equal(r.code, 100);
+    assert_int_equal(lines(r.err), 1);
+    assert_non_null(strstr(r.err, "event=secret_file_open"));
+    assert_non_null(strstr(r.err, open_f));
+    assert_non_null(strstr(r.err, "mode=0644"));
+    /* ...and a private one without. */
+    char *a7[] = {"prog", "--password-file", (char *)f, NULL};
+    run_child(3, a7, &r);
+    assert_int_equal(r.code, 100);
+    assert_string_equal(r.err, "");
+    for (int i = 0; i < 3; i++)
+        unlink(secret_file(i, "", 0600));
+}
+
 static void test_version(void **state)
 {
     (void)state;
@@ -272,6 +372,8 @@ static void test_help(void **state)
         assert_non_null(strstr(r.out, "default \"tcp://*:7001\""));
         assert_non_null(strstr(r.out, "rows per insert batch"));
         assert_non_null(strstr(r.out, "[1, 10000]"));
+        assert_non_null(strstr(r.out, "--password-file"));
+        assert_non_null(strstr(r.out, "SLUICE_PASSWORD_FILE"));
     }
 }
 
@@ -285,6 +387,8 @@ int main(void)
         cmocka_unit_test_setup(test_errors, setup),
         cmocka_unit_test_setup(test_help, setup),
         cmocka_unit_test_setup(test_version, setup),
+        cmocka_unit_test_setup(test_secret_sources, setup),
+        cmocka_unit_test_setup(test_secret_errors, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -363,6 +363,53 @@ static void test_rebuild_from_status(void **state)
     assert_non_null(strstr(last_on("devices/r/status")->payload, "\"online\":false"));
 }
 
+/* A retained status whose epoch lies beyond the allowed clock skew is not
+ * loaded: it cannot fence out the real sessions of its device. */
+static void test_status_from_future(void **state)
+{
+    (void)state;
+    npub = nsent = nmarkers = nacks = 0;
+    wall = 1234;
+    struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-test",
+                          .max_devices = 16,
+                          .max_workers = 8,
+                          .max_cmds = 8,
+                          .cmd_timeout_ms = 1000,
+                          .edge_timeout_ms = 10000,
+                          .status_max_skew_ms = 1000};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
+    struct ntf *n = ntf_new(&cfg, &out);
+    assert_non_null(n);
+    cur = n;
+    const char *t = "devices/f/status";
+    /* fake_wall is 1234 ms: 1234 + 1000 ms is the limit. */
+    const char *future = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":2234000001,"
+                         "\"reply\":\"edge-z/3\",\"inc\":7,\"slot\":4,\"gen\":2}";
+    ntf_mqtt(n, t, strlen(t), future, strlen(future), 0, 0);
+    assert_int_equal(ntf_stats(n)->status_future, 1);
+    assert_int_equal(ntf_stats(n)->status_loaded, 0);
+    cmd(n, "f", "{\"id\":\"x\",\"body\":1}", 1);
+    assert_int_equal(nsent, 0); /* not routed: the device is unknown */
+    assert_string_equal(last_on("devices/f/cmd/x/result")->payload, "{\"ok\":false,\"error\":\"offline\"}");
+    /* A real session then connects with an epoch of now: it is current. */
+    struct envelope e = ev(ENV_CONNECT, "f", 1234000000, 1, 1);
+    batch(n, "edge-y", 9, &e, 2);
+    assert_non_null(strstr(last_on(t)->payload, "\"edge\":\"edge-y\""));
+    /* At the limit: loaded (a skew within the bound is a clock, not a forgery). */
+    const char *edge = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":2234000000,"
+                       "\"reply\":\"edge-z/3\",\"inc\":7,\"slot\":4,\"gen\":2}";
+    const char *t2 = "devices/g/status";
+    ntf_mqtt(n, t2, strlen(t2), edge, strlen(edge), 0, 3);
+    assert_int_equal(ntf_stats(n)->status_loaded, 1);
+    assert_int_equal(ntf_stats(n)->status_future, 1);
+    ntf_destroy(&n);
+}
+
 static void test_bad_commands(void **state)
 {
     struct ntf *n = *state;
@@ -675,6 +722,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edge_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_from_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
+        cmocka_unit_test(test_status_from_future),
         cmocka_unit_test_setup_teardown(test_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_taker_routes_after_marker, setup, teardown),

@@ -220,6 +220,36 @@ static void test_sweep(void **state)
     assert_int_equal(presence_worker(f->p, S(longname), 1, S("r"), 0, true), PRESENCE_NONE);
 }
 
+/* A name with a NUL inside is refused: names are kept as C strings. Before,
+ * a reply "a\0b" was hashed over its 3 bytes when added and over strlen()
+ * when recycled, so the sweep's unlink ran off its chain (SIGSEGV in
+ * w_free; issue 11, fuzz_envelope regress-reply-with-nul). */
+static void test_names_with_nul(void **state)
+{
+    struct fx *f = *state;
+    struct sl_slice reply = {(const uint8_t *)"a\0b", 3}, edge = {(const uint8_t *)"e\0x", 3};
+    assert_int_equal(presence_worker(f->p, S("edge-c"), 1, reply, 0, true), PRESENCE_NONE);
+    assert_int_equal(presence_worker(f->p, edge, 1, S("edge-c/0"), 0, true), PRESENCE_NONE);
+    presence_sweep(f->p, 60000, 10000, NULL, NULL); /* recycles edge-a and edge-b, nothing else */
+    assert_null(presence_worker_get(f->p, f->wa));
+}
+
+/* A session whose edge is nil (a batch header with edge nil): no copy from
+ * a NULL pointer (UBSan; fuzz_envelope regress-nil-edge-disconnect). */
+static void test_nil_edge(void **state)
+{
+    struct fx *f = *state;
+    struct presence_change c;
+    struct presence_session s = {.epoch = 1, .edge = {NULL, 0}, .worker = f->wa, .slot = 1, .gen = 1};
+    presence_connect(f->p, S("d"), &s, &c);
+    assert_int_equal(c.verdict, PRESENCE_APPLIED);
+    assert_string_equal(presence_get(f->p, S("d"))->edge, "");
+    s.epoch = 2;
+    presence_disconnect(f->p, S("d"), &s, &c);
+    assert_int_equal(c.verdict, PRESENCE_APPLIED);
+    assert_false(presence_get(f->p, S("d"))->online);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_b_a, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_recycles_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_with_nul, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nil_edge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,6 +145,61 @@ static void test_status_roundtrip(void **state)
         assert_int_equal(topics_status_parse(bad[i], strlen(bad[i]), &r), SL_DECODE);
 }
 
+/* A status we publish reads back the same after a restart: only UTF-8
+ * strings are accepted (json-c does not check), since the writer repairs
+ * anything else into longer text the reader would refuse
+ * (fuzz_ntf_status regress-invalid-utf8-edge, regress-overlong-utf8-edge). */
+static void test_status_utf8(void **state)
+{
+    (void)state;
+    struct topics_status r;
+    const char ok[] = "{\"online\":false,\"edge\":\"k\xc3\xb6ln:7000\",\"epoch\":1}";
+    assert_int_equal(topics_status_parse(ok, strlen(ok), &r), SL_OK);
+    assert_string_equal(r.edge, "k\xc3\xb6ln:7000");
+    const char *bad[] = {"{\"online\":false,\"edge\":\"e\xff\",\"epoch\":1}",
+                         "{\"online\":false,\"edge\":\"e\xc0\xa0\",\"epoch\":1}",         /* overlong */
+                         "{\"online\":false,\"edge\":\"e\xf4\x90\x80\x80\",\"epoch\":1}", /* > U+10FFFF */
+                         "{\"online\":true,\"edge\":\"e\",\"epoch\":1,\"reply\":\"\xed\xa0\x80\",\"inc\":1,"
+                         "\"slot\":1,\"gen\":1}"}; /* a surrogate */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(topics_status_parse(bad[i], strlen(bad[i]), &r), SL_DECODE);
+    /* A reason that is not UTF-8 is dropped, like one too long. */
+    const char reason[] = "{\"online\":false,\"edge\":\"e\",\"epoch\":1,\"reason\":\"\xfe\"}";
+    assert_int_equal(topics_status_parse(reason, strlen(reason), &r), SL_OK);
+    assert_string_equal(r.reason, "");
+}
+
+/* The longest status (every string full, each byte escaped to 6) is exactly
+ * TOPICS_STATUS_JSON_MAX bytes and reads back. The notifier once wrote
+ * statuses into 1 KiB and published the cut JSON, retained
+ * (fuzz_envelope regress-status-overflow). */
+static void test_status_longest(void **state)
+{
+    (void)state;
+    struct topics_status s = {.online = true,
+                              .at_ms = UINT64_MAX,
+                              .epoch = UINT64_MAX,
+                              .inc = UINT64_MAX,
+                              .slot = UINT32_MAX,
+                              .gen = UINT32_MAX},
+                         r;
+    memset(s.edge, 0x01, TOPICS_EDGE_MAX);
+    memset(s.reply, 0x1f, TOPICS_REPLY_MAX);
+    memset(s.reason, 0x02, TOPICS_REASON_MAX);
+    char buf[TOPICS_STATUS_JSON_MAX];
+    struct tojson_buf b;
+    tojson_buf_init(&b, buf, sizeof buf);
+    topics_status_json(&b, &s);
+    assert_false(b.overflow);
+    assert_int_equal(b.len, TOPICS_STATUS_JSON_MAX);
+    assert_int_equal(topics_status_parse(b.p, b.len, &r), SL_OK);
+    assert_true(r.online && r.at_ms == UINT64_MAX && r.epoch == UINT64_MAX && r.inc == UINT64_MAX);
+    assert_true(r.slot == UINT32_MAX && r.gen == UINT32_MAX);
+    assert_string_equal(r.edge, s.edge);
+    assert_string_equal(r.reply, s.reply);
+    assert_string_equal(r.reason, s.reason);
+}
+
 static void test_result_json(void **state)
 {
     (void)state;
@@ -250,9 +305,10 @@ static void test_topics(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_data_json),   cmocka_unit_test(test_status_roundtrip),
-        cmocka_unit_test(test_result_json), cmocka_unit_test(test_cmd_parse),
-        cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_data_json),      cmocka_unit_test(test_status_roundtrip),
+        cmocka_unit_test(test_result_json),    cmocka_unit_test(test_cmd_parse),
+        cmocka_unit_test(test_topics),         cmocka_unit_test(test_status_utf8),
+        cmocka_unit_test(test_status_longest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_persister_rows.c - the persister's pure mapper (persister/rows.c):
- * envelope entries -> rows, peers, JSON arena limits, COPY text lines and
- * timestamp formatting. No database, no sockets. */
+ * envelope entries -> rows, peers, JSON arena limits, COPY text lines (rows
+ * and keys) and timestamp formatting; and the partition periods
+ * (persister/part.c). No database, no sockets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "part.h"
 #include "rows.h"
 
 static const uint8_t body_a1[] = {0x81, 0xa1, 'a', 0x01}; /* {"a":1} */
@@ -106,6 +108,69 @@ static void test_copy_escapes_and_null_ts(void **state)
     assert_string_equal(line,
                         "d\t1\t\\N\t2025-11-28 19:30:00.000000+00\te\\\\1\t\"a\\\\\\\\b\\\\nc\\\\t\"\n");
     batch_fini(&b);
+}
+
+static void test_key_line(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 8, 4096), 0);
+    struct envelope_hdr h = hdr("edge-1:7000", 77, "edge-1:7000/0");
+    int pi = batch_peer(&b, &h);
+    struct envelope e = data("pump\\1", 42, body_a1, sizeof body_a1);
+    e.at_ns = 1764358200123456789ull; /* ns: the key keeps microseconds, as the row does */
+    assert_int_equal(batch_add(&b, (uint16_t)pi, &e), SL_OK);
+    char line[256];
+    size_t n = rows_key_line(&b, 0, line, sizeof line);
+    assert_true(n > 0 && n <= rows_key_bound(&b, 0));
+    line[n] = '\0';
+    assert_string_equal(line, "pump\\\\1\t42\t2025-11-28 19:30:00.123456+00\n");
+    /* the key's received_at is the row's, byte for byte */
+    char row[512];
+    size_t m = rows_copy_line(&b, 0, row, sizeof row);
+    row[m] = '\0';
+    assert_non_null(strstr(row, "\t2025-11-28 19:30:00.123456+00\t"));
+    assert_int_equal(rows_key_line(&b, 0, line, 10), 0);
+    batch_fini(&b);
+}
+
+static void test_part_periods(void **state)
+{
+    (void)state;
+    const int64_t D = PART_DAY_US;
+    /* daily: [midnight, next midnight), a midnight belongs to the day it starts */
+    struct part_period p = part_period_of(1764358200000000, 1); /* 2025-11-28 19:30 UTC */
+    assert_int_equal(p.lo_us, 1764288000000000);                /* 2025-11-28 00:00 */
+    assert_int_equal(p.hi_us, p.lo_us + D);
+    p = part_period_of(1764288000000000, 1);
+    assert_int_equal(p.lo_us, 1764288000000000);
+    p = part_period_of(1764288000000000 - 1, 1);
+    assert_int_equal(p.lo_us, 1764288000000000 - D);
+    /* before 1970: floor, not truncation toward zero */
+    p = part_period_of(-1, 1);
+    assert_int_equal(p.lo_us, -D);
+    assert_int_equal(p.hi_us, 0);
+    /* 7-day periods are aligned on the epoch and contain their instant */
+    for (int64_t t = 0; t < 30 * D; t += D / 3) {
+        p = part_period_of(1764358200000000 + t, 7);
+        assert_int_equal(p.lo_us % (7 * D), 0);
+        assert_true(p.lo_us <= 1764358200000000 + t && 1764358200000000 + t < p.hi_us);
+        assert_int_equal(p.hi_us - p.lo_us, 7 * D);
+    }
+    /* out-of-range periods are clamped */
+    p = part_period_of(5 * D, 0);
+    assert_int_equal(p.hi_us - p.lo_us, D);
+
+    struct part_set set = {0};
+    assert_int_equal(part_set_add(&set, 10, 1), 1);
+    assert_int_equal(part_set_add(&set, D - 1, 1), 0); /* same day */
+    for (unsigned k = 1; k < PART_SET_MAX; k++)
+        assert_int_equal(part_set_add(&set, (int64_t)k * D, 1), 1);
+    assert_int_equal(set.n, PART_SET_MAX);
+    assert_int_equal(set.overflow, 0);
+    assert_int_equal(part_set_add(&set, 100 * D, 1), -1);
+    assert_int_equal(set.overflow, 1);
+    assert_int_equal(part_set_add(&set, 3 * D + 5, 1), 0); /* present ones still found when full */
 }
 
 static void test_peers_and_chains(void **state)
@@ -243,6 +308,8 @@ int main(void)
         cmocka_unit_test(test_fmt_us),
         cmocka_unit_test(test_map_data_and_copy_line),
         cmocka_unit_test(test_copy_escapes_and_null_ts),
+        cmocka_unit_test(test_key_line),
+        cmocka_unit_test(test_part_periods),
         cmocka_unit_test(test_peers_and_chains),
         cmocka_unit_test(test_skips_and_bad_rows),
         cmocka_unit_test(test_full),

@@ -4,6 +4,7 @@
  * below is what the persister served before its core stopped calling
  * metric_*), and each shows the core's struct persister_stats as of the
  * scrape, histograms included (/readyz following pg_up is persister_pgrestart's).
+ * With CURVE on, the ZAP handler's counts follow as four more series.
  * No database. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,7 +93,21 @@ static const char expected[] =
     "sluice_persister_commit_seconds_bucket{le=\"10\"} 1\n"
     "sluice_persister_commit_seconds_bucket{le=\"+Inf\"} 1\n"
     "sluice_persister_commit_seconds_sum 0.003\n"
-    "sluice_persister_commit_seconds_count 1\n";
+    "sluice_persister_commit_seconds_count 1\n"
+    /* added with partitioned telemetry (issue 13), after the older series */
+    "# HELP sluice_persister_partitions_created_total telemetry partitions created (ahead of time, or for a "
+    "row that found none)\n"
+    "# TYPE sluice_persister_partitions_created_total counter\n"
+    "sluice_persister_partitions_created_total 0\n"
+    "# HELP sluice_persister_partitions_dropped_total telemetry partitions detached and dropped by "
+    "--retention-days\n"
+    "# TYPE sluice_persister_partitions_dropped_total counter\n"
+    "sluice_persister_partitions_dropped_total 0\n"
+    /* issue 11 item 7 */
+    "# HELP sluice_persister_conflicts_total Stored messages resent with another body or ts (kept in "
+    "telemetry_conflicts up to the per-device bound)\n"
+    "# TYPE sluice_persister_conflicts_total counter\n"
+    "sluice_persister_conflicts_total 0\n";
 
 static void test_export(void **state)
 {
@@ -100,7 +115,7 @@ static void test_export(void **state)
     static struct persister_stats s;
     persister_stats_init(&s);
     struct stats st;
-    stats_init(&st, &s);
+    stats_init(&st, &s, NULL);
 
     _Atomic uint64_t *c[] = {&s.rows_committed,  &s.rows_inserted,   &s.rows_duplicate, &s.rows_rejected,
                              &s.rows_dropped,    &s.sessions,        &s.retries,        &s.acks_sent,
@@ -124,6 +139,16 @@ static void test_export(void **state)
     metrics_render(buf, sizeof buf);
     assert_non_null(strstr(buf, "\nsluice_persister_rows_committed_total 101\n"));
     assert_non_null(strstr(buf, "\nsluice_persister_pg_up 0\n"));
+    /* partitions: the writers' and the maintenance thread's counts, summed */
+    stat_add(&s.partitions_created, 2);
+    stat_add(&s.maint.partitions_created, 3);
+    stat_add(&s.maint.partitions_dropped, 4);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_partitions_created_total 5\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_partitions_dropped_total 4\n"));
+    stat_add(&s.conflicts, 6);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_conflicts_total 6\n"));
 
     stats_fini(&st);
     assert_null(st.src);
@@ -132,10 +157,47 @@ static void test_export(void **state)
     assert_non_null(strstr(buf, "\nsluice_persister_rows_committed_total 101\n"));
 }
 
+static const char expected_curve[] =
+    "# HELP sluice_persister_curve_handshakes_total CURVE handshakes by the ZAP decision\n"
+    "# TYPE sluice_persister_curve_handshakes_total counter\n"
+    "sluice_persister_curve_handshakes_total{result=\"allowed\"} 21\n"
+    "sluice_persister_curve_handshakes_total{result=\"refused\"} 22\n"
+    "# HELP sluice_persister_curve_impostor_batches_total Edge batches dropped: they name an edge id or "
+    "reply "
+    "address the sender's CURVE key is not bound to\n"
+    "# TYPE sluice_persister_curve_impostor_batches_total counter\n"
+    "sluice_persister_curve_impostor_batches_total 23\n"
+    "# HELP sluice_persister_curve_keys Edge keys in the allowed directory\n"
+    "# TYPE sluice_persister_curve_keys gauge\n"
+    "sluice_persister_curve_keys 24\n";
+
+/* After test_export: the registry is process-wide, and these series come
+ * after the others. */
+static void test_export_curve(void **state)
+{
+    (void)state;
+    static struct persister_stats s;
+    static struct zap_counts z;
+    persister_stats_init(&s);
+    struct stats st;
+    stats_init(&st, &s, &z);
+    stat_add(&z.allowed, 21);
+    stat_add(&z.refused, 22);
+    stat_add(&z.impostor, 23);
+    stat_set(&z.keys, 24);
+    static char buf[16384];
+    metrics_render(buf, sizeof buf);
+    const char *tail = strstr(buf, "# HELP sluice_persister_curve_handshakes_total");
+    assert_non_null(tail);
+    assert_string_equal(tail, expected_curve);
+    stats_fini(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export),
+        cmocka_unit_test(test_export_curve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /* test_persister_writer.c - the persister's transaction sequencing and
  * poison-row bisect (persister/writer.c), with every db_* step replaced at
  * link time (-Wl,--wrap=db_rows, ...) by a fake executor: rows whose seq is
- * in the poison set fail with a data error, and a transient failure can be
- * injected at the Nth call. No database. */
+ * in the poison set fail with a data error, rows of a day without partition
+ * fail with DB_NOPART until db_partition creates it, and a transient failure
+ * can be injected at the Nth call. No database. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "part.h"
 #include "writer.h"
 
 /* ---- fake executor ---------------------------------------------------- */
@@ -28,7 +30,23 @@ static struct {
     const char *sqlstate;
     bool stored[1024]; /* by seq: already in telemetry (a resend) */
     int direct_calls;
+    int64_t missing[8]; /* day starts (us) with no partition */
+    int nmissing;
+    bool never_created; /* db_partition says it created, the day stays missing */
+    int partition_calls, nopart_returns;
+    int oneshots;            /* db_rows_commit calls */
+    bool conflict[1024];     /* by seq: stored with another body; a staged write finds it */
+    uint64_t conflicts_seen; /* found by staged writes since db_conflicts last read them */
 } F;
+
+static bool day_missing(int64_t at_us)
+{
+    int64_t lo = part_period_of(at_us, 1).lo_us;
+    for (int k = 0; k < F.nmissing; k++)
+        if (F.missing[k] == lo)
+            return true;
+    return false;
+}
 
 static enum db_rc step(void)
 {
@@ -88,6 +106,14 @@ enum db_rc __wrap_db_rows(struct db *d, const struct batch *b, const uint32_t *i
     enum db_rc rc = step();
     if (rc != DB_OK)
         return rc;
+    for (uint32_t k = 0; k < n; k++) {
+        if (day_missing(rows_at_us(&b->rows[idx[k]]))) {
+            F.sqlstate = "23514";
+            snprintf(F.err, sizeof F.err, "no partition of relation \"telemetry\" found for row");
+            F.nopart_returns++;
+            return DB_NOPART;
+        }
+    }
     uint64_t dups = 0;
     for (uint32_t k = 0; k < n; k++) {
         if (F.stored[b->rows[idx[k]].seq])
@@ -110,7 +136,36 @@ enum db_rc __wrap_db_rows(struct db *d, const struct batch *b, const uint32_t *i
         }
     }
     *inserted = n - dups;
+    if (path == DB_STAGED)
+        for (uint32_t k = 0; k < n; k++)
+            F.conflicts_seen += F.conflict[b->rows[idx[k]].seq];
     return DB_OK;
+}
+
+void __wrap_db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
+void __wrap_db_conflicts(struct db *d, uint64_t *found, uint64_t *kept)
+{
+    (void)d;
+    *found = *kept = F.conflicts_seen;
+    F.conflicts_seen = 0;
+}
+
+/* The one-round-trip transaction: BEGIN, a direct write and COMMIT, as the
+ * steps above count them. On failure the transaction stays open (aborted)
+ * for the caller's rollback, as the server leaves it. */
+enum db_rc __wrap_db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                 uint64_t *inserted);
+enum db_rc __wrap_db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                 uint64_t *inserted)
+{
+    F.oneshots++;
+    enum db_rc rc = __wrap_db_begin(d);
+    if (rc != DB_OK)
+        return rc;
+    rc = __wrap_db_rows(d, b, idx, n, DB_DIRECT, false, inserted);
+    if (rc != DB_OK)
+        return rc;
+    return __wrap_db_commit(d);
 }
 
 enum db_rc __wrap_db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
@@ -134,6 +189,25 @@ enum db_rc __wrap_db_reject(struct db *d, const struct batch *b, uint32_t i)
         return rc;
     assert_true(b->rows[i].err_len > 0);
     return F.reject_fails[b->rows[i].seq] ? DB_DATA : DB_OK;
+}
+
+enum db_rc __wrap_db_partition(struct db *d, int64_t lo_us, int64_t hi_us, int *created);
+enum db_rc __wrap_db_partition(struct db *d, int64_t lo_us, int64_t hi_us, int *created)
+{
+    (void)d;
+    assert_false(F.in_tx); /* autocommit, after the rollback */
+    assert_int_equal(hi_us - lo_us, PART_DAY_US);
+    F.partition_calls++;
+    *created = 0;
+    for (int k = 0; k < F.nmissing; k++) {
+        if (F.missing[k] == lo_us) {
+            *created = 1;
+            if (!F.never_created)
+                F.missing[k] = F.missing[--F.nmissing];
+            break;
+        }
+    }
+    return DB_OK;
 }
 
 const char *__wrap_db_last_sqlstate(const struct db *d);
@@ -368,6 +442,133 @@ static void test_sessions(void **state)
     batch_fini(&b);
 }
 
+static void test_conflicts_from_the_staged_path_only(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill(&b, 10);
+    F.stored[3] = F.conflict[3] = true; /* seq 3 is stored with another body */
+    struct writer w;
+    assert_int_equal(writer_init(&w, NULL, b.cap_rows), 0);
+    assert_int_equal(writer_commit(&w, &b, &st), DB_OK);
+    assert_true(st.staged);
+    assert_int_equal(st.conflicts, 1);
+    assert_int_equal(st.conflicts_kept, 1);
+    assert_int_equal(b.rows[2].state, ROW_STORED); /* acked: its first version is durable, the second noted */
+    /* a rolled-back attempt's count is not reported by the next one */
+    F.conflicts_seen = 5;
+    F.stored[3] = F.conflict[3] = false;
+    w.staged_left = 0;
+    assert_int_equal(writer_commit(&w, &b, &st), DB_OK);
+    assert_false(st.staged);
+    assert_int_equal(st.conflicts, 0);
+    writer_fini(&w);
+    batch_fini(&b);
+}
+
+static void test_oneshot_only_for_small_plain_batches(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill(&b, 10);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 1); /* one round trip: BEGIN, keys, rows, COMMIT */
+    assert_int_equal(st.stored, 10);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, DB_ONESHOT_MAX + 1); /* big batches: COPY */
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(F.direct_calls, 1);
+    assert_int_equal(st.stored, DB_ONESHOT_MAX + 1);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, 3); /* sessions to upsert too: the steps */
+    struct envelope c = {.kind = ENV_CONNECT, .dev = {(const uint8_t *)"d", 1}, .epoch = 9};
+    assert_int_equal(batch_add(&b, 0, &c), SL_OK);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(F.sessions, 1);
+    batch_fini(&b);
+
+    memset(&F, 0, sizeof F);
+    fill(&b, 3); /* a dead letter to write too: the steps */
+    b.rows[1].bad = true;
+    batch_set_err(&b, 1, "no body", 7);
+    run(&b, DB_OK, &st);
+    assert_int_equal(F.oneshots, 0);
+    assert_int_equal(st.dead, 1);
+    batch_fini(&b);
+}
+
+/* Rows 1..n/2 received on day 0, the rest on day 3 (2025-11-28 and 12-01). */
+static void fill_two_days(struct batch *b, uint32_t n)
+{
+    fill(b, n);
+    for (uint32_t i = 0; i < b->nrows; i++)
+        b->rows[i].at_ns = (uint64_t)(1764358200000000000ll + (i < n / 2 ? 0 : 3 * PART_DAY_US * 1000));
+}
+
+static void test_missing_partition_created(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill_two_days(&b, 10);
+    F.missing[F.nmissing++] = part_period_of(1764358200000000ll + 3 * PART_DAY_US, 1).lo_us;
+    run(&b, DB_OK, &st);
+    /* not a poison row: nothing dead-lettered, every row stored and acked */
+    assert_int_equal(F.rejects, 0);
+    assert_int_equal(st.dead, 0);
+    assert_int_equal(st.stored, 10);
+    for (uint32_t i = 0; i < b.nrows; i++)
+        assert_int_equal(b.rows[i].state, ROW_STORED);
+    assert_int_equal(st.partitions, 1);
+    assert_int_equal(F.partition_calls, 2); /* each day of the batch asked once */
+    assert_int_equal(F.nopart_returns, 1);
+    assert_int_equal(F.commits, 1);
+    assert_int_equal(F.rollbacks, 1);
+    batch_fini(&b);
+}
+
+static void test_missing_partition_while_bisecting(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill_two_days(&b, 20);
+    F.poison[4] = true;
+    F.missing[F.nmissing++] = part_period_of(1764358200000000ll + 3 * PART_DAY_US, 1).lo_us;
+    run(&b, DB_OK, &st);
+    assert_int_equal(st.dead, 1);
+    assert_int_equal(b.rows[3].state, ROW_DEAD);
+    assert_int_equal(st.stored, 19);
+    assert_int_equal(st.partitions, 1);
+    assert_int_equal(F.commits, 1);
+    batch_fini(&b);
+}
+
+static void test_partition_never_appears(void **state)
+{
+    (void)state;
+    struct batch b;
+    struct writer_stats st;
+    fill_two_days(&b, 6);
+    F.missing[F.nmissing++] = part_period_of(1764358200000000ll, 1).lo_us;
+    F.never_created = true;
+    run(&b, DB_TRANSIENT, &st); /* the lane backs off and retries the whole batch */
+    assert_int_equal(F.commits, 0);
+    assert_int_equal(F.rejects, 0);
+    assert_int_equal(F.nopart_returns, WRITER_NOPART_ROUNDS + 1);
+    for (uint32_t i = 0; i < b.nrows; i++)
+        assert_int_not_equal(b.rows[i].state, ROW_DEAD);
+    batch_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +580,11 @@ int main(void)
         cmocka_unit_test_setup(test_commit_failure_is_transient, setup),
         cmocka_unit_test_setup(test_unstorable_dead_letter_is_dropped, setup),
         cmocka_unit_test_setup(test_sessions, setup),
+        cmocka_unit_test_setup(test_oneshot_only_for_small_plain_batches, setup),
+        cmocka_unit_test_setup(test_conflicts_from_the_staged_path_only, setup),
+        cmocka_unit_test_setup(test_missing_partition_created, setup),
+        cmocka_unit_test_setup(test_missing_partition_while_bisecting, setup),
+        cmocka_unit_test_setup(test_partition_never_appears, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,16 @@ check file-after-dev 0 "$DEMO$NL" env -u SLUICE_FLEET_SECRET "$BIN" pump-0001 --
 # the flag beats the environment
 check flag-beats-env 0 "$DEMO$NL" env SLUICE_FLEET_SECRET=other-secret "$BIN" --secret-file "$T/s1" pump-0001
 
+# a secret file other users may read: the token, and one warning on stderr;
+# a private one: nothing on stderr
+chmod 644 "$T/s1"
+check file-open 0 "$DEMO$NL" env -u SLUICE_FLEET_SECRET "$BIN" --secret-file "$T/s1" pump-0001
+check_err_line file-open
+grep -q 'event=secret_file_open' "$T/err" || { echo "FAIL file-open: no warning: [$(cat "$T/err")]"; fails=$((fails + 1)); }
+chmod 600 "$T/s1"
+check file-private 0 "$DEMO$NL" env -u SLUICE_FLEET_SECRET "$BIN" --secret-file "$T/s1" pump-0001
+[ -s "$T/err" ] && { echo "FAIL file-private: stderr [$(cat "$T/err")]"; fails=$((fails + 1)); }
+
 # --help: exit 0, usage on stdout mentioning the env var
 "$BIN" --help >"$T/out" 2>"$T/err"
 rc=$?

@@ -1097,6 +1097,48 @@ static void test_builder(void **state)
     assert_int_equal(b.len, 3);
     for (int i = 3; i < 8; i++)
         assert_int_equal((uint8_t)small[i], 0x5a);
+
+    /* A nil slice (a batch header's edge may be nil): "", and no pointer
+     * arithmetic on NULL (UBSan; fuzz_envelope regress-nil-edge-data-json). */
+    tojson_buf_init(&b, buf, sizeof buf);
+    tojson_str(&b, NULL, 0);
+    assert_int_equal(b.len, 2);
+    assert_memory_equal(buf, "\"\"", 2);
+}
+
+/* tojson_utf8_valid: exactly the text tojson_str passes through unrepaired. */
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        bool valid;
+    } cases[] = {
+        {"", true},
+        {"plain ascii \x7f", true},
+        {"k\xc3\xb6ln \xe2\x82\xac \xf0\x9f\x92\xa7 \xf4\x8f\xbf\xbf", true}, /* up to U+10FFFF */
+        {"\xff", false},
+        {"\xc3", false},                 /* truncated */
+        {"\xc0\xaf", false},             /* overlong '/' */
+        {"\xe0\x80\xaf", false},         /* overlong, 3 bytes */
+        {"\xed\xa0\x80", false},         /* surrogate D800 */
+        {"\xf4\x90\x80\x80", false},     /* U+110000 */
+        {"\xf8\x88\x80\x80\x80", false}, /* 5-byte form */
+        {"ok\x80", false},               /* lone continuation */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint8_t *s = (const uint8_t *)cases[i].s;
+        size_t n = strlen(cases[i].s);
+        assert_int_equal(tojson_utf8_valid(s, n), cases[i].valid);
+        /* and tojson_str copies it as is exactly when it is valid (no case
+         * holds a byte JSON escapes) */
+        char buf[64];
+        struct tojson_buf b;
+        tojson_buf_init(&b, buf, sizeof buf);
+        tojson_str(&b, s, n);
+        bool unchanged = b.len == n + 2 && memcmp(buf + 1, s, n) == 0;
+        assert_int_equal(unchanged, cases[i].valid);
+    }
 }
 
 int main(void)
@@ -1109,6 +1151,7 @@ int main(void)
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_toobig_every_prefix),
         cmocka_unit_test(test_bound_random),   cmocka_unit_test(test_bound_worst),
         cmocka_unit_test(test_base64),         cmocka_unit_test(test_builder),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

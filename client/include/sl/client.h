@@ -2,7 +2,7 @@
  * talk to Sluice edges (docs/protocol.md, "Device -> edge").
  *
  * One struct sl_client is one device. It owns one TCP connection at a time
- * to one of several edges, says hello, sends `data` with seqs it assigns and
+ * (optionally TLS: struct sl_tls) to one of several edges, says hello, sends `data` with seqs it assigns and
  * never reuses, keeps every unacknowledged message in a fixed-size queue,
  * resends them after an ack timeout and after every reconnect, pings when
  * idle, reconnects with capped exponential backoff and full jitter, and hands
@@ -24,7 +24,9 @@
  *
  * Memory: everything is allocated once by sl_client_new (queue of `window`
  * slots of max_body + 64 bytes, a receive buffer of rx_max bytes, a small
- * control buffer). Nothing is allocated per message.
+ * control buffer, with TLS a 4 KiB staging buffer). Nothing is allocated
+ * per message, except by OpenSSL with sl_tls_config.release_buffers; with
+ * TLS, OpenSSL allocates its connection state at each connect.
  *
  * Callbacks run from inside sl_client_on_readable/on_writable/tick/send.
  * They may call sl_client_send and sl_client_answer, but must not destroy
@@ -40,7 +42,7 @@ struct sl_client;
 
 enum sl_client_state {
     SL_CLIENT_IDLE = 0,   /* no connection; waiting for the reconnect time */
-    SL_CLIENT_CONNECTING, /* TCP connect in progress */
+    SL_CLIENT_CONNECTING, /* TCP connect (and, with TLS, the handshake) in progress */
     SL_CLIENT_HELLO,      /* connected, hello sent, waiting for welcome */
     SL_CLIENT_CONNECTED,  /* welcome received: data flows */
 };
@@ -75,11 +77,48 @@ struct sl_client_callbacks {
     void (*on_cmd)(void *ud, const char *id, const uint8_t *body, size_t len);
     /* The connection state changed. On SL_CLIENT_IDLE, err says why the
      * connection ended: SL_IO (connect failed, reset, EOF), SL_TIMEOUT (hello,
-     * idle), SL_DECODE/SL_PROTO (the edge sent something unreadable), or the
-     * wire error the edge sent (SL_AUTH, SL_REPLACED, SL_BUSY, SL_DRAINING...). */
+     * idle), SL_DECODE/SL_PROTO (the edge sent something unreadable), SL_TLS
+     * (the edge's certificate was not verified, the edge refused ours, or a
+     * TLS alert or bad record), or the wire error the edge sent (SL_AUTH,
+     * SL_REPLACED, SL_BUSY, SL_DRAINING...). sl_client_last_error() may say
+     * more (which certificate problem). */
     void (*on_state)(void *ud, enum sl_client_state st, enum sl_err err);
     void *ud;
 };
+
+/* TLS to the edges (docs/protocol.md, "Transport"): TLS 1.2 or 1.3, and
+ * the edge's certificate always verified, against the CA in ca_file and
+ * the name the client expects (sl_client_config.tls_server_name). There is
+ * deliberately no way to skip verification: tests use a test CA. For edges
+ * with mutual TLS, this device's certificate (its CN or a subjectAltName
+ * must equal the device id) and key.
+ *
+ * One context serves any number of clients (sluice-devsim shares one among
+ * thousands); each client keeps its own reference, and its own latest TLS
+ * session, offered at every reconnect so that it costs a resumption, not a
+ * full handshake (across edges too, when they share ticket keys). */
+struct sl_tls;
+
+struct sl_tls_config {
+    const char *ca_file;   /* PEM: the CA certificate(s) an edge's certificate must chain to (required) */
+    const char *cert_file; /* PEM chain of this device's certificate, leaf first (NULL: none) */
+    const char *key_file;  /* its PEM private key (required with cert_file) */
+    /* Give OpenSSL's record buffers (~34 KiB) back while a connection is
+     * idle: for processes holding many clients; costs a malloc and free per
+     * record. Off: the buffers stay allocated while connected. */
+    bool release_buffers;
+};
+
+/* Load the files into a new context. Blocks only on the file reads. Returns
+ * NULL with *err = SL_INVAL (no CA file, a certificate without its key, a
+ * key that does not belong to the certificate), SL_IO (a file missing or not
+ * PEM) or SL_NOMEM, and one line of explanation in why[why_cap] (why may be
+ * NULL). */
+struct sl_tls *sl_tls_new(const struct sl_tls_config *cfg, enum sl_err *err, char *why, size_t why_cap);
+
+/* Drop the caller's reference; *t becomes NULL. Clients made with it keep
+ * theirs, so this may come before or after sl_client_destroy. */
+void sl_tls_destroy(struct sl_tls **t);
 
 /* Zero means "the default" for every number. Strings are copied. */
 struct sl_client_config {
@@ -105,15 +144,21 @@ struct sl_client_config {
     uint64_t seed;                  /* jitter random seed (0: from time, pid and dev) */
     uint64_t (*clock_ms)(void *ud); /* monotonic ms (NULL: CLOCK_MONOTONIC); ud = callbacks.ud */
     struct sl_client_callbacks cb;
+    struct sl_tls *tls; /* optional: speak TLS with this context (NULL: plain TCP); not taken over */
+    /* The name the edges' certificates must carry: a DNS name (also sent as
+     * SNI) or an IP address. NULL: the host part of each edge address. */
+    const char *tls_server_name;
 };
 
 struct sl_client_stats {
-    uint64_t sent;        /* data frames written (resends included) */
-    uint64_t resent;      /* of which resends */
-    uint64_t acked;       /* distinct seqs acknowledged */
-    uint64_t connects;    /* connections that reached welcome */
-    uint64_t disconnects; /* connections (or attempts) that ended */
-    uint64_t errors;      /* err frames received from an edge */
+    uint64_t sent;           /* data frames written (resends included) */
+    uint64_t resent;         /* of which resends */
+    uint64_t acked;          /* distinct seqs acknowledged */
+    uint64_t connects;       /* connections that reached welcome */
+    uint64_t disconnects;    /* connections (or attempts) that ended */
+    uint64_t errors;         /* err frames received from an edge */
+    uint64_t tls_handshakes; /* TLS handshakes completed (resumptions included) */
+    uint64_t tls_resumed;    /* of which resumed a previous session */
 };
 
 /* Create a client. Nothing is connected yet: the first sl_client_tick (or
@@ -184,6 +229,13 @@ uint32_t sl_client_queue_free(const struct sl_client *c);
 uint32_t sl_client_unacked_seqs(const struct sl_client *c, uint64_t *out, uint32_t cap);
 const struct sl_client_stats *sl_client_stats(const struct sl_client *c);
 const char *sl_client_dev(const struct sl_client *c);
+/* One line on why the last connection (or attempt) ended, where the library
+ * knows more than the on_state error: the edge's address, then the TLS
+ * reason ("10.0.0.1:7443: TLS: certificate verify failed: unable to get
+ * local issuer certificate", an alert of the edge), the socket error, or
+ * the msg of the edge's err frame. "" if nothing was recorded. Owned by c;
+ * valid until the next call into c (also from inside on_state). */
+const char *sl_client_last_error(const struct sl_client *c);
 
 /* The reconnect delay after `attempt` failures in a row (0 = first retry)
  * for a uniform random number rnd: base + rnd % (ceiling - base + 1), where

@@ -4,7 +4,14 @@
  * order of precedence, `--name value` / `--name=value`, then the
  * environment variable SLUICE_NAME (dashes become underscores, upper
  * case), then the default. `--help` prints every option with its variable
- * and default, and exits 0. A bad value prints one line and exits 2. */
+ * and default, and exits 0. A bad value prints one line and exits 2.
+ *
+ * A CFG_SECRET option (a password, a conninfo with one) also takes
+ * `--name-file FILE` and SLUICE_NAME_FILE: its value is then the file's
+ * content, read once at parse time (one trailing newline removed) after a
+ * permission check that warns when other users may read it
+ * (sl/secfile.h). Setting both SLUICE_NAME and SLUICE_NAME_FILE is an
+ * error; on the command line the last of --name / --name-file wins. */
 #ifndef SL_CFG_H
 #define SL_CFG_H
 #include <stdbool.h>
@@ -15,6 +22,7 @@ enum cfg_type {
     CFG_INT,    /* int64_t *     ; accepts k/M suffixes? no: plain decimal */
     CFG_BOOL,   /* bool *        ; --flag alone means true; 1/0/true/false/yes/no */
     CFG_DOUBLE, /* double *      */
+    CFG_SECRET, /* const char ** ; as CFG_STR, or from a file (above); a file's content is never freed */
 };
 
 struct cfg_opt {

@@ -13,7 +13,10 @@
  *   mutex-protected slot; the loop thread applies it (connect/disconnect) on
  *   its own sockets, since ZeroMQ sockets belong to one thread.
  * - zmqx_send_take: the zmsg_send(&m) convention for raw buffers held in a
- *   zmq_msg_t: ownership moves with the call. */
+ *   zmq_msg_t: ownership moves with the call.
+ * - CURVE: zmqx_opts.curve and friends make a socket a CURVE server (with
+ *   the context's ZAP handler, sl/zap.h) or client; zmqx_conns carries the
+ *   server key for the connects the resolver makes (docs/security.md). */
 #ifndef SL_ZMQX_H
 #define SL_ZMQX_H
 #include <stdbool.h>
@@ -21,12 +24,18 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "sl/keys.h"
+
 /* True while the socket has a message to read (ZMQ_EVENTS & ZMQ_POLLIN). */
 bool zmqx_readable(void *sock);
 /* True while the socket can take a message without blocking. */
 bool zmqx_writable(void *sock);
 /* The socket's ZMQ_FD for epoll (EPOLLIN, edge-triggered semantics). */
 int zmqx_fd(void *sock);
+
+#define ZMQX_ZAP_DOMAIN "sluice" /* ZMQ_ZAP_DOMAIN of every CURVE server socket */
+
+struct zap;
 
 /* Options of zmqx_socket, meant for designated initializers: a field left
  * out (zero) takes the default named here. */
@@ -46,6 +55,22 @@ struct zmqx_opts {
     bool router_mandatory;  /* ROUTER: a send to an unknown identity fails (EHOSTUNREACH), not vanishes */
     bool router_handover;   /* ROUTER: a peer reconnecting with a known identity takes it over */
     const char *routing_id; /* ZMQ_ROUTING_ID (a DEALER's identity), or NULL */
+    /* CURVE (docs/security.md); all three NULL: a plain socket.
+     * - curve: this process's key pair; required with either of the others.
+     * - zap: the socket is a CURVE server (ZMQ_CURVE_SERVER, ZAP domain
+     *   ZMQX_ZAP_DOMAIN) that admits only the client keys this handler
+     *   allows. The handler must serve the same context (zap_new(ctx)):
+     *   zmqx_socket refuses a server socket without one, because libzmq
+     *   admits every client key when no ZAP handler is bound.
+     * - curve_server_key: the socket is a client of the server holding this
+     *   public key (Z85), for .connect. Connects made later by
+     *   zmqx_resolver_apply use their zmqx_conns' key instead
+     *   (zmqx_conns_set_server_key): one socket may reach servers with
+     *   different keys (an edge worker's DEALER reaches persisters and
+     *   notifiers). A client with no server key fails its handshakes. */
+    const struct keys_pair *curve;
+    struct zap *zap;
+    const char *curve_server_key;
 };
 
 #define ZMQX_MAX_MSG_NONE (-1) /* zmqx_opts.max_msg: no size cap, on purpose */
@@ -57,7 +82,9 @@ struct zmqx_opts {
  * with nothing left open: logged once (event=bind_failed / connect_failed
  * endpoint=..., or event=zmq_socket_failed what=...), zmq_errno() tells why
  * (EINVAL for a receiving type without max_msg). Does not block (a bind or
- * connect is asynchronous beyond the local address check). */
+ * connect is asynchronous beyond the local address check). EINVAL also for
+ * an inconsistent CURVE setting: zap or curve_server_key without curve,
+ * both at once, or a zap handler of another context. */
 void *zmqx_socket(void *ctx, int type, const struct zmqx_opts *o);
 
 /* For tests that make their own raw sockets; every service uses
@@ -94,6 +121,11 @@ uint64_t zmqx_resolver_snapshot(struct zmqx_resolver *r, char *buf, size_t cap);
 struct zmqx_conns;
 struct zmqx_conns *zmqx_conns_new(void);
 void zmqx_conns_destroy(struct zmqx_conns **c);
+/* The CURVE server key (Z85, 40 characters) zmqx_resolver_apply sets on the
+ * socket before each connect it makes for c; NULL or "" clears it (plain
+ * connects). Copies the key. Returns 0, or -1 (EINVAL) if it is not 40
+ * characters of Z85. */
+int zmqx_conns_set_server_key(struct zmqx_conns *c, const char *z85);
 int zmqx_resolver_apply(struct zmqx_resolver *r, void *sock, struct zmqx_conns *c);
 /* True if the last apply connected sock to ep, compared in canonical form
  * (zmqx_ep_canon), so ep may be an endpoint as a socket monitor names it. */

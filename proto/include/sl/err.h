@@ -25,6 +25,10 @@ enum sl_err {
     SL_BUSY,     /* "busy":     edge full */
     SL_DRAINING, /* "draining": edge shutting down */
     SL_TIMEOUT,  /* "timeout":  hello or idle timeout */
+    /* Not a wire code: the device library's TLS failed (the edge's
+     * certificate not verified, the edge refused ours, a bad record). A
+     * device branches on it: a configuration problem, not a network one. */
+    SL_TLS,
 };
 
 /* Human-readable text for any value. Never NULL. */

@@ -14,4 +14,9 @@
 #define SL_MP_MAX_DEPTH      32u    /* msgpack nesting accepted from devices */
 #define SL_ENVELOPE_VERSION  1u     /* internal edge <-> service messages */
 
+/* The largest max_frame sluice-replay takes from a recording's header (it
+ * sizes frame buffers from it): what edges accepted as --max-frame before
+ * the 1 MiB of EDGE_MAX_FRAME (edge/edge.h), so older recordings still read. */
+#define SL_MAX_FRAME_LIMIT (16u << 20)
+
 #endif

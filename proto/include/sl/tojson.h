@@ -44,11 +44,16 @@ size_t tojson_bound(size_t n);
 /* Builder pieces for JSON written by hand (MQTT payloads). None allocates or
  * writes past cap; when out of room they set b->overflow and may leave a
  * partial piece, so check b->overflow once at the end. tojson_str repairs
- * invalid UTF-8 like tojson_encode. */
+ * invalid UTF-8 like tojson_encode. s may be NULL when n is 0 (a nil slice). */
 void tojson_raw(struct tojson_buf *b, const char *s, size_t n);    /* as is */
 void tojson_str(struct tojson_buf *b, const uint8_t *s, size_t n); /* quoted, escaped: <= 6*n+2 bytes */
 void tojson_i64(struct tojson_buf *b, int64_t v);
 void tojson_u64(struct tojson_buf *b, uint64_t v);
+
+/* True if s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms,
+ * surrogates or code points above U+10FFFF): exactly the text tojson_str
+ * writes without repairing. */
+bool tojson_utf8_valid(const uint8_t *s, size_t n);
 
 /* Standard base64 (RFC 4648, padded) of n bytes into out; returns length. out needs 4*((n+2)/3). */
 size_t tojson_base64(char *out, const uint8_t *in, size_t n);

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""edge_abuse.py - abuse soak: good devices beside bad clients (benchmark, not a
+test; docs/performance.md, "abuse soak").
+
+The whole stack on loopback (slstack: PostgreSQL, Mosquitto, persister,
+notifier, one edge). Good devices are sluice-devsim (--devices at --rate,
+verified in PostgreSQL). The run is done twice, without and with bad clients,
+for --seconds each. The bad clients, from addresses 127.1.9.x (not on the
+edge's allow list, so the per-address limits apply to them):
+
+  garbage    random bytes, then close            huge      a 4 GiB length
+  partial    half a hello, held open             prehello  connect, say nothing, hold
+  badtoken   hellos with wrong tokens            churn     connect and drop at once
+  pingflood  an authenticated device sending pings without pause
+  services   malformed batches pushed to the persister's and the notifier's PULL,
+             and garbage to their ROUTERs (well-formed forged batches are the trust
+             issue's: CURVE keeps strangers out; this checks that a buggy peer
+             cannot take a service down)
+
+At the end: 0 acked messages missing in PostgreSQL (devsim --verify), every
+service still up, the edge's RSS and open fds back to their baseline once the
+bad clients are gone, the good devices' p99 ack latency within 2x of the run
+without bad clients. Prints one line per check; exit 1 if one fails.
+
+usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)]
+    (run inside `unshare -n`; binaries from $SLUICE_BIN or build/release/bin)
+"""
+import argparse
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/integration"))
+import msgpack  # noqa: E402
+import zmq  # noqa: E402
+
+import slstack  # noqa: E402
+import wire  # noqa: E402
+
+BASE = 24900  # the benchmarks' system block (system.cmake)
+BAD_NET = "127.1."  # each kind of bad client has its own /24: 127.1.<kind>.1..200
+
+
+def src(kind, i):
+    return "%s%d.%d" % (BAD_NET, kind, 1 + i % 200)
+
+
+def conn(port, addr, timeout=2.0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+    s.bind((addr, 0))
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+class Bad:
+    """The bad clients, each kind in a thread, until stop is set."""
+
+    def __init__(self, stack):
+        self.s, self.port = stack, stack.edge_port(0)
+        self.stop = threading.Event()
+        self.counts = {}
+        self.held = []
+        self.lock = threading.Lock()
+
+    def count(self, what):
+        with self.lock:
+            self.counts[what] = self.counts.get(what, 0) + 1
+
+    def loop(self, kind, what, fn):
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                fn(src(kind, i))
+                self.count(what)
+            except Exception:  # refused, reset, banned: all expected
+                self.count(what + "_refused")
+                time.sleep(0.01)
+
+    def garbage(self, a):
+        s = conn(self.port, a)
+        s.sendall(os.urandom(random.randint(1, 300)))
+        s.close()
+
+    def huge(self, a):
+        s = conn(self.port, a)
+        s.sendall(b"\xff\xff\xff\xff")
+        s.close()
+
+    def partial(self, a):
+        s = conn(self.port, a)
+        s.sendall(b"\x00\x00\x03\xe8\x84")
+        with self.lock:
+            self.held.append(s)
+        time.sleep(0.002)
+
+    def prehello(self, a):
+        s = conn(self.port, a)
+        with self.lock:
+            self.held.append(s)
+        time.sleep(0.002)
+
+    def badtoken(self, a):
+        s = conn(self.port, a)
+        s.sendall(wire.encode({"t": "hello", "v": 1, "dev": "liar", "tok": "0" * 64}))
+        try:
+            s.recv(256)
+        except OSError:
+            pass
+        s.close()
+
+    def churn(self, a):
+        conn(self.port, a).close()
+
+    def pingflood(self, a):
+        d = wire.Device(self.port, secret=slstack.SECRET, src=a)
+        d.login("flooder-" + a.rsplit(".", 1)[1])
+        ping = wire.encode({"t": "ping"})
+        end = time.monotonic() + 2
+        while time.monotonic() < end and not self.stop.is_set():
+            d.s.sendall(ping * 64)
+        d.close()
+
+    def services(self, a):
+        ctx = zmq.Context.instance()
+        base = self.s.base
+        for pull in (base + 2, base + 5):  # persister, notifier PULL
+            p = ctx.socket(zmq.PUSH)
+            p.setsockopt(zmq.LINGER, 100)
+            p.connect("tcp://127.0.0.1:%d" % pull)
+            bad = [
+                os.urandom(64),
+                msgpack.packb([1, "edge-x", 1, "a\x00b"]) + msgpack.packb([1, 0, 0, "d\x00v", 1, 1]),
+                msgpack.packb([1, "edge-x", 1, "r"]) + msgpack.packb([99, 0, 0, "x", 1]),
+                msgpack.packb([1, "e" * 300, 1, "r"]) + msgpack.packb([1, 0, 0, "x" * 80, 1, 0]),
+                msgpack.packb([2, "edge-x", 1, "r"]),
+                b"\x94\x01",
+            ]
+            for b in bad:
+                p.send(b)
+            p.close()
+        for router in (base + 3, base + 6):
+            d = ctx.socket(zmq.DEALER)
+            d.setsockopt(zmq.LINGER, 100)
+            d.connect("tcp://127.0.0.1:%d" % router)
+            d.send(os.urandom(32))
+            d.close()
+        time.sleep(0.05)
+
+    def start(self):
+        kinds = [("garbage", self.garbage), ("huge", self.huge), ("partial", self.partial),
+                 ("prehello", self.prehello), ("badtoken", self.badtoken), ("churn", self.churn),
+                 ("pingflood", self.pingflood), ("services", self.services)]
+        self.threads = [threading.Thread(target=self.loop, args=(n + 1,) + k, daemon=True)
+                        for n, k in enumerate(kinds)]
+        for t in self.threads:
+            t.start()
+
+    def end(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+        for s in self.held:
+            s.close()
+
+
+def edge_res(stack):
+    pid = stack.procs["edge0"].pid
+    with open("/proc/%d/statm" % pid) as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return rss, len(os.listdir("/proc/%d/fd" % pid))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=5, help="messages per second per device")
+    a = ap.parse_args()
+    results = []
+    ok = True
+    with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"]) as s:
+        s.start()
+        time.sleep(1)
+        base_res = edge_res(s)
+        r0 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="calm", name="calm")
+        slstack.check_devsim(r0)
+        bad = Bad(s)
+        bad.start()
+        r1 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="abused", name="abused")
+        bad.end()
+        time.sleep(15)  # hello deadlines and held sockets run out
+        end_res = edge_res(s)
+        slstack.check_devsim(r1)
+        for name in ("edge0", "persister", "notifier"):
+            alive = s.procs[name].alive()
+            ok &= alive
+            results.append("%s alive after the soak: %s" % (name, alive))
+        p0, p1 = r0["latency_ms"]["p99"], r1["latency_ms"]["p99"]
+        within = p1 <= 2 * max(p0, 1)
+        ok &= within
+        results.append("good devices: p99 %s ms without bad clients, %s ms with them (within 2x: %s)"
+                       % (p0, p1, within))
+        results.append("acked %d and %d, missing %d and %d in PostgreSQL"
+                       % (r0["acked"], r1["acked"], r0["verify"]["missing"], r1["verify"]["missing"]))
+        grown = end_res[0] - base_res[0]
+        rss_ok = grown < 8 << 20
+        fds_ok = end_res[1] <= base_res[1] + 8
+        ok &= rss_ok and fds_ok
+        results.append("edge RSS %d -> %d KiB (%+d KiB), fds %d -> %d: back to baseline: %s"
+                       % (base_res[0] >> 10, end_res[0] >> 10, grown >> 10, base_res[1], end_res[1],
+                          rss_ok and fds_ok))
+        results.append("bad clients: %s" % ", ".join("%s=%d" % kv for kv in sorted(bad.counts.items())))
+        for line in results:
+            print(line)
+    print("abuse soak: %s" % ("PASS" if ok else "FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+/* lane.c - a writer connection on its own thread (lane.h).
+ *
+ * Why threads and not libpq's asynchronous API on the loop's thread: a batch
+ * transaction is a sequence of steps with branches (COPY, 23505 -> staged,
+ * bisect under savepoints, missing partitions, dead letters, sessions), which
+ * writer.c states as plain blocking code. Running that code on a thread per
+ * connection keeps it as it is, and the loop stays free to pull, map and ack
+ * while a lane waits for PostgreSQL. The hand-over is one pointer under a
+ * mutex in each direction; the batch is never touched by both sides at once.
+ *
+ * Deliberately not here: the SQL (writer.c, db.c), acks and counting
+ * (persister.c: the lane reports in struct lane_result and never writes the
+ * persister's stats, which keep one writer). */
+#define _GNU_SOURCE
+#include "lane.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "sl/log.h"
+#include "sl/loop.h"
+
+#define LANE_TICK_MS 1000u
+
+struct lane {
+    struct lane_cfg cfg;
+    pthread_t th;
+    bool started;
+
+    /* Shared with the loop, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct batch *job;   /* submitted, not yet taken back */
+    bool done;           /* job is finished: res is valid */
+    bool quit;           /* lane_destroy: leave when idle */
+    uint64_t give_up_at; /* monotonic ms; 0 = never */
+    struct lane_result res;
+
+    _Atomic bool up;
+
+    /* The lane's thread only. */
+    struct db *db;
+    struct writer writer;
+    unsigned connect_fails;
+    uint64_t next_connect, last_db_ms;
+    unsigned seed;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t backoff_ms(struct lane *l, unsigned attempt)
+{
+    uint64_t d = LANE_BACKOFF_MIN_MS;
+    for (unsigned k = 0; k < attempt && d < LANE_BACKOFF_MAX_MS; k++)
+        d *= 2u;
+    if (d > LANE_BACKOFF_MAX_MS)
+        d = LANE_BACKOFF_MAX_MS;
+    /* Jitter in [d/2, d): lanes and persisters restarted together do not
+     * reconnect in step. */
+    return d / 2u + (uint64_t)rand_r(&l->seed) % (d / 2u + 1u);
+}
+
+/* Wait on cv until monotonic ms `until` or a signal of cv; mu held. */
+static void wait_until(struct lane *l, uint64_t until)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = loop_clock_ms();
+    uint64_t ms = until > now ? until - now : 0;
+    ts.tv_sec += (time_t)(ms / 1000u);
+    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+}
+
+static void set_up(struct lane *l, bool up)
+{
+    atomic_store_explicit(&l->up, up, memory_order_relaxed);
+}
+
+static bool try_connect(struct lane *l)
+{
+    if (db_connect(l->db) == DB_OK) {
+        if (l->connect_fails)
+            log_info("event=db_connected lane=%u after_failures=%u", l->cfg.id, l->connect_fails);
+        else
+            log_info("event=db_connected lane=%u", l->cfg.id);
+        l->connect_fails = 0;
+        l->last_db_ms = loop_clock_ms();
+        set_up(l, true);
+        return true;
+    }
+    /* First failure, then one line per 10, so an outage does not flood the log. */
+    if (l->connect_fails % 10u == 0) {
+        char q[600];
+        const char *e = db_last_error(l->db);
+        log_warn("event=db_connect_failed lane=%u failures=%u err=%s", l->cfg.id, l->connect_fails + 1u,
+                 log_q(q, sizeof q, e, strlen(e)));
+    }
+    l->connect_fails++;
+    l->next_connect = loop_clock_ms() + backoff_ms(l, l->connect_fails);
+    set_up(l, false);
+    return false;
+}
+
+static void lost(struct lane *l, const char *event)
+{
+    char q[600];
+    const char *e = db_last_error(l->db);
+    log_warn("event=%s lane=%u err=%s", event, l->cfg.id, log_q(q, sizeof q, e, strlen(e)));
+    db_disconnect(l->db);
+    set_up(l, false);
+}
+
+/* Idle upkeep: reconnect when due, ping when quiet for a while. */
+static void idle(struct lane *l)
+{
+    uint64_t now = loop_clock_ms();
+    if (!db_connected(l->db)) {
+        if (now >= l->next_connect)
+            try_connect(l);
+    } else if (now - l->last_db_ms >= LANE_PING_IDLE_MS) {
+        if (db_ping(l->db) != DB_OK)
+            lost(l, "db_lost");
+        else
+            l->last_db_ms = now;
+    }
+}
+
+/* Commit b, retrying until it commits or the give-up time passes. */
+static void commit(struct lane *l, struct batch *b, struct lane_result *r)
+{
+    memset(r, 0, sizeof *r);
+    uint64_t t0 = now_us();
+    unsigned attempt = 0;
+    for (;;) {
+        if (db_connected(l->db) || try_connect(l)) {
+            if (writer_commit(&l->writer, b, &r->st) == DB_OK)
+                break;
+            char q[600];
+            const char *e = db_last_error(l->db);
+            const char *st = db_last_sqlstate(l->db);
+            log_warn("event=batch_retry lane=%u rows=%u attempt=%u sqlstate=%s err=%s", l->cfg.id, b->nrows,
+                     attempt + 1u, st[0] ? st : "none", log_q(q, sizeof q, e, strlen(e)));
+            if (!db_connected(l->db)) {
+                db_disconnect(l->db);
+                set_up(l, false);
+            }
+        }
+        r->retries++;
+        pthread_mutex_lock(&l->mu);
+        uint64_t give_up = l->give_up_at;
+        if (give_up && loop_clock_ms() >= give_up) {
+            pthread_mutex_unlock(&l->mu);
+            log_warn("event=shutdown_abandon lane=%u rows=%u", l->cfg.id, b->nrows);
+            r->rc = -1;
+            break;
+        }
+        uint64_t until = loop_clock_ms() + backoff_ms(l, attempt++);
+        if (give_up && until > give_up)
+            until = give_up;
+        wait_until(l, until); /* lane_give_up_at wakes it early */
+        pthread_mutex_unlock(&l->mu);
+    }
+    uint64_t t1 = now_us();
+    r->busy_us = t1 - t0;
+    l->last_db_ms = t1 / 1000u;
+    if (r->rc == 0 && attempt > 0)
+        log_info("event=batch_committed_after_retry lane=%u rows=%u attempts=%u ms=%llu", l->cfg.id, b->nrows,
+                 attempt + 1u, (unsigned long long)(r->busy_us / 1000u));
+}
+
+static void notify(struct lane *l)
+{
+    uint64_t one = 1;
+    ssize_t n = write(l->cfg.notify_fd, &one, sizeof one);
+    (void)n; /* an eventfd write fails only at 2^64-1: the loop reads it every wake-up */
+}
+
+static void *lane_main(void *arg)
+{
+    struct lane *l = arg;
+    try_connect(l);
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        if (l->job && !l->done) {
+            struct batch *b = l->job;
+            pthread_mutex_unlock(&l->mu);
+            struct lane_result r;
+            commit(l, b, &r);
+            pthread_mutex_lock(&l->mu);
+            l->res = r;
+            l->done = true;
+            pthread_mutex_unlock(&l->mu);
+            notify(l);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
+        if (l->quit)
+            break;
+        wait_until(l, loop_clock_ms() + LANE_TICK_MS);
+        if (!l->job && !l->quit) {
+            pthread_mutex_unlock(&l->mu);
+            idle(l);
+            pthread_mutex_lock(&l->mu);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    db_disconnect(l->db);
+    set_up(l, false);
+    return NULL;
+}
+
+struct lane *lane_new(const struct lane_cfg *cfg)
+{
+    struct lane *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->cfg = *cfg;
+    l->seed = (unsigned)getpid() * 2654435761u + cfg->id * 40503u + (unsigned)loop_clock_ms();
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    l->db = db_new(cfg->conninfo);
+    if (!l->db || writer_init(&l->writer, l->db, cfg->cap_rows) != 0) {
+        log_error("event=alloc_failed what=lane rows=%u", cfg->cap_rows);
+        lane_destroy(&l);
+        return NULL;
+    }
+    l->writer.part_days = cfg->part_days;
+    db_set_conflicts_max(l->db, cfg->conflicts_max);
+    /* Signals are for the loop's thread: its zmq_poll returns early on them. */
+    sigset_t all, old;
+    sigemptyset(&all);
+    sigaddset(&all, SIGINT);
+    sigaddset(&all, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&l->th, NULL, lane_main, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error("event=thread_failed what=lane err=%d", rc);
+        lane_destroy(&l);
+        return NULL;
+    }
+    l->started = true;
+    return l;
+}
+
+void lane_destroy(struct lane **lp)
+{
+    struct lane *l = *lp;
+    if (!l)
+        return;
+    if (l->started) {
+        pthread_mutex_lock(&l->mu);
+        l->quit = true;
+        if (!l->give_up_at)
+            l->give_up_at = loop_clock_ms(); /* a batch still held (the loop failed): abandon it */
+        pthread_cond_signal(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->th, NULL);
+    }
+    writer_fini(&l->writer);
+    db_destroy(&l->db);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+    *lp = NULL;
+}
+
+bool lane_busy(struct lane *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool busy = l->job != NULL;
+    pthread_mutex_unlock(&l->mu);
+    return busy;
+}
+
+void lane_submit(struct lane *l, struct batch *b)
+{
+    pthread_mutex_lock(&l->mu);
+    l->job = b;
+    l->done = false;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+bool lane_take(struct lane *l, struct lane_result *r)
+{
+    pthread_mutex_lock(&l->mu);
+    bool done = l->job && l->done;
+    if (done) {
+        *r = l->res;
+        l->job = NULL;
+        l->done = false;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return done;
+}
+
+bool lane_up(const struct lane *l)
+{
+    return atomic_load_explicit(&l->up, memory_order_relaxed);
+}
+
+void lane_give_up_at(struct lane *l, uint64_t at)
+{
+    pthread_mutex_lock(&l->mu);
+    l->give_up_at = at;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
