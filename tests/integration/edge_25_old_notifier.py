@@ -10,8 +10,8 @@ read as before (seq = connections open) with `to` appended; its commands reach t
 the answer comes back to it; the edge's /readyz names the notifier up."""
 import msgpack
 
-from edgetest import cmd, main
-from wire import CONNECT, DATA, DISCONNECT, HEARTBEAT, P_TO, RES
+from edgetest import TO, cmd, main
+from wire import CONNECT, DATA, DISCONNECT, HEARTBEAT, RES
 
 PORT = 21500  # edge_NN: 21000 + 20 * NN (edge.cmake)
 
@@ -30,9 +30,9 @@ def scenario(e):
     # heartbeats as the old reader sees them: the 13 positions it knows, unchanged
     hbs = e.noti.wait(HEARTBEAT, pred=lambda x: x[5] == 1)
     assert hbs[0][7] > 0 and hbs[0][3] == "", hbs[0]
-    # (edgetest pads entries to 13 and appends reply, inc: an appended position comes first)
+    # (edgetest keeps the 13 positions, then reply and inc, then the appended ones: `to` at TO)
     ep = "tcp://127.0.0.1:%d" % (PORT + 3)
-    assert any(ent[P_TO] == ep for h, ent in e.noti.entries if ent[0] == HEARTBEAT), "no `to` in heartbeats"
+    assert any(ent[TO] == ep for h, ent in e.noti.entries if ent[0] == HEARTBEAT), "no `to` in heartbeats"
     # the command of the old notifier, and the answer back to it
     e.noti.reply([cmd(conn, "o1", msgpack.packb({"op": "x"}))], conn)
     m = d.recv()
