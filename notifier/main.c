@@ -412,7 +412,7 @@ int main(int argc, char **argv)
         {"password", CFG_SECRET, &o->password, "", "MQTT password (prefer --password-file)", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
-        {"pool", CFG_INT, &o->pool, "1", "data publisher processes (one MQTT connection each)", 1, 64},
+        {"pool", CFG_INT, &o->pool, "4", "data publisher processes (one MQTT connection each)", 1, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
          "edge worker silence before its devices go offline", 100, 86400000},
@@ -496,8 +496,7 @@ int main(int argc, char **argv)
                               .qos = (int)o->data_qos,
                               .max_inflight = (int)o->max_inflight,
                               .buf_bytes = PUB_BUF_BYTES,
-                              .max_in = 64 * 1024,
-                              .read_every_ms = 1};
+                              .max_in = 64 * 1024};
         return pubproc_child_main(&dc, client_prefix, (int)o->flush_ms);
     }
     struct mqtt_cfg mc = {.uris = o->broker,

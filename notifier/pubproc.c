@@ -10,9 +10,9 @@
  * (smaller than PIPE_BUF, so each write is atomic; a skipped report is
  * harmless, the next one carries the totals).
  *
- * A child hands its client a pipe read's worth of records at a time (one
- * socket write for all of them) while the client is connected and fewer
- * than max_inflight of its publishes wait unwritten; the rest waits in the
+ * A child hands its client a pipe read's worth of records at a time while
+ * the client is connected and fewer than max_inflight of its publishes wait
+ * for paho; the rest waits in the
  * pipe, which is the backpressure. Reports are rate-limited (every
  * REPORT_RECORDS records or REPORT_MS): each one wakes the parent.
  *

@@ -1,11 +1,12 @@
 /* pubproc.h - the notifier's data publishers as child processes.
  *
- * Data publishes go to `n` child processes (the same executable re-exec'd,
- * default one), each owning one MQTT connection (mqtt.h): the main process
- * keeps its loop for the edges and the control traffic, and a publisher
- * that crashes or wedges takes only the live view of its devices with it.
- * (The first reason, paho.mqtt.c serialising every client of a process
- * behind one mutex, went with paho; one child now takes ~70k QoS 1 msgs/s.)
+ * paho.mqtt.c serialises every MQTTAsync client of a process behind one
+ * global mutex and one send thread (~30-40k QoS 1 msgs/s per process here,
+ * whatever the number of clients). So data publishes go to `n` child
+ * processes (the same executable re-exec'd), each owning one paho client
+ * (mqtt.h); the main process keeps its loop for the edges and the control
+ * traffic, and a publisher that crashes or wedges takes only the live view
+ * of its devices with it.
  * The parent hands a child its records through a pipe, many per write;
  * the child reports cumulative counters back (fixed-size, atomic pipe
  * writes). Children die with the parent (PR_SET_PDEATHSIG); a dead child
