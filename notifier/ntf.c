@@ -400,7 +400,7 @@ static void kick(struct ntf *n, const struct presence_change *c, struct sl_slice
     struct envelope e = {
         .kind = ENV_KICK, .slot = c->old_slot, .gen = c->old_gen, .dev = dev, .epoch = c->old_epoch};
     n->st.kicks++;
-    if (n->out.send_edge(n->out.ud, w->reply, w->inc, &e) != 0)
+    if (n->out.send_edge(n->out.ud, w->ident, w->inc, &e) != 0)
         n->st.kicks_failed++;
 }
 
@@ -464,7 +464,7 @@ static void on_heartbeat(struct ntf *n, uint32_t worker, const struct envelope *
         n->any_nring = w->nring;
     }
     struct envelope a = {.kind = ENV_NOTIFIER_HB, .at_ns = n->out.wall_ms(n->out.ud) * 1000000u, .to = e->to};
-    if (n->out.send_edge(n->out.ud, w->reply, w->inc, &a) == 0)
+    if (n->out.send_edge(n->out.ud, w->ident, w->inc, &a) == 0)
         n->st.heartbeats_answered++;
 }
 
@@ -695,7 +695,7 @@ static int send_cmd(struct ntf *n, struct sl_slice dev, struct sl_slice id, stru
                          .id = id,
                          .body = body,
                          .has_body = true};
-    return n->out.send_edge(n->out.ud, w->reply, w->inc, &e);
+    return n->out.send_edge(n->out.ud, w->ident, w->inc, &e);
 }
 
 static int retry_cb(void *ud, struct sl_slice dev, struct sl_slice id, struct sl_slice body)

@@ -207,6 +207,72 @@ static void test_offline(void **state)
     assert_int_equal(ntf_stats(n)->cmds_offline, 1);
 }
 
+/* One batch with the worker identity a real edge has, "<edge>/0/<secret>". */
+static void batch_ident(struct ntf *n, const char *edge, const char *reply, uint64_t inc,
+                        const struct envelope *e, uint64_t now)
+{
+    uint8_t buf[2048];
+    struct envelope_hdr h = {.v = 1, .edge = S(edge), .incarnation = inc, .reply = S(reply)};
+    struct envelope_writer w;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    if (e)
+        assert_int_equal(envelope_writer_add(&w, e), SL_OK);
+    ntf_batch(n, buf, envelope_writer_len(&w), now);
+}
+
+/* The worker's secret (whoever knows the identity can take the worker's
+ * place on a ROUTER) never reaches the broker: statuses and markers carry
+ * "<edge>/<worker>"; sends go to the whole identity, which a notifier that
+ * only read the status learns from the worker's own batches. */
+static void test_reply_secret(void **state)
+{
+    struct ntf *n = *state;
+    struct envelope e = ev(ENV_CONNECT, "s", 100, 3, 7);
+    batch_ident(n, "edge-s", "edge-s/0/5ec2e7c0ffee", 11, &e, 0);
+    const struct pub *st = last_on("devices/s/status");
+    assert_non_null(st);
+    assert_non_null(strstr(st->payload, "\"reply\":\"edge-s/0\""));
+    assert_null(strstr(st->payload, "5ec2e7c0ffee"));
+    char status[1024];
+    snprintf(status, sizeof status, "%s", st->payload);
+    cmd(n, "s", "{\"id\":\"k1\",\"body\":1}", 10);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].reply, "edge-s/0/5ec2e7c0ffee");
+    const struct pub *mk = last_on("devices/_sluice/pending/s/k1");
+    assert_non_null(mk);
+    assert_null(strstr(mk->payload, "5ec2e7c0ffee"));
+    for (int i = 0; i < npub; i++)
+        assert_null(strstr(pubs[i].payload, "5ec2e7c0ffee"));
+
+    /* Another notifier: the status read back routes nowhere secret until the
+     * worker's heartbeat (any batch) names its whole identity. */
+    struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-other",
+                          .max_devices = 16,
+                          .max_workers = 8,
+                          .max_cmds = 8,
+                          .cmd_timeout_ms = 1000,
+                          .edge_timeout_ms = 10000};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
+    struct ntf *o = ntf_new(&cfg, &out);
+    assert_non_null(o);
+    const char *t = "devices/s/status";
+    ntf_mqtt(o, t, strlen(t), status, strlen(status), 0, 20);
+    struct envelope hb = {.kind = ENV_HEARTBEAT, .at_ns = 1};
+    batch_ident(o, "edge-s", "edge-s/0/5ec2e7c0ffee", 11, &hb, 21);
+    cur = o;
+    cmd(o, "s", "{\"id\":\"k2\",\"body\":1}", 30);
+    cur = n;
+    assert_int_equal(nsent, 2);
+    assert_string_equal(sents[1].reply, "edge-s/0/5ec2e7c0ffee");
+    assert_string_equal(sents[1].id, "k2");
+    ntf_destroy(&o);
+}
+
 static void test_round_trip_once(void **state)
 {
     struct ntf *n = *state;
@@ -716,6 +782,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undeliverable_and_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_kicks_old, setup, teardown),
