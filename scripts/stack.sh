@@ -30,7 +30,7 @@ pg_stop() {
 # mqtt_setup DIR PORT: the broker's files in DIR: mosquitto.conf (listener on 127.0.0.1:PORT, a
 # password file, deploy/mosquitto.acl, no anonymous clients), passwd, and the plain passwords of its
 # two users in notifier.password and operator.password (made once, 0600; kept across runs).
-# Needs mosquitto_passwd. tests/integration/system_14_mqtt_acl.py runs a broker from exactly these.
+# Needs mosquitto_passwd. tests/integration/notifier_07_mqtt_acl.py runs a broker from exactly these.
 mqtt_setup() {
   local dir=$1 port=$2 u
   local top; top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
