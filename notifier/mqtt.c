@@ -463,10 +463,13 @@ static int parse_uri(const char *s, size_t n, struct broker *b)
     if (*pp == '\0' || *end != '\0' || pv < 1 || pv > 65535)
         return -1;
     snprintf(b->port, sizeof b->port, "%ld", pv);
-    /* paho's own spelling, so its connect success names one of ours */
+    /* as paho takes it (tcp:// or ssl://, the port always named), for
+     * connects and for the logs */
     bool v6 = strchr(b->host, ':') != NULL;
-    snprintf(b->uri, sizeof b->uri, "%s://%s%s%s:%s", b->tls ? "ssl" : "tcp", v6 ? "[" : "", b->host,
-             v6 ? "]" : "", b->port);
+    char uri[sizeof b->uri];
+    snprintf(uri, sizeof uri, "%s://%s%s%s:%s", b->tls ? "ssl" : "tcp", v6 ? "[" : "", b->host, v6 ? "]" : "",
+             b->port);
+    memcpy(b->uri, uri, sizeof uri);
     return 0;
 }
 
