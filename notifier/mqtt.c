@@ -49,6 +49,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@
 #define INBOUND_MAX       4096u /* inbound messages waiting for the loop; paho redelivers beyond */
 #define EVENTS_PER_WAKE   4096u /* then the loop runs its other fds before we go on */
 #define DESTROY_WAIT_MS   200u  /* mqtt_destroy waits this long for paho's disconnect */
+#define LEAVE_MS          3000u /* a disconnect paho never reports done: connect anyway */
 
 /* Connection state, loop thread. */
 enum state {
@@ -116,6 +118,11 @@ struct broker {
     char host[256];
     char port[8];
     bool tls;
+    /* the first broker's address for the return probe (getaddrinfo_a: a
+     * name is never resolved on the loop's thread) */
+    struct gaicb gai;
+    struct addrinfo hints;
+    bool gai_active;
 };
 
 struct mqtt {
@@ -161,7 +168,7 @@ struct mqtt {
     uint64_t why_ms;
 
     int probe_fd;
-    uint64_t next_probe_ms, probe_deadline_ms;
+    uint64_t next_probe_ms, probe_deadline_ms, leave_ms;
     uint32_t return_ms;
 
     struct mqtt_stats s;
@@ -189,7 +196,7 @@ static void push(struct mqtt *m, const struct ev *e)
         if (!n) {
             pthread_mutex_unlock(&m->mu);
             log_error("event=mqtt_event_lost client=%s type=%d", m->client_id, e->type);
-            if (e->type == EV_MSG)
+            if (e->type == EV_MSG || e->type == EV_CONN_FAILED)
                 free(e->buf);
             return;
         }
@@ -226,7 +233,7 @@ static void *pack(uint64_t seq, uint16_t conn)
  * clients: the parent's control client, a child's data client) and its low
  * CONN_BITS count the client's connections. No memory is shared with paho
  * for a publish, so a late callback can never touch a reused record. */
-static struct mqtt *registry[4];
+static _Atomic(struct mqtt *) registry[4];
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_pub(void *ctx, bool ok);
@@ -249,7 +256,7 @@ static void on_pub_fail(void *ctx, MQTTAsync_failureData *r)
 static void on_pub(void *ctx, bool ok)
 {
     uintptr_t v = (uintptr_t)ctx;
-    struct mqtt *m = registry[(v >> CONN_BITS) & 3u];
+    struct mqtt *m = atomic_load(&registry[(v >> CONN_BITS) & 3u]);
     if (!m)
         return;
     struct ev e = {.type = EV_PUB, .ok = ok, .conn = (uint16_t)v, .seq = (uint64_t)v >> 16};
@@ -258,7 +265,7 @@ static void on_pub(void *ctx, bool ok)
 
 static void on_sub_ok(void *ctx, MQTTAsync_successData *r)
 {
-    struct mqtt *m = registry[((uintptr_t)ctx >> CONN_BITS) & 3u];
+    struct mqtt *m = atomic_load(&registry[((uintptr_t)ctx >> CONN_BITS) & 3u]);
     if (!m)
         return;
     /* A refused filter (ACL) comes back as granted QoS 0x80. */
@@ -275,7 +282,7 @@ static void on_sub_ok(void *ctx, MQTTAsync_successData *r)
 static void on_sub_fail(void *ctx, MQTTAsync_failureData *r)
 {
     (void)r;
-    struct mqtt *m = registry[((uintptr_t)ctx >> CONN_BITS) & 3u];
+    struct mqtt *m = atomic_load(&registry[((uintptr_t)ctx >> CONN_BITS) & 3u]);
     if (!m)
         return;
     struct ev e = {.type = EV_SUBACK, .ok = false, .conn = (uint16_t)(uintptr_t)ctx};
@@ -393,8 +400,8 @@ static int on_message(void *ctx, char *topic, int tl, MQTTAsync_message *msg)
     pthread_mutex_unlock(&m->mu);
     if (waiting >= INBOUND_MAX)
         return 0; /* paho delivers it again later: a burst waits instead of being lost */
-    if (tlen + plen + 2 <= m->cfg.max_in + MQTT_TOPIC_MAX + 2) { /* bigger: dropped, as a broker would */
-        char *buf = malloc(tlen + plen + 2); /* control path: commands, statuses, markers */
+    if (plen <= m->cfg.max_in && tlen <= MQTT_TOPIC_MAX) { /* bigger: dropped (only ours are expected) */
+        char *buf = malloc(tlen + plen + 2);               /* control path: commands, statuses, markers */
         if (!buf)
             return 0;
         memcpy(buf, topic, tlen);
@@ -584,8 +591,8 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     int slot = -1;
     pthread_mutex_lock(&registry_mu);
     for (int i = 0; ok && i < 4 && slot < 0; i++)
-        if (!registry[i]) {
-            registry[i] = m;
+        if (!atomic_load(&registry[i])) {
+            atomic_store(&registry[i], m);
             slot = i;
         }
     pthread_mutex_unlock(&registry_mu);
@@ -1024,6 +1031,7 @@ static void on_probe(struct loop *l, int fd, uint32_t ev, void *ud)
         m->return_ms *= 2;
     conn_gone(m);
     m->st = ST_LEAVING;
+    m->leave_ms = now_ms() + LEAVE_MS;
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
     d.timeout = 0;
     d.onSuccess = on_disc_ok;
@@ -1033,23 +1041,16 @@ static void on_probe(struct loop *l, int fd, uint32_t ev, void *ud)
         attempt(m, 0);
 }
 
-/* A non-blocking TCP connect to the first broker (numeric hosts at once; a
- * name is resolved by getaddrinfo, which may block briefly: only while on a
- * fallback broker, every RETURN_MIN_MS at most). */
-static void probe_start(struct mqtt *m)
+/* A non-blocking TCP connect to the first broker. Its address: a numeric
+ * host at once, a name through getaddrinfo_a in the background (polled on
+ * the next ticks), never a blocking lookup on the loop's thread. */
+static void probe_connect(struct mqtt *m, const struct addrinfo *ai)
 {
-    struct broker *b = &m->b[0];
-    m->next_probe_ms = now_ms() + m->return_ms;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-    hints.ai_flags = AI_NUMERICSERV;
-    if (getaddrinfo(b->host, b->port, &hints, &ai) != 0 || !ai)
-        return;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
         close(fd);
         fd = -1;
     }
-    freeaddrinfo(ai);
     if (fd < 0)
         return;
     if (loop_add(m->loop, fd, EPOLLOUT, on_probe, m) != 0) {
@@ -1060,12 +1061,53 @@ static void probe_start(struct mqtt *m)
     m->probe_deadline_ms = now_ms() + PROBE_TIMEOUT_MS;
 }
 
+static void probe_start(struct mqtt *m)
+{
+    struct broker *b = &m->b[0];
+    m->next_probe_ms = now_ms() + m->return_ms;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+                    *ai = NULL;
+    if (getaddrinfo(b->host, b->port, &hints, &ai) == 0 && ai) { /* numeric: no lookup */
+        probe_connect(m, ai);
+        freeaddrinfo(ai);
+        return;
+    }
+    if (b->gai_active)
+        return;
+    memset(&b->gai, 0, sizeof b->gai);
+    b->hints = (struct addrinfo){.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    b->gai.ar_name = b->host;
+    b->gai.ar_service = b->port;
+    b->gai.ar_request = &b->hints;
+    struct gaicb *list[1] = {&b->gai};
+    if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) == 0)
+        b->gai_active = true;
+}
+
+/* A lookup started by probe_start finished: connect to what it found. */
+static void probe_resolved(struct mqtt *m)
+{
+    struct broker *b = &m->b[0];
+    if (gai_error(&b->gai) == EAI_INPROGRESS)
+        return;
+    b->gai_active = false;
+    if (gai_error(&b->gai) == 0 && b->gai.ar_result && m->st == ST_UP && m->cur > 0 && m->probe_fd < 0)
+        probe_connect(m, b->gai.ar_result);
+    if (b->gai.ar_result)
+        freeaddrinfo(b->gai.ar_result);
+    b->gai.ar_result = NULL;
+}
+
 static void on_timer(struct loop *l, void *ud)
 {
     struct mqtt *m = ud;
     uint64_t now = now_ms();
     if (m->st == ST_IDLE && now >= m->next_try_ms)
         attempt(m, 0);
+    if (m->st == ST_LEAVING && now >= m->leave_ms)
+        attempt(m, 0);
+    if (m->b[0].gai_active)
+        probe_resolved(m);
     if (m->st == ST_UP) {
         if (m->probe_fd >= 0 && now >= m->probe_deadline_ms)
             probe_failed(m);
@@ -1121,10 +1163,23 @@ void mqtt_destroy(struct mqtt **pm)
     }
     pthread_mutex_lock(&registry_mu);
     for (int i = 0; i < 4; i++)
-        if (registry[i] == m)
-            registry[i] = NULL;
+        if (atomic_load(&registry[i]) == m)
+            atomic_store(&registry[i], NULL);
     pthread_mutex_unlock(&registry_mu);
     probe_close(m);
+    bool leak = false;
+    struct broker *b0 = &m->b[0];
+    if (b0->gai_active) { /* getaddrinfo_a's thread writes into b0 until it is done */
+        if (gai_cancel(&b0->gai) == EAI_NOTCANCELED) {
+            const struct gaicb *list[1] = {&b0->gai};
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            gai_suspend(list, 1, &ts);
+        }
+        if (gai_error(&b0->gai) == EAI_INPROGRESS)
+            leak = true; /* a lookup hanging at exit: leave its memory to it */
+        else if (b0->gai.ar_result)
+            freeaddrinfo(b0->gai.ar_result);
+    }
     if (m->loop) {
         loop_timer_stop(m->loop, &m->timer);
         if (m->efd >= 0)
@@ -1149,6 +1204,7 @@ void mqtt_destroy(struct mqtt **pm)
     free(m->password);
     free(m->tls_ca);
     pthread_mutex_destroy(&m->mu);
-    free(m);
+    if (!leak)
+        free(m);
     *pm = NULL;
 }
