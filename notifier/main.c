@@ -4,7 +4,8 @@
  * go by class: data to pubproc, status and results to mqtt.
  *
  * Everything runs on the main thread's loop: ZeroMQ, the MQTT control
- * connection, the publishers' report pipes. Pulling from the edges stops
+ * client's reports (paho's own threads only queue them, mqtt.c), the
+ * publishers' report pipes. Pulling from the edges stops
  * while the publishers cannot take more data: the edges then shed the
  * notifier's copies (PostgreSQL stays the record).
  *
@@ -115,7 +116,7 @@ static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
     struct app *a = ud;
     if (cls == NTF_PUB_DATA)
         return pubproc_publish(a->pp, dev, dev_len, topic, topic_len, payload, len, retained);
-    /* Status and results are never shed: the control client's buffer holds
+    /* Status and results are never shed: the control client's records hold
      * them until the broker has them; only its overflow loses one. */
     if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, retained, 0, false) != 0) {
         char t[128];
@@ -140,6 +141,9 @@ static void out_publish_marker(void *ud, const char *topic, size_t topic_len, co
         ntf_marker_done(a->ntf, token, false, loop_now_ms(a->loop));
 }
 
+/* paho acknowledged the command as it received it (mqtt.h): nothing is left
+ * to do, but the core keeps saying when it would, so a transport that can
+ * defer acknowledgements needs no change there. */
 static void out_ack(void *ud, uint64_t handle)
 {
     struct app *a = ud;
@@ -208,7 +212,7 @@ static void on_room(void *ud)
     drain(ud);
 }
 
-/* After every wake-up: what the core published goes out in one write. */
+/* After every wake-up: what the core published is handed to paho, in order. */
 static void after(struct loop *l, void *ud)
 {
     (void)l;
