@@ -10,8 +10,9 @@
  *   presence, so every notifier can route every device
  * - P/<dev>/cmd (shared subscription: one notifier takes each) -> the
  *   taker checks it, publishes a retained marker P/_sluice/pending/<dev>/<id>
- *   and routes the command once the broker has the marker; the command's
- *   MQTT acknowledgement waits for that too
+ *   and routes the command once the broker has the marker (the core says
+ *   when the command may be acknowledged, out.ack; paho, the transport
+ *   here, has acknowledged it on receipt already)
  * - markers (every notifier reads all of them) -> the pending table; the
  *   command's one result comes from whoever gets its end: the notifier the
  *   device's edge worker sends res / undeliverable / disconnect to, or at

@@ -39,7 +39,8 @@ struct ntf_out {
     void (*publish_marker)(void *ud, const char *topic, size_t topic_len, const char *payload, size_t len,
                            uint64_t token);
     /* Acknowledge the inbound command whose ntf_mqtt returned false (its
-     * handle); a no-op for a handle of an earlier connection. */
+     * handle); a no-op for a handle of an earlier connection, and with a
+     * transport that acknowledges on receipt (paho: main.c). */
     void (*ack)(void *ud, uint64_t handle);
     /* Send one entry to an edge worker (ROUTER identity reply, header
      * incarnation inc). Returns 0, or -1 if the worker is unreachable. */
@@ -104,8 +105,9 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms);
 /* One MQTT message from the subscriptions (P/+/cmd, P/+/status, markers).
  * ack is its QoS 1 handle (0 for QoS 0). Returns true when it may be
  * acknowledged now; false when the core acknowledges it later through
- * out.ack (a command, once routed: a notifier that dies before routing it
- * leaves it unacknowledged). */
+ * out.ack (a command, once routed: with a transport that can defer it, a
+ * notifier that dies before routing leaves the command unacknowledged; paho
+ * cannot, docs/notifier.md "Commands with several notifiers"). */
 bool ntf_mqtt(struct ntf *n, const char *topic, size_t topic_len, const char *payload, size_t len,
               uint64_t ack, uint64_t now_ms);
 
