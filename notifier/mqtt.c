@@ -26,9 +26,11 @@
  * of the list, so a round tries them in order and the first that accepts is
  * used. We reconnect ourselves (paho's automaticReconnect off): a failed
  * round waits 2 s before the first connection ever, then 1..8 s; a lost
- * connection that had lasted STABLE_MS starts a round at once. While on another broker than the first, a TCP
- * probe of the first every RETURN_MIN_MS (doubling to RETURN_MAX_MS while returns fail) makes the client
- * disconnect and connect again from the first.
+ * connection that had lasted STABLE_MS starts a round at once. While on
+ * another broker than the first, a TCP probe of the first every
+ * RETURN_MIN_MS (doubling to RETURN_MAX_MS while returns fail; a name
+ * resolved by getaddrinfo_a, off the loop) makes the client disconnect and
+ * connect again from the first.
  *
  * Inbound QoS 1 messages: paho sends the PUBACK before the message reaches
  * us, so an acknowledgement cannot be deferred (mqtt_ack is a no-op; the
