@@ -136,7 +136,7 @@ def main():
             data[(d["kind"], d["metadata"]["name"])] = set((d.get("data") or {}).keys()) | set(
                 (d.get("stringData") or {}).keys())
     for d in docs:
-        if d["kind"] != "Deployment":
+        if d["kind"] not in ("Deployment", "StatefulSet"):
             continue
         for c in d["spec"]["template"]["spec"]["containers"]:
             shared = {}

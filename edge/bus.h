@@ -13,8 +13,12 @@
  * kept and bus_paused() turns true, until a later flush succeeds; the
  * worker stops reading devices meanwhile. Data is never dropped on that
  * path. The notifier path never pauses: data copies for it are shed and
- * counted, while control entries (connect, disconnect, res, heartbeat,
- * undeliverable) wait in a bounded queue and are retried. */
+ * counted, while control entries (connect, disconnect, res, undeliverable)
+ * wait in a bounded queue and are retried.
+ *
+ * Notifiers: each device's entries go to one notifier, chosen by its id on
+ * the ring of notifiers this worker hears (ntfring.h); each notifier gets a
+ * heartbeat every second naming that ring. */
 #ifndef EDGE_BUS_H
 #define EDGE_BUS_H
 #include <stdbool.h>
@@ -68,6 +72,11 @@ bool bus_paused(const struct bus *b);
  * is left. Never blocks. Call until false after every wake-up (ZMQ_FD is
  * edge-triggered). */
 bool bus_recv(struct bus *b, const uint8_t **p, size_t *n);
+
+/* A notifier's heartbeat answer (ENV_NOTIFIER_HB on the DEALER; notifier =
+ * the batch header's edge field, its id): names the endpoint e->to and
+ * keeps that notifier in the worker's ring. Borrowed for the call. */
+void bus_notifier_hb(struct bus *b, struct sl_slice notifier, const struct envelope *e);
 
 /* Send the batches of this iteration (one message per destination). */
 void bus_flush(struct bus *b);

@@ -146,3 +146,10 @@ uint32_t peermon_count(const struct peermon *m, const struct zmqx_conns *in)
             n++;
     return n;
 }
+
+uint32_t peermon_poll(struct peermon *m)
+{
+    while (recv_event(m)) {
+    }
+    return m->n;
+}

@@ -30,4 +30,9 @@ void peermon_sync(struct peermon *m, const struct zmqx_conns *a, const struct zm
 /* How many endpoints of `in` are up (handshake done, not dropped since). */
 uint32_t peermon_count(const struct peermon *m, const struct zmqx_conns *in);
 
+/* For a socket connected to one endpoint (the bus's per-notifier PUSH):
+ * apply the events waiting and return how many endpoints are up (0 or 1).
+ * Never blocks. */
+uint32_t peermon_poll(struct peermon *m);
+
 #endif

@@ -603,8 +603,12 @@ static void handle_batch(struct worker *w, const uint8_t *p, size_t n)
         return;
     }
     struct envelope e;
-    while ((rc = envelope_reader_next(&r, &e)) == SL_OK)
-        apply(w, &e);
+    while ((rc = envelope_reader_next(&r, &e)) == SL_OK) {
+        if (e.kind == ENV_NOTIFIER_HB)
+            bus_notifier_hb(w->bus, r.hdr.edge, &e); /* the notifier ring is the bus's */
+        else
+            apply(w, &e);
+    }
     if (rc == SL_DECODE)
         stat_inc(&w->cnt.stale_batches);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bus.c - ZeroMQ sockets of the notifier: binds PULL (edge batches in) and
  * ROUTER (one-entry batches out to an edge worker by its identity).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bus.h - the notifier's ZeroMQ side: PULL for edge batches, ROUTER for
  * cmd and kick batches to edge workers. Main thread only. */
 #ifndef NTF_BUS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmds.c - pending commands: a chained hash on (dev, id) over a fixed entry
  * array, plus a FIFO list that is also the deadline order.
  *
@@ -22,6 +23,8 @@ struct cmd {
     uint32_t hnext, prev, next;
     uint8_t *body; /* only while unsent */
     uint32_t body_len;
+    uint32_t gen; /* bumped at each reuse of the slot: stale handles fail */
+    struct cmds_meta meta;
 };
 
 struct cmds {
@@ -93,6 +96,31 @@ static uint32_t find(const struct cmds *c, struct sl_slice dev, struct sl_slice 
     return NONE;
 }
 
+static void fifo_unlink(struct cmds *c, uint32_t i)
+{
+    struct cmd *e = &c->e[i];
+    if (e->prev != NONE)
+        c->e[e->prev].next = e->next;
+    else
+        c->head = e->next;
+    if (e->next != NONE)
+        c->e[e->next].prev = e->prev;
+    else
+        c->tail = e->prev;
+}
+
+static void fifo_append(struct cmds *c, uint32_t i)
+{
+    struct cmd *e = &c->e[i];
+    e->next = NONE;
+    e->prev = c->tail;
+    if (c->tail != NONE)
+        c->e[c->tail].next = i;
+    else
+        c->head = i;
+    c->tail = i;
+}
+
 enum sl_err cmds_add(struct cmds *c, struct sl_slice dev, struct sl_slice id, uint64_t deadline_ms)
 {
     if (dev.n == 0 || dev.n > SL_DEV_MAX || id.n == 0 || id.n > SL_CMD_ID_MAX)
@@ -104,7 +132,9 @@ enum sl_err cmds_add(struct cmds *c, struct sl_slice dev, struct sl_slice id, ui
         return SL_NOMEM;
     struct cmd *e = &c->e[i];
     c->free_head = e->hnext;
+    uint32_t gen = e->gen + 1;
     memset(e, 0, sizeof *e);
+    e->gen = gen;
     memcpy(e->dev, dev.p, dev.n);
     memcpy(e->id, id.p, id.n);
     e->dev_len = (uint8_t)dev.n;
@@ -114,13 +144,7 @@ enum sl_err cmds_add(struct cmds *c, struct sl_slice dev, struct sl_slice id, ui
     uint32_t b = bucket(c, dev, id);
     e->hnext = c->heads[b];
     c->heads[b] = i;
-    e->next = NONE;
-    e->prev = c->tail;
-    if (c->tail != NONE)
-        c->e[c->tail].next = i;
-    else
-        c->head = i;
-    c->tail = i;
+    fifo_append(c, i);
     c->count++;
     return SL_OK;
 }
@@ -147,14 +171,7 @@ static void remove_at(struct cmds *c, uint32_t i)
     while (*link != i)
         link = &c->e[*link].hnext;
     *link = e->hnext;
-    if (e->prev != NONE)
-        c->e[e->prev].next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NONE)
-        c->e[e->next].prev = e->prev;
-    else
-        c->tail = e->prev;
+    fifo_unlink(c, i);
     e->used = false;
     e->hnext = c->free_head;
     c->free_head = i;
@@ -179,13 +196,15 @@ static void call(cmds_cb *cb, void *ud, const struct cmd *e)
     cb(ud, dev, id);
 }
 
-uint32_t cmds_take_dev(struct cmds *c, struct sl_slice dev, cmds_cb *cb, void *ud)
+uint32_t cmds_take_dev(struct cmds *c, struct sl_slice dev, cmds_pred *take, cmds_cb *cb, void *ud)
 {
     uint32_t n = 0;
     for (uint32_t i = c->head; i != NONE;) {
         uint32_t next = c->e[i].next;
         struct cmd *e = &c->e[i];
-        if (e->dev_len == dev.n && memcmp(e->dev, dev.p, dev.n) == 0) {
+        struct sl_slice id = {(const uint8_t *)e->id, e->id_len};
+        if (e->dev_len == dev.n && memcmp(e->dev, dev.p, dev.n) == 0 &&
+            (!take || take(ud, dev, id, &e->meta))) {
             call(cb, ud, e);
             remove_at(c, i);
             n++;
@@ -195,16 +214,58 @@ uint32_t cmds_take_dev(struct cmds *c, struct sl_slice dev, cmds_cb *cb, void *u
     return n;
 }
 
-uint32_t cmds_expire(struct cmds *c, uint64_t now_ms, cmds_cb *cb, void *ud)
+uint32_t cmds_expire(struct cmds *c, uint64_t now_ms, cmds_keep_cb *keep, void *ud)
 {
-    uint32_t n = 0;
-    while (c->head != NONE && c->e[c->head].deadline <= now_ms) {
+    uint32_t n = 0, seen = 0, total = c->count;
+    while (c->head != NONE && c->e[c->head].deadline <= now_ms && seen++ < total) {
         uint32_t i = c->head;
-        call(cb, ud, &c->e[i]);
+        struct cmd *e = &c->e[i];
+        struct sl_slice dev = {(const uint8_t *)e->dev, e->dev_len};
+        struct sl_slice id = {(const uint8_t *)e->id, e->id_len};
+        uint64_t again = keep ? keep(ud, dev, id, &e->meta) : 0;
+        if (again > now_ms) {
+            e->deadline = again;
+            fifo_unlink(c, i);
+            fifo_append(c, i);
+            continue;
+        }
         remove_at(c, i);
         n++;
     }
     return n;
+}
+
+struct cmds_meta *cmds_meta(struct cmds *c, struct sl_slice dev, struct sl_slice id)
+{
+    uint32_t i = find(c, dev, id);
+    return i == NONE ? NULL : &c->e[i].meta;
+}
+
+uint64_t cmds_handle(const struct cmds *c, struct sl_slice dev, struct sl_slice id)
+{
+    uint32_t i = find(c, dev, id);
+    return i == NONE ? 0 : (uint64_t)c->e[i].gen << 32 | (uint64_t)(i + 1);
+}
+
+bool cmds_from_handle(const struct cmds *c, uint64_t h, struct sl_slice *dev, struct sl_slice *id)
+{
+    uint64_t i = (h & 0xffffffffu) - 1;
+    if (h == 0 || i >= c->cap || !c->e[i].used || c->e[i].gen != (uint32_t)(h >> 32))
+        return false;
+    const struct cmd *e = &c->e[i];
+    *dev = (struct sl_slice){(const uint8_t *)e->dev, e->dev_len};
+    *id = (struct sl_slice){(const uint8_t *)e->id, e->id_len};
+    return true;
+}
+
+void cmds_each(struct cmds *c, cmds_each_cb *cb, void *ud)
+{
+    for (uint32_t i = c->head; i != NONE; i = c->e[i].next) {
+        struct cmd *e = &c->e[i];
+        struct sl_slice dev = {(const uint8_t *)e->dev, e->dev_len};
+        struct sl_slice id = {(const uint8_t *)e->id, e->id_len};
+        cb(ud, dev, id, &e->meta);
+    }
 }
 
 enum sl_err cmds_set_unsent(struct cmds *c, struct sl_slice dev, struct sl_slice id, const uint8_t *body,
@@ -234,6 +295,22 @@ bool cmds_is_unsent(const struct cmds *c, struct sl_slice dev, struct sl_slice i
 {
     uint32_t i = find(c, dev, id);
     return i != NONE && c->e[i].unsent;
+}
+
+void cmds_clear_unsent(struct cmds *c, struct sl_slice dev, struct sl_slice id)
+{
+    uint32_t i = find(c, dev, id);
+    if (i != NONE)
+        clear_unsent(c, &c->e[i]);
+}
+
+bool cmds_body(const struct cmds *c, struct sl_slice dev, struct sl_slice id, struct sl_slice *body)
+{
+    uint32_t i = find(c, dev, id);
+    if (i == NONE || !c->e[i].unsent)
+        return false;
+    *body = (struct sl_slice){c->e[i].body, c->e[i].body_len};
+    return true;
 }
 
 uint32_t cmds_retry(struct cmds *c, cmds_send_cb *send, void *ud)

@@ -1,16 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c - sluice-notifier: loads the flags, wires bus (ZeroMQ), mqtt
- * (paho: the control client), pubproc (the data publisher processes) and the
+ * (the control client), pubproc (the data publisher processes) and the
  * ntf core, and runs the epoll loop on the main thread. The core's publishes
  * go by class: data to pubproc, status and results to mqtt.
  *
- * The main thread owns the ZeroMQ sockets and the core. paho's threads
- * only wake it (loop_wake) after queueing inbound messages or when room
- * for more publishes appears. Pulling from the edges stops while the MQTT
- * side cannot take more data: the edges then shed the notifier's copies
- * (PostgreSQL stays the record).
+ * Everything runs on the main thread's loop: ZeroMQ, the MQTT control
+ * client's reports (paho's own threads only queue them, mqtt.c), the
+ * publishers' report pipes. Pulling from the edges stops
+ * while the publishers cannot take more data: the edges then shed the
+ * notifier's copies (PostgreSQL stays the record).
  *
  * Deliberately not here: any decision about messages (ntf.c). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* gethostname */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,19 +26,32 @@
 #include "mqtt.h"
 #include "ntf.h"
 #include "pubproc.h"
+#include "topics.h"
 #include "sl/cfg.h"
 #include "sl/keys.h"
+#include "sl/msg.h"
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/metrics.h"
 #include "sl/zmqx.h"
 
 #define DRAIN_MAX 256 /* batches per wake-up, so timers and MQTT input still run */
+/* The control client (status, results, subscriptions): a large window and
+ * buffer, since these are never shed (~65k statuses of ~300 bytes wait in
+ * 32 MiB); inbound packets up to 1 MiB (a command's body is at most 64 KiB
+ * of msgpack, its JSON somewhat more). */
+#define CTRL_WINDOW    1024
+#define CTRL_BUF_BYTES (32u << 20)
+#define CTRL_MAX_IN    (1u << 20)
+/* A data publisher's buffer: its window plus what it has queued, records of
+ * at most 1 MiB (pubproc.c REC_MAX). */
+#define PUB_BUF_BYTES (8u << 20)
 
 struct opts {
-    const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *name;
+    const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *id, *share;
     const char *metrics, *log_level, *curve_key, *curve_allow;
-    int64_t pool, cmd_timeout_ms, edge_timeout_ms, max_inflight, max_devices, max_cmds, flush_ms, max_msg;
+    int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
+        max_msg;
     int64_t status_max_skew_ms;
 };
 
@@ -75,6 +89,7 @@ struct app {
     struct delta d[48];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
+    struct metric_hist *h_route;
     const struct zap_counts *zap; /* NULL: CURVE off */
     struct zap_totals zs;
     struct metric_gauge *g_curve_keys;
@@ -88,13 +103,27 @@ static uint64_t wall_ms(void *ud)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static uint64_t mono_us(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static int out_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t dev_len, const char *topic,
                        size_t topic_len, const char *payload, size_t len, bool retained)
 {
     struct app *a = ud;
     if (cls == NTF_PUB_DATA)
         return pubproc_publish(a->pp, dev, dev_len, topic, topic_len, payload, len, retained);
-    return mqtt_publish(a->mqtt, true, dev, dev_len, topic, topic_len, payload, len, retained);
+    /* Status and results are never shed: the control client's records hold
+     * them until the broker has them; only its overflow loses one. */
+    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, retained, 0, false) != 0) {
+        char t[128];
+        log_error("event=mqtt_ctrl_lost topic=%s", log_q(t, sizeof t, topic, topic_len));
+    }
+    return 0;
 }
 
 static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
@@ -103,10 +132,43 @@ static int out_send_edge(void *ud, const char *reply, uint64_t inc, const struct
     return bus_send_edge(a->bus, reply, inc, e);
 }
 
-static void on_mqtt_msg(void *ud, const char *topic, size_t tl, const char *payload, size_t len)
+static void out_publish_marker(void *ud, const char *topic, size_t topic_len, const char *payload, size_t len,
+                               uint64_t token)
 {
     struct app *a = ud;
-    ntf_mqtt(a->ntf, topic, tl, payload, len, loop_now_ms(a->loop));
+    /* At most once: a marker the broker may not have is never sent again
+     * (ntf.c, "commands"). Refused now (buffer full): dropped at once. */
+    if (mqtt_publish(a->mqtt, topic, topic_len, payload, len, true, token, true) != 0)
+        ntf_marker_done(a->ntf, token, false, loop_now_ms(a->loop));
+}
+
+/* paho acknowledged the command as it received it (mqtt.h): nothing is left
+ * to do, but the core keeps saying when it would, so a transport that can
+ * defer acknowledgements needs no change there. */
+static void out_ack(void *ud, uint64_t handle)
+{
+    struct app *a = ud;
+    mqtt_ack(a->mqtt, handle);
+}
+
+static bool on_mqtt_msg(void *ud, const struct mqtt_msg *m)
+{
+    struct app *a = ud;
+    return ntf_mqtt(a->ntf, m->topic, m->topic_len, (const char *)m->payload, m->len, m->ack,
+                    loop_now_ms(a->loop));
+}
+
+static void on_mqtt_up(void *ud, int broker, bool switched)
+{
+    struct app *a = ud;
+    (void)broker;
+    ntf_mqtt_up(a->ntf, switched);
+}
+
+static void on_mqtt_done(void *ud, uint64_t token, bool ok)
+{
+    struct app *a = ud;
+    ntf_marker_done(a->ntf, token, ok, loop_now_ms(a->loop));
 }
 
 static void drain(struct app *a)
@@ -143,9 +205,20 @@ static void on_resume(struct loop *l, void *ud)
 static void on_wake(struct loop *l, void *ud)
 {
     (void)l;
+    drain(ud);
+}
+
+static void on_room(void *ud)
+{
+    drain(ud);
+}
+
+/* After every wake-up: what the core published is handed to paho, in order. */
+static void after(struct loop *l, void *ud)
+{
+    (void)l;
     struct app *a = ud;
-    mqtt_poll(a->mqtt, on_mqtt_msg, a);
-    drain(a);
+    mqtt_flush(a->mqtt);
 }
 
 static void pub_totals(struct app *a, struct pub_totals *o)
@@ -156,19 +229,14 @@ static void pub_totals(struct app *a, struct pub_totals *o)
     pubproc_totals(a->pp, &t);
     o->published = m.published + t.published;
     o->failed = m.failed + t.failed;
-    o->data_lost = m.data_lost + t.refused + t.lost;
-    o->ctrl_lost = m.ctrl_lost;
+    o->data_lost = t.refused + t.lost;
+    o->ctrl_lost = m.refused;
     o->reconnects = m.reconnects + t.reconnects;
     o->respawns = t.respawns;
     o->died_lost = t.died_lost;
     o->inflight = m.inflight + t.inflight;
-    o->ctrl_waiting = m.ctrl_waiting;
+    o->ctrl_waiting = m.inflight;
     o->connected = m.connected + t.connected;
-}
-
-static int64_t outstanding(struct app *a)
-{
-    return mqtt_outstanding(a->mqtt) + pubproc_outstanding(a->pp);
 }
 
 static void update_metrics(struct app *a)
@@ -192,6 +260,7 @@ static void update_metrics(struct app *a)
     metric_set(a->g_devices, ntf_devices(a->ntf));
     metric_set(a->g_online, ntf_online(a->ntf));
     metric_set(a->g_pending, ntf_pending(a->ntf));
+    metric_hist_set(a->h_route, &ntf_stats(a->ntf)->route);
     metrics_set_ready(mqtt_connected(a->mqtt));
 }
 
@@ -199,10 +268,8 @@ static void on_tick(struct loop *l, void *ud)
 {
     struct app *a = ud;
     uint64_t now = loop_now_ms(l);
-    mqtt_poll(a->mqtt, on_mqtt_msg, a);
     ntf_tick(a->ntf, now);
     pubproc_tick(a->pp, now);
-    mqtt_tick(a->mqtt, now);
     update_metrics(a);
     drain(a);
     loop_timer_start(l, &a->tick, 50);
@@ -282,8 +349,18 @@ static void register_metrics(struct app *a)
     add_delta(a, cmds, ch, "result=\"duplicate\"", &s->cmds_dup);
     add_delta(a, "sluice_notifier_commands_held_total", "Commands held until their edge worker reconnected",
               NULL, &s->cmds_unsent);
-    add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no longer pending", NULL,
+    add_delta(a, cmds, ch, "result=\"lost\"", &s->cmds_lost);
+    add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no notifier holds (late)", NULL,
               &s->res_unknown);
+    add_delta(a, "sluice_notifier_res_held_total", "Answers that waited for their command's marker", NULL,
+              &s->res_held);
+    add_delta(a, "sluice_notifier_markers_expired_total",
+              "Pending-command markers past their deadline that nobody answered, cleared", NULL,
+              &s->markers_expired);
+    add_delta(a, "sluice_notifier_heartbeats_answered_total", "Edge heartbeats answered", NULL,
+              &s->heartbeats_answered);
+    add_delta(a, "sluice_notifier_resync_statuses_total", "Statuses published again on a broker switch", NULL,
+              &s->resync_published);
     add_delta(a, "sluice_notifier_status_ignored_total",
               "Retained statuses read back and ignored: epoch beyond --status-max-skew-ms",
               "reason=\"future_epoch\"", &s->status_future);
@@ -301,10 +378,16 @@ static void register_metrics(struct app *a)
     }
     a->g_inflight = metrics_gauge("sluice_notifier_publish_inflight", "MQTT publishes awaiting PUBACK", NULL);
     a->g_connected = metrics_gauge("sluice_notifier_mqtt_connected", "MQTT pool clients connected", NULL);
-    a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting", "Status/results waiting for paho", NULL);
+    a->g_ctrl_wait = metrics_gauge("sluice_notifier_ctrl_waiting",
+                                   "Status/results not yet acknowledged by the broker", NULL);
     a->g_devices = metrics_gauge("sluice_notifier_devices", "Devices in the presence map", NULL);
     a->g_online = metrics_gauge("sluice_notifier_devices_online", "Devices online", NULL);
     a->g_pending = metrics_gauge("sluice_notifier_commands_pending", "Commands awaiting a result", NULL);
+    a->h_route =
+        metrics_hist("sluice_notifier_command_route_seconds",
+                     "Command taken to command routed (its marker acknowledged): a taker that dies in "
+                     "this window loses the command",
+                     NULL, ntf_route_bounds, NTF_ROUTE_BUCKETS);
 }
 
 int main(int argc, char **argv)
@@ -314,17 +397,32 @@ int main(int argc, char **argv)
     const struct cfg_opt opts[] = {
         {"pull", CFG_STR, &o->pull, "tcp://*:7011", "PULL endpoint to bind (edge batches)", 0, 0},
         {"router", CFG_STR, &o->router, "tcp://*:7012", "ROUTER endpoint to bind (cmds, kicks)", 0, 0},
-        {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883", "MQTT broker URI (tcp:// or ssl://)", 0, 0},
-        {"client-id", CFG_STR, &o->client_id, "sluice-notifier", "MQTT client id prefix (<id>-<n>)", 0, 0},
+        {"broker", CFG_STR, &o->broker, "tcp://127.0.0.1:1883",
+         "MQTT broker URIs, comma-separated, the first preferred (tcp:// or ssl://)", 0, 0},
+        {"id", CFG_STR, &o->id, "",
+         "this notifier's stable id, [A-Za-z0-9._:-]{1,64}: edges hash devices over the ids (default: the "
+         "host "
+         "name, stable for a StatefulSet pod or a compose container)",
+         0, 0},
+        {"client-id", CFG_STR, &o->client_id, "",
+         "MQTT client id prefix: clients <prefix>-0 (control), -1.. (publishers); default "
+         "sluice-notifier-<id>",
+         0, 0},
+        {"share-group", CFG_STR, &o->share, "sluice",
+         "commands come through $share/<group>/P/+/cmd, so the broker gives each to one notifier of the "
+         "group "
+         "(empty: a plain subscription, one notifier only)",
+         0, 0},
         {"username", CFG_STR, &o->username, "", "MQTT user name", 0, 0},
         {"password", CFG_SECRET, &o->password, "", "MQTT password (prefer --password-file)", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
-        {"name", CFG_STR, &o->name, "notifier", "this notifier's name in batches to edges", 0, 0},
         {"pool", CFG_INT, &o->pool, "4", "data publisher processes (one MQTT connection each)", 1, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
          "edge worker silence before its devices go offline", 100, 86400000},
+        {"data-qos", CFG_INT, &o->data_qos, "1",
+         "QoS of data publishes: 1, or 0 for a best-effort live view (status, results: always 1)", 0, 1},
         {"max-inflight", CFG_INT, &o->max_inflight, "128",
          "unacknowledged data publishes per publisher (pulling stops at 4x unreported)", 1, 16000},
         {"max-devices", CFG_INT, &o->max_devices, "1000000", "presence table capacity (~300 B each)", 1,
@@ -361,25 +459,62 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
 
-    char sub_status[300], sub_cmd[300];
-    snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
-    snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+    char id[SL_DEV_MAX + 1], client_prefix[300];
+    if (!o->id[0]) {
+        if (gethostname(id, sizeof id) != 0)
+            id[0] = '\0';
+        id[sizeof id - 1] = '\0';
+    } else {
+        snprintf(id, sizeof id, "%s", o->id);
+    }
+    if (!msg_valid_id((const uint8_t *)id, strlen(id)) || strlen(o->id) > SL_DEV_MAX) {
+        log_error("event=startup_failed what=id id=\"%s\" err=\"--id must match [A-Za-z0-9._:-]{1,64}\"",
+                  o->id[0] ? o->id : id);
+        return 1;
+    }
+    /* Unique per notifier by default: replicas sharing one client id would
+     * take each other's connections away at the broker. */
+    if (o->client_id[0])
+        snprintf(client_prefix, sizeof client_prefix, "%s", o->client_id);
+    else
+        snprintf(client_prefix, sizeof client_prefix, "sluice-notifier-%s", id);
 
-    struct mqtt_cfg mc = {.uri = o->broker,
-                          .client_id = o->client_id,
+    char sub_status[300], sub_cmd[400], sub_marker[300];
+    snprintf(sub_status, sizeof sub_status, "%s/+/status", o->prefix);
+    if (o->share[0])
+        snprintf(sub_cmd, sizeof sub_cmd, "$share/%s/%s/+/cmd", o->share, o->prefix);
+    else
+        snprintf(sub_cmd, sizeof sub_cmd, "%s/+/cmd", o->prefix);
+    snprintf(sub_marker, sizeof sub_marker, "%s/" TOPICS_INTERNAL "/pending/+/+", o->prefix);
+    /* Statuses and markers first: the broker sends the retained ones before
+     * any command that arrives on the last filter, so routing and the
+     * pending commands are known before commands are judged. */
+    const char *subs[] = {sub_status, sub_marker, sub_cmd};
+    char client0[340];
+    snprintf(client0, sizeof client0, "%s-0", client_prefix);
+
+    if (pubproc_is_child()) {
+        struct mqtt_cfg dc = {.uris = o->broker,
+                              .username = o->username,
+                              .password = o->password,
+                              .tls_ca = o->tls_ca,
+                              .qos = (int)o->data_qos,
+                              .max_inflight = (int)o->max_inflight,
+                              .buf_bytes = PUB_BUF_BYTES,
+                              .max_in = 64 * 1024};
+        return pubproc_child_main(&dc, client_prefix, (int)o->flush_ms);
+    }
+    struct mqtt_cfg mc = {.uris = o->broker,
+                          .client_id = client0,
                           .username = o->username,
                           .password = o->password,
                           .tls_ca = o->tls_ca,
-                          .sub_status = sub_status,
-                          .sub_cmd = sub_cmd,
-                          .pool = 1,
-                          .max_inflight = (int)o->max_inflight,
-                          .ctrl_queue = 65536,
-                          .inbound_queue = 4096,
-                          .name_index = 0,
-                          .subscribe = true};
-    if (pubproc_is_child())
-        return pubproc_child_main(&mc, (int)o->flush_ms);
+                          .subs = subs,
+                          .nsubs = 3,
+                          .qos = 1,
+                          .max_inflight = CTRL_WINDOW,
+                          .buf_bytes = CTRL_BUF_BYTES,
+                          .max_in = CTRL_MAX_IN};
 
     static struct keys_pair keys;
     if (!*o->curve_key != !*o->curve_allow) {
@@ -391,17 +526,24 @@ int main(int argc, char **argv)
 
     a.loop = loop_new(64);
     struct ntf_cfg nc = {.prefix = o->prefix,
+                         .id = id,
                          .max_devices = (uint32_t)o->max_devices,
                          .max_workers = 4096,
                          .max_cmds = (uint32_t)o->max_cmds,
                          .cmd_timeout_ms = (uint64_t)o->cmd_timeout_ms,
                          .edge_timeout_ms = (uint64_t)o->edge_timeout_ms,
                          .status_max_skew_ms = (uint64_t)o->status_max_skew_ms};
-    struct ntf_out out = {.ud = &a, .publish = out_publish, .send_edge = out_send_edge, .wall_ms = wall_ms};
+    struct ntf_out out = {.ud = &a,
+                          .publish = out_publish,
+                          .publish_marker = out_publish_marker,
+                          .ack = out_ack,
+                          .send_edge = out_send_edge,
+                          .wall_ms = wall_ms,
+                          .mono_us = mono_us};
     a.ntf = ntf_new(&nc, &out);
-    a.bus = a.loop && a.ntf ? bus_new(o->pull, o->router, o->name, o->max_msg, *o->curve_key ? &keys : NULL,
-                                      o->curve_allow)
-                            : NULL;
+    a.bus = a.loop && a.ntf
+                ? bus_new(o->pull, o->router, id, o->max_msg, *o->curve_key ? &keys : NULL, o->curve_allow)
+                : NULL;
     if (!a.loop || !a.ntf || !a.bus || sfd < 0) {
         log_error("event=startup_failed what=%s", !a.loop  ? "loop"
                                                   : !a.ntf ? "core"
@@ -414,13 +556,15 @@ int main(int argc, char **argv)
     if (metrics_start(o->metrics) != 0)
         return 1;
     loop_set_wake(a.loop, on_wake, &a);
-    a.mqtt = mqtt_new(&mc, a.loop);
+    loop_set_after(a.loop, after, &a);
+    struct mqtt_ops mops = {.ud = &a, .msg = on_mqtt_msg, .up = on_mqtt_up, .done = on_mqtt_done};
+    a.mqtt = mqtt_new(&mc, &mops, a.loop);
     if (!a.mqtt) {
         log_error("event=startup_failed what=mqtt broker=%s", o->broker);
         return 1;
     }
-    /* A child may hold a few windows: one in paho, the rest in its pipe. */
-    a.pp = pubproc_new((int)o->pool, argv, 4 * o->max_inflight, a.loop);
+    /* A child may hold a few windows: one in its client, the rest in its pipe. */
+    a.pp = pubproc_new((int)o->pool, argv, 4 * o->max_inflight, a.loop, on_room, &a);
     if (!a.pp) {
         log_error("event=startup_failed what=publishers pool=%d", (int)o->pool);
         return 1;
@@ -430,26 +574,33 @@ int main(int argc, char **argv)
     loop_timer_init(&a.tick, on_tick, &a);
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    log_info("event=start pull=%s router=%s broker=%s pool=%d prefix=%s curve=%s", o->pull, o->router,
-             o->broker, (int)o->pool, o->prefix, *o->curve_key ? "on" : "off");
+    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s "
+             "curve=%s",
+             id, o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd,
+             *o->curve_key ? "on" : "off");
 
     int rc = loop_run(a.loop);
 
-    /* Shutdown: stop pulling, then give paho a bounded time to get the
-     * PUBACKs of what it holds (and the queued statuses/results out). */
+    /* Shutdown, bounded by --flush-timeout-ms whatever the broker does:
+     * stop pulling, close the publishers' pipes (they write what they have
+     * and wait for its PUBACKs), keep the loop running for the control
+     * client's statuses and results, and at the deadline kill what is left.
+     * What did not make it is counted in the stop line. */
     metrics_set_ready(false);
     uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
-    int64_t left;
-    while ((left = outstanding(&a)) > 0 && loop_clock_ms() < until) {
+    pubproc_stop(a.pp);
+    while (loop_clock_ms() < until && (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp))) {
+        uint64_t left_ms = until - loop_clock_ms();
+        loop_run_once(a.loop, left_ms < 10 ? (int)left_ms : 10);
         pubproc_tick(a.pp, loop_clock_ms());
-        mqtt_tick(a.mqtt, loop_clock_ms());
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
     }
+    int64_t lost_data = pubproc_unflushed(a.pp), lost_ctrl = mqtt_outstanding(a.mqtt);
     update_metrics(&a);
-    log_info("event=stop unflushed=%lld published=%llu", (long long)left, (unsigned long long)a.ms.published);
-    pubproc_destroy(&a.pp, 1000);
-    mqtt_destroy(&a.mqtt, 1000);
+    log_info("event=stop unflushed=%lld unflushed_data=%lld unflushed_ctrl=%lld published=%llu",
+             (long long)(lost_data + lost_ctrl), (long long)lost_data, (long long)lost_ctrl,
+             (unsigned long long)a.ms.published);
+    pubproc_destroy(&a.pp);
+    mqtt_destroy(&a.mqtt);
     metrics_stop();
     bus_destroy(&a.bus);
     ntf_destroy(&a.ntf);

@@ -1,18 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ntf.c - the notifier's core: turns edge batches and MQTT messages into
- * publishes, commands and kicks, with no I/O of its own.
+ * publishes, commands, kicks and heartbeat answers, with no I/O of its own.
  *
  * - data      -> P/<dev>/data (refusal by the MQTT side is counted, never retried here)
  * - connect / disconnect -> presence fencing -> retained P/<dev>/status,
  *   a kick for a superseded connection, "disconnected" for its commands
- * - P/<dev>/cmd -> ENV_CMD to the edge worker holding dev, or an immediate
- *   "offline" result; res / undeliverable / timeout -> exactly one result.
- *   A worker not connected to our ROUTER yet (either side just restarted)
- *   gets the command on a later tick; never reached by the deadline, the
- *   result is "disconnected"
- * - P/<dev>/status read back (retained, after a restart) -> presence, so
- *   routing survives a notifier restart
+ * - heartbeat -> the worker's ring of notifiers (which devices are ours),
+ *   answered with ENV_NOTIFIER_HB echoing the endpoint it names
+ * - P/<dev>/status read back (retained, and every other notifier's) ->
+ *   presence, so every notifier can route every device
+ * - P/<dev>/cmd (shared subscription: one notifier takes each) -> the
+ *   taker checks it, publishes a retained marker P/_sluice/pending/<dev>/<id>
+ *   and routes the command once the broker has the marker (the core says
+ *   when the command may be acknowledged, out.ack; paho, the transport
+ *   here, has acknowledged it on receipt already)
+ * - markers (every notifier reads all of them) -> the pending table; the
+ *   command's one result comes from whoever gets its end: the notifier the
+ *   device's edge worker sends res / undeliverable / disconnect to, or at
+ *   the deadline the notifier that owns the device on that worker's ring.
+ *   Each result is preceded by clearing the marker, so a marker never
+ *   outlives its result, and only a notifier holding the marker publishes.
+ *   An answer that arrives before its marker waits HOLD_MS for it.
  *
- * Deliberately not here: sockets, paho, threads, retry queues. Logging is
+ * Deliberately not here: sockets, MQTT, threads, retry queues. Logging is
  * limited to rare operator-visible events (bad commands), never per message. */
 #include "ntf.h"
 
@@ -24,32 +34,80 @@
 #include "presence.h"
 #include "sl/log.h"
 #include "sl/msg.h"
+#include "sl/ring.h"
 #include "sl/tojson.h"
 #include "topics.h"
 
-#define TOPIC_CAP    (TOPICS_PREFIX_MAX + SL_DEV_MAX + SL_CMD_ID_MAX + 32)
-#define CTRL_CAP     TOPICS_STATUS_JSON_MAX /* statuses; results use `json` */
-#define CMD_BODY_CAP (64 * 1024)
+#define TOPIC_CAP (TOPICS_PREFIX_MAX + SL_DEV_MAX + SL_CMD_ID_MAX + 48)
+#define CTRL_CAP                                                                                             \
+    TOPICS_STATUS_JSON_MAX /* statuses, markers and error results (all shorter); a device result uses `json` \
+                            */
+#define CMD_BODY_CAP    (64 * 1024)
+#define HOLD_MAX        256        /* answers waiting for their marker */
+#define HOLD_BYTES      (4u << 20) /* ... and their bodies */
+#define HOLD_MS         2000u      /* how long one waits */
+#define EXPIRE_GRACE_MS 5000u      /* a marker nobody answered by deadline + this is cleared */
+#define RESYNC_PER_TICK 2000u      /* statuses republished per tick after a broker switch */
+#define TOMB_SLOTS      4096u      /* commands ended lately: their late answers are not held */
+
+/* Flags in struct cmds_meta. */
+enum {
+    M_ROUTING = 1, /* taken here: marker published, its PUBACK awaited; the body waits in cmds */
+    M_MARKER = 2,  /* the marker is at the broker (acknowledged, or read back) */
+    M_BY_ME = 4,   /* taken by this notifier */
+    M_SENT = 8,    /* routed by this notifier */
+};
+
+struct held {
+    bool used;
+    uint8_t kind;
+    bool ok, has_ok, has_body;
+    char dev[SL_DEV_MAX + 1], id[SL_CMD_ID_MAX + 1];
+    uint8_t *body;
+    uint32_t body_len;
+    uint64_t until_ms;
+};
 
 struct ntf {
     struct ntf_cfg cfg;
     char prefix[TOPICS_PREFIX_MAX + 1];
+    char id[SL_DEV_MAX + 1];
+    uint64_t self_key; /* ring_key(id) */
     struct ntf_out out;
     struct presence *pres;
     struct cmds *cmds;
     struct ntf_stats st;
-    uint64_t last_sweep_ms;
+    uint64_t last_sweep_ms, now_ms;
     char topic[TOPIC_CAP];
     char ctrl[CTRL_CAP];
     char *json; /* data and result payloads; grows to the largest body seen */
     size_t json_cap;
     uint8_t *cmd_body;
-    bool future_logged; /* a status from the future was logged (once per process) */
+    struct held hold[HOLD_MAX];
+    uint32_t nhold;
+    size_t hold_bytes;
+    /* the ring of the last heartbeat heard: owner of devices whose worker is
+     * unknown (offline ones), for a resync */
+    uint64_t any_ring[RING_MAX];
+    uint8_t any_nring;
+    bool resync;
+    uint32_t resync_cursor;
+    uint64_t tomb[TOMB_SLOTS]; /* hashes of (dev, id) of commands that ended lately; 0 = empty */
+    bool future_logged;        /* a status from the future was logged (once per process) */
 };
+
+const double ntf_route_bounds[NTF_ROUTE_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                    0.05,   0.1,   0.25,  0.5,   1,    2.5};
+
+static uint64_t mono_us(const struct ntf *n)
+{
+    return n->out.mono_us ? n->out.mono_us(n->out.ud) : n->now_ms * 1000u;
+}
 
 struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
 {
-    if (!cfg->prefix || strlen(cfg->prefix) > TOPICS_PREFIX_MAX || cfg->max_cmds == 0)
+    if (!cfg->prefix || strlen(cfg->prefix) > TOPICS_PREFIX_MAX || cfg->max_cmds == 0 || !cfg->id ||
+        !msg_valid_id((const uint8_t *)cfg->id, strlen(cfg->id)))
         return NULL;
     struct ntf *n = calloc(1, sizeof *n);
     if (!n)
@@ -57,7 +115,11 @@ struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
     n->cfg = *cfg;
     strcpy(n->prefix, cfg->prefix);
     n->cfg.prefix = n->prefix;
+    strcpy(n->id, cfg->id);
+    n->cfg.id = n->id;
+    n->self_key = ring_key(n->id, strlen(n->id));
     n->out = *out;
+    stat_hist_init(&n->st.route, ntf_route_bounds, NTF_ROUTE_BUCKETS);
     n->pres = presence_new(cfg->max_devices, cfg->max_workers);
     n->cmds = cmds_new(cfg->max_cmds, 16u << 20);
     n->json_cap = 64 * 1024;
@@ -75,6 +137,8 @@ void ntf_destroy(struct ntf **pn)
     struct ntf *n = *pn;
     if (!n)
         return;
+    for (uint32_t i = 0; i < HOLD_MAX; i++)
+        free(n->hold[i].body);
     presence_destroy(&n->pres);
     cmds_destroy(&n->cmds);
     free(n->json);
@@ -105,6 +169,14 @@ static struct sl_slice cstr(const char *s)
     return (struct sl_slice){(const uint8_t *)s, (uint32_t)strlen(s)};
 }
 
+static void copy_str(char *dst, size_t cap, struct sl_slice s)
+{
+    size_t k = s.n < cap - 1 ? s.n : cap - 1;
+    if (k)
+        memcpy(dst, s.p, k);
+    dst[k] = '\0';
+}
+
 /* Make n->json hold at least need bytes. Grows rarely (largest body so far). */
 static bool json_room(struct ntf *n, size_t need)
 {
@@ -124,12 +196,95 @@ static void publish(struct ntf *n, enum ntf_pub_class cls, struct sl_slice dev, 
     n->out.publish(n->out.ud, cls, (const char *)dev.p, dev.n, t->p, t->len, b->p, b->len, retained);
 }
 
-/* ---- results ---- */
+/* ---- commands that ended lately ---- */
 
-/* Publish the one result of (dev, id), already removed from the table. */
+static uint64_t tomb_key(struct sl_slice dev, struct sl_slice id)
+{
+    uint64_t h = ring_key(dev.p, dev.n) * 31u ^ ring_key(id.p, id.n);
+    return h | 1u;
+}
+
+static void tomb_set(struct ntf *n, struct sl_slice dev, struct sl_slice id, bool on)
+{
+    uint64_t h = tomb_key(dev, id);
+    uint64_t *slot = &n->tomb[h % TOMB_SLOTS];
+    if (on)
+        *slot = h;
+    else if (*slot == h)
+        *slot = 0;
+}
+
+static bool tomb_has(const struct ntf *n, struct sl_slice dev, struct sl_slice id)
+{
+    uint64_t h = tomb_key(dev, id);
+    return n->tomb[h % TOMB_SLOTS] == h;
+}
+
+/* ---- who decides ---- */
+
+/* Is dev ours on worker w's ring? fallback when w is unknown or sent no ring
+ * (an edge of the version before heartbeats, or not heard yet). */
+static bool owns(const struct ntf *n, const struct presence_worker *w, struct sl_slice dev, bool fallback)
+{
+    if (!w || w->nring == 0)
+        return fallback;
+    return w->ring[ring_pick(ring_key(dev.p, dev.n), w->ring, w->nring)] == n->self_key;
+}
+
+/* Does this notifier give the command its deadline result? The owner of
+ * its device on the ring of the worker it was routed to; the taker when
+ * that ring is unknown. */
+static bool decides(struct ntf *n, struct sl_slice dev, const struct cmds_meta *m)
+{
+    uint32_t wi = presence_worker_find(n->pres, cstr(m->edge), m->inc, cstr(m->reply));
+    return owns(n, presence_worker_get(n->pres, wi), dev, (m->flags & M_BY_ME) != 0);
+}
+
+/* ---- results and markers ---- */
+
+static void marker_topic(struct ntf *n, struct tojson_buf *t, struct sl_slice dev, struct sl_slice id)
+{
+    tojson_buf_init(t, n->topic, sizeof n->topic);
+    topics_pending_topic(t, n->prefix, dev, id);
+}
+
+/* Publish the marker of (dev, id) from its notes; token != 0: at most once,
+ * its fate reported to ntf_marker_done. */
+static void marker_publish(struct ntf *n, struct sl_slice dev, struct sl_slice id, const struct cmds_meta *m,
+                           uint64_t token)
+{
+    struct topics_marker k;
+    memset(&k, 0, sizeof k);
+    snprintf(k.by, sizeof k.by, "%s", m->by);
+    snprintf(k.edge, sizeof k.edge, "%s", m->edge);
+    snprintf(k.reply, sizeof k.reply, "%s", m->reply);
+    k.inc = m->inc;
+    k.deadline_ms = m->deadline_wall;
+    struct tojson_buf t, b;
+    marker_topic(n, &t, dev, id);
+    tojson_buf_init(&b, n->ctrl, sizeof n->ctrl);
+    topics_marker_json(&b, &k);
+    if (token)
+        n->out.publish_marker(n->out.ud, t.p, t.len, b.p, b.len, token);
+    else
+        publish(n, NTF_PUB_CTRL, dev, &t, &b, true);
+}
+
+static void marker_clear(struct ntf *n, struct sl_slice dev, struct sl_slice id)
+{
+    struct tojson_buf t, b;
+    marker_topic(n, &t, dev, id);
+    tojson_buf_init(&b, n->ctrl, 0);
+    publish(n, NTF_PUB_CTRL, dev, &t, &b, true); /* empty + retained: the broker forgets it */
+}
+
+/* Publish the one result of (dev, id), already removed from the table: the
+ * marker is cleared first, so no notifier can take it up afterwards. */
 static void result(struct ntf *n, struct sl_slice dev, struct sl_slice id, bool ok,
                    const struct sl_slice *body, const char *error)
 {
+    marker_clear(n, dev, id);
+    tomb_set(n, dev, id, true);
     struct tojson_buf t, b;
     tojson_buf_init(&t, n->topic, sizeof n->topic);
     topics_result_topic(&t, n->prefix, dev, id);
@@ -149,40 +304,66 @@ static void result(struct ntf *n, struct sl_slice dev, struct sl_slice id, bool 
     publish(n, NTF_PUB_CTRL, dev, &t, &b, false);
 }
 
-static void pending_done(struct ntf *n, struct sl_slice dev)
+/* A result the taker publishes at once, for a command never routed (and
+ * never marked): offline, bad_command, busy. */
+static void answer_now(struct ntf *n, struct sl_slice dev, struct sl_slice id, const char *error)
 {
+    struct tojson_buf t, b;
+    tojson_buf_init(&t, n->topic, sizeof n->topic);
+    topics_result_topic(&t, n->prefix, dev, id);
+    tojson_buf_init(&b, n->json, n->json_cap);
+    topics_result_json(&b, false, NULL, error);
+    publish(n, NTF_PUB_CTRL, dev, &t, &b, false);
+}
+
+/* The entry of (dev, id) is going: what the taker still owes goes with it. */
+static void release(struct ntf *n, struct sl_slice dev, struct cmds_meta *m)
+{
+    if (m->ack) {
+        n->out.ack(n->out.ud, m->ack);
+        m->ack = 0;
+    }
     struct presence_dev *d = presence_get(n->pres, dev);
     if (d && d->pending > 0)
         d->pending--;
 }
 
+/* Take (dev, id) out of the table; false if it was not there. */
+static bool take(struct ntf *n, struct sl_slice dev, struct sl_slice id)
+{
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, id);
+    if (!m)
+        return false;
+    release(n, dev, m);
+    cmds_take(n->cmds, dev, id);
+    return true;
+}
+
 static void fail_cb(void *ud, struct sl_slice dev, struct sl_slice id)
 {
     struct ntf *n = ud;
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, id);
+    if (m)
+        release(n, dev, m);
     n->st.cmds_disconnected++;
     result(n, dev, id, false, NULL, "disconnected");
 }
 
-static void timeout_cb(void *ud, struct sl_slice dev, struct sl_slice id)
+static bool decides_cb(void *ud, struct sl_slice dev, struct sl_slice id, struct cmds_meta *m)
 {
-    struct ntf *n = ud;
-    pending_done(n, dev);
-    if (cmds_is_unsent(n->cmds, dev, id)) {
-        n->st.cmds_disconnected++; /* never reached the edge */
-        result(n, dev, id, false, NULL, "disconnected");
-        return;
-    }
-    n->st.cmds_timeout++;
-    result(n, dev, id, false, NULL, "timeout");
+    (void)id;
+    return decides(ud, dev, m);
 }
 
-/* Every command still waiting on dev's connection ends "disconnected". */
-static void fail_pending(struct ntf *n, struct presence_dev *d)
+/* Every command waiting on dev's connection ends "disconnected": all of
+ * them when the event that ends the connection came to us, or only those we
+ * decide when we concluded it ourselves (edge lost). */
+static void fail_pending(struct ntf *n, struct sl_slice dev, bool all)
 {
-    if (!d || d->pending == 0)
+    struct presence_dev *d = presence_get(n->pres, dev);
+    if (d && d->pending == 0)
         return;
-    cmds_take_dev(n->cmds, cstr(d->dev), fail_cb, n);
-    d->pending = 0;
+    cmds_take_dev(n->cmds, dev, all ? NULL : decides_cb, fail_cb, n);
 }
 
 /* ---- presence ---- */
@@ -205,9 +386,7 @@ static void publish_status(struct ntf *n, const struct presence_dev *d, uint64_t
     } else {
         s.online = false; /* online with nowhere to route is useless to a restart */
     }
-    size_t rl = reason.n < sizeof s.reason - 1 ? reason.n : sizeof s.reason - 1;
-    if (rl)
-        memcpy(s.reason, reason.p, rl);
+    copy_str(s.reason, sizeof s.reason, reason);
     struct tojson_buf t, b;
     struct sl_slice dev = cstr(d->dev);
     tojson_buf_init(&t, n->topic, sizeof n->topic);
@@ -226,14 +405,18 @@ static void kick(struct ntf *n, const struct presence_change *c, struct sl_slice
     struct envelope e = {
         .kind = ENV_KICK, .slot = c->old_slot, .gen = c->old_gen, .dev = dev, .epoch = c->old_epoch};
     n->st.kicks++;
-    if (n->out.send_edge(n->out.ud, w->reply, w->inc, &e) != 0)
+    if (n->out.send_edge(n->out.ud, w->ident, w->inc, &e) != 0)
         n->st.kicks_failed++;
 }
 
-/* Act on a presence change. `publish_it` is false for statuses read back
- * from the broker (they are already what is retained). */
+/* Act on a presence change. `event` is false for statuses read back from
+ * the broker: they are already published (by us before a restart, or by the
+ * notifier that owns the device), and the commands of that device end where
+ * its events arrive. A kick still goes out: a takeover seen first through
+ * another notifier's status must still close the old connection (the edge
+ * ignores a kick that no longer matches). */
 static void apply(struct ntf *n, const struct presence_change *c, struct sl_slice dev, bool online,
-                  uint64_t at_ms, struct sl_slice reason, bool publish_it)
+                  uint64_t at_ms, struct sl_slice reason, bool event)
 {
     switch (c->verdict) {
     case PRESENCE_STALE:
@@ -246,13 +429,11 @@ static void apply(struct ntf *n, const struct presence_change *c, struct sl_slic
     case PRESENCE_FULL: n->st.presence_full++; return;
     case PRESENCE_APPLIED: break;
     }
-    if (c->kick) {
+    if (c->kick)
         kick(n, c, dev);
-        fail_pending(n, c->d); /* they were routed to the connection being closed */
-    } else if (!online && c->was_online) {
-        fail_pending(n, c->d);
-    }
-    if (publish_it)
+    if (event && (c->kick || (!online && c->was_online)))
+        fail_pending(n, dev, true); /* they were routed to the connection now gone */
+    if (event)
         publish_status(n, c->d, at_ms, reason);
 }
 
@@ -272,6 +453,24 @@ static void on_session(struct ntf *n, const struct envelope_hdr *h, uint32_t wor
         presence_disconnect(n->pres, e->dev, &s, &c);
     }
     apply(n, &c, e->dev, online, e->at_ns / 1000000u, e->reason, true);
+}
+
+/* ---- heartbeats ---- */
+
+static void on_heartbeat(struct ntf *n, uint32_t worker, const struct envelope *e)
+{
+    struct presence_worker *w = presence_worker_mut(n->pres, worker);
+    if (!w || e->to.n == 0 || e->to.n > PRESENCE_TO_MAX)
+        return; /* an edge of the version before notifier heartbeats */
+    copy_str(w->to, sizeof w->to, e->to);
+    w->nring = (uint8_t)ring_parse((const char *)e->ring.p, e->ring.n, w->ring);
+    if (w->nring) {
+        memcpy(n->any_ring, w->ring, sizeof n->any_ring);
+        n->any_nring = w->nring;
+    }
+    struct envelope a = {.kind = ENV_NOTIFIER_HB, .at_ns = n->out.wall_ms(n->out.ud) * 1000000u, .to = e->to};
+    if (n->out.send_edge(n->out.ud, w->ident, w->inc, &a) == 0)
+        n->st.heartbeats_answered++;
 }
 
 /* ---- data ---- */
@@ -307,11 +506,100 @@ static void on_data(struct ntf *n, const struct envelope_hdr *h, const struct en
         n->st.data_refused++;
 }
 
+/* ---- answers from devices ---- */
+
+/* res or undeliverable for a command we hold: its one result. */
+static void answer(struct ntf *n, uint8_t kind, struct sl_slice dev, struct sl_slice id, bool ok,
+                   const struct sl_slice *body)
+{
+    if (kind == ENV_RES) {
+        n->st.cmds_ok++;
+        result(n, dev, id, ok, body, NULL);
+    } else {
+        n->st.cmds_disconnected++;
+        result(n, dev, id, false, NULL, "disconnected");
+    }
+}
+
+/* An answer for a command we do not hold: its marker may still be on its
+ * way from the broker (the device answered faster): it waits HOLD_MS. */
+static void hold(struct ntf *n, const struct envelope *e)
+{
+    uint32_t blen = e->has_body ? e->body.n : 0;
+    struct held *h = NULL;
+    for (uint32_t i = 0; i < HOLD_MAX && !h; i++)
+        if (!n->hold[i].used)
+            h = &n->hold[i];
+    if (!h || n->hold_bytes + blen > HOLD_BYTES || e->dev.n > SL_DEV_MAX || e->id.n > SL_CMD_ID_MAX) {
+        n->st.res_unknown++;
+        return;
+    }
+    h->body = blen ? malloc(blen) : NULL; /* rare: a race between a marker and its answer */
+    if (blen && !h->body) {
+        n->st.res_unknown++;
+        return;
+    }
+    if (blen)
+        memcpy(h->body, e->body.p, blen);
+    h->body_len = blen;
+    h->used = true;
+    h->kind = (uint8_t)e->kind;
+    h->ok = e->ok;
+    h->has_ok = e->has_ok;
+    h->has_body = e->has_body;
+    copy_str(h->dev, sizeof h->dev, e->dev);
+    copy_str(h->id, sizeof h->id, e->id);
+    h->until_ms = n->now_ms + HOLD_MS;
+    n->hold_bytes += blen;
+    n->nhold++;
+    n->st.res_held++;
+}
+
+static void unhold(struct ntf *n, struct held *h)
+{
+    free(h->body);
+    n->hold_bytes -= h->body_len;
+    memset(h, 0, sizeof *h);
+    n->nhold--;
+}
+
+/* A marker arrived: an answer waiting for it ends it now. */
+static void held_check(struct ntf *n, struct sl_slice dev, struct sl_slice id)
+{
+    if (n->nhold == 0)
+        return;
+    for (uint32_t i = 0; i < HOLD_MAX; i++) {
+        struct held *h = &n->hold[i];
+        if (!h->used || !sl_slice_eqs(dev, h->dev) || !sl_slice_eqs(id, h->id))
+            continue;
+        if (take(n, dev, id)) {
+            struct sl_slice body = {h->body, h->body_len};
+            answer(n, h->kind, dev, id, h->has_ok && h->ok, h->has_body ? &body : NULL);
+        }
+        unhold(n, h);
+        return;
+    }
+}
+
+static void on_answer(struct ntf *n, const struct envelope *e)
+{
+    if (take(n, e->dev, e->id)) {
+        struct sl_slice body = e->body;
+        answer(n, (uint8_t)e->kind, e->dev, e->id, e->has_ok && e->ok, e->has_body ? &body : NULL);
+        return;
+    }
+    if (tomb_has(n, e->dev, e->id))
+        n->st.res_unknown++; /* late: its command has its result */
+    else
+        hold(n, e);
+}
+
 /* ---- batches ---- */
 
 void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
 {
     struct envelope_reader r;
+    n->now_ms = now_ms;
     enum sl_err rc = envelope_reader_begin(&r, p, len);
     n->st.batches++;
     if (rc == SL_VERSION) {
@@ -349,25 +637,14 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
                 on_session(n, &r.hdr, worker, &e);
             break;
         case ENV_RES:
-            if (cmds_take(n->cmds, e.dev, e.id)) {
-                pending_done(n, e.dev);
-                n->st.cmds_ok++;
-                struct sl_slice body = e.body;
-                result(n, e.dev, e.id, e.has_ok && e.ok, e.has_body ? &body : NULL, NULL);
-            } else {
-                n->st.res_unknown++; /* late (timed out, or its session was replaced) */
-            }
-            break;
         case ENV_UNDELIVERABLE:
-            if (cmds_take(n->cmds, e.dev, e.id)) {
-                pending_done(n, e.dev);
-                n->st.cmds_disconnected++;
-                result(n, e.dev, e.id, false, NULL, "disconnected");
-            } else {
+            if (msg_valid_id(e.dev.p, e.dev.n) && msg_valid_id(e.id.p, e.id.n))
+                on_answer(n, &e);
+            else
                 n->st.res_unknown++;
-            }
             break;
-        default: /* heartbeat: the worker lookup above already noted it */ break;
+        case ENV_HEARTBEAT: on_heartbeat(n, worker, &e); break;
+        default: break; /* the worker lookup above noted it heard */
         }
     }
     if (rc != SL_AGAIN)
@@ -433,15 +710,23 @@ static int send_cmd(struct ntf *n, struct sl_slice dev, struct sl_slice id, stru
                          .id = id,
                          .body = body,
                          .has_body = true};
-    return n->out.send_edge(n->out.ud, w->reply, w->inc, &e);
+    return n->out.send_edge(n->out.ud, w->ident, w->inc, &e);
 }
 
 static int retry_cb(void *ud, struct sl_slice dev, struct sl_slice id, struct sl_slice body)
 {
-    return send_cmd(ud, dev, id, body);
+    struct ntf *n = ud;
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, id);
+    if (m && (m->flags & M_ROUTING))
+        return -1; /* not before the broker has its marker */
+    int rc = send_cmd(n, dev, id, body);
+    if (rc == 0 && m)
+        m->flags |= M_SENT;
+    return rc;
 }
 
-static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size_t len, uint64_t now_ms)
+static bool on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size_t len, uint64_t ack,
+                   uint64_t now_ms)
 {
     char id[SL_CMD_ID_MAX + 1];
     struct mp_buf body;
@@ -453,15 +738,15 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     case TOPICS_CMD_NO_ID:
         n->st.cmds_unreadable++;
         log_warn("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
-        return;
+        return true;
     case TOPICS_CMD_BAD_ID:
         n->st.cmds_bad_id++;
         log_warn("event=cmd_dropped dev=%s reason=bad_id", qd);
-        return;
+        return true;
     case TOPICS_CMD_BAD:
         n->st.cmds_bad++;
-        result(n, dev, cstr(id), false, NULL, "bad_command");
-        return;
+        answer_now(n, dev, cstr(id), "bad_command");
+        return true;
     case TOPICS_CMD_OK: break;
     }
     struct sl_slice sid = cstr(id);
@@ -469,63 +754,242 @@ static void on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size
     const struct presence_worker *w = d && d->online ? presence_worker_get(n->pres, d->worker) : NULL;
     if (!w) {
         n->st.cmds_offline++;
-        result(n, dev, sid, false, NULL, "offline");
-        return;
+        answer_now(n, dev, sid, "offline");
+        return true;
     }
     enum sl_err arc = cmds_add(n->cmds, dev, sid, now_ms + n->cfg.cmd_timeout_ms);
     if (arc == SL_AGAIN) {
-        n->st.cmds_dup++; /* that id already waits for its one result */
+        n->st.cmds_dup++; /* that id already waits for its one result (here or at another notifier) */
         log_warn("event=cmd_dropped dev=%s id=%s reason=duplicate_id", qd, id);
-        return;
+        return true;
     }
     if (arc != SL_OK) {
         n->st.cmds_failed++;
-        result(n, dev, sid, false, NULL, "busy");
-        return;
+        answer_now(n, dev, sid, "busy");
+        return true;
     }
     d->pending++;
     struct sl_slice bs = {body.p, (uint32_t)body.len};
-    if (send_cmd(n, dev, sid, bs) != 0) {
-        /* The worker's DEALER is not connected to us (yet): right after a
-         * restart of either side it reconnects within moments. Keep the
-         * command and retry on each tick until its deadline. */
-        if (cmds_set_unsent(n->cmds, dev, sid, bs.p, bs.n) != SL_OK) {
-            cmds_take(n->cmds, dev, sid);
-            d->pending--;
-            n->st.cmds_failed++;
-            result(n, dev, sid, false, NULL, "disconnected");
-            return;
+    if (cmds_set_unsent(n->cmds, dev, sid, bs.p, bs.n) !=
+        SL_OK) { /* the body waits for the marker's PUBACK */
+        take(n, dev, sid);
+        n->st.cmds_failed++;
+        answer_now(n, dev, sid, "busy");
+        return true;
+    }
+    tomb_set(n, dev, sid, false);
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, sid);
+    m->flags = M_ROUTING | M_BY_ME;
+    m->ack = ack;
+    m->deadline_wall = n->out.wall_ms(n->out.ud) + n->cfg.cmd_timeout_ms;
+    m->inc = w->inc;
+    snprintf(m->edge, sizeof m->edge, "%s", w->edge);
+    snprintf(m->reply, sizeof m->reply, "%s", w->reply);
+    snprintf(m->by, sizeof m->by, "%s", n->id);
+    m->taken_us = mono_us(n);
+    marker_publish(n, dev, sid, m, cmds_handle(n->cmds, dev, sid));
+    return false; /* acknowledged once routed (or given up) */
+}
+
+void ntf_marker_done(struct ntf *n, uint64_t token, bool ok, uint64_t now_ms)
+{
+    struct sl_slice dev, id;
+    n->now_ms = now_ms;
+    if (!cmds_from_handle(n->cmds, token, &dev, &id))
+        return; /* ended meanwhile (its marker was cleared) */
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, id);
+    if (!(m->flags & M_ROUTING))
+        return;
+    m->flags &= (uint8_t)~M_ROUTING;
+    if (!ok) {
+        /* The broker may or may not have the marker: the command is not
+         * routed. If the marker is there, its decider ends it at the
+         * deadline (one result); if not, it gets none (at most one). */
+        n->st.cmds_lost++;
+        if (m->ack) {
+            n->out.ack(n->out.ud, m->ack);
+            m->ack = 0;
         }
+        if (!(m->flags & M_MARKER))
+            take(n, dev, id);
+        return;
+    }
+    m->flags |= M_MARKER;
+    stat_hist_observe(&n->st.route, (double)(mono_us(n) - m->taken_us) / 1e6);
+    struct sl_slice body;
+    if (cmds_body(n->cmds, dev, id, &body) && send_cmd(n, dev, id, body) == 0) {
+        m->flags |= M_SENT;
+        cmds_clear_unsent(n->cmds, dev, id);
+    } else {
+        /* The worker's DEALER is not connected to us (yet): right after a
+         * restart of either side it reconnects within moments. The copy
+         * stays; every tick retries until the deadline. */
         n->st.cmds_unsent++;
     }
     n->st.cmds_routed++;
+    if (m->ack) {
+        n->out.ack(n->out.ud, m->ack);
+        m->ack = 0;
+    }
 }
 
-void ntf_mqtt(struct ntf *n, const char *topic, size_t topic_len, const char *payload, size_t len,
-              uint64_t now_ms)
+/* A marker (or its clearing) read from the broker. */
+static void on_marker(struct ntf *n, struct sl_slice dev, struct sl_slice id, const char *payload, size_t len,
+                      uint64_t now_ms)
 {
-    struct sl_slice dev;
+    struct cmds_meta *m = cmds_meta(n->cmds, dev, id);
+    if (len == 0) { /* its result is out: forget it */
+        if (m)
+            take(n, dev, id);
+        tomb_set(n, dev, id, true);
+        return;
+    }
+    struct topics_marker k;
+    if (topics_marker_parse(payload, len, &k) != SL_OK) {
+        n->st.marker_bad++;
+        return;
+    }
+    if (m) {
+        m->flags |= M_MARKER;
+        return;
+    }
+    uint64_t wall = n->out.wall_ms(n->out.ud);
+    if (k.deadline_ms <= wall) {
+        /* Its deadline passed with nobody to answer it (its decider died):
+         * no result can be right any more. */
+        n->st.markers_expired++;
+        marker_clear(n, dev, id);
+        return;
+    }
+    if (cmds_add(n->cmds, dev, id, now_ms + (k.deadline_ms - wall)) != SL_OK)
+        return;                  /* full: the others hold it */
+    tomb_set(n, dev, id, false); /* the id may be used again: this is a new command */
+    m = cmds_meta(n->cmds, dev, id);
+    m->flags = M_MARKER | (strcmp(k.by, n->id) == 0 ? M_BY_ME : 0);
+    m->deadline_wall = k.deadline_ms;
+    m->inc = k.inc;
+    snprintf(m->edge, sizeof m->edge, "%s", k.edge);
+    snprintf(m->reply, sizeof m->reply, "%s", k.reply);
+    snprintf(m->by, sizeof m->by, "%s", k.by);
+    struct presence_dev *d = presence_get(n->pres, dev);
+    if (d)
+        d->pending++;
+    held_check(n, dev, id);
+}
+
+bool ntf_mqtt(struct ntf *n, const char *topic, size_t topic_len, const char *payload, size_t len,
+              uint64_t ack, uint64_t now_ms)
+{
+    struct sl_slice dev, id;
+    n->now_ms = now_ms;
+    if (topics_parse_pending(n->prefix, topic, topic_len, &dev, &id)) {
+        on_marker(n, dev, id, payload, len, now_ms);
+        return true;
+    }
     switch (topics_parse(n->prefix, topic, topic_len, &dev)) {
-    case TOPICS_CMD: on_cmd(n, dev, payload, len, now_ms); break;
+    case TOPICS_CMD: return on_cmd(n, dev, payload, len, ack, now_ms);
     case TOPICS_STATUS: on_status(n, dev, payload, len, now_ms); break;
     case TOPICS_OTHER: break;
     }
+    return true;
+}
+
+/* ---- after a broker switch ---- */
+
+void ntf_mqtt_up(struct ntf *n, bool switched)
+{
+    if (!switched)
+        return;
+    n->resync = true;
+    n->resync_cursor = 0;
+    n->st.resyncs++;
+}
+
+static void resync_dev(void *ud, const struct presence_dev *d)
+{
+    struct ntf *n = ud;
+    struct sl_slice dev = cstr(d->dev);
+    bool mine;
+    if (d->online) {
+        mine = owns(n, presence_worker_get(n->pres, d->worker), dev, true);
+    } else if (n->any_nring) {
+        mine = n->any_ring[ring_pick(ring_key(dev.p, dev.n), n->any_ring, n->any_nring)] == n->self_key;
+    } else {
+        mine = true; /* no ring known: one notifier, or edges of the previous version */
+    }
+    if (mine) {
+        n->st.resync_published++;
+        publish_status(n, d, n->out.wall_ms(n->out.ud), cstr(d->online ? "" : "resync"));
+    }
+}
+
+static void resync_marker(void *ud, struct sl_slice dev, struct sl_slice id, struct cmds_meta *m)
+{
+    struct ntf *n = ud;
+    if ((m->flags & M_MARKER) && decides(n, dev, m))
+        marker_publish(n, dev, id, m, 0);
+}
+
+static void resync_step(struct ntf *n)
+{
+    presence_each(n->pres, &n->resync_cursor, RESYNC_PER_TICK, resync_dev, n);
+    if (n->resync_cursor != 0)
+        return;
+    cmds_each(n->cmds, resync_marker, n);
+    n->resync = false;
 }
 
 /* ---- timers ---- */
 
 static void lost_cb(void *ud, struct presence_dev *d, const struct presence_worker *w)
 {
-    (void)w;
     struct ntf *n = ud;
-    fail_pending(n, d);
-    publish_status(n, d, n->out.wall_ms(n->out.ud), cstr("edge_lost"));
+    struct sl_slice dev = cstr(d->dev);
+    fail_pending(n, dev, false);
+    if (owns(n, w, dev, true))
+        publish_status(n, d, n->out.wall_ms(n->out.ud), cstr("edge_lost"));
+}
+
+static uint64_t expire_cb(void *ud, struct sl_slice dev, struct sl_slice id, struct cmds_meta *m)
+{
+    struct ntf *n = ud;
+    if ((m->flags & M_ROUTING) && !(m->flags & M_MARKER)) {
+        /* Its marker never came back acknowledged: never routed, unknown to the others. */
+        n->st.cmds_lost++;
+        release(n, dev, m);
+        return 0;
+    }
+    if (decides(n, dev, m)) {
+        bool never_sent = (m->flags & M_BY_ME) && !(m->flags & M_SENT);
+        release(n, dev, m);
+        if (never_sent) {
+            n->st.cmds_disconnected++; /* never reached the edge */
+            result(n, dev, id, false, NULL, "disconnected");
+        } else {
+            n->st.cmds_timeout++;
+            result(n, dev, id, false, NULL, "timeout");
+        }
+        return 0;
+    }
+    uint64_t wall = n->out.wall_ms(n->out.ud);
+    if (wall < m->deadline_wall + EXPIRE_GRACE_MS) /* its decider answers it: wait for the clearing */
+        return n->now_ms + (m->deadline_wall + EXPIRE_GRACE_MS - wall);
+    n->st.markers_expired++; /* nobody did: no result can be right any more */
+    release(n, dev, m);
+    marker_clear(n, dev, id);
+    return 0;
 }
 
 void ntf_tick(struct ntf *n, uint64_t now_ms)
 {
+    n->now_ms = now_ms;
     cmds_retry(n->cmds, retry_cb, n);
-    cmds_expire(n->cmds, now_ms, timeout_cb, n);
+    cmds_expire(n->cmds, now_ms, expire_cb, n);
+    for (uint32_t i = 0; n->nhold && i < HOLD_MAX; i++)
+        if (n->hold[i].used && now_ms >= n->hold[i].until_ms) {
+            n->st.res_unknown++; /* late (its command ended), or for a command no notifier routed */
+            unhold(n, &n->hold[i]);
+        }
     if (now_ms >= n->last_sweep_ms + 500) {
         n->last_sweep_ms = now_ms;
         uint32_t k = presence_sweep(n->pres, now_ms, n->cfg.edge_timeout_ms, lost_cb, n);
@@ -534,4 +998,6 @@ void ntf_tick(struct ntf *n, uint64_t now_ms)
             log_warn("event=edge_lost devices_offline=%u", k);
         }
     }
+    if (n->resync)
+        resync_step(n);
 }

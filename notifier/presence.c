@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* presence.c - the device -> connection table with session-epoch fencing.
  *
  * Two fixed tables, allocated once: devices (chained hash over an entry
@@ -109,11 +110,32 @@ static bool w_match(const struct presence_worker *w, struct sl_slice edge, uint6
     return w->used && w->inc == inc && sl_slice_eqs(reply, w->reply) && sl_slice_eqs(edge, w->edge);
 }
 
-static void heard_at(struct presence_worker *w, uint64_t now_ms, bool heard)
+/* "<edge-id>/<worker>/<secret>" -> "<edge-id>/<worker>": ids hold no '/'
+ * (the id alphabet), so the secret is whatever follows the second one. An
+ * identity without a secret (edges before it) is its own public part. */
+static struct sl_slice public_part(struct sl_slice reply)
+{
+    const uint8_t *a = memchr(reply.p, '/', reply.n);
+    const uint8_t *b = a ? memchr(a + 1, '/', reply.n - (size_t)(a + 1 - reply.p)) : NULL;
+    if (b)
+        reply.n = (uint32_t)(b - reply.p);
+    return reply;
+}
+
+/* heard: reply is the identity a batch of the worker carried, the one its
+ * DEALER has now (ROUTER handover: the latest connection holds it). Not
+ * heard (a status or marker read back): a public part, kept as the best
+ * guess only while nothing better is known (it is the identity itself for
+ * edges without a secret). */
+static void heard_at(struct presence_worker *w, struct sl_slice reply, uint64_t now_ms, bool heard)
 {
     if (heard) {
         w->last_ms = now_ms;
         w->lost = false;
+    }
+    if ((heard && !sl_slice_eqs(reply, w->ident)) || !w->ident[0]) {
+        memcpy(w->ident, reply.p, reply.n);
+        w->ident[reply.n] = '\0';
     }
 }
 
@@ -126,14 +148,15 @@ uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc,
      * inside would make the stored name differ from the one looked up. */
     if (memchr(edge.p, 0, edge.n) || memchr(reply.p, 0, reply.n))
         return PRESENCE_NONE;
-    if (p->w_last != PRESENCE_NONE && w_match(&p->ws[p->w_last], edge, inc, reply)) {
-        heard_at(&p->ws[p->w_last], now_ms, heard);
+    struct sl_slice key = public_part(reply);
+    if (p->w_last != PRESENCE_NONE && w_match(&p->ws[p->w_last], edge, inc, key)) {
+        heard_at(&p->ws[p->w_last], reply, now_ms, heard);
         return p->w_last;
     }
-    uint32_t b = w_hash(reply, inc) & p->w_mask;
+    uint32_t b = w_hash(key, inc) & p->w_mask;
     for (uint32_t i = p->w_heads[b]; i != PRESENCE_NONE; i = p->ws[i].hnext) {
-        if (w_match(&p->ws[i], edge, inc, reply)) {
-            heard_at(&p->ws[i], now_ms, heard);
+        if (w_match(&p->ws[i], edge, inc, key)) {
+            heard_at(&p->ws[i], reply, now_ms, heard);
             p->w_last = i;
             return i;
         }
@@ -146,7 +169,8 @@ uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc,
     struct presence_worker *w = &p->ws[i];
     memset(w, 0, sizeof *w);
     memcpy(w->edge, edge.p, edge.n);
-    memcpy(w->reply, reply.p, reply.n);
+    memcpy(w->reply, key.p, key.n);
+    memcpy(w->ident, reply.p, reply.n);
     w->inc = inc;
     w->last_ms = now_ms;
     w->used = true;
@@ -159,6 +183,37 @@ uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc,
 const struct presence_worker *presence_worker_get(const struct presence *p, uint32_t w)
 {
     return w < p->nw && p->ws[w].used ? &p->ws[w] : NULL;
+}
+
+struct presence_worker *presence_worker_mut(struct presence *p, uint32_t w)
+{
+    return w < p->nw && p->ws[w].used ? &p->ws[w] : NULL;
+}
+
+uint32_t presence_worker_find(const struct presence *p, struct sl_slice edge, uint64_t inc,
+                              struct sl_slice reply)
+{
+    if (reply.n == 0 || reply.n > TOPICS_REPLY_MAX)
+        return PRESENCE_NONE;
+    struct sl_slice key = public_part(reply);
+    uint32_t b = w_hash(key, inc) & p->w_mask;
+    for (uint32_t i = p->w_heads[b]; i != PRESENCE_NONE; i = p->ws[i].hnext)
+        if (w_match(&p->ws[i], edge, inc, key))
+            return i;
+    return PRESENCE_NONE;
+}
+
+uint32_t presence_each(const struct presence *p, uint32_t *cursor, uint32_t max, presence_each_cb *cb,
+                       void *ud)
+{
+    uint32_t k = 0, i = *cursor;
+    for (; i < p->ndev && k < max; i++)
+        if (p->devs[i].used) {
+            cb(ud, &p->devs[i]);
+            k++;
+        }
+    *cursor = i < p->ndev ? i : 0;
+    return k;
 }
 
 static void w_free(struct presence *p, uint32_t i)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* presence.h - who holds which device: the notifier's routing table.
  *
  * Per device the newest session seen, (epoch, edge_id), with the connection
@@ -18,24 +19,42 @@
 #define NTF_PRESENCE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "sl/ring.h"
 #include "sl/slice.h"
 #include "topics.h"
 
-#define PRESENCE_NONE UINT32_MAX
+#define PRESENCE_NONE   UINT32_MAX
+#define PRESENCE_TO_MAX 320 /* longest endpoint name an edge heartbeat carries */
 
 struct presence;
 
 /* One edge worker incarnation: where commands and kicks for its
- * connections go (ROUTER identity `reply`, header incarnation `inc`). */
+ * connections go (ROUTER identity `ident`, header incarnation `inc`).
+ *
+ * An edge worker's identity is "<edge-id>/<worker>/<secret>"
+ * (docs/security.md "Identities"): whoever knows it can take the worker's
+ * place on a ROUTER. So workers are keyed by the public part `reply`
+ * ("<edge-id>/<worker>"), the only one published (statuses, markers), and
+ * the whole identity is learnt from the worker's own batches: every worker
+ * heartbeats every notifier each second. A worker known only from a
+ * status read back has ident = its public part until then (right for edges
+ * without a secret; a send to it fails otherwise, like one to a dead worker). */
 struct presence_worker {
     char edge[TOPICS_EDGE_MAX + 1];
-    char reply[TOPICS_REPLY_MAX + 1];
+    char reply[TOPICS_REPLY_MAX + 1]; /* public part: the key, and what statuses carry */
+    char ident[TOPICS_REPLY_MAX + 1]; /* the ROUTER identity sends go to */
     uint64_t inc;
     uint64_t last_ms; /* monotonic ms of the last batch from it */
     uint32_t online;  /* online devices routed through it */
     bool used;
     bool lost; /* timed out; cleared by the next batch */
     uint32_t hnext;
+    /* From its heartbeats (edges of this version; absent for older ones):
+     * the notifiers it sends device events to (ring keys, sl/ring.h) and
+     * the endpoint it reaches us on, which our answers echo. */
+    uint8_t nring;
+    uint64_t ring[RING_MAX];
+    char to[PRESENCE_TO_MAX + 1];
 };
 
 struct presence_dev {
@@ -79,15 +98,28 @@ struct presence_change {
 struct presence *presence_new(uint32_t max_devices, uint32_t max_workers);
 void presence_destroy(struct presence **p);
 
-/* Find or add the worker (edge, inc, reply). A new worker starts heard at
- * now_ms; an existing one is marked heard only if `heard` (a batch from it,
- * not a retained status read back).
+/* Find or add the worker (edge, inc, reply), matched on reply's public part
+ * (any secret stripped). A new worker starts heard at now_ms; an existing
+ * one is marked heard only if `heard` (a batch from it, not a retained
+ * status read back), which also makes reply its ident.
  * Returns its index, or PRESENCE_NONE if a name is empty, too long or holds
  * a NUL byte, or the worker table is full (workers with no online device
  * that have been silent for their timeout are recycled by presence_sweep). */
 uint32_t presence_worker(struct presence *p, struct sl_slice edge, uint64_t inc, struct sl_slice reply,
                          uint64_t now_ms, bool heard);
 const struct presence_worker *presence_worker_get(const struct presence *p, uint32_t w);
+/* The same for writing (heartbeat fields); NULL for a free index. */
+struct presence_worker *presence_worker_mut(struct presence *p, uint32_t w);
+/* Find (never add) the worker (edge, inc, reply's public part): its index or
+ * PRESENCE_NONE. */
+uint32_t presence_worker_find(const struct presence *p, struct sl_slice edge, uint64_t inc,
+                              struct sl_slice reply);
+/* Call cb for every device (used entries, in table order), for a resync. cb
+ * must not add devices. Returns how many it visited, starting at *cursor and
+ * stopping after max; *cursor is where to go on (0 when the table is done). */
+typedef void presence_each_cb(void *ud, const struct presence_dev *d);
+uint32_t presence_each(const struct presence *p, uint32_t *cursor, uint32_t max, presence_each_cb *cb,
+                       void *ud);
 
 /* Apply a connect / disconnect event of session s for dev. */
 void presence_connect(struct presence *p, struct sl_slice dev, const struct presence_session *s,

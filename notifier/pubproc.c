@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pubproc.c - data publisher child processes for the notifier (see
  * pubproc.h for why they exist).
  *
@@ -10,20 +11,20 @@
  * (smaller than PIPE_BUF, so each write is atomic; a skipped report is
  * harmless, the next one carries the totals).
  *
- * A child feeds its paho client only while fewer than max_inflight data
- * publishes are unacknowledged (paho's in-flight list is linear: a small
- * window is much faster than a large one) and its client is connected;
- * the rest waits in the pipe, which is the backpressure.
+ * A child hands its client a pipe read's worth of records at a time while
+ * the client is connected and fewer than max_inflight of its publishes wait
+ * for paho; the rest waits in the
+ * pipe, which is the backpressure. Reports are rate-limited (every
+ * REPORT_RECORDS records or REPORT_MS): each one wakes the parent.
  *
  * Why this file calls mqtt.c and not the reverse: a child is an mqtt client
- * (one pool of one client) fed from a pipe, so mqtt.c is the library here
+ * fed from a pipe, so mqtt.c is the library here
  * and stays free of processes. The parent side needs no mqtt at all; main.c
  * routes data here and control to its own mqtt client.
  *
  * Deliberately not here: JSON and topics (the parent's core builds them),
  * control traffic (status, results and subscriptions stay on the parent's
- * own client: never shed, never behind data), paho details (mqtt.c, which
- * the child runs with one client). */
+ * own client: never shed, never behind data), MQTT details (mqtt.c). */
 #define _GNU_SOURCE
 #include "pubproc.h"
 
@@ -44,13 +45,15 @@
 #include "sl/loop.h"
 #include "topics.h"
 
-#define REC_HDR    8u
-#define OUT_CAP    (4u << 20) /* parent FIFO per child */
-#define IN_CAP     (4u << 20) /* child read buffer */
-#define REC_MAX    (1u << 20) /* larger records are refused (counted lost) */
-#define PIPE_SZ    (1 << 20)
-#define RESPAWN_MS 1000u
-#define REPORT_MS  2u
+#define REC_HDR        8u
+#define OUT_CAP        (4u << 20) /* parent FIFO per child */
+#define IN_CAP         (4u << 20) /* child read buffer */
+#define REC_MAX        (1u << 20) /* larger records are refused (counted lost) */
+#define PIPE_SZ        (1 << 20)
+#define RESPAWN_MS     1000u
+#define REPORT_MS      5u   /* reports at least this often while counters move */
+#define REPORT_RECORDS 64u  /* ... or after this many more records are done */
+#define IDLE_REPORT_MS 100u /* and this often when nothing moves (connection state) */
 
 extern char **environ;
 
@@ -79,10 +82,14 @@ struct pubproc {
     char exe[4096]; /* our own executable: exec'd by path so the children keep its name */
     int64_t bound;
     struct loop *loop;
+    void (*room)(void *ud);
+    void *room_ud;
     struct child *c;
     /* finished incarnations, plus records lost with dead children */
     uint64_t base_published, base_failed, base_lost, base_reconnects, respawns, died_lost;
-    uint64_t refused; /* pubproc_publish said no */
+    uint64_t refused;   /* pubproc_publish said no */
+    bool stopping;      /* pubproc_stop: inputs closed, children finishing; none respawned */
+    uint64_t stop_lost; /* records children that finished after pubproc_stop had not published */
 };
 
 /* ---- parent ---- */
@@ -159,10 +166,17 @@ static void child_dead(struct child *c, const char *why)
     struct pubproc *p = c->p;
     loop_del(p->loop, c->rfd);
     close(c->rfd);
-    close(c->wfd);
+    if (c->wfd >= 0)
+        close(c->wfd);
     c->rfd = c->wfd = -1;
     int st = 0;
     pid_t w = waitpid(c->pid, &st, WNOHANG);
+    for (int k = 0; w == 0 && p->stopping && k < 50; k++) {
+        /* a child closes its report pipe as the last thing before it exits */
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+        w = waitpid(c->pid, &st, WNOHANG);
+    }
     if (w == 0) { /* pipe closed but still running: make sure it is gone */
         kill(c->pid, SIGKILL);
         waitpid(c->pid, &st, 0);
@@ -171,10 +185,18 @@ static void child_dead(struct child *c, const char *why)
     p->base_published += c->rep.published;
     p->base_failed += c->rep.failed;
     p->base_lost += c->rep.lost;
-    p->died_lost += (uint64_t)(held > 0 ? held : 0);
     p->base_reconnects += c->rep.reconnects;
-    p->respawns++;
     c->alive = false;
+    if (p->stopping) {
+        /* The end of pubproc_stop: what it had not published by then stays
+         * unpublished (the caller reports it). */
+        p->stop_lost += (uint64_t)(held > 0 ? held : 0);
+        log_info("event=publisher_stopped index=%d pid=%d status=%d unflushed=%lld", c->idx, (int)c->pid, st,
+                 (long long)(held > 0 ? held : 0));
+        return;
+    }
+    p->died_lost += (uint64_t)(held > 0 ? held : 0);
+    p->respawns++;
     c->respawn_at = loop_clock_ms() + RESPAWN_MS;
     log_error("event=publisher_died index=%d pid=%d why=%s status=%d lost=%lld", c->idx, (int)c->pid, why, st,
               (long long)(held > 0 ? held : 0));
@@ -216,18 +238,22 @@ static void flush_child(struct child *c)
 
 static void on_report(struct loop *l, int fd, uint32_t ev, void *ud)
 {
-    (void)fd, (void)ev;
+    (void)l, (void)fd, (void)ev;
     struct child *c = ud;
     if (read_reports(c))
         flush_child(c);
-    loop_wake(l); /* room may have appeared: the main loop pulls again */
+    if (c->p->room)
+        c->p->room(c->p->room_ud); /* room may have appeared: the caller pulls again */
 }
 
-struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l)
+struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l, void (*room)(void *ud),
+                            void *ud)
 {
     struct pubproc *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->room = room;
+    p->room_ud = ud;
     p->n = n;
     p->argv = argv;
     p->bound = bound;
@@ -251,41 +277,60 @@ struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop
         c->out = malloc(OUT_CAP);
         if (!c->out || spawn(c) != 0) {
             log_error("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
-            pubproc_destroy(&p, 0);
+            pubproc_destroy(&p);
             return NULL;
         }
     }
     return p;
 }
 
-void pubproc_destroy(struct pubproc **pp, int timeout_ms)
+void pubproc_stop(struct pubproc *p)
+{
+    p->stopping = true;
+    for (int i = 0; i < p->n; i++) {
+        struct child *c = &p->c[i];
+        if (!c->alive)
+            continue;
+        flush_child(c); /* what the pipe takes now; the rest of the buffer stays unpublished */
+        if (c->alive && c->wfd >= 0) {
+            close(c->wfd); /* EOF: the child publishes what it read, waits for its PUBACKs, exits */
+            c->wfd = -1;
+        }
+    }
+}
+
+bool pubproc_stopped(struct pubproc *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].alive)
+            return false;
+    return true;
+}
+
+int64_t pubproc_unflushed(struct pubproc *p)
+{
+    int64_t n = (int64_t)p->stop_lost;
+    for (int i = 0; i < p->n; i++)
+        if (p->c[i].alive)
+            n += (int64_t)(p->c[i].handed - p->c[i].rep.done);
+    return n;
+}
+
+void pubproc_destroy(struct pubproc **pp)
 {
     struct pubproc *p = *pp;
     if (!p)
         return;
     for (int i = 0; i < p->n; i++) {
         struct child *c = &p->c[i];
-        if (c->alive) {
-            loop_del(p->loop, c->rfd);
-            close(c->wfd); /* EOF: the child flushes and exits */
-            c->wfd = -1;
-        }
-    }
-    uint64_t until = loop_clock_ms() + (uint64_t)timeout_ms;
-    for (int i = 0; i < p->n; i++) {
-        struct child *c = &p->c[i];
         if (!c->alive)
             continue;
-        while (waitpid(c->pid, NULL, WNOHANG) == 0) {
-            if (loop_clock_ms() >= until) {
-                kill(c->pid, SIGKILL);
-                waitpid(c->pid, NULL, 0);
-                break;
-            }
-            struct timespec ts = {0, 5 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        loop_del(p->loop, c->rfd);
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
         close(c->rfd);
+        if (c->wfd >= 0)
+            close(c->wfd);
         c->alive = false;
     }
     for (int i = 0; i < p->n; i++)
@@ -358,7 +403,7 @@ void pubproc_tick(struct pubproc *p, uint64_t now_ms)
         if (c->alive) {
             if (read_reports(c))
                 flush_child(c);
-        } else if (now_ms >= c->respawn_at) {
+        } else if (!p->stopping && now_ms >= c->respawn_at) {
             if (spawn(c) != 0) {
                 log_error("event=publisher_spawn_failed index=%d errno=%d", c->idx, errno);
                 c->respawn_at = now_ms + RESPAWN_MS;
@@ -405,7 +450,6 @@ struct kid {
     struct loop *loop;
     struct mqtt *m;
     int dfd, rfd;
-    int max_inflight;
     char *in;
     size_t ihead, ilen;
     bool eof, reading;
@@ -418,32 +462,41 @@ bool pubproc_is_child(void)
     return getenv(PUBPROC_ENV) != NULL;
 }
 
-static void kid_report(struct kid *k)
+/* Tell the parent the counters. Not after every acknowledgement: each report
+ * wakes the parent, so one goes when the connection state changes, when
+ * REPORT_RECORDS more records are done, or from the REPORT_MS timer (force). */
+static bool kid_report(struct kid *k, bool force)
 {
     struct mqtt_stats s;
     mqtt_stats(k->m, &s);
     struct report r = {0};
     r.published = s.published;
     r.failed = s.failed;
-    r.lost = s.data_lost + s.ctrl_lost;
+    r.lost = s.refused + s.failed;
     r.done = r.published + r.lost;
     r.reconnects = s.reconnects;
     r.connected = (uint32_t)s.connected;
     if (memcmp(&r, &k->last, sizeof r) == 0)
-        return;
+        return false;
+    if (!force && r.connected == k->last.connected && r.done - k->last.done < REPORT_RECORDS)
+        return true; /* the timer says it soon */
     if (write(k->rfd, &r, sizeof r) == (ssize_t)sizeof r)
         k->last = r;
+    return false;
 }
 
 static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud);
 
-/* Hand paho what the window allows; read more while there is room. */
+/* Hand the client what its window allows, one write for all of it; read
+ * more from the pipe while there is room. What does not fit waits in the
+ * pipe: that is the parent's backpressure. */
 static void kid_pump(struct kid *k)
 {
+    bool blocked;
+again:
+    blocked = false;
     for (;;) {
         while (k->ilen - k->ihead >= REC_HDR) {
-            if (!mqtt_ready(k->m))
-                goto blocked; /* connected and below max_inflight, else wait (paho wakes us) */
             const uint8_t *h = (const uint8_t *)k->in + k->ihead;
             uint16_t tl;
             uint32_t pl;
@@ -452,9 +505,13 @@ static void kid_pump(struct kid *k)
             size_t need = REC_HDR + tl + pl;
             if (k->ilen - k->ihead < need)
                 break;
+            if (!mqtt_ready(k->m) || !mqtt_room(k->m, tl, pl)) {
+                blocked = true; /* the client's acknowledgements wake us (ops.room) */
+                goto out;
+            }
             const char *topic = (const char *)h + REC_HDR;
-            /* dev only picks the client, and there is one */
-            mqtt_publish(k->m, false, "", 0, topic, tl, topic + tl, pl, h[2] != 0);
+            mqtt_publish(k->m, topic, tl, topic + tl, pl, h[2] != 0, 0,
+                         false); /* a refusal is counted there */
             k->ihead += need;
         }
         if (k->eof)
@@ -477,20 +534,33 @@ static void kid_pump(struct kid *k)
             continue;
         break; /* EAGAIN: nothing more now */
     }
-    if (!k->reading && !k->eof) {
+out:
+    mqtt_flush(k->m);
+    if (blocked && mqtt_ready(k->m) && k->ilen - k->ihead >= REC_HDR) {
+        /* The flush made room at once (everything written: QoS 0, or the
+         * window opened): no acknowledgement will come to say so. */
+        uint16_t tl;
+        uint32_t pl;
+        memcpy(&tl, k->in + k->ihead, 2);
+        memcpy(&pl, k->in + k->ihead + 4, 4);
+        if (mqtt_room(k->m, tl, pl))
+            goto again;
+    }
+    if (blocked && k->reading) { /* level-triggered: stop watching until the client has room */
+        loop_mod(k->loop, k->dfd, 0, kid_on_data, k);
+        k->reading = false;
+    } else if (!blocked && !k->reading && !k->eof) {
         loop_mod(k->loop, k->dfd, EPOLLIN, kid_on_data, k);
         k->reading = true;
     }
-    if (k->eof)
-        loop_stop(k->loop);
-    kid_report(k);
-    return;
-blocked:
-    if (k->reading) { /* level-triggered: stop watching until paho makes room */
-        loop_mod(k->loop, k->dfd, 0, kid_on_data, k);
+    if (k->eof && k->reading) {
+        loop_del(k->loop, k->dfd);
         k->reading = false;
+        loop_stop(k->loop);
     }
-    kid_report(k);
+    if (kid_report(k, k->eof) && loop_timer_armed(&k->tick) &&
+        k->tick.when_ms > loop_now_ms(k->loop) + REPORT_MS)
+        loop_timer_start(k->loop, &k->tick, REPORT_MS);
 }
 
 static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud)
@@ -499,21 +569,25 @@ static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud)
     kid_pump(ud);
 }
 
-static void kid_on_wake(struct loop *l, void *ud)
+static void kid_room(void *ud)
 {
-    (void)l;
+    kid_pump(ud);
+}
+
+static void kid_up(void *ud, int broker, bool switched)
+{
+    (void)broker, (void)switched;
     kid_pump(ud);
 }
 
 static void kid_on_tick(struct loop *l, void *ud)
 {
     struct kid *k = ud;
-    mqtt_tick(k->m, loop_now_ms(l));
-    kid_pump(k);
-    loop_timer_start(l, &k->tick, REPORT_MS);
+    kid_report(k, true); /* what the pumps left unsaid; and a lost connection, within IDLE_REPORT_MS */
+    loop_timer_start(l, &k->tick, IDLE_REPORT_MS);
 }
 
-int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms)
+int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, int flush_ms)
 {
     int idx = 0;
     struct kid k = {0};
@@ -526,37 +600,40 @@ int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms)
     signal(SIGPIPE, SIG_IGN);
     /* SIGTERM/SIGINT stay blocked (inherited mask): the parent decides when
      * we stop by closing the pipe, and PR_SET_PDEATHSIG covers its death. */
+    char id[300];
+    snprintf(id, sizeof id, "%s-%d", client_prefix, idx);
     struct mqtt_cfg c = *cfg;
-    c.pool = 1;
-    c.name_index = idx;
-    c.subscribe = false;
-    k.max_inflight = cfg->max_inflight;
+    c.client_id = id;
+    c.subs = NULL;
+    c.nsubs = 0;
     k.loop = loop_new(8);
     k.in = malloc(IN_CAP);
     if (!k.loop || !k.in)
         return 1;
-    k.m = mqtt_new(&c, k.loop);
+    struct mqtt_ops ops = {.ud = &k, .room = kid_room, .up = kid_up};
+    k.m = mqtt_new(&c, &ops, k.loop);
     if (!k.m)
         return 1;
-    loop_set_wake(k.loop, kid_on_wake, &k);
     loop_add(k.loop, k.dfd, EPOLLIN, kid_on_data, &k);
     k.reading = true;
     loop_timer_init(&k.tick, kid_on_tick, &k);
-    loop_timer_start(k.loop, &k.tick, REPORT_MS);
+    loop_timer_start(k.loop, &k.tick, IDLE_REPORT_MS);
     loop_run(k.loop);
 
-    /* Input closed: hand paho what is buffered, wait for the PUBACKs. */
+    /* Input closed (the parent stops): hand the client what is buffered and
+     * wait for the acknowledgements, within the flush bound. The parent
+     * kills us at its own deadline; whatever is then unreported is counted
+     * lost there. */
     uint64_t until = loop_clock_ms() + (uint64_t)flush_ms;
     while (loop_clock_ms() < until) {
-        mqtt_tick(k.m, loop_clock_ms());
         kid_pump(&k);
         if (k.ilen - k.ihead == 0 && mqtt_outstanding(k.m) == 0)
             break;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        loop_run_once(k.loop, 5);
     }
-    kid_report(&k);
-    mqtt_destroy(&k.m, 1000);
+    kid_report(&k, true);
+    mqtt_destroy(&k.m);
+    loop_timer_stop(k.loop, &k.tick);
     loop_destroy(&k.loop);
     free(k.in);
     close(k.dfd);

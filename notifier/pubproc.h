@@ -1,9 +1,13 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pubproc.h - the notifier's data publishers as child processes.
  *
  * paho.mqtt.c serialises every MQTTAsync client of a process behind one
  * global mutex and one send thread (~30-40k QoS 1 msgs/s per process here,
  * whatever the number of clients). So data publishes go to `n` child
- * processes (the same executable re-exec'd), each owning one paho client.
+ * processes (the same executable re-exec'd), each owning one paho client
+ * (mqtt.h); the main process keeps its loop for the edges and the control
+ * traffic, and a publisher that crashes or wedges takes only the live view
+ * of its devices with it.
  * The parent hands a child its records through a pipe, many per write;
  * the child reports cumulative counters back (fixed-size, atomic pipe
  * writes). Children die with the parent (PR_SET_PDEATHSIG); a dead child
@@ -38,11 +42,22 @@ struct pubproc_totals {
 
 /* Parent: spawn n children re-running argv (exec of /proc/self/exe with
  * PUBPROC_ENV set). bound = records a child may hold unreported before
- * pubproc_ready() says no. NULL on failure (logged). */
-struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l);
-/* Close the children's input (they flush and exit), wait up to
- * timeout_ms for them, then kill the rest. */
-void pubproc_destroy(struct pubproc **pp, int timeout_ms);
+ * pubproc_ready() says no; room(ud), if not NULL, is called when a child's
+ * report may have made room (the caller pulls again). NULL on failure
+ * (logged). */
+struct pubproc *pubproc_new(int n, char *const *argv, int64_t bound, struct loop *l, void (*room)(void *ud),
+                            void *ud);
+/* Shutdown, in three steps that never block: pubproc_stop writes what the
+ * pipes take now and closes them (each child publishes what it read, waits
+ * for the PUBACKs within its flush bound and exits; none is respawned);
+ * pubproc_stopped says when every child has exited (pubproc_tick and the
+ * report fds notice); pubproc_unflushed counts the records not published
+ * (held by children still running, or left when they exited);
+ * pubproc_destroy kills what still runs and frees. */
+void pubproc_stop(struct pubproc *p);
+bool pubproc_stopped(struct pubproc *p);
+int64_t pubproc_unflushed(struct pubproc *p);
+void pubproc_destroy(struct pubproc **pp);
 
 /* Queue one data record for the child of device dev (always the same one:
  * fnv1a(dev) % n, so a device's data keeps its order). Copies. 0, or -1 if
@@ -61,9 +76,10 @@ int64_t pubproc_outstanding(struct pubproc *p);
 void pubproc_totals(struct pubproc *p, struct pubproc_totals *out);
 
 /* Child: when PUBPROC_ENV is set, run as publisher child with cfg (one
- * paho client, <client_id>-<index>, no subscriptions) until the parent
- * closes the pipe; then flush for up to flush_ms. Returns the exit code. */
+ * mqtt.c client named <client_prefix>-<index>, no subscriptions) until the
+ * parent closes the pipe; then flush for up to flush_ms. Returns the exit
+ * code. */
 bool pubproc_is_child(void);
-int pubproc_child_main(const struct mqtt_cfg *cfg, int flush_ms);
+int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, int flush_ms);
 
 #endif

@@ -1,8 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topics.c - pure mappers of the notifier (docs/protocol.md section 5):
  * envelope -> topic + JSON payload, retained status <-> struct, operator
  * command JSON -> (id, msgpack body).
  *
- * Deliberately not here: paho, sockets, logging, presence decisions. The
+ * Deliberately not here: MQTT, sockets, logging, presence decisions. The
  * JSON we write is built by hand with the tojson builder (no allocation on
  * the data path); only the control path (commands, retained statuses read
  * back) parses JSON, with json-c. */
@@ -323,6 +324,63 @@ enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_I
     pack_json(&pk, m);
     rc = body->overflow ? TOPICS_CMD_BAD : TOPICS_CMD_OK;
 out:
+    json_object_put(o);
+    return rc;
+}
+
+/* ---- between notifiers ---- */
+
+void topics_pending_topic(struct tojson_buf *b, const char *prefix, struct sl_slice dev, struct sl_slice id)
+{
+    tojson_raw(b, prefix, strlen(prefix));
+    LIT(b, "/" TOPICS_INTERNAL "/pending/");
+    tojson_raw(b, (const char *)dev.p, dev.n);
+    tojson_raw(b, "/", 1);
+    tojson_raw(b, (const char *)id.p, id.n);
+}
+
+bool topics_parse_pending(const char *prefix, const char *topic, size_t n, struct sl_slice *dev,
+                          struct sl_slice *id)
+{
+    static const char mid[] = "/" TOPICS_INTERNAL "/pending/";
+    size_t pl = strlen(prefix), ml = sizeof mid - 1;
+    if (n < pl + ml + 3 || memcmp(topic, prefix, pl) != 0 || memcmp(topic + pl, mid, ml) != 0)
+        return false;
+    const char *d = topic + pl + ml, *end = topic + n;
+    const char *slash = memchr(d, '/', (size_t)(end - d));
+    if (!slash)
+        return false;
+    size_t dl = (size_t)(slash - d), il = (size_t)(end - slash - 1);
+    if (!msg_valid_id((const uint8_t *)d, dl) || !msg_valid_id((const uint8_t *)slash + 1, il))
+        return false;
+    *dev = (struct sl_slice){(const uint8_t *)d, (uint32_t)dl};
+    *id = (struct sl_slice){(const uint8_t *)slash + 1, (uint32_t)il};
+    return true;
+}
+
+void topics_marker_json(struct tojson_buf *b, const struct topics_marker *m)
+{
+    str_field(b, "{\"by\":", m->by);
+    str_field(b, ",\"edge\":", m->edge);
+    str_field(b, ",\"reply\":", m->reply);
+    LIT(b, ",\"inc\":");
+    tojson_u64(b, m->inc);
+    LIT(b, ",\"deadline\":");
+    tojson_u64(b, m->deadline_ms);
+    LIT(b, "}");
+}
+
+enum sl_err topics_marker_parse(const char *json, size_t n, struct topics_marker *m)
+{
+    memset(m, 0, sizeof *m);
+    struct json_object *o = parse_whole(json, n);
+    if (!o)
+        return SL_DECODE;
+    enum sl_err rc = SL_DECODE;
+    if (json_object_is_type(o, json_type_object) && get_str(o, "by", m->by, sizeof m->by) &&
+        get_str(o, "edge", m->edge, sizeof m->edge) && get_str(o, "reply", m->reply, sizeof m->reply) &&
+        get_u64(o, "inc", &m->inc) && get_u64(o, "deadline", &m->deadline_ms))
+        rc = SL_OK;
     json_object_put(o);
     return rc;
 }

@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topics.h - the notifier's pure mappers: envelope -> MQTT topic + JSON, and
- * operator JSON -> command. No sockets, no paho, no logging: every function
+ * operator JSON -> command. No sockets, no MQTT client, no logging: every function
  * works on caller buffers and can be tested on byte arrays.
  *
  * Payloads follow docs/protocol.md section 5. */
@@ -80,6 +81,33 @@ enum topics_cmd_rc {
  * id receives the NUL-terminated id whenever it is readable. */
 enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_ID_MAX + 1],
                                     struct mp_buf *body);
+
+/* ---- between notifiers (docs/protocol.md §6, "Between notifiers") ---- */
+
+/* The notifiers' own subtree, P/_sluice/...: '_' is not in the device id
+ * alphabet, so no device topic can collide with it. */
+#define TOPICS_INTERNAL "_sluice"
+
+/* A pending command's marker: retained on P/_sluice/pending/<dev>/<id>
+ * while the command waits for its one result; an empty retained message
+ * clears it. */
+struct topics_marker {
+    char by[SL_DEV_MAX + 1];          /* the notifier that took the command */
+    char edge[TOPICS_EDGE_MAX + 1];   /* where it was routed: edge, */
+    char reply[TOPICS_REPLY_MAX + 1]; /* worker */
+    uint64_t inc;                     /* and incarnation */
+    uint64_t deadline_ms;             /* wall-clock ms when it times out */
+};
+
+/* "P/_sluice/pending/<dev>/<id>" into b (overflow recorded in b). */
+void topics_pending_topic(struct tojson_buf *b, const char *prefix, struct sl_slice dev, struct sl_slice id);
+/* Is topic[0..n) a marker topic under prefix? Then *dev and *id point into it. */
+bool topics_parse_pending(const char *prefix, const char *topic, size_t n, struct sl_slice *dev,
+                          struct sl_slice *id);
+/* {"by","edge","reply","inc","deadline"} */
+void topics_marker_json(struct tojson_buf *b, const struct topics_marker *m);
+/* SL_OK or SL_DECODE (not JSON, a field missing or too long). json-c (control path). */
+enum sl_err topics_marker_parse(const char *json, size_t n, struct topics_marker *m);
 
 /* FNV-1a of the device id: picks its MQTT client in the pool. */
 uint32_t topics_hash(const uint8_t *p, size_t n);

@@ -3,7 +3,7 @@
  * docs/protocol.md §6).
  *
  * The writer packs a header array and then one positional array per entry
- * with msgpack-c's packer into a caller buffer; which of the 13 positions an
+ * with msgpack-c's packer into a caller buffer; which of the 15 positions an
  * entry carries follows from its kind (the table below), and trailing nils
  * are left out. The reader walks the batch with the bounded mp cursor and
  * points into it: nothing is copied, nothing allocated.
@@ -34,14 +34,16 @@ enum pos {
     P_ID,
     P_OK,
     P_BODY,
-    P_N, /* positions this build knows; readers skip any beyond */
+    P_TO,   /* appended: heartbeat only */
+    P_RING, /* appended: heartbeat only */
+    P_N,    /* positions this build knows; readers skip any beyond */
 };
 
 /* Positions 0..4 (kind, slot, gen, dev, epoch) are always written. */
 #define P_ALWAYS 5
 #define BIT(p)   (1u << (p))
 
-/* Which of positions 5..12 each kind uses (protocol.md §6, the kinds table).
+/* Which of positions 5..14 each kind uses (protocol.md §6, the kinds table).
  * A used optional field (ts, res body) still goes as nil when absent. */
 static const unsigned kind_uses[] = {
     [ENV_NONE] = 0,
@@ -49,11 +51,12 @@ static const unsigned kind_uses[] = {
     [ENV_CONNECT] = BIT(P_AT) | BIT(P_PEER),
     [ENV_DISCONNECT] = BIT(P_AT) | BIT(P_PEER) | BIT(P_REASON),
     [ENV_RES] = BIT(P_AT) | BIT(P_ID) | BIT(P_OK) | BIT(P_BODY),
-    [ENV_HEARTBEAT] = BIT(P_SEQ) | BIT(P_AT),
+    [ENV_HEARTBEAT] = BIT(P_SEQ) | BIT(P_AT) | BIT(P_TO) | BIT(P_RING),
     [ENV_UNDELIVERABLE] = BIT(P_ID) | BIT(P_REASON),
     [ENV_ACK] = BIT(P_SEQ),
     [ENV_CMD] = BIT(P_ID) | BIT(P_BODY),
     [ENV_KICK] = 0,
+    [ENV_NOTIFIER_HB] = BIT(P_AT) | BIT(P_TO),
 };
 #define NKINDS (sizeof kind_uses / sizeof kind_uses[0])
 
@@ -68,6 +71,7 @@ static const char *const kind_names[] = {
     [ENV_ACK] = "ack",
     [ENV_CMD] = "cmd",
     [ENV_KICK] = "kick",
+    [ENV_NOTIFIER_HB] = "notifier_heartbeat",
 };
 
 const char *envelope_kind_name(enum envelope_kind k)
@@ -111,7 +115,7 @@ enum sl_err envelope_check(const struct envelope *e, const char **why)
         return SL_AGAIN; /* a kind of a later version: ignore it */
     unsigned uses = kind_uses[e->kind];
     *why = NULL;
-    if (e->kind == ENV_HEARTBEAT) {
+    if (e->kind == ENV_HEARTBEAT || e->kind == ENV_NOTIFIER_HB) {
         if (e->dev.n)
             *why = "dev";
     } else if (!msg_valid_id(e->dev.p, e->dev.n)) {
@@ -127,6 +131,10 @@ enum sl_err envelope_check(const struct envelope *e, const char **why)
         *why = "peer";
     if (!*why && (uses & BIT(P_REASON)) && !printable(e->reason, ENVELOPE_REASON_MAX, true))
         *why = "reason";
+    if (!*why && (uses & BIT(P_TO)) && !printable(e->to, ENVELOPE_TO_MAX, true))
+        *why = "to";
+    if (!*why && (uses & BIT(P_RING)) && !printable(e->ring, ENVELOPE_RING_MAX, true))
+        *why = "ring";
     return *why ? SL_INVAL : SL_OK;
 }
 
@@ -168,6 +176,10 @@ static bool is_nil(const struct envelope *e, unsigned uses, unsigned p)
     /* A res may come without a body; data and cmd always carry one. */
     if (p == P_BODY && e->kind == ENV_RES)
         return !e->has_body;
+    if (p == P_TO)
+        return e->to.n == 0;
+    if (p == P_RING)
+        return e->ring.n == 0;
     return false;
 }
 
@@ -211,6 +223,8 @@ enum sl_err envelope_writer_add(struct envelope_writer *w, const struct envelope
                 msgpack_pack_false(&pk);
             break;
         case P_BODY: msgpack_pack_bin_with_body(&pk, e->body.p, e->body.n); break;
+        case P_TO: pack_str(&pk, e->to); break;
+        case P_RING: pack_str(&pk, e->ring); break;
         }
     }
     if (w->buf.overflow) {
@@ -382,6 +396,21 @@ static int read_pos(struct mp_cur *c, unsigned p, struct envelope *e)
         e->body = it.data;
         e->has_body = true;
         return 0;
+    case P_TO:
+    case P_RING:
+        /* Appended in version 1: a string; anything else there is a field
+         * this reader does not know and skips, as any appended position. */
+        {
+            struct mp_cur at = *c;
+            if (mp_next(c, &it) != 0)
+                return -1;
+            if (it.type == MP_STR) {
+                *(p == P_TO ? &e->to : &e->ring) = it.data;
+                return 0;
+            }
+            *c = at;
+            return mp_skip(c, SL_MP_MAX_DEPTH);
+        }
     default:
         /* A position a later version appended. */
         return mp_skip(c, SL_MP_MAX_DEPTH);

@@ -32,7 +32,7 @@ pg_stop() {
 # password file, deploy/mosquitto.acl, no anonymous clients), passwd, and the plain passwords of its
 # two users in notifier.password and operator.password (made once, 0600; kept across runs).
 # message_size_limit as deploy/mosquitto.conf (the notifier's largest payload, notifier/ntf.h).
-# Needs mosquitto_passwd. tests/integration/system_14_mqtt_acl.py runs a broker from exactly these.
+# Needs mosquitto_passwd. tests/integration/notifier_07_mqtt_acl.py runs a broker from exactly these.
 mqtt_setup() {
   local dir=$1 port=$2 u
   local top; top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

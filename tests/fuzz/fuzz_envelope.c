@@ -247,6 +247,7 @@ static uint64_t ntf_wall_ms(void *ud)
 static void notifier_reads(const uint8_t *data, size_t size)
 {
     const struct ntf_cfg cfg = {.prefix = PREFIX,
+                                .id = "fuzz",
                                 .max_devices = 64,
                                 .max_workers = 8,
                                 .max_cmds = 16,

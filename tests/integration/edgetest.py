@@ -60,6 +60,11 @@ def rebind(sock_type, port, ctx):
     return wait_for(lambda: bind(ctx, sock_type, port), "bind port %d" % port, DEADLINE)
 
 
+# Where Peer.entries keep a heartbeat's appended positions (wire.P_TO, wire.P_RING move by 2: the
+# header's reply identity and incarnation sit at 13 and 14).
+TO, RING = 15, 16
+
+
 def worker_of(ident):
     """The worker number in an edge worker's identity "<edge-id>/<worker>/<secret>"."""
     return int(ident.rsplit("/", 2)[1])
@@ -81,8 +86,9 @@ class Peer:
             assert hdr[0] == 1, hdr
             self.hdr = hdr
             for e in ents:
-                e = list(e) + [None] * (13 - len(e))
-                e += [hdr[3], hdr[2]]  # [13] reply identity, [14] incarnation
+                # [0..12] the entry's positions of version 0, [13] reply identity, [14] incarnation,
+                # then the positions appended later (a heartbeat's to, ring: at TO, RING)
+                e = (list(e) + [None] * 13)[:13] + [hdr[3], hdr[2]] + list(e[13:])
                 self.entries.append((hdr, e))
             n += 1
             ms = 0

@@ -33,7 +33,10 @@ def main():
         s, retained = st[-1]
         check(s["online"] is True and s["edge"] == "edge-a:7000" and s["epoch"] == t0, "status %r" % s)
         check(s["at"] == t0 // 1000000, "status at %r" % s)
-        check(s["reply"] == a.reply and s["inc"] == a.inc and s["slot"] == 3 and s["gen"] == 7, "routing %r" % s)
+        check(s["inc"] == a.inc and s["slot"] == 3 and s["gen"] == 7, "routing %r" % s)
+        # the worker's identity secret stays off the broker: the status names "<edge-id>/<worker>"
+        secret = a.reply.rsplit("/", 1)[1]
+        check(s["reply"] == "edge-a:7000/0" and a.reply == "edge-a:7000/0/" + secret, "reply %r" % s)
 
         body = msgpack.packb({"temp": 21.5, "on": True, "raw": b"\x00\x01", "n": -5})
         rx = time.time_ns()
@@ -123,6 +126,9 @@ def main():
         for cid in ["c-1", "c-3", "c-4", "c-5", "c-6", "c-7"]:
             n = len(sub.received("devices/pump-1/cmd/%s/result" % cid))
             check(n == 1, "%s has %d results" % (cid, n))
+        # nothing the broker got names a worker's whole identity (statuses, markers, results)
+        leaked = [t for t, p, _ in sub.all() if any(e.reply.rsplit("/", 1)[1] in repr(p) for e in (a, b))]
+        check(not leaked, "a worker secret went to the broker on %s" % leaked)
     print("ok")
 
 

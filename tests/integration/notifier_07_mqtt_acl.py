@@ -69,9 +69,20 @@ def main():
                  "status and data of d-1 at the operator", pump=e.pump)
         mqtttest.publish(BROKER, "devices/d-1/cmd", {"id": "c1", "body": 1}, auth=op_auth)
         c = wait_for(lambda: e.received(CMD, id="c1"), "c1 at the edge", pump=e.pump)[0]
+        # routed only once the broker had the command's retained marker (the notifier's own
+        # internal topics must be writable and readable for it: every notifier holds every marker)
+        marker = "devices/_sluice/pending/d-1/c1"
+        mk = mqtttest.Subscriber(BROKER, ["devices/_sluice/pending/#"], auth=ntf_auth)
+        subs.append(mk)
+        got = wait_for(lambda: mk.received(marker), "the marker of c1 retained at the broker", pump=e.pump)
+        # (it names the worker by the public part of its identity: the secret stays off the broker)
+        check(got[0][1] and isinstance(got[0][0], dict) and got[0][0].get("edge") == "edge-acl" and
+              got[0][0].get("reply") == "edge-acl/0" and e.reply != "edge-acl/0", "marker %r" % got)
+        check(ntf.metric("sluice_notifier_commands_total{result=\"lost\"}", 0) == 0, "markers lost")
         e.send(entry(RES, c["slot"], c["gen"], "d-1", epoch=t0, id="c1", ok=True))
         wait_for(lambda: op.last("devices/d-1/cmd/c1/result"), "result of c1 at the operator", pump=e.pump)
-        print("the notifier works under the ACL: status, data, command and result")
+        wait_for(lambda: mk.received(marker)[-1][0] is None, "the marker of c1 cleared", pump=e.pump)
+        print("the notifier works under the ACL: status, data, command, its marker and result")
 
         check(refused(None), "an anonymous client was let in")
         check(refused(("sluice-notifier", "wrong")), "a wrong password was let in")

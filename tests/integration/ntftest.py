@@ -5,6 +5,7 @@ what the notifier sends back, a real Mosquitto with MQTT subscribers, and
 the sluice-notifier process (ports port_base .. port_base+2: pull, router,
 metrics)."""
 import os
+import secrets
 import sys
 import time
 
@@ -23,8 +24,11 @@ from wire import (ACK, CMD, CONNECT, DATA, DISCONNECT, HEARTBEAT, KICK, RES, UND
 class Edge(wire.Edge):
     """One edge worker talking to the notifier; keeps every entry it receives."""
 
-    def __init__(self, ctx, pull, router, edge_id, worker=0, inc=None):
-        super().__init__(ctx, [pull], [router], edge_id, worker, inc)
+    def __init__(self, ctx, pull, router, edge_id, worker=0, inc=None, reply=None):
+        # a real edge worker's identity: "<edge-id>/<worker>/<secret>" (docs/security.md "Identities")
+        if reply is None:
+            reply = "%s/%d/%s" % (edge_id, worker, secrets.token_hex(12))
+        super().__init__(ctx, [pull], [router], edge_id, worker, inc, reply=reply)
         self.got = []  # entries received from the notifier, as dicts (+ "hdr")
         self.last_hb = 0.0
 

@@ -12,7 +12,10 @@
         r = s.devsim(devices=10, messages=50)      # runs sluice-devsim, returns its JSON summary
 
 Ports (base + ...): 0 PostgreSQL, 1 Mosquitto, 2/3/4 persister pull/router/metrics,
-5/6/7 notifier pull/router/metrics, 10+2i / 11+2i edge i listen/metrics.
+5/6/7 notifier pull/router/metrics, 10+2i / 11+2i edge i listen/metrics; with
+notifiers=N > 1, notifier i >= 1 on 40+3(i-1) .. 42+3(i-1) (at most 4 notifiers), with
+brokers=2 the second Mosquitto on 49. Several notifiers get --id ntf-<i>; every edge is
+given every notifier's endpoints, every notifier every broker (first preferred).
 Every process is a proc.Proc logging to a file in the stack's temp dir; on a failed test
 the tail of each log is printed. Teardown (also at exit and on failure) terminates what it
 started, kills -9 leftovers and removes the temp dir (kept if SL_KEEP=1).
@@ -95,17 +98,22 @@ signal.signal(signal.SIGTERM, _on_term)
 
 class Stack:
     def __init__(self, base, edges=2, workers=1, name=None, edge_extra=(), persister_extra=(),
-                 notifier_extra=()):
+                 notifier_extra=(), notifiers=1, brokers=1):
         """edge_extra: flags for every edge, or a function of the edge's index
         returning its own (a listener port of its own, say)."""
-        check(24000 <= base and base + 49 <= 24999, "system tests use ports 24000-24999")
+        check(24000 <= base and base + 49 <= 25899, "system tests use ports 24000-25899")
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
         _reap_stale(self.name, base)
         self.dir = proc.workdir("sl-sys-%s-" % self.name)
         self.pg = pgtest.Postgres(base, os.path.join(self.dir, "pg"))
+        check(1 <= notifiers <= 4 and 1 <= brokers <= 2, "1-4 notifiers, 1-2 brokers")
         self.mqtt_port = base + 1
+        self.mqtt_ports = [base + 1, base + 49][:brokers]
+        self.brokers = []
         self.broker = None
+        self.n_notifiers = notifiers
+        self.notifier_ids = ["ntf-%d" % i for i in range(notifiers)] if notifiers > 1 else []
         self.procs = {}
         self.ok = False
         self._dsn = None
@@ -116,11 +124,16 @@ class Stack:
             proc.binary("sluice-persister"), "--pull", "tcp://127.0.0.1:%d" % (base + 2),
             "--router", "tcp://127.0.0.1:%d" % (base + 3), "--metrics", "127.0.0.1:%d" % (base + 4),
             "--db", self.pg.dsn] + list(persister_extra), base + 4)
-        self.procs["notifier"] = self._service("notifier", [
-            proc.binary("sluice-notifier"), "--pull", "tcp://127.0.0.1:%d" % (base + 5),
-            "--router", "tcp://127.0.0.1:%d" % (base + 6), "--metrics", "127.0.0.1:%d" % (base + 7),
-            "--broker", "tcp://127.0.0.1:%d" % self.mqtt_port, "--client-id", "sys-%d" % base,
-            "--prefix", PREFIX, "--pool", "2"] + list(notifier_extra), base + 7)
+        brokers_uri = ",".join("tcp://127.0.0.1:%d" % p for p in self.mqtt_ports)
+        for i in range(notifiers):
+            nb = self.notifier_base(i)
+            key = "notifier" if i == 0 else "notifier%d" % i
+            ident = ["--id", self.notifier_ids[i], "--client-id", "sys-%d-%d" % (base, i)] if notifiers > 1 \
+                else ["--client-id", "sys-%d" % base]
+            self.procs[key] = self._service(key, [
+                proc.binary("sluice-notifier"), "--pull", "tcp://127.0.0.1:%d" % nb,
+                "--router", "tcp://127.0.0.1:%d" % (nb + 1), "--metrics", "127.0.0.1:%d" % (nb + 2),
+                "--broker", brokers_uri, "--prefix", PREFIX, "--pool", "2"] + ident + list(notifier_extra), nb + 2)
         for i in range(edges):
             self.procs["edge%d" % i] = self._service("edge%d" % i, [
                 proc.binary("sluice-edge"), "--listen", "127.0.0.1:%d" % self.edge_port(i),
@@ -129,8 +142,9 @@ class Stack:
                 "--metrics", "127.0.0.1:%d" % (base + 11 + 2 * i),
                 "--persister-push", "tcp://127.0.0.1:%d" % (base + 2),
                 "--persister-router", "tcp://127.0.0.1:%d" % (base + 3),
-                "--notifier-push", "tcp://127.0.0.1:%d" % (base + 5),
-                "--notifier-router", "tcp://127.0.0.1:%d" % (base + 6),
+                "--notifier-push", ",".join("tcp://127.0.0.1:%d" % self.notifier_base(k) for k in range(notifiers)),
+                "--notifier-router", ",".join("tcp://127.0.0.1:%d" % (self.notifier_base(k) + 1)
+                                              for k in range(notifiers)),
                 "--drain-timeout-ms", "3000"] + list(edge_extra(i) if callable(edge_extra) else edge_extra),
                 base + 11 + 2 * i, env=env)
         atexit.register(self.teardown)
@@ -142,6 +156,13 @@ class Stack:
 
     def edge_port(self, i):
         return self.base + 10 + 2 * i
+
+    def notifier_base(self, i):
+        """Ports of notifier i: pull, router (+1), metrics (+2)."""
+        return self.base + 5 if i == 0 else self.base + 40 + 3 * (i - 1)
+
+    def ntf(self, i):
+        return self.procs["notifier" if i == 0 else "notifier%d" % i]
 
     def edge(self, i):
         return self.procs["edge%d" % i]
@@ -158,9 +179,12 @@ class Stack:
     def start(self):
         t0 = time.monotonic()
         self._dsn = self.pg.start()
-        self.broker = mqtttest.Broker(self.mqtt_port, os.path.join(self.dir, "mqtt")).start()
+        self.brokers = [mqtttest.Broker(p, os.path.join(self.dir, "mqtt" if i == 0 else "mqtt%d" % i)).start()
+                        for i, p in enumerate(self.mqtt_ports)]
+        self.broker = self.brokers[0]
         self.persister.start()
-        self.notifier.start()
+        for i in range(self.n_notifiers):
+            self.ntf(i).start()
         for i in range(self.n_edges):
             self.edge(i).start()
         log("stack up in %.1fs: pg :%d, mqtt :%d, edges %s (dir %s)" %
@@ -185,9 +209,9 @@ class Stack:
                 self.procs[name].stop(grace=10)
             except Exception:
                 pass
-        if self.broker:
+        for b in self.brokers:
             try:
-                self.broker.stop()
+                b.stop()
             except Exception:
                 pass
         try:
@@ -222,8 +246,8 @@ class Stack:
             d.login()
         return d
 
-    def mqtt(self, topics=(PREFIX + "/#",)):
-        return mqtttest.Subscriber(self.mqtt_port, topics)
+    def mqtt(self, topics=(PREFIX + "/#",), broker=0, **kw):
+        return mqtttest.Subscriber(self.mqtt_ports[broker], topics, **kw)
 
     def devsim(self, devices, messages=0, duration=0, prefix="sim", edges=None, rate=0, window=16,
                state=True, extra=(), background=False, timeout=600, name="devsim"):

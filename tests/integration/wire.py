@@ -44,6 +44,34 @@ def entry(kind, slot=0, gen=0, dev="", epoch=0, seq=None, ts=None, at_ns=None, p
     return e
 
 
+# entry kind 10 (notifier -> edge) and the positions appended in version 1
+NOTIFIER_HB = 10
+P_TO, P_RING = 13, 14
+
+
+def _mix(x):
+    x &= 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+def ring_key(s):
+    """sl/ring.h ring_key: FNV-1a 64 of the id, then splitmix64's finaliser."""
+    h = 0xcbf29ce484222325
+    for b in s.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return _mix(h)
+
+
+def ring_owner(dev, ids):
+    """The notifier id (of ids) an edge sends dev's events to: sl/ring.h ring_pick."""
+    d = ring_key(dev)
+    return max(ids, key=lambda i: (_mix(d ^ ring_key(i)), -ring_key(i)))
+
+
 def zcert_keys(path):
     """(public, secret) Z85 keys of a zcert file as sluice-keys writes it (secret None in a public one)."""
     keys = {}

@@ -4,3 +4,6 @@
 sl_unit_test(test_notifier_topics SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_topics.c LIBS notifier_core)
 sl_unit_test(test_notifier_presence SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_presence.c LIBS notifier_core)
 sl_unit_test(test_notifier_core SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_core.c LIBS notifier_core)
+# mqtt.c over a paho substituted at link time: the test plays paho's threads.
+sl_unit_test(test_notifier_mqtt SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_mqtt.c LIBS notifier_core
+  -Wl,--wrap=MQTTAsync_createWithOptions,--wrap=MQTTAsync_setCallbacks,--wrap=MQTTAsync_connect,--wrap=MQTTAsync_sendMessage,--wrap=MQTTAsync_subscribeMany,--wrap=MQTTAsync_disconnect,--wrap=MQTTAsync_isConnected,--wrap=MQTTAsync_destroy,--wrap=MQTTAsync_freeMessage,--wrap=MQTTAsync_free)

@@ -4,6 +4,7 @@ sl_unit_test(test_frame SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_frame.c LIBS sl::
 sl_unit_test(test_mp SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mp.c LIBS sl::proto m)
 sl_unit_test(test_msg SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_msg.c LIBS sl::proto)
 sl_unit_test(test_envelope SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_envelope.c LIBS sl::proto)
+sl_unit_test(test_ring SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_ring.c LIBS sl::proto)
 
 # No heap in the decoder's steady state: this executable alone wraps the
 # allocator (see the file's header comment for how it counts).

@@ -254,7 +254,7 @@ static void test_toobig_rollback(void **state)
     e = sample(ENV_ACK);
     e.kind = ENV_NONE;
     assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
-    e.kind = (enum envelope_kind)10;
+    e.kind = (enum envelope_kind)(ENV_NOTIFIER_HB + 1);
     assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
     assert_int_equal(w.count, 0);
 }
@@ -485,6 +485,17 @@ static void test_check(void **state)
     e = sample(ENV_HEARTBEAT);
     e.dev = S("x");
     assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    e = sample(ENV_HEARTBEAT);
+    e.to = S("tcp://10.0.0.7:7011");
+    e.ring = S("ntf-0,ntf-1");
+    assert_int_equal(envelope_check(&e, &why), SL_OK);
+    e.to = S("tcp://x\n");
+    assert_int_equal(envelope_check(&e, &why), SL_INVAL);
+    assert_string_equal(why, "to");
+    e = sample(ENV_HEARTBEAT);
+    e.kind = ENV_NOTIFIER_HB;
+    e.to = S("tcp://10.0.0.7:7011");
+    assert_int_equal(envelope_check(&e, &why), SL_OK);
     e = sample(ENV_ACK);
     e.kind = (enum envelope_kind)200; /* from a later version */
     assert_int_equal(envelope_check(&e, &why), SL_AGAIN);
@@ -563,6 +574,71 @@ static void test_copy_encoded_entry(void **state)
     assert_int_equal(envelope_reader_next(&r, &got), SL_AGAIN);
 }
 
+/* The positions appended in version 1 (to, ring) and the notifier's
+ * heartbeat kind: written only where used, read back; a reader that knows
+ * only 13 positions sees the same heartbeat without them (old readers skip
+ * what they do not know), and a heartbeat without them is the old one, byte
+ * for byte. */
+static void test_heartbeat_positions(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    struct envelope_writer w;
+    struct envelope_hdr h = hdr();
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    size_t hlen = envelope_writer_len(&w);
+    struct envelope hb = sample(ENV_HEARTBEAT);
+    assert_int_equal(envelope_writer_add(&w, &hb), SL_OK);
+    /* [5, 0, 0, "", 0, 12, nil, 4]: what version 1 always wrote */
+    const uint8_t old[] = {0x98, 0x05, 0x00, 0x00, 0xa0, 0x00, 0x0c, 0xc0, 0x04};
+    assert_int_equal(envelope_writer_len(&w) - hlen, sizeof old);
+    assert_memory_equal(buf + hlen, old, sizeof old);
+
+    hlen = envelope_writer_len(&w);
+    hb.to = S("tcp://10.0.0.7:7011");
+    hb.ring = S("ntf-0,ntf-1");
+    assert_int_equal(envelope_writer_add(&w, &hb), SL_OK);
+    assert_int_equal(buf[hlen], 0x9f); /* fixarray of 15 */
+    struct envelope nh = {0};
+    nh.kind = ENV_NOTIFIER_HB;
+    nh.at_ns = 99;
+    nh.to = S("tcp://10.0.0.7:7011");
+    nh.ring = S("must not be written");
+    hlen = envelope_writer_len(&w);
+    assert_int_equal(envelope_writer_add(&w, &nh), SL_OK);
+    assert_int_equal(buf[hlen], 0x9e); /* 14 positions: ring is not a field of this kind */
+
+    struct envelope_reader r;
+    struct envelope e;
+    assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.to.n, 0);
+    assert_int_equal(e.ring.n, 0);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.kind, ENV_HEARTBEAT);
+    assert_true(e.seq == 12 && e.at_ns == 4);
+    assert_true(sl_slice_eqs(e.to, "tcp://10.0.0.7:7011"));
+    assert_true(sl_slice_eqs(e.ring, "ntf-0,ntf-1"));
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.kind, ENV_NOTIFIER_HB);
+    assert_true(e.at_ns == 99);
+    assert_true(sl_slice_eqs(e.to, "tcp://10.0.0.7:7011"));
+    assert_int_equal(e.ring.n, 0);
+    assert_string_equal(envelope_kind_name(ENV_NOTIFIER_HB), "notifier_heartbeat");
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+
+    /* Something other than a string at those positions is skipped, not refused. */
+    const uint8_t odd[] = {0x94, 0x01, 0xa1, 'e',  0x07, 0xa1, 'r',  0x9f, 0x05, 0x00,
+                           0x00, 0xa0, 0x00, 0x01, 0xc0, 0x02, 0xc0, 0xc0, 0xc0, 0xc0,
+                           0xc0, 0x92, 0x01, 0x02, 0x81, 0xa1, 'k',  0xc0};
+    assert_int_equal(envelope_reader_begin(&r, odd, sizeof odd), SL_OK);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_OK);
+    assert_int_equal(e.kind, ENV_HEARTBEAT);
+    assert_int_equal(e.to.n, 0);
+    assert_int_equal(e.ring.n, 0);
+    assert_int_equal(envelope_reader_next(&r, &e), SL_AGAIN);
+}
+
 static void test_join_batches(void **state)
 {
     (void)state;
@@ -634,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_copy_encoded_entry),
         cmocka_unit_test(test_join_batches),
+        cmocka_unit_test(test_heartbeat_positions),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,8 +14,9 @@
 
 #include "ntf.h"
 #include "sl/envelope.h"
+#include "sl/ring.h"
 
-#define MAXREC 64
+#define MAXREC 128
 
 struct pub {
     char topic[256];
@@ -30,12 +31,16 @@ struct sent {
     enum envelope_kind kind;
     uint32_t slot, gen;
     char dev[65], id[65];
+    char to[64];
 };
 static struct pub pubs[MAXREC];
 static int npub;
 static struct sent sents[MAXREC];
 static int nsent;
 static int refuse_data, fail_send;
+static uint64_t markers[MAXREC]; /* tokens of markers published and not yet acknowledged */
+static int nmarkers, nacks;
+static struct ntf *cur; /* the core under test, for the broker's answers */
 
 static int rec_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t dl, const char *t, size_t tl,
                        const char *p, size_t pl, bool retained)
@@ -56,6 +61,28 @@ static int rec_publish(void *ud, enum ntf_pub_class cls, const char *dev, size_t
     return 0;
 }
 
+/* A marker is recorded like any publish; the broker "acknowledges" it when
+ * the test's cmd() returns (ack_markers), as a live one would a moment later. */
+static void rec_marker(void *ud, const char *t, size_t tl, const char *p, size_t pl, uint64_t token)
+{
+    rec_publish(ud, NTF_PUB_CTRL, "", 0, t, tl, p, pl, true);
+    markers[nmarkers++] = token;
+}
+
+static void rec_ack(void *ud, uint64_t handle)
+{
+    (void)ud;
+    assert_true(handle != 0);
+    nacks++;
+}
+
+static void ack_markers(uint64_t now)
+{
+    for (int i = 0; i < nmarkers; i++)
+        ntf_marker_done(cur, markers[i], true, now);
+    nmarkers = 0;
+}
+
 static int rec_send(void *ud, const char *reply, uint64_t inc, const struct envelope *e)
 {
     (void)ud;
@@ -69,13 +96,16 @@ static int rec_send(void *ud, const char *reply, uint64_t inc, const struct enve
     s->gen = e->gen;
     snprintf(s->dev, sizeof s->dev, "%.*s", (int)e->dev.n, (const char *)e->dev.p);
     snprintf(s->id, sizeof s->id, "%.*s", (int)e->id.n, (const char *)e->id.p);
+    snprintf(s->to, sizeof s->to, "%.*s", (int)e->to.n, (const char *)e->to.p);
     return 0;
 }
+
+static uint64_t wall = 1234;
 
 static uint64_t fake_wall(void *ud)
 {
     (void)ud;
-    return 1234;
+    return wall;
 }
 
 static struct sl_slice S(const char *s) {
@@ -130,21 +160,29 @@ static void cmd(struct ntf *n, const char *dev, const char *json, uint64_t now)
 {
     char t[128];
     snprintf(t, sizeof t, "devices/%s/cmd", dev);
-    ntf_mqtt(n, t, strlen(t), json, strlen(json), now);
+    ntf_mqtt(n, t, strlen(t), json, strlen(json), 77, now);
+    ack_markers(now);
 }
 
 static int setup(void **state)
 {
-    npub = nsent = refuse_data = fail_send = 0;
+    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
+    wall = 1234;
     struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-test",
                           .max_devices = 16,
                           .max_workers = 8,
                           .max_cmds = 8,
                           .cmd_timeout_ms = 1000,
                           .edge_timeout_ms = 10000};
-    struct ntf_out out = {.publish = rec_publish, .send_edge = rec_send, .wall_ms = fake_wall};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
     struct ntf *n = ntf_new(&cfg, &out);
     assert_non_null(n);
+    cur = n;
     *state = n;
     return 0;
 }
@@ -171,6 +209,72 @@ static void test_offline(void **state)
     assert_string_equal(last_on("devices/d/cmd/c1/result")->payload, "{\"ok\":false,\"error\":\"offline\"}");
     assert_int_equal(nsent, 0);
     assert_int_equal(ntf_stats(n)->cmds_offline, 1);
+}
+
+/* One batch with the worker identity a real edge has, "<edge>/0/<secret>". */
+static void batch_ident(struct ntf *n, const char *edge, const char *reply, uint64_t inc,
+                        const struct envelope *e, uint64_t now)
+{
+    uint8_t buf[2048];
+    struct envelope_hdr h = {.v = 1, .edge = S(edge), .incarnation = inc, .reply = S(reply)};
+    struct envelope_writer w;
+    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
+    if (e)
+        assert_int_equal(envelope_writer_add(&w, e), SL_OK);
+    ntf_batch(n, buf, envelope_writer_len(&w), now);
+}
+
+/* The worker's secret (whoever knows the identity can take the worker's
+ * place on a ROUTER) never reaches the broker: statuses and markers carry
+ * "<edge>/<worker>"; sends go to the whole identity, which a notifier that
+ * only read the status learns from the worker's own batches. */
+static void test_reply_secret(void **state)
+{
+    struct ntf *n = *state;
+    struct envelope e = ev(ENV_CONNECT, "s", 100, 3, 7);
+    batch_ident(n, "edge-s", "edge-s/0/5ec2e7c0ffee", 11, &e, 0);
+    const struct pub *st = last_on("devices/s/status");
+    assert_non_null(st);
+    assert_non_null(strstr(st->payload, "\"reply\":\"edge-s/0\""));
+    assert_null(strstr(st->payload, "5ec2e7c0ffee"));
+    char status[1024];
+    snprintf(status, sizeof status, "%s", st->payload);
+    cmd(n, "s", "{\"id\":\"k1\",\"body\":1}", 10);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].reply, "edge-s/0/5ec2e7c0ffee");
+    const struct pub *mk = last_on("devices/_sluice/pending/s/k1");
+    assert_non_null(mk);
+    assert_null(strstr(mk->payload, "5ec2e7c0ffee"));
+    for (int i = 0; i < npub; i++)
+        assert_null(strstr(pubs[i].payload, "5ec2e7c0ffee"));
+
+    /* Another notifier: the status read back routes nowhere secret until the
+     * worker's heartbeat (any batch) names its whole identity. */
+    struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-other",
+                          .max_devices = 16,
+                          .max_workers = 8,
+                          .max_cmds = 8,
+                          .cmd_timeout_ms = 1000,
+                          .edge_timeout_ms = 10000};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
+    struct ntf *o = ntf_new(&cfg, &out);
+    assert_non_null(o);
+    const char *t = "devices/s/status";
+    ntf_mqtt(o, t, strlen(t), status, strlen(status), 0, 20);
+    struct envelope hb = {.kind = ENV_HEARTBEAT, .at_ns = 1};
+    batch_ident(o, "edge-s", "edge-s/0/5ec2e7c0ffee", 11, &hb, 21);
+    cur = o;
+    cmd(o, "s", "{\"id\":\"k2\",\"body\":1}", 30);
+    cur = n;
+    assert_int_equal(nsent, 2);
+    assert_string_equal(sents[1].reply, "edge-s/0/5ec2e7c0ffee");
+    assert_string_equal(sents[1].id, "k2");
+    ntf_destroy(&o);
 }
 
 static void test_round_trip_once(void **state)
@@ -312,7 +416,7 @@ static void test_rebuild_from_status(void **state)
     const char *t = "devices/r/status";
     const char *on = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":500,\"reply\":\"edge-z/3\","
                      "\"inc\":18446744073709551615,\"slot\":4,\"gen\":2}";
-    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0);
+    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0, 0);
     assert_int_equal(npub, 0); /* read back, not republished */
     cmd(n, "r", "{\"id\":\"x\",\"body\":1}", 1);
     assert_int_equal(nsent, 1);
@@ -320,7 +424,7 @@ static void test_rebuild_from_status(void **state)
     assert_true(sents[0].inc == UINT64_MAX && sents[0].slot == 4 && sents[0].gen == 2);
     /* an older retained status (e.g. read late) does not override */
     const char *old = "{\"online\":false,\"edge\":\"edge-z\",\"at\":1,\"epoch\":400}";
-    ntf_mqtt(n, t, strlen(t), old, strlen(old), 2);
+    ntf_mqtt(n, t, strlen(t), old, strlen(old), 0, 2);
     cmd(n, "r", "{\"id\":\"y\",\"body\":1}", 3);
     assert_int_equal(nsent, 2);
     /* the retained status of a dead edge times out like a silent edge */
@@ -334,21 +438,29 @@ static void test_rebuild_from_status(void **state)
 static void test_status_from_future(void **state)
 {
     (void)state;
-    npub = nsent = 0;
+    npub = nsent = nmarkers = nacks = 0;
+    wall = 1234;
     struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-test",
                           .max_devices = 16,
                           .max_workers = 8,
                           .max_cmds = 8,
                           .cmd_timeout_ms = 1000,
                           .edge_timeout_ms = 10000,
                           .status_max_skew_ms = 1000};
-    struct ntf_out out = {.publish = rec_publish, .send_edge = rec_send, .wall_ms = fake_wall};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall};
     struct ntf *n = ntf_new(&cfg, &out);
+    assert_non_null(n);
+    cur = n;
     const char *t = "devices/f/status";
     /* fake_wall is 1234 ms: 1234 + 1000 ms is the limit. */
     const char *future = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":2234000001,"
                          "\"reply\":\"edge-z/3\",\"inc\":7,\"slot\":4,\"gen\":2}";
-    ntf_mqtt(n, t, strlen(t), future, strlen(future), 0);
+    ntf_mqtt(n, t, strlen(t), future, strlen(future), 0, 0);
     assert_int_equal(ntf_stats(n)->status_future, 1);
     assert_int_equal(ntf_stats(n)->status_loaded, 0);
     cmd(n, "f", "{\"id\":\"x\",\"body\":1}", 1);
@@ -362,7 +474,7 @@ static void test_status_from_future(void **state)
     const char *edge = "{\"online\":true,\"edge\":\"edge-z\",\"at\":1,\"epoch\":2234000000,"
                        "\"reply\":\"edge-z/3\",\"inc\":7,\"slot\":4,\"gen\":2}";
     const char *t2 = "devices/g/status";
-    ntf_mqtt(n, t2, strlen(t2), edge, strlen(edge), 3);
+    ntf_mqtt(n, t2, strlen(t2), edge, strlen(edge), 0, 3);
     assert_int_equal(ntf_stats(n)->status_loaded, 1);
     assert_int_equal(ntf_stats(n)->status_future, 1);
     ntf_destroy(&n);
@@ -522,11 +634,247 @@ static void test_result_cap(void **state)
     assert_int_equal(ntf_stats(n)->data, 2);
 }
 
+/* ---- several notifiers ---- */
+
+/* A heartbeat of this version from edge-a/0: it reaches us on `to`, and
+ * sends device events to the notifiers of `ring`. */
+static void heartbeat(struct ntf *n, const char *ring, uint64_t now)
+{
+    struct envelope hb = ev(ENV_HEARTBEAT, "", 0, 0, 0);
+    hb.to = S("tcp://10.1.1.1:7011");
+    hb.ring = S(ring);
+    batch(n, "edge-a", 11, &hb, now);
+}
+
+/* Devices d0.. : which of them ntf-test owns on the ring "ntf-test,ntf-x". */
+static bool mine(const char *dev)
+{
+    uint64_t m[2] = {ring_key("ntf-test", 8), ring_key("ntf-x", 5)};
+    return ring_pick(ring_key(dev, strlen(dev)), m, 2) == 0;
+}
+
+static void mine_and_not(char *a, char *b)
+{
+    a[0] = b[0] = 0;
+    for (int i = 0; !a[0] || !b[0]; i++) {
+        char d[16];
+        snprintf(d, sizeof d, "d%d", i);
+        strcpy(mine(d) ? a : b, d);
+    }
+}
+
+/* What another notifier's marker says: taken by ntf-x, routed to edge-a/0. */
+static void marker_from_x(struct ntf *n, const char *dev, const char *id, uint64_t deadline, uint64_t now)
+{
+    char t[128], p[256];
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/%s", dev, id);
+    snprintf(p, sizeof p,
+             "{\"by\":\"ntf-x\",\"edge\":\"edge-a\",\"reply\":\"edge-a/0\",\"inc\":11,\"deadline\":%llu}",
+             (unsigned long long)deadline);
+    assert_true(ntf_mqtt(n, t, strlen(t), p, strlen(p), 5, now));
+}
+
+static void test_heartbeat_answered(void **state)
+{
+    struct ntf *n = *state;
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    assert_int_equal(nsent, 1);
+    assert_int_equal(sents[0].kind, ENV_NOTIFIER_HB);
+    assert_string_equal(sents[0].reply, "edge-a/0");
+    assert_true(sents[0].inc == 11);
+    assert_string_equal(sents[0].to, "tcp://10.1.1.1:7011");
+    /* an edge of the version before (no `to`) gets no answer */
+    struct envelope old = ev(ENV_HEARTBEAT, "", 0, 0, 0);
+    batch(n, "edge-b", 22, &old, 1);
+    assert_int_equal(nsent, 1);
+    assert_int_equal(ntf_stats(n)->heartbeats_answered, 1);
+}
+
+static void test_taker_routes_after_marker(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    char t[128];
+    const char *c1 = "{\"id\":\"c1\",\"body\":7}";
+    strcpy(t, "devices/d/cmd");
+    /* not acknowledged to the broker yet, not routed before the marker is in */
+    assert_false(ntf_mqtt(n, t, strlen(t), c1, strlen(c1), 77, 10));
+    const struct pub *m = last_on("devices/_sluice/pending/d/c1");
+    assert_non_null(m);
+    assert_true(m->retained);
+    assert_non_null(strstr(m->payload, "\"by\":\"ntf-test\""));
+    assert_non_null(strstr(m->payload, "\"reply\":\"edge-a/0\""));
+    assert_non_null(strstr(m->payload, "\"deadline\":2234"));
+    assert_int_equal(nsent, 0);
+    assert_int_equal(nacks, 0);
+    ack_markers(11);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "c1");
+    assert_int_equal(nacks, 1);
+    /* its echo from the broker changes nothing */
+    marker_from_x(n, "d", "c1", 2234, 12);
+    assert_int_equal(ntf_pending(n), 1);
+    /* the answer: the marker is cleared before the one result */
+    struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+    r.id = S("c1");
+    r.ok = r.has_ok = true;
+    batch(n, "edge-a", 11, &r, 20);
+    const struct pub *clear = last_on("devices/_sluice/pending/d/c1");
+    assert_true(clear->retained && clear->payload[0] == '\0');
+    assert_true(clear < last_on("devices/d/cmd/c1/result"));
+    assert_int_equal(count_topic("devices/d/cmd/c1/result"), 1);
+
+    /* a marker the broker never acknowledged: the command is not routed */
+    const char *c2 = "{\"id\":\"c2\",\"body\":7}";
+    assert_false(ntf_mqtt(n, t, strlen(t), c2, strlen(c2), 78, 30));
+    ntf_marker_done(n, markers[0], false, 31);
+    nmarkers = 0;
+    assert_int_equal(nsent, 1);
+    assert_int_equal(nacks, 2);
+    assert_int_equal(ntf_stats(n)->cmds_lost, 1);
+    assert_int_equal(ntf_pending(n), 0);
+    ntf_tick(n, 5000);
+    assert_int_equal(count_topic("devices/d/cmd/c2/result"), 0);
+}
+
+static void test_decider_by_ring(void **state)
+{
+    struct ntf *n = *state;
+    char a[16], b[16];
+    mine_and_not(a, b);
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    for (int i = 0; i < 2; i++) {
+        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
+        batch(n, "edge-a", 11, &c, 0);
+    }
+    /* commands taken by ntf-x: we hold their markers, and decide those of our device */
+    marker_from_x(n, a, "m1", wall + 1000, 0);
+    marker_from_x(n, b, "m2", wall + 1000, 0);
+    assert_int_equal(ntf_pending(n), 2);
+    ntf_tick(n, 999);
+    assert_int_equal(ntf_pending(n), 2);
+    ntf_tick(n, 1000);
+    char ra[64], rb[64];
+    snprintf(ra, sizeof ra, "devices/%s/cmd/m1/result", a);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m2/result", b);
+    assert_int_equal(count_topic(ra), 1);
+    assert_string_equal(last_on(ra)->payload, "{\"ok\":false,\"error\":\"timeout\"}");
+    assert_int_equal(count_topic(rb), 0); /* ntf-x's to decide */
+    assert_int_equal(ntf_pending(n), 1);
+    /* ntf-x clears it (its result is out): gone here too */
+    char t[128];
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/m2", b);
+    ntf_mqtt(n, t, strlen(t), "", 0, 0, 1100);
+    assert_int_equal(ntf_pending(n), 0);
+
+    /* ntf-x dies before its deadline: nobody else may answer it, so after a
+     * grace the marker is cleared without a result */
+    marker_from_x(n, b, "m3", wall + 1000, 2000);
+    wall += 1000;
+    ntf_tick(n, 3000);
+    assert_int_equal(ntf_pending(n), 1);
+    wall += 5000;
+    ntf_tick(n, 8000);
+    assert_int_equal(ntf_pending(n), 0);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m3/result", b);
+    assert_int_equal(count_topic(rb), 0);
+    assert_int_equal(ntf_stats(n)->markers_expired, 1);
+    /* ... unless the ring now gives the device to us: then we answer it */
+    marker_from_x(n, b, "m4", wall + 1000, 9000);
+    heartbeat(n, "ntf-test", 9001);
+    ntf_tick(n, 10000);
+    snprintf(rb, sizeof rb, "devices/%s/cmd/m4/result", b);
+    assert_int_equal(count_topic(rb), 1);
+    /* a marker read back already past its deadline is cleared at once */
+    marker_from_x(n, b, "m5", wall - 1, 10001);
+    snprintf(t, sizeof t, "devices/_sluice/pending/%s/m5", b);
+    assert_int_equal(last_on(t)->payload[0], '\0');
+    assert_int_equal(ntf_pending(n), 0);
+}
+
+static void test_answer_before_marker(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    /* ntf-x routed it; the device answered before its marker reached us */
+    struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+    r.id = S("x1");
+    r.ok = r.has_ok = true;
+    static const uint8_t body[] = {0x2a};
+    r.body = (struct sl_slice){body, 1};
+    r.has_body = true;
+    batch(n, "edge-a", 11, &r, 10);
+    assert_int_equal(count_topic("devices/d/cmd/x1/result"), 0);
+    assert_int_equal(ntf_stats(n)->res_held, 1);
+    marker_from_x(n, "d", "x1", wall + 1000, 20);
+    assert_int_equal(count_topic("devices/d/cmd/x1/result"), 1);
+    assert_string_equal(last_on("devices/d/cmd/x1/result")->payload, "{\"ok\":true,\"body\":42}");
+    assert_int_equal(ntf_pending(n), 0);
+    /* one that no marker follows is dropped after the wait, counted */
+    r.id = S("x2");
+    batch(n, "edge-a", 11, &r, 30);
+    ntf_tick(n, 30 + 1999);
+    assert_int_equal(ntf_stats(n)->res_unknown, 0);
+    ntf_tick(n, 30 + 2000);
+    assert_int_equal(ntf_stats(n)->res_unknown, 1);
+    assert_int_equal(count_topic("devices/d/cmd/x2/result"), 0);
+}
+
+static void test_event_receiver_ends_commands(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    marker_from_x(n, "d", "y1", wall + 1000, 0);
+    /* the disconnect came to us: we end the commands of that connection,
+     * whoever took them */
+    struct envelope dis = ev(ENV_DISCONNECT, "d", 100, 3, 7);
+    batch(n, "edge-a", 11, &dis, 5);
+    assert_string_equal(last_on("devices/d/cmd/y1/result")->payload,
+                        "{\"ok\":false,\"error\":\"disconnected\"}");
+    /* a status read back (another notifier's) ends nothing: that one ends them */
+    const char *t = "devices/d/status";
+    const char *on = "{\"online\":true,\"edge\":\"edge-a\",\"at\":1,\"epoch\":300,\"reply\":\"edge-a/0\","
+                     "\"inc\":11,\"slot\":4,\"gen\":2}";
+    ntf_mqtt(n, t, strlen(t), on, strlen(on), 0, 10);
+    marker_from_x(n, "d", "y2", wall + 1000, 11);
+    const char *off = "{\"online\":false,\"edge\":\"edge-a\",\"at\":1,\"epoch\":300}";
+    int before = npub;
+    ntf_mqtt(n, t, strlen(t), off, strlen(off), 0, 12);
+    assert_int_equal(npub, before);
+    assert_int_equal(ntf_pending(n), 1);
+}
+
+static void test_resync_after_switch(void **state)
+{
+    struct ntf *n = *state;
+    char a[16], b[16];
+    mine_and_not(a, b);
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    for (int i = 0; i < 2; i++) {
+        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
+        batch(n, "edge-a", 11, &c, 0);
+    }
+    char sa[64], sb[64];
+    snprintf(sa, sizeof sa, "devices/%s/status", a);
+    snprintf(sb, sizeof sb, "devices/%s/status", b);
+    int ca = count_topic(sa), cb = count_topic(sb);
+    ntf_mqtt_up(n, false); /* the same broker again: nothing */
+    ntf_tick(n, 10);
+    assert_int_equal(count_topic(sa), ca);
+    ntf_mqtt_up(n, true);
+    ntf_tick(n, 20);
+    assert_int_equal(count_topic(sa), ca + 1); /* ours, republished */
+    assert_int_equal(count_topic(sb), cb);     /* ntf-x republishes its own */
+    assert_non_null(strstr(last_on(sa)->payload, "\"online\":true"));
+    assert_int_equal(ntf_stats(n)->resync_published, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undeliverable_and_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_kicks_old, setup, teardown),
@@ -536,6 +884,12 @@ int main(void)
         cmocka_unit_test(test_status_from_future),
         cmocka_unit_test_setup_teardown(test_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_taker_routes_after_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decider_by_ring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_before_marker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_receiver_ends_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_after_switch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

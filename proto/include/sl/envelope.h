@@ -7,7 +7,7 @@
  * shape (struct envelope), whatever its kind and direction:
  *
  *   header: [v, edge_id, incarnation, reply]
- *   entry:  [kind, slot, gen, dev, epoch, seq, ts, at_ns, peer, reason, id, ok, body]
+ *   entry:  [kind, slot, gen, dev, epoch, seq, ts, at_ns, peer, reason, id, ok, body, to, ring]
  *
  * Trailing nil fields of an entry are left out by the writer, so an ack is
  * [kind, slot, gen, dev, epoch, seq]. Readers ignore elements past the ones
@@ -38,6 +38,9 @@ enum envelope_kind {
     ENV_ACK = 7,  /* persister: (slot, gen, dev, seq) is committed */
     ENV_CMD = 8,  /* notifier: deliver cmd id with body to dev */
     ENV_KICK = 9, /* notifier: close exactly (slot, gen, dev) with err "replaced" */
+    /* notifier -> edge worker: "I am alive", answering a heartbeat that
+     * carried `to`: at_ns, to (echoed); the header's edge names the notifier */
+    ENV_NOTIFIER_HB = 10,
 };
 
 /* Batch header. In edge -> service batches, reply is the ZeroMQ identity of
@@ -71,6 +74,12 @@ struct envelope {
     bool has_ok;
     struct sl_slice body; /* data/res/cmd: raw msgpack bytes, untouched */
     bool has_body;
+    /* Appended in the same version (readers that predate them skip them):
+     * to: heartbeat, the notifier endpoint it was sent to, echoed back in
+     * ENV_NOTIFIER_HB; ring: heartbeat, the ids of the notifiers the worker
+     * sends device events to, comma-separated. Empty = absent (nil). */
+    struct sl_slice to;
+    struct sl_slice ring;
 };
 
 /* Fields are the writer's: read them through the functions below, never
@@ -146,9 +155,11 @@ enum sl_err envelope_reader_next(struct envelope_reader *r, struct envelope *e);
 
 /* What a reader may trust of a batch it was sent (another process, maybe
  * an old or a broken one: the services distrust the wire). */
-#define ENVELOPE_NAME_MAX   255 /* edge id, reply identity */
-#define ENVELOPE_PEER_MAX   64  /* "ip:port" */
-#define ENVELOPE_REASON_MAX 64  /* close reason, undeliverable why */
+#define ENVELOPE_NAME_MAX   255  /* edge id, reply identity */
+#define ENVELOPE_PEER_MAX   64   /* "ip:port" */
+#define ENVELOPE_REASON_MAX 64   /* close reason, undeliverable why */
+#define ENVELOPE_TO_MAX     320  /* heartbeat: the notifier endpoint it went to */
+#define ENVELOPE_RING_MAX   2080 /* heartbeat: up to 32 notifier ids and their commas */
 
 /* SL_OK if the header's strings are printable ASCII within their bounds
  * (no NUL: they become hash keys, log fields and ZeroMQ identities), else
@@ -156,9 +167,9 @@ enum sl_err envelope_reader_next(struct envelope_reader *r, struct envelope *e);
 enum sl_err envelope_hdr_check(const struct envelope_hdr *h, const char **why);
 
 /* One entry as read, against the contract of its kind: dev (every kind
- * but heartbeat) and id (res, cmd, undeliverable) in the device-id
- * alphabet [A-Za-z0-9._:-]{1,64}, data seq 1..2^63-1 with a body, peer and
- * reason printable and bounded. SL_OK; SL_INVAL (count it and skip it:
+ * but the heartbeats, where it is empty) and id (res, cmd, undeliverable)
+ * in the device-id alphabet [A-Za-z0-9._:-]{1,64}, data seq 1..2^63-1 with
+ * a body, peer, reason, to and ring printable and bounded. SL_OK; SL_INVAL (count it and skip it:
  * *why names the field); SL_AGAIN for a kind this build does not know
  * (skip it silently: a later version may add kinds). Pure, no allocation. */
 enum sl_err envelope_check(const struct envelope *e, const char **why);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""edge_25_wireshark: the Wireshark dissector (deploy/wireshark/sluice.lua) reads the device protocol in a live
+"""edge_26_wireshark: the Wireshark dissector (deploy/wireshark/sluice.lua) reads the device protocol in a live
 capture of a test run (dumpcap on loopback) and in the same traffic exported from a recording by
 `sluice-replay --pcap`: every message in order (hello/welcome/data/ack/ping/pong/cmd/res/err), a frame split across
 two reads reassembled once, two frames in one read both shown, the token masked (never in clear in the decoded
@@ -18,7 +18,7 @@ import wire
 from edgetest import Edge, cmd, main, replay_bin, token
 from wire import CONNECT, DATA, DISCONNECT, RES
 
-PORT = 21500  # edge_NN: 21000 + 20 * NN (edge.cmake)
+PORT = 21520  # edge_NN: 21000 + 20 * NN (edge.cmake)
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "wireshark", "sluice.lua")
 FIELDS = ["tcp.stream", "sluice.type", "sluice.dev", "sluice.tok", "sluice.seq", "sluice.code", "sluice.id"]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""notifier_13_payload_limit: the brokers' message_size_limit (issue 11 item 5; docs/protocol.md section 5).
+"""notifier_17_payload_limit: the brokers' message_size_limit (issue 11 item 5; docs/protocol.md section 5).
 Every shipped Mosquitto config, and the test brokers (mqtttest.MESSAGE_SIZE_LIMIT), cap a publish's payload
 at the notifier's largest (NTF_PAYLOAD_MAX, 1 MiB). Against such a broker, with an MQTT 3.1.1 operator:
  - a command under the limit is routed to the edge holding the device;
@@ -18,7 +18,7 @@ import msgpack
 from mqtttest import MESSAGE_SIZE_LIMIT as LIMIT
 from ntftest import CMD, CONNECT, RES, Env, check, entry, publish, wait_for
 
-BROKER, NTF = 23261, 23262  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
+BROKER, NTF = 23341, 23342  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 DEV = "big-1"
 
 

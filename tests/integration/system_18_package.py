@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""system_15_package: what `cmake --install` ships works as deploy/README.md and client/README.md say.
+"""system_18_package: what `cmake --install` ships works as deploy/README.md and client/README.md say.
 
 Installs this build into a DESTDIR (prefix /usr) and checks the set: every program (each answers --version
 with this build's version), the device library shared (soname libsluice-client.so.0, only the public API
@@ -18,7 +18,7 @@ import subprocess
 import proc
 from slstack import Stack, check, log, main, token, wait_for
 
-PORT = 24750  # system_NN: 24000 + 50 * NN (system.cmake)
+PORT = 24900  # system_NN: 24000 + 50 * NN (system.cmake)
 PROGRAMS = ("sluice-edge", "sluice-persister", "sluice-notifier", "sluice-devsim", "sluice-replay",
             "sluice-token", "sluice-keys")
 DEV = "pump-0001"  # the example's device id
