@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devsum.h"
 #include "migrations.h"
 #include "sl/log.h"
 
@@ -50,6 +51,8 @@ struct db {
     char sqlstate[6];
     char *copybuf;
     size_t copycap;
+    char *devbuf; /* db_devices' statement text (grown, never shrunk) */
+    size_t devcap;
 };
 
 struct db *db_new(const char *conninfo)
@@ -76,6 +79,7 @@ void db_destroy(struct db **dp)
     db_disconnect(d);
     free(d->conninfo);
     free(d->copybuf);
+    free(d->devbuf);
     free(d);
     *dp = NULL;
 }
@@ -741,6 +745,40 @@ enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx,
     if (rc == DB_OK)
         rc = sessions_kind(d, b, idx, n, false, "dis", SC_N);
     return sp_end(d, true, rc);
+}
+
+/* ---- the devices table -------------------------------------------------- */
+
+enum db_rc db_devices(struct db *d, const struct devsum *s)
+{
+    if (s->used == 0)
+        return DB_OK;
+    if (!d->conn)
+        return DB_TRANSIENT;
+    size_t need = devsum_sql_bound(s) + 1u;
+    if (need > d->devcap) {
+        char *nb = realloc(d->devbuf, need);
+        if (!nb) {
+            copy_msg(d, "out of memory");
+            d->sqlstate[0] = '\0';
+            return DB_TRANSIENT;
+        }
+        d->devbuf = nb;
+        d->devcap = need;
+    }
+    if (devsum_sql(s, d->devbuf, d->devcap) == 0)
+        return DB_OK;
+    /* A failing statement ends the string and leaves the transaction
+     * aborted: roll it back so the connection stays usable. */
+    PGresult *res = PQexec(d->conn, d->devbuf);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        enum db_rc rc = failed(d, res);
+        if (PQstatus(d->conn) == CONNECTION_OK && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(d->conn, "ROLLBACK"));
+        return rc;
+    }
+    PQclear(res);
+    return DB_OK;
 }
 
 enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)
