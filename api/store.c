@@ -1,0 +1,332 @@
+/* store.c - the API's libpq pool and statements (store.h).
+ *
+ * Why PostgreSQL writes the JSON: the rows are already there, json_agg and
+ * to_json quote, escape and format timestamps (ISO 8601, UTC: every
+ * connection sets TimeZone=UTC) exactly once, and the reply is one text
+ * value. Why prepared statements: each endpoint is one statement, parsed
+ * once per connection.
+ *
+ * Online state, edge and connected-since are the device's newest session
+ * (device_sessions, by epoch: fenced as the persister stores it); the rest
+ * is the devices row (persister/migrations/004). Keyset pages by device_id
+ * (COLLATE "C": bytewise, so "> after" and a prefix range are exact).
+ *
+ * Deliberately not here: what a status code is (server.c), parameters'
+ * syntax (route.c). Logs only connection changes and unexpected errors. */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sl/log.h"
+
+/* A device's newest session s, joined LATERAL to devices d. */
+#define NEWEST_SESSION                                                                                       \
+    " LEFT JOIN LATERAL (SELECT x.edge_id, x.connected_at, x.disconnected_at FROM device_sessions x"         \
+    " WHERE x.device_id = d.device_id ORDER BY x.epoch DESC LIMIT 1) s ON true"
+#define ONLINE "coalesce(s.connected_at IS NOT NULL AND s.disconnected_at IS NULL, false)"
+#define DEVICE_JSON                                                                                          \
+    "'id', d.device_id, 'online', " ONLINE ", 'edge', s.edge_id, 'connected_since', CASE WHEN " ONLINE       \
+    " THEN s.connected_at END, 'first_seen', d.first_seen, 'last_seen', d.last_seen, 'last_seq', d.last_seq"
+/* A microsecond count as timestamptz, exactly. */
+#define TS(p) "('epoch'::timestamptz + " p "::int8 * interval '1 microsecond')"
+
+static const char *const stmts[][2] = {
+    /* $1 after, $2 prefix, $3 online, $4 limit */
+    {"devices", "WITH p AS (SELECT d.device_id, json_build_object(" DEVICE_JSON ") AS j FROM devices d" NEWEST_SESSION
+                " WHERE ($1::text IS NULL OR d.device_id > $1)"
+                " AND ($2::text IS NULL OR (d.device_id >= $2 AND d.device_id < $2 || '~'))"
+                " AND ($3::bool IS NULL OR " ONLINE " = $3)"
+                " ORDER BY d.device_id LIMIT $4)"
+                " SELECT json_build_object('devices', coalesce(json_agg(j ORDER BY device_id), '[]'::json),"
+                " 'next', CASE WHEN count(*) = $4 THEN max(device_id) END)::text FROM p"},
+    /* $1 device */
+    {"device", "SELECT json_build_object(" DEVICE_JSON ", 'sessions', (SELECT coalesce(json_agg(json_build_object("
+               "'edge', z.edge_id, 'epoch', z.epoch, 'peer', z.peer, 'connected_at', z.connected_at,"
+               " 'disconnected_at', z.disconnected_at, 'reason', nullif(z.reason, '')) ORDER BY z.epoch DESC),"
+               " '[]'::json) FROM (SELECT * FROM device_sessions y WHERE y.device_id = $1"
+               " ORDER BY y.epoch DESC LIMIT 10) z))::text FROM devices d" NEWEST_SESSION
+               " WHERE d.device_id = $1"},
+    /* $1 device, $2 from us, $3 to us, $4 before seq, $5 limit */
+    {"telemetry", "WITH r AS (SELECT seq, device_ts, received_at, edge_id, body FROM telemetry"
+                  " WHERE device_id = $1 AND ($2::int8 IS NULL OR received_at >= " TS("$2") ")"
+                  " AND ($3::int8 IS NULL OR received_at < " TS("$3") ")"
+                  " AND ($4::int8 IS NULL OR seq < $4) ORDER BY seq DESC LIMIT $5)"
+                  " SELECT CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = $1)"
+                  " OR EXISTS (SELECT 1 FROM r) THEN json_build_object('device', $1::text,"
+                  " 'rows', coalesce((SELECT json_agg(json_build_object('seq', seq, 'ts', device_ts,"
+                  " 'received_at', received_at, 'edge', edge_id, 'body', body) ORDER BY seq DESC) FROM r),"
+                  " '[]'::json), 'next_before', (SELECT CASE WHEN count(*) = $5 THEN min(seq) END FROM r))::text"
+                  " END"},
+    /* $1 device. One statement: all or nothing. */
+    {"delete_data", "WITH t AS (DELETE FROM telemetry WHERE device_id = $1 RETURNING 1),"
+                    " k AS (DELETE FROM telemetry_keys WHERE device_id = $1 RETURNING 1),"
+                    " rj AS (DELETE FROM telemetry_rejected WHERE device_id = $1 RETURNING 1),"
+                    " c AS (DELETE FROM telemetry_conflicts WHERE device_id = $1 RETURNING 1),"
+                    " s AS (DELETE FROM device_sessions WHERE device_id = $1 RETURNING 1),"
+                    " d AS (DELETE FROM devices WHERE device_id = $1 RETURNING 1)"
+                    " SELECT CASE WHEN EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM k)"
+                    " OR EXISTS (SELECT 1 FROM s) OR EXISTS (SELECT 1 FROM rj)"
+                    " THEN json_build_object('device', $1::text, 'deleted', json_build_object("
+                    "'telemetry', (SELECT count(*) FROM t), 'rejected', (SELECT count(*) FROM rj),"
+                    " 'conflicts', (SELECT count(*) FROM c), 'sessions', (SELECT count(*) FROM s)))::text END"},
+};
+#define NSTMTS (sizeof stmts / sizeof stmts[0])
+
+struct store {
+    char *conninfo;
+    unsigned n, wait_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    PGconn **conns; /* NULL: not connected */
+    bool *busy;
+    unsigned connect_fails;
+};
+
+struct store *store_new(const char *conninfo, unsigned conns, unsigned wait_ms)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->n = conns ? conns : 1;
+    s->wait_ms = wait_ms;
+    s->conninfo = strdup(conninfo ? conninfo : "");
+    s->conns = calloc(s->n, sizeof *s->conns);
+    s->busy = calloc(s->n, sizeof *s->busy);
+    if (!s->conninfo || !s->conns || !s->busy) {
+        free(s->conninfo);
+        free(s->conns);
+        free(s->busy);
+        free(s);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return s;
+}
+
+void store_destroy(struct store **sp)
+{
+    struct store *s = *sp;
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->conns[i])
+            PQfinish(s->conns[i]);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->conninfo);
+    free(s->conns);
+    free(s->busy);
+    free(s);
+    *sp = NULL;
+}
+
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* A new connection with every statement prepared, or NULL (logged: the
+ * first failure, then one in 10). */
+static PGconn *connect_one(struct store *s)
+{
+    const char *keys[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
+    const char *vals[] = {"3", "sluice-api", "-c TimeZone=UTC", s->conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    const char *err = NULL;
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        err = c ? PQerrorMessage(c) : "out of memory";
+    } else {
+        PQsetNoticeProcessor(c, ignore_notice, NULL);
+        for (size_t k = 0; k < NSTMTS && !err; k++) {
+            PGresult *r = PQprepare(c, stmts[k][0], stmts[k][1], 0, NULL);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                err = PQresultErrorMessage(r); /* e.g. the persister has not migrated yet */
+            if (err) {
+                char q[600];
+                log_warn("event=db_prepare_failed stmt=%s err=%s", stmts[k][0], log_q(q, sizeof q, err, strlen(err)));
+            }
+            PQclear(r);
+        }
+        if (err)
+            err = "prepare failed";
+    }
+    if (err) {
+        pthread_mutex_lock(&s->mu);
+        unsigned fails = s->connect_fails++;
+        pthread_mutex_unlock(&s->mu);
+        if (fails % 10u == 0) {
+            char q[600];
+            log_warn("event=db_connect_failed failures=%u err=%s", fails + 1u, log_q(q, sizeof q, err, strlen(err)));
+        }
+        if (c)
+            PQfinish(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->connect_fails)
+        log_info("event=db_connected after_failures=%u", s->connect_fails);
+    s->connect_fails = 0;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+/* Take a free slot (waiting up to wait_ms); connect it if needed. -1: none. */
+static int acquire(struct store *s, PGconn **out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += s->wait_ms / 1000u;
+    until.tv_nsec += (long)(s->wait_ms % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    int slot = -1;
+    for (;;) {
+        /* A connected free slot first, then any free one. */
+        for (unsigned i = 0; i < s->n && slot < 0; i++)
+            if (!s->busy[i] && s->conns[i])
+                slot = (int)i;
+        for (unsigned i = 0; i < s->n && slot < 0; i++)
+            if (!s->busy[i])
+                slot = (int)i;
+        if (slot >= 0 || pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    if (slot >= 0)
+        s->busy[slot] = true;
+    PGconn *c = slot >= 0 ? s->conns[slot] : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (slot < 0)
+        return -1;
+    if (c && PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        c = NULL;
+    }
+    if (!c)
+        c = connect_one(s); /* outside the lock: it blocks */
+    pthread_mutex_lock(&s->mu);
+    s->conns[slot] = c;
+    if (!c) {
+        s->busy[slot] = false;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!c)
+        return -1;
+    *out = c;
+    return slot;
+}
+
+static void release(struct store *s, int slot)
+{
+    pthread_mutex_lock(&s->mu);
+    s->busy[slot] = false;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Run prepared statement `name` that returns one text value or none.
+ * NULL value (or no row): STORE_NOT_FOUND. */
+static enum store_rc run(struct store *s, const char *name, int n, const char *const *v, char **json, size_t *len)
+{
+    *json = NULL;
+    *len = 0;
+    PGconn *c;
+    int slot = acquire(s, &c);
+    if (slot < 0)
+        return STORE_UNAVAILABLE;
+    PGresult *r = PQexecPrepared(c, name, n, v, NULL, NULL, 0);
+    enum store_rc rc = STORE_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQstatus(c) != CONNECTION_OK || !st || !strncmp(st, "08", 2) || !strncmp(st, "57", 2)) {
+            rc = STORE_UNAVAILABLE; /* the slot reconnects on next use */
+        } else if (!strncmp(st, "22", 2)) {
+            rc = STORE_BAD;
+        } else {
+            const char *e = PQresultErrorMessage(r);
+            char q[600];
+            log_warn("event=db_error stmt=%s sqlstate=%s err=%s", name, st, log_q(q, sizeof q, e, strlen(e)));
+            rc = STORE_ERROR;
+        }
+    } else if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+        rc = STORE_NOT_FOUND;
+    } else {
+        size_t l = (size_t)PQgetlength(r, 0, 0);
+        char *out = malloc(l + 1);
+        if (!out) {
+            rc = STORE_ERROR;
+        } else {
+            memcpy(out, PQgetvalue(r, 0, 0), l);
+            out[l] = '\0';
+            *json = out;
+            *len = l;
+        }
+    }
+    PQclear(r);
+    release(s, slot);
+    return rc;
+}
+
+enum store_rc store_devices(struct store *s, const struct route_query *q, char **json, size_t *len)
+{
+    char limit[24];
+    snprintf(limit, sizeof limit, "%" PRId64, q->limit);
+    const char *v[4] = {q->after[0] ? q->after : NULL, q->prefix[0] ? q->prefix : NULL,
+                        q->online < 0 ? NULL : (q->online ? "true" : "false"), limit};
+    return run(s, "devices", 4, v, json, len);
+}
+
+enum store_rc store_device(struct store *s, const char *dev, char **json, size_t *len)
+{
+    const char *v[1] = {dev};
+    return run(s, "device", 1, v, json, len);
+}
+
+enum store_rc store_telemetry(struct store *s, const char *dev, const struct route_query *q, char **json,
+                              size_t *len)
+{
+    char from[24], to[24], before[24], limit[24];
+    snprintf(from, sizeof from, "%" PRId64, q->from_us);
+    snprintf(to, sizeof to, "%" PRId64, q->to_us);
+    snprintf(before, sizeof before, "%" PRId64, q->before);
+    snprintf(limit, sizeof limit, "%" PRId64, q->limit);
+    const char *v[5] = {dev, q->has_from ? from : NULL, q->has_to ? to : NULL, q->has_before ? before : NULL,
+                        limit};
+    return run(s, "telemetry", 5, v, json, len);
+}
+
+enum store_rc store_delete_data(struct store *s, const char *dev, char **json, size_t *len)
+{
+    const char *v[1] = {dev};
+    return run(s, "delete_data", 1, v, json, len);
+}
+
+bool store_ping(struct store *s)
+{
+    PGconn *c;
+    int slot = acquire(s, &c);
+    if (slot < 0)
+        return false;
+    PGresult *r = PQexec(c, "SELECT 1");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    release(s, slot);
+    return ok;
+}
