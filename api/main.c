@@ -67,8 +67,8 @@ static void export(struct exported *x, const struct server_stats *src)
                               src->seconds.bounds, src->seconds.nb);
     char lab[128];
     snprintf(lab, sizeof lab, "version=\"%s\",commit=\"%s\"", sl_version, sl_commit);
-    metric_set(metrics_gauge("sluice_build_info", "The version and commit this program was built from (always 1)",
-                             lab),
+    metric_set(metrics_gauge("sluice_build_info",
+                             "The version and commit this program was built from (always 1)", lab),
                1);
     metrics_set_collect(collect, x);
 }
@@ -101,7 +101,8 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *db = NULL, *tokens = NULL, *metrics = NULL, *level = NULL;
     const char *tls_cert = NULL, *tls_key = NULL;
-    int64_t threads = 0, max_conns = 0, per_ip = 0, max_body = 0, timeout_s = 0, db_wait_ms = 0;
+    int64_t threads = 0, max_conns = 0, per_ip = 0, max_body = 0, timeout_s = 0, db_wait_ms = 0,
+            max_queued = 0;
     double rate = 0, burst = 0;
     const struct cfg_opt opts[] = {
         {"listen", CFG_STR, &listen, "0.0.0.0:8080", "HOST:PORT of the HTTP API", 0, 0},
@@ -114,6 +115,9 @@ int main(int argc, char **argv)
         {"max-conns", CFG_INT, &max_conns, "256", "HTTP connections at once, all clients", 1, 100000},
         {"max-conns-per-ip", CFG_INT, &per_ip, "32", "HTTP connections at once from one address", 1, 100000},
         {"max-body", CFG_INT, &max_body, "65536", "request body bytes at most (413 beyond)", 64, 16777216},
+        {"max-queued", CFG_INT, &max_queued, "100",
+         "pending (queued or delivered) commands per device at most; beyond, a submission is refused (409)",
+         1, 1000000},
         {"idle-timeout", CFG_INT, &timeout_s, "30", "seconds before an idle connection is closed", 1, 3600},
         {"rate", CFG_DOUBLE, &rate, "50", "requests per second per token (or per address without one)", 0, 0},
         {"burst", CFG_DOUBLE, &burst, "100", "requests a client may make at once above --rate", 0, 0},
@@ -155,7 +159,8 @@ int main(int argc, char **argv)
         return 2;
     }
     char *cert = NULL, *key = NULL;
-    if (*tls_cert && (!(cert = read_pem(tls_cert, "tls_cert", false)) || !(key = read_pem(tls_key, "tls_key", true)))) {
+    if (*tls_cert &&
+        (!(cert = read_pem(tls_cert, "tls_cert", false)) || !(key = read_pem(tls_key, "tls_key", true)))) {
         free(cert);
         auth_destroy(&auth);
         return 2;
@@ -183,6 +188,7 @@ int main(int argc, char **argv)
                                       .per_ip = (unsigned)per_ip,
                                       .timeout_s = (unsigned)timeout_s,
                                       .max_body = (size_t)max_body,
+                                      .max_queued = max_queued,
                                       .tls_cert = cert,
                                       .tls_key = key,
                                       .auth = auth,

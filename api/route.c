@@ -66,7 +66,8 @@ static enum route_rc found(const char *method, enum route_id id, struct route *r
     r->id = id;
     r->scope = defs[id].scope;
     /* HEAD is GET without the body (libmicrohttpd drops it). */
-    if (strcmp(method, defs[id].method) == 0 || (strcmp(method, "HEAD") == 0 && !strcmp(defs[id].method, "GET")))
+    if (strcmp(method, defs[id].method) == 0 ||
+        (strcmp(method, "HEAD") == 0 && !strcmp(defs[id].method, "GET")))
         return ROUTE_OK;
     return ROUTE_BAD_METHOD;
 }

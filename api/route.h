@@ -63,10 +63,10 @@ struct route_query {
     int64_t limit;              /* 1..ROUTE_LIMIT_MAX, default ROUTE_LIMIT_DEFAULT */
     char after[SL_DEV_MAX + 1]; /* devices: keyset cursor ("" = from the start) */
     char prefix[SL_DEV_MAX + 1];
-    int online;               /* devices: -1 any, 0 offline, 1 online */
-    bool has_from, has_to;    /* telemetry: received_at in [from, to) */
-    int64_t from_us, to_us;   /* microseconds since the epoch, UTC */
-    bool has_before;          /* telemetry: seq < before (the next page) */
+    int online;             /* devices: -1 any, 0 offline, 1 online */
+    bool has_from, has_to;  /* telemetry: received_at in [from, to) */
+    int64_t from_us, to_us; /* microseconds since the epoch, UTC */
+    bool has_before;        /* telemetry: seq < before (the next page) */
     int64_t before;
 };
 

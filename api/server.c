@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,8 +26,8 @@
 #include "sl/log.h"
 #include "sl/metrics.h"
 
-#define JSON_TYPE    "application/json"
-#define METRICS_BUF  (512u * 1024u)
+#define JSON_TYPE   "application/json"
+#define METRICS_BUF (512u * 1024u)
 
 struct server {
     struct server_cfg cfg;
@@ -37,8 +38,8 @@ struct server {
 struct req {
     uint64_t t0_us;
     struct route route;
-    bool routed;      /* checks done, waiting for the body */
-    bool too_big;     /* the body passed max_body: 413 at the end */
+    bool routed;  /* checks done, waiting for the body */
+    bool too_big; /* the body passed max_body: 413 at the end */
     char *body;
     size_t len, cap;
 };
@@ -100,20 +101,23 @@ static enum MHD_Result fail(struct server *s, struct MHD_Connection *c, struct r
                  hname, hval);
 }
 
-static enum MHD_Result store_reply(struct server *s, struct MHD_Connection *c, struct req *r, enum store_rc rc,
-                                   char *json, size_t len, unsigned ok_status, const char *what)
+static enum MHD_Result store_reply(struct server *s, struct MHD_Connection *c, struct req *r,
+                                   enum store_rc rc, char *json, size_t len, unsigned ok_status,
+                                   const char *what)
 {
     switch (rc) {
     case STORE_OK: return reply(s, c, r, ok_status, JSON_TYPE, json, len, true, NULL, NULL);
     case STORE_NOT_FOUND: return fail(s, c, r, MHD_HTTP_NOT_FOUND, "not_found", what, NULL, NULL);
-    case STORE_BAD: return fail(s, c, r, MHD_HTTP_BAD_REQUEST, "bad_request", "a value is out of range", NULL, NULL);
+    case STORE_BAD:
+        return fail(s, c, r, MHD_HTTP_BAD_REQUEST, "bad_request", "a value is out of range", NULL, NULL);
     case STORE_CONFLICT: return fail(s, c, r, MHD_HTTP_CONFLICT, "conflict", what, NULL, NULL);
     case STORE_UNAVAILABLE:
         return fail(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "the database is not reachable now",
                     "Retry-After", "1");
     case STORE_ERROR: break;
     }
-    return fail(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "the request failed (logged)", NULL, NULL);
+    return fail(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "the request failed (logged)", NULL,
+                NULL);
 }
 
 static const char *get_arg(void *ud, const char *key)
@@ -145,8 +149,8 @@ static enum MHD_Result open_route(struct server *s, struct MHD_Connection *c, st
         bool up = store_ping(s->cfg.store);
         metrics_set_ready(up);
         return up ? reply(s, c, r, MHD_HTTP_OK, "text/plain", "ready\n", 6, false, NULL, NULL)
-                  : reply(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "not ready db=down\n", 18, false,
-                          NULL, NULL);
+                  : reply(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "not ready db=down\n", 18,
+                          false, NULL, NULL);
     }
     default: break;
     }
@@ -155,6 +159,38 @@ static enum MHD_Result open_route(struct server *s, struct MHD_Connection *c, st
         return MHD_NO;
     size_t n = metrics_render(buf, METRICS_BUF);
     return reply(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf, n, true, NULL, NULL);
+}
+
+static enum MHD_Result submit(struct server *s, struct MHD_Connection *c, struct req *r)
+{
+    uint8_t *mp = malloc(CMDREQ_BODY_MAX);
+    if (!mp)
+        return MHD_NO;
+    struct cmdreq cr;
+    const char *why = NULL;
+    enum MHD_Result ret;
+    if (cmdreq_parse(r->body ? r->body : "", r->len, mp, &cr, &why) != 0) {
+        ret = fail(s, c, r, MHD_HTTP_BAD_REQUEST, "bad_request", why, NULL, NULL);
+    } else {
+        /* 64 random bits: ids of several API instances never meet. */
+        uint64_t rnd = 0;
+        char id[24];
+        if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+            ret = fail(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "no randomness", NULL, NULL);
+        } else {
+            snprintf(id, sizeof id, "c-%016llx", (unsigned long long)rnd);
+            char *json = NULL;
+            size_t len = 0;
+            enum store_rc rc =
+                store_submit(s->cfg.store, r->route.arg, id, &cr, s->cfg.max_queued, &json, &len);
+            ret = store_reply(s, c, r, rc, json, len, MHD_HTTP_ACCEPTED,
+                              rc == STORE_CONFLICT ? "the device has --max-queued pending commands already"
+                                                   : "no such device");
+        }
+    }
+    cmdreq_fini(&cr);
+    free(mp);
+    return ret;
 }
 
 /* The request is checked and its body (if any) read: answer it. */
@@ -185,6 +221,10 @@ static enum MHD_Result handle(struct server *s, struct MHD_Connection *c, struct
     case ROUTE_DATA:
         rc = store_delete_data(s->cfg.store, rt->arg, &json, &len);
         return store_reply(s, c, r, rc, json, len, MHD_HTTP_OK, "no such device");
+    case ROUTE_COMMAND:
+        rc = store_command(s->cfg.store, rt->arg, &json, &len);
+        return store_reply(s, c, r, rc, json, len, MHD_HTTP_OK, "no such command");
+    case ROUTE_SUBMIT: return submit(s, c, r);
     default: break;
     }
     return fail(s, c, r, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", "not in this version", NULL, NULL);
@@ -199,16 +239,16 @@ static enum MHD_Result check(struct server *s, struct MHD_Connection *c, struct 
     if (rc == ROUTE_NOT_FOUND)
         return fail(s, c, r, MHD_HTTP_NOT_FOUND, "not_found", "no such path", NULL, NULL);
     if (rc == ROUTE_BAD_ID)
-        return fail(s, c, r, MHD_HTTP_BAD_REQUEST, "bad_request", "an id must match [A-Za-z0-9._:-]{1,64}", NULL,
-                    NULL);
+        return fail(s, c, r, MHD_HTTP_BAD_REQUEST, "bad_request", "an id must match [A-Za-z0-9._:-]{1,64}",
+                    NULL, NULL);
     if (rc == ROUTE_BAD_METHOD)
         return fail(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "not with this method",
                     MHD_HTTP_HEADER_ALLOW, route_method(r->route.id));
     if (r->route.scope != ROUTE_OPEN) {
         const char *name = NULL;
-        enum auth_rc a = auth_check(s->cfg.auth,
-                                    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-                                    r->route.scope == ROUTE_WRITE, &name);
+        enum auth_rc a = auth_check(
+            s->cfg.auth, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+            r->route.scope == ROUTE_WRITE, &name);
         char key[RATELIM_KEY_MAX + 1];
         if (name)
             snprintf(key, sizeof key, "tok:%s", name);
@@ -220,8 +260,8 @@ static enum MHD_Result check(struct server *s, struct MHD_Connection *c, struct 
             stat_inc(&s->cfg.stats->refused[SERVER_REFUSED_RATE]);
             char ra[24];
             snprintf(ra, sizeof ra, "%llu", (unsigned long long)((retry_ms + 999u) / 1000u));
-            return fail(s, c, r, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited", "too many requests: see Retry-After",
-                        "Retry-After", ra);
+            return fail(s, c, r, MHD_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                        "too many requests: see Retry-After", "Retry-After", ra);
         }
         if (a == AUTH_MISSING || a == AUTH_BAD) {
             stat_inc(&s->cfg.stats->refused[SERVER_REFUSED_AUTH]);
@@ -278,7 +318,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r->routed = false; /* answered now, whatever happens */
     if (r->too_big) {
         stat_inc(&s->cfg.stats->refused[SERVER_REFUSED_SIZE]);
-        return fail(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the request body is too large", NULL, NULL);
+        return fail(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "the request body is too large", NULL,
+                    NULL);
     }
     return handle(s, c, r);
 }
@@ -362,12 +403,12 @@ struct server *server_new(const struct server_cfg *cfg)
         {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->mhd = MHD_start_daemon(
-        flags, (uint16_t)atoi(port), NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 1u, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64u * 1024u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(flags, (uint16_t)atoi(port), NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                              ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 1u,
+                              MHD_OPTION_CONNECTION_LIMIT, cfg->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                              cfg->per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_s,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                              (size_t)64u * 1024u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     freeaddrinfo(res);
     if (!s->mhd) {
         log_error("event=listen_failed listen=%s tls=%s", cfg->listen, cfg->tls_cert ? "on" : "off");

@@ -35,17 +35,18 @@ struct server_stats {
 void server_stats_init(struct server_stats *s);
 
 struct server_cfg {
-    const char *listen;     /* "host:port" ("*:8080", "[::1]:8080") */
-    unsigned threads;       /* libmicrohttpd's thread pool */
-    unsigned max_conns;     /* connections at once, all clients */
-    unsigned per_ip;        /* connections at once from one address */
-    unsigned timeout_s;     /* an idle connection is closed after this */
-    size_t max_body;        /* request body bytes at most (413 beyond) */
-    const char *tls_cert;   /* PEM text, or NULL for plain HTTP */
-    const char *tls_key;    /* PEM text (with tls_cert) */
-    struct auth *auth;      /* borrowed, read-only */
-    struct ratelim *limit;  /* borrowed */
-    struct store *store;    /* borrowed */
+    const char *listen;    /* "host:port" ("*:8080", "[::1]:8080") */
+    unsigned threads;      /* libmicrohttpd's thread pool */
+    unsigned max_conns;    /* connections at once, all clients */
+    unsigned per_ip;       /* connections at once from one address */
+    unsigned timeout_s;    /* an idle connection is closed after this */
+    size_t max_body;       /* request body bytes at most (413 beyond) */
+    int64_t max_queued;    /* pending commands per device at most (409 beyond) */
+    const char *tls_cert;  /* PEM text, or NULL for plain HTTP */
+    const char *tls_key;   /* PEM text (with tls_cert) */
+    struct auth *auth;     /* borrowed, read-only */
+    struct ratelim *limit; /* borrowed */
+    struct store *store;   /* borrowed */
     struct server_stats *stats;
 };
 

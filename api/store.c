@@ -35,48 +35,79 @@
 #define DEVICE_JSON                                                                                          \
     "'id', d.device_id, 'online', " ONLINE ", 'edge', s.edge_id, 'connected_since', CASE WHEN " ONLINE       \
     " THEN s.connected_at END, 'first_seen', d.first_seen, 'last_seen', d.last_seen, 'last_seq', d.last_seq"
+/* A command as GET /v1/commands/{id} shows it (docs/api.yaml Command). */
+#define COMMAND_JSON                                                                                         \
+    "json_build_object('id', c.id, 'device', c.device_id, 'state', c.state, 'body', c.body, 'created_at',"   \
+    " c.created_at, 'expires_at', c.expires_at, 'attempts', c.attempts, 'result', c.result, 'history',"      \
+    " c.history)"
 /* A microsecond count as timestamptz, exactly. */
 #define TS(p) "('epoch'::timestamptz + " p "::int8 * interval '1 microsecond')"
 
 static const char *const stmts[][2] = {
     /* $1 after, $2 prefix, $3 online, $4 limit */
-    {"devices", "WITH p AS (SELECT d.device_id, json_build_object(" DEVICE_JSON ") AS j FROM devices d" NEWEST_SESSION
-                " WHERE ($1::text IS NULL OR d.device_id > $1)"
+    {"devices", "WITH p AS (SELECT d.device_id, json_build_object(" DEVICE_JSON
+                ") AS j FROM devices d" NEWEST_SESSION " WHERE ($1::text IS NULL OR d.device_id > $1)"
                 " AND ($2::text IS NULL OR (d.device_id >= $2 AND d.device_id < $2 || '~'))"
                 " AND ($3::bool IS NULL OR " ONLINE " = $3)"
                 " ORDER BY d.device_id LIMIT $4)"
                 " SELECT json_build_object('devices', coalesce(json_agg(j ORDER BY device_id), '[]'::json),"
                 " 'next', CASE WHEN count(*) = $4 THEN max(device_id) END)::text FROM p"},
     /* $1 device */
-    {"device", "SELECT json_build_object(" DEVICE_JSON ", 'sessions', (SELECT coalesce(json_agg(json_build_object("
-               "'edge', z.edge_id, 'epoch', z.epoch, 'peer', z.peer, 'connected_at', z.connected_at,"
-               " 'disconnected_at', z.disconnected_at, 'reason', nullif(z.reason, '')) ORDER BY z.epoch DESC),"
-               " '[]'::json) FROM (SELECT * FROM device_sessions y WHERE y.device_id = $1"
-               " ORDER BY y.epoch DESC LIMIT 10) z))::text FROM devices d" NEWEST_SESSION
-               " WHERE d.device_id = $1"},
+    {"device",
+     "SELECT json_build_object(" DEVICE_JSON ", 'sessions', (SELECT coalesce(json_agg(json_build_object("
+     "'edge', z.edge_id, 'epoch', z.epoch, 'peer', z.peer, 'connected_at', z.connected_at,"
+     " 'disconnected_at', z.disconnected_at, 'reason', nullif(z.reason, '')) ORDER BY z.epoch DESC),"
+     " '[]'::json) FROM (SELECT * FROM device_sessions y WHERE y.device_id = $1"
+     " ORDER BY y.epoch DESC LIMIT 10) z))::text FROM devices d" NEWEST_SESSION " WHERE d.device_id = $1"},
     /* $1 device, $2 from us, $3 to us, $4 before seq, $5 limit */
-    {"telemetry", "WITH r AS (SELECT seq, device_ts, received_at, edge_id, body FROM telemetry"
-                  " WHERE device_id = $1 AND ($2::int8 IS NULL OR received_at >= " TS("$2") ")"
-                  " AND ($3::int8 IS NULL OR received_at < " TS("$3") ")"
-                  " AND ($4::int8 IS NULL OR seq < $4) ORDER BY seq DESC LIMIT $5)"
-                  " SELECT CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = $1)"
-                  " OR EXISTS (SELECT 1 FROM r) THEN json_build_object('device', $1::text,"
-                  " 'rows', coalesce((SELECT json_agg(json_build_object('seq', seq, 'ts', device_ts,"
-                  " 'received_at', received_at, 'edge', edge_id, 'body', body) ORDER BY seq DESC) FROM r),"
-                  " '[]'::json), 'next_before', (SELECT CASE WHEN count(*) = $5 THEN min(seq) END FROM r))::text"
-                  " END"},
+    {"telemetry",
+     "WITH r AS (SELECT seq, device_ts, received_at, edge_id, body FROM telemetry"
+     " WHERE device_id = $1 AND ($2::int8 IS NULL OR received_at >= " TS(
+         "$2") ")"
+               " AND ($3::int8 IS NULL OR received_at < " TS(
+                   "$3") ")"
+                         " AND ($4::int8 IS NULL OR seq < $4) ORDER BY seq DESC LIMIT $5)"
+                         " SELECT CASE WHEN EXISTS (SELECT 1 FROM devices WHERE device_id = $1)"
+                         " OR EXISTS (SELECT 1 FROM r) THEN json_build_object('device', $1::text,"
+                         " 'rows', coalesce((SELECT json_agg(json_build_object('seq', seq, 'ts', device_ts,"
+                         " 'received_at', received_at, 'edge', edge_id, 'body', body) ORDER BY seq DESC) "
+                         "FROM r),"
+                         " '[]'::json), 'next_before', (SELECT CASE WHEN count(*) = $5 THEN min(seq) END "
+                         "FROM r))::text"
+                         " END"},
     /* $1 device. One statement: all or nothing. */
-    {"delete_data", "WITH t AS (DELETE FROM telemetry WHERE device_id = $1 RETURNING 1),"
-                    " k AS (DELETE FROM telemetry_keys WHERE device_id = $1 RETURNING 1),"
-                    " rj AS (DELETE FROM telemetry_rejected WHERE device_id = $1 RETURNING 1),"
-                    " c AS (DELETE FROM telemetry_conflicts WHERE device_id = $1 RETURNING 1),"
-                    " s AS (DELETE FROM device_sessions WHERE device_id = $1 RETURNING 1),"
-                    " d AS (DELETE FROM devices WHERE device_id = $1 RETURNING 1)"
-                    " SELECT CASE WHEN EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM k)"
-                    " OR EXISTS (SELECT 1 FROM s) OR EXISTS (SELECT 1 FROM rj)"
-                    " THEN json_build_object('device', $1::text, 'deleted', json_build_object("
-                    "'telemetry', (SELECT count(*) FROM t), 'rejected', (SELECT count(*) FROM rj),"
-                    " 'conflicts', (SELECT count(*) FROM c), 'sessions', (SELECT count(*) FROM s)))::text END"},
+    {"delete_data",
+     "WITH t AS (DELETE FROM telemetry WHERE device_id = $1 RETURNING 1),"
+     " k AS (DELETE FROM telemetry_keys WHERE device_id = $1 RETURNING 1),"
+     " rj AS (DELETE FROM telemetry_rejected WHERE device_id = $1 RETURNING 1),"
+     " c AS (DELETE FROM telemetry_conflicts WHERE device_id = $1 RETURNING 1),"
+     " s AS (DELETE FROM device_sessions WHERE device_id = $1 RETURNING 1),"
+     " d AS (DELETE FROM devices WHERE device_id = $1 RETURNING 1)"
+     " SELECT CASE WHEN EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM k)"
+     " OR EXISTS (SELECT 1 FROM s) OR EXISTS (SELECT 1 FROM rj)"
+     " THEN json_build_object('device', $1::text, 'deleted', json_build_object("
+     "'telemetry', (SELECT count(*) FROM t), 'rejected', (SELECT count(*) FROM rj),"
+     " 'conflicts', (SELECT count(*) FROM c), 'sessions', (SELECT count(*) FROM s)))::text END"},
+    /* $1 command id */
+    {"command", "SELECT " COMMAND_JSON "::text FROM commands c WHERE c.id = $1"},
+    /* Under the device's advisory lock (store_submit). $1 device, $2 id, $3
+     * body JSON, $4 body msgpack, $5 ttl_s, $6 queue, $7 max queued. A
+     * command that would be refused at once (queue false, device offline)
+     * is stored as rejected, whatever the cap; otherwise none when the
+     * device has max queued pending already (409). */
+    {"submit",
+     "INSERT INTO commands AS c (id, device_id, body, body_mp, expires_at, state, result, history)"
+     " SELECT $2, $1, $3::jsonb, $4, now() + $5::int8 * interval '1 second', v.state,"
+     " CASE WHEN v.state = 'rejected' THEN '{\"error\":\"offline\"}'::jsonb END,"
+     " jsonb_build_array(jsonb_build_object('state', v.state, 'at', now()))"
+     " FROM (SELECT CASE WHEN NOT $6::bool AND NOT coalesce((SELECT x.connected_at IS NOT NULL"
+     " AND x.disconnected_at IS NULL FROM device_sessions x WHERE x.device_id = $1"
+     " ORDER BY x.epoch DESC LIMIT 1), false) THEN 'rejected' ELSE 'queued' END AS state) v"
+     " WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1) AND (v.state = 'rejected' OR"
+     " (SELECT count(*) FROM commands q WHERE q.device_id = $1 AND q.state IN ('queued', 'delivered'))"
+     " < $7::int8)"
+     " RETURNING " COMMAND_JSON "::text"},
+    {"known", "SELECT 1 FROM devices WHERE device_id = $1"},
 };
 #define NSTMTS (sizeof stmts / sizeof stmts[0])
 
@@ -157,7 +188,8 @@ static PGconn *connect_one(struct store *s)
                 err = PQresultErrorMessage(r); /* e.g. the persister has not migrated yet */
             if (err) {
                 char q[600];
-                log_warn("event=db_prepare_failed stmt=%s err=%s", stmts[k][0], log_q(q, sizeof q, err, strlen(err)));
+                log_warn("event=db_prepare_failed stmt=%s err=%s", stmts[k][0],
+                         log_q(q, sizeof q, err, strlen(err)));
             }
             PQclear(r);
         }
@@ -170,7 +202,8 @@ static PGconn *connect_one(struct store *s)
         pthread_mutex_unlock(&s->mu);
         if (fails % 10u == 0) {
             char q[600];
-            log_warn("event=db_connect_failed failures=%u err=%s", fails + 1u, log_q(q, sizeof q, err, strlen(err)));
+            log_warn("event=db_connect_failed failures=%u err=%s", fails + 1u,
+                     log_q(q, sizeof q, err, strlen(err)));
         }
         if (c)
             PQfinish(c);
@@ -243,7 +276,8 @@ static void release(struct store *s, int slot)
 
 /* Run prepared statement `name` that returns one text value or none.
  * NULL value (or no row): STORE_NOT_FOUND. */
-static enum store_rc run(struct store *s, const char *name, int n, const char *const *v, char **json, size_t *len)
+static enum store_rc run(struct store *s, const char *name, int n, const char *const *v, char **json,
+                         size_t *len)
 {
     *json = NULL;
     *len = 0;
@@ -316,6 +350,101 @@ enum store_rc store_delete_data(struct store *s, const char *dev, char **json, s
 {
     const char *v[1] = {dev};
     return run(s, "delete_data", 1, v, json, len);
+}
+
+enum store_rc store_command(struct store *s, const char *id, char **json, size_t *len)
+{
+    const char *v[1] = {id};
+    return run(s, "command", 1, v, json, len);
+}
+
+/* Classify a failed result (as run does) and clear it. */
+static enum store_rc failed(PGconn *c, PGresult *r, const char *what)
+{
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    enum store_rc rc = STORE_ERROR;
+    if (PQstatus(c) != CONNECTION_OK || !st || !strncmp(st, "08", 2) || !strncmp(st, "57", 2)) {
+        rc = STORE_UNAVAILABLE;
+    } else if (!strncmp(st, "22", 2)) {
+        rc = STORE_BAD;
+    } else {
+        const char *e = PQresultErrorMessage(r);
+        char q[600];
+        log_warn("event=db_error stmt=%s sqlstate=%s err=%s", what, st, log_q(q, sizeof q, e, strlen(e)));
+    }
+    PQclear(r);
+    return rc;
+}
+
+enum store_rc store_submit(struct store *s, const char *dev, const char *id, const struct cmdreq *req,
+                           int64_t max_queued, char **json, size_t *len)
+{
+    *json = NULL;
+    *len = 0;
+    PGconn *c;
+    int slot = acquire(s, &c);
+    if (slot < 0)
+        return STORE_UNAVAILABLE;
+    char ttl[24], max[24];
+    snprintf(ttl, sizeof ttl, "%" PRId64, req->ttl_s);
+    snprintf(max, sizeof max, "%" PRId64, max_queued);
+    const char *v[7] = {dev, id, req->json, (const char *)req->mp, ttl, req->queue ? "true" : "false", max};
+    int lens[7] = {0, 0, 0, (int)req->mp_len, 0, 0, 0};
+    int fmts[7] = {0, 0, 0, 1, 0, 0, 0};
+    enum store_rc rc = STORE_OK;
+    /* The device's lock serializes submissions to one device (the cap, and
+     * seq order = commit order: cmdq delivers by seq) across API instances. */
+    const char *lv[1] = {dev};
+    PGresult *r = PQexec(c, "BEGIN");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = failed(c, r, "begin");
+        goto done;
+    }
+    PQclear(r);
+    r = PQexecParams(c, "SELECT pg_advisory_xact_lock(1936745827, hashtext($1))", 1, NULL, lv, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = failed(c, r, "lock");
+        goto rollback;
+    }
+    PQclear(r);
+    r = PQexecPrepared(c, "submit", 7, v, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = failed(c, r, "submit");
+        goto rollback;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        /* Unknown device, or its queue is full: which? */
+        r = PQexecPrepared(c, "known", 1, lv, NULL, NULL, 0);
+        rc = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0 ? STORE_NOT_FOUND : STORE_CONFLICT;
+        PQclear(r);
+        goto rollback;
+    }
+    size_t l = (size_t)PQgetlength(r, 0, 0);
+    char *out = malloc(l + 1);
+    if (out) {
+        memcpy(out, PQgetvalue(r, 0, 0), l);
+        out[l] = '\0';
+    }
+    PQclear(r);
+    r = PQexec(c, "COMMIT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK || !out) {
+        free(out);
+        rc = out ? failed(c, r, "commit") : STORE_ERROR;
+        if (!out)
+            PQclear(r);
+        goto done;
+    }
+    PQclear(r);
+    *json = out;
+    *len = l;
+    goto done;
+rollback:
+    if (PQstatus(c) == CONNECTION_OK)
+        PQclear(PQexec(c, "ROLLBACK"));
+done:
+    release(s, slot);
+    return rc;
 }
 
 bool store_ping(struct store *s)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cmdreq.h"
 #include "route.h"
 
 enum store_rc {
@@ -44,6 +45,14 @@ enum store_rc store_telemetry(struct store *s, const char *dev, const struct rou
 /* DELETE /v1/devices/{id}/data: every stored row of the device, in one
  * transaction: {"device", "deleted": {table: rows}}. */
 enum store_rc store_delete_data(struct store *s, const char *dev, char **json, size_t *len);
+
+/* POST /v1/devices/{id}/commands: store command id (queued, or rejected:
+ * queue false and the device offline now). STORE_NOT_FOUND: no such
+ * device; STORE_CONFLICT: it has max_queued pending commands already. */
+enum store_rc store_submit(struct store *s, const char *dev, const char *id, const struct cmdreq *req,
+                           int64_t max_queued, char **json, size_t *len);
+/* GET /v1/commands/{id}. */
+enum store_rc store_command(struct store *s, const char *id, char **json, size_t *len);
 
 /* A round trip on one connection (for /readyz). */
 bool store_ping(struct store *s);

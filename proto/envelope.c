@@ -53,6 +53,7 @@ static const unsigned kind_uses[] = {
     [ENV_ACK] = BIT(P_SEQ),
     [ENV_CMD] = BIT(P_ID) | BIT(P_BODY),
     [ENV_KICK] = 0,
+    [ENV_CMD_SENT] = BIT(P_AT) | BIT(P_ID),
 };
 #define NKINDS (sizeof kind_uses / sizeof kind_uses[0])
 
@@ -67,6 +68,7 @@ static const char *const kind_names[] = {
     [ENV_ACK] = "ack",
     [ENV_CMD] = "cmd",
     [ENV_KICK] = "kick",
+    [ENV_CMD_SENT] = "cmd_sent",
 };
 
 const char *envelope_kind_name(enum envelope_kind k)

@@ -87,7 +87,7 @@ static void test_ratelim(void **state)
     for (int k = 0; k < 3; k++)
         assert_true(ratelim_take(r, "tok:a", t, &retry));
     assert_false(ratelim_take(r, "tok:a", t, &retry));
-    assert_int_equal(retry, 500); /* one token at 2/s */
+    assert_int_equal(retry, 500);                     /* one token at 2/s */
     assert_true(ratelim_take(r, "tok:b", t, &retry)); /* its own bucket */
     assert_false(ratelim_take(r, "tok:a", t + 400000, &retry));
     assert_true(retry >= 1 && retry <= 100);

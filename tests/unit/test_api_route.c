@@ -110,16 +110,17 @@ static void test_query(void **state)
     assert_string_equal(q.prefix, "pu");
     assert_int_equal(q.online, 0);
 
-    const char *bad[][2] = {{"limit", "0"},       {"limit", "1001"}, {"limit", "-1"},     {"limit", "1x"},
-                            {"limit", ""},        {"online", "1"},   {"after", "a b"},    {"prefix", "p%"},
-                            {"online", "TRUE"}};
+    const char *bad[][2] = {{"limit", "0"},   {"limit", "1001"}, {"limit", "-1"},
+                            {"limit", "1x"},  {"limit", ""},     {"online", "1"},
+                            {"after", "a b"}, {"prefix", "p%"},  {"online", "TRUE"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct args b = {{bad[i][0]}, {bad[i][1]}};
         assert_int_equal(route_query_parse(ROUTE_DEVICES, get, &b, &q, &why), ROUTE_BAD_QUERY);
         assert_non_null(why);
     }
     /* telemetry takes from, to, before */
-    struct args t = {{"from", "to", "before", "limit"}, {"1764358200000", "2025-11-28T19:31:00.5+01:00", "42", "7"}};
+    struct args t = {{"from", "to", "before", "limit"},
+                     {"1764358200000", "2025-11-28T19:31:00.5+01:00", "42", "7"}};
     assert_int_equal(route_query_parse(ROUTE_TELEMETRY, get, &t, &q, &why), ROUTE_OK);
     assert_true(q.has_from && q.has_to && q.has_before);
     assert_int_equal(q.from_us, 1764358200000000LL);

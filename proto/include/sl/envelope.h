@@ -37,6 +37,9 @@ enum envelope_kind {
     ENV_ACK = 7,  /* persister: (slot, gen, dev, seq) is committed */
     ENV_CMD = 8,  /* notifier: deliver cmd id with body to dev */
     ENV_KICK = 9, /* notifier: close exactly (slot, gen, dev) with err "replaced" */
+    /* edge -> persister and notifier (PUSH), added in 0.2 (append-only: older
+     * readers skip it) */
+    ENV_CMD_SENT = 10, /* the cmd frame `id` was written to dev's connection: at_ns, id */
 };
 
 /* Batch header. In edge -> service batches, reply is the ZeroMQ identity of
