@@ -10,17 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMDREQ_TTL_QUEUED  86400   /* ttl_s when queue is true and none is given */
-#define CMDREQ_TTL_NOW     30      /* ttl_s when queue is false: deliver now or fail soon */
-#define CMDREQ_TTL_MAX     31536000
-#define CMDREQ_BODY_MAX    60000u  /* msgpack bytes: with id and map, a cmd frame stays under 64 KiB */
+#define CMDREQ_TTL_QUEUED 86400 /* ttl_s when queue is true and none is given */
+#define CMDREQ_TTL_NOW    30    /* ttl_s when queue is false: deliver now or fail soon */
+#define CMDREQ_TTL_MAX    31536000
+#define CMDREQ_BODY_MAX   60000u /* msgpack bytes: with id and map, a cmd frame stays under 64 KiB */
 
 struct cmdreq {
     bool queue;
     int64_t ttl_s;
     uint8_t *mp; /* caller's buffer of CMDREQ_BODY_MAX bytes */
     size_t mp_len;
-    char *json;  /* the body as compact JSON, malloc'd (cmdreq_fini frees) */
+    char *json; /* the body as compact JSON, malloc'd (cmdreq_fini frees) */
 };
 
 /* Parse text[0..n). 0, or -1 with *why a static reason (400). mp must hold

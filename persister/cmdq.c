@@ -73,33 +73,37 @@ struct cmdq {
 };
 
 static const char *const stmts[][2] = {
-    {"sent", "UPDATE commands SET attempts = attempts + 1, state = 'delivered', sent_epoch = $3, updated_at = now(),"
-             " history = history || jsonb_build_array(jsonb_build_object('state', 'delivered', 'at', now()))"
-             " WHERE id = $1 AND device_id = $2 AND state IN ('queued', 'delivered')"},
+    {"sent",
+     "UPDATE commands SET attempts = attempts + 1, state = 'delivered', sent_epoch = $3, updated_at = now(),"
+     " history = history || jsonb_build_array(jsonb_build_object('state', 'delivered', 'at', now()))"
+     " WHERE id = $1 AND device_id = $2 AND state IN ('queued', 'delivered')"},
     {"res", "UPDATE commands SET state = $3, result = $4::jsonb, updated_at = now(),"
             " history = history || jsonb_build_array(jsonb_build_object('state', $3::text, 'at', now()))"
             " WHERE id = $1 AND device_id = $2 AND state IN ('queued', 'delivered')"},
-    {"expire", "UPDATE commands SET state = 'expired', result = '{\"error\":\"expired\"}', updated_at = now(),"
-               " history = history || jsonb_build_array(jsonb_build_object('state', 'expired', 'at', now()))"
-               " WHERE state IN ('queued', 'delivered') AND expires_at <= now()"},
+    {"expire",
+     "UPDATE commands SET state = 'expired', result = '{\"error\":\"expired\"}', updated_at = now(),"
+     " history = history || jsonb_build_array(jsonb_build_object('state', 'expired', 'at', now()))"
+     " WHERE state IN ('queued', 'delivered') AND expires_at <= now()"},
     /* Written max times, and its device is no longer in the session it was
      * last written to: it will not be answered. */
-    {"give_up", "UPDATE commands c SET state = 'error', updated_at = now(),"
-                " result = jsonb_build_object('error', 'max_attempts', 'attempts', c.attempts),"
-                " history = history || jsonb_build_array(jsonb_build_object('state', 'error', 'at', now()))"
-                " WHERE c.state IN ('queued', 'delivered') AND c.attempts >= $1 AND c.sent_epoch IS DISTINCT FROM"
-                " (SELECT x.epoch FROM device_sessions x WHERE x.device_id = c.device_id"
-                " AND x.connected_at IS NOT NULL AND x.disconnected_at IS NULL ORDER BY x.epoch DESC LIMIT 1)"},
+    {"give_up",
+     "UPDATE commands c SET state = 'error', updated_at = now(),"
+     " result = jsonb_build_object('error', 'max_attempts', 'attempts', c.attempts),"
+     " history = history || jsonb_build_array(jsonb_build_object('state', 'error', 'at', now()))"
+     " WHERE c.state IN ('queued', 'delivered') AND c.attempts >= $1 AND c.sent_epoch IS DISTINCT FROM"
+     " (SELECT x.epoch FROM device_sessions x WHERE x.device_id = c.device_id"
+     " AND x.connected_at IS NOT NULL AND x.disconnected_at IS NULL ORDER BY x.epoch DESC LIMIT 1)"},
     /* Pending commands of devices whose newest session is open and has not
      * had them yet, in device and submission order. */
-    {"pick", "SELECT c.id, c.device_id, c.body_mp, s.edge_id, s.incarnation, s.reply, s.epoch, s.slot, s.gen"
-             " FROM commands c JOIN LATERAL (SELECT x.edge_id, x.incarnation, x.reply, x.epoch, x.slot, x.gen,"
-             " x.connected_at, x.disconnected_at FROM device_sessions x WHERE x.device_id = c.device_id"
-             " ORDER BY x.epoch DESC LIMIT 1) s ON true"
-             " WHERE c.state IN ('queued', 'delivered') AND c.expires_at > now() AND c.attempts < $1"
-             " AND s.connected_at IS NOT NULL AND s.disconnected_at IS NULL AND s.reply IS NOT NULL"
-             " AND c.sent_epoch IS DISTINCT FROM s.epoch"
-             " ORDER BY c.device_id, c.seq LIMIT $2 FOR UPDATE OF c"},
+    {"pick",
+     "SELECT c.id, c.device_id, c.body_mp, s.edge_id, s.incarnation, s.reply, s.epoch, s.slot, s.gen"
+     " FROM commands c JOIN LATERAL (SELECT x.edge_id, x.incarnation, x.reply, x.epoch, x.slot, x.gen,"
+     " x.connected_at, x.disconnected_at FROM device_sessions x WHERE x.device_id = c.device_id"
+     " ORDER BY x.epoch DESC LIMIT 1) s ON true"
+     " WHERE c.state IN ('queued', 'delivered') AND c.expires_at > now() AND c.attempts < $1"
+     " AND s.connected_at IS NOT NULL AND s.disconnected_at IS NULL AND s.reply IS NOT NULL"
+     " AND c.sent_epoch IS DISTINCT FROM s.epoch"
+     " ORDER BY c.device_id, c.seq LIMIT $2 FOR UPDATE OF c"},
     {"handed", "UPDATE commands SET sent_epoch = $2 WHERE id = $1"},
 };
 
@@ -165,7 +169,8 @@ static void pg_fail(struct cmdq *q, const char *what, const char *err)
     stat_inc(&q->st->db_errors);
     if (q->fails++ % 10u == 0) {
         char e[600];
-        log_warn("event=cmdq_db_failed what=%s failures=%u err=%s", what, q->fails, log_q(e, sizeof e, err, strlen(err)));
+        log_warn("event=cmdq_db_failed what=%s failures=%u err=%s", what, q->fails,
+                 log_q(e, sizeof e, err, strlen(err)));
     }
     if (q->pg && PQstatus(q->pg) != CONNECTION_OK) {
         PQfinish(q->pg);

@@ -27,11 +27,11 @@
 
 /* Written by the cmdq thread only (sl/stat.h: one writer), exported by stats.c. */
 struct cmdq_stats {
-    _Atomic uint64_t handed;  /* cmd entries given to the loop for an edge */
-    _Atomic uint64_t sent;    /* cmd_sent reports applied (cmd frames written) */
-    _Atomic uint64_t results; /* res reports that ended a command (ok or error) */
-    _Atomic uint64_t expired; /* commands whose ttl passed undelivered or unanswered */
-    _Atomic uint64_t gave_up; /* commands written --max-attempts times, never answered */
+    _Atomic uint64_t handed;    /* cmd entries given to the loop for an edge */
+    _Atomic uint64_t sent;      /* cmd_sent reports applied (cmd frames written) */
+    _Atomic uint64_t results;   /* res reports that ended a command (ok or error) */
+    _Atomic uint64_t expired;   /* commands whose ttl passed undelivered or unanswered */
+    _Atomic uint64_t gave_up;   /* commands written --max-attempts times, never answered */
     _Atomic uint64_t db_errors; /* rounds that failed on the database (retried) */
 };
 

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import ssl
 
 import yaml
 
@@ -107,8 +108,9 @@ class Spec:
 class Api:
     """sluice-api on 127.0.0.1:port against the stack's PostgreSQL."""
 
-    def __init__(self, stack, port, extra=(), name="api", tokens=None):
-        self.stack, self.port = stack, port
+    def __init__(self, stack, port, extra=(), name="api", tokens=None, tls=None):
+        """tls: (cert, key, ca) files: HTTPS, the client verifying the server against ca."""
+        self.stack, self.port, self.tls = stack, port, tls
         self.spec = Spec()
         self.tokens_path = os.path.join(stack.dir, name + ".tokens")
         tokens = tokens or {"view": ("ro", RO), "ops": ("rw", RW)}
@@ -119,9 +121,10 @@ class Api:
         os.chmod(self.tokens_path, 0o600)
         self.proc = proc.Proc(name, [proc.binary("sluice-api"), "--listen", "127.0.0.1:%d" % port,
                                      "--db", stack.pg.dsn, "--tokens-file", self.tokens_path,
-                                     "--threads", "2"] + list(extra),
+                                     "--threads", "2"] + list(extra) +
+                              (["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []),
                               os.path.join(stack.dir, name + ".log"), http="127.0.0.1:%d" % port,
-                              ready=proc.http_ok())
+                              ready=proc.port_open(port) if tls else proc.http_ok())
         stack.procs[name] = self.proc
 
     def start(self):
@@ -130,7 +133,11 @@ class Api:
 
     def req(self, method, path, token=None, body=None, raw=None, headers=None, validate=True):
         """(status, parsed JSON or text, headers dict). Every reply is checked against the spec."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[2])
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         h = dict(headers or {})
         if token:
             h["Authorization"] = "Bearer " + token

@@ -6,15 +6,19 @@
 - GET /v1/devices/{id}/telemetry: newest seq first, pages by before, from/to, bad values 400;
 - DELETE /v1/devices/{id}/data: rows gone, then 404;
 - errors: 404 path, 405 with Allow, 413 body, 429 with Retry-After (a second API with a small bucket);
+- HTTPS with --tls-cert/--tls-key;
 - /healthz, /readyz, /metrics on the API port; SIGTERM exits 0."""
+import os
+import subprocess
 import time
 import urllib.parse
 
 import apitest
+import certs
 from apitest import RO, RW
 from slstack import Stack, check, log, main, wait_for
 
-PORT = 24750  # system_NN: 24000 + 50 * NN (system.cmake); the API on PORT+8, a second one on PORT+9
+PORT = 24750  # system_NN: 24000 + 50 * NN (system.cmake); APIs on PORT+8, +9 and (TLS) +14
 
 
 def scenario():
@@ -142,7 +146,20 @@ def scenario():
         check(st == 200, "a token comes back after a second")
         log("ok: 429 with Retry-After, per token")
 
-        check(small.proc.stop(expect=0) == 0 and api.proc.stop(expect=0) == 0, "exit codes")
+        # ---- HTTPS (--tls-cert/--tls-key): the client verifies the certificate
+        ca = certs.make_ca(s.dir, "api-ca")
+        cert, key = certs.make_cert(s.dir, "api", ca, ["IP:127.0.0.1"])
+        os.chmod(key, 0o600)
+        tls = apitest.Api(s, PORT + 14, name="api-tls", tls=(cert, key, ca)).start()
+        st, out, _ = tls.req("GET", "/v1/devices?limit=2", token=RO)
+        check(st == 200 and [d["id"] for d in out["devices"]] == ["live", "pg-0"], "over TLS %r" % out)
+        plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                "http://127.0.0.1:%d/healthz" % (PORT + 14)], stdout=subprocess.PIPE)
+        check(plain.stdout.decode() != "200", "plain HTTP on the TLS port answered 200")
+        log("ok: HTTPS with a verified certificate")
+
+        check(small.proc.stop(expect=0) == 0 and api.proc.stop(expect=0) == 0 and tls.proc.stop(expect=0) == 0,
+              "exit codes")
         live.close()
         log("spec checked: %d (method, path, status)" % len(api.spec.checked | small.spec.checked))
 
