@@ -225,6 +225,10 @@ static enum MHD_Result handle(struct server *s, struct MHD_Connection *c, struct
         rc = store_command(s->cfg.store, rt->arg, &json, &len);
         return store_reply(s, c, r, rc, json, len, MHD_HTTP_OK, "no such command");
     case ROUTE_SUBMIT: return submit(s, c, r);
+    case ROUTE_CONNECTION:
+        rc = store_kick(s->cfg.store, rt->arg, &json, &len);
+        return store_reply(s, c, r, rc, json, len, MHD_HTTP_ACCEPTED,
+                           rc == STORE_CONFLICT ? "the device is not connected" : "no such device");
     default: break;
     }
     return fail(s, c, r, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", "not in this version", NULL, NULL);

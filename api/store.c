@@ -108,6 +108,19 @@ static const char *const stmts[][2] = {
      " < $7::int8)"
      " RETURNING " COMMAND_JSON "::text"},
     {"known", "SELECT 1 FROM devices WHERE device_id = $1"},
+    /* $1 device: close its newest session if open (the persister's cmdq
+     * sends the kick). NULL: unknown device; false: not connected. */
+    {"kick",
+     "WITH s AS (SELECT x.epoch, x.edge_id FROM device_sessions x WHERE x.device_id = $1"
+     " AND x.connected_at IS NOT NULL ORDER BY x.epoch DESC LIMIT 1),"
+     " o AS (SELECT * FROM s WHERE NOT EXISTS (SELECT 1 FROM device_sessions y WHERE y.device_id = $1"
+     " AND y.epoch = s.epoch AND y.disconnected_at IS NOT NULL)),"
+     " k AS (INSERT INTO device_kicks (device_id, epoch) SELECT $1, epoch FROM o"
+     " ON CONFLICT (device_id) DO UPDATE SET epoch = EXCLUDED.epoch, requested_at = now() RETURNING 1)"
+     " SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM devices WHERE device_id = $1) THEN NULL"
+     " WHEN NOT EXISTS (SELECT 1 FROM k) THEN 'false'"
+     " ELSE json_build_object('device', $1::text, 'edge', (SELECT edge_id FROM o), 'closing', true)::text"
+     " END"},
 };
 #define NSTMTS (sizeof stmts / sizeof stmts[0])
 
@@ -356,6 +369,19 @@ enum store_rc store_command(struct store *s, const char *id, char **json, size_t
 {
     const char *v[1] = {id};
     return run(s, "command", 1, v, json, len);
+}
+
+enum store_rc store_kick(struct store *s, const char *dev, char **json, size_t *len)
+{
+    const char *v[1] = {dev};
+    enum store_rc rc = run(s, "kick", 1, v, json, len);
+    if (rc == STORE_OK && !strcmp(*json, "false")) {
+        free(*json);
+        *json = NULL;
+        *len = 0;
+        rc = STORE_CONFLICT;
+    }
+    return rc;
 }
 
 /* Classify a failed result (as run does) and clear it. */

@@ -51,6 +51,9 @@ enum store_rc store_delete_data(struct store *s, const char *dev, char **json, s
  * device; STORE_CONFLICT: it has max_queued pending commands already. */
 enum store_rc store_submit(struct store *s, const char *dev, const char *id, const struct cmdreq *req,
                            int64_t max_queued, char **json, size_t *len);
+/* DELETE /v1/devices/{id}/connection: ask the persister to close the
+ * device's open session. STORE_CONFLICT: it is not connected. */
+enum store_rc store_kick(struct store *s, const char *dev, char **json, size_t *len);
 /* GET /v1/commands/{id}. */
 enum store_rc store_command(struct store *s, const char *id, char **json, size_t *len);
 

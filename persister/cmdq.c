@@ -105,6 +105,12 @@ static const char *const stmts[][2] = {
      " AND c.sent_epoch IS DISTINCT FROM s.epoch"
      " ORDER BY c.device_id, c.seq LIMIT $2 FOR UPDATE OF c"},
     {"handed", "UPDATE commands SET sent_epoch = $2 WHERE id = $1"},
+    /* Connections to close (sluice-api DELETE .../connection), still open. */
+    {"kicks",
+     "WITH k AS (DELETE FROM device_kicks RETURNING device_id, epoch)"
+     " SELECT k.device_id, x.incarnation, x.reply, x.epoch, x.slot, x.gen FROM k JOIN device_sessions x"
+     " ON x.device_id = k.device_id AND x.epoch = k.epoch"
+     " WHERE x.reply IS NOT NULL AND x.connected_at IS NOT NULL AND x.disconnected_at IS NULL"},
 };
 
 /* ---- the loop's side ---------------------------------------------------- */
@@ -269,9 +275,82 @@ static void send_batch(struct cmdq *q, const char *reply, struct envelope_writer
     if (envelope_writer_count(w) == 0)
         return;
     /* inproc to the loop, which forwards both frames on its ROUTER. */
-    if (zmq_send(q->push, reply, strlen(reply), ZMQ_SNDMORE) >= 0 &&
-        zmq_send(q->push, q->buf, envelope_writer_len(w), 0) >= 0)
-        stat_add(&q->st->handed, envelope_writer_count(w));
+    if (zmq_send(q->push, reply, strlen(reply), ZMQ_SNDMORE) >= 0)
+        zmq_send(q->push, q->buf, envelope_writer_len(w), 0);
+}
+
+static uint64_t be64_at(const PGresult *r, int row, int col)
+{
+    uint64_t v;
+    memcpy(&v, PQgetvalue(r, row, col), 8);
+    return __builtin_bswap64(v);
+}
+
+/* Send the rows of r (binary: id, device, body, edge, incarnation, reply,
+ * epoch, slot, gen for cmd; device, incarnation, reply, epoch, slot, gen
+ * for kick) as entries of kind, one batch per (worker, incarnation). Rows
+ * come in device order, so one device's commands stay in order. */
+static void send_rows(struct cmdq *q, const PGresult *r, enum envelope_kind kind)
+{
+    const int off = kind == ENV_CMD ? 3 : 0; /* kick rows lack id, body, edge */
+    struct envelope_writer w;
+    char cur_reply[256] = "";
+    uint64_t cur_inc = 0;
+    bool open = false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *reply = PQgetvalue(r, i, off + 2);
+        uint64_t inc = be64_at(r, i, off + 1);
+        const struct envelope_hdr h = {.v = SL_ENVELOPE_VERSION,
+                                       .edge = {(const uint8_t *)q->self, (uint32_t)strlen(q->self)},
+                                       .incarnation = inc,
+                                       .reply = {(const uint8_t *)"", 0}};
+        if (!open || inc != cur_inc || strcmp(reply, cur_reply) != 0) {
+            if (open)
+                send_batch(q, cur_reply, &w);
+            snprintf(cur_reply, sizeof cur_reply, "%s", reply);
+            cur_inc = inc;
+            envelope_writer_begin(&w, q->buf, CMDQ_BUF, &h);
+            open = true;
+        }
+        const int dcol = kind == ENV_CMD ? 1 : 0;
+        struct envelope e = {
+            .kind = kind,
+            .slot = (uint32_t)be64_at(r, i, off + 4),
+            .gen = (uint32_t)be64_at(r, i, off + 5),
+            .dev = {(const uint8_t *)PQgetvalue(r, i, dcol), (uint32_t)PQgetlength(r, i, dcol)},
+            .epoch = be64_at(r, i, off + 3)};
+        if (kind == ENV_CMD) {
+            e.id = (struct sl_slice){(const uint8_t *)PQgetvalue(r, i, 0), (uint32_t)PQgetlength(r, i, 0)};
+            e.body = (struct sl_slice){(const uint8_t *)PQgetvalue(r, i, 2), (uint32_t)PQgetlength(r, i, 2)};
+            e.has_body = true;
+        }
+        if (envelope_writer_add(&w, &e) == SL_TOOBIG) {
+            send_batch(q, cur_reply, &w);
+            envelope_writer_begin(&w, q->buf, CMDQ_BUF, &h);
+            envelope_writer_add(&w, &e); /* a body is at most a frame: it fits an empty batch */
+        }
+    }
+    if (open)
+        send_batch(q, cur_reply, &w);
+    if (kind == ENV_CMD)
+        stat_add(&q->st->handed, (uint64_t)PQntuples(r));
+}
+
+/* Close the connections sluice-api was asked to close (the dispatcher's
+ * lock is not needed: DELETE ... RETURNING gives each request to one
+ * persister). */
+static bool kicks(struct cmdq *q)
+{
+    PGresult *r = PQexecPrepared(q->pg, "kicks", 0, NULL, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_fail(q, "kicks", PQresultErrorMessage(r));
+        PQclear(r);
+        return false;
+    }
+    send_rows(q, r, ENV_KICK);
+    stat_add(&q->st->kicks, (uint64_t)PQntuples(r));
+    PQclear(r);
+    return true;
 }
 
 /* Hand pending commands to the sessions that should have them. One round,
@@ -288,7 +367,7 @@ static bool dispatch(struct cmdq *q)
     if (!got) {
         if (q->pg)
             simple(q, "ROLLBACK");
-        return q->pg != NULL; /* another persister is dispatching */
+        return q->pg != NULL && kicks(q); /* another persister is dispatching commands */
     }
     char max[24], lim[24];
     snprintf(max, sizeof max, "%lld", (long long)q->cfg.max_attempts);
@@ -318,57 +397,10 @@ static bool dispatch(struct cmdq *q)
             simple(q, "ROLLBACK");
         return false;
     }
-    /* Committed: now the cmd entries, one batch per (worker, incarnation);
-     * rows come in device order, so one device's commands stay in order. */
-    struct envelope_writer w;
-    char cur_reply[256] = "";
-    uint64_t cur_inc = 0;
-    bool open = false;
-    for (int i = 0; i < n; i++) {
-        const char *reply = PQgetvalue(r, i, 5);
-        uint64_t inc, epoch, slot, gen;
-        memcpy(&inc, PQgetvalue(r, i, 4), 8);
-        memcpy(&epoch, PQgetvalue(r, i, 6), 8);
-        memcpy(&slot, PQgetvalue(r, i, 7), 8);
-        memcpy(&gen, PQgetvalue(r, i, 8), 8);
-        inc = __builtin_bswap64(inc);
-        epoch = __builtin_bswap64(epoch);
-        slot = __builtin_bswap64(slot);
-        gen = __builtin_bswap64(gen);
-        if (!open || inc != cur_inc || strcmp(reply, cur_reply) != 0) {
-            if (open)
-                send_batch(q, cur_reply, &w);
-            snprintf(cur_reply, sizeof cur_reply, "%s", reply);
-            cur_inc = inc;
-            const struct envelope_hdr h = {.v = SL_ENVELOPE_VERSION,
-                                           .edge = {(const uint8_t *)q->self, (uint32_t)strlen(q->self)},
-                                           .incarnation = inc,
-                                           .reply = {(const uint8_t *)"", 0}};
-            envelope_writer_begin(&w, q->buf, CMDQ_BUF, &h);
-            open = true;
-        }
-        struct envelope e = {.kind = ENV_CMD,
-                             .slot = (uint32_t)slot,
-                             .gen = (uint32_t)gen,
-                             .dev = {(const uint8_t *)PQgetvalue(r, i, 1), (uint32_t)PQgetlength(r, i, 1)},
-                             .epoch = epoch,
-                             .id = {(const uint8_t *)PQgetvalue(r, i, 0), (uint32_t)PQgetlength(r, i, 0)},
-                             .body = {(const uint8_t *)PQgetvalue(r, i, 2), (uint32_t)PQgetlength(r, i, 2)},
-                             .has_body = true};
-        if (envelope_writer_add(&w, &e) == SL_TOOBIG) {
-            send_batch(q, cur_reply, &w);
-            const struct envelope_hdr h = {.v = SL_ENVELOPE_VERSION,
-                                           .edge = {(const uint8_t *)q->self, (uint32_t)strlen(q->self)},
-                                           .incarnation = inc,
-                                           .reply = {(const uint8_t *)"", 0}};
-            envelope_writer_begin(&w, q->buf, CMDQ_BUF, &h);
-            envelope_writer_add(&w, &e); /* a body is at most a frame: it fits an empty batch */
-        }
-    }
-    if (open)
-        send_batch(q, cur_reply, &w);
+    /* Committed: now the cmd entries. */
+    send_rows(q, r, ENV_CMD);
     PQclear(r);
-    return true;
+    return kicks(q);
 }
 
 static void round_trip(struct cmdq *q, struct ev **pending)

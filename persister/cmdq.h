@@ -32,6 +32,7 @@ struct cmdq_stats {
     _Atomic uint64_t results;   /* res reports that ended a command (ok or error) */
     _Atomic uint64_t expired;   /* commands whose ttl passed undelivered or unanswered */
     _Atomic uint64_t gave_up;   /* commands written --max-attempts times, never answered */
+    _Atomic uint64_t kicks;     /* connections closed for sluice-api (kick entries sent) */
     _Atomic uint64_t db_errors; /* rounds that failed on the database (retried) */
 };
 

@@ -40,6 +40,7 @@ void stats_collect(void *ud)
     metric_counter_set(st->cmd_expired, stat_get(&s->cmdq.expired));
     metric_counter_set(st->cmd_gave_up, stat_get(&s->cmdq.gave_up));
     metric_counter_set(st->cmd_db_errors, stat_get(&s->cmdq.db_errors));
+    metric_counter_set(st->cmd_kicks, stat_get(&s->cmdq.kicks));
     metric_counter_set(st->cmd_reports_dropped, stat_get(&s->cmd_reports_dropped));
     metric_counter_set(st->cmd_batches_sent, stat_get(&s->cmd_batches_sent));
     metric_counter_set(st->cmd_batches_unroutable, stat_get(&s->cmd_batches_unroutable));
@@ -119,6 +120,8 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
          "res or cmd_sent reports dropped: the command queue's backlog was full"},
         {&st->cmd_batches_sent, "sluice_persister_command_batches_sent_total",
          "cmd batches sent to edge workers"},
+        {&st->cmd_kicks, "sluice_persister_connections_closed_total",
+         "Device connections closed for sluice-api (DELETE .../connection: kick entries sent)"},
         {&st->cmd_batches_unroutable, "sluice_persister_command_batches_unroutable_total",
          "cmd batches whose edge worker was gone (the commands wait for the next session)"},
     };

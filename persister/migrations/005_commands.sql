@@ -31,3 +31,14 @@ CREATE INDEX commands_expiry_idx ON commands (expires_at) WHERE state IN ('queue
 -- entry came with, so that any persister can send it a cmd entry (the edge
 -- forwards it to whichever of its workers holds the device).
 ALTER TABLE device_sessions ADD COLUMN reply text NULL, ADD COLUMN slot bigint NULL, ADD COLUMN gen bigint NULL;
+
+-- DELETE /v1/devices/{id}/connection: the session to close, taken (and
+-- deleted) by the persister's dispatcher, which sends a kick entry to the
+-- edge worker that holds it. A request for a session that ended meanwhile
+-- is dropped.
+CREATE TABLE device_kicks (
+    device_id    text COLLATE "C" NOT NULL PRIMARY KEY,
+    epoch        bigint      NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX device_sessions_epoch_idx ON device_sessions (device_id, epoch) WHERE disconnected_at IS NULL;

@@ -8,7 +8,8 @@
 - --max-attempts 2: written twice across reconnects, never answered: error max_attempts;
 - a restart of the persister and of the notifier between queueing and delivery;
 - a device that moves edges between two queued commands;
-- bad JSON, read-only token, unknown device and command.
+- bad JSON, read-only token, unknown device and command;
+- DELETE connection: 409 offline, 404 unknown, 202 and the edge closes it.
 Replies are checked against docs/api.yaml (apitest.py)."""
 import socket
 import time
@@ -164,8 +165,22 @@ def scenario():
         api.err("POST", "/v1/devices/sleepy/commands", 403, "forbidden", token=RO, body={"body": 1})
         api.err("POST", "/v1/devices/nobody/commands", 404, "not_found", token=RW, body={"body": 1})
         api.err("GET", "/v1/commands/c-0000000000000000", 404, "not_found", token=RO)
-        api.err("DELETE", "/v1/devices/sleepy/connection", 501, "not_implemented", token=RW)
         log("ok: 400 bad JSON and fields, 403 read-only, 404 unknown device and command")
+
+        # ---- DELETE connection: the edge closes it (err replaced); the device may come back
+        api.err("DELETE", "/v1/devices/sleepy/connection", 409, "conflict", token=RW)  # offline
+        api.err("DELETE", "/v1/devices/nobody/connection", 404, "not_found", token=RW)
+        api.err("DELETE", "/v1/devices/sleepy/connection", 403, "forbidden", token=RO)
+        d = s.device("sleepy", edge=1)
+        wait_for(lambda: api.req("GET", "/v1/devices/sleepy", token=RO)[1]["online"], "sleepy online", 15)
+        st, out, _ = api.req("DELETE", "/v1/devices/sleepy/connection", token=RW)
+        check(st == 202 and out == {"device": "sleepy", "edge": "edge-b", "closing": True}, "kick %r" % out)
+        d.expect_err("replaced", timeout=10)
+        wait_for(lambda: not api.req("GET", "/v1/devices/sleepy", token=RO)[1]["online"], "sleepy offline", 15)
+        d = s.device("sleepy", edge=0)
+        wait_for(lambda: api.req("GET", "/v1/devices/sleepy", token=RO)[1]["online"], "sleepy back", 15)
+        d.close()
+        log("ok: DELETE connection closes it, the device reconnects")
         check(api.proc.stop(expect=0) == 0, "api exit code")
 
 

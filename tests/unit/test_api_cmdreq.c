@@ -56,12 +56,12 @@ static void test_refused(void **state)
         "",
         "{",
         "[1]",
-        "{\"queue\": true}",                   /* no body */
-        "{\"body\": 1, \"queue\": 1}",         /* queue not a bool */
-        "{\"body\": 1, \"ttl_s\": 0}",         /* ttl below 1 */
-        "{\"body\": 1, \"ttl_s\": 31536001}",  /* above a year */
-        "{\"body\": 1, \"ttl_s\": 1.5}",       /* not an integer */
-        "{\"body\": 1} x",                     /* trailing */
+        "{\"queue\": true}",                  /* no body */
+        "{\"body\": 1, \"queue\": 1}",        /* queue not a bool */
+        "{\"body\": 1, \"ttl_s\": 0}",        /* ttl below 1 */
+        "{\"body\": 1, \"ttl_s\": 31536001}", /* above a year */
+        "{\"body\": 1, \"ttl_s\": 1.5}",      /* not an integer */
+        "{\"body\": 1} x",                    /* trailing */
         "{\"body\": 1}{}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
