@@ -44,14 +44,18 @@
 #define TS(p) "('epoch'::timestamptz + " p "::int8 * interval '1 microsecond')"
 
 static const char *const stmts[][2] = {
-    /* $1 after, $2 prefix, $3 online, $4 limit */
+    /* $1 after ("" = from the start), $2 and $3 the id range [lo, hi) of
+     * the prefix ("" and "~" without one: '~' sorts after every id byte),
+     * $4 online, $5 limit. Plain comparisons, always set: the key's range
+     * scan starts at the cursor whatever the plan (an "IS NULL OR" would
+     * make a generic plan scan from the first device). */
     {"devices", "WITH p AS (SELECT d.device_id, json_build_object(" DEVICE_JSON
-                ") AS j FROM devices d" NEWEST_SESSION " WHERE ($1::text IS NULL OR d.device_id > $1)"
-                " AND ($2::text IS NULL OR (d.device_id >= $2 AND d.device_id < $2 || '~'))"
-                " AND ($3::bool IS NULL OR " ONLINE " = $3)"
-                " ORDER BY d.device_id LIMIT $4)"
+                ") AS j FROM devices d" NEWEST_SESSION " WHERE d.device_id > $1 AND d.device_id >= $2"
+                " AND d.device_id < $3"
+                " AND ($4::bool IS NULL OR " ONLINE " = $4)"
+                " ORDER BY d.device_id LIMIT $5)"
                 " SELECT json_build_object('devices', coalesce(json_agg(j ORDER BY device_id), '[]'::json),"
-                " 'next', CASE WHEN count(*) = $4 THEN max(device_id) END)::text FROM p"},
+                " 'next', CASE WHEN count(*) = $5 THEN max(device_id) END)::text FROM p"},
     /* $1 device */
     {"device",
      "SELECT json_build_object(" DEVICE_JSON ", 'sessions', (SELECT coalesce(json_agg(json_build_object("
@@ -335,9 +339,11 @@ enum store_rc store_devices(struct store *s, const struct route_query *q, char *
 {
     char limit[24];
     snprintf(limit, sizeof limit, "%" PRId64, q->limit);
-    const char *v[4] = {q->after[0] ? q->after : NULL, q->prefix[0] ? q->prefix : NULL,
-                        q->online < 0 ? NULL : (q->online ? "true" : "false"), limit};
-    return run(s, "devices", 4, v, json, len);
+    char hi[SL_DEV_MAX + 2];
+    snprintf(hi, sizeof hi, "%s~", q->prefix); /* ids use [A-Za-z0-9._:-], all below '~' */
+    const char *v[5] = {q->after, q->prefix, hi, q->online < 0 ? NULL : (q->online ? "true" : "false"),
+                        limit};
+    return run(s, "devices", 5, v, json, len);
 }
 
 enum store_rc store_device(struct store *s, const char *dev, char **json, size_t *len)
