@@ -8,8 +8,8 @@
 -- result {"error":"max_attempts"} (written --max-attempts times, never
 -- answered). Each state change appends {state, at} to history.
 CREATE TABLE commands (
-    id          text COLLATE "C" NOT NULL PRIMARY KEY,
-    device_id   text COLLATE "C" NOT NULL,
+    id          text        NOT NULL PRIMARY KEY,
+    device_id   text        NOT NULL, -- the database's collation, as device_sessions': joined on it
     seq         bigserial   NOT NULL, -- delivery order: before new ones, in submission order
     body        jsonb       NULL,     -- as submitted (JSON null is SQL NULL here)
     body_mp     bytea       NOT NULL, -- the same as msgpack: what the cmd entry carries
@@ -37,7 +37,7 @@ ALTER TABLE device_sessions ADD COLUMN reply text NULL, ADD COLUMN slot bigint N
 -- edge worker that holds it. A request for a session that ended meanwhile
 -- is dropped.
 CREATE TABLE device_kicks (
-    device_id    text COLLATE "C" NOT NULL PRIMARY KEY,
+    device_id    text        NOT NULL PRIMARY KEY,
     epoch        bigint      NOT NULL,
     requested_at timestamptz NOT NULL DEFAULT now()
 );
