@@ -30,7 +30,7 @@ import zmq
 from proc import DEADLINE, TestFailure, check
 
 # envelope entry kinds and field order (protocol.md section 6)
-DATA, CONNECT, DISCONNECT, RES, HEARTBEAT, UNDELIVERABLE, ACK, CMD, KICK = range(1, 10)
+DATA, CONNECT, DISCONNECT, RES, HEARTBEAT, UNDELIVERABLE, ACK, CMD, KICK, CMD_SENT = range(1, 11)
 FIELDS = ["kind", "slot", "gen", "dev", "epoch", "seq", "ts", "at_ns", "peer", "reason", "id", "ok", "body"]
 
 
