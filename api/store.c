@@ -81,18 +81,20 @@ static const char *const stmts[][2] = {
      " '[]'::json), 'next_before', (SELECT CASE WHEN count(*) = $5 THEN min(seq) END FROM r))::text"
      " END"},
     /* $1 device. One statement: all or nothing. */
-    {"delete_data",
-     "WITH t AS (DELETE FROM telemetry WHERE device_id = $1 RETURNING 1),"
-     " k AS (DELETE FROM telemetry_keys WHERE device_id = $1 RETURNING 1),"
-     " rj AS (DELETE FROM telemetry_rejected WHERE device_id = $1 RETURNING 1),"
-     " c AS (DELETE FROM telemetry_conflicts WHERE device_id = $1 RETURNING 1),"
-     " s AS (DELETE FROM device_sessions WHERE device_id = $1 RETURNING 1),"
-     " d AS (DELETE FROM devices WHERE device_id = $1 RETURNING 1)"
-     " SELECT CASE WHEN EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM k)"
-     " OR EXISTS (SELECT 1 FROM s) OR EXISTS (SELECT 1 FROM rj)"
-     " THEN json_build_object('device', $1::text, 'deleted', json_build_object("
-     "'telemetry', (SELECT count(*) FROM t), 'rejected', (SELECT count(*) FROM rj),"
-     " 'conflicts', (SELECT count(*) FROM c), 'sessions', (SELECT count(*) FROM s)))::text END"},
+    {"delete_data", "WITH t AS (DELETE FROM telemetry WHERE device_id = $1 RETURNING 1),"
+                    " k AS (DELETE FROM telemetry_keys WHERE device_id = $1 RETURNING 1),"
+                    " rj AS (DELETE FROM telemetry_rejected WHERE device_id = $1 RETURNING 1),"
+                    " c AS (DELETE FROM telemetry_conflicts WHERE device_id = $1 RETURNING 1),"
+                    " s AS (DELETE FROM device_sessions WHERE device_id = $1 RETURNING 1),"
+                    " d AS (DELETE FROM devices WHERE device_id = $1 RETURNING 1),"
+                    " q AS (DELETE FROM commands WHERE device_id = $1 RETURNING 1),"
+                    " kk AS (DELETE FROM device_kicks WHERE device_id = $1)" /* run though unreferenced */
+                    " SELECT CASE WHEN EXISTS (SELECT 1 FROM d) OR EXISTS (SELECT 1 FROM k)"
+                    " OR EXISTS (SELECT 1 FROM s) OR EXISTS (SELECT 1 FROM rj)"
+                    " THEN json_build_object('device', $1::text, 'deleted', json_build_object("
+                    "'telemetry', (SELECT count(*) FROM t), 'rejected', (SELECT count(*) FROM rj),"
+                    " 'conflicts', (SELECT count(*) FROM c), 'sessions', (SELECT count(*) FROM s),"
+                    " 'commands', (SELECT count(*) FROM q)))::text END"},
     /* $1 command id */
     {"command", "SELECT " COMMAND_JSON "::text FROM commands c WHERE c.id = $1"},
     /* Under the device's advisory lock (store_submit). $1 device, $2 id, $3
