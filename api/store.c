@@ -481,12 +481,16 @@ enum store_rc store_submit(struct store *s, const char *dev, const char *id, con
         out[l] = '\0';
     }
     PQclear(r);
+    if (!out) {
+        rc = STORE_ERROR;
+        goto rollback;
+    }
+    /* A COMMIT whose answer is lost leaves the outcome unknown (503): the
+     * command may exist under an id the client never saw (docs/api.md). */
     r = PQexec(c, "COMMIT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK || !out) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         free(out);
-        rc = out ? failed(c, r, "commit") : STORE_ERROR;
-        if (!out)
-            PQclear(r);
+        rc = failed(c, r, "commit");
         goto done;
     }
     PQclear(r);
