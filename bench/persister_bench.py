@@ -14,7 +14,7 @@ bench/persister_e2e.py measures the whole path (devices, edge) instead.
     /usr/bin/python3 bench/persister_bench.py --bin build/bin/sluice-persister [--rows 200000]
 
 Starts its own PostgreSQL (tests/integration/pgtest.py) on --port (default
-22900) and the persister on the next ports. Not a test: prints figures.
+26900) and the persister on the next ports. Not a test: prints figures.
 """
 import argparse
 import io
@@ -207,7 +207,7 @@ def main():
     ap.add_argument("--per-msg", type=int, default=100, help="entries per edge batch message")
     ap.add_argument("--batch-max", type=int, default=2000)
     ap.add_argument("--batch-ms", type=int, default=0)
-    ap.add_argument("--port", type=int, default=22900)
+    ap.add_argument("--port", type=int, default=26900)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-sql", action="store_true", help="only persister vs ceiling")
     a = ap.parse_args()

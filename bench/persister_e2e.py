@@ -18,7 +18,7 @@ ack -> device. No notifier (the edge sheds its copies). Phases, each with a fres
      telemetry and telemetry_keys, what the persister's write path does). Target: 3 >= 0.85 x 4.
 
 Prints each figure beside its target and the load average (the box may be shared: rerun on a quiet one).
-Not a test. Ports: --port (default 22950) .. +9 (edge_bench: edge BASE, persister BASE+1/+2/+8, edge
+Not a test. Ports: --port (default 26950) .. +9 (edge_bench: edge BASE, persister BASE+1/+2/+8, edge
 metrics BASE+9), PostgreSQL on --port + 20.
 """
 import argparse
@@ -146,7 +146,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="build/release/bin", help="directory of sluice-edge, sluice-persister, "
                     "edge_bench (a Release or RelWithDebInfo build)")
-    ap.add_argument("--port", type=int, default=22950)
+    ap.add_argument("--port", type=int, default=26950)
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per phase")
     ap.add_argument("--warmup", type=int, default=3, help="seconds of the same load before each measurement")

@@ -651,7 +651,14 @@ void bus_emit(struct bus *b, const struct envelope *e)
         psoft(b); /* after the copy: a flush reuses the bytes of the entry */
         break;
     case ENV_RES:
-    case ENV_UNDELIVERABLE: nadd(b, e); break;
+    case ENV_UNDELIVERABLE:
+    case ENV_CMD_SENT:
+        /* Both: the notifier answers MQTT commands, the persister keeps the
+         * command store (a service ignores ids it does not know). */
+        padd(b, e);
+        nadd(b, e);
+        psoft(b);
+        break;
     default: break;
     }
 }

@@ -319,13 +319,24 @@ void session_ack(struct session_env *x, struct session *s, uint64_t seq)
     }
 }
 
-void session_cmd(struct session_env *x, struct session *s, struct sl_slice id, struct sl_slice body)
+void session_cmd(struct session_env *x, struct session *s, struct devmap_ref self, struct sl_slice id,
+                 struct sl_slice body)
 {
     struct msg m = {.t = MSG_CMD};
     m.u.cmd.id = id;
     m.u.cmd.body = body;
-    if (x->ops->send(x->ud, s, &m) == SL_OK)
-        stat_inc(&x->cnt.cmds);
+    if (x->ops->send(x->ud, s, &m) != SL_OK)
+        return;
+    stat_inc(&x->cnt.cmds);
+    /* The command store counts deliveries by this (docs/protocol.md §6). */
+    struct envelope e = {.kind = ENV_CMD_SENT,
+                         .slot = self.slot,
+                         .gen = self.gen,
+                         .dev = dev_slice(x, s, self),
+                         .epoch = s->epoch,
+                         .at_ns = x->ops->wall_ns(x->ud),
+                         .id = id};
+    x->ops->emit(x->ud, &e);
 }
 
 bool session_is(const struct session_env *x, const struct session *s, struct devmap_ref self,

@@ -148,8 +148,10 @@ void session_ack(struct session_env *x, struct session *s, uint64_t seq);
  * session_on_timer calls ops->release. */
 size_t session_read_budget(struct session_env *x, struct session *s, uint32_t frame_bytes);
 
-/* Deliver a command (id, body: raw msgpack, both borrowed). */
-void session_cmd(struct session_env *x, struct session *s, struct sl_slice id, struct sl_slice body);
+/* Deliver a command (id, body: raw msgpack, both borrowed) to s, which is
+ * the connection self; once its frame is queued, emit cmd_sent. */
+void session_cmd(struct session_env *x, struct session *s, struct devmap_ref self, struct sl_slice id,
+                 struct sl_slice body);
 
 /* True if s is authenticated as dev (a reply addressed to (slot, gen, dev)
  * is for this session only if the device matches too). */

@@ -540,7 +540,7 @@ static bool fwd_deliver(void *ud, struct devmap_ref ref, const struct envelope *
     struct conn *c = conn_get(w->conns, ref.slot, ref.gen);
     if (!c || !session_is(&w->sx, &w->sess[ref.slot], ref, cmd->dev))
         return false;
-    session_cmd(&w->sx, &w->sess[ref.slot], cmd->id, cmd->body);
+    session_cmd(&w->sx, &w->sess[ref.slot], ref, cmd->id, cmd->body);
     return true;
 }
 

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devsum.h"
 #include "migrations.h"
 #include "sl/log.h"
 
@@ -51,6 +52,8 @@ struct db {
     char sqlstate[6];
     char *copybuf;
     size_t copycap;
+    char *devbuf; /* db_devices' statement text (grown, never shrunk) */
+    size_t devcap;
 };
 
 struct db *db_new(const char *conninfo)
@@ -77,6 +80,7 @@ void db_destroy(struct db **dp)
     db_disconnect(d);
     free(d->conninfo);
     free(d->copybuf);
+    free(d->devbuf);
     free(d);
     *dp = NULL;
 }
@@ -256,14 +260,17 @@ static const char *const stmts[][2] = {
      * last one (connected_at is overwritten), with a peer from another copy
      * if it has none (coalesce kept the earlier one); for disconnects the
      * first (the WHERE keeps the first real disconnect). */
-    {"con", "INSERT INTO device_sessions AS s (device_id, edge_id, incarnation, epoch, peer, connected_at)"
+    {"con", "INSERT INTO device_sessions AS s (device_id, edge_id, incarnation, epoch, peer, connected_at,"
+            " reply, slot, gen)"
             " SELECT DISTINCT ON (u.d, u.e, u.ep) u.d, u.e, u.inc, u.ep,"
-            " coalesce(u.peer, max(u.peer) OVER (PARTITION BY u.d, u.e, u.ep)), u.at"
-            " FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[])"
-            " WITH ORDINALITY AS u(d, e, inc, ep, peer, at, ord)"
+            " coalesce(u.peer, max(u.peer) OVER (PARTITION BY u.d, u.e, u.ep)), u.at, u.reply, u.slot, u.gen"
+            " FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[],"
+            " $7::text[], $8::int8[], $9::int8[])"
+            " WITH ORDINALITY AS u(d, e, inc, ep, peer, at, reply, slot, gen, ord)"
             " ORDER BY u.d, u.e, u.ep, u.ord DESC"
             " ON CONFLICT (device_id, edge_id, epoch) DO UPDATE"
-            " SET connected_at = EXCLUDED.connected_at, peer = coalesce(EXCLUDED.peer, s.peer)"},
+            " SET connected_at = EXCLUDED.connected_at, peer = coalesce(EXCLUDED.peer, s.peer),"
+            " reply = EXCLUDED.reply, slot = EXCLUDED.slot, gen = EXCLUDED.gen"},
     /* A real disconnect replaces an 'edge_lost' guess, never an earlier real one. */
     {"dis", "INSERT INTO device_sessions AS s"
             " (device_id, edge_id, incarnation, epoch, peer, disconnected_at, reason)"
@@ -625,11 +632,17 @@ static void pg_ts(uint8_t *o, int64_t unix_us)
 #define OID_TIMESTAMPTZ 1184u
 #define ARR_HDR         20u
 
-/* Session array columns: device, edge, incarnation, epoch, peer, at, reason. */
-enum { SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON, SC_N };
+/* Session array columns: device, edge, incarnation, epoch, peer, at, reason,
+ * and for connects the edge worker's identity and the connection id (the
+ * command queue's route: migrations/005). */
+enum { SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON, SC_REPLY, SC_SLOT, SC_GEN, SC_N };
 
-static const uint32_t sc_oid[SC_N] = {OID_TEXT, OID_TEXT,        OID_INT8, OID_INT8,
-                                      OID_TEXT, OID_TIMESTAMPTZ, OID_TEXT};
+static const uint32_t sc_oid[SC_N] = {OID_TEXT,        OID_TEXT, OID_INT8, OID_INT8, OID_TEXT,
+                                      OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_INT8, OID_INT8};
+
+/* The columns of each statement, in its parameter order. */
+static const int sc_con[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REPLY, SC_SLOT, SC_GEN};
+static const int sc_dis[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON};
 
 static void be32(uint8_t *o, uint32_t v)
 {
@@ -653,6 +666,9 @@ static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c
     case SC_EPOCH: be64(fixed, r->epoch); return fixed;
     case SC_PEER: *n = r->addr.n; return r->addr.n ? r->addr.p : NULL;
     case SC_AT: pg_ts(fixed, rows_at_us(r)); return fixed;
+    case SC_REPLY: *n = p->reply.n; return p->reply.p ? p->reply.p : empty;
+    case SC_SLOT: be64(fixed, r->slot); return fixed;
+    case SC_GEN: be64(fixed, r->gen); return fixed;
     default:
         /* An absent reason is stored as '', as the per-row statement did. */
         *n = r->reason.p ? r->reason.n : 0;
@@ -664,7 +680,7 @@ static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c
  * of `stmt`: ncol binary array parameters built in d->copybuf (grown, never
  * shrunk: no allocation per row or per batch once warm). */
 static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
-                                bool connect, const char *stmt, int ncol)
+                                bool connect, const char *stmt, const int *cols, int ncol)
 {
     uint32_t cnt = 0;
     size_t need = 0;
@@ -674,8 +690,8 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
             continue;
         cnt++;
         const struct batch_peer *p = &b->peers[r->peer];
-        /* 4-byte length words, 3 fixed 8-byte values, the strings. */
-        need += (size_t)ncol * 4u + 24u + r->dev.n + p->edge.n + r->addr.n + r->reason.n;
+        /* 4-byte length words, 5 fixed 8-byte values at most, the strings. */
+        need += (size_t)ncol * 4u + 40u + r->dev.n + p->edge.n + r->addr.n + r->reason.n + p->reply.n;
     }
     if (cnt == 0)
         return DB_OK;
@@ -698,7 +714,8 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     const char *v[SC_N];
     int len[SC_N], fmt[SC_N];
     uint8_t *o = (uint8_t *)d->copybuf;
-    for (int c = 0; c < ncol; c++) {
+    for (int ci = 0; ci < ncol; ci++) {
+        int c = cols[ci];
         uint8_t *start = o;
         uint8_t *hasnull = o + 4;
         be32(o, 1);
@@ -725,9 +742,9 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
                 memcpy(o + 4, val, vn);
             o += 4 + vn;
         }
-        v[c] = (const char *)start;
-        len[c] = (int)(o - start);
-        fmt[c] = 1;
+        v[ci] = (const char *)start;
+        len[ci] = (int)(o - start);
+        fmt[ci] = 1;
     }
     return exec_prepared(d, stmt, ncol, v, len, fmt, NULL);
 }
@@ -738,10 +755,44 @@ enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx,
         return DB_TRANSIENT;
     /* Connects first, as the writer always did; either order gives the same
      * rows, since each kind only sets its own columns and peer is kept. */
-    enum db_rc rc = sessions_kind(d, b, idx, n, true, "con", SC_AT + 1);
+    enum db_rc rc = sessions_kind(d, b, idx, n, true, "con", sc_con, (int)(sizeof sc_con / sizeof sc_con[0]));
     if (rc == DB_OK)
-        rc = sessions_kind(d, b, idx, n, false, "dis", SC_N);
+        rc = sessions_kind(d, b, idx, n, false, "dis", sc_dis, (int)(sizeof sc_dis / sizeof sc_dis[0]));
     return sp_end(d, true, rc);
+}
+
+/* ---- the devices table -------------------------------------------------- */
+
+enum db_rc db_devices(struct db *d, const struct devsum *s)
+{
+    if (s->used == 0)
+        return DB_OK;
+    if (!d->conn)
+        return DB_TRANSIENT;
+    size_t need = devsum_sql_bound(s) + 1u;
+    if (need > d->devcap) {
+        char *nb = realloc(d->devbuf, need);
+        if (!nb) {
+            copy_msg(d, "out of memory");
+            d->sqlstate[0] = '\0';
+            return DB_TRANSIENT;
+        }
+        d->devbuf = nb;
+        d->devcap = need;
+    }
+    if (devsum_sql(s, d->devbuf, d->devcap) == 0)
+        return DB_OK;
+    /* A failing statement ends the string and leaves the transaction
+     * aborted: roll it back so the connection stays usable. */
+    PGresult *res = PQexec(d->conn, d->devbuf);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        enum db_rc rc = failed(d, res);
+        if (PQstatus(d->conn) == CONNECTION_OK && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(d->conn, "ROLLBACK"));
+        return rc;
+    }
+    PQclear(res);
+    return DB_OK;
 }
 
 enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)

@@ -8,7 +8,9 @@
  * Meanwhile the lane runs writer_commit on it, and through an outage retries
  * it (reconnecting with backoff and jitter) until it commits or the deadline
  * set by lane_give_up_at passes. When the batch is done, the lane writes to
- * cfg.notify_fd (an eventfd the loop polls). While idle it keeps its
+ * cfg.notify_fd (an eventfd the loop polls). It folds each committed batch
+ * into a per-device summary and writes that to the devices table about once
+ * a second, after handing the batch back (devsum.h). While idle it keeps its
  * connection checked: a reconnect with backoff when down, a ping after
  * LANE_PING_IDLE_MS without a statement.
  *
@@ -25,6 +27,10 @@
 #define LANE_PING_IDLE_MS   2000u
 #define LANE_BACKOFF_MIN_MS 100u
 #define LANE_BACKOFF_MAX_MS 5000u
+/* The devices table (devsum.h) is told what a lane committed at most this
+ * often, and at once when LANE_DEVICES_MAX devices are waiting. */
+#define LANE_DEVICES_MS  1000u
+#define LANE_DEVICES_MAX 8192u
 
 struct lane_cfg {
     const char *conninfo; /* libpq conninfo (copied); multi-host with target_session_attrs works */

@@ -65,6 +65,8 @@ int main(int argc, char **argv)
         {"zmq-max-msg", CFG_INT, &c.max_msg, "8388608",
          "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,
          1ll << 32},
+        {"max-attempts", CFG_INT, &c.max_attempts, "3",
+         "queued commands: write each cmd frame at most this many times across reconnects", 1, 1000},
         {"curve-key", CFG_STR, &curve_key, "",
          "this service's CURVE key pair (the FILE_secret sluice-keys wrote); empty = CURVE off", 0, 0},
         {"curve-allow", CFG_STR, &c.curve_allow, "",

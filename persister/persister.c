@@ -113,6 +113,8 @@ struct persister {
     struct lane **lanes;
     unsigned nlanes;
     struct maint *maint;
+    struct cmdq *cmdq;
+    void *cmdq_pull; /* inproc: cmd batches from cmdq, forwarded on the ROUTER */
 
     struct slot *slots;
     unsigned nslots;
@@ -321,6 +323,20 @@ struct persister *persister_new(const struct persister_cfg *cfg)
             return NULL;
         }
     }
+    /* The command queue's batches come in on an inproc PULL bound before
+     * its thread connects. */
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://sluice-cmdq-%p", (void *)p);
+    p->cmdq_pull = zmq_socket(p->ctx, ZMQ_PULL);
+    const struct cmdq_cfg qc = {.conninfo = cfg->db,
+                                .zctx = p->ctx,
+                                .endpoint = ep,
+                                .self = p->self,
+                                .max_attempts = cfg->max_attempts};
+    if (!p->cmdq_pull || zmq_bind(p->cmdq_pull, ep) != 0 || !(p->cmdq = cmdq_new(&qc, &p->st.cmdq))) {
+        persister_destroy(&p);
+        return NULL;
+    }
     const struct maint_cfg mc = {.conninfo = cfg->db,
                                  .part_days = (int)cfg->partition_days,
                                  .ahead_days = (int)cfg->partition_ahead_days,
@@ -346,6 +362,7 @@ void persister_destroy(struct persister **pp)
     for (unsigned i = 0; p->lanes && i < p->nlanes; i++)
         lane_destroy(&p->lanes[i]);
     maint_destroy(&p->maint);
+    cmdq_destroy(&p->cmdq);
     for (unsigned i = 0; p->slots && i < p->nslots; i++) {
         struct slot *s = &p->slots[i];
         if (s->msgs)
@@ -357,6 +374,8 @@ void persister_destroy(struct persister **pp)
         zmq_close(p->pull);
     if (p->router)
         zmq_close(p->router);
+    if (p->cmdq_pull)
+        zmq_close(p->cmdq_pull);
     zap_destroy(&p->zap); /* after the CURVE sockets it guards */
     if (p->ctx)
         zmq_ctx_term(p->ctx);
@@ -578,6 +597,8 @@ static int collect_done(struct persister *p)
                 log_warn("event=conflicts found=%llu kept=%llu", (unsigned long long)st->conflicts,
                          (unsigned long long)st->conflicts_kept);
             send_acks(p, &s->batch);
+            if (st->sessions)
+                cmdq_kick(p->cmdq); /* a device may have connected: its queued commands */
             stat_add(&p->st.rows_committed, st->stored);
             stat_add(&p->st.rows_inserted, st->inserted);
             stat_add(&p->st.rows_duplicate, st->stored - st->inserted);
@@ -712,6 +733,11 @@ static bool read_entries(struct persister *p, uint64_t now)
                 stat_inc(&p->st.entries_skipped); /* outside the contract: never stored, never acked */
                 continue;
             }
+            if (e.kind == ENV_RES || e.kind == ENV_CMD_SENT || e.kind == ENV_UNDELIVERABLE) {
+                if (!cmdq_post(p->cmdq, &e)) /* for the command store, not a row */
+                    stat_inc(&p->st.cmd_reports_dropped);
+                continue;
+            }
         }
         if (e.kind == ENV_HEARTBEAT && !p->has_held)
             edge_clock_sample(p, &p->rd.hdr, e.at_ns);
@@ -815,6 +841,28 @@ static bool pull_one(struct persister *p, uint64_t now)
     return true;
 }
 
+/* Forward the command queue's batches: [worker identity][batch] each. */
+static void forward_cmds(struct persister *p)
+{
+    zmq_msg_t id, batch;
+    for (int k = 0; k < 64; k++) {
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, p->cmdq_pull, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return;
+        }
+        zmq_msg_init(&batch);
+        int rc = zmq_msg_more(&id) ? zmq_msg_recv(&batch, p->cmdq_pull, 0) : -1;
+        if (rc >= 0)
+            rc = zmq_send(p->router, zmq_msg_data(&id), zmq_msg_size(&id), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0)
+            rc = zmq_send(p->router, zmq_msg_data(&batch), zmq_msg_size(&batch), ZMQ_DONTWAIT);
+        stat_inc(rc >= 0 ? &p->st.cmd_batches_sent : &p->st.cmd_batches_unroutable);
+        zmq_msg_close(&batch);
+        zmq_msg_close(&id);
+    }
+}
+
 static void drain_router(struct persister *p)
 {
     /* Edges do not talk to us on the ROUTER; anything arriving is discarded
@@ -882,12 +930,13 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
             if (left < timeout)
                 timeout = left;
         }
-        zmq_pollitem_t items[3] = {
+        zmq_pollitem_t items[4] = {
             {p->pull, 0, (short)(room && !p->stopping ? ZMQ_POLLIN : 0), 0},
             {p->router, 0, ZMQ_POLLIN, 0},
             {NULL, p->efd, ZMQ_POLLIN, 0},
+            {p->cmdq_pull, 0, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll(items, 3, timeout) < 0) {
+        if (zmq_poll(items, 4, timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             log_error("event=poll_failed err=\"%s\"", zmq_strerror(zmq_errno()));
@@ -896,6 +945,8 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
         }
         if (items[1].revents & ZMQ_POLLIN)
             drain_router(p);
+        if (items[3].revents & ZMQ_POLLIN)
+            forward_cmds(p);
         if (items[2].revents & ZMQ_POLLIN) {
             uint64_t ev; /* reset the eventfd: lane_take tells which batches are done */
             ssize_t n = read(p->efd, &ev, sizeof ev);

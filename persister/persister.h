@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include "cmdq.h"
 #include "maint.h"
 #include "sl/stat.h"
 #include "sl/zap.h"
@@ -38,7 +39,8 @@ struct persister_cfg {
     int64_t edge_timeout_ms;      /* close sessions of an edge incarnation silent this long */
     int64_t json_bytes;           /* JSON arena per batch (0 = derived from batch size) */
     int64_t shutdown_ms;          /* after SIGTERM, how long to keep retrying the last batch */
-    int64_t max_msg; /* ZMQ_MAXMSGSIZE of both sockets: a bigger message disconnects its sender */
+    int64_t max_msg;      /* ZMQ_MAXMSGSIZE of both sockets: a bigger message disconnects its sender */
+    int64_t max_attempts; /* queued commands: cmd frames written per command at most (cmdq.h) */
     /* CURVE (docs/security.md): NULL = plain sockets. Else both sockets are
      * CURVE servers with this key pair, admitting the edge certificates in
      * curve_allow, and a batch naming an edge id or reply address its
@@ -69,27 +71,31 @@ struct persister_clocks {
 };
 
 struct persister_stats {
-    _Atomic uint64_t rows_committed;     /* data rows durable and acked (stored or duplicate) */
-    _Atomic uint64_t rows_inserted;      /* data rows new to telemetry */
-    _Atomic uint64_t rows_duplicate;     /* data rows already in telemetry (acked again) */
-    _Atomic uint64_t rows_rejected;      /* data rows stored in telemetry_rejected */
-    _Atomic uint64_t rows_dropped;       /* rows stored nowhere (not acked) */
-    _Atomic uint64_t sessions;           /* connect/disconnect entries upserted */
-    _Atomic uint64_t retries;            /* batch commits retried after a transient failure */
-    _Atomic uint64_t acks_sent;          /* ack entries sent to edges */
-    _Atomic uint64_t acks_unroutable;    /* ack entries dropped: edge gone or full */
-    _Atomic uint64_t batches_refused;    /* edge batches refused (version or malformed) */
-    _Atomic uint64_t edges_lost;         /* edge incarnations timed out (sessions closed) */
-    _Atomic uint64_t entries_skipped;    /* entries unusable by the persister */
-    _Atomic int64_t pending;             /* rows held in memory, not yet committed */
-    _Atomic int64_t pending_bytes;       /* bytes of the pulled messages those rows point into */
-    _Atomic int64_t pg_up;               /* 1 while connected to PostgreSQL */
-    struct stat_hist batch_rows;         /* rows per committed batch */
-    struct stat_hist commit_seconds;     /* time to commit a batch, retries included */
-    _Atomic uint64_t partitions_created; /* by the writers, for rows that found none */
-    _Atomic uint64_t conflicts;          /* resends with another body or ts (kept or, over the bound, not) */
-    struct maint_stats maint;            /* written by the maintenance thread only */
-    struct persister_clocks clocks;      /* edges' clock skew, under clocks.mu */
+    _Atomic uint64_t rows_committed;      /* data rows durable and acked (stored or duplicate) */
+    _Atomic uint64_t rows_inserted;       /* data rows new to telemetry */
+    _Atomic uint64_t rows_duplicate;      /* data rows already in telemetry (acked again) */
+    _Atomic uint64_t rows_rejected;       /* data rows stored in telemetry_rejected */
+    _Atomic uint64_t rows_dropped;        /* rows stored nowhere (not acked) */
+    _Atomic uint64_t sessions;            /* connect/disconnect entries upserted */
+    _Atomic uint64_t retries;             /* batch commits retried after a transient failure */
+    _Atomic uint64_t acks_sent;           /* ack entries sent to edges */
+    _Atomic uint64_t acks_unroutable;     /* ack entries dropped: edge gone or full */
+    _Atomic uint64_t batches_refused;     /* edge batches refused (version or malformed) */
+    _Atomic uint64_t edges_lost;          /* edge incarnations timed out (sessions closed) */
+    _Atomic uint64_t entries_skipped;     /* entries unusable by the persister */
+    _Atomic int64_t pending;              /* rows held in memory, not yet committed */
+    _Atomic int64_t pending_bytes;        /* bytes of the pulled messages those rows point into */
+    _Atomic int64_t pg_up;                /* 1 while connected to PostgreSQL */
+    struct stat_hist batch_rows;          /* rows per committed batch */
+    struct stat_hist commit_seconds;      /* time to commit a batch, retries included */
+    _Atomic uint64_t partitions_created;  /* by the writers, for rows that found none */
+    _Atomic uint64_t conflicts;           /* resends with another body or ts (kept or, over the bound, not) */
+    struct maint_stats maint;             /* written by the maintenance thread only */
+    _Atomic uint64_t cmd_reports_dropped; /* res/cmd_sent not handed to cmdq: its queue was full */
+    _Atomic uint64_t cmd_batches_sent;    /* cmd batches (from cmdq) sent to edge workers */
+    _Atomic uint64_t cmd_batches_unroutable; /* the worker is gone: the command waits for the next session */
+    struct cmdq_stats cmdq;                  /* written by the command queue's thread only */
+    struct persister_clocks clocks;          /* edges' clock skew, under clocks.mu */
 };
 
 /* Zero s and give its histograms their buckets (persister_new does this

@@ -37,6 +37,16 @@ void stats_collect(void *ud)
                        stat_get(&s->partitions_created) + stat_get(&s->maint.partitions_created));
     metric_counter_set(st->partitions_dropped, stat_get(&s->maint.partitions_dropped));
     metric_counter_set(st->conflicts, stat_get(&s->conflicts));
+    metric_counter_set(st->cmd_handed, stat_get(&s->cmdq.handed));
+    metric_counter_set(st->cmd_sent, stat_get(&s->cmdq.sent));
+    metric_counter_set(st->cmd_results, stat_get(&s->cmdq.results));
+    metric_counter_set(st->cmd_expired, stat_get(&s->cmdq.expired));
+    metric_counter_set(st->cmd_gave_up, stat_get(&s->cmdq.gave_up));
+    metric_counter_set(st->cmd_db_errors, stat_get(&s->cmdq.db_errors));
+    metric_counter_set(st->cmd_kicks, stat_get(&s->cmdq.kicks));
+    metric_counter_set(st->cmd_reports_dropped, stat_get(&s->cmd_reports_dropped));
+    metric_counter_set(st->cmd_batches_sent, stat_get(&s->cmd_batches_sent));
+    metric_counter_set(st->cmd_batches_unroutable, stat_get(&s->cmd_batches_unroutable));
     int64_t up = stat_gget(&s->pg_up);
     metric_set(st->pending, stat_gget(&s->pending));
     metric_set(st->pending_bytes, stat_gget(&s->pending_bytes));
@@ -123,6 +133,28 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
                       "Bytes of edge batches held in memory until their rows are committed and "
                       "acked (at most --max-pending-bytes)",
                       NULL);
+    const struct metrics_counter_def cmds[] = {
+        {&st->cmd_handed, "sluice_persister_commands_handed_total",
+         "Queued commands handed to an edge session (cmd entries)"},
+        {&st->cmd_sent, "sluice_persister_commands_sent_total",
+         "Queued commands whose cmd frame an edge wrote (cmd_sent reports applied)"},
+        {&st->cmd_results, "sluice_persister_commands_answered_total",
+         "Queued commands ended by the device's res (ok or error)"},
+        {&st->cmd_expired, "sluice_persister_commands_expired_total", "Queued commands whose ttl passed"},
+        {&st->cmd_gave_up, "sluice_persister_commands_gave_up_total",
+         "Queued commands written --max-attempts times and never answered"},
+        {&st->cmd_db_errors, "sluice_persister_command_db_errors_total",
+         "Command queue rounds that failed on the database (retried)"},
+        {&st->cmd_reports_dropped, "sluice_persister_command_reports_dropped_total",
+         "res or cmd_sent reports dropped: the command queue's backlog was full"},
+        {&st->cmd_batches_sent, "sluice_persister_command_batches_sent_total",
+         "cmd batches sent to edge workers"},
+        {&st->cmd_kicks, "sluice_persister_connections_closed_total",
+         "Device connections closed for sluice-api (DELETE .../connection: kick entries sent)"},
+        {&st->cmd_batches_unroutable, "sluice_persister_command_batches_unroutable_total",
+         "cmd batches whose edge worker was gone (the commands wait for the next session)"},
+    };
+    metrics_counters(cmds, sizeof cmds / sizeof cmds[0]);
     if (zap) {
         /* With CURVE only, after the others; the same four series in the
          * notifier (docs/security.md). */

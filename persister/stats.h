@@ -17,6 +17,9 @@ struct stats {
     struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
     struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
     struct metric_counter *entries_skipped, *partitions_created, *partitions_dropped, *conflicts;
+    struct metric_counter *cmd_handed, *cmd_sent, *cmd_results, *cmd_expired, *cmd_gave_up, *cmd_db_errors,
+        *cmd_kicks;
+    struct metric_counter *cmd_reports_dropped, *cmd_batches_sent, *cmd_batches_unroutable;
     struct metric_gauge *pending, *pg_up, *pending_bytes;
     struct metric_hist *batch_rows, *commit_seconds;
 };

@@ -57,6 +57,7 @@ static const unsigned kind_uses[] = {
     [ENV_CMD] = BIT(P_ID) | BIT(P_BODY),
     [ENV_KICK] = 0,
     [ENV_NOTIFIER_HB] = BIT(P_AT) | BIT(P_TO),
+    [ENV_CMD_SENT] = BIT(P_AT) | BIT(P_ID),
 };
 #define NKINDS (sizeof kind_uses / sizeof kind_uses[0])
 
@@ -72,6 +73,7 @@ static const char *const kind_names[] = {
     [ENV_CMD] = "cmd",
     [ENV_KICK] = "kick",
     [ENV_NOTIFIER_HB] = "notifier_heartbeat",
+    [ENV_CMD_SENT] = "cmd_sent",
 };
 
 const char *envelope_kind_name(enum envelope_kind k)

@@ -50,6 +50,7 @@ static const unsigned uses[] = {
     [ENV_ACK] = U_SEQ,
     [ENV_CMD] = U_ID | U_BODY,
     [ENV_KICK] = 0,
+    [ENV_CMD_SENT] = U_AT | U_ID,
 };
 
 static bool entry_within(const struct envelope *e, const uint8_t *p, size_t n)
@@ -113,7 +114,7 @@ static void check_entry_check(const struct envelope *e)
 {
     const char *why = NULL;
     enum sl_err rc = envelope_check(e, &why);
-    if (e->kind <= ENV_NONE || e->kind > ENV_KICK) {
+    if (e->kind <= ENV_NONE || e->kind > ENV_CMD_SENT) {
         FUZZ_CHECK(rc == SL_AGAIN);
         return;
     }
@@ -305,7 +306,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(entries <= size);
         FUZZ_CHECK(entry_within(&e, data, size));
         check_entry_check(&e);
-        if (e.kind > ENV_NONE && e.kind <= ENV_KICK) {
+        if (e.kind > ENV_NONE && e.kind <= ENV_CMD_SENT) {
             FUZZ_CHECK(envelope_writer_add(&w, &e) == SL_OK);
             FUZZ_CHECK(envelope_writer_add_encoded(&w2, envelope_writer_last(&w)) == SL_OK);
             known++;
@@ -330,7 +331,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rd = first;
     for (size_t i = 0; i < entries; i++) {
         FUZZ_CHECK(envelope_reader_next(&rd, &e) == SL_OK);
-        if (e.kind <= ENV_NONE || e.kind > ENV_KICK)
+        if (e.kind <= ENV_NONE || e.kind > ENV_CMD_SENT)
             continue;
         struct envelope e2;
         FUZZ_CHECK(envelope_reader_next(&again, &e2) == SL_OK);

@@ -32,6 +32,7 @@ from proc import DEADLINE, TestFailure, check
 
 # envelope entry kinds and field order (protocol.md section 6)
 DATA, CONNECT, DISCONNECT, RES, HEARTBEAT, UNDELIVERABLE, ACK, CMD, KICK = range(1, 10)
+CMD_SENT = 11  # edge -> both (0.2); 10 is the notifier heartbeat below
 FIELDS = ["kind", "slot", "gen", "dev", "epoch", "seq", "ts", "at_ns", "peer", "reason", "id", "ok", "body"]
 
 

@@ -341,6 +341,34 @@ static void test_data_ack_ping(void **st)
     assert_int_equal(c->s.phase, SESSION_READY);
 }
 
+/* A cmd frame queued on the connection is reported (cmd_sent: the command
+ * store counts deliveries by it) with the session's id, epoch and the
+ * command id; one the connection refused (closing) is not. */
+static void test_cmd_sent(void **st)
+{
+    (void)st;
+    struct tconn *c = open_conn(0);
+    hello(c, "pump-7");
+    uint64_t epoch = envs[0].epoch;
+    static const uint8_t body[] = {0x81, 0xa1, 'v', 0x03};
+    session_cmd(&X, &c->s, ref_of(c), (struct sl_slice){(const uint8_t *)"c-1", 3},
+                (struct sl_slice){body, sizeof body});
+    assert_int_equal(last_sent()->t, MSG_CMD);
+    assert_int_equal(nenvs, 2);
+    assert_int_equal(envs[1].kind, ENV_CMD_SENT);
+    assert_true(sl_slice_eqs(envs[1].id, "c-1"));
+    assert_true(sl_slice_eqs(envs[1].dev, "pump-7"));
+    assert_true(envs[1].epoch == epoch);
+    assert_int_equal(envs[1].slot, c->slot);
+    assert_int_equal(envs[1].gen, c->gen);
+    const char *why = NULL;
+    assert_int_equal(envelope_check(&envs[1], &why), SL_OK);
+    c->closed = 1; /* st_send refuses: nothing written, nothing reported */
+    session_cmd(&X, &c->s, ref_of(c), (struct sl_slice){(const uint8_t *)"c-2", 3},
+                (struct sl_slice){body, sizeof body});
+    assert_int_equal(nenvs, 2);
+}
+
 static void test_errors(void **st)
 {
     (void)st;
@@ -555,6 +583,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hello_welcome_connect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_ack_ping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_after_hello, setup, teardown),

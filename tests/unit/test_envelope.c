@@ -82,6 +82,16 @@ static struct envelope sample(enum envelope_kind k)
         e.reason = S("disconnected");
         break;
     case ENV_ACK: e.seq = 42; break;
+    case ENV_NOTIFIER_HB:
+        e.dev = S("");
+        e.epoch = 0;
+        e.at_ns = 6;
+        e.to = S("tcp://10.0.0.7:7011");
+        break;
+    case ENV_CMD_SENT:
+        e.at_ns = 5;
+        e.id = S("cmd-10");
+        break;
     case ENV_CMD:
         e.id = S("cmd-9");
         e.body.p = body;
@@ -120,11 +130,11 @@ static void test_roundtrip_every_kind(void **state)
     struct envelope_writer w;
     struct envelope_hdr h = hdr();
     assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
-    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+    for (int k = ENV_DATA; k <= ENV_CMD_SENT; k++) {
         struct envelope e = sample((enum envelope_kind)k);
         assert_int_equal(envelope_writer_add(&w, &e), SL_OK);
     }
-    assert_int_equal(w.count, 9);
+    assert_int_equal(w.count, 11);
 
     struct envelope_reader r;
     assert_int_equal(envelope_reader_begin(&r, buf, envelope_writer_len(&w)), SL_OK);
@@ -132,7 +142,7 @@ static void test_roundtrip_every_kind(void **state)
     assert_true(sl_slice_eqs(r.hdr.edge, "edge-a:7000"));
     assert_true(r.hdr.incarnation == 0xfedcba9876543210ULL);
     assert_true(sl_slice_eqs(r.hdr.reply, "edge-a:7000/1"));
-    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+    for (int k = ENV_DATA; k <= ENV_CMD_SENT; k++) {
         struct envelope want = sample((enum envelope_kind)k), got;
         assert_int_equal(envelope_reader_next(&r, &got), SL_OK);
         same(&got, &want);
@@ -254,7 +264,7 @@ static void test_toobig_rollback(void **state)
     e = sample(ENV_ACK);
     e.kind = ENV_NONE;
     assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
-    e.kind = (enum envelope_kind)(ENV_NOTIFIER_HB + 1);
+    e.kind = (enum envelope_kind)(ENV_CMD_SENT + 1);
     assert_int_equal(envelope_writer_add(&w, &e), SL_INVAL);
     assert_int_equal(w.count, 0);
 }
@@ -378,6 +388,7 @@ static void test_reader_tolerance(void **state)
     assert_string_equal(envelope_kind_name(e.kind), "unknown");
     assert_string_equal(envelope_kind_name(ENV_HEARTBEAT), "heartbeat");
     assert_string_equal(envelope_kind_name(ENV_KICK), "kick");
+    assert_string_equal(envelope_kind_name(ENV_CMD_SENT), "cmd_sent");
 }
 
 static void test_malformed(void **state)
@@ -448,7 +459,7 @@ static void test_check(void **state)
 {
     (void)state;
     const char *why = NULL;
-    for (int k = ENV_DATA; k <= ENV_KICK; k++) {
+    for (int k = ENV_DATA; k <= ENV_CMD_SENT; k++) {
         struct envelope e = sample((enum envelope_kind)k);
         assert_int_equal(envelope_check(&e, &why), SL_OK);
     }

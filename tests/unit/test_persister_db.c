@@ -8,10 +8,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "db.h"
+#include "devsum.h"
 
 static void test_classify(void **state)
 {
@@ -94,12 +97,128 @@ static void test_oneshot_ok(void **state)
     batch_fini(&b);
 }
 
+/* The devices summary (devsum.c): per device the highest stored seq and
+ * the earliest and latest time, over several batches; rows not stored
+ * (dropped, not yet written) and unusable device ids are left out; the SQL
+ * is typed, escaped and in one transaction; a full table stops and resumes
+ * where it stopped. */
+static void test_devsum(void **state)
+{
+    (void)state;
+    struct batch b;
+    assert_int_equal(batch_init(&b, 16, 64u * 1024u), 0);
+    struct envelope_hdr h = {
+        .v = 1, .edge = {(const uint8_t *)"e", 1}, .incarnation = 1, .reply = {(const uint8_t *)"r", 1}};
+    assert_int_equal(batch_peer(&b, &h), 0);
+    static const uint8_t body[] = {0xa1, 'x'};
+    struct devsum sum;
+    assert_int_equal(devsum_init(&sum, 4), 0);
+    char out[4096];
+    uint32_t from = 0;
+    assert_true(devsum_add(&sum, &b, &from));
+    assert_int_equal(devsum_sql(&sum, out, sizeof out), 0); /* nothing */
+
+    const uint64_t t0 = 1764358200000000000ull; /* 2025-11-28 19:30:00 UTC */
+    struct envelope e = {.kind = ENV_DATA,
+                         .dev = {(const uint8_t *)"pump-1", 6},
+                         .seq = 42,
+                         .at_ns = t0 + 2000000000ull,
+                         .body = {body, sizeof body},
+                         .has_body = true};
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK); /* 0 */
+    e.seq = 40;
+    e.at_ns = t0;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK); /* 1: older seq, earlier */
+    e.dev = (struct sl_slice){(const uint8_t *)"o'k\\", 4};
+    e.seq = 7;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK); /* 2 */
+    e.dev = (struct sl_slice){(const uint8_t *)"lost", 4};
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK); /* 3 */
+    static const uint8_t nul_dev[] = {'a', 0, 'b'};
+    e.dev = (struct sl_slice){nul_dev, 3};
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK); /* 4 */
+    struct envelope c = {.kind = ENV_CONNECT,
+                         .dev = {(const uint8_t *)"sleepy", 6},
+                         .epoch = 5,
+                         .at_ns = t0 + 1000000000ull,
+                         .peer = {(const uint8_t *)"1.2.3.4:5", 9}};
+    assert_int_equal(batch_add(&b, 0, &c), SL_OK); /* 5 */
+    b.rows[0].state = ROW_STORED;
+    b.rows[1].state = ROW_STORED;
+    b.rows[2].state = ROW_DEAD; /* dead-lettered rows are stored too */
+    b.rows[3].state = ROW_DROPPED;
+    b.rows[4].state = ROW_STORED;
+    from = 0;
+    assert_true(devsum_add(&sum, &b, &from));
+    assert_int_equal(from, b.nrows);
+    assert_int_equal(sum.used, 3);
+    size_t n = devsum_sql(&sum, out, sizeof out);
+    assert_int_equal(n, strlen(out));
+    assert_non_null(strstr(out, "(E'pump-1','2025-11-28 19:30:00.000000+00'::timestamptz,"
+                                "'2025-11-28 19:30:02.000000+00'::timestamptz,42::int8)"));
+    assert_non_null(strstr(out, "(E'o''k\\\\',")); /* quote and backslash doubled */
+    assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
+                                "'2025-11-28 19:30:01.000000+00'::timestamptz,NULL::int8)"));
+    assert_null(strstr(out, "lost"));
+    assert_null(strstr(out, "E'a"));
+    assert_int_equal(strncmp(out, "BEGIN;SET LOCAL synchronous_commit TO off;", 42), 0);
+    assert_non_null(strstr(out, "ORDER BY i ON CONFLICT(device_id)"));
+    assert_int_equal(strcmp(out + n - 7, ";COMMIT"), 0);
+    size_t bound = devsum_sql_bound(&sum);
+    assert_true(bound >= n);
+    assert_int_equal(devsum_sql(&sum, out, bound), 0); /* no room for the NUL */
+    assert_int_equal(devsum_sql(&sum, out, bound + 1), n);
+
+    /* a second batch: pump-1's seq moves on, sleepy gets a seq */
+    batch_reset(&b);
+    assert_int_equal(batch_peer(&b, &h), 0);
+    e.dev = (struct sl_slice){(const uint8_t *)"pump-1", 6};
+    e.seq = 43;
+    e.at_ns = t0 + 3000000000ull;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    e.dev = (struct sl_slice){(const uint8_t *)"sleepy", 6};
+    e.seq = 1;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    b.rows[0].state = ROW_STORED;
+    b.rows[1].state = ROW_STORED;
+    from = 0;
+    assert_true(devsum_add(&sum, &b, &from));
+    assert_int_equal(sum.used, 3);
+    devsum_sql(&sum, out, sizeof out);
+    assert_non_null(strstr(out, "'2025-11-28 19:30:03.000000+00'::timestamptz,43::int8)"));
+    assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
+                                "'2025-11-28 19:30:03.000000+00'::timestamptz,1::int8)"));
+
+    /* full: room for 16 slots / 2 = 8 devices; the 9th stops the add */
+    devsum_reset(&sum);
+    assert_int_equal(devsum_sql(&sum, out, sizeof out), 0);
+    batch_reset(&b);
+    assert_int_equal(batch_peer(&b, &h), 0);
+    char ids[10][4];
+    for (int k = 0; k < 10; k++) {
+        snprintf(ids[k], sizeof ids[k], "d%d", k);
+        e.dev = (struct sl_slice){(const uint8_t *)ids[k], (uint32_t)strlen(ids[k])};
+        assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+        b.rows[k].state = ROW_STORED;
+    }
+    from = 0;
+    assert_false(devsum_add(&sum, &b, &from));
+    assert_int_equal(from, 8);
+    assert_int_equal(sum.used, 8);
+    devsum_reset(&sum);
+    assert_true(devsum_add(&sum, &b, &from));
+    assert_int_equal(sum.used, 2);
+    devsum_fini(&sum);
+    batch_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_classify_nopart),
         cmocka_unit_test(test_oneshot_ok),
+        cmocka_unit_test(test_devsum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

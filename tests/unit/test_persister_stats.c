@@ -115,6 +115,44 @@ static const char expected[] =
     "and acked (at most --max-pending-bytes)\n"
     "# TYPE sluice_persister_pending_bytes gauge\n"
     "sluice_persister_pending_bytes 14\n"
+    /* the command queue (issue 16) */
+    "# HELP sluice_persister_commands_handed_total Queued commands handed to an edge session (cmd entries)\n"
+    "# TYPE sluice_persister_commands_handed_total counter\n"
+    "sluice_persister_commands_handed_total 0\n"
+    "# HELP sluice_persister_commands_sent_total Queued commands whose cmd frame an edge wrote (cmd_sent "
+    "reports applied)\n"
+    "# TYPE sluice_persister_commands_sent_total counter\n"
+    "sluice_persister_commands_sent_total 0\n"
+    "# HELP sluice_persister_commands_answered_total Queued commands ended by the device's res (ok or "
+    "error)\n"
+    "# TYPE sluice_persister_commands_answered_total counter\n"
+    "sluice_persister_commands_answered_total 0\n"
+    "# HELP sluice_persister_commands_expired_total Queued commands whose ttl passed\n"
+    "# TYPE sluice_persister_commands_expired_total counter\n"
+    "sluice_persister_commands_expired_total 0\n"
+    "# HELP sluice_persister_commands_gave_up_total Queued commands written --max-attempts times and never "
+    "answered\n"
+    "# TYPE sluice_persister_commands_gave_up_total counter\n"
+    "sluice_persister_commands_gave_up_total 0\n"
+    "# HELP sluice_persister_command_db_errors_total Command queue rounds that failed on the database "
+    "(retried)\n"
+    "# TYPE sluice_persister_command_db_errors_total counter\n"
+    "sluice_persister_command_db_errors_total 0\n"
+    "# HELP sluice_persister_command_reports_dropped_total res or cmd_sent reports dropped: the command "
+    "queue's backlog was full\n"
+    "# TYPE sluice_persister_command_reports_dropped_total counter\n"
+    "sluice_persister_command_reports_dropped_total 0\n"
+    "# HELP sluice_persister_command_batches_sent_total cmd batches sent to edge workers\n"
+    "# TYPE sluice_persister_command_batches_sent_total counter\n"
+    "sluice_persister_command_batches_sent_total 0\n"
+    "# HELP sluice_persister_connections_closed_total Device connections closed for sluice-api (DELETE "
+    ".../connection: kick entries sent)\n"
+    "# TYPE sluice_persister_connections_closed_total counter\n"
+    "sluice_persister_connections_closed_total 0\n"
+    "# HELP sluice_persister_command_batches_unroutable_total cmd batches whose edge worker was gone (the "
+    "commands wait for the next session)\n"
+    "# TYPE sluice_persister_command_batches_unroutable_total counter\n"
+    "sluice_persister_command_batches_unroutable_total 0\n"
     /* issue 15: per edge, from the core's clocks table */
     "# HELP sluice_persister_edge_clock_skew_seconds Edge wall clock minus this persister's, per edge "
     "(largest "
@@ -169,6 +207,28 @@ static void test_export(void **state)
     stat_add(&s.conflicts, 6);
     metrics_render(buf, sizeof buf);
     assert_non_null(strstr(buf, "\nsluice_persister_conflicts_total 6\n"));
+    /* the command queue's counts: its thread's struct and the loop's */
+    stat_add(&s.cmdq.handed, 21);
+    stat_add(&s.cmdq.sent, 22);
+    stat_add(&s.cmdq.results, 23);
+    stat_add(&s.cmdq.expired, 24);
+    stat_add(&s.cmdq.gave_up, 25);
+    stat_add(&s.cmdq.db_errors, 26);
+    stat_add(&s.cmdq.kicks, 27);
+    stat_add(&s.cmd_reports_dropped, 28);
+    stat_add(&s.cmd_batches_sent, 29);
+    stat_add(&s.cmd_batches_unroutable, 30);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_commands_handed_total 21\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_commands_sent_total 22\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_commands_answered_total 23\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_commands_expired_total 24\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_commands_gave_up_total 25\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_command_db_errors_total 26\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_connections_closed_total 27\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_command_reports_dropped_total 28\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_command_batches_sent_total 29\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_command_batches_unroutable_total 30\n"));
 
     stats_fini(&st);
     assert_null(st.src);

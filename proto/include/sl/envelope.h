@@ -41,6 +41,9 @@ enum envelope_kind {
     /* notifier -> edge worker: "I am alive", answering a heartbeat that
      * carried `to`: at_ns, to (echoed); the header's edge names the notifier */
     ENV_NOTIFIER_HB = 10,
+    /* edge -> persister and notifier (PUSH), added in 0.2 (append-only: older
+     * readers skip it) */
+    ENV_CMD_SENT = 11, /* the cmd frame `id` was written to dev's connection: at_ns, id */
 };
 
 /* Batch header. In edge -> service batches, reply is the ZeroMQ identity of

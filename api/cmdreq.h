@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmdreq.h - the body of POST /v1/devices/{id}/commands:
+ * {"body": any, "ttl_s": N, "queue": bool} -> what the store inserts: the
+ * body as JSON text (shown by GET /v1/commands/{id}) and as msgpack (what
+ * the device gets in cmd{body}, docs/protocol.md §3 in reverse), the ttl and
+ * whether to queue. Pure (json-c and msgpack-c on caller buffers); the
+ * HTTP shell hands it the request body. */
+#ifndef API_CMDREQ_H
+#define API_CMDREQ_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CMDREQ_TTL_QUEUED 86400 /* ttl_s when queue is true and none is given */
+#define CMDREQ_TTL_NOW    30    /* ttl_s when queue is false: deliver now or fail soon */
+#define CMDREQ_TTL_MAX    31536000
+#define CMDREQ_BODY_MAX   60000u /* msgpack bytes: with id and map, a cmd frame stays under 64 KiB */
+
+struct cmdreq {
+    bool queue;
+    int64_t ttl_s;
+    uint8_t *mp; /* caller's buffer of CMDREQ_BODY_MAX bytes */
+    size_t mp_len;
+    char *json; /* the body as compact JSON, malloc'd (cmdreq_fini frees) */
+};
+
+/* Parse text[0..n). 0, or -1 with *why a static reason (400). mp must hold
+ * CMDREQ_BODY_MAX bytes. Unknown members are ignored. */
+int cmdreq_parse(const char *text, size_t n, uint8_t *mp, struct cmdreq *r, const char **why);
+void cmdreq_fini(struct cmdreq *r);
+
+#endif

@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""persister_18_devices: the devices table (migration 004) follows committed
+batches: a device that only connected is listed (no seq), data moves last_seq
+and last_seen forward, a resend or an older row never moves them back, a
+dead-lettered row counts as seen, and a device whose rows were never acked
+does not appear.
+
+Against a real PostgreSQL. The devices update runs after the batch's ack, in
+a transaction of its own: poll for it."""
+import time
+
+from persister_common import collect, core_persister, pe
+from proc import wait_for
+from wire import CONNECT, entry
+
+PORT = 22900  # persister_NN: 22000 + 50 * NN (persister.cmake)
+
+
+def devices(env):
+    return {r[0]: r[1:] for r in env.sql(
+        "SELECT device_id, last_seq, extract(epoch FROM last_seen)::float8,"
+        " extract(epoch FROM first_seen)::float8 FROM devices ORDER BY device_id")}
+
+
+def main():
+    with core_persister(PORT) as (env, p, edge):
+        t = time.time_ns()
+        edge.send(entry(CONNECT, 1, 1, "only-conn", 1000, None, None, t, "10.0.0.1:1"))
+        wait_for(lambda: "only-conn" in devices(env), "connect-only device listed", 30, interval=0.2)
+        d = devices(env)["only-conn"]
+        assert d[0] is None and abs(d[1] - t / 1e9) < 0.01, d
+        print("ok: a device that only connected is listed")
+
+        edge.acks.clear()
+        edge.send(pe.data("dev-a", 5, {"x": 1}), pe.data("dev-a", 9, {"x": 2}), pe.data("dev-b", 1, {"x": 3}))
+        collect(edge, env, {("dev-a", 5), ("dev-a", 9), ("dev-b", 1)})
+        wait_for(lambda: devices(env).get("dev-a", (None,))[0] == 9, "dev-a last_seq 9", 30, interval=0.2)
+        a1 = devices(env)["dev-a"]
+        assert devices(env)["dev-b"][0] == 1
+        print("ok: last_seq is the highest stored seq", a1)
+
+        # a resend of 5 and an older seq 7 arrive later: last_seq stays 9, last_seen moves on
+        edge.acks.clear()
+        edge.send(pe.data("dev-a", 5, {"x": 1}), pe.data("dev-a", 7, {"x": 4}))
+        collect(edge, env, {("dev-a", 5), ("dev-a", 7)})
+        wait_for(lambda: devices(env)["dev-a"][1] > a1[1], "dev-a last_seen moves", 30, interval=0.2)
+        a2 = devices(env)["dev-a"]
+        assert a2[0] == 9 and a2[2] == a1[2], (a1, a2)  # first_seen kept
+        print("ok: a resend or an older seq never moves last_seq back")
+
+        # a poison row (NUL in a string: jsonb refuses it) is dead-lettered, acked and seen
+        edge.acks.clear()
+        edge.send(pe.data("dev-p", 3, {"s": "a\x00b"}))
+        collect(edge, env, {("dev-p", 3)})
+        wait_for(lambda: devices(env).get("dev-p", (None,))[0] == 3, "dead-lettered row seen", 30, interval=0.2)
+        print("ok: a dead-lettered row counts as seen")
+
+        n = env.sql("SELECT count(*) FROM devices")[0][0]
+        assert n == 4, devices(env)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
