@@ -14,7 +14,7 @@ for tool in kubectl node /usr/bin/python3; do
   command -v "$tool" >/dev/null || { echo "check-k8s: $tool not found (deploy/README.md, Checks)" >&2; exit 1; }
 done
 if [ ! -d deploy/k8s-schema/node_modules/kubernetes-models ]; then
-  echo "check-k8s: deploy/k8s-schema/node_modules missing: run scripts/deps (npm ci there)" >&2
+  echo "check-k8s: deploy/k8s-schema/node_modules missing: run scripts/deps --tests (npm ci there)" >&2
   exit 1
 fi
 tmp=$(mktemp -d)
