@@ -39,24 +39,37 @@
 #define PREFIX "devices"
 
 /* Which of the optional fields each kind carries (protocol.md §6). */
-enum { U_SEQ = 1, U_TS = 2, U_AT = 4, U_PEER = 8, U_REASON = 16, U_ID = 32, U_OK = 64, U_BODY = 128 };
+enum {
+    U_SEQ = 1,
+    U_TS = 2,
+    U_AT = 4,
+    U_PEER = 8,
+    U_REASON = 16,
+    U_ID = 32,
+    U_OK = 64,
+    U_BODY = 128,
+    U_TO = 256,
+    U_RING = 512
+};
 static const unsigned uses[] = {
     [ENV_DATA] = U_SEQ | U_TS | U_AT | U_BODY,
     [ENV_CONNECT] = U_AT | U_PEER,
     [ENV_DISCONNECT] = U_AT | U_PEER | U_REASON,
     [ENV_RES] = U_AT | U_ID | U_OK | U_BODY,
-    [ENV_HEARTBEAT] = U_SEQ | U_AT,
+    [ENV_HEARTBEAT] = U_SEQ | U_AT | U_TO | U_RING,
     [ENV_UNDELIVERABLE] = U_ID | U_REASON,
     [ENV_ACK] = U_SEQ,
     [ENV_CMD] = U_ID | U_BODY,
     [ENV_KICK] = 0,
+    [ENV_NOTIFIER_HB] = U_AT | U_TO,
     [ENV_CMD_SENT] = U_AT | U_ID,
 };
 
 static bool entry_within(const struct envelope *e, const uint8_t *p, size_t n)
 {
     return fuzz_within(e->dev, p, n) && fuzz_within(e->peer, p, n) && fuzz_within(e->reason, p, n) &&
-           fuzz_within(e->id, p, n) && fuzz_within(e->body, p, n);
+           fuzz_within(e->id, p, n) && fuzz_within(e->body, p, n) && fuzz_within(e->to, p, n) &&
+           fuzz_within(e->ring, p, n);
 }
 
 static bool same_entry(const struct envelope *a, const struct envelope *b)
@@ -123,7 +136,7 @@ static void check_entry_check(const struct envelope *e)
         return;
     }
     unsigned u = uses[e->kind];
-    if (e->kind == ENV_HEARTBEAT)
+    if (e->kind == ENV_HEARTBEAT || e->kind == ENV_NOTIFIER_HB)
         FUZZ_CHECK(e->dev.n == 0);
     else
         FUZZ_CHECK(msg_valid_id(e->dev.p, e->dev.n));
@@ -135,6 +148,10 @@ static void check_entry_check(const struct envelope *e)
         FUZZ_CHECK(printable(e->peer, ENVELOPE_PEER_MAX, true));
     if (u & U_REASON)
         FUZZ_CHECK(printable(e->reason, ENVELOPE_REASON_MAX, true));
+    if (u & U_TO)
+        FUZZ_CHECK(printable(e->to, ENVELOPE_TO_MAX, true));
+    if (u & U_RING)
+        FUZZ_CHECK(printable(e->ring, ENVELOPE_RING_MAX, true));
 }
 
 /* ---- the persister ---- */
