@@ -511,9 +511,6 @@ static bool admin_token_ok(const char *got, size_t gn)
     return g_admin_len > 0 && diff == 0;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned int status, const char *ctype, void *body,
-                             size_t len, enum MHD_ResponseMemoryMode mode);
-
 /* POST /admin/<name>: called once the whole request (any body ignored)
  * has arrived. */
 static enum MHD_Result admin(struct MHD_Connection *c, const char *name)
@@ -526,7 +523,7 @@ static enum MHD_Result admin(struct MHD_Connection *c, const char *name)
     static const char bearer[] = "Bearer ";
     if (!auth || strncmp(auth, bearer, sizeof bearer - 1) != 0 ||
         !admin_token_ok(auth + sizeof bearer - 1, strlen(auth + sizeof bearer - 1))) {
-        log_warn("event=admin_refused what=%s", name);
+        log_warn("event=admin_refused"); /* not the URL: a stranger's text */
         static const char no[] = "{\"error\":\"unauthorized\"}";
         return reply(c, MHD_HTTP_UNAUTHORIZED, json, (void *)no, sizeof no - 1, MHD_RESPMEM_PERSISTENT);
     }
