@@ -68,6 +68,10 @@ static _Atomic bool g_ready;
 static pthread_mutex_t g_ready_mu = PTHREAD_MUTEX_INITIALIZER; /* guards g_ready_detail */
 static char g_ready_detail[128];
 static struct MHD_Daemon *g_mhd;
+static char *g_admin_token; /* set once before the server starts; NULL = /admin/ off */
+static size_t g_admin_len;
+static metrics_admin_fn g_admin_fn;
+static void *g_admin_ud;
 static void (*g_collect)(void *); /* guarded by g_mu */
 static void *g_collect_ud;
 
@@ -472,6 +476,64 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned int status, cons
     return ret;
 }
 
+struct metrics_req {
+    struct MHD_Connection *c;
+};
+
+const char *metrics_req_arg(struct metrics_req *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+int metrics_set_admin(const char *token, size_t n, metrics_admin_fn fn, void *ud)
+{
+    char *t = malloc(n + 1);
+    if (!t)
+        return -1;
+    memcpy(t, token, n);
+    t[n] = 0;
+    g_admin_token = t;
+    g_admin_len = n;
+    g_admin_fn = fn;
+    g_admin_ud = ud;
+    return 0;
+}
+
+/* Whether got (gn bytes) is the admin token. The loop runs over the whole
+ * configured token whatever got holds, and accumulates differences
+ * instead of stopping at the first, so the time says nothing about how
+ * much of a guess was right (only the configured length is not secret). */
+static bool admin_token_ok(const char *got, size_t gn)
+{
+    volatile unsigned char diff = gn != g_admin_len;
+    for (size_t i = 0; i < g_admin_len; i++)
+        diff |= (unsigned char)(g_admin_token[i] ^ (i < gn ? got[i] : 0));
+    return g_admin_len > 0 && diff == 0;
+}
+
+/* POST /admin/<name>: called once the whole request (any body ignored)
+ * has arrived. */
+static enum MHD_Result admin(struct MHD_Connection *c, const char *name)
+{
+    static const char json[] = "application/json";
+    if (!g_admin_fn)
+        return reply(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", (void *)"not found", 9,
+                     MHD_RESPMEM_PERSISTENT);
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    static const char bearer[] = "Bearer ";
+    if (!auth || strncmp(auth, bearer, sizeof bearer - 1) != 0 ||
+        !admin_token_ok(auth + sizeof bearer - 1, strlen(auth + sizeof bearer - 1))) {
+        log_warn("event=admin_refused"); /* not the URL: a stranger's text */
+        static const char no[] = "{\"error\":\"unauthorized\"}";
+        return reply(c, MHD_HTTP_UNAUTHORIZED, json, (void *)no, sizeof no - 1, MHD_RESPMEM_PERSISTENT);
+    }
+    char body[512];
+    struct metrics_req req = {c};
+    body[0] = 0;
+    unsigned status = g_admin_fn(g_admin_ud, name, &req, body, sizeof body);
+    return reply(c, status, json, body, strlen(body), MHD_RESPMEM_MUST_COPY);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size,
                               void **req_cls)
@@ -479,9 +541,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)cls;
     (void)version;
     (void)upload_data;
+    static const char text[] = "text/plain; charset=utf-8";
+    if (strcmp(method, "POST") == 0 && strncmp(url, "/admin/", 7) == 0) {
+        /* libmicrohttpd calls a POST's handler once for the headers, then
+         * per body chunk, then once more with nothing: answer that last. */
+        static int seen;
+        if (!*req_cls) {
+            *req_cls = &seen;
+            return MHD_YES;
+        }
+        if (*upload_size) {
+            *upload_size = 0; /* a body is not used */
+            return MHD_YES;
+        }
+        return admin(c, url + 7);
+    }
     (void)upload_size;
     (void)req_cls;
-    static const char text[] = "text/plain; charset=utf-8";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, (void *)"method not allowed", 18,
                      MHD_RESPMEM_PERSISTENT);
@@ -616,5 +692,11 @@ void metrics_stop(void)
     if (g_mhd) {
         MHD_stop_daemon(g_mhd);
         g_mhd = NULL;
+    }
+    if (g_admin_token) { /* the server is gone: nobody compares against it any more */
+        explicit_bzero(g_admin_token, g_admin_len);
+        free(g_admin_token);
+        g_admin_token = NULL;
+        g_admin_fn = NULL;
     }
 }

@@ -87,6 +87,14 @@ struct edge {
     _Atomic uint32_t open_total; /* accepted connections open, all workers */
     _Atomic bool draining;       /* SIGTERM seen: stop accepting, evict */
     _Atomic uint64_t drain_deadline_ms;
+    /* Shedding (POST /admin/shed, docs/internals.md "shedding"): main
+     * writes shed_rate then shed; the workers read both on their tick and
+     * close authenticated devices with err{draining}, the way SIGTERM's
+     * drain does, until open_total <= the target, then clear shed. */
+    _Atomic uint64_t shed;         /* 0 = none, else (request number << 32) | target */
+    _Atomic uint32_t shed_rate;    /* closes per second for the whole edge */
+    _Atomic uint32_t shed_pending; /* closes started but maybe not yet out of open_total */
+    _Atomic uint32_t shed_done;    /* closes of the current request (for its end line) */
 };
 
 #endif

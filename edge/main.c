@@ -96,6 +96,58 @@ static void report_readiness(struct edge *e, struct acceptor *acc)
     metrics_set_ready(listening && p);
 }
 
+/* POST /admin/shed?target=N&rate=R (docs/internals.md "shedding"), on the
+ * metrics thread: hand the target to the workers through e->shed, which
+ * they read on their tick, and say what the edge holds now. A target at or
+ * above that ends any shed in progress and starts none. */
+static unsigned admin_shed(void *ud, const char *name, struct metrics_req *req, char *body, size_t cap)
+{
+    struct edge *e = ud;
+    if (strcmp(name, "shed") != 0) {
+        snprintf(body, cap, "{\"error\":\"not found\"}");
+        return 404;
+    }
+    const char *ts = metrics_req_arg(req, "target"), *rs = metrics_req_arg(req, "rate");
+    char *end = NULL;
+    errno = 0;
+    unsigned long long target = ts ? strtoull(ts, &end, 10) : 0;
+    bool bad = !ts || !*ts || *end || errno || *ts == '-' || target > UINT32_MAX;
+    unsigned long long rate = 100;
+    if (!bad && rs) {
+        errno = 0;
+        rate = strtoull(rs, &end, 10);
+        bad = !*rs || *end || errno || *rs == '-' || rate < 1 || rate > 1000000;
+    }
+    if (bad) {
+        snprintf(body, cap, "{\"error\":\"target=N (0..%u) and rate=R (1..1000000 per second) expected\"}",
+                 UINT32_MAX);
+        return 400;
+    }
+    if (atomic_load(&e->draining)) {
+        snprintf(body, cap, "{\"error\":\"draining\"}");
+        return 409;
+    }
+    static uint32_t requests; /* the metrics server has one thread */
+    uint32_t open = atomic_load(&e->open_total);
+    bool shedding = target < open;
+    uint64_t old;
+    if (shedding) {
+        atomic_store(&e->shed_rate, (uint32_t)rate);
+        atomic_store(&e->shed_done, 0);
+        requests = requests == UINT32_MAX ? 1 : requests + 1;
+        old = atomic_exchange(&e->shed, (uint64_t)requests << 32 | target);
+        log_info("event=shed_begin open=%u target=%llu rate=%llu replaced=%d", open, target, rate, old != 0);
+    } else {
+        old = atomic_exchange(&e->shed, 0);
+        if (old)
+            log_info("event=shed_end open=%u target=%llu shed=%u cancelled=1", open, target,
+                     atomic_load(&e->shed_done));
+    }
+    snprintf(body, cap, "{\"open\":%u,\"target\":%llu,\"rate\":%llu,\"shedding\":%s}", open, target, rate,
+             shedding ? "true" : "false");
+    return 200;
+}
+
 /* CURVE keys (docs/security.md): all three files or none. The key's edge
  * binding must admit this edge id, or every batch would be refused by the
  * services: say so now. 0 or -1 (said on stderr or logged). */
@@ -132,7 +184,7 @@ int main(int argc, char **argv)
                *nr = NULL, *metrics_addr = NULL, *log_level = NULL, *record = NULL, *record_devs = NULL,
                *accept_mode = NULL, *allow_cidrs = NULL, *deny_file = NULL, *listen_tls = NULL,
                *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL, *tls_tickets = NULL, *proxy_from = NULL,
-               *curve_key = NULL, *persister_key = NULL, *notifier_key = NULL;
+               *curve_key = NULL, *persister_key = NULL, *notifier_key = NULL, *admin_token = NULL;
     bool proxy = false;
     int64_t hs_per_wake = 0;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
@@ -261,6 +313,10 @@ int main(int argc, char **argv)
          "stop recording when the file reaches this, MiB (0 = no limit)", 0, 1 << 30},
         {"metrics", CFG_STR, &metrics_addr, "0.0.0.0:9100", "HTTP /metrics /healthz /readyz (\"\" = off)", 0,
          0},
+        {"admin-token", CFG_SECRET, &admin_token, "",
+         "bearer token of POST /admin/shed on the metrics listener (use --admin-token-file FILE); empty = "
+         "no admin endpoint",
+         0, 0},
         {"log-level", CFG_STR, &log_level, "info", "debug, info, warn, error", 0, 0},
     };
     cfg_parse(opts, (int)(sizeof opts / sizeof opts[0]), argc, argv,
@@ -454,6 +510,9 @@ int main(int argc, char **argv)
     if (c->accept == EDGE_ACCEPT_HANDOFF && !(acc = acceptor_new(&e)))
         return 1;
     stats_init(&e, acc);
+    if (admin_token && *admin_token &&
+        metrics_set_admin(admin_token, strlen(admin_token), admin_shed, &e) != 0)
+        return 1;
     if (metrics_addr && *metrics_addr && metrics_start(metrics_addr) != 0)
         return 1;
     for (uint32_t i = 0; i < c->workers; i++)

@@ -32,7 +32,7 @@ static struct {
     struct metric_counter *bp_pauses, *bp_paused_us;
     struct metric_counter *notifier_shed, *notifier_ctl_dropped, *persister_ctl_dropped;
     struct metric_counter *stale_replies, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
-    struct metric_counter *cmds_forwarded, *cmds_forward_refused, *kicks_retried;
+    struct metric_counter *cmds_forwarded, *cmds_forward_refused, *kicks_retried, *shed_conns;
     struct metric_gauge *persister_connected, *notifier_connected;
     struct metric_counter *batches_p, *batches_n;
     struct metric_counter *out_pool_exhausted;
@@ -49,7 +49,7 @@ struct sums {
     struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
     uint64_t forwarded, forward_refused, undeliverable;
-    uint64_t stale_replies, stale_batches, kicks, kicks_retried;
+    uint64_t stale_replies, stale_batches, kicks, kicks_retried, shed_conns;
 };
 
 static void add_worker(struct sums *s, const struct worker_view *v)
@@ -100,6 +100,7 @@ static void add_worker(struct sums *s, const struct worker_view *v)
     s->stale_batches += stat_get(&o->stale_batches);
     s->kicks += stat_get(&o->kicks);
     s->kicks_retried += stat_get(&o->kicks_retried);
+    s->shed_conns += stat_get(&o->shed);
 }
 
 static void collect(void *ud)
@@ -165,6 +166,7 @@ static void collect(void *ud)
     metric_counter_set(g.cmds_forwarded, s.forwarded);
     metric_counter_set(g.cmds_forward_refused, s.forward_refused);
     metric_counter_set(g.kicks_retried, s.kicks_retried);
+    metric_counter_set(g.shed_conns, s.shed_conns);
     metric_counter_set(g.batches_p, s.batches_p);
     metric_counter_set(g.batches_n, s.batches_n);
     metric_hist_set(g.ack_rtt, &s.rtt);
@@ -263,6 +265,8 @@ void stats_init(struct edge *e, struct acceptor *acc)
          "Commands answered undeliverable because the holding worker's inbox was full"},
         {&g.kicks_retried, "sluice_edge_kicks_retried_total",
          "Takeover kicks another worker's mailbox could not take at once (posted again, never dropped)"},
+        {&g.shed_conns, "sluice_edge_shed_connections_total",
+         "Devices closed with err draining to shed load (POST /admin/shed)"},
     };
     metrics_counters(plain, sizeof plain / sizeof plain[0]);
     g.bp_paused_us = metrics_counter_micro("sluice_edge_backpressure_paused_seconds_total",

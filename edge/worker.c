@@ -78,7 +78,9 @@ struct worker {
     struct loop_timer tick;
     uint64_t next_bus_tick_ms, next_hb_ms;
     double drain_credit;
-    uint32_t drain_cursor;
+    uint32_t drain_cursor; /* where paced closes (drain, shed) look next */
+    double shed_credit;
+    uint32_t shed_owed; /* closes of the last tick still counted in e->shed_pending */
     bool stop;
     _Atomic unsigned bus_up; /* enum bus_up bits of the last bus tick, for /readyz */
     pthread_t th;
@@ -686,6 +688,75 @@ static void heartbeat(struct worker *w)
     bus_emit(w->bus, &hb);
 }
 
+/* Take one close toward the shed target: true if open_total, less the
+ * closes other workers have started and not yet freed, is still above it.
+ * (A close leaves open_total only when the connection is freed, after the
+ * event batch; without the pending count two workers seeing 11 over a
+ * target of 10 would both close one.) */
+static bool shed_claim(struct edge *e, uint32_t target)
+{
+    uint32_t pend = atomic_load(&e->shed_pending);
+    for (;;) {
+        uint32_t open = atomic_load(&e->open_total);
+        if (open <= target || open - target <= pend)
+            return false;
+        if (atomic_compare_exchange_weak(&e->shed_pending, &pend, pend + 1))
+            return true;
+    }
+}
+
+/* The next authenticated connection from the cursor on, or NULL. */
+static struct conn *next_ready(struct worker *w)
+{
+    uint32_t n = conn_open_count(w->conns);
+    for (uint32_t i = 0; i < n; i++) {
+        struct conn *c = conn_next_open(w->conns, &w->drain_cursor);
+        if (!c)
+            return NULL;
+        if (w->sess[c->slot].phase == SESSION_READY)
+            return c;
+    }
+    return NULL;
+}
+
+/* Paced shedding (POST /admin/shed): the drain's pacing and close, toward
+ * a target instead of zero. The request that is current when the edge
+ * reaches its target is ended here, by whichever worker sees it first. */
+static void shed_tick(struct worker *w)
+{
+    struct edge *e = w->e;
+    if (w->shed_owed) { /* freed after the last tick's batch: open_total shows them now */
+        atomic_fetch_sub(&e->shed_pending, w->shed_owed);
+        w->shed_owed = 0;
+    }
+    uint64_t word = atomic_load(&e->shed);
+    if (!word) {
+        w->shed_credit = 0;
+        return;
+    }
+    uint32_t target = (uint32_t)word;
+    double step = atomic_load(&e->shed_rate) / (double)e->nworkers * TICK_MS / 1000.0;
+    w->shed_credit += step;
+    if (w->shed_credit > step + 1.0) /* no burst after ticks with nothing of ours to close */
+        w->shed_credit = step + 1.0;
+    while (w->shed_credit >= 1.0 && shed_claim(e, target)) {
+        struct conn *c = next_ready(w);
+        if (!c) {
+            atomic_fetch_sub(&e->shed_pending, 1);
+            break;
+        }
+        w->shed_credit -= 1.0;
+        w->shed_owed++;
+        stat_inc(&w->cnt.shed);
+        atomic_fetch_add(&e->shed_done, 1);
+        session_fail(&w->sx, &w->sess[c->slot], SL_DRAINING, "edge shedding load: reconnect elsewhere");
+    }
+    uint32_t open = atomic_load(&e->open_total);
+    if (open <= target && atomic_compare_exchange_strong(&e->shed, &word, 0))
+        log_info("event=shed_end worker=%u open=%u target=%u shed=%u", w->idx, open, target,
+                 atomic_load(&e->shed_done));
+}
+
 static void on_tick(struct loop *l, void *ud)
 {
     struct worker *w = ud;
@@ -720,6 +791,8 @@ static void on_tick(struct loop *l, void *ud)
         if ((conn_open_count(w->conns) == 0 && mailbox_len(w->mb, MAILBOX_ADOPT) == 0 && bus_idle(w->bus)) ||
             now >= atomic_load(&e->drain_deadline_ms))
             w->stop = true;
+    } else {
+        shed_tick(w);
     }
     loop_timer_start(l, &w->tick, TICK_MS);
 }

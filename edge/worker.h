@@ -76,6 +76,7 @@ struct worker_counts {
     _Atomic uint64_t kicks_retried; /* kicks another worker's mailbox could not take at once */
     _Atomic uint64_t early_evicted; /* early connections closed to make room for a newer one */
     _Atomic uint64_t refused_full;  /* its own listener's refusals: --max-conns reached */
+    _Atomic uint64_t shed;          /* devices closed by POST /admin/shed (err draining) */
 };
 
 /* Thread-safe views for readiness and metrics (stats.c). */

@@ -139,16 +139,15 @@ static int probe_timeout_s; /* 0: wait as long as it takes */
 
 /* One HTTP/1.0 GET with a plain socket; the server closes after replying.
  * With probe_timeout_s, a read that waits longer fails the test. */
-static void http_get_from(uint32_t src, const char *path, struct resp *r)
+static void http_req_from(uint32_t src, const char *req, struct resp *r)
 {
     int fd = connect_from(src);
     if (probe_timeout_s) {
         struct timeval tv = {.tv_sec = probe_timeout_s};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     }
-    char req[256];
-    int rl = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    assert_int_equal(write(fd, req, (size_t)rl), rl);
+    size_t rl = strlen(req);
+    assert_int_equal(write(fd, req, rl), (ssize_t)rl);
     static char raw[131072];
     size_t n = 0;
     ssize_t k;
@@ -163,9 +162,73 @@ static void http_get_from(uint32_t src, const char *path, struct resp *r)
     snprintf(r->body, sizeof r->body, "%s", body + 4);
 }
 
+static void http_get_from(uint32_t src, const char *path, struct resp *r)
+{
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    http_req_from(src, req, r);
+}
+
+/* POST path with "Authorization: <auth>" unless auth is NULL. */
+static void http_post(const char *path, const char *auth, struct resp *r)
+{
+    char req[512];
+    snprintf(req, sizeof req, "POST %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%sContent-Length: 0\r\n\r\n", path,
+             auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
+    http_req_from(INADDR_LOOPBACK, req, r);
+}
+
 static void http_get(const char *path, struct resp *r)
 {
     http_get_from(INADDR_LOOPBACK, path, r);
+}
+
+static int admin_calls;
+
+static unsigned admin_echo(void *ud, const char *name, struct metrics_req *req, char *body, size_t cap)
+{
+    (void)ud;
+    admin_calls++;
+    const char *n = metrics_req_arg(req, "n");
+    snprintf(body, cap, "{\"name\":\"%s\",\"n\":\"%s\"}", name, n ? n : "-");
+    return 202;
+}
+
+/* POST /admin/NAME: 404 until a service sets a token, then 401 for every
+ * token but the exact one (missing, wrong, a prefix, longer, another
+ * scheme), and the handler's status and body for it. */
+static void test_admin(void **state)
+{
+    (void)state;
+    static struct resp r;
+    assert_int_equal(metrics_start("127.0.0.1:25101"), 0);
+    http_post("/admin/shed", "Bearer s3cret", &r);
+    assert_int_equal(r.status, 404);
+    metrics_stop();
+
+    assert_int_equal(metrics_set_admin("s3cret", 6, admin_echo, NULL), 0);
+    assert_int_equal(metrics_start("127.0.0.1:25101"), 0);
+    const char *bad[] = {NULL,      "Bearer s3creX", "Bearer s3cre", "Bearer s3cret1",
+                         "Bearer ", "Basic s3cret",  "s3cret"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_post("/admin/shed?n=1", bad[i], &r);
+        assert_int_equal(r.status, 401);
+    }
+    assert_int_equal(admin_calls, 0);
+    http_post("/admin/shed?n=42", "Bearer s3cret", &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"name\":\"shed\",\"n\":\"42\"}");
+    assert_int_equal(admin_calls, 1);
+    http_get("/admin/shed?n=42", &r); /* only POST reaches it */
+    assert_int_equal(r.status, 404);
+    assert_int_equal(admin_calls, 1);
+    metrics_stop();
+
+    /* metrics_stop forgot the token: a later server has no admin. */
+    assert_int_equal(metrics_start("127.0.0.1:25101"), 0);
+    http_post("/admin/shed", "Bearer s3cret", &r);
+    assert_int_equal(r.status, 404);
+    metrics_stop();
 }
 
 static _Atomic int64_t ready_src;
@@ -400,9 +463,9 @@ static void test_family(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render),  cmocka_unit_test(test_micro_counter),
-        cmocka_unit_test(test_http),    cmocka_unit_test(test_counter_table),
-        cmocka_unit_test(test_collect), cmocka_unit_test(test_family),
+        cmocka_unit_test(test_render), cmocka_unit_test(test_micro_counter), cmocka_unit_test(test_http),
+        cmocka_unit_test(test_admin),  cmocka_unit_test(test_counter_table), cmocka_unit_test(test_collect),
+        cmocka_unit_test(test_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,8 @@
  *   /healthz  200 "ok" while the process runs
  *   /readyz   200 "ready" or 503 "not ready" per metrics_set_ready(), then
  *             a space and the text of metrics_set_ready_detail() if any
+ *   /admin/NAME  POST with a bearer token, when the service set one
+ *             (metrics_set_admin)
  * Series with labels are registered one per label set: the `labels` string
  * is the text inside the braces, e.g. "reason=\"idle\"", or NULL. Registering
  * the same name and labels again returns the same storage; a name reused
@@ -111,6 +113,22 @@ struct metrics_sample {
 };
 void metrics_gauge_family_fn(const char *name, const char *help, const char *label,
                              size_t (*fn)(void *ud, struct metrics_sample *out, size_t cap), void *ud);
+/* Authenticated admin requests: POST /admin/<name>?k=v&... with the header
+ * "Authorization: Bearer <token>". Without metrics_set_admin (or with fn
+ * NULL) /admin/ answers 404. A missing or wrong token answers 401 (the
+ * comparison takes the same time whatever the token sent, for a token of
+ * the configured length). Otherwise fn(ud, name, req, body, cap) runs on
+ * the HTTP thread (not under the registry lock: it may not block long),
+ * reads arguments with metrics_req_arg, writes a NUL-terminated JSON body
+ * of at most cap-1 bytes, and returns the HTTP status. token (n bytes) is
+ * copied; call before metrics_start, once. 0, or -1 if out of memory. */
+struct metrics_req;
+typedef unsigned (*metrics_admin_fn)(void *ud, const char *name, struct metrics_req *req, char *body,
+                                     size_t cap);
+int metrics_set_admin(const char *token, size_t n, metrics_admin_fn fn, void *ud);
+/* A query argument of req, or NULL (borrowed: valid during fn only). */
+const char *metrics_req_arg(struct metrics_req *req, const char *key);
+
 /* Start the HTTP server (at most 64 connections, 8 from one address, idle
  * ones closed after 10 s) on "host:port" (port 0 = disabled). Returns 0 or -1
  * (logged). The server thread runs until metrics_stop(). */
