@@ -262,10 +262,11 @@ static enum MHD_Result check(struct server *s, struct MHD_Connection *c, struct 
         enum auth_rc a = auth_check(
             s->cfg.auth, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
             r->route.scope == ROUTE_WRITE, &name);
-        if (name)
+        bool named = name != NULL;
+        if (named)
             snprintf(key, sizeof key, "tok:%s", name);
         pthread_rwlock_unlock(&s->auth_lock);
-        if (!name)
+        if (!named)
             peer_key(c, key, sizeof key);
         /* Failed attempts count against the address too: guessing costs. */
         uint64_t retry_ms = 0;
@@ -406,7 +407,12 @@ struct server *server_new(const struct server_cfg *cfg)
         return NULL;
     }
     s->cfg = *cfg;
-    pthread_rwlock_init(&s->auth_lock, NULL);
+    /* Writer first: a reload must not wait behind a steady stream of requests. */
+    pthread_rwlockattr_t la;
+    pthread_rwlockattr_init(&la);
+    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->auth_lock, &la);
+    pthread_rwlockattr_destroy(&la);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
