@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* main.c - sluice-api: flags, logging, the tokens file, metrics export,
- * signals; then the HTTP server until SIGTERM. Deliberately nothing else:
- * requests are server.c's, SQL is store.c's. */
+ * signals; then the HTTP server until SIGTERM, re-reading the tokens file on
+ * SIGHUP. Deliberately nothing else: requests are server.c's, SQL is
+ * store.c's. */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +23,51 @@
 #include "sl/version.h"
 #include "store.h"
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_reload;
 
+/* Only flags: the main loop does the work (reading a file, freeing the old
+ * tokens) outside the handler. */
 static void on_signal(int sig)
 {
-    (void)sig;
-    g_stop = 1;
+    if (sig == SIGHUP)
+        g_reload = 1;
+    else
+        g_stop = 1;
+}
+
+/* The tokens of the file at path, or NULL after one error line that says
+ * what happens next (then: "exit" at start, "kept" on a reload). */
+static struct auth *load_tokens(const char *path, const char *then)
+{
+    size_t tlen = 0;
+    char *ttext = secfile_read(path, "tokens", 1u << 20, &tlen);
+    if (!ttext) {
+        int e = errno;
+        log_error("event=file_unreadable what=tokens path=%s err=\"%s\" then=%s", path, strerror(e), then);
+        return NULL;
+    }
+    char err[160];
+    struct auth *auth = auth_parse(ttext, tlen, err, sizeof err);
+    explicit_bzero(ttext, tlen);
+    free(ttext);
+    if (!auth)
+        log_error("event=tokens_bad path=%s err=\"%s\" then=%s", path, err, then);
+    return auth;
+}
+
+/* SIGHUP: the file's tokens replace *cur (the server's, which main owns),
+ * or *cur stays (a half-written or broken file must not lock every
+ * operator out). */
+static void reload_tokens(struct server *srv, const char *path, struct auth **cur)
+{
+    struct auth *next = load_tokens(path, "kept");
+    if (!next)
+        return;
+    struct auth *prev = server_swap_auth(srv, next);
+    assert(prev == *cur);
+    *cur = next;
+    log_info("event=tokens_reloaded path=%s tokens=%u was=%u", path, auth_count(next), auth_count(prev));
+    auth_destroy(&prev);
 }
 
 /* The server's counts -> sluice_api_* on each scrape (docs/metrics.md rule 7). */
@@ -144,21 +186,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice-api: --rate must be > 0 and --burst >= 1\n");
         return 2;
     }
-    size_t tlen = 0;
-    char *ttext = secfile_read(tokens, "tokens", 1u << 20, &tlen);
-    if (!ttext) {
-        int e = errno;
-        log_error("event=file_unreadable what=tokens path=%s err=\"%s\"", tokens, strerror(e));
+    struct auth *auth = load_tokens(tokens, "exit");
+    if (!auth)
         return 2;
-    }
-    char err[160];
-    struct auth *auth = auth_parse(ttext, tlen, err, sizeof err);
-    explicit_bzero(ttext, tlen);
-    free(ttext);
-    if (!auth) {
-        log_error("event=tokens_bad path=%s err=\"%s\"", tokens, err);
-        return 2;
-    }
     char *cert = NULL, *key = NULL;
     if (*tls_cert &&
         (!(cert = read_pem(tls_cert, "tls_cert", false)) || !(key = read_pem(tls_key, "tls_key", true)))) {
@@ -167,12 +197,22 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Blocked before any thread starts, so every thread inherits the mask
+     * and the signals reach only the main loop's sigsuspend: no flag set
+     * between its test and the wait is missed. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs, waitmask;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &waitmask);
 
     static struct server_stats st;
     server_stats_init(&st);
@@ -202,8 +242,13 @@ int main(int argc, char **argv)
         log_info("event=start tokens=%u db_connections=%lld rate=%g burst=%g", auth_count(auth),
                  (long long)threads, rate, burst);
         metrics_set_ready(store_ping(store));
-        while (!g_stop)
-            pause(); /* the server's threads do the work; a signal ends the pause */
+        while (!g_stop) {
+            sigsuspend(&waitmask); /* the server's threads do the work; a signal ends the wait */
+            if (g_reload) {
+                g_reload = 0;
+                reload_tokens(srv, tokens, &auth);
+            }
+        }
         log_info("event=stopping");
         rc = 0;
     }

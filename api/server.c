@@ -14,8 +14,10 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,9 @@
 struct server {
     struct server_cfg cfg;
     struct MHD_Daemon *mhd;
+    /* cfg.auth: read by every request thread, replaced by server_swap_auth.
+     * Held only across auth_check and the copy of the token's NAME. */
+    pthread_rwlock_t auth_lock;
 };
 
 /* One request's state across libmicrohttpd's calls. */
@@ -251,13 +256,17 @@ static enum MHD_Result check(struct server *s, struct MHD_Connection *c, struct 
                     MHD_HTTP_HEADER_ALLOW, route_method(r->route.id));
     if (r->route.scope != ROUTE_OPEN) {
         const char *name = NULL;
+        char key[RATELIM_KEY_MAX + 1];
+        /* name points into the tokens: copy it before a reload may free them */
+        pthread_rwlock_rdlock(&s->auth_lock);
         enum auth_rc a = auth_check(
             s->cfg.auth, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
             r->route.scope == ROUTE_WRITE, &name);
-        char key[RATELIM_KEY_MAX + 1];
-        if (name)
+        bool named = name != NULL;
+        if (named)
             snprintf(key, sizeof key, "tok:%s", name);
-        else
+        pthread_rwlock_unlock(&s->auth_lock);
+        if (!named)
             peer_key(c, key, sizeof key);
         /* Failed attempts count against the address too: guessing costs. */
         uint64_t retry_ms = 0;
@@ -398,6 +407,12 @@ struct server *server_new(const struct server_cfg *cfg)
         return NULL;
     }
     s->cfg = *cfg;
+    /* Writer first: a reload must not wait behind a steady stream of requests. */
+    pthread_rwlockattr_t la;
+    pthread_rwlockattr_init(&la);
+    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->auth_lock, &la);
+    pthread_rwlockattr_destroy(&la);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -417,12 +432,23 @@ struct server *server_new(const struct server_cfg *cfg)
     freeaddrinfo(res);
     if (!s->mhd) {
         log_error("event=listen_failed listen=%s tls=%s", cfg->listen, cfg->tls_cert ? "on" : "off");
+        pthread_rwlock_destroy(&s->auth_lock);
         free(s);
         return NULL;
     }
     log_info("event=listening listen=%s tls=%s threads=%u", cfg->listen, cfg->tls_cert ? "on" : "off",
              cfg->threads);
     return s;
+}
+
+struct auth *server_swap_auth(struct server *s, struct auth *next)
+{
+    assert(next);
+    pthread_rwlock_wrlock(&s->auth_lock);
+    struct auth *prev = s->cfg.auth;
+    s->cfg.auth = next;
+    pthread_rwlock_unlock(&s->auth_lock);
+    return prev;
 }
 
 void server_destroy(struct server **sp)
@@ -435,6 +461,7 @@ void server_destroy(struct server **sp)
     MHD_stop_daemon(s->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    pthread_rwlock_destroy(&s->auth_lock);
     free(s);
     *sp = NULL;
 }

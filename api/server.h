@@ -45,7 +45,7 @@ struct server_cfg {
     int64_t max_queued;    /* pending commands per device at most (409 beyond) */
     const char *tls_cert;  /* PEM text, or NULL for plain HTTP */
     const char *tls_key;   /* PEM text (with tls_cert) */
-    struct auth *auth;     /* borrowed, read-only */
+    struct auth *auth;     /* borrowed, read-only; replaced by server_swap_auth */
     struct ratelim *limit; /* borrowed */
     struct store *store;   /* borrowed */
     struct server_stats *stats;
@@ -56,6 +56,12 @@ struct server;
 /* Bind and start serving. NULL on failure (logged): a bad address, a port
  * in use, TLS asked of a libmicrohttpd without it. */
 struct server *server_new(const struct server_cfg *cfg);
+/* Make next the tokens every later request is checked against (a SIGHUP
+ * reload). Returns the tokens used until now: the caller owns them again
+ * and may destroy them at once, as no request reads them after this
+ * returns. Both are borrowed as cfg->auth is. Blocks until the requests
+ * checking a token at that moment are done with it (microseconds). */
+struct auth *server_swap_auth(struct server *s, struct auth *next);
 /* Stop accepting, let requests in progress finish, close everything. */
 void server_destroy(struct server **s);
 

@@ -8,7 +8,8 @@
 #   share/doc/sluice/            README, CHANGELOG, LICENSE, docs/*.md, examples/
 #   share/sluice/                deploy files an operator starts from (monitoring, broker)
 #   lib/wireshark/plugins/       the Wireshark dissector (deploy/wireshark/sluice.lua)
-install(TARGETS sluice-edge sluice-persister sluice-notifier sluice-devsim sluice-replay sluice-token sluice-keys
+install(TARGETS sluice-edge sluice-persister sluice-notifier sluice-api
+                sluice-devsim sluice-replay sluice-token sluice-keys
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES README.md CHANGELOG.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 file(GLOB SL_DOCS ${PROJECT_SOURCE_DIR}/docs/*.md)

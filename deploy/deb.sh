@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-programs=(sluice-edge sluice-persister sluice-notifier sluice-devsim sluice-replay sluice-token sluice-keys)
+programs=(sluice-edge sluice-persister sluice-notifier sluice-api sluice-devsim sluice-replay sluice-token sluice-keys)
 
 echo "deb: building in $build (Release, prefix /usr)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSL_BUILD_TESTS=OFF -DCMAKE_INSTALL_PREFIX=/usr >/dev/null

@@ -16,9 +16,11 @@
 # operator with Mosquitto's password file, the CURVE key pairs of the persister, the notifier and
 # the edges (one pair for all edges of the deployment, bound to the edge ids "sluice-edge-*" on
 # Kubernetes, any edge id "*" with compose: docs/security.md "Keys"), and for compose the
-# PostgreSQL password and the persister's conninfo. Files that exist are kept (rerunning changes
-# nothing); delete one to make it anew. The operator's MQTT password: DIR/mqtt-operator.password,
-# or the Secret sluice-mqtt-operator.
+# PostgreSQL password and the persister's conninfo (sluice-api uses it too), and sluice-api's tokens
+# file api.tokens (docs/api.md: one `operator rw` and one `viewer ro` token, random). Files that exist
+# are kept (rerunning changes nothing); delete one to make it anew. The operator's MQTT password:
+# DIR/mqtt-operator.password, or the Secret sluice-mqtt-operator; the API tokens: DIR/api.tokens, or
+# the Secret sluice-api (key tokens).
 #
 # Needs sluice-keys (SLUICE_KEYS=..., else on PATH, else build/release/bin) and mosquitto_passwd
 # (MOSQUITTO_PASSWD=..., else on PATH: Debian's mosquitto package), e.g. from the images:
@@ -52,6 +54,8 @@ make() {
     [ -s "$d/pg.password" ] || rand 18 >"$d/pg.password"
     [ -s "$d/mqtt-notifier.password" ] || rand 18 >"$d/mqtt-notifier.password"
     [ -s "$d/mqtt-operator.password" ] || rand 18 >"$d/mqtt-operator.password"
+    [ -s "$d/api.tokens" ] || printf '# NAME SCOPE TOKEN (docs/api.md)\noperator rw %s\nviewer ro %s\n' \
+      "$(rand 24)" "$(rand 24)" >"$d/api.tokens"
   )
   for k in persister notifier; do
     [ -s "$d/$k.key_secret" ] || $KEYS --out "$d/$k.key" >/dev/null
@@ -78,16 +82,17 @@ compose)
   (umask 077; echo "postgresql://sluice:$(cat "$dir/pg.password")@postgres:5432/sluice" >"$dir/db")
   if [ -n "$chown" ]; then
     [ "$(id -u)" = 0 ] || die "run as root (or pass --no-chown): the files must belong to the containers' users"
-    chown 10001:10001 "$dir"/{fleet.secret,db,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
-    chmod 600 "$dir"/{fleet.secret,db,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
+    chown 10001:10001 "$dir"/{fleet.secret,db,api.tokens,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
+    chmod 600 "$dir"/{fleet.secret,db,api.tokens,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
     chown 1883:1883 "$dir/mosquitto.passwd"
     chmod 600 "$dir/mosquitto.passwd" "$dir/pg.password" "$dir/mqtt-operator.password"
   else
-    chmod 644 "$dir"/*.password "$dir"/*.key_secret "$dir"/{fleet.secret,db,mosquitto.passwd}
+    chmod 644 "$dir"/*.password "$dir"/*.key_secret "$dir"/{fleet.secret,db,api.tokens,mosquitto.passwd}
     echo "make-secrets: --no-chown: the files in $dir are readable by every local user" >&2
   fi
   chmod 644 "$dir"/*.key "$dir/edges/edge.key"
-  echo "make-secrets: $dir ready for docker-compose.yml (operator's MQTT password: $dir/mqtt-operator.password)" >&2
+  echo "make-secrets: $dir ready for docker-compose.yml (operator's MQTT password: $dir/mqtt-operator.password," \
+    "API tokens: $dir/api.tokens)" >&2
   ;;
 k8s)
   ns=${1:-}
@@ -107,13 +112,14 @@ k8s)
   secret sluice-edge fleet.secret=fleet.secret curve.key_secret=edge.key_secret persister.key=persister.key \
     notifier.key=notifier.key
   secret sluice-persister db=db curve.key_secret=persister.key_secret
+  secret sluice-api db=db tokens=api.tokens
   secret sluice-notifier mqtt.password=mqtt-notifier.password curve.key_secret=notifier.key_secret
   secret sluice-edge-certs edge.key=edge.key
   secret sluice-mosquitto passwd=mosquitto.passwd
   secret sluice-mqtt-operator password=mqtt-operator.password
   ;;
 *)
-  sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
   ;;
 esac

@@ -19,8 +19,8 @@ import proc
 from slstack import Stack, check, log, main, token, wait_for
 
 PORT = 24900  # system_NN: 24000 + 50 * NN (system.cmake)
-PROGRAMS = ("sluice-edge", "sluice-persister", "sluice-notifier", "sluice-devsim", "sluice-replay",
-            "sluice-token", "sluice-keys")
+PROGRAMS = ("sluice-edge", "sluice-persister", "sluice-notifier", "sluice-api", "sluice-devsim",
+            "sluice-replay", "sluice-token", "sluice-keys")
 DEV = "pump-0001"  # the example's device id
 
 

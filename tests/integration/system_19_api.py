@@ -8,8 +8,11 @@
 - DELETE /v1/devices/{id}/data: rows gone, then 404;
 - errors: 404 path, 405 with Allow, 413 body, 429 with Retry-After (a second API with a small bucket);
 - HTTPS with --tls-cert/--tls-key;
+- SIGHUP re-reads --tokens-file: the new token works, a removed one gets 401; a broken or missing file
+  keeps the tokens in use, with one error line each;
 - /healthz, /readyz, /metrics on the API port; SIGTERM exits 0."""
 import os
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -158,6 +161,46 @@ def scenario():
                                 "http://127.0.0.1:%d/healthz" % (PORT + 14)], stdout=subprocess.PIPE)
         check(plain.stdout.decode() != "200", "plain HTTP on the TLS port answered 200")
         log("ok: HTTPS with a verified certificate")
+
+        # ---- SIGHUP reloads --tokens-file: RW ("ops") is replaced by NEW, RO stays
+        NEW = "reloaded-rw-token-0123456789abcdef"
+
+        def write_tokens(text):
+            tmp = api.tokens_path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, api.tokens_path)  # as an editor or kubectl's projected volume does
+
+        def status(token):
+            return api.req("GET", "/v1/devices?limit=1", token=token)[0]
+
+        check(status(RW) == 200 and status(NEW) == 401, "before the reload")
+        write_tokens("ops rw %s\nview ro %s\n" % (NEW, RO))
+        api.proc.signal(signal.SIGHUP)
+        wait_for(lambda: status(NEW) == 200, "the reloaded token accepted")
+        api.err("GET", "/v1/devices", 401, "unauthorized", token=RW)
+        check(status(RO) == 200, "a token kept across the reload")
+        api.err("DELETE", "/v1/devices/nobody/data", 404, "not_found", token=NEW)  # its scope: rw
+        check("event=tokens_reloaded" in api.proc.output(), "no reload line")
+        log("ok: SIGHUP reloads the tokens file")
+
+        def errors(event):
+            return [ln for ln in api.proc.output().splitlines() if event in ln]
+
+        for broken, event in (("ops rw too-short\n", "event=tokens_bad"),  # under 16 bytes
+                              (None, "event=file_unreadable")):
+            if broken is None:
+                os.unlink(api.tokens_path)
+            else:
+                write_tokens(broken)
+            api.proc.signal(signal.SIGHUP)
+            wait_for(lambda: errors(event), "the %s line" % event)
+            check(len(errors(event)) == 1 and "then=kept" in errors(event)[0], "one error line: %r" % errors(event))
+            check(status(NEW) == 200 and status(RO) == 200 and status(RW) == 401,
+                  "after a bad reload (%s) the tokens in use changed" % event)
+            check(api.proc.alive(), "sluice-api exited on a bad tokens file")
+        log("ok: a broken or missing tokens file keeps the tokens in use")
 
         check(small.proc.stop(expect=0) == 0 and api.proc.stop(expect=0) == 0 and tls.proc.stop(expect=0) == 0,
               "exit codes")
