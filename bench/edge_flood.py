@@ -25,7 +25,6 @@ usage: edge_flood.py [--bin DIR] [--rounds 5] [--port 21860]
 import argparse
 import os
 import resource
-import socket
 import statistics
 import sys
 import time
@@ -34,32 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import edgetest  # noqa: E402
-from wire import DATA  # noqa: E402
+from edge_18_early_flood import flood, round_trip  # noqa: E402  (the test's own flood and round trip)
 
 FLOODS = [("frame64k", 1100, "0001000078"), ("frame64k", 5000, "0001000078"), ("hello1k", 5000, "000003e878")]
-
-
-def flood(n, head, port):
-    socks = []
-    for i in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
-        s.bind(("127.0.1.%d" % (1 + i % 250), 0))
-        s.settimeout(5)
-        s.connect(("127.0.0.1", port))
-        s.sendall(head)
-        socks.append(s)
-    return socks
-
-
-def round_trip(e, d, seq):
-    t0 = time.monotonic()
-    d.data(seq, seq)
-    got = e.pers.wait(DATA, d.dev, pred=lambda x: x[5] == seq)
-    e.pers.ack(got[-1:])
-    m = d.expect("ack")
-    assert m["seq"] == seq, m
-    return time.monotonic() - t0
 
 
 def one(binary, port, work, n, head):
