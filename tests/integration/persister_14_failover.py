@@ -27,7 +27,7 @@ def main():
     try:
         pair = pgrepl.Pair(PORT, PORT + 1, os.path.join(d, "pg"))
         pair.start(synchronous=True)
-        proxy = pgrepl.CommitCutter(PORT + 2, PORT)
+        proxy = pgrepl.CommitCutter(PORT + 2, PORT, app="sluice-persister")  # a batch lane, not cmdq
         p = pe.Persister(proc.binary("sluice-persister"), pair.dsn(PORT + 2), PORT + 3, PORT + 4, PORT + 5,
                          ["--batch-ms", "5"], log=os.path.join(d, "persister.log"))
         p.wait_ready()

@@ -64,11 +64,15 @@ class CommitCutter:
     """A TCP proxy to a PostgreSQL server. Once armed, the first connection that sends COMMIT has it
     forwarded, but the server's answer is dropped and, after `hold` seconds (the commit is done and
     replicated), the connection is closed and the proxy accepts no more: the client cannot know whether
-    its transaction committed. `cut` is set then."""
+    its transaction committed. `cut` is set then.
 
-    def __init__(self, port, target_port, hold=0.5):
+    With `app`, only connections whose startup packet names that application_name are cut: the persister
+    also commits on its command-queue connection, and losing that COMMIT's answer is another test."""
+
+    def __init__(self, port, target_port, hold=0.5, app=None):
         self.target = ("127.0.0.1", target_port)
         self.hold = hold
+        self.app_tag = None if app is None else b"application_name\x00" + app.encode() + b"\x00"
         self.armed = False
         self.cut = threading.Event()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -102,7 +106,7 @@ class CommitCutter:
             except OSError:
                 c.close()
                 continue
-            state = {"muted": False}
+            state = {"muted": False, "head": b"", "eligible": self.app_tag is None}
             threading.Thread(target=self._pump, args=(c, s, state, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(s, c, state, False), daemon=True).start()
 
@@ -117,7 +121,11 @@ class CommitCutter:
                     continue  # the server's answers to the client are lost from now on
                 dst.sendall(b)
                 seen, tail = tail + b, (tail + b)[-16:]
-                if upstream and self.armed and any(c in seen for c in COMMIT_ENDS):
+                if upstream and not state["eligible"] and len(state["head"]) < 4096:
+                    # The startup packet (after an optional SSLRequest) comes before any query.
+                    state["head"] += b
+                    state["eligible"] = self.app_tag in state["head"]
+                if upstream and state["eligible"] and self.armed and any(c in seen for c in COMMIT_ENDS):
                     with self.lock:
                         if self.armed:
                             self.armed = False
