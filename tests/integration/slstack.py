@@ -136,8 +136,9 @@ class Stack:
                 "--broker", brokers_uri, "--prefix", PREFIX, "--pool", "2"] + ident + list(notifier_extra), nb + 2)
         for i in range(edges):
             self.procs["edge%d" % i] = self._service("edge%d" % i, [
-                proc.binary("sluice-edge"), "--listen", "127.0.0.1:%d" % self.edge_port(i),
-                "--allow-cidrs", "127.0.0.0/8",  # the simulated devices all come from loopback
+                proc.binary("sluice-edge", i), "--listen", "127.0.0.1:%d" % self.edge_port(i)] + (
+                [] if proc.is_old("sluice-edge", i) else  # 0.1 had no per-address limits
+                ["--allow-cidrs", "127.0.0.0/8"]) + [  # the simulated devices all come from loopback
                 "--edge-id", self.edge_ids[i], "--workers", str(workers),
                 "--metrics", "127.0.0.1:%d" % (base + 11 + 2 * i),
                 "--persister-push", "tcp://127.0.0.1:%d" % (base + 2),
