@@ -101,7 +101,7 @@ class Stack:
                  notifier_extra=(), notifiers=1, brokers=1):
         """edge_extra: flags for every edge, or a function of the edge's index
         returning its own (a listener port of its own, say)."""
-        check(24000 <= base and base + 49 <= 25899, "system tests use ports 24000-25899")
+        check(24000 <= base and base + 49 <= 25999, "system tests use ports 24000-25899, benchmarks 25900-25999")
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
         _reap_stale(self.name, base)
