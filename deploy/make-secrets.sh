@@ -57,6 +57,7 @@ make() {
     [ -s "$d/mqtt-operator.password" ] || rand 18 >"$d/mqtt-operator.password"
     [ -s "$d/api.tokens" ] || printf '# NAME SCOPE TOKEN (docs/api.md)\noperator rw %s\nviewer ro %s\n' \
       "$(rand 24)" "$(rand 24)" >"$d/api.tokens"
+    [ -s "$d/admin.token" ] || rand 24 >"$d/admin.token"
   )
   for k in persister notifier; do
     [ -s "$d/$k.key_secret" ] || $KEYS --out "$d/$k.key" >/dev/null
@@ -81,7 +82,6 @@ compose)
   make "$dir" '*'
   # The persister's conninfo, with the password compose gives PostgreSQL.
   (umask 077; echo "postgresql://sluice:$(cat "$dir/pg.password")@postgres:5432/sluice" >"$dir/db")
-  (umask 077; [ -s "$dir/admin.token" ] || rand 24 >"$dir/admin.token")
   if [ -n "$chown" ]; then
     [ "$(id -u)" = 0 ] || die "run as root (or pass --no-chown): the files must belong to the containers' users"
     chown 10001:10001 "$dir"/{fleet.secret,db,api.tokens,admin.token,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
@@ -112,7 +112,7 @@ k8s)
     done
   }
   secret sluice-edge fleet.secret=fleet.secret curve.key_secret=edge.key_secret persister.key=persister.key \
-    notifier.key=notifier.key
+    notifier.key=notifier.key admin.token=admin.token
   secret sluice-persister db=db curve.key_secret=persister.key_secret
   secret sluice-api db=db tokens=api.tokens
   secret sluice-notifier mqtt.password=mqtt-notifier.password curve.key_secret=notifier.key_secret
