@@ -123,6 +123,30 @@ static void copy_msg(struct db *d, const char *m)
         d->err[--n] = '\0';
 }
 
+/* A failure of ours or of libpq's client side, not the server's: message m
+ * and no SQLSTATE. Always DB_TRANSIENT (the batch is retried). */
+static enum db_rc local_fail(struct db *d, const char *m)
+{
+    copy_msg(d, m);
+    d->sqlstate[0] = '\0';
+    return DB_TRANSIENT;
+}
+
+/* Make *buf (capacity *cap) hold at least need bytes: grown to exactly need,
+ * never shrunk, so a connection's buffers stop allocating once warm. DB_OK,
+ * or local_fail's DB_TRANSIENT when realloc fails (*buf is kept as it was). */
+static enum db_rc grow(struct db *d, char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return DB_OK;
+    char *nb = realloc(*buf, need);
+    if (!nb)
+        return local_fail(d, "out of memory");
+    *buf = nb;
+    *cap = need;
+    return DB_OK;
+}
+
 enum db_rc db_classify_err(const char *sqlstate, const char *table, const char *constraint)
 {
     enum db_rc rc = db_classify(sqlstate);
@@ -301,10 +325,9 @@ enum db_rc db_connect(struct db *d)
     const char *vals[] = {"5", "sluice-persister", d->conninfo, NULL};
     d->conn = PQconnectdbParams(keys, vals, 1);
     if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
-        copy_msg(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
-        d->sqlstate[0] = '\0';
+        enum db_rc rc = local_fail(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
         db_disconnect(d);
-        return DB_TRANSIENT;
+        return rc;
     }
     /* Server NOTICEs ("already exists, skipping") are not ours to print. */
     PQsetNoticeProcessor(d->conn, ignore_notice, NULL);
@@ -407,28 +430,19 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
             io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
             len = 0;
         }
-        if (need > d->copycap) {
-            /* One huge body: grow once (rare; bounded by the JSON arena). */
-            char *nb = realloc(d->copybuf, need);
-            if (!nb) {
-                PQputCopyEnd(d->conn, "out of memory");
-                while ((res = PQgetResult(d->conn)))
-                    PQclear(res);
-                copy_msg(d, "out of memory");
-                return DB_TRANSIENT;
-            }
-            d->copybuf = nb;
-            d->copycap = need;
+        /* One huge body: grow once (rare; bounded by the JSON arena). */
+        if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK) {
+            PQputCopyEnd(d->conn, "out of memory");
+            while ((res = PQgetResult(d->conn)))
+                PQclear(res);
+            return DB_TRANSIENT;
         }
         len += line(b, idx[k], d->copybuf + len, d->copycap - len);
     }
     if (io_ok && len > 0)
         io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
-    if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1) {
-        copy_msg(d, PQerrorMessage(d->conn));
-        d->sqlstate[0] = '\0';
-        return DB_TRANSIENT;
-    }
+    if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1)
+        return local_fail(d, PQerrorMessage(d->conn));
     enum db_rc rc = DB_OK;
     res = PQgetResult(d->conn);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -559,16 +573,8 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
         /* key: (dev,seq,ts), row: (dev,seq,ts|NULL,ts,edge,json): literals at most double plus quotes */
         need += 2u * (4u * r->dev.n + 2u * b->peers[r->peer].edge.n + 2u * r->json_len) + 3u * 48u + 64u;
     }
-    if (need > d->copycap) {
-        char *nb = realloc(d->copybuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->copybuf = nb;
-        d->copycap = need;
-    }
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
+        return DB_TRANSIENT;
     char *o = d->copybuf;
     o += put(o, head);
     for (uint32_t k = 0; k < n; k++) {
@@ -696,21 +702,10 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     if (cnt == 0)
         return DB_OK;
     need += (size_t)ncol * ARR_HDR;
-    if (need > INT32_MAX) {
-        copy_msg(d, "session batch too large");
-        d->sqlstate[0] = '\0';
+    if (need > INT32_MAX)
+        return local_fail(d, "session batch too large");
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
         return DB_TRANSIENT;
-    }
-    if (need > d->copycap) {
-        char *nb = realloc(d->copybuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->copybuf = nb;
-        d->copycap = need;
-    }
     const char *v[SC_N];
     int len[SC_N], fmt[SC_N];
     uint8_t *o = (uint8_t *)d->copybuf;
@@ -769,17 +764,8 @@ enum db_rc db_devices(struct db *d, const struct devsum *s)
         return DB_OK;
     if (!d->conn)
         return DB_TRANSIENT;
-    size_t need = devsum_sql_bound(s) + 1u;
-    if (need > d->devcap) {
-        char *nb = realloc(d->devbuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->devbuf = nb;
-        d->devcap = need;
-    }
+    if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s) + 1u) != DB_OK)
+        return DB_TRANSIENT;
     if (devsum_sql(s, d->devbuf, d->devcap) == 0)
         return DB_OK;
     /* A failing statement ends the string and leaves the transaction
@@ -877,11 +863,8 @@ enum db_rc db_expired(struct db *d, int64_t cutoff_us, struct db_part *out, int 
 enum db_rc db_drop_partition(struct db *d, const struct db_part *p)
 {
     char *id = PQescapeIdentifier(d->conn, p->name, strlen(p->name));
-    if (!id) {
-        copy_msg(d, PQerrorMessage(d->conn));
-        d->sqlstate[0] = '\0';
-        return DB_TRANSIENT;
-    }
+    if (!id)
+        return local_fail(d, PQerrorMessage(d->conn));
     char sql[256];
     /* CONCURRENTLY: two transactions, the first of which makes new queries
      * stop seeing the partition; no lock that writers wait for. Not inside a
