@@ -36,6 +36,7 @@
 #include "devsum.h"
 #include "migrations.h"
 #include "sl/log.h"
+#include "sqltext.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
@@ -526,39 +527,6 @@ bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
     return true;
 }
 
-/* An E'...' literal: quotes and backslashes doubled, so it reads the same
- * whatever standard_conforming_strings says. out needs 2 * n + 3 bytes. */
-static size_t lit(char *out, const void *s, size_t n)
-{
-    const char *c = s;
-    size_t o = 0;
-    out[o++] = 'E';
-    out[o++] = '\'';
-    for (size_t k = 0; k < n; k++) {
-        if (c[k] == '\'' || c[k] == '\\')
-            out[o++] = c[k];
-        out[o++] = c[k];
-    }
-    out[o++] = '\'';
-    return o;
-}
-
-static size_t put(char *out, const char *s)
-{
-    size_t n = strlen(s);
-    memcpy(out, s, n);
-    return n;
-}
-
-static size_t ts_lit(char *out, int64_t us)
-{
-    size_t o = 0;
-    out[o++] = '\'';
-    o += rows_fmt_us(out + o, us);
-    out[o++] = '\'';
-    return o;
-}
-
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                           uint64_t *inserted)
 {
@@ -576,35 +544,35 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
     if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
         return DB_TRANSIENT;
     char *o = d->copybuf;
-    o += put(o, head);
+    o += sqltext_put(o, head);
     for (uint32_t k = 0; k < n; k++) {
         const struct row *r = &b->rows[idx[k]];
         if (k)
             *o++ = ',';
         *o++ = '(';
-        o += lit(o, r->dev.p, r->dev.n);
+        o += sqltext_lit(o, r->dev.p, r->dev.n);
         o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += ts_lit(o, rows_at_us(r));
+        o += sqltext_ts(o, rows_at_us(r));
         *o++ = ')';
     }
-    o += put(o, mid);
+    o += sqltext_put(o, mid);
     for (uint32_t k = 0; k < n; k++) {
         const struct row *r = &b->rows[idx[k]];
         if (k)
             *o++ = ',';
         *o++ = '(';
-        o += lit(o, r->dev.p, r->dev.n);
+        o += sqltext_lit(o, r->dev.p, r->dev.n);
         o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += r->has_ts ? ts_lit(o, r->ts * 1000) : put(o, "NULL");
+        o += r->has_ts ? sqltext_ts(o, r->ts * 1000) : sqltext_put(o, "NULL");
         *o++ = ',';
-        o += ts_lit(o, rows_at_us(r));
+        o += sqltext_ts(o, rows_at_us(r));
         *o++ = ',';
-        o += lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+        o += sqltext_lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
         *o++ = ',';
-        o += lit(o, b->json + r->json_off, r->json_len);
+        o += sqltext_lit(o, b->json + r->json_off, r->json_len);
         *o++ = ')';
     }
-    o += put(o, tail);
+    o += sqltext_put(o, tail);
     *o = '\0';
     /* A failing statement ends the string: the result is its error, and the
      * explicit transaction is left aborted for the caller's ROLLBACK. */
