@@ -154,6 +154,35 @@ static struct sl_client *mk(struct rec *r, const struct sl_client_config *cfg)
     return c;
 }
 
+/* The usual start: e listening, and a configuration for it with the seq
+ * file "seq" in tmpdir (its path in sp, 300 bytes). */
+static struct sl_client_config edge_cfg(struct rec *r, struct fake_edge *e, char *sp)
+{
+    fake_edge_listen(e, NULL);
+    path_in_tmp(sp, 300, "seq");
+    return base_cfg(r, e->addr, sp);
+}
+
+/* A client on cfg, connected to e and welcomed with heartbeat hb (s). */
+static struct sl_client *mk_welcomed(struct rec *r, struct fake_edge *e, const struct sl_client_config *cfg,
+                                     uint32_t hb)
+{
+    struct sl_client *c = mk(r, cfg);
+    fake_edge_accept(e, c);
+    fake_edge_welcome(e, c, hb, "pump-0001");
+    return c;
+}
+
+/* Pump until the client is IDLE (its connection ended); fail if it is not
+ * within FAKE_EDGE_WAIT_MS. */
+static void wait_idle(struct sl_client *c)
+{
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (sl_client_state(c) != SL_CLIENT_IDLE && fake_edge_real_ms() < end)
+        fake_edge_pump(c);
+    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+}
+
 static const uint8_t body1[] = {
     0x82, 0xa4, 't', 'e', 'm', 'p',  0xcb, 0x40, 0x35, 0x80,
     0,    0,    0,   0,   0,   0xa2, 'o',  'n',  0xc3}; /* {"temp":21.5,"on":true} */
@@ -166,9 +195,7 @@ static void test_hello_first(void **state)
     struct rec r = {0};
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     struct sl_client *c = mk(&r, &cfg);
     /* a message queued before any connection waits for the welcome */
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 1764358200000, NULL), SL_OK);
@@ -208,13 +235,9 @@ static void test_data_ack_window(void **state)
     struct rec r = {0};
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.window = 4;
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     uint64_t s = 0;
     for (uint64_t i = 1; i <= 4; i++) {
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &s), SL_OK);
@@ -262,12 +285,8 @@ static void test_reconnect_resends_in_order(void **state)
     struct rec r = {0};
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 4; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     for (uint64_t i = 1; i <= 4; i++)
@@ -276,10 +295,7 @@ static void test_reconnect_resends_in_order(void **state)
     fake_edge_ack(&e, c, 3);
     wait_acks(&r, 2);
     fake_edge_drop(&e); /* the edge dies */
-    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && fake_edge_real_ms() < end)
-        fake_edge_pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_IO);
     uint64_t un[8];
     assert_int_equal(sl_client_unacked_seqs(c, un, 8), 2);
@@ -305,13 +321,9 @@ static void test_ack_timeout_resend(void **state)
     r.now = 1000000;
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.ack_timeout_ms = 5000;
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
@@ -341,12 +353,8 @@ static void test_ping_when_idle(void **state)
     r.now = 1000000;
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 10, "pump-0001");
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 10);
     struct msg m;
     r.now += 9000;
     assert_false(fake_edge_recv_within(&e, c, &m, 200));
@@ -371,12 +379,8 @@ static void test_cmd_answer(void **state)
     r.answer_in_cb = true;
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     static const uint8_t cbody[] = {0x81, 0xa1, 'x', 0x01}; /* {"x":1} */
     struct msg m = {0};
     m.t = MSG_CMD;
@@ -421,9 +425,7 @@ static void test_err_disconnect_backoff(void **state)
     struct sl_client_config cfg = base_cfg(&r, edges, sp);
     cfg.backoff_base_ms = 1000;
     cfg.backoff_max_ms = 60000;
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
     struct msg m = {0};
@@ -433,10 +435,7 @@ static void test_err_disconnect_backoff(void **state)
     m.u.err.msg.p = (const uint8_t *)"newest wins";
     m.u.err.msg.n = 11;
     fake_edge_send(&e, c, &m);
-    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && fake_edge_real_ms() < end)
-        fake_edge_pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_REPLACED);
     assert_int_equal(sl_client_fd(c), -1);
     assert_int_equal(sl_client_stats(c)->errors, 1);
@@ -457,7 +456,7 @@ static void test_err_disconnect_backoff(void **state)
     /* a refused connect counts as a failure too and backs off more */
     fake_edge_close(&e); /* nothing listens there any more */
     fake_edge_drop(&e2);
-    end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
     int idle_seen = 0;
     while (idle_seen < 3 && fake_edge_real_ms() < end) {
         int before = r.nstates;
@@ -488,9 +487,7 @@ static void test_err_retry_ms(void **state)
     r.now = 1000000;
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.backoff_base_ms = 1000;
     cfg.backoff_max_ms = 60000;
     struct sl_client *c = mk(&r, &cfg);
@@ -503,10 +500,7 @@ static void test_err_retry_ms(void **state)
     m.u.err.msg.n = 8;
     m.u.err.retry_ms = 45000;
     fake_edge_send(&e, c, &m);
-    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && fake_edge_real_ms() < end)
-        fake_edge_pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_BUSY);
     /* the backoff alone would have chosen 1-2 s */
     assert_int_equal(sl_client_deadline(c), r.now + 45000);
@@ -590,9 +584,7 @@ static void test_journal_survives_reboot(void **state)
     path_in_tmp(jp, sizeof jp, "journal");
     struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
     cfg.journal_path = jp;
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 3; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     for (uint64_t i = 1; i <= 3; i++)
@@ -628,12 +620,8 @@ static void test_split_frames_from_edge(void **state)
     struct rec r = {0};
     struct fake_edge e;
     char sp[300];
-    fake_edge_listen(&e, NULL);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    fake_edge_accept(&e, c);
-    fake_edge_welcome(&e, c, 30, "pump-0001");
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 2; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
