@@ -604,6 +604,13 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
         return NULL;
     }
     m->conn = (uint16_t)((unsigned)slot << CONN_BITS);
+    /* paho (Debian's build, 1.3.11) records every function entry and exit
+     * and formats every packet into an in-memory trace buffer unless the
+     * level is raised: a global mutex, a clock read and a string copy each
+     * time, a few per cent of a publish's CPU (docs/performance.md). Nothing
+     * reads that buffer (no trace callback is set). Process-wide; setting
+     * it again is harmless. */
+    MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = 0; /* records wait in our ring, in order, not in paho's buffer */
     int rc =
