@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "cmdlog.h"
 #include "mqtt.h"
 #include "ntf.h"
 #include "pubproc.h"
@@ -49,7 +50,7 @@
 
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *id, *share;
-    const char *metrics, *log_level, *curve_key, *curve_allow;
+    const char *metrics, *log_level, *curve_key, *curve_allow, *db;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
     int64_t status_max_skew_ms;
@@ -70,6 +71,12 @@ struct pub_totals {
     int connected;
 };
 
+/* cmdlog's counts as of the last metrics update (plain copies of its
+ * atomics, for add_delta). */
+struct cmdlog_totals {
+    uint64_t states, results, db_errors;
+};
+
 struct delta {
     struct metric_counter *c;
     const uint64_t *src;
@@ -83,6 +90,9 @@ struct app {
     struct mqtt *mqtt;  /* control client <client-id>-0: status, results, subscriptions */
     struct pubproc *pp; /* data publishers <client-id>-1..pool */
     struct ntf *ntf;
+    struct cmdlog *cmdlog; /* NULL without --db */
+    struct cmdlog_stats cls;
+    struct cmdlog_totals clt;
     struct loop_timer tick, resume;
     bool stopping;
     struct pub_totals ms;
@@ -171,8 +181,21 @@ static void on_mqtt_done(void *ud, uint64_t token, bool ok)
     ntf_marker_done(a->ntf, token, ok, loop_now_ms(a->loop));
 }
 
+/* A state or result of the durable command queue (cmdlog.c): QoS 1, not
+ * retained, on the control client like the notifier's own results. -1
+ * (kept for later) while the client's buffer is full. */
+static int cmdlog_publish(void *ud, const char *topic, size_t topic_len, const char *payload, size_t len)
+{
+    struct app *a = ud;
+    if (!mqtt_room(a->mqtt, topic_len, len))
+        return -1;
+    return mqtt_publish(a->mqtt, topic, topic_len, payload, len, false, 0, false);
+}
+
 static void drain(struct app *a)
 {
+    if (a->cmdlog)
+        cmdlog_flush(a->cmdlog, cmdlog_publish, a);
     int k = 0;
     while (!a->stopping && k < DRAIN_MAX) {
         if (!pubproc_ready(a->pp))
@@ -254,6 +277,9 @@ static void update_metrics(struct app *a)
             metric_add(a->d[i].c, v - a->d[i].last);
         a->d[i].last = v;
     }
+    a->clt.states = stat_get(&a->cls.states);
+    a->clt.results = stat_get(&a->cls.results);
+    a->clt.db_errors = stat_get(&a->cls.db_errors);
     metric_set(a->g_inflight, a->ms.inflight);
     metric_set(a->g_connected, a->ms.connected);
     metric_set(a->g_ctrl_wait, a->ms.ctrl_waiting);
@@ -364,6 +390,15 @@ static void register_metrics(struct app *a)
     add_delta(a, "sluice_notifier_status_ignored_total",
               "Retained statuses read back and ignored: epoch beyond --status-max-skew-ms",
               "reason=\"future_epoch\"", &s->status_future);
+    if (a->cmdlog) {
+        const char *ce = "sluice_notifier_command_events_total",
+                   *ch2 = "Durable command queue events published (--db): states and results";
+        add_delta(a, ce, ch2, "kind=\"state\"", &a->clt.states);
+        add_delta(a, ce, ch2, "kind=\"result\"", &a->clt.results);
+        add_delta(a, "sluice_notifier_command_db_errors_total",
+                  "Failed PostgreSQL statements and connections of the command queue's thread (--db)", NULL,
+                  &a->clt.db_errors);
+    }
     if (a->zap) { /* the same four series as the persister's (docs/security.md) */
         const char *hs = "sluice_notifier_curve_handshakes_total",
                    *hh = "CURVE handshakes by the ZAP decision";
@@ -442,6 +477,10 @@ int main(int argc, char **argv)
         {"curve-allow", CFG_STR, &o->curve_allow, "",
          "with --curve-key: directory of the edges' public certificates admitted (re-read while running)", 0,
          0},
+        {"db", CFG_SECRET, &o->db, "",
+         "PostgreSQL conninfo of the durable command queue: publish its states and results, queue MQTT "
+         "commands with \"queue\":true (empty = off)",
+         0, 0},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -552,6 +591,14 @@ int main(int argc, char **argv)
         return 1;
     }
     a.zap = bus_zap_counts(a.bus);
+    if (*o->db) {
+        struct cmdlog_cfg cc = {.conninfo = o->db, .prefix = o->prefix, .loop = a.loop};
+        a.cmdlog = cmdlog_new(&cc, &a.cls);
+        if (!a.cmdlog) {
+            log_error("event=startup_failed what=cmdlog");
+            return 1;
+        }
+    }
     register_metrics(&a);
     if (metrics_start(o->metrics) != 0)
         return 1;
@@ -575,9 +622,9 @@ int main(int argc, char **argv)
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
     log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s "
-             "curve=%s",
+             "curve=%s db=%s",
              id, o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd,
-             *o->curve_key ? "on" : "off");
+             *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
 
     int rc = loop_run(a.loop);
 
@@ -589,7 +636,13 @@ int main(int argc, char **argv)
     metrics_set_ready(false);
     uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
     pubproc_stop(a.pp);
-    while (loop_clock_ms() < until && (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp))) {
+    /* The queue's thread claims nothing more; what it claimed is published
+     * with the rest. */
+    cmdlog_stop(a.cmdlog);
+    while (loop_clock_ms() < until &&
+           (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp) || cmdlog_pending(a.cmdlog))) {
+        if (a.cmdlog)
+            cmdlog_flush(a.cmdlog, cmdlog_publish, &a);
         uint64_t left_ms = until - loop_clock_ms();
         loop_run_once(a.loop, left_ms < 10 ? (int)left_ms : 10);
         pubproc_tick(a.pp, loop_clock_ms());
@@ -600,6 +653,7 @@ int main(int argc, char **argv)
              (long long)(lost_data + lost_ctrl), (long long)lost_data, (long long)lost_ctrl,
              (unsigned long long)a.ms.published);
     pubproc_destroy(&a.pp);
+    cmdlog_destroy(&a.cmdlog);
     mqtt_destroy(&a.mqtt);
     metrics_stop();
     bus_destroy(&a.bus);

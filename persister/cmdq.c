@@ -38,6 +38,11 @@
 #define CMDQ_BUF       (256u * 1024u)
 #define CMDQ_RETRY_MS  2000u
 #define CMDQ_EXPIRE_MS 1000u
+/* The outbox of state changes (migrations/006) is drained by notifiers with
+ * --db; what nobody took within an hour goes, so that a system without such
+ * a notifier does not keep every event forever. */
+#define CMDQ_PRUNE_MS   60000u
+#define CMDQ_EVENTS_AGE "1 hour"
 
 /* A report from an edge, copied off the loop's message. */
 struct ev {
@@ -67,7 +72,7 @@ struct cmdq {
 
     /* The thread's own. */
     PGconn *pg;
-    uint64_t next_connect, next_expire;
+    uint64_t next_connect, next_expire, next_prune;
     unsigned fails;
     uint8_t *buf;
     char *json;
@@ -106,6 +111,7 @@ static const char *const stmts[][2] = {
      " AND c.sent_epoch IS DISTINCT FROM s.epoch"
      " ORDER BY c.device_id, c.seq LIMIT $2 FOR UPDATE OF c"},
     {"handed", "UPDATE commands SET sent_epoch = $2 WHERE id = $1"},
+    {"prune_events", "DELETE FROM command_events WHERE at < now() - interval '" CMDQ_EVENTS_AGE "'"},
     /* Connections to close (sluice-api DELETE .../connection), still open. */
     {"kicks",
      "WITH k AS (DELETE FROM device_kicks RETURNING device_id, epoch)"
@@ -430,6 +436,11 @@ static void round_trip(struct cmdq *q, struct ev **pending)
         if ((n = exec_n(q, "give_up", 1, p)) < 0)
             return;
         stat_add(&q->st->gave_up, (uint64_t)n);
+    }
+    if (now >= q->next_prune) {
+        q->next_prune = now + CMDQ_PRUNE_MS;
+        if (exec_n(q, "prune_events", 0, NULL) < 0)
+            return;
     }
     dispatch(q);
 }

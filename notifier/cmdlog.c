@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmdlog.c - the durable command queue's states and results to MQTT
+ * (cmdlog.h).
+ *
+ * Why an outbox table and not a query of commands: a state change and its
+ * event commit together (the trigger, migrations/006), so no change is
+ * missed or seen twice, whoever made it (sluice-api, any persister). Why
+ * DELETE ... RETURNING under an advisory lock: each event is taken by one
+ * notifier, and one notifier at a time takes them, in event order, so one
+ * command's states are published in the order they happened. Why claim
+ * before publishing: a final state's result must never be published twice
+ * (docs/protocol.md §5); the price is that a notifier killed between the
+ * COMMIT and the broker's PUBACK loses what it had claimed.
+ *
+ * PostgreSQL writes every payload (json_build_object: quoting, timestamps
+ * in UTC): the thread only adds the topics.
+ *
+ * Deliberately not here: MQTT (the loop's thread publishes through the
+ * callback it gives cmdlog_flush), the commands' delivery (the persister's
+ * cmdq), the states' SQL (sluice-api, the persister). */
+#define _GNU_SOURCE
+#include "cmdlog.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "ntf.h"
+#include "sl/log.h"
+#include "sl/loop.h"
+#include "sl/stat.h"
+
+#define CMDLOG_LOCK_KEY "7308604637093544965" /* one drainer at a time; cmdq's key + 1 */
+#define CMDLOG_CHANNEL  "sluice_command_events"
+#define CMDLOG_BATCH    256   /* events claimed per transaction at most */
+#define CMDLOG_POLL_MS  500   /* a missed notification costs at most this */
+#define CMDLOG_RETRY_MS 2000u /* between connection attempts */
+
+/* One publish, topic and payload in one allocation: a few per command,
+ * never per data message. */
+struct item {
+    struct item *next;
+    size_t topic_len, len;
+    char *payload; /* into data, after the topic */
+    char data[];
+};
+
+struct cmdlog {
+    char *conninfo, *prefix;
+    struct loop *loop;
+    struct cmdlog_stats *st;
+    pthread_t th;
+    bool started;
+    int efd; /* wakes the thread (stop) */
+
+    pthread_mutex_t mu; /* guards the fields below */
+    struct item *head, **tail;
+    unsigned n;
+    bool quit;
+
+    /* The thread's own. */
+    PGconn *pg;
+    uint64_t next_connect;
+    unsigned fails;
+};
+
+/* $1 how many. The result payloads as docs/protocol.md §5 has them: the
+ * device's body for ok and error, an error code for the outcomes the queue
+ * decided. A persister's give-up is told from a device's error by its
+ * result (persister/cmdq.c give_up); a device answering exactly that
+ * object reads as max_attempts too, as it does over HTTP. */
+static const char claim_sql[] =
+    "WITH e AS (DELETE FROM command_events WHERE event_id IN"
+    " (SELECT event_id FROM command_events ORDER BY event_id LIMIT $1) RETURNING *)"
+    " SELECT device_id, command_id,"
+    " json_build_object('state', state, 'at', at, 'attempts', attempts)::text,"
+    " CASE state WHEN 'ok' THEN json_build_object('ok', true, 'body', result)::text"
+    " WHEN 'error' THEN CASE WHEN result = jsonb_build_object('error', 'max_attempts', 'attempts', attempts)"
+    " THEN '{\"ok\":false,\"error\":\"max_attempts\"}' ELSE json_build_object('ok', false, 'body', result)::text"
+    " END"
+    " WHEN 'expired' THEN '{\"ok\":false,\"error\":\"expired\"}'"
+    " WHEN 'rejected' THEN '{\"ok\":false,\"error\":\"offline\"}' END"
+    " FROM e ORDER BY event_id";
+
+/* ---- the thread --------------------------------------------------------- */
+
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static void pg_fail(struct cmdlog *c, const char *what, const char *err)
+{
+    stat_inc(&c->st->db_errors);
+    if (c->fails++ % 10u == 0) {
+        char e[600];
+        log_warn("event=cmdlog_db_failed what=%s failures=%u err=%s", what, c->fails,
+                 log_q(e, sizeof e, err, strlen(err)));
+    }
+    if (c->pg && PQstatus(c->pg) != CONNECTION_OK) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    c->next_connect = loop_clock_ms() + CMDLOG_RETRY_MS;
+}
+
+static bool simple(struct cmdlog *c, const char *sql)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        pg_fail(c, sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static bool pg_up(struct cmdlog *c)
+{
+    if (c->pg)
+        return true;
+    if (loop_clock_ms() < c->next_connect)
+        return false;
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"5", "sluice-notifier-cmdlog", c->conninfo, NULL};
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        pg_fail(c, "connect", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        if (c->pg)
+            PQfinish(c->pg);
+        c->pg = NULL;
+        return false;
+    }
+    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+    bool ok = simple(c, "SET TimeZone = 'UTC'") && simple(c, "LISTEN " CMDLOG_CHANNEL);
+    if (ok) {
+        PGresult *r = PQprepare(c->pg, "claim", claim_sql, 0, NULL);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok) /* e.g. no persister has migrated to 006 yet: retried */
+            pg_fail(c, "prepare", PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    if (!ok) {
+        if (c->pg)
+            PQfinish(c->pg);
+        c->pg = NULL;
+        c->next_connect = loop_clock_ms() + CMDLOG_RETRY_MS;
+        return false;
+    }
+    log_info("event=cmdlog_db_connected after_failures=%u", c->fails);
+    c->fails = 0;
+    return true;
+}
+
+static struct item *item_new(const char *prefix, const char *dev, const char *id, const char *leaf,
+                             const char *payload, size_t len)
+{
+    int tl = snprintf(NULL, 0, "%s/%s/cmd/%s/%s", prefix, dev, id, leaf);
+    if (tl < 0)
+        return NULL;
+    struct item *it = malloc(sizeof *it + (size_t)tl + 1 + len);
+    if (!it)
+        return NULL;
+    it->next = NULL;
+    snprintf(it->data, (size_t)tl + 1, "%s/%s/cmd/%s/%s", prefix, dev, id, leaf);
+    it->topic_len = (size_t)tl;
+    it->payload = it->data + tl + 1;
+    memcpy(it->payload, payload, len);
+    it->len = len;
+    return it;
+}
+
+static void free_items(struct item *it)
+{
+    while (it) {
+        struct item *nx = it->next;
+        free(it);
+        it = nx;
+    }
+}
+
+/* One transaction: claim at most max events and hand them over. True when
+ * it claimed max (more may wait). */
+static bool drain(struct cmdlog *c, unsigned max)
+{
+    if (!simple(c, "BEGIN"))
+        return false;
+    PGresult *r = PQexec(c->pg, "SELECT pg_try_advisory_xact_lock(" CMDLOG_LOCK_KEY ")");
+    bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        pg_fail(c, "lock", PQresultErrorMessage(r));
+    PQclear(r);
+    if (!got) { /* another notifier is draining: it publishes these */
+        if (c->pg)
+            simple(c, "ROLLBACK");
+        return false;
+    }
+    char lim[16];
+    snprintf(lim, sizeof lim, "%u", max);
+    const char *v[1] = {lim};
+    r = PQexecPrepared(c->pg, "claim", 1, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_fail(c, "claim", PQresultErrorMessage(r));
+        PQclear(r);
+        if (c->pg)
+            simple(c, "ROLLBACK");
+        return false;
+    }
+    int rows = PQntuples(r);
+    struct item *head = NULL, **tail = &head;
+    unsigned n = 0, results = 0;
+    bool ok = true;
+    for (int i = 0; ok && i < rows; i++) {
+        const char *dev = PQgetvalue(r, i, 0), *id = PQgetvalue(r, i, 1);
+        struct item *st = item_new(c->prefix, dev, id, "state", PQgetvalue(r, i, 2),
+                                   (size_t)PQgetlength(r, i, 2));
+        ok = st != NULL;
+        if (ok) {
+            *tail = st;
+            tail = &st->next;
+            n++;
+        }
+        if (ok && !PQgetisnull(r, i, 3)) {
+            const char *p = PQgetvalue(r, i, 3);
+            size_t len = (size_t)PQgetlength(r, i, 3);
+            if (len > NTF_PAYLOAD_MAX) { /* as the notifier's own results (protocol.md §5) */
+                p = "{\"ok\":false,\"error\":\"too_big\"}";
+                len = strlen(p);
+            }
+            struct item *res = item_new(c->prefix, dev, id, "result", p, len);
+            ok = res != NULL;
+            if (ok) {
+                *tail = res;
+                tail = &res->next;
+                n++;
+                results++;
+            }
+        }
+    }
+    PQclear(r);
+    /* Out of memory: nothing is claimed, the events wait for the next round. */
+    if (!ok || !simple(c, "COMMIT")) {
+        if (!ok)
+            log_error("event=alloc_failed what=cmdlog");
+        if (c->pg)
+            PQclear(PQexec(c->pg, "ROLLBACK"));
+        free_items(head);
+        return false;
+    }
+    if (head) {
+        pthread_mutex_lock(&c->mu);
+        *c->tail = head;
+        c->tail = tail;
+        c->n += n;
+        pthread_mutex_unlock(&c->mu);
+        stat_add(&c->st->states, (uint64_t)rows);
+        stat_add(&c->st->results, results);
+        loop_wake(c->loop);
+    }
+    return (unsigned)rows == max;
+}
+
+/* Sleep until a notification, a stop, or timeout_ms. */
+static void wait_events(struct cmdlog *c, int timeout_ms)
+{
+    struct pollfd p[2] = {{.fd = c->efd, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+    if (c->pg)
+        p[1].fd = PQsocket(c->pg);
+    if (poll(p, 2, timeout_ms) <= 0)
+        return;
+    if (p[0].revents) {
+        uint64_t x;
+        if (read(c->efd, &x, sizeof x) < 0) { /* EAGAIN: someone else read it */
+        }
+    }
+    if (c->pg && p[1].revents) {
+        if (!PQconsumeInput(c->pg)) {
+            pg_fail(c, "listen", PQerrorMessage(c->pg));
+            return;
+        }
+        PGnotify *nt;
+        while ((nt = PQnotifies(c->pg)) != NULL)
+            PQfreemem(nt);
+    }
+}
+
+static void *cmdlog_main(void *arg)
+{
+    struct cmdlog *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool quit = c->quit;
+        unsigned room = CMDLOG_QUEUE_MAX - c->n;
+        pthread_mutex_unlock(&c->mu);
+        if (quit)
+            break;
+        bool more = false;
+        if (room > 0 && pg_up(c))
+            more = drain(c, room < CMDLOG_BATCH ? room : CMDLOG_BATCH);
+        if (!more)
+            wait_events(c, CMDLOG_POLL_MS);
+    }
+    return NULL;
+}
+
+/* ---- the loop's side ---------------------------------------------------- */
+
+unsigned cmdlog_flush(struct cmdlog *c, cmdlog_publish_cb *publish, void *ud)
+{
+    unsigned k = 0;
+    pthread_mutex_lock(&c->mu);
+    while (c->head) {
+        struct item *it = c->head;
+        if (publish(ud, it->data, it->topic_len, it->payload, it->len) != 0)
+            break;
+        c->head = it->next;
+        if (!c->head)
+            c->tail = &c->head;
+        c->n--;
+        free(it);
+        k++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return k;
+}
+
+unsigned cmdlog_pending(struct cmdlog *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    unsigned n = c->n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+struct cmdlog *cmdlog_new(const struct cmdlog_cfg *cfg, struct cmdlog_stats *st)
+{
+    struct cmdlog *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->st = st;
+    c->loop = cfg->loop;
+    c->tail = &c->head;
+    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    c->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
+    c->prefix = strdup(cfg->prefix ? cfg->prefix : "");
+    pthread_mutex_init(&c->mu, NULL);
+    if (!c->conninfo || !c->prefix || c->efd < 0) {
+        log_error("event=alloc_failed what=cmdlog");
+        cmdlog_destroy(&c);
+        return NULL;
+    }
+    /* Signals go to the loop's signalfd, never to this thread. */
+    sigset_t all, old;
+    sigemptyset(&all);
+    sigaddset(&all, SIGINT);
+    sigaddset(&all, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&c->th, NULL, cmdlog_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error("event=thread_failed what=cmdlog err=%d", rc);
+        cmdlog_destroy(&c);
+        return NULL;
+    }
+    c->started = true;
+    return c;
+}
+
+void cmdlog_stop(struct cmdlog *c)
+{
+    if (!c || !c->started)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = true;
+    pthread_mutex_unlock(&c->mu);
+    uint64_t one = 1;
+    if (write(c->efd, &one, sizeof one) < 0) { /* full counter: the thread is being woken anyway */
+    }
+    pthread_join(c->th, NULL);
+    c->started = false;
+}
+
+void cmdlog_destroy(struct cmdlog **cp)
+{
+    struct cmdlog *c = *cp;
+    if (!c)
+        return;
+    cmdlog_stop(c);
+    free_items(c->head);
+    if (c->pg)
+        PQfinish(c->pg);
+    if (c->efd >= 0)
+        close(c->efd);
+    pthread_mutex_destroy(&c->mu);
+    free(c->conninfo);
+    free(c->prefix);
+    free(c);
+    *cp = NULL;
+}
