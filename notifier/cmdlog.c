@@ -83,7 +83,8 @@ static const char claim_sql[] =
     " json_build_object('state', state, 'at', at, 'attempts', attempts)::text,"
     " CASE state WHEN 'ok' THEN json_build_object('ok', true, 'body', result)::text"
     " WHEN 'error' THEN CASE WHEN result = jsonb_build_object('error', 'max_attempts', 'attempts', attempts)"
-    " THEN '{\"ok\":false,\"error\":\"max_attempts\"}' ELSE json_build_object('ok', false, 'body', result)::text"
+    " THEN '{\"ok\":false,\"error\":\"max_attempts\"}' ELSE json_build_object('ok', false, 'body', "
+    "result)::text"
     " END"
     " WHEN 'expired' THEN '{\"ok\":false,\"error\":\"expired\"}'"
     " WHEN 'rejected' THEN '{\"ok\":false,\"error\":\"offline\"}' END"
@@ -219,8 +220,8 @@ static bool drain(struct cmdlog *c, unsigned max)
     bool ok = true;
     for (int i = 0; ok && i < rows; i++) {
         const char *dev = PQgetvalue(r, i, 0), *id = PQgetvalue(r, i, 1);
-        struct item *st = item_new(c->prefix, dev, id, "state", PQgetvalue(r, i, 2),
-                                   (size_t)PQgetlength(r, i, 2));
+        struct item *st =
+            item_new(c->prefix, dev, id, "state", PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
         ok = st != NULL;
         if (ok) {
             *tail = st;
