@@ -16,7 +16,7 @@
 #define CMDREQ_TTL_QUEUED CMDJSON_TTL_QUEUED
 #define CMDREQ_TTL_NOW    CMDJSON_TTL_NOW
 #define CMDREQ_TTL_MAX    CMDJSON_TTL_MAX
-#define CMDREQ_BODY_MAX   60000u /* msgpack bytes: with id and map, a cmd frame stays under 64 KiB */
+#define CMDREQ_BODY_MAX   CMDJSON_BODY_MAX
 
 struct cmdreq {
     bool queue;

@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "ntf.h"
+#include "sl/cmdstore.h"
+#include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/stat.h"
@@ -52,8 +54,21 @@ struct item {
     char data[];
 };
 
+/* An MQTT command to store (cmdlog_submit). */
+struct req {
+    struct req *next;
+    uint64_t deadline_ms; /* loop_clock_ms: answered "unavailable" after it */
+    int64_t ttl_s;
+    char dev[SL_DEV_MAX + 1];
+    char id[SL_CMD_ID_MAX + 1];
+    char *json; /* into data */
+    size_t mp_len;
+    uint8_t data[]; /* mp, then json */
+};
+
 struct cmdlog {
     char *conninfo, *prefix;
+    int64_t max_queued;
     struct loop *loop;
     struct cmdlog_stats *st;
     pthread_t th;
@@ -63,6 +78,8 @@ struct cmdlog {
     pthread_mutex_t mu; /* guards the fields below */
     struct item *head, **tail;
     unsigned n;
+    struct req *rhead, **rtail; /* from cmdlog_submit */
+    unsigned nreq;              /* in rhead and the thread's own list */
     bool quit;
 
     /* The thread's own. */
@@ -141,8 +158,10 @@ static bool pg_up(struct cmdlog *c)
     }
     PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
     bool ok = simple(c, "SET TimeZone = 'UTC'") && simple(c, "LISTEN " CMDLOG_CHANNEL);
-    if (ok) {
-        PGresult *r = PQprepare(c->pg, "claim", claim_sql, 0, NULL);
+    /* Ours, then the submission's (sl/cmdstore.h). */
+    for (int k = 0; ok && k < 1 + CMDSTORE_NSTMTS; k++) {
+        const char *name = k == 0 ? "claim" : cmdstore_stmts[k - 1][0];
+        PGresult *r = PQprepare(c->pg, name, k == 0 ? claim_sql : cmdstore_stmts[k - 1][1], 0, NULL);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok) /* e.g. no persister has migrated to 006 yet: retried */
             pg_fail(c, "prepare", PQresultErrorMessage(r));
@@ -184,6 +203,107 @@ static void free_items(struct item *it)
         struct item *nx = it->next;
         free(it);
         it = nx;
+    }
+}
+
+/* Hand one publish to the loop. */
+static void hand_over(struct cmdlog *c, struct item *it)
+{
+    pthread_mutex_lock(&c->mu);
+    *c->tail = it;
+    c->tail = &it->next;
+    c->n++;
+    pthread_mutex_unlock(&c->mu);
+    loop_wake(c->loop);
+}
+
+/* A command the queue did not take: its one result says why. */
+static void refuse(struct cmdlog *c, const struct req *q, const char *error)
+{
+    char p[64];
+    int len = snprintf(p, sizeof p, "{\"ok\":false,\"error\":\"%s\"}", error);
+    struct item *it = item_new(c->prefix, q->dev, q->id, "result", p, (size_t)len);
+    stat_inc(&c->st->refused);
+    char qd[96];
+    log_info("event=cmd_refused dev=%s id=%s reason=%s", log_q(qd, sizeof qd, q->dev, strlen(q->dev)), q->id,
+             error);
+    if (!it) {
+        log_error("event=alloc_failed what=cmdlog");
+        return;
+    }
+    hand_over(c, it);
+}
+
+/* Store one command. false: the database is unreachable (keep it). */
+static bool submit(struct cmdlog *c, const struct req *q)
+{
+    const struct cmdstore_cmd cmd = {.dev = q->dev,
+                                     .id = q->id,
+                                     .json = q->json,
+                                     .mp = q->data,
+                                     .mp_len = q->mp_len,
+                                     .ttl_s = q->ttl_s,
+                                     .queue = true,
+                                     .max_queued = c->max_queued};
+    char *json;
+    size_t len;
+    PGresult *r;
+    const char *what;
+    char qd[96];
+    switch (cmdstore_submit(c->pg, &cmd, &json, &len, &r, &what)) {
+    case CMDSTORE_OK:
+        free(json); /* its states come through the outbox */
+        stat_inc(&c->st->queued);
+        break;
+    case CMDSTORE_UNKNOWN: refuse(c, q, "unknown_device"); break;
+    case CMDSTORE_FULL: refuse(c, q, "queue_full"); break;
+    case CMDSTORE_NOMEM: refuse(c, q, "unavailable"); break;
+    case CMDSTORE_DUPLICATE:
+        stat_inc(&c->st->dups);
+        log_warn("event=cmd_dropped dev=%s id=%s reason=duplicate_id",
+                 log_q(qd, sizeof qd, q->dev, strlen(q->dev)), q->id);
+        break;
+    case CMDSTORE_FAILED: {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        bool data = st && !strncmp(st, "22", 2); /* e.g. \u0000 in a string: jsonb refuses it */
+        pg_fail(c, what, PQresultErrorMessage(r));
+        PQclear(r);
+        if (data)
+            refuse(c, q, "bad_command");
+        else if (c->pg)
+            refuse(c, q, "unavailable"); /* the connection works, the statement does not: no retry */
+        else
+            return false;
+        break;
+    }
+    }
+    return true;
+}
+
+/* Store the commands handed over, in order; those the database cannot
+ * take now wait at the head of *todo until their deadline. */
+static void submit_all(struct cmdlog *c, struct req **todo)
+{
+    pthread_mutex_lock(&c->mu);
+    struct req **t = todo;
+    while (*t)
+        t = &(*t)->next;
+    *t = c->rhead;
+    c->rhead = NULL;
+    c->rtail = &c->rhead;
+    pthread_mutex_unlock(&c->mu);
+    while (*todo) {
+        struct req *q = *todo;
+        if (!pg_up(c) || !submit(c, q)) {
+            if (loop_clock_ms() < q->deadline_ms)
+                return;
+            refuse(c, q, "unavailable");
+        }
+        *todo = q->next;
+        free(q);
+        pthread_mutex_lock(&c->mu);
+        c->nreq--;
+        pthread_mutex_unlock(&c->mu);
     }
 }
 
@@ -295,18 +415,27 @@ static void wait_events(struct cmdlog *c, int timeout_ms)
 static void *cmdlog_main(void *arg)
 {
     struct cmdlog *c = arg;
+    struct req *todo = NULL;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool quit = c->quit;
-        unsigned room = CMDLOG_QUEUE_MAX - c->n;
+        unsigned room = c->n < CMDLOG_QUEUE_MAX ? CMDLOG_QUEUE_MAX - c->n : 0;
         pthread_mutex_unlock(&c->mu);
         if (quit)
             break;
+        submit_all(c, &todo);
         bool more = false;
         if (room > 0 && pg_up(c))
             more = drain(c, room < CMDLOG_BATCH ? room : CMDLOG_BATCH);
         if (!more)
             wait_events(c, CMDLOG_POLL_MS);
+    }
+    /* Commands not stored by now get no result from here: stopping, the
+     * notifier drops them as it drops a command it had not routed. */
+    while (todo) {
+        struct req *q = todo;
+        todo = q->next;
+        free(q);
     }
     return NULL;
 }
@@ -332,6 +461,41 @@ unsigned cmdlog_flush(struct cmdlog *c, cmdlog_publish_cb *publish, void *ud)
     return k;
 }
 
+int cmdlog_submit(struct cmdlog *c, const char *dev, size_t dev_len, const char *id, const char *json,
+                  const uint8_t *mp, size_t mp_len, int64_t ttl_s)
+{
+    size_t jl = strlen(json);
+    if (dev_len > SL_DEV_MAX || strlen(id) > SL_CMD_ID_MAX)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    bool full = c->nreq >= CMDLOG_SUBMIT_MAX;
+    pthread_mutex_unlock(&c->mu);
+    if (full)
+        return -1;
+    struct req *q = malloc(sizeof *q + mp_len + jl + 1); /* one per command: control path */
+    if (!q)
+        return -1;
+    q->next = NULL;
+    q->deadline_ms = loop_clock_ms() + CMDLOG_SUBMIT_WAIT_MS;
+    q->ttl_s = ttl_s;
+    memcpy(q->dev, dev, dev_len);
+    q->dev[dev_len] = '\0';
+    snprintf(q->id, sizeof q->id, "%s", id);
+    q->mp_len = mp_len;
+    memcpy(q->data, mp, mp_len);
+    q->json = (char *)q->data + mp_len;
+    memcpy(q->json, json, jl + 1);
+    pthread_mutex_lock(&c->mu);
+    *c->rtail = q;
+    c->rtail = &q->next;
+    c->nreq++;
+    pthread_mutex_unlock(&c->mu);
+    uint64_t one = 1;
+    if (write(c->efd, &one, sizeof one) < 0) { /* full counter: the thread is being woken anyway */
+    }
+    return 0;
+}
+
 unsigned cmdlog_pending(struct cmdlog *c)
 {
     if (!c)
@@ -350,6 +514,8 @@ struct cmdlog *cmdlog_new(const struct cmdlog_cfg *cfg, struct cmdlog_stats *st)
     c->st = st;
     c->loop = cfg->loop;
     c->tail = &c->head;
+    c->rtail = &c->rhead;
+    c->max_queued = cfg->max_queued;
     c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
     c->prefix = strdup(cfg->prefix ? cfg->prefix : "");
@@ -397,6 +563,11 @@ void cmdlog_destroy(struct cmdlog **cp)
         return;
     cmdlog_stop(c);
     free_items(c->head);
+    while (c->rhead) {
+        struct req *q = c->rhead;
+        c->rhead = q->next;
+        free(q);
+    }
     if (c->pg)
         PQfinish(c->pg);
     if (c->efd >= 0)

@@ -53,7 +53,7 @@ struct opts {
     const char *metrics, *log_level, *curve_key, *curve_allow, *db;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
-    int64_t status_max_skew_ms;
+    int64_t status_max_skew_ms, max_queued;
 };
 
 /* The ZAP handler's counts as of the last metrics update (plain copies of
@@ -74,7 +74,7 @@ struct pub_totals {
 /* cmdlog's counts as of the last metrics update (plain copies of its
  * atomics, for add_delta). */
 struct cmdlog_totals {
-    uint64_t states, results, db_errors;
+    uint64_t states, results, db_errors, queued, refused, dups;
 };
 
 struct delta {
@@ -166,6 +166,14 @@ static bool on_mqtt_msg(void *ud, const struct mqtt_msg *m)
     struct app *a = ud;
     return ntf_mqtt(a->ntf, m->topic, m->topic_len, (const char *)m->payload, m->len, m->ack,
                     loop_now_ms(a->loop));
+}
+
+/* "queue":true with --db: to the queue's thread (cmdlog.c). */
+static int out_queue_cmd(void *ud, struct sl_slice dev, const char *id, const char *json, const uint8_t *mp,
+                         size_t mp_len, int64_t ttl_s)
+{
+    struct app *a = ud;
+    return cmdlog_submit(a->cmdlog, (const char *)dev.p, dev.n, id, json, mp, mp_len, ttl_s);
 }
 
 static void on_mqtt_up(void *ud, int broker, bool switched)
@@ -280,6 +288,9 @@ static void update_metrics(struct app *a)
     a->clt.states = stat_get(&a->cls.states);
     a->clt.results = stat_get(&a->cls.results);
     a->clt.db_errors = stat_get(&a->cls.db_errors);
+    a->clt.queued = stat_get(&a->cls.queued);
+    a->clt.refused = stat_get(&a->cls.refused);
+    a->clt.dups = stat_get(&a->cls.dups);
     metric_set(a->g_inflight, a->ms.inflight);
     metric_set(a->g_connected, a->ms.connected);
     metric_set(a->g_ctrl_wait, a->ms.ctrl_waiting);
@@ -376,6 +387,7 @@ static void register_metrics(struct app *a)
     add_delta(a, "sluice_notifier_commands_held_total", "Commands held until their edge worker reconnected",
               NULL, &s->cmds_unsent);
     add_delta(a, cmds, ch, "result=\"lost\"", &s->cmds_lost);
+    add_delta(a, cmds, ch, "result=\"queued\"", &s->cmds_queued);
     add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no notifier holds (late)", NULL,
               &s->res_unknown);
     add_delta(a, "sluice_notifier_res_held_total", "Answers that waited for their command's marker", NULL,
@@ -395,6 +407,11 @@ static void register_metrics(struct app *a)
                    *ch2 = "Durable command queue events published (--db): states and results";
         add_delta(a, ce, ch2, "kind=\"state\"", &a->clt.states);
         add_delta(a, ce, ch2, "kind=\"result\"", &a->clt.results);
+        const char *cq = "sluice_notifier_commands_queued_total",
+                   *cqh = "MQTT commands with \"queue\":true by what the durable queue did with them (--db)";
+        add_delta(a, cq, cqh, "result=\"stored\"", &a->clt.queued);
+        add_delta(a, cq, cqh, "result=\"refused\"", &a->clt.refused);
+        add_delta(a, cq, cqh, "result=\"duplicate\"", &a->clt.dups);
         add_delta(a, "sluice_notifier_command_db_errors_total",
                   "Failed PostgreSQL statements and connections of the command queue's thread (--db)", NULL,
                   &a->clt.db_errors);
@@ -481,6 +498,10 @@ int main(int argc, char **argv)
          "PostgreSQL conninfo of the durable command queue: publish its states and results, queue MQTT "
          "commands with \"queue\":true (empty = off)",
          0, 0},
+        {"max-queued", CFG_INT, &o->max_queued, "100",
+         "with --db: pending commands per device (as sluice-api's); an MQTT command beyond it is answered "
+         "queue_full",
+         1, 1000000},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -578,7 +599,8 @@ int main(int argc, char **argv)
                           .ack = out_ack,
                           .send_edge = out_send_edge,
                           .wall_ms = wall_ms,
-                          .mono_us = mono_us};
+                          .mono_us = mono_us,
+                          .queue_cmd = *o->db ? out_queue_cmd : NULL};
     a.ntf = ntf_new(&nc, &out);
     a.bus = a.loop && a.ntf
                 ? bus_new(o->pull, o->router, id, o->max_msg, *o->curve_key ? &keys : NULL, o->curve_allow)
@@ -592,7 +614,8 @@ int main(int argc, char **argv)
     }
     a.zap = bus_zap_counts(a.bus);
     if (*o->db) {
-        struct cmdlog_cfg cc = {.conninfo = o->db, .prefix = o->prefix, .loop = a.loop};
+        struct cmdlog_cfg cc = {
+            .conninfo = o->db, .prefix = o->prefix, .loop = a.loop, .max_queued = o->max_queued};
         a.cmdlog = cmdlog_new(&cc, &a.cls);
         if (!a.cmdlog) {
             log_error("event=startup_failed what=cmdlog");

@@ -250,18 +250,25 @@ enum sl_err topics_result_json(struct tojson_buf *b, bool ok, const struct sl_sl
     return rc;
 }
 
+enum topics_cmd_rc topics_cmd_read(const char *json, size_t n, bool want_json, struct cmdjson *c,
+                                   struct mp_buf *body)
+{
+    enum cmdjson_rc rc = cmdjson_parse(json, n, body, want_json, c);
+    if (rc == CMDJSON_NOT_OBJECT || c->id_state == CMDJSON_ID_NONE)
+        return TOPICS_CMD_NO_ID;
+    if (c->id_state == CMDJSON_ID_BAD)
+        return TOPICS_CMD_BAD_ID;
+    return rc == CMDJSON_OK ? TOPICS_CMD_OK : TOPICS_CMD_BAD;
+}
+
 enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_ID_MAX + 1],
                                     struct mp_buf *body)
 {
     struct cmdjson c;
-    enum cmdjson_rc rc = cmdjson_parse(json, n, body, false, &c);
+    enum topics_cmd_rc rc = topics_cmd_read(json, n, false, &c, body);
     memcpy(id, c.id, sizeof c.id); /* "" unless the id is valid */
     cmdjson_fini(&c);
-    if (rc == CMDJSON_NOT_OBJECT || c.id_state == CMDJSON_ID_NONE)
-        return TOPICS_CMD_NO_ID;
-    if (c.id_state == CMDJSON_ID_BAD)
-        return TOPICS_CMD_BAD_ID;
-    return rc == CMDJSON_OK ? TOPICS_CMD_OK : TOPICS_CMD_BAD;
+    return rc;
 }
 
 /* ---- between notifiers ---- */

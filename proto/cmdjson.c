@@ -123,7 +123,8 @@ static void read_opts(struct json_object *o, struct cmdjson *c)
     }
 }
 
-enum cmdjson_rc cmdjson_parse(const char *text, size_t n, struct mp_buf *body, bool want_json, struct cmdjson *c)
+enum cmdjson_rc cmdjson_parse(const char *text, size_t n, struct mp_buf *body, bool want_json,
+                              struct cmdjson *c)
 {
     memset(c, 0, sizeof *c);
     c->ttl_s = CMDJSON_TTL_NOW;

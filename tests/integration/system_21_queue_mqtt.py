@@ -7,11 +7,16 @@
 - queue false for an offline device: state rejected, result offline;
 - TTL expiry: state expired, one result {"ok":false,"error":"expired"};
 - a notifier restart between queueing and delivery (delivered while it is down): every state and
-  the one result are still published."""
+  the one result are still published;
+- queued over MQTT ("queue":true, "ttl_s") while offline: stored as the API stores it (visible over
+  HTTP under the MQTT id), delivered on connect, answered: ok over HTTP and on MQTT, one result;
+  the same id again is dropped (still one result); an unknown device and a full queue
+  (--max-queued 2) are answered unknown_device and queue_full; a bad ttl_s bad_command."""
 import socket
 import time
 
 import apitest
+import mqtttest
 from apitest import RO, RW
 from slstack import PREFIX, Stack, check, log, main, wait_for
 
@@ -21,7 +26,7 @@ SETTLE_S = 1.0  # after a result: time for a duplicate to show up
 
 def scenario():
     with Stack(PORT, edges=1) as s:
-        s.notifier.argv.extend(["--db", s.pg.dsn])
+        s.notifier.argv.extend(["--db", s.pg.dsn, "--max-queued", "2"])
         s.start()
         api = apitest.Api(s, PORT + 8).start()
         sub = s.mqtt(topics=(PREFIX + "/+/cmd/+/state", PREFIX + "/+/cmd/+/result"))
@@ -61,7 +66,10 @@ def scenario():
             check(all(isinstance(m["at"], str) and isinstance(m["attempts"], int) for m in sts), "state %r" % sts)
             return sts
 
-        for dev in ("sleepy", "rej", "ttl", "restart"):
+        def mqtt_cmd(dev, cmd):
+            mqtttest.publish(s.mqtt_port, "%s/%s/cmd" % (PREFIX, dev), cmd)
+
+        for dev in ("sleepy", "rej", "ttl", "restart", "mq", "capm"):
             known(dev)
 
         # ---- (a) queued over HTTP while offline: delivered on connect, answered
@@ -105,6 +113,46 @@ def scenario():
         outcome("restart", q["id"], ["queued", "delivered", "error"], {"ok": False, "body": "jammed"})
         d.close()
         log("ok: notifier restarted between queueing and delivery: every state and one result")
+
+        # ---- (b) queued over MQTT while offline
+        mqtt_cmd("mq", {"id": "mq-1", "body": {"open": [1, 2]}, "queue": True, "ttl_s": 600})
+        wait_for(lambda: states("mq", "mq-1") == ["queued"], "MQTT command queued", 15)
+        h = command("mq-1")
+        check(h["state"] == "queued" and h["device"] == "mq" and h["body"] == {"open": [1, 2]}, "HTTP %r" % h)
+        mqtt_cmd("mq", {"id": "mq-1", "body": "again", "queue": True})  # the same id: dropped
+        d = s.device("mq")
+        m = d.expect("cmd", timeout=10)
+        check(m["id"] == "mq-1" and m["body"] == {"open": [1, 2]}, "cmd %r" % m)
+        d.send({"t": "res", "id": "mq-1", "ok": True, "body": {"opened": 2}})
+        wait_for(lambda: command("mq-1")["state"] == "ok", "MQTT command ok over HTTP", 15)
+        check(command("mq-1")["result"] == {"opened": 2}, "HTTP result %r" % command("mq-1"))
+        outcome("mq", "mq-1", ["queued", "delivered", "ok"], {"ok": True, "body": {"opened": 2}})
+        try:
+            extra = d.recv(timeout=0.5)
+            check(extra.get("t") != "cmd", "the duplicate was delivered: %r" % extra)
+        except socket.timeout:
+            pass
+        d.close()
+        log("ok: queued over MQTT: stored, delivered, answered: ok over HTTP and on MQTT; a duplicate id dropped")
+
+        # ---- MQTT refusals: unknown device, full queue (--max-queued 2), bad ttl_s
+        mqtt_cmd("nobody", {"id": "nb-1", "body": 1, "queue": True})
+        wait_for(lambda: results("nobody", "nb-1"), "unknown_device answered", 15)
+        for i in (1, 2, 3):
+            mqtt_cmd("capm", {"id": "cap-%d" % i, "body": i, "queue": True})
+        wait_for(lambda: results("capm", "cap-3"), "queue_full answered", 15)
+        mqtt_cmd("capm", {"id": "ttl-bad", "body": 1, "queue": True, "ttl_s": 0})
+        wait_for(lambda: results("capm", "ttl-bad"), "bad ttl_s answered", 15)
+        time.sleep(SETTLE_S)
+        check(results("nobody", "nb-1") == [({"ok": False, "error": "unknown_device"}, False)], "unknown %r" %
+              results("nobody", "nb-1"))
+        check(results("capm", "cap-3") == [({"ok": False, "error": "queue_full"}, False)], "full %r" %
+              results("capm", "cap-3"))
+        check(results("capm", "ttl-bad") == [({"ok": False, "error": "bad_command"}, False)], "ttl %r" %
+              results("capm", "ttl-bad"))
+        check(states("capm", "cap-1") == ["queued"] and states("capm", "cap-2") == ["queued"] and
+              not states("capm", "cap-3"), "cap states %r" % [states("capm", "cap-%d" % i) for i in (1, 2, 3)])
+        log("ok: MQTT refusals: unknown_device, queue_full, bad_command")
 
         left = s.sql("SELECT count(*) FROM command_events")[0][0]
         check(left == 0, "outbox drained: %d events left" % left)

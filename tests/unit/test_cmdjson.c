@@ -79,8 +79,8 @@ static void test_refused(void **state)
         {"{\"id\":\"c-9\"}", CMDJSON_NO_BODY, CMDJSON_ID_OK},
         {"{\"id\":\"a/b\",\"body\":1}", CMDJSON_OK, CMDJSON_ID_BAD},
         {"{\"id\":\"\",\"body\":1}", CMDJSON_OK, CMDJSON_ID_BAD},
-        {"{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"body\":1}", CMDJSON_OK,
-         CMDJSON_ID_BAD},
+        {"{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"body\":1}",
+         CMDJSON_OK, CMDJSON_ID_BAD},
         {"{\"id\":7,\"body\":1}", CMDJSON_OK, CMDJSON_ID_NONE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -108,7 +108,8 @@ static void test_opts(void **state)
     assert_true(c.queue);
     assert_int_equal(c.ttl_s, CMDJSON_TTL_QUEUED);
     assert_null(c.opts_why);
-    assert_int_equal(parse("{\"body\":1,\"queue\":true,\"ttl_s\":31536000}", sizeof mp, false, &c), CMDJSON_OK);
+    assert_int_equal(parse("{\"body\":1,\"queue\":true,\"ttl_s\":31536000}", sizeof mp, false, &c),
+                     CMDJSON_OK);
     assert_true(c.has_ttl);
     assert_int_equal(c.ttl_s, CMDJSON_TTL_MAX);
     assert_int_equal(parse("{\"body\":1,\"ttl_s\":1}", sizeof mp, false, &c), CMDJSON_OK);

@@ -24,6 +24,9 @@
 #define CMDJSON_TTL_QUEUED 86400    /* ttl_s when queue is true and none is given */
 #define CMDJSON_TTL_NOW    30       /* ttl_s when queue is false: deliver now or fail soon */
 #define CMDJSON_TTL_MAX    31536000 /* a year */
+/* The largest body (msgpack bytes) the durable queue stores: with id and
+ * map, its cmd frame stays under 64 KiB. */
+#define CMDJSON_BODY_MAX 60000u
 
 /* What is wrong with the document or its body (first found, in this order). */
 enum cmdjson_rc {
@@ -63,7 +66,8 @@ struct cmdjson {
  * as the document allows (id_state, queue, ttl_s, opts_why even when the
  * body is refused); call cmdjson_fini whatever the result. Allocates only
  * inside json-c, and c->json. */
-enum cmdjson_rc cmdjson_parse(const char *text, size_t n, struct mp_buf *body, bool want_json, struct cmdjson *c);
+enum cmdjson_rc cmdjson_parse(const char *text, size_t n, struct mp_buf *body, bool want_json,
+                              struct cmdjson *c);
 /* Free c->json (NULLed). */
 void cmdjson_fini(struct cmdjson *c);
 
