@@ -58,8 +58,8 @@ enum cmdstore_rc cmdstore_submit(PGconn *c, const struct cmdstore_cmd *cmd, char
     char ttl[24], max[24];
     snprintf(ttl, sizeof ttl, "%" PRId64, cmd->ttl_s);
     snprintf(max, sizeof max, "%" PRId64, cmd->max_queued);
-    const char *v[7] = {cmd->dev, cmd->id, cmd->json, (const char *)cmd->mp, ttl, cmd->queue ? "true" : "false",
-                        max};
+    const char *v[7] = {
+        cmd->dev, cmd->id, cmd->json, (const char *)cmd->mp, ttl, cmd->queue ? "true" : "false", max};
     int lens[7] = {0, 0, 0, (int)cmd->mp_len, 0, 0, 0};
     int fmts[7] = {0, 0, 0, 1, 0, 0, 0};
     const char *lv[1] = {cmd->dev};

@@ -516,6 +516,100 @@ static void test_bad_commands(void **state)
     assert_int_equal(ntf_pending(n), 0);
 }
 
+/* With a durable queue (main.c with --db), "queue":true goes there, with
+ * the body as JSON and msgpack and the ttl, and the core neither routes it
+ * nor answers it (the queue publishes its states and its one result); a
+ * command the queue cannot take, or with a bad ttl_s or a body too big to
+ * store, is answered at once; without "queue":true, or without a queue,
+ * nothing changes. */
+static char q_id[65], q_json[128];
+static uint8_t q_mp[64];
+static size_t q_mp_len;
+static int64_t q_ttl;
+static int nqueued, refuse_queue;
+
+static int rec_queue(void *ud, struct sl_slice dev, const char *id, const char *json, const uint8_t *mp,
+                     size_t mp_len, int64_t ttl_s)
+{
+    (void)ud;
+    if (refuse_queue)
+        return -1;
+    assert_true(sl_slice_eqs(dev, "d"));
+    snprintf(q_id, sizeof q_id, "%s", id);
+    snprintf(q_json, sizeof q_json, "%s", json);
+    assert_true(mp_len <= sizeof q_mp);
+    memcpy(q_mp, mp, mp_len);
+    q_mp_len = mp_len;
+    q_ttl = ttl_s;
+    nqueued++;
+    return 0;
+}
+
+static void test_queue_true(void **state)
+{
+    struct ntf *n = *state;
+    ntf_destroy(&n); /* the setup's has no queue: one with it */
+    nqueued = refuse_queue = 0;
+    struct ntf_cfg cfg = {.prefix = "devices",
+                          .id = "ntf-test",
+                          .max_devices = 16,
+                          .max_workers = 8,
+                          .max_cmds = 8,
+                          .cmd_timeout_ms = 1000,
+                          .edge_timeout_ms = 10000};
+    struct ntf_out out = {.publish = rec_publish,
+                          .publish_marker = rec_marker,
+                          .ack = rec_ack,
+                          .send_edge = rec_send,
+                          .wall_ms = fake_wall,
+                          .queue_cmd = rec_queue};
+    n = ntf_new(&cfg, &out);
+    assert_non_null(n);
+    cur = n;
+    *state = n;
+    /* offline, queued: no "offline" answer, nothing routed */
+    cmd(n, "d", "{\"id\":\"q1\",\"body\":{\"v\":3},\"queue\":true,\"ttl_s\":600}", 0);
+    assert_int_equal(nqueued, 1);
+    assert_string_equal(q_id, "q1");
+    assert_string_equal(q_json, "{\"v\":3}");
+    static const uint8_t want[] = {0x81, 0xa1, 'v', 0x03};
+    assert_int_equal(q_mp_len, sizeof want);
+    assert_memory_equal(q_mp, want, sizeof want);
+    assert_int_equal(q_ttl, 600);
+    assert_int_equal(count_topic("devices/d/cmd/q1/result"), 0);
+    assert_int_equal(ntf_stats(n)->cmds_queued, 1);
+    /* online too: the queue delivers it, not the core */
+    connect_a(n);
+    cmd(n, "d", "{\"id\":\"q2\",\"body\":null,\"queue\":true}", 1);
+    assert_int_equal(nqueued, 2);
+    assert_int_equal(q_ttl, 86400);
+    assert_int_equal(nsent, 0);
+    assert_int_equal(ntf_pending(n), 0);
+    /* refusals, answered now */
+    cmd(n, "d", "{\"id\":\"q3\",\"body\":1,\"queue\":true,\"ttl_s\":0}", 2);
+    assert_string_equal(last_on("devices/d/cmd/q3/result")->payload,
+                        "{\"ok\":false,\"error\":\"bad_command\"}");
+    refuse_queue = 1;
+    cmd(n, "d", "{\"id\":\"q4\",\"body\":1,\"queue\":true}", 3);
+    assert_string_equal(last_on("devices/d/cmd/q4/result")->payload, "{\"ok\":false,\"error\":\"busy\"}");
+    assert_int_equal(nqueued, 2);
+    /* queue false: routed by the core as before */
+    cmd(n, "d", "{\"id\":\"r1\",\"body\":1,\"queue\":false}", 4);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "r1");
+}
+
+/* Without a queue (no --db), "queue":true is not read: routed as any. */
+static void test_queue_true_without_db(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    cmd(n, "d", "{\"id\":\"q1\",\"body\":1,\"queue\":true,\"ttl_s\":0}", 0);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "q1");
+    assert_int_equal(ntf_stats(n)->cmds_queued, 0);
+}
+
 static void test_data(void **state)
 {
     struct ntf *n = *state;
@@ -890,6 +984,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answer_before_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_receiver_ends_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_true, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_true_without_db, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
