@@ -25,7 +25,6 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +36,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "sl/pgconn.h"
 #include "sl/stat.h"
 
 #define CMDLOG_LOCK_KEY "7308604637093544965" /* one drainer at a time; cmdq's key + 1 */
@@ -73,7 +73,7 @@ struct cmdlog {
     struct cmdlog_stats *st;
     pthread_t th;
     bool started;
-    int efd; /* wakes the thread (stop) */
+    int efd; /* wakes the thread: a command to store, or stop */
 
     pthread_mutex_t mu; /* guards the fields below */
     struct item *head, **tail;
@@ -83,9 +83,7 @@ struct cmdlog {
     bool quit;
 
     /* The thread's own. */
-    PGconn *pg;
-    uint64_t next_connect;
-    unsigned fails;
+    struct pgconn db;
 };
 
 /* $1 how many. The result payloads as docs/protocol.md §5 has them: the
@@ -109,74 +107,30 @@ static const char claim_sql[] =
 
 /* ---- the thread --------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
 static void pg_fail(struct cmdlog *c, const char *what, const char *err)
 {
-    stat_inc(&c->st->db_errors);
-    if (c->fails++ % 10u == 0) {
-        char e[600];
-        log_warn("event=cmdlog_db_failed what=%s failures=%u err=%s", what, c->fails,
-                 log_q(e, sizeof e, err, strlen(err)));
-    }
-    if (c->pg && PQstatus(c->pg) != CONNECTION_OK) {
-        PQfinish(c->pg);
-        c->pg = NULL;
-    }
-    c->next_connect = loop_clock_ms() + CMDLOG_RETRY_MS;
+    pgconn_fail(&c->db, what, err);
 }
 
 static bool simple(struct cmdlog *c, const char *sql)
 {
-    PGresult *r = PQexec(c->pg, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        pg_fail(c, sql, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok;
+    return pgconn_exec(&c->db, sql);
+}
+
+/* A new connection: UTC timestamps in the payloads, the trigger's channel,
+ * our statement and the submission's (sl/cmdstore.h). */
+static bool setup(struct pgconn *db, void *ud)
+{
+    (void)ud;
+    static const char *const claim[][2] = {{"claim", claim_sql}};
+    /* e.g. no persister has migrated to 006 yet: retried */
+    return pgconn_exec(db, "SET TimeZone = 'UTC'") && pgconn_exec(db, "LISTEN " CMDLOG_CHANNEL) &&
+           pgconn_prepare(db, claim, 1) && pgconn_prepare(db, cmdstore_stmts, CMDSTORE_NSTMTS);
 }
 
 static bool pg_up(struct cmdlog *c)
 {
-    if (c->pg)
-        return true;
-    if (loop_clock_ms() < c->next_connect)
-        return false;
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"5", "sluice-notifier-cmdlog", c->conninfo, NULL};
-    c->pg = PQconnectdbParams(keys, vals, 1);
-    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        pg_fail(c, "connect", c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        if (c->pg)
-            PQfinish(c->pg);
-        c->pg = NULL;
-        return false;
-    }
-    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-    bool ok = simple(c, "SET TimeZone = 'UTC'") && simple(c, "LISTEN " CMDLOG_CHANNEL);
-    /* Ours, then the submission's (sl/cmdstore.h). */
-    for (int k = 0; ok && k < 1 + CMDSTORE_NSTMTS; k++) {
-        const char *name = k == 0 ? "claim" : cmdstore_stmts[k - 1][0];
-        PGresult *r = PQprepare(c->pg, name, k == 0 ? claim_sql : cmdstore_stmts[k - 1][1], 0, NULL);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok) /* e.g. no persister has migrated to 006 yet: retried */
-            pg_fail(c, "prepare", PQresultErrorMessage(r));
-        PQclear(r);
-    }
-    if (!ok) {
-        if (c->pg)
-            PQfinish(c->pg);
-        c->pg = NULL;
-        c->next_connect = loop_clock_ms() + CMDLOG_RETRY_MS;
-        return false;
-    }
-    log_info("event=cmdlog_db_connected after_failures=%u", c->fails);
-    c->fails = 0;
-    return true;
+    return pgconn_up(&c->db, setup, c);
 }
 
 static struct item *item_new(const char *prefix, const char *dev, const char *id, const char *leaf,
@@ -250,7 +204,7 @@ static bool submit(struct cmdlog *c, const struct req *q)
     PGresult *r;
     const char *what;
     char qd[96];
-    switch (cmdstore_submit(c->pg, &cmd, &json, &len, &r, &what)) {
+    switch (cmdstore_submit(c->db.pg, &cmd, &json, &len, &r, &what)) {
     case CMDSTORE_OK:
         free(json); /* its states come through the outbox */
         stat_inc(&c->st->queued);
@@ -270,7 +224,7 @@ static bool submit(struct cmdlog *c, const struct req *q)
         PQclear(r);
         if (data)
             refuse(c, q, "bad_command");
-        else if (c->pg)
+        else if (c->db.pg)
             refuse(c, q, "unavailable"); /* the connection works, the statement does not: no retry */
         else
             return false;
@@ -313,24 +267,24 @@ static bool drain(struct cmdlog *c, unsigned max)
 {
     if (!simple(c, "BEGIN"))
         return false;
-    PGresult *r = PQexec(c->pg, "SELECT pg_try_advisory_xact_lock(" CMDLOG_LOCK_KEY ")");
+    PGresult *r = PQexec(c->db.pg, "SELECT pg_try_advisory_xact_lock(" CMDLOG_LOCK_KEY ")");
     bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         pg_fail(c, "lock", PQresultErrorMessage(r));
     PQclear(r);
     if (!got) { /* another notifier is draining: it publishes these */
-        if (c->pg)
+        if (c->db.pg)
             simple(c, "ROLLBACK");
         return false;
     }
     char lim[16];
     snprintf(lim, sizeof lim, "%u", max);
     const char *v[1] = {lim};
-    r = PQexecPrepared(c->pg, "claim", 1, v, NULL, NULL, 0);
+    r = PQexecPrepared(c->db.pg, "claim", 1, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail(c, "claim", PQresultErrorMessage(r));
         PQclear(r);
-        if (c->pg)
+        if (c->db.pg)
             simple(c, "ROLLBACK");
         return false;
     }
@@ -370,8 +324,8 @@ static bool drain(struct cmdlog *c, unsigned max)
     if (!ok || !simple(c, "COMMIT")) {
         if (!ok)
             log_error("event=alloc_failed what=cmdlog");
-        if (c->pg)
-            PQclear(PQexec(c->pg, "ROLLBACK"));
+        if (c->db.pg)
+            PQclear(PQexec(c->db.pg, "ROLLBACK"));
         free_items(head);
         return false;
     }
@@ -392,8 +346,8 @@ static bool drain(struct cmdlog *c, unsigned max)
 static void wait_events(struct cmdlog *c, int timeout_ms)
 {
     struct pollfd p[2] = {{.fd = c->efd, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
-    if (c->pg)
-        p[1].fd = PQsocket(c->pg);
+    if (c->db.pg)
+        p[1].fd = PQsocket(c->db.pg);
     if (poll(p, 2, timeout_ms) <= 0)
         return;
     if (p[0].revents) {
@@ -401,13 +355,13 @@ static void wait_events(struct cmdlog *c, int timeout_ms)
         if (read(c->efd, &x, sizeof x) < 0) { /* EAGAIN: someone else read it */
         }
     }
-    if (c->pg && p[1].revents) {
-        if (!PQconsumeInput(c->pg)) {
-            pg_fail(c, "listen", PQerrorMessage(c->pg));
+    if (c->db.pg && p[1].revents) {
+        if (!PQconsumeInput(c->db.pg)) {
+            pg_fail(c, "listen", PQerrorMessage(c->db.pg));
             return;
         }
         PGnotify *nt;
-        while ((nt = PQnotifies(c->pg)) != NULL)
+        while ((nt = PQnotifies(c->db.pg)) != NULL)
             PQfreemem(nt);
     }
 }
@@ -519,20 +473,17 @@ struct cmdlog *cmdlog_new(const struct cmdlog_cfg *cfg, struct cmdlog_stats *st)
     c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
     c->prefix = strdup(cfg->prefix ? cfg->prefix : "");
+    pgconn_init(&c->db, c->conninfo ? c->conninfo : "", "sluice-notifier-cmdlog", "cmdlog", CMDLOG_RETRY_MS,
+                &st->db_errors);
     pthread_mutex_init(&c->mu, NULL);
     if (!c->conninfo || !c->prefix || c->efd < 0) {
         log_error("event=alloc_failed what=cmdlog");
         cmdlog_destroy(&c);
         return NULL;
     }
-    /* Signals go to the loop's signalfd, never to this thread. */
-    sigset_t all, old;
-    sigemptyset(&all);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* SIGTERM and SIGINT stay with the loop's signalfd: main.c blocks them
+     * before any thread exists, and this one inherits that mask. */
     int rc = pthread_create(&c->th, NULL, cmdlog_main, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         log_error("event=thread_failed what=cmdlog err=%d", rc);
         cmdlog_destroy(&c);
@@ -568,8 +519,7 @@ void cmdlog_destroy(struct cmdlog **cp)
         c->rhead = q->next;
         free(q);
     }
-    if (c->pg)
-        PQfinish(c->pg);
+    pgconn_fini(&c->db);
     if (c->efd >= 0)
         close(c->efd);
     pthread_mutex_destroy(&c->mu);

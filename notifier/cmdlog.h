@@ -54,7 +54,9 @@ struct cmdlog_cfg {
 };
 
 /* Start the thread (it connects, and reconnects, by itself: a database
- * that is down is logged and retried, never fatal). NULL on failure to
+ * that is down is logged and retried, never fatal). Call it with SIGTERM
+ * and SIGINT blocked (main.c blocks them before any thread exists): the
+ * thread inherits the mask, so they reach the loop's signalfd only. NULL on failure to
  * allocate or to start the thread (logged). Counts into *st. */
 struct cmdlog *cmdlog_new(const struct cmdlog_cfg *cfg, struct cmdlog_stats *st);
 /* Stop the thread (waits for the statement in progress, bounded by

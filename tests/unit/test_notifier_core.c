@@ -164,10 +164,10 @@ static void cmd(struct ntf *n, const char *dev, const char *json, uint64_t now)
     ack_markers(now);
 }
 
-static int setup(void **state)
+/* A core on the recording stubs; queue_cmd: its durable queue (NULL: none). */
+static struct ntf *new_core(int (*queue_cmd)(void *, struct sl_slice, const char *, const char *,
+                                             const uint8_t *, size_t, int64_t))
 {
-    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
-    wall = 1234;
     struct ntf_cfg cfg = {.prefix = "devices",
                           .id = "ntf-test",
                           .max_devices = 16,
@@ -179,11 +179,19 @@ static int setup(void **state)
                           .publish_marker = rec_marker,
                           .ack = rec_ack,
                           .send_edge = rec_send,
-                          .wall_ms = fake_wall};
+                          .wall_ms = fake_wall,
+                          .queue_cmd = queue_cmd};
     struct ntf *n = ntf_new(&cfg, &out);
     assert_non_null(n);
     cur = n;
-    *state = n;
+    return n;
+}
+
+static int setup(void **state)
+{
+    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
+    wall = 1234;
+    *state = new_core(NULL);
     return 0;
 }
 
@@ -550,22 +558,7 @@ static void test_queue_true(void **state)
     struct ntf *n = *state;
     ntf_destroy(&n); /* the setup's has no queue: one with it */
     nqueued = refuse_queue = 0;
-    struct ntf_cfg cfg = {.prefix = "devices",
-                          .id = "ntf-test",
-                          .max_devices = 16,
-                          .max_workers = 8,
-                          .max_cmds = 8,
-                          .cmd_timeout_ms = 1000,
-                          .edge_timeout_ms = 10000};
-    struct ntf_out out = {.publish = rec_publish,
-                          .publish_marker = rec_marker,
-                          .ack = rec_ack,
-                          .send_edge = rec_send,
-                          .wall_ms = fake_wall,
-                          .queue_cmd = rec_queue};
-    n = ntf_new(&cfg, &out);
-    assert_non_null(n);
-    cur = n;
+    n = new_core(rec_queue);
     *state = n;
     /* offline, queued: no "offline" answer, nothing routed */
     cmd(n, "d", "{\"id\":\"q1\",\"body\":{\"v\":3},\"queue\":true,\"ttl_s\":600}", 0);

@@ -5,7 +5,7 @@
  * "queue":true, --db) both run, so the two ways in cannot drift apart: the
  * same per-device cap, the same ordering lock, the same rows.
  *
- * Its own library (sl::cmdstore, libpq), apart from sl::common, so that
+ * In sl::pg (libpq), apart from sl::common, so that
  * the edge links no libpq. Blocks on the caller's connection; thread-safe
  * as far as the connection is the caller's alone. Never logs: the caller
  * decides what a failure is. */
