@@ -41,6 +41,7 @@
 #define DEVICE_JSON                                                                                          \
     "'id', d.device_id, 'online', " ONLINE ", 'edge', s.edge_id, 'connected_since', CASE WHEN " ONLINE       \
     " THEN s.connected_at END, 'first_seen', d.first_seen, 'last_seen', d.last_seen, 'last_seq', d.last_seq"
+/* A command as GET /v1/commands/{id} shows it: as the submission returns it. */
 #define COMMAND_JSON CMDSTORE_COMMAND_JSON
 
 static const char *const stmts[][2] = {

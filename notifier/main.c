@@ -12,6 +12,7 @@
  *
  * Deliberately not here: any decision about messages (ntf.c). */
 #define _GNU_SOURCE /* gethostname */
+#include <assert.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ struct app {
     struct loop_timer tick, resume;
     bool stopping;
     struct pub_totals ms;
-    struct delta d[48];
+    struct delta d[64];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
     struct metric_hist *h_route;
@@ -326,6 +327,7 @@ static void on_signal(struct loop *l, int fd, uint32_t ev, void *ud)
 static void add_delta(struct app *a, const char *name, const char *help, const char *labels,
                       const uint64_t *src)
 {
+    assert(a->nd < (int)(sizeof a->d / sizeof a->d[0])); /* a series added without room: grow d */
     a->d[a->nd].c = metrics_counter(name, help, labels);
     a->d[a->nd].src = src;
     a->d[a->nd].last = 0;
@@ -404,7 +406,7 @@ static void register_metrics(struct app *a)
               "reason=\"future_epoch\"", &s->status_future);
     if (a->cmdlog) {
         const char *ce = "sluice_notifier_command_events_total",
-                   *ch2 = "Durable command queue events published (--db): states and results";
+                   *ch2 = "Durable command queue events claimed from the outbox, each one publish (--db)";
         add_delta(a, ce, ch2, "kind=\"state\"", &a->clt.states);
         add_delta(a, ce, ch2, "kind=\"result\"", &a->clt.results);
         const char *cq = "sluice_notifier_commands_queued_total",
