@@ -23,18 +23,28 @@ service still up, the edge's RSS and open fds back to their baseline once the
 bad clients are gone, the good devices' p99 ack latency within 2x of the run
 without bad clients. Prints one line per check; exit 1 if one fails.
 
-usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)]
-    (run inside `unshare -n`; binaries from $SLUICE_BIN or build/release/bin)
+The bad clients stand for hosts elsewhere on the internet: with --attacker-cpu F
+(default 0.5) they run in a process of their own, in a CPU cgroup capped at F of
+one core, so the generator's own Python does not take the two cores from the
+stack it attacks (what the edge spends on refusing them still counts: that is
+the defence's price). --attacker-cpu 0 runs them uncapped, in this process, as
+the first runs did. The bad clients' rate is printed either way.
+
+usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)] [--attacker-cpu 0.5]
+    (run inside `unshare -n`, as root; binaries from $SLUICE_BIN or build/release/bin)
 """
 import argparse
 import collections
+import json
 import os
 import random
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tests/integration"))
 import msgpack  # noqa: E402
@@ -62,7 +72,8 @@ def conn(port, addr, timeout=2.0):
 
 
 class Bad:
-    """The bad clients, each kind in a thread, until stop is set."""
+    """The bad clients, each kind in a thread, until stop is set. `stack` needs `base` (the services' PULL
+    and ROUTER ports are at fixed offsets from it) and `edge_port(0)`."""
 
     def __init__(self, stack):
         self.s, self.port = stack, stack.edge_port(0)
@@ -180,6 +191,44 @@ class Bad:
             s.close()
 
 
+CGROUP = "/sys/fs/cgroup/cpu/sl-abuse-%d" % os.getpid()  # cgroup v1 cpu controller (ENV-NOTES)
+
+
+class CappedBad:
+    """The bad clients in a child process (this script with --attack BASE PORT) inside a CPU cgroup
+    capped at `share` of one core. stdin closed = stop; the child then prints its counts and CPU seconds
+    as one JSON line."""
+
+    def __init__(self, stack, share):
+        os.mkdir(CGROUP)
+        with open(CGROUP + "/cpu.cfs_period_us", "w") as f:
+            f.write("100000")
+        with open(CGROUP + "/cpu.cfs_quota_us", "w") as f:
+            f.write(str(int(100000 * share)))
+        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--attack", str(stack.base),
+                                   str(stack.edge_port(0))], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        with open(CGROUP + "/cgroup.procs", "w") as f:
+            f.write(str(self.p.pid))  # before it imports and starts its threads; they follow it
+        self.counts, self.cpu_s = {}, 0.0
+
+    def end(self):
+        out, _ = self.p.communicate(b"", timeout=60)
+        r = json.loads(out.decode().strip().splitlines()[-1])
+        self.counts, self.cpu_s = r["counts"], r["cpu_s"]
+        os.rmdir(CGROUP)
+
+
+def attack(base, port):
+    """The child of CappedBad: attack until stdin closes."""
+    bad = Bad(types.SimpleNamespace(base=base, edge_port=lambda i: port))
+    bad.start()
+    sys.stdin.buffer.read()
+    bad.end()
+    t = os.times()
+    print(json.dumps({"counts": bad.counts, "cpu_s": t.user + t.system}), flush=True)
+    return 0
+
+
 def edge_res(stack):
     pid = stack.procs["edge0"].pid
     with open("/proc/%d/statm" % pid) as f:
@@ -188,8 +237,8 @@ def edge_res(stack):
 
 
 def cpu(stack):
-    """CPU seconds (user + system) so far of the services, and of this process (the bad clients), and the
-    box's 1-minute load average: where the two cores went during a phase."""
+    """CPU seconds (user + system) so far of the services, and of this process (the bad clients, when
+    uncapped), and the box's 1-minute load average: where the two cores went during a phase."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for name in ("edge0", "persister", "notifier"):
@@ -207,7 +256,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--rate", type=float, default=5, help="messages per second per device")
+    ap.add_argument("--attacker-cpu", type=float, default=0.5,
+                    help="CPU cap of the bad clients' process, in cores (0: uncapped, in this process)")
+    ap.add_argument("--attack", nargs=2, type=int, help=argparse.SUPPRESS)  # the capped child: BASE PORT
     a = ap.parse_args()
+    if a.attack:
+        return attack(*a.attack)
     results = []
     ok = True
     with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"]) as s:
@@ -218,11 +272,16 @@ def main():
         r0 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="calm", name="calm")
         slstack.check_devsim(r0)
         c1 = cpu(s)
-        bad = Bad(s)
-        bad.start()
+        if a.attacker_cpu > 0:
+            bad = CappedBad(s, a.attacker_cpu)
+        else:
+            bad = Bad(s)
+            bad.start()
         r1 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="abused", name="abused")
         c2 = cpu(s)
         bad.end()
+        if isinstance(bad, CappedBad):  # this process is not the bad clients then
+            c0["bad clients"], c1["bad clients"], c2["bad clients"] = 0.0, 0.0, bad.cpu_s
         time.sleep(15)  # hello deadlines and held sockets run out
         end_res = edge_res(s)
         slstack.check_devsim(r1)
@@ -244,7 +303,10 @@ def main():
         results.append("edge RSS %d -> %d KiB (%+d KiB), fds %d -> %d: back to baseline: %s"
                        % (base_res[0] >> 10, end_res[0] >> 10, grown >> 10, base_res[1], end_res[1],
                           rss_ok and fds_ok))
-        results.append("bad clients: %s" % ", ".join("%s=%d" % kv for kv in sorted(bad.counts.items())))
+        n_bad = sum(bad.counts.values())
+        results.append("bad clients (%s): %d actions, %.0f/s: %s" % (
+            "capped at %.2f core" % a.attacker_cpu if a.attacker_cpu > 0 else "uncapped", n_bad,
+            n_bad / a.seconds, ", ".join("%s=%d" % kv for kv in sorted(bad.counts.items()))))
         for phase, x, y in (("calm", c0, c1), ("abused", c1, c2)):
             results.append("%s: CPU seconds %s; load average %.1f -> %.1f" % (
                 phase, ", ".join("%s %.1f" % (k, y[k] - x[k]) for k in y if k != "load"), x["load"], y["load"]))

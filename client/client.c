@@ -191,8 +191,12 @@ uint32_t sl_client_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attemp
 {
     if (max_ms < base_ms)
         max_ms = base_ms;
-    uint64_t ceil = base_ms;
-    for (uint32_t i = 0; i < attempt && ceil < max_ms; i++)
+    /* The first retry too spreads over [base, 2 * base], like the second:
+     * when an edge dies, all its devices lose their connection in the same
+     * millisecond, and a fixed first delay brought them all back in the same
+     * millisecond too (docs/performance.md, "one of two edges killed under 16,000 devices"). */
+    uint64_t ceil = (uint64_t)base_ms * 2;
+    for (uint32_t i = 1; i < attempt && ceil < max_ms; i++)
         ceil *= 2;
     if (ceil > max_ms)
         ceil = max_ms;

@@ -7,8 +7,10 @@
 # deploy/standins/ under the names of the official postgres:15, eclipse-mosquitto:2 and haproxy:2.6
 # (no registry here). Then: devices (sluice-devsim on the host) connect through HAProxy on :7000;
 # all three edges must carry devices; one edge is killed (SIGKILL); its devices must come back
-# through the others, every message acked and stored once (devsim --verify against the stack's
-# PostgreSQL). One ok/FAIL line per check, exit 1 if any fails. Root; not part of CI (minutes).
+# through the others; restarted, it must stay (nearly) empty until deploy/rebalance.py brings
+# every edge within 10 % of the mean; every message acked and stored once (devsim, stopped after
+# at least S seconds, --verify against the stack's PostgreSQL). One ok/FAIL line per check, exit 1
+# if any fails. Root; not part of CI (minutes).
 #
 #   deploy/compose-test.sh [--no-build] [--keep] [--devices N] [--duration S]
 set -euo pipefail
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --devices) devices=$2; shift ;;
     --duration) duration=$2; shift ;;
-    -h|--help) sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compose-test: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -70,12 +72,14 @@ if [ -n "$build" ]; then
   say "building images (base images, stand-ins, sluice; a few minutes the first time)"
   deploy/base-images.sh >"$dir/build.log" 2>&1
   for s in postgres:15 eclipse-mosquitto:2 haproxy:2.6; do
-    podman build --network host -q -t docker.io/library/$s -f deploy/standins/${s%%:*}.Dockerfile deploy/standins \
+    f=${s%%:*}
+    podman build --network host -q -t docker.io/library/$s -f deploy/standins/${f#eclipse-}.Dockerfile deploy/standins \
       >>"$dir/build.log" 2>&1
   done
   podman build --network host -q -f deploy/Dockerfile -t localhost/sluice:latest . >>"$dir/build.log" 2>&1
 fi
-[ -s deploy/secrets/fleet.secret ] || deploy/make-secrets.sh compose >/dev/null 2>&1
+# (again when a file is missing, admin.token in secrets made before it: it keeps the others)
+[ -s deploy/secrets/fleet.secret ] && [ -s deploy/secrets/admin.token ] || deploy/make-secrets.sh compose >/dev/null 2>&1
 
 # The Docker API, and health checks: podman runs them from systemd timers, and there is no
 # systemd here, so a loop runs them (compose's depends_on: service_healthy waits on them).
@@ -104,10 +108,12 @@ open_on() { curl -s "$(ip "$1"):9100/metrics" | awk '$1 == "sluice_edge_connecti
 spread() { for e in 1 2 3; do printf '%s ' "edge_$e=$(open_on ${project}_edge_$e)"; done; }
 
 dsn="host=$(ip ${project}_postgres_1) port=5432 user=sluice dbname=sluice password=$(cat deploy/secrets/pg.password)"
-say "$devices devices for $duration s through HAProxy (127.0.0.1:7000)"
+say "$devices devices for at least $duration s through HAProxy (127.0.0.1:7000)"
+# Runs until stopped (SIGINT: it stops sending, waits for the acks, verifies), at least $duration s.
 $bin/sluice-devsim --edges 127.0.0.1:7000 --secret-file deploy/secrets/fleet.secret --devices "$devices" --rate 1 \
-  --duration "$duration" --prefix ct-$$ --verify "$dsn" --json "$dir/devsim.json" >"$dir/devsim.log" 2>&1 &
+  --duration 3600 --prefix ct-$$ --verify "$dsn" --json "$dir/devsim.json" >"$dir/devsim.log" 2>&1 &
 devsim_pid=$!
+t_devsim=$SECONDS
 all_on_three() {
   local n
   for e in 1 2 3; do n=$(open_on ${project}_edge_$e); [ "${n:-0}" -gt 0 ] || return 1; done
@@ -121,6 +127,41 @@ podman kill --signal KILL $victim >/dev/null
 both_hold_all() { [ "$(total_open 1 3)" -ge "$devices" ]; }
 t1=$SECONDS
 check "its devices came back through edge_1 and edge_3 ($(wait_for 60 both_hold_all; echo "$(spread) after $((SECONDS - t1)) s"))" both_hold_all
+
+# The killed edge restarted: HAProxy sends it new devices, but the others keep theirs.
+ups() { podman logs ${project}_lb_1 2>&1 | grep -c 'edge.* is UP' || true; }
+ups0=$(ups)
+say "podman start $victim"
+# (its stderr: podman's complaint that there is no systemd for health timers; the loop above runs them)
+podman start $victim >/dev/null 2>>"$dir/start.log"
+check "$victim healthy again" wait_for 60 healthy $victim
+check "HAProxy saw it come back up" wait_for 30 sh -c "[ \$(podman logs ${project}_lb_1 2>&1 | grep -c 'edge.* is UP') -gt $ups0 ]"
+victim_max=0
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  sleep 1
+  n=$(open_on $victim); [ "${n:-0}" -le $victim_max ] || victim_max=${n:-0}
+done
+check "restarted, it stays (nearly) empty for 10 s (at most $victim_max devices; $(spread))" test $victim_max -le $((devices / 20))
+
+# Rebalance from the host, on each edge's metrics port (container addresses).
+urls=() && for e in 1 2 3; do urls+=("http://$(ip ${project}_edge_$e):9100"); done
+say "deploy/rebalance.py --rate 20 ${urls[*]}"
+rb=0
+deploy/rebalance.py --token-file deploy/secrets/admin.token --rate 20 --settle 5 "${urls[@]}" >"$dir/rebalance.log" 2>&1 ||
+  rb=$?
+sed 's/^/    /' "$dir/rebalance.log"
+check "rebalance.py exit 0 (balanced)" test $rb = 0
+within10() {
+  local s=0 n e c=()
+  for e in 1 2 3; do n=$(open_on ${project}_edge_$e); c+=("${n:-0}"); s=$((s + ${n:-0})); done
+  for n in "${c[@]}"; do [ $((n * 30)) -ge $((s * 9)) ] && [ $((n * 30)) -le $((s * 11)) ] || return 1; done
+}
+check "every edge within 10 % of the mean ($(spread))" within10
+
+left=$((duration - (SECONDS - t_devsim)))
+[ $left -le 0 ] || { say "devsim runs $left s more (--duration $duration)"; sleep $left; }
+say "stopping devsim (it drains the acks, then --verify)"
+kill -INT "$devsim_pid"
 code=0
 wait "$devsim_pid" || code=$?
 devsim_pid=''

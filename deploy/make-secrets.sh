@@ -16,9 +16,10 @@
 # operator with Mosquitto's password file, the CURVE key pairs of the persister, the notifier and
 # the edges (one pair for all edges of the deployment, bound to the edge ids "sluice-edge-*" on
 # Kubernetes, any edge id "*" with compose: docs/security.md "Keys"), and for compose the
-# PostgreSQL password and the persister's conninfo (sluice-api uses it too), and sluice-api's tokens
-# file api.tokens (docs/api.md: one `operator rw` and one `viewer ro` token, random). Files that exist
-# are kept (rerunning changes nothing); delete one to make it anew. The operator's MQTT password:
+# PostgreSQL password and the persister's conninfo (sluice-api uses it too), sluice-api's tokens
+# file api.tokens (docs/api.md: one `operator rw` and one `viewer ro` token, random), and the edges'
+# admin token admin.token (POST /admin/shed: deploy/rebalance.py --token-file DIR/admin.token).
+# Files that exist are kept (rerunning changes nothing); delete one to make it anew. The operator's MQTT password:
 # DIR/mqtt-operator.password, or the Secret sluice-mqtt-operator; the API tokens: DIR/api.tokens, or
 # the Secret sluice-api (key tokens).
 #
@@ -56,6 +57,7 @@ make() {
     [ -s "$d/mqtt-operator.password" ] || rand 18 >"$d/mqtt-operator.password"
     [ -s "$d/api.tokens" ] || printf '# NAME SCOPE TOKEN (docs/api.md)\noperator rw %s\nviewer ro %s\n' \
       "$(rand 24)" "$(rand 24)" >"$d/api.tokens"
+    [ -s "$d/admin.token" ] || rand 24 >"$d/admin.token"
   )
   for k in persister notifier; do
     [ -s "$d/$k.key_secret" ] || $KEYS --out "$d/$k.key" >/dev/null
@@ -82,12 +84,12 @@ compose)
   (umask 077; echo "postgresql://sluice:$(cat "$dir/pg.password")@postgres:5432/sluice" >"$dir/db")
   if [ -n "$chown" ]; then
     [ "$(id -u)" = 0 ] || die "run as root (or pass --no-chown): the files must belong to the containers' users"
-    chown 10001:10001 "$dir"/{fleet.secret,db,api.tokens,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
-    chmod 600 "$dir"/{fleet.secret,db,api.tokens,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
+    chown 10001:10001 "$dir"/{fleet.secret,db,api.tokens,admin.token,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
+    chmod 600 "$dir"/{fleet.secret,db,api.tokens,admin.token,mqtt-notifier.password,persister.key_secret,notifier.key_secret,edge.key_secret}
     chown 1883:1883 "$dir/mosquitto.passwd"
     chmod 600 "$dir/mosquitto.passwd" "$dir/pg.password" "$dir/mqtt-operator.password"
   else
-    chmod 644 "$dir"/*.password "$dir"/*.key_secret "$dir"/{fleet.secret,db,api.tokens,mosquitto.passwd}
+    chmod 644 "$dir"/*.password "$dir"/*.key_secret "$dir"/{fleet.secret,db,api.tokens,admin.token,mosquitto.passwd}
     echo "make-secrets: --no-chown: the files in $dir are readable by every local user" >&2
   fi
   chmod 644 "$dir"/*.key "$dir/edges/edge.key"
@@ -110,7 +112,7 @@ k8s)
     done
   }
   secret sluice-edge fleet.secret=fleet.secret curve.key_secret=edge.key_secret persister.key=persister.key \
-    notifier.key=notifier.key
+    notifier.key=notifier.key admin.token=admin.token
   secret sluice-persister db=db curve.key_secret=persister.key_secret
   secret sluice-api db=db tokens=api.tokens
   secret sluice-notifier mqtt.password=mqtt-notifier.password curve.key_secret=notifier.key_secret db=db

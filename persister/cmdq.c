@@ -21,11 +21,9 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "sl/limits.h"
@@ -34,6 +32,7 @@
 #include "sl/pgconn.h"
 #include "sl/stat.h"
 #include "sl/tojson.h"
+#include "svcthread.h"
 
 #define CMDQ_LOCK_KEY  "7308604637093544964" /* one dispatcher at a time, cluster-wide */
 #define CMDQ_BUF       (256u * 1024u)
@@ -61,15 +60,12 @@ struct cmdq {
     struct cmdq_cfg cfg;
     char *conninfo, *self;
     struct cmdq_stats *st;
-    pthread_t th;
-    bool started;
     void *push; /* used by the thread only */
 
-    pthread_mutex_t mu; /* guards the fields below */
-    pthread_cond_t cv;
+    struct svcthread svc; /* its mu guards quit and the fields below */
     struct ev *head, **tail;
     unsigned nev;
-    bool kicked, quit;
+    bool kicked;
 
     /* The thread's own. */
     struct pgconn db;
@@ -134,9 +130,9 @@ bool cmdq_post(struct cmdq *q, const struct envelope *e)
     if (e->kind != ENV_RES && e->kind != ENV_CMD_SENT)
         return true; /* undeliverable: the command waits for the next session as it is */
     uint32_t blen = e->kind == ENV_RES && e->has_body ? e->body.n : 0;
-    pthread_mutex_lock(&q->mu);
+    pthread_mutex_lock(&q->svc.mu);
     bool full = q->nev >= CMDQ_EVENTS_MAX;
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->svc.mu);
     if (full)
         return false;
     struct ev *v = malloc(sizeof *v + blen); /* one per report: a few per command, never per message */
@@ -152,21 +148,21 @@ bool cmdq_post(struct cmdq *q, const struct envelope *e)
     v->body_len = blen;
     if (blen)
         memcpy(v->body, e->body.p, blen);
-    pthread_mutex_lock(&q->mu);
+    pthread_mutex_lock(&q->svc.mu);
     *q->tail = v;
     q->tail = &v->next;
     q->nev++;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    pthread_cond_signal(&q->svc.cv);
+    pthread_mutex_unlock(&q->svc.mu);
     return true;
 }
 
 void cmdq_kick(struct cmdq *q)
 {
-    pthread_mutex_lock(&q->mu);
+    pthread_mutex_lock(&q->svc.mu);
     q->kicked = true;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
+    pthread_cond_signal(&q->svc.cv);
+    pthread_mutex_unlock(&q->svc.mu);
 }
 
 /* ---- the thread --------------------------------------------------------- */
@@ -404,19 +400,11 @@ static void *cmdq_main(void *arg)
 {
     struct cmdq *q = arg;
     struct ev *pending = NULL, **ptail = &pending;
-    pthread_mutex_lock(&q->mu);
+    pthread_mutex_lock(&q->svc.mu);
     for (;;) {
-        if (!q->quit && !q->kicked && !q->head) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += (long)CMDQ_POLL_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-        }
-        if (q->quit) {
+        if (!q->svc.quit && !q->kicked && !q->head)
+            svcthread_wait_ms(&q->svc, CMDQ_POLL_MS);
+        if (q->svc.quit) {
             *ptail = q->head; /* what the edges reported before SIGTERM: one last round */
             q->head = NULL;
             q->tail = &q->head;
@@ -431,14 +419,14 @@ static void *cmdq_main(void *arg)
         }
         q->nev = 0;
         q->kicked = false;
-        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_unlock(&q->svc.mu);
         round_trip(q, &pending);
         ptail = &pending;
         while (*ptail)
             ptail = &(*ptail)->next;
-        pthread_mutex_lock(&q->mu);
+        pthread_mutex_lock(&q->svc.mu);
     }
-    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_unlock(&q->svc.mu);
     if (pending)
         round_trip(q, &pending);
     while (pending) {
@@ -463,12 +451,7 @@ struct cmdq *cmdq_new(const struct cmdq_cfg *cfg, struct cmdq_stats *st)
                 &st->db_errors);
     q->buf = malloc(CMDQ_BUF);
     q->json = malloc(CMDQ_BUF);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    svcthread_init(&q->svc);
     if (!q->conninfo || !q->self || !q->buf || !q->json) {
         log_error("event=alloc_failed what=cmdq");
         cmdq_destroy(&q);
@@ -482,19 +465,10 @@ struct cmdq *cmdq_new(const struct cmdq_cfg *cfg, struct cmdq_stats *st)
         cmdq_destroy(&q);
         return NULL;
     }
-    sigset_t all, old;
-    sigemptyset(&all);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&q->th, NULL, cmdq_main, q);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        log_error("event=thread_failed what=cmdq err=%d", rc);
+    if (svcthread_start(&q->svc, "cmdq", cmdq_main, q) != 0) {
         cmdq_destroy(&q);
         return NULL;
     }
-    q->started = true;
     return q;
 }
 
@@ -503,13 +477,7 @@ void cmdq_destroy(struct cmdq **qp)
     struct cmdq *q = *qp;
     if (!q)
         return;
-    if (q->started) {
-        pthread_mutex_lock(&q->mu);
-        q->quit = true;
-        pthread_cond_signal(&q->cv);
-        pthread_mutex_unlock(&q->mu);
-        pthread_join(q->th, NULL);
-    }
+    svcthread_stop(&q->svc);
     while (q->head) {
         struct ev *v = q->head;
         q->head = v->next;
@@ -518,8 +486,7 @@ void cmdq_destroy(struct cmdq **qp)
     if (q->push)
         zmq_close(q->push);
     pgconn_fini(&q->db);
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
+    svcthread_fini(&q->svc);
     free(q->conninfo);
     free(q->self);
     free(q->buf);

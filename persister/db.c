@@ -36,6 +36,7 @@
 #include "devsum.h"
 #include "migrations.h"
 #include "sl/log.h"
+#include "sqltext.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
@@ -121,6 +122,30 @@ static void copy_msg(struct db *d, const char *m)
     size_t n = strlen(d->err);
     while (n > 0 && (d->err[n - 1] == '\n' || d->err[n - 1] == ' '))
         d->err[--n] = '\0';
+}
+
+/* A failure of ours or of libpq's client side, not the server's: message m
+ * and no SQLSTATE. Always DB_TRANSIENT (the batch is retried). */
+static enum db_rc local_fail(struct db *d, const char *m)
+{
+    copy_msg(d, m);
+    d->sqlstate[0] = '\0';
+    return DB_TRANSIENT;
+}
+
+/* Make *buf (capacity *cap) hold at least need bytes: grown to exactly need,
+ * never shrunk, so a connection's buffers stop allocating once warm. DB_OK,
+ * or local_fail's DB_TRANSIENT when realloc fails (*buf is kept as it was). */
+static enum db_rc grow(struct db *d, char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return DB_OK;
+    char *nb = realloc(*buf, need);
+    if (!nb)
+        return local_fail(d, "out of memory");
+    *buf = nb;
+    *cap = need;
+    return DB_OK;
 }
 
 enum db_rc db_classify_err(const char *sqlstate, const char *table, const char *constraint)
@@ -301,10 +326,9 @@ enum db_rc db_connect(struct db *d)
     const char *vals[] = {"5", "sluice-persister", d->conninfo, NULL};
     d->conn = PQconnectdbParams(keys, vals, 1);
     if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
-        copy_msg(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
-        d->sqlstate[0] = '\0';
+        enum db_rc rc = local_fail(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
         db_disconnect(d);
-        return DB_TRANSIENT;
+        return rc;
     }
     /* Server NOTICEs ("already exists, skipping") are not ours to print. */
     PQsetNoticeProcessor(d->conn, ignore_notice, NULL);
@@ -407,28 +431,19 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
             io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
             len = 0;
         }
-        if (need > d->copycap) {
-            /* One huge body: grow once (rare; bounded by the JSON arena). */
-            char *nb = realloc(d->copybuf, need);
-            if (!nb) {
-                PQputCopyEnd(d->conn, "out of memory");
-                while ((res = PQgetResult(d->conn)))
-                    PQclear(res);
-                copy_msg(d, "out of memory");
-                return DB_TRANSIENT;
-            }
-            d->copybuf = nb;
-            d->copycap = need;
+        /* One huge body: grow once (rare; bounded by the JSON arena). */
+        if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK) {
+            PQputCopyEnd(d->conn, "out of memory");
+            while ((res = PQgetResult(d->conn)))
+                PQclear(res);
+            return DB_TRANSIENT;
         }
         len += line(b, idx[k], d->copybuf + len, d->copycap - len);
     }
     if (io_ok && len > 0)
         io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
-    if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1) {
-        copy_msg(d, PQerrorMessage(d->conn));
-        d->sqlstate[0] = '\0';
-        return DB_TRANSIENT;
-    }
+    if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1)
+        return local_fail(d, PQerrorMessage(d->conn));
     enum db_rc rc = DB_OK;
     res = PQgetResult(d->conn);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -512,39 +527,6 @@ bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
     return true;
 }
 
-/* An E'...' literal: quotes and backslashes doubled, so it reads the same
- * whatever standard_conforming_strings says. out needs 2 * n + 3 bytes. */
-static size_t lit(char *out, const void *s, size_t n)
-{
-    const char *c = s;
-    size_t o = 0;
-    out[o++] = 'E';
-    out[o++] = '\'';
-    for (size_t k = 0; k < n; k++) {
-        if (c[k] == '\'' || c[k] == '\\')
-            out[o++] = c[k];
-        out[o++] = c[k];
-    }
-    out[o++] = '\'';
-    return o;
-}
-
-static size_t put(char *out, const char *s)
-{
-    size_t n = strlen(s);
-    memcpy(out, s, n);
-    return n;
-}
-
-static size_t ts_lit(char *out, int64_t us)
-{
-    size_t o = 0;
-    out[o++] = '\'';
-    o += rows_fmt_us(out + o, us);
-    out[o++] = '\'';
-    return o;
-}
-
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                           uint64_t *inserted)
 {
@@ -559,46 +541,38 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
         /* key: (dev,seq,ts), row: (dev,seq,ts|NULL,ts,edge,json): literals at most double plus quotes */
         need += 2u * (4u * r->dev.n + 2u * b->peers[r->peer].edge.n + 2u * r->json_len) + 3u * 48u + 64u;
     }
-    if (need > d->copycap) {
-        char *nb = realloc(d->copybuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->copybuf = nb;
-        d->copycap = need;
-    }
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
+        return DB_TRANSIENT;
     char *o = d->copybuf;
-    o += put(o, head);
+    o += sqltext_put(o, head);
     for (uint32_t k = 0; k < n; k++) {
         const struct row *r = &b->rows[idx[k]];
         if (k)
             *o++ = ',';
         *o++ = '(';
-        o += lit(o, r->dev.p, r->dev.n);
+        o += sqltext_lit(o, r->dev.p, r->dev.n);
         o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += ts_lit(o, rows_at_us(r));
+        o += sqltext_ts(o, rows_at_us(r));
         *o++ = ')';
     }
-    o += put(o, mid);
+    o += sqltext_put(o, mid);
     for (uint32_t k = 0; k < n; k++) {
         const struct row *r = &b->rows[idx[k]];
         if (k)
             *o++ = ',';
         *o++ = '(';
-        o += lit(o, r->dev.p, r->dev.n);
+        o += sqltext_lit(o, r->dev.p, r->dev.n);
         o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += r->has_ts ? ts_lit(o, r->ts * 1000) : put(o, "NULL");
+        o += r->has_ts ? sqltext_ts(o, r->ts * 1000) : sqltext_put(o, "NULL");
         *o++ = ',';
-        o += ts_lit(o, rows_at_us(r));
+        o += sqltext_ts(o, rows_at_us(r));
         *o++ = ',';
-        o += lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+        o += sqltext_lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
         *o++ = ',';
-        o += lit(o, b->json + r->json_off, r->json_len);
+        o += sqltext_lit(o, b->json + r->json_off, r->json_len);
         *o++ = ')';
     }
-    o += put(o, tail);
+    o += sqltext_put(o, tail);
     *o = '\0';
     /* A failing statement ends the string: the result is its error, and the
      * explicit transaction is left aborted for the caller's ROLLBACK. */
@@ -696,21 +670,10 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     if (cnt == 0)
         return DB_OK;
     need += (size_t)ncol * ARR_HDR;
-    if (need > INT32_MAX) {
-        copy_msg(d, "session batch too large");
-        d->sqlstate[0] = '\0';
+    if (need > INT32_MAX)
+        return local_fail(d, "session batch too large");
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
         return DB_TRANSIENT;
-    }
-    if (need > d->copycap) {
-        char *nb = realloc(d->copybuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->copybuf = nb;
-        d->copycap = need;
-    }
     const char *v[SC_N];
     int len[SC_N], fmt[SC_N];
     uint8_t *o = (uint8_t *)d->copybuf;
@@ -769,17 +732,8 @@ enum db_rc db_devices(struct db *d, const struct devsum *s)
         return DB_OK;
     if (!d->conn)
         return DB_TRANSIENT;
-    size_t need = devsum_sql_bound(s) + 1u;
-    if (need > d->devcap) {
-        char *nb = realloc(d->devbuf, need);
-        if (!nb) {
-            copy_msg(d, "out of memory");
-            d->sqlstate[0] = '\0';
-            return DB_TRANSIENT;
-        }
-        d->devbuf = nb;
-        d->devcap = need;
-    }
+    if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s) + 1u) != DB_OK)
+        return DB_TRANSIENT;
     if (devsum_sql(s, d->devbuf, d->devcap) == 0)
         return DB_OK;
     /* A failing statement ends the string and leaves the transaction
@@ -877,11 +831,8 @@ enum db_rc db_expired(struct db *d, int64_t cutoff_us, struct db_part *out, int 
 enum db_rc db_drop_partition(struct db *d, const struct db_part *p)
 {
     char *id = PQescapeIdentifier(d->conn, p->name, strlen(p->name));
-    if (!id) {
-        copy_msg(d, PQerrorMessage(d->conn));
-        d->sqlstate[0] = '\0';
-        return DB_TRANSIENT;
-    }
+    if (!id)
+        return local_fail(d, PQerrorMessage(d->conn));
     char sql[256];
     /* CONCURRENTLY: two transactions, the first of which makes new queries
      * stop seeing the partition; no lock that writers wait for. Not inside a

@@ -6,7 +6,7 @@
  * INSERT, COMMIT: one round trip), like the one-shot batch in db.c: a
  * prepared statement could not lower synchronous_commit for itself alone.
  * Device ids reaching here passed the envelope check ([A-Za-z0-9._:-]), and
- * are quoted all the same.
+ * are quoted all the same (sqltext_lit, the quoting db.c uses too).
  *
  * Deliberately not here: when to write (lane.c), running it (db.c). */
 #include "devsum.h"
@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "sqltext.h"
 
 int devsum_init(struct devsum *s, uint32_t devices)
 {
@@ -123,19 +125,10 @@ size_t devsum_sql_bound(const struct devsum *s)
     return n;
 }
 
-static size_t put(char *out, const char *t)
-{
-    size_t n = strlen(t);
-    memcpy(out, t, n);
-    return n;
-}
-
 static size_t ts(char *out, int64_t us)
 {
-    size_t o = 0;
-    out[o++] = '\'';
-    o += rows_fmt_us(out + o, us);
-    return o + put(out + o, "'::timestamptz");
+    size_t o = sqltext_ts(out, us);
+    return o + sqltext_put(out + o, "::timestamptz");
 }
 
 size_t devsum_sql(const struct devsum *s, char *out, size_t cap)
@@ -143,25 +136,21 @@ size_t devsum_sql(const struct devsum *s, char *out, size_t cap)
     if (s->used == 0 || devsum_sql_bound(s) + 1u > cap)
         return 0;
     char *o = out;
-    o += put(o, head);
+    o += sqltext_put(o, head);
     for (uint32_t k = 0; k < s->used; k++) {
         const struct devsum_entry *e = &s->tab[s->used_idx[k]];
-        o += put(o, k ? ",(E'" : "(E'");
-        for (uint32_t c = 0; c < e->n; c++) {
-            if (e->dev[c] == '\'' || e->dev[c] == '\\')
-                *o++ = e->dev[c];
-            *o++ = e->dev[c];
-        }
-        o += put(o, "',");
+        o += sqltext_put(o, k ? ",(" : "(");
+        o += sqltext_lit(o, e->dev, e->n);
+        *o++ = ',';
         o += ts(o, e->first_us);
         *o++ = ',';
         o += ts(o, e->last_us);
         if (e->has_seq)
             o += (size_t)sprintf(o, ",%llu::int8)", (unsigned long long)e->seq);
         else
-            o += put(o, ",NULL::int8)");
+            o += sqltext_put(o, ",NULL::int8)");
     }
-    o += put(o, tail);
+    o += sqltext_put(o, tail);
     *o = '\0';
     return (size_t)(o - out);
 }

@@ -16,7 +16,6 @@
 #include "lane.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,20 +26,18 @@
 #include "devsum.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "svcthread.h"
 
 #define LANE_TICK_MS 1000u
 
 struct lane {
     struct lane_cfg cfg;
-    pthread_t th;
-    bool started;
 
-    /* Shared with the loop, under mu. */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /* Shared with the loop, under svc.mu. svc.quit (lane_destroy): leave
+     * when idle. */
+    struct svcthread svc;
     struct batch *job;   /* submitted, not yet taken back */
     bool done;           /* job is finished: res is valid */
-    bool quit;           /* lane_destroy: leave when idle */
     uint64_t give_up_at; /* monotonic ms; 0 = never */
     struct lane_result res;
 
@@ -76,20 +73,11 @@ static uint64_t backoff_ms(struct lane *l, unsigned attempt)
     return d / 2u + (uint64_t)rand_r(&l->seed) % (d / 2u + 1u);
 }
 
-/* Wait on cv until monotonic ms `until` or a signal of cv; mu held. */
+/* Wait on svc.cv until monotonic ms `until` or a signal of it; svc.mu held. */
 static void wait_until(struct lane *l, uint64_t until)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = loop_clock_ms();
-    uint64_t ms = until > now ? until - now : 0;
-    ts.tv_sec += (time_t)(ms / 1000u);
-    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    svcthread_wait_ms(&l->svc, until > now ? until - now : 0);
 }
 
 static void set_up(struct lane *l, bool up)
@@ -209,10 +197,10 @@ static void commit(struct lane *l, struct batch *b, struct lane_result *r)
             }
         }
         r->retries++;
-        pthread_mutex_lock(&l->mu);
+        pthread_mutex_lock(&l->svc.mu);
         uint64_t give_up = l->give_up_at;
         if (give_up && loop_clock_ms() >= give_up) {
-            pthread_mutex_unlock(&l->mu);
+            pthread_mutex_unlock(&l->svc.mu);
             log_warn("event=shutdown_abandon lane=%u rows=%u", l->cfg.id, b->nrows);
             r->rc = -1;
             break;
@@ -221,7 +209,7 @@ static void commit(struct lane *l, struct batch *b, struct lane_result *r)
         if (give_up && until > give_up)
             until = give_up;
         wait_until(l, until); /* lane_give_up_at wakes it early */
-        pthread_mutex_unlock(&l->mu);
+        pthread_mutex_unlock(&l->svc.mu);
     }
     uint64_t t1 = now_us();
     r->busy_us = t1 - t0;
@@ -242,35 +230,35 @@ static void *lane_main(void *arg)
 {
     struct lane *l = arg;
     try_connect(l);
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&l->svc.mu);
     for (;;) {
         if (l->job && !l->done) {
             struct batch *b = l->job;
-            pthread_mutex_unlock(&l->mu);
+            pthread_mutex_unlock(&l->svc.mu);
             struct lane_result r;
             commit(l, b, &r);
             if (r.rc == 0)
                 devices_add(l, b);
-            pthread_mutex_lock(&l->mu);
+            pthread_mutex_lock(&l->svc.mu);
             l->res = r;
             l->done = true;
-            pthread_mutex_unlock(&l->mu);
+            pthread_mutex_unlock(&l->svc.mu);
             notify(l);
             /* After the hand-back: acks never wait for the devices table. */
             devices_flush(l, false);
-            pthread_mutex_lock(&l->mu);
+            pthread_mutex_lock(&l->svc.mu);
             continue;
         }
-        if (l->quit)
+        if (l->svc.quit)
             break;
         wait_until(l, loop_clock_ms() + LANE_TICK_MS);
-        if (!l->job && !l->quit) {
-            pthread_mutex_unlock(&l->mu);
+        if (!l->job && !l->svc.quit) {
+            pthread_mutex_unlock(&l->svc.mu);
             idle(l);
-            pthread_mutex_lock(&l->mu);
+            pthread_mutex_lock(&l->svc.mu);
         }
     }
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->svc.mu);
     if (db_connected(l->db))
         devices_flush(l, true);
     db_disconnect(l->db);
@@ -285,12 +273,7 @@ struct lane *lane_new(const struct lane_cfg *cfg)
         return NULL;
     l->cfg = *cfg;
     l->seed = (unsigned)getpid() * 2654435761u + cfg->id * 40503u + (unsigned)loop_clock_ms();
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    svcthread_init(&l->svc);
     l->db = db_new(cfg->conninfo);
     if (!l->db || writer_init(&l->writer, l->db, cfg->cap_rows) != 0 ||
         devsum_init(&l->sum, LANE_DEVICES_MAX) != 0) {
@@ -300,20 +283,10 @@ struct lane *lane_new(const struct lane_cfg *cfg)
     }
     l->writer.part_days = cfg->part_days;
     db_set_conflicts_max(l->db, cfg->conflicts_max);
-    /* Signals are for the loop's thread: its zmq_poll returns early on them. */
-    sigset_t all, old;
-    sigemptyset(&all);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&l->th, NULL, lane_main, l);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        log_error("event=thread_failed what=lane err=%d", rc);
+    if (svcthread_start(&l->svc, "lane", lane_main, l) != 0) {
         lane_destroy(&l);
         return NULL;
     }
-    l->started = true;
     return l;
 }
 
@@ -322,51 +295,49 @@ void lane_destroy(struct lane **lp)
     struct lane *l = *lp;
     if (!l)
         return;
-    if (l->started) {
-        pthread_mutex_lock(&l->mu);
-        l->quit = true;
-        if (!l->give_up_at)
-            l->give_up_at = loop_clock_ms(); /* a batch still held (the loop failed): abandon it */
-        pthread_cond_signal(&l->cv);
-        pthread_mutex_unlock(&l->mu);
-        pthread_join(l->th, NULL);
-    }
+    /* A batch still held (the loop failed): abandon it rather than retry
+     * it through an outage. Set before the stop's signal, which wakes a
+     * retrying commit to see it. */
+    pthread_mutex_lock(&l->svc.mu);
+    if (!l->give_up_at)
+        l->give_up_at = loop_clock_ms();
+    pthread_mutex_unlock(&l->svc.mu);
+    svcthread_stop(&l->svc);
     writer_fini(&l->writer);
     devsum_fini(&l->sum);
     db_destroy(&l->db);
-    pthread_cond_destroy(&l->cv);
-    pthread_mutex_destroy(&l->mu);
+    svcthread_fini(&l->svc);
     free(l);
     *lp = NULL;
 }
 
 bool lane_busy(struct lane *l)
 {
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&l->svc.mu);
     bool busy = l->job != NULL;
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->svc.mu);
     return busy;
 }
 
 void lane_submit(struct lane *l, struct batch *b)
 {
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&l->svc.mu);
     l->job = b;
     l->done = false;
-    pthread_cond_signal(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    pthread_cond_signal(&l->svc.cv);
+    pthread_mutex_unlock(&l->svc.mu);
 }
 
 bool lane_take(struct lane *l, struct lane_result *r)
 {
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&l->svc.mu);
     bool done = l->job && l->done;
     if (done) {
         *r = l->res;
         l->job = NULL;
         l->done = false;
     }
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->svc.mu);
     return done;
 }
 
@@ -377,8 +348,8 @@ bool lane_up(const struct lane *l)
 
 void lane_give_up_at(struct lane *l, uint64_t at)
 {
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(&l->svc.mu);
     l->give_up_at = at;
-    pthread_cond_signal(&l->cv);
-    pthread_mutex_unlock(&l->mu);
+    pthread_cond_signal(&l->svc.cv);
+    pthread_mutex_unlock(&l->svc.mu);
 }

@@ -19,7 +19,6 @@
 #include "maint.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +29,7 @@
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/stat.h"
+#include "svcthread.h"
 
 #define MAINT_TICK_MS   1000u
 #define MAINT_QUEUE     64u
@@ -45,12 +45,8 @@ struct lost_req {
 struct maint {
     struct maint_cfg cfg;
     struct maint_stats *st;
-    pthread_t th;
-    bool started;
 
-    pthread_mutex_t mu; /* guards quit and the queue */
-    pthread_cond_t cv;
-    bool quit;
+    struct svcthread svc; /* its mu guards quit and the queue */
     struct lost_req q[MAINT_QUEUE];
     unsigned qhead, qlen;
 
@@ -97,13 +93,13 @@ static bool connect_db(struct maint *m, uint64_t now)
 static void edges_lost(struct maint *m)
 {
     for (;;) {
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->svc.mu);
         if (m->qlen == 0) {
-            pthread_mutex_unlock(&m->mu);
+            pthread_mutex_unlock(&m->svc.mu);
             return;
         }
         struct lost_req r = m->q[m->qhead];
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->svc.mu);
         uint64_t closed = 0;
         if (db_edge_lost(m->db, r.edge, r.n, r.inc, &closed) != DB_OK) {
             log_db_err(m, "edge_lost_failed");
@@ -113,10 +109,10 @@ static void edges_lost(struct maint *m)
         log_q(id, sizeof id, (const char *)r.edge, r.n);
         log_info("event=edge_lost edge=%s incarnation=%llu sessions_closed=%llu", id,
                  (unsigned long long)r.inc, (unsigned long long)closed);
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_lock(&m->svc.mu);
         m->qhead = (m->qhead + 1u) % MAINT_QUEUE;
         m->qlen--;
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&m->svc.mu);
     }
 }
 
@@ -179,9 +175,9 @@ static bool retention(struct maint *m, int64_t now_us)
 static void *maint_main(void *arg)
 {
     struct maint *m = arg;
-    pthread_mutex_lock(&m->mu);
-    while (!m->quit) {
-        pthread_mutex_unlock(&m->mu);
+    pthread_mutex_lock(&m->svc.mu);
+    while (!m->svc.quit) {
+        pthread_mutex_unlock(&m->svc.mu);
         uint64_t now = loop_clock_ms();
         if (connect_db(m, now)) {
             edges_lost(m);
@@ -191,15 +187,12 @@ static void *maint_main(void *arg)
                 m->next_run = now + (ok ? MAINT_EVERY_MS : MAINT_RETRY_MS);
             }
         }
-        pthread_mutex_lock(&m->mu);
-        if (m->quit)
+        pthread_mutex_lock(&m->svc.mu);
+        if (m->svc.quit)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += MAINT_TICK_MS / 1000u;
-        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+        svcthread_wait_ms(&m->svc, MAINT_TICK_MS);
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->svc.mu);
     db_disconnect(m->db);
     return NULL;
 }
@@ -211,30 +204,16 @@ struct maint *maint_new(const struct maint_cfg *cfg, struct maint_stats *st)
         return NULL;
     m->cfg = *cfg;
     m->st = st;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    svcthread_init(&m->svc);
     m->db = db_new(cfg->conninfo);
     if (!m->db) {
         maint_destroy(&m);
         return NULL;
     }
-    sigset_t all, old;
-    sigemptyset(&all);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&m->th, NULL, maint_main, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        log_error("event=thread_failed what=maint err=%d", rc);
+    if (svcthread_start(&m->svc, "maint", maint_main, m) != 0) {
         maint_destroy(&m);
         return NULL;
     }
-    m->started = true;
     return m;
 }
 
@@ -243,16 +222,9 @@ void maint_destroy(struct maint **mp)
     struct maint *m = *mp;
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->mu);
-        m->quit = true;
-        pthread_cond_signal(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        pthread_join(m->th, NULL);
-    }
+    svcthread_stop(&m->svc);
     db_destroy(&m->db);
-    pthread_cond_destroy(&m->cv);
-    pthread_mutex_destroy(&m->mu);
+    svcthread_fini(&m->svc);
     free(m);
     *mp = NULL;
 }
@@ -261,7 +233,7 @@ bool maint_edge_lost(struct maint *m, const uint8_t *edge, size_t n, uint64_t in
 {
     if (n == 0 || n > ROWS_EDGE_MAX)
         return false;
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&m->svc.mu);
     bool ok = m->qlen < MAINT_QUEUE;
     if (ok) {
         struct lost_req *r = &m->q[(m->qhead + m->qlen) % MAINT_QUEUE];
@@ -269,8 +241,8 @@ bool maint_edge_lost(struct maint *m, const uint8_t *edge, size_t n, uint64_t in
         r->n = (uint16_t)n;
         r->inc = inc;
         m->qlen++;
-        pthread_cond_signal(&m->cv);
+        pthread_cond_signal(&m->svc.cv);
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&m->svc.mu);
     return ok;
 }

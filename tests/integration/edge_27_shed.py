@@ -7,14 +7,11 @@ authenticated devices: exactly 20 get err{draining} and are closed, the other
 10 stay and are still acked, sluice_edge_shed_connections_total says 20, and
 the log has one begin and one end line. A second POST with a target above the
 count sheds nothing."""
-import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 
-from edgetest import DEADLINE, Edge, main
+from edgetest import DEADLINE, Edge, admin_post as post, admin_token_file, main
 from proc import TestFailure, check, wait_for
 from wire import DATA, Closed
 
@@ -23,27 +20,8 @@ TOKEN = "shed-it-admin-token-0123456789"
 N, TARGET = 30, 10
 
 
-def post(e, path, token=None):
-    """(status, parsed JSON body or None) of POST path on the metrics listener."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (e.base + 9, path), data=b"", method="POST")
-    if token is not None:
-        req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            status, body = r.status, r.read()
-    except urllib.error.HTTPError as err:
-        status, body = err.code, err.read()
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, None
-
-
 def scenario(binary, port, d):
-    tok = os.path.join(d, "admin-token")
-    fd = os.open(tok, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, (TOKEN + "\n").encode())
-    os.close(fd)
+    tok = admin_token_file(d, TOKEN)
     log = os.path.join(d, "edge.log")
     e = Edge(binary, port, log, ["--admin-token-file", tok])
     try:

@@ -18,9 +18,12 @@ A scenario file ends with main(scenario, PORT, flags):
 runs it in a workdir of its own (kept if it fails) and stops every process.
 Ports: edge_NN uses PORT = 21000 + 20 * NN and the 19 after it (edge.cmake).
 """
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import zmq
 
@@ -169,6 +172,33 @@ class Edge:
             return self.proc.stop(grace=30, expect=0)
         finally:
             self.ctx.destroy(linger=0)
+
+
+# ------------------------------------------------ the admin endpoint (POST /admin/shed)
+
+def admin_token_file(d, tok):
+    """Write tok to d/admin-token (0600, as --admin-token-file wants it); returns the path."""
+    path = os.path.join(d, "admin-token")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, (tok + "\n").encode())
+    os.close(fd)
+    return path
+
+
+def admin_post(e, path, token=None):
+    """(status, parsed JSON body or None) of POST path on Edge e's metrics listener."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (e.base + 9, path), data=b"", method="POST")
+    if token is not None:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
 
 
 def cmd(conn, cid, body, dev=None):

@@ -92,9 +92,18 @@ def bin_dir():
     return os.path.abspath(d)
 
 
-def binary(name):
-    """Path of a Sluice executable in $SLUICE_BIN (default: <repo>/build/bin)."""
-    p = os.path.join(bin_dir(), name)
+def is_old(name, instance=None):
+    """True if $SLUICE_OLD asks for the previous version of `name` (scripts/compat: programs of two
+    versions side by side, as in a rolling upgrade). $SLUICE_OLD is comma-separated program names,
+    each for every instance, or `name#N` for instance N only (e.g. `sluice-edge#0`)."""
+    old = os.environ.get("SLUICE_OLD", "").split(",")
+    return name in old or (instance is not None and "%s#%d" % (name, instance) in old)
+
+
+def binary(name, instance=None):
+    """Path of a Sluice executable in $SLUICE_BIN (default: <repo>/build/bin), or in $SLUICE_OLD_BIN
+    for the programs (or instances) $SLUICE_OLD names."""
+    p = os.path.join(os.environ["SLUICE_OLD_BIN"] if is_old(name, instance) else bin_dir(), name)
     if not os.access(p, os.X_OK):
         raise TestFailure("binary %s not found (set SLUICE_BIN to the build's bin dir)" % p)
     return p

@@ -101,7 +101,7 @@ class Stack:
                  notifier_extra=(), notifiers=1, brokers=1):
         """edge_extra: flags for every edge, or a function of the edge's index
         returning its own (a listener port of its own, say)."""
-        check(24000 <= base and base + 49 <= 25899, "system tests use ports 24000-25899")
+        check(24000 <= base and base + 49 <= 25999, "system tests use ports 24000-25899, benchmarks 25900-25999")
         self.base = base
         self.name = name or os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
         _reap_stale(self.name, base)
@@ -136,8 +136,9 @@ class Stack:
                 "--broker", brokers_uri, "--prefix", PREFIX, "--pool", "2"] + ident + list(notifier_extra), nb + 2)
         for i in range(edges):
             self.procs["edge%d" % i] = self._service("edge%d" % i, [
-                proc.binary("sluice-edge"), "--listen", "127.0.0.1:%d" % self.edge_port(i),
-                "--allow-cidrs", "127.0.0.0/8",  # the simulated devices all come from loopback
+                proc.binary("sluice-edge", i), "--listen", "127.0.0.1:%d" % self.edge_port(i)] + (
+                [] if proc.is_old("sluice-edge", i) else  # 0.1 had no per-address limits
+                ["--allow-cidrs", "127.0.0.0/8"]) + [  # the simulated devices all come from loopback
                 "--edge-id", self.edge_ids[i], "--workers", str(workers),
                 "--metrics", "127.0.0.1:%d" % (base + 11 + 2 * i),
                 "--persister-push", "tcp://127.0.0.1:%d" % (base + 2),

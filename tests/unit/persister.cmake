@@ -9,3 +9,9 @@ sl_unit_test(test_persister_stats SOURCES unit/test_persister_stats.c LIBS persi
 sl_unit_test(test_persister_writer SOURCES unit/test_persister_writer.c LIBS persister_core)
 target_link_options(test_persister_writer PRIVATE
   -Wl,--wrap=db_begin,--wrap=db_commit,--wrap=db_rollback,--wrap=db_rows,--wrap=db_sessions,--wrap=db_reject,--wrap=db_last_error,--wrap=db_last_sqlstate,--wrap=db_partition,--wrap=db_rows_commit,--wrap=db_conflicts)
+# The service threads' start/stop/wait helper (svcthread.c); pthread_create
+# substituted at link time to fail on demand.
+sl_unit_test(test_persister_svcthread SOURCES unit/test_persister_svcthread.c LIBS persister_core)
+target_link_options(test_persister_svcthread PRIVATE -Wl,--wrap=pthread_create)
+# SQL literals (sqltext.c), byte by byte.
+sl_unit_test(test_persister_sqltext SOURCES unit/test_persister_sqltext.c LIBS persister_core)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_client.c - the device library against a fake edge played by the test.
  *
- * The fake edge is a listening socket on 127.0.0.1 (ephemeral port) that
- * speaks raw frames through proto's codec. Everything runs in one thread:
- * while the edge waits for bytes it keeps pumping the client, so neither
- * side blocks the other. Timer behaviour (ack timeout, ping, backoff) runs
+ * The fake edge (fake_edge.c, plain TCP here) is a listening socket on
+ * 127.0.0.1 (ephemeral port) that speaks raw frames through proto's codec.
+ * Everything runs in one thread: while the edge waits for bytes it keeps
+ * pumping the client, so neither side blocks the other. Timer behaviour (ack timeout, ping, backoff) runs
  * on a fake clock the test moves by hand, so nothing depends on the speed of
  * the machine; real time only bounds how long a wait may take. */
 #define _GNU_SOURCE
@@ -26,12 +26,10 @@
 
 #include <cmocka.h>
 
+#include "fake_edge.h"
 #include "sl/client.h"
 #include "sl/frame.h"
 #include "sl/msg.h"
-
-#define TOK     "2f69869769f64c9cf3b504339d23b608d44ca12a5faa67cc106781be780b0abc"
-#define WAIT_MS 10000 /* real-time bound on any wait; generous for a loaded box */
 
 /* ---- fake clock and callback recorder ---- */
 
@@ -85,154 +83,17 @@ static void on_state(void *ud, enum sl_client_state st, enum sl_err err)
     }
 }
 
-static uint64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ---- fake edge ---- */
-
-struct edge {
-    int lfd, fd;
-    char addr[64];
-    uint8_t in[70000];
-    size_t in_len;
-    uint8_t frame[70000];
-};
-
-static void edge_listen(struct edge *e)
-{
-    memset(e, 0, sizeof *e);
-    e->fd = -1;
-    e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(e->lfd >= 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(e->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(e->lfd, 16), 0);
-    socklen_t sl = sizeof sa;
-    getsockname(e->lfd, (struct sockaddr *)&sa, &sl);
-    snprintf(e->addr, sizeof e->addr, "127.0.0.1:%u", ntohs(sa.sin_port));
-}
-
-static void edge_drop(struct edge *e)
-{
-    if (e->fd >= 0)
-        close(e->fd);
-    e->fd = -1;
-    e->in_len = 0;
-}
-
-static void edge_close(struct edge *e)
-{
-    edge_drop(e);
-    close(e->lfd);
-}
-
-static void pump(struct sl_client *c)
-{
-    sl_client_run_once(c, 2);
-}
-
-/* Accept the client's next connection, pumping the client meanwhile. */
-static void edge_accept(struct edge *e, struct sl_client *c)
-{
-    edge_drop(e);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (real_ms() < end) {
-        pump(c);
-        int fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK);
-        if (fd >= 0) {
-            e->fd = fd;
-            return;
-        }
-    }
-    fail_msg("client never connected");
-}
-
-/* Wait (pumping the client) for one whole frame and decode it. Returns false
- * if none came within ms of real time. */
-static bool edge_recv_within(struct edge *e, struct sl_client *c, struct msg *m, uint64_t ms)
-{
-    uint64_t end = real_ms() + ms;
-    for (;;) {
-        if (e->in_len >= 4) {
-            uint32_t n =
-                (uint32_t)e->in[0] << 24 | (uint32_t)e->in[1] << 16 | (uint32_t)e->in[2] << 8 | e->in[3];
-            if (e->in_len >= 4 + (size_t)n) {
-                memcpy(e->frame, e->in + 4, n);
-                memmove(e->in, e->in + 4 + n, e->in_len - 4 - n);
-                e->in_len -= 4 + n;
-                assert_int_equal(msg_decode(e->frame, n, m), MSG_OK);
-                return true;
-            }
-        }
-        if (real_ms() >= end)
-            return false;
-        pump(c);
-        ssize_t r = read(e->fd, e->in + e->in_len, sizeof e->in - e->in_len);
-        if (r > 0)
-            e->in_len += (size_t)r;
-    }
-}
-
-static void edge_recv(struct edge *e, struct sl_client *c, struct msg *m)
-{
-    if (!edge_recv_within(e, c, m, WAIT_MS))
-        fail_msg("no frame from the client");
-}
-
-static void edge_send(struct edge *e, const struct msg *m)
-{
-    uint8_t buf[1024];
-    size_t n = 0;
-    assert_int_equal(msg_encode_frame(m, buf, sizeof buf, &n), SL_OK);
-    assert_int_equal(write(e->fd, buf, n), (ssize_t)n);
-}
-
-static void edge_welcome(struct edge *e, struct sl_client *c, uint32_t hb)
+static uint64_t recv_data(struct fake_edge *e, struct sl_client *c)
 {
     struct msg m = {0};
-    edge_recv(e, c, &m);
-    assert_int_equal(m.t, MSG_HELLO);
-    memset(&m, 0, sizeof m);
-    m.t = MSG_WELCOME;
-    m.u.welcome.edge.p = (const uint8_t *)"e1";
-    m.u.welcome.edge.n = 2;
-    m.u.welcome.hb = hb;
-    m.u.welcome.max = 65536;
-    edge_send(e, &m);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_CONNECTED && real_ms() < end)
-        pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_CONNECTED);
-}
-
-static void edge_ack(struct edge *e, uint64_t seq)
-{
-    struct msg m = {0};
-    m.t = MSG_ACK;
-    m.u.ack.seq = seq;
-    edge_send(e, &m);
-}
-
-static uint64_t recv_data(struct edge *e, struct sl_client *c)
-{
-    struct msg m = {0};
-    edge_recv(e, c, &m);
+    fake_edge_recv(e, c, &m);
     assert_int_equal(m.t, MSG_DATA);
     return m.u.data.seq;
 }
 
 static void wait_acks(struct rec *r, int n)
 {
-    uint64_t end = real_ms() + WAIT_MS;
-    while (r->nacks < n && real_ms() < end)
-        pump(r->c);
-    assert_int_equal(r->nacks, n);
+    fake_edge_wait_count(r->c, &r->nacks, n);
 }
 
 /* ---- fixture ---- */
@@ -266,7 +127,7 @@ static struct sl_client_config base_cfg(struct rec *r, const char *edges, const 
     memset(&cfg, 0, sizeof cfg);
     cfg.edges = edges;
     cfg.dev = "pump-0001";
-    cfg.tok = TOK;
+    cfg.tok = FAKE_EDGE_TOK;
     cfg.window = 8;
     cfg.max_body = 128;
     cfg.backoff_base_ms = 20;
@@ -293,6 +154,35 @@ static struct sl_client *mk(struct rec *r, const struct sl_client_config *cfg)
     return c;
 }
 
+/* The usual start: e listening, and a configuration for it with the seq
+ * file "seq" in tmpdir (its path in sp, 300 bytes). */
+static struct sl_client_config edge_cfg(struct rec *r, struct fake_edge *e, char *sp)
+{
+    fake_edge_listen(e, NULL);
+    path_in_tmp(sp, 300, "seq");
+    return base_cfg(r, e->addr, sp);
+}
+
+/* A client on cfg, connected to e and welcomed with heartbeat hb (s). */
+static struct sl_client *mk_welcomed(struct rec *r, struct fake_edge *e, const struct sl_client_config *cfg,
+                                     uint32_t hb)
+{
+    struct sl_client *c = mk(r, cfg);
+    fake_edge_accept(e, c);
+    fake_edge_welcome(e, c, hb, "pump-0001");
+    return c;
+}
+
+/* Pump until the client is IDLE (its connection ended); fail if it is not
+ * within FAKE_EDGE_WAIT_MS. */
+static void wait_idle(struct sl_client *c)
+{
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (sl_client_state(c) != SL_CLIENT_IDLE && fake_edge_real_ms() < end)
+        fake_edge_pump(c);
+    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+}
+
 static const uint8_t body1[] = {
     0x82, 0xa4, 't', 'e', 'm', 'p',  0xcb, 0x40, 0x35, 0x80,
     0,    0,    0,   0,   0,   0xa2, 'o',  'n',  0xc3}; /* {"temp":21.5,"on":true} */
@@ -303,23 +193,21 @@ static void test_hello_first(void **state)
 {
     (void)state;
     struct rec r = {0};
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     struct sl_client *c = mk(&r, &cfg);
     /* a message queued before any connection waits for the welcome */
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 1764358200000, NULL), SL_OK);
-    edge_accept(&e, c);
+    fake_edge_accept(&e, c);
     struct msg m = {0};
-    edge_recv(&e, c, &m);
+    fake_edge_recv(&e, c, &m);
     assert_int_equal(m.t, MSG_HELLO);
     assert_int_equal(m.u.hello.v, 1);
     assert_true(sl_slice_eqs(m.u.hello.dev, "pump-0001"));
-    assert_true(sl_slice_eqs(m.u.hello.tok, TOK));
+    assert_true(sl_slice_eqs(m.u.hello.tok, FAKE_EDGE_TOK));
     /* nothing else before the welcome */
-    assert_false(edge_recv_within(&e, c, &m, 200));
+    assert_false(fake_edge_recv_within(&e, c, &m, 200));
     assert_int_equal(sl_client_state(c), SL_CLIENT_HELLO);
     memset(&m, 0, sizeof m);
     m.t = MSG_WELCOME;
@@ -327,8 +215,8 @@ static void test_hello_first(void **state)
     m.u.welcome.edge.n = 2;
     m.u.welcome.hb = 30;
     m.u.welcome.max = 65536;
-    edge_send(&e, &m);
-    edge_recv(&e, c, &m);
+    fake_edge_send(&e, c, &m);
+    fake_edge_recv(&e, c, &m);
     assert_int_equal(m.t, MSG_DATA);
     assert_int_equal(m.u.data.seq, 1);
     assert_true(m.u.data.has_ts);
@@ -338,22 +226,18 @@ static void test_hello_first(void **state)
     assert_int_equal(r.states[r.nstates - 1], SL_CLIENT_CONNECTED);
     sl_client_destroy(&c);
     assert_null(c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_data_ack_window(void **state)
 {
     (void)state;
     struct rec r = {0};
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.window = 4;
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     uint64_t s = 0;
     for (uint64_t i = 1; i <= 4; i++) {
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &s), SL_OK);
@@ -365,22 +249,22 @@ static void test_data_ack_window(void **state)
     for (uint64_t i = 1; i <= 4; i++)
         assert_int_equal(recv_data(&e, c), i);
     /* acks out of order: each reported once, the queue drains */
-    edge_ack(&e, 2);
+    fake_edge_ack(&e, c, 2);
     wait_acks(&r, 1);
     assert_int_equal(r.acks[0], 2);
     assert_int_equal(sl_client_unacked(c), 3);
     /* the slot of 2 stays until 1 is acked: still full */
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &s), SL_AGAIN);
-    edge_ack(&e, 2); /* duplicate ack: ignored */
-    edge_ack(&e, 1);
+    fake_edge_ack(&e, c, 2); /* duplicate ack: ignored */
+    fake_edge_ack(&e, c, 1);
     wait_acks(&r, 2);
     assert_int_equal(r.acks[1], 1);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &s), SL_OK);
     assert_int_equal(s, 5);
     assert_int_equal(recv_data(&e, c), 5);
-    edge_ack(&e, 3);
-    edge_ack(&e, 4);
-    edge_ack(&e, 5);
+    fake_edge_ack(&e, c, 3);
+    fake_edge_ack(&e, c, 4);
+    fake_edge_ack(&e, c, 5);
     wait_acks(&r, 5);
     assert_int_equal(sl_client_unacked(c), 0);
     assert_int_equal(sl_client_stats(c)->acked, 5);
@@ -392,33 +276,26 @@ static void test_data_ack_window(void **state)
     assert_int_equal(sl_client_send(c, two, sizeof two, 0, &s), SL_INVAL);
     assert_int_equal(sl_client_next_seq(c), 6);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_reconnect_resends_in_order(void **state)
 {
     (void)state;
     struct rec r = {0};
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 4; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     for (uint64_t i = 1; i <= 4; i++)
         assert_int_equal(recv_data(&e, c), i);
-    edge_ack(&e, 1);
-    edge_ack(&e, 3);
+    fake_edge_ack(&e, c, 1);
+    fake_edge_ack(&e, c, 3);
     wait_acks(&r, 2);
-    edge_drop(&e); /* the edge dies */
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && real_ms() < end)
-        pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    fake_edge_drop(&e); /* the edge dies */
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_IO);
     uint64_t un[8];
     assert_int_equal(sl_client_unacked_seqs(c, un, 8), 2);
@@ -426,15 +303,15 @@ static void test_reconnect_resends_in_order(void **state)
     assert_int_equal(un[1], 4);
     /* queued while disconnected: goes after the resends */
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    fake_edge_accept(&e, c);
+    fake_edge_welcome(&e, c, 30, "pump-0001");
     assert_int_equal(recv_data(&e, c), 2);
     assert_int_equal(recv_data(&e, c), 4);
     assert_int_equal(recv_data(&e, c), 5);
     assert_int_equal(sl_client_stats(c)->resent, 2);
     assert_int_equal(sl_client_stats(c)->connects, 2);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_ack_timeout_resend(void **state)
@@ -442,35 +319,31 @@ static void test_ack_timeout_resend(void **state)
     (void)state;
     struct rec r = {0};
     r.now = 1000000;
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.ack_timeout_ms = 5000;
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
     assert_int_equal(recv_data(&e, c), 2);
-    edge_ack(&e, 2);
+    fake_edge_ack(&e, c, 2);
     wait_acks(&r, 1);
     struct msg m;
     r.now += 4000; /* not yet */
-    assert_false(edge_recv_within(&e, c, &m, 200));
+    assert_false(fake_edge_recv_within(&e, c, &m, 200));
     r.now += 1500;
     /* only 1 is resent (2 was acked), on the same connection */
     assert_int_equal(recv_data(&e, c), 1);
-    assert_false(edge_recv_within(&e, c, &m, 200));
+    assert_false(fake_edge_recv_within(&e, c, &m, 200));
     assert_int_equal(sl_client_stats(c)->connects, 1);
     assert_int_equal(sl_client_stats(c)->resent, 1);
-    edge_ack(&e, 1);
+    fake_edge_ack(&e, c, 1);
     wait_acks(&r, 2);
     assert_int_equal(sl_client_unacked(c), 0);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_ping_when_idle(void **state)
@@ -478,29 +351,25 @@ static void test_ping_when_idle(void **state)
     (void)state;
     struct rec r = {0};
     r.now = 1000000;
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 10);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 10);
     struct msg m;
     r.now += 9000;
-    assert_false(edge_recv_within(&e, c, &m, 200));
+    assert_false(fake_edge_recv_within(&e, c, &m, 200));
     r.now += 1000;
-    edge_recv(&e, c, &m);
+    fake_edge_recv(&e, c, &m);
     assert_int_equal(m.t, MSG_PING);
     /* silence past 3 x hb: the client gives up on the connection */
     r.now += 30000;
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) == SL_CLIENT_CONNECTED && real_ms() < end)
-        pump(c);
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (sl_client_state(c) == SL_CLIENT_CONNECTED && fake_edge_real_ms() < end)
+        fake_edge_pump(c);
     assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
     assert_int_equal(r.errs[r.nstates - 1], SL_TIMEOUT);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_cmd_answer(void **state)
@@ -508,14 +377,10 @@ static void test_cmd_answer(void **state)
     (void)state;
     struct rec r = {0};
     r.answer_in_cb = true;
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     static const uint8_t cbody[] = {0x81, 0xa1, 'x', 0x01}; /* {"x":1} */
     struct msg m = {0};
     m.t = MSG_CMD;
@@ -523,9 +388,9 @@ static void test_cmd_answer(void **state)
     m.u.cmd.id.n = 4;
     m.u.cmd.body.p = cbody;
     m.u.cmd.body.n = sizeof cbody;
-    edge_send(&e, &m);
+    fake_edge_send(&e, c, &m);
     memset(&m, 0, sizeof m);
-    edge_recv(&e, c, &m);
+    fake_edge_recv(&e, c, &m);
     assert_int_equal(r.ncmds, 1);
     assert_string_equal(r.cmd_id, "c-17");
     assert_int_equal(r.cmd_len, sizeof cbody);
@@ -537,13 +402,13 @@ static void test_cmd_answer(void **state)
     assert_int_equal(m.u.res.body.n, 5);
     /* a later answer, outside the callback, without body */
     assert_int_equal(sl_client_answer(c, "c-18", false, NULL, 0), SL_OK);
-    edge_recv(&e, c, &m);
+    fake_edge_recv(&e, c, &m);
     assert_int_equal(m.t, MSG_RES);
     assert_true(sl_slice_eqs(m.u.res.id, "c-18"));
     assert_false(m.u.res.ok);
     assert_false(m.u.res.has_body);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_err_disconnect_backoff(void **state)
@@ -551,18 +416,16 @@ static void test_err_disconnect_backoff(void **state)
     (void)state;
     struct rec r = {0};
     r.now = 1000000;
-    struct edge e, e2;
+    struct fake_edge e, e2;
     char sp[300], edges[200];
-    edge_listen(&e);
-    edge_listen(&e2);
+    fake_edge_listen(&e, NULL);
+    fake_edge_listen(&e2, NULL);
     snprintf(edges, sizeof edges, "%s,%s", e.addr, e2.addr);
     path_in_tmp(sp, sizeof sp, "seq");
     struct sl_client_config cfg = base_cfg(&r, edges, sp);
     cfg.backoff_base_ms = 1000;
     cfg.backoff_max_ms = 60000;
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
     struct msg m = {0};
@@ -571,33 +434,33 @@ static void test_err_disconnect_backoff(void **state)
     m.u.err.code.n = 8;
     m.u.err.msg.p = (const uint8_t *)"newest wins";
     m.u.err.msg.n = 11;
-    edge_send(&e, &m);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && real_ms() < end)
-        pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    fake_edge_send(&e, c, &m);
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_REPLACED);
     assert_int_equal(sl_client_fd(c), -1);
     assert_int_equal(sl_client_stats(c)->errors, 1);
-    /* first retry: exactly the minimum delay (1 s) after the error */
-    assert_int_equal(sl_client_deadline(c), r.now + 1000);
-    r.now += 999;
+    /* first retry: at least the minimum delay (1 s) after the error, at
+     * most twice that (jittered) */
+    uint64_t retry_at = sl_client_deadline(c);
+    assert_true(retry_at >= r.now + 1000);
+    assert_true(retry_at <= r.now + 2000);
+    r.now = retry_at - 1;
     for (int i = 0; i < 20; i++)
-        pump(c);
+        fake_edge_pump(c);
     assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
     /* then the other edge: a failed edge is left for the next one */
     r.now += 1;
-    edge_accept(&e2, c);
-    edge_welcome(&e2, c, 30);
+    fake_edge_accept(&e2, c);
+    fake_edge_welcome(&e2, c, 30, "pump-0001");
     assert_int_equal(recv_data(&e2, c), 1);
     /* a refused connect counts as a failure too and backs off more */
-    edge_close(&e); /* nothing listens there any more */
-    edge_drop(&e2);
-    end = real_ms() + WAIT_MS;
+    fake_edge_close(&e); /* nothing listens there any more */
+    fake_edge_drop(&e2);
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
     int idle_seen = 0;
-    while (idle_seen < 3 && real_ms() < end) {
+    while (idle_seen < 3 && fake_edge_real_ms() < end) {
         int before = r.nstates;
-        pump(c);
+        fake_edge_pump(c);
         for (int i = before; i < r.nstates; i++)
             if (r.states[i] == SL_CLIENT_IDLE)
                 idle_seen++;
@@ -612,7 +475,7 @@ static void test_err_disconnect_backoff(void **state)
     }
     assert_true(idle_seen >= 3);
     sl_client_destroy(&c);
-    edge_close(&e2);
+    fake_edge_close(&e2);
 }
 
 /* err{busy, retry_ms}: the next attempt waits at least retry_ms, longer
@@ -622,15 +485,13 @@ static void test_err_retry_ms(void **state)
     (void)state;
     struct rec r = {0};
     r.now = 1000000;
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
     cfg.backoff_base_ms = 1000;
     cfg.backoff_max_ms = 60000;
     struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
+    fake_edge_accept(&e, c);
     struct msg m = {0};
     m.t = MSG_ERR;
     m.u.err.code.p = (const uint8_t *)"busy";
@@ -638,16 +499,13 @@ static void test_err_retry_ms(void **state)
     m.u.err.msg.p = (const uint8_t *)"back off";
     m.u.err.msg.n = 8;
     m.u.err.retry_ms = 45000;
-    edge_send(&e, &m);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_IDLE && real_ms() < end)
-        pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_IDLE);
+    fake_edge_send(&e, c, &m);
+    wait_idle(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_BUSY);
-    /* the backoff alone would have chosen ~1 s */
+    /* the backoff alone would have chosen 1-2 s */
     assert_int_equal(sl_client_deadline(c), r.now + 45000);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_seq_file_no_reuse(void **state)
@@ -719,33 +577,31 @@ static void test_journal_survives_reboot(void **state)
 {
     (void)state;
     struct rec r = {0};
-    struct edge e;
+    struct fake_edge e;
     char sp[300], jp[300];
-    edge_listen(&e);
+    fake_edge_listen(&e, NULL);
     path_in_tmp(sp, sizeof sp, "seq-j");
     path_in_tmp(jp, sizeof jp, "journal");
     struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
     cfg.journal_path = jp;
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 3; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     for (uint64_t i = 1; i <= 3; i++)
         assert_int_equal(recv_data(&e, c), i);
-    edge_ack(&e, 2);
+    fake_edge_ack(&e, c, 2);
     wait_acks(&r, 1);
     sl_client_destroy(&c); /* reboot with 1 and 3 unacked */
-    edge_drop(&e);
+    fake_edge_drop(&e);
     memset(&r, 0, sizeof r);
     c = mk(&r, &cfg);
     assert_int_equal(sl_client_unacked(c), 2);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    fake_edge_accept(&e, c);
+    fake_edge_welcome(&e, c, 30, "pump-0001");
     assert_int_equal(recv_data(&e, c), 1);
     assert_int_equal(recv_data(&e, c), 3);
-    edge_ack(&e, 1);
-    edge_ack(&e, 3);
+    fake_edge_ack(&e, c, 1);
+    fake_edge_ack(&e, c, 3);
     wait_acks(&r, 2);
     /* all acked: the journal is emptied */
     struct stat st;
@@ -755,21 +611,17 @@ static void test_journal_survives_reboot(void **state)
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &s), SL_OK);
     assert_int_equal(s, 1001); /* the reboot skipped the rest of the reserved block */
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_split_frames_from_edge(void **state)
 {
     (void)state;
     struct rec r = {0};
-    struct edge e;
+    struct fake_edge e;
     char sp[300];
-    edge_listen(&e);
-    path_in_tmp(sp, sizeof sp, "seq");
-    struct sl_client_config cfg = base_cfg(&r, e.addr, sp);
-    struct sl_client *c = mk(&r, &cfg);
-    edge_accept(&e, c);
-    edge_welcome(&e, c, 30);
+    struct sl_client_config cfg = edge_cfg(&r, &e, sp);
+    struct sl_client *c = mk_welcomed(&r, &e, &cfg, 30);
     for (int i = 0; i < 2; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_int_equal(recv_data(&e, c), 1);
@@ -786,7 +638,7 @@ static void test_split_frames_from_edge(void **state)
     for (size_t i = 0; i < n1 + n2; i++) {
         assert_int_equal(write(e.fd, buf + i, 1), 1);
         for (int k = 0; k < 3; k++)
-            pump(c);
+            fake_edge_pump(c);
     }
     wait_acks(&r, 2);
     assert_int_equal(r.acks[0], 1);
@@ -794,12 +646,12 @@ static void test_split_frames_from_edge(void **state)
     /* a frame of length 0 from the edge: protocol error, disconnect */
     static const uint8_t zero[4] = {0, 0, 0, 0};
     assert_int_equal(write(e.fd, zero, 4), 4);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) == SL_CLIENT_CONNECTED && real_ms() < end)
-        pump(c);
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (sl_client_state(c) == SL_CLIENT_CONNECTED && fake_edge_real_ms() < end)
+        fake_edge_pump(c);
     assert_int_equal(r.errs[r.nstates - 1], SL_FRAME);
     sl_client_destroy(&c);
-    edge_close(&e);
+    fake_edge_close(&e);
 }
 
 static void test_backoff_bounds(void **state)
@@ -807,8 +659,8 @@ static void test_backoff_bounds(void **state)
     (void)state;
     uint64_t rng = 12345;
     for (uint32_t attempt = 0; attempt < 40; attempt++) {
-        uint64_t ceil = 1000;
-        for (uint32_t i = 0; i < attempt && ceil < 60000; i++)
+        uint64_t ceil = 2000;
+        for (uint32_t i = 1; i < attempt && ceil < 60000; i++)
             ceil *= 2;
         if (ceil > 60000)
             ceil = 60000;
@@ -823,14 +675,11 @@ static void test_backoff_bounds(void **state)
             lo = d < lo ? d : lo;
             hi = d > hi ? d : hi;
         }
-        if (attempt == 0) {
-            assert_int_equal(lo, 1000);
-            assert_int_equal(hi, 1000);
-        } else {
-            /* full jitter: the whole range is used, not one value */
-            assert_true(lo < 1000 + (ceil - 1000) / 10);
-            assert_true(hi > ceil - (ceil - 1000) / 10);
-        }
+        /* full jitter from the first retry on: the whole range is used, not
+         * one value (a fixed first delay brings a dead edge's devices back
+         * all in the same millisecond) */
+        assert_true(lo < 1000 + (ceil - 1000) / 10);
+        assert_true(hi > ceil - (ceil - 1000) / 10);
     }
     assert_int_equal(sl_client_backoff_ms(1000, 60000, 1000, UINT64_MAX) <= 60000, 1);
 }

@@ -4,11 +4,11 @@
  *
  * The certificates are made here, in memory, at the start (EC P-256, a
  * trusted CA and an unrelated one), and written to a temporary directory
- * for the library, which takes file paths. The fake edge listens on
- * 127.0.0.1 (an ephemeral port) and runs a non-blocking server SSL in the
- * test's one thread: while it waits it keeps pumping the client, as
- * test_client.c does for plain TCP. Real clock, short backoff; real time
- * only bounds the waits.
+ * for the library, which takes file paths. The fake edge is test_client.c's
+ * (fake_edge.c: 127.0.0.1, an ephemeral port, frames, waits that keep
+ * pumping the client) with its bytes going through a non-blocking server SSL
+ * in the test's one thread. Real clock, short backoff; real time only bounds
+ * the waits.
  *
  * Covered: hello/data/ack through TLS (1.3 and 1.2), frames larger than the
  * client's staging buffer with a full socket (writes retried with the same
@@ -41,19 +41,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "fake_edge.h"
 #include "sl/client.h"
 #include "sl/frame.h"
 #include "sl/msg.h"
-
-#define TOK     "2f69869769f64c9cf3b504339d23b608d44ca12a5faa67cc106781be780b0abc"
-#define WAIT_MS 10000
-
-static uint64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- certificates ---- */
 
@@ -194,21 +185,13 @@ static void on_state(void *ud, enum sl_client_state st, enum sl_err err)
     }
 }
 
-static void pump(struct sl_client *c)
-{
-    sl_client_run_once(c, 2);
-}
-
 /* ---- fake TLS edge ---- */
 
+/* fake_edge.c's edge, its bytes through a server SSL. */
 struct edge {
-    int lfd, fd;
+    struct fake_edge net; /* first: the io callbacks get &net and find the SSL */
     SSL_CTX *ctx;
     SSL *ssl;
-    char addr[64];
-    uint8_t in[70000];
-    size_t in_len;
-    uint8_t frame[70000];
 };
 
 /* Session tickets as the edge makes them (tls.c): one fixed key through
@@ -238,11 +221,37 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
     return ok ? 1 : -1;
 }
 
+/* One decrypted read into the edge's input, if any. */
+static void tls_read(struct fake_edge *net)
+{
+    struct edge *e = (struct edge *)net;
+    ERR_clear_error();
+    size_t got = 0;
+    if (SSL_read_ex(e->ssl, net->in + net->in_len, sizeof net->in - net->in_len, &got) == 1)
+        net->in_len += got;
+    else
+        ERR_clear_error();
+}
+
+static void tls_write(struct fake_edge *net, struct sl_client *c, const uint8_t *buf, size_t n)
+{
+    struct edge *e = (struct edge *)net;
+    size_t put = 0;
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (SSL_write_ex(e->ssl, buf, n, &put) != 1) {
+        ERR_clear_error();
+        assert_true(fake_edge_real_ms() < end);
+        fake_edge_pump(c);
+    }
+    assert_int_equal(put, n);
+}
+
+static const struct fake_edge_io tls_io = {.read = tls_read, .write = tls_write};
+
 /* max_version 0: TLS 1.3; client_ca: require a client certificate. */
 static void edge_listen(struct edge *e, int max_version, const char *client_ca)
 {
     memset(e, 0, sizeof *e);
-    e->fd = -1;
     e->ctx = SSL_CTX_new(TLS_server_method());
     assert_non_null(e->ctx);
     assert_int_equal(SSL_CTX_use_certificate_chain_file(e->ctx, srv_pem), 1);
@@ -259,16 +268,7 @@ static void edge_listen(struct edge *e, int max_version, const char *client_ca)
         assert_int_equal(SSL_CTX_load_verify_locations(e->ctx, client_ca, NULL), 1);
         SSL_CTX_set_verify(e->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     }
-    e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(e->lfd >= 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(e->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(e->lfd, 16), 0);
-    socklen_t sl = sizeof sa;
-    getsockname(e->lfd, (struct sockaddr *)&sa, &sl);
-    snprintf(e->addr, sizeof e->addr, "127.0.0.1:%u", ntohs(sa.sin_port));
+    fake_edge_listen(&e->net, &tls_io);
 }
 
 /* Drop the connection as a crash would: no close_notify. */
@@ -277,16 +277,13 @@ static void edge_drop(struct edge *e)
     if (e->ssl)
         SSL_free(e->ssl);
     e->ssl = NULL;
-    if (e->fd >= 0)
-        close(e->fd);
-    e->fd = -1;
-    e->in_len = 0;
+    fake_edge_drop(&e->net);
 }
 
 static void edge_close(struct edge *e)
 {
     edge_drop(e);
-    close(e->lfd);
+    fake_edge_close(&e->net);
     SSL_CTX_free(e->ctx);
 }
 
@@ -295,17 +292,12 @@ static void edge_close(struct edge *e)
 static bool edge_accept(struct edge *e, struct sl_client *c)
 {
     edge_drop(e);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (e->fd < 0) {
-        if (real_ms() > end)
-            fail_msg("client never connected");
-        pump(c);
-        e->fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK);
-    }
+    fake_edge_accept(&e->net, c);
     e->ssl = SSL_new(e->ctx);
-    SSL_set_fd(e->ssl, e->fd);
+    SSL_set_fd(e->ssl, e->net.fd);
     SSL_set_accept_state(e->ssl);
-    while (real_ms() < end) {
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
+    while (fake_edge_real_ms() < end) {
         ERR_clear_error();
         int r = SSL_do_handshake(e->ssl);
         if (r == 1)
@@ -315,112 +307,28 @@ static bool edge_accept(struct edge *e, struct sl_client *c)
             ERR_clear_error();
             return false;
         }
-        pump(c);
+        fake_edge_pump(c);
     }
     fail_msg("handshake neither done nor failed");
     return false;
 }
 
-/* One decrypted read into e->in, if any. */
-static void edge_read(struct edge *e)
-{
-    ERR_clear_error();
-    size_t got = 0;
-    if (SSL_read_ex(e->ssl, e->in + e->in_len, sizeof e->in - e->in_len, &got) == 1)
-        e->in_len += got;
-    else
-        ERR_clear_error();
-}
-
-static bool edge_recv_within(struct edge *e, struct sl_client *c, struct msg *m, uint64_t ms)
-{
-    uint64_t end = real_ms() + ms;
-    for (;;) {
-        if (e->in_len >= 4) {
-            uint32_t n =
-                (uint32_t)e->in[0] << 24 | (uint32_t)e->in[1] << 16 | (uint32_t)e->in[2] << 8 | e->in[3];
-            if (e->in_len >= 4 + (size_t)n) {
-                memcpy(e->frame, e->in + 4, n);
-                memmove(e->in, e->in + 4 + n, e->in_len - 4 - n);
-                e->in_len -= 4 + n;
-                assert_int_equal(msg_decode(e->frame, n, m), MSG_OK);
-                return true;
-            }
-        }
-        if (real_ms() >= end)
-            return false;
-        pump(c);
-        edge_read(e);
-    }
-}
-
-static void edge_recv(struct edge *e, struct sl_client *c, struct msg *m)
-{
-    if (!edge_recv_within(e, c, m, WAIT_MS))
-        fail_msg("no frame from the client");
-}
-
-static void edge_send(struct edge *e, struct sl_client *c, const struct msg *m)
-{
-    uint8_t buf[1024];
-    size_t n = 0, put = 0;
-    assert_int_equal(msg_encode_frame(m, buf, sizeof buf, &n), SL_OK);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (SSL_write_ex(e->ssl, buf, n, &put) != 1) {
-        ERR_clear_error();
-        assert_true(real_ms() < end);
-        pump(c);
-    }
-    assert_int_equal(put, n);
-}
-
-static void edge_welcome(struct edge *e, struct sl_client *c)
-{
-    struct msg m = {0};
-    edge_recv(e, c, &m);
-    assert_int_equal(m.t, MSG_HELLO);
-    assert_true(sl_slice_eqs(m.u.hello.dev, "tls-dev-1"));
-    assert_true(sl_slice_eqs(m.u.hello.tok, TOK));
-    memset(&m, 0, sizeof m);
-    m.t = MSG_WELCOME;
-    m.u.welcome.edge.p = (const uint8_t *)"e1";
-    m.u.welcome.edge.n = 2;
-    m.u.welcome.hb = 30;
-    m.u.welcome.max = 65536;
-    edge_send(e, c, &m);
-    uint64_t end = real_ms() + WAIT_MS;
-    while (sl_client_state(c) != SL_CLIENT_CONNECTED && real_ms() < end)
-        pump(c);
-    assert_int_equal(sl_client_state(c), SL_CLIENT_CONNECTED);
-}
-
-static void edge_ack(struct edge *e, struct sl_client *c, uint64_t seq)
-{
-    struct msg m = {0};
-    m.t = MSG_ACK;
-    m.u.ack.seq = seq;
-    edge_send(e, c, &m);
-}
-
 static void wait_acks(struct rec *r, int n)
 {
-    uint64_t end = real_ms() + WAIT_MS;
-    while (r->nacks < n && real_ms() < end)
-        pump(r->c);
-    assert_int_equal(r->nacks, n);
+    fake_edge_wait_count(r->c, &r->nacks, n);
 }
 
 /* Pump until the client reports IDLE (a connection ended); its error. */
 static enum sl_err wait_idle(struct rec *r, int from)
 {
-    uint64_t end = real_ms() + WAIT_MS;
+    uint64_t end = fake_edge_real_ms() + FAKE_EDGE_WAIT_MS;
     for (;;) {
         for (int i = from; i < r->nstates; i++)
             if (r->states[i] == SL_CLIENT_IDLE)
                 return r->errs[i];
-        if (real_ms() > end)
+        if (fake_edge_real_ms() > end)
             fail_msg("the connection did not end");
-        pump(r->c);
+        fake_edge_pump(r->c);
     }
 }
 
@@ -444,7 +352,7 @@ static struct sl_client *mk(struct rec *r, const char *edges, struct sl_tls *t, 
     memset(&cfg, 0, sizeof cfg);
     cfg.edges = edges;
     cfg.dev = "tls-dev-1";
-    cfg.tok = TOK;
+    cfg.tok = FAKE_EDGE_TOK;
     cfg.window = 64;
     cfg.max_body = max_body;
     cfg.backoff_base_ms = 10;
@@ -472,25 +380,25 @@ static void hello_data_ack(int version)
     struct edge e;
     edge_listen(&e, version, NULL);
     struct sl_tls *t = tls_ctx(ca_pem, NULL, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, NULL, 128); /* the name: the edge's host, 127.0.0.1 */
-    sl_tls_destroy(&t);                                 /* the client keeps its own reference */
+    struct sl_client *c = mk(&r, e.net.addr, t, NULL, 128); /* the name: the edge's host, 127.0.0.1 */
+    sl_tls_destroy(&t);                                     /* the client keeps its own reference */
     assert_null(t);
     uint64_t seqs[3];
     for (int i = 0; i < 3; i++)
         assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &seqs[i]), SL_OK);
     assert_true(edge_accept(&e, c));
     assert_int_equal(SSL_version(e.ssl), version ? version : TLS1_3_VERSION);
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     for (int i = 0; i < 3; i++) {
         struct msg m = {0};
-        edge_recv(&e, c, &m);
+        fake_edge_recv(&e.net, c, &m);
         assert_int_equal(m.t, MSG_DATA);
         assert_int_equal(m.u.data.seq, seqs[i]);
         assert_int_equal(m.u.data.body.n, sizeof body1);
         assert_memory_equal(m.u.data.body.p, body1, sizeof body1);
     }
     for (int i = 2; i >= 0; i--)
-        edge_ack(&e, c, seqs[i]);
+        fake_edge_ack(&e.net, c, seqs[i]);
     wait_acks(&r, 3);
     assert_int_equal(sl_client_unacked(c), 0);
     assert_int_equal(sl_client_stats(c)->tls_handshakes, 1);
@@ -522,12 +430,12 @@ static void test_tls_big_frames_full_socket(void **state)
     struct edge e;
     edge_listen(&e, 0, NULL);
     struct sl_tls *t = tls_ctx(ca_pem, NULL, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, NULL, 10000);
+    struct sl_client *c = mk(&r, e.net.addr, t, NULL, 10000);
     assert_true(edge_accept(&e, c));
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     int small = 4096;
     assert_int_equal(setsockopt(sl_client_fd(c), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    assert_int_equal(setsockopt(e.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    assert_int_equal(setsockopt(e.net.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
     static uint8_t body[9000];
     uint64_t seqs[40];
     for (int i = 0; i < 40; i++) {
@@ -537,22 +445,22 @@ static void test_tls_big_frames_full_socket(void **state)
         for (size_t j = 3; j < sizeof body; j++)
             body[j] = (uint8_t)(i * 31 + j);
         assert_int_equal(sl_client_send(c, body, sizeof body, 0, &seqs[i]), SL_OK);
-        pump(c);
+        fake_edge_pump(c);
     }
     /* the edge has not read: the client must be blocked on the socket */
     for (int i = 0; i < 50; i++)
-        pump(c);
+        fake_edge_pump(c);
     assert_true(sl_client_want_write(c));
     for (int i = 0; i < 40; i++) {
         struct msg m = {0};
-        edge_recv(&e, c, &m);
+        fake_edge_recv(&e.net, c, &m);
         assert_int_equal(m.t, MSG_DATA);
         assert_int_equal(m.u.data.seq, seqs[i]);
         assert_int_equal(m.u.data.body.n, sizeof body);
         for (size_t j = 3; j < sizeof body; j++)
             if (m.u.data.body.p[j] != (uint8_t)(i * 31 + j))
                 fail_msg("frame %d byte %zu differs", i, j);
-        edge_ack(&e, c, seqs[i]);
+        fake_edge_ack(&e.net, c, seqs[i]);
     }
     wait_acks(&r, 40);
     assert_int_equal(sl_client_stats(c)->resent, 0);
@@ -569,14 +477,14 @@ static void expect_refused(struct sl_tls *t, const char *name, const char *reaso
     struct rec r = {0};
     struct edge e;
     edge_listen(&e, 0, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, name, 128);
+    struct sl_client *c = mk(&r, e.net.addr, t, name, 128);
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, NULL), SL_OK);
     assert_false(edge_accept(&e, c)); /* the client aborts with an alert */
     assert_int_equal(wait_idle(&r, 0), SL_TLS);
     int last = r.nstates - 1;
     if (strstr(r.whys[last], reason) == NULL)
         fail_msg("reason %s not in \"%s\"", reason, r.whys[last]);
-    assert_non_null(strstr(sl_client_last_error(c), e.addr)); /* names the edge */
+    assert_non_null(strstr(sl_client_last_error(c), e.net.addr)); /* names the edge */
     for (int i = 0; i < r.nstates; i++)
         assert_true(r.states[i] != SL_CLIENT_HELLO && r.states[i] != SL_CLIENT_CONNECTED);
     assert_int_equal(sl_client_stats(c)->tls_handshakes, 0);
@@ -604,12 +512,12 @@ static void test_tls_server_name(void **state)
     struct rec r = {0};
     struct edge e;
     edge_listen(&e, 0, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, "edge.test", 128);
+    struct sl_client *c = mk(&r, e.net.addr, t, "edge.test", 128);
     assert_true(edge_accept(&e, c));
     const char *sni = SSL_get_servername(e.ssl, TLSEXT_NAMETYPE_host_name);
     assert_non_null(sni);
     assert_string_equal(sni, "edge.test");
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     sl_client_destroy(&c);
     edge_close(&e);
     sl_tls_destroy(&t);
@@ -622,7 +530,7 @@ static void test_tls_client_certificate(void **state)
     struct edge e;
     edge_listen(&e, 0, ca_pem);
     struct sl_tls *t = tls_ctx(ca_pem, dev_pem, dev_key);
-    struct sl_client *c = mk(&r, e.addr, t, NULL, 128);
+    struct sl_client *c = mk(&r, e.net.addr, t, NULL, 128);
     assert_true(edge_accept(&e, c));
     X509 *peer = SSL_get1_peer_certificate(e.ssl);
     assert_non_null(peer);
@@ -630,7 +538,7 @@ static void test_tls_client_certificate(void **state)
     X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
     assert_string_equal(cn, "tls-dev-1");
     X509_free(peer);
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     sl_client_destroy(&c);
     sl_tls_destroy(&t);
 
@@ -639,7 +547,7 @@ static void test_tls_client_certificate(void **state)
      * arrives on the first read. */
     memset(&r, 0, sizeof r);
     t = tls_ctx(ca_pem, NULL, NULL);
-    c = mk(&r, e.addr, t, NULL, 128);
+    c = mk(&r, e.net.addr, t, NULL, 128);
     assert_false(edge_accept(&e, c));
     /* the socket stays open until the client has read the alert (a close
      * with its hello unread would reset the connection first) */
@@ -661,32 +569,32 @@ static void resumption(int version)
     struct edge e;
     edge_listen(&e, version, NULL);
     struct sl_tls *t = tls_ctx(ca_pem, NULL, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, NULL, 128);
+    struct sl_client *c = mk(&r, e.net.addr, t, NULL, 128);
     assert_true(edge_accept(&e, c));
     assert_int_equal(SSL_session_reused(e.ssl), 0);
-    edge_welcome(&e, c); /* TLS 1.3: the ticket came before the welcome */
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1"); /* TLS 1.3: the ticket came before the welcome */
     uint64_t seq = 0;
     assert_int_equal(sl_client_send(c, body1, sizeof body1, 0, &seq), SL_OK);
     struct msg m = {0};
-    edge_recv(&e, c, &m);
+    fake_edge_recv(&e.net, c, &m);
     assert_int_equal(m.u.data.seq, seq);
     int from = r.nstates;
     edge_drop(&e);
     assert_int_equal(wait_idle(&r, from), SL_IO);
     assert_true(edge_accept(&e, c));
     assert_int_equal(SSL_session_reused(e.ssl), 1);
-    edge_welcome(&e, c);
-    edge_recv(&e, c, &m); /* resent after the reconnect */
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
+    fake_edge_recv(&e.net, c, &m); /* resent after the reconnect */
     assert_int_equal(m.t, MSG_DATA);
     assert_int_equal(m.u.data.seq, seq);
-    edge_ack(&e, c, seq);
+    fake_edge_ack(&e.net, c, seq);
     wait_acks(&r, 1);
     from = r.nstates;
     edge_drop(&e);
     assert_int_equal(wait_idle(&r, from), SL_IO);
     assert_true(edge_accept(&e, c));
     assert_int_equal(SSL_session_reused(e.ssl), 1);
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     assert_int_equal(sl_client_stats(c)->tls_handshakes, 3);
     assert_int_equal(sl_client_stats(c)->tls_resumed, 2);
     sl_client_destroy(&c);
@@ -716,19 +624,19 @@ static void test_tls_session_dropped_after_failure(void **state)
     struct edge e;
     edge_listen(&e, 0, NULL);
     struct sl_tls *t = tls_ctx(ca_pem, NULL, NULL);
-    struct sl_client *c = mk(&r, e.addr, t, NULL, 128);
+    struct sl_client *c = mk(&r, e.net.addr, t, NULL, 128);
     assert_true(edge_accept(&e, c));
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     /* a bad record: garbage where a TLS record header belongs */
     int from = r.nstates;
     static const uint8_t junk[] = {0x17, 0x03, 0x03, 0x00, 0x20, 1,  2,  3,  4,  5,  6,  7,  8,
                                    9,    10,   11,   12,   13,   14, 15, 16, 17, 18, 19, 20, 21,
                                    22,   23,   24,   25,   26,   27, 28, 29, 30, 31, 32};
-    assert_int_equal(write(e.fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    assert_int_equal(write(e.net.fd, junk, sizeof junk), (ssize_t)sizeof junk);
     assert_int_equal(wait_idle(&r, from), SL_TLS);
     assert_true(edge_accept(&e, c));
     assert_int_equal(SSL_session_reused(e.ssl), 0);
-    edge_welcome(&e, c);
+    fake_edge_welcome(&e.net, c, 30, "tls-dev-1");
     assert_int_equal(sl_client_stats(c)->tls_resumed, 0);
     sl_client_destroy(&c);
     sl_tls_destroy(&t);

@@ -501,13 +501,15 @@ static void test_hello_timeout(void **st)
 static void test_idle_timeout_rearms(void **st)
 {
     (void)st;
-    E.cfg.idle_timeout_ms = 150;
+    /* Real time: a timeout well above a loaded box's scheduling stalls (one
+     * of 150 ms once closed the connection between two pings). */
+    E.cfg.idle_timeout_ms = 800;
     struct tconn *c = open_conn(0);
     hello(c, "idle-1");
     /* Activity keeps it open across several idle periods. */
-    uint64_t until = loop_clock_ms() + 400;
+    uint64_t until = loop_clock_ms() + 2000;
     while (loop_clock_ms() < until) {
-        loop_run_once(L, 20);
+        loop_run_once(L, 100); /* a ping (and its pong) every 100 ms: well under MAXREC */
         feed_map(c, 1, "t", "s", "ping");
         assert_int_equal(c->s.phase, SESSION_READY);
     }

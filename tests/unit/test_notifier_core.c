@@ -129,18 +129,26 @@ static const struct pub *last_on(const char *t)
     return NULL;
 }
 
-/* One batch from edge `edge` (reply edge/0, incarnation inc) with one entry. */
-static void batch(struct ntf *n, const char *edge, uint64_t inc, const struct envelope *e, uint64_t now)
+/* One batch from edge `edge` whose worker identity is `reply` (a real
+ * edge's is "<edge>/0/<secret>"), incarnation inc, with entry e if any. */
+static void batch_ident(struct ntf *n, const char *edge, const char *reply, uint64_t inc,
+                        const struct envelope *e, uint64_t now)
 {
     uint8_t buf[2048];
-    char reply[64];
-    snprintf(reply, sizeof reply, "%s/0", edge);
     struct envelope_hdr h = {.v = 1, .edge = S(edge), .incarnation = inc, .reply = S(reply)};
     struct envelope_writer w;
     assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
     if (e)
         assert_int_equal(envelope_writer_add(&w, e), SL_OK);
     ntf_batch(n, buf, envelope_writer_len(&w), now);
+}
+
+/* The same with the plain identity "<edge>/0". */
+static void batch(struct ntf *n, const char *edge, uint64_t inc, const struct envelope *e, uint64_t now)
+{
+    char reply[64];
+    snprintf(reply, sizeof reply, "%s/0", edge);
+    batch_ident(n, edge, reply, inc, e, now);
 }
 
 static struct envelope ev(enum envelope_kind k, const char *dev, uint64_t epoch, uint32_t slot, uint32_t gen)
@@ -164,17 +172,29 @@ static void cmd(struct ntf *n, const char *dev, const char *json, uint64_t now)
     ack_markers(now);
 }
 
-/* A core on the recording stubs; queue_cmd: its durable queue (NULL: none). */
-static struct ntf *new_core(int (*queue_cmd)(void *, struct sl_slice, const char *, const char *,
+/* Forget what earlier tests recorded and switched on (refused data, failed
+ * sends); the wall clock back to 1234 ms. */
+static void reset_recorders(void)
+{
+    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
+    wall = 1234;
+}
+
+/* A core named id with the limits every test uses, reaching out only through
+ * the recorders above; status_max_skew_ms as given (0: no check); queue_cmd:
+ * its durable queue (NULL: none, as without --db). */
+static struct ntf *new_core(const char *id, uint64_t status_max_skew_ms,
+                            int (*queue_cmd)(void *, struct sl_slice, const char *, const char *,
                                              const uint8_t *, size_t, int64_t))
 {
     struct ntf_cfg cfg = {.prefix = "devices",
-                          .id = "ntf-test",
+                          .id = id,
                           .max_devices = 16,
                           .max_workers = 8,
                           .max_cmds = 8,
                           .cmd_timeout_ms = 1000,
-                          .edge_timeout_ms = 10000};
+                          .edge_timeout_ms = 10000,
+                          .status_max_skew_ms = status_max_skew_ms};
     struct ntf_out out = {.publish = rec_publish,
                           .publish_marker = rec_marker,
                           .ack = rec_ack,
@@ -183,15 +203,15 @@ static struct ntf *new_core(int (*queue_cmd)(void *, struct sl_slice, const char
                           .queue_cmd = queue_cmd};
     struct ntf *n = ntf_new(&cfg, &out);
     assert_non_null(n);
-    cur = n;
     return n;
 }
 
 static int setup(void **state)
 {
-    npub = nsent = refuse_data = fail_send = nmarkers = nacks = 0;
-    wall = 1234;
-    *state = new_core(NULL);
+    reset_recorders();
+    struct ntf *n = new_core("ntf-test", 0, NULL);
+    cur = n;
+    *state = n;
     return 0;
 }
 
@@ -217,19 +237,6 @@ static void test_offline(void **state)
     assert_string_equal(last_on("devices/d/cmd/c1/result")->payload, "{\"ok\":false,\"error\":\"offline\"}");
     assert_int_equal(nsent, 0);
     assert_int_equal(ntf_stats(n)->cmds_offline, 1);
-}
-
-/* One batch with the worker identity a real edge has, "<edge>/0/<secret>". */
-static void batch_ident(struct ntf *n, const char *edge, const char *reply, uint64_t inc,
-                        const struct envelope *e, uint64_t now)
-{
-    uint8_t buf[2048];
-    struct envelope_hdr h = {.v = 1, .edge = S(edge), .incarnation = inc, .reply = S(reply)};
-    struct envelope_writer w;
-    assert_int_equal(envelope_writer_begin(&w, buf, sizeof buf, &h), SL_OK);
-    if (e)
-        assert_int_equal(envelope_writer_add(&w, e), SL_OK);
-    ntf_batch(n, buf, envelope_writer_len(&w), now);
 }
 
 /* The worker's secret (whoever knows the identity can take the worker's
@@ -258,20 +265,7 @@ static void test_reply_secret(void **state)
 
     /* Another notifier: the status read back routes nowhere secret until the
      * worker's heartbeat (any batch) names its whole identity. */
-    struct ntf_cfg cfg = {.prefix = "devices",
-                          .id = "ntf-other",
-                          .max_devices = 16,
-                          .max_workers = 8,
-                          .max_cmds = 8,
-                          .cmd_timeout_ms = 1000,
-                          .edge_timeout_ms = 10000};
-    struct ntf_out out = {.publish = rec_publish,
-                          .publish_marker = rec_marker,
-                          .ack = rec_ack,
-                          .send_edge = rec_send,
-                          .wall_ms = fake_wall};
-    struct ntf *o = ntf_new(&cfg, &out);
-    assert_non_null(o);
+    struct ntf *o = new_core("ntf-other", 0, NULL);
     const char *t = "devices/s/status";
     ntf_mqtt(o, t, strlen(t), status, strlen(status), 0, 20);
     struct envelope hb = {.kind = ENV_HEARTBEAT, .at_ns = 1};
@@ -446,23 +440,8 @@ static void test_rebuild_from_status(void **state)
 static void test_status_from_future(void **state)
 {
     (void)state;
-    npub = nsent = nmarkers = nacks = 0;
-    wall = 1234;
-    struct ntf_cfg cfg = {.prefix = "devices",
-                          .id = "ntf-test",
-                          .max_devices = 16,
-                          .max_workers = 8,
-                          .max_cmds = 8,
-                          .cmd_timeout_ms = 1000,
-                          .edge_timeout_ms = 10000,
-                          .status_max_skew_ms = 1000};
-    struct ntf_out out = {.publish = rec_publish,
-                          .publish_marker = rec_marker,
-                          .ack = rec_ack,
-                          .send_edge = rec_send,
-                          .wall_ms = fake_wall};
-    struct ntf *n = ntf_new(&cfg, &out);
-    assert_non_null(n);
+    reset_recorders(); /* no setup: this test makes its own core */
+    struct ntf *n = new_core("ntf-test", 1000, NULL);
     cur = n;
     const char *t = "devices/f/status";
     /* fake_wall is 1234 ms: 1234 + 1000 ms is the limit. */
@@ -558,7 +537,8 @@ static void test_queue_true(void **state)
     struct ntf *n = *state;
     ntf_destroy(&n); /* the setup's has no queue: one with it */
     nqueued = refuse_queue = 0;
-    n = new_core(rec_queue);
+    n = new_core("ntf-test", 0, rec_queue);
+    cur = n;
     *state = n;
     /* offline, queued: no "offline" answer, nothing routed */
     cmd(n, "d", "{\"id\":\"q1\",\"body\":{\"v\":3},\"queue\":true,\"ttl_s\":600}", 0);
@@ -750,6 +730,19 @@ static void mine_and_not(char *a, char *b)
     }
 }
 
+/* The ring is ntf-test and ntf-x (heartbeat at 0), and two devices are
+ * connected on edge-a: a, which the ring gives to this notifier, and b,
+ * which it gives to ntf-x. a and b need 16 bytes each. */
+static void ring_of_two(struct ntf *n, char *a, char *b)
+{
+    mine_and_not(a, b);
+    heartbeat(n, "ntf-test,ntf-x", 0);
+    for (int i = 0; i < 2; i++) {
+        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
+        batch(n, "edge-a", 11, &c, 0);
+    }
+}
+
 /* What another notifier's marker says: taken by ntf-x, routed to edge-a/0. */
 static void marker_from_x(struct ntf *n, const char *dev, const char *id, uint64_t deadline, uint64_t now)
 {
@@ -828,12 +821,7 @@ static void test_decider_by_ring(void **state)
 {
     struct ntf *n = *state;
     char a[16], b[16];
-    mine_and_not(a, b);
-    heartbeat(n, "ntf-test,ntf-x", 0);
-    for (int i = 0; i < 2; i++) {
-        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
-        batch(n, "edge-a", 11, &c, 0);
-    }
+    ring_of_two(n, a, b);
     /* commands taken by ntf-x: we hold their markers, and decide those of our device */
     marker_from_x(n, a, "m1", wall + 1000, 0);
     marker_from_x(n, b, "m2", wall + 1000, 0);
@@ -935,12 +923,7 @@ static void test_resync_after_switch(void **state)
 {
     struct ntf *n = *state;
     char a[16], b[16];
-    mine_and_not(a, b);
-    heartbeat(n, "ntf-test,ntf-x", 0);
-    for (int i = 0; i < 2; i++) {
-        struct envelope c = ev(ENV_CONNECT, i ? b : a, 100, (uint32_t)i, 1);
-        batch(n, "edge-a", 11, &c, 0);
-    }
+    ring_of_two(n, a, b);
     char sa[64], sb[64];
     snprintf(sa, sizeof sa, "devices/%s/status", a);
     snprintf(sb, sizeof sb, "devices/%s/status", b);

@@ -240,8 +240,8 @@ const char *sl_client_last_error(const struct sl_client *c);
 
 /* The reconnect delay after `attempt` failures in a row (0 = first retry)
  * for a uniform random number rnd: base + rnd % (ceiling - base + 1), where
- * ceiling = min(max, base * 2^attempt) ("full jitter" above the minimum
- * delay). Pure; exposed for tests. */
+ * ceiling = min(max, base * 2^max(attempt, 1)) ("full jitter" above the
+ * minimum delay, from the first retry on). Pure; exposed for tests. */
 uint32_t sl_client_backoff_ms(uint32_t base_ms, uint32_t max_ms, uint32_t attempt, uint64_t rnd);
 
 #endif
