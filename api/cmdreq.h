@@ -3,18 +3,20 @@
  * {"body": any, "ttl_s": N, "queue": bool} -> what the store inserts: the
  * body as JSON text (shown by GET /v1/commands/{id}) and as msgpack (what
  * the device gets in cmd{body}, docs/protocol.md §3 in reverse), the ttl and
- * whether to queue. Pure (json-c and msgpack-c on caller buffers); the
- * HTTP shell hands it the request body. */
+ * whether to queue. Pure (sl/cmdjson.h on caller buffers); the HTTP shell
+ * hands it the request body. */
 #ifndef API_CMDREQ_H
 #define API_CMDREQ_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define CMDREQ_TTL_QUEUED 86400 /* ttl_s when queue is true and none is given */
-#define CMDREQ_TTL_NOW    30    /* ttl_s when queue is false: deliver now or fail soon */
-#define CMDREQ_TTL_MAX    31536000
-#define CMDREQ_BODY_MAX   60000u /* msgpack bytes: with id and map, a cmd frame stays under 64 KiB */
+#include "sl/cmdjson.h"
+
+#define CMDREQ_TTL_QUEUED CMDJSON_TTL_QUEUED
+#define CMDREQ_TTL_NOW    CMDJSON_TTL_NOW
+#define CMDREQ_TTL_MAX    CMDJSON_TTL_MAX
+#define CMDREQ_BODY_MAX   CMDJSON_BODY_MAX
 
 struct cmdreq {
     bool queue;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sl/cmdstore.h"
 #include "sl/log.h"
 
 /* A device's newest session s, joined LATERAL to devices d. */
@@ -40,11 +41,8 @@
 #define DEVICE_JSON                                                                                          \
     "'id', d.device_id, 'online', " ONLINE ", 'edge', s.edge_id, 'connected_since', CASE WHEN " ONLINE       \
     " THEN s.connected_at END, 'first_seen', d.first_seen, 'last_seen', d.last_seen, 'last_seq', d.last_seq"
-/* A command as GET /v1/commands/{id} shows it (docs/api.yaml Command). */
-#define COMMAND_JSON                                                                                         \
-    "json_build_object('id', c.id, 'device', c.device_id, 'state', c.state, 'body', c.body, 'created_at',"   \
-    " c.created_at, 'expires_at', c.expires_at, 'attempts', c.attempts, 'result', c.result, 'history',"      \
-    " c.history)"
+/* A command as GET /v1/commands/{id} shows it: as the submission returns it. */
+#define COMMAND_JSON CMDSTORE_COMMAND_JSON
 
 static const char *const stmts[][2] = {
     /* $1 after ("" = from the start), $2 and $3 the id range [lo, hi) of
@@ -98,24 +96,6 @@ static const char *const stmts[][2] = {
                     " 'commands', (SELECT count(*) FROM q)))::text END"},
     /* $1 command id */
     {"command", "SELECT " COMMAND_JSON "::text FROM commands c WHERE c.id = $1"},
-    /* Under the device's advisory lock (store_submit). $1 device, $2 id, $3
-     * body JSON, $4 body msgpack, $5 ttl_s, $6 queue, $7 max queued. A
-     * command that would be refused at once (queue false, device offline)
-     * is stored as rejected, whatever the cap; otherwise none when the
-     * device has max queued pending already (409). */
-    {"submit",
-     "INSERT INTO commands AS c (id, device_id, body, body_mp, expires_at, state, result, history)"
-     " SELECT $2, $1, $3::jsonb, $4, now() + $5::int8 * interval '1 second', v.state,"
-     " CASE WHEN v.state = 'rejected' THEN '{\"error\":\"offline\"}'::jsonb END,"
-     " jsonb_build_array(jsonb_build_object('state', v.state, 'at', now()))"
-     " FROM (SELECT CASE WHEN NOT $6::bool AND NOT coalesce((SELECT x.connected_at IS NOT NULL"
-     " AND x.disconnected_at IS NULL FROM device_sessions x WHERE x.device_id = $1"
-     " ORDER BY x.epoch DESC LIMIT 1), false) THEN 'rejected' ELSE 'queued' END AS state) v"
-     " WHERE EXISTS (SELECT 1 FROM devices WHERE device_id = $1) AND (v.state = 'rejected' OR"
-     " (SELECT count(*) FROM commands q WHERE q.device_id = $1 AND q.state IN ('queued', 'delivered'))"
-     " < $7::int8)"
-     " RETURNING " COMMAND_JSON "::text"},
-    {"known", "SELECT 1 FROM devices WHERE device_id = $1"},
     /* $1 device: close its newest session if open (the persister's cmdq
      * sends the kick). NULL: unknown device; false: not connected. */
     {"kick",
@@ -203,13 +183,15 @@ static PGconn *connect_one(struct store *s)
         err = c ? PQerrorMessage(c) : "out of memory";
     } else {
         PQsetNoticeProcessor(c, ignore_notice, NULL);
-        for (size_t k = 0; k < NSTMTS && !err; k++) {
-            PGresult *r = PQprepare(c, stmts[k][0], stmts[k][1], 0, NULL);
+        /* Ours, then the submission's (sl/cmdstore.h). */
+        for (size_t k = 0; k < NSTMTS + CMDSTORE_NSTMTS && !err; k++) {
+            const char *const *st = k < NSTMTS ? stmts[k] : cmdstore_stmts[k - NSTMTS];
+            PGresult *r = PQprepare(c, st[0], st[1], 0, NULL);
             if (PQresultStatus(r) != PGRES_COMMAND_OK)
                 err = PQresultErrorMessage(r); /* e.g. the persister has not migrated yet */
             if (err) {
                 char q[600];
-                log_warn("event=db_prepare_failed stmt=%s err=%s", stmts[k][0],
+                log_warn("event=db_prepare_failed stmt=%s err=%s", st[0],
                          log_q(q, sizeof q, err, strlen(err)));
             }
             PQclear(r);
@@ -440,68 +422,29 @@ enum store_rc store_submit(struct store *s, const char *dev, const char *id, con
     int slot = acquire(s, &c);
     if (slot < 0)
         return STORE_UNAVAILABLE;
-    char ttl[24], max[24];
-    snprintf(ttl, sizeof ttl, "%" PRId64, req->ttl_s);
-    snprintf(max, sizeof max, "%" PRId64, max_queued);
-    const char *v[7] = {dev, id, req->json, (const char *)req->mp, ttl, req->queue ? "true" : "false", max};
-    int lens[7] = {0, 0, 0, (int)req->mp_len, 0, 0, 0};
-    int fmts[7] = {0, 0, 0, 1, 0, 0, 0};
-    enum store_rc rc = STORE_OK;
-    /* The device's lock serializes submissions to one device (the cap, and
-     * seq order = commit order: cmdq delivers by seq) across API instances. */
-    const char *lv[1] = {dev};
-    PGresult *r = PQexec(c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        rc = failed(c, r, "begin");
-        goto done;
-    }
-    PQclear(r);
-    r = PQexecParams(c, "SELECT pg_advisory_xact_lock(1936745827, hashtext($1))", 1, NULL, lv, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = failed(c, r, "lock");
-        goto rollback;
-    }
-    PQclear(r);
-    r = PQexecPrepared(c, "submit", 7, v, lens, fmts, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = failed(c, r, "submit");
-        goto rollback;
-    }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        /* Unknown device, or its queue is full: which? */
-        r = PQexecPrepared(c, "known", 1, lv, NULL, NULL, 0);
-        rc = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0 ? STORE_NOT_FOUND : STORE_CONFLICT;
-        PQclear(r);
-        goto rollback;
-    }
-    size_t l = (size_t)PQgetlength(r, 0, 0);
-    char *out = malloc(l + 1);
-    if (out) {
-        memcpy(out, PQgetvalue(r, 0, 0), l);
-        out[l] = '\0';
-    }
-    PQclear(r);
-    if (!out) {
-        rc = STORE_ERROR;
-        goto rollback;
-    }
+    const struct cmdstore_cmd cmd = {.dev = dev,
+                                     .id = id,
+                                     .json = req->json,
+                                     .mp = req->mp,
+                                     .mp_len = req->mp_len,
+                                     .ttl_s = req->ttl_s,
+                                     .queue = req->queue,
+                                     .max_queued = max_queued};
+    PGresult *r;
+    const char *what;
+    enum store_rc rc = STORE_ERROR;
+    switch (cmdstore_submit(c, &cmd, json, len, &r, &what)) {
+    case CMDSTORE_OK: rc = STORE_OK; break;
+    case CMDSTORE_UNKNOWN: rc = STORE_NOT_FOUND; break;
+    case CMDSTORE_FULL: rc = STORE_CONFLICT; break;
+    case CMDSTORE_DUPLICATE: /* the id is drawn at random: 64 bits colliding is a bug */
+        log_warn("event=db_error stmt=submit err=\"duplicate command id\" id=%s", id);
+        break;
+    case CMDSTORE_NOMEM: break;
     /* A COMMIT whose answer is lost leaves the outcome unknown (503): the
      * command may exist under an id the client never saw (docs/api.md). */
-    r = PQexec(c, "COMMIT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        free(out);
-        rc = failed(c, r, "commit");
-        goto done;
+    case CMDSTORE_FAILED: rc = failed(c, r, what); break;
     }
-    PQclear(r);
-    *json = out;
-    *len = l;
-    goto done;
-rollback:
-    if (PQstatus(c) == CONNECTION_OK)
-        PQclear(PQexec(c, "ROLLBACK"));
-done:
     release(s, slot);
     return rc;
 }

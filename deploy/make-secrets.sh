@@ -115,7 +115,7 @@ k8s)
     notifier.key=notifier.key admin.token=admin.token
   secret sluice-persister db=db curve.key_secret=persister.key_secret
   secret sluice-api db=db tokens=api.tokens
-  secret sluice-notifier mqtt.password=mqtt-notifier.password curve.key_secret=notifier.key_secret
+  secret sluice-notifier mqtt.password=mqtt-notifier.password curve.key_secret=notifier.key_secret db=db
   secret sluice-edge-certs edge.key=edge.key
   secret sluice-mosquitto passwd=mosquitto.passwd
   secret sluice-mqtt-operator password=mqtt-operator.password

@@ -12,6 +12,7 @@
  *
  * Deliberately not here: any decision about messages (ntf.c). */
 #define _GNU_SOURCE /* gethostname */
+#include <assert.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "cmdlog.h"
 #include "mqtt.h"
 #include "ntf.h"
 #include "pubproc.h"
@@ -49,10 +51,10 @@
 
 struct opts {
     const char *pull, *router, *broker, *client_id, *username, *password, *tls_ca, *prefix, *id, *share;
-    const char *metrics, *log_level, *curve_key, *curve_allow;
+    const char *metrics, *log_level, *curve_key, *curve_allow, *db;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
-    int64_t status_max_skew_ms;
+    int64_t status_max_skew_ms, max_queued;
 };
 
 /* The ZAP handler's counts as of the last metrics update (plain copies of
@@ -70,6 +72,12 @@ struct pub_totals {
     int connected;
 };
 
+/* cmdlog's counts as of the last metrics update (plain copies of its
+ * atomics, for add_delta). */
+struct cmdlog_totals {
+    uint64_t states, results, db_errors, queued, refused, dups;
+};
+
 struct delta {
     struct metric_counter *c;
     const uint64_t *src;
@@ -83,10 +91,13 @@ struct app {
     struct mqtt *mqtt;  /* control client <client-id>-0: status, results, subscriptions */
     struct pubproc *pp; /* data publishers <client-id>-1..pool */
     struct ntf *ntf;
+    struct cmdlog *cmdlog; /* NULL without --db */
+    struct cmdlog_stats cls;
+    struct cmdlog_totals clt;
     struct loop_timer tick, resume;
     bool stopping;
     struct pub_totals ms;
-    struct delta d[48];
+    struct delta d[64];
     int nd;
     struct metric_gauge *g_inflight, *g_devices, *g_online, *g_pending, *g_connected, *g_ctrl_wait;
     struct metric_hist *h_route;
@@ -158,6 +169,14 @@ static bool on_mqtt_msg(void *ud, const struct mqtt_msg *m)
                     loop_now_ms(a->loop));
 }
 
+/* "queue":true with --db: to the queue's thread (cmdlog.c). */
+static int out_queue_cmd(void *ud, struct sl_slice dev, const char *id, const char *json, const uint8_t *mp,
+                         size_t mp_len, int64_t ttl_s)
+{
+    struct app *a = ud;
+    return cmdlog_submit(a->cmdlog, (const char *)dev.p, dev.n, id, json, mp, mp_len, ttl_s);
+}
+
 static void on_mqtt_up(void *ud, int broker, bool switched)
 {
     struct app *a = ud;
@@ -171,8 +190,21 @@ static void on_mqtt_done(void *ud, uint64_t token, bool ok)
     ntf_marker_done(a->ntf, token, ok, loop_now_ms(a->loop));
 }
 
+/* A state or result of the durable command queue (cmdlog.c): QoS 1, not
+ * retained, on the control client like the notifier's own results. -1
+ * (kept for later) while the client's buffer is full. */
+static int cmdlog_publish(void *ud, const char *topic, size_t topic_len, const char *payload, size_t len)
+{
+    struct app *a = ud;
+    if (!mqtt_room(a->mqtt, topic_len, len))
+        return -1;
+    return mqtt_publish(a->mqtt, topic, topic_len, payload, len, false, 0, false);
+}
+
 static void drain(struct app *a)
 {
+    if (a->cmdlog)
+        cmdlog_flush(a->cmdlog, cmdlog_publish, a);
     int k = 0;
     while (!a->stopping && k < DRAIN_MAX) {
         if (!pubproc_ready(a->pp))
@@ -254,6 +286,12 @@ static void update_metrics(struct app *a)
             metric_add(a->d[i].c, v - a->d[i].last);
         a->d[i].last = v;
     }
+    a->clt.states = stat_get(&a->cls.states);
+    a->clt.results = stat_get(&a->cls.results);
+    a->clt.db_errors = stat_get(&a->cls.db_errors);
+    a->clt.queued = stat_get(&a->cls.queued);
+    a->clt.refused = stat_get(&a->cls.refused);
+    a->clt.dups = stat_get(&a->cls.dups);
     metric_set(a->g_inflight, a->ms.inflight);
     metric_set(a->g_connected, a->ms.connected);
     metric_set(a->g_ctrl_wait, a->ms.ctrl_waiting);
@@ -289,6 +327,7 @@ static void on_signal(struct loop *l, int fd, uint32_t ev, void *ud)
 static void add_delta(struct app *a, const char *name, const char *help, const char *labels,
                       const uint64_t *src)
 {
+    assert(a->nd < (int)(sizeof a->d / sizeof a->d[0])); /* a series added without room: grow d */
     a->d[a->nd].c = metrics_counter(name, help, labels);
     a->d[a->nd].src = src;
     a->d[a->nd].last = 0;
@@ -350,6 +389,7 @@ static void register_metrics(struct app *a)
     add_delta(a, "sluice_notifier_commands_held_total", "Commands held until their edge worker reconnected",
               NULL, &s->cmds_unsent);
     add_delta(a, cmds, ch, "result=\"lost\"", &s->cmds_lost);
+    add_delta(a, cmds, ch, "result=\"queued\"", &s->cmds_queued);
     add_delta(a, "sluice_notifier_res_unknown_total", "Answers for commands no notifier holds (late)", NULL,
               &s->res_unknown);
     add_delta(a, "sluice_notifier_res_held_total", "Answers that waited for their command's marker", NULL,
@@ -364,6 +404,20 @@ static void register_metrics(struct app *a)
     add_delta(a, "sluice_notifier_status_ignored_total",
               "Retained statuses read back and ignored: epoch beyond --status-max-skew-ms",
               "reason=\"future_epoch\"", &s->status_future);
+    if (a->cmdlog) {
+        const char *ce = "sluice_notifier_command_events_total",
+                   *ch2 = "Durable command queue events claimed from the outbox, each one publish (--db)";
+        add_delta(a, ce, ch2, "kind=\"state\"", &a->clt.states);
+        add_delta(a, ce, ch2, "kind=\"result\"", &a->clt.results);
+        const char *cq = "sluice_notifier_commands_queued_total",
+                   *cqh = "MQTT commands with \"queue\":true by what the durable queue did with them (--db)";
+        add_delta(a, cq, cqh, "result=\"stored\"", &a->clt.queued);
+        add_delta(a, cq, cqh, "result=\"refused\"", &a->clt.refused);
+        add_delta(a, cq, cqh, "result=\"duplicate\"", &a->clt.dups);
+        add_delta(a, "sluice_notifier_command_db_errors_total",
+                  "Failed PostgreSQL statements and connections of the command queue's thread (--db)", NULL,
+                  &a->clt.db_errors);
+    }
     if (a->zap) { /* the same four series as the persister's (docs/security.md) */
         const char *hs = "sluice_notifier_curve_handshakes_total",
                    *hh = "CURVE handshakes by the ZAP decision";
@@ -442,6 +496,14 @@ int main(int argc, char **argv)
         {"curve-allow", CFG_STR, &o->curve_allow, "",
          "with --curve-key: directory of the edges' public certificates admitted (re-read while running)", 0,
          0},
+        {"db", CFG_SECRET, &o->db, "",
+         "PostgreSQL conninfo of the durable command queue: publish its states and results, queue MQTT "
+         "commands with \"queue\":true (empty = off)",
+         0, 0},
+        {"max-queued", CFG_INT, &o->max_queued, "100",
+         "with --db: pending commands per device (as sluice-api's); an MQTT command beyond it is answered "
+         "queue_full",
+         1, 1000000},
         {"metrics", CFG_STR, &o->metrics, "", "HOST:PORT for /metrics /healthz /readyz (empty = off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "info", "debug, info, warn, error", 0, 0},
     };
@@ -539,7 +601,8 @@ int main(int argc, char **argv)
                           .ack = out_ack,
                           .send_edge = out_send_edge,
                           .wall_ms = wall_ms,
-                          .mono_us = mono_us};
+                          .mono_us = mono_us,
+                          .queue_cmd = *o->db ? out_queue_cmd : NULL};
     a.ntf = ntf_new(&nc, &out);
     a.bus = a.loop && a.ntf
                 ? bus_new(o->pull, o->router, id, o->max_msg, *o->curve_key ? &keys : NULL, o->curve_allow)
@@ -552,6 +615,15 @@ int main(int argc, char **argv)
         return 1;
     }
     a.zap = bus_zap_counts(a.bus);
+    if (*o->db) {
+        struct cmdlog_cfg cc = {
+            .conninfo = o->db, .prefix = o->prefix, .loop = a.loop, .max_queued = o->max_queued};
+        a.cmdlog = cmdlog_new(&cc, &a.cls);
+        if (!a.cmdlog) {
+            log_error("event=startup_failed what=cmdlog");
+            return 1;
+        }
+    }
     register_metrics(&a);
     if (metrics_start(o->metrics) != 0)
         return 1;
@@ -575,9 +647,9 @@ int main(int argc, char **argv)
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_start(a.loop, &a.tick, 50);
     log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s "
-             "curve=%s",
+             "curve=%s db=%s",
              id, o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd,
-             *o->curve_key ? "on" : "off");
+             *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
 
     int rc = loop_run(a.loop);
 
@@ -589,7 +661,13 @@ int main(int argc, char **argv)
     metrics_set_ready(false);
     uint64_t until = loop_clock_ms() + (uint64_t)o->flush_ms;
     pubproc_stop(a.pp);
-    while (loop_clock_ms() < until && (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp))) {
+    /* The queue's thread claims nothing more; what it claimed is published
+     * with the rest. */
+    cmdlog_stop(a.cmdlog);
+    while (loop_clock_ms() < until &&
+           (mqtt_outstanding(a.mqtt) > 0 || !pubproc_stopped(a.pp) || cmdlog_pending(a.cmdlog))) {
+        if (a.cmdlog)
+            cmdlog_flush(a.cmdlog, cmdlog_publish, &a);
         uint64_t left_ms = until - loop_clock_ms();
         loop_run_once(a.loop, left_ms < 10 ? (int)left_ms : 10);
         pubproc_tick(a.pp, loop_clock_ms());
@@ -600,6 +678,7 @@ int main(int argc, char **argv)
              (long long)(lost_data + lost_ctrl), (long long)lost_data, (long long)lost_ctrl,
              (unsigned long long)a.ms.published);
     pubproc_destroy(&a.pp);
+    cmdlog_destroy(&a.cmdlog);
     mqtt_destroy(&a.mqtt);
     metrics_stop();
     bus_destroy(&a.bus);

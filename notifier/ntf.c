@@ -725,30 +725,60 @@ static int retry_cb(void *ud, struct sl_slice dev, struct sl_slice id, struct sl
     return rc;
 }
 
+/* "queue":true with a durable queue: stored there (by the queue's thread),
+ * which delivers it and publishes its states and its one result; nothing
+ * of it is kept here. What the queue cannot take is answered now. */
+static void queue_cmd(struct ntf *n, struct sl_slice dev, const struct cmdjson *c, const struct mp_buf *body)
+{
+    struct sl_slice sid = cstr(c->id);
+    if (c->opts_why || body->len > CMDJSON_BODY_MAX) { /* a bad ttl_s, or too big for a stored cmd */
+        n->st.cmds_bad++;
+        answer_now(n, dev, sid, "bad_command");
+        return;
+    }
+    if (n->out.queue_cmd(n->out.ud, dev, c->id, c->json, body->p, body->len, c->ttl_s) != 0) {
+        n->st.cmds_failed++;
+        answer_now(n, dev, sid, "busy");
+        return;
+    }
+    n->st.cmds_queued++;
+}
+
 static bool on_cmd(struct ntf *n, struct sl_slice dev, const char *payload, size_t len, uint64_t ack,
                    uint64_t now_ms)
 {
-    char id[SL_CMD_ID_MAX + 1];
+    struct cmdjson c;
     struct mp_buf body;
     mp_buf_init(&body, n->cmd_body, CMD_BODY_CAP);
-    enum topics_cmd_rc rc = topics_cmd_parse(payload, len, id, &body);
+    /* The body's JSON text only where it may be stored (--db). */
+    enum topics_cmd_rc rc = topics_cmd_read(payload, len, n->out.queue_cmd != NULL, &c, &body);
+    const char *id = c.id;
     char qd[96];
     log_q(qd, sizeof qd, (const char *)dev.p, dev.n);
     switch (rc) {
     case TOPICS_CMD_NO_ID:
         n->st.cmds_unreadable++;
         log_warn("event=cmd_dropped dev=%s reason=unreadable bytes=%zu", qd, len);
+        cmdjson_fini(&c);
         return true;
     case TOPICS_CMD_BAD_ID:
         n->st.cmds_bad_id++;
         log_warn("event=cmd_dropped dev=%s reason=bad_id", qd);
+        cmdjson_fini(&c);
         return true;
     case TOPICS_CMD_BAD:
         n->st.cmds_bad++;
         answer_now(n, dev, cstr(id), "bad_command");
+        cmdjson_fini(&c);
         return true;
     case TOPICS_CMD_OK: break;
     }
+    if (n->out.queue_cmd && c.queue) {
+        queue_cmd(n, dev, &c, &body);
+        cmdjson_fini(&c);
+        return true;
+    }
+    cmdjson_fini(&c); /* id stays: cmdjson_fini frees only the JSON text */
     struct sl_slice sid = cstr(id);
     struct presence_dev *d = presence_get(n->pres, dev);
     const struct presence_worker *w = d && d->online ? presence_worker_get(n->pres, d->worker) : NULL;

@@ -60,6 +60,13 @@ struct ntf_out {
     uint64_t (*wall_ms)(void *ud);
     /* Monotonic us, for how long a command waits to be routed (NULL: not measured). */
     uint64_t (*mono_us)(void *ud);
+    /* Store a command with "queue":true in the durable queue (NULL: there
+     * is none, and such a command is routed as any other, as before --db).
+     * Its states and one result then come from the queue (cmdlog.c), not
+     * from the core. 0 taken (json and mp copied), -1 refused now (the core
+     * answers "busy"). */
+    int (*queue_cmd)(void *ud, struct sl_slice dev, const char *id, const char *json, const uint8_t *mp,
+                     size_t mp_len, int64_t ttl_s);
 };
 
 struct ntf_cfg {
@@ -88,6 +95,7 @@ struct ntf_stats {
     uint64_t cmds_routed, cmds_offline, cmds_failed, cmds_timeout, cmds_ok, cmds_disconnected;
     uint64_t cmds_bad, cmds_bad_id, cmds_unreadable, cmds_dup, cmds_unsent;
     uint64_t cmds_lost;       /* taken, but the marker was dropped before the broker acknowledged it */
+    uint64_t cmds_queued;     /* "queue":true commands handed to the durable queue (ntf_out.queue_cmd) */
     uint64_t res_unknown;     /* answers for commands no notifier holds (late, or never routed) */
     uint64_t res_held;        /* answers that came before their marker and waited for it */
     uint64_t markers_expired; /* markers past their deadline that nobody answered: cleared silently */

@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "sl/cmdjson.h"
 #include "sl/msg.h"
 
 uint32_t topics_hash(const uint8_t *p, size_t n)
@@ -249,82 +250,24 @@ enum sl_err topics_result_json(struct tojson_buf *b, bool ok, const struct sl_sl
     return rc;
 }
 
-/* json-c object -> msgpack. Depth is bounded by json-c's tokener (32). */
-static void pack_json(msgpack_packer *pk, struct json_object *o)
+enum topics_cmd_rc topics_cmd_read(const char *json, size_t n, bool want_json, struct cmdjson *c,
+                                   struct mp_buf *body)
 {
-    switch (json_object_get_type(o)) {
-    case json_type_null: msgpack_pack_nil(pk); break;
-    case json_type_boolean:
-        if (json_object_get_boolean(o))
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
-        break;
-    case json_type_int: {
-        int64_t i = json_object_get_int64(o);
-        if (i == INT64_MAX && json_object_get_uint64(o) > (uint64_t)INT64_MAX)
-            msgpack_pack_uint64(pk, json_object_get_uint64(o));
-        else
-            msgpack_pack_int64(pk, i);
-        break;
-    }
-    case json_type_double: msgpack_pack_double(pk, json_object_get_double(o)); break;
-    case json_type_string: {
-        size_t n = (size_t)json_object_get_string_len(o);
-        msgpack_pack_str(pk, n);
-        msgpack_pack_str_body(pk, json_object_get_string(o), n);
-        break;
-    }
-    case json_type_array: {
-        size_t n = json_object_array_length(o);
-        msgpack_pack_array(pk, n);
-        for (size_t i = 0; i < n; i++)
-            pack_json(pk, json_object_array_get_idx(o, i));
-        break;
-    }
-    case json_type_object: {
-        msgpack_pack_map(pk, (size_t)json_object_object_length(o));
-        json_object_object_foreach(o, k, v)
-        {
-            size_t kl = strlen(k);
-            msgpack_pack_str(pk, kl);
-            msgpack_pack_str_body(pk, k, kl);
-            pack_json(pk, v);
-        }
-        break;
-    }
-    }
+    enum cmdjson_rc rc = cmdjson_parse(json, n, body, want_json, c);
+    if (rc == CMDJSON_NOT_OBJECT || c->id_state == CMDJSON_ID_NONE)
+        return TOPICS_CMD_NO_ID;
+    if (c->id_state == CMDJSON_ID_BAD)
+        return TOPICS_CMD_BAD_ID;
+    return rc == CMDJSON_OK ? TOPICS_CMD_OK : TOPICS_CMD_BAD;
 }
 
 enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_ID_MAX + 1],
                                     struct mp_buf *body)
 {
-    id[0] = '\0';
-    struct json_object *o = parse_whole(json, n);
-    struct json_object *m;
-    if (!o)
-        return TOPICS_CMD_NO_ID;
-    enum topics_cmd_rc rc = TOPICS_CMD_NO_ID;
-    if (!json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, "id", &m) ||
-        !json_object_is_type(m, json_type_string))
-        goto out;
-    size_t il = (size_t)json_object_get_string_len(m);
-    const char *is = json_object_get_string(m);
-    if (!msg_valid_id((const uint8_t *)is, il)) {
-        rc = TOPICS_CMD_BAD_ID;
-        goto out;
-    }
-    memcpy(id, is, il);
-    id[il] = '\0';
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, body, mp_buf_write);
-    rc = TOPICS_CMD_BAD; /* the contract says body: any, so it must be there */
-    if (!json_object_object_get_ex(o, "body", &m))
-        goto out;
-    pack_json(&pk, m);
-    rc = body->overflow ? TOPICS_CMD_BAD : TOPICS_CMD_OK;
-out:
-    json_object_put(o);
+    struct cmdjson c;
+    enum topics_cmd_rc rc = topics_cmd_read(json, n, false, &c, body);
+    memcpy(id, c.id, sizeof c.id); /* "" unless the id is valid */
+    cmdjson_fini(&c);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "sl/cmdjson.h"
 #include "sl/envelope.h"
 #include "sl/err.h"
 #include "sl/limits.h"
@@ -81,6 +82,12 @@ enum topics_cmd_rc {
  * id receives the NUL-terminated id whenever it is readable. */
 enum topics_cmd_rc topics_cmd_parse(const char *json, size_t n, char id[SL_CMD_ID_MAX + 1],
                                     struct mp_buf *body);
+/* The same, keeping all the parser read in *c: the id, "queue" and
+ * "ttl_s" (and whether they were refused: c->opts_why) and, with
+ * want_json, the body's JSON text. Call cmdjson_fini(c) whatever the
+ * result. Allocates inside json-c (and c->json). */
+enum topics_cmd_rc topics_cmd_read(const char *json, size_t n, bool want_json, struct cmdjson *c,
+                                   struct mp_buf *body);
 
 /* ---- between notifiers (docs/protocol.md §6, "Between notifiers") ---- */
 

@@ -29,6 +29,7 @@
 #include "sl/limits.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+#include "sl/pgconn.h"
 #include "sl/stat.h"
 #include "sl/tojson.h"
 #include "svcthread.h"
@@ -37,6 +38,11 @@
 #define CMDQ_BUF       (256u * 1024u)
 #define CMDQ_RETRY_MS  2000u
 #define CMDQ_EXPIRE_MS 1000u
+/* The outbox of state changes (migrations/006) is drained by notifiers with
+ * --db; what nobody took within an hour goes, so that a system without such
+ * a notifier does not keep every event forever. */
+#define CMDQ_PRUNE_MS   60000u
+#define CMDQ_EVENTS_AGE "1 hour"
 
 /* A report from an edge, copied off the loop's message. */
 struct ev {
@@ -62,9 +68,8 @@ struct cmdq {
     bool kicked;
 
     /* The thread's own. */
-    PGconn *pg;
-    uint64_t next_connect, next_expire;
-    unsigned fails;
+    struct pgconn db;
+    uint64_t next_expire, next_prune;
     uint8_t *buf;
     char *json;
 };
@@ -102,6 +107,7 @@ static const char *const stmts[][2] = {
      " AND c.sent_epoch IS DISTINCT FROM s.epoch"
      " ORDER BY c.device_id, c.seq LIMIT $2 FOR UPDATE OF c"},
     {"handed", "UPDATE commands SET sent_epoch = $2 WHERE id = $1"},
+    {"prune_events", "DELETE FROM command_events WHERE at < now() - interval '" CMDQ_EVENTS_AGE "'"},
     /* Connections to close (sluice-api DELETE .../connection), still open. */
     {"kicks",
      "WITH k AS (DELETE FROM device_kicks RETURNING device_id, epoch)"
@@ -161,66 +167,26 @@ void cmdq_kick(struct cmdq *q)
 
 /* ---- the thread --------------------------------------------------------- */
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
 static void pg_fail(struct cmdq *q, const char *what, const char *err)
 {
-    stat_inc(&q->st->db_errors);
-    if (q->fails++ % 10u == 0) {
-        char e[600];
-        log_warn("event=cmdq_db_failed what=%s failures=%u err=%s", what, q->fails,
-                 log_q(e, sizeof e, err, strlen(err)));
-    }
-    if (q->pg && PQstatus(q->pg) != CONNECTION_OK) {
-        PQfinish(q->pg);
-        q->pg = NULL;
-    }
-    q->next_connect = loop_clock_ms() + CMDQ_RETRY_MS;
+    pgconn_fail(&q->db, what, err);
+}
+
+static bool prepare(struct pgconn *c, void *ud)
+{
+    (void)ud; /* e.g. the writers have not migrated to 005 yet: retried */
+    return pgconn_prepare(c, stmts, sizeof stmts / sizeof stmts[0]);
 }
 
 static bool pg_up(struct cmdq *q)
 {
-    if (q->pg)
-        return true;
-    if (loop_clock_ms() < q->next_connect)
-        return false;
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"5", "sluice-persister-cmdq", q->conninfo, NULL};
-    q->pg = PQconnectdbParams(keys, vals, 1);
-    if (!q->pg || PQstatus(q->pg) != CONNECTION_OK) {
-        pg_fail(q, "connect", q->pg ? PQerrorMessage(q->pg) : "out of memory");
-        if (q->pg)
-            PQfinish(q->pg);
-        q->pg = NULL;
-        return false;
-    }
-    PQsetNoticeProcessor(q->pg, ignore_notice, NULL);
-    for (size_t k = 0; k < sizeof stmts / sizeof stmts[0]; k++) {
-        PGresult *r = PQprepare(q->pg, stmts[k][0], stmts[k][1], 0, NULL);
-        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok) /* e.g. the writers have not migrated to 005 yet: retried */
-            pg_fail(q, "prepare", PQresultErrorMessage(r));
-        PQclear(r);
-        if (!ok) {
-            PQfinish(q->pg);
-            q->pg = NULL;
-            return false;
-        }
-    }
-    if (q->fails)
-        log_info("event=cmdq_db_connected after_failures=%u", q->fails);
-    q->fails = 0;
-    return true;
+    return pgconn_up(&q->db, prepare, q);
 }
 
 /* Run a command statement; rows affected, or -1 (logged). */
 static long exec_n(struct cmdq *q, const char *name, int n, const char *const *v)
 {
-    PGresult *r = PQexecPrepared(q->pg, name, n, v, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(q->db.pg, name, n, v, NULL, NULL, 0);
     long rows = -1;
     if (PQresultStatus(r) == PGRES_COMMAND_OK)
         rows = atol(PQcmdTuples(r));
@@ -232,12 +198,7 @@ static long exec_n(struct cmdq *q, const char *name, int n, const char *const *v
 
 static bool simple(struct cmdq *q, const char *sql)
 {
-    PGresult *r = PQexec(q->pg, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        pg_fail(q, sql, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok;
+    return pgconn_exec(&q->db, sql);
 }
 
 /* Apply one report. false: a database failure (retry the report later). */
@@ -338,7 +299,7 @@ static void send_rows(struct cmdq *q, const PGresult *r, enum envelope_kind kind
  * persister). */
 static bool kicks(struct cmdq *q)
 {
-    PGresult *r = PQexecPrepared(q->pg, "kicks", 0, NULL, NULL, NULL, 1);
+    PGresult *r = PQexecPrepared(q->db.pg, "kicks", 0, NULL, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail(q, "kicks", PQresultErrorMessage(r));
         PQclear(r);
@@ -356,25 +317,25 @@ static bool dispatch(struct cmdq *q)
 {
     if (!simple(q, "BEGIN"))
         return false;
-    PGresult *r = PQexec(q->pg, "SELECT pg_try_advisory_xact_lock(" CMDQ_LOCK_KEY ")");
+    PGresult *r = PQexec(q->db.pg, "SELECT pg_try_advisory_xact_lock(" CMDQ_LOCK_KEY ")");
     bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         pg_fail(q, "lock", PQresultErrorMessage(r));
     PQclear(r);
     if (!got) {
-        if (q->pg)
+        if (q->db.pg)
             simple(q, "ROLLBACK");
-        return q->pg != NULL && kicks(q); /* another persister is dispatching commands */
+        return q->db.pg != NULL && kicks(q); /* another persister is dispatching commands */
     }
     char max[24], lim[24];
     snprintf(max, sizeof max, "%lld", (long long)q->cfg.max_attempts);
     snprintf(lim, sizeof lim, "%d", CMDQ_BATCH_MAX);
     const char *pv[2] = {max, lim};
-    r = PQexecPrepared(q->pg, "pick", 2, pv, NULL, NULL, 1); /* binary: body_mp as bytes */
+    r = PQexecPrepared(q->db.pg, "pick", 2, pv, NULL, NULL, 1); /* binary: body_mp as bytes */
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_fail(q, "pick", PQresultErrorMessage(r));
         PQclear(r);
-        if (q->pg)
+        if (q->db.pg)
             simple(q, "ROLLBACK");
         return false;
     }
@@ -390,7 +351,7 @@ static bool dispatch(struct cmdq *q)
     }
     if (!ok || !simple(q, "COMMIT")) {
         PQclear(r);
-        if (q->pg)
+        if (q->db.pg)
             simple(q, "ROLLBACK");
         return false;
     }
@@ -426,6 +387,11 @@ static void round_trip(struct cmdq *q, struct ev **pending)
         if ((n = exec_n(q, "give_up", 1, p)) < 0)
             return;
         stat_add(&q->st->gave_up, (uint64_t)n);
+    }
+    if (now >= q->next_prune) {
+        q->next_prune = now + CMDQ_PRUNE_MS;
+        if (exec_n(q, "prune_events", 0, NULL) < 0)
+            return;
     }
     dispatch(q);
 }
@@ -481,6 +447,8 @@ struct cmdq *cmdq_new(const struct cmdq_cfg *cfg, struct cmdq_stats *st)
     q->tail = &q->head;
     q->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
     q->self = strdup(cfg->self ? cfg->self : "persister");
+    pgconn_init(&q->db, q->conninfo ? q->conninfo : "", "sluice-persister-cmdq", "cmdq", CMDQ_RETRY_MS,
+                &st->db_errors);
     q->buf = malloc(CMDQ_BUF);
     q->json = malloc(CMDQ_BUF);
     svcthread_init(&q->svc);
@@ -517,8 +485,7 @@ void cmdq_destroy(struct cmdq **qp)
     }
     if (q->push)
         zmq_close(q->push);
-    if (q->pg)
-        PQfinish(q->pg);
+    pgconn_fini(&q->db);
     svcthread_fini(&q->svc);
     free(q->conninfo);
     free(q->self);

@@ -20,3 +20,6 @@ add_test(NAME test_proto_symbols
                  sh $<TARGET_OBJECTS:sl_proto>
          COMMAND_EXPAND_LISTS)
 set_tests_properties(test_proto_symbols PROPERTIES LABELS unit TIMEOUT 60)
+
+# The command JSON parser the notifier and sluice-api share (sl::cmdjson).
+sl_unit_test(test_cmdjson SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cmdjson.c LIBS sl::cmdjson)

@@ -181,8 +181,11 @@ static void reset_recorders(void)
 }
 
 /* A core named id with the limits every test uses, reaching out only through
- * the recorders above; status_max_skew_ms as given (0: no check). */
-static struct ntf *new_core(const char *id, uint64_t status_max_skew_ms)
+ * the recorders above; status_max_skew_ms as given (0: no check); queue_cmd:
+ * its durable queue (NULL: none, as without --db). */
+static struct ntf *new_core(const char *id, uint64_t status_max_skew_ms,
+                            int (*queue_cmd)(void *, struct sl_slice, const char *, const char *,
+                                             const uint8_t *, size_t, int64_t))
 {
     struct ntf_cfg cfg = {.prefix = "devices",
                           .id = id,
@@ -196,7 +199,8 @@ static struct ntf *new_core(const char *id, uint64_t status_max_skew_ms)
                           .publish_marker = rec_marker,
                           .ack = rec_ack,
                           .send_edge = rec_send,
-                          .wall_ms = fake_wall};
+                          .wall_ms = fake_wall,
+                          .queue_cmd = queue_cmd};
     struct ntf *n = ntf_new(&cfg, &out);
     assert_non_null(n);
     return n;
@@ -205,7 +209,7 @@ static struct ntf *new_core(const char *id, uint64_t status_max_skew_ms)
 static int setup(void **state)
 {
     reset_recorders();
-    struct ntf *n = new_core("ntf-test", 0);
+    struct ntf *n = new_core("ntf-test", 0, NULL);
     cur = n;
     *state = n;
     return 0;
@@ -261,7 +265,7 @@ static void test_reply_secret(void **state)
 
     /* Another notifier: the status read back routes nowhere secret until the
      * worker's heartbeat (any batch) names its whole identity. */
-    struct ntf *o = new_core("ntf-other", 0);
+    struct ntf *o = new_core("ntf-other", 0, NULL);
     const char *t = "devices/s/status";
     ntf_mqtt(o, t, strlen(t), status, strlen(status), 0, 20);
     struct envelope hb = {.kind = ENV_HEARTBEAT, .at_ns = 1};
@@ -437,7 +441,7 @@ static void test_status_from_future(void **state)
 {
     (void)state;
     reset_recorders(); /* no setup: this test makes its own core */
-    struct ntf *n = new_core("ntf-test", 1000);
+    struct ntf *n = new_core("ntf-test", 1000, NULL);
     cur = n;
     const char *t = "devices/f/status";
     /* fake_wall is 1234 ms: 1234 + 1000 ms is the limit. */
@@ -497,6 +501,86 @@ static void test_bad_commands(void **state)
     assert_int_equal(count_topic("devices/d/cmd/b2/result"), 1);
     assert_int_equal(count_topic("devices/d/cmd/b3/result"), 1);
     assert_int_equal(ntf_pending(n), 0);
+}
+
+/* With a durable queue (main.c with --db), "queue":true goes there, with
+ * the body as JSON and msgpack and the ttl, and the core neither routes it
+ * nor answers it (the queue publishes its states and its one result); a
+ * command the queue cannot take, or with a bad ttl_s or a body too big to
+ * store, is answered at once; without "queue":true, or without a queue,
+ * nothing changes. */
+static char q_id[65], q_json[128];
+static uint8_t q_mp[64];
+static size_t q_mp_len;
+static int64_t q_ttl;
+static int nqueued, refuse_queue;
+
+static int rec_queue(void *ud, struct sl_slice dev, const char *id, const char *json, const uint8_t *mp,
+                     size_t mp_len, int64_t ttl_s)
+{
+    (void)ud;
+    if (refuse_queue)
+        return -1;
+    assert_true(sl_slice_eqs(dev, "d"));
+    snprintf(q_id, sizeof q_id, "%s", id);
+    snprintf(q_json, sizeof q_json, "%s", json);
+    assert_true(mp_len <= sizeof q_mp);
+    memcpy(q_mp, mp, mp_len);
+    q_mp_len = mp_len;
+    q_ttl = ttl_s;
+    nqueued++;
+    return 0;
+}
+
+static void test_queue_true(void **state)
+{
+    struct ntf *n = *state;
+    ntf_destroy(&n); /* the setup's has no queue: one with it */
+    nqueued = refuse_queue = 0;
+    n = new_core("ntf-test", 0, rec_queue);
+    cur = n;
+    *state = n;
+    /* offline, queued: no "offline" answer, nothing routed */
+    cmd(n, "d", "{\"id\":\"q1\",\"body\":{\"v\":3},\"queue\":true,\"ttl_s\":600}", 0);
+    assert_int_equal(nqueued, 1);
+    assert_string_equal(q_id, "q1");
+    assert_string_equal(q_json, "{\"v\":3}");
+    static const uint8_t want[] = {0x81, 0xa1, 'v', 0x03};
+    assert_int_equal(q_mp_len, sizeof want);
+    assert_memory_equal(q_mp, want, sizeof want);
+    assert_int_equal(q_ttl, 600);
+    assert_int_equal(count_topic("devices/d/cmd/q1/result"), 0);
+    assert_int_equal(ntf_stats(n)->cmds_queued, 1);
+    /* online too: the queue delivers it, not the core */
+    connect_a(n);
+    cmd(n, "d", "{\"id\":\"q2\",\"body\":null,\"queue\":true}", 1);
+    assert_int_equal(nqueued, 2);
+    assert_int_equal(q_ttl, 86400);
+    assert_int_equal(nsent, 0);
+    assert_int_equal(ntf_pending(n), 0);
+    /* refusals, answered now */
+    cmd(n, "d", "{\"id\":\"q3\",\"body\":1,\"queue\":true,\"ttl_s\":0}", 2);
+    assert_string_equal(last_on("devices/d/cmd/q3/result")->payload,
+                        "{\"ok\":false,\"error\":\"bad_command\"}");
+    refuse_queue = 1;
+    cmd(n, "d", "{\"id\":\"q4\",\"body\":1,\"queue\":true}", 3);
+    assert_string_equal(last_on("devices/d/cmd/q4/result")->payload, "{\"ok\":false,\"error\":\"busy\"}");
+    assert_int_equal(nqueued, 2);
+    /* queue false: routed by the core as before */
+    cmd(n, "d", "{\"id\":\"r1\",\"body\":1,\"queue\":false}", 4);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "r1");
+}
+
+/* Without a queue (no --db), "queue":true is not read: routed as any. */
+static void test_queue_true_without_db(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    cmd(n, "d", "{\"id\":\"q1\",\"body\":1,\"queue\":true,\"ttl_s\":0}", 0);
+    assert_int_equal(nsent, 1);
+    assert_string_equal(sents[0].id, "q1");
+    assert_int_equal(ntf_stats(n)->cmds_queued, 0);
 }
 
 static void test_data(void **state)
@@ -876,6 +960,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answer_before_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_receiver_ends_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_after_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_true, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_true_without_db, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
