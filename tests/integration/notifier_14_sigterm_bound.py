@@ -21,7 +21,8 @@ from ntftest import CONNECT, DATA, Env, check, entry, wait_for
 
 BROKER, NTF = 23281, 23282  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 FLUSH_MS = 1500
-SLACK_S = 1.5  # process start-up of the check, ASan exit, a loaded box
+SLACK_S = 2.5  # process start-up of the check, ASan exit, a loaded box (3.19 s seen at 1.5 + 1.5);
+# still below the 5 s in which a notifier without the bound never exited
 STOP = re.compile(r"event=stop unflushed=(\d+) unflushed_data=(\d+) unflushed_ctrl=(\d+)")
 
 
