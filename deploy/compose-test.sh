@@ -95,12 +95,15 @@ done) &
 ticker_pid=$!
 
 compose down -v --remove-orphans >"$dir/down.log" 2>&1 || true
-say "docker-compose up -d --scale edge=3 --scale persister=2"
+# --scale notifier=3 as well: docker-compose 1.29 does not read the file's
+# `scale: 3` once --scale is given for other services.
+say "docker-compose up -d --scale edge=3 --scale persister=2 --scale notifier=3"
 t0=$SECONDS
-compose up -d --scale edge=3 --scale persister=2 >"$dir/up.log" 2>&1 || { cat "$dir/up.log"; exit 1; }
+compose up -d --scale edge=3 --scale persister=2 --scale notifier=3 >"$dir/up.log" 2>&1 ||
+  { cat "$dir/up.log"; exit 1; }
 say "up in $((SECONDS - t0)) s"
 healthy() { [ "$(podman inspect -f '{{.State.Health.Status}}' "$1" 2>/dev/null)" = healthy ]; }
-for c in postgres_1 mosquitto_1 persister_1 persister_2 notifier_1 edge_1 edge_2 edge_3 lb_1; do
+for c in postgres_1 mosquitto_1 persister_1 persister_2 notifier_1 notifier_2 notifier_3 edge_1 edge_2 edge_3 lb_1 api_1; do
   check "$c healthy" wait_for 60 healthy ${project}_$c
 done
 ip() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
@@ -120,6 +123,11 @@ all_on_three() {
 }
 total_open() { local s=0 n; for e in "$@"; do n=$(open_on ${project}_edge_$e); s=$((s + ${n:-0})); done; echo $s; }
 check "all three edges carry devices ($(sleep 0; wait_for 30 all_on_three; spread))" all_on_three
+# Each device's data goes to one notifier by hashing its id over the three: all three publish.
+published() { curl -s "$(ip "$1"):9100/metrics" | awk '$1 ~ /^sluice_notifier_published_total/ {s += $2} END {print s + 0}'; }
+ntf_spread() { for n in 1 2 3; do printf '%s ' "notifier_$n=$(published ${project}_notifier_$n)"; done; }
+all_ntf_publish() { local n; for n in 1 2 3; do [ "$(published ${project}_notifier_$n)" -gt 0 ] || return 1; done; }
+check "all three notifiers publish ($(wait_for 30 all_ntf_publish; ntf_spread))" all_ntf_publish
 before=$(spread)
 victim=${project}_edge_2
 say "kill -9 $victim ($before)"
