@@ -17,7 +17,7 @@
 #include "sl/metrics.h"
 
 #define WALL 1700000000000000000u /* local wall clock, ns */
-#define S    1000000000              /* ns per second */
+#define S    1000000000           /* ns per second */
 
 static struct edgeclock ec; /* ~110 KB: not on the stack */
 static struct metrics_sample out[EDGECLOCK_EDGES + 1];
@@ -172,9 +172,9 @@ static void test_table_full(void **state)
         snprintf(id, sizeof id, "e%u", i);
         assert_true(beat(id, 1, 0, 0));
     }
-    assert_false(beat("late", 1, 0, 0));  /* no slot for a new incarnation */
-    assert_false(beat("e0", 2, 0, 0));    /* nor a new incarnation of a known id */
-    assert_true(beat("e0", 1, S, 1));     /* known ones still sample */
+    assert_false(beat("late", 1, 0, 0)); /* no slot for a new incarnation */
+    assert_false(beat("e0", 2, 0, 0));   /* nor a new incarnation of a known id */
+    assert_true(beat("e0", 1, S, 1));    /* known ones still sample */
     edgeclock_publish(&ec, 1);
     /* only EDGECLOCK_EDGES ids published, the first ones in table order */
     assert_int_equal(edgeclock_collect(&ec, out, EDGECLOCK_EDGES + 1), EDGECLOCK_EDGES);
