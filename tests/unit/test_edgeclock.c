@@ -28,24 +28,28 @@ static bool beat(const char *id, uint64_t inc, int64_t skew_ns, uint64_t now_ms)
                             WALL, now_ms);
 }
 
-/* The published value of id in seconds; NAN-free: fails if absent. */
-static double value(const char *id)
+/* The published sample of id, or NULL. */
+static const struct metrics_sample *find(const char *id)
 {
     size_t n = edgeclock_collect(&ec, out, EDGECLOCK_EDGES + 1);
     for (size_t i = 0; i < n; i++)
         if (strcmp(out[i].value, id) == 0)
-            return out[i].v;
-    fail_msg("no series for %s", id);
-    return 0;
+            return &out[i];
+    return NULL;
 }
 
 static bool present(const char *id)
 {
-    size_t n = edgeclock_collect(&ec, out, EDGECLOCK_EDGES + 1);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(out[i].value, id) == 0)
-            return true;
-    return false;
+    return find(id) != NULL;
+}
+
+/* The published value of id in seconds; fails if there is none. */
+static double value(const char *id)
+{
+    const struct metrics_sample *m = find(id);
+    if (!m)
+        fail_msg("no series for %s", id);
+    return m->v;
 }
 
 static int setup(void **state)
