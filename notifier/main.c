@@ -30,6 +30,7 @@
 #include "pubproc.h"
 #include "topics.h"
 #include "sl/cfg.h"
+#include "sl/edgeclock.h"
 #include "sl/keys.h"
 #include "sl/msg.h"
 #include "sl/log.h"
@@ -442,6 +443,12 @@ static void register_metrics(struct app *a)
                      "Command taken to command routed (its marker acknowledged): a taker that dies in "
                      "this window loses the command",
                      NULL, ntf_route_bounds, NTF_ROUTE_BUCKETS);
+    /* read at scrape time under the table's mutex (metrics_stop comes
+     * before ntf_destroy) */
+    metrics_gauge_family_fn("sluice_notifier_edge_clock_skew_seconds",
+                            "Edge wall clock minus this notifier's, per edge (largest of the last 10 s of "
+                            "heartbeats)",
+                            "edge", edgeclock_collect, ntf_edgeclock(a->ntf));
 }
 
 int main(int argc, char **argv)

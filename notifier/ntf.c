@@ -6,7 +6,8 @@
  * - connect / disconnect -> presence fencing -> retained P/<dev>/status,
  *   a kick for a superseded connection, "disconnected" for its commands
  * - heartbeat -> the worker's ring of notifiers (which devices are ours),
- *   answered with ENV_NOTIFIER_HB echoing the endpoint it names
+ *   answered with ENV_NOTIFIER_HB echoing the endpoint it names; its at_ns
+ *   against our wall clock -> the edge's clock skew (sl/edgeclock.h)
  * - P/<dev>/status read back (retained, and every other notifier's) ->
  *   presence, so every notifier can route every device
  * - P/<dev>/cmd (shared subscription: one notifier takes each) -> the
@@ -32,6 +33,7 @@
 
 #include "cmds.h"
 #include "presence.h"
+#include "sl/edgeclock.h"
 #include "sl/log.h"
 #include "sl/msg.h"
 #include "sl/ring.h"
@@ -94,6 +96,8 @@ struct ntf {
     uint32_t resync_cursor;
     uint64_t tomb[TOMB_SLOTS]; /* hashes of (dev, id) of commands that ended lately; 0 = empty */
     bool future_logged;        /* a status from the future was logged (once per process) */
+    uint64_t last_clocks_ms;   /* edgeclock_publish, once a second */
+    struct edgeclock clocks;   /* edges' clock skew; the metrics thread reads it (ntf_edgeclock) */
 };
 
 const double ntf_route_bounds[NTF_ROUTE_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
@@ -119,6 +123,7 @@ struct ntf *ntf_new(const struct ntf_cfg *cfg, const struct ntf_out *out)
     n->cfg.id = n->id;
     n->self_key = ring_key(n->id, strlen(n->id));
     n->out = *out;
+    edgeclock_init(&n->clocks, cfg->edge_timeout_ms); /* an edge timed out loses its series */
     stat_hist_init(&n->st.route, ntf_route_bounds, NTF_ROUTE_BUCKETS);
     n->pres = presence_new(cfg->max_devices, cfg->max_workers);
     n->cmds = cmds_new(cfg->max_cmds, 16u << 20);
@@ -143,6 +148,7 @@ void ntf_destroy(struct ntf **pn)
     cmds_destroy(&n->cmds);
     free(n->json);
     free(n->cmd_body);
+    edgeclock_fini(&n->clocks);
     free(n);
     *pn = NULL;
 }
@@ -643,7 +649,11 @@ void ntf_batch(struct ntf *n, const uint8_t *p, size_t len, uint64_t now_ms)
             else
                 n->st.res_unknown++;
             break;
-        case ENV_HEARTBEAT: on_heartbeat(n, worker, &e); break;
+        case ENV_HEARTBEAT:
+            edgeclock_sample(&n->clocks, r.hdr.edge.p, r.hdr.edge.n, r.hdr.incarnation, e.at_ns,
+                             n->out.wall_ms(n->out.ud) * 1000000u, now_ms);
+            on_heartbeat(n, worker, &e);
+            break;
         default: break; /* the worker lookup above noted it heard */
         }
     }
@@ -1028,6 +1038,15 @@ void ntf_tick(struct ntf *n, uint64_t now_ms)
             log_warn("event=edge_lost devices_offline=%u", k);
         }
     }
+    if (now_ms >= n->last_clocks_ms + 1000) {
+        n->last_clocks_ms = now_ms;
+        edgeclock_publish(&n->clocks, now_ms);
+    }
     if (n->resync)
         resync_step(n);
+}
+
+struct edgeclock *ntf_edgeclock(struct ntf *n)
+{
+    return &n->clocks;
 }

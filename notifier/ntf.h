@@ -144,6 +144,13 @@ void ntf_mqtt_up(struct ntf *n, bool switched);
 void ntf_tick(struct ntf *n, uint64_t now_ms);
 
 const struct ntf_stats *ntf_stats(const struct ntf *n);
+
+/* The edges' clock skew from their heartbeats (sl/edgeclock.h), published
+ * by ntf_tick once a second; an edge silent for edge_timeout_ms drops out.
+ * Valid until ntf_destroy. The metrics thread may call edgeclock_collect
+ * on it; nothing else but the core's thread touches it. */
+struct edgeclock;
+struct edgeclock *ntf_edgeclock(struct ntf *n);
 uint32_t ntf_devices(const struct ntf *n);
 uint32_t ntf_online(const struct ntf *n);
 uint32_t ntf_pending(const struct ntf *n);

@@ -69,20 +69,12 @@
 #define OVERLAP_US   1000u
 #define OVERLAP_ROWS 128u
 
-/* Clock skew windows (struct persister_clocks). */
-#define SKEW_WINDOW_MS 10000u
-
 struct edge_seen {
     uint8_t id[ROWS_EDGE_MAX];
     uint16_t n;
     bool used;
     uint64_t inc;
     uint64_t last_ms;
-    /* clock: the largest (edge - local) wall-clock difference of the window
-     * begun at win_ms, and of the last complete one (skew_us, if known) */
-    int64_t win_max_us, skew_us;
-    bool win_any, skew_known;
-    uint64_t win_ms;
 };
 
 /* One pulled ZeroMQ message and the number of batches pointing into it. */
@@ -129,6 +121,7 @@ struct persister {
     struct envelope_reader rd;
     int cur_peer;             /* its peer index in fill's batch, -1 = look up */
     bool cur_peer_new;        /* that peer entry was created for this message */
+    bool cur_tracked;         /* its edge incarnation is in edges (liveness, clock) */
     uint32_t cur_rows_before; /* fill's rows when it started (or fill changed) */
     struct envelope held;     /* an entry read but not added: the batch was full */
     bool has_held;
@@ -146,7 +139,8 @@ void persister_stats_init(struct persister_stats *s)
     static const double rows_b[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
     static const double sec_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     memset(s, 0, sizeof *s);
-    pthread_mutex_init(&s->clocks.mu, NULL);
+    /* no silence timeout: edges_expire forgets an edge with its sessions */
+    edgeclock_init(&s->clocks, 0);
     stat_hist_init(&s->batch_rows, rows_b, (int)(sizeof rows_b / sizeof rows_b[0]));
     stat_hist_init(&s->commit_seconds, sec_b, (int)(sizeof sec_b / sizeof sec_b[0]));
 }
@@ -392,10 +386,11 @@ void persister_destroy(struct persister **pp)
 
 /* ---- edge liveness ---------------------------------------------------- */
 
-static void edge_heard(struct persister *p, const struct envelope_hdr *h, uint64_t now)
+/* Returns whether the incarnation is tracked (false: the table is full). */
+static bool edge_heard(struct persister *p, const struct envelope_hdr *h, uint64_t now)
 {
     if (h->edge.n == 0 || h->edge.n > ROWS_EDGE_MAX)
-        return;
+        return false;
     struct edge_seen *free_slot = NULL;
     for (uint32_t i = 0; i < EDGES_MAX; i++) {
         struct edge_seen *e = &p->edges[i];
@@ -406,87 +401,24 @@ static void edge_heard(struct persister *p, const struct envelope_hdr *h, uint64
         }
         if (e->inc == h->incarnation && e->n == h->edge.n && memcmp(e->id, h->edge.p, e->n) == 0) {
             e->last_ms = now;
-            return;
+            return true;
         }
     }
     if (!free_slot)
-        return; /* more edge processes than we track: they just never time out here */
+        return false; /* more edge processes than we track: they just never time out here */
     memcpy(free_slot->id, h->edge.p, h->edge.n);
     free_slot->n = (uint16_t)h->edge.n;
     free_slot->inc = h->incarnation;
     free_slot->last_ms = now;
     free_slot->used = true;
-    free_slot->win_any = free_slot->skew_known = false;
-    free_slot->win_ms = now;
+    return true;
 }
 
-static int64_t wall_us(void)
+static uint64_t wall_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* A heartbeat of the current message's edge, stamped at_ns by its clock. */
-static void edge_clock_sample(struct persister *p, const struct envelope_hdr *h, uint64_t at_ns)
-{
-    if (at_ns == 0 || at_ns > (uint64_t)INT64_MAX)
-        return;
-    int64_t d = (int64_t)(at_ns / 1000u) - wall_us();
-    for (uint32_t i = 0; i < EDGES_MAX; i++) {
-        struct edge_seen *e = &p->edges[i];
-        if (e->used && e->inc == h->incarnation && e->n == h->edge.n && memcmp(e->id, h->edge.p, e->n) == 0) {
-            if (!e->win_any || d > e->win_max_us)
-                e->win_max_us = d;
-            e->win_any = true;
-            if (!e->skew_known) { /* the first heartbeat shows at once, not after a window */
-                e->skew_us = d;
-                e->skew_known = true;
-            }
-            return;
-        }
-    }
-}
-
-/* Once a tick: close windows, and publish one value per edge id (its most
- * recently heard incarnation) for the metrics thread. */
-static void clocks_publish(struct persister *p, uint64_t now)
-{
-    struct persister_clocks *c = &p->st.clocks;
-    const struct edge_seen *pick[PERSISTER_CLOCKS_MAX];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < EDGES_MAX; i++) {
-        struct edge_seen *e = &p->edges[i];
-        if (!e->used)
-            continue;
-        if (now - e->win_ms >= SKEW_WINDOW_MS) {
-            if (e->win_any) {
-                e->skew_us = e->win_max_us;
-                e->skew_known = true;
-            }
-            e->win_any = false;
-            e->win_ms = now;
-        }
-        if (!e->skew_known)
-            continue;
-        uint32_t j = 0;
-        while (j < n && !(pick[j]->n == e->n && memcmp(pick[j]->id, e->id, e->n) == 0))
-            j++;
-        if (j < n) {
-            if (e->last_ms > pick[j]->last_ms)
-                pick[j] = e;
-        } else if (n < PERSISTER_CLOCKS_MAX) {
-            pick[n++] = e;
-        }
-    }
-    pthread_mutex_lock(&c->mu);
-    for (uint32_t j = 0; j < n; j++) {
-        memcpy(c->c[j].edge, pick[j]->id, pick[j]->n);
-        c->c[j].edge[pick[j]->n] = '\0';
-        c->c[j].skew_us = pick[j]->skew_us;
-    }
-    c->n = n;
-    pthread_mutex_unlock(&c->mu);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Time the loop could not pull (every lane stuck on the database) is not
@@ -509,6 +441,7 @@ static void edges_expire(struct persister *p, uint64_t now)
         if (!maint_edge_lost(p->maint, e->id, e->n, e->inc))
             return;
         stat_inc(&p->st.edges_lost);
+        edgeclock_forget(&p->st.clocks, e->id, e->n, e->inc);
         e->used = false;
     }
 }
@@ -739,8 +672,10 @@ static bool read_entries(struct persister *p, uint64_t now)
                 continue;
             }
         }
-        if (e.kind == ENV_HEARTBEAT && !p->has_held)
-            edge_clock_sample(p, &p->rd.hdr, e.at_ns);
+        /* only tracked edges: edges_expire forgets their clocks */
+        if (e.kind == ENV_HEARTBEAT && !p->has_held && p->cur_tracked)
+            edgeclock_sample(&p->st.clocks, p->rd.hdr.edge.p, p->rd.hdr.edge.n, p->rd.hdr.incarnation,
+                             e.at_ns, wall_ns(), now);
         enum sl_err rc = batch_add(b, (uint16_t)p->cur_peer, &e);
         if (rc == SL_NOMEM) {
             p->held = e;
@@ -831,7 +766,7 @@ static bool pull_one(struct persister *p, uint64_t now)
         held_put(p, h);
         return true;
     }
-    edge_heard(p, &p->rd.hdr, now);
+    p->cur_tracked = edge_heard(p, &p->rd.hdr, now);
     p->held_bytes += zmq_msg_size(&h->m);
     slot_add_msg(p->fill, h);
     p->cur = h;
@@ -920,7 +855,7 @@ int persister_run(struct persister *p, volatile sig_atomic_t *stop)
             update_up(p);
             if (!p->stalled_since)
                 edges_expire(p, now);
-            clocks_publish(p, now);
+            edgeclock_publish(&p->st.clocks, now);
         }
 
         int timeout = (int)(p->next_tick > now ? p->next_tick - now : 0);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "cmdq.h"
 #include "maint.h"
+#include "sl/edgeclock.h"
 #include "sl/stat.h"
 #include "sl/zap.h"
 #include "sl/zmqx.h"
@@ -52,24 +53,6 @@ struct persister_cfg {
 /* What the persister counts. Written only by the thread in persister_run
  * (relaxed atomics, sl/stat.h), read by anyone: main.c exports it as the
  * sluice_persister_* metrics (stats.c). Nothing in the persister reads it. */
-/* Each edge's clock against this persister's (docs/metrics.md): the edges
- * stamp heartbeats and rows with their wall clock (at_ns), and fencing and
- * retained statuses assume those clocks agree. Per edge id, the largest
- * (edge clock - persister clock) among its heartbeats of the last 10 s
- * window: transit and queueing only ever make an edge look behind, so the
- * largest is the best estimate. Written by the loop once a tick, read by the
- * metrics thread (stats.c), both under mu. */
-#define PERSISTER_CLOCKS_MAX 128
-struct persister_clock {
-    char edge[256];
-    int64_t skew_us; /* > 0: the edge's clock is ahead */
-};
-struct persister_clocks {
-    pthread_mutex_t mu;
-    uint32_t n;
-    struct persister_clock c[PERSISTER_CLOCKS_MAX];
-};
-
 struct persister_stats {
     _Atomic uint64_t rows_committed;      /* data rows durable and acked (stored or duplicate) */
     _Atomic uint64_t rows_inserted;       /* data rows new to telemetry */
@@ -95,7 +78,8 @@ struct persister_stats {
     _Atomic uint64_t cmd_batches_sent;    /* cmd batches (from cmdq) sent to edge workers */
     _Atomic uint64_t cmd_batches_unroutable; /* the worker is gone: the command waits for the next session */
     struct cmdq_stats cmdq;                  /* written by the command queue's thread only */
-    struct persister_clocks clocks;          /* edges' clock skew, under clocks.mu */
+    struct edgeclock clocks;                 /* edges' clock skew (sl/edgeclock.h): written by the loop,
+                                                read under its mutex by the metrics thread */
 };
 
 /* Zero s and give its histograms their buckets (persister_new does this

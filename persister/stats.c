@@ -66,22 +66,6 @@ void stats_collect(void *ud)
 #define CLOCKS_HELP                                                                                          \
     "Edge wall clock minus this persister's, per edge (largest of the last 10 s of heartbeats)"
 
-/* The edges' clocks (struct persister_clocks): copied under the core's
- * lock, at most once a scrape. */
-static size_t clocks_collect(void *ud, struct metrics_sample *out, size_t cap)
-{
-    /* The lock is the one thing a reader changes: hence the cast. */
-    struct persister_clocks *c = (struct persister_clocks *)&((const struct stats *)ud)->src->clocks;
-    pthread_mutex_lock(&c->mu);
-    size_t n = c->n < cap ? c->n : cap;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(out[i].value, sizeof out[i].value, "%s", c->c[i].edge);
-        out[i].v = (double)c->c[i].skew_us / 1e6;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return n;
-}
-
 void stats_init(struct stats *st, const struct persister_stats *src, const struct zap_counts *zap)
 {
     st->src = src;
@@ -170,7 +154,9 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
         st->curve_keys =
             metrics_gauge("sluice_persister_curve_keys", "Edge keys in the allowed directory", NULL);
     }
-    metrics_gauge_family_fn(CLOCKS_NAME, CLOCKS_HELP, "edge", clocks_collect, st);
+    /* The mutex is the one thing a scrape changes: hence the cast. */
+    metrics_gauge_family_fn(CLOCKS_NAME, CLOCKS_HELP, "edge", edgeclock_collect,
+                            (struct edgeclock *)&src->clocks);
     metrics_set_collect(stats_collect, st);
 }
 

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-# common/: log, cfg, metrics, loop, sysres, zmqx, secfile, keys, zap.
+# common/: log, cfg, metrics, loop, sysres, zmqx, secfile, keys, zap, edgeclock.
 sl_unit_test(test_log SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_log.c LIBS sl::common)
 sl_unit_test(test_cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cfg.c LIBS sl::common)
 sl_unit_test(test_loop SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_loop.c LIBS sl::common)
 sl_unit_test(test_metrics SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metrics.c LIBS sl::common)
+sl_unit_test(test_edgeclock SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edgeclock.c LIBS sl::common)
 sl_unit_test(test_sysres SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sysres.c LIBS sl::common)
 sl_unit_test(test_zmqx SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_zmqx.c LIBS sl::common)
 # The resolver over time: getaddrinfo substituted at link time.

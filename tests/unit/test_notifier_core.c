@@ -13,7 +13,9 @@
 #include <cmocka.h>
 
 #include "ntf.h"
+#include "sl/edgeclock.h"
 #include "sl/envelope.h"
+#include "sl/metrics.h"
 #include "sl/ring.h"
 
 #define MAXREC 128
@@ -770,6 +772,40 @@ static void test_heartbeat_answered(void **state)
     assert_int_equal(ntf_stats(n)->heartbeats_answered, 1);
 }
 
+/* Heartbeats' at_ns against the wall clock: the edges' skew, published by
+ * ntf_tick once a second, from edges of either version, gone after
+ * edge_timeout_ms (10 s) of silence. */
+static void test_edge_clock_skew(void **state)
+{
+    struct ntf *n = *state;
+    struct metrics_sample out[4];
+    heartbeat(n, "ntf-test", 0); /* edge-a, at_ns 5 ms: 1229 ms behind fake_wall */
+    struct envelope hb = ev(ENV_HEARTBEAT, "", 0, 0, 0);
+    hb.at_ns = (wall + 3000) * 1000000u; /* edge-b (no `to`: the version before) 3 s ahead */
+    batch(n, "edge-b", 22, &hb, 0);
+    assert_int_equal(edgeclock_collect(ntf_edgeclock(n), out, 4), 0); /* published at the tick */
+    ntf_tick(n, 1000);
+    assert_int_equal(edgeclock_collect(ntf_edgeclock(n), out, 4), 2);
+    assert_string_equal(out[0].value, "edge-a");
+    assert_true(out[0].v == -1.229);
+    assert_string_equal(out[1].value, "edge-b");
+    assert_true(out[1].v == 3.0);
+    hb.at_ns = wall * 1000000u;
+    for (uint64_t t = 2000; t <= 20000; t += 1000) { /* edge-b in step now, edge-a silent */
+        batch(n, "edge-b", 22, &hb, t);
+        ntf_tick(n, t);
+        size_t k = edgeclock_collect(ntf_edgeclock(n), out, 4);
+        if (t == 11000) { /* edge-a gone; edge-b's first window (0 to 10 s) rolled: its largest */
+            assert_int_equal(k, 1);
+            assert_string_equal(out[0].value, "edge-b");
+            assert_true(out[0].v == 3.0);
+        }
+    }
+    assert_int_equal(edgeclock_collect(ntf_edgeclock(n), out, 4), 1);
+    assert_string_equal(out[0].value, "edge-b");
+    assert_true(out[0].v == 0.0); /* the second window had only in-step heartbeats */
+}
+
 static void test_taker_routes_after_marker(void **state)
 {
     struct ntf *n = *state;
@@ -955,6 +991,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_answered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_clock_skew, setup, teardown),
         cmocka_unit_test_setup_teardown(test_taker_routes_after_marker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decider_by_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_answer_before_marker, setup, teardown),

@@ -180,11 +180,11 @@ static void test_export(void **state)
     stat_hist_observe(&s.batch_rows, 3);
     stat_hist_observe(&s.batch_rows, 2000); /* le is inclusive */
     stat_hist_observe(&s.commit_seconds, 0.003);
-    s.clocks.n = 2;
-    strcpy(s.clocks.c[0].edge, "edge-a");
-    s.clocks.c[0].skew_us = -1500;
-    strcpy(s.clocks.c[1].edge, "edge-b");
-    s.clocks.c[1].skew_us = 2000000;
+    /* one heartbeat each, edge-a 1.5 ms behind, edge-b 2 s ahead (sl/edgeclock.h) */
+    const uint64_t wall = 1700000000000000000u;
+    edgeclock_sample(&s.clocks, (const uint8_t *)"edge-a", 6, 1, wall - 1500000u, wall, 1);
+    edgeclock_sample(&s.clocks, (const uint8_t *)"edge-b", 6, 1, wall + 2000000000u, wall, 1);
+    edgeclock_publish(&s.clocks, 1);
 
     static char buf[16384];
     size_t n = metrics_render(buf, sizeof buf);
