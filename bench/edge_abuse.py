@@ -31,6 +31,7 @@ the defence's price). --attacker-cpu 0 runs them uncapped, in this process, as
 the first runs did. The bad clients' rate is printed either way.
 
 usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)] [--attacker-cpu 0.5]
+                     [--edge-args "--accept-rate 2000"]
     (run inside `unshare -n`, as root; binaries from $SLUICE_BIN or build/release/bin)
 """
 import argparse
@@ -258,13 +259,14 @@ def main():
     ap.add_argument("--rate", type=float, default=5, help="messages per second per device")
     ap.add_argument("--attacker-cpu", type=float, default=0.5,
                     help="CPU cap of the bad clients' process, in cores (0: uncapped, in this process)")
+    ap.add_argument("--edge-args", default="", help="more flags for the edge, e.g. \"--accept-rate 2000\"")
     ap.add_argument("--attack", nargs=2, type=int, help=argparse.SUPPRESS)  # the capped child: BASE PORT
     a = ap.parse_args()
     if a.attack:
         return attack(*a.attack)
     results = []
     ok = True
-    with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"]) as s:
+    with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"] + a.edge_args.split()) as s:
         s.start()
         time.sleep(1)
         base_res = edge_res(s)
