@@ -122,10 +122,8 @@ static void test_secret_read(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hist_buckets),
-        cmocka_unit_test(test_hist_quantiles),
-        cmocka_unit_test(test_send_at_ms),
-        cmocka_unit_test(test_ip_range),
+        cmocka_unit_test(test_hist_buckets), cmocka_unit_test(test_hist_quantiles),
+        cmocka_unit_test(test_send_at_ms),   cmocka_unit_test(test_ip_range),
         cmocka_unit_test(test_secret_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
