@@ -200,14 +200,14 @@ class CappedBad:
     capped at `share` of one core. stdin closed = stop; the child then prints its counts and CPU seconds
     as one JSON line."""
 
-    def __init__(self, stack, share):
+    def __init__(self, stack, share, spin=False):
         os.mkdir(CGROUP)
         with open(CGROUP + "/cpu.cfs_period_us", "w") as f:
             f.write("100000")
         with open(CGROUP + "/cpu.cfs_quota_us", "w") as f:
             f.write(str(int(100000 * share)))
         self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--attack", str(stack.base),
-                                   str(stack.edge_port(0))], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                   str(stack.edge_port(0))] + (["--spin"] if spin else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         with open(CGROUP + "/cgroup.procs", "w") as f:
             f.write(str(self.p.pid))  # before it imports and starts its threads; they follow it
         self.counts, self.cpu_s = {}, 0.0
@@ -217,6 +217,19 @@ class CappedBad:
         r = json.loads(out.decode().strip().splitlines()[-1])
         self.counts, self.cpu_s = r["counts"], r["cpu_s"]
         os.rmdir(CGROUP)
+
+
+def spin():
+    """The child of CappedBad with --spin: burn its CPU share until stdin closes, touching no socket."""
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
+    n = 0
+    while not stop.is_set():
+        for _ in range(10000):
+            n += 1
+    t = os.times()
+    print(json.dumps({"counts": {"spin_loops": n // 10000}, "cpu_s": t.user + t.system}), flush=True)
+    return 0
 
 
 def attack(base, port):
@@ -238,8 +251,9 @@ def edge_res(stack):
 
 
 def cpu(stack):
-    """CPU seconds (user + system) so far of the services, and of this process (the bad clients, when
-    uncapped), and the box's 1-minute load average: where the two cores went during a phase."""
+    """CPU seconds (user + system) so far of the services, of this process (the bad clients, when
+    uncapped) and of the good devices, and the box's 1-minute load average: where the two cores went
+    during a phase."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for name in ("edge0", "persister", "notifier"):
@@ -248,6 +262,9 @@ def cpu(stack):
         out[name] = (int(fields[11]) + int(fields[12])) / tick
     t = os.times()
     out["bad clients"] = t.user + t.system
+    # the good devices: sluice-devsim runs to completion in each phase, so the children's times are its own
+    # (the capped attacker is reaped only after the last reading)
+    out["devices"] = t.children_user + t.children_system
     out["load"] = os.getloadavg()[0]
     return out
 
@@ -260,10 +277,16 @@ def main():
     ap.add_argument("--attacker-cpu", type=float, default=0.5,
                     help="CPU cap of the bad clients' process, in cores (0: uncapped, in this process)")
     ap.add_argument("--edge-args", default="", help="more flags for the edge, e.g. \"--accept-rate 2000\"")
+    ap.add_argument("--control", action="store_true",
+                    help="control run: the capped child only burns its CPU share (no socket), to show what taking "
+                    "that CPU from the box alone does to the good devices' p99")
     ap.add_argument("--attack", nargs=2, type=int, help=argparse.SUPPRESS)  # the capped child: BASE PORT
+    ap.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)  # the capped child of --control
     a = ap.parse_args()
     if a.attack:
-        return attack(*a.attack)
+        return spin() if a.spin else attack(*a.attack)
+    if a.control and a.attacker_cpu <= 0:
+        ap.error("--control needs --attacker-cpu > 0")
     results = []
     ok = True
     with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"] + a.edge_args.split()) as s:
@@ -275,7 +298,7 @@ def main():
         slstack.check_devsim(r0)
         c1 = cpu(s)
         if a.attacker_cpu > 0:
-            bad = CappedBad(s, a.attacker_cpu)
+            bad = CappedBad(s, a.attacker_cpu, spin=a.control)
         else:
             bad = Bad(s)
             bad.start()

@@ -25,7 +25,7 @@ sleep 2
 /usr/bin/time -v $B/sluice-devsim --edges $edges --devices 100000 --procs 6 --rate 0.1 --duration 60 --ramp 10000 \
   --src-ips 127.0.0.2-127.0.0.200 --prefix big --verify "$dsn" --json $D/summary.json > $D/devsim.out 2> $D/devsim.err
 echo devsim rc=$? >> $D/devsim.out
-for i in 0 1 2 3 4 5; do curl -s 127.0.0.1:$((25920+i))/metrics | grep -E '^sluice_edge_connections_open|^process_resident' ; done > $D/edges.metrics
+for i in 0 1 2 3 4 5; do curl -s 127.0.0.1:$((25920+i))/metrics | grep -E '^sluice_edge_connections_open|^process_resident|^sluice_edge_connections_closed_total|^sluice_edge_early_evicted|^sluice_edge_refused|^sluice_edge_errors_total|^sluice_edge_bans_total' ; done > $D/edges.metrics
 kill -TERM ${pids[@]}; wait
 pg_stop $D/pg
 # devsim's progress lines: "t=12s connected=N/M ... acked/s=A ... p50=Xms p99=Yms ...", one a second.

@@ -233,7 +233,7 @@ int loop_mod(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud)
     return 0;
 }
 
-int loop_del(struct loop *l, int fd)
+int loop_forget(struct loop *l, int fd)
 {
     if (fd < 0 || fd >= l->nfds || !l->fds[fd].cb)
         return -ENOENT;
@@ -241,6 +241,14 @@ int loop_del(struct loop *l, int fd)
     e->cb = NULL;
     e->ud = NULL;
     e->gen++; /* events already fetched for this fd are now stale */
+    return 0;
+}
+
+int loop_del(struct loop *l, int fd)
+{
+    int rc = loop_forget(l, fd);
+    if (rc != 0)
+        return rc;
     struct epoll_event ev = {0};
     if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, &ev) < 0) {
         int err = errno;

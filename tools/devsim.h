@@ -29,6 +29,12 @@ void hist_add(struct hist *h, uint64_t v);
 uint64_t hist_quantile(const struct hist *h, double q);
 uint64_t hist_total(const struct hist *h);
 
+/* The loop millisecond at which a send due at next_send_us (µs) may go:
+ * rounded up. Rounded down, a send due within the current millisecond armed
+ * a 0 ms timer that found nothing due and re-armed itself until the clock
+ * ticked over: every device spun up to 1 ms before each message. */
+uint64_t send_at_ms(uint64_t next_send_us);
+
 /* ---- source addresses: "A" or "A-B" (IPv4, inclusive, host order) ---- */
 struct ip_range {
     uint32_t lo, hi; /* 0,0: none */

@@ -22,6 +22,11 @@ uint32_t hist_idx(uint64_t v)
     return idx < HIST_N ? idx : HIST_N - 1;
 }
 
+uint64_t send_at_ms(uint64_t next_send_us)
+{
+    return next_send_us / 1000 + (next_send_us % 1000 != 0);
+}
+
 uint64_t hist_low(uint32_t idx)
 {
     if (idx < 64)

@@ -223,7 +223,7 @@ static void reconcile(struct dev *d)
     uint64_t want = sl_client_deadline(d->c);
     if (w->sending && !d->done && sl_client_state(d->c) == SL_CLIENT_CONNECTED &&
         sl_client_queue_free(d->c) > 0) {
-        uint64_t ns = d->next_send_us / 1000;
+        uint64_t ns = send_at_ms(d->next_send_us); /* not sooner: see devsim.h */
         if (ns < want)
             want = ns;
     }

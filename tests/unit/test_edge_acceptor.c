@@ -3,7 +3,10 @@
  * acceptor picks (least loaded, stuck ones passed over, full ones never),
  * and what a worker's mailbox tells it (load = open + queued, FULL at the
  * connection share, STUCK only after stuck_ms without progress). Clocks are
- * passed in, so nothing here depends on timing. */
+ * passed in, so nothing here depends on timing. And one socket test: the
+ * listener carries TCP_NODELAY and an accepted socket inherits it, since
+ * conn_adopt no longer sets it per connection. */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,13 +14,50 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include "sl/loop.h"
 #include "acceptor.h"
+#include "conn.h"
 #include "mailbox.h"
 
 #define OK    ACCEPTOR_INTAKE_OK
 #define STUCK ACCEPTOR_INTAKE_STUCK
 #define FULL  ACCEPTOR_INTAKE_FULL
+
+static int nodelay(int fd)
+{
+    int v = -1;
+    socklen_t n = sizeof v;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &n), 0);
+    return v;
+}
+
+static void listener_nodelay_inherited(void **state)
+{
+    (void)state;
+    int lfd = conn_listen_socket("127.0.0.1:0");
+    assert_true(lfd >= 0);
+    assert_int_equal(nodelay(lfd), 1);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&sa, sl), 0);
+    int afd = -1;
+    for (int i = 0; i < 1000 && afd < 0; i++) { /* the listener is non-blocking */
+        afd = accept(lfd, NULL, NULL);
+        if (afd < 0)
+            usleep(1000);
+    }
+    assert_true(afd >= 0);
+    assert_int_equal(nodelay(afd), 1);
+    close(afd);
+    close(cfd);
+    close(lfd);
+}
 
 static void pick_least_loaded(void **state)
 {
@@ -97,6 +137,7 @@ static void ring_load_full_stuck(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(listener_nodelay_inherited),
         cmocka_unit_test(pick_least_loaded),
         cmocka_unit_test(pick_passes_over_stuck_and_full),
         cmocka_unit_test(ring_load_full_stuck),

@@ -2,7 +2,8 @@
 /* test_loop.c - the epoll loop: timers fire in deadline order and can be
  * stopped, re-armed and stopped by other timers' callbacks; the heap stays a
  * heap under 10k random starts/stops; fd callbacks see readiness and do not
- * see events of an fd deleted earlier in the same batch; the after hook runs
+ * see events of an fd deleted earlier in the same batch, nor of one
+ * forgotten and closed; the after hook runs
  * once per wake-up; loop_wake from another thread runs the wake callback on
  * the loop thread. No timing assertions: only order and counts. */
 #define _GNU_SOURCE
@@ -285,6 +286,37 @@ static void test_fds_and_after(void **state)
     loop_destroy(&l);
 }
 
+/* loop_forget then close(): the fd leaves the epoll set with the close, not
+ * a syscall of ours. The number, reused at once by the next socket, can be
+ * added again and only the new callback sees its events. */
+static void test_forget_then_close(void **state)
+{
+    (void)state;
+    struct loop *l = loop_new(0);
+    int d[2], e[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, d), 0);
+    struct fdctx cd = {.other_fd = -1}, ce = {.other_fd = -1};
+    assert_int_equal(loop_add(l, d[0], EPOLLIN, on_other, &cd), 0);
+    assert_int_equal(write(d[1], "q", 1), 1);
+    int num = d[0];
+    assert_int_equal(loop_forget(l, num), 0);
+    assert_int_equal(loop_forget(l, num), -ENOENT);
+    close(d[0]);
+    assert_int_equal(loop_run_once(l, 20), 0); /* gone from epoll: no event, no callback */
+    assert_int_equal(cd.other_hits, 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, e), 0);
+    assert_int_equal(e[0], num); /* the lowest free number */
+    assert_int_equal(loop_add(l, e[0], EPOLLIN, on_other, &ce), 0);
+    assert_int_equal(write(e[1], "r", 1), 1);
+    assert_int_equal(loop_run_once(l, 5000), 1);
+    assert_int_equal(ce.other_hits, 1);
+    assert_int_equal(cd.other_hits, 0);
+    close(d[1]);
+    close(e[0]);
+    close(e[1]);
+    loop_destroy(&l);
+}
+
 struct wctx {
     struct loop *l;
     pthread_t loop_thread;
@@ -356,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_timer_order),       cmocka_unit_test(test_timer_stops_other),
         cmocka_unit_test(test_heap_random),       cmocka_unit_test(test_fds_and_after),
         cmocka_unit_test(test_cross_thread_wake), cmocka_unit_test(test_stop_from_thread),
+        cmocka_unit_test(test_forget_then_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,10 @@ void loop_destroy(struct loop **l);
 int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud);
 int loop_mod(struct loop *l, int fd, uint32_t events, loop_fd_cb *cb, void *ud);
 int loop_del(struct loop *l, int fd);
+/* loop_del for an fd the caller closes next and never duplicated: close()
+ * takes it out of the epoll set, so the EPOLL_CTL_DEL syscall is skipped
+ * (one syscall less per connection an edge closes). Return as loop_del. */
+int loop_forget(struct loop *l, int fd);
 
 void loop_timer_init(struct loop_timer *t, loop_timer_cb *cb, void *ud);
 /* Arm (or re-arm) t to fire once after ms milliseconds (from a fresh clock
