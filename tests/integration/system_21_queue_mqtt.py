@@ -6,12 +6,16 @@
   result {"ok":true,"body":...};
 - queue false for an offline device: state rejected, result offline;
 - TTL expiry: state expired, one result {"ok":false,"error":"expired"};
+- --max-attempts 2: written twice across reconnects, never answered: state error and one result
+  {"ok":false,"error":"max_attempts"};
 - a notifier restart between queueing and delivery (delivered while it is down): every state and
   the one result are still published;
 - queued over MQTT ("queue":true, "ttl_s") while offline: stored as the API stores it (visible over
   HTTP under the MQTT id), delivered on connect, answered: ok over HTTP and on MQTT, one result;
   the same id again is dropped (still one result); an unknown device and a full queue
-  (--max-queued 2) are answered unknown_device and queue_full; a bad ttl_s bad_command."""
+  (--max-queued 2) are answered unknown_device and queue_full; a bad ttl_s bad_command;
+- the queue's database down: a command queued over MQTT is answered unavailable (after the
+  notifier's 10 s wait), is not stored, and the stack works again once the database is back."""
 import socket
 import time
 
@@ -25,7 +29,7 @@ SETTLE_S = 1.0  # after a result: time for a duplicate to show up
 
 
 def scenario():
-    with Stack(PORT, edges=1) as s:
+    with Stack(PORT, edges=1, persister_extra=("--max-attempts", "2")) as s:
         s.notifier.argv.extend(["--db", s.pg.dsn, "--max-queued", "2"])
         s.start()
         api = apitest.Api(s, PORT + 8).start()
@@ -69,7 +73,7 @@ def scenario():
         def mqtt_cmd(dev, cmd):
             mqtttest.publish(s.mqtt_port, "%s/%s/cmd" % (PREFIX, dev), cmd)
 
-        for dev in ("sleepy", "rej", "ttl", "restart", "mq", "capm"):
+        for dev in ("sleepy", "rej", "ttl", "flaky", "restart", "mq", "capm"):
             known(dev)
 
         # ---- (a) queued over HTTP while offline: delivered on connect, answered
@@ -99,6 +103,24 @@ def scenario():
         outcome("ttl", t["id"], ["queued", "expired"], {"ok": False, "error": "expired"})
         check(command(t["id"])["state"] == "expired", "HTTP expired")
         log("ok: TTL expiry: state expired and one result")
+
+        # ---- max attempts: written twice across reconnects, never answered
+        f = submit("flaky", {"try": 1}, queue=True)
+        for attempt in (1, 2):
+            d = s.device("flaky")
+            m = d.expect("cmd", timeout=10)
+            check(m["id"] == f["id"], "attempt %d: %r" % (attempt, m))
+            wait_for(lambda: command(f["id"])["attempts"] == attempt, "attempts %d" % attempt, 15)
+            d.close()
+            wait_for(lambda: not api.req("GET", "/v1/devices/flaky", token=RO)[1]["online"], "flaky offline", 15)
+        wait_for(lambda: results("flaky", f["id"]), "max_attempts answered on MQTT", 20)
+        time.sleep(SETTLE_S)
+        check(results("flaky", f["id"]) == [({"ok": False, "error": "max_attempts"}, False)],
+              "one max_attempts result: %r" % results("flaky", f["id"]))
+        fs = states("flaky", f["id"])
+        check(fs[0] == "queued" and "delivered" in fs and fs[-1] == "error", "flaky states %r" % fs)
+        check(command(f["id"])["state"] == "error", "HTTP %r" % command(f["id"]))
+        log("ok: --max-attempts 2: delivered twice, never answered: state error and one max_attempts result")
 
         # ---- (d) the notifier restarts between queueing and delivery
         q = submit("restart", {"after": "restart"}, queue=True)
@@ -153,6 +175,27 @@ def scenario():
         check(states("capm", "cap-1") == ["queued"] and states("capm", "cap-2") == ["queued"] and
               not states("capm", "cap-3"), "cap states %r" % [states("capm", "cap-%d" % i) for i in (1, 2, 3)])
         log("ok: MQTT refusals: unknown_device, queue_full, bad_command")
+
+        # ---- the queue's database down: unavailable, nothing stored; back to work once it returns
+        s.pg_stop()
+        t0 = time.monotonic()
+        mqtt_cmd("mq", {"id": "down-1", "body": 1, "queue": True})
+        wait_for(lambda: results("mq", "down-1"), "unavailable answered", 30)
+        waited = time.monotonic() - t0
+        s.pg_start()
+        check(results("mq", "down-1") == [({"ok": False, "error": "unavailable"}, False)],
+              "unavailable %r" % results("mq", "down-1"))
+        check(waited >= 5, "answered after %.1f s: before the notifier's 10 s wait for the database" % waited)
+        wait_for(lambda: api.req("GET", "/v1/commands/down-1", token=RO)[0] == 404, "down-1 not stored", 30)
+        mqtt_cmd("mq", {"id": "up-1", "body": 2, "queue": True})
+        wait_for(lambda: states("mq", "up-1") == ["queued"], "queued again once the database is back", 30)
+        d = s.device("mq")
+        m = d.expect("cmd", timeout=15)
+        check(m["id"] == "up-1", "cmd after the outage %r" % m)
+        d.send({"t": "res", "id": "up-1", "ok": True, "body": "fine"})
+        outcome("mq", "up-1", ["queued", "delivered", "ok"], {"ok": True, "body": "fine"})
+        d.close()
+        log("ok: database down: unavailable after %.1f s, not stored; queued and answered once it is back" % waited)
 
         left = s.sql("SELECT count(*) FROM command_events")[0][0]
         check(left == 0, "outbox drained: %d events left" % left)
