@@ -799,6 +799,12 @@ void conn_promote(struct conn *c)
     frame_dec_set_max(&c->dec, c->t->cfg.max_frame);
 }
 
+void conn_read_now(struct conn *c)
+{
+    if (c->state == CONN_OPEN && !(c->flags & CONN_F_READY))
+        conn_read(c);
+}
+
 void conn_release(struct conn *c)
 {
     if (c->state != CONN_OPEN || !(c->flags & CONN_F_HOLD))

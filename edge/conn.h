@@ -186,6 +186,11 @@ void conn_timer(struct conn *c, uint64_t ms);
 
 /* Read c again from the next iteration, after read_budget held it. */
 void conn_release(struct conn *c);
+/* Read what c has waiting now, as its readiness event would, unless it is
+ * parked on a to-read list (it is read there). For a caller about to close
+ * c for being slow whose bytes may only not have been read yet: a whole
+ * hello is handled (c may leave the early phase), a broken one closes c. */
+void conn_read_now(struct conn *c);
 
 /* End c's early phase: from the next frame on, frames up to max_frame, read
  * through the max_frame pool. Idempotent. */

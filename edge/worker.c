@@ -396,15 +396,24 @@ static void early_push(struct worker *w, const struct conn *c)
     w->early[(w->early_head + w->early_len++) % w->early_cap] = (struct early_ent){c->slot, c->gen};
 }
 
-/* Close the oldest connection still early (not `keep`, the one just opened). */
+/* Over --early-max: close the oldest connection still early (not `keep`,
+ * the one just opened). In a reconnect herd the oldest has usually sent its
+ * hello already and this worker has only not read it yet (it adopts up to
+ * TAKE_PER_WAKE connections before it reads any): read it first, and close
+ * it only if it still has no whole hello. Each read that lets one through
+ * brings the count back under the quota. */
 static void early_evict_oldest(struct worker *w, const struct conn *keep)
 {
-    while (w->early_len) {
+    while (w->early_len && early_get(w) > w->e->cfg.early_max) {
         struct early_ent en = w->early[w->early_head];
         w->early_head = (w->early_head + 1) % w->early_cap;
         w->early_len--;
         struct conn *x = conn_get(w->conns, en.slot, en.gen);
-        if (x && x != keep && conn_early(x)) {
+        if (!x || x == keep || !conn_early(x))
+            continue;
+        conn_read_now(x);
+        x = conn_get(w->conns, en.slot, en.gen); /* closed by what it sent: gone */
+        if (x && conn_early(x)) {
             stat_inc(&w->cnt.early_evicted);
             session_fail(&w->sx, &w->sess[x->slot], SL_TIMEOUT,
                          "no hello yet, and newer connections are waiting");
