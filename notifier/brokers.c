@@ -236,8 +236,8 @@ void brokers_log_failure(struct brokers *bs, int cur, bool refused, int code, co
 
 void brokers_up(struct brokers *bs, int cur, const char *extra)
 {
-    log_info("event=mqtt_connected client=%s broker=%s failures=%u%s", bs->client_id, bs->b[cur].uri, bs->fails,
-             extra);
+    log_info("event=mqtt_connected client=%s broker=%s failures=%u%s", bs->client_id, bs->b[cur].uri,
+             bs->fails, extra);
     bs->fails = 0;
     bs->why[0] = bs->why_prev[0] = '\0';
     if (cur == 0)

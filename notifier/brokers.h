@@ -42,7 +42,7 @@ struct brokers {
     struct brokers_one b[BROKERS_MAX];
     char *uris[BROKERS_MAX]; /* b[i].uri, for paho's serverURIs */
     int n;
-    bool tls; /* some broker is ssl:// */
+    bool tls;              /* some broker is ssl:// */
     const char *client_id; /* borrowed, for the logs */
     struct loop *loop;
     void (*back)(void *ud); /* the first broker answered the probe */

@@ -87,7 +87,7 @@ struct mqs {
     int fd;      /* paho's socket, -1 when not found */
     size_t room; /* bytes the socket takes before mqs_ready says no (this batch) */
     bool batch;
-    bool empty;  /* the send queue was empty at mqs_begin and nothing went since: one record of any size */
+    bool empty; /* the send queue was empty at mqs_begin and nothing went since: one record of any size */
 
     struct mqs_stats s;
 };
