@@ -92,14 +92,19 @@ static void refuse(const char *what, const char *detail)
     log_error("event=mqtt_config_refused %s err=%s", what, log_q(q, sizeof q, detail, strlen(detail)));
 }
 
-int brokers_init(struct brokers *bs, const char *uris, const char *tls_ca, const char *client_id,
-                 struct loop *l, void (*back)(void *ud), void *ud)
+int brokers_init(struct brokers *bs, const char *uris, const char *username, const char *password,
+                 const char *tls_ca, const char *client_id, struct loop *l, void (*back)(void *ud), void *ud)
 {
     memset(bs, 0, sizeof *bs);
     pthread_mutex_init(&bs->mu, NULL);
+    bs->username = strdup(username ? username : "");
+    bs->password = strdup(password ? password : "");
+    bs->tls_ca = strdup(tls_ca ? tls_ca : "");
+    bs->client_id = strdup(client_id ? client_id : "");
+    if (!bs->username || !bs->password || !bs->tls_ca || !bs->client_id)
+        return -1;
     bs->probe_fd = -1;
     bs->return_ms = RETURN_MIN_MS;
-    bs->client_id = client_id;
     bs->loop = l;
     bs->back = back;
     bs->ud = ud;
@@ -352,6 +357,11 @@ void brokers_leave(struct brokers *bs, int cur)
 
 bool brokers_fini(struct brokers *bs)
 {
+    free(bs->username);
+    free(bs->password);
+    free(bs->tls_ca);
+    free(bs->client_id);
+    bs->username = bs->password = bs->tls_ca = bs->client_id = NULL;
     probe_close(bs);
     bool leak = false;
     if (bs->gai_active) { /* getaddrinfo_a's thread writes into bs until it is done */

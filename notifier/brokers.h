@@ -42,8 +42,9 @@ struct brokers {
     struct brokers_one b[BROKERS_MAX];
     char *uris[BROKERS_MAX]; /* b[i].uri, for paho's serverURIs */
     int n;
-    bool tls;              /* some broker is ssl:// */
-    const char *client_id; /* borrowed, for the logs */
+    bool tls;                           /* some broker is ssl:// */
+    char *username, *password, *tls_ca; /* copies, "" for none */
+    char *client_id;                    /* a copy: the client's id, for the logs */
     struct loop *loop;
     void (*back)(void *ud); /* the first broker answered the probe */
     void *ud;
@@ -66,16 +67,15 @@ struct brokers {
     bool gai_active;
 };
 
-/* Parse uris ("tcp://a:1883,ssl://b:8883"; also mqtt://, mqtts://) and check
- * the rules. 0, or -1 after one event=mqtt_config_refused line: malformed or
- * empty list, more than BROKERS_MAX, tls_ca (non-empty) with a tcp:// URI
- * (the password and every message would go in clear), a tls_ca that cannot
- * be read. client_id is borrowed for the logs; back(ud) is called from the
- * loop when the probe finds the first broker answering. Call brokers_fini
- * after any return. Never blocks. */
-int brokers_init(struct brokers *bs, const char *uris, const char *tls_ca, const char *client_id,
-                 struct loop *l, void (*back)(void *ud), void *ud);
-/* Close the probe, cancel a lookup. true when a lookup could not be
+/* Parse uris ("tcp://a:1883,ssl://b:8883"; also mqtt://, mqtts://), copy the
+ * credentials (NULL or "" = none) and check the rules. 0, or -1 after one event=mqtt_config_refused line:
+ * malformed or empty list, more than BROKERS_MAX, tls_ca (non-empty) with a tcp:// URI (the password and
+ * every message would go in clear), a tls_ca that cannot be read. client_id is copied (named in the logs);
+ * back(ud) is called from the loop when the probe finds the first broker answering. Call brokers_fini after
+ * any return (-1 also for no memory). Never blocks. */
+int brokers_init(struct brokers *bs, const char *uris, const char *username, const char *password,
+                 const char *tls_ca, const char *client_id, struct loop *l, void (*back)(void *ud), void *ud);
+/* Free the copies, close the probe, cancel a lookup. true when a lookup could not be
  * cancelled and still writes into *bs: the caller must leave that memory
  * allocated (a hanging resolver at exit). Waits at most 200 ms. */
 bool brokers_fini(struct brokers *bs);
@@ -104,5 +104,39 @@ void brokers_tick(struct brokers *bs, int cur);
 /* The owner leaves broker cur for the first (after back): logs
  * event=mqtt_broker_return and doubles the probe period for the next time. */
 void brokers_leave(struct brokers *bs, int cur);
+
+/* What every connect of either paho API sets the same way (the fields
+ * have the same names in MQTTAsync_connectOptions and
+ * MQTTClient_connectOptions, and in their SSLOptions): one place says how
+ * the notifier connects. o: the connect options, bs: a struct brokers *,
+ * i: the broker, keepalive_s: seconds. Clean sessions (nothing of ours is
+ * left at a broker), MQTT 3.1.1 pinned (paho's default retries a refused
+ * connect with 3.1: two connections and a misleading code per attempt),
+ * one broker per connect (given the list, paho would report the first as
+ * connected whichever answered). */
+#define BROKERS_CONNECT_OPTIONS(o, bs, i, keepalive_s)                                                       \
+    do {                                                                                                     \
+        (o).keepAliveInterval = (keepalive_s);                                                               \
+        (o).cleansession = 1;                                                                                \
+        (o).MQTTVersion = MQTTVERSION_3_1_1;                                                                 \
+        (o).serverURIs = &(bs)->uris[(i)];                                                                   \
+        (o).serverURIcount = 1;                                                                              \
+        if ((bs)->username[0]) {                                                                             \
+            (o).username = (bs)->username;                                                                   \
+            (o).password = (bs)->password[0] ? (bs)->password : NULL;                                        \
+        }                                                                                                    \
+    } while (0)
+/* TLS: the broker's certificate must chain to tls_ca (NULL: paho loads
+ * OpenSSL's default store) and name the URI's host (verify: X509_check_host
+ * or _ip); no flag turns either off. OpenSSL's errors come to
+ * brokers_ssl_error. s: MQTTAsync_SSLOptions or MQTTClient_SSLOptions. */
+#define BROKERS_TLS_OPTIONS(s, bs)                                                                           \
+    do {                                                                                                     \
+        (s).trustStore = (bs)->tls_ca[0] ? (bs)->tls_ca : NULL;                                              \
+        (s).enableServerCertAuth = 1;                                                                        \
+        (s).verify = 1;                                                                                      \
+        (s).ssl_error_cb = brokers_ssl_error;                                                                \
+        (s).ssl_error_context = (bs);                                                                        \
+    } while (0)
 
 #endif

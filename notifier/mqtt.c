@@ -118,7 +118,7 @@ struct mqtt {
     struct mqtt_ops ops;
     struct loop *loop;
     struct loop_timer timer;
-    char *client_id, *username, *password, *tls_ca;
+    const char *client_id; /* bs's copy */
     char **subs;
     struct brokers bs; /* the list, the failure log, the return probe */
     bool bs_init;
@@ -342,11 +342,6 @@ static int on_message(void *ctx, char *topic, int tl, MQTTAsync_message *msg)
 
 /* ---- configuration ---- */
 
-static char *dup_or_empty(const char *s)
-{
-    return strdup(s ? s : "");
-}
-
 static uint64_t pow2_at_least(uint64_t n)
 {
     uint64_t p = 1;
@@ -375,16 +370,13 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     pthread_mutex_init(&m->mu, NULL);
     if (m->cfg.keepalive_s == 0)
         m->cfg.keepalive_s = 20;
-    m->client_id = dup_or_empty(cfg->client_id);
-    m->username = dup_or_empty(cfg->username);
-    m->password = dup_or_empty(cfg->password);
-    m->tls_ca = dup_or_empty(cfg->tls_ca);
     m->bs_init = true;
-    if (brokers_init(&m->bs, cfg->uris, cfg->tls_ca, m->client_id, l, on_back, m) != 0) {
+    if (brokers_init(&m->bs, cfg->uris, cfg->username, cfg->password, cfg->tls_ca, cfg->client_id, l, on_back,
+                     m) != 0) {
         mqtt_destroy(&m);
         return NULL;
     }
-    bool has_ca = cfg->tls_ca && cfg->tls_ca[0];
+    m->client_id = m->bs.client_id;
     m->subs = calloc((size_t)cfg->nsubs + 1, sizeof *m->subs);
     /* Records: the window, what waits behind it, and the control bursts
      * the byte bound allows at ~256 B a message. */
@@ -395,14 +387,13 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     m->q_cap = 1024;
     m->q = malloc(m->q_cap * sizeof *m->q);
     m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    bool ok =
-        m->client_id && m->username && m->password && m->tls_ca && m->subs && m->r && m->q && m->efd >= 0;
+    bool ok = m->subs && m->r && m->q && m->efd >= 0;
     for (int i = 0; ok && i < cfg->nsubs; i++)
         ok = (m->subs[i] = strdup(cfg->subs[i])) != NULL;
     m->cfg.client_id = m->client_id;
-    m->cfg.username = m->username;
-    m->cfg.password = m->password;
-    m->cfg.tls_ca = m->tls_ca;
+    m->cfg.username = m->bs.username;
+    m->cfg.password = m->bs.password;
+    m->cfg.tls_ca = m->bs.tls_ca;
     m->cfg.subs = (const char *const *)m->subs;
     int slot = -1;
     pthread_mutex_lock(&registry_mu);
@@ -437,11 +428,7 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     MQTTAsync_setCallbacks(m->h, m, on_lost, on_message, NULL);
     if (m->bs.tls) {
         MQTTAsync_SSLOptions s = MQTTAsync_SSLOptions_initializer;
-        s.trustStore = has_ca ? m->tls_ca : NULL; /* NULL: paho loads OpenSSL's default store */
-        s.enableServerCertAuth = 1;               /* chain must verify */
-        s.verify = 1;                             /* and name the URI's host (X509_check_host / _ip) */
-        s.ssl_error_cb = brokers_ssl_error;
-        s.ssl_error_context = &m->bs;
+        BROKERS_TLS_OPTIONS(s, &m->bs);
         m->ssl = s;
     }
     if (loop_add(l, m->efd, EPOLLIN, on_events, m) != 0) {
@@ -460,21 +447,14 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
 static void attempt(struct mqtt *m, int i)
 {
     MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
-    o.keepAliveInterval = m->cfg.keepalive_s;
-    o.cleansession = 1; /* unacknowledged records are ours to resend */
+    BROKERS_CONNECT_OPTIONS(o, &m->bs, i,
+                            m->cfg.keepalive_s); /* clean: unacknowledged records are ours to resend */
     o.automaticReconnect = 0;
     o.maxInflight = m->cfg.max_inflight + 16;
     o.connectTimeout = CONNECT_TIMEOUT_S;
-    o.MQTTVersion = MQTTVERSION_3_1_1; /* the default retries a refused connect with 3.1: two per attempt */
     o.onSuccess = on_conn_ok;
     o.onFailure = on_conn_fail;
     o.context = m;
-    o.serverURIs = &m->bs.uris[i];
-    o.serverURIcount = 1;
-    if (m->username[0]) {
-        o.username = m->username;
-        o.password = m->password[0] ? m->password : NULL;
-    }
     if (m->bs.tls)
         o.ssl = &m->ssl;
     brokers_attempt(&m->bs);
@@ -890,10 +870,6 @@ void mqtt_destroy(struct mqtt **pm)
     for (int i = 0; m->subs && i < m->cfg.nsubs; i++)
         free(m->subs[i]);
     free(m->subs);
-    free(m->client_id);
-    free(m->username);
-    free(m->password);
-    free(m->tls_ca);
     pthread_mutex_destroy(&m->mu);
     if (!leak)
         free(m);

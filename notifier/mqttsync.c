@@ -73,7 +73,7 @@ struct mqs {
     struct loop *loop;
     struct brokers bs;
     bool bs_init;
-    char *client_id, *username, *password, *tls_ca;
+    const char *client_id; /* bs's copy */
     MQTTClient h;
     MQTTClient_SSLOptions ssl;
 
@@ -89,13 +89,8 @@ struct mqs {
     bool batch;
     bool empty; /* the send queue was empty at mqs_begin and nothing went since: one record of any size */
 
-    struct mqs_stats s;
+    struct mqtt_stats s; /* resent, inflight stay 0 */
 };
-
-static char *dup_or_empty(const char *s)
-{
-    return strdup(s ? s : "");
-}
 
 /* The first broker answers the probe: move back at the next tick (not from
  * inside the probe's callback: the connect blocks). */
@@ -121,19 +116,13 @@ struct mqs *mqs_new(const struct mqs_cfg *cfg, struct loop *l)
     m->retry_ms = RETRY_MIN_MS;
     if (m->cfg.keepalive_s == 0)
         m->cfg.keepalive_s = 20;
-    m->client_id = dup_or_empty(cfg->client_id);
-    m->username = dup_or_empty(cfg->username);
-    m->password = dup_or_empty(cfg->password);
-    m->tls_ca = dup_or_empty(cfg->tls_ca);
-    if (!m->client_id || !m->username || !m->password || !m->tls_ca) {
-        mqs_destroy(&m);
-        return NULL;
-    }
     m->bs_init = true;
-    if (brokers_init(&m->bs, cfg->uris, cfg->tls_ca, m->client_id, l, on_back, m) != 0) {
+    if (brokers_init(&m->bs, cfg->uris, cfg->username, cfg->password, cfg->tls_ca, cfg->client_id, l, on_back,
+                     m) != 0) {
         mqs_destroy(&m);
         return NULL;
     }
+    m->client_id = m->bs.client_id;
     /* At its default level paho records every function entry and exit in
      * an in-memory trace buffer nothing reads (mqtt.c says more). Each paho
      * library has its own level: this one is MQTTClient's. */
@@ -147,11 +136,7 @@ struct mqs *mqs_new(const struct mqs_cfg *cfg, struct loop *l)
     }
     if (m->bs.tls) {
         MQTTClient_SSLOptions s = MQTTClient_SSLOptions_initializer;
-        s.trustStore = m->tls_ca[0] ? m->tls_ca : NULL; /* NULL: paho loads OpenSSL's default store */
-        s.enableServerCertAuth = 1;                     /* chain must verify */
-        s.verify = 1;                                   /* and name the URI's host */
-        s.ssl_error_cb = brokers_ssl_error;
-        s.ssl_error_context = &m->bs;
+        BROKERS_TLS_OPTIONS(s, &m->bs);
         m->ssl = s;
     }
     return m;
@@ -168,10 +153,6 @@ void mqs_destroy(struct mqs **pm)
         MQTTClient_destroy(&m->h);
     }
     bool leak = m->bs_init && brokers_fini(&m->bs);
-    free(m->client_id);
-    free(m->username);
-    free(m->password);
-    free(m->tls_ca);
     if (!leak)
         free(m);
     *pm = NULL;
@@ -238,7 +219,6 @@ static void up(struct mqs *m, int broker)
     m->fd = find_sock(m, atoi(m->bs.b[broker].port));
     m->s.connected = 1;
     m->s.broker = broker;
-    m->s.corked = m->fd >= 0;
     brokers_up(&m->bs, broker, m->fd >= 0 ? " api=sync cork=1" : " api=sync cork=0");
 }
 
@@ -253,17 +233,9 @@ static void retry_later(struct mqs *m, uint32_t delay_ms)
 static bool attempt(struct mqs *m, int i)
 {
     MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
-    o.keepAliveInterval = m->cfg.keepalive_s;
-    o.cleansession = 1;
+    BROKERS_CONNECT_OPTIONS(o, &m->bs, i, m->cfg.keepalive_s);
     o.reliable = 0; /* QoS 0 only: no in-flight window to serialise on */
     o.connectTimeout = MQS_CONNECT_TIMEOUT_S;
-    o.MQTTVersion = MQTTVERSION_3_1_1; /* the default retries a refused connect with 3.1: two per attempt */
-    o.serverURIs = &m->bs.uris[i];
-    o.serverURIcount = 1;
-    if (m->username[0]) {
-        o.username = m->username;
-        o.password = m->password[0] ? m->password : NULL;
-    }
     if (m->bs.tls)
         o.ssl = &m->ssl;
     brokers_attempt(&m->bs);
@@ -423,7 +395,7 @@ int mqs_publish(struct mqs *m, const char *topic, size_t topic_len, const void *
     return 0;
 }
 
-void mqs_stats(const struct mqs *m, struct mqs_stats *out)
+void mqs_stats(const struct mqs *m, struct mqtt_stats *out)
 {
     *out = m->s;
 }

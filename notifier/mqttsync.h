@@ -12,7 +12,7 @@
  *
  * QoS 0 is best effort: a publish is done once paho has written it to the
  * socket (counted published; the broker may still lose it). A publish that
- * fails because the connection broke is counted lost, never retried: what
+ * fails because the connection broke is counted failed, never retried: what
  * the caller still holds waits until the next connection (mqs_ready says
  * no meanwhile).
  *
@@ -32,6 +32,7 @@
 
 struct loop;
 struct mqs;
+struct mqtt_stats;
 
 /* Each connect attempt gives up after this long (a silent host). */
 #define MQS_CONNECT_TIMEOUT_S 2
@@ -43,16 +44,6 @@ struct mqs_cfg {
     const char *password;
     const char *tls_ca;   /* CA file for ssl:// ("" = OpenSSL's default store); refused with tcp:// */
     uint16_t keepalive_s; /* 0: 20 */
-};
-
-struct mqs_stats {
-    uint64_t published;  /* written to the socket */
-    uint64_t failed;     /* lost: the connection broke under the publish */
-    uint64_t refused;    /* never tried: topic longer than MQTT_TOPIC_MAX */
-    uint64_t reconnects; /* connections after the first */
-    int connected;       /* 1 while connected */
-    int broker;          /* index of the broker connected to, -1 when none */
-    bool corked;         /* paho's socket was found: TCP_CORK per batch and the room check */
 };
 
 /* Check the configuration (as mqtt_new: refused with one
@@ -83,10 +74,14 @@ void mqs_begin(struct mqs *s);
 void mqs_end(struct mqs *s);
 /* Publish at QoS 0 (paho copies topic and payload: nothing kept here).
  * 0 when written (stats.published), -1 when lost (the connection broke:
- * stats.failed; or the topic is too long: stats.refused). Call only when
+ * stats.failed; or the topic is too long: stats.refused; mqs_stats). Call only when
  * mqs_ready said yes. */
 int mqs_publish(struct mqs *s, const char *topic, size_t topic_len, const void *payload, size_t len,
                 bool retained);
-void mqs_stats(const struct mqs *s, struct mqs_stats *out);
+/* The counters, in mqtt.c's struct (a pubproc child reports either
+ * alike): published = written to the socket, failed = lost when the
+ * connection broke under the publish, refused = topic too long; resent and
+ * inflight are always 0 (nothing is kept). */
+void mqs_stats(const struct mqs *s, struct mqtt_stats *out);
 
 #endif

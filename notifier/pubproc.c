@@ -472,24 +472,17 @@ bool pubproc_is_child(void)
  * REPORT_RECORDS more records are done, or from the REPORT_MS timer (force). */
 static bool kid_report(struct kid *k, bool force)
 {
-    struct report r = {0};
-    if (k->s) {
-        struct mqs_stats s;
+    struct mqtt_stats s;
+    if (k->s)
         mqs_stats(k->s, &s);
-        r.published = s.published;
-        r.failed = s.failed;
-        r.lost = s.refused + s.failed;
-        r.reconnects = s.reconnects;
-        r.connected = (uint32_t)s.connected;
-    } else {
-        struct mqtt_stats s;
+    else
         mqtt_stats(k->m, &s);
-        r.published = s.published;
-        r.failed = s.failed;
-        r.lost = s.refused + s.failed;
-        r.reconnects = s.reconnects;
-        r.connected = (uint32_t)s.connected;
-    }
+    struct report r = {0};
+    r.published = s.published;
+    r.failed = s.failed;
+    r.lost = s.refused + s.failed;
+    r.reconnects = s.reconnects;
+    r.connected = (uint32_t)s.connected;
     r.done = r.published + r.lost;
     if (memcmp(&r, &k->last, sizeof r) == 0)
         return false;
