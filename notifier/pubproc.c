@@ -192,8 +192,8 @@ static void child_dead(struct child *c, const char *why)
         /* The end of pubproc_stop: what it had not published by then stays
          * unpublished (the caller reports it). */
         p->stop_lost += (uint64_t)(held > 0 ? held : 0);
-        log_info("event=publisher_stopped index=%d pid=%d status=%d unflushed=%lld", c->idx, (int)c->pid, st,
-                 (long long)(held > 0 ? held : 0));
+        log_info("event=publisher_stopped index=%d pid=%d why=%s status=%d unflushed=%lld", c->idx,
+                 (int)c->pid, why, st, (long long)(held > 0 ? held : 0));
         return;
     }
     p->died_lost += (uint64_t)(held > 0 ? held : 0);
@@ -222,7 +222,10 @@ static bool read_reports(struct child *c)
 
 static void flush_child(struct child *c)
 {
-    while (c->alive && c->olen > c->ohead) {
+    /* wfd < 0: pubproc_stop closed the pipe; what it left in the FIFO stays
+     * unpublished (counted: handed, never done). Writing to -1 would fail
+     * and kill the child before it flushed what it had read. */
+    while (c->alive && c->wfd >= 0 && c->olen > c->ohead) {
         ssize_t n = write(c->wfd, c->out + c->ohead, c->olen - c->ohead);
         if (n > 0) {
             c->ohead += (size_t)n;
