@@ -78,8 +78,7 @@ struct mqs {
     MQTTClient_SSLOptions ssl;
 
     enum state st;
-    int cur;     /* broker connected to */
-    int last_up; /* broker of the previous connection, -1 before the first */
+    int cur; /* broker connected to */
     bool ever, back;
     uint64_t next_try_ms, up_ms, deadline_ms;
     uint32_t retry_ms;
@@ -111,7 +110,6 @@ struct mqs *mqs_new(const struct mqs_cfg *cfg, struct loop *l)
     m->cfg = *cfg;
     m->loop = l;
     m->fd = -1;
-    m->last_up = -1;
     m->s.broker = -1;
     m->retry_ms = RETRY_MIN_MS;
     if (m->cfg.keepalive_s == 0)
@@ -214,7 +212,6 @@ static void up(struct mqs *m, int broker)
     if (m->ever)
         m->s.reconnects++;
     m->ever = true;
-    m->last_up = broker;
     m->retry_ms = RETRY_MIN_MS;
     m->fd = find_sock(m, atoi(m->bs.b[broker].port));
     m->s.connected = 1;
@@ -259,8 +256,10 @@ static bool attempt(struct mqs *m, int i)
 static void round_of_attempts(struct mqs *m)
 {
     for (int i = 0; i < m->bs.n; i++) {
-        if (m->deadline_ms && loop_clock_ms() + MQS_CONNECT_TIMEOUT_S * 1000u > m->deadline_ms)
-            return retry_later(m, RETRY_MIN_MS);
+        if (m->deadline_ms && loop_clock_ms() + MQS_CONNECT_TIMEOUT_S * 1000u > m->deadline_ms) {
+            retry_later(m, RETRY_MIN_MS);
+            return;
+        }
         if (attempt(m, i))
             return;
     }
@@ -276,9 +275,7 @@ static void lost(struct mqs *m)
 {
     bool stable = loop_clock_ms() - m->up_ms >= STABLE_MS;
     log_warn("event=mqtt_connection_lost client=%s broker=%s api=sync", m->client_id, m->bs.b[m->cur].uri);
-    if (m->batch)
-        set_cork(m, 0);
-    m->fd = -1;
+    m->fd = -1; /* paho closed it */
     m->s.connected = 0;
     m->s.broker = -1;
     if (stable)
