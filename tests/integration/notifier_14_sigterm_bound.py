@@ -47,6 +47,19 @@ def stop_timed(ntf, what):
     return dt, rc, [int(x) for x in m.groups()]
 
 
+def stop_frozen(env, edge, n, dev, what, body=None):
+    """Freeze the broker (SIGSTOP: connections open, nothing answered), feed n data messages,
+    wait until publishes are in flight, then stop_timed; the broker is thawed after."""
+    os.kill(env.broker.proc.pid, signal.SIGSTOP)
+    try:
+        feed(env, edge, time.time_ns(), n, dev, body=body)
+        wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight",
+                 pump=env.pump)
+        return stop_timed(env.ntf, what)
+    finally:
+        os.kill(env.broker.proc.pid, signal.SIGCONT)
+
+
 def main():
     with Env(BROKER, NTF) as env:
         env.ntf.argv += ["--flush-timeout-ms", str(FLUSH_MS)]
@@ -58,14 +71,7 @@ def main():
         a.heartbeat()
         feed(env, a, time.time_ns(), 200, "warm")
         wait_for(lambda: len(sub.on("devices/warm/data")) == 200, "warm-up data", pump=env.pump)
-        os.kill(env.broker.proc.pid, signal.SIGSTOP)
-        try:
-            feed(env, a, time.time_ns(), 2000)
-            wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight",
-                     pump=env.pump)
-            dt, rc, (un, und, unc) = stop_timed(env.ntf, "with the broker frozen")
-        finally:
-            os.kill(env.broker.proc.pid, signal.SIGCONT)
+        dt, rc, (un, und, unc) = stop_frozen(env, a, 2000, "s-1", "with the broker frozen")
         check(un > 0 and un == und + unc, "unflushed %r with the broker frozen" % ((un, und, unc),))
         print("broker frozen: stopped in %.2fs, unflushed=%d (data %d, status/results %d)" % (dt, un, und, unc))
 
@@ -97,14 +103,8 @@ def main():
         a.heartbeat()
         wait_for(lambda: env.ntf.metric("sluice_notifier_mqtt_connected") == 3, "every client connected")
         check("api=sync" in env.ntf.output(), "QoS 0 publishers not on the sync client")
-        os.kill(env.broker.proc.pid, signal.SIGSTOP)
-        try:
-            feed(env, a, time.time_ns(), 3000, "s-4", body=msgpack.packb("x" * 2000))
-            wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "data held by the publishers",
-                     pump=env.pump)
-            dt, rc, (un, und, unc) = stop_timed(env.ntf, "QoS 0, broker frozen")
-        finally:
-            os.kill(env.broker.proc.pid, signal.SIGCONT)
+        dt, rc, (un, und, unc) = stop_frozen(env, a, 3000, "s-4", "QoS 0, broker frozen",
+                                             body=msgpack.packb("x" * 2000))
         check(und > 0 and un == und + unc, "unflushed %r at QoS 0 with the broker frozen" % ((un, und, unc),))
         print("QoS 0, broker frozen: stopped in %.2fs, unflushed=%d (data %d)" % (dt, un, und))
         env.ntf.start()  # Env's exit stops it once more
