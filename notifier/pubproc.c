@@ -17,14 +17,15 @@
  * pipe, which is the backpressure. Reports are rate-limited (every
  * REPORT_RECORDS records or REPORT_MS): each one wakes the parent.
  *
- * Why this file calls mqtt.c and not the reverse: a child is an mqtt client
- * fed from a pipe, so mqtt.c is the library here
- * and stays free of processes. The parent side needs no mqtt at all; main.c
+ * Why this file calls mqtt.c (and mqttsync.c) and not the reverse: a child
+ * is an MQTT client fed from a pipe, so the clients are the library here
+ * and stay free of processes. The parent side needs no mqtt at all; main.c
  * routes data here and control to its own mqtt client.
  *
  * Deliberately not here: JSON and topics (the parent's core builds them),
  * control traffic (status, results and subscriptions stay on the parent's
- * own client: never shed, never behind data), MQTT details (mqtt.c). */
+ * own client: never shed, never behind data), MQTT details (mqtt.c,
+ * mqttsync.c). */
 #define _GNU_SOURCE
 #include "pubproc.h"
 

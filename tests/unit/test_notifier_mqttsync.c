@@ -29,12 +29,12 @@
 /* ---- paho, as the test drives it ---- */
 
 static int fake_handle;
-static int up;                  /* the fake connection */
+static int up; /* the fake connection */
 static int nconnects, nreceives, npublishes, ndisconnects;
 static char connect_uri[64];
-static int refuse_uri_port;     /* a connect to this port fails (-1) */
-static int fail_next_publish;   /* the next publish breaks the connection */
-static int drop_on_receive;     /* the next receive finds the connection gone */
+static int refuse_uri_port;   /* a connect to this port fails (-1) */
+static int fail_next_publish; /* the next publish breaks the connection */
+static int drop_on_receive;   /* the next receive finds the connection gone */
 static char last_topic[64];
 static int last_qos, last_len;
 
@@ -80,7 +80,8 @@ int __wrap_MQTTClient_publish(MQTTClient h, const char *topic, int len, const vo
     return MQTTCLIENT_SUCCESS;
 }
 
-int __wrap_MQTTClient_receive(MQTTClient h, char **topic, int *tl, MQTTClient_message **msg, unsigned long timeout)
+int __wrap_MQTTClient_receive(MQTTClient h, char **topic, int *tl, MQTTClient_message **msg,
+                              unsigned long timeout)
 {
     (void)h, (void)tl;
     assert_int_equal(timeout, 0); /* never waits on the loop's thread */
