@@ -28,10 +28,9 @@
  * used. We reconnect ourselves (paho's automaticReconnect off): a failed
  * round waits 2 s before the first connection ever, then 1..8 s; a lost
  * connection that had lasted STABLE_MS starts a round at once. While on
- * another broker than the first, a TCP probe of the first every
- * RETURN_MIN_MS (doubling to RETURN_MAX_MS while returns fail; a name
- * resolved by getaddrinfo_a, off the loop) makes the client disconnect and
- * connect again from the first.
+ * another broker than the first, a TCP probe of the first every few
+ * seconds (brokers.c, shared with mqttsync.c) makes the client disconnect
+ * and connect again from the first.
  *
  * Inbound QoS 1 messages: paho sends the PUBACK before the message reaches
  * us, so an acknowledgement cannot be deferred (mqtt_ack is a no-op; the
@@ -39,18 +38,13 @@
  *
  * TLS (ssl:// or mqtts://): the broker's certificate must chain to tls_ca
  * (or the system store) and name the URI's host (paho's verify = 1). A
- * refused connection is logged once per cause, not per retry: again only
- * for a cause other than the last two logged, or after REMIND_MS.
+ * refused connection is logged once per cause, not per retry (brokers.c).
  *
  * Deliberately not here: topics, JSON, what a message means (the callers),
  * processes (pubproc.c uses this as its client library, never the reverse). */
 #define _GNU_SOURCE
 #include "mqtt.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,14 +52,16 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <MQTTAsync.h>
 
+#include "brokers.h"
 #include "sl/log.h"
 #include "sl/loop.h"
+
+_Static_assert(MQTT_MAX_BROKERS == BROKERS_MAX, "mqtt.h promises what brokers.c takes");
 
 #define TICK_MS           100u
 #define CONNECT_TIMEOUT_S 5
@@ -73,10 +69,6 @@
 #define RETRY_MIN_MS      1000u
 #define RETRY_MAX_MS      8000u
 #define STABLE_MS         5000u
-#define RETURN_MIN_MS     5000u
-#define RETURN_MAX_MS     60000u
-#define PROBE_TIMEOUT_MS  2000u
-#define REMIND_MS         (10u * 60u * 1000u)
 #define INBOUND_MAX       4096u /* inbound messages waiting for the loop; paho redelivers beyond */
 #define EVENTS_PER_WAKE   4096u /* then the loop runs its other fds before we go on */
 #define DESTROY_WAIT_MS   200u  /* mqtt_destroy waits this long for paho's disconnect */
@@ -116,39 +108,24 @@ struct ev {
     bool retained;
 };
 
-struct broker {
-    char uri[280]; /* as paho takes it: tcp:// or ssl:// host (up to 255), port */
-    char host[256];
-    char port[8];
-    bool tls;
-    /* the first broker's address for the return probe (getaddrinfo_a: a
-     * name is never resolved on the loop's thread) */
-    struct gaicb gai;
-    struct addrinfo hints;
-    bool gai_active;
-};
-
 struct mqtt {
     struct mqtt_cfg cfg;
     struct mqtt_ops ops;
     struct loop *loop;
     struct loop_timer timer;
-    char *client_id, *username, *password, *tls_ca;
+    const char *client_id; /* bs's copy */
     char **subs;
-    struct broker b[MQTT_MAX_BROKERS];
-    char *uris[MQTT_MAX_BROKERS]; /* b[i].uri, for connect options */
-    int nb;
+    struct brokers bs; /* the list, the failure log, the return probe */
+    bool bs_init;
     MQTTAsync h;
     MQTTAsync_SSLOptions ssl;
-    bool tls;
 
     /* events from paho's threads */
     int efd;
     pthread_mutex_t mu;
     struct ev *q;
     size_t q_cap, q_head, q_len;
-    uint32_t inbound;  /* EV_MSG in q */
-    char tls_err[128]; /* the first OpenSSL error of the current attempt (under mu) */
+    uint32_t inbound; /* EV_MSG in q */
 
     /* loop thread */
     enum state st;
@@ -166,13 +143,7 @@ struct mqtt {
     uint32_t nsent, nwait;
     size_t bytes;
 
-    char why[192], why_prev[192];
-    uint32_t fails;
-    uint64_t why_ms;
-
-    int probe_fd;
-    uint64_t next_probe_ms, probe_deadline_ms, leave_ms;
-    uint32_t return_ms;
+    uint64_t leave_ms;
 
     struct mqtt_stats s;
 };
@@ -180,6 +151,7 @@ struct mqtt {
 static void on_events(struct loop *l, int fd, uint32_t ev, void *ud);
 static void on_timer(struct loop *l, void *ud);
 static void attempt(struct mqtt *m, int i);
+static void on_back(void *ud);
 
 static uint64_t now_ms(void)
 {
@@ -299,46 +271,12 @@ static void on_conn_ok(void *ctx, MQTTAsync_successData *r)
     push(ctx, &e);
 }
 
-/* The cause of a failed connect in words; true when it is the broker
- * refusing us (TLS verification, credentials): a configuration error that
- * retrying will not fix. */
-static bool failure_cause(struct mqtt *m, const MQTTAsync_failureData *r, char *out, size_t cap)
-{
-    static const char *const connack[] = {NULL,
-                                          "unacceptable protocol version",
-                                          "client id rejected",
-                                          "server unavailable",
-                                          "bad user name or password",
-                                          "not authorized (user name or password)"};
-    int code = r ? r->code : MQTTASYNC_FAILURE;
-    const char *msg = r && r->message ? r->message : "connect failed";
-    if (code >= 1 && code <= 5) {
-        snprintf(out, cap, "broker refused the connection: %s (CONNACK %d)", connack[code], code);
-        return code >= 4;
-    }
-    pthread_mutex_lock(&m->mu);
-    char tls_err[sizeof m->tls_err];
-    memcpy(tls_err, m->tls_err, sizeof tls_err);
-    m->tls_err[0] = '\0';
-    pthread_mutex_unlock(&m->mu);
-    if (tls_err[0]) {
-        snprintf(out, cap, "TLS: %s", tls_err);
-        return true;
-    }
-    if (m->tls) /* paho's host name check fails with no OpenSSL error: say so */
-        snprintf(out, cap,
-                 "%s (no TLS error text: broker down, not TLS, or its certificate does not name the host)",
-                 msg);
-    else
-        snprintf(out, cap, "%s", msg);
-    return false;
-}
-
 static void on_conn_fail(void *ctx, MQTTAsync_failureData *r)
 {
     struct mqtt *m = ctx;
     char why[192];
-    bool refused = failure_cause(m, r, why, sizeof why);
+    bool refused =
+        brokers_cause(&m->bs, r ? r->code : MQTTASYNC_FAILURE, r ? r->message : NULL, why, sizeof why);
     struct ev e = {.type = EV_CONN_FAILED, .ok = refused, .broker = r ? r->code : 0};
     /* The text travels in the event's buffer (the loop logs it, once per cause). */
     e.buf = strdup(why);
@@ -364,33 +302,6 @@ static void on_lost(void *ctx, char *cause)
     (void)cause;
     struct ev e = {.type = EV_LOST};
     push(ctx, &e);
-}
-
-/* paho's ssl_error_cb: one OpenSSL error line per call, e.g.
- * "C0E6..:error:0A000086:SSL routines:tls_post_process_server_certificate:
- * certificate verify failed:../ssl/statem/statem_clnt.c:1889:". Keeps the
- * reason field (the sixth) of the first line of the attempt. */
-static int on_ssl_error(const char *str, size_t len, void *u)
-{
-    struct mqtt *m = u;
-    const char *p = str, *end = str + len;
-    for (int field = 0; field < 5 && p < end; field++) {
-        const char *q = memchr(p, ':', (size_t)(end - p));
-        if (!q) {
-            p = str; /* not that format: keep the whole line */
-            break;
-        }
-        p = q + 1;
-    }
-    const char *q = memchr(p, ':', (size_t)(end - p));
-    size_t n = (size_t)((q ? q : end) - p);
-    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == ' '))
-        n--;
-    pthread_mutex_lock(&m->mu);
-    if (!m->tls_err[0] && n > 0)
-        snprintf(m->tls_err, sizeof m->tls_err, "%.*s", (int)n, p);
-    pthread_mutex_unlock(&m->mu);
-    return 1;
 }
 
 static int on_message(void *ctx, char *topic, int tl, MQTTAsync_message *msg)
@@ -426,74 +337,6 @@ static int on_message(void *ctx, char *topic, int tl, MQTTAsync_message *msg)
 
 /* ---- configuration ---- */
 
-static int parse_uri(const char *s, size_t n, struct broker *b)
-{
-    static const struct {
-        const char *p;
-        bool tls;
-    } schemes[] = {{"tcp://", false}, {"mqtt://", false}, {"ssl://", true}, {"mqtts://", true}};
-    char in[256];
-    if (n >= sizeof in)
-        return -1;
-    memcpy(in, s, n);
-    in[n] = '\0';
-    const char *rest = NULL;
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        if (strncmp(in, schemes[i].p, strlen(schemes[i].p)) == 0) {
-            rest = in + strlen(schemes[i].p);
-            b->tls = schemes[i].tls;
-        }
-    if (!rest || !*rest)
-        return -1;
-    const char *hs = rest, *he, *port = NULL;
-    if (*rest == '[') { /* [v6]:port */
-        hs = rest + 1;
-        he = strchr(hs, ']');
-        if (!he)
-            return -1;
-        if (he[1] == ':')
-            port = he + 2;
-        else if (he[1])
-            return -1;
-    } else {
-        he = strchr(rest, ':');
-        if (he)
-            port = he + 1;
-        else
-            he = rest + strlen(rest);
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl >= sizeof b->host || memchr(hs, '/', hl))
-        return -1;
-    memcpy(b->host, hs, hl);
-    b->host[hl] = '\0';
-    const char *pp = port ? port : b->tls ? "8883" : "1883";
-    char *end;
-    long pv = strtol(pp, &end, 10);
-    if (*pp == '\0' || *end != '\0' || pv < 1 || pv > 65535)
-        return -1;
-    snprintf(b->port, sizeof b->port, "%ld", pv);
-    /* as paho takes it (tcp:// or ssl://, the port always named), for
-     * connects and for the logs */
-    bool v6 = strchr(b->host, ':') != NULL;
-    char uri[sizeof b->uri];
-    snprintf(uri, sizeof uri, "%s://%s%s%s:%s", b->tls ? "ssl" : "tcp", v6 ? "[" : "", b->host, v6 ? "]" : "",
-             b->port);
-    memcpy(b->uri, uri, sizeof uri);
-    return 0;
-}
-
-static char *dup_or_empty(const char *s)
-{
-    return strdup(s ? s : "");
-}
-
-static void refuse(const char *what, const char *detail)
-{
-    char q[512];
-    log_error("event=mqtt_config_refused %s err=%s", what, log_q(q, sizeof q, detail, strlen(detail)));
-}
-
 static uint64_t pow2_at_least(uint64_t n)
 {
     uint64_t p = 1;
@@ -515,63 +358,20 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     if (ops)
         m->ops = *ops;
     m->loop = l;
-    m->efd = m->probe_fd = -1;
+    m->efd = -1;
     m->last_up = -1;
     m->s.broker = -1;
     m->retry_ms = RETRY_MIN_MS;
-    m->return_ms = RETURN_MIN_MS;
     pthread_mutex_init(&m->mu, NULL);
     if (m->cfg.keepalive_s == 0)
         m->cfg.keepalive_s = 20;
-    char qb[300];
-    for (const char *p = cfg->uris; *p;) {
-        const char *c = strchr(p, ',');
-        size_t n = c ? (size_t)(c - p) : strlen(p);
-        while (n && (*p == ' '))
-            p++, n--;
-        if (n == 0 || m->nb == MQTT_MAX_BROKERS || parse_uri(p, n, &m->b[m->nb]) != 0) {
-            snprintf(qb, sizeof qb, "not a broker URI list of at most %d tcp:// or ssl:// URIs",
-                     MQTT_MAX_BROKERS);
-            refuse("what=broker", qb);
-            mqtt_destroy(&m);
-            return NULL;
-        }
-        m->uris[m->nb] = m->b[m->nb].uri;
-        m->nb++;
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    if (m->nb == 0) {
-        refuse("what=broker", "no broker URI");
+    m->bs_init = true;
+    if (brokers_init(&m->bs, cfg->uris, cfg->username, cfg->password, cfg->tls_ca, cfg->client_id, l, on_back,
+                     m) != 0) {
         mqtt_destroy(&m);
         return NULL;
     }
-    bool has_ca = cfg->tls_ca && cfg->tls_ca[0];
-    for (int i = 0; i < m->nb; i++) {
-        m->tls |= m->b[i].tls;
-        if (has_ca && !m->b[i].tls) {
-            /* Asked for TLS but the URI is plain TCP: connecting would send
-             * the password and every message in clear. */
-            char w[300];
-            snprintf(w, sizeof w, "broker=%s", m->b[i].uri);
-            refuse(w, "--tls-ca is set but the broker URI is not ssl://");
-            mqtt_destroy(&m);
-            return NULL;
-        }
-    }
-    if (has_ca && access(cfg->tls_ca, R_OK) != 0) {
-        int e = errno;
-        char w[600];
-        snprintf(w, sizeof w, "tls_ca=%s", cfg->tls_ca);
-        refuse(w, strerror(e));
-        mqtt_destroy(&m);
-        return NULL;
-    }
-    m->client_id = dup_or_empty(cfg->client_id);
-    m->username = dup_or_empty(cfg->username);
-    m->password = dup_or_empty(cfg->password);
-    m->tls_ca = dup_or_empty(cfg->tls_ca);
+    m->client_id = m->bs.client_id;
     m->subs = calloc((size_t)cfg->nsubs + 1, sizeof *m->subs);
     /* Records: the window, what waits behind it, and the control bursts
      * the byte bound allows at ~256 B a message. */
@@ -582,14 +382,13 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     m->q_cap = 1024;
     m->q = malloc(m->q_cap * sizeof *m->q);
     m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    bool ok =
-        m->client_id && m->username && m->password && m->tls_ca && m->subs && m->r && m->q && m->efd >= 0;
+    bool ok = m->subs && m->r && m->q && m->efd >= 0;
     for (int i = 0; ok && i < cfg->nsubs; i++)
         ok = (m->subs[i] = strdup(cfg->subs[i])) != NULL;
     m->cfg.client_id = m->client_id;
-    m->cfg.username = m->username;
-    m->cfg.password = m->password;
-    m->cfg.tls_ca = m->tls_ca;
+    m->cfg.username = m->bs.username;
+    m->cfg.password = m->bs.password;
+    m->cfg.tls_ca = m->bs.tls_ca;
     m->cfg.subs = (const char *const *)m->subs;
     int slot = -1;
     pthread_mutex_lock(&registry_mu);
@@ -613,22 +412,18 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
     MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
     MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
     co.sendWhileDisconnected = 0; /* records wait in our ring, in order, not in paho's buffer */
-    int rc =
-        MQTTAsync_createWithOptions(&m->h, m->b[0].uri, m->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+    int rc = MQTTAsync_createWithOptions(&m->h, m->bs.b[0].uri, m->client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                         NULL, &co);
     if (rc != MQTTASYNC_SUCCESS) {
-        log_error("event=mqtt_create_failed uri=%s code=%d", m->b[0].uri, rc);
+        log_error("event=mqtt_create_failed uri=%s code=%d", m->bs.b[0].uri, rc);
         m->h = NULL;
         mqtt_destroy(&m);
         return NULL;
     }
     MQTTAsync_setCallbacks(m->h, m, on_lost, on_message, NULL);
-    if (m->tls) {
+    if (m->bs.tls) {
         MQTTAsync_SSLOptions s = MQTTAsync_SSLOptions_initializer;
-        s.trustStore = has_ca ? m->tls_ca : NULL; /* NULL: paho loads OpenSSL's default store */
-        s.enableServerCertAuth = 1;               /* chain must verify */
-        s.verify = 1;                             /* and name the URI's host (X509_check_host / _ip) */
-        s.ssl_error_cb = on_ssl_error;
-        s.ssl_error_context = m;
+        BROKERS_TLS_OPTIONS(s, &m->bs);
         m->ssl = s;
     }
     if (loop_add(l, m->efd, EPOLLIN, on_events, m) != 0) {
@@ -643,49 +438,21 @@ struct mqtt *mqtt_new(const struct mqtt_cfg *cfg, const struct mqtt_ops *ops, st
 
 /* ---- connection lifecycle (loop thread) ---- */
 
-static void log_failure(struct mqtt *m, bool refused, int code, const char *why)
-{
-    uint64_t now = now_ms();
-    uint32_t fails = ++m->fails;
-    bool again = now - m->why_ms < REMIND_MS && (strcmp(why, m->why) == 0 || strcmp(why, m->why_prev) == 0);
-    if (again) {
-        log_debug("event=mqtt_connect_failed client=%s code=%d failures=%u", m->client_id, code, fails);
-        return;
-    }
-    if (strcmp(why, m->why) != 0)
-        memcpy(m->why_prev, m->why, sizeof m->why);
-    snprintf(m->why, sizeof m->why, "%s", why);
-    m->why_ms = now;
-    char q[sizeof m->why + 16];
-    log_at(refused ? SL_LOG_ERROR : SL_LOG_WARN,
-           "event=mqtt_connect_failed client=%s broker=%s code=%d failures=%u err=%s", m->client_id,
-           m->b[m->cur].uri, code, fails, log_q(q, sizeof q, why, strlen(why)));
-}
-
 /* Connect to brokers[i] (a round goes on from there on failure). */
 static void attempt(struct mqtt *m, int i)
 {
     MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
-    o.keepAliveInterval = m->cfg.keepalive_s;
-    o.cleansession = 1; /* unacknowledged records are ours to resend */
+    BROKERS_CONNECT_OPTIONS(o, &m->bs, i,
+                            m->cfg.keepalive_s); /* clean: unacknowledged records are ours to resend */
     o.automaticReconnect = 0;
     o.maxInflight = m->cfg.max_inflight + 16;
     o.connectTimeout = CONNECT_TIMEOUT_S;
-    o.MQTTVersion = MQTTVERSION_3_1_1; /* the default retries a refused connect with 3.1: two per attempt */
     o.onSuccess = on_conn_ok;
     o.onFailure = on_conn_fail;
     o.context = m;
-    o.serverURIs = &m->uris[i];
-    o.serverURIcount = 1;
-    if (m->username[0]) {
-        o.username = m->username;
-        o.password = m->password[0] ? m->password : NULL;
-    }
-    if (m->tls)
+    if (m->bs.tls)
         o.ssl = &m->ssl;
-    pthread_mutex_lock(&m->mu);
-    m->tls_err[0] = '\0';
-    pthread_mutex_unlock(&m->mu);
+    brokers_attempt(&m->bs);
     m->st = ST_CONNECTING;
     m->cur = i;
     int rc = MQTTAsync_connect(m->h, &o);
@@ -761,8 +528,6 @@ static void conn_gone(struct mqtt *m)
     m->conn = (uint16_t)((m->conn & ~CONN_MASK) | ((m->conn + 1u) & CONN_MASK));
 }
 
-static void probe_close(struct mqtt *m);
-
 static void up(struct mqtt *m)
 {
     int broker = m->cur;
@@ -775,16 +540,10 @@ static void up(struct mqtt *m)
     bool switched = m->last_up >= 0 && m->last_up != broker;
     m->ever = true;
     m->last_up = broker;
-    log_info("event=mqtt_connected client=%s broker=%s failures=%u", m->client_id, m->b[broker].uri,
-             m->fails);
-    m->fails = 0;
-    m->why[0] = m->why_prev[0] = '\0';
+    brokers_up(&m->bs, broker, " api=async");
     m->retry_ms = RETRY_MIN_MS;
     m->s.connected = 1;
     m->s.broker = broker;
-    if (broker == 0)
-        m->return_ms = RETURN_MIN_MS;
-    m->next_probe_ms = now + m->return_ms;
     m->subscribed = false;
     if (m->cfg.nsubs > 0) {
         int qos[16];
@@ -813,8 +572,8 @@ static void handle(struct mqtt *m, struct ev *e)
         break;
     case EV_CONN_FAILED:
         if (m->st == ST_CONNECTING) {
-            log_failure(m, e->ok, e->broker, e->buf ? e->buf : "connect failed");
-            if (m->cur + 1 < m->nb) { /* the next of the list, at once */
+            brokers_log_failure(&m->bs, m->cur, e->ok, e->broker, e->buf ? e->buf : "connect failed");
+            if (m->cur + 1 < m->bs.n) { /* the next of the list, at once */
                 free(e->buf);
                 attempt(m, m->cur + 1);
                 break;
@@ -829,7 +588,7 @@ static void handle(struct mqtt *m, struct ev *e)
     case EV_LOST:
         if (m->st == ST_UP) {
             bool stable = now_ms() - m->up_ms >= STABLE_MS;
-            log_warn("event=mqtt_connection_lost client=%s broker=%s", m->client_id, m->b[m->cur].uri);
+            log_warn("event=mqtt_connection_lost client=%s broker=%s", m->client_id, m->bs.b[m->cur].uri);
             conn_gone(m);
             if (stable)
                 m->retry_ms = RETRY_MIN_MS;
@@ -1003,42 +762,15 @@ void mqtt_ack(struct mqtt *m, uint64_t handle)
 
 /* ---- returning to the first broker ---- */
 
-static void probe_close(struct mqtt *m)
+/* The first broker answers the probe again (brokers.c): leave this one
+ * and connect from the first. What is unacknowledged is handed again
+ * there. */
+static void on_back(void *ud)
 {
-    if (m->probe_fd >= 0) {
-        loop_del(m->loop, m->probe_fd);
-        close(m->probe_fd);
-        m->probe_fd = -1;
-    }
-}
-
-static void probe_failed(struct mqtt *m)
-{
-    probe_close(m);
-    m->next_probe_ms = now_ms() + m->return_ms;
-}
-
-static void on_probe(struct loop *l, int fd, uint32_t ev, void *ud)
-{
-    (void)l;
     struct mqtt *m = ud;
-    int e = 0;
-    socklen_t el = sizeof e;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-    if (e || !(ev & EPOLLOUT)) {
-        probe_failed(m);
-        return;
-    }
-    probe_close(m);
     if (m->st != ST_UP || m->cur == 0)
         return;
-    /* The first broker answers again: leave this one and connect from the
-     * first. What is unacknowledged is handed again there. If the first
-     * refuses MQTT after all, paho's walk of the list ends up here again
-     * and the next probe waits twice as long. */
-    log_info("event=mqtt_broker_return client=%s from=%s to=%s", m->client_id, m->b[m->cur].uri, m->b[0].uri);
-    if (m->return_ms < RETURN_MAX_MS)
-        m->return_ms *= 2;
+    brokers_leave(&m->bs, m->cur);
     conn_gone(m);
     m->st = ST_LEAVING;
     m->leave_ms = now_ms() + LEAVE_MS;
@@ -1051,63 +783,6 @@ static void on_probe(struct loop *l, int fd, uint32_t ev, void *ud)
         attempt(m, 0);
 }
 
-/* A non-blocking TCP connect to the first broker. Its address: a numeric
- * host at once, a name through getaddrinfo_a in the background (polled on
- * the next ticks), never a blocking lookup on the loop's thread. */
-static void probe_connect(struct mqtt *m, const struct addrinfo *ai)
-{
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0)
-        return;
-    if (loop_add(m->loop, fd, EPOLLOUT, on_probe, m) != 0) {
-        close(fd);
-        return;
-    }
-    m->probe_fd = fd;
-    m->probe_deadline_ms = now_ms() + PROBE_TIMEOUT_MS;
-}
-
-static void probe_start(struct mqtt *m)
-{
-    struct broker *b = &m->b[0];
-    m->next_probe_ms = now_ms() + m->return_ms;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
-                    *ai = NULL;
-    if (getaddrinfo(b->host, b->port, &hints, &ai) == 0 && ai) { /* numeric: no lookup */
-        probe_connect(m, ai);
-        freeaddrinfo(ai);
-        return;
-    }
-    if (b->gai_active)
-        return;
-    memset(&b->gai, 0, sizeof b->gai);
-    b->hints = (struct addrinfo){.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    b->gai.ar_name = b->host;
-    b->gai.ar_service = b->port;
-    b->gai.ar_request = &b->hints;
-    struct gaicb *list[1] = {&b->gai};
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) == 0)
-        b->gai_active = true;
-}
-
-/* A lookup started by probe_start finished: connect to what it found. */
-static void probe_resolved(struct mqtt *m)
-{
-    struct broker *b = &m->b[0];
-    if (gai_error(&b->gai) == EAI_INPROGRESS)
-        return;
-    b->gai_active = false;
-    if (gai_error(&b->gai) == 0 && b->gai.ar_result && m->st == ST_UP && m->cur > 0 && m->probe_fd < 0)
-        probe_connect(m, b->gai.ar_result);
-    if (b->gai.ar_result)
-        freeaddrinfo(b->gai.ar_result);
-    b->gai.ar_result = NULL;
-}
-
 static void on_timer(struct loop *l, void *ud)
 {
     struct mqtt *m = ud;
@@ -1116,15 +791,9 @@ static void on_timer(struct loop *l, void *ud)
         attempt(m, 0);
     if (m->st == ST_LEAVING && now >= m->leave_ms)
         attempt(m, 0);
-    if (m->b[0].gai_active)
-        probe_resolved(m);
-    if (m->st == ST_UP) {
-        if (m->probe_fd >= 0 && now >= m->probe_deadline_ms)
-            probe_failed(m);
-        else if (m->cur > 0 && m->probe_fd < 0 && now >= m->next_probe_ms)
-            probe_start(m);
+    brokers_tick(&m->bs, m->st == ST_UP ? m->cur : 0);
+    if (m->st == ST_UP)
         mqtt_flush(m); /* what paho refused earlier */
-    }
     loop_timer_start(l, &m->timer, TICK_MS);
 }
 
@@ -1176,20 +845,7 @@ void mqtt_destroy(struct mqtt **pm)
         if (atomic_load(&registry[i]) == m)
             atomic_store(&registry[i], NULL);
     pthread_mutex_unlock(&registry_mu);
-    probe_close(m);
-    bool leak = false;
-    struct broker *b0 = &m->b[0];
-    if (b0->gai_active) { /* getaddrinfo_a's thread writes into b0 until it is done */
-        if (gai_cancel(&b0->gai) == EAI_NOTCANCELED) {
-            const struct gaicb *list[1] = {&b0->gai};
-            struct timespec ts = {0, 200 * 1000 * 1000};
-            gai_suspend(list, 1, &ts);
-        }
-        if (gai_error(&b0->gai) == EAI_INPROGRESS)
-            leak = true; /* a lookup hanging at exit: leave its memory to it */
-        else if (b0->gai.ar_result)
-            freeaddrinfo(b0->gai.ar_result);
-    }
+    bool leak = m->bs_init && brokers_fini(&m->bs);
     if (m->loop) {
         loop_timer_stop(m->loop, &m->timer);
         if (m->efd >= 0)
@@ -1209,10 +865,6 @@ void mqtt_destroy(struct mqtt **pm)
     for (int i = 0; m->subs && i < m->cfg.nsubs; i++)
         free(m->subs[i]);
     free(m->subs);
-    free(m->client_id);
-    free(m->username);
-    free(m->password);
-    free(m->tls_ca);
     pthread_mutex_destroy(&m->mu);
     if (!leak)
         free(m);

@@ -17,14 +17,15 @@
  * pipe, which is the backpressure. Reports are rate-limited (every
  * REPORT_RECORDS records or REPORT_MS): each one wakes the parent.
  *
- * Why this file calls mqtt.c and not the reverse: a child is an mqtt client
- * fed from a pipe, so mqtt.c is the library here
- * and stays free of processes. The parent side needs no mqtt at all; main.c
+ * Why this file calls mqtt.c (and mqttsync.c) and not the reverse: a child
+ * is an MQTT client fed from a pipe, so the clients are the library here
+ * and stay free of processes. The parent side needs no mqtt at all; main.c
  * routes data here and control to its own mqtt client.
  *
  * Deliberately not here: JSON and topics (the parent's core builds them),
  * control traffic (status, results and subscriptions stay on the parent's
- * own client: never shed, never behind data), MQTT details (mqtt.c). */
+ * own client: never shed, never behind data), MQTT details (mqtt.c,
+ * mqttsync.c). */
 #define _GNU_SOURCE
 #include "pubproc.h"
 
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #include "mqtt.h"
+#include "mqttsync.h"
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "topics.h"
@@ -191,8 +193,8 @@ static void child_dead(struct child *c, const char *why)
         /* The end of pubproc_stop: what it had not published by then stays
          * unpublished (the caller reports it). */
         p->stop_lost += (uint64_t)(held > 0 ? held : 0);
-        log_info("event=publisher_stopped index=%d pid=%d status=%d unflushed=%lld", c->idx, (int)c->pid, st,
-                 (long long)(held > 0 ? held : 0));
+        log_info("event=publisher_stopped index=%d pid=%d why=%s status=%d unflushed=%lld", c->idx,
+                 (int)c->pid, why, st, (long long)(held > 0 ? held : 0));
         return;
     }
     p->died_lost += (uint64_t)(held > 0 ? held : 0);
@@ -221,7 +223,10 @@ static bool read_reports(struct child *c)
 
 static void flush_child(struct child *c)
 {
-    while (c->alive && c->olen > c->ohead) {
+    /* wfd < 0: pubproc_stop closed the pipe; what it left in the FIFO stays
+     * unpublished (counted: handed, never done). Writing to -1 would fail
+     * and kill the child before it flushed what it had read. */
+    while (c->alive && c->wfd >= 0 && c->olen > c->ohead) {
         ssize_t n = write(c->wfd, c->out + c->ohead, c->olen - c->ohead);
         if (n > 0) {
             c->ohead += (size_t)n;
@@ -446,15 +451,19 @@ void pubproc_totals(struct pubproc *p, struct pubproc_totals *o)
 
 /* ---- child ---- */
 
+/* A child runs one client: m (mqtt.c, MQTTAsync) at QoS 1, s (mqttsync.c,
+ * MQTTClient, publishes written in this thread) at QoS 0. */
 struct kid {
     struct loop *loop;
     struct mqtt *m;
+    struct mqs *s;
     int dfd, rfd;
     char *in;
     size_t ihead, ilen;
     bool eof, reading;
     struct report last;
     struct loop_timer tick;
+    struct loop_timer retry; /* s: the socket was full, look again soon */
 };
 
 bool pubproc_is_child(void)
@@ -468,14 +477,17 @@ bool pubproc_is_child(void)
 static bool kid_report(struct kid *k, bool force)
 {
     struct mqtt_stats s;
-    mqtt_stats(k->m, &s);
+    if (k->s)
+        mqs_stats(k->s, &s);
+    else
+        mqtt_stats(k->m, &s);
     struct report r = {0};
     r.published = s.published;
     r.failed = s.failed;
     r.lost = s.refused + s.failed;
-    r.done = r.published + r.lost;
     r.reconnects = s.reconnects;
     r.connected = (uint32_t)s.connected;
+    r.done = r.published + r.lost;
     if (memcmp(&r, &k->last, sizeof r) == 0)
         return false;
     if (!force && r.connected == k->last.connected && r.done - k->last.done < REPORT_RECORDS)
@@ -487,14 +499,26 @@ static bool kid_report(struct kid *k, bool force)
 
 static void kid_on_data(struct loop *l, int fd, uint32_t ev, void *ud);
 
-/* Hand the client what its window allows, one write for all of it; read
- * more from the pipe while there is room. What does not fit waits in the
- * pipe: that is the parent's backpressure. */
+/* The client takes a record of this size now. */
+static bool kid_can(struct kid *k, uint16_t tl, uint32_t pl)
+{
+    if (k->s)
+        return mqs_ready(k->s, tl, pl);
+    return mqtt_ready(k->m) && mqtt_room(k->m, tl, pl);
+}
+
+/* Hand the client what it takes, from one pipe read or more, as one batch:
+ * QoS 1 (mqtt.c) writes it from paho's thread at mqtt_flush; QoS 0
+ * (mqttsync.c) writes each publish here, corked until the batch ends. Read
+ * more from the pipe while the client takes it. What does not fit waits in
+ * the pipe: that is the parent's backpressure. */
 static void kid_pump(struct kid *k)
 {
     bool blocked;
 again:
     blocked = false;
+    if (k->s)
+        mqs_begin(k->s);
     for (;;) {
         while (k->ilen - k->ihead >= REC_HDR) {
             const uint8_t *h = (const uint8_t *)k->in + k->ihead;
@@ -505,13 +529,15 @@ again:
             size_t need = REC_HDR + tl + pl;
             if (k->ilen - k->ihead < need)
                 break;
-            if (!mqtt_ready(k->m) || !mqtt_room(k->m, tl, pl)) {
-                blocked = true; /* the client's acknowledgements wake us (ops.room) */
+            if (!kid_can(k, tl, pl)) {
+                blocked = true; /* acknowledgements (ops.room), the socket's room or a connection wake us */
                 goto out;
             }
             const char *topic = (const char *)h + REC_HDR;
-            mqtt_publish(k->m, topic, tl, topic + tl, pl, h[2] != 0, 0,
-                         false); /* a refusal is counted there */
+            if (k->s) /* written, or lost (counted there) */
+                mqs_publish(k->s, topic, tl, topic + tl, pl, h[2] != 0);
+            else /* a refusal is counted there */
+                mqtt_publish(k->m, topic, tl, topic + tl, pl, h[2] != 0, 0, false);
             k->ihead += need;
         }
         if (k->eof)
@@ -535,16 +561,25 @@ again:
         break; /* EAGAIN: nothing more now */
     }
 out:
-    mqtt_flush(k->m);
-    if (blocked && mqtt_ready(k->m) && k->ilen - k->ihead >= REC_HDR) {
-        /* The flush made room at once (everything written: QoS 0, or the
-         * window opened): no acknowledgement will come to say so. */
-        uint16_t tl;
-        uint32_t pl;
-        memcpy(&tl, k->in + k->ihead, 2);
-        memcpy(&pl, k->in + k->ihead + 4, 4);
-        if (mqtt_room(k->m, tl, pl))
-            goto again;
+    if (k->s) {
+        mqs_end(k->s);
+        /* Connected but the socket was full: look again in a moment (the
+         * broker reads on its own time; no event tells us). Not connected:
+         * the tick reconnects and pumps. */
+        if (blocked && mqs_connected(k->s) && !loop_timer_armed(&k->retry))
+            loop_timer_start(k->loop, &k->retry, 1);
+    } else {
+        mqtt_flush(k->m);
+        if (blocked && mqtt_ready(k->m) && k->ilen - k->ihead >= REC_HDR) {
+            /* The flush made room at once (everything written: QoS 0, or
+             * the window opened): no acknowledgement will come to say so. */
+            uint16_t tl;
+            uint32_t pl;
+            memcpy(&tl, k->in + k->ihead, 2);
+            memcpy(&pl, k->in + k->ihead + 4, 4);
+            if (mqtt_room(k->m, tl, pl))
+                goto again;
+        }
     }
     if (blocked && k->reading) { /* level-triggered: stop watching until the client has room */
         loop_mod(k->loop, k->dfd, 0, kid_on_data, k);
@@ -583,8 +618,20 @@ static void kid_up(void *ud, int broker, bool switched)
 static void kid_on_tick(struct loop *l, void *ud)
 {
     struct kid *k = ud;
+    if (k->s) { /* the sync client has no thread: keepalive, reconnects and the return happen here */
+        bool was = mqs_connected(k->s);
+        mqs_tick(k->s);
+        if (!was && mqs_connected(k->s))
+            kid_pump(k);
+    }
     kid_report(k, true); /* what the pumps left unsaid; and a lost connection, within IDLE_REPORT_MS */
     loop_timer_start(l, &k->tick, IDLE_REPORT_MS);
+}
+
+static void kid_on_retry(struct loop *l, void *ud)
+{
+    (void)l;
+    kid_pump(ud);
 }
 
 int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, int flush_ms)
@@ -593,6 +640,19 @@ int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, in
     struct kid k = {0};
     if (sscanf(getenv(PUBPROC_ENV), "%d:%d:%d", &idx, &k.dfd, &k.rfd) != 3 || idx < 1)
         return 2;
+    /* Nothing the parent had open but our pipes: paho opens its sockets
+     * without O_CLOEXEC, so a child spawned while the parent was connected
+     * would keep the parent's broker connection open (the broker would not
+     * see it close) and the sync client could not tell its own socket from
+     * it (mqttsync.c). */
+    unsigned lo = (unsigned)(k.dfd < k.rfd ? k.dfd : k.rfd), hi = (unsigned)(k.dfd < k.rfd ? k.rfd : k.dfd);
+    if (lo < 3)
+        return 2;
+    if (lo > 3)
+        close_range(3, lo - 1, 0);
+    if (hi > lo + 1)
+        close_range(lo + 1, hi - 1, 0);
+    close_range(hi + 1, ~0u, 0);
     fcntl(k.dfd, F_SETFD, FD_CLOEXEC);
     fcntl(k.rfd, F_SETFD, FD_CLOEXEC);
     fcntl(k.dfd, F_SETFL, O_NONBLOCK);
@@ -610,14 +670,29 @@ int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, in
     k.in = malloc(IN_CAP);
     if (!k.loop || !k.in)
         return 1;
-    struct mqtt_ops ops = {.ud = &k, .room = kid_room, .up = kid_up};
-    k.m = mqtt_new(&c, &ops, k.loop);
-    if (!k.m)
-        return 1;
+    if (c.qos == 0) {
+        struct mqs_cfg sc = {.uris = c.uris,
+                             .client_id = id,
+                             .username = c.username,
+                             .password = c.password,
+                             .tls_ca = c.tls_ca,
+                             .keepalive_s = c.keepalive_s};
+        k.s = mqs_new(&sc, k.loop);
+        if (!k.s)
+            return 1;
+    } else {
+        struct mqtt_ops ops = {.ud = &k, .room = kid_room, .up = kid_up};
+        k.m = mqtt_new(&c, &ops, k.loop);
+        if (!k.m)
+            return 1;
+    }
+    log_info("event=publisher_client index=%d client=%s qos=%d api=%s", idx, id, c.qos,
+             k.s ? "sync" : "async");
     loop_add(k.loop, k.dfd, EPOLLIN, kid_on_data, &k);
     k.reading = true;
     loop_timer_init(&k.tick, kid_on_tick, &k);
-    loop_timer_start(k.loop, &k.tick, IDLE_REPORT_MS);
+    loop_timer_init(&k.retry, kid_on_retry, &k);
+    loop_timer_start(k.loop, &k.tick, k.s ? 0 : IDLE_REPORT_MS); /* the sync client connects from the tick */
     loop_run(k.loop);
 
     /* Input closed (the parent stops): hand the client what is buffered and
@@ -625,15 +700,19 @@ int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, in
      * kills us at its own deadline; whatever is then unreported is counted
      * lost there. */
     uint64_t until = loop_clock_ms() + (uint64_t)flush_ms;
+    if (k.s) /* a connect blocks: none that would end past the bound */
+        mqs_set_deadline(k.s, until);
     while (loop_clock_ms() < until) {
         kid_pump(&k);
-        if (k.ilen - k.ihead == 0 && mqtt_outstanding(k.m) == 0)
-            break;
+        if (k.ilen - k.ihead == 0 && (k.s || mqtt_outstanding(k.m) == 0))
+            break; /* QoS 0: written is done */
         loop_run_once(k.loop, 5);
     }
     kid_report(&k, true);
     mqtt_destroy(&k.m);
+    mqs_destroy(&k.s);
     loop_timer_stop(k.loop, &k.tick);
+    loop_timer_stop(k.loop, &k.retry);
     loop_destroy(&k.loop);
     free(k.in);
     close(k.dfd);

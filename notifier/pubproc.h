@@ -13,8 +13,9 @@
  * writes). Children die with the parent (PR_SET_PDEATHSIG); a dead child
  * is logged, counted, its in-flight records counted lost, and respawned.
  *
- * Direction: pubproc is the process pool and uses mqtt.h as its client
- * library (a child runs one mqtt client); mqtt.c knows nothing of processes.
+ * Direction: pubproc is the process pool and uses mqtt.h (QoS 1) or
+ * mqttsync.h (--data-qos 0: paho's synchronous client, no paho thread) as
+ * its client library (a child runs one client); neither knows of processes.
  * In the parent, main.c hands data to pubproc_publish and control to its own
  * mqtt client.
  *
@@ -76,8 +77,10 @@ int64_t pubproc_outstanding(struct pubproc *p);
 void pubproc_totals(struct pubproc *p, struct pubproc_totals *out);
 
 /* Child: when PUBPROC_ENV is set, run as publisher child with cfg (one
- * mqtt.c client named <client_prefix>-<index>, no subscriptions) until the
- * parent closes the pipe; then flush for up to flush_ms. Returns the exit
+ * client named <client_prefix>-<index>, no subscriptions: mqtt.c, or
+ * mqttsync.c when cfg->qos is 0) until the parent closes the pipe; then
+ * flush for up to flush_ms (no connect started that would end later).
+ * Closes every descriptor it inherited but its pipes. Returns the exit
  * code. */
 bool pubproc_is_child(void);
 int pubproc_child_main(const struct mqtt_cfg *cfg, const char *client_prefix, int flush_ms);

@@ -30,9 +30,9 @@ import mqtttest
 import proc
 from ntftest import CMD, CONNECT, DATA, RES, Env, Notifier, check, entry, wait_for
 
-# notifier_NN: the 20 ports from 23000 + 20 * NN (notifier.cmake)
-BROKER, BROKER_CA, BROKER_PW, BROKER_HOST = 23100, 23101, 23102, 23103
-NTF, NTF_CA, NTF_PW, NTF_HOST, NTF_BAD = 23104, 23107, 23110, 23113, 23116
+# notifier_NN: the 20 ports from 23000 + 20 * NN (notifier.cmake); notifier_20_qos0_tls runs this
+# scenario again from its own base with --data-qos 0
+BASE = 23100
 CLIENTS = 3  # the control client and ntftest's --pool 2 publishers
 USERS = {"ntf": "ntf-secret", "tester": "tester-secret"}
 TESTER = ("tester", USERS["tester"])
@@ -43,7 +43,7 @@ FAILED = re.compile(r"level=(\w+) .*event=mqtt_connect_failed client=(\S+) .* er
 def refused_start(env, port_base, broker, name, extra):
     """A notifier that must not get in: started without waiting for readiness."""
     n = Notifier(port_base, broker.port, env.dir, broker_uri=broker.uri, name=name,
-                 extra=["--client-id", name] + extra)
+                 extra=["--client-id", name] + extra + EXTRA)
     return n.start(wait=False)
 
 
@@ -81,8 +81,8 @@ def refused_check(n, broker, name, why, level="error"):
     print("%s: %s" % (name, lines[0].split("event=", 1)[1]))
 
 
-def refused_at_start(dir, name, broker_uri, extra, why):
-    n = Notifier(NTF_BAD, 1, dir, broker_uri=broker_uri, name=name, extra=extra)
+def refused_at_start(dir, port_base, name, broker_uri, extra, why):
+    n = Notifier(port_base, 1, dir, broker_uri=broker_uri, name=name, extra=extra + EXTRA)
     n.start(wait=False)
     rc = n.wait(timeout=30)
     out = n.output()
@@ -90,7 +90,15 @@ def refused_at_start(dir, name, broker_uri, extra, why):
     print("%s: exit %d: %s" % (name, rc, [ln for ln in out.splitlines() if why in ln][0].split("event=", 1)[1]))
 
 
-def main():
+EXTRA = []  # flags every notifier of the scenario gets (run(): --data-qos 0)
+
+
+def main(base=BASE, extra=(), check_ntf=None):
+    """The scenario with its ports from base; extra: flags for every notifier; check_ntf(env), if
+    given, runs once the good notifier's data went through."""
+    EXTRA[:] = list(extra)
+    BROKER, BROKER_CA, BROKER_PW, BROKER_HOST = base, base + 1, base + 2, base + 3
+    NTF, NTF_CA, NTF_PW, NTF_HOST, NTF_BAD = base + 4, base + 7, base + 10, base + 13, base + 16
     d = proc.workdir("sl-ntf-tls-")
     tls = os.path.join(d, "tls")
     os.makedirs(tls)
@@ -114,7 +122,7 @@ def main():
         n_host = refused_start(env, NTF_HOST, b_host, "ntf-wrong-host", good)
 
         # --- 1. everything over TLS ---
-        env.ntf.argv += good
+        env.ntf.argv += good + EXTRA
         env.ntf.start()
         wait_for(lambda: env.ntf.metric("sluice_notifier_mqtt_connected") == CLIENTS, "all clients connected")
         logins = re.findall(r"New client connected from \S+ as ntf-test-(\d) \(p\d, c\d, k\d+, u'ntf'\)",
@@ -143,6 +151,8 @@ def main():
         r = wait_for(lambda: sub.on("devices/tls-1/cmd/t-1/result"), "result over TLS", pump=env.pump)
         check(r == [{"ok": True, "body": "done"}], "result %r" % r)
         print("TLS: %d clients in as ntf, data of %s, status, command round trip" % (CLIENTS, DEVS))
+        if check_ntf:
+            check_ntf(env)
 
         # --- 2. refused: wrong CA, wrong password, certificate for another host ---
         refused_check(n_ca, b_ca, "ntf-wrong-ca", "certificate verify failed")
@@ -154,8 +164,8 @@ def main():
             b.stop()
 
         # --- 3. refused at start ---
-        refused_at_start(d, "ntf-tcp-with-ca", "tcp://127.0.0.1:%d" % BROKER, good, "tls-ca")
-        refused_at_start(d, "ntf-no-ca-file", env.broker.uri, ["--tls-ca", os.path.join(tls, "missing.pem")],
+        refused_at_start(d, NTF_BAD, "ntf-tcp-with-ca", "tcp://127.0.0.1:%d" % BROKER, good, "tls-ca")
+        refused_at_start(d, NTF_BAD, "ntf-no-ca-file", env.broker.uri, ["--tls-ca", os.path.join(tls, "missing.pem")],
                          "missing.pem")
     print("ok")
 

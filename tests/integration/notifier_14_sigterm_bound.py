@@ -7,7 +7,9 @@ unflushed_ctrl=C):
 1. the broker frozen (SIGSTOP: connections open, nothing answered) with data and a status in
    flight: exit 0 within the bound, unflushed > 0, publishers stopped too;
 2. the broker gone (killed while frozen) with data unacknowledged: the same;
-3. a healthy broker: everything flushed, unflushed=0, well within the bound."""
+3. a healthy broker: everything flushed, unflushed=0, well within the bound;
+4. --data-qos 0 (publishers on paho's synchronous client) with the broker frozen and 6 MB of data
+   behind it (more than the sockets hold): exit 0 within the bound, what was not written counted."""
 import os
 import re
 import signal
@@ -26,12 +28,12 @@ SLACK_S = 2.5  # process start-up of the check, ASan exit, a loaded box (3.19 s 
 STOP = re.compile(r"event=stop unflushed=(\d+) unflushed_data=(\d+) unflushed_ctrl=(\d+)")
 
 
-def feed(env, edge, t0, n, dev="s-1"):
+def feed(env, edge, t0, n, dev="s-1", body=None):
     edge.send(entry(CONNECT, 1, 1, dev, epoch=t0, at_ns=t0, peer="p"))
     for k in range(n // 50):
-        edge.send(*[entry(DATA, 1, 1, dev, epoch=t0, seq=k * 50 + i + 1, at_ns=time.time_ns(), body=msgpack.packb(i))
-                    for i in range(50)])
-    env.pump()
+        edge.send(*[entry(DATA, 1, 1, dev, epoch=t0, seq=k * 50 + i + 1, at_ns=time.time_ns(),
+                          body=body or msgpack.packb(i)) for i in range(50)])
+        env.pump()
 
 
 def stop_timed(ntf, what):
@@ -45,6 +47,19 @@ def stop_timed(ntf, what):
     return dt, rc, [int(x) for x in m.groups()]
 
 
+def stop_frozen(env, edge, n, dev, what, body=None):
+    """Freeze the broker (SIGSTOP: connections open, nothing answered), feed n data messages,
+    wait until publishes are in flight, then stop_timed; the broker is thawed after."""
+    os.kill(env.broker.proc.pid, signal.SIGSTOP)
+    try:
+        feed(env, edge, time.time_ns(), n, dev, body=body)
+        wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight",
+                 pump=env.pump)
+        return stop_timed(env.ntf, what)
+    finally:
+        os.kill(env.broker.proc.pid, signal.SIGCONT)
+
+
 def main():
     with Env(BROKER, NTF) as env:
         env.ntf.argv += ["--flush-timeout-ms", str(FLUSH_MS)]
@@ -56,14 +71,7 @@ def main():
         a.heartbeat()
         feed(env, a, time.time_ns(), 200, "warm")
         wait_for(lambda: len(sub.on("devices/warm/data")) == 200, "warm-up data", pump=env.pump)
-        os.kill(env.broker.proc.pid, signal.SIGSTOP)
-        try:
-            feed(env, a, time.time_ns(), 2000)
-            wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight",
-                     pump=env.pump)
-            dt, rc, (un, und, unc) = stop_timed(env.ntf, "with the broker frozen")
-        finally:
-            os.kill(env.broker.proc.pid, signal.SIGCONT)
+        dt, rc, (un, und, unc) = stop_frozen(env, a, 2000, "s-1", "with the broker frozen")
         check(un > 0 and un == und + unc, "unflushed %r with the broker frozen" % ((un, und, unc),))
         print("broker frozen: stopped in %.2fs, unflushed=%d (data %d, status/results %d)" % (dt, un, und, unc))
 
@@ -88,6 +96,17 @@ def main():
         dt, rc, (un, und, unc) = stop_timed(env.ntf, "with a healthy broker")
         check(un == 0, "unflushed %d with a healthy broker" % un)
         print("healthy broker: stopped in %.2fs, unflushed=0" % dt)
+
+        # --- 4. QoS 0 data, broker frozen: the sync publishers stop writing when the socket is full
+        env.ntf.argv += ["--data-qos", "0"]
+        env.ntf.start()
+        a.heartbeat()
+        wait_for(lambda: env.ntf.metric("sluice_notifier_mqtt_connected") == 3, "every client connected")
+        check("api=sync" in env.ntf.output(), "QoS 0 publishers not on the sync client")
+        dt, rc, (un, und, unc) = stop_frozen(env, a, 3000, "s-4", "QoS 0, broker frozen",
+                                             body=msgpack.packb("x" * 2000))
+        check(und > 0 and un == und + unc, "unflushed %r at QoS 0 with the broker frozen" % ((un, und, unc),))
+        print("QoS 0, broker frozen: stopped in %.2fs, unflushed=%d (data %d)" % (dt, un, und))
         env.ntf.start()  # Env's exit stops it once more
     print("ok")
 

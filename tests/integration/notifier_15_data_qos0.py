@@ -3,7 +3,10 @@
 """--data-qos 0: data is published at QoS 0 (statuses and results stay QoS 1, retained
 statuses retained). With a small window (--max-inflight 8) and 6,000 messages pushed at once,
 the publisher must keep going with no acknowledgement to wake it: everything is pulled,
-published (counted as written) and received by a subscriber; nothing is refused or lost."""
+published (counted as written) and received by a subscriber; nothing is refused or lost.
+The publisher child runs paho's synchronous client (notifier/mqttsync.c: api=sync in its
+lines) and found paho's socket (cork=1); the parent's control client stays on MQTTAsync."""
+import re
 import sys
 import time
 
@@ -37,7 +40,11 @@ def main():
         st = sub.received("devices/q0/status")
         check(st and st[-1][0]["online"] is True, "status %r" % st)
         check(env.ntf.metric("sluice_notifier_lost_total") == 0, "lost %r" % env.ntf.metric("sluice_notifier_lost_total"))
-        check("client=ntf-test-1" in env.ntf.output(), "no publisher client")
+        out = env.ntf.output()
+        check("event=publisher_client index=1 client=ntf-test-1 qos=0 api=sync" in out, "no sync publisher:\n" + out)
+        check(re.search(r"event=mqtt_connected client=ntf-test-1 broker=\S+ failures=0 api=sync cork=1", out),
+              "the publisher's connection: sync with cork\n" + out)
+        check(re.search(r"event=mqtt_connected client=ntf-test-0 .* api=async", out), "control client not async")
         print("QoS 0: %d data messages with a window of 8, all received, in order" % N)
     print("ok")
 
