@@ -478,7 +478,9 @@ int main(int argc, char **argv)
         {"password", CFG_SECRET, &o->password, "", "MQTT password (prefer --password-file)", 0, 0},
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
-        {"pool", CFG_INT, &o->pool, "4", "data publisher processes (one MQTT connection each)", 1, 64},
+        {"pool", CFG_INT, &o->pool, "0",
+         "data publisher processes (one MQTT connection each); 0 = 4 with --data-qos 1, 1 with --data-qos 0",
+         0, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
          "edge worker silence before its devices go offline", 100, 86400000},
@@ -518,6 +520,12 @@ int main(int argc, char **argv)
               "sluice-notifier: publishes edge data and presence to MQTT, routes operator commands to edges");
     if (log_init_flag(pubproc_is_child() ? "notifier-pub" : "notifier", o->log_level) != 0)
         return 2;
+    /* One process's paho MQTTAsync client takes ~30-45k QoS 1 msgs/s, so QoS 1
+     * data gets four. At QoS 0 one synchronous client takes ~170k msgs/s and
+     * every further child only adds wake-ups: one child costs ~35 % less CPU
+     * per message in the whole stack at 5-10k msgs/s (docs/performance.md). */
+    if (o->pool == 0)
+        o->pool = o->data_qos == 0 ? 1 : 4;
 
     /* Block the signals before any thread exists, so only the signalfd sees them. */
     sigset_t ss;

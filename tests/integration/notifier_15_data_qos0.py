@@ -5,7 +5,8 @@ statuses retained). With a small window (--max-inflight 8) and 6,000 messages pu
 the publisher must keep going with no acknowledgement to wake it: everything is pulled,
 published (counted as written) and received by a subscriber; nothing is refused or lost.
 The publisher child runs paho's synchronous client (notifier/mqttsync.c: api=sync in its
-lines) and found paho's socket (cork=1); the parent's control client stays on MQTTAsync."""
+lines) and found paho's socket (cork=1); the parent's control client stays on MQTTAsync.
+With no --pool, QoS 0 data gets one publisher child (QoS 1 gets four)."""
 import re
 import sys
 import time
@@ -20,7 +21,9 @@ N = 6000
 
 def main():
     with Env(BROKER, NTF) as env:
-        env.ntf.argv += ["--data-qos", "0", "--pool", "1", "--max-inflight", "8"]
+        i = env.ntf.argv.index("--pool")  # ntftest's --pool 2 out: the default is under test
+        del env.ntf.argv[i:i + 2]
+        env.ntf.argv += ["--data-qos", "0", "--max-inflight", "8"]
         env.ntf.start()
         sub = env.sub(["devices/#"])
         a = env.edge("edge-a:7000")
@@ -42,6 +45,9 @@ def main():
         check(env.ntf.metric("sluice_notifier_lost_total") == 0, "lost %r" % env.ntf.metric("sluice_notifier_lost_total"))
         out = env.ntf.output()
         check("event=publisher_client index=1 client=ntf-test-1 qos=0 api=sync" in out, "no sync publisher:\n" + out)
+        check(re.search(r"event=start .* pool=1 ", out) and "event=publisher_client index=2" not in out
+              and env.ntf.metric("sluice_notifier_mqtt_connected") == 2,
+              "QoS 0 with the default --pool: one publisher child expected\n" + out)
         check(re.search(r"event=mqtt_connected client=ntf-test-1 broker=\S+ failures=0 api=sync cork=1", out),
               "the publisher's connection: sync with cork\n" + out)
         check(re.search(r"event=mqtt_connected client=ntf-test-0 .* api=async", out), "control client not async")
