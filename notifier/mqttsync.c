@@ -88,7 +88,7 @@ struct mqs {
     bool batch;
     bool empty; /* the send queue was empty at mqs_begin and nothing went since: one record of any size */
 
-    struct mqtt_stats s; /* resent, inflight stay 0 */
+    struct mqtt_stats s; /* the counters; connected and broker come from st and cur (mqs_stats) */
 };
 
 /* The first broker answers the probe: move back at the next tick (not from
@@ -110,7 +110,6 @@ struct mqs *mqs_new(const struct mqs_cfg *cfg, struct loop *l)
     m->cfg = *cfg;
     m->loop = l;
     m->fd = -1;
-    m->s.broker = -1;
     m->retry_ms = RETRY_MIN_MS;
     if (m->cfg.keepalive_s == 0)
         m->cfg.keepalive_s = 20;
@@ -214,8 +213,6 @@ static void up(struct mqs *m, int broker)
     m->ever = true;
     m->retry_ms = RETRY_MIN_MS;
     m->fd = find_sock(m, atoi(m->bs.b[broker].port));
-    m->s.connected = 1;
-    m->s.broker = broker;
     brokers_up(&m->bs, broker, m->fd >= 0 ? " api=sync cork=1" : " api=sync cork=0");
 }
 
@@ -276,8 +273,6 @@ static void lost(struct mqs *m)
     bool stable = loop_clock_ms() - m->up_ms >= STABLE_MS;
     log_warn("event=mqtt_connection_lost client=%s broker=%s api=sync", m->client_id, m->bs.b[m->cur].uri);
     m->fd = -1; /* paho closed it */
-    m->s.connected = 0;
-    m->s.broker = -1;
     if (stable)
         m->retry_ms = RETRY_MIN_MS;
     retry_later(m, stable ? 0 : m->retry_ms);
@@ -304,8 +299,6 @@ void mqs_tick(struct mqs *m)
         brokers_leave(&m->bs, m->cur);
         MQTTClient_disconnect(m->h, 0);
         m->fd = -1;
-        m->s.connected = 0;
-        m->s.broker = -1;
         m->st = ST_IDLE;
         m->back = false;
         round_of_attempts(m); /* from the first */
@@ -395,4 +388,6 @@ int mqs_publish(struct mqs *m, const char *topic, size_t topic_len, const void *
 void mqs_stats(const struct mqs *m, struct mqtt_stats *out)
 {
     *out = m->s;
+    out->connected = m->st == ST_UP;
+    out->broker = m->st == ST_UP ? m->cur : -1;
 }

@@ -6,8 +6,12 @@ the publisher must keep going with no acknowledgement to wake it: everything is 
 published (counted as written) and received by a subscriber; nothing is refused or lost.
 The publisher child runs paho's synchronous client (notifier/mqttsync.c: api=sync in its
 lines) and found paho's socket (cork=1); the parent's control client stays on MQTTAsync.
-With no --pool, QoS 0 data gets one publisher child (QoS 1 gets four)."""
+With no --pool, QoS 0 data gets one publisher child (QoS 1 gets four). Then the broker is frozen
+(SIGSTOP) under 6 MB of data, more than the sockets hold: the child stops writing when paho's socket
+is full, and once the broker is thawed it goes on by itself until every message is written."""
+import os
 import re
+import signal
 import sys
 import time
 
@@ -17,6 +21,7 @@ from ntftest import CONNECT, DATA, Env, check, entry, wait_for
 
 BROKER, NTF = 23301, 23302  # notifier_NN: 23000 + 20 * NN (notifier.cmake)
 N = 6000
+N_BIG = 3000  # x 2 KB: more than the notifier's and the broker's socket buffers hold
 
 
 def main():
@@ -52,6 +57,27 @@ def main():
               "the publisher's connection: sync with cork\n" + out)
         check(re.search(r"event=mqtt_connected client=ntf-test-0 .* api=async", out), "control client not async")
         print("QoS 0: %d data messages with a window of 8, all received, in order" % N)
+
+        base = env.ntf.metric("sluice_notifier_published_total")
+        big = msgpack.packb("x" * 2000)
+        os.kill(env.broker.proc.pid, signal.SIGSTOP)
+        try:
+            for k in range(N_BIG // 50):
+                a.send(*[entry(DATA, 1, 1, "q0big", epoch=t0, seq=k * 50 + i + 1, at_ns=time.time_ns(), body=big)
+                         for i in range(50)])
+                env.pump()
+            wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "the child holding records",
+                     pump=env.pump)
+            time.sleep(0.5)
+            held = env.ntf.metric("sluice_notifier_publish_inflight")
+            check(held > 0 and env.ntf.metric("sluice_notifier_published_total") < base + N_BIG,
+                  "the frozen broker's socket never filled (inflight %r)" % held)
+        finally:
+            os.kill(env.broker.proc.pid, signal.SIGCONT)
+        wait_for(lambda: env.ntf.metric("sluice_notifier_published_total") >= base + N_BIG,
+                 "every message written after the thaw", pump=env.pump)
+        check(env.ntf.metric("sluice_notifier_lost_total") == 0, "lost after the thaw")
+        print("QoS 0, broker frozen under %d x 2 KB: %d held, all written after the thaw" % (N_BIG, held))
     print("ok")
 
 
