@@ -12,7 +12,9 @@ For each offered rate (msgs/s over --devices devices, window 16) devsim runs
     messages (edge shed + notifier losses <= 0.1 %).
 Beside each rate it prints the CPU each process used per data message
 (notifier = the parent plus its publisher children; mosquitto = the broker
-for the same messages), from /proc/<pid>/stat, and the load average.
+for the same messages), from /proc/<pid>/stat, the load average, the notifier's
+data messages per edge batch (ntf_mpb) and the live view's latency p50/p99
+(edge receive to an MQTT subscriber, sampled on every 50th device).
 
 usage: bench/stack_rate.py [--bin BUILD/bin] [--rates 10000,20000,...] [--seconds 20]
          [--notifiers 1] [--ntf-arg=--data-qos=0 ...] [--devices 1000] [--p99-ms 50]
@@ -77,6 +79,34 @@ def pg_cpu_s(pid):
     return tot
 
 
+class LiveProbe:
+    """The live view's latency: a subscriber to the data of every 50th device
+    (20 of 1,000: a few hundred msgs/s, so Python does not load the box),
+    recording wall-clock arrival minus the edge's receive time (`rx`, ms:
+    truncated, so figures read up to 1 ms high)."""
+
+    def __init__(self, port, prefix, devices):
+        self.lat = []
+        self.c = mqtttest.mqtt.Client()
+        self.c.on_message = self._on_msg
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        for i in range(0, devices, 50):
+            self.c.subscribe("devices/%s-%d/data" % (prefix, i), qos=0)
+        self.c.loop_start()
+
+    def _on_msg(self, c, ud, m):
+        try:
+            self.lat.append(time.time() * 1000.0 - json.loads(m.payload)["rx"])
+        except (ValueError, KeyError):
+            pass
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+        v = sorted(self.lat)
+        return (v[len(v) // 2], v[min(len(v) - 1, len(v) * 99 // 100)]) if v else (float("nan"),) * 2
+
+
 def metric_sum(p, name):
     try:
         return p.metric(name, 0) or 0
@@ -137,9 +167,9 @@ def main():
         edge.start()
         if ntfs:
             proc.wait_for(lambda: edge.metric("sluice_edge_notifier_connected", 0) > 0, "edge connected to a notifier")
-        print("%-7s %7s %7s %7s %6s %6s %8s %8s %9s %8s %8s %8s %8s %5s" % (
+        print("%-7s %7s %7s %7s %6s %6s %8s %8s %9s %8s %8s %8s %8s %5s %7s %11s" % (
             "offered", "acked/s", "acked%", "p50ms", "p99ms", "held", "shed%", "ntf_us", "mqtt_us", "edge_us", "pers_us",
-            "pg_us", "total%", "load1"))
+            "pg_us", "total%", "load1", "ntf_mpb", "live50/99"))
         fails = 0
         for r in [int(x) for x in a.rates.split(",")]:
             def snap():
@@ -148,10 +178,12 @@ def main():
                     ntf=sum(cpu_s(n.pid) for n in ntfs), mqtt=cpu_s(broker.proc.pid), edge=cpu_s(edge.pid),
                     pers=cpu_s(persister.pid), pg=pg_cpu_s(pg.proc.pid),
                     data=sum(metric_sum(n, "sluice_notifier_data_total") for n in ntfs),
+                    batches=sum(metric_sum(n, "sluice_notifier_batches_total") for n in ntfs),
                     pub=sum(metric_sum(n, "sluice_notifier_published_total") for n in ntfs),
                     lost=sum(metric_sum(n, "sluice_notifier_lost_total") for n in ntfs),
                     shed=metric_sum(edge, "sluice_edge_notifier_shed_total"),
                     frames=metric_sum(edge, "sluice_edge_received_frames_total"))
+            live = LiveProbe(BASE + 1, "r%d" % r, a.devices) if ntfs else None
             s0 = snap()
             out = subprocess.run([proc.binary("sluice-devsim"), "--edges", "127.0.0.1:%d" % (BASE + 5),
                                   "--devices", str(a.devices), "--rate", "%.4f" % (r / a.devices),
@@ -160,6 +192,7 @@ def main():
                                  env=dict(os.environ, SLUICE_FLEET_SECRET=SECRET), capture_output=True, text=True)
             time.sleep(1.0)  # let the notifier finish what it pulled
             s1 = snap()
+            live_ms = live.close() if live else (float("nan"),) * 2
             try:
                 j = json.loads(out.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
@@ -177,9 +210,10 @@ def main():
                 (os.cpu_count() * (s1["t"] - s0["t"]))
             load = os.getloadavg()[0]
             rows.append(dict(rate=r, devsim=j, data=data, shed_pct=shed_pct, held=held, us=per, load=load))
-            print("%-7d %7.0f %7.1f %7d %6d %6s %8.2f %8.1f %9.1f %8.1f %8.1f %8.1f %8.0f %5.2f" % (
+            mpb = data / max(1, s1["batches"] - s0["batches"])  # data messages per edge batch the notifier pulled
+            print("%-7d %7.0f %7.1f %7d %6d %6s %8.2f %8.1f %9.1f %8.1f %8.1f %8.1f %8.0f %5.2f %7.1f %5.1f/%5.1f" % (
                 r, j["acked"] / a.seconds, 100.0 * j["acked"] / offered, j["latency_ms"]["p50"], j["latency_ms"]["p99"], "yes" if held else "NO",
-                shed_pct, per["ntf"], per["mqtt"], per["edge"], per["pers"], per["pg"], busy, load))
+                shed_pct, per["ntf"], per["mqtt"], per["edge"], per["pers"], per["pg"], busy, load, mpb, live_ms[0], live_ms[1]))
             sys.stdout.flush()
             fails = 0 if held else fails + 1
             if fails >= a.stop_after_fail:

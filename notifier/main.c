@@ -38,7 +38,8 @@
 #include "sl/metrics.h"
 #include "sl/zmqx.h"
 
-#define DRAIN_MAX 256 /* batches per wake-up, so timers and MQTT input still run */
+#define DRAIN_MAX 256         /* batches per wake-up, so timers and MQTT input still run */
+#define FLUSH_AT  (64u << 10) /* bytes a child's FIFO holds before a drain writes it early */
 /* The control client (status, results, subscriptions): a large window and
  * buffer, since these are never shed (~65k statuses of ~300 bytes wait in
  * 32 MiB); inbound packets up to 1 MiB (a command's body is at most 64 KiB
@@ -55,7 +56,7 @@ struct opts {
     const char *metrics, *log_level, *curve_key, *curve_allow, *db;
     int64_t pool, cmd_timeout_ms, edge_timeout_ms, data_qos, max_inflight, max_devices, max_cmds, flush_ms,
         max_msg;
-    int64_t status_max_skew_ms, max_queued;
+    int64_t status_max_skew_ms, max_queued, coalesce_ms;
 };
 
 /* The ZAP handler's counts as of the last metrics update (plain copies of
@@ -95,8 +96,10 @@ struct app {
     struct cmdlog *cmdlog; /* NULL without --db */
     struct cmdlog_stats cls;
     struct cmdlog_totals clt;
-    struct loop_timer tick, resume;
+    struct loop_timer tick, resume, window;
+    int pull_fd;
     bool stopping;
+    bool muted; /* the PULL socket is out of epoll until the window ends */
     struct pub_totals ms;
     struct delta d[64];
     int nd;
@@ -202,31 +205,59 @@ static int cmdlog_publish(void *ud, const char *topic, size_t topic_len, const c
     return mqtt_publish(a->mqtt, topic, topic_len, payload, len, false, 0, false);
 }
 
+static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud);
+
+/* Pull what the edges sent, up to DRAIN_MAX batches, and hand it to the
+ * publisher children in one pipe write each.
+ *
+ * Coalescing (--coalesce-ms W): at a few thousand msgs/s an edge batch
+ * carries 2-3 messages, and every batch cost a chain of wake-ups (this
+ * thread, a publisher child, the broker) that outweighed the work. So after
+ * a wake-up that pulled something, the PULL socket leaves epoll for W and the
+ * window's end pulls everything that came meanwhile at once. The first batch
+ * after a quiet spell goes out at once; later ones wait at most W (plus the
+ * loop's timer granularity). A full DRAIN_MAX means a backlog: no window. */
 static void drain(struct app *a)
 {
     if (a->cmdlog)
         cmdlog_flush(a->cmdlog, cmdlog_publish, a);
+    if (a->muted)
+        return; /* the window's end pulls */
     int k = 0;
     while (!a->stopping && k < DRAIN_MAX) {
         if (!pubproc_ready(a->pp))
-            return; /* woken by a child's report when there is room again; the tick also retries */
+            break; /* woken by a child's report when there is room again; the tick also retries */
         const uint8_t *p;
         size_t n;
-        int rc = bus_recv(a->bus, &p, &n);
-        if (rc != 0)
-            return;
+        if (bus_recv(a->bus, &p, &n) != 0)
+            break;
         ntf_batch(a->ntf, p, n, loop_now_ms(a->loop));
-        pubproc_flush(a->pp); /* one write per publisher child per batch */
+        pubproc_flush_over(a->pp, FLUSH_AT); /* a large backlog is not held back from the children */
         k++;
     }
+    pubproc_flush(a->pp);
     if (k == DRAIN_MAX)
         loop_timer_start(a->loop, &a->resume, 0); /* more may wait: ZMQ_FD will not say so again */
+    else if (k > 0 && a->o.coalesce_ms > 0 && !a->stopping &&
+             loop_mod(a->loop, a->pull_fd, 0, on_pull, a) == 0) {
+        a->muted = true;
+        loop_timer_start(a->loop, &a->window, (uint64_t)a->o.coalesce_ms);
+    }
 }
 
 static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud)
 {
     (void)l, (void)fd, (void)ev;
     drain(ud);
+}
+
+static void on_window(struct loop *l, void *ud)
+{
+    struct app *a = ud;
+    a->muted = false;
+    if (loop_mod(l, a->pull_fd, EPOLLIN, on_pull, a) != 0)
+        log_error("event=epoll_failed what=pull");
+    drain(a);
 }
 
 static void on_resume(struct loop *l, void *ud)
@@ -491,6 +522,10 @@ int main(int argc, char **argv)
         {"max-devices", CFG_INT, &o->max_devices, "1000000", "presence table capacity (~300 B each)", 1,
          100000000},
         {"max-cmds", CFG_INT, &o->max_cmds, "65536", "commands awaiting results", 1, 10000000},
+        {"coalesce-ms", CFG_INT, &o->coalesce_ms, "2",
+         "after pulling edge batches, wait this long before pulling again, so that a few batches share "
+         "one write to the publishers and the broker (the live view waits at most this; 0 = pull at once)",
+         0, 1000},
         {"flush-timeout-ms", CFG_INT, &o->flush_ms, "5000", "on SIGTERM, wait this long for PUBACKs", 0,
          600000},
         /* An edge's notifier batch is at most ~2.1 MiB, its persister batch 4 MiB
@@ -656,15 +691,17 @@ int main(int argc, char **argv)
         log_error("event=startup_failed what=publishers pool=%d", (int)o->pool);
         return 1;
     }
-    loop_add(a.loop, zmqx_fd(bus_pull(a.bus)), EPOLLIN, on_pull, &a);
+    a.pull_fd = zmqx_fd(bus_pull(a.bus));
+    loop_add(a.loop, a.pull_fd, EPOLLIN, on_pull, &a);
     loop_add(a.loop, sfd, EPOLLIN, on_signal, &a);
     loop_timer_init(&a.tick, on_tick, &a);
     loop_timer_init(&a.resume, on_resume, &a);
+    loop_timer_init(&a.window, on_window, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d prefix=%s client_id=%s-0 commands=%s "
-             "curve=%s db=%s",
-             id, o->pull, o->router, o->broker, (int)o->pool, o->prefix, client_prefix, sub_cmd,
-             *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
+    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d coalesce_ms=%d prefix=%s client_id=%s-0 "
+             "commands=%s curve=%s db=%s",
+             id, o->pull, o->router, o->broker, (int)o->pool, (int)o->coalesce_ms, o->prefix, client_prefix,
+             sub_cmd, *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
 
     int rc = loop_run(a.loop);
 

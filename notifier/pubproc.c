@@ -386,8 +386,14 @@ int pubproc_publish(struct pubproc *p, const char *dev, size_t dev_len, const ch
 
 void pubproc_flush(struct pubproc *p)
 {
+    pubproc_flush_over(p, 0);
+}
+
+void pubproc_flush_over(struct pubproc *p, size_t bytes)
+{
     for (int i = 0; i < p->n; i++)
-        flush_child(&p->c[i]);
+        if (p->c[i].olen - p->c[i].ohead > bytes)
+            flush_child(&p->c[i]);
 }
 
 bool pubproc_ready(struct pubproc *p)

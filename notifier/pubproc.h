@@ -69,6 +69,8 @@ int pubproc_publish(struct pubproc *p, const char *dev, size_t dev_len, const ch
                     const void *payload, size_t len, bool retained);
 /* Write queued records to the children (non-blocking). */
 void pubproc_flush(struct pubproc *p);
+/* The same for the children holding more than bytes. */
+void pubproc_flush_over(struct pubproc *p, size_t bytes);
 /* Every child alive, connected, below its bound and not backed up. */
 bool pubproc_ready(struct pubproc *p);
 /* Read reports, flush, reap and respawn. Call every ~50 ms. */
