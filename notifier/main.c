@@ -216,7 +216,9 @@ static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud);
  * a wake-up that pulled something, the PULL socket leaves epoll for W and the
  * window's end pulls everything that came meanwhile at once. The first batch
  * after a quiet spell goes out at once; later ones wait at most W (plus the
- * loop's timer granularity). A full DRAIN_MAX means a backlog: no window. */
+ * loop's timer granularity). Only a pull that emptied the socket opens a
+ * window: a full DRAIN_MAX means a backlog, and a pull stopped by the
+ * publishers' backpressure resumes when a child reports room. */
 static void drain(struct app *a)
 {
     if (a->cmdlog)
@@ -224,13 +226,16 @@ static void drain(struct app *a)
     if (a->muted)
         return; /* the window's end pulls */
     int k = 0;
+    bool emptied = false;
     while (!a->stopping && k < DRAIN_MAX) {
         if (!pubproc_ready(a->pp))
             break; /* woken by a child's report when there is room again; the tick also retries */
         const uint8_t *p;
         size_t n;
-        if (bus_recv(a->bus, &p, &n) != 0)
+        if (bus_recv(a->bus, &p, &n) != 0) {
+            emptied = true;
             break;
+        }
         ntf_batch(a->ntf, p, n, loop_now_ms(a->loop));
         pubproc_flush_over(a->pp, FLUSH_AT); /* a large backlog is not held back from the children */
         k++;
@@ -238,7 +243,7 @@ static void drain(struct app *a)
     pubproc_flush(a->pp);
     if (k == DRAIN_MAX)
         loop_timer_start(a->loop, &a->resume, 0); /* more may wait: ZMQ_FD will not say so again */
-    else if (k > 0 && a->o.coalesce_ms > 0 && !a->stopping &&
+    else if (emptied && k > 0 && a->o.coalesce_ms > 0 && !a->stopping &&
              loop_mod(a->loop, a->pull_fd, 0, on_pull, a) == 0) {
         a->muted = true;
         loop_timer_start(a->loop, &a->window, (uint64_t)a->o.coalesce_ms);
