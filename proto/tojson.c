@@ -29,6 +29,7 @@
 #include "sl/tojson.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,11 +242,62 @@ void tojson_i64(struct tojson_buf *b, int64_t v)
     tojson_raw(b, p, (size_t)(buf + 21 - p));
 }
 
+/* The text float_text's printf loop would give, without printf or strtod,
+ * for the values most telemetry carries: short decimals (21.5, 0.25,
+ * 1013.2). When d == m / 10^k as IEEE division rounds it (m an integer below
+ * 10^15, k <= 6; both operands exact, so the quotient is the double nearest
+ * m / 10^k, which is what strtod would read from its text), d lies within
+ * half an ulp of m / 10^k, well inside %.15g's rounding step, so %.15g
+ * prints m / 10^k's digits and strtod reads them back: the loop's first
+ * answer. 1e-4 <= |d| < 1e15 is where %.15g prints no exponent. Returns 0
+ * when d is not such a value. test_tojson checks it against the loop. */
+static size_t float_short(char out[32], double d)
+{
+    static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+    double a = fabs(d);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (unsigned k = 0; k < sizeof p10 / sizeof p10[0]; k++) {
+        double m = a * p10[k];
+        if (m >= 1e15)
+            return 0;
+        if (m != (double)(uint64_t)m || m / p10[k] != a)
+            continue;
+        uint64_t u = (uint64_t)m, p = (uint64_t)p10[k];
+        uint64_t ip = u / p, fp = u % p;
+        char digits[24];
+        size_t n = 0, nd = 0;
+        if (d < 0)
+            out[n++] = '-';
+        do
+            digits[nd++] = (char)('0' + ip % 10);
+        while (ip /= 10);
+        while (nd)
+            out[n++] = digits[--nd];
+        out[n++] = '.';
+        if (fp == 0) {
+            out[n++] = '0'; /* an integer-valued float keeps ".0" */
+            return n;
+        }
+        for (unsigned i = 0; i < k; i++, fp /= 10) /* k digits, leading zeros kept */
+            digits[k - 1 - i] = (char)('0' + fp % 10);
+        unsigned last = k;
+        while (digits[last - 1] == '0') /* %g drops trailing zeros */
+            last--;
+        memcpy(out + n, digits, last);
+        return n + last;
+    }
+    return 0;
+}
+
 /* Shortest %.{15,16,17}g text of a finite d that reads back to d, with ".0"
  * appended when it would otherwise look like an integer. Returns its length
  * (at most 24 + 2: sign, 17 digits, '.', "e-308"). */
 static size_t float_text(char out[32], double d)
 {
+    size_t fast = float_short(out, d);
+    if (fast)
+        return fast;
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(out, 32, "%.*g", prec, d);

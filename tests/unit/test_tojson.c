@@ -529,6 +529,79 @@ static void test_floats_random(void **state)
     }
 }
 
+/* The rule docs/protocol.md states, written the slow way: the shortest of
+ * %.15g, %.16g, %.17g that strtod reads back to d, ".0" appended to an
+ * integer-looking text. tojson prints short decimals without printf; its
+ * text must be this one, byte for byte. */
+static void expect_float_rule(double d)
+{
+    char want[40];
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(want, 32, "%.*g", prec, d);
+        if (prec == 17 || strtod(want, NULL) == d)
+            break;
+    }
+    if (strspn(want, "-0123456789") == (size_t)n)
+        strcpy(want + n, ".0");
+    struct pk k;
+    pk_init(&k);
+    msgpack_pack_double(&k.p, d);
+    size_t len;
+    char *js = conv_pk(&k, &len);
+    if (strcmp(js, want) != 0)
+        print_error("%.17g: got <%s> want <%s>\n", d, js, want);
+    assert_string_equal(js, want);
+    free(js);
+    pk_fini(&k);
+}
+
+/* Decimals as devices send them (m / 10^k: sensor readings, prices,
+ * coordinates), at every scale around the fast path's bounds, and random
+ * ones: the text is the printf rule's. */
+static void test_floats_decimal(void **state)
+{
+    (void)state;
+    static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+    const double fixed[] = {21.5,
+                            0.25,
+                            1013.2,
+                            0.1,
+                            0.2,
+                            0.3,
+                            0.7,
+                            1.1,
+                            2.675,
+                            1e-4,
+                            9.9999e-5,
+                            0.00011,
+                            1e15,
+                            999999999999999.0,
+                            99999999999999.9,
+                            1e14 + 0.5,
+                            123456.789012,
+                            40.0,
+                            4503599627370496.5,
+                            9007199254740991.0,
+                            0.000123456,
+                            3.14159,
+                            2.5e-3};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        expect_float_rule(fixed[i]);
+        expect_float_rule(-fixed[i]);
+    }
+    srand(4242);
+    for (int i = 0; i < 200000; i++) {
+        uint64_t m = 0;
+        for (int j = 0; j < 4; j++)
+            m = m << 16 | (uint64_t)(rand() & 0xffff);
+        /* every magnitude of m, from 1 digit to 17 */
+        m %= (uint64_t)1 << (1 + rand() % 57);
+        double d = (double)m / p10[rand() % 9];
+        expect_float_rule(rand() & 1 ? -d : d);
+    }
+}
+
 /* One str item in, its exact JSON out. */
 static void expect_str_json(const char *in, size_t n, const char *want)
 {
@@ -1145,13 +1218,21 @@ static void test_utf8_valid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_corpus),         cmocka_unit_test(test_scalars_text),
-        cmocka_unit_test(test_floats_random),  cmocka_unit_test(test_utf8_invalid),
-        cmocka_unit_test(test_utf8_random),    cmocka_unit_test(test_nonstring_keys),
-        cmocka_unit_test(test_key_nest_limit), cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_malformed),      cmocka_unit_test(test_toobig_every_prefix),
-        cmocka_unit_test(test_bound_random),   cmocka_unit_test(test_bound_worst),
-        cmocka_unit_test(test_base64),         cmocka_unit_test(test_builder),
+        cmocka_unit_test(test_corpus),
+        cmocka_unit_test(test_scalars_text),
+        cmocka_unit_test(test_floats_random),
+        cmocka_unit_test(test_floats_decimal),
+        cmocka_unit_test(test_utf8_invalid),
+        cmocka_unit_test(test_utf8_random),
+        cmocka_unit_test(test_nonstring_keys),
+        cmocka_unit_test(test_key_nest_limit),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_toobig_every_prefix),
+        cmocka_unit_test(test_bound_random),
+        cmocka_unit_test(test_bound_worst),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_builder),
         cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
