@@ -96,10 +96,10 @@ struct app {
     struct cmdlog *cmdlog; /* NULL without --db */
     struct cmdlog_stats cls;
     struct cmdlog_totals clt;
-    struct loop_timer tick, resume, window;
+    struct loop_timer tick, resume;
+    struct loop_timer window; /* armed: the PULL socket is out of epoll until it fires */
     int pull_fd;
     bool stopping;
-    bool muted; /* the PULL socket is out of epoll until the window ends */
     struct pub_totals ms;
     struct delta d[64];
     int nd;
@@ -223,7 +223,7 @@ static void drain(struct app *a)
 {
     if (a->cmdlog)
         cmdlog_flush(a->cmdlog, cmdlog_publish, a);
-    if (a->muted)
+    if (loop_timer_armed(&a->window))
         return; /* the window's end pulls */
     int k = 0;
     bool emptied = false;
@@ -244,10 +244,8 @@ static void drain(struct app *a)
     if (k == DRAIN_MAX)
         loop_timer_start(a->loop, &a->resume, 0); /* more may wait: ZMQ_FD will not say so again */
     else if (emptied && k > 0 && a->o.coalesce_ms > 0 && !a->stopping &&
-             loop_mod(a->loop, a->pull_fd, 0, on_pull, a) == 0) {
-        a->muted = true;
+             loop_mod(a->loop, a->pull_fd, 0, on_pull, a) == 0)
         loop_timer_start(a->loop, &a->window, (uint64_t)a->o.coalesce_ms);
-    }
 }
 
 static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud)
@@ -258,8 +256,7 @@ static void on_pull(struct loop *l, int fd, uint32_t ev, void *ud)
 
 static void on_window(struct loop *l, void *ud)
 {
-    struct app *a = ud;
-    a->muted = false;
+    struct app *a = ud; /* the loop disarmed the window before calling: drain pulls */
     if (loop_mod(l, a->pull_fd, EPOLLIN, on_pull, a) != 0)
         log_error("event=epoll_failed what=pull");
     drain(a);

@@ -204,6 +204,19 @@ static void set_cork(struct mqs *m, int on)
         (void)setsockopt(m->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 }
 
+/* TCP_NODELAY on paho's socket (see the top of the file). Returns what the
+ * kernel holds, read back, so the connect line says what is true: 0 when
+ * there is no socket. */
+static int set_nodelay(int fd)
+{
+    int one = 1, v = 0;
+    socklen_t vl = sizeof v;
+    if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) != 0)
+        return 0;
+    return v != 0;
+}
+
 /* ---- connection ---- */
 
 static void up(struct mqs *m, int broker)
@@ -217,18 +230,9 @@ static void up(struct mqs *m, int broker)
     m->ever = true;
     m->retry_ms = RETRY_MIN_MS;
     m->fd = find_sock(m, atoi(m->bs.b[broker].port));
-    int nd = 0;
-    if (m->fd >= 0) { /* read back: the log says what the kernel holds */
-        int one = 1;
-        socklen_t nl = sizeof nd;
-        (void)setsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (getsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &nd, &nl) != 0)
-            nd = 0;
-    }
-    brokers_up(&m->bs, broker,
-               m->fd < 0 ? " api=sync cork=0 nodelay=0"
-               : nd      ? " api=sync cork=1 nodelay=1"
-                         : " api=sync cork=1 nodelay=0");
+    char how[48];
+    snprintf(how, sizeof how, " api=sync cork=%d nodelay=%d", m->fd >= 0, set_nodelay(m->fd));
+    brokers_up(&m->bs, broker, how);
 }
 
 static void retry_later(struct mqs *m, uint32_t delay_ms)
