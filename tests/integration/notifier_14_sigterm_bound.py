@@ -47,14 +47,28 @@ def stop_timed(ntf, what):
     return dt, rc, [int(x) for x in m.groups()]
 
 
+def held_back(env):
+    """A predicate for wait_for, polled every 0.25 s: publishes are in flight and the notifier
+    has stopped pulling (data_total unchanged for 0.5 s), so its publishers wait for the frozen
+    broker. In flight alone is not enough: at QoS 0 a publisher that still finds room in its
+    socket writes what it holds during the stop, and nothing is left to count (seen failing
+    on a kernel whose loopback sockets take more before they are full)."""
+    seen = []
+
+    def pred():
+        seen.append(env.ntf.metric("sluice_notifier_data_total"))
+        return (len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+                and env.ntf.metric("sluice_notifier_publish_inflight") > 0)
+    return pred
+
+
 def stop_frozen(env, edge, n, dev, what, body=None):
     """Freeze the broker (SIGSTOP: connections open, nothing answered), feed n data messages,
-    wait until publishes are in flight, then stop_timed; the broker is thawed after."""
+    wait until the publishers are held back, then stop_timed; the broker is thawed after."""
     os.kill(env.broker.proc.pid, signal.SIGSTOP)
     try:
         feed(env, edge, time.time_ns(), n, dev, body=body)
-        wait_for(lambda: env.ntf.metric("sluice_notifier_publish_inflight") > 0, "publishes in flight",
-                 pump=env.pump)
+        wait_for(held_back(env), "publishes held back by the frozen broker", pump=env.pump, interval=0.25)
         return stop_timed(env.ntf, what)
     finally:
         os.kill(env.broker.proc.pid, signal.SIGCONT)
