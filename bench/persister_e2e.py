@@ -115,6 +115,18 @@ def empty_tables(dsn):
     sql(dsn, "CHECKPOINT")
 
 
+def warm_wal(dsn, mb):
+    """Leave the WAL as on a database that has been running for a while: write mb MB of WAL, then CHECKPOINT,
+    which keeps the old segments for reuse. A fresh cluster has none to reuse: the commit that crosses into a
+    new 16 MB segment first creates it, zero-filled and fsynced (wal_init_zero, on by default), and every
+    other commit waits for the WAL lock meanwhile. Returns the WAL segment files ready after it."""
+    sql(dsn, "CREATE TABLE sl_wal_warm AS SELECT g, repeat(md5(g::text), 30) AS pad"
+             " FROM generate_series(1, %d) g" % (mb * 1024))  # ~1 KB of WAL a row: uncompressed, inline
+    sql(dsn, "DROP TABLE sl_wal_warm")
+    sql(dsn, "CHECKPOINT")
+    return sql(dsn, "SELECT count(*) FROM pg_ls_waldir()")[0][0]
+
+
 def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
     """One connection, per_tx rows per transaction, COPY of the rows (and their keys) into empty tables.
     Returns (rows/s, the backend's CPU us per row)."""
@@ -154,6 +166,9 @@ def main():
     ap.add_argument("--edge-workers", type=int, default=1)
     ap.add_argument("--persister-args", default="", help="extra flags for sluice-persister")
     ap.add_argument("--copy-repeat", type=int, default=3, help="COPY ceiling runs (median)")
+    ap.add_argument("--warm-wal-mb", type=int, default=640,
+                    help="MB of WAL written and checkpointed before the phases, so they reuse segments as a "
+                    "database that has run a while does (0: a fresh cluster, every segment created on the way)")
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL directory")
     ap.add_argument("--nice", type=int, default=0, help="run the whole stack (PostgreSQL included) at this nice "
                     "value, e.g. -10 on a box shared with other work (root only for < 0)")
@@ -175,6 +190,11 @@ def main():
           "edge workers %d; persister flags: %s%s" % (a.devices, a.seconds, a.warmup, a.edge_workers,
                                                       a.persister_args or "(defaults)",
                                                       "; nice %d" % a.nice if a.nice else ""))
+    if a.warm_wal_mb > 0:
+        print("WAL: %d MB written and checkpointed first: %d segment files to reuse" %
+              (a.warm_wal_mb, warm_wal(dsn, a.warm_wal_mb)))
+    else:
+        print("WAL: a fresh cluster (--warm-wal-mb 0): each 16 MB segment is created when first needed")
     print("load average at start: %s (2 cores)" % load())
     ok = True
     try:
