@@ -30,8 +30,13 @@ stack it attacks (what the edge spends on refusing them still counts: that is
 the defence's price). --attacker-cpu 0 runs them uncapped, in this process, as
 the first runs did. The bad clients' rate is printed either way.
 
+--sink aims the same bad clients at bench/tcp_sink (accept, one read, close) instead
+of the edge, while the good devices still use the edge: how much of the abused p99
+is the box's (the attacker's CPU and the kernel's TCP work for both ends of each
+loopback connection) and how much the edge's.
+
 usage: edge_abuse.py [--seconds 30] [--devices 200] [--rate 5 (per device)] [--attacker-cpu 0.5]
-                     [--edge-args "--accept-rate 2000"]
+                     [--edge-args "--accept-rate 2000"] [--control | --sink]
     (run inside `unshare -n`, as root; binaries from $SLUICE_BIN or build/release/bin)
 """
 import argparse
@@ -51,11 +56,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
+import proc  # noqa: E402
 import slstack  # noqa: E402
 import wire  # noqa: E402
 
 BASE = 25900  # the benchmarks' block (system.cmake)
 HELD_MAX = 4000  # sockets held open (partial, prehello) at once; the oldest is closed beyond
+SINK_PORT = BASE + 90  # --sink: tcp_sink's listener
 BAD_NET = "127.1."  # each kind of bad client has its own /24: 127.1.<kind>.1..200
 
 
@@ -200,14 +207,14 @@ class CappedBad:
     capped at `share` of one core. stdin closed = stop; the child then prints its counts and CPU seconds
     as one JSON line."""
 
-    def __init__(self, stack, share, spin=False):
+    def __init__(self, stack, share, spin=False, port=None):
         os.mkdir(CGROUP)
         with open(CGROUP + "/cpu.cfs_period_us", "w") as f:
             f.write("100000")
         with open(CGROUP + "/cpu.cfs_quota_us", "w") as f:
             f.write(str(int(100000 * share)))
         self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--attack", str(stack.base),
-                                   str(stack.edge_port(0))] + (["--spin"] if spin else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                   str(port or stack.edge_port(0))] + (["--spin"] if spin else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         with open(CGROUP + "/cgroup.procs", "w") as f:
             f.write(str(self.p.pid))  # before it imports and starts its threads; they follow it
         self.counts, self.cpu_s = {}, 0.0
@@ -280,13 +287,16 @@ def main():
     ap.add_argument("--control", action="store_true",
                     help="control run: the capped child only burns its CPU share (no socket), to show what taking "
                     "that CPU from the box alone does to the good devices' p99")
+    ap.add_argument("--sink", action="store_true",
+                    help="aim the bad clients at bench's tcp_sink (accept, read, close) instead of the edge: the "
+                    "good devices' p99 then shows what the attack costs the box itself, without the edge")
     ap.add_argument("--attack", nargs=2, type=int, help=argparse.SUPPRESS)  # the capped child: BASE PORT
     ap.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)  # the capped child of --control
     a = ap.parse_args()
     if a.attack:
         return spin() if a.spin else attack(*a.attack)
-    if a.control and a.attacker_cpu <= 0:
-        ap.error("--control needs --attacker-cpu > 0")
+    if (a.control or a.sink) and a.attacker_cpu <= 0:
+        ap.error("--control and --sink need --attacker-cpu > 0")
     results = []
     ok = True
     with slstack.Stack(BASE, edges=1, name="abuse", edge_extra=["--allow-cidrs", "127.0.0.0/16"] + a.edge_args.split()) as s:
@@ -297,14 +307,20 @@ def main():
         r0 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="calm", name="calm")
         slstack.check_devsim(r0)
         c1 = cpu(s)
+        sink = None
+        if a.sink:
+            sink = proc.Proc("tcp_sink", [proc.binary("tcp_sink"), str(SINK_PORT)], None).start(wait=False)
+            time.sleep(0.2)  # listening
         if a.attacker_cpu > 0:
-            bad = CappedBad(s, a.attacker_cpu, spin=a.control)
+            bad = CappedBad(s, a.attacker_cpu, spin=a.control, port=SINK_PORT if sink else None)
         else:
             bad = Bad(s)
             bad.start()
         r1 = s.devsim(devices=a.devices, duration=a.seconds, rate=a.rate, prefix="abused", name="abused")
         c2 = cpu(s)
         bad.end()
+        if sink:
+            sink.stop()
         if isinstance(bad, CappedBad):  # this process is not the bad clients then
             c0["bad clients"], c1["bad clients"], c2["bad clients"] = 0.0, 0.0, bad.cpu_s
         time.sleep(15)  # hello deadlines and held sockets run out
@@ -317,8 +333,8 @@ def main():
         p0, p1 = r0["latency_ms"]["p99"], r1["latency_ms"]["p99"]
         within = p1 <= 2 * max(p0, 1)
         ok &= within
-        results.append("good devices: p99 %s ms without bad clients, %s ms with them (within 2x: %s)"
-                       % (p0, p1, within))
+        results.append("good devices: p99 %s ms without bad clients, %s ms with them%s (within 2x: %s)"
+                       % (p0, p1, " (aimed at tcp_sink, not the edge)" if sink else "", within))
         results.append("acked %d and %d, missing %d and %d in PostgreSQL"
                        % (r0["acked"], r1["acked"], r0["verify"]["missing"], r1["verify"]["missing"]))
         grown = end_res[0] - base_res[0]
