@@ -30,7 +30,7 @@ stack it attacks (what the edge spends on refusing them still counts: that is
 the defence's price). --attacker-cpu 0 runs them uncapped, in this process, as
 the first runs did. The bad clients' rate is printed either way.
 
---sink aims the same bad clients at bench/tcp_sink (accept, one read, close) instead
+--sink aims the same bad clients at bench/tcp_sink (accept, read, close) instead
 of the edge, while the good devices still use the edge: how much of the abused p99
 is the box's (the attacker's CPU and the kernel's TCP work for both ends of each
 loopback connection) and how much the edge's.

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tcp_sink - the cheapest listener there is: accept, one read, close, in
- * one blocking loop. bench/edge_abuse.py --sink aims its bad clients here
+/* tcp_sink - the cheapest listener there is: accept, read what has come
+ * (without waiting: a silent client must not stall the loop), close.
+ * bench/edge_abuse.py --sink aims its bad clients here
  * instead of at the edge, so the good devices' p99 then shows what the
  * attack costs the box by itself (the attacker's CPU and the kernel's TCP
  * work for both ends of each loopback connection) with no edge code in it.
