@@ -7,8 +7,9 @@
 1,000 devices (bench/edge_bench: one epoll thread, raw frames, window 16, 64-byte bodies, each frame stamped
 in microseconds when written and again when its ack arrives) -> one sluice-edge -> sluice-persister (default
 flags) -> PostgreSQL 15 (a private cluster, default settings: fsync and synchronous_commit on) -> COMMIT ->
-ack -> device. No notifier (the edge sheds its copies). Phases, each with a fresh edge and persister, after
---warmup seconds of the same load:
+ack -> device. No notifier (the edge sheds its copies). Before the phases the cluster gets --warm-wal-mb of WAL
+and a CHECKPOINT, so the phases reuse WAL segments as a database that has run a while does (warm_wal). Phases,
+each with a fresh edge and persister, after --warmup seconds of the same load:
 
   1. rate 10,000 msgs/s offered: ack latency p50, p99 (target p50 <= 2 ms, p99 <= 10 ms)
   2. rate 50,000 msgs/s offered: the same targets
