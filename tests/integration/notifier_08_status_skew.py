@@ -19,7 +19,9 @@ def main():
         now = time.time_ns()
         forged = {"online": True, "edge": "evil", "at": 1, "epoch": now + 3600 * 10 ** 9, "reply": "evil/0/x",
                   "inc": 1, "slot": 1, "gen": 1}
-        near = {"online": True, "edge": "edge-z", "at": 1, "epoch": now + 2 * 10 ** 9, "reply": "edge-z/0",
+        # 30 s ahead: within the 60 s skew, and still ahead when d-n's connect is sent below (at 2 s
+        # ahead it was not, on a host where the set-up before that connect took over 2 s)
+        near = {"online": True, "edge": "edge-z", "at": 1, "epoch": now + 30 * 10 ** 9, "reply": "edge-z/0",
                 "inc": 5, "slot": 2, "gen": 3}
         publish(BROKER, "devices/d-f/status", forged, retain=True)
         publish(BROKER, "devices/d-n/status", near, retain=True)
@@ -40,7 +42,8 @@ def main():
         publish(BROKER, "devices/d-f/cmd", json.dumps({"id": "f1", "body": 1}))
         c = wait_for(lambda: a.received(CMD, id="f1"), "f1 at edge-a", pump=env.pump)[0]
         check(c["slot"] == 4 and c["gen"] == 9, "f1 %r" % c)
-        # The status 2 s ahead (within the skew) was loaded: an older connect is stale for it.
+        # The status 30 s ahead (within the skew) was loaded: an older connect is stale for it.
+        check(time.time_ns() < near["epoch"], "the set-up took 30 s: d-n's connect would not be older")
         a.send(entry(CONNECT, 5, 1, "d-n", epoch=t, at_ns=t, peer="p"))
         wait_for(lambda: env.ntf.metric('sluice_notifier_stale_events_total{kind="connect"}', 0) == 1,
                  "d-n's older connect stale", pump=env.pump)
