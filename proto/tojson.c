@@ -263,29 +263,26 @@ static size_t float_short(char out[32], double d)
             return 0;
         if (m != (double)(uint64_t)m || m / p10[k] != a)
             continue;
-        uint64_t u = (uint64_t)m, p = (uint64_t)p10[k];
-        uint64_t ip = u / p, fp = u % p;
-        char digits[24];
-        size_t n = 0, nd = 0;
+        uint64_t u = (uint64_t)m, p = (uint64_t)p10[k], fp = u % p;
+        char ib[21], fb[21];
+        const char *ip = u64_text(ib, u / p);
+        size_t n = 0, ni = (size_t)(ib + 21 - ip);
         if (d < 0)
             out[n++] = '-';
-        do
-            digits[nd++] = (char)('0' + ip % 10);
-        while (ip /= 10);
-        while (nd)
-            out[n++] = digits[--nd];
+        memcpy(out + n, ip, ni);
+        n += ni;
         out[n++] = '.';
         if (fp == 0) {
             out[n++] = '0'; /* an integer-valued float keeps ".0" */
             return n;
         }
-        for (unsigned i = 0; i < k; i++, fp /= 10) /* k digits, leading zeros kept */
-            digits[k - 1 - i] = (char)('0' + fp % 10);
-        unsigned last = k;
-        while (digits[last - 1] == '0') /* %g drops trailing zeros */
-            last--;
-        memcpy(out + n, digits, last);
-        return n + last;
+        /* p + fp is a 1 and then fp's k digits, leading zeros kept */
+        const char *f = u64_text(fb, p + fp) + 1;
+        size_t nf = k;
+        while (f[nf - 1] == '0') /* %g drops trailing zeros */
+            nf--;
+        memcpy(out + n, f, nf);
+        return n + nf;
     }
     return 0;
 }
