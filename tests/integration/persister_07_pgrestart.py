@@ -29,7 +29,7 @@ def main():
             if state["down"]:
                 acked_while_down.add(key)  # must have been committed before the stop: checked later
             else:
-                r = env.sql("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key)
+                r = env.check("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key)
                 assert r, "ack before commit: %r" % (key,)
 
         want = set()
@@ -55,7 +55,7 @@ def main():
         n = env.sql("SELECT count(*), count(DISTINCT (device_id, seq)) FROM telemetry")[0]
         assert n == (len(want), len(want)), n
         for key in acked_while_down:
-            assert env.sql("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key), key
+            assert env.check("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key), key
         retries = p.metric("sluice_persister_db_retries_total")
         print("ok: %d rows committed once, %d acked around the outage, retries=%s" %
               (len(want), len(acked_while_down), retries))

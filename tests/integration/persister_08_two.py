@@ -32,7 +32,7 @@ def main():
 
         def on_ack(a):
             key = (a[3], a[4])
-            assert env.sql("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key), key
+            assert env.check("SELECT 1 FROM telemetry WHERE device_id=%s AND seq=%s", key), key
             acks[key] = acks.get(key, 0) + 1
 
         want = set()

@@ -35,6 +35,9 @@ class Env:
     def sql(self, q, args=()):
         return self.pg.sql(q, args)
 
+    def check(self, q, args=()):
+        return self.pg.check(q, args)
+
     def __enter__(self):
         return self
 

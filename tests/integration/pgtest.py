@@ -7,6 +7,7 @@
     pg.stop()               # fast shutdown; the data directory stays
     pg.restart()            # start again on the same data
     pg.sql("select 1")      # rows of one statement (autocommit)
+    pg.check("select 1")    # the same over one kept connection (per-ack checks)
     pg.destroy()            # stop (immediate) and remove everything
 
 The postmaster runs as user postgres in the foreground, a proc.Proc child of
@@ -43,6 +44,7 @@ class Postgres:
         self.base = os.path.abspath(base)
         self.data = os.path.join(self.base, "data")
         self.log = os.path.join(self.base, "log")
+        self._kept = None  # check()'s connection
         root = os.geteuid() == 0
         self.proc = proc.Proc("postgres", [
             os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.base,
@@ -79,6 +81,9 @@ class Postgres:
         return self.dsn
 
     def stop(self, mode="fast"):
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         self.proc.stop(sig=MODES[mode])
 
     def restart(self):
@@ -87,15 +92,31 @@ class Postgres:
 
     def sql(self, q, args=()):
         """Run one statement in its own autocommit connection; rows if it returns any."""
+        c = self._connect()
+        try:
+            return self._run(c, q, args)
+        finally:
+            c.close()
+
+    def check(self, q, args=()):
+        """sql() over one kept connection (closed by stop()), for a check made
+        per ack: a new connection forks a backend (~15 ms), which made the
+        per-ack checks most of a test's time."""
+        if self._kept is None or self._kept.closed:
+            self._kept = self._connect()
+        return self._run(self._kept, q, args)
+
+    def _connect(self):
         import psycopg2
         c = psycopg2.connect(self.dsn, connect_timeout=5)
         c.autocommit = True
-        try:
-            cur = c.cursor()
-            cur.execute(q, args)
-            return cur.fetchall() if cur.description else None
-        finally:
-            c.close()
+        return c
+
+    @staticmethod
+    def _run(c, q, args):
+        cur = c.cursor()
+        cur.execute(q, args)
+        return cur.fetchall() if cur.description else None
 
     def destroy(self):
         try:
