@@ -31,7 +31,8 @@ struct cmds {
     struct cmd *e;
     uint32_t cap, mask, count;
     uint32_t *heads;
-    uint32_t free_head;
+    uint32_t free_head;  /* freed entries, through hnext */
+    uint32_t hw;         /* entries [hw, cap) never used: untouched calloc pages */
     uint32_t head, tail; /* FIFO, oldest first */
     uint32_t unsent;
     size_t unsent_bytes, max_unsent_bytes;
@@ -57,9 +58,7 @@ struct cmds *cmds_new(uint32_t cap, size_t max_unsent_bytes)
         return NULL;
     }
     memset(c->heads, 0xff, (size_t)b * sizeof *c->heads);
-    for (uint32_t i = 0; i < cap; i++)
-        c->e[i].hnext = i + 1 < cap ? i + 1 : NONE;
-    c->free_head = 0;
+    c->free_head = NONE;
     c->head = c->tail = NONE;
     return c;
 }
@@ -69,7 +68,7 @@ void cmds_destroy(struct cmds **pc)
     struct cmds *c = *pc;
     if (!c)
         return;
-    for (uint32_t i = 0; c->e && i < c->cap; i++)
+    for (uint32_t i = 0; c->e && i < c->hw; i++)
         free(c->e[i].body);
     free(c->e);
     free(c->heads);
@@ -128,10 +127,13 @@ enum sl_err cmds_add(struct cmds *c, struct sl_slice dev, struct sl_slice id, ui
     if (find(c, dev, id) != NONE)
         return SL_AGAIN;
     uint32_t i = c->free_head;
-    if (i == NONE)
+    if (i != NONE)
+        c->free_head = c->e[i].hnext;
+    else if (c->hw < c->cap)
+        i = c->hw++;
+    else
         return SL_NOMEM;
     struct cmd *e = &c->e[i];
-    c->free_head = e->hnext;
     uint32_t gen = e->gen + 1;
     memset(e, 0, sizeof *e);
     e->gen = gen;

@@ -18,8 +18,10 @@ struct presence {
     struct presence_dev *devs;
     uint32_t ndev, dev_mask;
     uint32_t *dev_heads;
-    uint32_t dev_free;           /* free list through hnext */
     uint32_t off_head, off_tail; /* offline devices, oldest first */
+    /* Entries [0, used) have held a device; the rest are calloc's untouched
+     * pages, so a table sized for a million devices costs memory and start-up
+     * time only as it fills (linking them all up front took 0.6 s). */
     uint32_t used, online;
 
     struct presence_worker *ws;
@@ -57,9 +59,6 @@ struct presence *presence_new(uint32_t max_devices, uint32_t max_workers)
     }
     memset(p->dev_heads, 0xff, ((size_t)p->dev_mask + 1) * sizeof *p->dev_heads);
     memset(p->w_heads, 0xff, ((size_t)p->w_mask + 1) * sizeof *p->w_heads);
-    for (uint32_t i = 0; i < max_devices; i++)
-        p->devs[i].hnext = i + 1 < max_devices ? i + 1 : PRESENCE_NONE;
-    p->dev_free = 0;
     p->off_head = p->off_tail = PRESENCE_NONE;
     p->w_last = PRESENCE_NONE;
     return p;
@@ -207,12 +206,12 @@ uint32_t presence_each(const struct presence *p, uint32_t *cursor, uint32_t max,
                        void *ud)
 {
     uint32_t k = 0, i = *cursor;
-    for (; i < p->ndev && k < max; i++)
+    for (; i < p->used && k < max; i++)
         if (p->devs[i].used) {
             cb(ud, &p->devs[i]);
             k++;
         }
-    *cursor = i < p->ndev ? i : 0;
+    *cursor = i < p->used ? i : 0;
     return k;
 }
 
@@ -286,10 +285,9 @@ static uint32_t dev_add(struct presence *p, struct sl_slice dev)
 {
     if (dev.n == 0 || dev.n > SL_DEV_MAX)
         return PRESENCE_NONE;
-    uint32_t i = p->dev_free;
-    if (i != PRESENCE_NONE) {
-        p->dev_free = p->devs[i].hnext;
-        p->used++;
+    uint32_t i;
+    if (p->used < p->ndev) {
+        i = p->used++;
     } else {
         for (i = p->off_head; i != PRESENCE_NONE && p->devs[i].pending; i = p->devs[i].lnext)
             ;
@@ -454,7 +452,7 @@ uint32_t presence_sweep(struct presence *p, uint64_t now_ms, uint64_t timeout_ms
             continue;
         if (!wk->lost && wk->online > 0) {
             /* Rare (an edge died): a full scan is simpler than per-worker lists. */
-            for (uint32_t i = 0; i < p->ndev && wk->online > 0; i++) {
+            for (uint32_t i = 0; i < p->used && wk->online > 0; i++) {
                 struct presence_dev *d = &p->devs[i];
                 if (d->used && d->online && d->worker == w) {
                     go_offline(p, i);

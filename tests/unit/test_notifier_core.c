@@ -315,6 +315,39 @@ static void test_round_trip_once(void **state)
     assert_int_equal(ntf_stats(n)->cmds_dup, 1);
 }
 
+/* The command table holds max_cmds (8) pending commands: the next is answered
+ * busy; a slot a result frees takes a new command, and again after the table
+ * filled once (slots are handed out first-unused, then from the freed list). */
+static void test_cmds_cap_reuse(void **state)
+{
+    struct ntf *n = *state;
+    connect_a(n);
+    char id[16], json[64], topic[64];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 8; i++) {
+            snprintf(json, sizeof json, "{\"id\":\"p%d-%d\",\"body\":%d}", round, i, i);
+            cmd(n, "d", json, 10);
+        }
+        assert_int_equal(ntf_pending(n), 8);
+        snprintf(json, sizeof json, "{\"id\":\"over%d\",\"body\":0}", round);
+        cmd(n, "d", json, 11);
+        snprintf(topic, sizeof topic, "devices/d/cmd/over%d/result", round);
+        assert_string_equal(last_on(topic)->payload, "{\"ok\":false,\"error\":\"busy\"}");
+        for (int i = 0; i < 8; i++) {
+            struct envelope r = ev(ENV_RES, "d", 100, 3, 7);
+            snprintf(id, sizeof id, "p%d-%d", round, i);
+            r.id = S(id);
+            r.ok = r.has_ok = true;
+            batch(n, "edge-a", 11, &r, 20);
+            snprintf(topic, sizeof topic, "devices/d/cmd/%s/result", id);
+            assert_int_equal(count_topic(topic), 1);
+        }
+        assert_int_equal(ntf_pending(n), 0);
+    }
+    assert_int_equal(nsent, 16);
+    assert_int_equal(ntf_stats(n)->cmds_failed, 2);
+}
+
 static void test_timeout_once(void **state)
 {
     struct ntf *n = *state;
@@ -981,6 +1014,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmds_cap_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undeliverable_and_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_kicks_old, setup, teardown),
