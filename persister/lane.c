@@ -80,9 +80,19 @@ static void wait_until(struct lane *l, uint64_t until)
     svcthread_wait_ms(&l->svc, until > now ? until - now : 0);
 }
 
+static void notify(struct lane *l)
+{
+    uint64_t one = 1;
+    ssize_t n = write(l->cfg.notify_fd, &one, sizeof one);
+    (void)n; /* an eventfd write fails only at 2^64-1: the loop reads it every wake-up */
+}
+
 static void set_up(struct lane *l, bool up)
 {
-    atomic_store_explicit(&l->up, up, memory_order_relaxed);
+    /* A change wakes the loop, so /readyz follows it now, not at the next
+     * tick (up to a second: most of a start-up's time to ready). */
+    if (atomic_exchange_explicit(&l->up, up, memory_order_relaxed) != up)
+        notify(l);
 }
 
 static bool try_connect(struct lane *l)
@@ -217,13 +227,6 @@ static void commit(struct lane *l, struct batch *b, struct lane_result *r)
     if (r->rc == 0 && attempt > 0)
         log_info("event=batch_committed_after_retry lane=%u rows=%u attempts=%u ms=%llu", l->cfg.id, b->nrows,
                  attempt + 1u, (unsigned long long)(r->busy_us / 1000u));
-}
-
-static void notify(struct lane *l)
-{
-    uint64_t one = 1;
-    ssize_t n = write(l->cfg.notify_fd, &one, sizeof one);
-    (void)n; /* an eventfd write fails only at 2^64-1: the loop reads it every wake-up */
 }
 
 static void *lane_main(void *arg)
