@@ -46,6 +46,11 @@ struct bus_cfg {
      * key (Z85), set on every connect to that service. */
     const struct keys_pair *curve;
     const char *persister_key, *notifier_key;
+    /* Data copies for the notifiers wait up to this long for more to share
+     * their message (0: sent with the iteration that made them). Control
+     * entries (connect, disconnect, res) never wait and take the waiting
+     * data along. */
+    uint32_t ntf_window_ms;
 };
 
 /* Counts of one bus (one writer: its worker). */
@@ -78,8 +83,17 @@ bool bus_recv(struct bus *b, const uint8_t **p, size_t *n);
  * keeps that notifier in the worker's ring. Borrowed for the call. */
 void bus_notifier_hb(struct bus *b, struct sl_slice notifier, const struct envelope *e);
 
-/* Send the batches of this iteration (one message per destination). */
+/* Send the batches of this iteration (one message per destination); the
+ * notifiers' data copies only once their window is over (bus_ntf_due). */
 void bus_flush(struct bus *b);
+
+/* bus_flush, the notifiers' data copies included whatever their window
+ * (the worker's last send before exit). */
+void bus_flush_all(struct bus *b);
+
+/* When the notifiers' waiting data copies are due (monotonic ms, as
+ * loop_clock_ms): the worker wakes then for a bus_flush. 0: none waits. */
+uint64_t bus_ntf_due(const struct bus *b);
 
 /* Which services a worker is connected to: its PUSH has a peer and its
  * DEALER is connected to one of that service's ROUTERs. */

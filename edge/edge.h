@@ -46,6 +46,8 @@ struct edge_cfg {
     int64_t zmq_max_msg;  /* largest reply batch the DEALER accepts, bytes */
     double drain_rate;    /* evictions per second while draining (whole edge) */
     uint32_t drain_timeout_ms;
+    /* data copies for the notifiers wait this long to share a message */
+    uint32_t ntf_window_ms;
     const char *record_path;    /* --record: "" = off */
     const char *record_devices; /* --record-devices: "" = every device */
     uint64_t record_max_bytes;  /* --record-max-mb in bytes, 0 = no limit */

@@ -188,9 +188,9 @@ int main(int argc, char **argv)
     bool proxy = false;
     int64_t hs_per_wake = 0;
     int64_t workers = 0, max_frame = 0, hb = 0, hello_ms = 0, idle_ms = 0, max_conns = 0, out_cap = 0,
-            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, record_mb = 0, max_msg = 0,
-            hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0, src_fails = 0,
-            dev_flaps = 0, ban_min = 0, ban_max = 0;
+            drain_timeout = 0, read_bufs = 0, out_pool = 0, hwm = 0, ntf_window = 0, record_mb = 0,
+            max_msg = 0, hello_min_ms = 0, hello_max = 0, early_max = 0, src_conns = 0, src_early = 0,
+            src_fails = 0, dev_flaps = 0, ban_min = 0, ban_max = 0;
     double src_rate = 0, src_burst = 0, acc_rate = 0, acc_burst = 0, dev_rate = 0, dev_burst = 0;
     int64_t hold_max = 0;
     double drain_rate = 0;
@@ -298,6 +298,10 @@ int main(int argc, char **argv)
          1 << 20},
         {"out-pool-mb", CFG_INT, &out_pool, "256", "output chunk pool per worker, MiB", 1, 1 << 20},
         {"zmq-hwm", CFG_INT, &hwm, "1000", "ZeroMQ high-water mark of the bus sockets, batches", 1, 1 << 24},
+        {"notifier-window-ms", CFG_INT, &ntf_window, "5",
+         "data copies for the notifiers wait up to this long to share one message (fewer wake-ups per "
+         "message at light load; the live view is this much later at most); 0 = sent at once",
+         0, 1000},
         {"zmq-max-msg", CFG_INT, &max_msg, "8388608",
          "largest reply batch (acks, commands) accepted, bytes; a service sending a bigger one is "
          "disconnected",
@@ -414,6 +418,7 @@ int main(int argc, char **argv)
     c->read_bufs = (uint32_t)read_bufs;
     c->out_pool_mb = (uint32_t)out_pool;
     c->zmq_hwm = (int)hwm;
+    c->ntf_window_ms = (uint32_t)ntf_window;
     c->zmq_max_msg = max_msg;
     c->drain_rate = drain_rate > 0 ? drain_rate : 1000;
     c->drain_timeout_ms = (uint32_t)drain_timeout;

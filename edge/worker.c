@@ -76,6 +76,7 @@ struct worker {
 
     bool warned_version; /* a refused reply batch was logged */
     struct loop_timer tick;
+    struct loop_timer ntf_due; /* wakes the loop when the notifiers' data copies are due */
     uint64_t next_bus_tick_ms, next_hb_ms;
     double drain_credit;
     uint32_t drain_cursor; /* where paced closes (drain, shed) look next */
@@ -634,9 +635,15 @@ static void take_replies(struct worker *w)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static void after(struct loop *l, void *ud)
+/* Nothing to do here: the after hook that follows the timers sends. */
+static void on_ntf_due(struct loop *l, void *ud)
 {
     (void)l;
+    (void)ud;
+}
+
+static void after(struct loop *l, void *ud)
+{
     struct worker *w = ud;
     take_replies(w);   /* acks/cmds first: they free device-side waits */
     bus_flush(w->bus); /* may end a pause */
@@ -646,6 +653,11 @@ static void after(struct loop *l, void *ud)
     conn_after(w->conns); /* input left unread by caps or a pause */
     bus_flush(w->bus);    /* this iteration's envelopes: one message per destination */
     sync_pause(w);
+    uint64_t due = bus_ntf_due(w->bus);
+    if (due && !loop_timer_armed(&w->ntf_due)) {
+        uint64_t now = loop_clock_ms();
+        loop_timer_start(l, &w->ntf_due, due > now ? due - now : 0);
+    }
     conn_flush_all(w->conns); /* one writev per connection with output */
     conn_free_closed(w->conns);
 }
@@ -881,6 +893,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
         .curve = cfg->curve,
         .persister_key = cfg->persister_key,
         .notifier_key = cfg->notifier_key,
+        .ntf_window_ms = cfg->ntf_window_ms,
     };
     w->bus = bus_new(&bc);
     if (!w->bus) {
@@ -904,6 +917,7 @@ struct worker *worker_new(struct edge *e, uint32_t idx)
     loop_set_wake(w->loop, on_wake, w);
     loop_timer_init(&w->tick, on_tick, w);
     loop_timer_start(w->loop, &w->tick, TICK_MS);
+    loop_timer_init(&w->ntf_due, on_ntf_due, w);
     return w;
 }
 
@@ -916,13 +930,15 @@ void worker_destroy(struct worker **pw)
      * one last send, then the bus goes. */
     conn_table_destroy(&w->conns);
     if (w->bus)
-        bus_flush(w->bus);
+        bus_flush_all(w->bus);
     bus_destroy(&w->bus);
     if (w->e->mbox[w->idx] == w->mb)
         w->e->mbox[w->idx] = NULL;
     mailbox_destroy(&w->mb, drop_item, w);
-    if (w->loop)
+    if (w->loop) {
         loop_timer_stop(w->loop, &w->tick);
+        loop_timer_stop(w->loop, &w->ntf_due);
+    }
     loop_destroy(&w->loop);
     free(w->sess);
     free(w->early);
