@@ -48,8 +48,8 @@ struct bus_cfg {
     const char *persister_key, *notifier_key;
     /* Data copies for the notifiers wait up to this long for more to share
      * their message (0: sent with the iteration that made them). Control
-     * entries (connect, disconnect, res) never wait and take the waiting
-     * data along. */
+     * entries (connect, disconnect, res, ...) never wait, and one made while
+     * data waits sends that data first, so each device's order holds. */
     uint32_t ntf_window_ms;
 };
 
