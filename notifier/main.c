@@ -36,6 +36,7 @@
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "sl/metrics.h"
+#include "sl/sysres.h"
 #include "sl/zmqx.h"
 
 #define DRAIN_MAX 256         /* batches per wake-up, so timers and MQTT input still run */
@@ -512,7 +513,8 @@ int main(int argc, char **argv)
         {"tls-ca", CFG_STR, &o->tls_ca, "", "CA file to verify an ssl:// broker", 0, 0},
         {"prefix", CFG_STR, &o->prefix, "devices", "MQTT topic prefix P", 0, 0},
         {"pool", CFG_INT, &o->pool, "0",
-         "data publisher processes (one MQTT connection each); 0 = 4 with --data-qos 1, 1 with --data-qos 0",
+         "data publisher processes (one MQTT connection each); 0 = 1 at --data-qos 0, and at QoS 1 half "
+         "the usable CPUs, 1 to 4",
          0, 64},
         {"cmd-timeout-ms", CFG_INT, &o->cmd_timeout_ms, "30000", "command result timeout", 1, 86400000},
         {"edge-timeout-ms", CFG_INT, &o->edge_timeout_ms, "10000",
@@ -557,12 +559,9 @@ int main(int argc, char **argv)
               "sluice-notifier: publishes edge data and presence to MQTT, routes operator commands to edges");
     if (log_init_flag(pubproc_is_child() ? "notifier-pub" : "notifier", o->log_level) != 0)
         return 2;
-    /* One process's paho MQTTAsync client takes ~30-45k QoS 1 msgs/s, so QoS 1
-     * data gets four. At QoS 0 one synchronous client takes ~170k msgs/s and
-     * every further child only adds wake-ups: one child costs ~35 % less CPU
-     * per message in the whole stack at 5-10k msgs/s (docs/performance.md). */
+    unsigned cpus = sysres_cpus();
     if (o->pool == 0)
-        o->pool = o->data_qos == 0 ? 1 : 4;
+        o->pool = pubproc_default_pool((int)o->data_qos, cpus);
 
     /* Block the signals before any thread exists, so only the signalfd sees them. */
     sigset_t ss;
@@ -700,10 +699,10 @@ int main(int argc, char **argv)
     loop_timer_init(&a.resume, on_resume, &a);
     loop_timer_init(&a.window, on_window, &a);
     loop_timer_start(a.loop, &a.tick, 50);
-    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d coalesce_ms=%d prefix=%s client_id=%s-0 "
-             "commands=%s curve=%s db=%s",
-             id, o->pull, o->router, o->broker, (int)o->pool, (int)o->coalesce_ms, o->prefix, client_prefix,
-             sub_cmd, *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
+    log_info("event=start id=%s pull=%s router=%s broker=%s pool=%d cpus=%u coalesce_ms=%d prefix=%s "
+             "client_id=%s-0 commands=%s curve=%s db=%s",
+             id, o->pull, o->router, o->broker, (int)o->pool, cpus, (int)o->coalesce_ms, o->prefix,
+             client_prefix, sub_cmd, *o->curve_key ? "on" : "off", a.cmdlog ? "on" : "off");
 
     int rc = loop_run(a.loop);
 

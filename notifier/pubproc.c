@@ -312,6 +312,14 @@ bool pubproc_stopped(struct pubproc *p)
     return true;
 }
 
+int pubproc_default_pool(int data_qos, unsigned cpus)
+{
+    if (data_qos == 0)
+        return 1;
+    unsigned n = cpus / 2u;
+    return n < 1u ? 1 : n > 4u ? 4 : (int)n;
+}
+
 int64_t pubproc_unflushed(struct pubproc *p)
 {
     int64_t n = (int64_t)p->stop_lost;

@@ -41,6 +41,15 @@ struct pubproc_totals {
     int connected;
 };
 
+/* How many children --pool 0 means. At QoS 0 one: its synchronous client
+ * takes ~170k msgs/s, and each further child only adds wake-ups. At QoS 1
+ * half the CPUs this process may use (sysres_cpus), 1 to 4: one process's
+ * MQTTAsync tops out at ~30-45k msgs/s, so a large box wants several, but
+ * every child brings two paho threads whose wake-ups cost CPU at any rate;
+ * on 2 CPUs one child spends ~35 % less per message than four
+ * (docs/performance.md). Pure. */
+int pubproc_default_pool(int data_qos, unsigned cpus);
+
 /* Parent: spawn n children re-running argv (exec of /proc/self/exe with
  * PUBPROC_ENV set). bound = records a child may hold unreported before
  * pubproc_ready() says no; room(ud), if not NULL, is called when a child's

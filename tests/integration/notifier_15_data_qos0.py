@@ -7,7 +7,7 @@ published (counted as written) and received by a subscriber; nothing is refused 
 The publisher child runs paho's synchronous client (notifier/mqttsync.c: api=sync in its
 lines) and found paho's socket (cork=1) and set TCP_NODELAY on it (nodelay=1, read back: without it
 the live view waited up to 40 ms for delayed ACKs); the parent's control client stays on MQTTAsync.
-With no --pool, QoS 0 data gets one publisher child (QoS 1 gets four). Then the broker is frozen
+With no --pool, QoS 0 data gets one publisher child (QoS 1: half the usable CPUs, notifier_22). Then the broker is frozen
 (SIGSTOP) under 6 MB of data, more than the sockets hold: the child stops writing when paho's socket
 is full, and once the broker is thawed it goes on by itself until every message is written."""
 import os

@@ -10,3 +10,5 @@ sl_unit_test(test_notifier_mqtt SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_no
 # mqttsync.c (the --data-qos 0 publishers' MQTTClient) over a paho substituted at link time.
 sl_unit_test(test_notifier_mqttsync SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_mqttsync.c LIBS notifier_core
   -Wl,--wrap=MQTTClient_create,--wrap=MQTTClient_connect,--wrap=MQTTClient_publish,--wrap=MQTTClient_receive,--wrap=MQTTClient_isConnected,--wrap=MQTTClient_disconnect,--wrap=MQTTClient_destroy)
+# what --pool 0 means (pure)
+sl_unit_test(test_notifier_pool SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_notifier_pool.c LIBS notifier_core)
