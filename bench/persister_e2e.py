@@ -173,10 +173,16 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL directory")
     ap.add_argument("--nice", type=int, default=0, help="run the whole stack (PostgreSQL included) at this nice "
                     "value, e.g. -10 on a box shared with other work (root only for < 0)")
+    ap.add_argument("--rates-only", action="store_true",
+                    help="only the fixed-rate phases (no saturation, no COPY ceiling): for A/B runs of the latency")
+    ap.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a PostgreSQL setting for the private cluster (repeat), e.g. autovacuum=off")
     a = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix="sl-e2e-")
     pg = pgtest.Postgres(a.port + 20, os.path.join(base, "pg"))
+    for kv in a.pg_set:
+        pg.proc.argv += ["-c", kv]
     dsn = pg.start()
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, pg.proc.pid, a.nice)  # backends forked later inherit it
@@ -188,9 +194,10 @@ def main():
             except (OSError, ValueError, IndexError):
                 pass
     print("persister_e2e: %d devices, window 16, 64-byte bodies, %d s measured after %d s warm-up per phase; "
-          "edge workers %d; persister flags: %s%s" % (a.devices, a.seconds, a.warmup, a.edge_workers,
-                                                      a.persister_args or "(defaults)",
-                                                      "; nice %d" % a.nice if a.nice else ""))
+          "edge workers %d; persister flags: %s%s%s" % (a.devices, a.seconds, a.warmup, a.edge_workers,
+                                                        a.persister_args or "(defaults)",
+                                                        "; nice %d" % a.nice if a.nice else "",
+                                                        "; PostgreSQL " + " ".join(a.pg_set) if a.pg_set else ""))
     if a.warm_wal_mb > 0:
         print("WAL: %d MB written and checkpointed first: %d segment files to reuse" %
               (a.warm_wal_mb, warm_wal(dsn, a.warm_wal_mb)))
@@ -216,6 +223,10 @@ def main():
                 if line.startswith("persister:") or line.startswith("cpu:"):
                     print("    " + line)
             print("    postgresql: %.0f%% of one core (all its processes, the whole phase)" % (r["pg_cores"] * 100))
+        if a.rates_only:
+            print("load average at end: %s" % load())
+            print("RESULT: %s" % ("every target met" if ok else "some target MISSED"))
+            return 0 if ok else 1
         empty_tables(dsn)
         s = run_bench(a, dsn, "tput", None, pg.proc.pid)
         print("saturation (window 16): acked %8.0f rows/s  (p50 %.2f ms, p99 %.2f ms)   [load %s]" %
