@@ -28,8 +28,8 @@ static void qos1_half_the_cpus(void **state)
     assert_int_equal(pubproc_default_pool(1, 4), 2);
     assert_int_equal(pubproc_default_pool(1, 6), 3);
     assert_int_equal(pubproc_default_pool(1, 8), 4);
-    assert_int_equal(pubproc_default_pool(1, 64),
-                     4); /* capped: paho's threads, not the CPUs, are the limit */
+    /* capped: each child's paho threads, not the CPUs, are the limit */
+    assert_int_equal(pubproc_default_pool(1, 64), 4);
 }
 
 int main(void)
