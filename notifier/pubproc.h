@@ -45,9 +45,9 @@ struct pubproc_totals {
  * takes ~170k msgs/s, and each further child only adds wake-ups. At QoS 1
  * half the CPUs this process may use (sysres_cpus), 1 to 4: one process's
  * MQTTAsync tops out at ~30-45k msgs/s, so a large box wants several, but
- * every child brings two paho threads whose wake-ups cost CPU at any rate;
- * on 2 CPUs one child spends ~35 % less per message than four
- * (docs/performance.md). Pure. */
+ * every child brings two paho threads whose wake-ups cost CPU at any rate:
+ * on 2 CPUs one child spends 32-45 % less per message than four
+ * (docs/performance.md). At most four, the default before. Pure. */
 int pubproc_default_pool(int data_qos, unsigned cpus);
 
 /* Parent: spawn n children re-running argv (exec of /proc/self/exe with
