@@ -177,12 +177,19 @@ def main():
                     help="only the fixed-rate phases (no saturation, no COPY ceiling): for A/B runs of the latency")
     ap.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
                     help="a PostgreSQL setting for the private cluster (repeat), e.g. autovacuum=off")
+    ap.add_argument("--wal-segsize", type=int, default=0, metavar="MB",
+                    help="WAL segment size of the private cluster (pg_resetwal --wal-segsize; 0 = initdb's 16)")
     a = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix="sl-e2e-")
     pg = pgtest.Postgres(a.port + 20, os.path.join(base, "pg"))
     for kv in a.pg_set:
         pg.proc.argv += ["-c", kv]
+    if a.wal_segsize:
+        pg._init()  # the cluster's files, not started: pg_resetwal needs it stopped
+        pg.proc.argv += ["-c", "min_wal_size=%dMB" % max(80, 2 * a.wal_segsize)]  # PostgreSQL refuses less
+        pgtest._as_postgres([os.path.join(pgtest.PG_BIN, "pg_resetwal"), "--wal-segsize", str(a.wal_segsize),
+                             pg.data])
     dsn = pg.start()
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, pg.proc.pid, a.nice)  # backends forked later inherit it
