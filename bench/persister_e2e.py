@@ -155,6 +155,58 @@ def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
     return len(lines) / dt, us, wal
 
 
+def show_cpu(r):
+    """A phase's CPU lines: edge_bench's persister and cpu lines, and PostgreSQL's share."""
+    for line in r["out"].splitlines():
+        if line.startswith("persister:") or line.startswith("cpu:"):
+            print("    " + line)
+    print("    postgresql: %.0f%% of one core (all its processes, the whole phase)" % (r["pg_cores"] * 100))
+
+
+def saturation_and_ceiling(a, dsn, postmaster):
+    """Phase 3 (saturation) and 4 (the COPY ceiling of the same rows); True if the ratio meets its target."""
+    empty_tables(dsn)
+    s = run_bench(a, dsn, "tput", None, postmaster)
+    print("saturation (window 16): acked %8.0f rows/s  (p50 %.2f ms, p99 %.2f ms)   [load %s]" %
+          (s["rate"], s["p50"], s["p99"], s["load"]))
+    show_cpu(s)
+    # What a row costs on disk (heap + indexes, telemetry partitions and telemetry_keys).
+    sz = sql(dsn, "SELECT (SELECT count(*) FROM telemetry),"
+                  " (SELECT sum(pg_total_relation_size(i.inhrelid)) FROM pg_inherits i"
+                  "  WHERE i.inhparent = 'telemetry'::regclass),"
+                  " pg_total_relation_size('telemetry_keys'), pg_relation_size('telemetry_keys')")[0]
+    if sz[0]:
+        print("    on disk: telemetry %.0f B/row (heap + primary key + BRIN), telemetry_keys %.0f B/row "
+              "(heap %.0f + index)" % (sz[1] / sz[0], sz[2] / sz[0], sz[3] / sz[0]))
+    # The same rows, in arrival order, as COPY text.
+    c = psycopg2.connect(dsn)
+    cur = c.cursor()
+    buf, kbuf = io.StringIO(), io.StringIO()
+    cur.copy_expert("COPY (SELECT %s FROM telemetry ORDER BY received_at) TO STDOUT" % COLS, buf)
+    cur.copy_expert("COPY (SELECT device_id, seq, received_at FROM telemetry ORDER BY received_at) TO STDOUT",
+                    kbuf)
+    c.close()
+    text, keys_text = buf.getvalue(), kbuf.getvalue()
+    n = text.count("\n")
+    la0 = load()
+    plain = sorted(copy_ceiling(dsn, text, keys_text, 5000, False) for _ in range(a.copy_repeat))
+    both = sorted(copy_ceiling(dsn, text, keys_text, 5000, True) for _ in range(a.copy_repeat))
+    la1 = load()
+    (mp, up, wp), (mb, ub, wb) = plain[len(plain) // 2], both[len(both) // 2]
+    plain, both = [x[0] for x in plain], [x[0] for x in both]
+    ratio = s["rate"] / mp
+    good = ratio >= 0.85
+    print("COPY ceiling, the same %d rows into telemetry, 5,000 a transaction, 1 connection: %8.0f rows/s "
+          "(runs %s)   [load %s -> %s]" % (n, mp, " ".join("%.0f" % x for x in plain), la0, la1))
+    print("COPY of the same rows into telemetry + telemetry_keys (the persister's tables): %8.0f rows/s "
+          "(runs %s)" % (mb, " ".join("%.0f" % x for x in both)))
+    print("backend CPU per row (median run): %.2f us into telemetry, %.2f us with the keys: the keys cost "
+          "%.2f us a row; WAL %.0f B/row, %.0f B/row with the keys" % (up, ub, ub - up, wp, wb))
+    print("saturation / COPY ceiling: %.2fx   target >= 0.85x: %s   (/ COPY incl. keys: %.2fx)" %
+          (ratio, "ok" if good else "MISSED", s["rate"] / mb))
+    return good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="build/release/bin", help="directory of sluice-edge, sluice-persister, "
@@ -186,7 +238,7 @@ def main():
     for kv in a.pg_set:
         pg.proc.argv += ["-c", kv]
     if a.wal_segsize:
-        pg._init()  # the cluster's files, not started: pg_resetwal needs it stopped
+        pg.prepare()  # pg_resetwal needs the cluster's files, not started
         pg.proc.argv += ["-c", "min_wal_size=%dMB" % max(80, 2 * a.wal_segsize)]  # PostgreSQL refuses less
         pgtest._as_postgres([os.path.join(pgtest.PG_BIN, "pg_resetwal"), "--wal-segsize", str(a.wal_segsize),
                              pg.data])
@@ -226,57 +278,9 @@ def main():
                   "   target p50 <= 2 ms, p99 <= 10 ms: %s   [load %s]" %
                   (phase_rate, r["rate"], r["p50"], r["p99"], r["p999"], r["max"], "ok" if good else "MISSED",
                    r["load"]))
-            for line in r["out"].splitlines():
-                if line.startswith("persister:") or line.startswith("cpu:"):
-                    print("    " + line)
-            print("    postgresql: %.0f%% of one core (all its processes, the whole phase)" % (r["pg_cores"] * 100))
-        if a.rates_only:
-            print("load average at end: %s" % load())
-            print("RESULT: %s" % ("every target met" if ok else "some target MISSED"))
-            return 0 if ok else 1
-        empty_tables(dsn)
-        s = run_bench(a, dsn, "tput", None, pg.proc.pid)
-        print("saturation (window 16): acked %8.0f rows/s  (p50 %.2f ms, p99 %.2f ms)   [load %s]" %
-              (s["rate"], s["p50"], s["p99"], s["load"]))
-        for line in s["out"].splitlines():
-            if line.startswith("persister:") or line.startswith("cpu:"):
-                print("    " + line)
-        print("    postgresql: %.0f%% of one core (all its processes, the whole phase)" % (s["pg_cores"] * 100))
-        # What a row costs on disk (heap + indexes, telemetry partitions and telemetry_keys).
-        sz = sql(dsn, "SELECT (SELECT count(*) FROM telemetry),"
-                      " (SELECT sum(pg_total_relation_size(i.inhrelid)) FROM pg_inherits i"
-                      "  WHERE i.inhparent = 'telemetry'::regclass),"
-                      " pg_total_relation_size('telemetry_keys'), pg_relation_size('telemetry_keys')")[0]
-        if sz[0]:
-            print("    on disk: telemetry %.0f B/row (heap + primary key + BRIN), telemetry_keys %.0f B/row "
-                  "(heap %.0f + index)" % (sz[1] / sz[0], sz[2] / sz[0], sz[3] / sz[0]))
-        # The same rows, in arrival order, as COPY text.
-        c = psycopg2.connect(dsn)
-        cur = c.cursor()
-        buf, kbuf = io.StringIO(), io.StringIO()
-        cur.copy_expert("COPY (SELECT %s FROM telemetry ORDER BY received_at) TO STDOUT" % COLS, buf)
-        cur.copy_expert("COPY (SELECT device_id, seq, received_at FROM telemetry ORDER BY received_at) TO STDOUT",
-                        kbuf)
-        c.close()
-        text, keys_text = buf.getvalue(), kbuf.getvalue()
-        n = text.count("\n")
-        la0 = load()
-        plain = sorted(copy_ceiling(dsn, text, keys_text, 5000, False) for _ in range(a.copy_repeat))
-        both = sorted(copy_ceiling(dsn, text, keys_text, 5000, True) for _ in range(a.copy_repeat))
-        la1 = load()
-        (mp, up, wp), (mb, ub, wb) = plain[len(plain) // 2], both[len(both) // 2]
-        plain, both = [x[0] for x in plain], [x[0] for x in both]
-        ratio = s["rate"] / mp
-        good = ratio >= 0.85
-        ok = ok and good
-        print("COPY ceiling, the same %d rows into telemetry, 5,000 a transaction, 1 connection: %8.0f rows/s "
-              "(runs %s)   [load %s -> %s]" % (n, mp, " ".join("%.0f" % x for x in plain), la0, la1))
-        print("COPY of the same rows into telemetry + telemetry_keys (the persister's tables): %8.0f rows/s "
-              "(runs %s)" % (mb, " ".join("%.0f" % x for x in both)))
-        print("backend CPU per row (median run): %.2f us into telemetry, %.2f us with the keys: the keys cost "
-              "%.2f us a row; WAL %.0f B/row, %.0f B/row with the keys" % (up, ub, ub - up, wp, wb))
-        print("saturation / COPY ceiling: %.2fx   target >= 0.85x: %s   (/ COPY incl. keys: %.2fx)" %
-              (ratio, "ok" if good else "MISSED", s["rate"] / mb))
+            show_cpu(r)
+        if not a.rates_only:
+            ok = saturation_and_ceiling(a, dsn, pg.proc.pid) and ok
         print("load average at end: %s" % load())
         print("RESULT: %s" % ("every target met" if ok else "some target MISSED"))
     finally:

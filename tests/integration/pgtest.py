@@ -89,7 +89,8 @@ class Postgres:
     def running(self):
         return self.proc.alive()
 
-    def _init(self):
+    def prepare(self):
+        """The cluster's files (copied from the template once), not started: start() does it too."""
         if not os.path.exists(os.path.join(self.base, "data", "PG_VERSION")):
             os.makedirs(self.base, exist_ok=True)
             # The postgres user must reach base: a tempfile.mkdtemp() parent is 0700.
@@ -102,7 +103,7 @@ class Postgres:
             subprocess.run(["cp", "-a", _template(), self.data], check=True)
 
     def start(self):
-        self._init()
+        self.prepare()
         self.proc.start()
         return self.dsn
 
