@@ -19,7 +19,11 @@
  * endpoint also gets a heartbeat every second, and at once when the ring
  * changes: `to` names the endpoint (the notifier echoes it, which is how an
  * endpoint gets its id) and `ring` lists the members (so a notifier knows
- * which devices are its own).
+ * which devices are its own). The answer also echoes the heartbeat's at_ns,
+ * which confirms the control entries sent before it: until then they are
+ * kept (ntfsent.h), and if the notifier's connection drops first they are
+ * routed again, so a notifier killed with a device's answer in its socket
+ * does not take the answer with it.
  *
  * In: reply batches (acks, cmds, kicks) on the DEALER, handed to the worker
  * one message at a time by bus_recv, which keeps the message only until the
@@ -28,7 +32,8 @@
  * read in progress.
  *
  * It deliberately knows neither the device protocol nor what a reply
- * means, and it calls no other edge module but peermon and ntfring. */
+ * means, and it calls no other edge module but peermon, ntfring and
+ * ntfsent. */
 #define _GNU_SOURCE
 #include "bus.h"
 #include <errno.h>
@@ -45,6 +50,7 @@
 #include "sl/zmqx.h"
 #include "edge.h"
 #include "ntfring.h"
+#include "ntfsent.h"
 #include "peermon.h"
 
 #define BATCH_SOFT (1024u * 1024u) /* send once a batch is this big */
@@ -95,8 +101,11 @@ struct bus {
     struct npeer np[NTFRING_PEERS];
     uint64_t np_version; /* resolver snapshot applied to np */
     uint64_t next_ring_ms;
-    uint32_t mon_seq; /* unique monitor names */
-    uint64_t hb_seq;  /* open connections, from the worker's last heartbeat */
+    uint32_t mon_seq;        /* unique monitor names */
+    uint64_t hb_seq;         /* open connections, from the worker's last heartbeat */
+    uint64_t hb_ns;          /* at_ns of the last heartbeat to a notifier: each is unique */
+    struct ntfsent sent;     /* control entries sent, not yet confirmed */
+    uint64_t sent_forgotten; /* sent.forgotten already counted */
 
     zmq_msg_t in; /* the reply batch bus_recv handed out last */
     bool in_open;
@@ -141,6 +150,7 @@ static void *mksock(struct bus *b, int type, int linger, const char *server_key)
 }
 
 static void npeer_close(struct bus *b, int s);
+static void nreclaim(struct bus *b, int s);
 
 struct bus *bus_new(const struct bus_cfg *cfg)
 {
@@ -179,6 +189,7 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->ied = malloc(NENT_CAP * sizeof *b->ied);
     b->iec = malloc(NENT_CAP * sizeof *b->iec);
     ntfring_init(&b->ring);
+    bool sent_ok = ntfsent_init(&b->sent) == 0;
     b->c_pp = zmqx_conns_new();
     b->c_pr = zmqx_conns_new();
     b->c_nr = zmqx_conns_new();
@@ -193,8 +204,8 @@ struct bus *bus_new(const struct bus_cfg *cfg)
     b->m_pp = b->pp ? peermon_new(cfg->zctx, b->pp, name) : NULL;
     snprintf(name, sizeof name, "%u/dl", wi);
     b->m_dl = b->dl ? peermon_new(cfg->zctx, b->dl, name) : NULL;
-    if (!b->pp || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->nctl2 || !b->ied || !b->iec ||
-        !b->c_pp || !b->c_pr || !b->c_nr || !b->m_pp || !b->m_dl) {
+    if (!sent_ok || !b->pp || !b->dl || !b->pbuf || !b->ndata || !b->nctl || !b->nctl2 || !b->ied ||
+        !b->iec || !b->c_pp || !b->c_pr || !b->c_nr || !b->m_pp || !b->m_dl) {
         log_error("event=bus_init_failed worker=%u err=\"%s\"", wi, zmq_strerror(zmq_errno()));
         bus_destroy(&b);
         return NULL;
@@ -242,6 +253,7 @@ void bus_destroy(struct bus **pb)
     free(b->nctl2);
     free(b->ied);
     free(b->iec);
+    ntfsent_free(&b->sent);
     free(b);
     *pb = NULL;
 }
@@ -373,6 +385,7 @@ static void npeers_sync(struct bus *b)
         }
         if (!listed) {
             npeer_close(b, s);
+            nreclaim(b, s); /* log names the endpoint: before it is forgotten */
             ntfring_remove(&b->ring, s);
         }
     }
@@ -395,15 +408,90 @@ static void nheartbeat(struct bus *b, int s, uint64_t now)
     struct npeer *p = &b->np[s];
     p->next_hb_ms = now + NHB_MS;
     const struct ntfring_peer *rp = &b->ring.p[s];
-    struct envelope e = {.kind = ENV_HEARTBEAT, .seq = b->hb_seq, .at_ns = wall_ns()};
+    uint64_t at = wall_ns();
+    b->hb_ns = at > b->hb_ns ? at : b->hb_ns + 1; /* the answer names the heartbeat by it */
+    struct envelope e = {.kind = ENV_HEARTBEAT, .seq = b->hb_seq, .at_ns = b->hb_ns};
     e.to = (struct sl_slice){(const uint8_t *)rp->ep, (uint32_t)strlen(rp->ep)};
     e.ring = (struct sl_slice){(const uint8_t *)b->ring.list, (uint32_t)strlen(b->ring.list)};
     uint8_t buf[NTFRING_EP_MAX + sizeof b->ring.list + 600];
     struct envelope_writer w;
     if (envelope_writer_begin(&w, buf, sizeof buf, &b->hdr) != SL_OK || envelope_writer_add(&w, &e) != SL_OK)
         return;
-    if (zmq_send(p->sock, buf, envelope_writer_len(&w), ZMQ_DONTWAIT) >= 0)
+    if (zmq_send(p->sock, buf, envelope_writer_len(&w), ZMQ_DONTWAIT) >= 0) {
         stat_inc(&b->cnt.batches_notifier);
+        ntfsent_mark(&b->sent, s, b->hb_ns);
+    }
+}
+
+/* What ntfsent forgot since we last looked, into the counters. */
+static void sent_count(struct bus *b)
+{
+    if (b->sent.forgotten != b->sent_forgotten) {
+        stat_add(&b->cnt.notifier_ctl_forgotten, b->sent.forgotten - b->sent_forgotten);
+        b->sent_forgotten = b->sent.forgotten;
+    }
+}
+
+struct reclaim {
+    struct bus *b;
+    struct envelope_writer w; /* into nctl2 */
+    uint32_t k;
+};
+
+static void reclaim_one(void *ud, struct sl_slice ent)
+{
+    struct reclaim *r = ud;
+    struct bus *b = r->b;
+    if (r->k == NENT_CAP || envelope_writer_add_encoded(&r->w, ent) != SL_OK) {
+        stat_inc(&b->cnt.notifier_ctl_dropped);
+        return;
+    }
+    /* ver behind the ring's: nflush routes it afresh, whatever the ring is by then */
+    b->iec[r->k++] = (struct nent){.off = (uint32_t)(envelope_writer_last(&r->w).p - b->nctl2),
+                                   .len = ent.n,
+                                   .slot = -1,
+                                   .ver = b->ring.version - 1};
+}
+
+/* Slot s's connection is gone: the control entries it had not confirmed
+ * go back to the front of the control queue (they are older than anything
+ * there), to be routed to whoever owns their devices now. A notifier that
+ * had handled them before it died may see its successor handle them again:
+ * a status published twice, and a device's answer for a command it had
+ * ended already, which the successor counts and drops (the marker is gone:
+ * docs/notifier.md). Only a closed connection counts, not silence: a
+ * notifier that hangs and then comes back reads its socket itself. */
+static void nreclaim(struct bus *b, int s)
+{
+    uint32_t n = ntfsent_live(&b->sent, s);
+    if (n == 0)
+        return;
+    if (n > NENT_CAP - b->nec) /* no index room for the queue behind them: make some */
+        n = NENT_CAP - b->nec;
+    memmove(b->iec + n, b->iec, b->nec * sizeof *b->iec);
+    struct reclaim r = {.b = b};
+    envelope_writer_begin(&r.w, b->nctl2, CTL_CAP, &b->hdr);
+    uint32_t handed = ntfsent_take(&b->sent, s, loop_now_ms(b->cfg.loop), reclaim_one, &r);
+    stat_add(&b->cnt.notifier_ctl_rerouted, handed);
+    sent_count(b);
+    /* then the queue as it was (index moved up by n, bytes still in nctl) */
+    uint32_t kept = r.k;
+    for (uint32_t i = 0; i < b->nec; i++) {
+        struct nent x = b->iec[n + i];
+        if (envelope_writer_add_encoded(&r.w, (struct sl_slice){b->nctl + x.off, x.len}) != SL_OK) {
+            stat_inc(&b->cnt.notifier_ctl_dropped);
+            continue;
+        }
+        x.off = (uint32_t)(envelope_writer_last(&r.w).p - b->nctl2);
+        b->iec[kept++] = x;
+    }
+    uint8_t *t = b->nctl;
+    b->nctl = b->nctl2;
+    b->nctl2 = t;
+    b->nwc = r.w;
+    b->nec = kept;
+    log_info("event=notifier_entries_rerouted worker=%u endpoint=%s entries=%u", b->cfg.worker,
+             b->ring.p[s].ep, handed);
 }
 
 static void ring_changed(struct bus *b, uint64_t now)
@@ -433,6 +521,8 @@ static void nring(struct bus *b, bool force)
             ntfring_conn(&b->ring, s, up, now);
             if (up)
                 p->next_hb_ms = now; /* ask for its id at once */
+            else
+                nreclaim(b, s);
         }
     }
     if (ntfring_update(&b->ring, now))
@@ -445,8 +535,10 @@ static void nring(struct bus *b, bool force)
 void bus_notifier_hb(struct bus *b, struct sl_slice notifier, const struct envelope *e)
 {
     uint64_t now = loop_now_ms(b->cfg.loop);
-    if (ntfring_heard(&b->ring, e->to, notifier, now) < 0)
+    int s = ntfring_heard(&b->ring, e->to, notifier, now);
+    if (s < 0)
         return;
+    ntfsent_confirm(&b->sent, s, e->seq);
     if (ntfring_update(&b->ring, now)) {
         ring_changed(b, now);
         nring(b, true);
@@ -543,6 +635,14 @@ static void nflush(struct bus *b)
             zmq_msg_close(&m);
         }
     }
+    /* Control entries sent to a member are kept until it confirms them. */
+    uint64_t now = loop_now_ms(b->cfg.loop);
+    for (uint32_t i = 0; i < b->nec; i++) {
+        const struct nent *x = &b->iec[i];
+        if (x->slot >= 0 && sent[x->slot] && b->ring.p[x->slot].member)
+            ntfsent_add(&b->sent, x->slot, (struct sl_slice){b->nctl + x->off, x->len}, now);
+    }
+    sent_count(b);
     /* The live view may lose data copies, never ingest speed. */
     for (uint32_t i = 0; i < b->ned; i++)
         if (b->ied[i].slot >= 0 && !sent[b->ied[i].slot])

@@ -57,6 +57,7 @@ struct bus_cfg {
 struct bus_counts {
     _Atomic uint64_t bp_pauses, bp_paused_us;
     _Atomic uint64_t notifier_shed, notifier_ctl_dropped, persister_ctl_dropped;
+    _Atomic uint64_t notifier_ctl_rerouted, notifier_ctl_forgotten; /* unconfirmed when their notifier left */
     _Atomic uint64_t batches_persister, batches_notifier;
 };
 

@@ -31,6 +31,7 @@ static struct {
     struct metric_counter *auth_failures;
     struct metric_counter *bp_pauses, *bp_paused_us;
     struct metric_counter *notifier_shed, *notifier_ctl_dropped, *persister_ctl_dropped;
+    struct metric_counter *notifier_ctl_rerouted, *notifier_ctl_forgotten;
     struct metric_counter *stale_replies, *stale_batches, *acks, *cmds, *kicks, *undeliverable;
     struct metric_counter *cmds_forwarded, *cmds_forward_refused, *kicks_retried, *shed_conns;
     struct metric_gauge *persister_connected, *notifier_connected;
@@ -48,6 +49,7 @@ struct sums {
     uint64_t errors[SL_TIMEOUT + 1], auth_failures, acks, cmds, holds, held_us;
     struct stat_hist rtt;
     uint64_t bp_pauses, bp_paused_us, shed, nctl_dropped, pctl_dropped, batches_p, batches_n;
+    uint64_t nctl_rerouted, nctl_forgotten;
     uint64_t forwarded, forward_refused, undeliverable;
     uint64_t stale_replies, stale_batches, kicks, kicks_retried, shed_conns;
 };
@@ -88,6 +90,8 @@ static void add_worker(struct sums *s, const struct worker_view *v)
     s->bp_paused_us += stat_get(&b->bp_paused_us);
     s->shed += stat_get(&b->notifier_shed);
     s->nctl_dropped += stat_get(&b->notifier_ctl_dropped);
+    s->nctl_rerouted += stat_get(&b->notifier_ctl_rerouted);
+    s->nctl_forgotten += stat_get(&b->notifier_ctl_forgotten);
     s->pctl_dropped += stat_get(&b->persister_ctl_dropped);
     s->batches_p += stat_get(&b->batches_persister);
     s->batches_n += stat_get(&b->batches_notifier);
@@ -156,6 +160,8 @@ static void collect(void *ud)
     metric_counter_set(g.bp_paused_us, s.bp_paused_us);
     metric_counter_set(g.notifier_shed, s.shed);
     metric_counter_set(g.notifier_ctl_dropped, s.nctl_dropped);
+    metric_counter_set(g.notifier_ctl_rerouted, s.nctl_rerouted);
+    metric_counter_set(g.notifier_ctl_forgotten, s.nctl_forgotten);
     metric_counter_set(g.persister_ctl_dropped, s.pctl_dropped);
     metric_counter_set(g.stale_replies, s.stale_replies);
     metric_counter_set(g.stale_batches, s.stale_batches);
@@ -249,6 +255,10 @@ void stats_init(struct edge *e, struct acceptor *acc)
          "Data entries for the notifier dropped because its PUSH was full"},
         {&g.notifier_ctl_dropped, "sluice_edge_notifier_ctl_dropped_total",
          "Control entries for the notifier dropped: retry queue full"},
+        {&g.notifier_ctl_rerouted, "sluice_edge_notifier_ctl_rerouted_total",
+         "Control entries sent to a notifier whose connection closed before it confirmed them, routed again"},
+        {&g.notifier_ctl_forgotten, "sluice_edge_notifier_ctl_unconfirmed_forgotten_total",
+         "Control entries sent to a notifier and forgotten before it confirmed them: too many or too old"},
         {&g.persister_ctl_dropped, "sluice_edge_persister_ctl_dropped_total",
          "Session/heartbeat entries for the persister dropped: pending batch full"},
         {&g.stale_replies, "sluice_edge_stale_replies_total",

@@ -474,7 +474,11 @@ static void on_heartbeat(struct ntf *n, uint32_t worker, const struct envelope *
         memcpy(n->any_ring, w->ring, sizeof n->any_ring);
         n->any_nring = w->nring;
     }
-    struct envelope a = {.kind = ENV_NOTIFIER_HB, .at_ns = n->out.wall_ms(n->out.ud) * 1000000u, .to = e->to};
+    /* seq echoes the heartbeat's at_ns: everything the edge sent before it
+     * has been handled here (entries are handled in order), so the edge
+     * stops keeping those control entries for a successor (edge/ntfsent.h). */
+    struct envelope a = {
+        .kind = ENV_NOTIFIER_HB, .at_ns = n->out.wall_ms(n->out.ud) * 1000000u, .seq = e->at_ns, .to = e->to};
     if (n->out.send_edge(n->out.ud, w->ident, w->inc, &a) == 0)
         n->st.heartbeats_answered++;
 }

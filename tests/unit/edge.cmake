@@ -11,6 +11,8 @@ sl_unit_test(test_edge_acceptor SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_acce
 sl_unit_test(test_edge_mailbox SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_mailbox.c LIBS edge_core)
 # edge: the ring of notifiers one worker sends device entries to (ntfring.c).
 sl_unit_test(test_edge_ntfring SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_ntfring.c LIBS edge_core)
+# edge: control entries sent to a notifier, kept until its heartbeat answer confirms them (ntfsent.c).
+sl_unit_test(test_edge_ntfsent SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_ntfsent.c LIBS edge_core)
 # edge: who may connect and how often (guard.c), on a hand-driven clock.
 sl_unit_test(test_edge_guard SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_edge_guard.c LIBS edge_core)
 # edge: fleet secrets (rotation) and the deny list (trust.c), on byte arrays.

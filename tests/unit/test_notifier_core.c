@@ -34,6 +34,7 @@ struct sent {
     uint32_t slot, gen;
     char dev[65], id[65];
     char to[64];
+    uint64_t seq;
 };
 static struct pub pubs[MAXREC];
 static int npub;
@@ -96,6 +97,7 @@ static int rec_send(void *ud, const char *reply, uint64_t inc, const struct enve
     s->kind = e->kind;
     s->slot = e->slot;
     s->gen = e->gen;
+    s->seq = e->seq;
     snprintf(s->dev, sizeof s->dev, "%.*s", (int)e->dev.n, (const char *)e->dev.p);
     snprintf(s->id, sizeof s->id, "%.*s", (int)e->id.n, (const char *)e->id.p);
     snprintf(s->to, sizeof s->to, "%.*s", (int)e->to.n, (const char *)e->to.p);
@@ -798,6 +800,9 @@ static void test_heartbeat_answered(void **state)
     assert_string_equal(sents[0].reply, "edge-a/0");
     assert_true(sents[0].inc == 11);
     assert_string_equal(sents[0].to, "tcp://10.1.1.1:7011");
+    /* seq names the heartbeat answered (its at_ns): the edge's confirmation
+     * of what it sent before it (edge/ntfsent.h) */
+    assert_true(sents[0].seq == 5000000);
     /* an edge of the version before (no `to`) gets no answer */
     struct envelope old = ev(ENV_HEARTBEAT, "", 0, 0, 0);
     batch(n, "edge-b", 22, &old, 1);
