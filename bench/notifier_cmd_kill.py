@@ -8,9 +8,13 @@ publishing --rate commands/s (QoS 1) for --seconds, one notifier killed halfway.
 Prints how many commands got 0, 1 and 2+ results (2+ must be 0), the ones without a result
 beside what the measured routing window predicts (rate x window x 1/notifiers: a command is
 lost only if its taker dies between the broker handing it over and the broker acknowledging
-its marker), and that window from sluice_notifier_command_route_seconds.
+its marker), and that window from sluice_notifier_command_route_seconds. Of the single
+results, how many were not the device's answer (a `timeout` at the --cmd-timeout-ms
+deadline: an answer lost on its way back, e.g. in the dead notifier's socket); it waits for
+that deadline after the last command.
 
 usage: bench/notifier_cmd_kill.py [--bin BUILD/bin] [--rate 200] [--seconds 10] [--notifiers 3]
+                                  [--cmd-timeout-ms 5000]
 Run it inside `unshare -n` (ports 25950-25999).
 """
 import argparse
@@ -32,8 +36,8 @@ import wire  # noqa: E402
 BASE = 25950
 
 
-def answerer(devs, stop):
-    """Answer every cmd frame at once, from one thread."""
+def answerer(devs, stop, answered):
+    """Answer every cmd frame at once, from one thread; the ids answered go to answered."""
     by_fd = {d.s.fileno(): d for d in devs}
     while not stop.is_set():
         r, _, _ = select.select(list(by_fd), [], [], 0.1)
@@ -52,6 +56,7 @@ def answerer(devs, stop):
                 d.buf = d.buf[4 + n:]
                 if m.get("t") == "cmd":
                     d.send({"t": "res", "id": m["id"], "ok": True})
+                    answered.add(m["id"])
 
 
 def quantile(buckets, q):
@@ -69,22 +74,31 @@ def main():
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--notifiers", type=int, default=3)
+    ap.add_argument("--cmd-timeout-ms", type=int, default=5000)
     a = ap.parse_args()
     os.environ["SLUICE_BIN"] = os.path.abspath(a.bin)
-    with slstack.Stack(BASE, edges=1, notifiers=a.notifiers, name="cmd-kill") as s:
+    with slstack.Stack(BASE, edges=1, notifiers=a.notifiers, name="cmd-kill",
+                       notifier_extra=("--cmd-timeout-ms", str(a.cmd_timeout_ms))) as s:
         s.start()
         ids = ["ntf-%d" % i for i in range(a.notifiers)]
         slstack.wait_for(lambda: "members=" + ",".join(ids) in s.edge(0).output(), "the ring")
         devs = [s.device("ck-%02d" % i) for i in range(20)]
         stop = threading.Event()
-        th = threading.Thread(target=answerer, args=(devs, stop), daemon=True)
+        answered = set()
+        th = threading.Thread(target=answerer, args=(devs, stop, answered), daemon=True)
         th.start()
-        results = {}
+        results, not_device = {}, {}
         lock = threading.Lock()
 
         def on_msg(c, ud, m):
             with lock:
                 results[m.topic] = results.get(m.topic, 0) + 1
+                r = json.loads(m.payload)
+                if r.get("ok") is not True:
+                    # the device had answered it (the answer was lost on its way back) or never got it
+                    cid = m.topic.rsplit("/", 2)[-2]
+                    why = "%s (%s)" % (r.get("error", "?"), "answered" if cid in answered else "not delivered")
+                    not_device[why] = not_device.get(why, 0) + 1
 
         sub = mqtt.Client()
         sub.on_message = on_msg
@@ -109,7 +123,7 @@ def main():
                 victim.kill9()
                 killed = True
             time.sleep(max(0.0, t0 + k / a.rate - time.monotonic()))
-        time.sleep(5)
+        time.sleep(a.cmd_timeout_ms / 1000 + 3)  # answers lost on the way end at the deadline
         stop.set()
         with lock:
             counts = [results.get(t, 0) for t in sent]
@@ -129,6 +143,8 @@ def main():
         p50, p99 = quantile(buckets, 0.5), quantile(buckets, 0.99)
         print("commands %d at %.0f/s, %s killed at %.1fs: %d results 1, %d none, %d two or more; load average %.2f"
               % (len(sent), a.rate, "ntf-1", a.seconds / 2, one, zero, more, os.getloadavg()[0]))
+        print("results that are not the device's answer: %s" %
+              (", ".join("%d %s" % (n, e) for e, n in sorted(not_device.items())) or "none"))
         print("routing window (survivors' sluice_notifier_command_route_seconds): p50 <= %gs, p99 <= %gs; "
               "predicted losses <= rate x p99 / notifiers = %.1f" % (p50, p99, a.rate * p99 / a.notifiers))
         sub.loop_stop()
