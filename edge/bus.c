@@ -435,14 +435,14 @@ static void sent_count(struct bus *b)
 struct reclaim {
     struct bus *b;
     struct envelope_writer w; /* into nctl2 */
-    uint32_t k;
+    uint32_t k, cap;          /* entries written, index room made for them */
 };
 
 static void reclaim_one(void *ud, struct sl_slice ent)
 {
     struct reclaim *r = ud;
     struct bus *b = r->b;
-    if (r->k == NENT_CAP || envelope_writer_add_encoded(&r->w, ent) != SL_OK) {
+    if (r->k == r->cap || envelope_writer_add_encoded(&r->w, ent) != SL_OK) {
         stat_inc(&b->cnt.notifier_ctl_dropped);
         return;
     }
@@ -469,7 +469,7 @@ static void nreclaim(struct bus *b, int s)
     if (n > NENT_CAP - b->nec) /* no index room for the queue behind them: make some */
         n = NENT_CAP - b->nec;
     memmove(b->iec + n, b->iec, b->nec * sizeof *b->iec);
-    struct reclaim r = {.b = b};
+    struct reclaim r = {.b = b, .cap = n};
     envelope_writer_begin(&r.w, b->nctl2, CTL_CAP, &b->hdr);
     uint32_t handed = ntfsent_take(&b->sent, s, loop_now_ms(b->cfg.loop), reclaim_one, &r);
     stat_add(&b->cnt.notifier_ctl_rerouted, handed);
