@@ -57,6 +57,7 @@
 #define BATCH_HARD (4096u * 1024u) /* persister buffer: SOFT + one read's worth of entries */
 #define NDATA_CAP  (1024u * 1024u + 128u * 1024u)
 _Static_assert(NDATA_CAP >= EDGE_MAX_FRAME + 64u * 1024u, "a max_frame data entry fits the notifier batch");
+_Static_assert(NTFSENT_SLOTS == NTFRING_PEERS, "ntfsent keeps entries by ntfring slot");
 #define CTL_CAP  (1024u * 1024u) /* notifier control queue */
 #define NENT_CAP 32768u          /* entries indexed per notifier part; more flushes early */
 #define RING_MS  100u            /* look at the notifier connections at most this often */
@@ -432,6 +433,32 @@ static void sent_count(struct bus *b)
     }
 }
 
+/* The control queue anew in nctl2, behind the `kept` entries w holds
+ * already: the queued entries (their index from iec[from]), minus those
+ * sent to a slot marked in sent (if given), in order; then nctl2 becomes
+ * the queue. An entry that no longer fits (only behind entries handed on
+ * from a dead notifier) is dropped and counted. */
+static void nctl_rebuild(struct bus *b, struct envelope_writer *w, uint32_t kept, uint32_t from,
+                         const bool *sent)
+{
+    for (uint32_t i = 0; i < b->nec; i++) {
+        struct nent x = b->iec[from + i];
+        if (sent && x.slot >= 0 && sent[x.slot])
+            continue;
+        if (envelope_writer_add_encoded(w, (struct sl_slice){b->nctl + x.off, x.len}) != SL_OK) {
+            stat_inc(&b->cnt.notifier_ctl_dropped);
+            continue;
+        }
+        x.off = (uint32_t)(envelope_writer_last(w).p - b->nctl2);
+        b->iec[kept++] = x;
+    }
+    uint8_t *t = b->nctl;
+    b->nctl = b->nctl2;
+    b->nctl2 = t;
+    b->nwc = *w;
+    b->nec = kept;
+}
+
 struct reclaim {
     struct bus *b;
     struct envelope_writer w; /* into nctl2 */
@@ -474,22 +501,7 @@ static void nreclaim(struct bus *b, int s)
     uint32_t handed = ntfsent_take(&b->sent, s, loop_now_ms(b->cfg.loop), reclaim_one, &r);
     stat_add(&b->cnt.notifier_ctl_rerouted, handed);
     sent_count(b);
-    /* then the queue as it was (index moved up by n, bytes still in nctl) */
-    uint32_t kept = r.k;
-    for (uint32_t i = 0; i < b->nec; i++) {
-        struct nent x = b->iec[n + i];
-        if (envelope_writer_add_encoded(&r.w, (struct sl_slice){b->nctl + x.off, x.len}) != SL_OK) {
-            stat_inc(&b->cnt.notifier_ctl_dropped);
-            continue;
-        }
-        x.off = (uint32_t)(envelope_writer_last(&r.w).p - b->nctl2);
-        b->iec[kept++] = x;
-    }
-    uint8_t *t = b->nctl;
-    b->nctl = b->nctl2;
-    b->nctl2 = t;
-    b->nwc = r.w;
-    b->nec = kept;
+    nctl_rebuild(b, &r.w, r.k, n, NULL); /* then the queue as it was */
     log_info("event=notifier_entries_rerouted worker=%u endpoint=%s entries=%u", b->cfg.worker,
              b->ring.p[s].ep, handed);
 }
@@ -658,23 +670,9 @@ static void nflush(struct bus *b)
         moved = b->iec[i].slot >= 0 && sent[b->iec[i].slot];
     if (!moved)
         return;
-    uint32_t kept = 0;
     struct envelope_writer w;
     envelope_writer_begin(&w, b->nctl2, CTL_CAP, &b->hdr);
-    for (uint32_t i = 0; i < b->nec; i++) {
-        struct nent x = b->iec[i];
-        if (x.slot >= 0 && sent[x.slot])
-            continue;
-        struct sl_slice ent = {b->nctl + x.off, x.len};
-        envelope_writer_add_encoded(&w, ent); /* fits: it fitted before, in the same order */
-        x.off = (uint32_t)(envelope_writer_last(&w).p - b->nctl2);
-        b->iec[kept++] = x;
-    }
-    uint8_t *t = b->nctl;
-    b->nctl = b->nctl2;
-    b->nctl2 = t;
-    b->nwc = w;
-    b->nec = kept;
+    nctl_rebuild(b, &w, 0, 0, sent);
 }
 
 /* Record where the entry just appended to part w (base buf) goes. */

@@ -73,7 +73,7 @@ static bool room(const struct ntfsent *t, size_t n)
 
 void ntfsent_add(struct ntfsent *t, int s, struct sl_slice ent, uint64_t now_ms)
 {
-    if (s < 0 || s >= (int)NTFRING_PEERS || ent.n == 0 || ent.n > NTFSENT_BYTES)
+    if (s < 0 || s >= (int)NTFSENT_SLOTS || ent.n == 0 || ent.n > NTFSENT_BYTES)
         return;
     if (!room(t, ent.n)) {
         compact(t); /* every entry left is live */
@@ -101,7 +101,7 @@ void ntfsent_add(struct ntfsent *t, int s, struct sl_slice ent, uint64_t now_ms)
 
 void ntfsent_mark(struct ntfsent *t, int s, uint64_t hb)
 {
-    if (s < 0 || s >= (int)NTFRING_PEERS || hb == 0)
+    if (s < 0 || s >= (int)NTFSENT_SLOTS || hb == 0)
         return;
     struct ntfsent_mark *m = t->marks[s];
     if (t->nmarks[s] == NTFSENT_MARKS) { /* an answer that never came: its mark goes */
@@ -113,7 +113,7 @@ void ntfsent_mark(struct ntfsent *t, int s, uint64_t hb)
 
 uint32_t ntfsent_confirm(struct ntfsent *t, int s, uint64_t hb)
 {
-    if (s < 0 || s >= (int)NTFRING_PEERS)
+    if (s < 0 || s >= (int)NTFSENT_SLOTS)
         return 0;
     uint32_t upto = t->next[s];
     if (hb != 0) {
@@ -142,7 +142,7 @@ uint32_t ntfsent_confirm(struct ntfsent *t, int s, uint64_t hb)
 uint32_t ntfsent_take(struct ntfsent *t, int s, uint64_t now_ms, void (*fn)(void *ud, struct sl_slice ent),
                       void *ud)
 {
-    if (s < 0 || s >= (int)NTFRING_PEERS)
+    if (s < 0 || s >= (int)NTFSENT_SLOTS)
         return 0;
     uint32_t handed = 0;
     for (uint32_t i = t->head; i < t->n && t->live[s]; i++) {

@@ -30,9 +30,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "ntfring.h"
+#include "sl/ring.h"
 #include "sl/slice.h"
 
+#define NTFSENT_SLOTS   RING_MAX /* the bus's notifier slots (NTFRING_PEERS) */
 #define NTFSENT_BYTES   (1024u * 1024u)
 #define NTFSENT_ENTRIES 16384u
 #define NTFSENT_MARKS   8u     /* heartbeats awaiting their answer, per notifier */
@@ -56,10 +57,10 @@ struct ntfsent {
     struct ntfsent_ent *e;
     uint32_t n;    /* entries in e[], live or not, in send order */
     uint32_t head; /* the first that may be live */
-    uint32_t live[NTFRING_PEERS];
-    uint32_t next[NTFRING_PEERS]; /* number of the slot's next entry */
-    struct ntfsent_mark marks[NTFRING_PEERS][NTFSENT_MARKS];
-    uint32_t nmarks[NTFRING_PEERS];
+    uint32_t live[NTFSENT_SLOTS];
+    uint32_t next[NTFSENT_SLOTS]; /* number of the slot's next entry */
+    struct ntfsent_mark marks[NTFSENT_SLOTS][NTFSENT_MARKS];
+    uint32_t nmarks[NTFSENT_SLOTS];
     uint64_t forgotten; /* dropped unconfirmed: room or age */
 };
 
