@@ -14,7 +14,10 @@ stream data and commands are in flight, then started again.
   the restart get exactly one result each, and again the others' data is neither lost nor doubled;
 - a notifier that dies with the devices' answers in its socket (stopped, answered, then killed):
   the edges route what it had not confirmed to its successor, and each command gets the device's
-  answer, not a timeout."""
+  answer, not a timeout;
+- a notifier stopped by SIGTERM (a rolling restart) stops pulling at once: the answers that reach
+  its socket after that are routed to its successor when it exits, and each command again gets
+  the device's answer."""
 import signal
 import time
 
@@ -143,12 +146,24 @@ def scenario():
         log("round e: %d answers in the stopped-then-killed notifier's socket, all delivered (%d entries "
             "routed again)" % (nv, moved))
 
+        # --- SIGTERM: answered right after the signal, while it flushes and no longer pulls
+        victim.start()
+        wait_for(lambda: all(last_ring(s.edge(i)) == "ntf-0,ntf-1,ntf-2" for i in range(2)), "both rings whole")
+        cmd_round("f")
+        victim.signal(signal.SIGTERM)
+        answer_round("f")
+        check(victim.wait(30) == 0, "%s: no clean exit on SIGTERM" % IDS[VICTIM])
+        r = wait_for(lambda: all(v for v in results("f").values()) and results("f"), "results of round f",
+                     timeout=40)
+        for d, v in r.items():
+            check(v[0] == {"ok": True, "body": {"dev": d}}, "%s: result %r" % (d, v))
+
         summary = run.result()
         log("devsim: sent=%d acked=%d resent=%d" % (summary["sent"], summary["acked"], summary["resent"]))
         time.sleep(2)  # late duplicates, if any, show up
 
         # --- one result per command, the device's own
-        for tag in "abcde":
+        for tag in "abcdef":
             for d, v in results(tag).items():
                 check(len(v) == 1, "%d results for %s-%s: %r" % (len(v), tag, d, v))
                 check(v[0] == {"ok": True, "body": {"dev": d}}, "%s-%s: %r" % (tag, d, v[0]))
