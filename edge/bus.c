@@ -75,6 +75,7 @@ struct npeer {
     void *sock;
     struct peermon *mon;
     bool up;
+    uint64_t drops; /* peermon_drops already acted on */
     uint64_t next_hb_ms;
 };
 
@@ -528,13 +529,18 @@ static void nring(struct bus *b, bool force)
         if (!p->sock)
             continue;
         bool up = peermon_poll(p->mon) > 0;
+        if (peermon_drops(p->mon) != p->drops) {
+            /* A connection closed, even if another is up again since the last
+             * look: what it had not confirmed may have gone with it. Before
+             * any heartbeat on a new connection could confirm it. */
+            p->drops = peermon_drops(p->mon);
+            nreclaim(b, s);
+        }
         if (up != p->up) {
             p->up = up;
             ntfring_conn(&b->ring, s, up, now);
             if (up)
                 p->next_hb_ms = now; /* ask for its id at once */
-            else
-                nreclaim(b, s);
         }
     }
     if (ntfring_update(&b->ring, now))

@@ -28,6 +28,7 @@ struct peermon {
     void *sock, *pair;
     uint32_t n;
     char up[PEERMON_MAX][PEERMON_EP];
+    uint64_t drops; /* connections that were up and dropped, ever */
 };
 
 struct peermon *peermon_new(void *zctx, void *sock, const char *name)
@@ -91,8 +92,10 @@ static void on_event(struct peermon *m, uint16_t event, const uint8_t *p, size_t
     int i = find(m, ep);
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && i < 0 && m->n < PEERMON_MAX)
         memcpy(m->up[m->n++], ep, sizeof ep);
-    else if (event == ZMQ_EVENT_DISCONNECTED && i >= 0)
+    else if (event == ZMQ_EVENT_DISCONNECTED && i >= 0) {
         drop(m, (uint32_t)i);
+        m->drops++;
+    }
 }
 
 /* One event: a frame with u16 event + u32 value (host order), then a
@@ -152,4 +155,9 @@ uint32_t peermon_poll(struct peermon *m)
     while (recv_event(m)) {
     }
     return m->n;
+}
+
+uint64_t peermon_drops(const struct peermon *m)
+{
+    return m->drops;
 }

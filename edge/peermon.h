@@ -35,4 +35,10 @@ uint32_t peermon_count(const struct peermon *m, const struct zmqx_conns *in);
  * Never blocks. */
 uint32_t peermon_poll(struct peermon *m);
 
+/* How many connections that were up have dropped since peermon_new (as of
+ * the last poll or sync): a drop and a reconnect between two polls leave
+ * peermon_poll's answer unchanged, and whatever was in flight on the
+ * dropped connection may be lost. */
+uint64_t peermon_drops(const struct peermon *m);
+
 #endif
