@@ -77,10 +77,13 @@ void ntfsent_add(struct ntfsent *t, int s, struct sl_slice ent, uint64_t now_ms)
         return;
     if (!room(t, ent.n)) {
         compact(t); /* every entry left is live */
-        /* Still full: the oldest go first (they are the likeliest read). */
+        /* Leave an eighth free, or a full buffer (a connect storm faster
+         * than the confirmations) would be compacted again at every add.
+         * The oldest go: they are the likeliest read. */
         uint32_t k = 0;
         size_t freed = 0;
-        while (k < t->n && (t->n - k >= NTFSENT_ENTRIES || t->len - freed + ent.n > NTFSENT_BYTES)) {
+        while (k < t->n && (t->n - k > NTFSENT_ENTRIES - NTFSENT_ENTRIES / 8 ||
+                            t->len - freed + ent.n > NTFSENT_BYTES - NTFSENT_BYTES / 8)) {
             freed += t->e[k].len;
             drop(t, k++);
             t->forgotten++;

@@ -19,7 +19,7 @@
  * what the worker assumed before this module.
  *
  * Bounded: NTFSENT_BYTES and NTFSENT_ENTRIES per worker; when full the
- * oldest entry is forgotten (counted), and nothing older than
+ * oldest eighth is forgotten (counted), and nothing older than
  * NTFSENT_AGE_MS is handed on: a notifier that answers confirms within
  * a second, so an older entry was read by a notifier whose answers did not
  * reach us, and resending a stale connect is worse than not resending it.
