@@ -14,13 +14,15 @@ deadline: an answer lost on its way back, e.g. in the dead notifier's socket); i
 that deadline after the last command.
 
 usage: bench/notifier_cmd_kill.py [--bin BUILD/bin] [--rate 200] [--seconds 10] [--notifiers 3]
-                                  [--cmd-timeout-ms 5000]
+                                  [--cmd-timeout-ms 5000] [--term]
+--term stops the notifier with SIGTERM instead (a rolling restart: it stops pulling, flushes, exits).
 Run it inside `unshare -n` (ports 25950-25999).
 """
 import argparse
 import json
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -75,6 +77,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--notifiers", type=int, default=3)
     ap.add_argument("--cmd-timeout-ms", type=int, default=5000)
+    ap.add_argument("--term", action="store_true", help="SIGTERM instead of SIGKILL")
     a = ap.parse_args()
     os.environ["SLUICE_BIN"] = os.path.abspath(a.bin)
     with slstack.Stack(BASE, edges=1, notifiers=a.notifiers, name="cmd-kill",
@@ -120,7 +123,10 @@ def main():
             sent.append("%s/%s/cmd/%s/result" % (slstack.PREFIX, d, cid))
             k += 1
             if not killed and time.monotonic() - t0 >= a.seconds / 2:
-                victim.kill9()
+                if a.term:
+                    victim.signal(signal.SIGTERM)  # not stop(): it must not hold up the commands
+                else:
+                    victim.kill9()
                 killed = True
             time.sleep(max(0.0, t0 + k / a.rate - time.monotonic()))
         time.sleep(a.cmd_timeout_ms / 1000 + 3)  # answers lost on the way end at the deadline
@@ -141,8 +147,11 @@ def main():
                 b[float("inf") if le == "+Inf" else float(le)] = b.get(le, 0) + float(line.rsplit(" ", 1)[1])
         buckets = sorted(b.items())
         p50, p99 = quantile(buckets, 0.5), quantile(buckets, 0.99)
-        print("commands %d at %.0f/s, %s killed at %.1fs: %d results 1, %d none, %d two or more; load average %.2f"
-              % (len(sent), a.rate, "ntf-1", a.seconds / 2, one, zero, more, os.getloadavg()[0]))
+        if a.term:
+            victim.wait(30)
+        how = "stopped (SIGTERM)" if a.term else "killed"
+        print("commands %d at %.0f/s, %s %s at %.1fs: %d results 1, %d none, %d two or more; load average %.2f"
+              % (len(sent), a.rate, "ntf-1", how, a.seconds / 2, one, zero, more, os.getloadavg()[0]))
         print("results that are not the device's answer: %s" %
               (", ".join("%d %s" % (n, e) for e, n in sorted(not_device.items())) or "none"))
         print("routing window (survivors' sluice_notifier_command_route_seconds): p50 <= %gs, p99 <= %gs; "
