@@ -437,16 +437,23 @@ static void sent_count(struct bus *b)
 /* The control queue anew in nctl2, behind the `kept` entries w holds
  * already: the queued entries (their index from iec[from]), minus those
  * sent to a slot marked in sent (if given), in order; then nctl2 becomes
- * the queue. An entry that no longer fits (only behind entries handed on
- * from a dead notifier) is dropped and counted. */
+ * the queue. An entry sent to a ring member leaves the queue for ntfsent,
+ * where it stays until the member confirms it. An entry that no longer
+ * fits (only behind entries handed on from a dead notifier) is dropped and
+ * counted. */
 static void nctl_rebuild(struct bus *b, struct envelope_writer *w, uint32_t kept, uint32_t from,
                          const bool *sent)
 {
+    uint64_t now = loop_now_ms(b->cfg.loop);
     for (uint32_t i = 0; i < b->nec; i++) {
         struct nent x = b->iec[from + i];
-        if (sent && x.slot >= 0 && sent[x.slot])
+        struct sl_slice ent = {b->nctl + x.off, x.len};
+        if (sent && x.slot >= 0 && sent[x.slot]) {
+            if (b->ring.p[x.slot].member)
+                ntfsent_add(&b->sent, x.slot, ent, now);
             continue;
-        if (envelope_writer_add_encoded(w, (struct sl_slice){b->nctl + x.off, x.len}) != SL_OK) {
+        }
+        if (envelope_writer_add_encoded(w, ent) != SL_OK) {
             stat_inc(&b->cnt.notifier_ctl_dropped);
             continue;
         }
@@ -458,6 +465,7 @@ static void nctl_rebuild(struct bus *b, struct envelope_writer *w, uint32_t kept
     b->nctl2 = t;
     b->nwc = *w;
     b->nec = kept;
+    sent_count(b);
 }
 
 struct reclaim {
@@ -501,7 +509,6 @@ static void nreclaim(struct bus *b, int s)
     envelope_writer_begin(&r.w, b->nctl2, CTL_CAP, &b->hdr);
     uint32_t handed = ntfsent_take(&b->sent, s, loop_now_ms(b->cfg.loop), reclaim_one, &r);
     stat_add(&b->cnt.notifier_ctl_rerouted, handed);
-    sent_count(b);
     nctl_rebuild(b, &r.w, r.k, n, NULL); /* then the queue as it was */
     log_info("event=notifier_entries_rerouted worker=%u endpoint=%s entries=%u", b->cfg.worker,
              b->ring.p[s].ep, handed);
@@ -653,14 +660,6 @@ static void nflush(struct bus *b)
             zmq_msg_close(&m);
         }
     }
-    /* Control entries sent to a member are kept until it confirms them. */
-    uint64_t now = loop_now_ms(b->cfg.loop);
-    for (uint32_t i = 0; i < b->nec; i++) {
-        const struct nent *x = &b->iec[i];
-        if (x->slot >= 0 && sent[x->slot] && b->ring.p[x->slot].member)
-            ntfsent_add(&b->sent, x->slot, (struct sl_slice){b->nctl + x->off, x->len}, now);
-    }
-    sent_count(b);
     /* The live view may lose data copies, never ingest speed. */
     for (uint32_t i = 0; i < b->ned; i++)
         if (b->ied[i].slot >= 0 && !sent[b->ied[i].slot])

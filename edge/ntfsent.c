@@ -43,8 +43,10 @@ static void trim(struct ntfsent *t)
 {
     while (t->head < t->n && t->e[t->head].slot < 0)
         t->head++;
-    if (t->head == t->n)
-        t->head = t->n = 0, t->len = 0;
+    if (t->head == t->n) {
+        t->head = t->n = 0;
+        t->len = 0;
+    }
 }
 
 /* Squeeze the dead entries out; live ones keep their order. */
