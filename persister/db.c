@@ -726,15 +726,15 @@ enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx,
 
 /* ---- the devices table -------------------------------------------------- */
 
-enum db_rc db_devices(struct db *d, const struct devsum *s)
+enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n)
 {
-    if (s->used == 0)
+    if (from >= s->used || n == 0)
         return DB_OK;
     if (!d->conn)
         return DB_TRANSIENT;
-    if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s) + 1u) != DB_OK)
+    if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s, from, n) + 1u) != DB_OK)
         return DB_TRANSIENT;
-    if (devsum_sql(s, d->devbuf, d->devcap) == 0)
+    if (devsum_sql(s, from, n, d->devbuf, d->devcap) == 0)
         return DB_OK;
     /* A failing statement ends the string and leaves the transaction
      * aborted: roll it back so the connection stays usable. */

@@ -92,14 +92,14 @@ bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
  * (the writer bisects). Reuses the COPY buffer: no allocation per row. */
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
 
-/* Upsert a devices summary (devsum.h: devsum_sql, its own transaction with
- * synchronous_commit off), autocommit, outside a batch transaction. DB_OK
- * (also for an empty sum), DB_DATA or DB_TRANSIENT; nothing is retried: the
- * caller resets the sum either way, and the next one writes the same
- * columns again. The text goes into the connection's own buffer (grown when
+/* Upsert entries [from, from + n) of a devices summary (devsum.h:
+ * devsum_sql, its own transaction with synchronous_commit off), autocommit,
+ * outside a batch transaction. DB_OK (also for an empty range), DB_DATA or
+ * DB_TRANSIENT; nothing is retried: the caller resets the sum either way,
+ * and the next one writes the same columns again. The text goes into the connection's own buffer (grown when
  * a sum needs more: no allocation once warm). Blocks on the database. */
 struct devsum;
-enum db_rc db_devices(struct db *d, const struct devsum *s);
+enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n);
 
 /* Store data row i in telemetry_rejected with its error text, inside a
  * savepoint (ON CONFLICT DO NOTHING: a resent poison row is stored once). */

@@ -8,7 +8,7 @@
  * Device ids reaching here passed the envelope check ([A-Za-z0-9._:-]), and
  * are quoted all the same (sqltext_lit, the quoting db.c uses too).
  *
- * Deliberately not here: when to write (lane.c), running it (db.c). */
+ * Deliberately not here: when to write (devwriter.c), running it (db.c). */
 #include "devsum.h"
 
 #include <stdio.h>
@@ -117,12 +117,20 @@ static const char tail[] =
 /* Per device besides its id: "(E''," ts "::timestamptz," ts "::timestamptz," int8 "::int8)," */
 #define ROW_FIXED 160u
 
-size_t devsum_sql_bound(const struct devsum *s)
+/* [from, end) of the used entries: n cut at the end of the sum. */
+static uint32_t range_end(const struct devsum *s, uint32_t from, uint32_t n)
 {
-    size_t n = sizeof head + sizeof tail;
-    for (uint32_t k = 0; k < s->used; k++)
-        n += 2u * s->tab[s->used_idx[k]].n + ROW_FIXED;
-    return n;
+    if (from >= s->used)
+        return from;
+    return n < s->used - from ? from + n : s->used;
+}
+
+size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n)
+{
+    size_t bytes = sizeof head + sizeof tail;
+    for (uint32_t k = from, end = range_end(s, from, n); k < end; k++)
+        bytes += 2u * s->tab[s->used_idx[k]].n + ROW_FIXED;
+    return bytes;
 }
 
 static size_t ts(char *out, int64_t us)
@@ -131,15 +139,16 @@ static size_t ts(char *out, int64_t us)
     return o + sqltext_put(out + o, "::timestamptz");
 }
 
-size_t devsum_sql(const struct devsum *s, char *out, size_t cap)
+size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, char *out, size_t cap)
 {
-    if (s->used == 0 || devsum_sql_bound(s) + 1u > cap)
+    uint32_t end = range_end(s, from, n);
+    if (end == from || devsum_sql_bound(s, from, n) + 1u > cap)
         return 0;
     char *o = out;
     o += sqltext_put(o, head);
-    for (uint32_t k = 0; k < s->used; k++) {
+    for (uint32_t k = from; k < end; k++) {
         const struct devsum_entry *e = &s->tab[s->used_idx[k]];
-        o += sqltext_put(o, k ? ",(" : "(");
+        o += sqltext_put(o, k > from ? ",(" : "(");
         o += sqltext_lit(o, e->dev, e->n);
         *o++ = ',';
         o += ts(o, e->first_us);

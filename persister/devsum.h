@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* devsum.h - what the devices table (migrations/004) should learn, summed
- * over the batches a lane committed since its last update: per device the
+ * over the batches the lanes committed since the last write: per device the
  * highest stored seq and the earliest and latest receive time.
  *
  * Why a sum and not one upsert per batch: at 50k msgs/s from 1,000 devices a
@@ -10,7 +10,7 @@
  * it is once per device and second, whatever the rate.
  *
  * A fixed open-addressing table sized at devsum_init: adding never
- * allocates. Pure: no I/O, no locks (one lane's thread owns it). */
+ * allocates. Pure: no I/O, no locks (devwriter.c holds its mutex around it). */
 #ifndef PERSISTER_DEVSUM_H
 #define PERSISTER_DEVSUM_H
 #include <stdbool.h>
@@ -51,14 +51,18 @@ void devsum_reset(struct devsum *s);
  * again). */
 bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from);
 
-/* One statement that upserts the sum into `devices` in device order (two
- * connections never wait on each other in a cycle), in a transaction of its
- * own with synchronous_commit off (a summary the next update corrects, not
- * a record an ack depends on), never moving a column backwards:
- * "BEGIN;SET LOCAL ...;INSERT INTO devices ... ON CONFLICT ...;COMMIT".
- * Writes it and a NUL into out and returns its length; 0 if the sum is
- * empty or it does not fit (devsum_sql_bound(s) + 1 bytes always fit). */
-size_t devsum_sql(const struct devsum *s, char *out, size_t cap);
-size_t devsum_sql_bound(const struct devsum *s);
+/* One statement that upserts entries [from, from + n) of the sum (in order
+ * of first use; n is cut at the end of the sum) into `devices` in device
+ * order (two connections never wait on each other in a cycle), in a
+ * transaction of its own with synchronous_commit off (a summary the next
+ * update corrects, not a record an ack depends on), never moving a column
+ * backwards: "BEGIN;SET LOCAL ...;INSERT INTO devices ... ON CONFLICT
+ * ...;COMMIT". A large sum goes as several such statements (devwriter.c), so
+ * that no one of them holds PostgreSQL's CPU or the rows' locks for long.
+ * Writes it and a NUL into out and returns its length; 0 if the range is
+ * empty or it does not fit (devsum_sql_bound(s, from, n) + 1 bytes always
+ * fit). */
+size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, char *out, size_t cap);
+size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n);
 
 #endif

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "db.h"
-#include "devsum.h"
+#include "devwriter.h"
 #include "sl/log.h"
 #include "sl/loop.h"
 #include "svcthread.h"
@@ -47,9 +47,6 @@ struct lane {
     struct db *db;
     struct writer writer;
     unsigned connect_fails;
-    struct devsum sum;      /* what the devices table has not been told yet */
-    uint64_t sum_since;     /* monotonic ms of the first batch in sum */
-    uint64_t devices_fails; /* devices updates that failed */
     uint64_t next_connect, last_db_ms;
     unsigned seed;
 };
@@ -129,51 +126,9 @@ static void lost(struct lane *l, const char *event)
     set_up(l, false);
 }
 
-/* Write the devices summary when it is LANE_DEVICES_MS old (or always:
- * force). A failure is logged (first, then one in 100) and not retried:
- * the sum is dropped, and the next batches of the same devices write the
- * same columns. A lost connection is noticed here as anywhere else. */
-static void devices_flush(struct lane *l, bool force)
-{
-    uint64_t now = loop_clock_ms();
-    if (l->sum.used == 0 || (!force && now - l->sum_since < LANE_DEVICES_MS))
-        return;
-    enum db_rc rc = db_connected(l->db) ? db_devices(l->db, &l->sum) : DB_TRANSIENT;
-    devsum_reset(&l->sum);
-    l->sum_since = 0;
-    if (rc == DB_OK) {
-        l->last_db_ms = loop_clock_ms();
-        return;
-    }
-    if (l->devices_fails++ % 100u == 0) {
-        char q[600];
-        const char *e = db_last_error(l->db);
-        log_warn("event=devices_update_failed lane=%u failures=%llu err=%s", l->cfg.id,
-                 (unsigned long long)l->devices_fails, log_q(q, sizeof q, e, strlen(e)));
-    }
-    if (!db_connected(l->db))
-        lost(l, "db_lost");
-}
-
-/* Fold a committed batch into the summary; a full table is written out
- * first (before the batch is handed back, a rare delay of its acks). */
-static void devices_add(struct lane *l, const struct batch *b)
-{
-    if (l->sum.used == 0)
-        l->sum_since = loop_clock_ms();
-    uint32_t from = 0;
-    while (!devsum_add(&l->sum, b, &from)) {
-        devices_flush(l, true);
-        l->sum_since = loop_clock_ms();
-    }
-}
-
-/* Idle upkeep: reconnect when due, write the devices summary when due,
- * ping when quiet for a while. */
+/* Idle upkeep: reconnect when due, ping when quiet for a while. */
 static void idle(struct lane *l)
 {
-    if (db_connected(l->db))
-        devices_flush(l, false);
     uint64_t now = loop_clock_ms();
     if (!db_connected(l->db)) {
         if (now >= l->next_connect)
@@ -240,15 +195,13 @@ static void *lane_main(void *arg)
             pthread_mutex_unlock(&l->svc.mu);
             struct lane_result r;
             commit(l, b, &r);
-            if (r.rc == 0)
-                devices_add(l, b);
+            if (r.rc == 0 && l->cfg.devices)
+                devwriter_add(l->cfg.devices, b); /* before the hand-back: the loop reuses b */
             pthread_mutex_lock(&l->svc.mu);
             l->res = r;
             l->done = true;
             pthread_mutex_unlock(&l->svc.mu);
             notify(l);
-            /* After the hand-back: acks never wait for the devices table. */
-            devices_flush(l, false);
             pthread_mutex_lock(&l->svc.mu);
             continue;
         }
@@ -262,8 +215,6 @@ static void *lane_main(void *arg)
         }
     }
     pthread_mutex_unlock(&l->svc.mu);
-    if (db_connected(l->db))
-        devices_flush(l, true);
     db_disconnect(l->db);
     set_up(l, false);
     return NULL;
@@ -278,8 +229,7 @@ struct lane *lane_new(const struct lane_cfg *cfg)
     l->seed = (unsigned)getpid() * 2654435761u + cfg->id * 40503u + (unsigned)loop_clock_ms();
     svcthread_init(&l->svc);
     l->db = db_new(cfg->conninfo);
-    if (!l->db || writer_init(&l->writer, l->db, cfg->cap_rows) != 0 ||
-        devsum_init(&l->sum, LANE_DEVICES_MAX) != 0) {
+    if (!l->db || writer_init(&l->writer, l->db, cfg->cap_rows) != 0) {
         log_error("event=alloc_failed what=lane rows=%u", cfg->cap_rows);
         lane_destroy(&l);
         return NULL;
@@ -307,7 +257,6 @@ void lane_destroy(struct lane **lp)
     pthread_mutex_unlock(&l->svc.mu);
     svcthread_stop(&l->svc);
     writer_fini(&l->writer);
-    devsum_fini(&l->sum);
     db_destroy(&l->db);
     svcthread_fini(&l->svc);
     free(l);

@@ -9,8 +9,8 @@
  * it (reconnecting with backoff and jitter) until it commits or the deadline
  * set by lane_give_up_at passes. When the batch is done, the lane writes to
  * cfg.notify_fd (an eventfd the loop polls). It folds each committed batch
- * into a per-device summary and writes that to the devices table about once
- * a second, after handing the batch back (devsum.h). While idle it keeps its
+ * into the devices table's summary (devwriter.h), whose own thread writes
+ * it: a lane's connection carries batches only. While idle it keeps its
  * connection checked: a reconnect with backoff when down, a ping after
  * LANE_PING_IDLE_MS without a statement.
  *
@@ -21,24 +21,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devwriter.h"
 #include "rows.h"
 #include "writer.h"
 
 #define LANE_PING_IDLE_MS   2000u
 #define LANE_BACKOFF_MIN_MS 100u
 #define LANE_BACKOFF_MAX_MS 5000u
-/* The devices table (devsum.h) is told what a lane committed at most this
- * often, and at once when LANE_DEVICES_MAX devices are waiting. */
-#define LANE_DEVICES_MS  1000u
-#define LANE_DEVICES_MAX 8192u
 
 struct lane_cfg {
-    const char *conninfo; /* libpq conninfo (copied); multi-host with target_session_attrs works */
-    uint32_t cap_rows;    /* the largest batch it will be given */
-    int part_days;        /* telemetry partition period (writer.part_days) */
-    int conflicts_max;    /* telemetry_conflicts rows kept per device (db_set_conflicts_max) */
-    int notify_fd;        /* eventfd: 1 is added when a batch is done */
-    unsigned id;          /* for log lines */
+    const char *conninfo;      /* libpq conninfo (copied); multi-host with target_session_attrs works */
+    uint32_t cap_rows;         /* the largest batch it will be given */
+    int part_days;             /* telemetry partition period (writer.part_days) */
+    int conflicts_max;         /* telemetry_conflicts rows kept per device (db_set_conflicts_max) */
+    int notify_fd;             /* eventfd: 1 is added when a batch is done */
+    struct devwriter *devices; /* committed batches are folded into it (borrowed; NULL: none) */
+    unsigned id;               /* for log lines */
 };
 
 /* What became of a submitted batch. */

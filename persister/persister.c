@@ -47,6 +47,7 @@
 #include <zmq.h>
 
 #include "lane.h"
+#include "devwriter.h"
 #include "maint.h"
 #include "rows.h"
 #include "sl/envelope.h"
@@ -105,6 +106,7 @@ struct persister {
     struct lane **lanes;
     unsigned nlanes;
     struct maint *maint;
+    struct devwriter *devices; /* the devices table, fed by the lanes: made before them, destroyed after */
     struct cmdq *cmdq;
     void *cmdq_pull; /* inproc: cmd batches from cmdq, forwarded on the ROUTER */
 
@@ -305,12 +307,18 @@ struct persister *persister_new(const struct persister_cfg *cfg)
         persister_destroy(&p);
         return NULL;
     }
+    const struct devwriter_cfg dc = {.conninfo = cfg->db};
+    if (!(p->devices = devwriter_new(&dc, &p->st.devices))) {
+        persister_destroy(&p);
+        return NULL;
+    }
     for (unsigned i = 0; i < p->nlanes; i++) {
         const struct lane_cfg lc = {.conninfo = cfg->db,
                                     .cap_rows = cap,
                                     .part_days = (int)cfg->partition_days,
                                     .conflicts_max = (int)cfg->conflicts_max,
                                     .notify_fd = p->efd,
+                                    .devices = p->devices,
                                     .id = i};
         if (!(p->lanes[i] = lane_new(&lc))) {
             persister_destroy(&p);
@@ -355,6 +363,7 @@ void persister_destroy(struct persister **pp)
     /* Threads first: a lane may still point into a batch. */
     for (unsigned i = 0; p->lanes && i < p->nlanes; i++)
         lane_destroy(&p->lanes[i]);
+    devwriter_destroy(&p->devices);
     maint_destroy(&p->maint);
     cmdq_destroy(&p->cmdq);
     for (unsigned i = 0; p->slots && i < p->nslots; i++) {

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include "cmdq.h"
+#include "devwriter.h"
 #include "maint.h"
 #include "sl/edgeclock.h"
 #include "sl/stat.h"
@@ -74,6 +75,7 @@ struct persister_stats {
     _Atomic uint64_t partitions_created;  /* by the writers, for rows that found none */
     _Atomic uint64_t conflicts;           /* resends with another body or ts (kept or, over the bound, not) */
     struct maint_stats maint;             /* written by the maintenance thread only */
+    struct devwriter_stats devices;       /* the devices table's writer (devwriter.h) */
     _Atomic uint64_t cmd_reports_dropped; /* res/cmd_sent not handed to cmdq: its queue was full */
     _Atomic uint64_t cmd_batches_sent;    /* cmd batches (from cmdq) sent to edge workers */
     _Atomic uint64_t cmd_batches_unroutable; /* the worker is gone: the command waits for the next session */

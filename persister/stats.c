@@ -37,6 +37,9 @@ void stats_collect(void *ud)
                        stat_get(&s->partitions_created) + stat_get(&s->maint.partitions_created));
     metric_counter_set(st->partitions_dropped, stat_get(&s->maint.partitions_dropped));
     metric_counter_set(st->conflicts, stat_get(&s->conflicts));
+    metric_counter_set(st->devices_updated, stat_get(&s->devices.devices_updated));
+    metric_counter_set(st->devices_failed, stat_get(&s->devices.devices_failed));
+    metric_counter_set(st->devices_left_out, stat_get(&s->devices.rows_left_out));
     metric_counter_set(st->cmd_handed, stat_get(&s->cmdq.handed));
     metric_counter_set(st->cmd_sent, stat_get(&s->cmdq.sent));
     metric_counter_set(st->cmd_results, stat_get(&s->cmdq.results));
@@ -107,6 +110,12 @@ void stats_init(struct stats *st, const struct persister_stats *src, const struc
          "telemetry partitions created (ahead of time, or for a row that found none)"},
         {&st->partitions_dropped, "sluice_persister_partitions_dropped_total",
          "telemetry partitions detached and dropped by --retention-days"},
+        {&st->devices_updated, "sluice_persister_devices_updated_total",
+         "devices rows written by the devices summary (one per device and write)"},
+        {&st->devices_failed, "sluice_persister_devices_update_failed_total",
+         "devices rows of the summary not written (database down or the statement failed; not retried)"},
+        {&st->devices_left_out, "sluice_persister_devices_rows_left_out_total",
+         "committed rows not folded into the devices summary: it held DEVWRITER_DEVICES_MAX devices"},
         {&st->conflicts, "sluice_persister_conflicts_total",
          "Stored messages resent with another body or ts (kept in telemetry_conflicts up to the per-device "
          "bound)"},

@@ -17,6 +17,7 @@ struct stats {
     struct metric_counter *rows_committed, *rows_inserted, *rows_duplicate, *rows_rejected, *rows_dropped;
     struct metric_counter *sessions, *retries, *acks_sent, *acks_unroutable, *batches_refused, *edges_lost;
     struct metric_counter *entries_skipped, *partitions_created, *partitions_dropped, *conflicts;
+    struct metric_counter *devices_updated, *devices_failed, *devices_left_out;
     struct metric_counter *cmd_handed, *cmd_sent, *cmd_results, *cmd_expired, *cmd_gave_up, *cmd_db_errors,
         *cmd_kicks;
     struct metric_counter *cmd_reports_dropped, *cmd_batches_sent, *cmd_batches_unroutable;

@@ -116,7 +116,7 @@ static void test_devsum(void **state)
     char out[4096];
     uint32_t from = 0;
     assert_true(devsum_add(&sum, &b, &from));
-    assert_int_equal(devsum_sql(&sum, out, sizeof out), 0); /* nothing */
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out), 0); /* nothing */
 
     const uint64_t t0 = 1764358200000000000ull; /* 2025-11-28 19:30:00 UTC */
     struct envelope e = {.kind = ENV_DATA,
@@ -152,7 +152,7 @@ static void test_devsum(void **state)
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(from, b.nrows);
     assert_int_equal(sum.used, 3);
-    size_t n = devsum_sql(&sum, out, sizeof out);
+    size_t n = devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out);
     assert_int_equal(n, strlen(out));
     assert_non_null(strstr(out, "(E'pump-1','2025-11-28 19:30:00.000000+00'::timestamptz,"
                                 "'2025-11-28 19:30:02.000000+00'::timestamptz,42::int8)"));
@@ -164,10 +164,10 @@ static void test_devsum(void **state)
     assert_int_equal(strncmp(out, "BEGIN;SET LOCAL synchronous_commit TO off;", 42), 0);
     assert_non_null(strstr(out, "ORDER BY i ON CONFLICT(device_id)"));
     assert_int_equal(strcmp(out + n - 7, ";COMMIT"), 0);
-    size_t bound = devsum_sql_bound(&sum);
+    size_t bound = devsum_sql_bound(&sum, 0, UINT32_MAX);
     assert_true(bound >= n);
-    assert_int_equal(devsum_sql(&sum, out, bound), 0); /* no room for the NUL */
-    assert_int_equal(devsum_sql(&sum, out, bound + 1), n);
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, bound), 0); /* no room for the NUL */
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, bound + 1), n);
 
     /* a second batch: pump-1's seq moves on, sleepy gets a seq */
     batch_reset(&b);
@@ -184,14 +184,14 @@ static void test_devsum(void **state)
     from = 0;
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 3);
-    devsum_sql(&sum, out, sizeof out);
+    devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out);
     assert_non_null(strstr(out, "'2025-11-28 19:30:03.000000+00'::timestamptz,43::int8)"));
     assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
                                 "'2025-11-28 19:30:03.000000+00'::timestamptz,1::int8)"));
 
     /* full: room for 16 slots / 2 = 8 devices; the 9th stops the add */
     devsum_reset(&sum);
-    assert_int_equal(devsum_sql(&sum, out, sizeof out), 0);
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out), 0);
     batch_reset(&b);
     assert_int_equal(batch_peer(&b, &h), 0);
     char ids[10][4];
@@ -205,6 +205,23 @@ static void test_devsum(void **state)
     assert_false(devsum_add(&sum, &b, &from));
     assert_int_equal(from, 8);
     assert_int_equal(sum.used, 8);
+
+    /* in chunks (devwriter.c): [0,3) [3,6) [6,8), each device in exactly one,
+     * each chunk a whole statement; a range past the end is empty */
+    for (uint32_t k = 0; k < 8; k += 3) {
+        size_t m = devsum_sql(&sum, k, 3, out, sizeof out);
+        assert_int_equal(m, strlen(out));
+        assert_int_equal(strncmp(out, "BEGIN;", 6), 0);
+        assert_int_equal(strcmp(out + m - 7, ";COMMIT"), 0);
+        for (uint32_t j = 0; j < 8; j++) {
+            char lit[16];
+            snprintf(lit, sizeof lit, "(E'd%u',", j);
+            assert_int_equal(strstr(out, lit) != NULL, j >= k && j < k + 3);
+        }
+        assert_true(devsum_sql_bound(&sum, k, 3) < devsum_sql_bound(&sum, 0, 8));
+    }
+    assert_int_equal(devsum_sql(&sum, 8, 3, out, sizeof out), 0);
+    assert_int_equal(devsum_sql(&sum, 2, 0, out, sizeof out), 0);
     devsum_reset(&sum);
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 2);

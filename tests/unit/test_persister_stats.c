@@ -104,6 +104,19 @@ static const char expected[] =
     "--retention-days\n"
     "# TYPE sluice_persister_partitions_dropped_total counter\n"
     "sluice_persister_partitions_dropped_total 0\n"
+    /* issue 13: the devices table's writer (devwriter.h) */
+    "# HELP sluice_persister_devices_updated_total devices rows written by the devices summary (one per "
+    "device and write)\n"
+    "# TYPE sluice_persister_devices_updated_total counter\n"
+    "sluice_persister_devices_updated_total 0\n"
+    "# HELP sluice_persister_devices_update_failed_total devices rows of the summary not written (database "
+    "down or the statement failed; not retried)\n"
+    "# TYPE sluice_persister_devices_update_failed_total counter\n"
+    "sluice_persister_devices_update_failed_total 0\n"
+    "# HELP sluice_persister_devices_rows_left_out_total committed rows not folded into the devices summary: "
+    "it held DEVWRITER_DEVICES_MAX devices\n"
+    "# TYPE sluice_persister_devices_rows_left_out_total counter\n"
+    "sluice_persister_devices_rows_left_out_total 0\n"
     /* issue 11 item 7 */
     "# HELP sluice_persister_conflicts_total Stored messages resent with another body or ts (kept in "
     "telemetry_conflicts up to the per-device bound)\n"
@@ -207,6 +220,14 @@ static void test_export(void **state)
     stat_add(&s.conflicts, 6);
     metrics_render(buf, sizeof buf);
     assert_non_null(strstr(buf, "\nsluice_persister_conflicts_total 6\n"));
+    /* the devices writer's counts, each its own series */
+    stat_add(&s.devices.devices_updated, 7);
+    stat_add(&s.devices.devices_failed, 8);
+    stat_add(&s.devices.rows_left_out, 9);
+    metrics_render(buf, sizeof buf);
+    assert_non_null(strstr(buf, "\nsluice_persister_devices_updated_total 7\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_devices_update_failed_total 8\n"));
+    assert_non_null(strstr(buf, "\nsluice_persister_devices_rows_left_out_total 9\n"));
     /* the command queue's counts: its thread's struct and the loop's */
     stat_add(&s.cmdq.handed, 21);
     stat_add(&s.cmdq.sent, 22);

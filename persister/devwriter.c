@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* devwriter.c - the devices table's writer thread (devwriter.h).
+ *
+ * Two summaries: the lanes fold into `in` under the mutex; the thread swaps
+ * `in` with its empty `out` (two pointers, under the mutex) and writes `out`
+ * without holding it, DEVWRITER_CHUNK devices a statement. A lane holds the
+ * mutex for the fold of one batch only, and the thread for the swap only.
+ *
+ * Deliberately not here: the summary and its SQL (devsum.c), running the
+ * statement (db.c). */
+#define _GNU_SOURCE
+#include "devwriter.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "devsum.h"
+#include "sl/log.h"
+#include "sl/loop.h"
+#include "sl/stat.h"
+#include "svcthread.h"
+
+#define CONNECT_BACKOFF_MS 5000u
+
+struct devwriter {
+    struct devwriter_stats *st;
+
+    struct svcthread svc; /* its mu guards quit, in and in_since */
+    struct devsum sums[2];
+    struct devsum *in; /* the lanes fold into it */
+    uint64_t in_since; /* monotonic ms of the first fold into in (in->used > 0) */
+
+    /* The thread only. */
+    struct devsum *out; /* being written; empty between writes */
+    struct db *db;
+    uint64_t next_connect;
+    unsigned connect_fails;
+    uint64_t write_fails;
+};
+
+static void log_db_err(struct devwriter *w, const char *event, uint64_t count)
+{
+    char q[600];
+    const char *e = db_last_error(w->db);
+    log_warn("event=%s failures=%llu err=%s", event, (unsigned long long)count,
+             log_q(q, sizeof q, e, strlen(e)));
+}
+
+static bool connect_db(struct devwriter *w)
+{
+    if (db_connected(w->db))
+        return true;
+    uint64_t now = loop_clock_ms();
+    if (now < w->next_connect)
+        return false;
+    if (db_connect(w->db) == DB_OK) {
+        w->connect_fails = 0;
+        return true;
+    }
+    /* First failure, then one line per 10: the lanes report the outage too. */
+    if (w->connect_fails++ % 10u == 0)
+        log_db_err(w, "devices_connect_failed", w->connect_fails);
+    w->next_connect = now + CONNECT_BACKOFF_MS;
+    return false;
+}
+
+/* Between two statements of one write: spread the write over half the
+ * period, so that PostgreSQL gets it as small slices, not as one burst that
+ * takes a core from the batches' backends (docs/performance.md). A stop ends
+ * the pauses. */
+static bool pause_between(struct devwriter *w, uint64_t gap_ms)
+{
+    pthread_mutex_lock(&w->svc.mu);
+    bool go_on = !w->svc.quit;
+    if (go_on && gap_ms)
+        svcthread_wait_ms(&w->svc, gap_ms); /* a lane's early signal only shortens it */
+    go_on = !w->svc.quit;
+    pthread_mutex_unlock(&w->svc.mu);
+    return go_on;
+}
+
+/* Write out and empty it. Nothing is retried (devwriter.h); at the stop
+ * only an open connection is used, so a stop never waits for a connect. */
+static void write_out(struct devwriter *w, bool stopping)
+{
+    struct devsum *s = w->out;
+    bool up = stopping ? db_connected(w->db) : connect_db(w);
+    uint32_t chunks = (s->used + DEVWRITER_CHUNK - 1u) / DEVWRITER_CHUNK;
+    uint64_t gap_ms = chunks > 1 ? DEVWRITER_EVERY_MS / 2u / chunks : 0;
+    for (uint32_t k = 0; k < s->used; k += DEVWRITER_CHUNK) {
+        uint32_t n = s->used - k < DEVWRITER_CHUNK ? s->used - k : DEVWRITER_CHUNK;
+        if (k && !stopping && !pause_between(w, gap_ms))
+            stopping = true; /* the rest at once */
+        if (up && db_devices(w->db, s, k, n) == DB_OK) {
+            stat_add(&w->st->devices_updated, n);
+            continue;
+        }
+        if (up) {
+            /* First failure, then one line per 100. */
+            if (w->write_fails++ % 100u == 0)
+                log_db_err(w, "devices_update_failed", w->write_fails);
+            if (!db_connected(w->db)) {
+                db_disconnect(w->db);
+                up = false;
+            }
+        }
+        stat_add(&w->st->devices_failed, n);
+    }
+    devsum_reset(s);
+}
+
+static void *devwriter_main(void *arg)
+{
+    struct devwriter *w = arg;
+    pthread_mutex_lock(&w->svc.mu);
+    for (;;) {
+        uint64_t now = loop_clock_ms();
+        uint32_t held = w->in->used;
+        bool due = held && (w->svc.quit || held >= DEVWRITER_DEVICES_MAX / 2u ||
+                            now - w->in_since >= DEVWRITER_EVERY_MS);
+        if (due) {
+            struct devsum *full = w->in;
+            w->in = w->out;
+            w->out = full;
+            w->in_since = 0;
+            bool stopping = w->svc.quit;
+            pthread_mutex_unlock(&w->svc.mu);
+            write_out(w, stopping);
+            pthread_mutex_lock(&w->svc.mu);
+            continue;
+        }
+        if (w->svc.quit)
+            break;
+        uint64_t wait = DEVWRITER_EVERY_MS;
+        if (held)
+            wait = w->in_since + DEVWRITER_EVERY_MS - now; /* due is false: positive */
+        svcthread_wait_ms(&w->svc, wait);
+    }
+    pthread_mutex_unlock(&w->svc.mu);
+    db_disconnect(w->db);
+    return NULL;
+}
+
+void devwriter_add(struct devwriter *w, const struct batch *b)
+{
+    pthread_mutex_lock(&w->svc.mu);
+    if (w->in->used == 0)
+        w->in_since = loop_clock_ms();
+    uint32_t from = 0;
+    if (!devsum_add(w->in, b, &from))
+        stat_add(&w->st->rows_left_out, b->nrows - from);
+    if (w->in->used >= DEVWRITER_DEVICES_MAX / 2u)
+        pthread_cond_signal(&w->svc.cv); /* write early: room before it fills */
+    pthread_mutex_unlock(&w->svc.mu);
+}
+
+struct devwriter *devwriter_new(const struct devwriter_cfg *cfg, struct devwriter_stats *st)
+{
+    struct devwriter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->st = st;
+    svcthread_init(&w->svc);
+    w->in = &w->sums[0];
+    w->out = &w->sums[1];
+    w->db = db_new(cfg->conninfo);
+    if (!w->db || devsum_init(&w->sums[0], DEVWRITER_DEVICES_MAX) != 0 ||
+        devsum_init(&w->sums[1], DEVWRITER_DEVICES_MAX) != 0) {
+        log_error("event=alloc_failed what=devwriter devices=%u", DEVWRITER_DEVICES_MAX);
+        devwriter_destroy(&w);
+        return NULL;
+    }
+    if (svcthread_start(&w->svc, "devwriter", devwriter_main, w) != 0) {
+        devwriter_destroy(&w);
+        return NULL;
+    }
+    return w;
+}
+
+void devwriter_destroy(struct devwriter **wp)
+{
+    struct devwriter *w = *wp;
+    if (!w)
+        return;
+    svcthread_stop(&w->svc); /* the thread writes what is held first */
+    devsum_fini(&w->sums[0]);
+    devsum_fini(&w->sums[1]);
+    db_destroy(&w->db);
+    svcthread_fini(&w->svc);
+    free(w);
+    *wp = NULL;
+}
