@@ -68,31 +68,34 @@ static bool connect_db(struct devwriter *w)
 
 /* Between two statements of one write: spread the write over half the
  * period, so that PostgreSQL gets it as small slices, not as one burst that
- * takes a core from the batches' backends (docs/performance.md). A stop ends
- * the pauses. */
+ * takes a core from the batches' backends (docs/performance.md). Not when
+ * the lanes have filled half the other sum meanwhile (they signal it): then
+ * the write goes on at once, or their rows would soon be left out. False
+ * once a stop is asked: the rest goes at once. */
 static bool pause_between(struct devwriter *w, uint64_t gap_ms)
 {
     pthread_mutex_lock(&w->svc.mu);
+    if (!w->svc.quit && w->in->used < DEVWRITER_DEVICES_MAX / 2u)
+        svcthread_wait_ms(&w->svc, gap_ms);
     bool go_on = !w->svc.quit;
-    if (go_on && gap_ms)
-        svcthread_wait_ms(&w->svc, gap_ms); /* a lane's early signal only shortens it */
-    go_on = !w->svc.quit;
     pthread_mutex_unlock(&w->svc.mu);
     return go_on;
 }
 
-/* Write out and empty it. Nothing is retried (devwriter.h); at the stop
- * only an open connection is used, so a stop never waits for a connect. */
-static void write_out(struct devwriter *w, bool stopping)
+/* Write out and empty it, paced (pause_between) unless the write is early
+ * (the sum half full) or the last. Nothing is retried (devwriter.h); at the
+ * stop only an open connection is used, so a stop never waits for a
+ * connect. */
+static void write_out(struct devwriter *w, bool stopping, bool early)
 {
     struct devsum *s = w->out;
     bool up = stopping ? db_connected(w->db) : connect_db(w);
     uint32_t chunks = (s->used + DEVWRITER_CHUNK - 1u) / DEVWRITER_CHUNK;
-    uint64_t gap_ms = chunks > 1 ? DEVWRITER_EVERY_MS / 2u / chunks : 0;
+    uint64_t gap_ms = early || stopping || chunks < 2 ? 0 : DEVWRITER_EVERY_MS / 2u / chunks;
     for (uint32_t k = 0; k < s->used; k += DEVWRITER_CHUNK) {
         uint32_t n = s->used - k < DEVWRITER_CHUNK ? s->used - k : DEVWRITER_CHUNK;
-        if (k && !stopping && !pause_between(w, gap_ms))
-            stopping = true; /* the rest at once */
+        if (k && gap_ms && !pause_between(w, gap_ms))
+            gap_ms = 0; /* stopping: the rest at once */
         if (up && db_devices(w->db, s, k, n) == DB_OK) {
             stat_add(&w->st->devices_updated, n);
             continue;
@@ -118,16 +121,15 @@ static void *devwriter_main(void *arg)
     for (;;) {
         uint64_t now = loop_clock_ms();
         uint32_t held = w->in->used;
-        bool due = held && (w->svc.quit || held >= DEVWRITER_DEVICES_MAX / 2u ||
-                            now - w->in_since >= DEVWRITER_EVERY_MS);
-        if (due) {
+        bool early = held >= DEVWRITER_DEVICES_MAX / 2u;
+        if (held && (w->svc.quit || early || now - w->in_since >= DEVWRITER_EVERY_MS)) {
             struct devsum *full = w->in;
             w->in = w->out;
             w->out = full;
             w->in_since = 0;
             bool stopping = w->svc.quit;
             pthread_mutex_unlock(&w->svc.mu);
-            write_out(w, stopping);
+            write_out(w, stopping, early);
             pthread_mutex_lock(&w->svc.mu);
             continue;
         }
@@ -135,7 +137,7 @@ static void *devwriter_main(void *arg)
             break;
         uint64_t wait = DEVWRITER_EVERY_MS;
         if (held)
-            wait = w->in_since + DEVWRITER_EVERY_MS - now; /* due is false: positive */
+            wait = w->in_since + DEVWRITER_EVERY_MS - now; /* not due yet: positive */
         svcthread_wait_ms(&w->svc, wait);
     }
     pthread_mutex_unlock(&w->svc.mu);

@@ -76,12 +76,31 @@ def main():
                 time.sleep(1.2)
             assert devices(env).get("dev-l") is None, "written through the lock?"
             print("ok: 4 rounds acked while the devices table was locked")
+
+            # Still locked, 20,000 more devices, one row each: the summary holds
+            # DEVWRITER_DEVICES_MAX = 16,384 devices (dev-l and dev-m among them),
+            # the rest is left out and counted; every row is acked all the same.
+            edge.acks.clear()
+            for k in range(0, 20000, 500):
+                edge.send(*[pe.data("big-%05d" % i, 1, {"i": i}) for i in range(k, k + 500)])
+            deadline = time.time() + 120
+            while len(edge.acks) < 20000 and time.time() < deadline:
+                edge.poll_acks(200)
+            assert len(edge.acks) == 20000, "acked %d of 20000" % len(edge.acks)
+            assert env.sql("SELECT count(*) FROM telemetry WHERE left(device_id, 4) = 'big-'")[0][0] == 20000
+            left = p.metric("sluice_persister_devices_rows_left_out_total")
+            assert left == 20000 - (16384 - 2), left
+            print("ok: 20,000 more acked while locked; the summary kept 16,384 devices, %d rows left out" % left)
         finally:
             lock.rollback()
             lock.close()
         wait_for(lambda: devices(env).get("dev-l", (None,))[0] == 4, "dev-l written once the lock went", 30,
                  interval=0.2)
-        print("ok: the summary held during the lock is written once it goes")
+        big = "SELECT count(*) FROM devices WHERE left(device_id, 4) = 'big-'"
+        wait_for(lambda: env.sql(big)[0][0] == 16382, "the 16,382 big-* devices held written", 30, interval=0.2)
+        time.sleep(1.5)  # a write more: nothing else was held
+        assert env.sql(big)[0][0] == 16382, env.sql(big)
+        print("ok: the summary held during the lock is written once it goes, and only that")
     print("PASS")
 
 
