@@ -81,6 +81,10 @@ def run_bench(a, dsn, mode, rate=None, postmaster=None):
         cmd += ["--rate", str(rate)]
     if a.persister_args:
         cmd += ["--persister-args", a.persister_args]
+    lat = None
+    if a.slow_windows and mode == "rate":
+        lat = tempfile.NamedTemporaryFile(prefix="sl-e2e-lat-", suffix=".txt", delete=False).name
+        cmd += ["--lat-out", lat]
     if a.nice:
         cmd = ["nice", "-n", str(a.nice)] + cmd
     la0 = load()
@@ -98,7 +102,29 @@ def run_bench(a, dsn, mode, rate=None, postmaster=None):
     r = {"rate": float(m.group(1)), "p50": float(m.group(2)), "p99": float(m.group(3)),
          "p999": float(m.group(4)), "max": float(m.group(5)), "load": "%s -> %s" % (la0, la1), "out": out,
          "pg_cores": pg / wall if wall else 0}
+    if lat:
+        r["slow"] = slow_windows(lat)
+        os.unlink(lat)
     return r
+
+
+def slow_windows(path, over_us=10000, window_us=100000, top=12):
+    """Where in time the acks over 10 ms were sent, from edge_bench --lat-out (send offset us, latency us a
+    line): the 100 ms windows of send time holding the most, in time order. A stall that recurs shows as a
+    period (a spike every second was the devices table's upsert on the writer lanes, before session 13)."""
+    per = {}
+    n = total = 0
+    with open(path) as f:
+        for line in f:
+            sent, us = line.split()
+            total += 1
+            if int(us) > over_us:
+                n += 1
+                w = int(sent) // window_us
+                per[w] = per.get(w, 0) + 1
+    worst = sorted(sorted(per.items(), key=lambda kv: -kv[1])[:top])
+    return "%d of %d acks over %d ms; the %d busiest 100 ms windows (s of send time: acks over): %s" % (
+        n, total, over_us // 1000, len(worst), " ".join("%.1f:%d" % (w * window_us / 1e6, c) for w, c in worst))
 
 
 def sql(dsn, q):
@@ -229,6 +255,9 @@ def main():
                     help="only the fixed-rate phases (no saturation, no COPY ceiling): for A/B runs of the latency")
     ap.add_argument("--pg-set", action="append", default=[], metavar="NAME=VALUE",
                     help="a PostgreSQL setting for the private cluster (repeat), e.g. autovacuum=off")
+    ap.add_argument("--slow-windows", action="store_true",
+                    help="after each fixed-rate phase, where in time its acks over 10 ms were sent (100 ms windows): "
+                    "a stall that recurs shows as a period")
     ap.add_argument("--wal-segsize", type=int, default=0, metavar="MB",
                     help="WAL segment size of the private cluster (pg_resetwal --wal-segsize; 0 = initdb's 16)")
     a = ap.parse_args()
@@ -279,6 +308,8 @@ def main():
                   (phase_rate, r["rate"], r["p50"], r["p99"], r["p999"], r["max"], "ok" if good else "MISSED",
                    r["load"]))
             show_cpu(r)
+            if "slow" in r:
+                print("    " + r["slow"])
         if not a.rates_only:
             ok = saturation_and_ceiling(a, dsn, pg.proc.pid) and ok
         print("load average at end: %s" % load())

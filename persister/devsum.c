@@ -102,10 +102,13 @@ bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from)
     return true;
 }
 
-/* The ON CONFLICT's WHERE skips the write (a new row version and its WAL)
+/* statement_timeout: a statement stuck on a lock another session holds on
+ * `devices` fails after 30 s (counted, not retried) instead of holding the
+ * devices writer, and a persister's stop behind it, for as long as the lock
+ * lasts. The ON CONFLICT's WHERE skips the write (a new row version and its WAL)
  * when nothing would move; the typed first row fixes the VALUES types (a
  * list of only NULL seqs would be text otherwise). */
-static const char head[] = "BEGIN;SET LOCAL synchronous_commit TO off;"
+static const char head[] = "BEGIN;SET LOCAL synchronous_commit TO off;SET LOCAL statement_timeout TO 30000;"
                            "INSERT INTO devices AS d(device_id,first_seen,last_seen,last_seq)"
                            "SELECT*FROM(VALUES";
 static const char tail[] =
