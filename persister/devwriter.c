@@ -82,16 +82,17 @@ static bool pause_between(struct devwriter *w, uint64_t gap_ms)
     return go_on;
 }
 
-/* Write out and empty it, paced (pause_between) unless the write is early
- * (the sum half full) or the last. Nothing is retried (devwriter.h); at the
- * stop only an open connection is used, so a stop never waits for a
- * connect. */
-static void write_out(struct devwriter *w, bool stopping, bool early)
+/* Write out and empty it, paced (pause_between) unless it is the last.
+ * An early write (the sum was half full) is paced too: the pauses end as
+ * soon as the lanes fill half the other sum. Nothing is retried
+ * (devwriter.h); at the stop only an open connection is used, so a stop
+ * never waits for a connect. */
+static void write_out(struct devwriter *w, bool stopping)
 {
     struct devsum *s = w->out;
     bool up = stopping ? db_connected(w->db) : connect_db(w);
     uint32_t chunks = (s->used + DEVWRITER_CHUNK - 1u) / DEVWRITER_CHUNK;
-    uint64_t gap_ms = early || stopping || chunks < 2 ? 0 : DEVWRITER_EVERY_MS / 2u / chunks;
+    uint64_t gap_ms = stopping || chunks < 2 ? 0 : DEVWRITER_EVERY_MS / 2u / chunks;
     for (uint32_t k = 0; k < s->used; k += DEVWRITER_CHUNK) {
         uint32_t n = s->used - k < DEVWRITER_CHUNK ? s->used - k : DEVWRITER_CHUNK;
         if (k && gap_ms && !pause_between(w, gap_ms))
@@ -121,15 +122,15 @@ static void *devwriter_main(void *arg)
     for (;;) {
         uint64_t now = loop_clock_ms();
         uint32_t held = w->in->used;
-        bool early = held >= DEVWRITER_DEVICES_MAX / 2u;
-        if (held && (w->svc.quit || early || now - w->in_since >= DEVWRITER_EVERY_MS)) {
+        if (held &&
+            (w->svc.quit || held >= DEVWRITER_DEVICES_MAX / 2u || now - w->in_since >= DEVWRITER_EVERY_MS)) {
             struct devsum *full = w->in;
             w->in = w->out;
             w->out = full;
             w->in_since = 0;
             bool stopping = w->svc.quit;
             pthread_mutex_unlock(&w->svc.mu);
-            write_out(w, stopping, early);
+            write_out(w, stopping);
             pthread_mutex_lock(&w->svc.mu);
             continue;
         }
