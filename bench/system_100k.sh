@@ -6,6 +6,8 @@
 # At the end it prints devsim's per-second ack latency split in two phases, the connect ramp (until every
 # device is connected) and after it, against the targets (issue 13): p99 <= 250 ms during the ramp,
 # <= 10 ms after. Run it in its own network namespace: unshare -n -- sh -c 'ip link set lo up && bench/system_100k.sh'.
+# EDGE_FLAGS: more flags for every edge, e.g. EDGE_FLAGS="--early-max 20000" (a quota sized for the herd, as
+# deploy/README.md advises for deployments that expect one).
 cd "$(dirname "$0")/.."; . scripts/stack.sh
 B=${B:-build/release/bin}; D=${D:-/tmp/sl-100k}; mkdir -p $D
 pg_start $D/pg 25900
@@ -18,7 +20,7 @@ for i in 0 1 2 3 4 5; do
   p=$((25910+i))
   $B/sluice-edge --listen 127.0.0.1:$p --edge-id big-$i --workers 1 --max-conns 19000 --allow-cidrs 127.0.0.0/8 \
     --persister-push tcp://127.0.0.1:25901 --persister-router tcp://127.0.0.1:25902 \
-    --notifier-push tcp://127.0.0.1:25905 --notifier-router tcp://127.0.0.1:25906 --metrics 127.0.0.1:$((25920+i)) 2>$D/edge$i.log & pids+=($!)
+    --notifier-push tcp://127.0.0.1:25905 --notifier-router tcp://127.0.0.1:25906 --metrics 127.0.0.1:$((25920+i)) $EDGE_FLAGS 2>$D/edge$i.log & pids+=($!)
   edges="$edges${edges:+,}127.0.0.1:$p"
 done
 sleep 2
