@@ -37,7 +37,9 @@ int main(int argc, char **argv)
          "full or its first row is N ms old",
          0, 60000},
         {"connections", CFG_INT, &c.connections, "2",
-         "PostgreSQL connections committing batches side by side (plus one for maintenance)", 1, 16},
+         "PostgreSQL connections committing batches side by side (plus three more: maintenance, the command "
+         "queue, the devices table)",
+         1, 16},
         {"max-pending", CFG_INT, &c.max_pending, "20000",
          "rows held in memory at most, all batches together (each holds 1/(connections+1)); beyond, stop "
          "pulling",
