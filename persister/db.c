@@ -104,6 +104,11 @@ const char *db_last_error(const struct db *d)
 {
     return d->err;
 }
+const char *db_error_q(const struct db *d, char *q, size_t n)
+{
+    return log_q(q, n, d->err, strlen(d->err));
+}
+
 const char *db_last_sqlstate(const struct db *d)
 {
     return d->sqlstate;

@@ -147,6 +147,10 @@ void db_unlock(struct db *d, int64_t key);
 
 const char *db_last_error(const struct db *d);
 const char *db_last_sqlstate(const struct db *d);
+/* db_last_error quoted for a log line's value (log_q) into q[n]: the way
+ * every caller logs it. Returns q. DB_ERR_Q is room for a whole one. */
+#define DB_ERR_Q 600u
+const char *db_error_q(const struct db *d, char *q, size_t n);
 
 /* What a server error means for the batch: DB_DATA for SQLSTATE class 22
  * (data exception) and 23 (integrity constraint violation), DB_TRANSIENT for

@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "db.h"
 #include "devsum.h"
@@ -42,10 +41,9 @@ struct devwriter {
 
 static void log_db_err(struct devwriter *w, const char *event, uint64_t count)
 {
-    char q[600];
-    const char *e = db_last_error(w->db);
+    char q[DB_ERR_Q];
     log_warn("event=%s failures=%llu err=%s", event, (unsigned long long)count,
-             log_q(q, sizeof q, e, strlen(e)));
+             db_error_q(w->db, q, sizeof q));
 }
 
 static bool connect_db(struct devwriter *w)

@@ -106,10 +106,9 @@ static bool try_connect(struct lane *l)
     }
     /* First failure, then one line per 10, so an outage does not flood the log. */
     if (l->connect_fails % 10u == 0) {
-        char q[600];
-        const char *e = db_last_error(l->db);
+        char q[DB_ERR_Q];
         log_warn("event=db_connect_failed lane=%u failures=%u err=%s", l->cfg.id, l->connect_fails + 1u,
-                 log_q(q, sizeof q, e, strlen(e)));
+                 db_error_q(l->db, q, sizeof q));
     }
     l->connect_fails++;
     l->next_connect = loop_clock_ms() + backoff_ms(l, l->connect_fails);
@@ -119,9 +118,8 @@ static bool try_connect(struct lane *l)
 
 static void lost(struct lane *l, const char *event)
 {
-    char q[600];
-    const char *e = db_last_error(l->db);
-    log_warn("event=%s lane=%u err=%s", event, l->cfg.id, log_q(q, sizeof q, e, strlen(e)));
+    char q[DB_ERR_Q];
+    log_warn("event=%s lane=%u err=%s", event, l->cfg.id, db_error_q(l->db, q, sizeof q));
     db_disconnect(l->db);
     set_up(l, false);
 }
@@ -151,11 +149,10 @@ static void commit(struct lane *l, struct batch *b, struct lane_result *r)
         if (db_connected(l->db) || try_connect(l)) {
             if (writer_commit(&l->writer, b, &r->st) == DB_OK)
                 break;
-            char q[600];
-            const char *e = db_last_error(l->db);
+            char q[DB_ERR_Q];
             const char *st = db_last_sqlstate(l->db);
             log_warn("event=batch_retry lane=%u rows=%u attempt=%u sqlstate=%s err=%s", l->cfg.id, b->nrows,
-                     attempt + 1u, st[0] ? st : "none", log_q(q, sizeof q, e, strlen(e)));
+                     attempt + 1u, st[0] ? st : "none", db_error_q(l->db, q, sizeof q));
             if (!db_connected(l->db)) {
                 db_disconnect(l->db);
                 set_up(l, false);

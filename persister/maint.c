@@ -65,9 +65,8 @@ static int64_t wall_us(void)
 
 static void log_db_err(struct maint *m, const char *event)
 {
-    char q[600];
-    const char *e = db_last_error(m->db);
-    log_warn("event=%s err=%s", event, log_q(q, sizeof q, e, strlen(e)));
+    char q[DB_ERR_Q];
+    log_warn("event=%s err=%s", event, db_error_q(m->db, q, sizeof q));
     if (!db_connected(m->db))
         db_disconnect(m->db);
 }
