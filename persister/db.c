@@ -731,7 +731,7 @@ enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx,
 
 /* ---- the devices table -------------------------------------------------- */
 
-enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n)
+enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms)
 {
     if (from >= s->used || n == 0)
         return DB_OK;
@@ -739,7 +739,7 @@ enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint3
         return DB_TRANSIENT;
     if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s, from, n) + 1u) != DB_OK)
         return DB_TRANSIENT;
-    if (devsum_sql(s, from, n, d->devbuf, d->devcap) == 0)
+    if (devsum_sql(s, from, n, timeout_ms, d->devbuf, d->devcap) == 0)
         return DB_OK;
     /* A failing statement ends the string and leaves the transaction
      * aborted: roll it back so the connection stays usable. */
@@ -752,6 +752,37 @@ enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint3
     }
     PQclear(res);
     return DB_OK;
+}
+
+struct db_canceller {
+    PGcancel *pc;
+};
+
+struct db_canceller *db_canceller_new(struct db *d)
+{
+    if (!d->conn)
+        return NULL;
+    struct db_canceller *c = malloc(sizeof *c);
+    if (c && !(c->pc = PQgetCancel(d->conn))) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+bool db_canceller_send(struct db_canceller *c, char *err, size_t cap)
+{
+    return PQcancel(c->pc, err, (int)cap) == 1;
+}
+
+void db_canceller_free(struct db_canceller **cp)
+{
+    struct db_canceller *c = *cp;
+    if (!c)
+        return;
+    PQfreeCancel(c->pc);
+    free(c);
+    *cp = NULL;
 }
 
 enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)

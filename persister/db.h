@@ -93,13 +93,27 @@ bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
 
 /* Upsert entries [from, from + n) of a devices summary (devsum.h:
- * devsum_sql, its own transaction with synchronous_commit off), autocommit,
- * outside a batch transaction. DB_OK (also for an empty range), DB_DATA or
- * DB_TRANSIENT; nothing is retried: the caller resets the sum either way,
- * and the next one writes the same columns again. The text goes into the connection's own buffer (grown when
- * a sum needs more: no allocation once warm). Blocks on the database. */
+ * devsum_sql, its own transaction with synchronous_commit off and
+ * statement_timeout timeout_ms), autocommit, outside a batch transaction. DB_OK (also for an empty range),
+ * DB_DATA or DB_TRANSIENT; nothing is retried: the caller resets the sum either way, and the next one writes
+ * the same columns again. The text goes into the connection's own buffer (grown when a sum needs more: no
+ * allocation once warm). Blocks on the database. */
 struct devsum;
-enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n);
+enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms);
+
+/* Cancelling what a connection runs, from another thread: a stop must not
+ * wait for a statement stuck on a lock (devwriter.c). A canceller is made
+ * by d's own thread while d is connected, and sent from any thread
+ * (PQcancel is thread-safe); one made before a reconnect cancels nothing
+ * (the server does not know its key any more). NULL: not connected, or out
+ * of memory. */
+struct db_canceller;
+struct db_canceller *db_canceller_new(struct db *d);
+/* Ask the server to cancel the statement running on the connection (none
+ * running: nothing happens). Blocks for one connect to the server. False
+ * if the request could not be sent: its reason in err. */
+bool db_canceller_send(struct db_canceller *c, char *err, size_t cap);
+void db_canceller_free(struct db_canceller **c);
 
 /* Store data row i in telemetry_rejected with its error text, inside a
  * savepoint (ON CONFLICT DO NOTHING: a resent poison row is stored once). */

@@ -102,15 +102,14 @@ bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from)
     return true;
 }
 
-/* statement_timeout: a statement stuck on a lock another session holds on
- * `devices` fails after 30 s (counted, not retried) instead of holding the
- * devices writer, and a persister's stop behind it, for as long as the lock
- * lasts. The ON CONFLICT's WHERE skips the write (a new row version and its WAL)
- * when nothing would move; the typed first row fixes the VALUES types (a
- * list of only NULL seqs would be text otherwise). */
-static const char head[] = "BEGIN;SET LOCAL synchronous_commit TO off;SET LOCAL statement_timeout TO 30000;"
-                           "INSERT INTO devices AS d(device_id,first_seen,last_seen,last_seq)"
-                           "SELECT*FROM(VALUES";
+/* head0 <timeout_ms> head1 rows tail. The ON CONFLICT's WHERE skips the
+ * write (a new row version and its WAL) when nothing would move; the typed
+ * first row fixes the VALUES types (a list of only NULL seqs would be text
+ * otherwise). */
+static const char head0[] = "BEGIN;SET LOCAL synchronous_commit TO off;SET LOCAL statement_timeout TO ";
+static const char head1[] = ";INSERT INTO devices AS d(device_id,first_seen,last_seen,last_seq)"
+                            "SELECT*FROM(VALUES";
+#define TIMEOUT_DIGITS 10u /* a uint32_t in decimal */
 static const char tail[] =
     ")v(i,f,l,s)ORDER BY i ON CONFLICT(device_id)DO UPDATE SET "
     "first_seen=least(d.first_seen,EXCLUDED.first_seen),last_seen=greatest(d.last_seen,EXCLUDED.last_seen),"
@@ -130,7 +129,7 @@ static uint32_t range_end(const struct devsum *s, uint32_t from, uint32_t n)
 
 size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n)
 {
-    size_t bytes = sizeof head + sizeof tail;
+    size_t bytes = sizeof head0 + TIMEOUT_DIGITS + sizeof head1 + sizeof tail;
     for (uint32_t k = from, end = range_end(s, from, n); k < end; k++)
         bytes += 2u * s->tab[s->used_idx[k]].n + ROW_FIXED;
     return bytes;
@@ -142,13 +141,16 @@ static size_t ts(char *out, int64_t us)
     return o + sqltext_put(out + o, "::timestamptz");
 }
 
-size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, char *out, size_t cap)
+size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms, char *out,
+                  size_t cap)
 {
     uint32_t end = range_end(s, from, n);
     if (end == from || devsum_sql_bound(s, from, n) + 1u > cap)
         return 0;
     char *o = out;
-    o += sqltext_put(o, head);
+    o += sqltext_put(o, head0);
+    o += (size_t)sprintf(o, "%u", (unsigned)timeout_ms);
+    o += sqltext_put(o, head1);
     for (uint32_t k = from; k < end; k++) {
         const struct devsum_entry *e = &s->tab[s->used_idx[k]];
         o += sqltext_put(o, k > from ? ",(" : "(");

@@ -55,14 +55,18 @@ bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from);
  * of first use; n is cut at the end of the sum) into `devices` in device
  * order (two connections never wait on each other in a cycle), in a
  * transaction of its own with synchronous_commit off (a summary the next
- * update corrects, not a record an ack depends on), never moving a column
+ * update corrects, not a record an ack depends on) and statement_timeout
+ * timeout_ms (a lock another session holds on `devices` fails the statement
+ * instead of holding its writer for as long as it lasts; 0 would be
+ * PostgreSQL's "no timeout": pass at least 1), never moving a column
  * backwards: "BEGIN;SET LOCAL ...;INSERT INTO devices ... ON CONFLICT
  * ...;COMMIT". A large sum goes as several such statements (devwriter.c), so
  * that no one of them holds PostgreSQL's CPU or the rows' locks for long.
  * Writes it and a NUL into out and returns its length; 0 if the range is
  * empty or it does not fit (devsum_sql_bound(s, from, n) + 1 bytes always
  * fit). */
-size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, char *out, size_t cap);
+size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms, char *out,
+                  size_t cap);
 size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n);
 
 #endif

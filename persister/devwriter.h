@@ -34,6 +34,15 @@
 /* Devices per statement and transaction; a write's statements are spread
  * over half of DEVWRITER_EVERY_MS. */
 #define DEVWRITER_CHUNK 128u
+/* A statement stuck on a lock another session holds on `devices` fails
+ * after this long (counted, not retried), and the rest of its write waits
+ * for the next: the lock would stop them the same way. */
+#define DEVWRITER_STATEMENT_MS 30000u
+/* devwriter_destroy: the last write, and a statement in progress when the
+ * stop comes, get this long; then the statement is cancelled and what is
+ * not written is counted as failed. So a lock on `devices` holds a stop
+ * this long at most, not DEVWRITER_STATEMENT_MS per statement. */
+#define DEVWRITER_STOP_MS 5000u
 
 /* Written by the devices thread (updates, failures) and by the lanes under
  * the writer's mutex (rows_left_out): relaxed atomics, read by stats.c. */
@@ -52,8 +61,9 @@ struct devwriter;
 /* Start the thread (SIGINT/SIGTERM blocked); it connects when it first has
  * something to write. st must outlive the writer. NULL on failure (logged). */
 struct devwriter *devwriter_new(const struct devwriter_cfg *cfg, struct devwriter_stats *st);
-/* Write what is held (if the database is there), stop and join. Call after
- * the lanes are gone. *w becomes NULL; NULL is a no-op. */
+/* Write what is held (if the database is there), stop and join, within
+ * DEVWRITER_STOP_MS (and one cancel request) whatever the database does. Call
+ * after the lanes are gone. *w becomes NULL; NULL is a no-op. */
 void devwriter_destroy(struct devwriter **w);
 
 /* Fold the committed batch b into the summary (devsum_add). Takes the

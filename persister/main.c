@@ -62,7 +62,8 @@ int main(int argc, char **argv)
         {"json-bytes", CFG_INT, &c.json_bytes, "0", "JSON arena per batch in bytes (0 = 1 KiB per row)", 0,
          1ll << 32},
         {"shutdown-ms", CFG_INT, &c.shutdown_ms, "10000",
-         "after SIGTERM, keep retrying the held batch this long", 0, 3600000},
+         "after SIGTERM, keep retrying the held batch this long (then the devices table gets 5 s at most)", 0,
+         3600000},
         /* An edge batch is at most 4 MiB (edge/bus.c BATCH_HARD): 2x that. */
         {"zmq-max-msg", CFG_INT, &c.max_msg, "8388608",
          "largest ZeroMQ message accepted, bytes; a peer sending a bigger one is disconnected", 65536,

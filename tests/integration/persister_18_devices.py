@@ -101,6 +101,45 @@ def main():
         time.sleep(1.5)  # a write more: nothing else was held
         assert env.sql(big)[0][0] == 16382, env.sql(big)
         print("ok: the summary held during the lock is written once it goes, and only that")
+
+        # A stop behind the lock: a second persister whose devices writer is
+        # stuck in a statement (timeout 30 s) when SIGTERM comes, with one more
+        # device held for its last write. The stop takes DEVWRITER_STOP_MS
+        # (5 s): the stuck statement is cancelled, the held device is counted
+        # as not written. Before, the stop waited out the statement's 30 s,
+        # and 30 s more for each statement of the last write. The first
+        # persister goes first: its writer must not be the one on the lock.
+        edge.close()
+        assert p.stop() == 0, "persister exit code"
+        p2 = env.persister(1, ["--batch-max", "50", "--batch-ms", "30"])
+        p2.wait_ready()
+        edge2 = pe.Edge([p2.pull], [p2.router], edge_id="edge-b:7000", worker=0)
+        lock = psycopg2.connect(env.dsn)
+        lock.cursor().execute("LOCK TABLE devices IN EXCLUSIVE MODE")
+        try:
+            edge2.send(pe.data("dev-s", 1, {}))
+            collect(edge2, env, {("dev-s", 1)}, timeout=20)
+            stuck = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                     " AND strpos(query, 'INSERT INTO devices') > 0")
+            wait_for(lambda: env.sql(stuck)[0][0] == 1, "the devices writer stuck on the lock", 20, interval=0.1)
+            edge2.send(pe.data("dev-t", 1, {}))
+            collect(edge2, env, {("dev-t", 1)}, timeout=20)
+            t0 = time.monotonic()
+            rc = p2.stop(grace=90)
+            took = time.monotonic() - t0
+            assert rc == 0, "persister exit code %s" % rc
+            assert took < 15, "the stop took %.1f s behind the lock" % took
+            with open(p2.log_path) as f:
+                log = f.read()
+            assert "event=devices_write_cancelled" in log, log[-2000:]
+            assert "event=devices_not_written devices=1 " in log, log[-2000:]
+        finally:
+            lock.rollback()
+            lock.close()
+        edge2.close()
+        assert env.sql(stuck)[0][0] == 0
+        assert "dev-s" not in devices(env) and "dev-t" not in devices(env), devices(env)
+        print("ok: a stop behind the lock took %.1f s: the stuck statement cancelled, the held device counted" % took)
     print("PASS")
 
 

@@ -116,7 +116,7 @@ static void test_devsum(void **state)
     char out[4096];
     uint32_t from = 0;
     assert_true(devsum_add(&sum, &b, &from));
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out), 0); /* nothing */
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out), 0); /* nothing */
 
     const uint64_t t0 = 1764358200000000000ull; /* 2025-11-28 19:30:00 UTC */
     struct envelope e = {.kind = ENV_DATA,
@@ -152,7 +152,7 @@ static void test_devsum(void **state)
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(from, b.nrows);
     assert_int_equal(sum.used, 3);
-    size_t n = devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out);
+    size_t n = devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
     assert_int_equal(n, strlen(out));
     assert_non_null(strstr(out, "(E'pump-1','2025-11-28 19:30:00.000000+00'::timestamptz,"
                                 "'2025-11-28 19:30:02.000000+00'::timestamptz,42::int8)"));
@@ -166,10 +166,17 @@ static void test_devsum(void **state)
     assert_int_equal(strncmp(out, begin, sizeof begin - 1), 0);
     assert_non_null(strstr(out, "ORDER BY i ON CONFLICT(device_id)"));
     assert_int_equal(strcmp(out + n - 7, ";COMMIT"), 0);
+    /* the timeout is the caller's: a stop's last write gets what is left of its budget */
+    static const char short_timeout[] = "SET LOCAL statement_timeout TO 7;INSERT INTO devices";
+    assert_true(devsum_sql(&sum, 0, UINT32_MAX, 7, out, sizeof out) > 0);
+    assert_non_null(strstr(out, short_timeout));
+    assert_true(devsum_sql(&sum, 0, UINT32_MAX, UINT32_MAX, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "statement_timeout TO 4294967295;INSERT"));
+    n = devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
     size_t bound = devsum_sql_bound(&sum, 0, UINT32_MAX);
     assert_true(bound >= n);
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, bound), 0); /* no room for the NUL */
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, bound + 1), n);
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, bound), 0); /* no room for the NUL */
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, bound + 1), n);
 
     /* a second batch: pump-1's seq moves on, sleepy gets a seq */
     batch_reset(&b);
@@ -186,14 +193,14 @@ static void test_devsum(void **state)
     from = 0;
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 3);
-    devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out);
+    devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
     assert_non_null(strstr(out, "'2025-11-28 19:30:03.000000+00'::timestamptz,43::int8)"));
     assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
                                 "'2025-11-28 19:30:03.000000+00'::timestamptz,1::int8)"));
 
     /* full: room for 16 slots / 2 = 8 devices; the 9th stops the add */
     devsum_reset(&sum);
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, out, sizeof out), 0);
+    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out), 0);
     batch_reset(&b);
     assert_int_equal(batch_peer(&b, &h), 0);
     char ids[10][4];
@@ -211,7 +218,7 @@ static void test_devsum(void **state)
     /* in chunks (devwriter.c): [0,3) [3,6) [6,8), each device in exactly one,
      * each chunk a whole statement; a range past the end is empty */
     for (uint32_t k = 0; k < 8; k += 3) {
-        size_t m = devsum_sql(&sum, k, 3, out, sizeof out);
+        size_t m = devsum_sql(&sum, k, 3, 30000, out, sizeof out);
         assert_int_equal(m, strlen(out));
         assert_int_equal(strncmp(out, "BEGIN;", 6), 0);
         assert_int_equal(strcmp(out + m - 7, ";COMMIT"), 0);
@@ -222,8 +229,8 @@ static void test_devsum(void **state)
         }
         assert_true(devsum_sql_bound(&sum, k, 3) < devsum_sql_bound(&sum, 0, 8));
     }
-    assert_int_equal(devsum_sql(&sum, 8, 3, out, sizeof out), 0);
-    assert_int_equal(devsum_sql(&sum, 2, 0, out, sizeof out), 0);
+    assert_int_equal(devsum_sql(&sum, 8, 3, 30000, out, sizeof out), 0);
+    assert_int_equal(devsum_sql(&sum, 2, 0, 30000, out, sizeof out), 0);
     devsum_reset(&sum);
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 2);
