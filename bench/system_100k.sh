@@ -8,10 +8,19 @@
 # <= 10 ms after. Run it in its own network namespace: unshare -n -- sh -c 'ip link set lo up && bench/system_100k.sh'.
 # EDGE_FLAGS: more flags for every edge, e.g. EDGE_FLAGS="--early-max 20000" (a quota sized for the herd, as
 # deploy/README.md advises for deployments that expect one).
+# WARM_WAL_MB (default 640): MB of WAL written and checkpointed first, as bench/persister_e2e.py does, so the run
+# reuses WAL segments as a database that has run a while does. 0: a cold cluster, where the commit that crosses
+# into each new 16 MB segment creates it (zero-filled, fsynced) and every other commit waits: both writer lanes
+# stalled 50-110 ms every ~2.4 s at this load (docs/performance.md, session 14).
 cd "$(dirname "$0")/.."; . scripts/stack.sh
 B=${B:-build/release/bin}; D=${D:-/tmp/sl-100k}; mkdir -p $D
 pg_start $D/pg 25900
 dsn="host=127.0.0.1 port=25900 user=postgres dbname=sluice"
+if [ "${WARM_WAL_MB:-640}" -gt 0 ]; then
+  psql "$dsn" -qc "CREATE TABLE sl_wal_warm AS SELECT g, repeat(md5(g::text), 30) AS pad
+                   FROM generate_series(1, ${WARM_WAL_MB:-640} * 1024) g" -c "DROP TABLE sl_wal_warm" -c CHECKPOINT
+  echo "WAL: ${WARM_WAL_MB:-640} MB written and checkpointed first: $(psql "$dsn" -tAc 'SELECT count(*) FROM pg_ls_waldir()') segment files to reuse"
+fi
 export SLUICE_FLEET_SECRET=big-fleet-secret-100k
 pids=()
 $B/sluice-persister --db "$dsn" --pull tcp://127.0.0.1:25901 --router tcp://127.0.0.1:25902 --metrics 127.0.0.1:25903 2>$D/persister.log & pids+=($!)
