@@ -82,8 +82,15 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
 
 /* Whether rows idx[0..n) can go as SQL literals: at most DB_ONESHOT_MAX of
  * them and no NUL byte in a device id, edge id or body (text cannot hold
- * one; COPY turns it into an error the bisect deals with). Pure. */
-#define DB_ONESHOT_MAX 128u
+ * one; COPY turns it into an error the bisect deals with). Pure.
+ *
+ * Why 32: PostgreSQL parses and plans every literal, so per row the text
+ * costs it more than COPY does, and past a few dozen rows that outweighs
+ * the round trips it saves. At 50k msgs/s (batches of ~65-85 rows) a limit
+ * of 128 cost PostgreSQL ~77 % of a core and an ack p50 of ~4 ms, against
+ * ~63 % and ~2.7 ms with 32; at 10k-30k msgs/s (batches of 5-40 rows) 8, 16,
+ * 32 and 128 were alike (docs/performance.md, session 14). */
+#define DB_ONESHOT_MAX 32u
 bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
 
 /* Upsert device_sessions for connect/disconnect rows idx[0..n), inside a
