@@ -754,6 +754,8 @@ enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint3
     return DB_OK;
 }
 
+/* ---- cancelling from another thread ------------------------------------ */
+
 struct db_canceller {
     PGcancel *pc;
 };
