@@ -101,10 +101,12 @@ enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx,
 
 /* Upsert entries [from, from + n) of a devices summary (devsum.h:
  * devsum_sql, its own transaction with synchronous_commit off and
- * statement_timeout timeout_ms), autocommit, outside a batch transaction. DB_OK (also for an empty range),
- * DB_DATA or DB_TRANSIENT; nothing is retried: the caller resets the sum either way, and the next one writes
- * the same columns again. The text goes into the connection's own buffer (grown when a sum needs more: no
- * allocation once warm). Blocks on the database. */
+ * statement_timeout timeout_ms), autocommit, outside a batch transaction.
+ * DB_OK (also for an empty range), DB_DATA or DB_TRANSIENT; nothing is
+ * retried: the caller resets the sum either way, and the next one writes
+ * the same columns again. The text goes into the connection's own buffer
+ * (grown when a sum needs more: no allocation once warm). Blocks on the
+ * database. */
 struct devsum;
 enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms);
 

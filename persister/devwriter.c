@@ -27,12 +27,11 @@
 struct devwriter {
     struct devwriter_stats *st;
 
-    struct svcthread svc; /* its mu guards quit, in, in_since, stop_at and done */
+    struct svcthread svc; /* its mu guards quit, in, in_since and stop_at */
     struct devsum sums[2];
     struct devsum *in; /* the lanes fold into it */
     uint64_t in_since; /* monotonic ms of the first fold into in (in->used > 0) */
     uint64_t stop_at;  /* monotonic ms the stop's writes end by; 0 until devwriter_destroy */
-    bool done;         /* the thread is about to return */
 
     /* The thread makes and frees it, devwriter_destroy sends it: its own
      * mutex, so that a send never waits for the summary's. */
@@ -186,8 +185,6 @@ static void *devwriter_main(void *arg)
             wait = w->in_since + DEVWRITER_EVERY_MS - now; /* not due yet: positive */
         svcthread_wait_ms(&w->svc, wait);
     }
-    w->done = true;
-    pthread_cond_broadcast(&w->svc.cv); /* devwriter_destroy waits for it */
     pthread_mutex_unlock(&w->svc.mu);
     disconnect_db(w);
     return NULL;
@@ -237,15 +234,9 @@ struct devwriter *devwriter_new(const struct devwriter_cfg *cfg, struct devwrite
 static void stop_within_budget(struct devwriter *w)
 {
     pthread_mutex_lock(&w->svc.mu);
-    uint64_t now = loop_clock_ms();
-    w->stop_at = now + DEVWRITER_STOP_MS;
-    w->svc.quit = true;
-    pthread_cond_broadcast(&w->svc.cv);
-    while (!w->done && (now = loop_clock_ms()) < w->stop_at)
-        svcthread_wait_ms(&w->svc, w->stop_at - now);
-    bool late = !w->done;
+    w->stop_at = loop_clock_ms() + DEVWRITER_STOP_MS; /* before quit: the stop's statements all fit */
     pthread_mutex_unlock(&w->svc.mu);
-    if (!late)
+    if (svcthread_stop_within(&w->svc, DEVWRITER_STOP_MS))
         return;
     char err[256] = "no connection to cancel on", q[300];
     pthread_mutex_lock(&w->cancel_mu);
@@ -262,8 +253,7 @@ void devwriter_destroy(struct devwriter **wp)
     struct devwriter *w = *wp;
     if (!w)
         return;
-    if (w->svc.started)
-        stop_within_budget(w);
+    stop_within_budget(w);   /* no thread (a failed new): returns at once */
     svcthread_stop(&w->svc); /* the thread writes what is held first */
     devsum_fini(&w->sums[0]);
     devsum_fini(&w->sums[1]);

@@ -27,7 +27,28 @@ void svcthread_init(struct svcthread *t)
     pthread_cond_init(&t->cv, &ca);
     pthread_condattr_destroy(&ca);
     t->quit = false;
+    t->done = false;
     t->started = false;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The thread's body: the service's function, then done for
+ * svcthread_stop_within. */
+static void *trampoline(void *arg)
+{
+    struct svcthread *t = arg;
+    t->fn(t->arg);
+    pthread_mutex_lock(&t->mu);
+    t->done = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
 }
 
 int svcthread_start(struct svcthread *t, const char *what, void *(*fn)(void *), void *arg)
@@ -40,7 +61,9 @@ int svcthread_start(struct svcthread *t, const char *what, void *(*fn)(void *), 
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    int rc = pthread_create(&t->th, NULL, fn, arg);
+    t->fn = fn;
+    t->arg = arg;
+    int rc = pthread_create(&t->th, NULL, trampoline, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         log_error("event=thread_failed what=%s err=%d", what, rc);
@@ -60,6 +83,21 @@ void svcthread_stop(struct svcthread *t)
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->th, NULL);
     t->started = false;
+}
+
+bool svcthread_stop_within(struct svcthread *t, uint64_t ms)
+{
+    if (!t->started)
+        return true;
+    pthread_mutex_lock(&t->mu);
+    t->quit = true;
+    pthread_cond_broadcast(&t->cv); /* the thread, wherever it waits on cv */
+    uint64_t end = mono_ms() + ms, now;
+    while (!t->done && (now = mono_ms()) < end)
+        svcthread_wait_ms(t, end - now);
+    bool done = t->done;
+    pthread_mutex_unlock(&t->mu);
+    return done;
 }
 
 void svcthread_fini(struct svcthread *t)

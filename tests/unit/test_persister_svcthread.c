@@ -6,8 +6,9 @@
  * before a start, after a failed start and a second time; a failed
  * pthread_create (substituted at link time) is returned as its error number;
  * a timed wait lasts at least what it was asked for, across a second
- * boundary too. Timing assertions are lower bounds only, but one: stop must
- * not wait for a 60 s sleep to end. */
+ * boundary too; stop_within tells a thread that returned from one still
+ * working, which it leaves running. Timing assertions are lower bounds
+ * only, but two: stop and stop_within must not wait for a 60 s sleep to end. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,6 +119,62 @@ static void test_stop_wakes_and_joins(void **state)
     svcthread_fini(&s.t);
 }
 
+/* A service still working when asked to stop: it returns only once
+ * `release` is set, whatever quit says. */
+static bool release;
+static void *busy_main(void *arg)
+{
+    struct svc *s = arg;
+    pthread_mutex_lock(&s->t.mu);
+    while (!release)
+        svcthread_wait_ms(&s->t, 60000u);
+    s->returned = true;
+    pthread_mutex_unlock(&s->t.mu);
+    return NULL;
+}
+
+static void test_stop_within(void **state)
+{
+    (void)state;
+    /* A thread that returns on quit: true, long before the time given. */
+    struct svc s = {0};
+    svcthread_init(&s.t);
+    assert_int_equal(svcthread_start(&s.t, "test", svc_main, &s), 0);
+    uint64_t t0 = mono_ms();
+    assert_true(svcthread_stop_within(&s.t, 60000u));
+    assert_true(mono_ms() - t0 < 30000u);
+    assert_true(s.returned);
+    svcthread_stop(&s.t);
+    svcthread_fini(&s.t);
+
+    /* One still working: false after the time given, and it runs on until
+     * it is unblocked; then true, and the join. */
+    struct svc b = {0};
+    release = false;
+    svcthread_init(&b.t);
+    assert_int_equal(svcthread_start(&b.t, "test", busy_main, &b), 0);
+    t0 = mono_ms();
+    assert_false(svcthread_stop_within(&b.t, 100u));
+    assert_true(mono_ms() - t0 >= 99u);
+    assert_true(b.t.quit);
+    pthread_mutex_lock(&b.t.mu);
+    assert_false(b.returned);
+    release = true;
+    pthread_cond_broadcast(&b.t.cv);
+    pthread_mutex_unlock(&b.t.mu);
+    assert_true(svcthread_stop_within(&b.t, 60000u));
+    assert_true(b.returned);
+    svcthread_stop(&b.t);
+    assert_false(b.t.started);
+
+    /* No thread: true at once. */
+    struct svcthread n;
+    svcthread_init(&n);
+    assert_true(svcthread_stop_within(&n, 60000u));
+    svcthread_fini(&n);
+    svcthread_fini(&b.t);
+}
+
 static void test_never_started(void **state)
 {
     (void)state;
@@ -170,7 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signals),       cmocka_unit_test(test_stop_wakes_and_joins),
         cmocka_unit_test(test_never_started), cmocka_unit_test(test_start_fails),
-        cmocka_unit_test(test_wait_ms),
+        cmocka_unit_test(test_wait_ms),       cmocka_unit_test(test_stop_within),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
