@@ -18,7 +18,7 @@ import struct
 
 from certs import make_ca, make_cert
 from edgetest import SECRET, Edge, main
-from proc import check
+from proc import check, wait_for
 from wire import CONNECT, Closed, Device
 
 PORT = 21460  # edge_NN: 21000 + 20 * NN (edge.cmake)
@@ -85,7 +85,10 @@ def scenario(binary, port, work):
         b = Device(port, secret=SECRET, src="127.0.0.2")
         b.hello("no-header")
         b.expect_err("proto")
-        check(e.metric('sluice_edge_connections_closed_total{reason="proto"}') >= 1, "counted")
+        # the err frame is written before the close is counted: the device can
+        # read it first, so wait for the count rather than read it once
+        wait_for(lambda: e.metric('sluice_edge_connections_closed_total{reason="proto"}') >= 1, "proto close counted",
+                 10)
     finally:
         e.stop()
 
