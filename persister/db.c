@@ -6,7 +6,8 @@
  * keys into telemetry_keys and then its rows into telemetry (routed to their
  * partitions by received_at): the same work as a bulk load of both tables.
  * It is all-or-nothing, and a key already stored makes the first COPY fail
- * with unique_violation (23505) before the big one starts, after which the
+ * with unique_violation (23505) before the big one starts (db_rows_commit
+ * sends BEGIN, both COPYs and COMMIT as one query string), after which the
  * writer uses DB_STAGED: COPY into a per-connection TEMP staging table (ON
  * COMMIT DELETE ROWS, created once per connection) and one prepared statement
  * that inserts the keys ON CONFLICT DO NOTHING and the rows whose key was
@@ -418,16 +419,13 @@ static enum db_rc sp_end(struct db *d, bool sp, enum db_rc rc)
 typedef size_t copy_line_fn(const struct batch *b, uint32_t i, char *out, size_t cap);
 typedef size_t copy_bound_fn(const struct batch *b, uint32_t i);
 
-/* One text COPY of rows idx[0..n): `sql` is the COPY statement, line/bound
- * the row format. Lines are gathered in d->copybuf and sent COPY_CHUNK at a
- * time. */
-static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
-                            const char *sql, copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
+/* Send rows idx[0..n) to the COPY the connection is in, end it, and read
+ * the COPY's own result (not what may follow it in the same query string).
+ * line/bound give the row format. Lines are gathered in d->copybuf and sent
+ * COPY_CHUNK at a time. */
+static enum db_rc copy_data(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                            copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
 {
-    PGresult *res = PQexec(d->conn, sql);
-    if (PQresultStatus(res) != PGRES_COPY_IN)
-        return failed(d, res);
-    PQclear(res);
     size_t len = 0;
     bool io_ok = true;
     for (uint32_t k = 0; k < n && io_ok; k++) {
@@ -439,8 +437,6 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
         /* One huge body: grow once (rare; bounded by the JSON arena). */
         if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK) {
             PQputCopyEnd(d->conn, "out of memory");
-            while ((res = PQgetResult(d->conn)))
-                PQclear(res);
             return DB_TRANSIENT;
         }
         len += line(b, idx[k], d->copybuf + len, d->copycap - len);
@@ -449,16 +445,38 @@ static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t 
         io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
     if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1)
         return local_fail(d, PQerrorMessage(d->conn));
-    enum db_rc rc = DB_OK;
-    res = PQgetResult(d->conn);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rc = failed(d, res);
-    } else {
-        *copied = strtoull(PQcmdTuples(res), NULL, 10);
+    PGresult *res = PQgetResult(d->conn);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return failed(d, res);
+    *copied = strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return DB_OK;
+}
+
+/* Read what is left of a query's results, so the connection is idle. A
+ * COPY still waiting for data (a step failed before it) is ended, or libpq
+ * would hand back its COPY_IN result for ever. */
+static void drain(struct db *d)
+{
+    PGresult *res;
+    while ((res = PQgetResult(d->conn))) {
+        bool copy_in = PQresultStatus(res) == PGRES_COPY_IN;
         PQclear(res);
+        if (copy_in && PQputCopyEnd(d->conn, "abandoned") != 1)
+            break; /* the connection is gone: the caller reconnects */
     }
-    while ((res = PQgetResult(d->conn)))
-        PQclear(res);
+}
+
+/* One text COPY of rows idx[0..n): `sql` is the COPY statement. */
+static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                            const char *sql, copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
+{
+    PGresult *res = PQexec(d->conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        return failed(d, res);
+    PQclear(res);
+    enum db_rc rc = copy_data(d, b, idx, n, line, bound, copied);
+    drain(d);
     return rc;
 }
 
@@ -532,14 +550,57 @@ bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
     return true;
 }
 
+/* The next result of the query in flight: DB_OK if it has status want
+ * (and, for a command, tag `tag` when given), else the failure recorded. */
+static enum db_rc next_result(struct db *d, ExecStatusType want, const char *tag)
+{
+    PGresult *res = PQgetResult(d->conn);
+    if (PQresultStatus(res) != want || (tag && strcmp(PQcmdStatus(res), tag) != 0))
+        return failed(d, res);
+    PQclear(res);
+    return DB_OK;
+}
+
+/* db_rows_commit for rows that cannot go as literals: BEGIN, both COPYs and
+ * COMMIT as one query string. The server asks for each COPY's data in turn,
+ * so the transaction takes three round trips (to the keys' COPY, to the
+ * rows' COPY, to COMMIT) instead of the six of the same steps sent one by
+ * one. A failing statement ends the string as in the literal form. */
+static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                              uint64_t *inserted)
+{
+    static const char sql[] = "BEGIN;COPY telemetry_keys (device_id, seq, received_at) FROM STDIN;"
+                              "COPY telemetry " TELEMETRY_COLS " FROM STDIN;COMMIT";
+    if (PQsendQuery(d->conn, sql) != 1)
+        return local_fail(d, PQerrorMessage(d->conn));
+    uint64_t keys = 0, rows = 0;
+    enum db_rc rc = next_result(d, PGRES_COMMAND_OK, NULL);
+    if (rc == DB_OK)
+        rc = next_result(d, PGRES_COPY_IN, NULL);
+    if (rc == DB_OK)
+        rc = copy_data(d, b, idx, n, rows_key_line, rows_key_bound, &keys);
+    if (rc == DB_OK)
+        rc = next_result(d, PGRES_COPY_IN, NULL);
+    if (rc == DB_OK)
+        rc = copy_data(d, b, idx, n, rows_copy_line, rows_copy_bound, &rows);
+    if (rc == DB_OK)
+        rc = next_result(d, PGRES_COMMAND_OK, "COMMIT");
+    drain(d);
+    if (rc == DB_OK)
+        *inserted = rows;
+    return rc;
+}
+
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                           uint64_t *inserted)
 {
+    *inserted = 0;
+    if (!db_oneshot_ok(b, idx, n))
+        return copy_commit(d, b, idx, n, inserted);
     static const char head[] = "BEGIN;INSERT INTO telemetry_keys(device_id,seq,received_at)VALUES";
     static const char mid[] =
         ";INSERT INTO telemetry(device_id,seq,device_ts,received_at,edge_id,body)VALUES";
     static const char tail[] = ";COMMIT";
-    *inserted = 0;
     size_t need = sizeof head + sizeof mid + sizeof tail;
     for (uint32_t k = 0; k < n; k++) {
         const struct row *r = &b->rows[idx[k]];

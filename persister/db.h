@@ -68,15 +68,16 @@ void db_set_conflicts_max(struct db *d, int max);
  * and reset before the transaction. */
 void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
 
-/* The whole transaction of a batch of data rows only, in one round trip:
- * "BEGIN; INSERT keys VALUES ...; INSERT rows VALUES ...; COMMIT" as one
- * simple query (the fast path of DB_DIRECT for small batches, where the
- * round trips of BEGIN, two COPYs and COMMIT, not the rows, are the time).
- * DB_OK: committed, *inserted = n. Otherwise nothing is committed (but for
- * DB_TRANSIENT at COMMIT: unknown, and a retry is idempotent) and the
- * caller rolls back: DB_DATA as db_rows(DB_DIRECT) says it (23505 for a
- * key already stored), DB_NOPART, DB_TRANSIENT. Call outside a transaction,
- * only when db_oneshot_ok. */
+/* The whole transaction of a batch of data rows only, as one query string,
+ * where the round trips of BEGIN, two COPYs and COMMIT sent one by one, not
+ * the rows, are most of the time. When db_oneshot_ok: "BEGIN; INSERT keys
+ * VALUES ...; INSERT rows VALUES ...; COMMIT", one round trip. Else "BEGIN;
+ * COPY keys; COPY rows; COMMIT", whose COPYs the server asks for in turn:
+ * three round trips instead of six. DB_OK: committed, *inserted = rows
+ * inserted. Otherwise nothing is committed (but for DB_TRANSIENT at COMMIT:
+ * unknown, and a retry is idempotent) and the caller rolls back: DB_DATA as
+ * db_rows(DB_DIRECT) says it (23505 for a key already stored), DB_NOPART,
+ * DB_TRANSIENT. Call outside a transaction. */
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                           uint64_t *inserted);
 

@@ -144,11 +144,12 @@ static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats
     }
     b->err_len = err_keep;
 
-    /* Few data rows and nothing else, none known to be stored: the whole
-     * transaction in one round trip. If it fails, the steps below (which
-     * take one round trip each) find out why. */
+    /* Data rows and nothing else, none known to be stored: the whole
+     * transaction as one query string (one round trip for a few rows, three
+     * for more). If it fails, the steps below (which take one round trip
+     * each) find out why. */
     bool refused = false;
-    if (nd > 0 && nd == b->nrows && !w->staged_left && db_oneshot_ok(b, w->idx, nd)) {
+    if (nd > 0 && nd == b->nrows && !w->staged_left) {
         uint64_t ins = 0;
         st->attempts++;
         enum db_rc rc = db_rows_commit(w->db, b, w->idx, nd, &ins);

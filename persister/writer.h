@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* writer.h - one batch -> one committed transaction, poison rows isolated.
  *
- * writer_commit runs the batch through db.h: fast path first (a small batch
- * of data rows only: the whole transaction in one round trip,
- * db_rows_commit; else the batch's keys in one COPY into telemetry_keys,
- * its rows in one COPY into telemetry). If a key is already stored (23505, a resend), it rolls back and
+ * writer_commit runs the batch through db.h: fast path first (a batch of
+ * data rows only: the whole transaction as one query string,
+ * db_rows_commit; else BEGIN, the batch's keys in one COPY into
+ * telemetry_keys, its rows in one COPY into telemetry, and so on, a round
+ * trip each). If a key is already stored (23505, a resend), it rolls back and
  * writes the batch through the staging table with ON CONFLICT DO NOTHING on
  * the keys, and keeps using that path for the next
  * WRITER_STAGED_AFTER_DUP batches (resends come in bursts, and a failed

@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""persister_19_big_batches: a batch of data rows too big for SQL literals (over DB_ONESHOT_MAX, 32 rows) is
+written as one query string, "BEGIN; COPY keys; COPY rows; COMMIT", whose two COPYs the server asks for in
+turn. Each way that string can fail mid-way ends in the same state as the steps sent one by one:
+  - a body PostgreSQL refuses (NUL in jsonb, 22P05, in the second COPY): dead-lettered, the rest stored;
+  - a row for a day without a partition (23514 in the second COPY): the partition is made, the batch stored;
+  - a resend of stored rows (23505 in the first COPY): acked again, stored once, the new rows stored.
+Every batch here is 45 rows, sent in one message; the rows-per-batch histogram shows each committed as one
+batch, so each went through that form (the literal form takes at most 32 rows). Every ack is checked to follow
+a visible row (persister_common.collect)."""
+import time
+
+import msgpack
+
+from persister_common import collect, core_persister, pe
+
+PORT = 22950  # persister_NN: 22000 + 50 * NN (persister.cmake)
+DAY_NS = 86400 * 10**9
+N = 45
+
+
+def batches(p):
+    return (p.metric("sluice_persister_batch_rows_count", 0), p.metric("sluice_persister_batch_rows_sum", 0))
+
+
+def send_one_batch(p, edge, env, ents):
+    """Send ents in one message, wait for every ack, and check they were committed as one batch."""
+    c0, s0 = batches(p)
+    edge.acks.clear()
+    edge.send(*ents)
+    collect(edge, env, {(e[3], e[5]) for e in ents})
+    c1, s1 = batches(p)
+    assert (c1 - c0, s1 - s0) == (1, len(ents)), "committed as %d batches of %d rows in all" % (c1 - c0, s1 - s0)
+
+
+def main():
+    with core_persister(PORT) as (env, p, edge):
+        now = time.time_ns()
+        plain = [pe.data("big-%d" % (i % 3), i, {"i": i}) for i in range(1, N + 1)]
+        send_one_batch(p, edge, env, plain)
+        assert env.sql("SELECT count(*) FROM telemetry")[0][0] == N
+        assert env.sql("SELECT count(*) FROM telemetry_keys")[0][0] == N
+        print("ok: %d new rows in one batch, one transaction" % N)
+
+        nul = msgpack.packb({"s": "a\x00b"}, use_bin_type=True)
+        poison = [pe.data("big-p", i, {"i": i}) for i in range(1, N + 1)]
+        poison[10] = pe.data("big-p", 11, body_raw=nul)
+        poison[30] = pe.data("big-p", 31, body_raw=nul)
+        send_one_batch(p, edge, env, poison)
+        good = [r[0] for r in env.sql("SELECT seq FROM telemetry WHERE device_id='big-p' ORDER BY seq")]
+        assert good == [i for i in range(1, N + 1) if i not in (11, 31)], good
+        rej = env.sql("SELECT seq, error FROM telemetry_rejected WHERE device_id='big-p' ORDER BY seq")
+        assert [r[0] for r in rej] == [11, 31] and all("0000" in r[1] for r in rej), rej
+        print("ok: 2 bodies PostgreSQL refuses dead-lettered, %d rows of their batch stored" % len(good))
+
+        far = (now // DAY_NS + 500) * DAY_NS + 3600 * 10**9  # 500 days ahead: no partition yet
+        nopart = [pe.data("big-n", i, {"i": i}, at_ns=far if i % 9 == 0 else now) for i in range(1, N + 1)]
+        send_one_batch(p, edge, env, nopart)
+        n = env.sql("SELECT count(*), count(*) FILTER (WHERE received_at > now() + interval '400 days')"
+                    " FROM telemetry WHERE device_id='big-n'")[0]
+        assert n == (N, N // 9), n
+        assert env.sql("SELECT count(*) FROM telemetry_rejected WHERE device_id='big-n'")[0][0] == 0
+        print("ok: %d rows for a day without a partition stored with the rest of their batch" % (N // 9))
+
+        dups0 = p.metric("sluice_persister_rows_duplicate_total", 0)
+        resend = [pe.data("big-%d" % (i % 3), i, {"i": "again"}) for i in range(N - 19, N + 1)]
+        resend += [pe.data("big-%d" % (i % 3), i, {"i": i}) for i in range(N + 1, N + 26)]
+        send_one_batch(p, edge, env, resend)
+        n = env.sql("SELECT count(*), count(DISTINCT (device_id, seq)) FROM telemetry"
+                    " WHERE device_id IN ('big-0', 'big-1', 'big-2')")
+        assert n[0] == (N + 25, N + 25), n
+        assert env.sql("SELECT count(*) FROM telemetry WHERE body->>'i' = 'again'")[0][0] == 0
+        dups = p.metric("sluice_persister_rows_duplicate_total", 0) - dups0
+        assert dups == 20, dups
+        print("ok: 20 resends acked and stored once, 25 new rows of their batch stored")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
