@@ -260,11 +260,15 @@ def main():
     ap.add_argument("--slow-windows", action="store_true",
                     help="after each fixed-rate phase, where in time its acks over 10 ms were sent (100 ms windows): "
                     "a stall that recurs shows as a period")
+    ap.add_argument("--locale", default=pgtest.LOCALE,
+                    help="locale of the private cluster (initdb --locale; default %(default)s, the tests'; e.g."
+                         " en_US.UTF-8, once made with locale-gen)")
     ap.add_argument("--wal-segsize", type=int, default=0, metavar="MB",
                     help="WAL segment size of the private cluster (pg_resetwal --wal-segsize; 0 = initdb's 16)")
     a = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix="sl-e2e-")
+    pgtest.LOCALE = a.locale
     pg = pgtest.Postgres(a.port + 20, os.path.join(base, "pg"))
     for kv in a.pg_set:
         pg.proc.argv += ["-c", kv]

@@ -192,10 +192,24 @@ static enum db_rc exec_cmd(struct db *d, const char *sql)
     return DB_OK;
 }
 
+/* A migration's WARNING is meant for the operator (007 says so when it
+ * leaves a big database as it is): logged, unlike other notices. */
+static void migrate_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (sev && msg && strcmp(sev, "WARNING") == 0) {
+        char q[512];
+        log_warn("event=migrate_notice msg=%s", log_q(q, sizeof q, msg, strlen(msg)));
+    }
+}
+
 static enum db_rc migrate(struct db *d)
 {
     if (exec_cmd(d, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")") != DB_OK)
         return DB_TRANSIENT;
+    PQnoticeReceiver was = PQsetNoticeReceiver(d->conn, migrate_notice, NULL);
     enum db_rc rc = exec_cmd(d, "CREATE TABLE IF NOT EXISTS schema_version ("
                                 "version int PRIMARY KEY, name text NOT NULL,"
                                 " applied_at timestamptz NOT NULL DEFAULT now())");
@@ -226,6 +240,7 @@ static enum db_rc migrate(struct db *d)
             rc = DB_TRANSIENT;
         }
     }
+    PQsetNoticeReceiver(d->conn, was, NULL);
     /* Session-level lock: released explicitly, or by the disconnect. */
     exec_cmd(d, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")");
     return rc == DB_OK ? DB_OK : DB_TRANSIENT;

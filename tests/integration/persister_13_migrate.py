@@ -9,7 +9,7 @@ the legacy partition (it covers up to the midnight after its newest row) and lat
 import os
 import time
 
-from persister_common import Env, collect, pe
+from persister_common import Env, collations, collect, pe
 
 PORT = 22650  # persister_NN: 22000 + 50 * NN (persister.cmake)
 DAY_NS = 86400 * 10**9
@@ -43,6 +43,7 @@ def main():
         p = env.persister(0, ["--batch-ms", "20"])
         p.wait_ready(timeout=120)
         assert env.sql("SELECT version FROM schema_version ORDER BY 1")[:2] == [(1,), (2,)]
+        assert "migrate_notice" not in p.output(), p.output()
         after = env.sql(CHECKSUM)[0]
         assert after == before, "rows changed by the migration: %r -> %r" % (before, after)
         legacy = env.sql("SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
@@ -53,6 +54,14 @@ def main():
         assert env.sql("SELECT count(*) FROM telemetry_rejected")[0][0] == 1
         assert env.sql("SELECT count(*) FROM device_sessions")[0][0] == 1
         print("ok: %d rows kept byte for byte, legacy partition %s" % (N, legacy[0][0]))
+        # 007: device ids compared bytewise, the legacy partition's too (its primary key rebuilt, still used).
+        tables = ("telemetry", "telemetry_legacy", "telemetry_keys", "telemetry_rejected", "device_sessions")
+        coll = collations(env, tables)
+        assert coll == dict.fromkeys(tables, "C"), coll
+        plan = "\n".join(r[0] for r in env.sql("EXPLAIN SELECT * FROM telemetry_legacy"
+                                                " WHERE device_id = 'old-7' AND seq = 107"))
+        assert "telemetry_legacy_pkey" in plan, plan
+        print("ok: device_id COLLATE \"C\" after the migration, the legacy key rebuilt and used")
 
         # Old messages resent now (another day than the first arrival for most): acked, not stored again;
         # new ones today and in two days stored.

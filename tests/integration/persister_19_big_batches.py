@@ -13,7 +13,7 @@ import time
 
 import msgpack
 
-from persister_common import collect, core_persister, pe
+from persister_common import collations, collect, core_persister, pe
 
 PORT = 22950  # persister_NN: 22000 + 50 * NN (persister.cmake)
 DAY_NS = 86400 * 10**9
@@ -74,6 +74,14 @@ def main():
         dups = p.metric("sluice_persister_rows_duplicate_total", 0) - dups0
         assert dups == 20, dups
         print("ok: 20 resends acked and stored once, 25 new rows of their batch stored")
+
+        # A fresh database compares device ids bytewise (migration 007) in the tables of the hot path, and the
+        # partitions made since inherit it.
+        parts = [r[0] for r in env.sql("SELECT inhrelid::regclass::text FROM pg_inherits"
+                                       " WHERE inhparent = 'telemetry'::regclass")]
+        coll = collations(env, ["telemetry", "telemetry_keys", "device_sessions"] + parts)
+        assert len(coll) >= 5 and set(coll.values()) == {"C"}, coll
+        print("ok: device_id COLLATE \"C\" in %d tables" % len(coll))
     print("PASS")
 
 

@@ -84,3 +84,10 @@ def collect(edge, env, want, timeout=60):
         assert time.time() < deadline, "missing acks: %s" % sorted(want - seen)[:10]
         edge.poll_acks(100, on_ack)
     return seen
+
+
+def collations(env, tables):
+    """{table: collation name} of the device_id column of each table named (migration 007 makes it "C")."""
+    return dict(env.sql("SELECT a.attrelid::regclass::text, c.collname FROM pg_attribute a"
+                        " JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attname = 'device_id'"
+                        " AND a.attrelid::regclass::text = ANY(%s)", (list(tables),)))

@@ -37,7 +37,10 @@ def _as_postgres(args, **kw):
     return r
 
 
-INITDB_ARGS = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"]
+INITDB_ARGS = ["-U", "postgres", "-A", "trust", "-E", "UTF8"]
+# The clusters' locale; a benchmark may set another before the first start
+# (bench/persister_e2e.py --locale): each locale has its own template.
+LOCALE = "C.UTF-8"
 
 
 def _template():
@@ -49,8 +52,9 @@ def _template():
     if not os.path.exists(initdb):
         raise RuntimeError("PostgreSQL not installed: %s missing" % initdb)
     st = os.stat(initdb)
-    path = os.path.join(tempfile.gettempdir(), "sl-pg-template-%d-%d-%d" % (os.geteuid(), st.st_size,
-                                                                              int(st.st_mtime)))
+    tag = "" if LOCALE == "C.UTF-8" else LOCALE + "-"
+    path = os.path.join(tempfile.gettempdir(), "sl-pg-template-%s%d-%d-%d" % (tag, os.geteuid(), st.st_size,
+                                                                                int(st.st_mtime)))
     data = os.path.join(path, "data")
     if os.path.exists(os.path.join(data, "PG_VERSION")):
         return data
@@ -58,7 +62,7 @@ def _template():
     os.chmod(work, 0o711)  # postgres reaches its data directory inside
     if os.geteuid() == 0:
         shutil.chown(work, "postgres", "postgres")
-    _as_postgres([initdb, "-D", os.path.join(work, "data"), "--no-sync"] + INITDB_ARGS)
+    _as_postgres([initdb, "-D", os.path.join(work, "data"), "--no-sync", "--locale=" + LOCALE] + INITDB_ARGS)
     try:
         os.rename(work, path)
     except OSError:  # another test made it first
