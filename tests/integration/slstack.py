@@ -320,6 +320,9 @@ def check_devsim(r, expect_sent=None):
     if expect_sent is not None:
         check(r["sent"] == expect_sent, "devsim sent %d, expected %d" % (r["sent"], expect_sent))
     check(r["acked"] == r["sent"] and r["unacked"] == 0, "not every message acked: %d of %d" % (r["acked"], r["sent"]))
+    lat = [r[k]["acks"] for k in ("latency_ms", "latency_ms_ramp", "latency_ms_after_ramp")]
+    check(lat[0] == r["acked"] and lat[1] + lat[2] == lat[0],
+          "latency samples (all, ramp, after) %r for %d acks" % (lat, r["acked"]))
     v = r["verify"]
     check(v is not None and v["ok"] and v["missing"] == 0 and v["duplicates"] == 0,
           "devsim --verify failed: %r" % v)
