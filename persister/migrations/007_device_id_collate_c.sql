@@ -4,10 +4,10 @@
 -- Why: a device id is an opaque key, and every stored message inserts it into
 -- two B-trees (telemetry_keys' primary key and its partition's). Under the
 -- database's locale each comparison goes through strcoll; under "C" it is a
--- memcmp. At 50k msgs/s on the 2-core bench box PostgreSQL took 61-62 % of a
--- core instead of 64-65 %, a commit 1.17 ms instead of 1.30 ms, on a
--- C.UTF-8 cluster (a linguistic locale such as en_US.UTF-8 costs more;
--- docs/performance.md, session 15). Ids now also sort bytewise in every
+-- memcmp. At 50k msgs/s on the 2-core bench box, on an en_US.UTF-8 cluster,
+-- PostgreSQL took 59-62 % of a core instead of 74-75 % and the ack p50 was
+-- 2.2-2.6 ms instead of 3.6-4.0 ms; on C.UTF-8, 63 % instead of 65-66 %
+-- (docs/performance.md, session 15). Ids now also sort bytewise in every
 -- table, as devices' keyset pages do. Equality, the only comparison the
 -- gateway itself makes, gives the same answers either way.
 --
