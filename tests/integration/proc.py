@@ -29,6 +29,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -407,15 +408,42 @@ def thread_id(pid, name):
     raise AssertionError("no thread " + name)
 
 
+# x86_64's epoll_wait, epoll_pwait, epoll_pwait2: where an event loop's thread rests.
+_EPOLL_WAITS = {"232", "281", "441"}
+
+
+def _stopped_in(pid, tid):
+    """The number of the system call a stopped thread is in ("-1": none, in user code)."""
+    with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+        return f.read().split(" ", 1)[0]
+
+
 @contextlib.contextmanager
-def frozen_thread(pid, name):
+def frozen_thread(pid, name, attempts=2000):
     """Stop thread `name` of pid for the block (only that thread: the
-    others run on), and let it go at the end, whatever happens."""
+    others run on), and let it go at the end, whatever happens.
+
+    It is stopped only while it waits in epoll (its loop at rest), never in
+    the middle of its work: stopped there it could hold a lock its process
+    shares (a mailbox's mutex), and every thread that takes that lock would
+    stop with it, which no real stuck worker does. A stop elsewhere is let
+    go and tried again, 1 ms later, up to `attempts` times."""
     tid = thread_id(pid, name)
-    _ptrace(PTRACE_SEIZE, tid)
+    for _ in range(attempts):
+        _ptrace(PTRACE_SEIZE, tid)
+        try:
+            _ptrace(PTRACE_INTERRUPT, tid)
+            os.waitpid(tid, WALL)
+        except BaseException:
+            _ptrace(PTRACE_DETACH, tid)
+            raise
+        if platform.machine() != "x86_64" or _stopped_in(pid, tid) in _EPOLL_WAITS:
+            break
+        _ptrace(PTRACE_DETACH, tid)
+        time.sleep(0.001)
+    else:
+        raise AssertionError("thread %s never stopped in epoll_wait in %d tries" % (name, attempts))
     try:
-        _ptrace(PTRACE_INTERRUPT, tid)
-        os.waitpid(tid, WALL)
         yield tid
     finally:
         _ptrace(PTRACE_DETACH, tid)
