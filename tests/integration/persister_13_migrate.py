@@ -39,6 +39,10 @@ def main():
         env.sql("INSERT INTO device_sessions VALUES ('old-1', 'old-edge:7000', 1, 2, '10.0.0.1:5', now(), NULL, NULL)")
         before = env.sql(CHECKSUM)[0]
         assert before[0] == N
+        # A reader of the previous version, connected before the migration: its staging table (a persister's
+        # sl_stage) has device_id in the database's collation, as every table had.
+        old = env.pg._connect()
+        old.cursor().execute("CREATE TEMP TABLE old_stage (device_id text, seq bigint, received_at timestamptz)")
 
         p = env.persister(0, ["--batch-ms", "20"])
         p.wait_ready(timeout=120)
@@ -62,6 +66,20 @@ def main():
                                                 " WHERE device_id = 'old-7' AND seq = 107"))
         assert "telemetry_legacy_pkey" in plan, plan
         print("ok: device_id COLLATE \"C\" after the migration, the legacy key rebuilt and used")
+        # That reader still works against the migrated tables: its ids meet "C" ones in a join and an ON CONFLICT
+        # (an implicit non-default collation wins over the default; two different ones would be an error).
+        cur = old.cursor()
+        cur.execute("INSERT INTO old_stage VALUES ('old-1', 1, now()), ('old-1', %s, now())", (N + 100,))
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO telemetry_keys SELECT * FROM old_stage ON CONFLICT (device_id, seq) DO NOTHING")
+        assert cur.rowcount == 1, cur.rowcount  # (old-1, 1) is stored: only the new key goes in
+        cur.execute("SELECT count(*) FROM old_stage s JOIN telemetry_keys k USING (device_id, seq)")
+        assert cur.fetchone()[0] == 2
+        cur.execute("ROLLBACK")
+        cur.execute("SELECT count(*) FROM telemetry WHERE device_id = %s", ("old-1",))
+        assert cur.fetchone()[0] == N // 100
+        old.close()
+        print("ok: a connection of the old schema's collation still joins and upserts keys")
 
         # Old messages resent now (another day than the first arrival for most): acked, not stored again;
         # new ones today and in two days stored.

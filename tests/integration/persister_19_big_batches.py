@@ -7,8 +7,9 @@ turn. Each way that string can fail mid-way ends in the same state as the steps 
   - a row for a day without a partition (23514 in the second COPY): the partition is made, the batch stored;
   - a resend of stored rows (23505 in the first COPY): acked again, stored once, the new rows stored.
 Every batch here is 45 rows, sent in one message; the rows-per-batch histogram shows each committed as one
-batch, so each went through that form (the literal form takes at most 32 rows). Every ack is checked to follow
+batch, and PostgreSQL's statement log shows each tried in that form. Every ack is checked to follow
 a visible row (persister_common.collect)."""
+import re
 import time
 
 import msgpack
@@ -34,8 +35,17 @@ def send_one_batch(p, edge, env, ents):
     assert (c1 - c0, s1 - s0) == (1, len(ents)), "committed as %d batches of %d rows in all" % (c1 - c0, s1 - s0)
 
 
+def one_string_commits(env):
+    """How many transactions PostgreSQL logged in the one-string COPY form: every statement that ends is logged
+    ("statement: ..."), and one that fails is quoted after its error ("STATEMENT:  ...")."""
+    with open(env.pg.log, errors="replace") as f:
+        return len(re.findall(r"(?:statement: |STATEMENT:  )BEGIN;COPY telemetry_keys", f.read()))
+
+
 def main():
     with core_persister(PORT) as (env, p, edge):
+        env.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+        env.sql("SELECT pg_reload_conf()")
         now = time.time_ns()
         plain = [pe.data("big-%d" % (i % 3), i, {"i": i}) for i in range(1, N + 1)]
         send_one_batch(p, edge, env, plain)
@@ -74,6 +84,10 @@ def main():
         dups = p.metric("sluice_persister_rows_duplicate_total", 0) - dups0
         assert dups == 20, dups
         print("ok: 20 resends acked and stored once, 25 new rows of their batch stored")
+        # Each of the four batches was tried in the one-string form first (the step-by-step way sends BEGIN and
+        # each COPY as statements of their own): the round trips this form saves are what it is for.
+        assert one_string_commits(env) >= 4, one_string_commits(env)
+        print("ok: %d transactions in the one-string COPY form" % one_string_commits(env))
 
         # A fresh database compares device ids bytewise (migration 007) in the tables of the hot path, and the
         # partitions made since inherit it.
