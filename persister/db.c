@@ -2,7 +2,7 @@
 /* db.c - libpq shell of the persister: connect, migrate, the statements of
  * one batch transaction, and the maintenance statements.
  *
- * Write paths (writer.c picks): DB_DIRECT is two text COPYs, the batch's
+ * Write paths (writer.c picks): DB_DIRECT is two binary COPYs, the batch's
  * keys into telemetry_keys and then its rows into telemetry (routed to their
  * partitions by received_at): the same work as a bulk load of both tables.
  * It is all-or-nothing, and a key already stored makes the first COPY fail
@@ -21,7 +21,7 @@
  * It owns libpq's results, so it also says what a failure means
  * (db_classify_err: data refused, no partition, or transient); writer.c and
  * maint.c act on that verdict. Calls go one way: lane.c/maint.c -> writer.c
- * -> db.c -> rows.c (COPY lines).
+ * -> db.c -> rows.c (COPY tuples).
  *
  * Deliberately not here: batching decisions, bisecting (writer.c), retry
  * and backoff (lane.c), when to maintain (maint.c). Logs only migrations and
@@ -36,14 +36,13 @@
 
 #include "devsum.h"
 #include "migrations.h"
+#include "pgbin.h"
 #include "sl/log.h"
 #include "sqltext.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
 #define COPY_CHUNK       (256u * 1024u)
-/* PostgreSQL timestamps count from 2000-01-01 UTC. */
-#define PG_EPOCH_US 946684800000000LL
 
 struct db {
     char *conninfo;
@@ -431,17 +430,18 @@ static enum db_rc sp_end(struct db *d, bool sp, enum db_rc rc)
     return rc;
 }
 
-typedef size_t copy_line_fn(const struct batch *b, uint32_t i, char *out, size_t cap);
+typedef size_t copy_tuple_fn(const struct batch *b, uint32_t i, char *out, size_t cap);
 typedef size_t copy_bound_fn(const struct batch *b, uint32_t i);
 
-/* Send rows idx[0..n) to the COPY the connection is in, end it, and read
- * the COPY's own result (not what may follow it in the same query string).
- * line/bound give the row format. Lines are gathered in d->copybuf and sent
- * COPY_CHUNK at a time. */
+/* Send rows idx[0..n) to the COPY the connection is in (binary format:
+ * header, a tuple per row, trailer), end it, and read the COPY's own result
+ * (not what may follow it in the same query string). tuple/bound give the
+ * row's fields. Tuples are gathered in d->copybuf and sent COPY_CHUNK at a
+ * time. */
 static enum db_rc copy_data(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
-                            copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
+                            copy_tuple_fn *tuple, copy_bound_fn *bound, uint64_t *copied)
 {
-    size_t len = 0;
+    size_t len = rows_copy_header(d->copybuf); /* copycap >= COPY_CHUNK */
     bool io_ok = true;
     for (uint32_t k = 0; k < n && io_ok; k++) {
         size_t need = bound(b, idx[k]);
@@ -450,13 +450,18 @@ static enum db_rc copy_data(struct db *d, const struct batch *b, const uint32_t 
             len = 0;
         }
         /* One huge body: grow once (rare; bounded by the JSON arena). */
-        if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK) {
+        if (grow(d, &d->copybuf, &d->copycap, need + ROWS_COPY_TRAILER_LEN) != DB_OK) {
             PQputCopyEnd(d->conn, "out of memory");
             return DB_TRANSIENT;
         }
-        len += line(b, idx[k], d->copybuf + len, d->copycap - len);
+        len += tuple(b, idx[k], d->copybuf + len, d->copycap - len);
     }
-    if (io_ok && len > 0)
+    if (len + ROWS_COPY_TRAILER_LEN > d->copycap) {
+        io_ok = io_ok && PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
+        len = 0;
+    }
+    len += rows_copy_trailer(d->copybuf + len);
+    if (io_ok)
         io_ok = PQputCopyData(d->conn, d->copybuf, (int)len) == 1;
     if (!io_ok || PQputCopyEnd(d->conn, NULL) != 1)
         return local_fail(d, PQerrorMessage(d->conn));
@@ -482,20 +487,22 @@ static void drain(struct db *d)
     }
 }
 
-/* One text COPY of rows idx[0..n): `sql` is the COPY statement. */
+/* One COPY of rows idx[0..n): `sql` is the COPY statement. */
 static enum db_rc copy_rows(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
-                            const char *sql, copy_line_fn *line, copy_bound_fn *bound, uint64_t *copied)
+                            const char *sql, copy_tuple_fn *tuple, copy_bound_fn *bound, uint64_t *copied)
 {
     PGresult *res = PQexec(d->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN)
         return failed(d, res);
     PQclear(res);
-    enum db_rc rc = copy_data(d, b, idx, n, line, bound, copied);
+    enum db_rc rc = copy_data(d, b, idx, n, tuple, bound, copied);
     drain(d);
     return rc;
 }
 
 #define TELEMETRY_COLS "(device_id, seq, device_ts, received_at, edge_id, body)"
+#define KEYS_COLS      "(device_id, seq, received_at)"
+#define BINARY         " FROM STDIN (FORMAT binary)"
 
 /* The staged statement: one row of counts (STAGED_INSERT). */
 static enum db_rc staged_insert(struct db *d, const char *stmt, uint64_t *inserted)
@@ -535,14 +542,14 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
     uint64_t copied = 0;
     if (path == DB_DIRECT) {
         /* Keys first: a resend fails here, before the rows' COPY is sent. */
-        rc = copy_rows(d, b, idx, n, "COPY telemetry_keys (device_id, seq, received_at) FROM STDIN",
-                       rows_key_line, rows_key_bound, &copied);
+        rc = copy_rows(d, b, idx, n, "COPY telemetry_keys " KEYS_COLS BINARY, rows_key_tuple, rows_key_bound,
+                       &copied);
         if (rc == DB_OK)
-            rc = copy_rows(d, b, idx, n, "COPY telemetry " TELEMETRY_COLS " FROM STDIN", rows_copy_line,
+            rc = copy_rows(d, b, idx, n, "COPY telemetry " TELEMETRY_COLS BINARY, rows_copy_tuple,
                            rows_copy_bound, inserted);
     } else {
-        rc = copy_rows(d, b, idx, n, "COPY sl_stage " TELEMETRY_COLS " FROM STDIN", rows_copy_line,
-                       rows_copy_bound, &copied);
+        rc = copy_rows(d, b, idx, n, "COPY sl_stage " TELEMETRY_COLS BINARY, rows_copy_tuple, rows_copy_bound,
+                       &copied);
         if (rc == DB_OK)
             rc = staged_insert(d, savepoint ? "ins_del" : "ins", inserted);
     }
@@ -584,8 +591,8 @@ static enum db_rc next_result(struct db *d, ExecStatusType want, const char *tag
 static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                               uint64_t *inserted)
 {
-    static const char sql[] = "BEGIN;COPY telemetry_keys (device_id, seq, received_at) FROM STDIN;"
-                              "COPY telemetry " TELEMETRY_COLS " FROM STDIN;COMMIT";
+    static const char sql[] =
+        "BEGIN;COPY telemetry_keys " KEYS_COLS BINARY ";COPY telemetry " TELEMETRY_COLS BINARY ";COMMIT";
     if (PQsendQuery(d->conn, sql) != 1)
         return local_fail(d, PQerrorMessage(d->conn));
     uint64_t keys = 0, rows = 0;
@@ -593,11 +600,11 @@ static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_
     if (rc == DB_OK)
         rc = next_result(d, PGRES_COPY_IN, NULL);
     if (rc == DB_OK)
-        rc = copy_data(d, b, idx, n, rows_key_line, rows_key_bound, &keys);
+        rc = copy_data(d, b, idx, n, rows_key_tuple, rows_key_bound, &keys);
     if (rc == DB_OK)
         rc = next_result(d, PGRES_COPY_IN, NULL);
     if (rc == DB_OK)
-        rc = copy_data(d, b, idx, n, rows_copy_line, rows_copy_bound, &rows);
+        rc = copy_data(d, b, idx, n, rows_copy_tuple, rows_copy_bound, &rows);
     if (rc == DB_OK)
         rc = next_result(d, PGRES_COMMAND_OK, "COMMIT");
     drain(d);
@@ -665,20 +672,6 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
     return DB_OK;
 }
 
-static void be64(uint8_t *o, uint64_t v)
-{
-    for (int k = 7; k >= 0; k--) {
-        o[k] = (uint8_t)(v & 0xffu);
-        v >>= 8;
-    }
-}
-
-/* timestamptz binary: int64 microseconds since 2000-01-01 UTC. */
-static void pg_ts(uint8_t *o, int64_t unix_us)
-{
-    be64(o, (uint64_t)(unix_us - PG_EPOCH_US));
-}
-
 /* PostgreSQL binary array format (array_recv): ndim, has-null flag,
  * element type OID, then per dimension length and lower bound, then each
  * element as int32 length (-1 = NULL) and its bytes. */
@@ -699,14 +692,6 @@ static const uint32_t sc_oid[SC_N] = {OID_TEXT,        OID_TEXT, OID_INT8, OID_I
 static const int sc_con[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REPLY, SC_SLOT, SC_GEN};
 static const int sc_dis[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON};
 
-static void be32(uint8_t *o, uint32_t v)
-{
-    o[0] = (uint8_t)(v >> 24);
-    o[1] = (uint8_t)(v >> 16);
-    o[2] = (uint8_t)(v >> 8);
-    o[3] = (uint8_t)v;
-}
-
 /* Column c of session row r: bytes (NULL = SQL NULL) and length. fixed
  * receives the 8-byte big-endian values. */
 static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c, uint8_t fixed[8], size_t *n)
@@ -717,13 +702,13 @@ static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c
     switch (c) {
     case SC_DEV: *n = r->dev.n; return r->dev.p;
     case SC_EDGE: *n = p->edge.n; return p->edge.p;
-    case SC_INC: be64(fixed, p->incarnation); return fixed;
-    case SC_EPOCH: be64(fixed, r->epoch); return fixed;
+    case SC_INC: pgbin_be64(fixed, p->incarnation); return fixed;
+    case SC_EPOCH: pgbin_be64(fixed, r->epoch); return fixed;
     case SC_PEER: *n = r->addr.n; return r->addr.n ? r->addr.p : NULL;
-    case SC_AT: pg_ts(fixed, rows_at_us(r)); return fixed;
+    case SC_AT: pgbin_ts(fixed, rows_at_us(r)); return fixed;
     case SC_REPLY: *n = p->reply.n; return p->reply.p ? p->reply.p : empty;
-    case SC_SLOT: be64(fixed, r->slot); return fixed;
-    case SC_GEN: be64(fixed, r->gen); return fixed;
+    case SC_SLOT: pgbin_be64(fixed, r->slot); return fixed;
+    case SC_GEN: pgbin_be64(fixed, r->gen); return fixed;
     default:
         /* An absent reason is stored as '', as the per-row statement did. */
         *n = r->reason.p ? r->reason.n : 0;
@@ -762,11 +747,11 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
         int c = cols[ci];
         uint8_t *start = o;
         uint8_t *hasnull = o + 4;
-        be32(o, 1);
-        be32(o + 4, 0);
-        be32(o + 8, sc_oid[c]);
-        be32(o + 12, cnt);
-        be32(o + 16, 1);
+        pgbin_be32(o, 1);
+        pgbin_be32(o + 4, 0);
+        pgbin_be32(o + 8, sc_oid[c]);
+        pgbin_be32(o + 12, cnt);
+        pgbin_be32(o + 16, 1);
         o += ARR_HDR;
         for (uint32_t k = 0; k < n; k++) {
             const struct row *r = &b->rows[idx[k]];
@@ -776,12 +761,12 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
             size_t vn;
             const uint8_t *val = sc_value(b, r, c, fixed, &vn);
             if (!val) {
-                be32(o, UINT32_MAX); /* -1: NULL */
-                be32(hasnull, 1);
+                pgbin_be32(o, UINT32_MAX); /* -1: NULL */
+                pgbin_be32(hasnull, 1);
                 o += 4;
                 continue;
             }
-            be32(o, (uint32_t)vn);
+            pgbin_be32(o, (uint32_t)vn);
             if (vn)
                 memcpy(o + 4, val, vn);
             o += 4 + vn;
@@ -868,8 +853,8 @@ enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)
     const struct row *r = &b->rows[i];
     const struct batch_peer *p = &b->peers[r->peer];
     uint8_t seq[8], at[8];
-    be64(seq, r->seq);
-    pg_ts(at, rows_at_us(r));
+    pgbin_be64(seq, r->seq);
+    pgbin_ts(at, rows_at_us(r));
     static const char empty[1] = "";
     const char *v[6] = {(const char *)r->dev.p,
                         (const char *)seq,
@@ -887,7 +872,7 @@ enum db_rc db_reject(struct db *d, const struct batch *b, uint32_t i)
 enum db_rc db_edge_lost(struct db *d, const uint8_t *edge, size_t n, uint64_t inc, uint64_t *closed)
 {
     uint8_t ib[8];
-    be64(ib, inc);
+    pgbin_be64(ib, inc);
     const char *v[2] = {(const char *)edge, (const char *)ib};
     int len[2] = {(int)n, 8};
     int fmt[2] = {1, 1};
@@ -899,8 +884,8 @@ enum db_rc db_edge_lost(struct db *d, const uint8_t *edge, size_t n, uint64_t in
 enum db_rc db_partition(struct db *d, int64_t lo_us, int64_t hi_us, int *created)
 {
     uint8_t lo[8], hi[8];
-    pg_ts(lo, lo_us);
-    pg_ts(hi, hi_us);
+    pgbin_ts(lo, lo_us);
+    pgbin_ts(hi, hi_us);
     const char *v[2] = {(const char *)lo, (const char *)hi};
     int len[2] = {8, 8}, fmt[2] = {1, 1};
     *created = 0;
@@ -926,7 +911,7 @@ enum db_rc db_expired(struct db *d, int64_t cutoff_us, struct db_part *out, int 
             "TO") " AS hi" PARTS_OF_TELEMETRY ") p"
                   " WHERE pending OR hi <= $1 ORDER BY hi NULLS FIRST";
     uint8_t cut[8];
-    pg_ts(cut, cutoff_us);
+    pgbin_ts(cut, cutoff_us);
     const char *v[1] = {(const char *)cut};
     int len[1] = {8}, fmt[1] = {1};
     *n = 0;
@@ -984,7 +969,7 @@ enum db_rc db_trim(struct db *d, int64_t cutoff_us, uint64_t *keys, uint64_t *re
         " (SELECT min(coalesce(" PART_BOUND("FROM") ", '-infinity'))" PARTS_OF_TELEMETRY
                                                     " AND NOT i.inhdetachpending)";
     uint8_t cut[8];
-    pg_ts(cut, cutoff_us);
+    pgbin_ts(cut, cutoff_us);
     const char *v[1] = {(const char *)cut};
     int len[1] = {8}, fmt[1] = {1};
     *keys = *rejected = *sessions = 0;
@@ -1000,7 +985,7 @@ enum db_rc db_trim(struct db *d, int64_t cutoff_us, uint64_t *keys, uint64_t *re
 enum db_rc db_try_lock(struct db *d, int64_t key, bool *got)
 {
     uint8_t k[8];
-    be64(k, (uint64_t)key);
+    pgbin_be64(k, (uint64_t)key);
     const char *v[1] = {(const char *)k};
     int len[1] = {8}, fmt[1] = {1};
     *got = false;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* rows.c - the persister's pure mapper: envelope entries -> batch rows, and
- * rows -> COPY text lines.
+ * rows -> COPY binary tuples.
  *
  * It owns the batch arena (rows, JSON text, error texts, peers), sized once
  * by batch_init, so steady-state mapping never allocates. The body goes to
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgbin.h"
 #include "sl/tojson.h"
 
 int batch_init(struct batch *b, uint32_t cap_rows, size_t json_cap)
@@ -114,8 +115,12 @@ static void link_peer(struct batch *b, uint32_t i)
     p->last = i;
 }
 
-/* A ms timestamp must survive *1000 into microseconds. */
+/* A ms timestamp must survive *1000 into microseconds, and be no earlier
+ * than 0001-01-01 UTC: PostgreSQL's binary input takes years BC, which its
+ * text input (and so the literal one-shot path) refuses; the mapper decides
+ * for both, without a round trip. */
 #define TS_MS_LIMIT (INT64_MAX / 1000 - 1)
+#define TS_MS_MIN   (-62135596800000LL)
 
 enum sl_err batch_add(struct batch *b, uint16_t peer, const struct envelope *e)
 {
@@ -159,7 +164,7 @@ enum sl_err batch_add(struct batch *b, uint16_t peer, const struct envelope *e)
     const char *bad = NULL;
     if (!e->has_body) {
         bad = "no body";
-    } else if (e->has_ts && (e->ts > TS_MS_LIMIT || e->ts < -TS_MS_LIMIT)) {
+    } else if (e->has_ts && (e->ts > TS_MS_LIMIT || e->ts < TS_MS_MIN)) {
         bad = "ts out of range";
     } else {
         struct tojson_buf jb;
@@ -186,35 +191,6 @@ enum sl_err batch_add(struct batch *b, uint16_t peer, const struct envelope *e)
     }
     link_peer(b, i);
     return SL_OK;
-}
-
-/* COPY text format: backslash, and the row/column delimiters, escaped. */
-static size_t copy_esc(char *out, const uint8_t *s, size_t n)
-{
-    size_t o = 0;
-    for (size_t k = 0; k < n; k++) {
-        uint8_t c = s[k];
-        switch (c) {
-        case '\\':
-            out[o++] = '\\';
-            out[o++] = '\\';
-            break;
-        case '\n':
-            out[o++] = '\\';
-            out[o++] = 'n';
-            break;
-        case '\r':
-            out[o++] = '\\';
-            out[o++] = 'r';
-            break;
-        case '\t':
-            out[o++] = '\\';
-            out[o++] = 't';
-            break;
-        default: out[o++] = (char)c;
-        }
-    }
-    return o;
 }
 
 static size_t fmt_u64(char *out, uint64_t v)
@@ -302,54 +278,89 @@ size_t rows_fmt_us(char *out, int64_t us)
     return o + 3;
 }
 
+/* COPY binary: a field is its int32 length (-1: NULL) and its bytes. */
+static size_t put_field(char *out, const void *p, size_t n)
+{
+    pgbin_be32((uint8_t *)out, (uint32_t)n);
+    memcpy(out + 4, p, n);
+    return 4u + n;
+}
+
+static size_t put_i64(char *out, uint64_t v)
+{
+    pgbin_be32((uint8_t *)out, 8u);
+    pgbin_be64((uint8_t *)out + 4, v);
+    return 12u;
+}
+
+static size_t put_ts(char *out, int64_t unix_us)
+{
+    pgbin_be32((uint8_t *)out, 8u);
+    pgbin_ts((uint8_t *)out + 4, unix_us);
+    return 12u;
+}
+
+size_t rows_copy_header(char *out)
+{
+    static const char sig[11] = "PGCOPY\n\377\r\n";
+    memcpy(out, sig, sizeof sig); /* with its NUL: the signature is 11 bytes */
+    memset(out + 11, 0, 8);       /* flags (no OIDs), header extension length */
+    return ROWS_COPY_HEADER_LEN;
+}
+
+size_t rows_copy_trailer(char *out)
+{
+    pgbin_be16((uint8_t *)out, UINT16_MAX); /* -1 */
+    return ROWS_COPY_TRAILER_LEN;
+}
+
+/* jsonb's binary input is a version byte (1) and the JSON text. */
+#define JSONB_VERSION 1
+
 size_t rows_copy_bound(const struct batch *b, uint32_t i)
 {
     const struct row *r = &b->rows[i];
     const struct batch_peer *p = &b->peers[r->peer];
-    return 2u * r->dev.n + 24u + 40u + 40u + 2u * p->edge.n + 2u * r->json_len + 8u;
+    return 2u + 6u * 4u + r->dev.n + 8u + (r->has_ts ? 8u : 0u) + 8u + p->edge.n + 1u + r->json_len;
 }
 
-size_t rows_copy_line(const struct batch *b, uint32_t i, char *out, size_t cap)
+size_t rows_copy_tuple(const struct batch *b, uint32_t i, char *out, size_t cap)
 {
     const struct row *r = &b->rows[i];
+    const struct batch_peer *p = &b->peers[r->peer];
     if (rows_copy_bound(b, i) > cap)
         return 0;
-    size_t o = copy_esc(out, r->dev.p, r->dev.n);
-    out[o++] = '\t';
-    o += fmt_u64(out + o, r->seq);
-    out[o++] = '\t';
+    pgbin_be16((uint8_t *)out, 6u);
+    size_t o = 2;
+    o += put_field(out + o, r->dev.p, r->dev.n);
+    o += put_i64(out + o, r->seq);
     if (r->has_ts) {
-        o += rows_fmt_us(out + o, r->ts * 1000);
+        o += put_ts(out + o, r->ts * 1000);
     } else {
-        out[o++] = '\\';
-        out[o++] = 'N';
+        pgbin_be32((uint8_t *)out + o, UINT32_MAX); /* -1: NULL */
+        o += 4;
     }
-    out[o++] = '\t';
-    o += rows_fmt_us(out + o, rows_at_us(r));
-    out[o++] = '\t';
-    const struct batch_peer *p = &b->peers[r->peer];
-    o += copy_esc(out + o, p->edge.p, p->edge.n);
-    out[o++] = '\t';
-    o += copy_esc(out + o, (const uint8_t *)b->json + r->json_off, r->json_len);
-    out[o++] = '\n';
-    return o;
+    o += put_ts(out + o, rows_at_us(r));
+    o += put_field(out + o, p->edge.p, p->edge.n);
+    pgbin_be32((uint8_t *)out + o, 1u + r->json_len);
+    out[o + 4] = JSONB_VERSION;
+    memcpy(out + o + 5, b->json + r->json_off, r->json_len);
+    return o + 5u + r->json_len;
 }
 
 size_t rows_key_bound(const struct batch *b, uint32_t i)
 {
-    return 2u * b->rows[i].dev.n + 24u + 40u + 4u;
+    return 2u + 3u * 4u + b->rows[i].dev.n + 8u + 8u;
 }
 
-size_t rows_key_line(const struct batch *b, uint32_t i, char *out, size_t cap)
+size_t rows_key_tuple(const struct batch *b, uint32_t i, char *out, size_t cap)
 {
     const struct row *r = &b->rows[i];
     if (rows_key_bound(b, i) > cap)
         return 0;
-    size_t o = copy_esc(out, r->dev.p, r->dev.n);
-    out[o++] = '\t';
-    o += fmt_u64(out + o, r->seq);
-    out[o++] = '\t';
-    o += rows_fmt_us(out + o, rows_at_us(r));
-    out[o++] = '\n';
-    return o;
+    pgbin_be16((uint8_t *)out, 3u);
+    size_t o = 2;
+    o += put_field(out + o, r->dev.p, r->dev.n);
+    o += put_i64(out + o, r->seq);
+    return o + put_ts(out + o, rows_at_us(r));
 }

@@ -19,8 +19,9 @@
  *   batch (envelope_writer_append) give the same bytes;
  * - the persister (persister/rows.c, as persister.c drives it): a header
  *   it accepts maps every entry; after a flush an entry always fits; every
- *   data row's COPY line fits rows_copy_bound and is one line of exactly
- *   six columns (escapes intact, no raw newline), and its body JSON parses;
+ *   data row's COPY binary tuple is exactly rows_copy_bound long, six
+ *   fields that hold the row's own device id, edge id and body JSON, and
+ *   its body JSON parses;
  * - the notifier (notifier/ntf.c, through its ntf_out table): the batch
  *   and, past --edge-timeout, the sweep that declares its edge lost; every
  *   publish is a valid topic under the prefix with a strict JSON payload,
@@ -158,22 +159,42 @@ static void check_entry_check(const struct envelope *e)
 
 static struct batch batch;
 
-/* One COPY text line: six columns, every backslash escape complete, the
- * row ended by its only raw newline. */
-static void check_copy_line(const char *s, size_t n)
+/* One COPY binary tuple of telemetry: six fields whose lengths add up to
+ * the tuple, the device id and edge id as the row has them, device_ts
+ * NULL exactly when the row has no ts, and the body jsonb's version byte
+ * before the row's JSON text. */
+static uint32_t rd32(const uint8_t *p)
 {
-    size_t tabs = 0;
-    FUZZ_CHECK(n >= 1 && s[n - 1] == '\n');
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (s[i] == '\\') {
-            i++;
-            FUZZ_CHECK(i + 1 < n);
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void check_copy_tuple(const struct row *r, const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    const struct batch_peer *peer = &batch.peers[r->peer];
+    FUZZ_CHECK(n >= 2 && p[0] == 0 && p[1] == 6);
+    size_t o = 2;
+    for (int f = 0; f < 6; f++) {
+        FUZZ_CHECK(o + 4 <= n);
+        uint32_t len = rd32(p + o);
+        o += 4;
+        if (f == 2 && !r->has_ts) {
+            FUZZ_CHECK(len == UINT32_MAX);
             continue;
         }
-        FUZZ_CHECK(s[i] != '\n' && s[i] != '\r');
-        tabs += s[i] == '\t';
+        FUZZ_CHECK(len <= n - o);
+        if (f == 0)
+            FUZZ_CHECK(len == r->dev.n && memcmp(p + o, r->dev.p, len) == 0);
+        else if (f == 4)
+            FUZZ_CHECK(len == peer->edge.n && memcmp(p + o, peer->edge.p, len) == 0);
+        else if (f == 5)
+            FUZZ_CHECK(len == 1u + r->json_len && p[o] == 1 &&
+                       memcmp(p + o + 1, batch.json + r->json_off, r->json_len) == 0);
+        else
+            FUZZ_CHECK(len == 8);
+        o += len;
     }
-    FUZZ_CHECK(tabs == 5);
+    FUZZ_CHECK(o == n);
 }
 
 static void check_batch(void)
@@ -188,12 +209,12 @@ static void check_batch(void)
         FUZZ_CHECK(ok);
         json_object_put(j);
         size_t bound = rows_copy_bound(&batch, i);
-        char *line = malloc(bound);
-        FUZZ_CHECK(line != NULL);
-        size_t n = rows_copy_line(&batch, i, line, bound);
-        FUZZ_CHECK(n > 0 && n <= bound);
-        check_copy_line(line, n);
-        free(line);
+        char *tuple = malloc(bound);
+        FUZZ_CHECK(tuple != NULL);
+        size_t n = rows_copy_tuple(&batch, i, tuple, bound);
+        FUZZ_CHECK(n == bound);
+        check_copy_tuple(r, tuple, n);
+        free(tuple);
     }
 }
 

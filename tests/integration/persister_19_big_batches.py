@@ -6,7 +6,10 @@ turn. Each way that string can fail mid-way ends in the same state as the steps 
   - a body PostgreSQL refuses (NUL in jsonb, 22P05, in the second COPY): dead-lettered, the rest stored;
   - a row for a day without a partition (23514 in the second COPY): the partition is made, the batch stored;
   - a resend of stored rows (23505 in the first COPY): acked again, stored once, the new rows stored.
-Every batch here is 45 rows, sent in one message; the rows-per-batch histogram shows each committed as one
+The COPYs are binary: the first batch's values are read back exactly (device_ts to the millisecond or NULL,
+received_at to the microsecond in both tables, bytes a text COPY would escape), and a ts before year 1 is
+dead-lettered by the mapper (binary input would take it as a year BC). Every batch here is 45 rows, sent in one
+message; the rows-per-batch histogram shows each committed as one
 batch, and PostgreSQL's statement log shows each tried in that form. Every ack is checked to follow
 a visible row (persister_common.collect)."""
 import re
@@ -47,22 +50,40 @@ def main():
         env.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
         env.sql("SELECT pg_reload_conf()")
         now = time.time_ns()
-        plain = [pe.data("big-%d" % (i % 3), i, {"i": i}) for i in range(1, N + 1)]
+        at = now // 1000 * 1000 + 123456789 % 1000  # ns; received_at keeps the microseconds
+        ts = 1764358200123
+        plain = [pe.data("big-%d" % (i % 3), i, {"i": i, "s": "t\tn\nb\\ é"}, ts=ts + i if i % 2 else None,
+                         at_ns=at + i * 1000) for i in range(1, N + 1)]
         send_one_batch(p, edge, env, plain)
         assert env.sql("SELECT count(*) FROM telemetry")[0][0] == N
         assert env.sql("SELECT count(*) FROM telemetry_keys")[0][0] == N
-        print("ok: %d new rows in one batch, one transaction" % N)
+        got = env.sql("SELECT seq, device_id, (extract(epoch FROM device_ts) * 1000)::bigint,"
+                      " (extract(epoch FROM received_at) * 1000000)::bigint, edge_id, body FROM telemetry"
+                      " ORDER BY seq")
+        want = [(i, "big-%d" % (i % 3), ts + i if i % 2 else None, (at + i * 1000) // 1000, edge.edge_id,
+                 {"i": i, "s": "t\tn\nb\\ é"}) for i in range(1, N + 1)]
+        assert got == want, (got[:2], want[:2])
+        same = env.sql("SELECT count(*) FROM telemetry t JOIN telemetry_keys k USING (device_id, seq, received_at)")
+        assert same[0][0] == N, same
+        print("ok: %d new rows in one batch, one transaction, every value as sent" % N)
 
         nul = msgpack.packb({"s": "a\x00b"}, use_bin_type=True)
         poison = [pe.data("big-p", i, {"i": i}) for i in range(1, N + 1)]
         poison[10] = pe.data("big-p", 11, body_raw=nul)
         poison[30] = pe.data("big-p", 31, body_raw=nul)
+        poison[20] = pe.data("big-p", 21, {"i": 21}, ts=-62135596800001)  # 0001-01-01 minus 1 ms
+        poison[22] = pe.data("big-p", 23, {"i": 23}, ts=-62135596800000)  # 0001-01-01: the first taken
         send_one_batch(p, edge, env, poison)
         good = [r[0] for r in env.sql("SELECT seq FROM telemetry WHERE device_id='big-p' ORDER BY seq")]
-        assert good == [i for i in range(1, N + 1) if i not in (11, 31)], good
+        assert good == [i for i in range(1, N + 1) if i not in (11, 21, 31)], good
         rej = env.sql("SELECT seq, error FROM telemetry_rejected WHERE device_id='big-p' ORDER BY seq")
-        assert [r[0] for r in rej] == [11, 31] and all("0000" in r[1] for r in rej), rej
-        print("ok: 2 bodies PostgreSQL refuses dead-lettered, %d rows of their batch stored" % len(good))
+        assert [r[0] for r in rej] == [11, 21, 31], rej
+        assert "0000" in rej[0][1] and rej[1][1] == "ts out of range" and "0000" in rej[2][1], rej
+        first = env.sql("SELECT to_char(device_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS BC')"
+                        " FROM telemetry WHERE device_id='big-p' AND seq=23")
+        assert first == [("0001-01-01 00:00:00.000 AD",)], first
+        print("ok: 2 bodies PostgreSQL refuses and 1 ts before year 1 dead-lettered, %d rows of their batch"
+              " stored" % len(good))
 
         far = (now // DAY_NS + 500) * DAY_NS + 3600 * 10**9  # 500 days ahead: no partition yet
         nopart = [pe.data("big-n", i, {"i": i}, at_ns=far if i % 9 == 0 else now) for i in range(1, N + 1)]

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_persister_rows.c - the persister's pure mapper (persister/rows.c):
- * envelope entries -> rows, peers, JSON arena limits, COPY text lines (rows
- * and keys) and timestamp formatting; and the partition periods
+ * envelope entries -> rows, peers, JSON arena limits, COPY binary tuples
+ * (rows and keys) and timestamp formatting; and the partition periods
  * (persister/part.c). No database, no sockets. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,7 +61,59 @@ static void test_fmt_us(void **state)
     }
 }
 
-static void test_map_data_and_copy_line(void **state)
+/* A COPY binary tuple read back: its field count and each field's length
+ * (-1 for NULL) and bytes. */
+struct tuple {
+    int nf;
+    int32_t len[8];
+    const uint8_t *val[8];
+    size_t size;
+};
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    return (uint64_t)rd32(p) << 32 | rd32(p + 4);
+}
+
+static struct tuple parse(const char *out, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)out;
+    struct tuple t = {.nf = p[0] << 8 | p[1]};
+    assert_in_range(t.nf, 1, 8);
+    size_t o = 2;
+    for (int f = 0; f < t.nf; f++) {
+        assert_true(o + 4 <= n);
+        t.len[f] = (int32_t)rd32(p + o);
+        o += 4;
+        t.val[f] = p + o;
+        if (t.len[f] > 0)
+            o += (size_t)t.len[f];
+    }
+    t.size = o;
+    return t;
+}
+
+/* Row 0's tuple by enc, checked to be exactly bound long, read back. */
+static struct tuple encode(size_t (*enc)(const struct batch *, uint32_t, char *, size_t),
+                           size_t (*bound)(const struct batch *, uint32_t), const struct batch *b, char *out,
+                           size_t cap)
+{
+    size_t n = enc(b, 0, out, cap);
+    assert_int_equal(n, bound(b, 0));
+    struct tuple t = parse(out, n);
+    assert_int_equal(t.size, n);
+    return t;
+}
+
+/* PostgreSQL's timestamptz: microseconds since 2000-01-01 UTC. */
+#define PG_US(unix_us) ((uint64_t)((unix_us)-946684800000000LL))
+
+static void test_map_data_and_copy_tuple(void **state)
 {
     (void)state;
     struct batch b;
@@ -81,37 +133,55 @@ static void test_map_data_and_copy_line(void **state)
     assert_int_equal(r->gen, 9);
     assert_memory_equal(b.json + r->json_off, "{\"a\":1}", r->json_len);
 
-    char line[512];
-    size_t n = rows_copy_line(&b, 0, line, sizeof line);
-    assert_true(n > 0);
-    line[n] = '\0';
-    assert_string_equal(line, "pump-1\t42\t2025-11-28 19:30:00.123000+00\t2025-11-28 19:30:00.000000+00\t"
-                              "edge-1:7000\t{\"a\":1}\n");
-    /* A line that does not fit is refused whole. */
-    assert_int_equal(rows_copy_line(&b, 0, line, 20), 0);
+    char out[512];
+    struct tuple t = encode(rows_copy_tuple, rows_copy_bound, &b, out, sizeof out);
+    assert_int_equal(t.nf, 6);
+    assert_int_equal(t.len[0], 6);
+    assert_memory_equal(t.val[0], "pump-1", 6);
+    assert_int_equal(t.len[1], 8);
+    assert_int_equal(rd64(t.val[1]), 42);
+    assert_int_equal(t.len[2], 8);
+    assert_int_equal(rd64(t.val[2]), PG_US(1764358200123000LL)); /* 2025-11-28 19:30:00.123 */
+    assert_int_equal(t.len[3], 8);
+    assert_int_equal(rd64(t.val[3]), PG_US(1764358200000000LL));
+    assert_int_equal(t.len[4], 11);
+    assert_memory_equal(t.val[4], "edge-1:7000", 11);
+    /* jsonb: version 1, then the text */
+    assert_int_equal(t.len[5], 8);
+    assert_memory_equal(t.val[5], "\x01{\"a\":1}", 8);
+    /* A tuple that does not fit is refused whole. */
+    assert_int_equal(rows_copy_tuple(&b, 0, out, t.size - 1), 0);
     batch_fini(&b);
 }
 
-static void test_copy_escapes_and_null_ts(void **state)
+static void test_copy_raw_bytes_and_null_ts(void **state)
 {
     (void)state;
     struct batch b;
     assert_int_equal(batch_init(&b, 8, 4096), 0);
-    struct envelope_hdr h = hdr("e\\1", 1, "r");
+    struct envelope_hdr h = hdr("e\\1\t", 1, "r");
     int pi = batch_peer(&b, &h);
-    /* "a\b<newline>c<tab>" as a msgpack str: JSON escapes become COPY-escaped too. */
+    /* "a\b<newline>c<tab>" as a msgpack str: JSON escapes it, and the binary
+     * tuple carries that text as it is (text COPY escaped it once more). */
     static const uint8_t s[] = {0xa6, 'a', '\\', 'b', '\n', 'c', '\t'};
-    struct envelope e = data("d", 1, s, sizeof s);
+    struct envelope e = data("d\n", 1, s, sizeof s);
     assert_int_equal(batch_add(&b, (uint16_t)pi, &e), SL_OK);
-    char line[512];
-    size_t n = rows_copy_line(&b, 0, line, sizeof line);
-    line[n] = '\0';
-    assert_string_equal(line,
-                        "d\t1\t\\N\t2025-11-28 19:30:00.000000+00\te\\\\1\t\"a\\\\\\\\b\\\\nc\\\\t\"\n");
+    char out[512];
+    struct tuple t = encode(rows_copy_tuple, rows_copy_bound, &b, out, sizeof out);
+    assert_int_equal(t.nf, 6);
+    assert_int_equal(t.len[0], 2);
+    assert_memory_equal(t.val[0], "d\n", 2);
+    assert_int_equal(t.len[2], -1); /* no ts: NULL */
+    assert_int_equal(rd64(t.val[3]), PG_US(1764358200000000LL));
+    assert_int_equal(t.len[4], 4);
+    assert_memory_equal(t.val[4], "e\\1\t", 4);
+    static const char want[] = "\x01\"a\\\\b\\nc\\t\"";
+    assert_int_equal(t.len[5], sizeof want - 1);
+    assert_memory_equal(t.val[5], want, sizeof want - 1);
     batch_fini(&b);
 }
 
-static void test_key_line(void **state)
+static void test_key_tuple(void **state)
 {
     (void)state;
     struct batch b;
@@ -121,18 +191,31 @@ static void test_key_line(void **state)
     struct envelope e = data("pump\\1", 42, body_a1, sizeof body_a1);
     e.at_ns = 1764358200123456789ull; /* ns: the key keeps microseconds, as the row does */
     assert_int_equal(batch_add(&b, (uint16_t)pi, &e), SL_OK);
-    char line[256];
-    size_t n = rows_key_line(&b, 0, line, sizeof line);
-    assert_true(n > 0 && n <= rows_key_bound(&b, 0));
-    line[n] = '\0';
-    assert_string_equal(line, "pump\\\\1\t42\t2025-11-28 19:30:00.123456+00\n");
+    char out[256];
+    struct tuple t = encode(rows_key_tuple, rows_key_bound, &b, out, sizeof out);
+    assert_int_equal(t.nf, 3);
+    assert_int_equal(t.len[0], 6);
+    assert_memory_equal(t.val[0], "pump\\1", 6);
+    assert_int_equal(rd64(t.val[1]), 42);
+    assert_int_equal(t.len[2], 8);
+    assert_int_equal(rd64(t.val[2]), PG_US(1764358200123456LL));
     /* the key's received_at is the row's, byte for byte */
     char row[512];
-    size_t m = rows_copy_line(&b, 0, row, sizeof row);
-    row[m] = '\0';
-    assert_non_null(strstr(row, "\t2025-11-28 19:30:00.123456+00\t"));
-    assert_int_equal(rows_key_line(&b, 0, line, 10), 0);
+    struct tuple rt = encode(rows_copy_tuple, rows_copy_bound, &b, row, sizeof row);
+    assert_memory_equal(rt.val[3], t.val[2], 8);
+    assert_int_equal(rows_key_tuple(&b, 0, out, t.size - 1), 0);
     batch_fini(&b);
+}
+
+static void test_copy_header_trailer(void **state)
+{
+    (void)state;
+    char out[32];
+    assert_int_equal(rows_copy_header(out), ROWS_COPY_HEADER_LEN);
+    /* PostgreSQL's COPY BINARY signature, flags 0, extension length 0 */
+    assert_memory_equal(out, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
+    assert_int_equal(rows_copy_trailer(out), ROWS_COPY_TRAILER_LEN);
+    assert_memory_equal(out, "\xff\xff", 2);
 }
 
 static void test_part_periods(void **state)
@@ -248,6 +331,19 @@ static void test_skips_and_bad_rows(void **state)
     e.ts = INT64_MAX;
     assert_int_equal(batch_add(&b, 0, &e), SL_OK);
     assert_int_equal(b.rows[2].state, ROW_BAD);
+    /* Before 0001-01-01 UTC: PostgreSQL's binary input would take it as a
+     * year BC; the mapper refuses it, as the text input did. */
+    e = data("d", 4, body_a1, sizeof body_a1);
+    e.has_ts = true;
+    e.ts = -62135596800001LL;
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(b.rows[3].state, ROW_BAD);
+    assert_memory_equal(b.err + b.rows[3].err_off, "ts out of range", b.rows[3].err_len);
+    e = data("d", 5, body_a1, sizeof body_a1);
+    e.has_ts = true;
+    e.ts = -62135596800000LL; /* 0001-01-01 00:00:00: the first it takes */
+    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
+    assert_int_equal(b.rows[4].state, ROW_NEW);
     batch_fini(&b);
 }
 
@@ -307,9 +403,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fmt_us),
-        cmocka_unit_test(test_map_data_and_copy_line),
-        cmocka_unit_test(test_copy_escapes_and_null_ts),
-        cmocka_unit_test(test_key_line),
+        cmocka_unit_test(test_map_data_and_copy_tuple),
+        cmocka_unit_test(test_copy_raw_bytes_and_null_ts),
+        cmocka_unit_test(test_key_tuple),
+        cmocka_unit_test(test_copy_header_trailer),
         cmocka_unit_test(test_part_periods),
         cmocka_unit_test(test_peers_and_chains),
         cmocka_unit_test(test_skips_and_bad_rows),
