@@ -16,7 +16,8 @@ each with a fresh edge and persister, after --warmup seconds of the same load:
   3. saturation: every device keeps 16 frames in flight; acked rows/s
   4. the COPY ceiling: the rows phase 3 stored, exported, the tables emptied, and COPYed back into the same
      table (telemetry, partitioned) by one connection, 5,000 rows a transaction (and, second figure, into
-     telemetry and telemetry_keys, what the persister's write path does). Target: 3 >= 0.85 x 4.
+     telemetry and telemetry_keys, what the persister's write path does). Target: 3 >= 0.85 x 4. The same
+     two again in COPY's binary format, which the persister sends since session 16, are printed beside them.
 
 Prints each figure beside its target and the load average (the box may be shared: rerun on a quiet one).
 Not a test. Ports: --port (default 26950) .. +9 (edge_bench: edge BASE, persister BASE+1/+2/+8, edge
@@ -26,6 +27,7 @@ import argparse
 import io
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -154,12 +156,33 @@ def warm_wal(dsn, mb):
     return sql(dsn, "SELECT count(*) FROM pg_ls_waldir()")[0][0]
 
 
-def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
-    """One connection, per_tx rows per transaction, COPY of the rows (and their keys) into empty tables.
-    Returns (rows/s, the backend's CPU us per row)."""
-    empty_tables(dsn)
+def text_chunks(text, per_tx):
+    """COPY text, per_tx lines a chunk."""
     lines = text.splitlines(keepends=True)
-    klines = keys_text.splitlines(keepends=True)
+    return [(io.StringIO("".join(lines[k:k + per_tx])), len(lines[k:k + per_tx])) for k in range(0, len(lines), per_tx)]
+
+
+def binary_chunks(data, per_tx):
+    """A COPY BINARY stream cut into streams of per_tx tuples each (header, tuples, trailer)."""
+    head, tuples, o = data[:19], [], 19
+    while True:
+        nf = struct.unpack_from("!h", data, o)[0]
+        if nf < 0:
+            break
+        start, o = o, o + 2
+        for _ in range(nf):
+            n = struct.unpack_from("!i", data, o)[0]
+            o += 4 + max(n, 0)
+        tuples.append(data[start:o])
+    return [(io.BytesIO(head + b"".join(tuples[k:k + per_tx]) + b"\xff\xff"), len(tuples[k:k + per_tx]))
+            for k in range(0, len(tuples), per_tx)]
+
+
+def copy_ceiling(dsn, chunks, key_chunks, binary, with_keys):
+    """One connection, a transaction per chunk, COPY of the rows (and their keys) into empty tables.
+    Returns (rows/s, the backend's CPU us per row, WAL bytes per row)."""
+    empty_tables(dsn)
+    fmt = " (FORMAT binary)" if binary else ""
     c = psycopg2.connect(dsn)
     cur = c.cursor()
     cur.execute("SELECT pg_backend_pid(), pg_current_wal_lsn() - '0/0'::pg_lsn")
@@ -167,18 +190,21 @@ def copy_ceiling(dsn, text, keys_text, per_tx, with_keys):
     c.commit()
     cpu0 = cpu_s(backend)
     t0 = time.perf_counter()
-    for k in range(0, len(lines), per_tx):
+    rows = 0
+    for k, (chunk, nrows) in enumerate(chunks):
         if with_keys:
-            cur.copy_expert("COPY telemetry_keys (device_id, seq, received_at) FROM STDIN",
-                            io.StringIO("".join(klines[k:k + per_tx])))
-        cur.copy_expert("COPY telemetry (%s) FROM STDIN" % COLS, io.StringIO("".join(lines[k:k + per_tx])))
+            key_chunks[k][0].seek(0)
+            cur.copy_expert("COPY telemetry_keys (device_id, seq, received_at) FROM STDIN" + fmt, key_chunks[k][0])
+        chunk.seek(0)
+        cur.copy_expert("COPY telemetry (%s) FROM STDIN%s" % (COLS, fmt), chunk)
+        rows += nrows
         c.commit()
     dt = time.perf_counter() - t0
-    us = (cpu_s(backend) - cpu0) / len(lines) * 1e6
+    us = (cpu_s(backend) - cpu0) / rows * 1e6
     cur.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
-    wal = float(cur.fetchone()[0] - wal0) / len(lines)
+    wal = float(cur.fetchone()[0] - wal0) / rows
     c.close()
-    return len(lines) / dt, us, wal
+    return rows / dt, us, wal
 
 
 def show_cpu(r):
@@ -206,32 +232,44 @@ def saturation_and_ceiling(a, dsn, postmaster, fresh):
     if sz[0]:
         print("    on disk: telemetry %.0f B/row (heap + primary key + BRIN), telemetry_keys %.0f B/row "
               "(heap %.0f + index)" % (sz[1] / sz[0], sz[2] / sz[0], sz[3] / sz[0]))
-    # The same rows, in arrival order, as COPY text.
+    # The same rows, in arrival order, as COPY text and as COPY binary (what the persister sends since session 16).
     c = psycopg2.connect(dsn)
     cur = c.cursor()
-    buf, kbuf = io.StringIO(), io.StringIO()
-    cur.copy_expert("COPY (SELECT %s FROM telemetry ORDER BY received_at) TO STDOUT" % COLS, buf)
-    cur.copy_expert("COPY (SELECT device_id, seq, received_at FROM telemetry ORDER BY received_at) TO STDOUT",
-                    kbuf)
+    ceil = {}
+    for binary in (False, True):
+        fmt = " (FORMAT binary)" if binary else ""
+        buf, kbuf = (io.BytesIO(), io.BytesIO()) if binary else (io.StringIO(), io.StringIO())
+        cur.copy_expert("COPY (SELECT %s FROM telemetry ORDER BY received_at) TO STDOUT%s" % (COLS, fmt), buf)
+        cur.copy_expert("COPY (SELECT device_id, seq, received_at FROM telemetry ORDER BY received_at) TO STDOUT"
+                        + fmt, kbuf)
+        cut = binary_chunks if binary else text_chunks
+        ceil[binary] = (cut(buf.getvalue(), 5000), cut(kbuf.getvalue(), 5000))
     c.close()
-    text, keys_text = buf.getvalue(), kbuf.getvalue()
-    n = text.count("\n")
+    n = sz[0]
     la0 = load()
-    plain = sorted(copy_ceiling(dsn, text, keys_text, 5000, False) for _ in range(a.copy_repeat))
-    both = sorted(copy_ceiling(dsn, text, keys_text, 5000, True) for _ in range(a.copy_repeat))
+    runs = {}
+    for binary in (False, True):
+        for keys in (False, True):
+            runs[binary, keys] = sorted(copy_ceiling(dsn, *ceil[binary], binary, keys) for _ in range(a.copy_repeat))
     la1 = load()
-    (mp, up, wp), (mb, ub, wb) = plain[len(plain) // 2], both[len(both) // 2]
-    plain, both = [x[0] for x in plain], [x[0] for x in both]
+    med = {k: v[len(v) // 2] for k, v in runs.items()}
+    mp, up, wp = med[False, False]
+    mb, ub, wb = med[False, True]
     ratio = s["rate"] / mp
     good = ratio >= 0.85
     print("COPY ceiling, the same %d rows into telemetry, 5,000 a transaction, 1 connection: %8.0f rows/s "
-          "(runs %s)   [load %s -> %s]" % (n, mp, " ".join("%.0f" % x for x in plain), la0, la1))
+          "(runs %s)   [load %s -> %s]" % (n, mp, " ".join("%.0f" % x[0] for x in runs[False, False]), la0, la1))
     print("COPY of the same rows into telemetry + telemetry_keys (the persister's tables): %8.0f rows/s "
-          "(runs %s)" % (mb, " ".join("%.0f" % x for x in both)))
+          "(runs %s)" % (mb, " ".join("%.0f" % x[0] for x in runs[False, True])))
+    print("the same two in COPY's binary format (the persister's): %8.0f and %8.0f rows/s" %
+          (med[True, False][0], med[True, True][0]))
     print("backend CPU per row (median run): %.2f us into telemetry, %.2f us with the keys: the keys cost "
-          "%.2f us a row; WAL %.0f B/row, %.0f B/row with the keys" % (up, ub, ub - up, wp, wb))
-    print("saturation / COPY ceiling: %.2fx   target >= 0.85x: %s   (/ COPY incl. keys: %.2fx)" %
-          (ratio, "ok" if good else "MISSED", s["rate"] / mb))
+          "%.2f us a row; WAL %.0f B/row, %.0f B/row with the keys; binary: %.2f and %.2f us" %
+          (up, ub, ub - up, wp, wb, med[True, False][1], med[True, True][1]))
+    print("saturation / COPY ceiling: %.2fx   target >= 0.85x: %s   (/ COPY incl. keys: %.2fx; "
+          "/ binary COPY: %.2fx, incl. keys %.2fx)" %
+          (ratio, "ok" if good else "MISSED", s["rate"] / mb, s["rate"] / med[True, False][0],
+           s["rate"] / med[True, True][0]))
     return good
 
 
