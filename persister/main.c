@@ -31,7 +31,7 @@ int main(int argc, char **argv)
         {"router", CFG_STR, &c.router, "tcp://*:7002", "ROUTER endpoint to bind (acks to edge workers)", 0,
          0},
         {"db", CFG_SECRET, &c.db, "", "libpq conninfo or URI; empty = PG* environment variables", 0, 0},
-        {"batch-max", CFG_INT, &c.batch_max, "2000", "rows per transaction at most", 1, 1000000},
+        {"batch-max", CFG_INT, &c.batch_max, "5000", "rows per transaction at most", 1, 1000000},
         {"batch-ms", CFG_INT, &c.batch_ms, "0",
          "0: a free connection commits the batch at once (group commit); N: it waits until the batch is "
          "full or its first row is N ms old",
