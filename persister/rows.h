@@ -101,8 +101,8 @@ void batch_set_err(struct batch *b, uint32_t i, const char *msg, size_t n);
 
 /* COPY ... FROM STDIN (FORMAT binary): the stream is a header, one tuple
  * per row, and a trailer. Binary rather than text because PostgreSQL then
- * parses no timestamp or integer and unescapes no text: 14 % less of its
- * CPU per stored row (docs/performance.md, session 16). */
+ * parses no timestamp or integer and unescapes no text: 7-14 % less of
+ * its CPU per stored row (docs/performance.md, session 16). */
 #define ROWS_COPY_HEADER_LEN  19u
 #define ROWS_COPY_TRAILER_LEN 2u
 /* The stream's header ("PGCOPY\n\377\r\n\0", no flags, no extension) and
