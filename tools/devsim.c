@@ -276,8 +276,7 @@ static void json_latency(FILE *f, const char *name, const struct hist *h)
         (double)hist_quantile(h, 1.0) / 1000.0);
 }
 
-/* ramp: the acks' latencies up to the last progress second in which not
- * every device was connected (the connect ramp); the rest came after. */
+/* ramp: the connect ramp's latencies (ramp_second); the rest came after. */
 static void json_summary(FILE *f, const struct opts *o, uint32_t k, const struct totals *t,
                          const struct hist *ramp, double secs, uint64_t t0, const struct vres *v, bool ok)
 {
@@ -290,8 +289,7 @@ static void json_summary(FILE *f, const struct opts *o, uint32_t k, const struct
             t->disconnects, t->errors, t->backpressure, secs > 0 ? (double)t->acked / secs : 0.0);
     json_latency(f, "latency_ms", &t->lat);
     struct hist after;
-    for (uint32_t b = 0; b < HIST_N; b++)
-        after.n[b] = t->lat.n[b] - ramp->n[b];
+    hist_sub(&after, &t->lat, ramp);
     json_latency(f, "latency_ms_ramp", ramp);
     json_latency(f, "latency_ms_after_ramp", &after);
     /* Welcomes, ms after the start: the last one is when every device
@@ -516,9 +514,8 @@ int main(int argc, char **argv)
     bool tty = isatty(STDERR_FILENO);
     struct totals prev, cur;
     memset(&prev, 0, sizeof prev);
-    struct hist ramp; /* cumulative latencies until every device was connected */
+    struct ramp ramp;
     memset(&ramp, 0, sizeof ramp);
-    bool ramp_over = false;
     uint32_t open_pipes = k;
     uint64_t next_line = t0 + 1000;
     int forwarded = 0;
@@ -560,10 +557,7 @@ int main(int argc, char **argv)
         if (now >= next_line) {
             sum_snaps(snaps, k, &cur);
             progress(&cur, &prev, (double)(now - t0) / 1000.0, (uint64_t)o.devices, tty);
-            if (!ramp_over && cur.connected >= (uint64_t)o.devices)
-                ramp_over = true;
-            else if (!ramp_over)
-                ramp = cur.lat;
+            ramp_second(&ramp, &cur.lat, cur.connected, (uint64_t)o.devices);
             prev = cur;
             next_line += 1000;
             if (next_line <= now)
@@ -601,12 +595,12 @@ int main(int argc, char **argv)
     if (cur.first_welcome_ms == 0)
         log_error("event=never_welcomed msg=\"no device was ever welcomed\"");
     bool ok = workers_ok && cur.acked == cur.queued && cur.first_welcome_ms != 0 && (!o.verify[0] || v.ok);
-    json_summary(stdout, &o, k, &cur, &ramp, secs, t0, &v, ok);
+    json_summary(stdout, &o, k, &cur, &ramp.lat, secs, t0, &v, ok);
     fflush(stdout);
     if (o.json[0]) {
         FILE *f = fopen(o.json, "w");
         if (f) {
-            json_summary(f, &o, k, &cur, &ramp, secs, t0, &v, ok);
+            json_summary(f, &o, k, &cur, &ramp.lat, secs, t0, &v, ok);
             fclose(f);
         } else {
             log_error("event=json_write path=%s", o.json);

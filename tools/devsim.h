@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* devsim.h - pieces of sluice-devsim shared by its files and its unit test.
  *
- * devsim_util.c holds the pure parts (latency histogram, source address
+ * devsim_util.c holds the pure parts (latency histogram and its connect-ramp
+ * split, source address
  * range, secret file reading); devsim_worker.c runs one worker process's
  * devices on an epoll loop; devsim.c parses options, forks the workers,
  * prints progress, writes the summary and verifies against PostgreSQL. */
@@ -28,6 +29,19 @@ void hist_add(struct hist *h, uint64_t v);
  * 0 when empty. */
 uint64_t hist_quantile(const struct hist *h, double q);
 uint64_t hist_total(const struct hist *h);
+/* out = a - b, bucket by bucket: b is an earlier snapshot of the cumulative a. */
+void hist_sub(struct hist *out, const struct hist *a, const struct hist *b);
+
+/* ---- the connect ramp: the acks' latencies until every device was first
+ * connected (the summary's latency_ms_ramp; the rest is latency_ms_after_ramp) ---- */
+struct ramp {
+    struct hist lat; /* cumulative latencies as of the ramp's last second */
+    bool over;
+};
+/* Once per progress second, with the cumulative latencies and how many
+ * devices are connected: until the first second in which all devices are,
+ * lat follows; from then on it stays (a later reconnect does not reopen it). */
+void ramp_second(struct ramp *r, const struct hist *lat, uint64_t connected, uint64_t devices);
 
 /* The loop millisecond at which a send due at next_send_us (µs) may go:
  * rounded up. Rounded down, a send due within the current millisecond armed

@@ -49,6 +49,22 @@ uint64_t hist_total(const struct hist *h)
     return t;
 }
 
+void hist_sub(struct hist *out, const struct hist *a, const struct hist *b)
+{
+    for (uint32_t i = 0; i < HIST_N; i++)
+        out->n[i] = a->n[i] - b->n[i];
+}
+
+void ramp_second(struct ramp *r, const struct hist *lat, uint64_t connected, uint64_t devices)
+{
+    if (r->over)
+        return;
+    if (connected >= devices)
+        r->over = true;
+    else
+        r->lat = *lat;
+}
+
 uint64_t hist_quantile(const struct hist *h, double q)
 {
     uint64_t total = hist_total(h);

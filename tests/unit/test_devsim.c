@@ -58,6 +58,33 @@ static void test_hist_quantiles(void **state)
     free(h);
 }
 
+/* The summary's ramp split: latencies of acks up to the last second in
+ * which not every device was connected, and the rest after it, even if a
+ * device drops and reconnects later. */
+static void test_ramp_split(void **state)
+{
+    (void)state;
+    struct hist *lat = calloc(1, sizeof *lat), *after = calloc(1, sizeof *after);
+    struct ramp *r = calloc(1, sizeof *r);
+    hist_add(lat, 200000); /* second 1: 4 of 10 connected */
+    ramp_second(r, lat, 4, 10);
+    hist_add(lat, 150000); /* second 2: 9 of 10 */
+    ramp_second(r, lat, 9, 10);
+    hist_add(lat, 1000); /* second 3: all in: the ramp ended in second 2 */
+    ramp_second(r, lat, 10, 10);
+    hist_add(lat, 2000); /* second 4: one dropped; still after the ramp */
+    ramp_second(r, lat, 9, 10);
+    assert_true(r->over);
+    assert_int_equal(hist_total(&r->lat), 2);
+    assert_true(hist_quantile(&r->lat, 0.0) >= 145000);
+    hist_sub(after, lat, &r->lat);
+    assert_int_equal(hist_total(after), 2);
+    assert_true(hist_quantile(after, 1.0) <= 2000);
+    free(lat);
+    free(after);
+    free(r);
+}
+
 /* A send due within a millisecond waits for the next one: rounding down
  * armed 0 ms timers that spun until the clock ticked (0.65 core of devsim
  * for 200 devices at 5 msgs/s). */
@@ -124,7 +151,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hist_buckets), cmocka_unit_test(test_hist_quantiles),
         cmocka_unit_test(test_send_at_ms),   cmocka_unit_test(test_ip_range),
-        cmocka_unit_test(test_secret_read),
+        cmocka_unit_test(test_secret_read),  cmocka_unit_test(test_ramp_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
