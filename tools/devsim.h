@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* devsim.h - pieces of sluice-devsim shared by its files and its unit test.
  *
- * devsim_util.c holds the pure parts (latency histogram and its connect-ramp
- * split, source address
- * range, secret file reading); devsim_worker.c runs one worker process's
- * devices on an epoll loop; devsim.c parses options, forks the workers,
- * prints progress, writes the summary and verifies against PostgreSQL. */
+ * devsim_util.c holds the pure parts (latency histogram and its split at
+ * the connect ramp, source address range, secret file reading);
+ * devsim_worker.c runs one worker process's devices on an epoll loop;
+ * devsim.c parses options, forks the workers, prints progress, writes the
+ * summary and verifies against PostgreSQL. */
 #ifndef SL_DEVSIM_H
 #define SL_DEVSIM_H
 #include <stdbool.h>
