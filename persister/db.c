@@ -7,7 +7,8 @@
  * partitions by received_at): the same work as a bulk load of both tables.
  * It is all-or-nothing, and a key already stored makes the first COPY fail
  * with unique_violation (23505) before the big one starts (db_rows_commit
- * sends BEGIN, both COPYs and COMMIT as one query string), after which the
+ * sends BEGIN, both COPYs and COMMIT as one query string, or for a small
+ * batch one statement that inserts the keys, then the rows), after which the
  * writer uses DB_STAGED: COPY into a per-connection TEMP staging table (ON
  * COMMIT DELETE ROWS, created once per connection) and one prepared statement
  * that inserts the keys ON CONFLICT DO NOTHING and the rows whose key was
@@ -38,7 +39,6 @@
 #include "migrations.h"
 #include "pgbin.h"
 #include "sl/log.h"
-#include "sqltext.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
@@ -259,7 +259,7 @@ static enum db_rc migrate(struct db *d)
  * already noted is not noted again; at most $1 rows per device are kept
  * (c), the rest only counted. Returns one row: rows inserted, conflicts
  * found, conflicts kept. Only resends come this way: the common path
- * (COPY, one-shot) never runs it. */
+ * (COPY, the one statement) never runs it. */
 #define STAGED_INSERT(src)                                                                                   \
     "s AS (SELECT DISTINCT ON (device_id, seq) * FROM " src " ORDER BY device_id, seq, received_at),"        \
     " k AS (INSERT INTO telemetry_keys (device_id, seq, received_at)"                                        \
@@ -330,6 +330,18 @@ static const char *const stmts[][2] = {
     {"lost", "UPDATE device_sessions SET disconnected_at = now(), reason = 'edge_lost'"
              " WHERE edge_id = $1 AND incarnation = $2 AND disconnected_at IS NULL"},
     {"part", "SELECT sluice_telemetry_partition($1, $2)"},
+    /* A batch of data rows in one statement (db_rows_commit): the keys, then
+     * the rows, from the same binary arrays. Keys first, as in the COPY
+     * forms, so that a resend fails on its key (23505, the writer's cue for
+     * the staged path) before any row is routed to a partition: the gate
+     * makes the keys' insert an InitPlan that runs to the end before the
+     * rows' scan starts. count(*) is never NULL, so the gate never drops a
+     * row; it only orders the two inserts. */
+    {"rows", "WITH k AS (INSERT INTO telemetry_keys (device_id, seq, received_at)"
+             " SELECT * FROM unnest($1::text[], $2::int8[], $4::timestamptz[]) RETURNING 1)"
+             " INSERT INTO telemetry (device_id, seq, device_ts, received_at, edge_id, body)"
+             " SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::text[],"
+             " $6::jsonb[]) WHERE (SELECT count(*) FROM k) IS NOT NULL"},
 };
 
 static void ignore_notice(void *arg, const char *msg)
@@ -386,7 +398,9 @@ enum db_rc db_commit(struct db *d)
 
 void db_rollback(struct db *d)
 {
-    if (d->conn && PQstatus(d->conn) == CONNECTION_OK) {
+    /* After a failed one-statement batch (db_rows_commit) there is no
+     * transaction to end, and a ROLLBACK would only log a WARNING. */
+    if (d->conn && PQstatus(d->conn) == CONNECTION_OK && PQtransactionStatus(d->conn) != PQTRANS_IDLE) {
         PGresult *res = PQexec(d->conn, "ROLLBACK");
         PQclear(res);
     }
@@ -556,22 +570,6 @@ enum db_rc db_rows(struct db *d, const struct batch *b, const uint32_t *idx, uin
     return sp_end(d, savepoint, rc);
 }
 
-/* ---- one round trip for a small batch ---------------------------------- */
-
-bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n)
-{
-    if (n == 0 || n > DB_ONESHOT_MAX)
-        return false;
-    for (uint32_t k = 0; k < n; k++) {
-        const struct row *r = &b->rows[idx[k]];
-        const struct batch_peer *p = &b->peers[r->peer];
-        if (memchr(r->dev.p, 0, r->dev.n) || memchr(p->edge.p, 0, p->edge.n) ||
-            memchr(b->json + r->json_off, 0, r->json_len))
-            return false;
-    }
-    return true;
-}
-
 /* The next result of the query in flight: DB_OK if it has status want
  * (and, for a command, tag `tag` when given), else the failure recorded. */
 static enum db_rc next_result(struct db *d, ExecStatusType want, const char *tag)
@@ -583,11 +581,12 @@ static enum db_rc next_result(struct db *d, ExecStatusType want, const char *tag
     return DB_OK;
 }
 
-/* db_rows_commit for rows that cannot go as literals: BEGIN, both COPYs and
- * COMMIT as one query string. The server asks for each COPY's data in turn,
- * so the transaction takes three round trips (to the keys' COPY, to the
- * rows' COPY, to COMMIT) instead of the six of the same steps sent one by
- * one. A failing statement ends the string as in the literal form. */
+/* db_rows_commit for a batch of more than DB_ONESHOT_MAX rows: BEGIN, both
+ * COPYs and COMMIT as one query string. The server asks for each COPY's
+ * data in turn, so the transaction takes three round trips (to the keys'
+ * COPY, to the rows' COPY, to COMMIT) instead of the six of the same steps
+ * sent one by one. A failing statement ends the string, and the explicit
+ * transaction is left aborted for the caller's ROLLBACK. */
 static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                               uint64_t *inserted)
 {
@@ -613,72 +612,70 @@ static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_
     return rc;
 }
 
-enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
-                          uint64_t *inserted)
-{
-    *inserted = 0;
-    if (!db_oneshot_ok(b, idx, n))
-        return copy_commit(d, b, idx, n, inserted);
-    static const char head[] = "BEGIN;INSERT INTO telemetry_keys(device_id,seq,received_at)VALUES";
-    static const char mid[] =
-        ";INSERT INTO telemetry(device_id,seq,device_ts,received_at,edge_id,body)VALUES";
-    static const char tail[] = ";COMMIT";
-    size_t need = sizeof head + sizeof mid + sizeof tail;
-    for (uint32_t k = 0; k < n; k++) {
-        const struct row *r = &b->rows[idx[k]];
-        /* key: (dev,seq,ts), row: (dev,seq,ts|NULL,ts,edge,json): literals at most double plus quotes */
-        need += 2u * (4u * r->dev.n + 2u * b->peers[r->peer].edge.n + 2u * r->json_len) + 3u * 48u + 64u;
-    }
-    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
-        return DB_TRANSIENT;
-    char *o = d->copybuf;
-    o += sqltext_put(o, head);
-    for (uint32_t k = 0; k < n; k++) {
-        const struct row *r = &b->rows[idx[k]];
-        if (k)
-            *o++ = ',';
-        *o++ = '(';
-        o += sqltext_lit(o, r->dev.p, r->dev.n);
-        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += sqltext_ts(o, rows_at_us(r));
-        *o++ = ')';
-    }
-    o += sqltext_put(o, mid);
-    for (uint32_t k = 0; k < n; k++) {
-        const struct row *r = &b->rows[idx[k]];
-        if (k)
-            *o++ = ',';
-        *o++ = '(';
-        o += sqltext_lit(o, r->dev.p, r->dev.n);
-        o += (size_t)sprintf(o, ",%llu,", (unsigned long long)r->seq);
-        o += r->has_ts ? sqltext_ts(o, r->ts * 1000) : sqltext_put(o, "NULL");
-        *o++ = ',';
-        o += sqltext_ts(o, rows_at_us(r));
-        *o++ = ',';
-        o += sqltext_lit(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
-        *o++ = ',';
-        o += sqltext_lit(o, b->json + r->json_off, r->json_len);
-        *o++ = ')';
-    }
-    o += sqltext_put(o, tail);
-    *o = '\0';
-    /* A failing statement ends the string: the result is its error, and the
-     * explicit transaction is left aborted for the caller's ROLLBACK. */
-    PGresult *res = PQexec(d->conn, d->copybuf);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0)
-        return failed(d, res);
-    PQclear(res);
-    *inserted = n;
-    return DB_OK;
-}
-
 /* PostgreSQL binary array format (array_recv): ndim, has-null flag,
  * element type OID, then per dimension length and lower bound, then each
  * element as int32 length (-1 = NULL) and its bytes. */
 #define OID_INT8        20u
 #define OID_TEXT        25u
 #define OID_TIMESTAMPTZ 1184u
+#define OID_JSONB       3802u
 #define ARR_HDR         20u
+
+/* The header of a one-dimensional array of cnt elements of type oid;
+ * returns where its has-null flag is, for the caller to set. */
+static uint8_t *arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
+{
+    pgbin_be32(o, 1);
+    pgbin_be32(o + 4, 0);
+    pgbin_be32(o + 8, oid);
+    pgbin_be32(o + 12, cnt);
+    pgbin_be32(o + 16, 1);
+    return o + 4;
+}
+
+/* db_rows_commit for a batch of at most DB_ONESHOT_MAX rows: the prepared
+ * "rows" statement with one binary array per column, in autocommit. One
+ * round trip (the statement and its commit), nothing for PostgreSQL to
+ * parse or plan, and the fields are the COPY's (rows_field). */
+static enum db_rc arrays_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                                uint64_t *inserted)
+{
+    static const uint32_t oid[ROWS_NCOL] = {OID_TEXT,        OID_INT8, OID_TIMESTAMPTZ,
+                                            OID_TIMESTAMPTZ, OID_TEXT, OID_JSONB};
+    size_t need = (size_t)ROWS_NCOL * ARR_HDR;
+    for (uint32_t k = 0; k < n; k++)
+        need += rows_copy_bound(b, idx[k]) - 2u; /* its fields, without the tuple's field count */
+    if (need > INT32_MAX)
+        return local_fail(d, "batch too large for one statement");
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
+        return DB_TRANSIENT;
+    const char *v[ROWS_NCOL];
+    int len[ROWS_NCOL], fmt[ROWS_NCOL];
+    char *o = d->copybuf;
+    for (int c = 0; c < ROWS_NCOL; c++) {
+        char *start = o;
+        uint8_t *hasnull = arr_head((uint8_t *)o, oid[c], n);
+        o += ARR_HDR;
+        for (uint32_t k = 0; k < n; k++) {
+            if (c == ROWS_TS && !b->rows[idx[k]].has_ts)
+                pgbin_be32(hasnull, 1);
+            o += rows_field(b, idx[k], (enum rows_col)c, o);
+        }
+        v[c] = start;
+        len[c] = (int)(o - start);
+        fmt[c] = 1;
+    }
+    return exec_prepared(d, "rows", ROWS_NCOL, v, len, fmt, inserted);
+}
+
+enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
+                          uint64_t *inserted)
+{
+    *inserted = 0;
+    if (n == 0)
+        return DB_OK;
+    return n <= DB_ONESHOT_MAX ? arrays_commit(d, b, idx, n, inserted) : copy_commit(d, b, idx, n, inserted);
+}
 
 /* Session array columns: device, edge, incarnation, epoch, peer, at, reason,
  * and for connects the edge worker's identity and the connection id (the
@@ -746,12 +743,7 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     for (int ci = 0; ci < ncol; ci++) {
         int c = cols[ci];
         uint8_t *start = o;
-        uint8_t *hasnull = o + 4;
-        pgbin_be32(o, 1);
-        pgbin_be32(o + 4, 0);
-        pgbin_be32(o + 8, sc_oid[c]);
-        pgbin_be32(o + 12, cnt);
-        pgbin_be32(o + 16, 1);
+        uint8_t *hasnull = arr_head(o, sc_oid[c], cnt);
         o += ARR_HDR;
         for (uint32_t k = 0; k < n; k++) {
             const struct row *r = &b->rows[idx[k]];

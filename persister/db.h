@@ -68,31 +68,30 @@ void db_set_conflicts_max(struct db *d, int max);
  * and reset before the transaction. */
 void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
 
-/* The whole transaction of a batch of data rows only, as one query string,
- * where the round trips of BEGIN, two COPYs and COMMIT sent one by one, not
- * the rows, are most of the time. When db_oneshot_ok: "BEGIN; INSERT keys
- * VALUES ...; INSERT rows VALUES ...; COMMIT", one round trip. Else "BEGIN;
- * COPY keys; COPY rows; COMMIT", whose COPYs the server asks for in turn:
- * three round trips instead of six. DB_OK: committed, *inserted = rows
- * inserted. Otherwise nothing is committed (but for DB_TRANSIENT at COMMIT:
- * unknown, and a retry is idempotent) and the caller rolls back: DB_DATA as
- * db_rows(DB_DIRECT) says it (23505 for a key already stored), DB_NOPART,
- * DB_TRANSIENT. Call outside a transaction. */
+/* The whole transaction of a batch of data rows only, in as few round trips
+ * as its size allows: the round trips of BEGIN, two COPYs and COMMIT sent
+ * one by one, not the rows, are most of a small batch's time.
+ *  - Up to DB_ONESHOT_MAX rows: one round trip. The prepared statement
+ *    "rows" inserts the keys, then the rows, from one binary array per
+ *    column, in autocommit (the statement is the transaction).
+ *  - More: "BEGIN; COPY keys; COPY rows; COMMIT" as one query string, whose
+ *    COPYs the server asks for in turn: three round trips instead of six.
+ * DB_OK: committed, *inserted = rows inserted. Otherwise nothing is
+ * committed (but for DB_TRANSIENT when the commit's answer was lost:
+ * unknown, and a retry is idempotent) and the caller rolls back (a no-op
+ * after the one statement): DB_DATA as db_rows(DB_DIRECT) says it (23505 for
+ * a key already stored: the keys go first in both forms), DB_NOPART,
+ * DB_TRANSIENT. Call outside a transaction.
+ *
+ * Why 128: per row, PostgreSQL spends more on the statement's inserts than
+ * on COPY's (its multi-row inserts): ~2.8 µs of a lane's time a row at
+ * 4,000-row batches. One round trip instead of three saves ~0.25 ms at 50k
+ * msgs/s on this box. So the statement wins up to ~100 rows and COPY beyond;
+ * at 50k msgs/s batches hold ~50 rows, at saturation ~4,300
+ * (docs/performance.md, "one statement for small batches (session 17)"). */
+#define DB_ONESHOT_MAX 128u
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                           uint64_t *inserted);
-
-/* Whether rows idx[0..n) can go as SQL literals: at most DB_ONESHOT_MAX of
- * them and no NUL byte in a device id, edge id or body (text cannot hold
- * one; COPY turns it into an error the bisect deals with). Pure.
- *
- * Why 32: PostgreSQL parses and plans every literal, so per row the text
- * costs it more than COPY does, and past a few dozen rows that outweighs
- * the round trips it saves. At 50k msgs/s (batches of ~65-85 rows) a limit
- * of 128 cost PostgreSQL ~77 % of a core and an ack p50 of ~4 ms, against
- * ~63 % and ~2.7 ms with 32; at 10k-30k msgs/s (batches of 5-40 rows) 8, 16,
- * 32 and 128 were alike (docs/performance.md, session 14). */
-#define DB_ONESHOT_MAX 32u
-bool db_oneshot_ok(const struct batch *b, const uint32_t *idx, uint32_t n);
 
 /* Upsert device_sessions for connect/disconnect rows idx[0..n), inside a
  * savepoint: one statement for the connects, then one for the disconnects

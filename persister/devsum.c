@@ -3,10 +3,10 @@
  * (devsum.h), and the SQL text that writes it.
  *
  * The statement goes as literals in one simple query (BEGIN, SET LOCAL,
- * INSERT, COMMIT: one round trip), like the one-shot batch in db.c: a
- * prepared statement could not lower synchronous_commit for itself alone.
+ * INSERT, COMMIT: one round trip): a prepared statement could not lower
+ * synchronous_commit for itself alone.
  * Device ids reaching here passed the envelope check ([A-Za-z0-9._:-]), and
- * are quoted all the same (sqltext_lit, the quoting db.c uses too).
+ * are quoted all the same (sqltext_lit).
  *
  * Deliberately not here: when to write (devwriter.c), running it (db.c). */
 #include "devsum.h"

@@ -116,9 +116,9 @@ static void link_peer(struct batch *b, uint32_t i)
 }
 
 /* A ms timestamp must survive *1000 into microseconds, and be no earlier
- * than 0001-01-01 UTC: PostgreSQL's binary input takes years BC, which its
- * text input (and so the literal one-shot path) refuses; the mapper decides
- * for both, without a round trip. */
+ * than 0001-01-01 UTC: PostgreSQL's binary input (COPY's, and the arrays of
+ * db.c's one statement) takes years BC, which its text input refused; the
+ * mapper decides for every path, without a round trip. */
 #define TS_MS_LIMIT (INT64_MAX / 1000 - 1)
 #define TS_MS_MIN   (-62135596800000LL)
 
@@ -278,28 +278,6 @@ size_t rows_fmt_us(char *out, int64_t us)
     return o + 3;
 }
 
-/* COPY binary: a field is its int32 length (-1: NULL) and its bytes. */
-static size_t put_field(char *out, const void *p, size_t n)
-{
-    pgbin_be32((uint8_t *)out, (uint32_t)n);
-    memcpy(out + 4, p, n);
-    return 4u + n;
-}
-
-static size_t put_i64(char *out, uint64_t v)
-{
-    pgbin_be32((uint8_t *)out, 8u);
-    pgbin_be64((uint8_t *)out + 4, v);
-    return 12u;
-}
-
-static size_t put_ts(char *out, int64_t unix_us)
-{
-    pgbin_be32((uint8_t *)out, 8u);
-    pgbin_ts((uint8_t *)out + 4, unix_us);
-    return 12u;
-}
-
 size_t rows_copy_header(char *out)
 {
     static const char sig[11] = "PGCOPY\n\377\r\n";
@@ -317,50 +295,107 @@ size_t rows_copy_trailer(char *out)
 /* jsonb's binary input is a version byte (1) and the JSON text. */
 #define JSONB_VERSION 1
 
-size_t rows_copy_bound(const struct batch *b, uint32_t i)
+size_t rows_field_len(const struct batch *b, uint32_t i, enum rows_col c)
 {
     const struct row *r = &b->rows[i];
-    const struct batch_peer *p = &b->peers[r->peer];
-    return 2u + 6u * 4u + r->dev.n + 8u + (r->has_ts ? 8u : 0u) + 8u + p->edge.n + 1u + r->json_len;
+    switch (c) {
+    case ROWS_DEV: return 4u + r->dev.n;
+    case ROWS_SEQ: return 12u;
+    case ROWS_TS: return r->has_ts ? 12u : 4u;
+    case ROWS_AT: return 12u;
+    case ROWS_EDGE: return 4u + b->peers[r->peer].edge.n;
+    default: return 5u + r->json_len;
+    }
+}
+
+/* A field with a value: its int32 length and n bytes, the first of them
+ * `lead` if lead >= 0 (jsonb's version byte), then p. */
+static size_t put_field(uint8_t *o, int lead, const void *p, size_t n)
+{
+    size_t l = lead >= 0 ? 1u : 0u;
+    pgbin_be32(o, (uint32_t)(l + n));
+    if (l)
+        o[4] = (uint8_t)lead;
+    if (n)
+        memcpy(o + 4 + l, p, n);
+    return 4u + l + n;
+}
+
+static size_t put_i64(uint8_t *o, uint64_t v)
+{
+    pgbin_be32(o, 8u);
+    pgbin_be64(o + 4, v);
+    return 12u;
+}
+
+static size_t put_ts(uint8_t *o, int64_t unix_us)
+{
+    pgbin_be32(o, 8u);
+    pgbin_ts(o + 4, unix_us);
+    return 12u;
+}
+
+size_t rows_field(const struct batch *b, uint32_t i, enum rows_col c, char *out)
+{
+    const struct row *r = &b->rows[i];
+    uint8_t *o = (uint8_t *)out;
+    switch (c) {
+    case ROWS_DEV: return put_field(o, -1, r->dev.p, r->dev.n);
+    case ROWS_SEQ: return put_i64(o, r->seq);
+    case ROWS_TS:
+        if (!r->has_ts) {
+            pgbin_be32(o, UINT32_MAX); /* -1: NULL */
+            return 4u;
+        }
+        return put_ts(o, r->ts * 1000);
+    case ROWS_AT: return put_ts(o, rows_at_us(r));
+    case ROWS_EDGE: return put_field(o, -1, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+    default: return put_field(o, JSONB_VERSION, b->json + r->json_off, r->json_len);
+    }
+}
+
+/* The COPY tuples: a field count, then the fields. */
+static const enum rows_col row_cols[] = {ROWS_DEV, ROWS_SEQ, ROWS_TS, ROWS_AT, ROWS_EDGE, ROWS_BODY};
+static const enum rows_col key_cols[] = {ROWS_DEV, ROWS_SEQ, ROWS_AT};
+
+static size_t tuple_len(const struct batch *b, uint32_t i, const enum rows_col *cols, size_t ncol)
+{
+    size_t n = 2;
+    for (size_t k = 0; k < ncol; k++)
+        n += rows_field_len(b, i, cols[k]);
+    return n;
+}
+
+static size_t tuple(const struct batch *b, uint32_t i, const enum rows_col *cols, size_t ncol, char *out,
+                    size_t cap)
+{
+    if (tuple_len(b, i, cols, ncol) > cap)
+        return 0;
+    pgbin_be16((uint8_t *)out, (uint16_t)ncol);
+    size_t o = 2;
+    for (size_t k = 0; k < ncol; k++)
+        o += rows_field(b, i, cols[k], out + o);
+    return o;
+}
+
+#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+size_t rows_copy_bound(const struct batch *b, uint32_t i)
+{
+    return tuple_len(b, i, row_cols, NCOLS(row_cols));
 }
 
 size_t rows_copy_tuple(const struct batch *b, uint32_t i, char *out, size_t cap)
 {
-    const struct row *r = &b->rows[i];
-    const struct batch_peer *p = &b->peers[r->peer];
-    if (rows_copy_bound(b, i) > cap)
-        return 0;
-    pgbin_be16((uint8_t *)out, 6u);
-    size_t o = 2;
-    o += put_field(out + o, r->dev.p, r->dev.n);
-    o += put_i64(out + o, r->seq);
-    if (r->has_ts) {
-        o += put_ts(out + o, r->ts * 1000);
-    } else {
-        pgbin_be32((uint8_t *)out + o, UINT32_MAX); /* -1: NULL */
-        o += 4;
-    }
-    o += put_ts(out + o, rows_at_us(r));
-    o += put_field(out + o, p->edge.p, p->edge.n);
-    pgbin_be32((uint8_t *)out + o, 1u + r->json_len);
-    out[o + 4] = JSONB_VERSION;
-    memcpy(out + o + 5, b->json + r->json_off, r->json_len);
-    return o + 5u + r->json_len;
+    return tuple(b, i, row_cols, NCOLS(row_cols), out, cap);
 }
 
 size_t rows_key_bound(const struct batch *b, uint32_t i)
 {
-    return 2u + 3u * 4u + b->rows[i].dev.n + 8u + 8u;
+    return tuple_len(b, i, key_cols, NCOLS(key_cols));
 }
 
 size_t rows_key_tuple(const struct batch *b, uint32_t i, char *out, size_t cap)
 {
-    const struct row *r = &b->rows[i];
-    if (rows_key_bound(b, i) > cap)
-        return 0;
-    pgbin_be16((uint8_t *)out, 3u);
-    size_t o = 2;
-    o += put_field(out + o, r->dev.p, r->dev.n);
-    o += put_i64(out + o, r->seq);
-    return o + put_ts(out + o, rows_at_us(r));
+    return tuple(b, i, key_cols, NCOLS(key_cols), out, cap);
 }

@@ -110,6 +110,17 @@ void batch_set_err(struct batch *b, uint32_t i, const char *msg, size_t n);
 size_t rows_copy_header(char *out);
 size_t rows_copy_trailer(char *out);
 
+/* A data row's columns, in telemetry's order. */
+enum rows_col { ROWS_DEV, ROWS_SEQ, ROWS_TS, ROWS_AT, ROWS_EDGE, ROWS_BODY, ROWS_NCOL };
+
+/* Column c of data row i in PostgreSQL's binary form, which a COPY field
+ * and an array element share: its int32 length (-1: NULL, device_ts only)
+ * and its bytes (device_id and edge_id as text, seq as int8, the times as
+ * timestamptz, the body as jsonb). rows_field writes exactly
+ * rows_field_len(b, i, c) bytes and returns that. */
+size_t rows_field_len(const struct batch *b, uint32_t i, enum rows_col c);
+size_t rows_field(const struct batch *b, uint32_t i, enum rows_col c, char *out);
+
 /* One tuple of telemetry for data row i (6 fields: device_id, seq,
  * device_ts or NULL, received_at, edge_id, body as jsonb). Returns its
  * length, or 0 if it does not fit in cap. */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sqltext.c - SQL literals into a caller's buffer (sqltext.h).
  *
- * Why one module: db.c (the one-shot batch) and devsum.c (the devices
- * upsert) each had their own copy of these few lines, and a quoting rule
- * kept in two places is one that can drift apart in one of them.
+ * Why a module of its own: it is the one place that quotes a SQL value, and
+ * is tested byte by byte (test_persister_sqltext). devsum.c (the devices
+ * upsert) is its one user since db.c's small batches went as binary arrays
+ * (session 17); before, db.c had a copy of these lines too.
  *
  * Deliberately not here: sizing or growing buffers (the callers bound their
  * statements: db.c grows its buffer, devsum_sql_bound), identifiers (db.c

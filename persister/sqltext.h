@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sqltext.h - pieces of SQL text written as literals into a buffer the
- * caller sized beforehand: the persister's one-round-trip statements (db.c's
- * one-shot batch, devsum.c's devices upsert) are simple queries, so their
- * values go in the text, and this is the one place that quotes them.
+ * caller sized beforehand: devsum.c's devices upsert is a simple query of one
+ * round trip, so its values go in the text, and this is the one place that
+ * quotes them.
  *
  * Every function writes at out and returns how many bytes it wrote; none
  * writes a NUL, checks a capacity, allocates or fails: the caller's bound
@@ -24,7 +24,7 @@ size_t sqltext_put(char *out, const char *s);
 /* s[0..n) as an escape string literal E'...', with every ' and \ doubled, so
  * it reads the same whatever standard_conforming_strings says. Other bytes
  * go as they are (UTF-8 included). s must hold no NUL byte (a text value
- * cannot; callers check, e.g. db_oneshot_ok). Writes at most
+ * cannot; callers check, as devsum.c does). Writes at most
  * SQLTEXT_LIT_MAX(n) bytes. */
 size_t sqltext_lit(char *out, const void *s, size_t n);
 

@@ -50,13 +50,13 @@ class Env:
 
 
 @contextlib.contextmanager
-def core_persister(base_port):
-    """Env at base_port, persister 0 ready (batches of up to 50 rows or 30 ms,
+def core_persister(base_port, batch_max=50):
+    """Env at base_port, persister 0 ready (batches of up to batch_max rows or 30 ms,
     edges lost after 2.5 s of silence) and a test edge "edge-a:7000" on it:
     yields (env, persister, edge). At the end the edge closes and the
     persister must exit 0 on SIGTERM."""
     with Env(base_port) as env:
-        p = env.persister(0, ["--batch-max", "50", "--batch-ms", "30", "--edge-timeout-ms", "2500"])
+        p = env.persister(0, ["--batch-max", str(batch_max), "--batch-ms", "30", "--edge-timeout-ms", "2500"])
         p.wait_ready()
         edge = pe.Edge([p.pull], [p.router], edge_id="edge-a:7000", worker=0)
         yield env, p, edge

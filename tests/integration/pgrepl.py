@@ -13,6 +13,7 @@ on the standby too": with asynchronous replication a failover may lose committed
 See /work/shared/ENV-NOTES.md for running PostgreSQL as root.
 """
 import os
+import re
 import shutil
 import socket
 import threading
@@ -21,9 +22,10 @@ import time
 import pgtest
 import proc
 
-# The end of a simple-protocol Query that commits: "COMMIT" alone, or a string ending ";COMMIT" (the
-# persister sends a small batch's whole transaction as one query).
-COMMIT_ENDS = (b"Q\x00\x00\x00\x0bCOMMIT\x00", b";COMMIT\x00")
+# What commits: a simple-protocol Query "COMMIT" alone or a string ending ";COMMIT" (a big batch's whole
+# transaction as one query), or a Bind of the prepared statement "rows" (unnamed portal), which a small
+# batch runs in autocommit: its transaction commits at the Sync that follows in the same write.
+COMMITS = re.compile(rb"Q\x00\x00\x00\x0bCOMMIT\x00|;COMMIT\x00|B.{4}\x00rows\x00", re.S)
 
 
 class Pair:
@@ -61,7 +63,7 @@ class Pair:
 
 
 class CommitCutter:
-    """A TCP proxy to a PostgreSQL server. Once armed, the first connection that sends COMMIT has it
+    """A TCP proxy to a PostgreSQL server. Once armed, the first connection that commits (COMMITS) has that
     forwarded, but the server's answer is dropped and, after `hold` seconds (the commit is done and
     replicated), the connection is closed and the proxy accepts no more: the client cannot know whether
     its transaction committed. `cut` is set then.
@@ -125,7 +127,7 @@ class CommitCutter:
                     # The startup packet (after an optional SSLRequest) comes before any query.
                     state["head"] += b
                     state["eligible"] = self.app_tag in state["head"]
-                if upstream and state["eligible"] and self.armed and any(c in seen for c in COMMIT_ENDS):
+                if upstream and state["eligible"] and self.armed and COMMITS.search(seen):
                     with self.lock:
                         if self.armed:
                             self.armed = False

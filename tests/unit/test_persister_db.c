@@ -54,49 +54,6 @@ static void test_classify_nopart(void **state)
     assert_int_equal(db_classify_err(NULL, "telemetry", NULL), DB_TRANSIENT);
 }
 
-static void test_oneshot_ok(void **state)
-{
-    (void)state;
-    struct batch b;
-    assert_int_equal(batch_init(&b, DB_ONESHOT_MAX + 2, 64u * 1024u), 0);
-    struct envelope_hdr h = {
-        .v = 1, .edge = {(const uint8_t *)"e", 1}, .incarnation = 1, .reply = {(const uint8_t *)"r", 1}};
-    assert_int_equal(batch_peer(&b, &h), 0);
-    static const uint8_t body[] = {0xa1, 'x'};
-    uint32_t idx[DB_ONESHOT_MAX + 2];
-    for (uint32_t i = 0; i < DB_ONESHOT_MAX + 1; i++) {
-        struct envelope e = {.kind = ENV_DATA,
-                             .dev = {(const uint8_t *)"d", 1},
-                             .seq = i + 1,
-                             .body = {body, sizeof body},
-                             .has_body = true};
-        assert_int_equal(batch_add(&b, 0, &e), SL_OK);
-        idx[i] = i;
-    }
-    assert_true(db_oneshot_ok(&b, idx, 1));
-    assert_true(db_oneshot_ok(&b, idx, DB_ONESHOT_MAX));
-    assert_false(db_oneshot_ok(&b, idx, DB_ONESHOT_MAX + 1)); /* big: COPY */
-    assert_false(db_oneshot_ok(&b, idx, 0));
-    /* a NUL in a device id (only a broken edge sends one) cannot be a literal */
-    static const uint8_t nul_dev[] = {'a', 0, 'b'};
-    struct envelope e = {
-        .kind = ENV_DATA, .dev = {nul_dev, 3}, .seq = 9, .body = {body, sizeof body}, .has_body = true};
-    batch_reset(&b);
-    assert_int_equal(batch_peer(&b, &h), 0);
-    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
-    assert_false(db_oneshot_ok(&b, idx, 1));
-    /* nor in the edge id */
-    static const uint8_t nul_edge[] = {'e', 0};
-    struct envelope_hdr h2 = {
-        .v = 1, .edge = {nul_edge, 2}, .incarnation = 1, .reply = {(const uint8_t *)"r", 1}};
-    batch_reset(&b);
-    assert_int_equal(batch_peer(&b, &h2), 0);
-    e.dev = (struct sl_slice){(const uint8_t *)"d", 1};
-    assert_int_equal(batch_add(&b, 0, &e), SL_OK);
-    assert_false(db_oneshot_ok(&b, idx, 1));
-    batch_fini(&b);
-}
-
 /* The devices summary (devsum.c): per device the highest stored seq and
  * the earliest and latest time, over several batches; rows not stored
  * (dropped, not yet written) and unusable device ids are left out; the SQL
@@ -243,7 +200,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_classify_nopart),
-        cmocka_unit_test(test_oneshot_ok),
         cmocka_unit_test(test_devsum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
