@@ -83,11 +83,11 @@ void db_conflicts(struct db *d, uint64_t *found, uint64_t *kept);
  * a key already stored: the keys go first in both forms), DB_NOPART,
  * DB_TRANSIENT. Call outside a transaction.
  *
- * Why 128: per row, PostgreSQL spends more on the statement's inserts than
- * on COPY's (its multi-row inserts): ~2.8 µs of a lane's time a row at
- * 4,000-row batches. One round trip instead of three saves ~0.25 ms at 50k
- * msgs/s on this box. So the statement wins up to ~100 rows and COPY beyond;
- * at 50k msgs/s batches hold ~50 rows, at saturation ~4,300
+ * Why 128: per row, PostgreSQL spends more on the statement's inserts (a
+ * row at a time) than on COPY's (many at a time): ~2.5 µs more of a lane's
+ * time a row at saturation's ~4,300-row batches. At 50k msgs/s a commit of
+ * ~50 rows still took ~0.2 ms less as the statement, so its two round trips
+ * fewer are worth ~0.33 ms there, the extra cost of ~130 rows
  * (docs/performance.md, "one statement for small batches (session 17)"). */
 #define DB_ONESHOT_MAX 128u
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
