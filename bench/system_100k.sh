@@ -15,6 +15,11 @@
 # stalled 50-110 ms every ~2.4 s at this load (docs/performance.md, session 14).
 cd "$(dirname "$0")/.."; . scripts/stack.sh
 B=${B:-build/release/bin}; D=${D:-/tmp/sl-100k}; mkdir -p $D
+# A fresh cluster every run. Until session 17 the last run's stayed, and each run added its ~560,000 rows and
+# 100,000 sessions to the same tables: runs late in a series wrote into bigger indexes than early ones (12.3M keys
+# and 2.2M sessions after 22 runs), which skewed comparisons between them.
+pg_stop $D/pg
+rm -rf $D/pg
 pg_start $D/pg 25900
 dsn="host=127.0.0.1 port=25900 user=postgres dbname=sluice"
 if [ "${WARM_WAL_MB:-640}" -gt 0 ]; then
