@@ -622,7 +622,7 @@ static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_
 #define ARR_HDR         20u
 
 /* The header of a one-dimensional array of cnt elements of type oid;
- * returns where its has-null flag is, for the caller to set. */
+ * returns where its has-null flag is, for arr_elem_done to set. */
 static uint8_t *arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
 {
     pgbin_be32(o, 1);
@@ -631,6 +631,15 @@ static uint8_t *arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
     pgbin_be32(o + 12, cnt);
     pgbin_be32(o + 16, 1);
     return o + 4;
+}
+
+/* After the element written at e: a NULL one (length -1) sets its array's
+ * has-null flag. Read from the bytes, so the writer of the element alone
+ * decides what is NULL. */
+static void arr_elem_done(uint8_t *hasnull, const uint8_t *e)
+{
+    if (e[0] == 0xffu && e[1] == 0xffu && e[2] == 0xffu && e[3] == 0xffu)
+        pgbin_be32(hasnull, 1);
 }
 
 /* db_rows_commit for a batch of at most DB_ONESHOT_MAX rows: the prepared
@@ -657,9 +666,9 @@ static enum db_rc arrays_commit(struct db *d, const struct batch *b, const uint3
         uint8_t *hasnull = arr_head((uint8_t *)o, oid[c], n);
         o += ARR_HDR;
         for (uint32_t k = 0; k < n; k++) {
-            if (c == ROWS_TS && !b->rows[idx[k]].has_ts)
-                pgbin_be32(hasnull, 1);
-            o += rows_field(b, idx[k], (enum rows_col)c, o);
+            size_t w = rows_field(b, idx[k], (enum rows_col)c, o);
+            arr_elem_done(hasnull, (const uint8_t *)o);
+            o += w;
         }
         v[c] = start;
         len[c] = (int)(o - start);

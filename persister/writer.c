@@ -146,8 +146,8 @@ static enum db_rc attempt(struct writer *w, struct batch *b, struct writer_stats
 
     /* Data rows and nothing else, none known to be stored: the whole
      * transaction at once (one round trip for up to DB_ONESHOT_MAX rows,
-     * three for more: db_rows_commit). If it fails, the steps below (which take one round trip
-     * each) find out why. */
+     * three for more: db_rows_commit). If it fails, the steps below (which
+     * take one round trip each) find out why. */
     bool refused = false;
     if (nd > 0 && nd == b->nrows && !w->staged_left) {
         uint64_t ins = 0;

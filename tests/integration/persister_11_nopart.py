@@ -8,15 +8,10 @@ Without the classification (PostgreSQL's 'no partition of relation "telemetry" f
 23514, class 23 like a refused row), the row would go to telemetry_rejected."""
 import time
 
-from persister_common import collect, core_persister, pe
+from persister_common import collect, core_persister, partitions, pe
 
 PORT = 22550  # persister_NN: 22000 + 50 * NN (persister.cmake)
 DAY_NS = 86400 * 10**9
-
-
-def partitions(env):
-    return {r[0] for r in env.sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                  " WHERE i.inhparent = 'telemetry'::regclass")}
 
 
 def main():

@@ -9,17 +9,12 @@ session of that age, and keeps the rest: rows 6 days old are still there and a r
 recognized (its key kept)."""
 import time
 
-from persister_common import Env, collect, pe
+from persister_common import Env, collect, partitions, pe
 from proc import wait_for
 from wire import CONNECT, DISCONNECT, entry
 
 PORT = 22600  # persister_NN: 22000 + 50 * NN (persister.cmake)
 DAY_NS = 86400 * 10**9
-
-
-def partitions(env):
-    return {r[0] for r in env.sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                  " WHERE i.inhparent = 'telemetry'::regclass")}
 
 
 def day(ns):

@@ -9,7 +9,8 @@ For each form, each way it can fail ends in the same state as the steps sent one
   - a body PostgreSQL refuses (NUL in jsonb, 22P05): dead-lettered, the rest stored;
   - a row for a day without a partition (23514): the partition is made, the batch stored;
   - a resend of stored rows (23505 on the keys, which go first in both forms): acked again, stored once, the new
-    rows stored.
+    rows stored; resent to a day without a partition, no partition is made for it (the keys are refused before
+    any row is routed: the one statement would make that day's partition if its rows went in first).
 The COPYs are binary (the statement log shows it, for the staged resend path too): the first batch's values are
 read back exactly in both forms (device_ts to the millisecond or NULL, received_at to the microsecond in both
 tables, bytes a text COPY would escape), and a ts before year 1 is dead-lettered by the mapper (binary input would
@@ -21,7 +22,7 @@ import time
 
 import msgpack
 
-from persister_common import collations, collect, core_persister, pe
+from persister_common import collations, collect, core_persister, partitions, pe
 
 PORT = 22950  # persister_NN: 22000 + 50 * NN (persister.cmake)
 DAY_NS = 86400 * 10**9
@@ -44,26 +45,25 @@ def send_one_batch(p, edge, env, ents):
     assert (c1 - c0, s1 - s0) == (1, len(ents)), "committed as %d batches of %d rows in all" % (c1 - c0, s1 - s0)
 
 
-def one_string_commits(env):
-    """How many transactions PostgreSQL logged in the one-string COPY form, both COPYs binary: every statement
-    that ends is logged ("statement: ..."), and one that fails is quoted after its error ("STATEMENT:  ...")."""
+def logged(env, pattern):
+    """How many times PostgreSQL's statement log matches pattern: every statement that ends is logged
+    ("statement: ..." for a simple query, "execute <name>: ..." for a prepared one), and one that fails is quoted
+    after its error ("STATEMENT:  ...")."""
     with open(env.pg.log, errors="replace") as f:
-        return len(re.findall(r"(?:statement: |STATEMENT:  )BEGIN;COPY telemetry_keys \([a-z_, ]+\) FROM STDIN "
-                              r"\(FORMAT binary\);COPY telemetry \([a-z_, ]+\) FROM STDIN \(FORMAT binary\);COMMIT",
-                              f.read()))
+        return len(re.findall(pattern, f.read()))
 
 
-def staged_binary_copies(env):
-    """How many COPYs into the resend path's staging table PostgreSQL logged, in binary format."""
-    with open(env.pg.log, errors="replace") as f:
-        return len(re.findall(r"statement: COPY sl_stage \([a-z_, ]+\) FROM STDIN \(FORMAT binary\)", f.read()))
+# A transaction in the one-string COPY form, both COPYs binary.
+ONE_STRING = (r"(?:statement: |STATEMENT:  )BEGIN;COPY telemetry_keys \([a-z_, ]+\) FROM STDIN "
+              r"\(FORMAT binary\);COPY telemetry \([a-z_, ]+\) FROM STDIN \(FORMAT binary\);COMMIT")
+# The small batches' one statement, in autocommit.
+ONE_STATEMENT = r"(?:execute rows: |STATEMENT:  )WITH k AS \(INSERT INTO telemetry_keys"
+# A COPY into the resend path's staging table, in binary format.
+STAGED_BINARY = r"statement: COPY sl_stage \([a-z_, ]+\) FROM STDIN \(FORMAT binary\)"
 
 
-def one_statement_runs(env):
-    """How many times PostgreSQL logged the small batches' one statement, in autocommit: ended ("execute rows:
-    ...") or failed (quoted after its error as "STATEMENT:  WITH k AS (INSERT INTO telemetry_keys ...")."""
-    with open(env.pg.log, errors="replace") as f:
-        return len(re.findall(r"(?:execute rows: |STATEMENT:  )WITH k AS \(INSERT INTO telemetry_keys", f.read()))
+def forms(env):
+    return logged(env, ONE_STATEMENT), logged(env, ONE_STRING)
 
 
 def scenario(p, edge, env, n, pre):
@@ -135,6 +135,23 @@ def scenario(p, edge, env, n, pre):
     print("ok: 20 resends acked and stored once, %d new rows of their batch stored" % new)
 
 
+def resend_to_a_day_without_partition(p, edge, env, n, pre):
+    """n stored rows resent with a receive time on a day without a partition: their keys are refused first
+    (23505), so the resend path finds them stored and nothing is routed to that day. Were the rows inserted
+    before their keys, the missing partition (23514) would come first, and the persister would make it."""
+    rows = [pe.data(pre + "-r", i, {"i": i}) for i in range(1, n + 1)]
+    send_one_batch(p, edge, env, rows)
+    far = (time.time_ns() // DAY_NS + 700) * DAY_NS  # 700 days ahead: no partition
+    before, dups0 = partitions(env), p.metric("sluice_persister_rows_duplicate_total", 0)
+    send_one_batch(p, edge, env, [pe.data(pre + "-r", i, {"i": i}, at_ns=far) for i in range(1, n + 1)])
+    assert p.metric("sluice_persister_rows_duplicate_total", 0) - dups0 == n
+    assert partitions(env) == before, sorted(partitions(env) - before)
+    k = env.sql("SELECT count(*) FROM telemetry WHERE device_id=%s AND received_at < now() + interval '1 day'",
+                (pre + "-r",))[0][0]
+    assert k == n, k
+    print("ok: %d rows resent to a day without a partition: keys refused first, stored once, no partition made" % n)
+
+
 def main():
     # Each form in a database and persister of its own: a resend leaves its lane on the staged path for the next
     # batches (WRITER_STAGED_AFTER_DUP), which the other form's batches would take.
@@ -146,17 +163,22 @@ def main():
             # Each of the four batches of data rows only was tried in its whole-batch form first (the step-by-step
             # way sends BEGIN and each COPY as statements of their own): the round trips this form saves are what
             # it is for. Five: those four, and the retry once the missing partition was made.
-            forms = (one_statement_runs(env), one_string_commits(env))
-            assert forms == ((5, 0) if n <= DB_ONESHOT_MAX else (0, 5)), forms
-            assert staged_binary_copies(env) >= 1, "the resend path's COPY was not logged in binary format"
-            print("ok: %d transactions as the one statement, %d in the one-string COPY form" % forms)
+            got = forms(env)
+            assert got == ((5, 0) if n <= DB_ONESHOT_MAX else (0, 5)), got
+            assert logged(env, STAGED_BINARY) >= 1, "the resend path's COPY was not logged in binary format"
+            print("ok: %d transactions as the one statement, %d in the one-string COPY form" % got)
             # A fresh database compares device ids bytewise (migration 007) in the tables of the hot path, and the
             # partitions made since inherit it.
-            parts = [r[0] for r in env.sql("SELECT inhrelid::regclass::text FROM pg_inherits"
-                                           " WHERE inhparent = 'telemetry'::regclass")]
-            coll = collations(env, ["telemetry", "telemetry_keys", "device_sessions"] + parts)
+            coll = collations(env, ["telemetry", "telemetry_keys", "device_sessions"] + sorted(partitions(env)))
             assert len(coll) >= 5 and set(coll.values()) == {"C"}, coll
             print("ok: device_id COLLATE \"C\" in %d tables" % len(coll))
+        # In a persister of its own too: the resend leaves its lane on the staged path.
+        with core_persister(port + 20, batch_max=N_COPY) as (env, p, edge):
+            env.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+            env.sql("SELECT pg_reload_conf()")
+            resend_to_a_day_without_partition(p, edge, env, n, pre)
+            got = forms(env)
+            assert got == ((2, 0) if n <= DB_ONESHOT_MAX else (0, 2)), got
     print("PASS")
 
 

@@ -86,6 +86,12 @@ def collect(edge, env, want, timeout=60):
     return seen
 
 
+def partitions(env):
+    """The names of telemetry's partitions."""
+    return {r[0] for r in env.sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                  " WHERE i.inhparent = 'telemetry'::regclass")}
+
+
 def collations(env, tables):
     """{table: collation name} of the device_id column of each table named (migration 007 makes it "C")."""
     return dict(env.sql("SELECT a.attrelid::regclass::text, c.collname FROM pg_attribute a"
