@@ -53,8 +53,11 @@ struct db {
     char sqlstate[6];
     char *copybuf;
     size_t copycap;
-    char *devbuf; /* db_devices' statement text (grown, never shrunk) */
-    size_t devcap;
+    /* db_devices' state of this connection: the statement_timeout set, 0
+     * before the first (synchronous_commit is off once it is set); whether
+     * its statement is prepared. */
+    uint32_t dev_timeout_ms;
+    bool dev_prepared;
 };
 
 struct db *db_new(const char *conninfo)
@@ -81,7 +84,6 @@ void db_destroy(struct db **dp)
     db_disconnect(d);
     free(d->conninfo);
     free(d->copybuf);
-    free(d->devbuf);
     free(d);
     *dp = NULL;
 }
@@ -344,6 +346,22 @@ static const char *const stmts[][2] = {
              " $6::jsonb[]) WHERE (SELECT count(*) FROM k) IS NOT NULL"},
 };
 
+/* The devices summary (db_devices, devsum_arrays' columns), in device
+ * order: two connections never wait on each other in a cycle. The WHERE
+ * skips the write (a new row version and its WAL) when nothing would move;
+ * no column ever moves backwards. Prepared by db_devices on its own
+ * connection only: preparing takes a lock on `devices`, which a lane's
+ * connect must never wait for. */
+static const char dev_sql[] =
+    "INSERT INTO devices AS d (device_id, first_seen, last_seen, last_seq)"
+    " SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int8[]) v(i, f, l, s)"
+    " ORDER BY i ON CONFLICT (device_id) DO UPDATE SET"
+    " first_seen = least(d.first_seen, EXCLUDED.first_seen),"
+    " last_seen = greatest(d.last_seen, EXCLUDED.last_seen),"
+    " last_seq = greatest(d.last_seq, EXCLUDED.last_seq)"
+    " WHERE EXCLUDED.last_seen > d.last_seen OR EXCLUDED.first_seen < d.first_seen"
+    " OR EXCLUDED.last_seq > d.last_seq OR (d.last_seq IS NULL AND EXCLUDED.last_seq IS NOT NULL)";
+
 static void ignore_notice(void *arg, const char *msg)
 {
     (void)arg;
@@ -364,6 +382,8 @@ enum db_rc db_connect(struct db *d)
     }
     /* Server NOTICEs ("already exists, skipping") are not ours to print. */
     PQsetNoticeProcessor(d->conn, ignore_notice, NULL);
+    d->dev_timeout_ms = 0;
+    d->dev_prepared = false;
     enum db_rc rc = migrate(d);
     if (rc == DB_OK)
         rc = exec_cmd(d, "CREATE TEMP TABLE IF NOT EXISTS sl_stage"
@@ -612,36 +632,6 @@ static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_
     return rc;
 }
 
-/* PostgreSQL binary array format (array_recv): ndim, has-null flag,
- * element type OID, then per dimension length and lower bound, then each
- * element as int32 length (-1 = NULL) and its bytes. */
-#define OID_INT8        20u
-#define OID_TEXT        25u
-#define OID_TIMESTAMPTZ 1184u
-#define OID_JSONB       3802u
-#define ARR_HDR         20u
-
-/* The header of a one-dimensional array of cnt elements of type oid;
- * returns where its has-null flag is, for arr_elem_done to set. */
-static uint8_t *arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
-{
-    pgbin_be32(o, 1);
-    pgbin_be32(o + 4, 0);
-    pgbin_be32(o + 8, oid);
-    pgbin_be32(o + 12, cnt);
-    pgbin_be32(o + 16, 1);
-    return o + 4;
-}
-
-/* After the element written at e: a NULL one (length -1) sets its array's
- * has-null flag. Read from the bytes, so the writer of the element alone
- * decides what is NULL. */
-static void arr_elem_done(uint8_t *hasnull, const uint8_t *e)
-{
-    if (e[0] == 0xffu && e[1] == 0xffu && e[2] == 0xffu && e[3] == 0xffu)
-        pgbin_be32(hasnull, 1);
-}
-
 /* db_rows_commit for a batch of at most DB_ONESHOT_MAX rows: the prepared
  * "rows" statement with one binary array per column, in autocommit. One
  * round trip (the statement and its commit), nothing for PostgreSQL to
@@ -649,9 +639,9 @@ static void arr_elem_done(uint8_t *hasnull, const uint8_t *e)
 static enum db_rc arrays_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
                                 uint64_t *inserted)
 {
-    static const uint32_t oid[ROWS_NCOL] = {OID_TEXT,        OID_INT8, OID_TIMESTAMPTZ,
-                                            OID_TIMESTAMPTZ, OID_TEXT, OID_JSONB};
-    size_t need = (size_t)ROWS_NCOL * ARR_HDR;
+    static const uint32_t oid[ROWS_NCOL] = {PGBIN_OID_TEXT,        PGBIN_OID_INT8, PGBIN_OID_TIMESTAMPTZ,
+                                            PGBIN_OID_TIMESTAMPTZ, PGBIN_OID_TEXT, PGBIN_OID_JSONB};
+    size_t need = (size_t)ROWS_NCOL * PGBIN_ARR_HDR;
     for (uint32_t k = 0; k < n; k++)
         need += rows_copy_bound(b, idx[k]) - 2u; /* its fields, without the tuple's field count */
     if (need > INT32_MAX)
@@ -663,11 +653,11 @@ static enum db_rc arrays_commit(struct db *d, const struct batch *b, const uint3
     char *o = d->copybuf;
     for (int c = 0; c < ROWS_NCOL; c++) {
         char *start = o;
-        uint8_t *hasnull = arr_head((uint8_t *)o, oid[c], n);
-        o += ARR_HDR;
+        uint8_t *hasnull = pgbin_arr_head((uint8_t *)o, oid[c], n);
+        o += PGBIN_ARR_HDR;
         for (uint32_t k = 0; k < n; k++) {
             size_t w = rows_field(b, idx[k], (enum rows_col)c, o);
-            arr_elem_done(hasnull, (const uint8_t *)o);
+            pgbin_arr_elem_done(hasnull, (const uint8_t *)o);
             o += w;
         }
         v[c] = start;
@@ -691,8 +681,9 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
  * command queue's route: migrations/005). */
 enum { SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON, SC_REPLY, SC_SLOT, SC_GEN, SC_N };
 
-static const uint32_t sc_oid[SC_N] = {OID_TEXT,        OID_TEXT, OID_INT8, OID_INT8, OID_TEXT,
-                                      OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_INT8, OID_INT8};
+static const uint32_t sc_oid[SC_N] = {PGBIN_OID_TEXT, PGBIN_OID_TEXT,        PGBIN_OID_INT8, PGBIN_OID_INT8,
+                                      PGBIN_OID_TEXT, PGBIN_OID_TIMESTAMPTZ, PGBIN_OID_TEXT, PGBIN_OID_TEXT,
+                                      PGBIN_OID_INT8, PGBIN_OID_INT8};
 
 /* The columns of each statement, in its parameter order. */
 static const int sc_con[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REPLY, SC_SLOT, SC_GEN};
@@ -741,7 +732,7 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     }
     if (cnt == 0)
         return DB_OK;
-    need += (size_t)ncol * ARR_HDR;
+    need += (size_t)ncol * PGBIN_ARR_HDR;
     if (need > INT32_MAX)
         return local_fail(d, "session batch too large");
     if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
@@ -752,8 +743,8 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     for (int ci = 0; ci < ncol; ci++) {
         int c = cols[ci];
         uint8_t *start = o;
-        uint8_t *hasnull = arr_head(o, sc_oid[c], cnt);
-        o += ARR_HDR;
+        uint8_t *hasnull = pgbin_arr_head(o, sc_oid[c], cnt);
+        o += PGBIN_ARR_HDR;
         for (uint32_t k = 0; k < n; k++) {
             const struct row *r = &b->rows[idx[k]];
             if ((r->kind == ENV_CONNECT) != connect)
@@ -799,21 +790,36 @@ enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint3
         return DB_OK;
     if (!d->conn)
         return DB_TRANSIENT;
-    if (grow(d, &d->devbuf, &d->devcap, devsum_sql_bound(s, from, n) + 1u) != DB_OK)
-        return DB_TRANSIENT;
-    if (devsum_sql(s, from, n, timeout_ms, d->devbuf, d->devcap) == 0)
-        return DB_OK;
-    /* A failing statement ends the string and leaves the transaction
-     * aborted: roll it back so the connection stays usable. */
-    PGresult *res = PQexec(d->conn, d->devbuf);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-        enum db_rc rc = failed(d, res);
-        if (PQstatus(d->conn) == CONNECTION_OK && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
-            PQclear(PQexec(d->conn, "ROLLBACK"));
-        return rc;
+    /* Session settings, not SET LOCAL: the statement runs in autocommit, and
+     * this connection runs nothing else (devwriter.c). Sent again only when
+     * the timeout changes (a stop's last statements). */
+    if (timeout_ms != d->dev_timeout_ms) {
+        char q[96];
+        snprintf(q, sizeof q, "SET synchronous_commit TO off;SET statement_timeout TO %u",
+                 (unsigned)timeout_ms);
+        enum db_rc rc = exec_cmd(d, q);
+        if (rc != DB_OK)
+            return rc;
+        d->dev_timeout_ms = timeout_ms;
     }
-    PQclear(res);
-    return DB_OK;
+    /* Under the timeout, and cancellable: it waits for a lock on `devices`. */
+    if (!d->dev_prepared) {
+        PGresult *res = PQprepare(d->conn, "dev", dev_sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            return failed(d, res);
+        PQclear(res);
+        d->dev_prepared = true;
+    }
+    size_t need = devsum_arrays_bound(s, from, n);
+    if (need > INT32_MAX)
+        return local_fail(d, "devices summary too large for one statement");
+    if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
+        return DB_TRANSIENT;
+    struct devsum_arrays a;
+    if (devsum_arrays(s, from, n, (uint8_t *)d->copybuf, d->copycap, &a) == 0)
+        return DB_OK;
+    static const int fmt[DEVSUM_NCOL] = {1, 1, 1, 1};
+    return exec_prepared(d, "dev", DEVSUM_NCOL, (const char *const *)a.v, a.len, fmt, NULL);
 }
 
 /* ---- cancelling from another thread ------------------------------------ */

@@ -99,12 +99,17 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
  * (the writer bisects). Reuses the COPY buffer: no allocation per row. */
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n);
 
-/* Upsert entries [from, from + n) of a devices summary (devsum.h:
- * devsum_sql, its own transaction with synchronous_commit off and
- * statement_timeout timeout_ms), autocommit, outside a batch transaction.
- * DB_OK (also for an empty range), DB_DATA or DB_TRANSIENT; nothing is
+/* Upsert entries [from, from + n) of a devices summary (devsum.h) into
+ * `devices` with one execution of a prepared statement (binary arrays,
+ * devsum_arrays), autocommit, outside a batch transaction. The connection
+ * is made the devices writer's own on first use: synchronous_commit off for
+ * the session (a summary the next update corrects, not a record an ack
+ * depends on) and statement_timeout timeout_ms (a lock another session
+ * holds on `devices` fails the statement instead of holding its writer for
+ * as long as it lasts; 0 would be PostgreSQL's "no timeout": pass at least
+ * 1). DB_OK (also for an empty range), DB_DATA or DB_TRANSIENT; nothing is
  * retried: the caller resets the sum either way, and the next one writes
- * the same columns again. The text goes into the connection's own buffer
+ * the same columns again. The arrays go into the connection's COPY buffer
  * (grown when a sum needs more: no allocation once warm). Blocks on the
  * database. */
 struct devsum;

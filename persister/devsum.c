@@ -1,21 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* devsum.c - per-device summary of committed batches for the devices table
- * (devsum.h), and the SQL text that writes it.
+ * (devsum.h), and the binary array parameters that write it.
  *
- * The statement goes as literals in one simple query (BEGIN, SET LOCAL,
- * INSERT, COMMIT: one round trip): a prepared statement could not lower
- * synchronous_commit for itself alone.
- * Device ids reaching here passed the envelope check ([A-Za-z0-9._:-]), and
- * are quoted all the same (sqltext_lit).
- *
- * Deliberately not here: when to write (devwriter.c), running it (db.c). */
+ * Deliberately not here: when to write (devwriter.c), the statement and
+ * running it (db.c). */
 #include "devsum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sqltext.h"
+#include "pgbin.h"
 
 int devsum_init(struct devsum *s, uint32_t devices)
 {
@@ -102,23 +97,6 @@ bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from)
     return true;
 }
 
-/* head0 <timeout_ms> head1 rows tail. The ON CONFLICT's WHERE skips the
- * write (a new row version and its WAL) when nothing would move; the typed
- * first row fixes the VALUES types (a list of only NULL seqs would be text
- * otherwise). */
-static const char head0[] = "BEGIN;SET LOCAL synchronous_commit TO off;SET LOCAL statement_timeout TO ";
-static const char head1[] = ";INSERT INTO devices AS d(device_id,first_seen,last_seen,last_seq)"
-                            "SELECT*FROM(VALUES";
-#define TIMEOUT_DIGITS 10u /* a uint32_t in decimal */
-static const char tail[] =
-    ")v(i,f,l,s)ORDER BY i ON CONFLICT(device_id)DO UPDATE SET "
-    "first_seen=least(d.first_seen,EXCLUDED.first_seen),last_seen=greatest(d.last_seen,EXCLUDED.last_seen),"
-    "last_seq=greatest(d.last_seq,EXCLUDED.last_seq)WHERE EXCLUDED.last_seen>d.last_seen OR "
-    "EXCLUDED.first_seen<d.first_seen OR EXCLUDED.last_seq>d.last_seq OR "
-    "(d.last_seq IS NULL AND EXCLUDED.last_seq IS NOT NULL);COMMIT";
-/* Per device besides its id: "(E''," ts "::timestamptz," ts "::timestamptz," int8 "::int8)," */
-#define ROW_FIXED 160u
-
 /* [from, end) of the used entries: n cut at the end of the sum. */
 static uint32_t range_end(const struct devsum *s, uint32_t from, uint32_t n)
 {
@@ -127,44 +105,62 @@ static uint32_t range_end(const struct devsum *s, uint32_t from, uint32_t n)
     return n < s->used - from ? from + n : s->used;
 }
 
-size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n)
+/* Per device: four length words, three 8-byte values, the id. */
+#define ENTRY_FIXED (4u * 4u + 3u * 8u)
+
+size_t devsum_arrays_bound(const struct devsum *s, uint32_t from, uint32_t n)
 {
-    size_t bytes = sizeof head0 + TIMEOUT_DIGITS + sizeof head1 + sizeof tail;
+    size_t bytes = (size_t)DEVSUM_NCOL * PGBIN_ARR_HDR;
     for (uint32_t k = from, end = range_end(s, from, n); k < end; k++)
-        bytes += 2u * s->tab[s->used_idx[k]].n + ROW_FIXED;
+        bytes += ENTRY_FIXED + s->tab[s->used_idx[k]].n;
     return bytes;
 }
 
-static size_t ts(char *out, int64_t us)
+/* Column c of entry e as an array element at o (length word and bytes; a
+ * device with no stored seq has a NULL one). Returns the bytes written. */
+static size_t element(const struct devsum_entry *e, enum devsum_col c, uint8_t *o)
 {
-    size_t o = sqltext_ts(out, us);
-    return o + sqltext_put(out + o, "::timestamptz");
+    switch (c) {
+    case DEVSUM_ID:
+        pgbin_be32(o, e->n);
+        memcpy(o + 4, e->dev, e->n);
+        return 4u + e->n;
+    case DEVSUM_FIRST:
+    case DEVSUM_LAST:
+        pgbin_be32(o, 8);
+        pgbin_ts(o + 4, c == DEVSUM_FIRST ? e->first_us : e->last_us);
+        return 12;
+    default:
+        if (!e->has_seq) {
+            pgbin_be32(o, UINT32_MAX); /* -1: NULL */
+            return 4;
+        }
+        pgbin_be32(o, 8);
+        pgbin_be64(o + 4, e->seq);
+        return 12;
+    }
 }
 
-size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms, char *out,
-                  size_t cap)
+uint32_t devsum_arrays(const struct devsum *s, uint32_t from, uint32_t n, uint8_t *out, size_t cap,
+                       struct devsum_arrays *a)
 {
+    static const uint32_t oid[DEVSUM_NCOL] = {PGBIN_OID_TEXT, PGBIN_OID_TIMESTAMPTZ, PGBIN_OID_TIMESTAMPTZ,
+                                              PGBIN_OID_INT8};
     uint32_t end = range_end(s, from, n);
-    if (end == from || devsum_sql_bound(s, from, n) + 1u > cap)
+    if (end == from || devsum_arrays_bound(s, from, n) > cap)
         return 0;
-    char *o = out;
-    o += sqltext_put(o, head0);
-    o += (size_t)sprintf(o, "%u", (unsigned)timeout_ms);
-    o += sqltext_put(o, head1);
-    for (uint32_t k = from; k < end; k++) {
-        const struct devsum_entry *e = &s->tab[s->used_idx[k]];
-        o += sqltext_put(o, k > from ? ",(" : "(");
-        o += sqltext_lit(o, e->dev, e->n);
-        *o++ = ',';
-        o += ts(o, e->first_us);
-        *o++ = ',';
-        o += ts(o, e->last_us);
-        if (e->has_seq)
-            o += (size_t)sprintf(o, ",%llu::int8)", (unsigned long long)e->seq);
-        else
-            o += sqltext_put(o, ",NULL::int8)");
+    uint8_t *o = out;
+    for (int c = 0; c < DEVSUM_NCOL; c++) {
+        uint8_t *start = o;
+        uint8_t *hasnull = pgbin_arr_head(o, oid[c], end - from);
+        o += PGBIN_ARR_HDR;
+        for (uint32_t k = from; k < end; k++) {
+            size_t w = element(&s->tab[s->used_idx[k]], (enum devsum_col)c, o);
+            pgbin_arr_elem_done(hasnull, o);
+            o += w;
+        }
+        a->v[c] = start;
+        a->len[c] = (int)(o - start);
     }
-    o += sqltext_put(o, tail);
-    *o = '\0';
-    return (size_t)(o - out);
+    return end - from;
 }

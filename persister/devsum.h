@@ -46,27 +46,30 @@ void devsum_reset(struct devsum *s);
 /* Add the rows of a committed batch from row *from on: data rows stored or
  * dead-lettered (seq and time), connect and disconnect rows (time only).
  * Rows with an empty device id, one longer than SL_DEV_MAX or holding a NUL
- * are skipped. Returns true when every row is added; false when the table
+ * (PostgreSQL's text cannot hold one: the statement would fail) are
+ * skipped. Returns true when every row is added; false when the table
  * is full: *from is the next row to add (write the sum out, reset, call
  * again). */
 bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from);
 
-/* One statement that upserts entries [from, from + n) of the sum (in order
- * of first use; n is cut at the end of the sum) into `devices` in device
- * order (two connections never wait on each other in a cycle), in a
- * transaction of its own with synchronous_commit off (a summary the next
- * update corrects, not a record an ack depends on) and statement_timeout
- * timeout_ms (a lock another session holds on `devices` fails the statement
- * instead of holding its writer for as long as it lasts; 0 would be
- * PostgreSQL's "no timeout": pass at least 1), never moving a column
- * backwards: "BEGIN;SET LOCAL ...;INSERT INTO devices ... ON CONFLICT
- * ...;COMMIT". A large sum goes as several such statements (devwriter.c), so
- * that no one of them holds PostgreSQL's CPU or the rows' locks for long.
- * Writes it and a NUL into out and returns its length; 0 if the range is
- * empty or it does not fit (devsum_sql_bound(s, from, n) + 1 bytes always
- * fit). */
-size_t devsum_sql(const struct devsum *s, uint32_t from, uint32_t n, uint32_t timeout_ms, char *out,
-                  size_t cap);
-size_t devsum_sql_bound(const struct devsum *s, uint32_t from, uint32_t n);
+/* The devices statement's parameters (db.c's "dev"), in its order: one
+ * binary array per column, an element per device. */
+enum devsum_col { DEVSUM_ID, DEVSUM_FIRST, DEVSUM_LAST, DEVSUM_SEQ, DEVSUM_NCOL };
+struct devsum_arrays {
+    const uint8_t *v[DEVSUM_NCOL];
+    int len[DEVSUM_NCOL];
+};
+
+/* Entries [from, from + n) of the sum (in order of first use; n is cut at
+ * the end of the sum) as the statement's arrays, written into out: id
+ * (text), first and last time (timestamptz), highest stored seq (int8, NULL
+ * for a device that only connected). Returns the number of devices, with
+ * a's pointers into out; 0 if the range is empty or it does not fit
+ * (devsum_arrays_bound(s, from, n) bytes always fit). A large sum goes as
+ * several such statements (devwriter.c), so that no one of them holds
+ * PostgreSQL's CPU or the rows' locks for long. */
+uint32_t devsum_arrays(const struct devsum *s, uint32_t from, uint32_t n, uint8_t *out, size_t cap,
+                       struct devsum_arrays *a);
+size_t devsum_arrays_bound(const struct devsum *s, uint32_t from, uint32_t n);
 
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* pgbin.h - the PostgreSQL binary encodings the persister writes (COPY
- * BINARY tuples in rows.c, binary array parameters in db.c): big-endian
- * integers, and timestamptz as int64 microseconds since 2000-01-01 UTC
- * (integer datetimes, the only kind since PostgreSQL 10). Pure, no I/O. */
+ * BINARY tuples in rows.c, binary array parameters in db.c and devsum.c):
+ * big-endian integers, timestamptz as int64 microseconds since 2000-01-01
+ * UTC (integer datetimes, the only kind since PostgreSQL 10), and the
+ * one-dimensional array. Pure, no I/O. */
 #ifndef PERSISTER_PGBIN_H
 #define PERSISTER_PGBIN_H
 #include <stdint.h>
@@ -34,6 +35,36 @@ static inline void pgbin_be64(uint8_t *o, uint64_t v)
 static inline void pgbin_ts(uint8_t *o, int64_t unix_us)
 {
     pgbin_be64(o, (uint64_t)(unix_us - PGBIN_EPOCH_US));
+}
+
+/* The binary array (array_recv): ndim, has-null flag, element type OID,
+ * then per dimension length and lower bound, then each element as int32
+ * length (-1 = NULL) and its bytes. */
+#define PGBIN_OID_INT8        20u
+#define PGBIN_OID_TEXT        25u
+#define PGBIN_OID_TIMESTAMPTZ 1184u
+#define PGBIN_OID_JSONB       3802u
+#define PGBIN_ARR_HDR         20u /* bytes before the first element */
+
+/* The header of a one-dimensional array of cnt elements of type oid;
+ * returns where its has-null flag is, for pgbin_arr_elem_done to set. */
+static inline uint8_t *pgbin_arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
+{
+    pgbin_be32(o, 1);
+    pgbin_be32(o + 4, 0);
+    pgbin_be32(o + 8, oid);
+    pgbin_be32(o + 12, cnt);
+    pgbin_be32(o + 16, 1);
+    return o + 4;
+}
+
+/* After the element written at e: a NULL one (length -1) sets its array's
+ * has-null flag. Read from the bytes, so the writer of the element alone
+ * decides what is NULL. */
+static inline void pgbin_arr_elem_done(uint8_t *hasnull, const uint8_t *e)
+{
+    if (e[0] == 0xffu && e[1] == 0xffu && e[2] == 0xffu && e[3] == 0xffu)
+        pgbin_be32(hasnull, 1);
 }
 
 #endif

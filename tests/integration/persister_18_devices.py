@@ -9,6 +9,7 @@ another session here; slow in production) never holds back an ack.
 
 Against a real PostgreSQL. The devices update runs on a connection of its
 own, after the batch's ack, in a transaction of its own: poll for it."""
+import re
 import time
 
 import psycopg2
@@ -26,8 +27,16 @@ def devices(env):
         " extract(epoch FROM first_seen)::float8 FROM devices ORDER BY device_id")}
 
 
+def pids(env, what):
+    """The backends PostgreSQL's statement log shows running `what` (a regex)."""
+    with open(env.pg.log, errors="replace") as f:
+        return set(re.findall(r"\[(\d+)\] LOG:  duration: [\d.]+ ms  " + what, f.read()))
+
+
 def main():
     with core_persister(PORT) as (env, p, edge):
+        env.sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+        env.sql("SELECT pg_reload_conf()")
         t = time.time_ns()
         edge.send(entry(CONNECT, 1, 1, "only-conn", 1000, None, None, t, "10.0.0.1:1"))
         wait_for(lambda: "only-conn" in devices(env), "connect-only device listed", 30, interval=0.2)
@@ -58,6 +67,16 @@ def main():
         collect(edge, env, {("dev-p", 3)})
         wait_for(lambda: devices(env).get("dev-p", (None,))[0] == 3, "dead-lettered row seen", 30, interval=0.2)
         print("ok: a dead-lettered row counts as seen")
+
+        # The devices upsert is the prepared "dev" over binary arrays, run by one connection that set
+        # synchronous_commit off for its session (the statement is in autocommit: no SET LOCAL); the lanes
+        # never prepare it.
+        sync_off = pids(env, r"statement: SET synchronous_commit TO off;SET statement_timeout TO 30000")
+        ran, parsed = pids(env, r"execute dev: INSERT INTO devices"), pids(env, r"parse dev: INSERT INTO devices")
+        assert ran and len(sync_off) == 1 and ran == sync_off and parsed == sync_off, (sync_off, ran, parsed)
+        print("ok: the devices writer's backend %s runs the prepared upsert with synchronous_commit off" % ran)
+        env.sql("ALTER SYSTEM RESET log_min_duration_statement")
+        env.sql("SELECT pg_reload_conf()")
 
         n = env.sql("SELECT count(*) FROM devices")[0][0]
         assert n == 4, devices(env)
@@ -109,14 +128,17 @@ def main():
         # as not written. Before, the stop waited out the statement's 30 s,
         # and 30 s more for each statement of the last write. The first
         # persister goes first: its writer must not be the one on the lock.
+        # The second starts behind the lock: its lanes connect and ack all
+        # the same (the devices statement is prepared on the devices writer's
+        # connection alone, under its timeout: preparing it takes a lock).
         edge.close()
         assert p.stop() == 0, "persister exit code"
-        p2 = env.persister(1, ["--batch-max", "50", "--batch-ms", "30"])
-        p2.wait_ready()
-        edge2 = pe.Edge([p2.pull], [p2.router], edge_id="edge-b:7000", worker=0)
         lock = psycopg2.connect(env.dsn)
         lock.cursor().execute("LOCK TABLE devices IN EXCLUSIVE MODE")
+        p2 = env.persister(1, ["--batch-max", "50", "--batch-ms", "30"])
         try:
+            p2.wait_ready()
+            edge2 = pe.Edge([p2.pull], [p2.router], edge_id="edge-b:7000", worker=0)
             edge2.send(pe.data("dev-s", 1, {}))
             collect(edge2, env, {("dev-s", 1)}, timeout=20)
             stuck = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"

@@ -13,5 +13,3 @@ target_link_options(test_persister_writer PRIVATE
 # substituted at link time to fail on demand.
 sl_unit_test(test_persister_svcthread SOURCES unit/test_persister_svcthread.c LIBS persister_core)
 target_link_options(test_persister_svcthread PRIVATE -Wl,--wrap=pthread_create)
-# SQL literals (sqltext.c), byte by byte.
-sl_unit_test(test_persister_sqltext SOURCES unit/test_persister_sqltext.c LIBS persister_core)

@@ -5,6 +5,7 @@
  * relation telemetry" (the writer creates the partition); everything else is
  * transient (the whole batch is retried). Pure: no database. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 
 #include "db.h"
 #include "devsum.h"
+#include "pgbin.h"
 
 static void test_classify(void **state)
 {
@@ -54,11 +56,99 @@ static void test_classify_nopart(void **state)
     assert_int_equal(db_classify_err(NULL, "telemetry", NULL), DB_TRANSIENT);
 }
 
+/* A binary array parameter (pgbin.h) read back: one dimension, lower bound
+ * 1, each element's bytes (NULL for a NULL one); every byte accounted for. */
+struct arr {
+    uint32_t cnt;
+    bool hasnull;
+    const uint8_t *el[16];
+    uint32_t len[16];
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int64_t be64(const uint8_t *p)
+{
+    return (int64_t)((uint64_t)be32(p) << 32 | be32(p + 4));
+}
+
+static void read_arr(const uint8_t *p, int n, uint32_t oid, struct arr *a)
+{
+    assert_true(n >= (int)PGBIN_ARR_HDR);
+    assert_int_equal(be32(p), 1); /* ndim */
+    a->hasnull = be32(p + 4) != 0;
+    assert_int_equal(be32(p + 8), oid);
+    a->cnt = be32(p + 12);
+    assert_int_equal(be32(p + 16), 1); /* lower bound */
+    assert_true(a->cnt <= 16);
+    const uint8_t *o = p + PGBIN_ARR_HDR;
+    bool any_null = false;
+    for (uint32_t k = 0; k < a->cnt; k++) {
+        uint32_t len = be32(o);
+        o += 4;
+        a->el[k] = len == UINT32_MAX ? NULL : o;
+        a->len[k] = len == UINT32_MAX ? 0 : len;
+        any_null |= len == UINT32_MAX;
+        o += a->len[k];
+    }
+    assert_int_equal(o - p, n);
+    assert_int_equal(a->hasnull, any_null);
+}
+
+/* The four arrays of one devices statement, read back and checked against
+ * each other: as many elements in each, typed as the statement says. */
+struct devrows {
+    struct arr id, first, last, seq;
+};
+
+static uint32_t read_devrows(const struct devsum_arrays *a, struct devrows *r)
+{
+    read_arr(a->v[DEVSUM_ID], a->len[DEVSUM_ID], PGBIN_OID_TEXT, &r->id);
+    read_arr(a->v[DEVSUM_FIRST], a->len[DEVSUM_FIRST], PGBIN_OID_TIMESTAMPTZ, &r->first);
+    read_arr(a->v[DEVSUM_LAST], a->len[DEVSUM_LAST], PGBIN_OID_TIMESTAMPTZ, &r->last);
+    read_arr(a->v[DEVSUM_SEQ], a->len[DEVSUM_SEQ], PGBIN_OID_INT8, &r->seq);
+    assert_false(r->id.hasnull || r->first.hasnull || r->last.hasnull);
+    assert_int_equal(r->first.cnt, r->id.cnt);
+    assert_int_equal(r->last.cnt, r->id.cnt);
+    assert_int_equal(r->seq.cnt, r->id.cnt);
+    return r->id.cnt;
+}
+
+/* The element index of device id, or -1. */
+static int dev_at(const struct devrows *r, const char *id)
+{
+    for (uint32_t k = 0; k < r->id.cnt; k++)
+        if (r->id.len[k] == strlen(id) && memcmp(r->id.el[k], id, r->id.len[k]) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* Device id's row: first and last time in Unix microseconds, seq (-1: NULL). */
+static void assert_dev(const struct devrows *r, const char *id, int64_t first_us, int64_t last_us,
+                       int64_t seq)
+{
+    int k = dev_at(r, id);
+    assert_true(k >= 0);
+    assert_int_equal(r->first.len[k], 8);
+    assert_int_equal(be64(r->first.el[k]) + PGBIN_EPOCH_US, first_us);
+    assert_int_equal(r->last.len[k], 8);
+    assert_int_equal(be64(r->last.el[k]) + PGBIN_EPOCH_US, last_us);
+    if (seq < 0) {
+        assert_null(r->seq.el[k]);
+        return;
+    }
+    assert_int_equal(r->seq.len[k], 8);
+    assert_int_equal(be64(r->seq.el[k]), seq);
+}
+
 /* The devices summary (devsum.c): per device the highest stored seq and
  * the earliest and latest time, over several batches; rows not stored
- * (dropped, not yet written) and unusable device ids are left out; the SQL
- * is typed, escaped and in one transaction; a full table stops and resumes
- * where it stopped. */
+ * (dropped, not yet written) and unusable device ids are left out; the
+ * arrays carry ids byte for byte, times and a NULL seq for a device that
+ * only connected; a full table stops and resumes where it stopped. */
 static void test_devsum(void **state)
 {
     (void)state;
@@ -70,12 +160,15 @@ static void test_devsum(void **state)
     static const uint8_t body[] = {0xa1, 'x'};
     struct devsum sum;
     assert_int_equal(devsum_init(&sum, 4), 0);
-    char out[4096];
+    uint8_t out[4096];
+    struct devsum_arrays a;
+    struct devrows r;
     uint32_t from = 0;
     assert_true(devsum_add(&sum, &b, &from));
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out), 0); /* nothing */
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, sizeof out, &a), 0); /* nothing */
 
     const uint64_t t0 = 1764358200000000000ull; /* 2025-11-28 19:30:00 UTC */
+    const int64_t t0_us = (int64_t)(t0 / 1000u);
     struct envelope e = {.kind = ENV_DATA,
                          .dev = {(const uint8_t *)"pump-1", 6},
                          .seq = 42,
@@ -109,31 +202,19 @@ static void test_devsum(void **state)
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(from, b.nrows);
     assert_int_equal(sum.used, 3);
-    size_t n = devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
-    assert_int_equal(n, strlen(out));
-    assert_non_null(strstr(out, "(E'pump-1','2025-11-28 19:30:00.000000+00'::timestamptz,"
-                                "'2025-11-28 19:30:02.000000+00'::timestamptz,42::int8)"));
-    assert_non_null(strstr(out, "(E'o''k\\\\',")); /* quote and backslash doubled */
-    assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
-                                "'2025-11-28 19:30:01.000000+00'::timestamptz,NULL::int8)"));
-    assert_null(strstr(out, "lost"));
-    assert_null(strstr(out, "E'a"));
-    static const char begin[] =
-        "BEGIN;SET LOCAL synchronous_commit TO off;SET LOCAL statement_timeout TO 30000;";
-    assert_int_equal(strncmp(out, begin, sizeof begin - 1), 0);
-    assert_non_null(strstr(out, "ORDER BY i ON CONFLICT(device_id)"));
-    assert_int_equal(strcmp(out + n - 7, ";COMMIT"), 0);
-    /* the timeout is the caller's: a stop's last write gets what is left of its budget */
-    static const char short_timeout[] = "SET LOCAL statement_timeout TO 7;INSERT INTO devices";
-    assert_true(devsum_sql(&sum, 0, UINT32_MAX, 7, out, sizeof out) > 0);
-    assert_non_null(strstr(out, short_timeout));
-    assert_true(devsum_sql(&sum, 0, UINT32_MAX, UINT32_MAX, out, sizeof out) > 0);
-    assert_non_null(strstr(out, "statement_timeout TO 4294967295;INSERT"));
-    n = devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
-    size_t bound = devsum_sql_bound(&sum, 0, UINT32_MAX);
-    assert_true(bound >= n);
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, bound), 0); /* no room for the NUL */
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, bound + 1), n);
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, sizeof out, &a), 3);
+    assert_int_equal(read_devrows(&a, &r), 3);
+    assert_dev(&r, "pump-1", t0_us, t0_us + 2000000, 42);
+    assert_dev(&r, "o'k\\", t0_us, t0_us, 7); /* as it came: nothing to quote */
+    assert_dev(&r, "sleepy", t0_us + 1000000, t0_us + 1000000, -1);
+    assert_true(r.seq.hasnull);
+    assert_int_equal(dev_at(&r, "lost"), -1);
+    /* the bound holds what was written (a NULL seq takes less) and is the
+     * room asked for: one byte less is refused */
+    size_t bound = devsum_arrays_bound(&sum, 0, UINT32_MAX);
+    assert_int_equal(a.len[0] + a.len[1] + a.len[2] + a.len[3], bound - 8u);
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, bound - 1, &a), 0);
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, bound, &a), 3);
 
     /* a second batch: pump-1's seq moves on, sleepy gets a seq */
     batch_reset(&b);
@@ -150,14 +231,15 @@ static void test_devsum(void **state)
     from = 0;
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 3);
-    devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out);
-    assert_non_null(strstr(out, "'2025-11-28 19:30:03.000000+00'::timestamptz,43::int8)"));
-    assert_non_null(strstr(out, "(E'sleepy','2025-11-28 19:30:01.000000+00'::timestamptz,"
-                                "'2025-11-28 19:30:03.000000+00'::timestamptz,1::int8)"));
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, sizeof out, &a), 3);
+    read_devrows(&a, &r);
+    assert_dev(&r, "pump-1", t0_us, t0_us + 3000000, 43);
+    assert_dev(&r, "sleepy", t0_us + 1000000, t0_us + 3000000, 1);
+    assert_false(r.seq.hasnull);
 
     /* full: room for 16 slots / 2 = 8 devices; the 9th stops the add */
     devsum_reset(&sum);
-    assert_int_equal(devsum_sql(&sum, 0, UINT32_MAX, 30000, out, sizeof out), 0);
+    assert_int_equal(devsum_arrays(&sum, 0, UINT32_MAX, out, sizeof out, &a), 0);
     batch_reset(&b);
     assert_int_equal(batch_peer(&b, &h), 0);
     char ids[10][4];
@@ -173,21 +255,17 @@ static void test_devsum(void **state)
     assert_int_equal(sum.used, 8);
 
     /* in chunks (devwriter.c): [0,3) [3,6) [6,8), each device in exactly one,
-     * each chunk a whole statement; a range past the end is empty */
+     * in order of first use; a range past the end is empty */
     for (uint32_t k = 0; k < 8; k += 3) {
-        size_t m = devsum_sql(&sum, k, 3, 30000, out, sizeof out);
-        assert_int_equal(m, strlen(out));
-        assert_int_equal(strncmp(out, "BEGIN;", 6), 0);
-        assert_int_equal(strcmp(out + m - 7, ";COMMIT"), 0);
-        for (uint32_t j = 0; j < 8; j++) {
-            char lit[16];
-            snprintf(lit, sizeof lit, "(E'd%u',", j);
-            assert_int_equal(strstr(out, lit) != NULL, j >= k && j < k + 3);
-        }
-        assert_true(devsum_sql_bound(&sum, k, 3) < devsum_sql_bound(&sum, 0, 8));
+        uint32_t m = devsum_arrays(&sum, k, 3, out, sizeof out, &a);
+        assert_int_equal(m, k < 6 ? 3 : 2);
+        assert_int_equal(read_devrows(&a, &r), m);
+        for (uint32_t j = 0; j < 8; j++)
+            assert_int_equal(dev_at(&r, ids[j]), j >= k && j < k + 3 ? (int)(j - k) : -1);
+        assert_true(devsum_arrays_bound(&sum, k, 3) < devsum_arrays_bound(&sum, 0, 8));
     }
-    assert_int_equal(devsum_sql(&sum, 8, 3, 30000, out, sizeof out), 0);
-    assert_int_equal(devsum_sql(&sum, 2, 0, 30000, out, sizeof out), 0);
+    assert_int_equal(devsum_arrays(&sum, 8, 3, out, sizeof out, &a), 0);
+    assert_int_equal(devsum_arrays(&sum, 2, 0, out, sizeof out, &a), 0);
     devsum_reset(&sum);
     assert_true(devsum_add(&sum, &b, &from));
     assert_int_equal(sum.used, 2);
