@@ -6,7 +6,6 @@
  * running it (db.c). */
 #include "devsum.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
