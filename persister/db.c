@@ -689,27 +689,23 @@ static const uint32_t sc_oid[SC_N] = {PGBIN_OID_TEXT, PGBIN_OID_TEXT,        PGB
 static const int sc_con[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REPLY, SC_SLOT, SC_GEN};
 static const int sc_dis[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON};
 
-/* Column c of session row r: bytes (NULL = SQL NULL) and length. fixed
- * receives the 8-byte big-endian values. */
-static const uint8_t *sc_value(const struct batch *b, const struct row *r, int c, uint8_t fixed[8], size_t *n)
+/* Column c of session row r as an array element at o; returns the bytes
+ * written. A peer-less row's peer is NULL; an absent reply or reason is
+ * stored as '', as the per-row statement did. */
+static size_t sc_field(const struct batch *b, const struct row *r, int c, uint8_t *o)
 {
     const struct batch_peer *p = &b->peers[r->peer];
-    static const uint8_t empty[1] = "";
-    *n = 8;
     switch (c) {
-    case SC_DEV: *n = r->dev.n; return r->dev.p;
-    case SC_EDGE: *n = p->edge.n; return p->edge.p;
-    case SC_INC: pgbin_be64(fixed, p->incarnation); return fixed;
-    case SC_EPOCH: pgbin_be64(fixed, r->epoch); return fixed;
-    case SC_PEER: *n = r->addr.n; return r->addr.n ? r->addr.p : NULL;
-    case SC_AT: pgbin_ts(fixed, rows_at_us(r)); return fixed;
-    case SC_REPLY: *n = p->reply.n; return p->reply.p ? p->reply.p : empty;
-    case SC_SLOT: pgbin_be64(fixed, r->slot); return fixed;
-    case SC_GEN: pgbin_be64(fixed, r->gen); return fixed;
-    default:
-        /* An absent reason is stored as '', as the per-row statement did. */
-        *n = r->reason.p ? r->reason.n : 0;
-        return r->reason.p ? r->reason.p : empty;
+    case SC_DEV: return pgbin_field(o, r->dev.p, r->dev.n);
+    case SC_EDGE: return pgbin_field(o, p->edge.p, p->edge.n);
+    case SC_INC: return pgbin_field_i64(o, p->incarnation);
+    case SC_EPOCH: return pgbin_field_i64(o, r->epoch);
+    case SC_PEER: return r->addr.n ? pgbin_field(o, r->addr.p, r->addr.n) : pgbin_null(o);
+    case SC_AT: return pgbin_field_ts(o, rows_at_us(r));
+    case SC_REPLY: return pgbin_field(o, p->reply.p, p->reply.p ? p->reply.n : 0);
+    case SC_SLOT: return pgbin_field_i64(o, r->slot);
+    case SC_GEN: return pgbin_field_i64(o, r->gen);
+    default: return pgbin_field(o, r->reason.p, r->reason.p ? r->reason.n : 0);
     }
 }
 
@@ -749,19 +745,9 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
             const struct row *r = &b->rows[idx[k]];
             if ((r->kind == ENV_CONNECT) != connect)
                 continue;
-            uint8_t fixed[8];
-            size_t vn;
-            const uint8_t *val = sc_value(b, r, c, fixed, &vn);
-            if (!val) {
-                pgbin_be32(o, UINT32_MAX); /* -1: NULL */
-                pgbin_be32(hasnull, 1);
-                o += 4;
-                continue;
-            }
-            pgbin_be32(o, (uint32_t)vn);
-            if (vn)
-                memcpy(o + 4, val, vn);
-            o += 4 + vn;
+            size_t w = sc_field(b, r, c, o);
+            pgbin_arr_elem_done(hasnull, o);
+            o += w;
         }
         v[ci] = (const char *)start;
         len[ci] = (int)(o - start);

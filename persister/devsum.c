@@ -120,23 +120,10 @@ size_t devsum_arrays_bound(const struct devsum *s, uint32_t from, uint32_t n)
 static size_t element(const struct devsum_entry *e, enum devsum_col c, uint8_t *o)
 {
     switch (c) {
-    case DEVSUM_ID:
-        pgbin_be32(o, e->n);
-        memcpy(o + 4, e->dev, e->n);
-        return 4u + e->n;
-    case DEVSUM_FIRST:
-    case DEVSUM_LAST:
-        pgbin_be32(o, 8);
-        pgbin_ts(o + 4, c == DEVSUM_FIRST ? e->first_us : e->last_us);
-        return 12;
-    default:
-        if (!e->has_seq) {
-            pgbin_be32(o, UINT32_MAX); /* -1: NULL */
-            return 4;
-        }
-        pgbin_be32(o, 8);
-        pgbin_be64(o + 4, e->seq);
-        return 12;
+    case DEVSUM_ID: return pgbin_field(o, e->dev, e->n);
+    case DEVSUM_FIRST: return pgbin_field_ts(o, e->first_us);
+    case DEVSUM_LAST: return pgbin_field_ts(o, e->last_us);
+    default: return e->has_seq ? pgbin_field_i64(o, e->seq) : pgbin_null(o);
     }
 }
 

@@ -6,7 +6,9 @@
  * one-dimensional array. Pure, no I/O. */
 #ifndef PERSISTER_PGBIN_H
 #define PERSISTER_PGBIN_H
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* PostgreSQL timestamps count from 2000-01-01 UTC. */
 #define PGBIN_EPOCH_US 946684800000000LL
@@ -37,9 +39,41 @@ static inline void pgbin_ts(uint8_t *o, int64_t unix_us)
     pgbin_be64(o, (uint64_t)(unix_us - PGBIN_EPOCH_US));
 }
 
+/* A field (of a COPY tuple) or an array element: its int32 length, -1 for
+ * NULL, then its bytes. Each writer returns the bytes it wrote. */
+#define PGBIN_NULL_LEN UINT32_MAX
+
+static inline size_t pgbin_null(uint8_t *o)
+{
+    pgbin_be32(o, PGBIN_NULL_LEN);
+    return 4u;
+}
+
+static inline size_t pgbin_field(uint8_t *o, const void *p, size_t n)
+{
+    pgbin_be32(o, (uint32_t)n);
+    if (n)
+        memcpy(o + 4, p, n);
+    return 4u + n;
+}
+
+static inline size_t pgbin_field_i64(uint8_t *o, uint64_t v)
+{
+    pgbin_be32(o, 8u);
+    pgbin_be64(o + 4, v);
+    return 12u;
+}
+
+static inline size_t pgbin_field_ts(uint8_t *o, int64_t unix_us)
+{
+    pgbin_be32(o, 8u);
+    pgbin_ts(o + 4, unix_us);
+    return 12u;
+}
+
 /* The binary array (array_recv): ndim, has-null flag, element type OID,
- * then per dimension length and lower bound, then each element as int32
- * length (-1 = NULL) and its bytes. */
+ * then per dimension length and lower bound, then each element as a field
+ * (above). */
 #define PGBIN_OID_INT8        20u
 #define PGBIN_OID_TEXT        25u
 #define PGBIN_OID_TIMESTAMPTZ 1184u
@@ -63,7 +97,7 @@ static inline uint8_t *pgbin_arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
  * decides what is NULL. */
 static inline void pgbin_arr_elem_done(uint8_t *hasnull, const uint8_t *e)
 {
-    if (e[0] == 0xffu && e[1] == 0xffu && e[2] == 0xffu && e[3] == 0xffu)
+    if (((uint32_t)e[0] << 24 | (uint32_t)e[1] << 16 | (uint32_t)e[2] << 8 | e[3]) == PGBIN_NULL_LEN)
         pgbin_be32(hasnull, 1);
 }
 

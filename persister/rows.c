@@ -308,31 +308,13 @@ size_t rows_field_len(const struct batch *b, uint32_t i, enum rows_col c)
     }
 }
 
-/* A field with a value: its int32 length and n bytes, the first of them
- * `lead` if lead >= 0 (jsonb's version byte), then p. */
-static size_t put_field(uint8_t *o, int lead, const void *p, size_t n)
+/* jsonb: the version byte, then the JSON text. */
+static size_t put_jsonb(uint8_t *o, const char *json, size_t n)
 {
-    size_t l = lead >= 0 ? 1u : 0u;
-    pgbin_be32(o, (uint32_t)(l + n));
-    if (l)
-        o[4] = (uint8_t)lead;
-    if (n)
-        memcpy(o + 4 + l, p, n);
-    return 4u + l + n;
-}
-
-static size_t put_i64(uint8_t *o, uint64_t v)
-{
-    pgbin_be32(o, 8u);
-    pgbin_be64(o + 4, v);
-    return 12u;
-}
-
-static size_t put_ts(uint8_t *o, int64_t unix_us)
-{
-    pgbin_be32(o, 8u);
-    pgbin_ts(o + 4, unix_us);
-    return 12u;
+    pgbin_be32(o, (uint32_t)(1u + n));
+    o[4] = JSONB_VERSION;
+    memcpy(o + 5, json, n);
+    return 5u + n;
 }
 
 size_t rows_field(const struct batch *b, uint32_t i, enum rows_col c, char *out)
@@ -340,17 +322,12 @@ size_t rows_field(const struct batch *b, uint32_t i, enum rows_col c, char *out)
     const struct row *r = &b->rows[i];
     uint8_t *o = (uint8_t *)out;
     switch (c) {
-    case ROWS_DEV: return put_field(o, -1, r->dev.p, r->dev.n);
-    case ROWS_SEQ: return put_i64(o, r->seq);
-    case ROWS_TS:
-        if (!r->has_ts) {
-            pgbin_be32(o, UINT32_MAX); /* -1: NULL */
-            return 4u;
-        }
-        return put_ts(o, r->ts * 1000);
-    case ROWS_AT: return put_ts(o, rows_at_us(r));
-    case ROWS_EDGE: return put_field(o, -1, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
-    default: return put_field(o, JSONB_VERSION, b->json + r->json_off, r->json_len);
+    case ROWS_DEV: return pgbin_field(o, r->dev.p, r->dev.n);
+    case ROWS_SEQ: return pgbin_field_i64(o, r->seq);
+    case ROWS_TS: return r->has_ts ? pgbin_field_ts(o, r->ts * 1000) : pgbin_null(o);
+    case ROWS_AT: return pgbin_field_ts(o, rows_at_us(r));
+    case ROWS_EDGE: return pgbin_field(o, b->peers[r->peer].edge.p, b->peers[r->peer].edge.n);
+    default: return put_jsonb(o, b->json + r->json_off, r->json_len);
     }
 }
 

@@ -17,6 +17,7 @@
 #include "db.h"
 #include "devsum.h"
 #include "pgbin.h"
+#include "pgbin_read.h"
 
 static void test_classify(void **state)
 {
@@ -65,29 +66,19 @@ struct arr {
     uint32_t len[16];
 };
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int64_t be64(const uint8_t *p)
-{
-    return (int64_t)((uint64_t)be32(p) << 32 | be32(p + 4));
-}
-
 static void read_arr(const uint8_t *p, int n, uint32_t oid, struct arr *a)
 {
     assert_true(n >= (int)PGBIN_ARR_HDR);
-    assert_int_equal(be32(p), 1); /* ndim */
-    a->hasnull = be32(p + 4) != 0;
-    assert_int_equal(be32(p + 8), oid);
-    a->cnt = be32(p + 12);
-    assert_int_equal(be32(p + 16), 1); /* lower bound */
+    assert_int_equal(rd32(p), 1); /* ndim */
+    a->hasnull = rd32(p + 4) != 0;
+    assert_int_equal(rd32(p + 8), oid);
+    a->cnt = rd32(p + 12);
+    assert_int_equal(rd32(p + 16), 1); /* lower bound */
     assert_true(a->cnt <= 16);
     const uint8_t *o = p + PGBIN_ARR_HDR;
     bool any_null = false;
     for (uint32_t k = 0; k < a->cnt; k++) {
-        uint32_t len = be32(o);
+        uint32_t len = rd32(o);
         o += 4;
         a->el[k] = len == UINT32_MAX ? NULL : o;
         a->len[k] = len == UINT32_MAX ? 0 : len;
@@ -133,15 +124,15 @@ static void assert_dev(const struct devrows *r, const char *id, int64_t first_us
     int k = dev_at(r, id);
     assert_true(k >= 0);
     assert_int_equal(r->first.len[k], 8);
-    assert_int_equal(be64(r->first.el[k]) + PGBIN_EPOCH_US, first_us);
+    assert_int_equal((int64_t)rd64(r->first.el[k]) + PGBIN_EPOCH_US, first_us);
     assert_int_equal(r->last.len[k], 8);
-    assert_int_equal(be64(r->last.el[k]) + PGBIN_EPOCH_US, last_us);
+    assert_int_equal((int64_t)rd64(r->last.el[k]) + PGBIN_EPOCH_US, last_us);
     if (seq < 0) {
         assert_null(r->seq.el[k]);
         return;
     }
     assert_int_equal(r->seq.len[k], 8);
-    assert_int_equal(be64(r->seq.el[k]), seq);
+    assert_int_equal((int64_t)rd64(r->seq.el[k]), seq);
 }
 
 /* The devices summary (devsum.c): per device the highest stored seq and

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "part.h"
+#include "pgbin_read.h"
 #include "rows.h"
 
 static const uint8_t body_a1[] = {0x81, 0xa1, 'a', 0x01}; /* {"a":1} */
@@ -69,16 +70,6 @@ struct tuple {
     const uint8_t *val[8];
     size_t size;
 };
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-    return (uint64_t)rd32(p) << 32 | rd32(p + 4);
-}
 
 static struct tuple parse(const char *out, size_t n)
 {
