@@ -38,6 +38,14 @@ def main():
         assert s[1][4].total_seconds() == 2.0, s
         print("ok: sessions")
 
+        # A disconnect that names no peer (and no connect ever came): peer is NULL, not ''.
+        edge.send(entry(DISCONNECT, 5, 1, "sess-3", 3000, None, None, t, None, "idle"),
+                  pe.data("sess-1", 4, {"x": 4}, slot=3, gen=1))
+        collect(edge, env, {("sess-1", 4)})
+        r = env.sql("SELECT peer IS NULL, reason FROM device_sessions WHERE device_id='sess-3'")
+        assert r == [(True, "idle")], r
+        print("ok: a session without a peer stores none")
+
         # edge_lost: another edge incarnation connects a device, heartbeats once, goes silent.
         lost = pe.Edge([p.pull], [p.router], edge_id="edge-b:7000", worker=0)
         lost.send(entry(CONNECT, 1, 1, "lost-dev", 3000, None, None, time.time_ns(), "10.0.0.3:1"),
