@@ -32,13 +32,7 @@ printf 'rebalance-bench-admin-token-0123456789\n' >"$D/admin-token"
 chmod 600 "$D/admin-token"
 dsn="host=127.0.0.1 port=$P user=postgres dbname=sluice"
 pids=() devsim=''
-cleanup() {
-  [ -z "$devsim" ] || kill -TERM "$devsim" 2>/dev/null
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  pg_stop "$D/pg"
-}
-trap cleanup EXIT
+trap stack_cleanup EXIT
 trap 'exit 1' INT TERM
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }

@@ -49,6 +49,14 @@ void pgconn_fail(struct pgconn *c, const char *what, const char *err)
     c->next_connect = loop_clock_ms() + c->retry_ms;
 }
 
+void pgconn_fail_res(struct pgconn *c, const char *what, const PGresult *r)
+{
+    pgconn_fail(c, what, PQresultErrorMessage(r));
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (c->pg && st && strcmp(st, "0A000") == 0)
+        pgconn_fini(c); /* next_connect is set: the next round reconnects and prepares */
+}
+
 bool pgconn_up(struct pgconn *c, pgconn_setup_cb *setup, void *ud)
 {
     if (c->pg)
@@ -80,7 +88,7 @@ bool pgconn_exec(struct pgconn *c, const char *sql)
     PGresult *r = PQexec(c->pg, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
-        pgconn_fail(c, sql, PQresultErrorMessage(r));
+        pgconn_fail_res(c, sql, r);
     PQclear(r);
     return ok;
 }
@@ -91,7 +99,7 @@ bool pgconn_prepare(struct pgconn *c, const char *const (*stmts)[2], size_t n)
         PGresult *r = PQprepare(c->pg, stmts[k][0], stmts[k][1], 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
-            pgconn_fail(c, "prepare", PQresultErrorMessage(r));
+            pgconn_fail_res(c, "prepare", r);
         PQclear(r);
         if (!ok)
             return false;

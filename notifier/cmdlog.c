@@ -107,9 +107,9 @@ static const char claim_sql[] =
 
 /* ---- the thread --------------------------------------------------------- */
 
-static void pg_fail(struct cmdlog *c, const char *what, const char *err)
+static void pg_fail(struct cmdlog *c, const char *what, const PGresult *r)
 {
-    pgconn_fail(&c->db, what, err);
+    pgconn_fail_res(&c->db, what, r);
 }
 
 static bool simple(struct cmdlog *c, const char *sql)
@@ -220,7 +220,7 @@ static bool submit(struct cmdlog *c, const struct req *q)
     case CMDSTORE_FAILED: {
         const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         bool data = st && !strncmp(st, "22", 2); /* e.g. \u0000 in a string: jsonb refuses it */
-        pg_fail(c, what, PQresultErrorMessage(r));
+        pg_fail(c, what, r);
         PQclear(r);
         if (data)
             refuse(c, q, "bad_command");
@@ -270,7 +270,7 @@ static bool drain(struct cmdlog *c, unsigned max)
     PGresult *r = PQexec(c->db.pg, "SELECT pg_try_advisory_xact_lock(" CMDLOG_LOCK_KEY ")");
     bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        pg_fail(c, "lock", PQresultErrorMessage(r));
+        pg_fail(c, "lock", r);
     PQclear(r);
     if (!got) { /* another notifier is draining: it publishes these */
         if (c->db.pg)
@@ -282,7 +282,7 @@ static bool drain(struct cmdlog *c, unsigned max)
     const char *v[1] = {lim};
     r = PQexecPrepared(c->db.pg, "claim", 1, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_fail(c, "claim", PQresultErrorMessage(r));
+        pg_fail(c, "claim", r);
         PQclear(r);
         if (c->db.pg)
             simple(c, "ROLLBACK");
@@ -357,7 +357,7 @@ static void wait_events(struct cmdlog *c, int timeout_ms)
     }
     if (c->db.pg && p[1].revents) {
         if (!PQconsumeInput(c->db.pg)) {
-            pg_fail(c, "listen", PQerrorMessage(c->db.pg));
+            pgconn_fail(&c->db, "listen", PQerrorMessage(c->db.pg));
             return;
         }
         PGnotify *nt;

@@ -167,9 +167,9 @@ void cmdq_kick(struct cmdq *q)
 
 /* ---- the thread --------------------------------------------------------- */
 
-static void pg_fail(struct cmdq *q, const char *what, const char *err)
+static void pg_fail(struct cmdq *q, const char *what, const PGresult *r)
 {
-    pgconn_fail(&q->db, what, err);
+    pgconn_fail_res(&q->db, what, r);
 }
 
 static bool prepare(struct pgconn *c, void *ud)
@@ -191,7 +191,7 @@ static long exec_n(struct cmdq *q, const char *name, int n, const char *const *v
     if (PQresultStatus(r) == PGRES_COMMAND_OK)
         rows = atol(PQcmdTuples(r));
     else
-        pg_fail(q, name, PQresultErrorMessage(r));
+        pg_fail(q, name, r);
     PQclear(r);
     return rows;
 }
@@ -301,7 +301,7 @@ static bool kicks(struct cmdq *q)
 {
     PGresult *r = PQexecPrepared(q->db.pg, "kicks", 0, NULL, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_fail(q, "kicks", PQresultErrorMessage(r));
+        pg_fail(q, "kicks", r);
         PQclear(r);
         return false;
     }
@@ -320,7 +320,7 @@ static bool dispatch(struct cmdq *q)
     PGresult *r = PQexec(q->db.pg, "SELECT pg_try_advisory_xact_lock(" CMDQ_LOCK_KEY ")");
     bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        pg_fail(q, "lock", PQresultErrorMessage(r));
+        pg_fail(q, "lock", r);
     PQclear(r);
     if (!got) {
         if (q->db.pg)
@@ -333,7 +333,7 @@ static bool dispatch(struct cmdq *q)
     const char *pv[2] = {max, lim};
     r = PQexecPrepared(q->db.pg, "pick", 2, pv, NULL, NULL, 1); /* binary: body_mp as bytes */
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_fail(q, "pick", PQresultErrorMessage(r));
+        pg_fail(q, "pick", r);
         PQclear(r);
         if (q->db.pg)
             simple(q, "ROLLBACK");

@@ -28,6 +28,16 @@ pg_stop() {
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# stack_cleanup: a bench script's EXIT trap. SIGTERM to $devsim (unless empty) and to every pid in the
+# array pids, wait for them, stop the PostgreSQL in $D/pg.
+stack_cleanup() {
+  [ -z "${devsim:-}" ] || kill -TERM "$devsim" 2>/dev/null
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  pg_stop "$D/pg"
+}
+
 # mqtt_setup DIR PORT: the broker's files in DIR: mosquitto.conf (listener on 127.0.0.1:PORT, a
 # password file, deploy/mosquitto.acl, no anonymous clients), passwd, and the plain passwords of its
 # two users in notifier.password and operator.password (made once, 0600; kept across runs).

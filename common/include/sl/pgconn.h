@@ -41,6 +41,18 @@ bool pgconn_up(struct pgconn *c, pgconn_setup_cb *setup, void *ud);
 /* Count and (once in ten) log a failure of `what`; drop the connection if
  * it is broken, and wait retry_ms before the next attempt. */
 void pgconn_fail(struct pgconn *c, const char *what, const char *err);
+/* pgconn_fail for a statement's failed result r, which also drops a
+ * connection that works but cannot run its statements any more: SQLSTATE
+ * 0A000 is what PostgreSQL answers, on every execution from then on, a
+ * prepared statement whose result columns changed type or collation after
+ * it was prepared ("cached plan must not change result type"). That happens
+ * to a long-lived connection when another process migrates the schema under
+ * it: a newer persister in a rolling upgrade (bench/persister_upgrade.sh
+ * found it). A new session prepares the statement against the new columns.
+ * The other holders of prepared statements cannot meet it: the persister's
+ * writers' statements return counts, sluice-api's one text value built in
+ * SQL, which no column change alters. */
+void pgconn_fail_res(struct pgconn *c, const char *what, const PGresult *r);
 /* A statement without parameters (BEGIN, COMMIT, SET...): true if it
  * succeeded, else pgconn_fail'd. */
 bool pgconn_exec(struct pgconn *c, const char *sql);
