@@ -473,7 +473,7 @@ struct cmdlog *cmdlog_new(const struct cmdlog_cfg *cfg, struct cmdlog_stats *st)
     c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
     c->prefix = strdup(cfg->prefix ? cfg->prefix : "");
-    pgconn_init(&c->db, c->conninfo ? c->conninfo : "", "sluice-notifier-cmdlog", "cmdlog", CMDLOG_RETRY_MS,
+    pgconn_init(&c->db, c->conninfo ? c->conninfo : "", PGCONN_APP_CMDLOG, "cmdlog", CMDLOG_RETRY_MS,
                 &st->db_errors);
     pthread_mutex_init(&c->mu, NULL);
     if (!c->conninfo || !c->prefix || c->efd < 0) {

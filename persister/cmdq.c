@@ -447,7 +447,7 @@ struct cmdq *cmdq_new(const struct cmdq_cfg *cfg, struct cmdq_stats *st)
     q->tail = &q->head;
     q->conninfo = strdup(cfg->conninfo ? cfg->conninfo : "");
     q->self = strdup(cfg->self ? cfg->self : "persister");
-    pgconn_init(&q->db, q->conninfo ? q->conninfo : "", "sluice-persister-cmdq", "cmdq", CMDQ_RETRY_MS,
+    pgconn_init(&q->db, q->conninfo ? q->conninfo : "", PGCONN_APP_CMDQ, "cmdq", CMDQ_RETRY_MS,
                 &st->db_errors);
     q->buf = malloc(CMDQ_BUF);
     q->json = malloc(CMDQ_BUF);

@@ -39,6 +39,7 @@
 #include "migrations.h"
 #include "pgbin.h"
 #include "sl/log.h"
+#include "sl/pgconn.h"
 
 /* Advisory lock key for migrations: "sluice" + 1, any constant would do. */
 #define MIGRATE_LOCK_KEY "7308604637093544961"
@@ -206,6 +207,34 @@ static void migrate_notice(void *arg, const PGresult *res)
     }
 }
 
+/* After a migration: end the sessions of the command paths, ours and other
+ * processes', so that they reconnect and prepare their statements again.
+ * A statement prepared before a migration changed a column it returns fails
+ * on every execution in its session (SQLSTATE 0A000, sl/pgconn.h). This
+ * version's cmdq and cmdlog reconnect on that error by themselves; the
+ * versions before it do not, and in a rolling upgrade they are the ones
+ * still running when the first new persister migrates. A terminated
+ * session is a broken connection to every version: each makes a new one.
+ * Only those two (by application_name): the writers' statements return
+ * counts, and terminating a lane would cost a batch's retry. A session we
+ * may not signal (another role) is left alone. */
+static void reset_command_sessions(struct db *d)
+{
+    static const char sql[] =
+        "DO $$ DECLARE p int; BEGIN"
+        " FOR p IN SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()"
+        " AND application_name IN ('" PGCONN_APP_CMDQ "', '" PGCONN_APP_CMDLOG "') LOOP"
+        " BEGIN PERFORM pg_terminate_backend(p); EXCEPTION WHEN insufficient_privilege THEN NULL; END;"
+        " END LOOP; END $$";
+    if (exec_cmd(d, sql) != DB_OK) {
+        char q[DB_ERR_Q];
+        log_warn("event=migrate_reset_failed err=%s", db_error_q(d, q, sizeof q));
+    } else {
+        log_info("event=migrate_reset_sessions of=cmdq,cmdlog");
+    }
+}
+
 static enum db_rc migrate(struct db *d)
 {
     if (exec_cmd(d, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")") != DB_OK)
@@ -224,6 +253,7 @@ static enum db_rc migrate(struct db *d)
             PQclear(res);
         }
     }
+    int applied = 0;
     for (int k = 0; rc == DB_OK && k < migrations_count; k++) {
         const struct migration *m = &migrations[k];
         if (m->version <= have)
@@ -234,6 +264,7 @@ static enum db_rc migrate(struct db *d)
         if ((rc = exec_cmd(d, "BEGIN")) == DB_OK && (rc = exec_cmd(d, m->sql)) == DB_OK &&
             (rc = exec_cmd(d, ins)) == DB_OK && (rc = exec_cmd(d, "COMMIT")) == DB_OK) {
             log_info("event=migrated version=%d name=%s", m->version, m->name);
+            applied++;
         } else {
             log_error("event=migrate_failed version=%d name=%s sqlstate=%s", m->version, m->name,
                       d->sqlstate);
@@ -242,6 +273,8 @@ static enum db_rc migrate(struct db *d)
         }
     }
     PQsetNoticeReceiver(d->conn, was, NULL);
+    if (applied > 0) /* even if a later one failed: these are in force */
+        reset_command_sessions(d);
     /* Session-level lock: released explicitly, or by the disconnect. */
     exec_cmd(d, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")");
     return rc == DB_OK ? DB_OK : DB_TRANSIENT;

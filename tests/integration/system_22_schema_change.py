@@ -12,8 +12,15 @@ stack runs, after both statements have run once:
 - a command queued afterwards for an offline device is delivered when it connects, and its answer
   shows over HTTP and as its states and one result on MQTT (the notifier's command log);
 - data is still acked and stored;
-- each service logged the stale session and its reconnection."""
+- each service logged the stale session and its reconnection.
+Then the migration itself: schema_version forgets 007 and the persister restarts, so it runs 007 again
+(device_id back to "C"). A stand-in for an older notifier, which has no such reconnect (a session named
+as the cmdlog's, holding a prepared statement that returns commands.device_id), must find its
+session ended by the migrating persister (it would otherwise fail on every execution, forever); the
+real cmdq and cmdlog go on delivering and publishing."""
 import time
+
+import psycopg2
 
 import apitest
 from apitest import RO, RW
@@ -81,11 +88,43 @@ def scenario():
 
         # The log says what happened: the stale session, then the new one.
         for svc, tag in (("persister", "cmdq"), ("notifier", "cmdlog")):
-            with open(s.procs[svc].log_path, errors="replace") as f:
-                text = f.read()
-            check("event=%s_db_failed" % tag in text and "cached plan must not change result type" in text,
-                  "%s logged its stale statement" % svc)
-            check("event=%s_db_connected after_failures=" % tag in text, "%s reconnected" % svc)
+            check("event=%s_db_failed" % tag in log_of(s, svc) and
+                  "cached plan must not change result type" in log_of(s, svc), "%s logged its stale statement" % svc)
+            check("event=%s_db_connected after_failures=" % tag in log_of(s, svc), "%s reconnected" % svc)
+
+        # ---- the persister migrates under an older service's session
+        old = psycopg2.connect(s.pg.dsn, application_name="sluice-notifier-cmdlog", connect_timeout=5)
+        old.autocommit = True
+        cur = old.cursor()
+        cur.execute("PREPARE old_claim AS SELECT device_id FROM commands ORDER BY id LIMIT 1")
+        cur.execute("EXECUTE old_claim")
+        check(cur.fetchall() == [("pump-1",)], "the stand-in reads commands")
+        cur.execute("SELECT pg_backend_pid()")
+        old_pid = cur.fetchone()[0]
+        s.sql("DELETE FROM schema_version WHERE version = 7")
+        n_mig = log_of(s, "persister").count("event=migrated version=7")  # its log spans both starts
+        n_reset = log_of(s, "persister").count("event=migrate_reset_sessions")
+        s.persister.restart()
+        wait_for(lambda: log_of(s, "persister").count("event=migrated version=7") > n_mig, "007 run again", 30)
+        coll = s.pg.sql("SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation"
+                        " WHERE a.attrelid = 'command_events'::regclass AND a.attname = 'device_id'")
+        check(coll == [("C",)], "007 again: %r" % (coll,))
+        wait_for(lambda: not s.pg.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (old_pid,)),
+                 "the stand-in's session ended by the migrating persister", 20)
+        try:
+            cur.execute("EXECUTE old_claim")
+            raise AssertionError("the stand-in's stale session still answers")
+        except psycopg2.OperationalError:
+            pass  # terminated: an older service reconnects, as after any broken connection
+        old.close()
+        check(log_of(s, "persister").count("event=migrate_reset_sessions") > n_reset, "the persister logged the reset")
+        cid = submit("pump-1", {"valve": 3})
+        round_trip("pump-1", cid, {"valve": 3}).close()
+
+
+def log_of(s, svc):
+    with open(s.procs[svc].log_path, errors="replace") as f:
+        return f.read()
 
 
 if __name__ == "__main__":

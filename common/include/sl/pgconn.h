@@ -15,6 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The application_name of each service's pgconn: how a persister that has
+ * just migrated finds the sessions to reset (persister/db.c). Never change
+ * them: older versions are found by the same names. */
+#define PGCONN_APP_CMDQ   "sluice-persister-cmdq"
+#define PGCONN_APP_CMDLOG "sluice-notifier-cmdlog"
+
 struct pgconn {
     PGconn *pg;               /* NULL while down */
     const char *conninfo;     /* borrowed: libpq conninfo or URI ("" = PG* variables) */
@@ -49,6 +55,8 @@ void pgconn_fail(struct pgconn *c, const char *what, const char *err);
  * to a long-lived connection when another process migrates the schema under
  * it: a newer persister in a rolling upgrade (bench/persister_upgrade.sh
  * found it). A new session prepares the statement against the new columns.
+ * (Versions before this one do not look: a persister that has just
+ * migrated ends their sessions instead, by the names below.)
  * The other holders of prepared statements cannot meet it: the persister's
  * writers' statements return counts, sluice-api's one text value built in
  * SQL, which no column change alters. */
