@@ -665,6 +665,22 @@ static enum db_rc copy_commit(struct db *d, const struct batch *b, const uint32_
     return rc;
 }
 
+/* Every parameter of the array statements ("rows", "con", "dis", "dev") is
+ * binary; as many as the widest of them has. */
+static const int all_binary[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* Rows idx[0..n) of b, for pgbin_arrays: item k is row idx[k]. */
+struct rows_sel {
+    const struct batch *b;
+    const uint32_t *idx;
+};
+
+static size_t rows_elem(const void *ctx, int c, uint32_t k, uint8_t *o)
+{
+    const struct rows_sel *s = ctx;
+    return rows_field(s->b, s->idx[k], (enum rows_col)c, (char *)o);
+}
+
 /* db_rows_commit for a batch of at most DB_ONESHOT_MAX rows: the prepared
  * "rows" statement with one binary array per column, in autocommit. One
  * round trip (the statement and its commit), nothing for PostgreSQL to
@@ -682,22 +698,10 @@ static enum db_rc arrays_commit(struct db *d, const struct batch *b, const uint3
     if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
         return DB_TRANSIENT;
     const char *v[ROWS_NCOL];
-    int len[ROWS_NCOL], fmt[ROWS_NCOL];
-    char *o = d->copybuf;
-    for (int c = 0; c < ROWS_NCOL; c++) {
-        char *start = o;
-        uint8_t *hasnull = pgbin_arr_head((uint8_t *)o, oid[c], n);
-        o += PGBIN_ARR_HDR;
-        for (uint32_t k = 0; k < n; k++) {
-            size_t w = rows_field(b, idx[k], (enum rows_col)c, o);
-            pgbin_arr_elem_done(hasnull, (const uint8_t *)o);
-            o += w;
-        }
-        v[c] = start;
-        len[c] = (int)(o - start);
-        fmt[c] = 1;
-    }
-    return exec_prepared(d, "rows", ROWS_NCOL, v, len, fmt, inserted);
+    int len[ROWS_NCOL];
+    const struct rows_sel sel = {b, idx};
+    pgbin_arrays((uint8_t *)d->copybuf, ROWS_NCOL, oid, n, n, rows_elem, &sel, v, len);
+    return exec_prepared(d, "rows", ROWS_NCOL, v, len, all_binary, inserted);
 }
 
 enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n,
@@ -714,6 +718,10 @@ enum db_rc db_rows_commit(struct db *d, const struct batch *b, const uint32_t *i
  * command queue's route: migrations/005). */
 enum { SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON, SC_REPLY, SC_SLOT, SC_GEN, SC_N };
 
+_Static_assert(sizeof all_binary / sizeof all_binary[0] >= SC_N && (int)SC_N >= (int)ROWS_NCOL &&
+                   (int)SC_N >= (int)DEVSUM_NCOL,
+               "all_binary covers every array statement");
+
 static const uint32_t sc_oid[SC_N] = {PGBIN_OID_TEXT, PGBIN_OID_TEXT,        PGBIN_OID_INT8, PGBIN_OID_INT8,
                                       PGBIN_OID_TEXT, PGBIN_OID_TIMESTAMPTZ, PGBIN_OID_TEXT, PGBIN_OID_TEXT,
                                       PGBIN_OID_INT8, PGBIN_OID_INT8};
@@ -722,13 +730,28 @@ static const uint32_t sc_oid[SC_N] = {PGBIN_OID_TEXT, PGBIN_OID_TEXT,        PGB
 static const int sc_con[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REPLY, SC_SLOT, SC_GEN};
 static const int sc_dis[] = {SC_DEV, SC_EDGE, SC_INC, SC_EPOCH, SC_PEER, SC_AT, SC_REASON};
 
-/* Column c of session row r as an array element at o; returns the bytes
- * written. A peer-less row's peer is NULL; an absent reply or reason is
- * stored as '', as the per-row statement did. */
-static size_t sc_field(const struct batch *b, const struct row *r, int c, uint8_t *o)
+/* One statement's session rows, for pgbin_arrays: item k is row idx[k] if
+ * it is of the statement's kind (connect or not), its column ci is
+ * cols[ci]. */
+struct sc_sel {
+    const struct batch *b;
+    const uint32_t *idx;
+    bool connect;
+    const int *cols;
+};
+
+/* A session row's column as an array element at o; returns the bytes
+ * written, 0 for a row of the other kind. A peer-less row's peer is NULL;
+ * an absent reply or reason is stored as '', as the per-row statement did. */
+static size_t sc_elem(const void *ctx, int ci, uint32_t k, uint8_t *o)
 {
+    const struct sc_sel *s = ctx;
+    const struct batch *b = s->b;
+    const struct row *r = &b->rows[s->idx[k]];
+    if ((r->kind == ENV_CONNECT) != s->connect)
+        return 0;
     const struct batch_peer *p = &b->peers[r->peer];
-    switch (c) {
+    switch (s->cols[ci]) {
     case SC_DEV: return pgbin_field(o, r->dev.p, r->dev.n);
     case SC_EDGE: return pgbin_field(o, p->edge.p, p->edge.n);
     case SC_INC: return pgbin_field_i64(o, p->incarnation);
@@ -767,26 +790,13 @@ static enum db_rc sessions_kind(struct db *d, const struct batch *b, const uint3
     if (grow(d, &d->copybuf, &d->copycap, need) != DB_OK)
         return DB_TRANSIENT;
     const char *v[SC_N];
-    int len[SC_N], fmt[SC_N];
-    uint8_t *o = (uint8_t *)d->copybuf;
-    for (int ci = 0; ci < ncol; ci++) {
-        int c = cols[ci];
-        uint8_t *start = o;
-        uint8_t *hasnull = pgbin_arr_head(o, sc_oid[c], cnt);
-        o += PGBIN_ARR_HDR;
-        for (uint32_t k = 0; k < n; k++) {
-            const struct row *r = &b->rows[idx[k]];
-            if ((r->kind == ENV_CONNECT) != connect)
-                continue;
-            size_t w = sc_field(b, r, c, o);
-            pgbin_arr_elem_done(hasnull, o);
-            o += w;
-        }
-        v[ci] = (const char *)start;
-        len[ci] = (int)(o - start);
-        fmt[ci] = 1;
-    }
-    return exec_prepared(d, stmt, ncol, v, len, fmt, NULL);
+    int len[SC_N];
+    uint32_t oid[SC_N];
+    for (int ci = 0; ci < ncol; ci++)
+        oid[ci] = sc_oid[cols[ci]];
+    const struct sc_sel sel = {b, idx, connect, cols};
+    pgbin_arrays((uint8_t *)d->copybuf, ncol, oid, n, cnt, sc_elem, &sel, v, len);
+    return exec_prepared(d, stmt, ncol, v, len, all_binary, NULL);
 }
 
 enum db_rc db_sessions(struct db *d, const struct batch *b, const uint32_t *idx, uint32_t n)
@@ -837,8 +847,7 @@ enum db_rc db_devices(struct db *d, const struct devsum *s, uint32_t from, uint3
     struct devsum_arrays a;
     if (devsum_arrays(s, from, n, (uint8_t *)d->copybuf, d->copycap, &a) == 0)
         return DB_OK;
-    static const int fmt[DEVSUM_NCOL] = {1, 1, 1, 1};
-    return exec_prepared(d, "dev", DEVSUM_NCOL, (const char *const *)a.v, a.len, fmt, NULL);
+    return exec_prepared(d, "dev", DEVSUM_NCOL, a.v, a.len, all_binary, NULL);
 }
 
 /* ---- cancelling from another thread ------------------------------------ */

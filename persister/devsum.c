@@ -115,11 +115,18 @@ size_t devsum_arrays_bound(const struct devsum *s, uint32_t from, uint32_t n)
     return bytes;
 }
 
-/* Column c of entry e as an array element at o (length word and bytes; a
- * device with no stored seq has a NULL one). Returns the bytes written. */
-static size_t element(const struct devsum_entry *e, enum devsum_col c, uint8_t *o)
+/* Entry k of the range as an array element at o (a device with no stored
+ * seq has a NULL one), for pgbin_arrays. */
+struct range {
+    const struct devsum *s;
+    uint32_t from;
+};
+
+static size_t element(const void *ctx, int c, uint32_t k, uint8_t *o)
 {
-    switch (c) {
+    const struct range *r = ctx;
+    const struct devsum_entry *e = &r->s->tab[r->s->used_idx[r->from + k]];
+    switch ((enum devsum_col)c) {
     case DEVSUM_ID: return pgbin_field(o, e->dev, e->n);
     case DEVSUM_FIRST: return pgbin_field_ts(o, e->first_us);
     case DEVSUM_LAST: return pgbin_field_ts(o, e->last_us);
@@ -135,18 +142,7 @@ uint32_t devsum_arrays(const struct devsum *s, uint32_t from, uint32_t n, uint8_
     uint32_t end = range_end(s, from, n);
     if (end == from || devsum_arrays_bound(s, from, n) > cap)
         return 0;
-    uint8_t *o = out;
-    for (int c = 0; c < DEVSUM_NCOL; c++) {
-        uint8_t *start = o;
-        uint8_t *hasnull = pgbin_arr_head(o, oid[c], end - from);
-        o += PGBIN_ARR_HDR;
-        for (uint32_t k = from; k < end; k++) {
-            size_t w = element(&s->tab[s->used_idx[k]], (enum devsum_col)c, o);
-            pgbin_arr_elem_done(hasnull, o);
-            o += w;
-        }
-        a->v[c] = start;
-        a->len[c] = (int)(o - start);
-    }
+    const struct range r = {s, from};
+    pgbin_arrays(out, DEVSUM_NCOL, oid, end - from, end - from, element, &r, a->v, a->len);
     return end - from;
 }

@@ -56,7 +56,7 @@ bool devsum_add(struct devsum *s, const struct batch *b, uint32_t *from);
  * binary array per column, an element per device. */
 enum devsum_col { DEVSUM_ID, DEVSUM_FIRST, DEVSUM_LAST, DEVSUM_SEQ, DEVSUM_NCOL };
 struct devsum_arrays {
-    const uint8_t *v[DEVSUM_NCOL];
+    const char *v[DEVSUM_NCOL];
     int len[DEVSUM_NCOL];
 };
 

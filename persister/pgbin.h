@@ -80,25 +80,40 @@ static inline size_t pgbin_field_ts(uint8_t *o, int64_t unix_us)
 #define PGBIN_OID_JSONB       3802u
 #define PGBIN_ARR_HDR         20u /* bytes before the first element */
 
-/* The header of a one-dimensional array of cnt elements of type oid;
- * returns where its has-null flag is, for pgbin_arr_elem_done to set. */
-static inline uint8_t *pgbin_arr_head(uint8_t *o, uint32_t oid, uint32_t cnt)
-{
-    pgbin_be32(o, 1);
-    pgbin_be32(o + 4, 0);
-    pgbin_be32(o + 8, oid);
-    pgbin_be32(o + 12, cnt);
-    pgbin_be32(o + 16, 1);
-    return o + 4;
-}
+/* Item k's element of column c, written at o (a field, above): returns the
+ * bytes written, or 0 when item k has no place in these arrays (the
+ * caller's filter: every element takes at least its length word). */
+typedef size_t pgbin_elem_fn(const void *ctx, int c, uint32_t k, uint8_t *o);
 
-/* After the element written at e: a NULL one (length -1) sets its array's
- * has-null flag. Read from the bytes, so the writer of the element alone
- * decides what is NULL. */
-static inline void pgbin_arr_elem_done(uint8_t *hasnull, const uint8_t *e)
+/* The binary array parameters of one statement: ncol one-dimensional arrays
+ * written one after the other at out, column c of type oid[c] with the cnt
+ * elements elem writes for items k in [0, n). v[c] and len[c] receive each
+ * array's place and size, as libpq takes them. The caller sized out (its
+ * bound); nothing is checked here. A NULL element (length -1) sets its
+ * array's has-null flag, read from the bytes, so the element's writer alone
+ * decides what is NULL. Inline: elem is a constant at each caller, and the
+ * rows' arrays are written per batch on the ack path. */
+static inline void pgbin_arrays(uint8_t *out, int ncol, const uint32_t *oid, uint32_t n, uint32_t cnt,
+                                pgbin_elem_fn *elem, const void *ctx, const char **v, int *len)
 {
-    if (((uint32_t)e[0] << 24 | (uint32_t)e[1] << 16 | (uint32_t)e[2] << 8 | e[3]) == PGBIN_NULL_LEN)
-        pgbin_be32(hasnull, 1);
+    uint8_t *o = out;
+    for (int c = 0; c < ncol; c++) {
+        uint8_t *start = o;
+        pgbin_be32(o, 1); /* ndim */
+        pgbin_be32(o + 4, 0);
+        pgbin_be32(o + 8, oid[c]);
+        pgbin_be32(o + 12, cnt);
+        pgbin_be32(o + 16, 1); /* lower bound */
+        o += PGBIN_ARR_HDR;
+        for (uint32_t k = 0; k < n; k++) {
+            size_t w = elem(ctx, c, k, o);
+            if (w == 4u && memcmp(o, "\xff\xff\xff\xff", 4) == 0) /* PGBIN_NULL_LEN */
+                pgbin_be32(start + 4, 1);
+            o += w;
+        }
+        v[c] = (const char *)start;
+        len[c] = (int)(o - start);
+    }
 }
 
 #endif

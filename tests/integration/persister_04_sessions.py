@@ -5,6 +5,7 @@ edge_lost for a silent edge incarnation (never for a live edge's sessions).
 
 Against a real PostgreSQL; every ack is checked to follow a visible row
 (persister_common.collect)."""
+import os
 import time
 
 from persister_common import collect, core_persister, pe
@@ -45,6 +46,24 @@ def main():
         r = env.sql("SELECT peer IS NULL, reason FROM device_sessions WHERE device_id='sess-3'")
         assert r == [(True, "idle")], r
         print("ok: a session without a peer stores none")
+
+        # A connect and a disconnect (of other devices) in one edge batch: each statement takes
+        # only the rows of its kind, and both arrays hold exactly those. A statement given the
+        # other kind's rows too fails (22P03) and the writer's bisection would still store both,
+        # one at a time: PostgreSQL's log shows the difference.
+        pg_log_at = os.path.getsize(env.pg.log)
+        edge.send(entry(CONNECT, 6, 1, "sess-4", 4000, None, None, t, "10.0.0.4:1"),
+                  entry(DISCONNECT, 7, 1, "sess-5", 5000, None, None, t, "10.0.0.5:1", "idle"),
+                  pe.data("sess-1", 5, {"x": 5}, slot=3, gen=1))
+        collect(edge, env, {("sess-1", 5)})
+        r = env.sql("SELECT device_id, peer, connected_at IS NOT NULL, disconnected_at IS NOT NULL, reason"
+                    " FROM device_sessions WHERE device_id IN ('sess-4', 'sess-5') ORDER BY device_id")
+        assert r == [("sess-4", "10.0.0.4:1", True, False, None), ("sess-5", "10.0.0.5:1", False, True, "idle")], r
+        with open(env.pg.log, errors="replace") as f:
+            f.seek(pg_log_at)
+            errors = [line for line in f if "ERROR:" in line]
+        assert not errors, errors
+        print("ok: connects and disconnects of one batch")
 
         # edge_lost: another edge incarnation connects a device, heartbeats once, goes silent.
         lost = pe.Edge([p.pull], [p.router], edge_id="edge-b:7000", worker=0)

@@ -16,8 +16,9 @@ stack runs, after both statements have run once:
 Then the migration itself: schema_version forgets 007 and the persister restarts, so it runs 007 again
 (device_id back to "C"). A stand-in for an older notifier, which has no such reconnect (a session named
 as the cmdlog's, holding a prepared statement that returns commands.device_id), must find its
-session ended by the migrating persister (it would otherwise fail on every execution, forever); the
-real cmdq and cmdlog go on delivering and publishing."""
+session ended by the migrating persister (it would otherwise fail on every execution, forever), and a
+stand-in for an older persister's lane must keep its session; the real cmdq and cmdlog go on
+delivering and publishing."""
 import time
 
 import psycopg2
@@ -101,6 +102,9 @@ def scenario():
         check(cur.fetchall() == [("pump-1",)], "the stand-in reads commands")
         cur.execute("SELECT pg_backend_pid()")
         old_pid = cur.fetchone()[0]
+        # And a stand-in for an older persister's writer lane, which the reset must leave alone.
+        lane = psycopg2.connect(s.pg.dsn, application_name="sluice-persister", connect_timeout=5)
+        lane.autocommit = True
         s.sql("DELETE FROM schema_version WHERE version = 7")
         n_mig = log_of(s, "persister").count("event=migrated version=7")  # its log spans both starts
         n_reset = log_of(s, "persister").count("event=migrate_reset_sessions")
@@ -117,6 +121,10 @@ def scenario():
         except psycopg2.OperationalError:
             pass  # terminated: an older service reconnects, as after any broken connection
         old.close()
+        lane_cur = lane.cursor()
+        lane_cur.execute("SELECT 1")  # raises if the reset ended it
+        check(lane_cur.fetchall() == [(1,)], "a lane's session is not reset")
+        lane.close()
         check(log_of(s, "persister").count("event=migrate_reset_sessions") > n_reset, "the persister logged the reset")
         cid = submit("pump-1", {"valve": 3})
         round_trip("pump-1", cid, {"valve": 3}).close()

@@ -66,8 +66,9 @@ struct arr {
     uint32_t len[16];
 };
 
-static void read_arr(const uint8_t *p, int n, uint32_t oid, struct arr *a)
+static void read_arr(const char *arr, int n, uint32_t oid, struct arr *a)
 {
+    const uint8_t *p = (const uint8_t *)arr;
     assert_true(n >= (int)PGBIN_ARR_HDR);
     assert_int_equal(rd32(p), 1); /* ndim */
     a->hasnull = rd32(p + 4) != 0;
